@@ -1,0 +1,187 @@
+//! What `evaluate` returns: the phase, what fired, what to do, and why.
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::model::{Frequency, Severity};
+use crate::version::RuleSetVersion;
+
+/// Decision ids that the engine itself produces (the rest come from the rule set).
+pub const HOLD_FOR_EVALUATION: &str = "hold-for-evaluation";
+pub const INSUFFICIENT_DATA: &str = "insufficient-data";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Decision {
+    pub rule_set: RuleSetRef,
+    pub as_of: Date,
+    /// False when no active pain episode activates the guideline: no phase card then.
+    pub applies: bool,
+    /// The phase id, `hold-for-evaluation` or `insufficient-data`; `None` when not applicable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Set when pain during running stopped progression (rest until resolved, then resume lower).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionState>,
+    pub red_flags: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+    pub pitfalls: Vec<Finding>,
+    /// Red flags that could be neither confirmed nor ruled out: shown, never silently dropped.
+    pub unassessed_red_flags: Vec<Unassessed>,
+    /// Facts whose absence kept the phase from being placed further (or at all).
+    pub missing: Vec<MissingFact>,
+    pub activities: Vec<PlannedActivity>,
+    pub rehab: Vec<PlannedActivity>,
+    /// Records left out, and why (future-dated, entered in error, unknown unit, contradictory).
+    pub ignored: Vec<Ignored>,
+    pub trace: Vec<TraceEntry>,
+}
+
+impl Decision {
+    /// Every decision id this decision produces: the phase first, then findings.
+    pub fn decision_ids(&self) -> Vec<&str> {
+        self.phase
+            .as_deref()
+            .into_iter()
+            .chain(self.red_flags.iter().map(|f| f.id.as_str()))
+            .chain(self.warnings.iter().map(|f| f.id.as_str()))
+            .chain(self.pitfalls.iter().map(|f| f.id.as_str()))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RuleSetRef {
+    pub id: String,
+    pub url: String,
+    pub version: RuleSetVersion,
+    /// SHA-256 of the rule-set file, hex.
+    pub content_hash: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RegressionState {
+    pub rule: String,
+    pub resolved: bool,
+    pub summary: String,
+    pub detail: String,
+    pub cite: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Finding {
+    pub id: String,
+    pub rule: String,
+    pub severity: Severity,
+    pub suggest_imaging: bool,
+    pub summary: String,
+    pub detail: String,
+    pub cite: Vec<u32>,
+    /// The records the verdict rests on.
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Unassessed {
+    pub id: String,
+    pub rule: String,
+    pub missing: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MissingFact {
+    pub fact: String,
+    pub text: String,
+    /// Why it is unknown: absent, stale, contradictory, bad unit.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlannedActivity {
+    pub id: String,
+    pub rule: String,
+    pub text: String,
+    pub cite: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dosing: Vec<Dose>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<Frequency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub surfaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<String>,
+}
+
+/// One dosing quantity, resolved from a parameter: `low`–`high` `unit`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Dose {
+    pub name: String,
+    pub parameter: String,
+    pub low: f64,
+    pub high: f64,
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Ignored {
+    pub source: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Met,
+    NotMet,
+    Unknown,
+}
+
+impl Verdict {
+    pub fn and(self, other: Verdict) -> Verdict {
+        use Verdict::*;
+        match (self, other) {
+            (NotMet, _) | (_, NotMet) => NotMet,
+            (Met, Met) => Met,
+            _ => Unknown,
+        }
+    }
+
+    pub fn or(self, other: Verdict) -> Verdict {
+        use Verdict::*;
+        match (self, other) {
+            (Met, _) | (_, Met) => Met,
+            (NotMet, NotMet) => NotMet,
+            _ => Unknown,
+        }
+    }
+
+    pub fn not(self) -> Verdict {
+        match self {
+            Verdict::Met => Verdict::NotMet,
+            Verdict::NotMet => Verdict::Met,
+            Verdict::Unknown => Verdict::Unknown,
+        }
+    }
+}
+
+/// One comparison as evaluated: the line a clinician reads to see why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceEntry {
+    /// The rule that asked (RF-01, EX1-2, PF-03 …).
+    pub rule: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    pub fact: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    pub sources: Vec<String>,
+    pub op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+    pub verdict: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}

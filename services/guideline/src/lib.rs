@@ -1,0 +1,18 @@
+//! Stride's guideline engine: versioned rule sets as data, and the pure function that
+//! evaluates them. No I/O, no FHIR types, no HTTP: the service and the FHIR crate build on it.
+
+pub mod decision;
+pub mod evaluate;
+pub mod facts;
+pub mod model;
+mod resolve;
+pub mod ruleset;
+pub mod units;
+pub mod version;
+pub mod vignettes;
+
+pub use decision::{Decision, Verdict};
+pub use evaluate::evaluate;
+pub use facts::{Code, Component, Facts, Record, Value};
+pub use ruleset::{LoadError, RuleSet};
+pub use version::RuleSetVersion;

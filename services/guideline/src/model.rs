@@ -1,0 +1,409 @@
+//! The rule-set file format, as Rust types. The YAML is checked against
+//! `schemas/guideline.schema.json` before it is deserialised into these.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::Date;
+
+use crate::version::RuleSetVersion;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSetDoc {
+    pub id: String,
+    pub url: String,
+    pub version: RuleSetVersion,
+    pub status: Status,
+    pub effective: Period,
+    pub title: String,
+    pub description: String,
+    /// Code system of the decision ids (`source.topic` on cards, `CarePlan.category`).
+    pub decision_system: String,
+    /// Code system of the guideline's local fact codes.
+    pub local_system: String,
+    pub sources: Vec<Source>,
+    /// Short names for code systems, used as `alias#code` in bindings.
+    pub systems: BTreeMap<String, String>,
+    pub parameters: BTreeMap<String, Parameter>,
+    pub facts: BTreeMap<String, FactBinding>,
+    pub applicability: Applicability,
+    pub red_flags: Vec<Rule>,
+    #[serde(default)]
+    pub warnings: Vec<Rule>,
+    pub phases: Vec<Phase>,
+    pub regression: Regression,
+    pub pitfalls: Vec<Rule>,
+    pub rehab: Vec<Activity>,
+    pub insufficient_data: CardText,
+    #[serde(default)]
+    pub hold: Option<CardText>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Draft,
+    Active,
+    Retired,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Period {
+    pub start: Date,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Date>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// The citation number used in the seed text (1-based).
+    pub n: u32,
+    pub kind: String,
+    pub title: String,
+    pub publisher: String,
+    pub year: u16,
+}
+
+/// A threshold from the guideline. Where the seed gives a range, the range is kept and
+/// `gate` says which end the engine enforces (the rest is the clinical target).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
+    pub unit: String,
+    pub text: String,
+    #[serde(default)]
+    pub cite: Vec<u32>,
+    /// `seed` when the source states it; `proposal` when the source is silent.
+    pub basis: Basis,
+}
+
+impl FactBinding {
+    /// The unit of the aggregated value, which for counts and runs is not the records' unit.
+    pub fn output_unit(&self) -> Option<&str> {
+        match self.aggregation {
+            Aggregation::ConsecutiveDays => Some("d"),
+            Aggregation::Count | Aggregation::ConsecutiveRecords => Some("1"),
+            Aggregation::Exists | Aggregation::AdjacentDays => None,
+            Aggregation::Trend => Some("%"),
+            _ => self.unit.as_deref(),
+        }
+    }
+
+    /// Whether records must carry a readable value (a count of sessions needs none).
+    pub fn needs_value(&self) -> bool {
+        match self.aggregation {
+            Aggregation::AdjacentDays => false,
+            Aggregation::Count | Aggregation::Exists => self.matching.is_some(),
+            _ => true,
+        }
+    }
+}
+
+impl Parameter {
+    /// The number a criterion compares against: the gate of a range, else the value.
+    pub fn threshold(&self) -> Option<f64> {
+        self.gate
+            .or(self.value)
+            .or_else(|| self.range.map(|r| r[0]))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    Seed,
+    Proposal,
+}
+
+/// Where a fact comes from and how the matching records are reduced to one value.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactBinding {
+    pub text: String,
+    pub sources: Vec<FactSource>,
+    pub aggregation: Aggregation,
+    /// Canonical UCUM unit for quantities; values are converted to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    pub kind: ValueKind,
+    #[serde(default)]
+    pub window: Window,
+    /// Which value counts for `count`, `consecutive-days`, `consecutive-records`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching: Option<Matching>,
+    /// For `trend`: the length of each of the two compared periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period_days: Option<u32>,
+    /// For `max`: only the first N records of the window, oldest first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_n: Option<u32>,
+    /// Baselines (pre-injury values) are read from before the episode too.
+    #[serde(default)]
+    pub baseline: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FactSource {
+    pub record: RecordKind,
+    /// `alias#code` pairs; any one matches.
+    pub codes: Vec<String>,
+    /// Read this component (by `alias#code`) of the matched record instead of its value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// Read the record's date rather than its value (e.g. a Condition's onset).
+    #[serde(default)]
+    pub value_from_date: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordKind {
+    Observation,
+    Condition,
+    Order,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Aggregation {
+    /// The value of the most recent record.
+    Latest,
+    Max,
+    Sum,
+    /// How many records match `matching`.
+    Count,
+    /// Whether any record matches `matching`.
+    Exists,
+    /// Length of the run of consecutive calendar days, ending at the most recent record day,
+    /// on which every record matches `matching`.
+    ConsecutiveDays,
+    /// Length of the run of most recent records that match `matching`.
+    ConsecutiveRecords,
+    /// Whether two records fall on adjacent calendar days.
+    AdjacentDays,
+    /// Percent change of the sum over the last `period_days` against the period before it.
+    Trend,
+    /// How much the value fell: the earliest value in the window minus the latest.
+    Decrease,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueKind {
+    Number,
+    Boolean,
+    Date,
+}
+
+/// Which records count, in days relative to the episode onset and to the as-of day.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// Only records on or after onset + this many days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_days_after_onset: Option<i64>,
+    /// Only records at most this many days old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_days: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Matching {
+    pub op: Op,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Applicability {
+    /// The fact that says an episode is active; its value is the onset date.
+    pub episode_fact: String,
+    /// Days since onset are exposed to criteria under this fact name.
+    pub elapsed_fact: String,
+}
+
+/// A red flag, warning or pitfall: when `when` is met, the finding fires.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Decision id (CONTRACT vocabulary): `source.topic` of the card.
+    pub id: String,
+    /// Stable rule id for traces and COVERAGE.md (e.g. RF-01).
+    pub rule: String,
+    pub severity: Severity,
+    pub when: Criterion,
+    #[serde(default)]
+    pub suggest_imaging: bool,
+    pub card: CardText,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardText {
+    pub summary: String,
+    pub detail: String,
+    #[serde(default)]
+    pub cite: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phase {
+    pub id: String,
+    pub rule: String,
+    pub title: String,
+    /// All must be met to leave this phase for the next one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit: Option<Criterion>,
+    /// Evidence that the patient already acts as if past this phase (e.g. running).
+    /// When it is met but the exit is unknown, the phase cannot be placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond_evidence: Option<Criterion>,
+    pub activities: Vec<Activity>,
+    pub card: CardText,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Regression {
+    pub rule: String,
+    /// Pain during running: progression stops.
+    pub when: Criterion,
+    /// Symptoms completely resolved: resume one phase lower.
+    pub resolved: Criterion,
+    pub card: CardText,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Activity {
+    pub id: String,
+    pub rule: String,
+    pub text: String,
+    #[serde(default)]
+    pub cite: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dosing: Option<Dosing>,
+    /// Only prescribed when this holds (e.g. gait retraining with a heel strike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_if: Option<Criterion>,
+}
+
+/// How an activity is dosed. Numbers name parameters so that a new version changes them
+/// in one place.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dosing {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub walk_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distance_increase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_work_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frequency: Option<Frequency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub surfaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Frequency {
+    Daily,
+    AlternateDays,
+    None,
+}
+
+/// Structured criteria. Three-valued: a comparison over a missing fact is unknown.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum Criterion {
+    All { all: Vec<Criterion> },
+    Any { any: Vec<Criterion> },
+    Not { not: Box<Criterion> },
+    PhaseIn { phase_in: Vec<String> },
+    Compare(Comparison),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Comparison {
+    /// Stable id of this check, e.g. EX1-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub fact: String,
+    pub op: Op,
+    /// A parameter name ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub param: Option<String>,
+    /// ... or a literal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<serde_json::Value>,
+    /// The threshold is `param` percent of this other fact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent_of: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Op {
+    pub fn holds(self, a: f64, b: f64) -> bool {
+        match self {
+            Op::Lt => a < b,
+            Op::Le => a <= b,
+            Op::Gt => a > b,
+            Op::Ge => a >= b,
+            Op::Eq => (a - b).abs() < 1e-9,
+            Op::Ne => (a - b).abs() >= 1e-9,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "≤",
+            Op::Gt => ">",
+            Op::Ge => "≥",
+            Op::Eq => "=",
+            Op::Ne => "≠",
+        }
+    }
+}

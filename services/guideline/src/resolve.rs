@@ -1,0 +1,357 @@
+//! Records → named fact values, following the rule set's bindings (codes, units, windows,
+//! aggregation). A fact that cannot be known is `None` with the reason, never a default.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use time::Date;
+
+use crate::decision::Ignored;
+use crate::facts::{Code, Facts, Record, Value, SNOMED, SNOMED_NO, SNOMED_YES};
+use crate::model::{Aggregation, FactBinding, FactSource, RecordKind, ValueKind};
+use crate::ruleset::RuleSet;
+use crate::units;
+
+/// One resolved fact: its value (numbers, booleans as 1/0, dates as days since the epoch),
+/// the records it rests on, and why it is unknown when it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FactValue {
+    pub value: Option<f64>,
+    pub unit: Option<String>,
+    pub sources: Vec<String>,
+    pub reason: Option<String>,
+}
+
+impl FactValue {
+    fn known(value: f64, unit: Option<String>, sources: Vec<String>) -> Self {
+        FactValue { value: Some(value), unit, sources, reason: None }
+    }
+
+    fn unknown(reason: impl Into<String>, sources: Vec<String>) -> Self {
+        FactValue { value: None, unit: None, sources, reason: Some(reason.into()) }
+    }
+}
+
+pub struct FactTable {
+    pub values: BTreeMap<String, FactValue>,
+    pub onset: Option<Date>,
+    pub applies: bool,
+    pub ignored: Vec<Ignored>,
+}
+
+/// A record value after status, date and unit checks, ready to aggregate.
+#[derive(Debug, Clone)]
+struct Point<'a> {
+    date: Date,
+    value: f64,
+    source: &'a str,
+}
+
+const OBSERVATION_COUNTS: &[&str] = &["final", "amended", "corrected"];
+const CONDITION_ACTIVE: &[&str] = &["active", "recurrence", "relapse"];
+const ORDER_COUNTS: &[&str] = &["draft", "active", "on-hold"];
+
+fn status_counts(r: &Record) -> bool {
+    let Some(status) = r.status.as_deref() else {
+        return false;
+    };
+    match r.kind {
+        RecordKind::Observation => OBSERVATION_COUNTS.contains(&status),
+        RecordKind::Condition => CONDITION_ACTIVE.contains(&status),
+        RecordKind::Order => ORDER_COUNTS.contains(&status),
+    }
+}
+
+pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
+    let mut ignored = Vec::new();
+    let mut noted: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut ignore = |source: &str, reason: String, ignored: &mut Vec<Ignored>| {
+        if noted.insert((source.to_owned(), reason.clone())) {
+            ignored.push(Ignored { source: source.to_owned(), reason });
+        }
+    };
+
+    // Records that count at all: right status, dated, not in the future.
+    let mut usable: Vec<&Record> = Vec::with_capacity(facts.records.len());
+    for r in &facts.records {
+        if !rs.is_relevant(r) {
+            continue;
+        }
+        if !status_counts(r) {
+            let st = r.status.as_deref().unwrap_or("missing");
+            ignore(&r.source, format!("status `{st}` does not count"), &mut ignored);
+            continue;
+        }
+        match r.date {
+            None if r.kind != RecordKind::Order => {
+                ignore(&r.source, "no date: cannot be placed in time".into(), &mut ignored)
+            }
+            Some(d) if d > as_of => {
+                ignore(&r.source, format!("dated {d}, after the as-of day {as_of}"), &mut ignored)
+            }
+            _ => usable.push(r),
+        }
+    }
+
+    // The episode: latest onset among active trigger Conditions.
+    let episode = rs.episode_binding();
+    let mut applies = false;
+    let mut onset: Option<Date> = None;
+    let mut onset_sources = Vec::new();
+    let mut onset_reason = Some("no active pain episode".to_owned());
+    for r in facts.records.iter().filter(|r| status_counts(r)) {
+        for src in &episode.sources {
+            if r.kind == src.record && rs.matches_any(&r.codes, &src.codes) {
+                applies = true;
+                onset_sources.push(r.source.clone());
+                match r.date {
+                    Some(d) if d <= as_of => {
+                        if onset.is_none_or(|o| d > o) {
+                            onset = Some(d);
+                        }
+                        onset_reason = None;
+                    }
+                    Some(_) => onset_reason = onset_reason.or(Some("onset in the future".into())),
+                    None => onset_reason = onset_reason.or(Some("onset not recorded".into())),
+                }
+            }
+        }
+    }
+    if onset.is_some() {
+        onset_reason = None;
+    }
+
+    let mut values = BTreeMap::new();
+    let episode_value = match onset {
+        Some(d) => FactValue::known(day_number(d), Some("d".into()), onset_sources.clone()),
+        None => FactValue::unknown(onset_reason.clone().unwrap_or_default(), onset_sources.clone()),
+    };
+    values.insert(rs.doc.applicability.episode_fact.clone(), episode_value);
+    let elapsed = match onset {
+        Some(d) => FactValue::known((as_of - d).whole_days() as f64, Some("d".into()), onset_sources),
+        None => FactValue::unknown(onset_reason.unwrap_or_default(), onset_sources),
+    };
+    values.insert(rs.doc.applicability.elapsed_fact.clone(), elapsed);
+
+    for (name, binding) in &rs.doc.facts {
+        if *name == rs.doc.applicability.episode_fact {
+            continue;
+        }
+        let mut points = Vec::new();
+        let mut bad: Vec<(String, String)> = Vec::new();
+        for r in &usable {
+            for src in &binding.sources {
+                if r.kind != src.record || !rs.matches_any(&r.codes, &src.codes) {
+                    continue;
+                }
+                // A draft order is about today.
+                let Some(date) = r.date.or((r.kind == RecordKind::Order).then_some(as_of)) else {
+                    continue;
+                };
+                if !in_window(binding, date, onset, as_of) {
+                    continue;
+                }
+                match read_value(rs, binding, src, r) {
+                    Ok(Some(v)) => points.push(Point { date, value: v, source: &r.source }),
+                    Ok(None) => {}
+                    Err(reason) => bad.push((r.source.clone(), reason)),
+                }
+            }
+        }
+        for (source, reason) in &bad {
+            ignore(source, format!("{name}: {reason}"), &mut ignored);
+        }
+        let mut fv = aggregate(binding, &mut points, as_of);
+        if fv.value.is_none() && !bad.is_empty() && fv.reason.as_deref() == Some("no record") {
+            fv.reason = Some(bad[0].1.clone());
+            fv.sources = bad.into_iter().map(|(s, _)| s).collect();
+        }
+        if fv.value.is_some() {
+            fv.unit = binding.output_unit().map(str::to_owned);
+        }
+        values.insert(name.clone(), fv);
+    }
+
+    FactTable { values, onset, applies, ignored }
+}
+
+fn day_number(d: Date) -> f64 {
+    d.to_julian_day() as f64
+}
+
+fn in_window(b: &FactBinding, date: Date, onset: Option<Date>, as_of: Date) -> bool {
+    if let Some(max_age) = b.window.max_age_days {
+        if (as_of - date).whole_days() > max_age {
+            return false;
+        }
+    }
+    if b.baseline {
+        return true;
+    }
+    match onset {
+        // Facts from before the episode describe another episode.
+        Some(o) => date >= o + time::Duration::days(b.window.min_days_after_onset.unwrap_or(0)),
+        None => b.window.min_days_after_onset.is_none(),
+    }
+}
+
+/// The record's value in the binding's kind and unit. `Ok(None)`: nothing to read here.
+fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Result<Option<f64>, String> {
+    if !b.needs_value() {
+        return Ok(Some(1.0));
+    }
+    if src.value_from_date {
+        return Ok(r.date.map(day_number));
+    }
+    let value = match &src.component {
+        Some(code) => match r.components.iter().find(|c| rs.matches_any(&c.codes, std::slice::from_ref(code))) {
+            Some(c) => c.value.as_ref(),
+            None => return Ok(None),
+        },
+        None => r.value.as_ref(),
+    };
+    let Some(value) = value else {
+        return Err("no value".into());
+    };
+    match b.kind {
+        ValueKind::Number | ValueKind::Date => number(b, value),
+        ValueKind::Boolean => boolean(value).map(|v| Some(if v { 1.0 } else { 0.0 })),
+    }
+}
+
+fn number(b: &FactBinding, value: &Value) -> Result<Option<f64>, String> {
+    let canonical = b.unit.as_deref().unwrap_or("1");
+    let v = match value {
+        // An integer is read in the fact's own unit (scores, days).
+        Value::Integer(i) => *i as f64,
+        Value::Quantity { value, unit } => match unit.as_deref() {
+            None | Some("") if units::unitless_ok(canonical) => *value,
+            None | Some("") => return Err(format!("quantity without a unit (needs {canonical})")),
+            Some(u) => units::convert(*value, u, canonical)
+                .ok_or_else(|| format!("unit `{u}` cannot be converted to {canonical}"))?,
+        },
+        Value::Boolean(_) | Value::Coded(_) => return Err(format!("expected a number in {canonical}")),
+    };
+    if !v.is_finite() {
+        return Err("not a finite number".into());
+    }
+    Ok(Some(v))
+}
+
+fn boolean(value: &Value) -> Result<bool, String> {
+    match value {
+        Value::Boolean(b) => Ok(*b),
+        // Findings recorded as a 0–10 score: any pain is present.
+        Value::Integer(i) => Ok(*i > 0),
+        Value::Quantity { value, .. } if value.is_finite() => Ok(*value > 0.0),
+        Value::Coded(codes) => {
+            let has = |c: &str| codes.iter().any(|Code { system, code }| system == SNOMED && code == c);
+            match (has(SNOMED_YES), has(SNOMED_NO)) {
+                (true, false) => Ok(true),
+                (false, true) => Ok(false),
+                _ => Err("coded answer is neither yes nor no".into()),
+            }
+        }
+        Value::Quantity { .. } => Err("not a finite number".into()),
+    }
+}
+
+fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValue {
+    // Oldest first; ties broken by source so the result never depends on input order.
+    points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
+    let limited: &[Point<'_>] = match b.first_n {
+        Some(n) => &points[..points.len().min(n as usize)],
+        None => points,
+    };
+    let srcs = |ps: &[Point<'_>]| ps.iter().map(|p| p.source.to_owned()).collect::<Vec<_>>();
+    let matches = |p: &Point<'_>| b.matching.as_ref().is_none_or(|m| m.op.holds(p.value, m.value));
+    let unit = b.unit.clone();
+
+    match b.aggregation {
+        Aggregation::Latest => {
+            let Some(last) = points.last() else {
+                return FactValue::unknown("no record", vec![]);
+            };
+            let same_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == last.date).collect();
+            let first = same_day[0].value;
+            let sources = same_day.iter().map(|p| p.source.to_owned()).collect();
+            if same_day.iter().any(|p| (p.value - first).abs() > 1e-9) {
+                return FactValue::unknown(format!("contradictory records on {}", last.date), sources);
+            }
+            FactValue::known(first, unit, sources)
+        }
+        Aggregation::Max => match limited.iter().map(|p| p.value).reduce(f64::max) {
+            Some(m) => FactValue::known(m, unit, srcs(limited)),
+            None => FactValue::unknown("no record", vec![]),
+        },
+        Aggregation::Sum => {
+            // No record in the window means nothing was done: a known zero.
+            FactValue::known(points.iter().map(|p| p.value).sum(), unit, srcs(points))
+        }
+        Aggregation::Count => {
+            let hits: Vec<Point<'_>> = points.iter().filter(|p| matches(p)).cloned().collect();
+            FactValue::known(hits.len() as f64, Some("1".into()), srcs(&hits))
+        }
+        Aggregation::Exists => {
+            let hits: Vec<Point<'_>> = points.iter().filter(|p| matches(p)).cloned().collect();
+            FactValue::known(if hits.is_empty() { 0.0 } else { 1.0 }, None, srcs(&hits))
+        }
+        Aggregation::ConsecutiveDays => {
+            let Some(last) = points.last() else {
+                return FactValue::unknown("no record", vec![]);
+            };
+            let mut day = last.date;
+            let mut run = 0i64;
+            let mut used = Vec::new();
+            loop {
+                let on_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == day).collect();
+                if on_day.is_empty() || !on_day.iter().all(|p| matches(p)) {
+                    break;
+                }
+                run += 1;
+                used.extend(on_day.iter().map(|p| p.source.to_owned()));
+                day = match day.previous_day() {
+                    Some(d) => d,
+                    None => break,
+                };
+            }
+            if run == 0 {
+                used = srcs(&points[points.len() - 1..]);
+            }
+            FactValue::known(run as f64, Some("d".into()), used)
+        }
+        Aggregation::ConsecutiveRecords => {
+            if points.is_empty() {
+                return FactValue::unknown("no record", vec![]);
+            }
+            let run: Vec<Point<'_>> = points.iter().rev().take_while(|p| matches(p)).cloned().collect();
+            FactValue::known(run.len() as f64, Some("1".into()), srcs(&run))
+        }
+        Aggregation::AdjacentDays => {
+            let days: BTreeSet<Date> = points.iter().map(|p| p.date).collect();
+            let pair = days.iter().zip(days.iter().skip(1)).find(|(a, b)| (**b - **a).whole_days() == 1);
+            match pair {
+                Some((a, b)) => {
+                    let used = points.iter().filter(|p| p.date == *a || p.date == *b).cloned().collect::<Vec<_>>();
+                    FactValue::known(1.0, None, srcs(&used))
+                }
+                None => FactValue::known(0.0, None, srcs(points)),
+            }
+        }
+        Aggregation::Trend => {
+            let period = i64::from(b.period_days.unwrap_or(7));
+            let age = |p: &Point<'_>| (as_of - p.date).whole_days();
+            let recent: f64 = points.iter().filter(|p| age(p) < period).map(|p| p.value).sum();
+            let before: f64 = points.iter().filter(|p| (period..2 * period).contains(&age(p))).map(|p| p.value).sum();
+            if before <= 0.0 {
+                return FactValue::unknown("no earlier period to compare with", srcs(points));
+            }
+            FactValue::known((recent - before) / before * 100.0, Some("%".into()), srcs(points))
+        }
+        Aggregation::Decrease => {
+            let (Some(first), Some(last)) = (points.first(), points.last()) else {
+                return FactValue::unknown("no record", vec![]);
+            };
+            FactValue::known(first.value - last.value, unit, vec![first.source.to_owned(), last.source.to_owned()])
+        }
+    }
+}

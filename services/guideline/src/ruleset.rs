@@ -1,0 +1,324 @@
+//! Loading a rule set: JSON Schema check, then deserialisation, then the semantic checks a
+//! schema cannot express (unknown facts and parameters, duplicate ids, unreachable phases).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+use crate::decision::{RuleSetRef, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA};
+use crate::facts::{Code, Record};
+use crate::model::{Activity, Criterion, FactBinding, RuleSetDoc, ValueKind};
+use crate::units;
+
+/// The JSON Schema of the rule-set format (`schemas/guideline.schema.json`).
+pub const SCHEMA: &str = include_str!("../../../schemas/guideline.schema.json");
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not valid YAML: {0}")]
+    Yaml(String),
+    #[error("does not match schemas/guideline.schema.json:\n{}", .0.join("\n"))]
+    Schema(Vec<String>),
+    #[error("semantic errors:\n{}", .0.join("\n"))]
+    Semantic(Vec<String>),
+}
+
+/// A loaded, checked rule set. Once you hold one, every reference in it resolves.
+#[derive(Debug)]
+pub struct RuleSet {
+    pub doc: RuleSetDoc,
+    pub content_hash: String,
+    codes: HashMap<String, Code>,
+    relevant: HashSet<Code>,
+}
+
+fn schema() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        let schema: serde_json::Value = serde_json::from_str(SCHEMA).expect("the bundled schema is JSON");
+        jsonschema::validator_for(&schema).expect("the bundled schema is a valid JSON Schema")
+    })
+}
+
+impl RuleSet {
+    pub fn from_yaml(text: &str) -> Result<RuleSet, LoadError> {
+        let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| LoadError::Yaml(e.to_string()))?;
+        let errors: Vec<String> = schema()
+            .iter_errors(&value)
+            .map(|e| format!("  at {}: {}", e.instance_path(), e))
+            .collect();
+        if !errors.is_empty() {
+            return Err(LoadError::Schema(errors));
+        }
+        let doc: RuleSetDoc = serde_json::from_value(value).map_err(|e| LoadError::Schema(vec![format!("  {e}")]))?;
+        let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
+        let mut problems = Vec::new();
+        let codes = resolve_codes(&doc, &mut problems);
+        check(&doc, &mut problems);
+        if !problems.is_empty() {
+            return Err(LoadError::Semantic(problems));
+        }
+        let relevant = codes.values().cloned().collect();
+        Ok(RuleSet { doc, content_hash, codes, relevant })
+    }
+
+    pub fn reference(&self) -> RuleSetRef {
+        RuleSetRef {
+            id: self.doc.id.clone(),
+            url: self.doc.url.clone(),
+            version: self.doc.version,
+            content_hash: self.content_hash.clone(),
+        }
+    }
+
+    /// `url|version`, as FHIR's `instantiatesCanonical` wants it.
+    pub fn canonical(&self) -> String {
+        format!("{}|{}", self.doc.url, self.doc.version)
+    }
+
+    pub fn episode_binding(&self) -> &FactBinding {
+        &self.doc.facts[&self.doc.applicability.episode_fact]
+    }
+
+    /// Whether any of `codes` is one of `patterns` (`alias#code`).
+    pub fn matches_any(&self, codes: &[Code], patterns: &[String]) -> bool {
+        patterns
+            .iter()
+            .filter_map(|p| self.codes.get(p))
+            .any(|want| codes.iter().any(|c| c == want))
+    }
+
+    /// Whether the record carries any code this rule set reads (others are not its business).
+    pub fn is_relevant(&self, r: &Record) -> bool {
+        r.codes.iter().any(|c| self.relevant.contains(c))
+    }
+
+    /// Every decision id the rule set can produce, phases first.
+    pub fn decision_ids(&self) -> Vec<&str> {
+        let d = &self.doc;
+        d.phases
+            .iter()
+            .map(|p| p.id.as_str())
+            .chain([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA])
+            .chain(d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls).map(|r| r.id.as_str()))
+            .collect()
+    }
+}
+
+fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String, Code> {
+    let mut out = HashMap::new();
+    let mut add = |pattern: &str, place: &str| {
+        let Some((alias, code)) = pattern.split_once('#') else {
+            problems.push(format!("{place}: code `{pattern}` is not `alias#code`"));
+            return;
+        };
+        match doc.systems.get(alias) {
+            Some(system) => {
+                out.insert(pattern.to_owned(), Code { system: system.clone(), code: code.to_owned() });
+            }
+            None => problems.push(format!("{place}: unknown code system alias `{alias}`")),
+        }
+    };
+    for (name, b) in &doc.facts {
+        for s in &b.sources {
+            for c in &s.codes {
+                add(c, &format!("facts.{name}"));
+            }
+            if let Some(c) = &s.component {
+                add(c, &format!("facts.{name}.component"));
+            }
+        }
+    }
+    out
+}
+
+fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
+    let app = &doc.applicability;
+    let mut fact_names: BTreeSet<&str> = doc.facts.keys().map(String::as_str).collect();
+    if !doc.facts.contains_key(&app.episode_fact) {
+        problems.push(format!("applicability: episode fact `{}` is not defined", app.episode_fact));
+    }
+    if !fact_names.insert(app.elapsed_fact.as_str()) {
+        problems.push(format!("applicability: elapsed fact `{}` clashes with a bound fact", app.elapsed_fact));
+    }
+
+    for (name, b) in &doc.facts {
+        if let Some(u) = &b.unit {
+            if !units::is_known(u) {
+                problems.push(format!("facts.{name}: unit `{u}` is not a UCUM unit Stride converts"));
+            }
+        }
+        if b.kind == ValueKind::Number && b.needs_value() && b.unit.is_none() {
+            problems.push(format!("facts.{name}: a number needs a canonical unit"));
+        }
+    }
+
+    let phase_ids: Vec<&str> = doc.phases.iter().map(|p| p.id.as_str()).collect();
+    let mut outcome_ids: BTreeSet<&str> = phase_ids.iter().copied().collect();
+    outcome_ids.extend([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA]);
+    let sources: BTreeSet<u32> = doc.sources.iter().map(|s| s.n).collect();
+    let ctx = Ctx { doc, facts: &fact_names, outcomes: &outcome_ids, sources: &sources };
+
+    let mut ids = BTreeSet::new();
+    let mut rule_ids = BTreeSet::new();
+    for id in phase_ids.iter().copied().chain([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA]) {
+        if !ids.insert(id) {
+            problems.push(format!("duplicate decision id `{id}`"));
+        }
+    }
+    for (group, rules) in [("red_flags", &doc.red_flags), ("warnings", &doc.warnings), ("pitfalls", &doc.pitfalls)] {
+        for r in rules {
+            let place = format!("{group}.{}", r.id);
+            if !ids.insert(r.id.as_str()) {
+                problems.push(format!("duplicate decision id `{}`", r.id));
+            }
+            if !rule_ids.insert(r.rule.as_str()) {
+                problems.push(format!("{place}: duplicate rule id `{}`", r.rule));
+            }
+            ctx.criterion(&r.when, &place, problems);
+            ctx.cites(&r.card.cite, &place, problems);
+            if r.card.summary.chars().count() > 140 {
+                problems.push(format!("{place}: card summary is over 140 characters"));
+            }
+        }
+    }
+
+    for (i, p) in doc.phases.iter().enumerate() {
+        let place = format!("phases.{}", p.id);
+        if !rule_ids.insert(p.rule.as_str()) {
+            problems.push(format!("{place}: duplicate rule id `{}`", p.rule));
+        }
+        let last = i + 1 == doc.phases.len();
+        match (&p.exit, last) {
+            (None, false) => problems.push(format!(
+                "{place}: has no exit criteria, so phase `{}` is unreachable",
+                doc.phases[i + 1].id
+            )),
+            (Some(_), true) => problems.push(format!("{place}: the last phase cannot have an exit")),
+            _ => {}
+        }
+        for c in p.exit.iter().chain(&p.beyond_evidence) {
+            ctx.criterion(c, &place, problems);
+        }
+        ctx.cites(&p.card.cite, &place, problems);
+        for a in &p.activities {
+            ctx.activity(a, &place, &mut rule_ids, problems);
+        }
+    }
+    for a in &doc.rehab {
+        ctx.activity(a, "rehab", &mut rule_ids, problems);
+    }
+    ctx.criterion(&doc.regression.when, "regression.when", problems);
+    ctx.criterion(&doc.regression.resolved, "regression.resolved", problems);
+    ctx.cites(&doc.regression.card.cite, "regression", problems);
+    ctx.cites(&doc.insufficient_data.cite, "insufficient_data", problems);
+    for (name, p) in &doc.parameters {
+        ctx.cites(&p.cite, &format!("parameters.{name}"), problems);
+        if p.threshold().is_none() {
+            problems.push(format!("parameters.{name}: needs a value, a range or a gate"));
+        }
+        if let (Some([lo, hi]), Some(g)) = (p.range, p.gate) {
+            if g < lo || g > hi {
+                problems.push(format!("parameters.{name}: gate {g} is outside its range {lo}–{hi}"));
+            }
+        }
+    }
+}
+
+struct Ctx<'a> {
+    doc: &'a RuleSetDoc,
+    facts: &'a BTreeSet<&'a str>,
+    outcomes: &'a BTreeSet<&'a str>,
+    sources: &'a BTreeSet<u32>,
+}
+
+impl Ctx<'_> {
+    fn criterion(&self, c: &Criterion, place: &str, problems: &mut Vec<String>) {
+        match c {
+            Criterion::All { all: cs } | Criterion::Any { any: cs } => {
+                if cs.is_empty() {
+                    problems.push(format!("{place}: an empty all/any decides nothing"));
+                }
+                cs.iter().for_each(|c| self.criterion(c, place, problems));
+            }
+            Criterion::Not { not } => self.criterion(not, place, problems),
+            Criterion::PhaseIn { phase_in } => {
+                for p in phase_in {
+                    if !self.outcomes.contains(p.as_str()) {
+                        problems.push(format!("{place}: unknown phase `{p}`"));
+                    }
+                }
+            }
+            Criterion::Compare(cmp) => {
+                for f in std::iter::once(&cmp.fact).chain(&cmp.percent_of) {
+                    if !self.facts.contains(f.as_str()) {
+                        problems.push(format!("{place}: unknown fact `{f}`"));
+                    }
+                }
+                match (&cmp.param, &cmp.value) {
+                    (Some(p), None) => match self.doc.parameters.get(p) {
+                        None => problems.push(format!("{place}: unknown parameter `{p}`")),
+                        Some(param) => self.param_unit(cmp.fact.as_str(), cmp.percent_of.is_some(), &param.unit, place, problems),
+                    },
+                    (None, Some(v)) if v.is_number() || v.is_boolean() => {
+                        if cmp.percent_of.is_some() {
+                            problems.push(format!("{place}: percent_of needs a parameter"));
+                        }
+                    }
+                    _ => problems.push(format!(
+                        "{place}: comparison on `{}` needs exactly one of param or a number/boolean value",
+                        cmp.fact
+                    )),
+                }
+            }
+        }
+    }
+
+    /// A parameter compared with a fact must be convertible to the fact's unit.
+    fn param_unit(&self, fact: &str, percent: bool, unit: &str, place: &str, problems: &mut Vec<String>) {
+        if percent {
+            if unit != "%" {
+                problems.push(format!("{place}: percent_of needs a parameter in %"));
+            }
+            return;
+        }
+        let fact_unit = if fact == self.doc.applicability.elapsed_fact {
+            Some("d")
+        } else {
+            self.doc.facts.get(fact).and_then(|b| b.output_unit())
+        };
+        if let Some(fu) = fact_unit {
+            if fu != unit && units::convert(1.0, unit, fu).is_none() {
+                problems.push(format!("{place}: parameter unit `{unit}` cannot be compared with `{fact}` in `{fu}`"));
+            }
+        }
+    }
+
+    fn cites(&self, cites: &[u32], place: &str, problems: &mut Vec<String>) {
+        for n in cites {
+            if !self.sources.contains(n) {
+                problems.push(format!("{place}: cites source {n}, which is not listed"));
+            }
+        }
+    }
+
+    fn activity<'b>(&self, a: &'b Activity, place: &str, rule_ids: &mut BTreeSet<&'b str>, problems: &mut Vec<String>) {
+        let place = format!("{place}.activities.{}", a.id);
+        if !rule_ids.insert(a.rule.as_str()) {
+            problems.push(format!("{place}: duplicate rule id `{}`", a.rule));
+        }
+        self.cites(&a.cite, &place, problems);
+        if let Some(c) = &a.only_if {
+            self.criterion(c, &place, problems);
+        }
+        if let Some(d) = &a.dosing {
+            let named = [&d.run_interval, &d.walk_interval, &d.pace, &d.duration, &d.distance_increase, &d.speed_work_after];
+            for p in named.into_iter().flatten() {
+                if !self.doc.parameters.contains_key(p) {
+                    problems.push(format!("{place}: dosing names unknown parameter `{p}`"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! UCUM unit conversion for the units the guideline's facts use. A unit outside this table
+//! makes the value unknown: Stride never guesses a unit.
+
+/// (UCUM code, dimension, factor to the dimension's base unit)
+const UNITS: &[(&str, &str, f64)] = &[
+    ("mm", "length", 0.001),
+    ("cm", "length", 0.01),
+    ("m", "length", 1.0),
+    ("km", "length", 1000.0),
+    ("s", "time", 1.0),
+    ("min", "time", 60.0),
+    ("h", "time", 3600.0),
+    ("d", "time", 86_400.0),
+    ("wk", "time", 604_800.0),
+    ("%", "percent", 1.0),
+    ("{score}", "score", 1.0),
+    ("1", "score", 1.0),
+];
+
+fn lookup(unit: &str) -> Option<(&'static str, f64)> {
+    UNITS.iter().find(|(u, _, _)| *u == unit).map(|(_, d, f)| (*d, *f))
+}
+
+/// Whether `unit` is a UCUM code Stride understands.
+pub fn is_known(unit: &str) -> bool {
+    lookup(unit).is_some()
+}
+
+/// Convert `value` from one UCUM unit to another of the same dimension.
+pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
+    let (df, ff) = lookup(from)?;
+    let (dt, ft) = lookup(to)?;
+    (df == dt).then(|| value * ff / ft)
+}
+
+/// A score may arrive without a unit; every other quantity needs one.
+pub fn unitless_ok(canonical: &str) -> bool {
+    matches!(lookup(canonical), Some(("score", _)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn converts_within_a_dimension() {
+        assert_eq!(convert(49.0, "mm", "cm"), Some(4.9));
+        assert_eq!(convert(1.5, "h", "min"), Some(90.0));
+        assert_eq!(convert(2500.0, "m", "km"), Some(2.5));
+        assert_eq!(convert(2.0, "wk", "d"), Some(14.0));
+    }
+
+    #[test]
+    fn refuses_across_dimensions_and_unknown_units() {
+        assert_eq!(convert(1.0, "cm", "min"), None);
+        assert_eq!(convert(1.0, "[in_i]", "cm"), None);
+        assert_eq!(convert(1.0, "cm", "furlong"), None);
+    }
+}

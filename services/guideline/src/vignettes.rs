@@ -1,0 +1,236 @@
+//! Test vignettes shipped beside each rule set: inputs → the expected decision.
+//! `stride rules test` and the crate's own tests run them.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use time::{Date, Duration};
+
+use crate::decision::Decision;
+use crate::evaluate::evaluate;
+use crate::facts::{Code, Component, Facts, Record, RecordKind, Value};
+use crate::ruleset::RuleSet;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VignetteFile {
+    pub vignettes: Vec<Vignette>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vignette {
+    pub name: String,
+    #[serde(default)]
+    pub covers: Vec<String>,
+    pub as_of: Date,
+    #[serde(default)]
+    pub records: Vec<VRecord>,
+    pub expect: Expect,
+}
+
+/// A record, dated in days relative to `as_of`; `repeat` makes one per day over a range.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VRecord {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub kind: RecordKind,
+    pub code: String,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub day: Option<i64>,
+    /// Inclusive day range `[from, to]` with an optional step: one record per day.
+    #[serde(default)]
+    pub days: Option<DayRange>,
+    #[serde(default)]
+    pub value: Option<VValue>,
+    #[serde(default)]
+    pub components: Vec<VComponent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DayRange {
+    pub from: i64,
+    pub to: i64,
+    #[serde(default = "one")]
+    pub step: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VComponent {
+    pub code: String,
+    pub value: VValue,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum VValue {
+    Boolean(bool),
+    Integer(i64),
+    Quantity { quantity: f64, unit: Option<String> },
+    Coded { coded: String },
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub applies: Option<bool>,
+    pub phase: Option<String>,
+    /// Exact sets: a finding that fires unexpectedly fails the vignette.
+    pub red_flags: Option<Vec<String>>,
+    pub warnings: Option<Vec<String>>,
+    pub pitfalls: Option<Vec<String>>,
+    /// Subsets: these must be present.
+    #[serde(default)]
+    pub unassessed: Vec<String>,
+    #[serde(default)]
+    pub missing: Vec<String>,
+    #[serde(default)]
+    pub ignored: Vec<String>,
+    #[serde(default)]
+    pub activities: Vec<String>,
+    #[serde(default)]
+    pub not_activities: Vec<String>,
+    pub regression: Option<bool>,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub failures: Vec<String>,
+    pub decision: Decision,
+}
+
+pub fn parse(text: &str) -> Result<VignetteFile, String> {
+    serde_yaml::from_str(text).map_err(|e| e.to_string())
+}
+
+impl Vignette {
+    pub fn facts(&self, rs: &RuleSet) -> Result<Facts, String> {
+        let code = |pattern: &str| -> Result<Code, String> {
+            let (alias, code) = pattern.split_once('#').ok_or_else(|| format!("code `{pattern}` is not alias#code"))?;
+            let system = rs.doc.systems.get(alias).ok_or_else(|| format!("unknown alias `{alias}`"))?;
+            Ok(Code { system: system.clone(), code: code.to_owned() })
+        };
+        let value = |v: &VValue| -> Result<Value, String> {
+            Ok(match v {
+                VValue::Boolean(b) => Value::Boolean(*b),
+                VValue::Integer(i) => Value::Integer(*i),
+                VValue::Quantity { quantity, unit } => Value::Quantity { value: *quantity, unit: unit.clone() },
+                VValue::Coded { coded } => Value::Coded(vec![code(coded)?]),
+            })
+        };
+        let mut records = Vec::new();
+        for (i, r) in self.records.iter().enumerate() {
+            let days: Vec<Option<i64>> = match (&r.days, r.day) {
+                (Some(range), None) => {
+                    (range.from..=range.to).step_by(range.step.max(1) as usize).map(Some).collect()
+                }
+                (None, day) => vec![day],
+                (Some(_), Some(_)) => return Err(format!("record {i}: both day and days")),
+            };
+            let status = r.status.clone().unwrap_or_else(|| {
+                match r.kind {
+                    RecordKind::Observation => "final",
+                    RecordKind::Condition => "active",
+                    RecordKind::Order => "draft",
+                }
+                .to_owned()
+            });
+            let components = r
+                .components
+                .iter()
+                .map(|c| Ok(Component { codes: vec![code(&c.code)?], value: Some(value(&c.value)?) }))
+                .collect::<Result<Vec<_>, String>>()?;
+            for (j, day) in days.iter().enumerate() {
+                let base = r.id.clone().unwrap_or_else(|| format!("{}/v{i}", kind_name(r.kind)));
+                let source = if days.len() > 1 { format!("{base}-{j}") } else { base };
+                records.push(Record {
+                    source,
+                    kind: r.kind,
+                    codes: vec![code(&r.code)?],
+                    status: Some(status.clone()),
+                    date: day.map(|d| self.as_of + Duration::days(d)),
+                    value: r.value.as_ref().map(value).transpose()?,
+                    components: components.clone(),
+                });
+            }
+        }
+        Ok(Facts { records })
+    }
+
+    pub fn run(&self, rs: &RuleSet) -> Result<Outcome, String> {
+        let facts = self.facts(rs)?;
+        let decision = evaluate(rs, &facts, self.as_of);
+        let failures = self.expect.check(&decision);
+        Ok(Outcome { name: self.name.clone(), failures, decision })
+    }
+}
+
+fn kind_name(k: RecordKind) -> &'static str {
+    match k {
+        RecordKind::Observation => "Observation",
+        RecordKind::Condition => "Condition",
+        RecordKind::Order => "ServiceRequest",
+    }
+}
+
+impl Expect {
+    fn check(&self, d: &Decision) -> Vec<String> {
+        let mut f = Vec::new();
+        if let Some(a) = self.applies {
+            if a != d.applies {
+                f.push(format!("applies: expected {a}, got {}", d.applies));
+            }
+        }
+        if let Some(p) = &self.phase {
+            if d.phase.as_deref() != Some(p.as_str()) {
+                f.push(format!("phase: expected {p}, got {:?}", d.phase));
+            }
+        }
+        let ids = |fs: &[crate::decision::Finding]| fs.iter().map(|x| x.id.clone()).collect::<BTreeSet<_>>();
+        for (name, want, got) in [
+            ("red_flags", &self.red_flags, ids(&d.red_flags)),
+            ("warnings", &self.warnings, ids(&d.warnings)),
+            ("pitfalls", &self.pitfalls, ids(&d.pitfalls)),
+        ] {
+            if let Some(want) = want {
+                let want: BTreeSet<String> = want.iter().cloned().collect();
+                if want != got {
+                    f.push(format!("{name}: expected {want:?}, got {got:?}"));
+                }
+            }
+        }
+        let subset = |name: &str, want: &[String], got: BTreeSet<String>, f: &mut Vec<String>| {
+            for w in want {
+                if !got.contains(w) {
+                    f.push(format!("{name}: expected {w} among {got:?}"));
+                }
+            }
+        };
+        subset("unassessed", &self.unassessed, d.unassessed_red_flags.iter().map(|u| u.id.clone()).collect(), &mut f);
+        subset("missing", &self.missing, d.missing.iter().map(|m| m.fact.clone()).collect(), &mut f);
+        subset("ignored", &self.ignored, d.ignored.iter().map(|i| i.source.clone()).collect(), &mut f);
+        let acts: BTreeSet<String> = d.activities.iter().chain(&d.rehab).map(|a| a.id.clone()).collect();
+        subset("activities", &self.activities, acts.clone(), &mut f);
+        for n in &self.not_activities {
+            if acts.contains(n) {
+                f.push(format!("activities: {n} should not be prescribed"));
+            }
+        }
+        if let Some(r) = self.regression {
+            if r != d.regression.is_some() {
+                f.push(format!("regression: expected {r}, got {:?}", d.regression.as_ref().map(|x| x.resolved)));
+            }
+        }
+        f
+    }
+}
