@@ -1,1 +1,6 @@
+//! The one crate that knows FHIR resource shapes (fhir-sdk's R4B models, which read and write
+//! R4 JSON). Everything else in Stride sees plain Rust types or JSON built here.
 
+pub mod outcome;
+
+pub use outcome::{operation_outcome, IssueCode, Severity};

@@ -3,8 +3,8 @@
 use time::Date;
 
 use crate::decision::{
-    Decision, Dose, Finding, MissingFact, PlannedActivity, RegressionState, TraceEntry, Unassessed, Verdict,
-    HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
+    Decision, Dose, Finding, MissingFact, PlannedActivity, RegressionState, TraceEntry, Unassessed,
+    Verdict, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use crate::facts::Facts;
 use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
@@ -14,7 +14,12 @@ use crate::units;
 
 pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
     let table = resolve(rs, facts, as_of);
-    let mut ev = Evaluator { rs, table: &table, trace: Vec::new(), phase: None };
+    let mut ev = Evaluator {
+        rs,
+        table: &table,
+        trace: Vec::new(),
+        phase: None,
+    };
     let doc = &rs.doc;
 
     let mut decision = Decision {
@@ -34,8 +39,16 @@ pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
         trace: Vec::new(),
     };
     if !table.applies {
-        // Orders are checked even without an episode: LIPUS is never recommended.
-        decision.pitfalls = ev.findings(&doc.pitfalls, None);
+        // Orders are checked even without an episode: LIPUS is never recommended. Pitfalls
+        // about the patient's own running (consecutive days, distance jumps …) belong to the
+        // return-to-running protocol and say nothing about a runner without an episode.
+        let order_pitfalls: Vec<Rule> = doc
+            .pitfalls
+            .iter()
+            .filter(|r| reads_only_orders(rs, &r.when))
+            .cloned()
+            .collect();
+        decision.pitfalls = ev.findings(&order_pitfalls, None);
         decision.trace = ev.trace;
         return decision;
     }
@@ -46,11 +59,14 @@ pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
     decision.warnings = ev.findings(&doc.warnings, None);
 
     let mut missing_facts: Vec<String> = Vec::new();
-    let phase = if table.onset.is_none() {
+    if table.onset.is_none() {
         missing_facts.push(doc.applicability.episode_fact.clone());
-        INSUFFICIENT_DATA.to_owned()
-    } else if !decision.red_flags.is_empty() {
+    }
+    // A red flag that fired holds progression whatever else is unknown (even the onset).
+    let phase = if !decision.red_flags.is_empty() {
         HOLD_FOR_EVALUATION.to_owned()
+    } else if table.onset.is_none() {
+        INSUFFICIENT_DATA.to_owned()
     } else {
         let regression = &doc.regression;
         let painful = ev.verdict(&regression.rule, &regression.when);
@@ -88,8 +104,16 @@ pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
     decision.missing = missing_facts
         .into_iter()
         .map(|fact| {
-            let reason = table.values.get(&fact).and_then(|v| v.reason.clone()).unwrap_or_else(|| "no record".into());
-            let text = doc.facts.get(&fact).map(|b| b.text.clone()).unwrap_or_else(|| fact.clone());
+            let reason = table
+                .values
+                .get(&fact)
+                .and_then(|v| v.reason.clone())
+                .unwrap_or_else(|| "no record".into());
+            let text = doc
+                .facts
+                .get(&fact)
+                .map(|b| b.text.clone())
+                .unwrap_or_else(|| fact.clone());
             MissingFact { fact, text, reason }
         })
         .collect();
@@ -128,14 +152,25 @@ impl Evaluator<'_> {
                         .map_or(Verdict::NotMet, |c| self.verdict(&phase.rule, c));
                     // The patient acts as if past this phase but its exit cannot be checked:
                     // placing them in either phase would be a guess.
-                    return if beyond == Verdict::Met { INSUFFICIENT_DATA.to_owned() } else { phases[i].id.clone() };
+                    return if beyond == Verdict::Met {
+                        INSUFFICIENT_DATA.to_owned()
+                    } else {
+                        phases[i].id.clone()
+                    };
                 }
             }
         }
-        phases.last().map(|p| p.id.clone()).unwrap_or_else(|| INSUFFICIENT_DATA.to_owned())
+        phases
+            .last()
+            .map(|p| p.id.clone())
+            .unwrap_or_else(|| INSUFFICIENT_DATA.to_owned())
     }
 
-    fn findings(&mut self, rules: &[Rule], mut unknown: Option<&mut Vec<Unassessed>>) -> Vec<Finding> {
+    fn findings(
+        &mut self,
+        rules: &[Rule],
+        mut unknown: Option<&mut Vec<Unassessed>>,
+    ) -> Vec<Finding> {
         let mut out = Vec::new();
         for r in rules {
             let start = self.trace.len();
@@ -147,7 +182,11 @@ impl Evaluator<'_> {
                         self.collect_unknown(&r.when, &mut missing);
                         missing.sort();
                         missing.dedup();
-                        list.push(Unassessed { id: r.id.clone(), rule: r.rule.clone(), missing });
+                        list.push(Unassessed {
+                            id: r.id.clone(),
+                            rule: r.rule.clone(),
+                            missing,
+                        });
                     }
                 }
                 Verdict::NotMet => {}
@@ -202,7 +241,13 @@ impl Evaluator<'_> {
                     (None, Some(v)) => (v, v),
                     _ => continue,
                 };
-                dosing.push(Dose { name: name.into(), parameter: pname.clone(), low, high, unit: p.unit.clone() });
+                dosing.push(Dose {
+                    name: name.into(),
+                    parameter: pname.clone(),
+                    low,
+                    high,
+                    unit: p.unit.clone(),
+                });
             }
             frequency = d.frequency;
             surfaces = d.surfaces.clone();
@@ -220,10 +265,14 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Facts that are unknown under `c` (the ones whose absence mattered).
+    /// Facts that are unknown under `c` (the ones whose absence mattered). An `any` that is
+    /// already met by another branch needs nothing more.
     fn collect_unknown(&self, c: &Criterion, out: &mut Vec<String>) {
         match c {
-            Criterion::All { all: cs } | Criterion::Any { any: cs } => cs.iter().for_each(|c| self.collect_unknown(c, out)),
+            Criterion::Any { any: cs } if cs.iter().any(|c| self.peek(c) == Verdict::Met) => {}
+            Criterion::All { all: cs } | Criterion::Any { any: cs } => {
+                cs.iter().for_each(|c| self.collect_unknown(c, out))
+            }
             Criterion::Not { not } => self.collect_unknown(not, out),
             Criterion::PhaseIn { .. } => {}
             Criterion::Compare(cmp) => {
@@ -236,10 +285,25 @@ impl Evaluator<'_> {
         }
     }
 
+    /// The verdict of `c` without writing the trace.
+    fn peek(&self, c: &Criterion) -> Verdict {
+        let mut quiet = Evaluator {
+            rs: self.rs,
+            table: self.table,
+            trace: Vec::new(),
+            phase: self.phase.clone(),
+        };
+        quiet.verdict("", c)
+    }
+
     fn verdict(&mut self, rule: &str, c: &Criterion) -> Verdict {
         match c {
-            Criterion::All { all } => all.iter().fold(Verdict::Met, |acc, c| acc.and(self.verdict(rule, c))),
-            Criterion::Any { any } => any.iter().fold(Verdict::NotMet, |acc, c| acc.or(self.verdict(rule, c))),
+            Criterion::All { all } => all
+                .iter()
+                .fold(Verdict::Met, |acc, c| acc.and(self.verdict(rule, c))),
+            Criterion::Any { any } => any
+                .iter()
+                .fold(Verdict::NotMet, |acc, c| acc.or(self.verdict(rule, c))),
             Criterion::Not { not } => self.verdict(rule, not).not(),
             Criterion::PhaseIn { phase_in } => match &self.phase {
                 Some(p) if phase_in.contains(p) => Verdict::Met,
@@ -284,12 +348,18 @@ impl Evaluator<'_> {
     /// The number to compare with, in the fact's unit.
     fn threshold(&self, cmp: &Comparison) -> (Option<f64>, Option<String>) {
         if let Some(v) = &cmp.value {
-            return (v.as_f64().or_else(|| v.as_bool().map(|b| if b { 1.0 } else { 0.0 })), None);
+            return (
+                v.as_f64()
+                    .or_else(|| v.as_bool().map(|b| if b { 1.0 } else { 0.0 })),
+                None,
+            );
         }
         let Some(p) = cmp.param.as_ref().map(|p| &self.rs.doc.parameters[p]) else {
             return (None, None);
         };
-        let Some(t) = p.threshold() else { return (None, None) };
+        let Some(t) = p.threshold() else {
+            return (None, None);
+        };
         if let Some(other) = &cmp.percent_of {
             return match self.table.values.get(other).and_then(|f| f.value) {
                 Some(base) => (Some(t / 100.0 * base), None),
@@ -299,12 +369,34 @@ impl Evaluator<'_> {
         let fact_unit = if cmp.fact == self.rs.doc.applicability.elapsed_fact {
             Some("d")
         } else {
-            self.rs.doc.facts.get(&cmp.fact).and_then(|b| b.output_unit())
+            self.rs
+                .doc
+                .facts
+                .get(&cmp.fact)
+                .and_then(|b| b.output_unit())
         };
         match fact_unit {
             Some(fu) if fu != p.unit => (units::convert(t, &p.unit, fu), None),
             _ => (Some(t), None),
         }
+    }
+}
+
+/// Whether every fact `c` compares is read from orders only (no phase, no observation).
+fn reads_only_orders(rs: &RuleSet, c: &Criterion) -> bool {
+    match c {
+        Criterion::All { all: cs } | Criterion::Any { any: cs } => {
+            cs.iter().all(|c| reads_only_orders(rs, c))
+        }
+        Criterion::Not { not } => reads_only_orders(rs, not),
+        Criterion::PhaseIn { .. } => false,
+        Criterion::Compare(cmp) => std::iter::once(&cmp.fact).chain(&cmp.percent_of).all(|f| {
+            rs.doc.facts.get(f).is_some_and(|b| {
+                b.sources
+                    .iter()
+                    .all(|s| s.record == crate::model::RecordKind::Order)
+            })
+        }),
     }
 }
 

@@ -23,11 +23,21 @@ pub struct FactValue {
 
 impl FactValue {
     fn known(value: f64, unit: Option<String>, sources: Vec<String>) -> Self {
-        FactValue { value: Some(value), unit, sources, reason: None }
+        FactValue {
+            value: Some(value),
+            unit,
+            sources,
+            reason: None,
+        }
     }
 
     fn unknown(reason: impl Into<String>, sources: Vec<String>) -> Self {
-        FactValue { value: None, unit: None, sources, reason: Some(reason.into()) }
+        FactValue {
+            value: None,
+            unit: None,
+            sources,
+            reason: Some(reason.into()),
+        }
     }
 }
 
@@ -66,7 +76,10 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
     let mut noted: BTreeSet<(String, String)> = BTreeSet::new();
     let mut ignore = |source: &str, reason: String, ignored: &mut Vec<Ignored>| {
         if noted.insert((source.to_owned(), reason.clone())) {
-            ignored.push(Ignored { source: source.to_owned(), reason });
+            ignored.push(Ignored {
+                source: source.to_owned(),
+                reason,
+            });
         }
     };
 
@@ -78,16 +91,24 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         }
         if !status_counts(r) {
             let st = r.status.as_deref().unwrap_or("missing");
-            ignore(&r.source, format!("status `{st}` does not count"), &mut ignored);
+            ignore(
+                &r.source,
+                format!("status `{st}` does not count"),
+                &mut ignored,
+            );
             continue;
         }
         match r.date {
-            None if r.kind != RecordKind::Order => {
-                ignore(&r.source, "no date: cannot be placed in time".into(), &mut ignored)
-            }
-            Some(d) if d > as_of => {
-                ignore(&r.source, format!("dated {d}, after the as-of day {as_of}"), &mut ignored)
-            }
+            None if r.kind != RecordKind::Order => ignore(
+                &r.source,
+                "no date: cannot be placed in time".into(),
+                &mut ignored,
+            ),
+            Some(d) if d > as_of => ignore(
+                &r.source,
+                format!("dated {d}, after the as-of day {as_of}"),
+                &mut ignored,
+            ),
             _ => usable.push(r),
         }
     }
@@ -97,7 +118,8 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
     let mut applies = false;
     let mut onset: Option<Date> = None;
     let mut onset_sources = Vec::new();
-    let mut onset_reason = Some("no active pain episode".to_owned());
+    // Why the onset is unknown; stays None while no episode is found (said below).
+    let mut onset_reason: Option<String> = None;
     for r in facts.records.iter().filter(|r| status_counts(r)) {
         for src in &episode.sources {
             if r.kind == src.record && rs.matches_any(&r.codes, &src.codes) {
@@ -108,26 +130,38 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                         if onset.is_none_or(|o| d > o) {
                             onset = Some(d);
                         }
-                        onset_reason = None;
                     }
-                    Some(_) => onset_reason = onset_reason.or(Some("onset in the future".into())),
-                    None => onset_reason = onset_reason.or(Some("onset not recorded".into())),
+                    Some(_) => {
+                        onset_reason.get_or_insert_with(|| "onset in the future".into());
+                    }
+                    None => {
+                        onset_reason.get_or_insert_with(|| "onset not recorded".into());
+                    }
                 }
             }
         }
     }
     if onset.is_some() {
         onset_reason = None;
+    } else if !applies {
+        onset_reason = Some("no active pain episode".to_owned());
     }
 
     let mut values = BTreeMap::new();
     let episode_value = match onset {
         Some(d) => FactValue::known(day_number(d), Some("d".into()), onset_sources.clone()),
-        None => FactValue::unknown(onset_reason.clone().unwrap_or_default(), onset_sources.clone()),
+        None => FactValue::unknown(
+            onset_reason.clone().unwrap_or_default(),
+            onset_sources.clone(),
+        ),
     };
     values.insert(rs.doc.applicability.episode_fact.clone(), episode_value);
     let elapsed = match onset {
-        Some(d) => FactValue::known((as_of - d).whole_days() as f64, Some("d".into()), onset_sources),
+        Some(d) => FactValue::known(
+            (as_of - d).whole_days() as f64,
+            Some("d".into()),
+            onset_sources,
+        ),
         None => FactValue::unknown(onset_reason.unwrap_or_default(), onset_sources),
     };
     values.insert(rs.doc.applicability.elapsed_fact.clone(), elapsed);
@@ -137,7 +171,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
             continue;
         }
         let mut points = Vec::new();
-        let mut bad: Vec<(String, String)> = Vec::new();
+        let mut bad: Vec<(String, String, Date)> = Vec::new();
         for r in &usable {
             for src in &binding.sources {
                 if r.kind != src.record || !rs.matches_any(&r.codes, &src.codes) {
@@ -151,19 +185,53 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                     continue;
                 }
                 match read_value(rs, binding, src, r) {
-                    Ok(Some(v)) => points.push(Point { date, value: v, source: &r.source }),
+                    Ok(Some(v)) => points.push(Point {
+                        date,
+                        value: v,
+                        source: &r.source,
+                    }),
                     Ok(None) => {}
-                    Err(reason) => bad.push((r.source.clone(), reason)),
+                    Err(reason) => bad.push((r.source.clone(), reason, date)),
                 }
             }
         }
-        for (source, reason) in &bad {
+        for (source, reason, _) in &bad {
             ignore(source, format!("{name}: {reason}"), &mut ignored);
         }
         let mut fv = aggregate(binding, &mut points, as_of);
-        if fv.value.is_none() && !bad.is_empty() && fv.reason.as_deref() == Some("no record") {
-            fv.reason = Some(bad[0].1.clone());
-            fv.sources = bad.into_iter().map(|(s, _)| s).collect();
+        // A record that cannot be read (unknown unit, wrong type) makes the fact unknown: the
+        // other records must not stand in for it, or an older value would hide a newer finding.
+        // Only a newer readable record supersedes it (`latest`), and a trend looks at its two
+        // periods only.
+        let blocking: Vec<&(String, String, Date)> = bad
+            .iter()
+            .filter(|(_, _, d)| match binding.aggregation {
+                Aggregation::Latest => points.last().is_none_or(|p| *d >= p.date),
+                Aggregation::Trend => {
+                    (as_of - *d).whole_days() < 2 * i64::from(binding.period_days.unwrap_or(7))
+                }
+                _ => true,
+            })
+            .collect();
+        if let Some((_, reason, _)) = blocking.first() {
+            fv = FactValue::unknown(
+                reason.clone(),
+                blocking.iter().map(|(s, _, _)| s.clone()).collect(),
+            );
+        }
+        if fv.value.is_none()
+            && fv
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.starts_with("contradictory"))
+        {
+            for source in &fv.sources {
+                ignore(
+                    source,
+                    format!("{name}: {}", fv.reason.as_deref().unwrap_or_default()),
+                    &mut ignored,
+                );
+            }
         }
         if fv.value.is_some() {
             fv.unit = binding.output_unit().map(str::to_owned);
@@ -171,7 +239,12 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         values.insert(name.clone(), fv);
     }
 
-    FactTable { values, onset, applies, ignored }
+    FactTable {
+        values,
+        onset,
+        applies,
+        ignored,
+    }
 }
 
 fn day_number(d: Date) -> f64 {
@@ -195,7 +268,12 @@ fn in_window(b: &FactBinding, date: Date, onset: Option<Date>, as_of: Date) -> b
 }
 
 /// The record's value in the binding's kind and unit. `Ok(None)`: nothing to read here.
-fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Result<Option<f64>, String> {
+fn read_value(
+    rs: &RuleSet,
+    b: &FactBinding,
+    src: &FactSource,
+    r: &Record,
+) -> Result<Option<f64>, String> {
     if !b.needs_value() {
         return Ok(Some(1.0));
     }
@@ -203,7 +281,11 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
         return Ok(r.date.map(day_number));
     }
     let value = match &src.component {
-        Some(code) => match r.components.iter().find(|c| rs.matches_any(&c.codes, std::slice::from_ref(code))) {
+        Some(code) => match r
+            .components
+            .iter()
+            .find(|c| rs.matches_any(&c.codes, std::slice::from_ref(code)))
+        {
             Some(c) => c.value.as_ref(),
             None => return Ok(None),
         },
@@ -221,15 +303,22 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
 fn number(b: &FactBinding, value: &Value) -> Result<Option<f64>, String> {
     let canonical = b.unit.as_deref().unwrap_or("1");
     let v = match value {
-        // An integer is read in the fact's own unit (scores, days).
-        Value::Integer(i) => *i as f64,
+        // An integer is read in the fact's own unit only where that unit is not a guess:
+        // scores, counts of days, percentages. A bare 45 for a length or a duration could be
+        // mm or cm, min or h: unknown.
+        Value::Integer(i) if units::unitless_ok(canonical) || matches!(canonical, "d" | "%") => {
+            *i as f64
+        }
+        Value::Integer(_) => return Err(format!("integer without a unit (needs {canonical})")),
         Value::Quantity { value, unit } => match unit.as_deref() {
             None | Some("") if units::unitless_ok(canonical) => *value,
             None | Some("") => return Err(format!("quantity without a unit (needs {canonical})")),
             Some(u) => units::convert(*value, u, canonical)
                 .ok_or_else(|| format!("unit `{u}` cannot be converted to {canonical}"))?,
         },
-        Value::Boolean(_) | Value::Coded(_) => return Err(format!("expected a number in {canonical}")),
+        Value::Boolean(_) | Value::Coded(_) => {
+            return Err(format!("expected a number in {canonical}"))
+        }
     };
     if !v.is_finite() {
         return Err("not a finite number".into());
@@ -244,7 +333,11 @@ fn boolean(value: &Value) -> Result<bool, String> {
         Value::Integer(i) => Ok(*i > 0),
         Value::Quantity { value, .. } if value.is_finite() => Ok(*value > 0.0),
         Value::Coded(codes) => {
-            let has = |c: &str| codes.iter().any(|Code { system, code }| system == SNOMED && code == c);
+            let has = |c: &str| {
+                codes
+                    .iter()
+                    .any(|Code { system, code }| system == SNOMED && code == c)
+            };
             match (has(SNOMED_YES), has(SNOMED_NO)) {
                 (true, false) => Ok(true),
                 (false, true) => Ok(false),
@@ -263,7 +356,11 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
         None => points,
     };
     let srcs = |ps: &[Point<'_>]| ps.iter().map(|p| p.source.to_owned()).collect::<Vec<_>>();
-    let matches = |p: &Point<'_>| b.matching.as_ref().is_none_or(|m| m.op.holds(p.value, m.value));
+    let matches = |p: &Point<'_>| {
+        b.matching
+            .as_ref()
+            .is_none_or(|m| m.op.holds(p.value, m.value))
+    };
     let unit = b.unit.clone();
 
     match b.aggregation {
@@ -275,7 +372,10 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
             let first = same_day[0].value;
             let sources = same_day.iter().map(|p| p.source.to_owned()).collect();
             if same_day.iter().any(|p| (p.value - first).abs() > 1e-9) {
-                return FactValue::unknown(format!("contradictory records on {}", last.date), sources);
+                return FactValue::unknown(
+                    format!("contradictory records on {}", last.date),
+                    sources,
+                );
             }
             FactValue::known(first, unit, sources)
         }
@@ -323,15 +423,27 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
             if points.is_empty() {
                 return FactValue::unknown("no record", vec![]);
             }
-            let run: Vec<Point<'_>> = points.iter().rev().take_while(|p| matches(p)).cloned().collect();
+            let run: Vec<Point<'_>> = points
+                .iter()
+                .rev()
+                .take_while(|p| matches(p))
+                .cloned()
+                .collect();
             FactValue::known(run.len() as f64, Some("1".into()), srcs(&run))
         }
         Aggregation::AdjacentDays => {
             let days: BTreeSet<Date> = points.iter().map(|p| p.date).collect();
-            let pair = days.iter().zip(days.iter().skip(1)).find(|(a, b)| (**b - **a).whole_days() == 1);
+            let pair = days
+                .iter()
+                .zip(days.iter().skip(1))
+                .find(|(a, b)| (**b - **a).whole_days() == 1);
             match pair {
                 Some((a, b)) => {
-                    let used = points.iter().filter(|p| p.date == *a || p.date == *b).cloned().collect::<Vec<_>>();
+                    let used = points
+                        .iter()
+                        .filter(|p| p.date == *a || p.date == *b)
+                        .cloned()
+                        .collect::<Vec<_>>();
                     FactValue::known(1.0, None, srcs(&used))
                 }
                 None => FactValue::known(0.0, None, srcs(points)),
@@ -340,18 +452,34 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
         Aggregation::Trend => {
             let period = i64::from(b.period_days.unwrap_or(7));
             let age = |p: &Point<'_>| (as_of - p.date).whole_days();
-            let recent: f64 = points.iter().filter(|p| age(p) < period).map(|p| p.value).sum();
-            let before: f64 = points.iter().filter(|p| (period..2 * period).contains(&age(p))).map(|p| p.value).sum();
+            let recent: f64 = points
+                .iter()
+                .filter(|p| age(p) < period)
+                .map(|p| p.value)
+                .sum();
+            let before: f64 = points
+                .iter()
+                .filter(|p| (period..2 * period).contains(&age(p)))
+                .map(|p| p.value)
+                .sum();
             if before <= 0.0 {
                 return FactValue::unknown("no earlier period to compare with", srcs(points));
             }
-            FactValue::known((recent - before) / before * 100.0, Some("%".into()), srcs(points))
+            FactValue::known(
+                (recent - before) / before * 100.0,
+                Some("%".into()),
+                srcs(points),
+            )
         }
         Aggregation::Decrease => {
             let (Some(first), Some(last)) = (points.first(), points.last()) else {
                 return FactValue::unknown("no record", vec![]);
             };
-            FactValue::known(first.value - last.value, unit, vec![first.source.to_owned(), last.source.to_owned()])
+            FactValue::known(
+                first.value - last.value,
+                unit,
+                vec![first.source.to_owned(), last.source.to_owned()],
+            )
         }
     }
 }

@@ -36,14 +36,16 @@ pub struct RuleSet {
 fn schema() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
     V.get_or_init(|| {
-        let schema: serde_json::Value = serde_json::from_str(SCHEMA).expect("the bundled schema is JSON");
+        let schema: serde_json::Value =
+            serde_json::from_str(SCHEMA).expect("the bundled schema is JSON");
         jsonschema::validator_for(&schema).expect("the bundled schema is a valid JSON Schema")
     })
 }
 
 impl RuleSet {
     pub fn from_yaml(text: &str) -> Result<RuleSet, LoadError> {
-        let value: serde_json::Value = serde_yaml::from_str(text).map_err(|e| LoadError::Yaml(e.to_string()))?;
+        let value: serde_json::Value =
+            serde_yaml::from_str(text).map_err(|e| LoadError::Yaml(e.to_string()))?;
         let errors: Vec<String> = schema()
             .iter_errors(&value)
             .map(|e| format!("  at {}: {}", e.instance_path(), e))
@@ -51,7 +53,8 @@ impl RuleSet {
         if !errors.is_empty() {
             return Err(LoadError::Schema(errors));
         }
-        let doc: RuleSetDoc = serde_json::from_value(value).map_err(|e| LoadError::Schema(vec![format!("  {e}")]))?;
+        let doc: RuleSetDoc =
+            serde_json::from_value(value).map_err(|e| LoadError::Schema(vec![format!("  {e}")]))?;
         let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
         let mut problems = Vec::new();
         let codes = resolve_codes(&doc, &mut problems);
@@ -60,7 +63,12 @@ impl RuleSet {
             return Err(LoadError::Semantic(problems));
         }
         let relevant = codes.values().cloned().collect();
-        Ok(RuleSet { doc, content_hash, codes, relevant })
+        Ok(RuleSet {
+            doc,
+            content_hash,
+            codes,
+            relevant,
+        })
     }
 
     pub fn reference(&self) -> RuleSetRef {
@@ -101,7 +109,13 @@ impl RuleSet {
             .iter()
             .map(|p| p.id.as_str())
             .chain([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA])
-            .chain(d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls).map(|r| r.id.as_str()))
+            .chain(
+                d.red_flags
+                    .iter()
+                    .chain(&d.warnings)
+                    .chain(&d.pitfalls)
+                    .map(|r| r.id.as_str()),
+            )
             .collect()
     }
 }
@@ -115,7 +129,13 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
         };
         match doc.systems.get(alias) {
             Some(system) => {
-                out.insert(pattern.to_owned(), Code { system: system.clone(), code: code.to_owned() });
+                out.insert(
+                    pattern.to_owned(),
+                    Code {
+                        system: system.clone(),
+                        code: code.to_owned(),
+                    },
+                );
             }
             None => problems.push(format!("{place}: unknown code system alias `{alias}`")),
         }
@@ -137,16 +157,24 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     let app = &doc.applicability;
     let mut fact_names: BTreeSet<&str> = doc.facts.keys().map(String::as_str).collect();
     if !doc.facts.contains_key(&app.episode_fact) {
-        problems.push(format!("applicability: episode fact `{}` is not defined", app.episode_fact));
+        problems.push(format!(
+            "applicability: episode fact `{}` is not defined",
+            app.episode_fact
+        ));
     }
     if !fact_names.insert(app.elapsed_fact.as_str()) {
-        problems.push(format!("applicability: elapsed fact `{}` clashes with a bound fact", app.elapsed_fact));
+        problems.push(format!(
+            "applicability: elapsed fact `{}` clashes with a bound fact",
+            app.elapsed_fact
+        ));
     }
 
     for (name, b) in &doc.facts {
         if let Some(u) = &b.unit {
             if !units::is_known(u) {
-                problems.push(format!("facts.{name}: unit `{u}` is not a UCUM unit Stride converts"));
+                problems.push(format!(
+                    "facts.{name}: unit `{u}` is not a UCUM unit Stride converts"
+                ));
             }
         }
         if b.kind == ValueKind::Number && b.needs_value() && b.unit.is_none() {
@@ -158,16 +186,29 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     let mut outcome_ids: BTreeSet<&str> = phase_ids.iter().copied().collect();
     outcome_ids.extend([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA]);
     let sources: BTreeSet<u32> = doc.sources.iter().map(|s| s.n).collect();
-    let ctx = Ctx { doc, facts: &fact_names, outcomes: &outcome_ids, sources: &sources };
+    let ctx = Ctx {
+        doc,
+        facts: &fact_names,
+        outcomes: &outcome_ids,
+        sources: &sources,
+    };
 
     let mut ids = BTreeSet::new();
     let mut rule_ids = BTreeSet::new();
-    for id in phase_ids.iter().copied().chain([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA]) {
+    for id in phase_ids
+        .iter()
+        .copied()
+        .chain([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA])
+    {
         if !ids.insert(id) {
             problems.push(format!("duplicate decision id `{id}`"));
         }
     }
-    for (group, rules) in [("red_flags", &doc.red_flags), ("warnings", &doc.warnings), ("pitfalls", &doc.pitfalls)] {
+    for (group, rules) in [
+        ("red_flags", &doc.red_flags),
+        ("warnings", &doc.warnings),
+        ("pitfalls", &doc.pitfalls),
+    ] {
         for r in rules {
             let place = format!("{group}.{}", r.id);
             if !ids.insert(r.id.as_str()) {
@@ -195,7 +236,9 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
                 "{place}: has no exit criteria, so phase `{}` is unreachable",
                 doc.phases[i + 1].id
             )),
-            (Some(_), true) => problems.push(format!("{place}: the last phase cannot have an exit")),
+            (Some(_), true) => {
+                problems.push(format!("{place}: the last phase cannot have an exit"))
+            }
             _ => {}
         }
         for c in p.exit.iter().chain(&p.beyond_evidence) {
@@ -216,11 +259,15 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     for (name, p) in &doc.parameters {
         ctx.cites(&p.cite, &format!("parameters.{name}"), problems);
         if p.threshold().is_none() {
-            problems.push(format!("parameters.{name}: needs a value, a range or a gate"));
+            problems.push(format!(
+                "parameters.{name}: needs a value, a range or a gate"
+            ));
         }
         if let (Some([lo, hi]), Some(g)) = (p.range, p.gate) {
             if g < lo || g > hi {
-                problems.push(format!("parameters.{name}: gate {g} is outside its range {lo}–{hi}"));
+                problems.push(format!(
+                    "parameters.{name}: gate {g} is outside its range {lo}–{hi}"
+                ));
             }
         }
     }
@@ -276,7 +323,14 @@ impl Ctx<'_> {
     }
 
     /// A parameter compared with a fact must be convertible to the fact's unit.
-    fn param_unit(&self, fact: &str, percent: bool, unit: &str, place: &str, problems: &mut Vec<String>) {
+    fn param_unit(
+        &self,
+        fact: &str,
+        percent: bool,
+        unit: &str,
+        place: &str,
+        problems: &mut Vec<String>,
+    ) {
         if percent {
             if unit != "%" {
                 problems.push(format!("{place}: percent_of needs a parameter in %"));
@@ -290,7 +344,9 @@ impl Ctx<'_> {
         };
         if let Some(fu) = fact_unit {
             if fu != unit && units::convert(1.0, unit, fu).is_none() {
-                problems.push(format!("{place}: parameter unit `{unit}` cannot be compared with `{fact}` in `{fu}`"));
+                problems.push(format!(
+                    "{place}: parameter unit `{unit}` cannot be compared with `{fact}` in `{fu}`"
+                ));
             }
         }
     }
@@ -303,7 +359,13 @@ impl Ctx<'_> {
         }
     }
 
-    fn activity<'b>(&self, a: &'b Activity, place: &str, rule_ids: &mut BTreeSet<&'b str>, problems: &mut Vec<String>) {
+    fn activity<'b>(
+        &self,
+        a: &'b Activity,
+        place: &str,
+        rule_ids: &mut BTreeSet<&'b str>,
+        problems: &mut Vec<String>,
+    ) {
         let place = format!("{place}.activities.{}", a.id);
         if !rule_ids.insert(a.rule.as_str()) {
             problems.push(format!("{place}: duplicate rule id `{}`", a.rule));
@@ -313,7 +375,14 @@ impl Ctx<'_> {
             self.criterion(c, &place, problems);
         }
         if let Some(d) = &a.dosing {
-            let named = [&d.run_interval, &d.walk_interval, &d.pace, &d.duration, &d.distance_increase, &d.speed_work_after];
+            let named = [
+                &d.run_interval,
+                &d.walk_interval,
+                &d.pace,
+                &d.duration,
+                &d.distance_increase,
+                &d.speed_work_after,
+            ];
             for p in named.into_iter().flatten() {
                 if !self.doc.parameters.contains_key(p) {
                     problems.push(format!("{place}: dosing names unknown parameter `{p}`"));

@@ -18,7 +18,10 @@ const UNITS: &[(&str, &str, f64)] = &[
 ];
 
 fn lookup(unit: &str) -> Option<(&'static str, f64)> {
-    UNITS.iter().find(|(u, _, _)| *u == unit).map(|(_, d, f)| (*d, *f))
+    UNITS
+        .iter()
+        .find(|(u, _, _)| *u == unit)
+        .map(|(_, d, f)| (*d, *f))
 }
 
 /// Whether `unit` is a UCUM code Stride understands.

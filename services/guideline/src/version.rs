@@ -24,12 +24,19 @@ impl FromStr for RuleSetVersion {
         let mut parts = s.split('.');
         let mut next = || -> Result<u32, BadVersion> {
             let p = parts.next().ok_or_else(bad)?;
-            if p.is_empty() || (p.len() > 1 && p.starts_with('0')) || !p.bytes().all(|b| b.is_ascii_digit()) {
+            if p.is_empty()
+                || (p.len() > 1 && p.starts_with('0'))
+                || !p.bytes().all(|b| b.is_ascii_digit())
+            {
                 return Err(bad());
             }
             p.parse().map_err(|_| bad())
         };
-        let v = RuleSetVersion { major: next()?, minor: next()?, patch: next()? };
+        let v = RuleSetVersion {
+            major: next()?,
+            minor: next()?,
+            patch: next()?,
+        };
         if parts.next().is_some() {
             return Err(bad());
         }

@@ -116,24 +116,37 @@ pub fn parse(text: &str) -> Result<VignetteFile, String> {
 impl Vignette {
     pub fn facts(&self, rs: &RuleSet) -> Result<Facts, String> {
         let code = |pattern: &str| -> Result<Code, String> {
-            let (alias, code) = pattern.split_once('#').ok_or_else(|| format!("code `{pattern}` is not alias#code"))?;
-            let system = rs.doc.systems.get(alias).ok_or_else(|| format!("unknown alias `{alias}`"))?;
-            Ok(Code { system: system.clone(), code: code.to_owned() })
+            let (alias, code) = pattern
+                .split_once('#')
+                .ok_or_else(|| format!("code `{pattern}` is not alias#code"))?;
+            let system = rs
+                .doc
+                .systems
+                .get(alias)
+                .ok_or_else(|| format!("unknown alias `{alias}`"))?;
+            Ok(Code {
+                system: system.clone(),
+                code: code.to_owned(),
+            })
         };
         let value = |v: &VValue| -> Result<Value, String> {
             Ok(match v {
                 VValue::Boolean(b) => Value::Boolean(*b),
                 VValue::Integer(i) => Value::Integer(*i),
-                VValue::Quantity { quantity, unit } => Value::Quantity { value: *quantity, unit: unit.clone() },
+                VValue::Quantity { quantity, unit } => Value::Quantity {
+                    value: *quantity,
+                    unit: unit.clone(),
+                },
                 VValue::Coded { coded } => Value::Coded(vec![code(coded)?]),
             })
         };
         let mut records = Vec::new();
         for (i, r) in self.records.iter().enumerate() {
             let days: Vec<Option<i64>> = match (&r.days, r.day) {
-                (Some(range), None) => {
-                    (range.from..=range.to).step_by(range.step.max(1) as usize).map(Some).collect()
-                }
+                (Some(range), None) => (range.from..=range.to)
+                    .step_by(range.step.max(1) as usize)
+                    .map(Some)
+                    .collect(),
                 (None, day) => vec![day],
                 (Some(_), Some(_)) => return Err(format!("record {i}: both day and days")),
             };
@@ -148,11 +161,22 @@ impl Vignette {
             let components = r
                 .components
                 .iter()
-                .map(|c| Ok(Component { codes: vec![code(&c.code)?], value: Some(value(&c.value)?) }))
+                .map(|c| {
+                    Ok(Component {
+                        codes: vec![code(&c.code)?],
+                        value: Some(value(&c.value)?),
+                    })
+                })
                 .collect::<Result<Vec<_>, String>>()?;
             for (j, day) in days.iter().enumerate() {
-                let base = r.id.clone().unwrap_or_else(|| format!("{}/v{i}", kind_name(r.kind)));
-                let source = if days.len() > 1 { format!("{base}-{j}") } else { base };
+                let base =
+                    r.id.clone()
+                        .unwrap_or_else(|| format!("{}/v{i}", kind_name(r.kind)));
+                let source = if days.len() > 1 {
+                    format!("{base}-{j}")
+                } else {
+                    base
+                };
                 records.push(Record {
                     source,
                     kind: r.kind,
@@ -171,7 +195,11 @@ impl Vignette {
         let facts = self.facts(rs)?;
         let decision = evaluate(rs, &facts, self.as_of);
         let failures = self.expect.check(&decision);
-        Ok(Outcome { name: self.name.clone(), failures, decision })
+        Ok(Outcome {
+            name: self.name.clone(),
+            failures,
+            decision,
+        })
     }
 }
 
@@ -190,13 +218,22 @@ impl Expect {
             if a != d.applies {
                 f.push(format!("applies: expected {a}, got {}", d.applies));
             }
+            // CONTRACT: no phase card when the guideline does not apply.
+            if !a && d.phase.is_some() {
+                f.push(format!(
+                    "phase: expected none (guideline does not apply), got {:?}",
+                    d.phase
+                ));
+            }
         }
         if let Some(p) = &self.phase {
             if d.phase.as_deref() != Some(p.as_str()) {
                 f.push(format!("phase: expected {p}, got {:?}", d.phase));
             }
         }
-        let ids = |fs: &[crate::decision::Finding]| fs.iter().map(|x| x.id.clone()).collect::<BTreeSet<_>>();
+        let ids = |fs: &[crate::decision::Finding]| {
+            fs.iter().map(|x| x.id.clone()).collect::<BTreeSet<_>>()
+        };
         for (name, want, got) in [
             ("red_flags", &self.red_flags, ids(&d.red_flags)),
             ("warnings", &self.warnings, ids(&d.warnings)),
@@ -216,10 +253,33 @@ impl Expect {
                 }
             }
         };
-        subset("unassessed", &self.unassessed, d.unassessed_red_flags.iter().map(|u| u.id.clone()).collect(), &mut f);
-        subset("missing", &self.missing, d.missing.iter().map(|m| m.fact.clone()).collect(), &mut f);
-        subset("ignored", &self.ignored, d.ignored.iter().map(|i| i.source.clone()).collect(), &mut f);
-        let acts: BTreeSet<String> = d.activities.iter().chain(&d.rehab).map(|a| a.id.clone()).collect();
+        subset(
+            "unassessed",
+            &self.unassessed,
+            d.unassessed_red_flags
+                .iter()
+                .map(|u| u.id.clone())
+                .collect(),
+            &mut f,
+        );
+        subset(
+            "missing",
+            &self.missing,
+            d.missing.iter().map(|m| m.fact.clone()).collect(),
+            &mut f,
+        );
+        subset(
+            "ignored",
+            &self.ignored,
+            d.ignored.iter().map(|i| i.source.clone()).collect(),
+            &mut f,
+        );
+        let acts: BTreeSet<String> = d
+            .activities
+            .iter()
+            .chain(&d.rehab)
+            .map(|a| a.id.clone())
+            .collect();
         subset("activities", &self.activities, acts.clone(), &mut f);
         for n in &self.not_activities {
             if acts.contains(n) {
@@ -228,7 +288,10 @@ impl Expect {
         }
         if let Some(r) = self.regression {
             if r != d.regression.is_some() {
-                f.push(format!("regression: expected {r}, got {:?}", d.regression.as_ref().map(|x| x.resolved)));
+                f.push(format!(
+                    "regression: expected {r}, got {:?}",
+                    d.regression.as_ref().map(|x| x.resolved)
+                ));
             }
         }
         f

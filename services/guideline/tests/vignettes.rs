@@ -38,14 +38,27 @@ fn every_rule_set_loads_and_passes_its_vignettes() {
             .unwrap_or_else(|e| panic!("{}: {e}", rs_path.display()));
         let file = vignettes::parse(&std::fs::read_to_string(&v_path).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", v_path.display()));
-        assert!(file.vignettes.len() >= 30, "{}: at least 30 vignettes", v_path.display());
+        assert!(
+            file.vignettes.len() >= 30,
+            "{}: at least 30 vignettes",
+            v_path.display()
+        );
         let mut failed = Vec::new();
         for v in &file.vignettes {
             let out = v.run(&rs).unwrap_or_else(|e| panic!("{}: {e}", v.name));
             if !out.failures.is_empty() {
-                failed.push(format!("{}:\n    {}", out.name, out.failures.join("\n    ")));
+                failed.push(format!(
+                    "{}:\n    {}",
+                    out.name,
+                    out.failures.join("\n    ")
+                ));
             }
         }
-        assert!(failed.is_empty(), "{} vignette(s) failed:\n  {}", failed.len(), failed.join("\n  "));
+        assert!(
+            failed.is_empty(),
+            "{} vignette(s) failed:\n  {}",
+            failed.len(),
+            failed.join("\n  ")
+        );
     }
 }

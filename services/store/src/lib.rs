@@ -1,1 +1,67 @@
+//! Stride's persistence behind one interface, [`Store`], with two backends: SQLite (the
+//! embedded default, one file, WAL) and PostgreSQL (production). Both pass the same tests.
 
+mod error;
+mod model;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use error::StoreError;
+pub use model::{CarePlanRecord, NewCarePlan};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Pool settings, from the service configuration.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Apply pending migrations (idempotent).
+    async fn migrate(&self) -> Result<(), StoreError>;
+    /// Whether the database answers and still is the one we opened.
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
+    async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;
+    async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError>;
+}
+
+/// Open the database a URL names: `sqlite://PATH` or `postgres://…`.
+pub async fn connect(url: &str, options: &PoolOptions) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::connect(url, options).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}

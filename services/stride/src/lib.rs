@@ -1,1 +1,11 @@
+//! The Stride service: configuration, HTTP surface and command line, on top of the
+//! guideline engine, the FHIR crate and the store.
 
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod rules_cmd;
+pub mod startup;
+pub mod telemetry;

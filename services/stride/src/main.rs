@@ -1,1 +1,82 @@
-fn main(){}
+use std::process::ExitCode;
+
+use clap::Parser;
+use stride::cli::{Cli, Command, RulesCommand};
+use stride::config::Settings;
+use stride::startup::{open_store, Application};
+use stride::{rules_cmd, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("stride: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Rules { command } => rules(command, &settings),
+        Command::Serve | Command::Migrate => {
+            telemetry::init(settings.log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("stride: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let serve = matches!(cli.command, Command::Serve);
+            runtime.block_on(async move {
+                let result = if serve {
+                    serve_app(settings).await
+                } else {
+                    migrate(settings).await
+                };
+                match result {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!(error = %e, "stride failed");
+                        eprintln!("stride: {e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+async fn serve_app(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let app = Application::build(settings).await?;
+    app.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn migrate(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let store = open_store(&settings).await?;
+    store.close().await;
+    println!("migrations applied ({})", settings.database.redacted());
+    Ok(())
+}
+
+fn rules(command: RulesCommand, settings: &Settings) -> ExitCode {
+    let dir = &settings.guidelines_dir;
+    let result = match &command {
+        RulesCommand::Validate { paths } => rules_cmd::validate(paths, dir),
+        RulesCommand::Test { paths, verbose } => rules_cmd::test(paths, dir, *verbose),
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(n) => {
+            eprintln!("stride: {n} problem(s)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("stride: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{Backend, CarePlanRecord, NewCarePlan, PoolOptions, Store, StoreError};
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: Option<PathBuf>,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(StoreError::Database)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL + NORMAL is durable against process crashes; FULL also against power loss,
+            // which is what an acknowledged clinical decision needs.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(std::time::Duration::from_secs(5));
+        let path = Some(opts.get_filename().to_path_buf()).filter(|p| p.as_os_str() != ":memory:");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(opts)
+            .await?;
+        Ok(SqliteStore { pool, path })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn ping(&self) -> Result<(), StoreError> {
+        // A deleted file keeps working through open handles while every write goes nowhere.
+        if let Some(p) = &self.path {
+            if !p.exists() {
+                return Err(StoreError::FileGone(p.display().to_string()));
+            }
+        }
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
+                                    phase, red_flag, resource, created_at, updated_at)
+             VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(p.id.to_string())
+        .bind(&p.tenant)
+        .bind(&p.patient_ref)
+        .bind(&p.status)
+        .bind(&p.rule_set_id)
+        .bind(&p.rule_set_version)
+        .bind(&p.phase)
+        .bind(p.red_flag)
+        .bind(p.resource.to_string())
+        .bind(p.created_at)
+        .bind(p.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
+        let row = sqlx::query("SELECT * FROM careplans WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        let id: String = row.try_get("id")?;
+        let resource: String = row.try_get("resource")?;
+        Ok(CarePlanRecord {
+            id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            tenant: row.try_get("tenant")?,
+            patient_ref: row.try_get("patient_ref")?,
+            status: row.try_get("status")?,
+            version: row.try_get("version")?,
+            rule_set_id: row.try_get("rule_set_id")?,
+            rule_set_version: row.try_get("rule_set_version")?,
+            phase: row.try_get("phase")?,
+            red_flag: row.try_get("red_flag")?,
+            resource: serde_json::from_str(&resource)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            created_at: row.try_get::<OffsetDateTime, _>("created_at")?,
+            updated_at: row.try_get::<OffsetDateTime, _>("updated_at")?,
+        })
+    }
+}

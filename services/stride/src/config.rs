@@ -1,0 +1,349 @@
+//! Typed configuration, loaded once at start: defaults, then an optional TOML file
+//! (`--config` or `STRIDE_CONFIG`), then `STRIDE_*` environment variables (environment wins).
+//! Every value is parsed here; a bad one stops the start with a message naming the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub public_url: PublicUrl,
+    pub database: DatabaseUrl,
+    pub guidelines_dir: PathBuf,
+    pub trust_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: Duration,
+    pub db_max_connections: u32,
+    pub log_format: LogFormat,
+}
+
+/// The base URL callers use, without a trailing slash. JWT `aud` is checked against it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim_end_matches('/');
+        let rest = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+            .ok_or("must start with http:// or https://")?;
+        if rest.is_empty() || rest.starts_with('/') || rest.contains(['?', '#', ' ']) {
+            return Err("must be an absolute URL with a host and no query or fragment".into());
+        }
+        Ok(PublicUrl(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where the data lives. Only the two backends Stride tests are accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(String),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s
+            .strip_prefix("sqlite://")
+            .or_else(|| s.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err("sqlite:// needs a file path, e.g. sqlite://stride.db".into());
+            }
+            Ok(DatabaseUrl::Sqlite(s.to_owned()))
+        } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(DatabaseUrl::Postgres(s.to_owned()))
+        } else {
+            Err("must be sqlite://PATH or postgres://…".into())
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            DatabaseUrl::Sqlite(s) | DatabaseUrl::Postgres(s) => s,
+        }
+    }
+
+    /// Safe to log: the password of a postgres URL is masked.
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(s) => s.clone(),
+            DatabaseUrl::Postgres(s) => match (s.find("://"), s.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let userinfo = &s[scheme + 3..at];
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{}{}:***{}", &s[..scheme + 3], user, &s[at..])
+                }
+                _ => s.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid setting {name}={value:?}: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error("cannot read configuration: {0}")]
+    Source(String),
+}
+
+/// Raw values as the sources give them; everything is a string until parsed.
+#[derive(Debug, Default, Deserialize)]
+struct Raw {
+    listen: Option<String>,
+    public_url: Option<String>,
+    database_url: Option<String>,
+    guidelines_dir: Option<String>,
+    trust_file: Option<String>,
+    max_body_bytes: Option<String>,
+    shutdown_timeout_secs: Option<String>,
+    db_max_connections: Option<String>,
+    log_format: Option<String>,
+}
+
+impl Settings {
+    /// Load from the process environment (and the config file it names, if any).
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_sources(config_file, &env)
+    }
+
+    /// Load from explicit variables, so tests need not touch the process environment.
+    pub fn from_sources(
+        config_file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Settings, ConfigError> {
+        let file = config_file.map(Path::to_path_buf).or_else(|| {
+            env.iter()
+                .find(|(k, _)| k == "STRIDE_CONFIG")
+                .map(|(_, v)| PathBuf::from(v))
+        });
+        let mut fig = Figment::new();
+        if let Some(f) = &file {
+            if !f.is_file() {
+                return Err(ConfigError::Invalid {
+                    name: "STRIDE_CONFIG",
+                    value: f.display().to_string(),
+                    reason: "no such file".into(),
+                });
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        // Same names as figment's Env::prefixed("STRIDE_"), read from `env` so tests need not
+        // mutate the process environment.
+        let vars: std::collections::BTreeMap<String, String> = env
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("STRIDE_")
+                    .map(|k| (k.to_ascii_lowercase(), v.clone()))
+            })
+            .filter(|(k, _)| k != "config")
+            .collect();
+        fig = fig.merge(Serialized::defaults(vars));
+        let raw: Raw = fig
+            .extract()
+            .map_err(|e| ConfigError::Source(e.to_string()))?;
+        Self::parse(raw)
+    }
+
+    fn parse(raw: Raw) -> Result<Settings, ConfigError> {
+        fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                name,
+                value: value.to_owned(),
+                reason: reason.into(),
+            }
+        }
+        let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            invalid(
+                "STRIDE_LISTEN",
+                &listen_s,
+                "not an address:port such as 127.0.0.1:8080",
+            )
+        })?;
+        let public_url = match raw.public_url {
+            Some(u) => PublicUrl::parse(&u).map_err(|r| invalid("STRIDE_PUBLIC_URL", &u, r))?,
+            None => PublicUrl(format!("http://{listen}")),
+        };
+        let db = raw
+            .database_url
+            .unwrap_or_else(|| "sqlite://stride.db".into());
+        let database =
+            DatabaseUrl::parse(&db).map_err(|r| invalid("STRIDE_DATABASE_URL", &mask(&db), r))?;
+        let guidelines_dir =
+            PathBuf::from(raw.guidelines_dir.unwrap_or_else(|| "guidelines".into()));
+        if !guidelines_dir.is_dir() {
+            return Err(invalid(
+                "STRIDE_GUIDELINES_DIR",
+                &guidelines_dir.display().to_string(),
+                "not a directory (run from the repository root, or set it to the folder of rule sets)",
+            ));
+        }
+        let trust_file = raw.trust_file.map(PathBuf::from);
+        if let Some(t) = &trust_file {
+            if !t.is_file() {
+                return Err(invalid(
+                    "STRIDE_TRUST_FILE",
+                    &t.display().to_string(),
+                    "no such file",
+                ));
+            }
+        }
+        let number =
+            |name: &'static str, v: Option<String>, default: u64, min: u64, max: u64| match v {
+                None => Ok(default),
+                Some(s) => match s.trim().parse::<u64>() {
+                    Ok(n) if (min..=max).contains(&n) => Ok(n),
+                    _ => Err(invalid(
+                        name,
+                        &s,
+                        format!("must be a whole number from {min} to {max}"),
+                    )),
+                },
+            };
+        let max_body_bytes = number(
+            "STRIDE_MAX_BODY_BYTES",
+            raw.max_body_bytes,
+            8 * 1024 * 1024,
+            1024,
+            256 * 1024 * 1024,
+        )?;
+        let shutdown = number(
+            "STRIDE_SHUTDOWN_TIMEOUT_SECS",
+            raw.shutdown_timeout_secs,
+            30,
+            0,
+            3600,
+        )?;
+        let db_max = number(
+            "STRIDE_DB_MAX_CONNECTIONS",
+            raw.db_max_connections,
+            10,
+            1,
+            1000,
+        )?;
+        let log_format = match raw.log_format.as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                return Err(invalid(
+                    "STRIDE_LOG_FORMAT",
+                    other,
+                    "must be json or pretty",
+                ))
+            }
+        };
+        Ok(Settings {
+            listen,
+            public_url,
+            database,
+            guidelines_dir,
+            trust_file,
+            max_body_bytes: max_body_bytes as usize,
+            shutdown_timeout: Duration::from_secs(shutdown),
+            db_max_connections: db_max as u32,
+            log_format,
+        })
+    }
+}
+
+fn mask(url: &str) -> String {
+    DatabaseUrl::Postgres(url.to_owned()).redacted()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        let dir = env!("CARGO_MANIFEST_DIR").to_owned() + "/../../guidelines";
+        let mut v = vec![("STRIDE_GUIDELINES_DIR".to_owned(), dir)];
+        v.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        v
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let s = Settings::from_sources(None, &env(&[])).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080");
+        assert_eq!(s.database, DatabaseUrl::Sqlite("sqlite://stride.db".into()));
+        assert!(s.trust_file.is_none());
+    }
+
+    #[test]
+    fn environment_wins_over_the_file() {
+        let dir = tempfile_dir();
+        let f = dir.join("stride.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\npublic_url = \"https://file.example\"\n",
+        )
+        .unwrap();
+        let s = Settings::from_sources(
+            Some(&f),
+            &env(&[("STRIDE_PUBLIC_URL", "https://cds.example.org/")]),
+        )
+        .unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.public_url.as_str(), "https://cds.example.org");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_setting() {
+        for (k, v) in [
+            ("STRIDE_LISTEN", "localhost"),
+            ("STRIDE_DATABASE_URL", "mysql://x"),
+            ("STRIDE_PUBLIC_URL", "cds.example.org"),
+            ("STRIDE_MAX_BODY_BYTES", "lots"),
+            ("STRIDE_TRUST_FILE", "/no/such/trust.json"),
+        ] {
+            let e = Settings::from_sources(None, &env(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(k), "{e}");
+        }
+    }
+
+    #[test]
+    fn postgres_passwords_are_masked() {
+        let d = DatabaseUrl::parse("postgres://stride:s3cret@db:5432/stride").unwrap();
+        assert_eq!(d.redacted(), "postgres://stride:***@db:5432/stride");
+        let e = Settings::from_sources(
+            None,
+            &env(&[("STRIDE_DATABASE_URL", "mysql://u:s3cret@h/db")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!e.contains("s3cret"), "{e}");
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!("stride-config-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

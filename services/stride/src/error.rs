@@ -1,0 +1,104 @@
+//! One error type for the HTTP boundary, mapped to status and body in one place.
+//! Bodies are FHIR OperationOutcomes with a stable Stride error code.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use stride_fhir::{operation_outcome, IssueCode, Severity};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the request body is over the limit of {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("the request body must be application/json")]
+    UnsupportedMediaType,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed on this endpoint")]
+    MethodNotAllowed,
+    #[error("the service is temporarily unavailable; retry later")]
+    Unavailable,
+    #[error("internal error (reference {0})")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Stable, documented error code (snake_case) carried in every error body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unavailable => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn issue(&self) -> IssueCode {
+        match self {
+            ApiError::MalformedJson(_) => IssueCode::Structure,
+            ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
+            ApiError::UnsupportedMediaType => IssueCode::NotSupported,
+            ApiError::BadRequest(_) => IssueCode::Invalid,
+            ApiError::NotFound => IssueCode::NotFound,
+            ApiError::MethodNotAllowed => IssueCode::NotSupported,
+            ApiError::Unavailable => IssueCode::Transient,
+            ApiError::Internal(_) => IssueCode::Exception,
+        }
+    }
+
+    /// Log the cause of an internal error under a reference the caller can quote.
+    pub fn internal(cause: &dyn std::error::Error) -> ApiError {
+        let reference = uuid::Uuid::new_v4().to_string();
+        tracing::error!(error.reference = %reference, error = %cause, "internal error");
+        ApiError::Internal(reference)
+    }
+}
+
+impl From<stride_store::StoreError> for ApiError {
+    fn from(e: stride_store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "database unavailable");
+            ApiError::Unavailable
+        } else if matches!(e, stride_store::StoreError::NotFound) {
+            ApiError::NotFound
+        } else {
+            ApiError::internal(&e)
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let severity = if matches!(self, ApiError::Internal(_)) {
+            Severity::Fatal
+        } else {
+            Severity::Error
+        };
+        let body = operation_outcome(severity, self.issue(), self.code(), &self.to_string());
+        let mut res = HttpResponse::build(self.status_code());
+        res.content_type("application/fhir+json");
+        if matches!(self, ApiError::Unavailable) {
+            res.insert_header((header::RETRY_AFTER, "5"));
+        }
+        res.json(body)
+    }
+}

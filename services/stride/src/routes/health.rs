@@ -1,0 +1,46 @@
+//! Liveness and readiness for orchestrators (Kubernetes probes).
+
+use actix_web::http::header;
+use actix_web::{get, web, HttpResponse};
+use serde_json::json;
+
+use crate::startup::AppState;
+
+/// The process is alive and serving HTTP. Never touches the database.
+#[get("/healthz")]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "pass" }))
+}
+
+/// Ready for traffic: the database answers and rule sets are loaded.
+#[get("/readyz")]
+#[tracing::instrument(name = "readiness", skip_all)]
+pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+    let db = match state.store.ping().await {
+        Ok(()) => "pass".to_owned(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database check failed");
+            "fail".to_owned()
+        }
+    };
+    let rules = if state.catalog.is_empty() {
+        "fail"
+    } else {
+        "pass"
+    };
+    let ok = db == "pass" && rules == "pass";
+    let body = json!({
+        "status": if ok { "pass" } else { "fail" },
+        "checks": {
+            "database": { "status": db, "backend": state.store.backend().name() },
+            "rule_sets": { "status": rules, "loaded": state.catalog.len() },
+        }
+    });
+    if ok {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((header::RETRY_AFTER, "5"))
+            .json(body)
+    }
+}

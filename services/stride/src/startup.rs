@@ -1,0 +1,170 @@
+//! Build the whole application from settings. `main` and the tests both go through here,
+//! so every integration test drives the real server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, App, HttpMessage, HttpServer};
+use stride_store::{PoolOptions, Store};
+use tracing_actix_web::{RequestId, TracingLogger};
+
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::Settings;
+use crate::error::ApiError;
+use crate::routes;
+use crate::telemetry::StrideRootSpan;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
+    pub settings: Settings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("database {url}: {source}")]
+    Database {
+        url: String,
+        source: stride_store::StoreError,
+    },
+    #[error("rule sets: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Arc<dyn Store>,
+}
+
+/// Open the database and apply migrations: what `serve` does first and `migrate` does alone.
+pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
+    let options = PoolOptions {
+        max_connections: settings.db_max_connections,
+        ..PoolOptions::default()
+    };
+    let url = settings.database.redacted();
+    let store = stride_store::connect(settings.database.as_str(), &options)
+        .await
+        .map_err(|source| StartError::Database {
+            url: url.clone(),
+            source,
+        })?;
+    store
+        .migrate()
+        .await
+        .map_err(|source| StartError::Database { url, source })?;
+    Ok(store)
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
+        let store = open_store(&settings).await?;
+        let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
+            addr: settings.listen.to_string(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: settings.listen.to_string(),
+                source,
+            })?
+            .port();
+        tracing::info!(
+            port,
+            backend = store.backend().name(),
+            rule_sets = catalog.len(),
+            public_url = settings.public_url.as_str(),
+            "stride listening"
+        );
+        let shutdown = settings.shutdown_timeout.as_secs();
+        let limit = settings.max_body_bytes;
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            catalog,
+            settings,
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(limit)
+                        .error_handler(move |e, _| json_error(e, limit).into()),
+                )
+                .app_data(web::PayloadConfig::default().limit(limit))
+                .wrap_fn(|req, srv| {
+                    let id = req.extensions().get::<RequestId>().map(|r| r.to_string());
+                    let fut = srv.call(req);
+                    async move {
+                        let mut res = fut.await?;
+                        if let Some(v) = id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+                            res.headers_mut()
+                                .insert(HeaderName::from_static("x-request-id"), v);
+                        }
+                        Ok(res)
+                    }
+                })
+                .wrap(TracingLogger::<StrideRootSpan>::new())
+                .service(routes::health::healthz)
+                .service(routes::health::readyz)
+                .default_service(web::to(not_found))
+        })
+        .shutdown_timeout(shutdown)
+        .listen(listener)
+        .map_err(|source| StartError::Bind {
+            addr: "listener".into(),
+            source,
+        })?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serve until SIGTERM/SIGINT (or a handle's stop): in-flight requests finish first.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await?;
+        self.store.close().await;
+        tracing::info!("stride stopped");
+        Ok(())
+    }
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+fn json_error(e: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as J;
+    match e {
+        J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),
+        J::ContentType => ApiError::UnsupportedMediaType,
+        J::Deserialize(d) => ApiError::MalformedJson(d.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
