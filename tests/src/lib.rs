@@ -1,1 +1,156 @@
+//! Test support: spawn the real Stride on a random port with a fresh database.
+//!
+//! The backend comes from `STRIDE_TEST_BACKEND` (`sqlite`, the default, or `postgres`). For
+//! PostgreSQL, `STRIDE_TEST_POSTGRES_URL` names a server where the tests may create databases
+//! (`scripts/test` starts a throwaway cluster and sets both).
 
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use stride::config::Settings;
+use stride::startup::Application;
+use stride_store::Store;
+
+pub use stride_store::Backend;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("STRIDE_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Backend::Postgres,
+        Ok("sqlite") | Err(_) => Backend::Sqlite,
+        Ok(other) => panic!("STRIDE_TEST_BACKEND={other}: use sqlite or postgres"),
+    }
+}
+
+/// A database of its own for one test, dropped (PostgreSQL) or deleted (SQLite) after.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    /// SQLite: the file; PostgreSQL: (admin URL, database name).
+    pub sqlite_path: Option<PathBuf>,
+    pub pg: Option<(String, String)>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub async fn fresh() -> TestDb {
+        match backend() {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("stride.db");
+                TestDb {
+                    url: format!("sqlite://{}", path.display()),
+                    backend: Backend::Sqlite,
+                    sqlite_path: Some(path),
+                    pg: None,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("STRIDE_TEST_POSTGRES_URL")
+                    .expect("STRIDE_TEST_BACKEND=postgres needs STRIDE_TEST_POSTGRES_URL");
+                let name = format!("stride_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .expect("admin connection");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    backend: Backend::Postgres,
+                    sqlite_path: None,
+                    pg: Some((admin, name)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    /// Make the database disappear under a running service.
+    pub async fn destroy(&self) {
+        if let Some(p) = &self.sqlite_path {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+            }
+        }
+        if let Some((admin, name)) = &self.pg {
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(admin)
+                .await
+                .expect("admin connection");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .expect("drop database");
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub db: TestDb,
+    pub store: Arc<dyn Store>,
+    pub client: reqwest::Client,
+    handle: ServerHandle,
+}
+
+/// The environment a test app starts from; tests add or override variables.
+pub fn base_env(db: &TestDb) -> Vec<(String, String)> {
+    vec![
+        ("STRIDE_LISTEN".into(), "127.0.0.1:0".into()),
+        ("STRIDE_DATABASE_URL".into(), db.url.clone()),
+        (
+            "STRIDE_GUIDELINES_DIR".into(),
+            repo_root().join("guidelines").display().to_string(),
+        ),
+    ]
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        stride::telemetry::init(stride::config::LogFormat::Pretty);
+    }
+    let db = TestDb::fresh().await;
+    let mut env = base_env(&db);
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let settings = Settings::from_sources(None, &env).expect("test settings");
+    let app = Application::build(settings)
+        .await
+        .expect("application starts");
+    let port = app.port();
+    let handle = app.handle();
+    let store = app.store();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db,
+        store,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        handle,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(true).await;
+    }
+}

@@ -1,0 +1,231 @@
+//! The `stride` binary as an operator runs it: configuration errors, migrate, rules,
+//! and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn stride(dir: &tempfile::TempDir) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stride"));
+    c.current_dir(repo())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "STRIDE_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("stride.db").display()),
+        )
+        .env("STRIDE_LISTEN", "127.0.0.1:0");
+    c
+}
+
+fn run(c: &mut Command) -> Output {
+    c.output().expect("stride runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_stop_the_start_and_name_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("STRIDE_LISTEN", "localhost"),
+        ("STRIDE_PUBLIC_URL", "ftp://x"),
+        ("STRIDE_DATABASE_URL", "mysql://root@db/stride"),
+        ("STRIDE_GUIDELINES_DIR", "/no/such/folder"),
+        ("STRIDE_TRUST_FILE", "/no/such/trust.json"),
+        ("STRIDE_SHUTDOWN_TIMEOUT_SECS", "-1"),
+    ] {
+        let out = run(stride(&dir).arg("serve").env(name, value));
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(name), "{name}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn an_invalid_rule_set_stops_the_start_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("guidelines/medial-knee-pain-running");
+    std::fs::create_dir_all(&rules).unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("guidelines/medial-knee-pain-running/1.0.0.yaml"))
+            .unwrap();
+    std::fs::write(
+        rules.join("1.0.0.yaml"),
+        text.replace("param: focal_tenderness_cm", "param: no_such_param"),
+    )
+    .unwrap();
+    let out = run(stride(&dir)
+        .arg("serve")
+        .env("STRIDE_GUIDELINES_DIR", dir.path().join("guidelines")));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("1.0.0.yaml") && err.contains("unknown parameter `no_such_param`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unreachable_postgres_fails_clearly_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(stride(&dir).arg("migrate").env(
+        "STRIDE_DATABASE_URL",
+        "postgres://stride:s3cret@127.0.0.1:1/stride",
+    ));
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("postgres://stride:***@127.0.0.1:1/stride"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("s3cret") && !String::from_utf8_lossy(&out.stdout).contains("s3cret"),
+        "{err}"
+    );
+}
+
+#[test]
+fn migrate_creates_the_sqlite_file_and_is_repeatable() {
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let out = run(stride(&dir).arg("migrate"));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(dir.path().join("stride.db").is_file());
+}
+
+#[test]
+fn rules_validate_and_test_pass_on_the_shipped_rule_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(stride(&dir).args(["rules", "validate"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("ok      guidelines/medial-knee-pain-running/1.0.0.yaml"));
+    let out = run(stride(&dir).args(["rules", "test"]));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn rules_validate_reports_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("medial-knee-pain-running");
+    std::fs::create_dir_all(&sub).unwrap();
+    let bad = sub.join("1.0.0.yaml");
+    std::fs::write(&bad, "id: medial-knee-pain-running\nversion: 1.0\n").unwrap();
+    let out = run(stride(&dir).args(["rules", "validate"]).arg(&bad));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("INVALID"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// Start `stride serve` and read the port from its JSON start-up log line.
+fn serve(dir: &tempfile::TempDir) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
+    let mut child = stride(dir)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
+            if v["message"] == "stride listening" {
+                return (child, v["port"].as_u64().unwrap() as u16, rx);
+            }
+        }
+    }
+    let _ = child.kill();
+    panic!("stride did not start");
+}
+
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+#[test]
+fn sigterm_closes_the_listener_and_exits_cleanly_without_waiting_for_idle_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, logs) = serve(&dir);
+
+    // An idle keep-alive connection must not hold the shutdown until the timeout (30 s).
+    let mut idle = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: stride\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = idle.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let started = Instant::now();
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit after SIGTERM: {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "idle connections do not delay shutdown"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener closed"
+    );
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("SIGTERM received; starting graceful shutdown")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("stride stopped")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn logs_are_json_and_carry_no_request_path_or_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, logs) = serve(&dir);
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.write_all(b"GET /fhir/CarePlan?patient=Patient/secret-123 HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    sigterm(&child);
+    child.wait().unwrap();
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("\"http.status_code\":404")),
+        "{lines:?}"
+    );
+    for l in &lines {
+        serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON");
+        assert!(!l.contains("secret-123"), "PHI in a log line: {l}");
+    }
+}

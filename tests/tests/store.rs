@@ -1,0 +1,96 @@
+//! The storage interface: the same suite runs against SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use stride_store::{NewCarePlan, PoolOptions, Store, StoreError};
+use stride_tests::TestDb;
+use time::OffsetDateTime;
+
+async fn store() -> (TestDb, Arc<dyn Store>) {
+    let db = TestDb::fresh().await;
+    let store = stride_store::connect(&db.url, &PoolOptions::default())
+        .await
+        .expect("connect");
+    store.migrate().await.expect("migrate");
+    (db, store)
+}
+
+fn plan(red_flag: bool) -> NewCarePlan {
+    NewCarePlan {
+        id: uuid::Uuid::new_v4(),
+        tenant: "clinic-a".into(),
+        patient_ref: "Patient/p1".into(),
+        status: "draft".into(),
+        rule_set_id: "medial-knee-pain-running".into(),
+        rule_set_version: "1.0.0".into(),
+        phase: "rest".into(),
+        red_flag,
+        resource: json!({"resourceType": "CarePlan", "status": "draft", "intent": "proposal"}),
+        // Whole seconds: both backends keep at least that precision.
+        created_at: OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let (_db, store) = store().await;
+    store.migrate().await.expect("second run is a no-op");
+    store.ping().await.expect("ping");
+}
+
+#[tokio::test]
+async fn a_careplan_round_trips() {
+    let (_db, store) = store().await;
+    let p = plan(true);
+    store.insert_careplan(&p).await.unwrap();
+    let got = store.careplan(p.id).await.unwrap();
+    assert_eq!(got.id, p.id);
+    assert_eq!(got.tenant, p.tenant);
+    assert_eq!(got.patient_ref, p.patient_ref);
+    assert_eq!(got.status, "draft");
+    assert_eq!(got.version, 1);
+    assert!(got.red_flag);
+    assert_eq!(got.resource, p.resource);
+    assert_eq!(got.created_at, p.created_at);
+    assert_eq!(got.updated_at, p.created_at);
+}
+
+#[tokio::test]
+async fn a_missing_careplan_is_not_found() {
+    let (_db, store) = store().await;
+    assert!(matches!(
+        store.careplan(uuid::Uuid::new_v4()).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+#[tokio::test]
+async fn a_duplicate_id_is_refused_and_the_first_row_survives() {
+    let (_db, store) = store().await;
+    let p = plan(false);
+    store.insert_careplan(&p).await.unwrap();
+    let mut again = plan(true);
+    again.id = p.id;
+    assert!(store.insert_careplan(&again).await.is_err());
+    assert!(
+        !store.careplan(p.id).await.unwrap().red_flag,
+        "nothing already stored is lost"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_status_is_refused_by_the_schema() {
+    let (_db, store) = store().await;
+    let mut p = plan(false);
+    p.status = "approved-ish".into();
+    assert!(store.insert_careplan(&p).await.is_err());
+}
+
+#[tokio::test]
+async fn a_vanished_database_is_unavailable_not_a_bug() {
+    let (db, store) = store().await;
+    db.destroy().await;
+    let e = store.ping().await.unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+}
