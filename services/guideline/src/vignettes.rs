@@ -91,6 +91,9 @@ pub struct Expect {
     /// Subsets: these must be present.
     #[serde(default)]
     pub unassessed: Vec<String>,
+    /// Red flags that must be decided (fired or ruled out), not left unassessed.
+    #[serde(default)]
+    pub not_unassessed: Vec<String>,
     #[serde(default)]
     pub missing: Vec<String>,
     #[serde(default)]
@@ -262,6 +265,11 @@ impl Expect {
                 .collect(),
             &mut f,
         );
+        for n in &self.not_unassessed {
+            if d.unassessed_red_flags.iter().any(|u| &u.id == n) {
+                f.push(format!("unassessed: {n} should have been decided"));
+            }
+        }
         subset(
             "missing",
             &self.missing,

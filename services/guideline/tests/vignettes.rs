@@ -1,7 +1,9 @@
 //! Every rule set under guidelines/ loads cleanly and passes its own vignettes.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use stride_guideline::model::{Criterion, RuleSetDoc};
 use stride_guideline::vignettes;
 use stride_guideline::RuleSet;
 
@@ -59,6 +61,89 @@ fn every_rule_set_loads_and_passes_its_vignettes() {
             "{} vignette(s) failed:\n  {}",
             failed.len(),
             failed.join("\n  ")
+        );
+    }
+}
+
+/// `A-01` is the applicability block (INTERPRETATION.md A-01), which has no id in the format.
+const APPLICABILITY: &str = "A-01";
+
+fn criterion_ids(c: &Criterion, out: &mut BTreeSet<String>) {
+    match c {
+        Criterion::All { all: cs } | Criterion::Any { any: cs } => {
+            cs.iter().for_each(|c| criterion_ids(c, out))
+        }
+        Criterion::Not { not } => criterion_ids(not, out),
+        Criterion::PhaseIn { .. } => {}
+        Criterion::Compare(cmp) => out.extend(cmp.id.clone()),
+    }
+}
+
+/// Every rule id and check id a rule set defines.
+fn known_ids(d: &RuleSetDoc) -> BTreeSet<String> {
+    let mut ids: BTreeSet<String> = [APPLICABILITY.to_owned()].into();
+    for r in d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls) {
+        ids.insert(r.rule.clone());
+        criterion_ids(&r.when, &mut ids);
+    }
+    for p in &d.phases {
+        ids.insert(p.rule.clone());
+        for c in p.exit.iter().chain(&p.beyond_evidence) {
+            criterion_ids(c, &mut ids);
+        }
+    }
+    for a in d.phases.iter().flat_map(|p| &p.activities).chain(&d.rehab) {
+        ids.insert(a.rule.clone());
+        if let Some(c) = &a.only_if {
+            criterion_ids(c, &mut ids);
+        }
+    }
+    ids.insert(d.regression.rule.clone());
+    criterion_ids(&d.regression.when, &mut ids);
+    criterion_ids(&d.regression.resolved, &mut ids);
+    ids
+}
+
+#[test]
+fn vignettes_name_real_rules_and_cover_every_decision_rule() {
+    for (rs_path, v_path) in rule_sets() {
+        let rs = RuleSet::from_yaml(&std::fs::read_to_string(&rs_path).unwrap()).unwrap();
+        let file = vignettes::parse(&std::fs::read_to_string(&v_path).unwrap()).unwrap();
+        let d = &rs.doc;
+        let known = known_ids(d);
+        let mut covered = BTreeSet::new();
+        let mut problems = Vec::new();
+        for v in &file.vignettes {
+            if v.covers.is_empty() {
+                problems.push(format!("`{}` covers no rule", v.name));
+            }
+            for id in &v.covers {
+                if !known.contains(id) {
+                    problems.push(format!("`{}` covers unknown rule id `{id}`", v.name));
+                }
+                covered.insert(id.clone());
+            }
+        }
+        // Every decision a clinician can see must be exercised at least once.
+        let must: Vec<&String> = d
+            .red_flags
+            .iter()
+            .chain(&d.warnings)
+            .chain(&d.pitfalls)
+            .map(|r| &r.rule)
+            .chain(d.phases.iter().map(|p| &p.rule))
+            .chain([&d.regression.rule])
+            .collect();
+        for id in must {
+            if !covered.contains(id) {
+                problems.push(format!("no vignette covers `{id}`"));
+            }
+        }
+        assert!(
+            problems.is_empty(),
+            "{}:\n  {}",
+            v_path.display(),
+            problems.join("\n  ")
         );
     }
 }
