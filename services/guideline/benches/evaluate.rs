@@ -13,7 +13,10 @@ fn obs(n: usize, code: &str, day: i64, value: Option<Value>, components: Vec<Com
     Record {
         source: format!("Observation/{n}"),
         kind: RecordKind::Observation,
-        codes: vec![Code { system: LOCAL.into(), code: code.into() }],
+        codes: vec![Code {
+            system: LOCAL.into(),
+            code: code.into(),
+        }],
         status: Some("final".into()),
         date: Some(AS_OF + Duration::days(day)),
         value,
@@ -22,14 +25,23 @@ fn obs(n: usize, code: &str, day: i64, value: Option<Value>, components: Vec<Com
 }
 
 fn comp(code: &str, value: Value) -> Component {
-    Component { codes: vec![Code { system: LOCAL.into(), code: code.into() }], value: Some(value) }
+    Component {
+        codes: vec![Code {
+            system: LOCAL.into(),
+            code: code.into(),
+        }],
+        value: Some(value),
+    }
 }
 
 pub fn patient() -> Facts {
     let mut r = vec![Record {
         source: "Condition/1".into(),
         kind: RecordKind::Condition,
-        codes: vec![Code { system: "http://hl7.org/fhir/sid/icd-10-cm".into(), code: "M25.561".into() }],
+        codes: vec![Code {
+            system: "http://hl7.org/fhir/sid/icd-10-cm".into(),
+            code: "M25.561".into(),
+        }],
         status: Some("active".into()),
         date: Some(AS_OF - Duration::days(40)),
         value: None,
@@ -41,40 +53,125 @@ pub fn patient() -> Facts {
         n
     };
     for d in -35..=-1 {
-        r.push(obs(next(), "pain-walking", d, Some(Value::Integer(if d < -25 { 2 } else { 0 })), vec![]));
+        r.push(obs(
+            next(),
+            "pain-walking",
+            d,
+            Some(Value::Integer(if d < -25 { 2 } else { 0 })),
+            vec![],
+        ));
     }
     for d in (-13..=-1).step_by(2) {
         let components = vec![
-            comp("run-distance", Value::Quantity { value: 2.0 + (d as f64 + 13.0) * 0.1, unit: Some("km".into()) }),
+            comp(
+                "run-distance",
+                Value::Quantity {
+                    value: 2.0 + (d as f64 + 13.0) * 0.1,
+                    unit: Some("km".into()),
+                },
+            ),
             comp("pain-running", Value::Integer(0)),
             comp("speed-work", Value::Boolean(false)),
-            comp("run-pace-percent", Value::Quantity { value: 45.0, unit: Some("%".into()) }),
+            comp(
+                "run-pace-percent",
+                Value::Quantity {
+                    value: 45.0,
+                    unit: Some("%".into()),
+                },
+            ),
         ];
         r.push(obs(next(), "running-session", d, None, components));
     }
     for d in [-30, -20, -10, -3] {
-        r.push(obs(next(), "bony-tenderness", d, Some(Value::Boolean(d < -15)), vec![]));
-        r.push(obs(next(), "pain-rest", d, Some(Value::Boolean(false)), vec![]));
-        r.push(obs(next(), "pain-night", d, Some(Value::Integer(0)), vec![]));
+        r.push(obs(
+            next(),
+            "bony-tenderness",
+            d,
+            Some(Value::Boolean(d < -15)),
+            vec![],
+        ));
+        r.push(obs(
+            next(),
+            "pain-rest",
+            d,
+            Some(Value::Boolean(false)),
+            vec![],
+        ));
+        r.push(obs(
+            next(),
+            "pain-night",
+            d,
+            Some(Value::Integer(0)),
+            vec![],
+        ));
     }
-    r.push(obs(next(), "limb-symmetry-index", -5, Some(Value::Quantity { value: 82.0, unit: Some("%".into()) }), vec![]));
-    r.push(obs(next(), "pain-free-walking-minutes", -6, Some(Value::Quantity { value: 0.75, unit: Some("h".into()) }), vec![]));
-    r.push(obs(next(), "preinjury-weekly-distance", -60, Some(Value::Quantity { value: 30.0, unit: Some("km".into()) }), vec![]));
-    r.push(obs(next(), "tenderness-extent", -30, Some(Value::Quantity { value: 80.0, unit: Some("mm".into()) }), vec![]));
-    r.push(obs(next(), "heel-strike-gait", -30, Some(Value::Boolean(true)), vec![]));
+    r.push(obs(
+        next(),
+        "limb-symmetry-index",
+        -5,
+        Some(Value::Quantity {
+            value: 82.0,
+            unit: Some("%".into()),
+        }),
+        vec![],
+    ));
+    r.push(obs(
+        next(),
+        "pain-free-walking-minutes",
+        -6,
+        Some(Value::Quantity {
+            value: 0.75,
+            unit: Some("h".into()),
+        }),
+        vec![],
+    ));
+    r.push(obs(
+        next(),
+        "preinjury-weekly-distance",
+        -60,
+        Some(Value::Quantity {
+            value: 30.0,
+            unit: Some("km".into()),
+        }),
+        vec![],
+    ));
+    r.push(obs(
+        next(),
+        "tenderness-extent",
+        -30,
+        Some(Value::Quantity {
+            value: 80.0,
+            unit: Some("mm".into()),
+        }),
+        vec![],
+    ));
+    r.push(obs(
+        next(),
+        "heel-strike-gait",
+        -30,
+        Some(Value::Boolean(true)),
+        vec![],
+    ));
     Facts { records: r }
 }
 
 fn bench(c: &mut Criterion) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guidelines/medial-knee-pain-running/1.0.0.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../guidelines/medial-knee-pain-running/1.0.0.yaml"
+    );
     let text = std::fs::read_to_string(path).unwrap();
     let rs = RuleSet::from_yaml(&text).unwrap();
     let facts = patient();
     assert!(facts.records.len() >= 60, "{} records", facts.records.len());
     let d = evaluate(&rs, &facts, AS_OF);
     assert_eq!(d.phase.as_deref(), Some("progressive-loading"), "{d:#?}");
-    c.bench_function("evaluate/60-observations", |b| b.iter(|| evaluate(black_box(&rs), black_box(&facts), AS_OF)));
-    c.bench_function("rule-set/load-and-check", |b| b.iter(|| RuleSet::from_yaml(black_box(&text)).unwrap()));
+    c.bench_function("evaluate/60-observations", |b| {
+        b.iter(|| evaluate(black_box(&rs), black_box(&facts), AS_OF))
+    });
+    c.bench_function("rule-set/load-and-check", |b| {
+        b.iter(|| RuleSet::from_yaml(black_box(&text)).unwrap())
+    });
 }
 
 criterion_group!(benches, bench);

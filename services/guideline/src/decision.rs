@@ -16,6 +16,9 @@ pub struct Decision {
     pub as_of: Date,
     /// False when no active pain episode activates the guideline: no phase card then.
     pub applies: bool,
+    /// The Condition(s) that activate the guideline (`CarePlan.addresses`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub episode: Vec<String>,
     /// The phase id, `hold-for-evaluation` or `insufficient-data`; `None` when not applicable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,

@@ -13,7 +13,23 @@ use crate::ruleset::RuleSet;
 use crate::units;
 
 pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
-    let table = resolve(rs, facts, as_of);
+    decide(rs, resolve(rs, facts, as_of), as_of)
+}
+
+/// What the decision would be if the named facts were unknown. Explains which data a verdict
+/// rests on, and lets tests prove that missing data never silences a red flag.
+pub fn evaluate_without(rs: &RuleSet, facts: &Facts, as_of: Date, unknown: &[&str]) -> Decision {
+    let mut table = resolve(rs, facts, as_of);
+    for name in unknown {
+        if let Some(v) = table.values.get_mut(*name) {
+            v.value = None;
+            v.reason = Some("withheld".into());
+        }
+    }
+    decide(rs, table, as_of)
+}
+
+fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
     let mut ev = Evaluator {
         rs,
         table: &table,
@@ -26,6 +42,11 @@ pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
         rule_set: rs.reference(),
         as_of,
         applies: table.applies,
+        episode: table
+            .values
+            .get(&rs.doc.applicability.episode_fact)
+            .map(|v| v.sources.clone())
+            .unwrap_or_default(),
         phase: None,
         regression: None,
         red_flags: Vec::new(),

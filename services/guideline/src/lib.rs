@@ -12,7 +12,7 @@ pub mod version;
 pub mod vignettes;
 
 pub use decision::{Decision, Verdict};
-pub use evaluate::evaluate;
+pub use evaluate::{evaluate, evaluate_without};
 pub use facts::{Code, Component, Facts, Record, Value};
 pub use ruleset::{LoadError, RuleSet};
 pub use version::RuleSetVersion;

@@ -102,6 +102,29 @@ impl RuleSet {
         r.codes.iter().any(|c| self.relevant.contains(c))
     }
 
+    /// The code that names a fact (its first source's first code), e.g. for a Goal's measure.
+    pub fn fact_code(&self, fact: &str) -> Option<&Code> {
+        let src = self.doc.facts.get(fact)?.sources.first()?;
+        self.codes
+            .get(src.component.as_ref().or(src.codes.first())?)
+    }
+
+    /// Every code read from records of one kind, sorted: what a FHIR search must ask for.
+    pub fn codes_read(&self, kind: crate::model::RecordKind) -> Vec<&Code> {
+        let mut out: Vec<&Code> = self
+            .doc
+            .facts
+            .values()
+            .flat_map(|b| b.sources.iter())
+            .filter(|s| s.record == kind)
+            .flat_map(|s| s.codes.iter())
+            .filter_map(|c| self.codes.get(c))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Every decision id the rule set can produce, phases first.
     pub fn decision_ids(&self) -> Vec<&str> {
         let d = &self.doc;

@@ -5,7 +5,9 @@ use std::sync::OnceLock;
 
 use proptest::prelude::*;
 use stride_guideline::facts::RecordKind;
-use stride_guideline::{evaluate, evaluate_without, Code, Component, Facts, Record, RuleSet, Value};
+use stride_guideline::{
+    evaluate, evaluate_without, Code, Component, Facts, Record, RuleSet, Value,
+};
 use time::{macros::date, Date, Duration};
 
 const AS_OF: Date = date!(2026 - 06 - 01);
@@ -14,13 +16,19 @@ const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
 fn rule_set() -> &'static RuleSet {
     static RS: OnceLock<RuleSet> = OnceLock::new();
     RS.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../guidelines/medial-knee-pain-running/1.0.0.yaml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../guidelines/medial-knee-pain-running/1.0.0.yaml"
+        );
         RuleSet::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap()
     })
 }
 
 fn local(code: &str) -> Vec<Code> {
-    vec![Code { system: LOCAL.into(), code: code.into() }]
+    vec![Code {
+        system: LOCAL.into(),
+        code: code.into(),
+    }]
 }
 
 fn value() -> impl Strategy<Value = Option<Value>> {
@@ -28,25 +36,63 @@ fn value() -> impl Strategy<Value = Option<Value>> {
         Just(None),
         (0i64..=10).prop_map(|i| Some(Value::Integer(i))),
         any::<bool>().prop_map(|b| Some(Value::Boolean(b))),
-        (0.0f64..200.0, prop::sample::select(vec!["cm", "mm", "min", "h", "d", "wk", "%", "km", "m", "{score}", "furlong"]))
-            .prop_map(|(v, u)| Some(Value::Quantity { value: v, unit: Some(u.to_owned()) })),
-        (-5.0f64..5.0).prop_map(|v| Some(Value::Quantity { value: v, unit: None })),
+        (
+            0.0f64..200.0,
+            prop::sample::select(vec![
+                "cm", "mm", "min", "h", "d", "wk", "%", "km", "m", "{score}", "furlong"
+            ])
+        )
+            .prop_map(|(v, u)| Some(Value::Quantity {
+                value: v,
+                unit: Some(u.to_owned())
+            })),
+        (-5.0f64..5.0).prop_map(|v| Some(Value::Quantity {
+            value: v,
+            unit: None
+        })),
     ]
 }
 
 const CODES: &[&str] = &[
-    "pain-walking", "pain-running", "pain-rest", "pain-night", "tenderness-extent", "bony-tenderness",
-    "pain-free-walking-days", "pain-free-walking-minutes", "limb-symmetry-index", "valgus-twist-mechanism",
-    "heel-strike-gait", "preinjury-weekly-distance", "running-session",
+    "pain-walking",
+    "pain-running",
+    "pain-rest",
+    "pain-night",
+    "tenderness-extent",
+    "bony-tenderness",
+    "pain-free-walking-days",
+    "pain-free-walking-minutes",
+    "limb-symmetry-index",
+    "valgus-twist-mechanism",
+    "heel-strike-gait",
+    "preinjury-weekly-distance",
+    "running-session",
 ];
 
 fn observation() -> impl Strategy<Value = Record> {
     (
         prop::sample::select(CODES),
-        prop::sample::select(vec!["final", "amended", "entered-in-error", "preliminary", "corrected"]),
+        prop::sample::select(vec![
+            "final",
+            "amended",
+            "entered-in-error",
+            "preliminary",
+            "corrected",
+        ]),
         prop::option::weighted(0.95, -120i64..5),
         value(),
-        prop::collection::vec((prop::sample::select(vec!["run-distance", "pain-running", "speed-work", "run-pace-percent"]), value()), 0..4),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "run-distance",
+                    "pain-running",
+                    "speed-work",
+                    "run-pace-percent",
+                ]),
+                value(),
+            ),
+            0..4,
+        ),
         0u32..1_000_000,
     )
         .prop_map(|(code, status, day, value, comps, n)| Record {
@@ -56,13 +102,22 @@ fn observation() -> impl Strategy<Value = Record> {
             status: Some(status.into()),
             date: day.map(|d| AS_OF + Duration::days(d)),
             value,
-            components: comps.into_iter().map(|(c, v)| Component { codes: local(c), value: v }).collect(),
+            components: comps
+                .into_iter()
+                .map(|(c, v)| Component {
+                    codes: local(c),
+                    value: v,
+                })
+                .collect(),
         })
 }
 
 fn patient() -> impl Strategy<Value = Facts> {
     (
-        prop::option::weighted(0.9, (prop::option::weighted(0.9, -120i64..3), any::<bool>())),
+        prop::option::weighted(
+            0.9,
+            (prop::option::weighted(0.9, -120i64..3), any::<bool>()),
+        ),
         prop::collection::vec(observation(), 0..60),
         any::<bool>(),
     )
@@ -71,7 +126,10 @@ fn patient() -> impl Strategy<Value = Facts> {
                 records.push(Record {
                     source: "Condition/episode".into(),
                     kind: RecordKind::Condition,
-                    codes: vec![Code { system: "http://hl7.org/fhir/sid/icd-10-cm".into(), code: "M25.561".into() }],
+                    codes: vec![Code {
+                        system: "http://hl7.org/fhir/sid/icd-10-cm".into(),
+                        code: "M25.561".into(),
+                    }],
                     status: Some(if active { "active" } else { "resolved" }.into()),
                     date: onset.map(|d| AS_OF + Duration::days(d)),
                     value: None,
