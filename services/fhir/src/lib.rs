@@ -1,6 +1,8 @@
 //! The one crate that knows FHIR resource shapes (fhir-sdk's R4B models, which read and write
 //! R4 JSON). Everything else in Stride sees plain Rust types or JSON built here.
 
+pub mod careplan;
+pub mod intake;
 pub mod outcome;
 
 pub use outcome::{operation_outcome, IssueCode, Severity};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::StoreError;
-pub use model::{CarePlanRecord, NewCarePlan};
+pub use model::{CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -53,6 +53,11 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
     async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;
     async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError>;
+    /// The CarePlan and cards of one hook call, all or nothing.
+    async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError>;
+    /// Store feedback entries (all or nothing); each is marked whether its card is known.
+    async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError>;
+    async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
 }
 
 /// Open the database a URL names: `sqlite://PATH` or `postgres://…`.

@@ -31,3 +31,41 @@ pub struct CarePlanRecord {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
+
+/// A card as sent, tied to its decision and (for patient-view) its CarePlan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCard {
+    pub uuid: Uuid,
+    pub service_id: String,
+    pub hook_instance: String,
+    pub decision_id: String,
+    pub careplan_id: Option<Uuid>,
+    pub created_at: OffsetDateTime,
+}
+
+/// What one hook call leaves behind, written in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookRecord {
+    pub careplan: Option<NewCarePlan>,
+    pub cards: Vec<NewCard>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewFeedback {
+    pub id: Uuid,
+    pub service_id: String,
+    pub card_uuid: String,
+    pub outcome: String,
+    pub details: serde_json::Value,
+    pub outcome_timestamp: OffsetDateTime,
+    pub received_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRecord {
+    pub card_uuid: String,
+    pub known_card: bool,
+    pub outcome: String,
+    pub details: serde_json::Value,
+    pub outcome_timestamp: OffsetDateTime,
+}

@@ -8,7 +8,10 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::{Backend, CarePlanRecord, NewCarePlan, PoolOptions, Store, StoreError};
+use crate::{
+    Backend, CarePlanRecord, FeedbackRecord, HookRecord, NewCarePlan, NewFeedback, PoolOptions,
+    Store, StoreError,
+};
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -68,6 +71,94 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_careplan(&mut tx, p).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
+    async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(p) = &record.careplan {
+            insert_careplan(&mut tx, p).await?;
+        }
+        for c in &record.cards {
+            sqlx::query(
+                "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(c.uuid.to_string())
+            .bind(&c.service_id)
+            .bind(&c.hook_instance)
+            .bind(&c.decision_id)
+            .bind(c.careplan_id.map(|u| u.to_string()))
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(entries = entries.len()))]
+    async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for f in entries {
+            sqlx::query(
+                "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
+                 VALUES (?, ?, ?, EXISTS (SELECT 1 FROM cards WHERE uuid = ?), ?, ?, ?, ?)",
+            )
+            .bind(f.id.to_string())
+            .bind(&f.service_id)
+            .bind(&f.card_uuid)
+            .bind(&f.card_uuid)
+            .bind(&f.outcome)
+            .bind(f.details.to_string())
+            .bind(f.outcome_timestamp)
+            .bind(f.received_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT card_uuid, known_card, outcome, details, outcome_timestamp FROM feedback
+             WHERE card_uuid = ? ORDER BY outcome_timestamp, id",
+        )
+        .bind(card_uuid)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let details: String = r.try_get("details")?;
+                Ok(FeedbackRecord {
+                    card_uuid: r.try_get("card_uuid")?,
+                    known_card: r.try_get("known_card")?,
+                    outcome: r.try_get("outcome")?,
+                    details: serde_json::from_str(&details)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    outcome_timestamp: r.try_get("outcome_timestamp")?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
+        self.careplan_row(id).await
+    }
+}
+
+async fn insert_careplan(
+    tx: &mut sqlx::SqliteConnection,
+    p: &NewCarePlan,
+) -> Result<(), StoreError> {
+    {
         sqlx::query(
             "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
                                     phase, red_flag, resource, created_at, updated_at)
@@ -84,13 +175,14 @@ impl Store for SqliteStore {
         .bind(p.resource.to_string())
         .bind(p.created_at)
         .bind(p.created_at)
-        .execute(&self.pool)
+        .execute(tx)
         .await?;
         Ok(())
     }
+}
 
-    #[tracing::instrument(skip_all)]
-    async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
+impl SqliteStore {
+    async fn careplan_row(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         let row = sqlx::query("SELECT * FROM careplans WHERE id = ?")
             .bind(id.to_string())
             .fetch_one(&self.pool)

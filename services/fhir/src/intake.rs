@@ -1,0 +1,323 @@
+//! FHIR R4 JSON → the engine's neutral records. Each resource is parsed on its own with the
+//! fhir-sdk models, so one malformed resource is reported and the rest still count.
+//! Resources the guideline does not read (Patient, MedicationRequest, …) are skipped unparsed.
+
+use fhir_sdk::r4b::resources::{
+    Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
+    ObservationComponentValue, ObservationEffective, ObservationValue, Resource, ServiceRequest,
+};
+use fhir_sdk::r4b::types::{CodeableConcept, Quantity};
+use fhir_sdk::DateTime;
+use serde_json::Value as Json;
+use stride_guideline::facts::RecordKind;
+use stride_guideline::{Code, Component, Record, Value};
+use time::Date;
+
+/// A resource that could not be read, by reference only (never its content).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub source: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Intake {
+    pub records: Vec<Record>,
+    pub problems: Vec<Problem>,
+    /// Resources read, by type (for the audit trail and supportingInfo).
+    pub sources: Vec<String>,
+}
+
+const READ: &[&str] = &[
+    "Observation",
+    "Condition",
+    "ServiceRequest",
+    "DeviceRequest",
+];
+
+impl Intake {
+    /// Add a prefetch value or a fetched result: a Bundle (its entries) or a single resource.
+    pub fn add(&mut self, value: &Json) {
+        match value.get("resourceType").and_then(Json::as_str) {
+            Some("Bundle") => {
+                if let Some(entries) = value.get("entry").and_then(Json::as_array) {
+                    for e in entries {
+                        if let Some(r) = e.get("resource") {
+                            self.add_resource(r);
+                        }
+                    }
+                }
+            }
+            Some(_) => self.add_resource(value),
+            None => self.problems.push(Problem {
+                source: "prefetch".into(),
+                message: "a value without resourceType is not a FHIR resource".into(),
+            }),
+        }
+    }
+
+    fn add_resource(&mut self, value: &Json) {
+        let Some(kind) = value.get("resourceType").and_then(Json::as_str) else {
+            self.problems.push(Problem {
+                source: "Bundle.entry".into(),
+                message: "entry without resourceType".into(),
+            });
+            return;
+        };
+        if !READ.contains(&kind) {
+            return;
+        }
+        let id = value.get("id").and_then(Json::as_str).unwrap_or("(no id)");
+        let source = format!("{kind}/{id}");
+        match serde_json::from_value::<Resource>(value.clone()) {
+            Ok(resource) => {
+                if let Some(record) = record(&resource, &source) {
+                    self.sources.push(source);
+                    self.records.push(record);
+                }
+            }
+            Err(e) => self.problems.push(Problem {
+                source,
+                message: format!("not a valid FHIR R4 {kind}: {}", describe(&e)),
+            }),
+        }
+    }
+}
+
+/// What was wrong, without serde's message: it quotes the offending value, which may be PHI.
+fn describe(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Data => {
+            "a field is missing, has the wrong type or holds a code outside its value set"
+        }
+        _ => "the JSON cannot be read",
+    }
+}
+
+fn record(resource: &Resource, source: &str) -> Option<Record> {
+    match resource {
+        Resource::Observation(o) => Some(observation(o, source)),
+        Resource::Condition(c) => Some(condition(c, source)),
+        Resource::ServiceRequest(s) => Some(service_request(s, source)),
+        Resource::DeviceRequest(d) => Some(device_request(d, source)),
+        _ => None,
+    }
+}
+
+fn codes(cc: Option<&CodeableConcept>) -> Vec<Code> {
+    cc.map(|cc| {
+        cc.coding
+            .iter()
+            .flatten()
+            .filter_map(|c| {
+                Some(Code {
+                    system: c.system.clone()?,
+                    code: c.code.clone()?,
+                })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The calendar day as the EHR recorded it (its own time zone), which is how a clinician
+/// counts "consecutive days".
+fn day(dt: &DateTime) -> Option<Date> {
+    match dt {
+        DateTime::Date(fhir_sdk::Date::Date(d)) => Some(*d),
+        DateTime::Date(_) => None,
+        DateTime::DateTime(i) => Some(i.0.date()),
+    }
+}
+
+fn quantity(q: &Quantity) -> Option<Value> {
+    let value = q.value?;
+    // The UCUM code is the unit; the human-readable `unit` is only trusted without a system.
+    let unit = q
+        .code
+        .clone()
+        .or_else(|| q.system.is_none().then(|| q.unit.clone()).flatten());
+    Some(Value::Quantity { value, unit })
+}
+
+fn observation(o: &Observation, source: &str) -> Record {
+    let date = match &o.effective {
+        Some(ObservationEffective::DateTime(dt)) => day(dt),
+        Some(ObservationEffective::Period(p)) => p.start.as_ref().and_then(day),
+        Some(ObservationEffective::Instant(i)) => Some(i.0.date()),
+        _ => o.issued.as_ref().map(|i| i.0.date()),
+    };
+    let value = match &o.value {
+        Some(ObservationValue::Quantity(q)) => quantity(q),
+        Some(ObservationValue::Integer(i)) => Some(Value::Integer(i64::from(*i))),
+        Some(ObservationValue::Boolean(b)) => Some(Value::Boolean(*b)),
+        Some(ObservationValue::CodeableConcept(cc)) => Some(Value::Coded(codes(Some(cc)))),
+        _ => None,
+    };
+    let components = o
+        .component
+        .iter()
+        .flatten()
+        .map(|c| Component {
+            codes: codes(Some(&c.code)),
+            value: match &c.value {
+                Some(ObservationComponentValue::Quantity(q)) => quantity(q),
+                Some(ObservationComponentValue::Integer(i)) => Some(Value::Integer(i64::from(*i))),
+                Some(ObservationComponentValue::Boolean(b)) => Some(Value::Boolean(*b)),
+                Some(ObservationComponentValue::CodeableConcept(cc)) => {
+                    Some(Value::Coded(codes(Some(cc))))
+                }
+                _ => None,
+            },
+        })
+        .collect();
+    Record {
+        source: source.to_owned(),
+        kind: RecordKind::Observation,
+        codes: codes(Some(&o.code)),
+        status: Some(o.status.to_string()),
+        date,
+        value,
+        components,
+    }
+}
+
+fn condition(c: &Condition, source: &str) -> Record {
+    let verification = codes(c.verification_status.as_ref());
+    let clinical = codes(c.clinical_status.as_ref());
+    // A refuted or mistaken diagnosis is no episode, whatever its clinical status says.
+    let status = if verification
+        .iter()
+        .any(|v| v.code == "entered-in-error" || v.code == "refuted")
+    {
+        Some("entered-in-error".to_owned())
+    } else {
+        clinical.first().map(|c| c.code.clone())
+    };
+    let date = match &c.onset {
+        Some(ConditionOnset::DateTime(dt)) => day(dt),
+        Some(ConditionOnset::Period(p)) => p.start.as_ref().and_then(day),
+        _ => None,
+    };
+    Record {
+        source: source.to_owned(),
+        kind: RecordKind::Condition,
+        codes: codes(c.code.as_ref()),
+        status,
+        date,
+        value: None,
+        components: vec![],
+    }
+}
+
+fn service_request(s: &ServiceRequest, source: &str) -> Record {
+    Record {
+        source: source.to_owned(),
+        kind: RecordKind::Order,
+        codes: codes(s.code.as_ref()),
+        status: Some(s.status.to_string()),
+        date: s.authored_on.as_ref().and_then(day),
+        value: None,
+        components: vec![],
+    }
+}
+
+fn device_request(d: &DeviceRequest, source: &str) -> Record {
+    let code = match &d.code {
+        DeviceRequestCode::CodeableConcept(cc) => codes(Some(cc)),
+        _ => vec![],
+    };
+    Record {
+        source: source.to_owned(),
+        kind: RecordKind::Order,
+        codes: code,
+        status: d.status.as_ref().map(|s| s.to_string()),
+        date: d.authored_on.as_ref().and_then(day),
+        value: None,
+        components: vec![],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
+
+    #[test]
+    fn reads_observations_with_units_components_and_dates() {
+        let mut intake = Intake::default();
+        intake.add(&json!({"resourceType": "Bundle", "type": "searchset", "entry": [
+            {"resource": {"resourceType": "Observation", "id": "t1", "status": "final",
+                "code": {"coding": [{"system": LOCAL, "code": "tenderness-extent"}]},
+                "effectiveDateTime": "2026-03-01T23:30:00-05:00",
+                "valueQuantity": {"value": 49, "unit": "millimeter", "system": "http://unitsofmeasure.org", "code": "mm"}}},
+            {"resource": {"resourceType": "Observation", "id": "s1", "status": "final",
+                "code": {"coding": [{"system": LOCAL, "code": "running-session"}]},
+                "effectiveDateTime": "2026-03-02",
+                "component": [
+                    {"code": {"coding": [{"system": LOCAL, "code": "run-distance"}]}, "valueQuantity": {"value": 2500, "system": "http://unitsofmeasure.org", "code": "m"}},
+                    {"code": {"coding": [{"system": LOCAL, "code": "speed-work"}]}, "valueBoolean": false}
+                ]}},
+            {"resource": {"resourceType": "Patient", "id": "p", "extension": [{"url": "x:y", "valueString": "ignored"}]}}
+        ]}));
+        assert!(intake.problems.is_empty(), "{:?}", intake.problems);
+        assert_eq!(intake.records.len(), 2);
+        let t = &intake.records[0];
+        assert_eq!(t.source, "Observation/t1");
+        assert_eq!(
+            t.date,
+            Some(time::macros::date!(2026 - 03 - 01)),
+            "the EHR's own calendar day"
+        );
+        assert_eq!(
+            t.value,
+            Some(Value::Quantity {
+                value: 49.0,
+                unit: Some("mm".into())
+            })
+        );
+        let s = &intake.records[1];
+        assert_eq!(s.components.len(), 2);
+        assert_eq!(s.components[1].value, Some(Value::Boolean(false)));
+    }
+
+    #[test]
+    fn a_malformed_resource_is_reported_without_its_content_and_the_rest_counts() {
+        let mut intake = Intake::default();
+        intake.add(&json!({"resourceType": "Bundle", "entry": [
+            {"resource": {"resourceType": "Observation", "id": "bad", "status": "sort-of-final",
+                "code": {"text": "Jane Doe's pain"}}},
+            {"resource": {"resourceType": "Condition", "id": "c1",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
+                "subject": {"reference": "Patient/1"},
+                "onsetDateTime": "2026-02-10"}}
+        ]}));
+        assert_eq!(intake.records.len(), 1);
+        assert_eq!(intake.records[0].status.as_deref(), Some("active"));
+        assert_eq!(intake.problems.len(), 1);
+        assert_eq!(intake.problems[0].source, "Observation/bad");
+        assert!(
+            !intake.problems[0].message.contains("sort-of-final"),
+            "{}",
+            intake.problems[0].message
+        );
+    }
+
+    #[test]
+    fn a_refuted_condition_is_no_episode() {
+        let mut intake = Intake::default();
+        intake.add(&json!({"resourceType": "Condition", "id": "c2",
+            "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+            "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]},
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
+            "subject": {"reference": "Patient/1"}}));
+        assert_eq!(
+            intake.records[0].status.as_deref(),
+            Some("entered-in-error")
+        );
+    }
+}
