@@ -4,6 +4,8 @@
 //! PostgreSQL, `STRIDE_TEST_POSTGRES_URL` names a server where the tests may create databases
 //! (`scripts/test` starts a throwaway cluster and sets both).
 
+pub mod fhir;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

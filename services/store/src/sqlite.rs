@@ -55,12 +55,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
-        // A deleted file keeps working through open handles while every write goes nowhere.
-        if let Some(p) = &self.path {
-            if !p.exists() {
-                return Err(StoreError::FileGone(p.display().to_string()));
-            }
-        }
+        self.file_present()?;
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -71,6 +66,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
+        self.file_present()?;
         let mut tx = self.pool.begin().await?;
         insert_careplan(&mut tx, p).await?;
         tx.commit().await?;
@@ -79,6 +75,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
     async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError> {
+        self.file_present()?;
         let mut tx = self.pool.begin().await?;
         if let Some(p) = &record.careplan {
             insert_careplan(&mut tx, p).await?;
@@ -103,6 +100,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(entries = entries.len()))]
     async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError> {
+        self.file_present()?;
         let mut tx = self.pool.begin().await?;
         for f in entries {
             sqlx::query(
@@ -182,6 +180,15 @@ async fn insert_careplan(
 }
 
 impl SqliteStore {
+    /// A deleted file keeps working through open handles while every write goes nowhere:
+    /// refuse before writing rather than acknowledge a decision that is already lost.
+    fn file_present(&self) -> Result<(), StoreError> {
+        match &self.path {
+            Some(p) if !p.exists() => Err(StoreError::FileGone(p.display().to_string())),
+            _ => Ok(()),
+        }
+    }
+
     async fn careplan_row(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         let row = sqlx::query("SELECT * FROM careplans WHERE id = ?")
             .bind(id.to_string())

@@ -17,6 +17,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("no such endpoint")]
     NotFound,
+    #[error("{0}")]
+    UnknownResource(String),
+    #[error("required data could be neither prefetched nor fetched: {0}")]
+    PreconditionFailed(String),
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
     #[error("the service is temporarily unavailable; retry later")]
@@ -33,7 +37,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BadRequest(_) => "bad_request",
-            ApiError::NotFound => "not_found",
+            ApiError::NotFound | ApiError::UnknownResource(_) => "not_found",
+            ApiError::PreconditionFailed(_) => "prefetch_unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
@@ -46,7 +51,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
             ApiError::UnsupportedMediaType => IssueCode::NotSupported,
             ApiError::BadRequest(_) => IssueCode::Invalid,
-            ApiError::NotFound => IssueCode::NotFound,
+            ApiError::NotFound | ApiError::UnknownResource(_) => IssueCode::NotFound,
+            ApiError::PreconditionFailed(_) => IssueCode::Incomplete,
             ApiError::MethodNotAllowed => IssueCode::NotSupported,
             ApiError::Unavailable => IssueCode::Transient,
             ApiError::Internal(_) => IssueCode::Exception,
@@ -80,7 +86,8 @@ impl ResponseError for ApiError {
             ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::UnknownResource(_) => StatusCode::NOT_FOUND,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -2,6 +2,7 @@
 //! guideline engine, the FHIR crate and the store.
 
 pub mod catalog;
+pub mod cds;
 pub mod cli;
 pub mod config;
 pub mod error;

@@ -5,12 +5,13 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle, Service};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{web, App, HttpMessage, HttpServer};
 use stride_store::{PoolOptions, Store};
 use tracing_actix_web::{RequestId, TracingLogger};
 
 use crate::catalog::{Catalog, CatalogError};
+use crate::cds::fetch::Fetcher;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<Catalog>,
     pub settings: Settings,
+    pub fetcher: Fetcher,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +95,7 @@ impl Application {
             store: store.clone(),
             catalog,
             settings,
+            fetcher: Fetcher::new(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -118,6 +121,14 @@ impl Application {
                 .wrap(TracingLogger::<StrideRootSpan>::new())
                 .service(routes::health::healthz)
                 .service(routes::health::readyz)
+                .service(routes::guidelines::rule_set)
+                .service(
+                    web::scope("")
+                        .wrap(cors())
+                        .service(routes::cds::discovery)
+                        .service(routes::cds::feedback)
+                        .service(routes::cds::call),
+                )
                 .default_service(web::to(not_found))
         })
         .shutdown_timeout(shutdown)
@@ -153,6 +164,16 @@ impl Application {
         tracing::info!("stride stopped");
         Ok(())
     }
+}
+
+/// Browser-based CDS clients call from other origins; tokens travel in the Authorization
+/// header, never in cookies, so any origin may ask.
+fn cors() -> actix_cors::Cors {
+    actix_cors::Cors::default()
+        .allow_any_origin()
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .max_age(86_400)
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

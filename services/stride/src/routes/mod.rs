@@ -1,1 +1,3 @@
+pub mod cds;
+pub mod guidelines;
 pub mod health;

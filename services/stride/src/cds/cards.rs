@@ -1,0 +1,246 @@
+//! Decision → CDS Hooks cards. One phase card (patient-view, when the guideline applies), one
+//! card per red flag, warning and pitfall; suggestions, override reasons and links as the
+//! specification describes them. No field is ever null or empty (but `cards` itself).
+
+use serde_json::{json, Value as Json};
+use stride_guideline::decision::{Decision, Finding, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA};
+use stride_guideline::model::{CardText, Severity};
+use stride_guideline::RuleSet;
+use uuid::Uuid;
+
+pub const OVERRIDE_SYSTEM: &str = "http://stride-cds.org/fhir/CodeSystem/override-reason";
+
+const OVERRIDE_REASONS: &[(&str, &str)] = &[
+    (
+        "clinical-judgement",
+        "Clinical judgement differs from the guideline",
+    ),
+    ("already-addressed", "Already addressed"),
+    ("patient-declined", "Patient declined"),
+    ("data-incorrect", "The data shown is incorrect or outdated"),
+];
+
+/// A card and the decision id it carries (stored so feedback can be tied to it).
+pub struct Card {
+    pub uuid: Uuid,
+    pub decision_id: String,
+    pub json: Json,
+}
+
+pub struct CardInputs<'a> {
+    pub rs: &'a RuleSet,
+    pub decision: &'a Decision,
+    /// Where the guideline version is published (absolute).
+    pub guideline_url: String,
+    /// The draft CarePlan (patient-view).
+    pub careplan: Option<&'a Json>,
+    /// The imaging ServiceRequest a red flag suggests.
+    pub imaging: Option<&'a Json>,
+    /// Resources Stride could not read.
+    pub unread: &'a [String],
+    pub phase_card: bool,
+}
+
+pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
+    let d = inp.decision;
+    let mut out = Vec::new();
+    if inp.phase_card && d.applies {
+        if let Some(c) = phase_card(inp) {
+            out.push(c);
+        }
+    }
+    let mut imaging_offered = false;
+    for f in &d.red_flags {
+        // One imaging order for however many flags fired.
+        let offer = f.suggest_imaging && !imaging_offered;
+        imaging_offered |= offer;
+        out.push(finding_card(inp, f, offer));
+    }
+    for f in d.warnings.iter().chain(&d.pitfalls) {
+        out.push(finding_card(inp, f, false));
+    }
+    out
+}
+
+fn indicator(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    }
+}
+
+fn sources_md(rs: &RuleSet, cite: &[u32]) -> String {
+    let mut lines = Vec::new();
+    for n in cite {
+        if let Some(s) = rs.doc.sources.iter().find(|s| s.n == *n) {
+            lines.push(format!(
+                "{}. {} — *{}*, {}",
+                s.n, s.title, s.publisher, s.year
+            ));
+        }
+    }
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n**Sources**\n\n{}", lines.join("\n"))
+    }
+}
+
+fn base_card(
+    inp: &CardInputs<'_>,
+    id: &str,
+    display: &str,
+    indicator: &str,
+    text: &CardText,
+    detail: String,
+) -> (Uuid, Json) {
+    let uuid = Uuid::new_v4();
+    let mut summary: String = text.summary.chars().take(139).collect();
+    if summary.is_empty() {
+        summary = display.chars().take(139).collect();
+    }
+    let card = json!({
+        "uuid": uuid.to_string(),
+        "summary": summary,
+        "detail": format!("{detail}{}", sources_md(inp.rs, &text.cite)),
+        "indicator": indicator,
+        "source": {
+            "label": format!("Stride — {} {}", inp.rs.doc.title, inp.rs.doc.version),
+            "url": inp.guideline_url,
+            "topic": {"system": inp.rs.doc.decision_system, "code": id, "display": display},
+        },
+        "overrideReasons": OVERRIDE_REASONS.iter().map(|(c, d)| json!({"system": OVERRIDE_SYSTEM, "code": c, "display": d})).collect::<Vec<_>>(),
+        "links": [{"label": format!("Guideline {} {}", inp.rs.doc.id, inp.rs.doc.version), "url": inp.guideline_url, "type": "absolute"}],
+    });
+    (uuid, card)
+}
+
+fn with_suggestions(mut card: Json, suggestions: Vec<Json>) -> Json {
+    if !suggestions.is_empty() {
+        card["suggestions"] = Json::Array(suggestions);
+        card["selectionBehavior"] = json!("at-most-one");
+    }
+    card
+}
+
+fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
+    let d = inp.decision;
+    let doc = &inp.rs.doc;
+    let phase_id = d.phase.as_deref()?;
+    let phase = doc.phases.iter().find(|p| p.id == phase_id);
+    let (text, title, indicator) = match (phase, phase_id) {
+        (Some(p), _) => (p.card.clone(), p.title.clone(), "info"),
+        (None, HOLD_FOR_EVALUATION) => (
+            doc.hold.clone().unwrap_or_else(|| CardText {
+                summary: "Progression on hold: a red flag needs evaluation first".into(),
+                detail: "A red flag is present; do not progress until it has been evaluated."
+                    .into(),
+                cite: vec![],
+            }),
+            "Hold for evaluation".to_owned(),
+            "warning",
+        ),
+        (None, INSUFFICIENT_DATA) => (
+            doc.insufficient_data.clone(),
+            "Insufficient data".to_owned(),
+            "warning",
+        ),
+        _ => return None,
+    };
+    let mut detail = text.detail.clone();
+    if let Some(r) = &d.regression {
+        detail.push_str(&format!("\n\n**{}** — {}", r.summary, r.detail));
+    }
+    if !d.activities.is_empty() || !d.rehab.is_empty() {
+        detail.push_str("\n\n**Plan**\n");
+        for a in d.activities.iter().chain(&d.rehab) {
+            detail.push_str(&format!("\n- {}", a.text));
+        }
+    }
+    if !d.missing.is_empty() {
+        detail.push_str("\n\n**Missing or unusable data** (record it to place the phase):\n");
+        for m in &d.missing {
+            detail.push_str(&format!("\n- {} — {}", m.text, m.reason));
+        }
+    }
+    if !d.unassessed_red_flags.is_empty() {
+        detail.push_str("\n\n**Red flags that could not be ruled out**:\n");
+        for u in &d.unassessed_red_flags {
+            detail.push_str(&format!(
+                "\n- {} ({}): needs {}",
+                u.id,
+                u.rule,
+                u.missing.join(", ")
+            ));
+        }
+    }
+    if !d.ignored.is_empty() || !inp.unread.is_empty() {
+        detail.push_str("\n\n**Not used**:\n");
+        for i in &d.ignored {
+            detail.push_str(&format!("\n- {} — {}", i.source, i.reason));
+        }
+        for u in inp.unread {
+            detail.push_str(&format!("\n- {u}"));
+        }
+    }
+    let (uuid, card) = base_card(inp, phase_id, &title, indicator, &text, detail);
+    let suggestions = inp
+        .careplan
+        .map(|plan| {
+            vec![json!({
+                "label": "Create the draft CarePlan for clinic review",
+                "uuid": Uuid::new_v4().to_string(),
+                "isRecommended": true,
+                "actions": [{"type": "create", "description": format!("Draft CarePlan: {title}"), "resource": plan}],
+            })]
+        })
+        .unwrap_or_default();
+    Some(Card {
+        uuid,
+        decision_id: phase_id.to_owned(),
+        json: with_suggestions(card, suggestions),
+    })
+}
+
+fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card {
+    let text = CardText {
+        summary: f.summary.clone(),
+        detail: f.detail.clone(),
+        cite: f.cite.clone(),
+    };
+    let mut detail = f.detail.clone();
+    if !f.evidence.is_empty() {
+        detail.push_str(&format!("\n\nBased on: {}", f.evidence.join(", ")));
+    }
+    let (uuid, card) = base_card(inp, &f.id, &f.summary, indicator(f.severity), &text, detail);
+    let mut suggestions = Vec::new();
+    if offer_imaging {
+        if let Some(sr) = inp.imaging {
+            suggestions.push(json!({
+                "label": "Order imaging (modality per clinician)",
+                "uuid": Uuid::new_v4().to_string(),
+                "isRecommended": true,
+                "actions": [{"type": "create", "description": "Imaging for a red flag of the running-knee guideline", "resource": sr}],
+            }));
+        }
+    }
+    // Draft orders the finding rests on can be removed from the order list (LIPUS).
+    for order in f
+        .evidence
+        .iter()
+        .filter(|e| e.starts_with("ServiceRequest/") || e.starts_with("DeviceRequest/"))
+    {
+        suggestions.push(json!({
+            "label": format!("Remove the draft order {order}"),
+            "uuid": Uuid::new_v4().to_string(),
+            "isRecommended": true,
+            "actions": [{"type": "delete", "description": format!("Delete {order}: not recommended by the guideline"), "resourceId": order}],
+        }));
+    }
+    Card {
+        uuid,
+        decision_id: f.id.clone(),
+        json: with_suggestions(card, suggestions),
+    }
+}

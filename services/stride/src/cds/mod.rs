@@ -1,0 +1,7 @@
+//! CDS Hooks 2.0: the services Stride offers, how a hook request is read, how missing
+//! prefetch data is fetched, and how a decision becomes cards.
+
+pub mod cards;
+pub mod fetch;
+pub mod request;
+pub mod services;

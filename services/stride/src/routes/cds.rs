@@ -1,0 +1,315 @@
+//! CDS Hooks endpoints: discovery, hook calls and card feedback.
+
+use actix_web::{get, post, web, HttpResponse};
+use serde_json::{json, Value as Json};
+use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
+use stride_fhir::intake::Intake;
+use stride_guideline::{evaluate, Facts, RuleSet};
+use stride_store::{HookRecord, NewCard, NewCarePlan, NewFeedback};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::cds::cards::{cards, CardInputs};
+use crate::cds::fetch::fill;
+use crate::cds::request::{self, HookRequest};
+use crate::cds::services::{self, ServiceDef, CONDITION, GUIDELINE, OBSERVATION};
+use crate::error::ApiError;
+use crate::routes::guidelines;
+use crate::startup::AppState;
+
+fn rule_set(state: &AppState) -> Result<&std::sync::Arc<RuleSet>, ApiError> {
+    state
+        .catalog
+        .current(GUIDELINE)
+        .ok_or(ApiError::Unavailable)
+}
+
+#[get("/cds-services")]
+pub async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(services::discovery(rule_set(&state)?)))
+}
+
+fn service(id: &str) -> Result<&'static ServiceDef, ApiError> {
+    services::find(id)
+        .ok_or_else(|| ApiError::UnknownResource("no CDS service with this id".into()))
+}
+
+/// What a prefetch key holds, in the terms of CDS Hooks 2.0.
+enum Slot<'a> {
+    Data(&'a Json),
+    /// `null`: the EHR has no such data.
+    Empty,
+    /// Absent, or an OperationOutcome: the EHR did not (or could not) prefetch it.
+    NotProvided,
+}
+
+fn slot<'a>(req: &'a HookRequest, key: &str) -> Slot<'a> {
+    match req.prefetch.get(key) {
+        None => Slot::NotProvided,
+        Some(Json::Null) => Slot::Empty,
+        Some(v) if v.get("resourceType").and_then(Json::as_str) == Some("OperationOutcome") => {
+            Slot::NotProvided
+        }
+        Some(v) => Slot::Data(v),
+    }
+}
+
+/// Read one prefetch key into the intake, fetching it from the EHR's FHIR server when the
+/// prefetch did not bring it. `Err` when required data can be neither prefetched nor fetched.
+async fn gather(
+    state: &AppState,
+    rs: &RuleSet,
+    req: &HookRequest,
+    key: &str,
+    intake: &mut Intake,
+) -> Result<(), ApiError> {
+    let fetchable = req.fhir_server.as_ref();
+    match (slot(req, key), fetchable) {
+        (Slot::Data(v), _) => {
+            intake.add(v);
+            Ok(())
+        }
+        (Slot::Empty, None) => Ok(()),
+        (Slot::Empty | Slot::NotProvided, Some(server)) => {
+            let template = services::prefetch(rs)
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+            let query = fill(&template, &req.context.patient_id);
+            match state
+                .fetcher
+                .fetch(server, &query, req.access_token.as_deref())
+                .await
+            {
+                Ok(pages) => {
+                    pages.iter().for_each(|p| intake.add(p));
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "prefetch fallback fetch failed");
+                    Err(ApiError::PreconditionFailed(format!("`{key}`: {e}")))
+                }
+            }
+        }
+        (Slot::NotProvided, None) => Err(ApiError::PreconditionFailed(format!(
+            "`{key}` was not prefetched and the request names no fhirServer to fetch it from"
+        ))),
+    }
+}
+
+#[post("/cds-services/{id}")]
+#[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), decision = tracing::field::Empty))]
+pub async fn call(
+    path: web::Path<String>,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = service(&path)?;
+    let rs = rule_set(&state)?.clone();
+    let req = request::parse(body.into_inner(), svc.hook).map_err(ApiError::BadRequest)?;
+    let now = OffsetDateTime::now_utc();
+    let as_of = now.date();
+
+    let mut intake = Intake::default();
+    gather(&state, &rs, &req, CONDITION, &mut intake).await?;
+    if let Some(orders) = &req.context.draft_orders {
+        intake.add(orders);
+    }
+    // Observations matter only when an episode activates the guideline: a patient without
+    // one is answered from the Conditions alone.
+    let episode = evaluate(
+        &rs,
+        &Facts {
+            records: intake.records.clone(),
+        },
+        as_of,
+    );
+    if episode.applies {
+        gather(&state, &rs, &req, OBSERVATION, &mut intake).await?;
+    }
+    let unread: Vec<String> = intake
+        .problems
+        .iter()
+        .map(|p| format!("{} — {}", p.source, p.message))
+        .collect();
+    let decision = evaluate(
+        &rs,
+        &Facts {
+            records: intake.records,
+        },
+        as_of,
+    );
+    tracing::Span::current().record(
+        "decision",
+        tracing::field::display(decision.decision_ids().join(",")),
+    );
+
+    let patient_view = svc.hook == services::Hook::PatientView;
+    let plan_id = Uuid::new_v4();
+    let ctx = PlanContext {
+        id: &plan_id.to_string(),
+        patient: &req.context.patient_id,
+        encounter: req.context.encounter_id.as_deref(),
+        author: None,
+        now,
+    };
+    let plan = if patient_view && decision.applies {
+        Some(careplan(&rs, &decision, &ctx).map_err(|e| ApiError::internal(&e))?)
+    } else {
+        None
+    };
+    let imaging = if decision.red_flags.iter().any(|f| f.suggest_imaging) {
+        Some(
+            imaging_request(
+                &rs,
+                &decision,
+                &req.context.patient_id,
+                &Uuid::new_v4().to_string(),
+            )
+            .map_err(|e| ApiError::internal(&e))?,
+        )
+    } else {
+        None
+    };
+    let public = state.settings.public_url.as_str();
+    let made = cards(&CardInputs {
+        rs: &rs,
+        decision: &decision,
+        guideline_url: guidelines::url(public, &rs.doc.id, &rs.doc.version),
+        careplan: plan.as_ref(),
+        imaging: imaging.as_ref(),
+        unread: &unread,
+        phase_card: patient_view,
+    });
+
+    let careplan_row = plan.as_ref().map(|resource| NewCarePlan {
+        id: plan_id,
+        tenant: "default".into(),
+        patient_ref: format!("Patient/{}", req.context.patient_id),
+        status: "draft".into(),
+        rule_set_id: rs.doc.id.clone(),
+        rule_set_version: rs.doc.version.to_string(),
+        phase: decision.phase.clone().unwrap_or_default(),
+        red_flag: !decision.red_flags.is_empty(),
+        resource: resource.clone(),
+        created_at: now,
+    });
+    let record = HookRecord {
+        careplan: careplan_row,
+        cards: made
+            .iter()
+            .map(|c| NewCard {
+                uuid: c.uuid,
+                service_id: svc.id.to_owned(),
+                hook_instance: req.hook_instance.clone(),
+                decision_id: c.decision_id.clone(),
+                careplan_id: plan.as_ref().map(|_| plan_id),
+                created_at: now,
+            })
+            .collect(),
+    };
+    // No record, no answer: a card the clinic cannot trace must not be shown.
+    state.store.record_hook(&record).await?;
+    let cards: Vec<Json> = made.into_iter().map(|c| c.json).collect();
+    Ok(HttpResponse::Ok().json(json!({ "cards": cards })))
+}
+
+fn feedback_entries(
+    svc: &ServiceDef,
+    body: &Json,
+    now: OffsetDateTime,
+) -> Result<Vec<NewFeedback>, String> {
+    let list = body
+        .get("feedback")
+        .and_then(Json::as_array)
+        .ok_or("feedback: required, an array")?;
+    if list.is_empty() {
+        return Err("feedback: must hold at least one entry".into());
+    }
+    list.iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let at = |field: &str| format!("feedback[{i}].{field}");
+            let card = f
+                .get("card")
+                .and_then(Json::as_str)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| at("card") + ": required string")?;
+            let outcome = f
+                .get("outcome")
+                .and_then(Json::as_str)
+                .ok_or_else(|| at("outcome") + ": required")?;
+            match outcome {
+                "accepted" => {
+                    if f.get("overrideReason").is_some() {
+                        return Err(at("overrideReason") + ": only for overridden cards");
+                    }
+                }
+                "overridden" => {
+                    if f.get("acceptedSuggestions").is_some() {
+                        return Err(at("acceptedSuggestions") + ": only for accepted cards");
+                    }
+                }
+                _ => return Err(at("outcome") + ": must be accepted or overridden"),
+            }
+            if let Some(s) = f.get("acceptedSuggestions") {
+                let ok = s.as_array().is_some_and(|a| {
+                    a.iter()
+                        .all(|x| x.get("id").and_then(Json::as_str).is_some())
+                });
+                if !ok {
+                    return Err(at("acceptedSuggestions") + ": must be an array of {id}");
+                }
+            }
+            if let Some(r) = f.get("overrideReason") {
+                if !r.is_object() {
+                    return Err(at("overrideReason") + ": must be an object");
+                }
+                if let Some(reason) = r.get("reason") {
+                    if reason.get("code").and_then(Json::as_str).is_none()
+                        || reason.get("system").and_then(Json::as_str).is_none()
+                    {
+                        return Err(
+                            at("overrideReason.reason") + ": a Coding needs system and code"
+                        );
+                    }
+                }
+            }
+            let ts = f
+                .get("outcomeTimestamp")
+                .and_then(Json::as_str)
+                .ok_or_else(|| at("outcomeTimestamp") + ": required")?;
+            let ts = OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    at("outcomeTimestamp") + ": must be an ISO 8601 date-time with offset"
+                })?;
+            if ts > now + time::Duration::minutes(5) {
+                return Err(at("outcomeTimestamp") + ": is in the future");
+            }
+            Ok(NewFeedback {
+                id: Uuid::new_v4(),
+                service_id: svc.id.to_owned(),
+                card_uuid: card.to_owned(),
+                outcome: outcome.to_owned(),
+                details: f.clone(),
+                outcome_timestamp: ts,
+                received_at: now,
+            })
+        })
+        .collect()
+}
+
+#[post("/cds-services/{id}/feedback")]
+#[tracing::instrument(name = "cds feedback", skip_all, fields(service = %path.as_str()))]
+pub async fn feedback(
+    path: web::Path<String>,
+    body: web::Json<Json>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let svc = service(&path)?;
+    let entries =
+        feedback_entries(svc, &body, OffsetDateTime::now_utc()).map_err(ApiError::BadRequest)?;
+    state.store.insert_feedback(&entries).await?;
+    Ok(HttpResponse::Ok().finish())
+}

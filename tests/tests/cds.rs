@@ -1,0 +1,755 @@
+//! CDS Hooks 2.0 end to end: discovery, patient-view for every decision id of CONTRACT.md,
+//! order hooks, feedback, bad requests and fail-closed storage. Requirement ids in comments
+//! and assertion messages are the rows of shared/spec/cds-hooks-2.0-service-requirements.csv.
+
+use serde_json::{json, Value as Json};
+use stride_tests::fhir::*;
+use stride_tests::{spawn_app, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+
+async fn hook(app: &TestApp, path: &str, body: &Json) -> (u16, Json) {
+    let res = app
+        .client
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+}
+
+/// Every rule of the specification a card must keep, checked on each card Stride returns.
+fn check_card(card: &Json) {
+    let s = card.to_string();
+    // Req 3: no null and no empty optional field anywhere.
+    assert!(
+        !s.contains("null") && !s.contains("[]") && !s.contains("{}") && !s.contains("\"\""),
+        "req 3: {s}"
+    );
+    // Req 80: uuid.
+    assert!(
+        uuid::Uuid::parse_str(card["uuid"].as_str().expect("uuid")).is_ok(),
+        "req 80"
+    );
+    // Req 83: summary under 140 characters.
+    let summary = card["summary"].as_str().expect("summary");
+    assert!(
+        !summary.is_empty() && summary.chars().count() < 140,
+        "req 83: {summary}"
+    );
+    // Req 85: detail is markdown text.
+    assert!(card["detail"].is_string(), "req 85");
+    // Req 87/88: indicator in the allowed set.
+    assert!(
+        ["info", "warning", "critical"].contains(&card["indicator"].as_str().unwrap()),
+        "req 87/88"
+    );
+    // Req 90/105/107/115: source with label, absolute url, topic Coding.
+    let src = &card["source"];
+    assert!(src["label"].is_string(), "req 105");
+    assert!(src["url"].as_str().unwrap().starts_with("http"), "req 107");
+    assert!(
+        src["topic"]["code"].is_string() && src["topic"]["system"].is_string(),
+        "req 115/216/217"
+    );
+    // Req 92/93/95/96: suggestions need selectionBehavior with an allowed value.
+    if let Some(sugs) = card.get("suggestions") {
+        let sb = card["selectionBehavior"]
+            .as_str()
+            .expect("req 93: selectionBehavior with suggestions");
+        assert!(["at-most-one", "any"].contains(&sb), "req 95");
+        for sug in sugs.as_array().unwrap() {
+            assert!(sug["label"].is_string(), "req 117");
+            assert!(
+                uuid::Uuid::parse_str(sug["uuid"].as_str().unwrap()).is_ok(),
+                "req 119"
+            );
+            assert!(sug["isRecommended"].is_boolean(), "req 121");
+            for a in sug["actions"].as_array().expect("req 124") {
+                assert!(
+                    ["create", "update", "delete"].contains(&a["type"].as_str().unwrap()),
+                    "req 127"
+                );
+                assert!(a["description"].is_string(), "req 128");
+                match a["type"].as_str().unwrap() {
+                    "create" => assert!(a["resource"]["resourceType"].is_string(), "req 130/131"),
+                    "delete" => {
+                        assert!(a.get("resource").is_none(), "req 133");
+                        assert!(a["resourceId"].is_string(), "req 134/135");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    } else {
+        assert!(card.get("selectionBehavior").is_none());
+    }
+    // Req 98/100/136/219: override reasons are Codings with display.
+    for r in card["overrideReasons"]
+        .as_array()
+        .expect("override reasons")
+    {
+        assert!(
+            r["system"].is_string() && r["code"].is_string() && r["display"].is_string(),
+            "req 100/136/219"
+        );
+    }
+    // Req 103/138/139/141/142/147: links.
+    for l in card["links"].as_array().expect("links") {
+        assert!(
+            l["label"].is_string() && l["url"].as_str().unwrap().starts_with("http"),
+            "req 138/139"
+        );
+        assert_eq!(l["type"], "absolute", "req 141/142");
+        assert!(l.get("appContext").is_none(), "req 147");
+    }
+}
+
+fn topics(body: &Json) -> Vec<String> {
+    body["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"]["topic"]["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const PHASES: &[&str] = &[
+    "rest",
+    "walk-run",
+    "progressive-loading",
+    "full-return",
+    "hold-for-evaluation",
+    "insufficient-data",
+];
+
+/// Call patient-view, check every card and that exactly one phase card is there.
+async fn patient_view_cards(
+    app: &TestApp,
+    conditions: &[Json],
+    observations: &[Json],
+) -> (Json, Vec<String>) {
+    let (status, body) = hook(app, PV, &patient_view(prefetch(conditions, observations))).await;
+    assert_eq!(status, 200, "req 74: {body}");
+    body["cards"]
+        .as_array()
+        .expect("req 74: cards array")
+        .iter()
+        .for_each(check_card);
+    let t = topics(&body);
+    assert_eq!(
+        t.iter().filter(|c| PHASES.contains(&c.as_str())).count(),
+        1,
+        "exactly one phase card: {t:?}"
+    );
+    (body, t)
+}
+
+fn knee(onset: i64) -> Vec<Json> {
+    vec![condition("knee", "M25.561", Some(onset))]
+}
+
+#[tokio::test]
+async fn discovery_lists_one_service_per_hook_with_prefetch_templates() {
+    let app = spawn_app().await;
+    // Req 4/5/13: GET {base}/cds-services answers 200.
+    let res = app
+        .client
+        .get(app.url("/cds-services"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Json = res.json().await.unwrap();
+    let services = body["services"]
+        .as_array()
+        .expect("req 6: a list of services");
+    let hooks: Vec<&str> = services
+        .iter()
+        .map(|s| s["hook"].as_str().unwrap())
+        .collect();
+    assert_eq!(hooks, ["patient-view", "order-select", "order-sign"]);
+    for s in services {
+        // Req 7/8/9/10.
+        for field in ["hook", "title", "description", "id"] {
+            assert!(
+                s[field].as_str().is_some_and(|v| !v.is_empty()),
+                "req 7-10: {field}"
+            );
+        }
+        // Req 29/36/55/56/59: prefetch keys with {{context.patientId}} tokens only.
+        let prefetch = s["prefetch"].as_object().unwrap();
+        for key in ["Patient", "Condition", "Observation", "CarePlan"] {
+            let t = prefetch[key].as_str().unwrap();
+            assert!(t.contains("{{context.patientId}}"), "req 59: {t}");
+            assert_eq!(t.matches("{{").count(), t.matches("}}").count(), "req 55");
+        }
+        assert!(prefetch["Observation"]
+            .as_str()
+            .unwrap()
+            .contains("running-knee|pain-walking"));
+        // Req 16: the service answers at {base}/cds-services/{id}.
+        let (status, _) = hook(
+            &app,
+            &format!("/cds-services/{}", s["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(
+            status, 400,
+            "a malformed call to an existing service is a 400, not a 404"
+        );
+    }
+}
+
+#[tokio::test]
+async fn peer_requests_without_a_knee_episode_get_no_phase_card() {
+    let app = spawn_app().await;
+    let dir = stride_tests::repo_root().join("../shared/fixtures/peer-requests");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("peer fixtures") {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let mut body: Json =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        if body.get("hook").is_none() {
+            continue;
+        }
+        // Their fhirServer is http://example.org: never contacted.
+        body.as_object_mut().unwrap().remove("fhirServer");
+        let (status, out) = hook(&app, PV, &body).await;
+        assert_eq!(status, 200, "{}: {out}", path.display());
+        assert_eq!(
+            out,
+            json!({"cards": []}),
+            "req 77: no guidance is an empty card list ({})",
+            path.display()
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+}
+
+#[tokio::test]
+async fn peer_feedback_is_accepted_and_stored() {
+    let app = spawn_app().await;
+    let path = stride_tests::repo_root().join("../shared/fixtures/peer-requests/feedback.json");
+    let body: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let res = app
+        .client
+        .post(app.url(&format!("{PV}/feedback")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let stored = app
+        .store
+        .feedback_for_card("4e0a3a1e-3283-4575-ab82-028d55fe2719")
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(
+        !stored[0].known_card,
+        "a card Stride never sent is recorded as unknown"
+    );
+    let outcomes: Vec<&str> = stored.iter().map(|f| f.outcome.as_str()).collect();
+    assert!(outcomes.contains(&"accepted") && outcomes.contains(&"overridden"));
+}
+
+#[tokio::test]
+async fn early_pain_is_rest_with_a_draft_careplan_stored_for_review() {
+    let app = spawn_app().await;
+    let (body, t) =
+        patient_view_cards(&app, &knee(3), &[obs("p", "pain-walking", 0, int(4))]).await;
+    assert_eq!(t, ["rest"]);
+    let card = &body["cards"][0];
+    assert_eq!(card["indicator"], "info");
+    let plan = &card["suggestions"][0]["actions"][0]["resource"];
+    assert_eq!(plan["resourceType"], "CarePlan");
+    assert_eq!(plan["status"], "draft");
+    assert_eq!(plan["intent"], "proposal");
+    assert_eq!(plan["category"][0]["coding"][0]["code"], "rest");
+    assert_eq!(
+        plan["instantiatesCanonical"][0],
+        "http://stride-cds.org/fhir/PlanDefinition/medial-knee-pain-running|1.0.0"
+    );
+    assert_eq!(plan["addresses"][0]["reference"], "Condition/knee");
+    assert_eq!(plan["subject"]["reference"], "Patient/p1");
+    assert!(
+        plan["goal"].as_array().unwrap().len() >= 3,
+        "goals for the exit criteria"
+    );
+    assert_eq!(plan["contained"][0]["resourceType"], "Goal");
+    let stop = plan["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["detail"]["code"]["coding"][0]["code"] == "stop-running")
+        .unwrap();
+    assert_eq!(stop["detail"]["doNotPerform"], true);
+
+    let id = uuid::Uuid::parse_str(plan["id"].as_str().unwrap()).unwrap();
+    let stored = app
+        .store
+        .careplan(id)
+        .await
+        .expect("the draft CarePlan is stored");
+    assert_eq!(stored.status, "draft");
+    assert_eq!(stored.phase, "rest");
+    assert_eq!(&stored.resource, plan);
+}
+
+#[tokio::test]
+async fn recovered_walker_moves_to_walk_run_on_alternate_days() {
+    let app = spawn_app().await;
+    let (body, t) = patient_view_cards(&app, &knee(20), &recovered_walker()).await;
+    assert_eq!(t, ["walk-run"]);
+    let plan = &body["cards"][0]["suggestions"][0]["actions"][0]["resource"];
+    let intervals = plan["activity"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["detail"]["code"]["coding"][0]["code"] == "walk-run-intervals")
+        .unwrap();
+    assert_eq!(
+        intervals["detail"]["scheduledTiming"]["repeat"],
+        json!({"frequency": 1, "period": 2, "periodUnit": "d"})
+    );
+    assert!(intervals["detail"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("run-interval: 30–60 s"));
+}
+
+#[tokio::test]
+async fn three_pain_free_runs_after_week_six_are_progressive_loading() {
+    let app = spawn_app().await;
+    let mut o = recovered_walker();
+    o.extend([
+        session("r1", 5, 2.0, 0, false),
+        session("r2", 3, 2.0, 0, false),
+        session("r3", 1, 2.2, 0, false),
+    ]);
+    let (_, t) = patient_view_cards(&app, &knee(40), &o).await;
+    assert_eq!(t, ["progressive-loading"]);
+}
+
+#[tokio::test]
+async fn back_to_pre_injury_distance_after_ten_weeks_is_full_return() {
+    let app = spawn_app().await;
+    let mut o = recovered_walker();
+    o.push(obs(
+        "base",
+        "preinjury-weekly-distance",
+        90,
+        qty(10.0, "km"),
+    ));
+    o.extend([
+        session("a", 13, 3.6, 0, false),
+        session("b", 11, 3.6, 0, false),
+        session("c", 9, 3.8, 0, false),
+        session("d", 5, 4.0, 0, false),
+        session("e", 3, 4.0, 0, false),
+        session("f", 1, 4.0, 0, false),
+    ]);
+    let (_, t) = patient_view_cards(&app, &knee(75), &o).await;
+    assert_eq!(t, ["full-return"]);
+}
+
+#[tokio::test]
+async fn every_red_flag_holds_progression_with_one_imaging_suggestion() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, i64, Vec<Json>)> = vec![
+        (
+            "focal-bony-tenderness",
+            10,
+            vec![obs("t", "tenderness-extent", 1, qty(40.0, "mm"))],
+        ),
+        (
+            "rest-or-night-pain",
+            10,
+            vec![obs("n", "pain-night", 1, boolean(true))],
+        ),
+        (
+            "persistent-bony-tenderness",
+            20,
+            vec![obs("b", "bony-tenderness", 2, boolean(true))],
+        ),
+        (
+            "no-improvement-after-rest",
+            20,
+            vec![
+                json!({"resourceType": "Observation", "id": "nrs1", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]}, "effectiveDateTime": day(18), "valueInteger": 5}),
+                json!({"resourceType": "Observation", "id": "nrs2", "status": "final", "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]}, "effectiveDateTime": day(1), "valueInteger": 5}),
+            ],
+        ),
+        ("pain-on-return", 30, vec![session("s", 2, 1.0, 3, false)]),
+    ];
+    for (flag, onset, observations) in cases {
+        let (body, t) = patient_view_cards(&app, &knee(onset), &observations).await;
+        assert!(t.contains(&flag.to_owned()), "{flag}: {t:?}");
+        assert_eq!(t[0], "hold-for-evaluation", "{flag}: {t:?}");
+        let cards = body["cards"].as_array().unwrap();
+        let flag_card = cards
+            .iter()
+            .find(|c| c["source"]["topic"]["code"] == flag)
+            .unwrap();
+        assert_eq!(flag_card["indicator"], "critical", "{flag}");
+        let imaging: Vec<&Json> = cards
+            .iter()
+            .flat_map(|c| c["suggestions"].as_array().into_iter().flatten())
+            .filter(|s| s["actions"][0]["resource"]["resourceType"] == "ServiceRequest")
+            .collect();
+        assert_eq!(imaging.len(), 1, "{flag}: one imaging suggestion");
+        assert_eq!(imaging[0]["actions"][0]["resource"]["status"], "draft");
+    }
+}
+
+#[tokio::test]
+async fn valgus_mechanism_warns_without_holding() {
+    let app = spawn_app().await;
+    let (body, t) = patient_view_cards(
+        &app,
+        &knee(3),
+        &[obs("v", "valgus-twist-mechanism", 3, boolean(true))],
+    )
+    .await;
+    assert_eq!(t, ["rest", "mcl-mechanism"]);
+    assert_eq!(body["cards"][1]["indicator"], "warning");
+}
+
+#[tokio::test]
+async fn a_condition_without_onset_is_insufficient_data_and_says_what_is_missing() {
+    let app = spawn_app().await;
+    let (body, t) = patient_view_cards(&app, &[condition("knee", "M25.562", None)], &[]).await;
+    assert_eq!(t, ["insufficient-data"]);
+    let detail = body["cards"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("onset not recorded"), "{detail}");
+}
+
+#[tokio::test]
+async fn running_pitfalls_each_get_a_warning_card() {
+    let app = spawn_app().await;
+    let cases: Vec<(&str, i64, Vec<Json>)> = vec![
+        (
+            "consecutive-day-running",
+            25,
+            vec![
+                session("a", 2, 1.0, 0, false),
+                session("b", 1, 1.0, 0, false),
+            ],
+        ),
+        (
+            "progressing-with-pain",
+            25,
+            vec![
+                session("a", 6, 1.0, 2, false),
+                session("b", 4, 1.0, 0, false),
+                session("c", 2, 1.0, 3, false),
+            ],
+        ),
+        ("premature-speed-work", 25, {
+            let mut o = recovered_walker();
+            o.push(session("a", 3, 1.0, 0, false));
+            o.push(session("b", 1, 1.0, 0, true));
+            o
+        }),
+        ("distance-jump", 50, {
+            let mut o = recovered_walker();
+            o.extend([
+                session("a", 12, 2.0, 0, false),
+                session("b", 9, 2.0, 0, false),
+                session("c", 5, 3.0, 0, false),
+                session("d", 3, 3.0, 0, false),
+                session("e", 1, 3.0, 0, false),
+            ]);
+            o
+        }),
+    ];
+    for (pitfall, onset, observations) in cases {
+        let (body, t) = patient_view_cards(&app, &knee(onset), &observations).await;
+        let card = body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"]["topic"]["code"] == pitfall);
+        let card = card.unwrap_or_else(|| panic!("{pitfall}: {t:?}"));
+        assert_eq!(card["indicator"], "warning", "{pitfall}");
+    }
+}
+
+fn order_request(hook: &str, orders: &[Json]) -> Json {
+    let mut ctx =
+        json!({"userId": "Practitioner/dr-1", "patientId": "p1", "draftOrders": bundle(orders)});
+    if hook == "order-select" {
+        ctx["selections"] = json!(orders
+            .iter()
+            .map(|o| format!("ServiceRequest/{}", o["id"].as_str().unwrap()))
+            .collect::<Vec<_>>());
+    }
+    json!({"hook": hook, "hookInstance": uuid::Uuid::new_v4().to_string(), "context": ctx,
+           "prefetch": {"Condition": bundle(&knee(10)), "Observation": bundle(&[])}})
+}
+
+fn lipus_order() -> Json {
+    json!({"resourceType": "ServiceRequest", "id": "lipus-1", "status": "draft", "intent": "order",
+           "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "20979"}]},
+           "subject": {"reference": "Patient/p1"}})
+}
+
+#[tokio::test]
+async fn a_lipus_draft_order_gets_a_warning_with_a_delete_suggestion_on_both_order_hooks() {
+    let app = spawn_app().await;
+    for hook_name in ["order-select", "order-sign"] {
+        let (status, body) = hook(
+            &app,
+            &format!("/cds-services/running-knee-{hook_name}"),
+            &order_request(hook_name, &[lipus_order()]),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(check_card);
+        assert_eq!(
+            topics(&body),
+            ["lipus-not-recommended"],
+            "order hooks carry no phase card"
+        );
+        let action = &body["cards"][0]["suggestions"][0]["actions"][0];
+        assert_eq!(action["type"], "delete");
+        assert_eq!(action["resourceId"], "ServiceRequest/lipus-1");
+    }
+    // An imaging order without a red flag is fine: no card.
+    let imaging = json!({"resourceType": "ServiceRequest", "id": "xr", "status": "draft", "intent": "order",
+        "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "73590"}]}, "subject": {"reference": "Patient/p1"}});
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request("order-sign", &[imaging]),
+    )
+    .await;
+    assert_eq!(body, json!({"cards": []}));
+}
+
+#[tokio::test]
+async fn feedback_is_tied_to_the_card_it_is_about() {
+    let app = spawn_app().await;
+    let (_, body) = hook(&app, PV, &patient_view(prefetch(&knee(3), &[]))).await;
+    let card = body["cards"][0]["uuid"].as_str().unwrap().to_owned();
+    let fb = json!({"feedback": [{"card": card, "outcome": "overridden",
+        "overrideReason": {"reason": {"system": "http://stride-cds.org/fhir/CodeSystem/override-reason", "code": "clinical-judgement"}, "userComment": "seen by physio"},
+        "outcomeTimestamp": "2026-01-02T10:00:00Z"}]});
+    let res = app
+        .client
+        .post(app.url(&format!("{PV}/feedback")))
+        .json(&fb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let stored = app.store.feedback_for_card(&card).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].known_card);
+    assert_eq!(
+        stored[0].details["overrideReason"]["userComment"],
+        "seen by physio"
+    );
+
+    for bad in [
+        json!({}),
+        json!({"feedback": []}),
+        json!({"feedback": [{"card": card, "outcome": "ignored", "outcomeTimestamp": "2026-01-02T10:00:00Z"}]}),
+        json!({"feedback": [{"card": card, "outcome": "accepted"}]}),
+        json!({"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2999-01-01T00:00:00Z"}]}),
+    ] {
+        let res = app
+            .client
+            .post(app.url(&format!("{PV}/feedback")))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    assert_eq!(
+        app.store.feedback_for_card(&card).await.unwrap().len(),
+        1,
+        "bad feedback stores nothing"
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_get_a_clear_operation_outcome() {
+    let app = spawn_app().await;
+    let send = |body: &'static str, ct: &'static str| {
+        app.client
+            .post(app.url(PV))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    let cases = [
+        (
+            send("{not json", "application/json").await.unwrap(),
+            400,
+            "malformed_json",
+        ),
+        (
+            send(
+                r#"{"hook":"order-sign","hookInstance":"x","context":{}}"#,
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            400,
+            "bad_request",
+        ),
+        (
+            send("{}", "text/plain").await.unwrap(),
+            415,
+            "unsupported_media_type",
+        ),
+    ];
+    for (res, status, code) in cases {
+        assert_eq!(res.status().as_u16(), status);
+        let body: Json = res.json().await.unwrap();
+        assert_eq!(body["resourceType"], "OperationOutcome");
+        assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], code);
+    }
+    let huge = "x".repeat(9 * 1024 * 1024);
+    let res = app
+        .client
+        .post(app.url(PV))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let res = app
+        .client
+        .post(app.url("/cds-services/no-such-service"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    // A request with fhirAuthorization but no fhirServer is malformed (CONTRACT).
+    let mut body = patient_view(prefetch(&knee(3), &[]));
+    body["fhirAuthorization"] = json!({"access_token": "t", "token_type": "Bearer", "expires_in": 300, "scope": "patient/*.read", "subject": "stride"});
+    let (status, out) = hook(&app, PV, &body).await;
+    assert_eq!(status, 400);
+    assert!(out["issue"][0]["details"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("fhirServer"));
+}
+
+#[tokio::test]
+async fn missing_prefetch_without_a_fhir_server_is_412() {
+    let app = spawn_app().await;
+    // Req 54: no prefetch and nowhere to fetch from.
+    let mut body = patient_view(json!({}));
+    let (status, out) = hook(&app, PV, &body).await;
+    assert_eq!(status, 412, "req 54");
+    assert_eq!(out["resourceType"], "OperationOutcome");
+    // Req 52: an OperationOutcome in a slot means it was not satisfied.
+    body["prefetch"] = json!({"Condition": bundle(&knee(3)), "Observation": {"resourceType": "OperationOutcome", "issue": [{"severity": "error", "code": "timeout"}]}});
+    assert_eq!(hook(&app, PV, &body).await.0, 412, "req 52");
+    // `null`: the EHR has no such data; decide with what there is.
+    body["prefetch"] = json!({"Condition": bundle(&knee(20)), "Observation": null});
+    let (status, out) = hook(&app, PV, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(topics(&out)[0], "rest");
+    assert!(out["cards"][0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Missing or unusable data"));
+}
+
+#[tokio::test]
+async fn a_failed_write_answers_503_and_shows_no_card() {
+    let app = spawn_app().await;
+    app.db.destroy().await;
+    let res = app
+        .client
+        .post(app.url(PV))
+        .json(&patient_view(prefetch(&knee(3), &[])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let body: Json = res.json().await.unwrap();
+    assert_eq!(body["resourceType"], "OperationOutcome");
+    assert!(body.get("cards").is_none());
+}
+
+#[tokio::test]
+async fn browser_clients_get_cors() {
+    let app = spawn_app().await;
+    // Req 208.
+    let res = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url(PV))
+        .header("origin", "https://ehr.example.org")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://ehr.example.org"
+    );
+    let allowed = res.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("authorization"), "{allowed}");
+}
+
+#[tokio::test]
+async fn the_guideline_version_a_card_points_at_is_published() {
+    let app = spawn_app().await;
+    let (body, _) = patient_view_cards(&app, &knee(3), &[]).await;
+    let url = body["cards"][0]["source"]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        url.ends_with("/guidelines/medial-knee-pain-running/1.0.0"),
+        "{url}"
+    );
+    let res = app
+        .client
+        .get(app.url("/guidelines/medial-knee-pain-running/1.0.0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let doc: Json = res.json().await.unwrap();
+    assert_eq!(doc["version"], "1.0.0");
+    assert_eq!(
+        app.client
+            .get(app.url("/guidelines/medial-knee-pain-running/9.9.9"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
