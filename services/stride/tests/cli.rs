@@ -209,6 +209,56 @@ fn sigterm_closes_the_listener_and_exits_cleanly_without_waiting_for_idle_connec
 }
 
 #[test]
+fn sigterm_lets_an_in_flight_hook_call_finish_then_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, logs) = serve(&dir);
+    let body = serde_json::json!({
+        "hook": "patient-view", "hookInstance": "0d0a2f6e-8d7b-4a53-9e41-0f3c2b1a9d10",
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "prefetch": {"Condition": {"resourceType": "Bundle", "type": "searchset"}, "Observation": null}
+    })
+    .to_string();
+    let (head, tail) = body.split_at(body.len() / 2);
+
+    // The request is under way (headers and half the body sent) when SIGTERM arrives.
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "POST /cds-services/running-knee-patient-view HTTP/1.1\r\nHost: stride\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{head}",
+        body.len()
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sigterm(&child);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "still running while a request is in flight"
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "no new connections after SIGTERM"
+    );
+
+    conn.write_all(tail.as_bytes()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"cards\":[]"), "{response}");
+
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("stride stopped")),
+        "{lines:?}"
+    );
+}
+
+#[test]
 fn logs_are_json_and_carry_no_request_path_or_query() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, port, logs) = serve(&dir);
