@@ -5,6 +5,7 @@
 //! (`scripts/test` starts a throwaway cluster and sets both).
 
 pub mod fhir;
+pub mod tokens;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,6 +96,10 @@ impl TestDb {
 }
 
 pub struct TestApp {
+    /// Keeps the trust file alive.
+    pub dir: tempfile::TempDir,
+    /// The environment the app started with, to start it again on the same database.
+    pub env: Vec<(String, String)>,
     pub address: String,
     pub port: u16,
     pub db: TestDb,
@@ -120,21 +125,26 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_trusting(&[], extra).await
+}
+
+/// Start Stride trusting the default test issuers plus `issuers`.
+pub async fn spawn_app_trusting(issuers: &[serde_json::Value], extra: &[(&str, &str)]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         stride::telemetry::init(stride::config::LogFormat::Pretty);
     }
     let db = TestDb::fresh().await;
+    let dir = tempfile::tempdir().unwrap();
+    let trust = dir.path().join("trust.json");
+    std::fs::write(&trust, tokens::trust_file(issuers).to_string()).unwrap();
     let mut env = base_env(&db);
+    env.push(("STRIDE_TRUST_FILE".into(), trust.display().to_string()));
+    env.push(("STRIDE_PUBLIC_URL".into(), tokens::PUBLIC_URL.into()));
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let settings = Settings::from_sources(None, &env).expect("test settings");
-    let app = Application::build(settings)
-        .await
-        .expect("application starts");
-    let port = app.port();
-    let handle = app.handle();
-    let store = app.store();
-    tokio::spawn(app.run_until_stopped());
+    let (port, handle, store) = start(&env).await;
     TestApp {
+        dir,
+        env,
         address: format!("http://127.0.0.1:{port}"),
         port,
         db,
@@ -147,9 +157,38 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     }
 }
 
+async fn start(env: &[(String, String)]) -> (u16, ServerHandle, Arc<dyn Store>) {
+    let settings = Settings::from_sources(None, env).expect("test settings");
+    let app = Application::build(settings)
+        .await
+        .expect("application starts");
+    let port = app.port();
+    let handle = app.handle();
+    let store = app.store();
+    tokio::spawn(app.run_until_stopped());
+    (port, handle, store)
+}
+
 impl TestApp {
+    /// Stop this server and start a new one on the same database and trust file: a restart.
+    pub async fn restart(&mut self) {
+        self.handle.stop(true).await;
+        let (port, handle, store) = start(&self.env).await;
+        self.address = format!("http://127.0.0.1:{port}");
+        self.port = port;
+        self.handle = handle;
+        self.store = store;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// A POST to a CDS endpoint with a fresh, valid EHR token for it.
+    pub fn cds(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(tokens::cds_token(path))
     }
 
     pub async fn stop(&self) {

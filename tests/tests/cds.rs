@@ -9,13 +9,7 @@ use stride_tests::{spawn_app, TestApp};
 const PV: &str = "/cds-services/running-knee-patient-view";
 
 async fn hook(app: &TestApp, path: &str, body: &Json) -> (u16, Json) {
-    let res = app
-        .client
-        .post(app.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.cds(path).json(body).send().await.unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
     (status, serde_json::from_str(&text).unwrap_or(Json::Null))
@@ -241,8 +235,7 @@ async fn peer_feedback_is_accepted_and_stored() {
     let path = stride_tests::repo_root().join("../shared/fixtures/peer-requests/feedback.json");
     let body: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let res = app
-        .client
-        .post(app.url(&format!("{PV}/feedback")))
+        .cds(&format!("{PV}/feedback"))
         .json(&body)
         .send()
         .await
@@ -549,8 +542,7 @@ async fn feedback_is_tied_to_the_card_it_is_about() {
         "overrideReason": {"reason": {"system": "http://stride-cds.org/fhir/CodeSystem/override-reason", "code": "clinical-judgement"}, "userComment": "seen by physio"},
         "outcomeTimestamp": "2026-01-02T10:00:00Z"}]});
     let res = app
-        .client
-        .post(app.url(&format!("{PV}/feedback")))
+        .cds(&format!("{PV}/feedback"))
         .json(&fb)
         .send()
         .await
@@ -572,8 +564,7 @@ async fn feedback_is_tied_to_the_card_it_is_about() {
         json!({"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2999-01-01T00:00:00Z"}]}),
     ] {
         let res = app
-            .client
-            .post(app.url(&format!("{PV}/feedback")))
+            .cds(&format!("{PV}/feedback"))
             .json(&bad)
             .send()
             .await
@@ -591,11 +582,7 @@ async fn feedback_is_tied_to_the_card_it_is_about() {
 async fn malformed_requests_get_a_clear_operation_outcome() {
     let app = spawn_app().await;
     let send = |body: &'static str, ct: &'static str| {
-        app.client
-            .post(app.url(PV))
-            .header("content-type", ct)
-            .body(body)
-            .send()
+        app.cds(PV).header("content-type", ct).body(body).send()
     };
     let cases = [
         (
@@ -627,8 +614,7 @@ async fn malformed_requests_get_a_clear_operation_outcome() {
     }
     let huge = "x".repeat(9 * 1024 * 1024);
     let res = app
-        .client
-        .post(app.url(PV))
+        .cds(PV)
         .header("content-type", "application/json")
         .body(huge)
         .send()
@@ -636,8 +622,7 @@ async fn malformed_requests_get_a_clear_operation_outcome() {
         .unwrap();
     assert_eq!(res.status(), 413);
     let res = app
-        .client
-        .post(app.url("/cds-services/no-such-service"))
+        .cds("/cds-services/no-such-service")
         .json(&json!({}))
         .send()
         .await
@@ -681,8 +666,7 @@ async fn a_failed_write_answers_503_and_shows_no_card() {
     let app = spawn_app().await;
     app.db.destroy().await;
     let res = app
-        .client
-        .post(app.url(PV))
+        .cds(PV)
         .json(&patient_view(prefetch(&knee(3), &[])))
         .send()
         .await

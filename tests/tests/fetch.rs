@@ -96,13 +96,7 @@ fn request(ehr: &Ehr, prefetch: Json) -> Json {
 }
 
 async fn call(app: &TestApp, body: &Json) -> (u16, Json) {
-    let res = app
-        .client
-        .post(app.url(PV))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.cds(PV).json(body).send().await.unwrap();
     (
         res.status().as_u16(),
         res.json().await.unwrap_or(Json::Null),

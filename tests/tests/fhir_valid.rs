@@ -105,8 +105,7 @@ async fn careplans_service_requests_and_operation_outcomes_are_valid_r4() {
     ];
     for (c, o) in scenarios {
         let res = app
-            .client
-            .post(app.url(PV))
+            .cds(PV)
             .json(&patient_view(prefetch(&c, &o)))
             .send()
             .await
@@ -137,13 +136,7 @@ async fn careplans_service_requests_and_operation_outcomes_are_valid_r4() {
         ("/cds-services/nope", json!({})),
         (PV, patient_view(json!({}))),
     ] {
-        let res = app
-            .client
-            .post(app.url(path))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let res = app.cds(path).json(&body).send().await.unwrap();
         assert!(res.status().is_client_error());
         emitted.push(res.json().await.unwrap());
     }

@@ -58,6 +58,14 @@ pub trait Store: Send + Sync + 'static {
     /// Store feedback entries (all or nothing); each is marked whether its card is known.
     async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
+    /// Remember a JWT id until it expires. `false`: it was seen before (a replay).
+    async fn remember_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Open the database a URL names: `sqlite://PATH` or `postgres://…`.

@@ -123,6 +123,33 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn remember_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Expired ids can never be replayed (the token is refused as expired): forget them.
+        sqlx::query("DELETE FROM seen_jti WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO seen_jti (issuer, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(issuer)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         self.careplan_row(id).await
     }

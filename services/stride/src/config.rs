@@ -21,6 +21,10 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub db_max_connections: u32,
     pub log_format: LogFormat,
+    /// JWT algorithms accepted from callers: ES384 and RS384, plus ES256/RS256 when opted in.
+    pub jwt_algorithms: Vec<stride_auth::Algorithm>,
+    /// Tolerated clock difference for `exp` and `iat`.
+    pub clock_skew_secs: i64,
 }
 
 /// The base URL callers use, without a trailing slash. JWT `aud` is checked against it.
@@ -42,6 +46,13 @@ impl PublicUrl {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Loopback deployments (development, tests) may fetch keys over plain HTTP on loopback.
+    pub fn is_loopback(&self) -> bool {
+        let rest = self.0.split_once("://").map(|(_, r)| r).unwrap_or("");
+        let host = rest.split(['/', ':']).next().unwrap_or("");
+        matches!(host, "127.0.0.1" | "localhost") || rest.starts_with("[::1]")
     }
 }
 
@@ -121,6 +132,8 @@ struct Raw {
     shutdown_timeout_secs: Option<String>,
     db_max_connections: Option<String>,
     log_format: Option<String>,
+    jwt_algorithms: Option<String>,
+    clock_skew_secs: Option<String>,
 }
 
 impl Settings {
@@ -256,7 +269,26 @@ impl Settings {
                 ))
             }
         };
+        let algs = raw.jwt_algorithms.unwrap_or_else(|| "ES384,RS384".into());
+        let jwt_algorithms = algs
+            .split(',')
+            .map(|a| match a.trim() {
+                "ES384" => Ok(stride_auth::Algorithm::ES384),
+                "RS384" => Ok(stride_auth::Algorithm::RS384),
+                "ES256" => Ok(stride_auth::Algorithm::ES256),
+                "RS256" => Ok(stride_auth::Algorithm::RS256),
+                _ => Err(invalid(
+                    "STRIDE_JWT_ALGORITHMS",
+                    &algs,
+                    "only ES384, RS384, ES256 and RS256 (never none or HMAC)",
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let clock_skew_secs =
+            number("STRIDE_CLOCK_SKEW_SECS", raw.clock_skew_secs, 60, 0, 300)? as i64;
         Ok(Settings {
+            jwt_algorithms,
+            clock_skew_secs,
             listen,
             public_url,
             database,

@@ -23,6 +23,8 @@ pub enum ApiError {
     PreconditionFailed(String),
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
+    #[error("{0}")]
+    Auth(#[from] stride_auth::AuthError),
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable,
     #[error("internal error (reference {0})")]
@@ -40,6 +42,24 @@ impl ApiError {
             ApiError::NotFound | ApiError::UnknownResource(_) => "not_found",
             ApiError::PreconditionFailed(_) => "prefetch_unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Auth(e) => match e.reason() {
+                "missing" => "auth_missing",
+                "malformed" => "auth_malformed",
+                "algorithm" => "auth_algorithm",
+                "issuer" => "auth_issuer",
+                "kind" => "auth_kind",
+                "jku" => "auth_jku",
+                "kid" => "auth_kid",
+                "keys_unavailable" => "auth_keys_unavailable",
+                "signature" => "auth_signature",
+                "audience" => "auth_audience",
+                "expired" => "auth_expired",
+                "iat" => "auth_iat",
+                "claim" => "auth_claim",
+                "replay" => "auth_replay",
+                "tenant" => "auth_tenant",
+                _ => "auth_scope",
+            },
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -54,6 +74,8 @@ impl ApiError {
             ApiError::NotFound | ApiError::UnknownResource(_) => IssueCode::NotFound,
             ApiError::PreconditionFailed(_) => IssueCode::Incomplete,
             ApiError::MethodNotAllowed => IssueCode::NotSupported,
+            ApiError::Auth(e) if e.is_forbidden() => IssueCode::Forbidden,
+            ApiError::Auth(_) => IssueCode::Login,
             ApiError::Unavailable => IssueCode::Transient,
             ApiError::Internal(_) => IssueCode::Exception,
         }
@@ -89,6 +111,8 @@ impl ResponseError for ApiError {
             ApiError::NotFound | ApiError::UnknownResource(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
+            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -103,8 +127,26 @@ impl ResponseError for ApiError {
         let body = operation_outcome(severity, self.issue(), self.code(), &self.to_string());
         let mut res = HttpResponse::build(self.status_code());
         res.content_type("application/fhir+json");
-        if matches!(self, ApiError::Unavailable) {
-            res.insert_header((header::RETRY_AFTER, "5"));
+        match self {
+            ApiError::Unavailable => {
+                res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            // RFC 6750 §3: say which kind of token problem this is.
+            ApiError::Auth(e) => {
+                let error = match e {
+                    stride_auth::AuthError::Missing => None,
+                    e if e.is_forbidden() => Some("insufficient_scope"),
+                    _ => Some("invalid_token"),
+                };
+                let value = match error {
+                    Some(err) => format!(
+                        "Bearer realm=\"stride\", error=\"{err}\", error_description=\"{e}\""
+                    ),
+                    None => "Bearer realm=\"stride\"".to_owned(),
+                };
+                res.insert_header((header::WWW_AUTHENTICATE, value));
+            }
+            _ => {}
         }
         res.json(body)
     }

@@ -1,6 +1,7 @@
 //! The Stride service: configuration, HTTP surface and command line, on top of the
 //! guideline engine, the FHIR crate and the store.
 
+pub mod auth;
 pub mod catalog;
 pub mod cds;
 pub mod cli;

@@ -23,6 +23,7 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     pub settings: Settings,
     pub fetcher: Fetcher,
+    pub verifier: Arc<stride_auth::Verifier>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +35,8 @@ pub enum StartError {
     },
     #[error("rule sets: {0}")]
     Catalog(#[from] CatalogError),
+    #[error("STRIDE_TRUST_FILE: {0}")]
+    Trust(#[from] stride_auth::TrustError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -70,6 +73,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartErro
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
+        let verifier = Arc::new(verifier(&settings)?);
         let store = open_store(&settings).await?;
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
             addr: settings.listen.to_string(),
@@ -96,6 +100,7 @@ impl Application {
             catalog,
             settings,
             fetcher: Fetcher::new(),
+            verifier,
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -164,6 +169,22 @@ impl Application {
         tracing::info!("stride stopped");
         Ok(())
     }
+}
+
+/// The token verifier for the trusted issuers. Without a trust file no caller is trusted.
+fn verifier(settings: &Settings) -> Result<stride_auth::Verifier, StartError> {
+    let Some(path) = &settings.trust_file else {
+        tracing::warn!("no STRIDE_TRUST_FILE: every hook call will be refused");
+        return Ok(stride_auth::Verifier::empty());
+    };
+    let trust = stride_auth::TrustFile::load(path)?;
+    let options = stride_auth::VerifierOptions {
+        algorithms: settings.jwt_algorithms.clone(),
+        clock_skew: std::time::Duration::from_secs(settings.clock_skew_secs as u64),
+        allow_loopback_http: settings.public_url.is_loopback(),
+        ..stride_auth::VerifierOptions::default()
+    };
+    Ok(stride_auth::Verifier::new(trust, options)?)
 }
 
 /// Browser-based CDS clients call from other origins; tokens travel in the Authorization

@@ -135,8 +135,34 @@ fn rules_validate_reports_a_broken_file() {
 }
 
 /// Start `stride serve` and read the port from its JSON start-up log line.
+/// A trust file with the test EHR key, and a token from that EHR for a call to `path`.
+fn trust_and_token(dir: &tempfile::TempDir, path: &str) -> (PathBuf, String) {
+    let keys = repo().join("tests/fixtures/keys");
+    let jwk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(keys.join("ehr-es384.jwk.json")).unwrap())
+            .unwrap();
+    let trust = dir.path().join("trust.json");
+    let file = serde_json::json!({"issuers": [{"iss": "https://ehr.test", "kind": "cds-client", "jwks": {"keys": [jwk]}}]});
+    std::fs::write(&trust, file.to_string()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"iss": "https://ehr.test", "aud": format!("http://localhost{path}"),
+        "iat": now, "exp": now + 300, "jti": format!("cli-{now}-{}", std::process::id())});
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some("ehr-es384".into());
+    let pem = std::fs::read_to_string(keys.join("ehr-es384.pem")).unwrap();
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
+    (trust, jsonwebtoken::encode(&header, &claims, &key).unwrap())
+}
+
 fn serve(dir: &tempfile::TempDir) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
-    let mut child = stride(dir)
+    serve_with(stride(dir))
+}
+
+fn serve_with(mut command: Command) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
+    let mut child = command
         .arg("serve")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -211,7 +237,13 @@ fn sigterm_closes_the_listener_and_exits_cleanly_without_waiting_for_idle_connec
 #[test]
 fn sigterm_lets_an_in_flight_hook_call_finish_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, port, logs) = serve(&dir);
+    let path = "/cds-services/running-knee-patient-view";
+    let (trust, token) = trust_and_token(&dir, path);
+    let mut command = stride(&dir);
+    command
+        .env("STRIDE_TRUST_FILE", &trust)
+        .env("STRIDE_PUBLIC_URL", "http://localhost");
+    let (mut child, port, logs) = serve_with(command);
     let body = serde_json::json!({
         "hook": "patient-view", "hookInstance": "0d0a2f6e-8d7b-4a53-9e41-0f3c2b1a9d10",
         "context": {"userId": "Practitioner/1", "patientId": "p1"},
@@ -224,7 +256,7 @@ fn sigterm_lets_an_in_flight_hook_call_finish_then_exits_cleanly() {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         conn,
-        "POST /cds-services/running-knee-patient-view HTTP/1.1\r\nHost: stride\r\nContent-Type: application/json\r\n\
+        "POST {path} HTTP/1.1\r\nHost: stride\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{head}",
         body.len()
     )

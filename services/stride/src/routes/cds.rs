@@ -9,6 +9,7 @@ use stride_store::{HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::auth::CdsCaller;
 use crate::cds::cards::{cards, CardInputs};
 use crate::cds::fetch::fill;
 use crate::cds::request::{self, HookRequest};
@@ -101,6 +102,7 @@ async fn gather(
 #[post("/cds-services/{id}")]
 #[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), decision = tracing::field::Empty))]
 pub async fn call(
+    CdsCaller(caller): CdsCaller,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
@@ -185,7 +187,10 @@ pub async fn call(
 
     let careplan_row = plan.as_ref().map(|resource| NewCarePlan {
         id: plan_id,
-        tenant: "default".into(),
+        tenant: caller
+            .tenant
+            .clone()
+            .unwrap_or_else(|| caller.issuer.clone()),
         patient_ref: format!("Patient/{}", req.context.patient_id),
         status: "draft".into(),
         rule_set_id: rs.doc.id.clone(),
@@ -303,6 +308,7 @@ fn feedback_entries(
 #[post("/cds-services/{id}/feedback")]
 #[tracing::instrument(name = "cds feedback", skip_all, fields(service = %path.as_str()))]
 pub async fn feedback(
+    _caller: CdsCaller,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,

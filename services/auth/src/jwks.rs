@@ -1,0 +1,169 @@
+//! An issuer's keys: inline, or fetched over HTTPS and cached for a bounded time. An unknown
+//! kid triggers at most one refresh per interval, so forged kids cannot cause a fetch storm.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
+use tokio::sync::Mutex;
+use url::Url;
+
+use crate::trust::{IssuerConfig, TrustError};
+use crate::{AuthError, VerifierOptions};
+
+pub(crate) fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a TLS client can be built")
+}
+
+struct Cached {
+    set: Option<JwkSet>,
+    fetched: Option<Instant>,
+    last_attempt: Option<Instant>,
+}
+
+pub struct KeySource {
+    inline: Option<JwkSet>,
+    jwks_uri: Option<Url>,
+    jku: Vec<Url>,
+    http: reqwest::Client,
+    ttl: Duration,
+    refresh_interval: Duration,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+fn url_allowed(u: &Url, loopback_http: bool) -> bool {
+    match u.scheme() {
+        "https" => true,
+        "http" if loopback_http => {
+            matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        }
+        _ => false,
+    }
+}
+
+impl KeySource {
+    pub(crate) fn new(
+        cfg: &IssuerConfig,
+        http: reqwest::Client,
+        opts: &VerifierOptions,
+    ) -> Result<KeySource, TrustError> {
+        for u in cfg.jwks_uri.iter().chain(&cfg.jku) {
+            if !url_allowed(u, opts.allow_loopback_http) {
+                return Err(TrustError::Invalid(format!(
+                    "issuer {}: key URL {u} must use https",
+                    cfg.iss
+                )));
+            }
+        }
+        Ok(KeySource {
+            inline: cfg.jwks.clone(),
+            jwks_uri: cfg.jwks_uri.clone(),
+            jku: cfg.jku.clone(),
+            http,
+            ttl: opts.jwks_ttl,
+            refresh_interval: opts.refresh_interval,
+            cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The key for a token: from the `jku` it names (only if listed), else inline, else jwks_uri.
+    pub async fn key(&self, jku: Option<&str>, kid: Option<&str>) -> Result<Jwk, AuthError> {
+        if let Some(jku) = jku {
+            // Refused before any network call: the URL is compared, never fetched.
+            let listed = self
+                .jku
+                .iter()
+                .find(|u| u.as_str() == jku)
+                .ok_or(AuthError::UnlistedJku)?;
+            return self.remote(listed, kid).await;
+        }
+        if let Some(set) = &self.inline {
+            return pick(set, kid).ok_or(AuthError::UnknownKey);
+        }
+        match &self.jwks_uri {
+            Some(u) => self.remote(u, kid).await,
+            None => Err(AuthError::UnknownKey),
+        }
+    }
+
+    async fn remote(&self, url: &Url, kid: Option<&str>) -> Result<Jwk, AuthError> {
+        let mut cache = self.cache.lock().await;
+        let entry = cache.entry(url.to_string()).or_insert(Cached {
+            set: None,
+            fetched: None,
+            last_attempt: None,
+        });
+        let fresh = entry.fetched.is_some_and(|t| t.elapsed() < self.ttl);
+        if fresh {
+            if let Some(k) = entry.set.as_ref().and_then(|s| pick(s, kid)) {
+                return Ok(k);
+            }
+        }
+        // Stale, missing, or an unknown kid: refresh, but not more than once per interval.
+        let may_fetch = entry
+            .last_attempt
+            .is_none_or(|t| t.elapsed() >= self.refresh_interval);
+        if may_fetch {
+            entry.last_attempt = Some(Instant::now());
+            match self.fetch(url).await {
+                Ok(set) => {
+                    entry.set = Some(set);
+                    entry.fetched = Some(Instant::now());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "JWKS fetch failed");
+                    if entry.set.is_none() {
+                        return Err(AuthError::KeysUnavailable);
+                    }
+                }
+            }
+        }
+        entry
+            .set
+            .as_ref()
+            .and_then(|s| pick(s, kid))
+            .ok_or(AuthError::UnknownKey)
+    }
+
+    async fn fetch(&self, url: &Url) -> Result<JwkSet, String> {
+        let res = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("HTTP {}", res.status()));
+        }
+        let bytes = res.bytes().await.map_err(|e| e.to_string())?;
+        if bytes.len() > 256 * 1024 {
+            return Err("key set over 256 KiB".into());
+        }
+        serde_json::from_slice(&bytes).map_err(|e| e.to_string())
+    }
+}
+
+/// The key with this kid; without a kid, the only asymmetric key there is.
+fn pick(set: &JwkSet, kid: Option<&str>) -> Option<Jwk> {
+    let usable = |k: &&Jwk| !matches!(k.algorithm, AlgorithmParameters::OctetKey(_));
+    match kid {
+        Some(kid) => set
+            .keys
+            .iter()
+            .filter(usable)
+            .find(|k| k.common.key_id.as_deref() == Some(kid))
+            .cloned(),
+        None => {
+            let mut keys = set.keys.iter().filter(usable);
+            match (keys.next(), keys.next()) {
+                (Some(k), None) => Some(k.clone()),
+                _ => None,
+            }
+        }
+    }
+}

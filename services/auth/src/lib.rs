@@ -1,0 +1,260 @@
+//! Who is calling. CDS clients (EHRs) sign a JWT per call (CDS Hooks 2.0 security section);
+//! staff present OAuth 2.0 bearer access tokens (RFC 6750) — both checked per RFC 8725 against
+//! the issuers of the trust file. Keys come inline, from the issuer's `jwks_uri`, or from a `jku`
+//! the trust file lists for that issuer — never from any other URL.
+
+mod jwks;
+mod trust;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+pub use jsonwebtoken::Algorithm;
+pub use jwks::KeySource;
+pub use trust::{IssuerConfig, Kind, TrustError, TrustFile};
+
+/// A verified caller. The JWT id and expiry travel along for the replay check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub issuer: String,
+    pub subject: String,
+    pub tenant: Option<String>,
+    pub kind: Kind,
+    pub jti: Option<String>,
+    pub expires_at: i64,
+    pub scopes: Vec<String>,
+}
+
+impl Caller {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Why a token was refused. `reason()` is a stable label for metrics and logs; the message
+/// says what was wrong without echoing the token, keys or internals.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("an Authorization: Bearer token is required")]
+    Missing,
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("the token's signing algorithm is not accepted")]
+    AlgorithmNotAllowed,
+    #[error("the token's issuer is not trusted")]
+    UntrustedIssuer,
+    #[error("this issuer may not call this endpoint")]
+    WrongKind,
+    #[error("the jku header names a key set that is not listed for this issuer")]
+    UnlistedJku,
+    #[error("no key of the issuer matches the token's kid")]
+    UnknownKey,
+    #[error("the issuer's keys cannot be fetched")]
+    KeysUnavailable,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("the token's audience is not this service")]
+    WrongAudience,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
+    #[error("the token lacks the `{0}` claim")]
+    MissingClaim(&'static str),
+    #[error("the token has already been used")]
+    Replayed,
+    #[error("the token's tenant does not match its issuer")]
+    WrongTenant,
+    #[error("the token lacks the `{0}` scope")]
+    MissingScope(String),
+}
+
+impl AuthError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::Malformed => "malformed",
+            AuthError::AlgorithmNotAllowed => "algorithm",
+            AuthError::UntrustedIssuer => "issuer",
+            AuthError::WrongKind => "kind",
+            AuthError::UnlistedJku => "jku",
+            AuthError::UnknownKey => "kid",
+            AuthError::KeysUnavailable => "keys_unavailable",
+            AuthError::BadSignature => "signature",
+            AuthError::WrongAudience => "audience",
+            AuthError::Expired => "expired",
+            AuthError::IssuedInFuture => "iat",
+            AuthError::MissingClaim(_) => "claim",
+            AuthError::Replayed => "replay",
+            AuthError::WrongTenant => "tenant",
+            AuthError::MissingScope(_) => "scope",
+        }
+    }
+
+    /// 403 when the caller is known but not allowed; 401 when it is not known at all.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(
+            self,
+            AuthError::WrongKind | AuthError::WrongTenant | AuthError::MissingScope(_)
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifierOptions {
+    pub algorithms: Vec<Algorithm>,
+    pub clock_skew: Duration,
+    pub jwks_ttl: Duration,
+    /// At most one fetch per issuer key source in this interval when an unknown kid shows up.
+    pub refresh_interval: Duration,
+    /// Allow `http://` key URLs on loopback (tests, local development).
+    pub allow_loopback_http: bool,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        VerifierOptions {
+            // CDS Hooks 2.0 recommends ES384 and RS384; ES256/RS256 are opt-in.
+            algorithms: vec![Algorithm::ES384, Algorithm::RS384],
+            clock_skew: Duration::from_secs(60),
+            jwks_ttl: Duration::from_secs(300),
+            refresh_interval: Duration::from_secs(30),
+            allow_loopback_http: false,
+        }
+    }
+}
+
+pub struct Verifier {
+    issuers: HashMap<String, (IssuerConfig, KeySource)>,
+    options: VerifierOptions,
+}
+
+#[derive(Deserialize)]
+struct Unverified {
+    iss: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    iss: String,
+    sub: Option<String>,
+    exp: Option<i64>,
+    iat: Option<i64>,
+    jti: Option<String>,
+    tenant: Option<String>,
+    scope: Option<String>,
+}
+
+impl Verifier {
+    pub fn new(trust: TrustFile, options: VerifierOptions) -> Result<Verifier, TrustError> {
+        let http = jwks::client();
+        let mut issuers = HashMap::new();
+        for cfg in trust.issuers {
+            let source = KeySource::new(&cfg, http.clone(), &options)?;
+            issuers.insert(cfg.iss.clone(), (cfg, source));
+        }
+        Ok(Verifier { issuers, options })
+    }
+
+    /// No trust file: every token is refused.
+    pub fn empty() -> Verifier {
+        Verifier {
+            issuers: HashMap::new(),
+            options: VerifierOptions::default(),
+        }
+    }
+
+    /// Verify a bearer token for `kind` with the exact `audience`. The jti replay check is the
+    /// caller's (it needs shared storage).
+    #[tracing::instrument(name = "auth", skip_all, fields(kind = ?kind))]
+    pub async fn verify(
+        &self,
+        token: &str,
+        kind: Kind,
+        audience: &str,
+    ) -> Result<Caller, AuthError> {
+        let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if !self.options.algorithms.contains(&header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        // Which issuer's keys to use is read from the unverified payload; the signature
+        // check below then proves it.
+        let claimed: Unverified = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| AuthError::Malformed)?;
+        let iss = claimed.iss.ok_or(AuthError::MissingClaim("iss"))?;
+        let (cfg, keys) = self.issuers.get(&iss).ok_or(AuthError::UntrustedIssuer)?;
+        if cfg.kind != kind {
+            return Err(AuthError::WrongKind);
+        }
+        let jwk = keys
+            .key(header.jku.as_deref(), header.kid.as_deref())
+            .await?;
+        let key = DecodingKey::from_jwk(&jwk).map_err(|_| AuthError::UnknownKey)?;
+
+        let mut validation = Validation::new(header.alg);
+        validation.algorithms = vec![header.alg];
+        validation.leeway = self.options.clock_skew.as_secs();
+        validation.set_issuer(&[&iss]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        let data = decode::<Claims>(token, &key, &validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::ExpiredSignature => AuthError::Expired,
+                K::InvalidAudience => AuthError::WrongAudience,
+                K::InvalidIssuer => AuthError::UntrustedIssuer,
+                K::MissingRequiredClaim(c) if c == "exp" => AuthError::MissingClaim("exp"),
+                K::MissingRequiredClaim(c) if c == "aud" => AuthError::WrongAudience,
+                K::InvalidAlgorithm
+                | K::InvalidKeyFormat
+                | K::InvalidEcdsaKey
+                | K::InvalidRsaKey(_) => AuthError::AlgorithmNotAllowed,
+                K::InvalidSignature => AuthError::BadSignature,
+                _ => AuthError::Malformed,
+            }
+        })?;
+        let c = data.claims;
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        let skew = self.options.clock_skew.as_secs() as i64;
+        let iat = c.iat.ok_or(AuthError::MissingClaim("iat"))?;
+        if iat > now + skew {
+            return Err(AuthError::IssuedInFuture);
+        }
+        let exp = c.exp.ok_or(AuthError::MissingClaim("exp"))?;
+        if kind == Kind::CdsClient && c.jti.as_deref().is_none_or(str::is_empty) {
+            return Err(AuthError::MissingClaim("jti"));
+        }
+        if let Some(expected) = &cfg.tenant {
+            if c.tenant.as_deref() != Some(expected.as_str()) {
+                return Err(AuthError::WrongTenant);
+            }
+        }
+        let subject = c.sub.unwrap_or_else(|| c.iss.clone());
+        Ok(Caller {
+            issuer: c.iss,
+            subject,
+            tenant: c.tenant.or_else(|| cfg.tenant.clone()),
+            kind,
+            jti: c.jti,
+            expires_at: exp,
+            scopes: c
+                .scope
+                .map(|s| s.split_whitespace().map(str::to_owned).collect())
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// `Authorization: Bearer <token>` → the token.
+pub fn bearer(header: Option<&str>) -> Result<&str, AuthError> {
+    let h = header.ok_or(AuthError::Missing)?;
+    let (scheme, token) = h.split_once(' ').ok_or(AuthError::Malformed)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(token.trim())
+}

@@ -1,0 +1,87 @@
+//! The trust file (CONTRACT.md): which issuers Stride trusts, for what, and where their keys are.
+
+use std::path::Path;
+
+use jsonwebtoken::jwk::JwkSet;
+use serde::Deserialize;
+use url::Url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// An EHR calling hooks (CDS Hooks JWT rules).
+    CdsClient,
+    /// A person's access token from the clinic's OAuth server.
+    Staff,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    pub iss: String,
+    pub kind: Kind,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub jwks: Option<JwkSet>,
+    #[serde(default)]
+    pub jwks_uri: Option<Url>,
+    /// Key-set URLs a token's `jku` header may name for this issuer.
+    #[serde(default)]
+    pub jku: Vec<Url>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustFile {
+    pub issuers: Vec<IssuerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("cannot read the trust file: {0}")]
+    Io(String),
+    #[error("the trust file is not valid: {0}")]
+    Invalid(String),
+}
+
+impl TrustFile {
+    pub fn load(path: &Path) -> Result<TrustFile, TrustError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TrustError::Io(e.to_string()))?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<TrustFile, TrustError> {
+        let t: TrustFile =
+            serde_json::from_str(text).map_err(|e| TrustError::Invalid(e.to_string()))?;
+        let mut seen = std::collections::HashSet::new();
+        for i in &t.issuers {
+            if !seen.insert(&i.iss) {
+                return Err(TrustError::Invalid(format!(
+                    "issuer {} is listed twice",
+                    i.iss
+                )));
+            }
+            if i.jwks.is_none() && i.jwks_uri.is_none() && i.jku.is_empty() {
+                return Err(TrustError::Invalid(format!(
+                    "issuer {} has no keys: give jwks, jwks_uri or jku",
+                    i.iss
+                )));
+            }
+            if let Some(set) = &i.jwks {
+                if set.keys.iter().any(|k| {
+                    matches!(
+                        k.algorithm,
+                        jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
+                    )
+                }) {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: symmetric keys are never trusted",
+                        i.iss
+                    )));
+                }
+            }
+        }
+        Ok(t)
+    }
+}

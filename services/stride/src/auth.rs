@@ -1,0 +1,90 @@
+//! Authentication at the HTTP edge: the bearer token of a request, verified for the kind of
+//! caller an endpoint admits, with the replay check that needs the shared database.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use stride_auth::{bearer, AuthError, Caller, Kind};
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// The verified CDS client of a hook or feedback call. As the first handler argument it is
+/// checked before the body is read: an unauthenticated caller never gets its body parsed.
+pub struct CdsCaller(pub Caller);
+
+impl FromRequest for CdsCaller {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            let id = req.match_info().get("id").unwrap_or_default();
+            let service = format!("{}/cds-services/{id}", state.settings.public_url.as_str());
+            // `aud` is the endpoint called; for feedback the service URL itself is accepted too.
+            let audiences = if req.path().ends_with("/feedback") {
+                vec![format!("{service}/feedback"), service]
+            } else {
+                vec![service]
+            };
+            cds_client(&req, &state, &audiences).await.map(CdsCaller)
+        })
+    }
+}
+
+/// A CDS client (EHR) calling `audiences[0]` (any of `audiences` is accepted as `aud`).
+pub async fn cds_client(
+    req: &HttpRequest,
+    state: &AppState,
+    audiences: &[String],
+) -> Result<Caller, ApiError> {
+    let result = verify(req, state, audiences).await;
+    if let Err(ApiError::Auth(e)) = &result {
+        tracing::warn!(reason = e.reason(), "refused a CDS client call");
+    }
+    result
+}
+
+async fn verify(
+    req: &HttpRequest,
+    state: &AppState,
+    audiences: &[String],
+) -> Result<Caller, ApiError> {
+    let token = bearer(
+        req.headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    )?;
+    let mut last = AuthError::WrongAudience;
+    for aud in audiences {
+        match state.verifier.verify(token, Kind::CdsClient, aud).await {
+            Ok(caller) => {
+                let jti = caller
+                    .jti
+                    .as_deref()
+                    .ok_or(AuthError::MissingClaim("jti"))?;
+                let keep_until = caller.expires_at + state.settings.clock_skew_secs;
+                let now =
+                    OffsetDateTime::now_utc().unix_timestamp() - state.settings.clock_skew_secs;
+                if !state
+                    .store
+                    .remember_jti(&caller.issuer, jti, keep_until, now)
+                    .await?
+                {
+                    return Err(AuthError::Replayed.into());
+                }
+                return Ok(caller);
+            }
+            Err(AuthError::WrongAudience) => last = AuthError::WrongAudience,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.into())
+}

@@ -1,0 +1,85 @@
+//! Real signed tokens for the tests, with the test-only keys in tests/fixtures/keys.
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value as Json};
+
+use crate::repo_root;
+
+pub const EHR: &str = "https://ehr.test";
+pub const EHR_JKU: &str = "https://ehr-jku.test";
+pub const STAFF: &str = "https://login.test";
+pub const TENANT: &str = "clinic-a";
+/// What tests set STRIDE_PUBLIC_URL to (loopback, so test key servers may use http).
+pub const PUBLIC_URL: &str = "http://localhost";
+
+pub fn key_file(name: &str) -> String {
+    std::fs::read_to_string(repo_root().join("tests/fixtures/keys").join(name)).expect("test key")
+}
+
+pub fn jwk(name: &str) -> Json {
+    serde_json::from_str(&key_file(&format!("{name}.jwk.json"))).unwrap()
+}
+
+pub struct Signer {
+    pub kid: String,
+    pub alg: Algorithm,
+    key: EncodingKey,
+}
+
+impl Signer {
+    pub fn es384(name: &str) -> Signer {
+        Signer {
+            kid: name.into(),
+            alg: Algorithm::ES384,
+            key: EncodingKey::from_ec_pem(key_file(&format!("{name}.pem")).as_bytes()).unwrap(),
+        }
+    }
+
+    pub fn rs384(name: &str) -> Signer {
+        Signer {
+            kid: name.into(),
+            alg: Algorithm::RS384,
+            key: EncodingKey::from_rsa_pem(key_file(&format!("{name}.pem")).as_bytes()).unwrap(),
+        }
+    }
+
+    pub fn header(&self) -> Header {
+        let mut h = Header::new(self.alg);
+        h.kid = Some(self.kid.clone());
+        h.typ = Some("JWT".into());
+        h
+    }
+
+    pub fn sign(&self, header: &Header, claims: &Json) -> String {
+        encode(header, claims, &self.key).unwrap()
+    }
+}
+
+pub fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The claims a well-behaved EHR sends for a call to `aud`.
+pub fn claims(iss: &str, aud: &str) -> Json {
+    json!({
+        "iss": iss, "sub": "ehr-client", "aud": aud,
+        "iat": now(), "exp": now() + 300,
+        "jti": uuid::Uuid::new_v4().to_string(), "tenant": TENANT,
+    })
+}
+
+/// A valid CDS client token for a call to `path` (e.g. /cds-services/x).
+pub fn cds_token(path: &str) -> String {
+    let s = Signer::es384("ehr-es384");
+    s.sign(&s.header(), &claims(EHR, &format!("{PUBLIC_URL}{path}")))
+}
+
+/// The trust file the test apps start with.
+pub fn trust_file(extra: &[Json]) -> Json {
+    let mut issuers = vec![
+        json!({"iss": EHR, "kind": "cds-client", "tenant": TENANT, "jwks": {"keys": [jwk("ehr-es384"), jwk("ehr-rs384")]}}),
+        json!({"iss": STAFF, "kind": "staff", "jwks": {"keys": [jwk("ehr-es384")]}}),
+    ];
+    issuers.extend(extra.iter().cloned());
+    json!({ "issuers": issuers })
+}

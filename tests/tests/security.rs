@@ -1,0 +1,367 @@
+//! Every way a CDS client token can be wrong is refused with 401 or 403 and a body that says
+//! why without leaking keys or internals (CDS Hooks 2.0 security, RFC 8725).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value as Json};
+use stride_tests::fhir::*;
+use stride_tests::tokens::*;
+use stride_tests::{spawn_app, spawn_app_trusting, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+
+fn aud() -> String {
+    format!("{PUBLIC_URL}{PV}")
+}
+
+fn body() -> Json {
+    patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]))
+}
+
+async fn call(app: &TestApp, token: Option<&str>) -> (u16, Json, Option<String>) {
+    let mut req = app.client.post(app.url(PV)).json(&body());
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let www = res
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, res.json().await.unwrap_or(Json::Null), www)
+}
+
+/// Assert a refusal: status, the error code in the OperationOutcome, and no leak.
+async fn refused(app: &TestApp, token: Option<&str>, status: u16, code: &str) {
+    let (got, body, www) = call(app, token).await;
+    assert_eq!(got, status, "{code}: {body}");
+    assert_eq!(body["resourceType"], "OperationOutcome", "{code}");
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"], code,
+        "{body}"
+    );
+    let text = body.to_string();
+    assert!(
+        !text.contains("BEGIN") && !text.contains("\"x\"") && !text.contains("\"n\""),
+        "no key material: {text}"
+    );
+    if let Some(t) = token {
+        assert!(t.len() < 10 || !text.contains(t), "the token is not echoed");
+    }
+    assert!(
+        www.is_some_and(|w| w.starts_with("Bearer")),
+        "{code}: RFC 6750 WWW-Authenticate"
+    );
+}
+
+fn es() -> Signer {
+    Signer::es384("ehr-es384")
+}
+
+fn b64(v: &Json) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+#[tokio::test]
+async fn valid_es384_and_rs384_tokens_are_accepted() {
+    let app = spawn_app().await;
+    for s in [Signer::es384("ehr-es384"), Signer::rs384("ehr-rs384")] {
+        let t = s.sign(&s.header(), &claims(EHR, &aud()));
+        let (status, body, _) = call(&app, Some(&t)).await;
+        assert_eq!(status, 200, "{:?}: {body}", s.alg);
+    }
+}
+
+#[tokio::test]
+async fn missing_and_malformed_tokens_are_refused() {
+    let app = spawn_app().await;
+    refused(&app, None, 401, "auth_missing").await;
+    refused(&app, Some("not-a-jwt"), 401, "auth_malformed").await;
+    let res = app
+        .client
+        .post(app.url(PV))
+        .header("authorization", "Basic dXNlcjpwdw==")
+        .json(&body())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+#[tokio::test]
+async fn alg_none_is_refused() {
+    let app = spawn_app().await;
+    let token = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims(EHR, &aud()))
+    );
+    let (status, _, _) = call(&app, Some(&token)).await;
+    assert_eq!(status, 401, "req 201");
+}
+
+#[tokio::test]
+async fn hs256_signed_with_the_public_key_is_refused() {
+    let app = spawn_app().await;
+    // The classic key-confusion attack: HMAC keyed with the issuer's public key.
+    let public = key_file("ehr-rs384.pub.pem");
+    let mut h = Header::new(Algorithm::HS256);
+    h.kid = Some("ehr-rs384".into());
+    let t = jsonwebtoken::encode(
+        &h,
+        &claims(EHR, &aud()),
+        &EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
+    refused(&app, Some(&t), 401, "auth_algorithm").await;
+}
+
+#[tokio::test]
+async fn es256_is_refused_unless_opted_in() {
+    let app = spawn_app().await;
+    let mut h = es().header();
+    h.alg = Algorithm::ES256;
+    let t = format!(
+        "{}.{}.c2ln",
+        b64(&serde_json::to_value(&h).unwrap()),
+        b64(&claims(EHR, &aud()))
+    );
+    refused(&app, Some(&t), 401, "auth_algorithm").await;
+}
+
+#[tokio::test]
+async fn a_wrong_signature_and_an_unknown_kid_are_refused() {
+    let app = spawn_app().await;
+    // Signed with a key nobody trusts, under the kid of a trusted one.
+    let other = Signer::es384("other-es384");
+    let mut h = other.header();
+    h.kid = Some("ehr-es384".into());
+    refused(
+        &app,
+        Some(&other.sign(&h, &claims(EHR, &aud()))),
+        401,
+        "auth_signature",
+    )
+    .await;
+    // A kid the issuer does not have.
+    refused(
+        &app,
+        Some(&other.sign(&other.header(), &claims(EHR, &aud()))),
+        401,
+        "auth_kid",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_issuer_audience_and_times_are_refused() {
+    let app = spawn_app().await;
+    let s = es();
+    let sign = |c: Json| s.sign(&s.header(), &c);
+    refused(
+        &app,
+        Some(&sign(claims("https://evil.test", &aud()))),
+        401,
+        "auth_issuer",
+    )
+    .await;
+    refused(
+        &app,
+        Some(&sign(claims(
+            EHR,
+            &format!("{PUBLIC_URL}/cds-services/running-knee-order-sign"),
+        ))),
+        401,
+        "auth_audience",
+    )
+    .await;
+    refused(
+        &app,
+        Some(&sign(claims(
+            EHR,
+            "https://other-service.test/cds-services/running-knee-patient-view",
+        ))),
+        401,
+        "auth_audience",
+    )
+    .await;
+    let mut c = claims(EHR, &aud());
+    c["exp"] = json!(now() - 600);
+    c["iat"] = json!(now() - 900);
+    refused(&app, Some(&sign(c)), 401, "auth_expired").await;
+    let mut c = claims(EHR, &aud());
+    c["iat"] = json!(now() + 600);
+    c["exp"] = json!(now() + 900);
+    refused(&app, Some(&sign(c)), 401, "auth_iat").await;
+    let mut c = claims(EHR, &aud());
+    c.as_object_mut().unwrap().remove("jti");
+    refused(&app, Some(&sign(c)), 401, "auth_claim").await;
+}
+
+#[tokio::test]
+async fn a_wrong_tenant_is_forbidden_and_a_staff_issuer_may_not_call_hooks() {
+    let app = spawn_app().await;
+    let s = es();
+    let mut c = claims(EHR, &aud());
+    c["tenant"] = json!("clinic-b");
+    refused(&app, Some(&s.sign(&s.header(), &c)), 403, "auth_tenant").await;
+    refused(
+        &app,
+        Some(&s.sign(&s.header(), &claims(STAFF, &aud()))),
+        403,
+        "auth_kind",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_replayed_jti_is_refused_also_after_a_restart() {
+    let mut app = spawn_app().await;
+    let s = es();
+    let token = s.sign(&s.header(), &claims(EHR, &aud()));
+    assert_eq!(call(&app, Some(&token)).await.0, 200);
+    refused(&app, Some(&token), 401, "auth_replay").await;
+    app.restart().await;
+    refused(&app, Some(&token), 401, "auth_replay").await;
+    // A new jti from the same client is fine.
+    assert_eq!(
+        call(&app, Some(&s.sign(&s.header(), &claims(EHR, &aud()))))
+            .await
+            .0,
+        200
+    );
+}
+
+/// A key server on loopback that counts its requests.
+async fn key_server() -> (String, Arc<AtomicUsize>) {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let server = HttpServer::new(move || {
+        let counter = counter.clone();
+        App::new().default_service(web::to(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { HttpResponse::Ok().json(json!({"keys": [jwk("ehr-es384")]})) }
+        }))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (base, hits)
+}
+
+#[tokio::test]
+async fn jku_must_be_listed_and_an_unlisted_one_is_never_fetched() {
+    let (listed, listed_hits) = key_server().await;
+    let (unlisted, unlisted_hits) = key_server().await;
+    let listed = format!("{listed}/jwks.json");
+    let app = spawn_app_trusting(
+        &[json!({"iss": EHR_JKU, "kind": "cds-client", "jku": [listed]})],
+        &[],
+    )
+    .await;
+    let s = es();
+    let mut h = s.header();
+    h.jku = Some(format!("{unlisted}/jwks.json"));
+    refused(
+        &app,
+        Some(&s.sign(&h, &claims(EHR_JKU, &aud()))),
+        401,
+        "auth_jku",
+    )
+    .await;
+    assert_eq!(
+        unlisted_hits.load(Ordering::SeqCst),
+        0,
+        "no request to an unlisted jku"
+    );
+
+    h.jku = Some(listed.clone());
+    assert_eq!(
+        call(&app, Some(&s.sign(&h, &claims(EHR_JKU, &aud()))))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        call(&app, Some(&s.sign(&h, &claims(EHR_JKU, &aud()))))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(listed_hits.load(Ordering::SeqCst), 1, "keys are cached");
+}
+
+#[tokio::test]
+async fn forged_kids_cannot_cause_a_fetch_storm() {
+    let (base, hits) = key_server().await;
+    let app = spawn_app_trusting(
+        &[json!({"iss": EHR_JKU, "kind": "cds-client", "jwks_uri": format!("{base}/jwks.json")})],
+        &[],
+    )
+    .await;
+    let s = es();
+    assert_eq!(
+        call(&app, Some(&s.sign(&s.header(), &claims(EHR_JKU, &aud()))))
+            .await
+            .0,
+        200
+    );
+    let other = Signer::es384("other-es384");
+    for i in 0..20 {
+        let mut h = other.header();
+        h.kid = Some(format!("forged-{i}"));
+        refused(
+            &app,
+            Some(&other.sign(&h, &claims(EHR_JKU, &aud()))),
+            401,
+            "auth_kid",
+        )
+        .await;
+    }
+    assert!(
+        hits.load(Ordering::SeqCst) <= 2,
+        "at most one refresh per interval: {}",
+        hits.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test]
+async fn discovery_and_health_stay_open() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.client
+            .get(app.url("/cds-services"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Feedback is a CDS client call like the hooks.
+    let res = app
+        .client
+        .post(app.url(&format!("{PV}/feedback")))
+        .json(&json!({"feedback": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+}
