@@ -140,6 +140,17 @@ async fn careplans_service_requests_and_operation_outcomes_are_valid_r4() {
         assert!(res.status().is_client_error());
         emitted.push(res.json().await.unwrap());
     }
+    // The published knowledge artifacts.
+    for path in [
+        "/fhir/metadata",
+        "/fhir/PlanDefinition/medial-knee-pain-running-1.0.0",
+        "/fhir/CodeSystem/running-knee",
+        "/fhir/CodeSystem/running-knee-decision",
+    ] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        emitted.push(res.json().await.unwrap());
+    }
     validate(&emitted);
 }
 

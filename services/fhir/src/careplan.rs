@@ -18,6 +18,12 @@ pub const UCUM: &str = "http://unitsofmeasure.org";
 #[error("rendered {0} is not a valid FHIR R4 resource: {1}")]
 pub struct RenderError(&'static str, String);
 
+impl RenderError {
+    pub(crate) fn new(kind: &'static str, message: String) -> Self {
+        RenderError(kind, message)
+    }
+}
+
 /// Everything about the call that the CarePlan names.
 pub struct PlanContext<'a> {
     pub id: &'a str,

@@ -4,5 +4,6 @@
 pub mod careplan;
 pub mod intake;
 pub mod outcome;
+pub mod publish;
 
 pub use outcome::{operation_outcome, IssueCode, Severity};

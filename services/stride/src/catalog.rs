@@ -134,7 +134,7 @@ impl Catalog {
             .last()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<RuleSet>> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<RuleSet>> {
         self.sets.values()
     }
 }

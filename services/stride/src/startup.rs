@@ -24,6 +24,7 @@ pub struct AppState {
     pub settings: Settings,
     pub fetcher: Fetcher,
     pub verifier: Arc<stride_auth::Verifier>,
+    pub started: time::OffsetDateTime,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +102,7 @@ impl Application {
             settings,
             fetcher: Fetcher::new(),
             verifier,
+            started: time::OffsetDateTime::now_utc(),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -127,6 +129,10 @@ impl Application {
                 .service(routes::health::healthz)
                 .service(routes::health::readyz)
                 .service(routes::guidelines::rule_set)
+                .service(routes::fhir::metadata)
+                .service(routes::fhir::plan_definition)
+                .service(routes::fhir::code_system)
+                .service(routes::openapi::openapi)
                 .service(
                     web::scope("")
                         .wrap(cors())

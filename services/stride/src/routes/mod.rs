@@ -1,3 +1,5 @@
 pub mod cds;
+pub mod fhir;
 pub mod guidelines;
 pub mod health;
+pub mod openapi;

@@ -1,0 +1,188 @@
+//! The guideline as FHIR knowledge artifacts: one PlanDefinition per rule-set version, the
+//! CodeSystems of its local fact codes and decision ids, and the server's CapabilityStatement.
+
+use std::collections::BTreeMap;
+
+use fhir_sdk::r4b::resources::Resource;
+use serde_json::{json, Value as Json};
+use stride_guideline::model::Status;
+use stride_guideline::RuleSet;
+
+use crate::careplan::RenderError;
+
+fn check(kind: &'static str, v: Json) -> Result<Json, RenderError> {
+    serde_json::from_value::<Resource>(v.clone())
+        .map_err(|e| RenderError::new(kind, e.to_string()))?;
+    Ok(v)
+}
+
+fn status(rs: &RuleSet) -> &'static str {
+    match rs.doc.status {
+        Status::Draft => "draft",
+        Status::Active => "active",
+        Status::Retired => "retired",
+    }
+}
+
+/// `medial-knee-pain-running-1.0.0`: a FHIR id naming one version.
+pub fn plan_definition_id(rs: &RuleSet) -> String {
+    format!("{}-{}", rs.doc.id, rs.doc.version)
+}
+
+pub fn plan_definition(rs: &RuleSet) -> Result<Json, RenderError> {
+    let d = &rs.doc;
+    let related: Vec<Json> = d
+        .sources
+        .iter()
+        .map(|s| {
+            json!({"type": "citation", "label": s.n.to_string(),
+                   "citation": format!("{}. {}, {}. ({})", s.title, s.publisher, s.year, s.kind)})
+        })
+        .collect();
+    let finding = |r: &stride_guideline::model::Rule, kind: &str| {
+        json!({
+            "id": r.rule, "title": r.card.summary, "description": r.card.detail,
+            "code": [{"coding": [{"system": d.decision_system, "code": r.id}], "text": kind}],
+            "priority": if r.severity == stride_guideline::model::Severity::Critical { "stat" } else { "routine" },
+        })
+    };
+    let mut actions: Vec<Json> = d
+        .phases
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.rule, "title": p.title, "description": p.card.detail,
+                "code": [{"coding": [{"system": d.decision_system, "code": p.id}], "text": "phase"}],
+                "action": p.activities.iter().map(|a| json!({"id": a.rule, "title": a.id, "description": a.text})).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    actions.extend(d.red_flags.iter().map(|r| finding(r, "red flag")));
+    actions.extend(d.warnings.iter().map(|r| finding(r, "warning")));
+    actions.extend(d.pitfalls.iter().map(|r| finding(r, "pitfall")));
+    actions.push(json!({
+        "id": "rehab", "title": "Concurrent rehabilitation",
+        "action": d.rehab.iter().map(|a| json!({"id": a.rule, "title": a.id, "description": a.text})).collect::<Vec<_>>(),
+    }));
+    let mut period = json!({"start": d.effective.start.to_string()});
+    if let Some(end) = d.effective.end {
+        period["end"] = json!(end.to_string());
+    }
+    check(
+        "PlanDefinition",
+        json!({
+            "resourceType": "PlanDefinition",
+            "id": plan_definition_id(rs),
+            "url": d.url,
+            "version": d.version.to_string(),
+            "name": d.id.replace('-', "_"),
+            "title": d.title,
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/plan-definition-type", "code": "clinical-protocol"}]},
+            "status": status(rs),
+            "effectivePeriod": period,
+            "description": d.description,
+            "relatedArtifact": related,
+            "identifier": [{"system": "urn:ietf:rfc:3986", "value": format!("urn:sha256:{}", rs.content_hash)}],
+            "action": actions,
+        }),
+    )
+}
+
+/// The ids under which `code_system` publishes the rule set's two code systems.
+pub fn code_system_ids(rs: &RuleSet) -> [(String, &str); 2] {
+    let last = |url: &str| url.rsplit('/').next().unwrap_or(url).to_owned();
+    [
+        (last(&rs.doc.local_system), rs.doc.local_system.as_str()),
+        (
+            last(&rs.doc.decision_system),
+            rs.doc.decision_system.as_str(),
+        ),
+    ]
+}
+
+pub fn code_system(rs: &RuleSet, id: &str) -> Option<Result<Json, RenderError>> {
+    let d = &rs.doc;
+    let [(local_id, _), (decision_id, _)] = code_system_ids(rs);
+    let (url, title, concepts): (&str, &str, BTreeMap<String, String>) = if id == local_id {
+        let mut concepts = BTreeMap::new();
+        let local = |code: &str| code.strip_prefix("local#").map(str::to_owned);
+        for b in d.facts.values() {
+            for s in &b.sources {
+                for c in s.codes.iter().filter_map(|c| local(c)) {
+                    concepts.entry(c).or_insert_with(|| b.text.clone());
+                }
+                if let Some(c) = s.component.as_deref().and_then(local) {
+                    concepts.entry(c).or_insert_with(|| b.text.clone());
+                }
+            }
+        }
+        (&d.local_system, "Stride running-knee findings", concepts)
+    } else if id == decision_id {
+        let mut concepts = BTreeMap::new();
+        for p in &d.phases {
+            concepts.insert(p.id.clone(), p.title.clone());
+        }
+        concepts.insert(
+            "hold-for-evaluation".into(),
+            "Progression stopped: a red flag needs evaluation first".into(),
+        );
+        concepts.insert(
+            "insufficient-data".into(),
+            d.insufficient_data.summary.clone(),
+        );
+        for r in d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls) {
+            concepts.insert(r.id.clone(), r.card.summary.clone());
+        }
+        (
+            &d.decision_system,
+            "Stride running-knee decisions",
+            concepts,
+        )
+    } else {
+        return None;
+    };
+    Some(check(
+        "CodeSystem",
+        json!({
+            "resourceType": "CodeSystem",
+            "id": id,
+            "url": url,
+            "version": d.version.to_string(),
+            "name": id.replace('-', "_"),
+            "title": title,
+            "status": status(rs),
+            "content": "complete",
+            "caseSensitive": true,
+            "count": concepts.len(),
+            "concept": concepts.iter().map(|(c, display)| json!({"code": c, "display": display})).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+pub fn capability_statement(
+    public_url: &str,
+    version: &str,
+    date: &str,
+) -> Result<Json, RenderError> {
+    check(
+        "CapabilityStatement",
+        json!({
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "date": date,
+            "kind": "instance",
+            "software": {"name": "Stride", "version": version},
+            "implementation": {"description": "Stride clinical decision support (CDS Hooks 2.0)", "url": format!("{public_url}/fhir")},
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "rest": [{
+                "mode": "server",
+                "documentation": "The guidelines Stride decides with, published as FHIR knowledge artifacts.",
+                "resource": [
+                    {"type": "PlanDefinition", "interaction": [{"code": "read"}]},
+                    {"type": "CodeSystem", "interaction": [{"code": "read"}]},
+                ],
+            }],
+        }),
+    )
+}

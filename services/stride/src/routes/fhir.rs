@@ -1,0 +1,57 @@
+//! Read-only FHIR endpoints: the CapabilityStatement and the guideline as PlanDefinition and
+//! CodeSystems, for every loaded version.
+
+use actix_web::{get, web, HttpResponse};
+use stride_fhir::publish;
+use time::format_description::well_known::Rfc3339;
+
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+fn fhir_json(v: serde_json::Value) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(v)
+}
+
+#[get("/fhir/metadata")]
+pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let date = state.started.format(&Rfc3339).unwrap_or_default();
+    let cs = publish::capability_statement(
+        state.settings.public_url.as_str(),
+        env!("CARGO_PKG_VERSION"),
+        &date,
+    )
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok(fhir_json(cs))
+}
+
+#[get("/fhir/PlanDefinition/{id}")]
+pub async fn plan_definition(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let rs = state
+        .catalog
+        .iter()
+        .find(|rs| publish::plan_definition_id(rs) == *path)
+        .ok_or_else(|| ApiError::UnknownResource("no PlanDefinition with this id".into()))?;
+    Ok(fhir_json(
+        publish::plan_definition(rs).map_err(|e| ApiError::internal(&e))?,
+    ))
+}
+
+#[get("/fhir/CodeSystem/{id}")]
+pub async fn code_system(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    // The newest version that publishes a code system with this id.
+    let found = state
+        .catalog
+        .iter()
+        .rev()
+        .find_map(|rs| publish::code_system(rs, &path));
+    let cs = found.ok_or_else(|| ApiError::UnknownResource("no CodeSystem with this id".into()))?;
+    Ok(fhir_json(cs.map_err(|e| ApiError::internal(&e))?))
+}

@@ -1,0 +1,143 @@
+//! `GET /openapi.json`: every endpoint, its parameters, bodies and answers (OpenAPI 3.0).
+//! Written out rather than derived: the CDS Hooks shapes are the specification's, not ours,
+//! and a test checks that every path listed here is served.
+
+use actix_web::{get, web, HttpResponse};
+use serde_json::{json, Value as Json};
+
+use crate::startup::AppState;
+
+fn outcome(description: &str) -> Json {
+    json!({"description": description, "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}}})
+}
+
+fn ok_json(description: &str, schema: Json) -> Json {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+fn fhir_read(kind: &str) -> Json {
+    json!({"get": {
+        "summary": format!("Read a {kind}"),
+        "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}}],
+        "responses": {
+            "200": {"description": kind, "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}}}},
+            "404": outcome("No such resource"),
+        }
+    }})
+}
+
+pub fn document(public_url: &str) -> Json {
+    let auth_errors = |mut r: serde_json::Map<String, Json>| {
+        r.insert(
+            "400".into(),
+            outcome("Malformed request: the body says which field"),
+        );
+        r.insert("401".into(), outcome("No valid CDS client JWT"));
+        r.insert(
+            "403".into(),
+            outcome("The caller may not call this service (kind or tenant)"),
+        );
+        r.insert("404".into(), outcome("No such CDS service"));
+        r.insert("413".into(), outcome("Body over the size limit"));
+        r.insert("415".into(), outcome("Body is not application/json"));
+        r.insert(
+            "503".into(),
+            outcome("Database unavailable: nothing was decided (Retry-After)"),
+        );
+        Json::Object(r)
+    };
+    let id_param =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let mut hook_responses = serde_json::Map::new();
+    hook_responses.insert(
+        "200".into(),
+        ok_json(
+            "Cards (possibly none)",
+            json!({"$ref": "#/components/schemas/CdsResponse"}),
+        ),
+    );
+    hook_responses.insert(
+        "412".into(),
+        outcome("Required data could be neither prefetched nor fetched"),
+    );
+    let mut feedback_responses = serde_json::Map::new();
+    feedback_responses.insert("200".into(), json!({"description": "Feedback stored"}));
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Stride", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "CDS Hooks 2.0 clinical decision support for sudden medial knee/thigh pain in runners."},
+        "servers": [{"url": public_url}],
+        "paths": {
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": ok_json("Alive", json!({"type": "object"}))}}},
+            "/readyz": {"get": {"summary": "Readiness: database reachable and rule sets loaded", "responses": {
+                "200": ok_json("Ready", json!({"type": "object"})), "503": ok_json("Not ready", json!({"type": "object"}))}}},
+            "/cds-services": {"get": {"summary": "CDS Hooks discovery", "responses": {
+                "200": ok_json("The services", json!({"type": "object", "required": ["services"]}))}}},
+            "/cds-services/{id}": {"post": {
+                "summary": "Call a CDS service (a hook)",
+                "security": [{"cdsClientJwt": []}],
+                "parameters": [id_param],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HookRequest"}}}},
+                "responses": auth_errors(hook_responses),
+            }},
+            "/cds-services/{id}/feedback": {"post": {
+                "summary": "Card feedback (accepted / overridden)",
+                "security": [{"cdsClientJwt": []}],
+                "parameters": [id_param],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Feedback"}}}},
+                "responses": auth_errors(feedback_responses),
+            }},
+            "/guidelines/{id}/{version}": {"get": {
+                "summary": "A rule-set version as loaded (JSON)",
+                "parameters": [id_param, {"name": "version", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": ok_json("The rule set", json!({"type": "object"})), "404": outcome("No such version")},
+            }},
+            "/fhir/metadata": {"get": {"summary": "CapabilityStatement", "responses": {
+                "200": {"description": "CapabilityStatement", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}}}},
+            "/fhir/PlanDefinition/{id}": fhir_read("PlanDefinition"),
+            "/fhir/CodeSystem/{id}": fhir_read("CodeSystem"),
+            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok_json("OpenAPI 3.0", json!({"type": "object"}))}}},
+        },
+        "components": {
+            "securitySchemes": {"cdsClientJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "CDS Hooks 2.0 client JWT: ES384/RS384, aud = the service URL, unique jti."}},
+            "schemas": {
+                "OperationOutcome": {"type": "object", "required": ["resourceType", "issue"], "properties": {
+                    "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+                    "issue": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["severity", "code"]}}}},
+                "HookRequest": {"type": "object", "required": ["hook", "hookInstance", "context"], "properties": {
+                    "hook": {"type": "string", "enum": ["patient-view", "order-select", "order-sign"]},
+                    "hookInstance": {"type": "string", "minLength": 1},
+                    "fhirServer": {"type": "string", "format": "uri"},
+                    "fhirAuthorization": {"type": "object", "required": ["access_token", "token_type", "expires_in", "scope", "subject"]},
+                    "context": {"type": "object", "required": ["userId", "patientId"], "properties": {
+                        "userId": {"type": "string", "minLength": 1}, "patientId": {"type": "string", "pattern": "^[A-Za-z0-9.-]{1,64}$"},
+                        "encounterId": {"type": "string", "minLength": 1}, "draftOrders": {"type": "object"},
+                        "selections": {"type": "array", "items": {"type": "string"}}}},
+                    "prefetch": {"type": "object"}}},
+                "Feedback": {"type": "object", "required": ["feedback"], "properties": {"feedback": {"type": "array", "minItems": 1, "items": {
+                    "type": "object", "required": ["card", "outcome", "outcomeTimestamp"], "properties": {
+                        "card": {"type": "string", "minLength": 1}, "outcome": {"type": "string", "enum": ["accepted", "overridden"]},
+                        "outcomeTimestamp": {"type": "string", "format": "date-time"},
+                        "acceptedSuggestions": {"type": "array", "items": {"type": "object", "required": ["id"]}},
+                        "overrideReason": {"type": "object"}}}}}},
+                "CdsResponse": {"type": "object", "required": ["cards"], "properties": {
+                    "cards": {"type": "array", "items": {"$ref": "#/components/schemas/Card"}},
+                    "systemActions": {"type": "array", "items": {"type": "object"}}}},
+                "Card": {"type": "object", "required": ["uuid", "summary", "indicator", "source"], "properties": {
+                    "uuid": {"type": "string"}, "summary": {"type": "string", "maxLength": 140}, "detail": {"type": "string"},
+                    "indicator": {"type": "string", "enum": ["info", "warning", "critical"]},
+                    "source": {"type": "object", "required": ["label"]},
+                    "suggestions": {"type": "array", "items": {"type": "object"}},
+                    "selectionBehavior": {"type": "string", "enum": ["at-most-one", "any"]},
+                    "overrideReasons": {"type": "array", "items": {"type": "object", "required": ["code", "system", "display"]}},
+                    "links": {"type": "array", "items": {"type": "object", "required": ["label", "url", "type"]}}}},
+            },
+        },
+    })
+}
+
+#[get("/openapi.json")]
+pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(document(state.settings.public_url.as_str()))
+}

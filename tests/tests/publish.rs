@@ -1,0 +1,201 @@
+//! The guideline published as FHIR (PlanDefinition per version, CodeSystems), the
+//! CapabilityStatement, and the OpenAPI document that lists every endpoint.
+
+use serde_json::Value as Json;
+use stride_tests::spawn_app;
+
+/// The stable decision vocabulary of CONTRACT.md.
+const CONTRACT_IDS: &[&str] = &[
+    "rest",
+    "walk-run",
+    "progressive-loading",
+    "full-return",
+    "hold-for-evaluation",
+    "focal-bony-tenderness",
+    "rest-or-night-pain",
+    "persistent-bony-tenderness",
+    "no-improvement-after-rest",
+    "pain-on-return",
+    "mcl-mechanism",
+    "progressing-with-pain",
+    "consecutive-day-running",
+    "premature-speed-work",
+    "distance-jump",
+    "lipus-not-recommended",
+    "insufficient-data",
+];
+
+/// The local codes of FACTS.md.
+const FACTS_LOCAL: &[&str] = &[
+    "medial-knee-pain",
+    "pain-running",
+    "pain-walking",
+    "pain-rest",
+    "pain-night",
+    "tenderness-extent",
+    "bony-tenderness",
+    "pain-free-walking-days",
+    "pain-free-walking-minutes",
+    "limb-symmetry-index",
+    "valgus-twist-mechanism",
+    "heel-strike-gait",
+    "preinjury-weekly-distance",
+    "running-session",
+    "run-distance",
+    "speed-work",
+    "lipus",
+];
+
+async fn get(app: &stride_tests::TestApp, path: &str) -> (u16, Json) {
+    let res = app.client.get(app.url(path)).send().await.unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Json::Null),
+    )
+}
+
+fn codes(cs: &Json) -> Vec<String> {
+    cs["concept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_decision_code_system_is_exactly_the_contract_vocabulary() {
+    let app = spawn_app().await;
+    let (status, cs) = get(&app, "/fhir/CodeSystem/running-knee-decision").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        cs["url"],
+        "http://stride-cds.org/fhir/CodeSystem/running-knee-decision"
+    );
+    let mut got = codes(&cs);
+    got.sort();
+    let mut want: Vec<String> = CONTRACT_IDS.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn the_local_code_system_holds_every_local_code_of_facts_md() {
+    let app = spawn_app().await;
+    let (status, cs) = get(&app, "/fhir/CodeSystem/running-knee").await;
+    assert_eq!(status, 200);
+    let got = codes(&cs);
+    for c in FACTS_LOCAL {
+        assert!(got.iter().any(|g| g == c), "{c} missing from {got:?}");
+    }
+    assert!(cs["concept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["display"].as_str().is_some_and(|d| !d.is_empty())));
+    assert_eq!(get(&app, "/fhir/CodeSystem/nope").await.0, 404);
+}
+
+#[tokio::test]
+async fn each_rule_set_version_is_a_plan_definition() {
+    let app = spawn_app().await;
+    let (status, pd) = get(&app, "/fhir/PlanDefinition/medial-knee-pain-running-1.0.0").await;
+    assert_eq!(status, 200);
+    assert_eq!(pd["version"], "1.0.0");
+    assert_eq!(
+        pd["url"],
+        "http://stride-cds.org/fhir/PlanDefinition/medial-knee-pain-running"
+    );
+    assert_eq!(
+        pd["relatedArtifact"].as_array().unwrap().len(),
+        5,
+        "the seed's five references"
+    );
+    let action_codes: Vec<&str> = pd["action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["code"][0]["coding"][0]["code"].as_str())
+        .collect();
+    for id in [
+        "rest",
+        "walk-run",
+        "focal-bony-tenderness",
+        "lipus-not-recommended",
+        "mcl-mechanism",
+    ] {
+        assert!(action_codes.contains(&id), "{id}");
+    }
+    assert_eq!(
+        get(&app, "/fhir/PlanDefinition/medial-knee-pain-running-0.9.0")
+            .await
+            .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_capability_statement_lists_what_is_served() {
+    let app = spawn_app().await;
+    let (status, cs) = get(&app, "/fhir/metadata").await;
+    assert_eq!(status, 200);
+    assert_eq!(cs["resourceType"], "CapabilityStatement");
+    assert_eq!(cs["fhirVersion"], "4.0.1");
+    for r in cs["rest"][0]["resource"].as_array().unwrap() {
+        let kind = r["type"].as_str().unwrap();
+        let path = match kind {
+            "PlanDefinition" => "/fhir/PlanDefinition/medial-knee-pain-running-1.0.0",
+            "CodeSystem" => "/fhir/CodeSystem/running-knee",
+            other => panic!("listed but not tested: {other}"),
+        };
+        assert_eq!(
+            get(&app, path).await.0,
+            200,
+            "{kind} is listed, so it is served"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_path_in_openapi_is_served() {
+    let app = spawn_app().await;
+    let (status, doc) = get(&app, "/openapi.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(doc["openapi"], "3.0.3");
+    let sample = |p: &str| {
+        p.replace("{id}/{version}", "medial-knee-pain-running/1.0.0")
+            .replace(
+                "PlanDefinition/{id}",
+                "PlanDefinition/medial-knee-pain-running-1.0.0",
+            )
+            .replace("CodeSystem/{id}", "CodeSystem/running-knee")
+            .replace("{id}", "running-knee-patient-view")
+    };
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let url = app.url(&sample(path));
+        for method in ops.as_object().unwrap().keys() {
+            let res = match method.as_str() {
+                "get" => app.client.get(&url).send().await.unwrap(),
+                "post" => app
+                    .client
+                    .post(&url)
+                    .json(&serde_json::json!({}))
+                    .send()
+                    .await
+                    .unwrap(),
+                other => panic!("{other}"),
+            };
+            let declared = ops[method]["responses"].as_object().unwrap();
+            assert!(
+                declared.contains_key(res.status().as_str()),
+                "{method} {path} answered {} which is not declared",
+                res.status()
+            );
+            assert_ne!(
+                res.status(),
+                404,
+                "{method} {path} is listed but not served"
+            );
+        }
+    }
+}
