@@ -202,7 +202,7 @@ async fn discovery_lists_one_service_per_hook_with_prefetch_templates() {
 #[tokio::test]
 async fn peer_requests_without_a_knee_episode_get_no_phase_card() {
     let app = spawn_app().await;
-    let dir = stride_tests::repo_root().join("../shared/fixtures/peer-requests");
+    let dir = stride_tests::repo_root().join("tests/fixtures/peer-requests");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).expect("peer fixtures") {
         let path = entry.unwrap().path();
@@ -232,7 +232,7 @@ async fn peer_requests_without_a_knee_episode_get_no_phase_card() {
 #[tokio::test]
 async fn peer_feedback_is_accepted_and_stored() {
     let app = spawn_app().await;
-    let path = stride_tests::repo_root().join("../shared/fixtures/peer-requests/feedback.json");
+    let path = stride_tests::repo_root().join("tests/fixtures/peer-requests/feedback.json");
     let body: Json = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let res = app
         .cds(&format!("{PV}/feedback"))

@@ -24,6 +24,23 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Serve in development mode: also trust a local key (see `stride token`). Loopback only.
+    Dev,
+    /// Print a token signed with the development key (after `stride dev` has created it).
+    Token {
+        /// cds-client (an EHR calling hooks) or staff.
+        #[arg(long, default_value = "cds-client")]
+        kind: String,
+        /// The CDS service the token is for (cds-client).
+        #[arg(long, default_value = "running-knee-patient-view")]
+        service: String,
+        /// Space-separated scopes (staff), e.g. "careplan.read audit.read".
+        #[arg(long)]
+        scope: Option<String>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 300)]
+        ttl: i64,
+    },
     /// Check and test rule sets.
     Rules {
         #[command(subcommand)]

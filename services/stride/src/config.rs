@@ -25,6 +25,8 @@ pub struct Settings {
     pub jwt_algorithms: Vec<stride_auth::Algorithm>,
     /// Tolerated clock difference for `exp` and `iat`.
     pub clock_skew_secs: i64,
+    /// Development mode: the trust file with the development issuers added (`stride dev`).
+    pub dev_trust: Option<serde_json::Value>,
 }
 
 /// The base URL callers use, without a trailing slash. JWT `aud` is checked against it.
@@ -287,6 +289,7 @@ impl Settings {
         let clock_skew_secs =
             number("STRIDE_CLOCK_SKEW_SECS", raw.clock_skew_secs, 60, 0, 300)? as i64;
         Ok(Settings {
+            dev_trust: None,
             jwt_algorithms,
             clock_skew_secs,
             listen,

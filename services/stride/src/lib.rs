@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod cds;
 pub mod cli;
 pub mod config;
+pub mod dev;
 pub mod error;
 pub mod routes;
 pub mod rules_cmd;

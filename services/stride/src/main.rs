@@ -15,9 +15,34 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut settings = settings;
     match cli.command {
         Command::Rules { command } => rules(command, &settings),
-        Command::Serve | Command::Migrate => {
+        Command::Token {
+            kind,
+            service,
+            scope,
+            ttl,
+        } => match stride::dev::token(&settings, &kind, Some(&service), scope.as_deref(), ttl) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("stride: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve | Command::Migrate | Command::Dev => {
+            if matches!(cli.command, Command::Dev) {
+                match stride::dev::trust(&settings) {
+                    Ok(t) => settings.dev_trust = Some(t),
+                    Err(e) => {
+                        eprintln!("stride: {e}");
+                        return ExitCode::from(2);
+                    }
+                }
+            }
             telemetry::init(settings.log_format);
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -29,7 +54,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let serve = matches!(cli.command, Command::Serve);
+            let serve = matches!(cli.command, Command::Serve | Command::Dev);
+            if settings.dev_trust.is_some() {
+                tracing::warn!(
+                    key_dir = %stride::dev::dir().display(),
+                    "DEVELOPMENT MODE: Stride trusts a local key; `stride token` mints tokens. Never use this in production."
+                );
+            }
             runtime.block_on(async move {
                 let result = if serve {
                     serve_app(settings).await

@@ -179,11 +179,14 @@ impl Application {
 
 /// The token verifier for the trusted issuers. Without a trust file no caller is trusted.
 fn verifier(settings: &Settings) -> Result<stride_auth::Verifier, StartError> {
-    let Some(path) = &settings.trust_file else {
-        tracing::warn!("no STRIDE_TRUST_FILE: every hook call will be refused");
-        return Ok(stride_auth::Verifier::empty());
+    let trust = match (&settings.dev_trust, &settings.trust_file) {
+        (Some(dev), _) => stride_auth::TrustFile::parse(&dev.to_string())?,
+        (None, Some(path)) => stride_auth::TrustFile::load(path)?,
+        (None, None) => {
+            tracing::warn!("no STRIDE_TRUST_FILE: every hook call will be refused");
+            return Ok(stride_auth::Verifier::empty());
+        }
     };
-    let trust = stride_auth::TrustFile::load(path)?;
     let options = stride_auth::VerifierOptions {
         algorithms: settings.jwt_algorithms.clone(),
         clock_skew: std::time::Duration::from_secs(settings.clock_skew_secs as u64),

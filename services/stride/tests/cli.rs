@@ -157,32 +157,39 @@ fn trust_and_token(dir: &tempfile::TempDir, path: &str) -> (PathBuf, String) {
     (trust, jsonwebtoken::encode(&header, &claims, &key).unwrap())
 }
 
-fn serve(dir: &tempfile::TempDir) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
-    serve_with(stride(dir))
+fn serve(dir: &tempfile::TempDir) -> (Child, u16, Logs) {
+    serve_with(stride(dir), "serve")
 }
 
-fn serve_with(mut command: Command) -> (Child, u16, std::sync::mpsc::Receiver<String>) {
+type Logs = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Start `stride <subcommand>` (serve or dev) and wait for it to listen. Every log line
+/// (also those before the start) is kept in the returned list.
+fn serve_with(mut command: Command, subcommand: &str) -> (Child, u16, Logs) {
     let mut child = command
-        .arg("serve")
+        .arg(subcommand)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
+    let logs: Logs = Default::default();
+    let sink = logs.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
+            sink.lock().unwrap().push(line);
         }
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("logs are JSON lines");
-            if v["message"] == "stride listening" {
-                return (child, v["port"].as_u64().unwrap() as u16, rx);
-            }
+        let port = logs.lock().unwrap().iter().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("logs are JSON lines");
+            (v["message"] == "stride listening").then(|| v["port"].as_u64().unwrap() as u16)
+        });
+        if let Some(port) = port {
+            return (child, port, logs);
         }
+        std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
     panic!("stride did not start");
@@ -221,7 +228,7 @@ fn sigterm_closes_the_listener_and_exits_cleanly_without_waiting_for_idle_connec
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "listener closed"
     );
-    let lines: Vec<String> = logs.try_iter().collect();
+    let lines: Vec<String> = logs.lock().unwrap().clone();
     assert!(
         lines
             .iter()
@@ -243,7 +250,7 @@ fn sigterm_lets_an_in_flight_hook_call_finish_then_exits_cleanly() {
     command
         .env("STRIDE_TRUST_FILE", &trust)
         .env("STRIDE_PUBLIC_URL", "http://localhost");
-    let (mut child, port, logs) = serve_with(command);
+    let (mut child, port, logs) = serve_with(command, "serve");
     let body = serde_json::json!({
         "hook": "patient-view", "hookInstance": "0d0a2f6e-8d7b-4a53-9e41-0f3c2b1a9d10",
         "context": {"userId": "Practitioner/1", "patientId": "p1"},
@@ -283,7 +290,7 @@ fn sigterm_lets_an_in_flight_hook_call_finish_then_exits_cleanly() {
 
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
-    let lines: Vec<String> = logs.try_iter().collect();
+    let lines: Vec<String> = logs.lock().unwrap().clone();
     assert!(
         lines.iter().any(|l| l.contains("stride stopped")),
         "{lines:?}"
@@ -301,7 +308,7 @@ fn logs_are_json_and_carry_no_request_path_or_query() {
     conn.read_to_string(&mut response).unwrap();
     sigterm(&child);
     child.wait().unwrap();
-    let lines: Vec<String> = logs.try_iter().collect();
+    let lines: Vec<String> = logs.lock().unwrap().clone();
     assert!(
         lines.iter().any(|l| l.contains("\"http.status_code\":404")),
         "{lines:?}"
@@ -310,4 +317,66 @@ fn logs_are_json_and_carry_no_request_path_or_query() {
         serde_json::from_str::<serde_json::Value>(l).expect("every line is JSON");
         assert!(!l.contains("secret-123"), "PHI in a log line: {l}");
     }
+}
+
+#[test]
+fn dev_mode_refuses_a_public_url_that_is_not_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(stride(&dir)
+        .arg("dev")
+        .env("STRIDE_PUBLIC_URL", "https://cds.example.org")
+        .env("STRIDE_DEV_DIR", dir.path()));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not loopback"), "{}", stderr(&out));
+    assert!(
+        !dir.path().join("es384.pk8").exists(),
+        "no key is made when refusing"
+    );
+    let out = run(stride(&dir)
+        .arg("token")
+        .env("STRIDE_PUBLIC_URL", "https://cds.example.org")
+        .env("STRIDE_DEV_DIR", dir.path()));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn dev_mode_trusts_its_own_key_so_a_token_from_stride_token_works_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = stride(&dir);
+    command
+        .env("STRIDE_PUBLIC_URL", "http://localhost")
+        .env("STRIDE_DEV_DIR", dir.path());
+    let (mut child, port, logs) = serve_with(command, "dev");
+    let token = run(stride(&dir)
+        .arg("token")
+        .env("STRIDE_PUBLIC_URL", "http://localhost")
+        .env("STRIDE_DEV_DIR", dir.path()));
+    assert!(token.status.success(), "{}", stderr(&token));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_owned();
+    let body = r#"{"hook":"patient-view","hookInstance":"x","context":{"userId":"Practitioner/1","patientId":"p1"},"prefetch":{"Condition":null}}"#;
+    let call = |token: &str| {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            conn,
+            "POST /cds-services/running-knee-patient-view HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n\
+             Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        response
+    };
+    assert!(call(&token).starts_with("HTTP/1.1 200"));
+    assert!(
+        call(&token).starts_with("HTTP/1.1 401"),
+        "the same token twice is a replay"
+    );
+    sigterm(&child);
+    child.wait().unwrap();
+    let lines: Vec<String> = logs.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("DEVELOPMENT MODE")),
+        "a loud warning: {lines:?}"
+    );
 }
