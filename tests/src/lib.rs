@@ -195,3 +195,20 @@ impl TestApp {
         self.handle.stop(true).await;
     }
 }
+
+/// Validate `value` against one of the JSON Schemas in `schemas/`; panics with every error.
+pub fn assert_schema(schema: &str, value: &serde_json::Value) {
+    let text = std::fs::read_to_string(
+        repo_root()
+            .join("schemas")
+            .join(format!("{schema}.schema.json")),
+    )
+    .expect("schema");
+    let schema_json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&schema_json).expect("a valid JSON Schema");
+    let errors: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "does not match {schema}: {errors:#?}");
+}

@@ -12,7 +12,12 @@ async fn hook(app: &TestApp, path: &str, body: &Json) -> (u16, Json) {
     let res = app.cds(path).json(body).send().await.unwrap();
     let status = res.status().as_u16();
     let text = res.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+    let json = serde_json::from_str(&text).unwrap_or(Json::Null);
+    if status == 200 && !path.ends_with("/feedback") {
+        stride_tests::assert_schema("cds-hooks-request", body);
+        stride_tests::assert_schema("cds-hooks-response", &json);
+    }
+    (status, json)
 }
 
 /// Every rule of the specification a card must keep, checked on each card Stride returns.
@@ -216,6 +221,7 @@ async fn peer_requests_without_a_knee_episode_get_no_phase_card() {
         }
         // Their fhirServer is http://example.org: never contacted.
         body.as_object_mut().unwrap().remove("fhirServer");
+        stride_tests::assert_schema("cds-hooks-request", &body);
         let (status, out) = hook(&app, PV, &body).await;
         assert_eq!(status, 200, "{}: {out}", path.display());
         assert_eq!(
@@ -736,4 +742,26 @@ async fn the_guideline_version_a_card_points_at_is_published() {
             .status(),
         404
     );
+}
+
+#[test]
+fn the_response_schema_refuses_what_the_spec_forbids() {
+    let good =
+        json!({"cards": [{"summary": "s", "indicator": "info", "source": {"label": "Stride"}}]});
+    stride_tests::assert_schema("cds-hooks-response", &good);
+    let bad = [
+        json!({}),
+        json!({"cards": [{"summary": "s", "indicator": "urgent", "source": {"label": "Stride"}}]}),
+        json!({"cards": [{"summary": "x".repeat(140), "indicator": "info", "source": {"label": "Stride"}}]}),
+        json!({"cards": [{"summary": "s", "indicator": "info", "source": {"label": "Stride"},
+                          "suggestions": [{"label": "l", "actions": [{"type": "create", "description": "d", "resource": {"resourceType": "CarePlan"}}]}]}]}),
+        json!({"cards": [{"summary": "s", "indicator": "info", "source": {"label": "Stride"},
+                          "overrideReasons": [{"system": "x", "code": "y"}]}]}),
+        json!({"cards": [{"summary": "s", "indicator": "info", "source": {"label": "Stride"},
+                          "links": [{"label": "l", "url": "https://x", "type": "absolute", "appContext": "a"}]}]}),
+    ];
+    for b in bad {
+        let r = std::panic::catch_unwind(|| stride_tests::assert_schema("cds-hooks-response", &b));
+        assert!(r.is_err(), "accepted: {b}");
+    }
 }
