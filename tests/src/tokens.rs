@@ -83,3 +83,13 @@ pub fn trust_file(extra: &[Json]) -> Json {
     issuers.extend(extra.iter().cloned());
     json!({ "issuers": issuers })
 }
+
+/// A staff access token with `scope` (space separated), for this service.
+pub fn staff_token(scope: &str) -> String {
+    let s = Signer::es384("ehr-es384");
+    let mut c = claims(STAFF, PUBLIC_URL);
+    c["sub"] = json!("reviewer-1");
+    c["scope"] = json!(scope);
+    c.as_object_mut().unwrap().remove("tenant");
+    s.sign(&s.header(), &c)
+}

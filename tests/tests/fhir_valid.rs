@@ -140,6 +140,18 @@ async fn careplans_service_requests_and_operation_outcomes_are_valid_r4() {
         assert!(res.status().is_client_error());
         emitted.push(res.json().await.unwrap());
     }
+    // The CarePlan search Bundle, as staff see it.
+    let res = app
+        .client
+        .get(app.url("/fhir/CarePlan?patient=p1"))
+        .bearer_auth(stride_tests::tokens::staff_token("careplan.read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let bundle: Json = res.json().await.unwrap();
+    assert!(bundle["total"].as_u64().unwrap() >= 3);
+    emitted.push(bundle);
     // The published knowledge artifacts.
     for path in [
         "/fhir/metadata",

@@ -143,14 +143,16 @@ async fn the_capability_statement_lists_what_is_served() {
     assert_eq!(cs["fhirVersion"], "4.0.1");
     for r in cs["rest"][0]["resource"].as_array().unwrap() {
         let kind = r["type"].as_str().unwrap();
-        let path = match kind {
-            "PlanDefinition" => "/fhir/PlanDefinition/medial-knee-pain-running-1.0.0",
-            "CodeSystem" => "/fhir/CodeSystem/running-knee",
+        let (path, status) = match kind {
+            "PlanDefinition" => ("/fhir/PlanDefinition/medial-knee-pain-running-1.0.0", 200),
+            "CodeSystem" => ("/fhir/CodeSystem/running-knee", 200),
+            // Served to staff only: without a token it is a 401, not a 404.
+            "CarePlan" => ("/fhir/CarePlan", 401),
             other => panic!("listed but not tested: {other}"),
         };
         assert_eq!(
             get(&app, path).await.0,
-            200,
+            status,
             "{kind} is listed, so it is served"
         );
     }
@@ -169,6 +171,10 @@ async fn every_path_in_openapi_is_served() {
                 "PlanDefinition/medial-knee-pain-running-1.0.0",
             )
             .replace("CodeSystem/{id}", "CodeSystem/running-knee")
+            .replace(
+                "CarePlan/{id}",
+                "CarePlan/00000000-0000-4000-8000-000000000000",
+            )
             .replace("{id}", "running-knee-patient-view")
     };
     for (path, ops) in doc["paths"].as_object().unwrap() {

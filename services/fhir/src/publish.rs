@@ -178,7 +178,10 @@ pub fn capability_statement(
             "rest": [{
                 "mode": "server",
                 "documentation": "The guidelines Stride decides with, published as FHIR knowledge artifacts.",
+                "security": {"description": "OAuth 2.0 bearer access tokens (JWT) from the clinic's issuer; CarePlan needs the scope careplan.read."},
                 "resource": [
+                    {"type": "CarePlan", "interaction": [{"code": "read"}, {"code": "search-type"}],
+                     "searchParam": [{"name": "patient", "type": "reference"}, {"name": "status", "type": "token"}]},
                     {"type": "PlanDefinition", "interaction": [{"code": "read"}]},
                     {"type": "CodeSystem", "interaction": [{"code": "read"}]},
                 ],

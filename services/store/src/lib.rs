@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::StoreError;
-pub use model::{CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback};
+pub use model::{
+    CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -58,6 +60,11 @@ pub trait Store: Send + Sync + 'static {
     /// Store feedback entries (all or nothing); each is marked whether its card is known.
     async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
+    /// CarePlans of a tenant (all tenants when `None`), newest first, red flags first.
+    async fn search_careplans(
+        &self,
+        query: &CarePlanQuery,
+    ) -> Result<Vec<CarePlanRecord>, StoreError>;
     /// Remember a JWT id until it expires. `false`: it was seen before (a replay).
     async fn remember_jti(
         &self,

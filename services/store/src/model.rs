@@ -69,3 +69,11 @@ pub struct FeedbackRecord {
     pub details: serde_json::Value,
     pub outcome_timestamp: OffsetDateTime,
 }
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CarePlanQuery {
+    pub tenant: Option<String>,
+    pub patient_ref: Option<String>,
+    pub status: Option<String>,
+    pub limit: i64,
+}

@@ -3,8 +3,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::{
-    Backend, CarePlanRecord, FeedbackRecord, HookRecord, NewCarePlan, NewFeedback, PoolOptions,
-    Store, StoreError,
+    Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCarePlan, NewFeedback,
+    PoolOptions, Store, StoreError,
 };
 
 pub struct PgStore {
@@ -150,6 +150,21 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn search_careplans(&self, q: &CarePlanQuery) -> Result<Vec<CarePlanRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM careplans WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR patient_ref = $2)
+               AND ($3::text IS NULL OR status = $3) ORDER BY red_flag DESC, created_at DESC, id LIMIT $4",
+        )
+        .bind(&q.tenant)
+        .bind(&q.patient_ref)
+        .bind(&q.status)
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_careplan).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         self.careplan_row(id).await
     }
@@ -184,19 +199,23 @@ impl PgStore {
             .bind(id)
             .fetch_one(&self.pool)
             .await?;
-        Ok(CarePlanRecord {
-            id: row.try_get("id")?,
-            tenant: row.try_get("tenant")?,
-            patient_ref: row.try_get("patient_ref")?,
-            status: row.try_get("status")?,
-            version: row.try_get("version")?,
-            rule_set_id: row.try_get("rule_set_id")?,
-            rule_set_version: row.try_get("rule_set_version")?,
-            phase: row.try_get("phase")?,
-            red_flag: row.try_get("red_flag")?,
-            resource: row.try_get("resource")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
-        })
+        row_to_careplan(&row)
     }
+}
+
+fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreError> {
+    Ok(CarePlanRecord {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant")?,
+        patient_ref: row.try_get("patient_ref")?,
+        status: row.try_get("status")?,
+        version: row.try_get("version")?,
+        rule_set_id: row.try_get("rule_set_id")?,
+        rule_set_version: row.try_get("rule_set_version")?,
+        phase: row.try_get("phase")?,
+        red_flag: row.try_get("red_flag")?,
+        resource: row.try_get("resource")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
 }

@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    Backend, CarePlanRecord, FeedbackRecord, HookRecord, NewCarePlan, NewFeedback, PoolOptions,
-    Store, StoreError,
+    Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCarePlan, NewFeedback,
+    PoolOptions, Store, StoreError,
 };
 
 pub struct SqliteStore {
@@ -175,6 +175,21 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn search_careplans(&self, q: &CarePlanQuery) -> Result<Vec<CarePlanRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM careplans WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR patient_ref = ?2)
+               AND (?3 IS NULL OR status = ?3) ORDER BY red_flag DESC, created_at DESC, id LIMIT ?4",
+        )
+        .bind(&q.tenant)
+        .bind(&q.patient_ref)
+        .bind(&q.status)
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_careplan).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         self.careplan_row(id).await
     }
@@ -222,22 +237,26 @@ impl SqliteStore {
             .bind(id.to_string())
             .fetch_one(&self.pool)
             .await?;
-        let id: String = row.try_get("id")?;
-        let resource: String = row.try_get("resource")?;
-        Ok(CarePlanRecord {
-            id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            tenant: row.try_get("tenant")?,
-            patient_ref: row.try_get("patient_ref")?,
-            status: row.try_get("status")?,
-            version: row.try_get("version")?,
-            rule_set_id: row.try_get("rule_set_id")?,
-            rule_set_version: row.try_get("rule_set_version")?,
-            phase: row.try_get("phase")?,
-            red_flag: row.try_get("red_flag")?,
-            resource: serde_json::from_str(&resource)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            created_at: row.try_get::<OffsetDateTime, _>("created_at")?,
-            updated_at: row.try_get::<OffsetDateTime, _>("updated_at")?,
-        })
+        row_to_careplan(&row)
     }
+}
+
+fn row_to_careplan(row: &sqlx::sqlite::SqliteRow) -> Result<CarePlanRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let resource: String = row.try_get("resource")?;
+    Ok(CarePlanRecord {
+        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        tenant: row.try_get("tenant")?,
+        patient_ref: row.try_get("patient_ref")?,
+        status: row.try_get("status")?,
+        version: row.try_get("version")?,
+        rule_set_id: row.try_get("rule_set_id")?,
+        rule_set_version: row.try_get("rule_set_version")?,
+        phase: row.try_get("phase")?,
+        red_flag: row.try_get("red_flag")?,
+        resource: serde_json::from_str(&resource)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        created_at: row.try_get::<OffsetDateTime, _>("created_at")?,
+        updated_at: row.try_get::<OffsetDateTime, _>("updated_at")?,
+    })
 }

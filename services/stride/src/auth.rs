@@ -88,3 +88,27 @@ async fn verify(
     }
     Err(last.into())
 }
+
+/// A staff member (clinic reviewer, auditor) with `scope`; `aud` is the service's public URL.
+pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Caller, ApiError> {
+    let result = async {
+        let token = bearer(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        let caller = state
+            .verifier
+            .verify(token, Kind::Staff, state.settings.public_url.as_str())
+            .await?;
+        if !caller.has_scope(scope) {
+            return Err(AuthError::MissingScope(scope.to_owned()));
+        }
+        Ok(caller)
+    }
+    .await;
+    if let Err(e) = &result {
+        tracing::warn!(reason = e.reason(), "refused a staff request");
+    }
+    result.map_err(ApiError::from)
+}

@@ -130,6 +130,8 @@ impl Application {
                 .service(routes::health::readyz)
                 .service(routes::guidelines::rule_set)
                 .service(routes::fhir::metadata)
+                .service(routes::careplans::search)
+                .service(routes::careplans::read)
                 .service(routes::fhir::plan_definition)
                 .service(routes::fhir::code_system)
                 .service(routes::openapi::openapi)

@@ -32,8 +32,9 @@ pub struct CardInputs<'a> {
     pub decision: &'a Decision,
     /// Where the guideline version is published (absolute).
     pub guideline_url: String,
-    /// The draft CarePlan (patient-view).
+    /// The draft CarePlan (patient-view) and where staff read it.
     pub careplan: Option<&'a Json>,
+    pub careplan_url: Option<String>,
     /// The imaging ServiceRequest a red flag suggests.
     pub imaging: Option<&'a Json>,
     /// Resources Stride could not read.
@@ -184,7 +185,10 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
             detail.push_str(&format!("\n- {u}"));
         }
     }
-    let (uuid, card) = base_card(inp, phase_id, &title, indicator, &text, detail);
+    let (uuid, mut card) = base_card(inp, phase_id, &title, indicator, &text, detail);
+    if let Some(url) = &inp.careplan_url {
+        card["links"].as_array_mut().expect("links").push(json!({"label": "The draft CarePlan for clinic review", "url": url, "type": "absolute"}));
+    }
     let suggestions = inp
         .careplan
         .map(|plan| {

@@ -180,6 +180,9 @@ pub async fn call(
         decision: &decision,
         guideline_url: guidelines::url(public, &rs.doc.id, &rs.doc.version),
         careplan: plan.as_ref(),
+        careplan_url: plan
+            .as_ref()
+            .map(|_| format!("{public}/fhir/CarePlan/{plan_id}")),
         imaging: imaging.as_ref(),
         unread: &unread,
         phase_card: patient_view,

@@ -1,3 +1,4 @@
+pub mod careplans;
 pub mod cds;
 pub mod fhir;
 pub mod guidelines;

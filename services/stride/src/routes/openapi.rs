@@ -94,12 +94,32 @@ pub fn document(public_url: &str) -> Json {
             }},
             "/fhir/metadata": {"get": {"summary": "CapabilityStatement", "responses": {
                 "200": {"description": "CapabilityStatement", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}}}},
+            "/fhir/CarePlan/{id}": {"get": {
+                "summary": "A CarePlan Stride drafted (staff, scope careplan.read)",
+                "security": [{"staffJwt": []}],
+                "parameters": [id_param],
+                "responses": {"200": {"description": "CarePlan", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+                              "401": outcome("No valid staff token"), "403": outcome("Scope careplan.read missing"), "404": outcome("No such CarePlan")},
+            }},
+            "/fhir/CarePlan": {"get": {
+                "summary": "Search the tenant's CarePlans (staff, scope careplan.read)",
+                "security": [{"staffJwt": []}],
+                "parameters": [
+                    {"name": "patient", "in": "query", "schema": {"type": "string"}},
+                    {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["draft", "active", "revoked", "entered-in-error"]}},
+                    {"name": "_count", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                ],
+                "responses": {"200": {"description": "Bundle (searchset)", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+                              "400": outcome("Bad search parameter"), "401": outcome("No valid staff token"), "403": outcome("Scope careplan.read missing")},
+            }},
             "/fhir/PlanDefinition/{id}": fhir_read("PlanDefinition"),
             "/fhir/CodeSystem/{id}": fhir_read("CodeSystem"),
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok_json("OpenAPI 3.0", json!({"type": "object"}))}}},
         },
         "components": {
-            "securitySchemes": {"cdsClientJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "securitySchemes": {"staffJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "Staff access token from a staff issuer of the trust file; aud = the public URL; scopes careplan.read, careplan.review, audit.read."},
+                "cdsClientJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                 "description": "CDS Hooks 2.0 client JWT: ES384/RS384, aud = the service URL, unique jti."}},
             "schemas": {
                 "OperationOutcome": {"type": "object", "required": ["resourceType", "issue"], "properties": {

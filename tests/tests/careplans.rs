@@ -1,0 +1,159 @@
+//! Clinic staff read the CarePlans Stride drafted: scope careplan.read, tenant-bound.
+
+use serde_json::{json, Value as Json};
+use stride_tests::fhir::*;
+use stride_tests::tokens::*;
+use stride_tests::{spawn_app, spawn_app_trusting, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+
+async fn draft(app: &TestApp) -> (String, Json) {
+    let body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    let res: Json = app
+        .cds(PV)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let card = &res["cards"][0];
+    let plan = card["suggestions"][0]["actions"][0]["resource"].clone();
+    let link = card["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["label"].as_str().unwrap().contains("CarePlan"))
+        .unwrap();
+    (link["url"].as_str().unwrap().to_owned(), plan)
+}
+
+async fn get(app: &TestApp, path: &str, token: Option<String>) -> (u16, Json) {
+    let mut req = app.client.get(app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Json::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_card_links_to_the_stored_draft_which_staff_can_read() {
+    let app = spawn_app().await;
+    let (url, plan) = draft(&app).await;
+    let id = plan["id"].as_str().unwrap();
+    assert_eq!(
+        url,
+        format!("{PUBLIC_URL}/fhir/CarePlan/{id}"),
+        "an absolute link to the plan"
+    );
+    let (status, got) = get(
+        &app,
+        &format!("/fhir/CarePlan/{id}"),
+        Some(staff_token("careplan.read")),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(got["id"], plan["id"]);
+    assert_eq!(got["status"], "draft");
+    assert_eq!(got["meta"]["versionId"], "1");
+    assert_eq!(got["activity"], plan["activity"]);
+}
+
+#[tokio::test]
+async fn careplans_need_a_staff_token_with_the_read_scope() {
+    let app = spawn_app().await;
+    let (_, plan) = draft(&app).await;
+    let path = format!("/fhir/CarePlan/{}", plan["id"].as_str().unwrap());
+    assert_eq!(get(&app, &path, None).await.0, 401);
+    let (status, body) = get(&app, &path, Some(staff_token("audit.read"))).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"],
+        "auth_scope"
+    );
+    // An EHR's hook token is not a staff token.
+    let (status, body) = get(&app, &path, Some(cds_token(PV))).await;
+    assert!(status == 401 || status == 403, "{status}");
+    assert!(body["issue"][0]["details"]["coding"][0]["code"]
+        .as_str()
+        .unwrap()
+        .starts_with("auth_"));
+    assert_eq!(
+        get(
+            &app,
+            "/fhir/CarePlan/not-a-uuid",
+            Some(staff_token("careplan.read"))
+        )
+        .await
+        .0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn search_returns_a_bundle_of_the_patients_plans() {
+    let app = spawn_app().await;
+    let (_, a) = draft(&app).await;
+    let (_, b) = draft(&app).await;
+    let (status, bundle) = get(
+        &app,
+        "/fhir/CarePlan?patient=p1&status=draft",
+        Some(staff_token("careplan.read")),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "searchset");
+    assert_eq!(bundle["total"], 2);
+    let ids: Vec<&str> = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["resource"]["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&a["id"].as_str().unwrap()) && ids.contains(&b["id"].as_str().unwrap()));
+    let (_, none) = get(
+        &app,
+        "/fhir/CarePlan?patient=someone-else",
+        Some(staff_token("careplan.read")),
+    )
+    .await;
+    assert_eq!(none["total"], 0);
+    assert!(none.get("entry").is_none(), "no empty arrays");
+    assert_eq!(
+        get(
+            &app,
+            "/fhir/CarePlan?status=approved",
+            Some(staff_token("careplan.read"))
+        )
+        .await
+        .0,
+        400
+    );
+}
+
+#[tokio::test]
+async fn staff_of_another_tenant_do_not_see_the_plan() {
+    let other = json!({"iss": "https://login.clinic-b.test", "kind": "staff", "tenant": "clinic-b", "jwks": {"keys": [jwk("ehr-es384")]}});
+    let app = spawn_app_trusting(&[other], &[]).await;
+    let (_, plan) = draft(&app).await;
+    let s = Signer::es384("ehr-es384");
+    let mut c = claims("https://login.clinic-b.test", PUBLIC_URL);
+    c["tenant"] = json!("clinic-b");
+    c["scope"] = json!("careplan.read");
+    let token = s.sign(&s.header(), &c);
+    let (status, _) = get(
+        &app,
+        &format!("/fhir/CarePlan/{}", plan["id"].as_str().unwrap()),
+        Some(token.clone()),
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's plan does not exist for them");
+    let (_, bundle) = get(&app, "/fhir/CarePlan?patient=p1", Some(token)).await;
+    assert_eq!(bundle["total"], 0);
+}
