@@ -152,6 +152,17 @@ async fn careplans_service_requests_and_operation_outcomes_are_valid_r4() {
     let bundle: Json = res.json().await.unwrap();
     assert!(bundle["total"].as_u64().unwrap() >= 3);
     emitted.push(bundle);
+    // The decision log as a Bundle of AuditEvents.
+    let res = app
+        .client
+        .get(app.url("/audit?_format=bundle"))
+        .bearer_auth(stride_tests::tokens::staff_token("audit.read"))
+        .send()
+        .await
+        .unwrap();
+    let audit: Json = res.json().await.unwrap();
+    assert!(audit["entry"].as_array().unwrap().len() >= 4);
+    emitted.push(audit);
     // The published knowledge artifacts.
     for path in [
         "/fhir/metadata",

@@ -1,6 +1,7 @@
 //! The one crate that knows FHIR resource shapes (fhir-sdk's R4B models, which read and write
 //! R4 JSON). Everything else in Stride sees plain Rust types or JSON built here.
 
+pub mod audit_event;
 pub mod careplan;
 pub mod intake;
 pub mod outcome;

@@ -1,14 +1,17 @@
 //! Stride's persistence behind one interface, [`Store`], with two backends: SQLite (the
 //! embedded default, one file, WAL) and PostgreSQL (production). Both pass the same tests.
 
+pub mod audit;
 mod error;
 mod model;
 mod postgres;
 mod sqlite;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use audit::{AuditEntry, AuditQuery, Broken, ChainCheck, NewAuditEntry};
 pub use error::StoreError;
 pub use model::{
     CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
@@ -55,10 +58,25 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self);
     async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;
     async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError>;
-    /// The CarePlan and cards of one hook call, all or nothing.
+    /// The CarePlan, cards and audit entry of one hook call, all or nothing.
     async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError>;
-    /// Store feedback entries (all or nothing); each is marked whether its card is known.
-    async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError>;
+    /// Store feedback entries and their audit entry (all or nothing); each is marked whether
+    /// its card is known.
+    async fn insert_feedback(
+        &self,
+        entries: &[NewFeedback],
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError>;
+    /// Append one audit entry to its tenant's chain.
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError>;
+    async fn audit_entry(&self, id: uuid::Uuid) -> Result<AuditEntry, StoreError>;
+    /// Entries matching `query`, streamed (never all in memory): by (tenant, seq) when
+    /// `chain_order`, else newest first.
+    fn audit_stream<'a>(
+        &'a self,
+        query: &'a AuditQuery,
+        chain_order: bool,
+    ) -> futures_util::stream::BoxStream<'a, Result<AuditEntry, StoreError>>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
     /// CarePlans of a tenant (all tenants when `None`), newest first, red flags first.
     async fn search_careplans(

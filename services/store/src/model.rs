@@ -48,6 +48,7 @@ pub struct NewCard {
 pub struct HookRecord {
     pub careplan: Option<NewCarePlan>,
     pub cards: Vec<NewCard>,
+    pub audit: crate::NewAuditEntry,
 }
 
 #[derive(Debug, Clone, PartialEq)]

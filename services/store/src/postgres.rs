@@ -1,10 +1,13 @@
+use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::audit::{digest, entry_hash, GENESIS};
+use crate::stream::async_stream;
 use crate::{
-    Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCarePlan, NewFeedback,
-    PoolOptions, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
+    NewAuditEntry, NewCarePlan, NewFeedback, PoolOptions, Store, StoreError,
 };
 
 pub struct PgStore {
@@ -33,6 +36,8 @@ impl Store for PgStore {
         sqlx::migrate!("../../migrations/postgres")
             .run(&self.pool)
             .await?;
+        self.ensure_partitions(time::OffsetDateTime::now_utc().date(), 3)
+            .await;
         Ok(())
     }
 
@@ -74,12 +79,17 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        append(&mut tx, &record.audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(entries = entries.len()))]
-    async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError> {
+    async fn insert_feedback(
+        &self,
+        entries: &[NewFeedback],
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for f in entries {
             sqlx::query(
@@ -96,6 +106,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -165,6 +176,62 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_entry(&self, id: Uuid) -> Result<AuditEntry, StoreError> {
+        let row = sqlx::query("SELECT * FROM audit_entries WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        row_to_audit(&row)
+    }
+
+    fn audit_stream<'a>(
+        &'a self,
+        q: &'a AuditQuery,
+        chain_order: bool,
+    ) -> BoxStream<'a, Result<AuditEntry, StoreError>> {
+        let order = if chain_order {
+            "tenant, seq"
+        } else {
+            "recorded_us DESC, tenant, seq DESC"
+        };
+        let sql = format!(
+            "SELECT * FROM audit_entries WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR patient_ref = $2)
+               AND ($3::text IS NULL OR caller_subject = $3) AND ($4::text IS NULL OR rule_set_version = $4)
+               AND ($5::bigint IS NULL OR recorded_us >= $5) AND ($6::bigint IS NULL OR recorded_us < $6)
+               AND ($8::text IS NULL OR decision_ids ? $8)
+             ORDER BY {order} LIMIT $7"
+        );
+        let pool = self.pool.clone();
+        let q = q.clone();
+        Box::pin(async_stream(move |tx| async move {
+            let mut rows = sqlx::query(&sql)
+                .bind(&q.tenant)
+                .bind(&q.patient_ref)
+                .bind(&q.caller_subject)
+                .bind(&q.rule_set_version)
+                .bind(q.since_us)
+                .bind(q.until_us)
+                .bind(q.limit.unwrap_or(i64::MAX))
+                .bind(&q.decision_id)
+                .fetch(&pool);
+            while let Some(row) = rows.next().await {
+                let item = row.map_err(StoreError::from).and_then(|r| row_to_audit(&r));
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         self.careplan_row(id).await
     }
@@ -194,6 +261,28 @@ async fn insert_careplan(tx: &mut sqlx::PgConnection, p: &NewCarePlan) -> Result
 }
 
 impl PgStore {
+    /// Monthly audit partitions for this month and the next `ahead - 1`, created before any
+    /// row needs them (a row without its month lands in the default partition).
+    pub async fn ensure_partitions(&self, today: time::Date, ahead: u8) {
+        let mut first = today.replace_day(1).expect("day 1 exists");
+        for _ in 0..ahead {
+            let next = if first.month() == time::Month::December {
+                time::Date::from_calendar_date(first.year() + 1, time::Month::January, 1)
+            } else {
+                time::Date::from_calendar_date(first.year(), first.month().next(), 1)
+            }
+            .expect("a valid first of month");
+            let name = format!("audit_entries_y{}m{:02}", first.year(), first.month() as u8);
+            let sql = format!(
+                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF audit_entries FOR VALUES FROM ('{first}') TO ('{next}')"
+            );
+            if let Err(e) = sqlx::query(&sql).execute(&self.pool).await {
+                tracing::warn!(partition = %name, error = %e, "could not create an audit partition");
+            }
+            first = next;
+        }
+    }
+
     async fn careplan_row(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         let row = sqlx::query("SELECT * FROM careplans WHERE id = $1")
             .bind(id)
@@ -217,5 +306,99 @@ fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreE
         resource: row.try_get("resource")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// Append `e` to its tenant's chain inside `tx`. An advisory lock per tenant serialises
+/// appenders across replicas, so two entries never claim the same place in the chain.
+async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(&e.tenant)
+        .execute(&mut *tx)
+        .await?;
+    let last: Option<(i64, String)> = sqlx::query_as(
+        "SELECT seq, hash FROM audit_entries WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(&e.tenant)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (seq, prev) = last
+        .map(|(s, h)| (s + 1, h))
+        .unwrap_or((1, GENESIS.to_owned()));
+    let input_digest = e.facts.as_ref().map(digest);
+    let hash = entry_hash(e, seq, input_digest.as_deref(), &prev);
+    let recorded_at =
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.recorded_us) * 1000)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO audit_entries (id, tenant, seq, recorded_at, recorded_us, action, outcome, caller_issuer,
+            caller_subject, hook, hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id,
+            rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
+                 $23, $24, $25, $26)",
+    )
+    .bind(e.id)
+    .bind(&e.tenant)
+    .bind(seq)
+    .bind(recorded_at)
+    .bind(e.recorded_us)
+    .bind(&e.action)
+    .bind(&e.outcome)
+    .bind(&e.caller_issuer)
+    .bind(&e.caller_subject)
+    .bind(&e.hook)
+    .bind(&e.hook_instance)
+    .bind(&e.service_id)
+    .bind(&e.patient_ref)
+    .bind(&e.as_of)
+    .bind(&input_digest)
+    .bind(&e.facts)
+    .bind(&e.rule_set_id)
+    .bind(&e.rule_set_version)
+    .bind(&e.rule_set_hash)
+    .bind(serde_json::json!(e.decision_ids))
+    .bind(serde_json::json!(e.card_uuids))
+    .bind(e.careplan_id)
+    .bind(&e.trace_id)
+    .bind(&e.details)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn row_to_audit(row: &sqlx::postgres::PgRow) -> Result<AuditEntry, StoreError> {
+    let list = |v: serde_json::Value| -> Result<Vec<String>, StoreError> {
+        serde_json::from_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    };
+    Ok(AuditEntry {
+        entry: NewAuditEntry {
+            id: row.try_get("id")?,
+            tenant: row.try_get("tenant")?,
+            recorded_us: row.try_get("recorded_us")?,
+            action: row.try_get("action")?,
+            outcome: row.try_get("outcome")?,
+            caller_issuer: row.try_get("caller_issuer")?,
+            caller_subject: row.try_get("caller_subject")?,
+            hook: row.try_get("hook")?,
+            hook_instance: row.try_get("hook_instance")?,
+            service_id: row.try_get("service_id")?,
+            patient_ref: row.try_get("patient_ref")?,
+            as_of: row.try_get("as_of")?,
+            facts: row.try_get("facts")?,
+            rule_set_id: row.try_get("rule_set_id")?,
+            rule_set_version: row.try_get("rule_set_version")?,
+            rule_set_hash: row.try_get("rule_set_hash")?,
+            decision_ids: list(row.try_get("decision_ids")?)?,
+            card_uuids: list(row.try_get("card_uuids")?)?,
+            careplan_id: row.try_get("careplan_id")?,
+            trace_id: row.try_get("trace_id")?,
+            details: row.try_get("details")?,
+        },
+        seq: row.try_get("seq")?,
+        input_digest: row.try_get("input_digest")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
     })
 }

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -8,9 +9,11 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::{digest, entry_hash, GENESIS};
+use crate::stream::async_stream;
 use crate::{
-    Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCarePlan, NewFeedback,
-    PoolOptions, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
+    NewAuditEntry, NewCarePlan, NewFeedback, PoolOptions, Store, StoreError,
 };
 
 pub struct SqliteStore {
@@ -67,7 +70,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
         self.file_present()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         insert_careplan(&mut tx, p).await?;
         tx.commit().await?;
         Ok(())
@@ -76,7 +79,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
     async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError> {
         self.file_present()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(p) = &record.careplan {
             insert_careplan(&mut tx, p).await?;
         }
@@ -94,14 +97,19 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        append(&mut tx, &record.audit).await?;
         tx.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(entries = entries.len()))]
-    async fn insert_feedback(&self, entries: &[NewFeedback]) -> Result<(), StoreError> {
+    async fn insert_feedback(
+        &self,
+        entries: &[NewFeedback],
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
         self.file_present()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         for f in entries {
             sqlx::query(
                 "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
@@ -118,6 +126,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         }
+        append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -155,7 +164,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         self.file_present()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         // Expired ids can never be replayed (the token is refused as expired): forget them.
         sqlx::query("DELETE FROM seen_jti WHERE expires_at < ?")
             .bind(now)
@@ -187,6 +196,62 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_careplan).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        self.file_present()?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        append(&mut tx, entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn audit_entry(&self, id: Uuid) -> Result<AuditEntry, StoreError> {
+        let row = sqlx::query("SELECT * FROM audit_entries WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.pool)
+            .await?;
+        row_to_audit(&row)
+    }
+
+    fn audit_stream<'a>(
+        &'a self,
+        q: &'a AuditQuery,
+        chain_order: bool,
+    ) -> BoxStream<'a, Result<AuditEntry, StoreError>> {
+        let order = if chain_order {
+            "tenant, seq"
+        } else {
+            "recorded_at DESC, tenant, seq DESC"
+        };
+        let sql = format!(
+            "SELECT * FROM audit_entries WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR patient_ref = ?2)
+               AND (?3 IS NULL OR caller_subject = ?3) AND (?4 IS NULL OR rule_set_version = ?4)
+               AND (?5 IS NULL OR recorded_at >= ?5) AND (?6 IS NULL OR recorded_at < ?6)
+             ORDER BY {order} LIMIT ?7"
+        );
+        let pool = self.pool.clone();
+        let q = q.clone();
+        Box::pin(async_stream(move |tx| async move {
+            let mut rows = sqlx::query(&sql)
+                .bind(&q.tenant)
+                .bind(&q.patient_ref)
+                .bind(&q.caller_subject)
+                .bind(&q.rule_set_version)
+                .bind(q.since_us)
+                .bind(q.until_us)
+                .bind(q.limit.unwrap_or(i64::MAX))
+                .fetch(&pool);
+            while let Some(row) = rows.next().await {
+                let item = row.map_err(StoreError::from).and_then(|r| row_to_audit(&r));
+                let keep = item.as_ref().map_or(true, |a| q.matches(a));
+                if keep && tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -258,5 +323,99 @@ fn row_to_careplan(row: &sqlx::sqlite::SqliteRow) -> Result<CarePlanRecord, Stor
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: row.try_get::<OffsetDateTime, _>("created_at")?,
         updated_at: row.try_get::<OffsetDateTime, _>("updated_at")?,
+    })
+}
+
+/// Append `e` to its tenant's chain inside `tx` (which holds the write lock).
+async fn append(tx: &mut sqlx::SqliteConnection, e: &NewAuditEntry) -> Result<(), StoreError> {
+    let last: Option<(i64, String)> = sqlx::query_as(
+        "SELECT seq, hash FROM audit_entries WHERE tenant = ? ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(&e.tenant)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (seq, prev) = last
+        .map(|(s, h)| (s + 1, h))
+        .unwrap_or((1, GENESIS.to_owned()));
+    let input_digest = e.facts.as_ref().map(digest);
+    let hash = entry_hash(e, seq, input_digest.as_deref(), &prev);
+    let json = |v: &serde_json::Value| v.to_string();
+    sqlx::query(
+        "INSERT INTO audit_entries (id, tenant, seq, recorded_at, action, outcome, caller_issuer, caller_subject, hook,
+            hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id, rule_set_version,
+            rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(e.id.to_string())
+    .bind(&e.tenant)
+    .bind(seq)
+    .bind(e.recorded_us)
+    .bind(&e.action)
+    .bind(&e.outcome)
+    .bind(&e.caller_issuer)
+    .bind(&e.caller_subject)
+    .bind(&e.hook)
+    .bind(&e.hook_instance)
+    .bind(&e.service_id)
+    .bind(&e.patient_ref)
+    .bind(&e.as_of)
+    .bind(&input_digest)
+    .bind(e.facts.as_ref().map(json))
+    .bind(&e.rule_set_id)
+    .bind(&e.rule_set_version)
+    .bind(&e.rule_set_hash)
+    .bind(serde_json::json!(e.decision_ids).to_string())
+    .bind(serde_json::json!(e.card_uuids).to_string())
+    .bind(e.careplan_id.map(|u| u.to_string()))
+    .bind(&e.trace_id)
+    .bind(json(&e.details))
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError> {
+    let corrupt = |e: String| StoreError::Corrupt(e);
+    let parse = |s: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
+        s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(e.to_string())))
+            .transpose()
+    };
+    let list = |s: String| -> Result<Vec<String>, StoreError> {
+        serde_json::from_str(&s).map_err(|e| corrupt(e.to_string()))
+    };
+    let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| corrupt(e.to_string()));
+    Ok(AuditEntry {
+        entry: NewAuditEntry {
+            id: uuid(row.try_get("id")?)?,
+            tenant: row.try_get("tenant")?,
+            recorded_us: row.try_get("recorded_at")?,
+            action: row.try_get("action")?,
+            outcome: row.try_get("outcome")?,
+            caller_issuer: row.try_get("caller_issuer")?,
+            caller_subject: row.try_get("caller_subject")?,
+            hook: row.try_get("hook")?,
+            hook_instance: row.try_get("hook_instance")?,
+            service_id: row.try_get("service_id")?,
+            patient_ref: row.try_get("patient_ref")?,
+            as_of: row.try_get("as_of")?,
+            facts: parse(row.try_get("facts")?)?,
+            rule_set_id: row.try_get("rule_set_id")?,
+            rule_set_version: row.try_get("rule_set_version")?,
+            rule_set_hash: row.try_get("rule_set_hash")?,
+            decision_ids: list(row.try_get("decision_ids")?)?,
+            card_uuids: list(row.try_get("card_uuids")?)?,
+            careplan_id: row
+                .try_get::<Option<String>, _>("careplan_id")?
+                .map(uuid)
+                .transpose()?,
+            trace_id: row.try_get("trace_id")?,
+            details: parse(row.try_get("details")?)?.unwrap_or(serde_json::Value::Null),
+        },
+        seq: row.try_get("seq")?,
+        input_digest: row.try_get("input_digest")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
     })
 }

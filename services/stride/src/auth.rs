@@ -48,6 +48,7 @@ pub async fn cds_client(
     let result = verify(req, state, audiences).await;
     if let Err(ApiError::Auth(e)) = &result {
         tracing::warn!(reason = e.reason(), "refused a CDS client call");
+        crate::audit::refused(req, state, e.reason()).await;
     }
     result
 }
@@ -109,6 +110,7 @@ pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<C
     .await;
     if let Err(e) = &result {
         tracing::warn!(reason = e.reason(), "refused a staff request");
+        crate::audit::refused(req, state, e.reason()).await;
     }
     result.map_err(ApiError::from)
 }

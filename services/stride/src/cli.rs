@@ -46,6 +46,34 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// The decision log: verify the hash chains, export, replay a decision.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Walk every tenant's hash chain; report the first broken link (exit 1 when broken).
+    Verify,
+    /// Export entries as NDJSON (default) or a FHIR Bundle of AuditEvents, streamed.
+    Export {
+        #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "bundle"])]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only this patient (e.g. Patient/123).
+        #[arg(long)]
+        patient: Option<String>,
+    },
+    /// Re-evaluate an entry's stored facts with its rule-set version (or another).
+    Replay {
+        entry: String,
+        #[arg(long)]
+        with_version: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,8 @@
 //! The Stride service: configuration, HTTP surface and command line, on top of the
 //! guideline engine, the FHIR crate and the store.
 
+pub mod audit;
+pub mod audit_cmd;
 pub mod auth;
 pub mod catalog;
 pub mod cds;
@@ -8,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod replay;
 pub mod routes;
 pub mod rules_cmd;
 pub mod startup;

@@ -18,6 +18,19 @@ fn main() -> ExitCode {
     let mut settings = settings;
     match cli.command {
         Command::Rules { command } => rules(command, &settings),
+        Command::Audit { command } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("stride: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(stride::audit_cmd::run(command, settings))
+        }
         Command::Token {
             kind,
             service,

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use stride_store::{CarePlanQuery, CarePlanRecord};
 
+use crate::audit;
 use crate::auth;
 use crate::error::ApiError;
 use crate::startup::AppState;
@@ -41,6 +42,10 @@ pub async fn read(
     if !visible(&caller, &record) {
         return Err(not_found());
     }
+    let mut entry = audit::entry(&req, "careplan-read", "success", Some(&caller));
+    entry.patient_ref = Some(record.patient_ref.clone());
+    entry.careplan_id = Some(record.id);
+    state.store.append_audit(&entry).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/fhir+json")
         .json(resource(&record)))
@@ -83,6 +88,10 @@ pub async fn search(
         limit: q.count.unwrap_or(50).clamp(1, 500),
     };
     let plans = state.store.search_careplans(&query).await?;
+    let mut entry = audit::entry(&req, "careplan-search", "success", Some(&caller));
+    entry.patient_ref = query.patient_ref.clone();
+    entry.details["results"] = json!(plans.len());
+    state.store.append_audit(&entry).await?;
     let public = state.settings.public_url.as_str();
     let entries: Vec<Json> = plans
         .iter()

@@ -1,6 +1,6 @@
 //! CDS Hooks endpoints: discovery, hook calls and card feedback.
 
-use actix_web::{get, post, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde_json::{json, Value as Json};
 use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
 use stride_fhir::intake::Intake;
@@ -9,6 +9,7 @@ use stride_store::{HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit;
 use crate::auth::CdsCaller;
 use crate::cds::cards::{cards, CardInputs};
 use crate::cds::fetch::fill;
@@ -102,6 +103,7 @@ async fn gather(
 #[post("/cds-services/{id}")]
 #[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), decision = tracing::field::Empty))]
 pub async fn call(
+    http: HttpRequest,
     CdsCaller(caller): CdsCaller,
     path: web::Path<String>,
     body: web::Json<Json>,
@@ -135,13 +137,10 @@ pub async fn call(
         .iter()
         .map(|p| format!("{} — {}", p.source, p.message))
         .collect();
-    let decision = evaluate(
-        &rs,
-        &Facts {
-            records: intake.records,
-        },
-        as_of,
-    );
+    let facts = Facts {
+        records: intake.records,
+    };
+    let decision = evaluate(&rs, &facts, as_of);
     tracing::Span::current().record(
         "decision",
         tracing::field::display(decision.decision_ids().join(",")),
@@ -203,7 +202,29 @@ pub async fn call(
         resource: resource.clone(),
         created_at: now,
     });
+    let mut audit = audit::entry(&http, "hook-call", "success", Some(&caller));
+    audit.hook = Some(svc.hook.name().to_owned());
+    audit.hook_instance = Some(req.hook_instance.clone());
+    audit.service_id = Some(svc.id.to_owned());
+    audit.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
+    audit.as_of = Some(as_of.to_string());
+    audit.facts = Some(serde_json::to_value(&facts).map_err(|e| ApiError::internal(&e))?);
+    audit.rule_set_id = Some(rs.doc.id.clone());
+    audit.rule_set_version = Some(rs.doc.version.to_string());
+    audit.rule_set_hash = Some(rs.content_hash.clone());
+    audit.decision_ids = decision
+        .decision_ids()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    audit.card_uuids = made.iter().map(|c| c.uuid.to_string()).collect();
+    audit.careplan_id = plan.as_ref().map(|_| plan_id);
+    audit.details["user"] = json!(req.context.user_id);
+    if !unread.is_empty() {
+        audit.details["unread"] = json!(unread);
+    }
     let record = HookRecord {
+        audit,
         careplan: careplan_row,
         cards: made
             .iter()
@@ -217,8 +238,12 @@ pub async fn call(
             })
             .collect(),
     };
-    // No record, no answer: a card the clinic cannot trace must not be shown.
-    state.store.record_hook(&record).await?;
+    // No record, no answer: a card the clinic cannot trace must not be shown. Whatever made
+    // the write fail, the caller may retry, and gets no card now (fail closed).
+    if let Err(e) = state.store.record_hook(&record).await {
+        tracing::error!(error = %e, "hook record (CarePlan, cards, audit entry) not written: answering 503");
+        return Err(ApiError::Unavailable);
+    }
     let cards: Vec<Json> = made.into_iter().map(|c| c.json).collect();
     Ok(HttpResponse::Ok().json(json!({ "cards": cards })))
 }
@@ -311,7 +336,8 @@ fn feedback_entries(
 #[post("/cds-services/{id}/feedback")]
 #[tracing::instrument(name = "cds feedback", skip_all, fields(service = %path.as_str()))]
 pub async fn feedback(
-    _caller: CdsCaller,
+    http: HttpRequest,
+    CdsCaller(caller): CdsCaller,
     path: web::Path<String>,
     body: web::Json<Json>,
     state: web::Data<AppState>,
@@ -319,6 +345,16 @@ pub async fn feedback(
     let svc = service(&path)?;
     let entries =
         feedback_entries(svc, &body, OffsetDateTime::now_utc()).map_err(ApiError::BadRequest)?;
-    state.store.insert_feedback(&entries).await?;
+    let mut audit = audit::entry(&http, "feedback", "success", Some(&caller));
+    audit.service_id = Some(svc.id.to_owned());
+    audit.card_uuids = entries.iter().map(|f| f.card_uuid.clone()).collect();
+    audit.details["outcomes"] = entries
+        .iter()
+        .map(|f| json!({"card": f.card_uuid, "outcome": f.outcome}))
+        .collect();
+    if let Err(e) = state.store.insert_feedback(&entries, &audit).await {
+        tracing::error!(error = %e, "feedback and its audit entry not written: answering 503");
+        return Err(ApiError::Unavailable);
+    }
     Ok(HttpResponse::Ok().finish())
 }

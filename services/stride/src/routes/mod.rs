@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod careplans;
 pub mod cds;
 pub mod fhir;

@@ -1,0 +1,187 @@
+//! Audit entries and their hash chain. The hash covers every field but the facts themselves,
+//! which it covers through their SHA-256 digest, so verify can prove both were not changed.
+
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+/// The hash before the first entry of a tenant.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// What one audited event says. Written once, never changed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NewAuditEntry {
+    pub id: Uuid,
+    pub tenant: String,
+    /// Unix microseconds.
+    pub recorded_us: i64,
+    /// hook-call, feedback, careplan-read, careplan-search, audit-read, audit-verify, refused …
+    pub action: String,
+    /// success, refused, failed.
+    pub outcome: String,
+    pub caller_issuer: Option<String>,
+    pub caller_subject: Option<String>,
+    pub hook: Option<String>,
+    pub hook_instance: Option<String>,
+    pub service_id: Option<String>,
+    /// Stored for auditors; never written to logs.
+    pub patient_ref: Option<String>,
+    /// The day the decision was made "as of" (replay needs it).
+    pub as_of: Option<String>,
+    /// The engine's input, as evaluated.
+    pub facts: Option<Json>,
+    pub rule_set_id: Option<String>,
+    pub rule_set_version: Option<String>,
+    pub rule_set_hash: Option<String>,
+    pub decision_ids: Vec<String>,
+    pub card_uuids: Vec<String>,
+    pub careplan_id: Option<Uuid>,
+    pub trace_id: Option<String>,
+    pub details: Json,
+}
+
+/// A stored entry: the event, its place in the chain, and its hashes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub entry: NewAuditEntry,
+    pub seq: i64,
+    pub input_digest: Option<String>,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// SHA-256 of the canonical JSON of the facts (serde_json writes object keys sorted).
+pub fn digest(facts: &Json) -> String {
+    sha256_hex(canonical(facts).as_bytes())
+}
+
+fn canonical(v: &Json) -> String {
+    // serde_json's Map is a BTreeMap here (no preserve_order), so keys come out sorted.
+    v.to_string()
+}
+
+/// The hash of an entry at `seq` after `prev_hash`.
+pub fn entry_hash(
+    e: &NewAuditEntry,
+    seq: i64,
+    input_digest: Option<&str>,
+    prev_hash: &str,
+) -> String {
+    let fields = json!([
+        e.id.to_string(),
+        e.tenant,
+        seq,
+        e.recorded_us,
+        e.action,
+        e.outcome,
+        e.caller_issuer,
+        e.caller_subject,
+        e.hook,
+        e.hook_instance,
+        e.service_id,
+        e.patient_ref,
+        e.as_of,
+        input_digest,
+        e.rule_set_id,
+        e.rule_set_version,
+        e.rule_set_hash,
+        e.decision_ids,
+        e.card_uuids,
+        e.careplan_id.map(|u| u.to_string()),
+        e.trace_id,
+        e.details,
+        prev_hash,
+    ]);
+    sha256_hex(canonical(&fields).as_bytes())
+}
+
+/// The first broken link of a tenant's chain, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    pub tenant: String,
+    pub seq: i64,
+    pub id: String,
+    pub reason: String,
+}
+
+/// Walks entries ordered by (tenant, seq) and checks each link.
+#[derive(Debug, Default)]
+pub struct ChainCheck {
+    tenant: Option<String>,
+    expected_seq: i64,
+    prev_hash: String,
+    pub entries: u64,
+    pub tenants: u64,
+    pub broken: Option<Broken>,
+}
+
+impl ChainCheck {
+    /// Feed the next entry; stops recording after the first break.
+    pub fn push(&mut self, a: &AuditEntry) {
+        if self.broken.is_some() {
+            return;
+        }
+        if self.tenant.as_deref() != Some(a.entry.tenant.as_str()) {
+            self.tenant = Some(a.entry.tenant.clone());
+            self.expected_seq = 1;
+            self.prev_hash = GENESIS.to_owned();
+            self.tenants += 1;
+        }
+        self.entries += 1;
+        let fail = |reason: String| Broken {
+            tenant: a.entry.tenant.clone(),
+            seq: a.seq,
+            id: a.entry.id.to_string(),
+            reason,
+        };
+        if a.seq != self.expected_seq {
+            self.broken = Some(fail(format!(
+                "entry {} is missing (next is {})",
+                self.expected_seq, a.seq
+            )));
+            return;
+        }
+        if a.prev_hash != self.prev_hash {
+            self.broken = Some(fail("prev_hash does not match the previous entry".into()));
+            return;
+        }
+        let digest = a.entry.facts.as_ref().map(digest);
+        if digest != a.input_digest {
+            self.broken = Some(fail("the stored facts do not match their digest".into()));
+            return;
+        }
+        if entry_hash(&a.entry, a.seq, a.input_digest.as_deref(), &a.prev_hash) != a.hash {
+            self.broken = Some(fail("the entry does not match its hash (edited)".into()));
+            return;
+        }
+        self.expected_seq += 1;
+        self.prev_hash = a.hash.clone();
+    }
+}
+
+/// Filters for auditors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub tenant: Option<String>,
+    pub patient_ref: Option<String>,
+    pub caller_subject: Option<String>,
+    pub rule_set_version: Option<String>,
+    pub decision_id: Option<String>,
+    pub since_us: Option<i64>,
+    pub until_us: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+impl AuditQuery {
+    /// Filters the SQL cannot express portably (JSON array membership) are applied here.
+    pub fn matches(&self, a: &AuditEntry) -> bool {
+        self.decision_id
+            .as_ref()
+            .is_none_or(|d| a.entry.decision_ids.contains(d))
+    }
+}

@@ -1,0 +1,242 @@
+//! The decision log for auditors (`audit.read`): search and export (NDJSON or a FHIR Bundle of
+//! AuditEvents, streamed), one entry, chain verification and replay. Every read is audited.
+
+use actix_web::web::Bytes;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use stride_store::{AuditQuery, ChainCheck};
+use tokio::sync::mpsc;
+
+use crate::audit;
+use crate::auth;
+use crate::error::ApiError;
+use crate::replay::{replay, ReplayError};
+use crate::startup::AppState;
+
+pub const READ: &str = "audit.read";
+
+#[derive(Deserialize)]
+pub struct Search {
+    patient: Option<String>,
+    caller: Option<String>,
+    #[serde(rename = "ruleSetVersion")]
+    rule_set_version: Option<String>,
+    decision: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(rename = "_format")]
+    format: Option<String>,
+    #[serde(rename = "_count")]
+    count: Option<i64>,
+}
+
+fn micros(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
+    v.as_deref()
+        .map(|s| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map(|t| (t.unix_timestamp_nanos() / 1000) as i64)
+                .map_err(|_| {
+                    ApiError::BadRequest(format!("{field}: an RFC 3339 date-time with offset"))
+                })
+        })
+        .transpose()
+}
+
+/// Auditors of a tenant read that tenant's chain; an auditor without a tenant reads all.
+fn scope_tenant(caller: &stride_auth::Caller) -> Option<String> {
+    caller.tenant.clone()
+}
+
+#[get("/audit")]
+#[tracing::instrument(name = "audit search", skip_all)]
+pub async fn search(
+    req: HttpRequest,
+    q: web::Query<Search>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth::staff(&req, &state, READ).await?;
+    let bundle = match q.format.as_deref() {
+        None | Some("ndjson") => false,
+        Some("bundle") | Some("json") => true,
+        Some(_) => return Err(ApiError::BadRequest("_format: ndjson or bundle".into())),
+    };
+    let query = AuditQuery {
+        tenant: scope_tenant(&caller),
+        patient_ref: q.patient.as_deref().map(|p| {
+            if p.contains('/') {
+                p.to_owned()
+            } else {
+                format!("Patient/{p}")
+            }
+        }),
+        caller_subject: q.caller.clone(),
+        rule_set_version: q.rule_set_version.clone(),
+        decision_id: q.decision.clone(),
+        since_us: micros("since", &q.since)?,
+        until_us: micros("until", &q.until)?,
+        limit: q.count.map(|c| c.clamp(1, 1_000_000)),
+    };
+    let mut entry = audit::entry(&req, "audit-read", "success", Some(&caller));
+    entry.patient_ref = query.patient_ref.clone();
+    entry.details["query"] = json!({"caller": q.caller, "ruleSetVersion": q.rule_set_version, "decision": q.decision,
+                                    "since": q.since, "until": q.until, "format": if bundle { "bundle" } else { "ndjson" }});
+    state.store.append_audit(&entry).await?;
+
+    // Rows flow from the database to the client through a small channel: an export of any
+    // size holds a few dozen entries in memory at a time.
+    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let mut rows = store.audit_stream(&query, false);
+        let mut first = true;
+        if bundle
+            && tx
+                .send(Bytes::from_static(
+                    br#"{"resourceType":"Bundle","type":"searchset""#,
+                ))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        while let Some(row) = rows.next().await {
+            let chunk = match row {
+                Ok(a) if bundle => match audit::to_event(&a) {
+                    Ok(ev) => {
+                        let sep = if first { r#","entry":["# } else { "," };
+                        format!("{sep}{}", json!({"resource": ev}))
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit entry could not be rendered");
+                        break;
+                    }
+                },
+                Ok(a) => format!("{}\n", audit::to_json(&a)),
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export interrupted");
+                    break;
+                }
+            };
+            first = false;
+            if tx.send(Bytes::from(chunk)).await.is_err() {
+                return;
+            }
+        }
+        if bundle {
+            let end = if first { "}" } else { "]}" };
+            let _ = tx.send(Bytes::from(end)).await;
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|c| (Ok::<_, actix_web::Error>(c), rx))
+    });
+    let content_type = if bundle {
+        "application/fhir+json"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(content_type)
+        .streaming(body))
+}
+
+#[get("/audit/verify")]
+#[tracing::instrument(name = "audit verify", skip_all)]
+pub async fn verify(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth::staff(&req, &state, READ).await?;
+    let query = AuditQuery {
+        tenant: scope_tenant(&caller),
+        ..AuditQuery::default()
+    };
+    let check = verify_chain(&state, &query).await?;
+    let mut entry = audit::entry(&req, "audit-verify", "success", Some(&caller));
+    entry.details["result"] = report(&check);
+    state.store.append_audit(&entry).await?;
+    Ok(HttpResponse::Ok().json(report(&check)))
+}
+
+pub async fn verify_chain(state: &AppState, query: &AuditQuery) -> Result<ChainCheck, ApiError> {
+    let mut check = ChainCheck::default();
+    let mut rows = state.store.audit_stream(query, true);
+    while let Some(row) = rows.next().await {
+        check.push(&row?);
+    }
+    Ok(check)
+}
+
+pub fn report(check: &ChainCheck) -> serde_json::Value {
+    let mut r = json!({"status": if check.broken.is_none() { "intact" } else { "broken" }, "entries": check.entries, "tenants": check.tenants});
+    if let Some(b) = &check.broken {
+        r["firstBrokenLink"] =
+            json!({"tenant": b.tenant, "seq": b.seq, "id": b.id, "reason": b.reason});
+    }
+    r
+}
+
+async fn load(
+    req: &HttpRequest,
+    state: &AppState,
+    id: &str,
+) -> Result<(stride_auth::Caller, stride_store::AuditEntry), ApiError> {
+    let caller = auth::staff(req, state, READ).await?;
+    let not_found = || ApiError::UnknownResource("no audit entry with this id".into());
+    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    let a = state.store.audit_entry(id).await.map_err(|e| match e {
+        stride_store::StoreError::NotFound => not_found(),
+        other => other.into(),
+    })?;
+    if caller
+        .tenant
+        .as_deref()
+        .is_some_and(|t| t != a.entry.tenant)
+    {
+        return Err(not_found());
+    }
+    Ok((caller, a))
+}
+
+#[get("/audit/{id}")]
+pub async fn read(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (caller, a) = load(&req, &state, &path).await?;
+    let mut entry = audit::entry(&req, "audit-read", "success", Some(&caller));
+    entry.patient_ref = a.entry.patient_ref.clone();
+    entry.details["entry"] = json!(a.entry.id);
+    state.store.append_audit(&entry).await?;
+    Ok(HttpResponse::Ok().json(audit::to_json(&a)))
+}
+
+#[derive(Deserialize)]
+pub struct ReplayQuery {
+    version: Option<String>,
+}
+
+#[get("/audit/{id}/replay")]
+pub async fn replay_entry(
+    req: HttpRequest,
+    path: web::Path<String>,
+    q: web::Query<ReplayQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (caller, a) = load(&req, &state, &path).await?;
+    let result = replay(&state.catalog, &a, q.version.as_deref()).map_err(|e| match e {
+        ReplayError::UnknownVersion(..) | ReplayError::NotADecision => {
+            ApiError::BadRequest(e.to_string())
+        }
+        ReplayError::Unreadable(m) => ApiError::Internal(m),
+    })?;
+    let mut entry = audit::entry(&req, "audit-replay", "success", Some(&caller));
+    entry.patient_ref = a.entry.patient_ref.clone();
+    entry.details["entry"] = json!(a.entry.id);
+    entry.details["identical"] = json!(result.identical);
+    state.store.append_audit(&entry).await?;
+    Ok(HttpResponse::Ok().json(result))
+}

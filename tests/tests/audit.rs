@@ -1,0 +1,388 @@
+//! The decision log: every kind of event lands, the hash chain catches tampering, the service
+//! role cannot edit (PostgreSQL), a failed audit write means 503 and no card, replay
+//! reproduces decisions, exports stream.
+
+use futures_util::StreamExt;
+use serde_json::{json, Value as Json};
+use stride_store::{AuditEntry, AuditQuery, Backend};
+use stride_tests::fhir::*;
+use stride_tests::tokens::*;
+use stride_tests::{spawn_app, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+
+async fn entries(app: &TestApp) -> Vec<AuditEntry> {
+    let q = AuditQuery::default();
+    let mut s = app.store.audit_stream(&q, true);
+    let mut out = Vec::new();
+    while let Some(e) = s.next().await {
+        out.push(e.unwrap());
+    }
+    out
+}
+
+async fn hook(app: &TestApp, onset: i64) -> Json {
+    let body = patient_view(prefetch(
+        &[condition("k", "M25.561", Some(onset))],
+        &recovered_walker(),
+    ));
+    let res = app.cds(PV).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+async fn get(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(staff_token("audit.read careplan.read"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn owner_exec(app: &TestApp, sql: &str) {
+    match app.db.backend {
+        Backend::Sqlite => {
+            let url = app.db.url.clone();
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+        Backend::Postgres => {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_kind_of_event_lands_in_the_log() {
+    let app = spawn_app().await;
+    let cards = hook(&app, 20).await;
+    let card = cards["cards"][0]["uuid"].as_str().unwrap().to_owned();
+    let fb = json!({"feedback": [{"card": card, "outcome": "accepted", "outcomeTimestamp": "2026-01-01T00:00:00Z"}]});
+    assert_eq!(
+        app.cds(&format!("{PV}/feedback"))
+            .json(&fb)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let plan_id = cards["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(&app, &format!("/fhir/CarePlan/{plan_id}"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(get(&app, "/fhir/CarePlan?patient=p1").await.status(), 200);
+    assert_eq!(get(&app, "/audit?patient=p1").await.status(), 200);
+    assert_eq!(
+        app.client
+            .post(app.url(PV))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let log = entries(&app).await;
+    let actions: Vec<&str> = log.iter().map(|e| e.entry.action.as_str()).collect();
+    for a in [
+        "hook-call",
+        "feedback",
+        "careplan-read",
+        "careplan-search",
+        "audit-read",
+        "refused",
+    ] {
+        assert!(actions.contains(&a), "{a} missing from {actions:?}");
+    }
+    let call = log.iter().find(|e| e.entry.action == "hook-call").unwrap();
+    let e = &call.entry;
+    assert_eq!(e.caller_issuer.as_deref(), Some(EHR));
+    assert_eq!(e.caller_subject.as_deref(), Some("ehr-client"));
+    assert_eq!(e.tenant, TENANT);
+    assert_eq!(e.hook.as_deref(), Some("patient-view"));
+    assert_eq!(e.patient_ref.as_deref(), Some("Patient/p1"));
+    assert_eq!(e.rule_set_version.as_deref(), Some("1.0.0"));
+    assert_eq!(e.rule_set_hash.as_ref().unwrap().len(), 64);
+    assert_eq!(e.decision_ids, ["walk-run"]);
+    assert_eq!(e.card_uuids, [card.clone()]);
+    assert_eq!(e.careplan_id.unwrap().to_string(), plan_id);
+    assert!(
+        e.facts.as_ref().unwrap()["records"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 16,
+        "the facts themselves"
+    );
+    assert_eq!(call.input_digest.as_ref().unwrap().len(), 64);
+    assert!(e.trace_id.is_some());
+    let read = log
+        .iter()
+        .find(|e| e.entry.action == "careplan-read")
+        .unwrap();
+    assert_eq!(
+        read.entry.caller_subject.as_deref(),
+        Some("reviewer-1"),
+        "the reader is recorded"
+    );
+    let refused = log.iter().find(|e| e.entry.action == "refused").unwrap();
+    assert_eq!(refused.entry.details["reason"], "missing");
+}
+
+#[tokio::test]
+async fn tampering_and_deletion_are_caught_by_verify() {
+    let app = spawn_app().await;
+    for onset in [3, 20, 40] {
+        hook(&app, onset).await;
+    }
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "intact", "{res}");
+    assert_eq!(res["entries"], 3);
+
+    // The database owner edits a decision after the fact.
+    let unlock = match app.db.backend {
+        Backend::Sqlite => "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete;",
+        Backend::Postgres => "",
+    };
+    let ids = match app.db.backend {
+        Backend::Sqlite => r#"'["full-return"]'"#,
+        Backend::Postgres => r#"'["full-return"]'::jsonb"#,
+    };
+    owner_exec(&app, &format!("{unlock} UPDATE audit_entries SET decision_ids = {ids} WHERE tenant = '{TENANT}' AND seq = 2;")).await;
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "broken");
+    assert_eq!(res["firstBrokenLink"]["seq"], 2);
+    assert!(
+        res["firstBrokenLink"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("edited"),
+        "{res}"
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_entry_breaks_the_chain() {
+    let app = spawn_app().await;
+    for onset in [3, 20, 40] {
+        hook(&app, onset).await;
+    }
+    let unlock = if app.db.backend == Backend::Sqlite {
+        "DROP TRIGGER audit_no_delete;"
+    } else {
+        ""
+    };
+    owner_exec(
+        &app,
+        &format!("{unlock} DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq = 2;"),
+    )
+    .await;
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "broken");
+    assert!(
+        res["firstBrokenLink"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing"),
+        "{res}"
+    );
+}
+
+#[tokio::test]
+async fn facts_changed_under_their_digest_are_caught() {
+    let app = spawn_app().await;
+    hook(&app, 20).await;
+    let (unlock, value) = match app.db.backend {
+        Backend::Sqlite => ("DROP TRIGGER audit_no_update;", r#"'{"records":[]}'"#),
+        Backend::Postgres => ("", r#"'{"records":[]}'::jsonb"#),
+    };
+    owner_exec(
+        &app,
+        &format!("{unlock} UPDATE audit_entries SET facts = {value} WHERE action = 'hook-call';"),
+    )
+    .await;
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert!(
+        res["firstBrokenLink"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("digest"),
+        "{res}"
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_edits_by_the_service() {
+    let app = spawn_app().await;
+    hook(&app, 3).await;
+    match app.db.backend {
+        Backend::Sqlite => {
+            // The append-only triggers refuse an UPDATE or DELETE from any connection.
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.db.url)
+                .await
+                .unwrap();
+            assert!(sqlx::query("UPDATE audit_entries SET outcome = 'x'")
+                .execute(&mut c)
+                .await
+                .is_err());
+            assert!(sqlx::query("DELETE FROM audit_entries")
+                .execute(&mut c)
+                .await
+                .is_err());
+        }
+        Backend::Postgres => {
+            // A login role in stride_service, as a deployment runs the service.
+            let role = format!("svc_{}", uuid::Uuid::new_v4().simple());
+            owner_exec(
+                &app,
+                &format!("CREATE ROLE {role} LOGIN IN ROLE stride_service;"),
+            )
+            .await;
+            let (base, db) = app.db.url.rsplit_once('/').unwrap();
+            let base = base.replace("postgres@", &format!("{role}@"));
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{base}/{db}"))
+                .await
+                .unwrap();
+            assert_eq!(
+                sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_entries")
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap(),
+                1
+            );
+            for sql in [
+                "UPDATE audit_entries SET outcome = 'x'",
+                "DELETE FROM audit_entries",
+                "TRUNCATE audit_entries",
+            ] {
+                let e = sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .unwrap_err()
+                    .to_string();
+                assert!(e.contains("permission denied"), "{sql}: {e}");
+            }
+        }
+    }
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "intact");
+}
+
+#[tokio::test]
+async fn a_failed_audit_write_answers_503_and_leaves_nothing_behind() {
+    let app = spawn_app().await;
+    let sabotage = match app.db.backend {
+        Backend::Sqlite => "CREATE TRIGGER sabotage BEFORE INSERT ON audit_entries BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        Backend::Postgres => "CREATE FUNCTION sabotage() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$ LANGUAGE plpgsql;
+                              CREATE TRIGGER sabotage BEFORE INSERT ON audit_entries FOR EACH ROW EXECUTE FUNCTION sabotage();",
+    };
+    owner_exec(&app, sabotage).await;
+    let body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    let res = app.cds(PV).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let out: Json = res.json().await.unwrap();
+    assert_eq!(out["resourceType"], "OperationOutcome");
+    assert!(out.get("cards").is_none());
+    let plans = app
+        .store
+        .search_careplans(&stride_store::CarePlanQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(
+        plans.is_empty(),
+        "the CarePlan was rolled back with the audit entry"
+    );
+}
+
+#[tokio::test]
+async fn replay_reproduces_the_decision_and_shows_another_versions_view() {
+    let app = spawn_app().await;
+    hook(&app, 40).await;
+    let call = entries(&app)
+        .await
+        .into_iter()
+        .find(|e| e.entry.action == "hook-call")
+        .unwrap();
+    let res = get(&app, &format!("/audit/{}/replay", call.entry.id)).await;
+    assert_eq!(res.status(), 200);
+    let r: Json = res.json().await.unwrap();
+    assert_eq!(r["identical"], true, "{r}");
+    assert_eq!(r["sameRuleSetContent"], true);
+    assert_eq!(r["replayed"], json!(call.entry.decision_ids));
+    let res = get(
+        &app,
+        &format!("/audit/{}/replay?version=9.9.9", call.entry.id),
+    )
+    .await;
+    assert_eq!(res.status(), 400, "an unknown version is said, not guessed");
+}
+
+#[tokio::test]
+async fn exports_stream_ndjson_and_fhir_bundles_filtered_by_patient_and_decision() {
+    let app = spawn_app().await;
+    hook(&app, 3).await;
+    hook(&app, 20).await;
+    let ndjson = get(&app, "/audit?patient=Patient/p1").await;
+    assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
+    let text = ndjson.text().await.unwrap();
+    let lines: Vec<Json> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let calls = lines.iter().filter(|l| l["action"] == "hook-call").count();
+    assert_eq!(calls, 2, "the two hook calls of this patient");
+    assert!(
+        lines.iter().any(|l| l["action"] == "audit-read"),
+        "this very read is logged first, and about this patient"
+    );
+    assert!(lines.iter().all(|l| l["patient"] == "Patient/p1"));
+    let walk: Vec<Json> = get(&app, "/audit?decision=walk-run")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(walk.len(), 1);
+    assert_eq!(walk[0]["decisionIds"], json!(["walk-run"]));
+    let bundle: Json = get(&app, "/audit?_format=bundle&decision=rest")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["entry"][0]["resource"]["resourceType"], "AuditEvent");
+    let none: Json = get(&app, "/audit?_format=bundle&decision=full-return")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(none.get("entry").is_none());
+    // Auditors need the audit.read scope.
+    let res = app
+        .client
+        .get(app.url("/audit"))
+        .bearer_auth(staff_token("careplan.read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
