@@ -19,15 +19,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Rules { command } => rules(command, &settings),
         Command::Audit { command } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("stride: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
             runtime.block_on(stride::audit_cmd::run(command, settings))
         }
@@ -57,15 +50,8 @@ fn main() -> ExitCode {
                 }
             }
             telemetry::init(settings.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("stride: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
             };
             let serve = matches!(cli.command, Command::Serve | Command::Dev);
             if settings.dev_trust.is_some() {
@@ -121,6 +107,19 @@ fn rules(command: RulesCommand, settings: &Settings) -> ExitCode {
         Err(e) => {
             eprintln!("stride: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("stride: cannot start the runtime: {e}");
+            None
         }
     }
 }

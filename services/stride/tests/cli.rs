@@ -383,3 +383,71 @@ fn dev_mode_trusts_its_own_key_so_a_token_from_stride_token_works_once() {
         "a loud warning: {lines:?}"
     );
 }
+
+#[test]
+fn audit_verify_export_and_replay_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = "/cds-services/running-knee-patient-view";
+    let (trust, token) = trust_and_token(&dir, path);
+    let mut command = stride(&dir);
+    command
+        .env("STRIDE_TRUST_FILE", &trust)
+        .env("STRIDE_PUBLIC_URL", "http://localhost");
+    let (mut child, port, _) = serve_with(command, "serve");
+    let body = r#"{"hook":"patient-view","hookInstance":"h1","context":{"userId":"Practitioner/1","patientId":"p1"},
+        "prefetch":{"Observation":null,"Condition":{"resourceType":"Bundle","type":"searchset","entry":[{"resource":
+        {"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},
+         "clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
+         "code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"M25.561"}]},"onsetDateTime":"2026-01-01"}}]}}}"#;
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    sigterm(&child);
+    child.wait().unwrap();
+
+    let out = run(stride(&dir).args(["audit", "verify"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"status\":\"intact\""));
+
+    let file = dir.path().join("export.ndjson");
+    let out = run(stride(&dir).args(["audit", "export", "--out"]).arg(&file));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exported 1 entries"),
+        "progress on stderr: {}",
+        stderr(&out)
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&file).unwrap().trim()).unwrap();
+    assert_eq!(line["action"], "hook-call");
+
+    let id = line["id"].as_str().unwrap();
+    let out = run(stride(&dir).args(["audit", "replay", id]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let replay: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(replay["identical"], true);
+
+    // Tamper with the file behind Stride's back: verify fails with exit 1.
+    let db = dir.path().join("stride.db");
+    let script = format!(
+        "import sqlite3; c = sqlite3.connect('{}'); c.execute('DROP TRIGGER audit_no_update'); \
+         c.execute(\"UPDATE audit_entries SET outcome = 'refused'\"); c.commit()",
+        db.display()
+    );
+    assert!(Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .unwrap()
+        .success());
+    let out = run(stride(&dir).args(["audit", "verify"]));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"status\":\"broken\""));
+}

@@ -13,6 +13,7 @@ use crate::audit;
 use crate::auth;
 use crate::error::ApiError;
 use crate::replay::{replay, ReplayError};
+use crate::routes::careplans::patient_ref;
 use crate::startup::AppState;
 
 pub const READ: &str = "audit.read";
@@ -64,13 +65,7 @@ pub async fn search(
     };
     let query = AuditQuery {
         tenant: scope_tenant(&caller),
-        patient_ref: q.patient.as_deref().map(|p| {
-            if p.contains('/') {
-                p.to_owned()
-            } else {
-                format!("Patient/{p}")
-            }
-        }),
+        patient_ref: q.patient.as_deref().map(patient_ref),
         caller_subject: q.caller.clone(),
         rule_set_version: q.rule_set_version.clone(),
         decision_id: q.decision.clone(),

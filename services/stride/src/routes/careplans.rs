@@ -20,6 +20,15 @@ fn resource(r: &CarePlanRecord) -> Json {
     v
 }
 
+/// A `patient` search value as stored: `Patient/ID` (a bare id is read as a Patient id).
+pub fn patient_ref(p: &str) -> String {
+    if p.starts_with("Patient/") {
+        p.to_owned()
+    } else {
+        format!("Patient/{p}")
+    }
+}
+
 /// Staff see their own tenant's plans only; a plan of another tenant does not exist for them.
 fn visible(caller: &stride_auth::Caller, r: &CarePlanRecord) -> bool {
     caller.tenant.as_deref().is_none_or(|t| t == r.tenant)
@@ -67,13 +76,7 @@ pub async fn search(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, READ).await?;
-    let patient = q.patient.as_deref().map(|p| {
-        if p.starts_with("Patient/") {
-            p.to_owned()
-        } else {
-            format!("Patient/{p}")
-        }
-    });
+    let patient = q.patient.as_deref().map(patient_ref);
     if let Some(s) = &q.status {
         if !["draft", "active", "revoked", "entered-in-error"].contains(&s.as_str()) {
             return Err(ApiError::BadRequest(
