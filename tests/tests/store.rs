@@ -94,3 +94,48 @@ async fn a_vanished_database_is_unavailable_not_a_bug() {
     let e = store.ping().await.unwrap_err();
     assert!(e.is_unavailable(), "{e:?}");
 }
+
+fn audit_entry(n: i64) -> stride_store::NewAuditEntry {
+    stride_store::NewAuditEntry {
+        id: uuid::Uuid::new_v4(),
+        tenant: "clinic-a".into(),
+        recorded_us: 1_790_000_000_000_000 + n,
+        action: "hook-call".into(),
+        outcome: "success".into(),
+        facts: Some(json!({"records": [n]})),
+        details: json!({}),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn writes_abandoned_by_their_caller_leave_the_pool_and_the_chain_sound() {
+    use futures_util::StreamExt;
+    let (_db, store) = store().await;
+    // Callers that give up at every possible moment (a client disconnecting mid-request).
+    for i in 0..60u64 {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_micros(i * 50),
+            store.append_audit(&audit_entry(i as i64)),
+        )
+        .await;
+    }
+    for i in 0..20 {
+        store
+            .append_audit(&audit_entry(1000 + i))
+            .await
+            .expect("the pool is still usable");
+        assert!(store
+            .remember_jti("iss", &format!("j{i}"), i64::MAX, 0)
+            .await
+            .unwrap());
+    }
+    let q = stride_store::AuditQuery::default();
+    let mut check = stride_store::ChainCheck::default();
+    let mut rows = store.audit_stream(&q, true);
+    while let Some(r) = rows.next().await {
+        check.push(&r.unwrap());
+    }
+    assert!(check.broken.is_none(), "{:?}", check.broken);
+    assert!(check.entries >= 20);
+}

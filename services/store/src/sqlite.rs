@@ -1,11 +1,13 @@
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::Row;
+use sqlx::SqliteConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -69,37 +71,37 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
-        self.file_present()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        insert_careplan(&mut tx, p).await?;
-        tx.commit().await?;
-        Ok(())
+        let p = p.clone();
+        self.write(move |c| Box::pin(async move { insert_careplan(c, &p).await }))
+            .await
     }
 
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
     async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError> {
-        self.file_present()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(p) = &record.careplan {
-            insert_careplan(&mut tx, p).await?;
-        }
-        for c in &record.cards {
-            sqlx::query(
-                "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(c.uuid.to_string())
-            .bind(&c.service_id)
-            .bind(&c.hook_instance)
-            .bind(&c.decision_id)
-            .bind(c.careplan_id.map(|u| u.to_string()))
-            .bind(c.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        append(&mut tx, &record.audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let record = record.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                if let Some(p) = &record.careplan {
+                    insert_careplan(&mut *c, p).await?;
+                }
+                for card in &record.cards {
+                    sqlx::query(
+                        "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at)
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(card.uuid.to_string())
+                    .bind(&card.service_id)
+                    .bind(&card.hook_instance)
+                    .bind(&card.decision_id)
+                    .bind(card.careplan_id.map(|u| u.to_string()))
+                    .bind(card.created_at)
+                    .execute(&mut *c)
+                    .await?;
+                }
+                append(c, &record.audit).await
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(entries = entries.len()))]
@@ -108,27 +110,29 @@ impl Store for SqliteStore {
         entries: &[NewFeedback],
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        self.file_present()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for f in entries {
-            sqlx::query(
-                "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
-                 VALUES (?, ?, ?, EXISTS (SELECT 1 FROM cards WHERE uuid = ?), ?, ?, ?, ?)",
-            )
-            .bind(f.id.to_string())
-            .bind(&f.service_id)
-            .bind(&f.card_uuid)
-            .bind(&f.card_uuid)
-            .bind(&f.outcome)
-            .bind(f.details.to_string())
-            .bind(f.outcome_timestamp)
-            .bind(f.received_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        append(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let (entries, audit) = (entries.to_vec(), audit.clone());
+        self.write(move |c| {
+            Box::pin(async move {
+                for f in &entries {
+                    sqlx::query(
+                        "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
+                         VALUES (?, ?, ?, EXISTS (SELECT 1 FROM cards WHERE uuid = ?), ?, ?, ?, ?)",
+                    )
+                    .bind(f.id.to_string())
+                    .bind(&f.service_id)
+                    .bind(&f.card_uuid)
+                    .bind(&f.card_uuid)
+                    .bind(&f.outcome)
+                    .bind(f.details.to_string())
+                    .bind(f.outcome_timestamp)
+                    .bind(f.received_at)
+                    .execute(&mut *c)
+                    .await?;
+                }
+                append(c, &audit).await
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -163,24 +167,22 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        self.file_present()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        // Expired ids can never be replayed (the token is refused as expired): forget them.
-        sqlx::query("DELETE FROM seen_jti WHERE expires_at < ?")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO seen_jti (issuer, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(issuer)
-        .bind(jti)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(inserted == 1)
+        let (issuer, jti) = (issuer.to_owned(), jti.to_owned());
+        self.write(move |c| {
+            Box::pin(async move {
+                // Expired ids can never be replayed (the token is refused as expired): forget them.
+                sqlx::query("DELETE FROM seen_jti WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
+                let inserted = sqlx::query("INSERT INTO seen_jti (issuer, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                    .bind(&issuer)
+                    .bind(&jti)
+                    .bind(expires_at)
+                    .execute(&mut *c)
+                    .await?
+                    .rows_affected();
+                Ok(inserted == 1)
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -200,11 +202,9 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
-        self.file_present()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        append(&mut tx, entry).await?;
-        tx.commit().await?;
-        Ok(())
+        let entry = entry.clone();
+        self.write(move |c| Box::pin(async move { append(c, &entry).await }))
+            .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -287,7 +287,46 @@ async fn insert_careplan(
     }
 }
 
+/// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.
+type Work<T> = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
+>;
+
 impl SqliteStore {
+    /// Run a write transaction to its end in its own task. A caller that goes away (a client
+    /// disconnecting) cannot cut it short, and the transaction is always committed or rolled
+    /// back before its connection returns to the pool: a connection left mid-transaction would
+    /// fail the next `BEGIN IMMEDIATE` on it. The write lock is taken up front so that two
+    /// writers never deadlock upgrading from read to write.
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.file_present()?;
+        let pool = self.pool.clone();
+        let work: Work<T> = Box::new(work);
+        let task = tokio::spawn(async move {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            match work(&mut tx).await {
+                Ok(v) => {
+                    tx.commit().await?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    if let Err(rb) = tx.rollback().await {
+                        tracing::warn!(error = %rb, "rollback failed");
+                    }
+                    Err(e)
+                }
+            }
+        });
+        task.await
+            .map_err(|e| StoreError::Corrupt(format!("write task ended abnormally: {e}")))?
+    }
+
     /// A deleted file keeps working through open handles while every write goes nowhere:
     /// refuse before writing rather than acknowledge a decision that is already lost.
     fn file_present(&self) -> Result<(), StoreError> {

@@ -84,7 +84,15 @@ impl ApiError {
     /// Log the cause of an internal error under a reference the caller can quote.
     pub fn internal(cause: &dyn std::error::Error) -> ApiError {
         let reference = uuid::Uuid::new_v4().to_string();
-        tracing::error!(error.reference = %reference, error = %cause, "internal error");
+        // The chain of causes (database messages name tables and constraints, not values).
+        let mut chain = cause.to_string();
+        let mut source = cause.source();
+        while let Some(s) = source {
+            chain.push_str(": ");
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        tracing::error!(error.reference = %reference, error = %chain, "internal error");
         ApiError::Internal(reference)
     }
 }
