@@ -765,3 +765,65 @@ fn the_response_schema_refuses_what_the_spec_forbids() {
         assert!(r.is_err(), "accepted: {b}");
     }
 }
+
+fn running_order(id: &str, code: &str, timing: Option<Json>) -> Json {
+    let mut o = json!({"resourceType": "ServiceRequest", "id": id, "status": "draft", "intent": "order",
+        "code": {"coding": [{"system": LOCAL, "code": code}]}, "subject": {"reference": "Patient/p1"}});
+    if let Some(t) = timing {
+        o["occurrenceTiming"] = t;
+    }
+    o
+}
+
+#[tokio::test]
+async fn running_prescriptions_that_break_the_pitfalls_are_flagged_on_the_order_hooks() {
+    let app = spawn_app().await;
+    let daily = running_order(
+        "run-daily",
+        "running-prescription",
+        Some(json!({"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}})),
+    );
+    let (status, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request("order-sign", &[daily]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .for_each(check_card);
+    assert_eq!(topics(&body), ["consecutive-day-running"]);
+
+    let alternate = running_order(
+        "run-alt",
+        "running-prescription",
+        Some(json!({"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}})),
+    );
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request("order-sign", &[alternate]),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({"cards": []}),
+        "alternate days keep to the guideline"
+    );
+
+    let speed = running_order("intervals", "speed-work", None);
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-select",
+        &order_request("order-select", &[speed]),
+    )
+    .await;
+    assert_eq!(
+        topics(&body),
+        ["premature-speed-work"],
+        "speed work while still in rest"
+    );
+}

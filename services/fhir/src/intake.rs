@@ -5,8 +5,9 @@
 use fhir_sdk::r4b::resources::{
     Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
     ObservationComponentValue, ObservationEffective, ObservationValue, Resource, ServiceRequest,
+    ServiceRequestOccurrence,
 };
-use fhir_sdk::r4b::types::{CodeableConcept, Quantity};
+use fhir_sdk::r4b::types::{CodeableConcept, Quantity, Timing};
 use fhir_sdk::DateTime;
 use serde_json::Value as Json;
 use stride_guideline::facts::RecordKind;
@@ -217,9 +218,25 @@ fn service_request(s: &ServiceRequest, source: &str) -> Record {
         codes: codes(s.code.as_ref()),
         status: Some(s.status.to_string()),
         date: s.authored_on.as_ref().and_then(day),
-        value: None,
+        value: match &s.occurrence {
+            Some(ServiceRequestOccurrence::Timing(t)) => session_interval(t),
+            _ => None,
+        },
         components: vec![],
     }
+}
+
+/// An order's `occurrenceTiming` as the time between two sessions (period / frequency), in
+/// the timing's own unit: "once every 2 days" is 2 d, "twice a week" 0.5 wk.
+fn session_interval(t: &Timing) -> Option<Value> {
+    let repeat = t.repeat.as_ref()?;
+    let period = repeat.period?;
+    let frequency = repeat.frequency.map_or(1, |f| f.get());
+    let unit = repeat.period_unit.clone()?;
+    (period > 0.0).then(|| Value::Quantity {
+        value: period / f64::from(frequency),
+        unit: Some(unit),
+    })
 }
 
 fn device_request(d: &DeviceRequest, source: &str) -> Record {
@@ -304,6 +321,22 @@ mod tests {
             !intake.problems[0].message.contains("sort-of-final"),
             "{}",
             intake.problems[0].message
+        );
+    }
+
+    #[test]
+    fn an_order_timing_becomes_the_interval_between_sessions() {
+        let mut intake = Intake::default();
+        intake.add(&json!({"resourceType": "ServiceRequest", "id": "run", "status": "draft", "intent": "order",
+            "code": {"coding": [{"system": LOCAL, "code": "running-prescription"}]},
+            "subject": {"reference": "Patient/1"},
+            "occurrenceTiming": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "wk"}}}));
+        assert_eq!(
+            intake.records[0].value,
+            Some(Value::Quantity {
+                value: 0.5,
+                unit: Some("wk".into())
+            })
         );
     }
 

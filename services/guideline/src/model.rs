@@ -181,6 +181,7 @@ pub enum Aggregation {
     /// The value of the most recent record.
     Latest,
     Max,
+    Min,
     Sum,
     /// How many records match `matching`.
     Count,

@@ -383,6 +383,10 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
             Some(m) => FactValue::known(m, unit, srcs(limited)),
             None => FactValue::unknown("no record", vec![]),
         },
+        Aggregation::Min => match limited.iter().map(|p| p.value).reduce(f64::min) {
+            Some(m) => FactValue::known(m, unit, srcs(limited)),
+            None => FactValue::unknown("no record", vec![]),
+        },
         Aggregation::Sum => {
             // No record in the window means nothing was done: a known zero.
             FactValue::known(points.iter().map(|p| p.value).sum(), unit, srcs(points))
