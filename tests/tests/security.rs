@@ -36,9 +36,34 @@ async fn call(app: &TestApp, token: Option<&str>) -> (u16, Json, Option<String>)
     (status, res.json().await.unwrap_or(Json::Null), www)
 }
 
-/// Assert a refusal: status, the error code in the OperationOutcome, and no leak.
+async fn refusals(app: &TestApp, reason: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("stride_auth_refusals_total{{reason=\"{reason}\"}}");
+    text.lines()
+        .find(|l| l.starts_with(&series))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Assert a refusal: status, the error code in the OperationOutcome, no leak, and that it
+/// was counted in the metrics under its reason.
 async fn refused(app: &TestApp, token: Option<&str>, status: u16, code: &str) {
+    let reason = code.strip_prefix("auth_").unwrap();
+    let before = refusals(app, reason).await;
     let (got, body, www) = call(app, token).await;
+    assert_eq!(
+        refusals(app, reason).await,
+        before + 1.0,
+        "{code} is counted"
+    );
     assert_eq!(got, status, "{code}: {body}");
     assert_eq!(body["resourceType"], "OperationOutcome", "{code}");
     assert_eq!(

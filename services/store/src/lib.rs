@@ -56,6 +56,8 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and still is the one we opened.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
+    /// Open and idle connections of the pool (for metrics).
+    fn pool_state(&self) -> (u32, usize);
     async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;
     async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError>;
     /// The CarePlan, cards and audit entry of one hook call, all or nothing.

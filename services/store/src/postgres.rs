@@ -51,6 +51,10 @@ impl Store for PgStore {
         self.pool.close().await;
     }
 
+    fn pool_state(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;

@@ -69,6 +69,10 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 
+    fn pool_state(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
         let p = p.clone();

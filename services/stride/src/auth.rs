@@ -48,6 +48,11 @@ pub async fn cds_client(
     let result = verify(req, state, audiences).await;
     if let Err(ApiError::Auth(e)) = &result {
         tracing::warn!(reason = e.reason(), "refused a CDS client call");
+        state
+            .metrics
+            .auth_refusals
+            .with_label_values(&[e.reason()])
+            .inc();
         crate::audit::refused(req, state, e.reason()).await;
     }
     result
@@ -110,6 +115,11 @@ pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<C
     .await;
     if let Err(e) = &result {
         tracing::warn!(reason = e.reason(), "refused a staff request");
+        state
+            .metrics
+            .auth_refusals
+            .with_label_values(&[e.reason()])
+            .inc();
         crate::audit::refused(req, state, e.reason()).await;
     }
     result.map_err(ApiError::from)

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod metrics;
 pub mod replay;
 pub mod routes;
 pub mod rules_cmd;

@@ -25,6 +25,7 @@ pub struct AppState {
     pub fetcher: Fetcher,
     pub verifier: Arc<stride_auth::Verifier>,
     pub started: time::OffsetDateTime,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,7 @@ impl Application {
             fetcher: Fetcher::new(),
             verifier,
             started: time::OffsetDateTime::now_utc(),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -125,9 +127,33 @@ impl Application {
                         Ok(res)
                     }
                 })
+                .wrap_fn(|req, srv| {
+                    // Counted by route template, never by path: paths can carry ids.
+                    let metrics = req
+                        .app_data::<web::Data<AppState>>()
+                        .map(|s| s.metrics.clone());
+                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    let method = req.method().as_str().to_owned();
+                    let started = std::time::Instant::now();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        if let Some(m) = metrics {
+                            let status = res.status().as_u16().to_string();
+                            m.http_requests
+                                .with_label_values(&[&route, &method, &status])
+                                .inc();
+                            m.http_latency
+                                .with_label_values(&[&route, &method])
+                                .observe(started.elapsed().as_secs_f64());
+                        }
+                        Ok(res)
+                    }
+                })
                 .wrap(TracingLogger::<StrideRootSpan>::new())
                 .service(routes::health::healthz)
                 .service(routes::health::readyz)
+                .service(crate::metrics::metrics)
                 .service(routes::guidelines::rule_set)
                 .service(routes::fhir::metadata)
                 .service(routes::audit::search)

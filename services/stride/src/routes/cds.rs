@@ -79,11 +79,18 @@ async fn gather(
                 .map(|(_, t)| t)
                 .unwrap_or_default();
             let query = fill(&template, &req.context.patient_id);
-            match state
+            let started = std::time::Instant::now();
+            let fetched = state
                 .fetcher
                 .fetch(server, &query, req.access_token.as_deref())
-                .await
-            {
+                .await;
+            let outcome = if fetched.is_ok() { "ok" } else { "failed" };
+            state
+                .metrics
+                .prefetch_fetch
+                .with_label_values(&[outcome])
+                .observe(started.elapsed().as_secs_f64());
+            match fetched {
                 Ok(pages) => {
                     pages.iter().for_each(|p| intake.add(p));
                     Ok(())
@@ -240,9 +247,19 @@ pub async fn call(
     };
     // No record, no answer: a card the clinic cannot trace must not be shown. Whatever made
     // the write fail, the caller may retry, and gets no card now (fail closed).
-    if let Err(e) = state.store.record_hook(&record).await {
+    let started = std::time::Instant::now();
+    let written = state.store.record_hook(&record).await;
+    state
+        .metrics
+        .store_write
+        .with_label_values(&["hook_record"])
+        .observe(started.elapsed().as_secs_f64());
+    if let Err(e) = written {
         tracing::error!(error = %e, "hook record (CarePlan, cards, audit entry) not written: answering 503");
         return Err(ApiError::Unavailable);
+    }
+    for id in decision.decision_ids() {
+        state.metrics.decisions.with_label_values(&[id]).inc();
     }
     let cards: Vec<Json> = made.into_iter().map(|c| c.json).collect();
     Ok(HttpResponse::Ok().json(json!({ "cards": cards })))

@@ -71,6 +71,8 @@ pub fn document(public_url: &str) -> Json {
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": ok_json("Alive", json!({"type": "object"}))}}},
             "/readyz": {"get": {"summary": "Readiness: database reachable and rule sets loaded", "responses": {
                 "200": ok_json("Ready", json!({"type": "object"})), "503": ok_json("Not ready", json!({"type": "object"}))}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (text format)", "responses": {
+                "200": {"description": "Metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
             "/cds-services": {"get": {"summary": "CDS Hooks discovery", "responses": {
                 "200": ok_json("The services", json!({"type": "object", "required": ["services"]}))}}},
             "/cds-services/{id}": {"post": {

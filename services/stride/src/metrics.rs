@@ -1,0 +1,129 @@
+//! Prometheus metrics at `GET /metrics`. Labels are route templates, statuses, decision ids and
+//! refusal reasons: never a path, a patient or a token.
+
+use actix_web::{get, web, HttpResponse};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::startup::AppState;
+
+/// Latency buckets in seconds: a hook call is budgeted in milliseconds.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: IntCounterVec,
+    pub http_latency: HistogramVec,
+    pub decisions: IntCounterVec,
+    pub auth_refusals: IntCounterVec,
+    pub prefetch_fetch: HistogramVec,
+    pub store_write: HistogramVec,
+    pub db_pool: IntGaugeVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("stride".into()), None).expect("a valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let h = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("registered once");
+            h
+        };
+        let http_requests = counter(
+            "http_requests_total",
+            "HTTP requests by route template, method and status",
+            &["route", "method", "status"],
+        );
+        let http_latency = histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by route template and method",
+            &["route", "method"],
+        );
+        let decisions = counter(
+            "decisions_total",
+            "Decision ids produced by hook calls",
+            &["decision"],
+        );
+        let auth_refusals = counter(
+            "auth_refusals_total",
+            "Refused tokens by reason",
+            &["reason"],
+        );
+        let prefetch_fetch = histogram(
+            "prefetch_fetch_duration_seconds",
+            "Fallback fetches from the EHR's FHIR server",
+            &["outcome"],
+        );
+        let store_write = histogram(
+            "store_write_duration_seconds",
+            "Database writes (CarePlan + cards + audit entry, audit appends)",
+            &["operation"],
+        );
+        let db_pool = IntGaugeVec::new(
+            Opts::new("db_pool_connections", "Database pool connections by state"),
+            &["state"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(db_pool.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            http_requests,
+            http_latency,
+            decisions,
+            auth_refusals,
+            prefetch_fetch,
+            store_write,
+            db_pool,
+        }
+    }
+
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let (size, idle) = state.store.pool_state();
+    state
+        .metrics
+        .db_pool
+        .with_label_values(&["open"])
+        .set(i64::from(size));
+    state
+        .metrics
+        .db_pool
+        .with_label_values(&["idle"])
+        .set(idle as i64);
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}
