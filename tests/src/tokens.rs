@@ -78,7 +78,7 @@ pub fn cds_token(path: &str) -> String {
 pub fn trust_file(extra: &[Json]) -> Json {
     let mut issuers = vec![
         json!({"iss": EHR, "kind": "cds-client", "tenant": TENANT, "jwks": {"keys": [jwk("ehr-es384"), jwk("ehr-rs384")]}}),
-        json!({"iss": STAFF, "kind": "staff", "jwks": {"keys": [jwk("ehr-es384")]}}),
+        json!({"iss": STAFF, "kind": "staff", "tenant": TENANT, "jwks": {"keys": [jwk("ehr-es384")]}}),
     ];
     issuers.extend(extra.iter().cloned());
     json!({ "issuers": issuers })
@@ -90,6 +90,5 @@ pub fn staff_token(scope: &str) -> String {
     let mut c = claims(STAFF, PUBLIC_URL);
     c["sub"] = json!("reviewer-1");
     c["scope"] = json!(scope);
-    c.as_object_mut().unwrap().remove("tenant");
     s.sign(&s.header(), &c)
 }

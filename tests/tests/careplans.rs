@@ -157,3 +157,70 @@ async fn staff_of_another_tenant_do_not_see_the_plan() {
     let (_, bundle) = get(&app, "/fhir/CarePlan?patient=p1", Some(token)).await;
     assert_eq!(bundle["total"], 0);
 }
+
+#[tokio::test]
+async fn a_token_cannot_choose_its_tenant_and_all_tenants_is_explicit() {
+    let untenanted_ehr = json!({"iss": "https://ehr-untenanted.test", "kind": "cds-client", "jwks": {"keys": [jwk("ehr-es384")]}});
+    let staff_plain = json!({"iss": "https://login-plain.test", "kind": "staff", "jwks": {"keys": [jwk("ehr-es384")]}});
+    let staff_all = json!({"iss": "https://login-all.test", "kind": "staff", "all_tenants": true, "jwks": {"keys": [jwk("ehr-es384")]}});
+    let app = spawn_app_trusting(&[untenanted_ehr, staff_plain, staff_all], &[]).await;
+    let s = Signer::es384("ehr-es384");
+    // An EHR whose issuer names no tenant claims clinic-a: its plan is filed under the issuer.
+    let mut c = claims("https://ehr-untenanted.test", &format!("{PUBLIC_URL}{PV}"));
+    c["tenant"] = json!(TENANT);
+    let body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    let res = app
+        .client
+        .post(app.url(PV))
+        .bearer_auth(s.sign(&s.header(), &c))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let q = |t: &str| stride_store::CarePlanQuery {
+        tenant: Some(t.to_owned()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert!(
+        app.store
+            .search_careplans(&q(TENANT))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not in clinic-a's queue"
+    );
+    assert_eq!(
+        app.store
+            .search_careplans(&q("https://ehr-untenanted.test"))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let staff = |iss: &str| {
+        let mut c = claims(iss, PUBLIC_URL);
+        c["scope"] = json!("careplan.read");
+        c["tenant"] = json!("https://ehr-untenanted.test");
+        s.sign(&s.header(), &c)
+    };
+    let (_, plain) = get(
+        &app,
+        "/fhir/CarePlan?patient=p1",
+        Some(staff("https://login-plain.test")),
+    )
+    .await;
+    assert_eq!(
+        plain["total"], 0,
+        "a staff issuer without a tenant sees only its own (empty) tenant, whatever it claims"
+    );
+    let (_, all) = get(
+        &app,
+        "/fhir/CarePlan?patient=p1",
+        Some(staff("https://login-all.test")),
+    )
+    .await;
+    assert_eq!(all["total"], 1, "all_tenants is explicit in the trust file");
+}

@@ -226,6 +226,11 @@ async fn wrong_issuer_audience_and_times_are_refused() {
     let mut c = claims(EHR, &aud());
     c.as_object_mut().unwrap().remove("jti");
     refused(&app, Some(&sign(c)), 401, "auth_claim").await;
+    // "Never expires" is not accepted: a hook token lives minutes, and its jti must be kept
+    // until it expires.
+    let mut c = claims(EHR, &aud());
+    c["exp"] = json!(i64::MAX);
+    refused(&app, Some(&sign(c)), 401, "auth_lifetime").await;
 }
 
 #[tokio::test]

@@ -22,7 +22,10 @@ pub use trust::{IssuerConfig, Kind, TrustError, TrustFile};
 pub struct Caller {
     pub issuer: String,
     pub subject: String,
-    pub tenant: Option<String>,
+    /// The tenant, from the trust file only (a token cannot choose it); else the issuer.
+    pub tenant: String,
+    /// Staff allowed to see every tenant (trust-file flag).
+    pub all_tenants: bool,
     pub kind: Kind,
     pub jti: Option<String>,
     pub expires_at: i64,
@@ -67,6 +70,8 @@ pub enum AuthError {
     MissingClaim(&'static str),
     #[error("the token has already been used")]
     Replayed,
+    #[error("the token's lifetime (exp - iat) is longer than accepted")]
+    LifetimeTooLong,
     #[error("the token's tenant does not match its issuer")]
     WrongTenant,
     #[error("the token lacks the `{0}` scope")]
@@ -90,6 +95,7 @@ impl AuthError {
             AuthError::IssuedInFuture => "iat",
             AuthError::MissingClaim(_) => "claim",
             AuthError::Replayed => "replay",
+            AuthError::LifetimeTooLong => "lifetime",
             AuthError::WrongTenant => "tenant",
             AuthError::MissingScope(_) => "scope",
         }
@@ -113,6 +119,8 @@ pub struct VerifierOptions {
     pub refresh_interval: Duration,
     /// Allow `http://` key URLs on loopback (tests, local development).
     pub allow_loopback_http: bool,
+    /// Longest accepted `exp - iat` (CDS Hooks clients sign one short-lived token per call).
+    pub max_lifetime: Duration,
 }
 
 impl Default for VerifierOptions {
@@ -124,6 +132,7 @@ impl Default for VerifierOptions {
             jwks_ttl: Duration::from_secs(300),
             refresh_interval: Duration::from_secs(30),
             allow_loopback_http: false,
+            max_lifetime: Duration::from_secs(3600),
         }
     }
 }
@@ -225,6 +234,9 @@ impl Verifier {
             return Err(AuthError::IssuedInFuture);
         }
         let exp = c.exp.ok_or(AuthError::MissingClaim("exp"))?;
+        if exp.saturating_sub(iat) > self.options.max_lifetime.as_secs() as i64 {
+            return Err(AuthError::LifetimeTooLong);
+        }
         if kind == Kind::CdsClient && c.jti.as_deref().is_none_or(str::is_empty) {
             return Err(AuthError::MissingClaim("jti"));
         }
@@ -237,7 +249,8 @@ impl Verifier {
         Ok(Caller {
             issuer: c.iss,
             subject,
-            tenant: c.tenant.or_else(|| cfg.tenant.clone()),
+            tenant: cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
+            all_tenants: cfg.all_tenants && kind == Kind::Staff,
             kind,
             jti: c.jti,
             expires_at: exp,

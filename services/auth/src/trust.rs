@@ -29,6 +29,9 @@ pub struct IssuerConfig {
     /// Key-set URLs a token's `jku` header may name for this issuer.
     #[serde(default)]
     pub jku: Vec<Url>,
+    /// Staff of this issuer see every tenant (an organisation-wide auditor). Never implied.
+    #[serde(default)]
+    pub all_tenants: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -19,10 +19,7 @@ pub fn now_us() -> i64 {
 }
 
 pub fn tenant_of(caller: &Caller) -> String {
-    caller
-        .tenant
-        .clone()
-        .unwrap_or_else(|| caller.issuer.clone())
+    caller.tenant.clone()
 }
 
 /// An entry for `action` by `caller`, with the request's id as its trace id.

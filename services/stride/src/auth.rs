@@ -76,7 +76,9 @@ async fn verify(
                     .jti
                     .as_deref()
                     .ok_or(AuthError::MissingClaim("jti"))?;
-                let keep_until = caller.expires_at + state.settings.clock_skew_secs;
+                let keep_until = caller
+                    .expires_at
+                    .saturating_add(state.settings.clock_skew_secs);
                 let now =
                     OffsetDateTime::now_utc().unix_timestamp() - state.settings.clock_skew_secs;
                 if !state

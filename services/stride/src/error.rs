@@ -57,6 +57,7 @@ impl ApiError {
                 "iat" => "auth_iat",
                 "claim" => "auth_claim",
                 "replay" => "auth_replay",
+                "lifetime" => "auth_lifetime",
                 "tenant" => "auth_tenant",
                 _ => "auth_scope",
             },

@@ -47,7 +47,7 @@ fn micros(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 
 /// Auditors of a tenant read that tenant's chain; an auditor without a tenant reads all.
 fn scope_tenant(caller: &stride_auth::Caller) -> Option<String> {
-    caller.tenant.clone()
+    (!caller.all_tenants).then(|| caller.tenant.clone())
 }
 
 #[get("/audit")]
@@ -185,11 +185,7 @@ async fn load(
         stride_store::StoreError::NotFound => not_found(),
         other => other.into(),
     })?;
-    if caller
-        .tenant
-        .as_deref()
-        .is_some_and(|t| t != a.entry.tenant)
-    {
+    if !caller.all_tenants && caller.tenant != a.entry.tenant {
         return Err(not_found());
     }
     Ok((caller, a))

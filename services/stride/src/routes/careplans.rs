@@ -31,7 +31,7 @@ pub fn patient_ref(p: &str) -> String {
 
 /// Staff see their own tenant's plans only; a plan of another tenant does not exist for them.
 fn visible(caller: &stride_auth::Caller, r: &CarePlanRecord) -> bool {
-    caller.tenant.as_deref().is_none_or(|t| t == r.tenant)
+    caller.all_tenants || caller.tenant == r.tenant
 }
 
 #[get("/fhir/CarePlan/{id}")]
@@ -85,7 +85,7 @@ pub async fn search(
         }
     }
     let query = CarePlanQuery {
-        tenant: caller.tenant.clone(),
+        tenant: (!caller.all_tenants).then(|| caller.tenant.clone()),
         patient_ref: patient,
         status: q.status.clone(),
         limit: q.count.unwrap_or(50).clamp(1, 500),

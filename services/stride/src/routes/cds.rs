@@ -196,10 +196,7 @@ pub async fn call(
 
     let careplan_row = plan.as_ref().map(|resource| NewCarePlan {
         id: plan_id,
-        tenant: caller
-            .tenant
-            .clone()
-            .unwrap_or_else(|| caller.issuer.clone()),
+        tenant: caller.tenant.clone(),
         patient_ref: format!("Patient/{}", req.context.patient_id),
         status: "draft".into(),
         rule_set_id: rs.doc.id.clone(),
