@@ -17,7 +17,7 @@ CREATE TABLE audit_entries (
     patient_ref      TEXT,
     as_of            TEXT,
     input_digest     TEXT,
-    facts            JSONB,
+    facts            TEXT,                       -- the exact JSON text that was hashed
     rule_set_id      TEXT,
     rule_set_version TEXT,
     rule_set_hash    TEXT,

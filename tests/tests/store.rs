@@ -139,3 +139,21 @@ async fn writes_abandoned_by_their_caller_leave_the_pool_and_the_chain_sound() {
     assert!(check.broken.is_none(), "{:?}", check.broken);
     assert!(check.entries >= 20);
 }
+
+#[tokio::test]
+async fn unusual_numbers_and_characters_in_facts_do_not_break_the_chain() {
+    use futures_util::StreamExt;
+    let (_db, store) = store().await;
+    let mut e = audit_entry(1);
+    // Values a database's JSON type would rewrite (exponent form, negative zero) or refuse (NUL).
+    e.facts = Some(json!({"records": [1e16, -0.0, 1.5e-7, 12345678901234567890u64, "nul\u{0}here", "ü"]}));
+    store.append_audit(&e).await.unwrap();
+    let q = stride_store::AuditQuery::default();
+    let mut check = stride_store::ChainCheck::default();
+    let mut rows = store.audit_stream(&q, true);
+    while let Some(r) = rows.next().await {
+        check.push(&r.unwrap());
+    }
+    assert_eq!(check.entries, 1);
+    assert!(check.broken.is_none(), "{:?}", check.broken);
+}

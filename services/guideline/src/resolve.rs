@@ -199,6 +199,10 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
             ignore(source, format!("{name}: {reason}"), &mut ignored);
         }
         let mut fv = aggregate(binding, &mut points, as_of);
+        // Finite inputs can still sum to infinity; an infinite or NaN value is not a fact.
+        if fv.value.is_some_and(|v| !v.is_finite()) {
+            fv = FactValue::unknown("not a finite number", fv.sources);
+        }
         // A record that cannot be read (unknown unit, wrong type) makes the fact unknown: the
         // other records must not stand in for it, or an older value would hide a newer finding.
         // Only a newer readable record supersedes it (`latest`), and a trend looks at its two

@@ -356,7 +356,8 @@ async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), St
     .bind(&e.patient_ref)
     .bind(&e.as_of)
     .bind(&input_digest)
-    .bind(&e.facts)
+    // As text: JSONB would rewrite numbers (1e16, -0.0) and break the digest on read-back.
+    .bind(e.facts.as_ref().map(|f| f.to_string()))
     .bind(&e.rule_set_id)
     .bind(&e.rule_set_version)
     .bind(&e.rule_set_hash)
@@ -390,7 +391,10 @@ fn row_to_audit(row: &sqlx::postgres::PgRow) -> Result<AuditEntry, StoreError> {
             service_id: row.try_get("service_id")?,
             patient_ref: row.try_get("patient_ref")?,
             as_of: row.try_get("as_of")?,
-            facts: row.try_get("facts")?,
+            facts: row
+                .try_get::<Option<String>, _>("facts")?
+                .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .transpose()?,
             rule_set_id: row.try_get("rule_set_id")?,
             rule_set_version: row.try_get("rule_set_version")?,
             rule_set_hash: row.try_get("rule_set_hash")?,

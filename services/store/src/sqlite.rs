@@ -234,6 +234,7 @@ impl Store for SqliteStore {
             "SELECT * FROM audit_entries WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR patient_ref = ?2)
                AND (?3 IS NULL OR caller_subject = ?3) AND (?4 IS NULL OR rule_set_version = ?4)
                AND (?5 IS NULL OR recorded_at >= ?5) AND (?6 IS NULL OR recorded_at < ?6)
+               AND (?8 IS NULL OR EXISTS (SELECT 1 FROM json_each(decision_ids) WHERE value = ?8))
              ORDER BY {order} LIMIT ?7"
         );
         let pool = self.pool.clone();
@@ -247,11 +248,11 @@ impl Store for SqliteStore {
                 .bind(q.since_us)
                 .bind(q.until_us)
                 .bind(q.limit.unwrap_or(i64::MAX))
+                .bind(&q.decision_id)
                 .fetch(&pool);
             while let Some(row) = rows.next().await {
                 let item = row.map_err(StoreError::from).and_then(|r| row_to_audit(&r));
-                let keep = item.as_ref().map_or(true, |a| q.matches(a));
-                if keep && tx.send(item).await.is_err() {
+                if tx.send(item).await.is_err() {
                     break;
                 }
             }

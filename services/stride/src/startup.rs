@@ -115,6 +115,8 @@ impl Application {
                         .error_handler(move |e, _| json_error(e, limit).into()),
                 )
                 .app_data(web::PayloadConfig::default().limit(limit))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(format!("query: {e}")).into()))
+                .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
                 .wrap_fn(|req, srv| {
                     let id = req.extensions().get::<RequestId>().map(|r| r.to_string());
                     let fut = srv.call(req);

@@ -21,6 +21,8 @@ pub enum FetchError {
     Unreachable,
     #[error("paging left the FHIR server the hook named")]
     ForeignPage,
+    #[error("the FHIR server's answer runs over more than {0} pages")]
+    TooManyPages(usize),
 }
 
 #[derive(Clone)]
@@ -73,8 +75,9 @@ impl Fetcher {
         let mut next = Some(format!("{root}/{template}"));
         let mut pages = Vec::new();
         while let Some(url) = next.take() {
+            // Deciding on the first pages only would be deciding on part of the record.
             if pages.len() >= self.max_pages {
-                break;
+                return Err(FetchError::TooManyPages(self.max_pages));
             }
             if !url.starts_with(&format!("{root}/")) && url != root {
                 return Err(FetchError::ForeignPage);

@@ -60,7 +60,8 @@ fn fhir_id(s: &str, path: &str) -> Result<String, String> {
     Ok(id.to_owned())
 }
 
-pub fn parse(body: Json, hook: Hook) -> Result<HookRequest, String> {
+/// `loopback_http`: accept `http://` FHIR servers on loopback (development and tests only).
+pub fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<HookRequest, String> {
     let Json::Object(obj) = body else {
         return Err("the request must be a JSON object".into());
     };
@@ -75,7 +76,7 @@ pub fn parse(body: Json, hook: Hook) -> Result<HookRequest, String> {
 
     let fhir_server = match obj.get("fhirServer") {
         None => None,
-        Some(Json::String(s)) => Some(server_url(s)?),
+        Some(Json::String(s)) => Some(server_url(s, loopback_http)?),
         Some(_) => return Err("fhirServer: must be a URL string".into()),
     };
     let access_token = match obj.get("fhirAuthorization") {
@@ -161,7 +162,7 @@ pub fn parse(body: Json, hook: Hook) -> Result<HookRequest, String> {
 }
 
 /// The EHR's FHIR server: HTTPS, or plain HTTP only on loopback (tests, local development).
-fn server_url(s: &str) -> Result<Url, String> {
+fn server_url(s: &str, loopback_http: bool) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|_| "fhirServer: not an absolute URL".to_owned())?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -171,7 +172,7 @@ fn server_url(s: &str) -> Result<Url, String> {
     };
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if loopback && loopback_http => {}
         _ => return Err("fhirServer: must use https".into()),
     }
     if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
@@ -193,7 +194,7 @@ mod tests {
 
     #[test]
     fn reads_a_minimal_patient_view() {
-        let r = parse(base(), Hook::PatientView).unwrap();
+        let r = parse(base(), Hook::PatientView, true).unwrap();
         assert_eq!(r.context.patient_id, "p-1");
         assert!(r.fhir_server.is_none() && r.prefetch.is_empty());
     }
@@ -227,33 +228,34 @@ mod tests {
             for (k, v) in patch.as_object().unwrap() {
                 body[k] = v.clone();
             }
-            let e = parse(body, Hook::PatientView).unwrap_err();
+            let e = parse(body, Hook::PatientView, true).unwrap_err();
             assert!(e.contains(expect), "{expect}: {e}");
             assert!(!e.contains("a b/../c"), "values are not echoed: {e}");
         }
     }
 
     #[test]
-    fn loopback_http_is_allowed_for_tests() {
+    fn loopback_http_is_allowed_only_when_stride_itself_runs_on_loopback() {
         let mut body = base();
         body["fhirServer"] = json!("http://127.0.0.1:8081/fhir");
-        assert!(parse(body, Hook::PatientView).is_ok());
+        assert!(parse(body.clone(), Hook::PatientView, true).is_ok());
+        assert!(parse(body, Hook::PatientView, false).unwrap_err().contains("https"));
     }
 
     #[test]
     fn order_select_needs_draft_orders_and_selections() {
         let mut body = base();
         body["hook"] = json!("order-select");
-        assert!(parse(body.clone(), Hook::OrderSelect)
+        assert!(parse(body.clone(), Hook::OrderSelect, true)
             .unwrap_err()
             .contains("draftOrders"));
         body["context"]["draftOrders"] = json!({"resourceType": "Bundle", "entry": []});
-        assert!(parse(body.clone(), Hook::OrderSelect)
+        assert!(parse(body.clone(), Hook::OrderSelect, true)
             .unwrap_err()
             .contains("selections"));
         body["context"]["selections"] = json!(["ServiceRequest/1"]);
         assert_eq!(
-            parse(body, Hook::OrderSelect).unwrap().context.selections,
+            parse(body, Hook::OrderSelect, true).unwrap().context.selections,
             ["ServiceRequest/1"]
         );
     }

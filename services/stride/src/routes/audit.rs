@@ -81,16 +81,14 @@ pub async fn search(
 
     // Rows flow from the database to the client through a small channel: an export of any
     // size holds a few dozen entries in memory at a time.
-    let (tx, rx) = mpsc::channel::<Bytes>(32);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(32);
     let store = state.store.clone();
     tokio::spawn(async move {
         let mut rows = store.audit_stream(&query, false);
         let mut first = true;
         if bundle
             && tx
-                .send(Bytes::from_static(
-                    br#"{"resourceType":"Bundle","type":"searchset""#,
-                ))
+                .send(Ok(Bytes::from_static(br#"{"resourceType":"Bundle","type":"searchset""#)))
                 .await
                 .is_err()
         {
@@ -105,27 +103,30 @@ pub async fn search(
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "audit entry could not be rendered");
-                        break;
+                        // Abort the response: a well-formed but cut-short export would lie.
+                        let _ = tx.send(Err("export interrupted".into())).await;
+                        return;
                     }
                 },
                 Ok(a) => format!("{}\n", audit::to_json(&a)),
                 Err(e) => {
                     tracing::error!(error = %e, "audit export interrupted");
-                    break;
+                    let _ = tx.send(Err("export interrupted".into())).await;
+                    return;
                 }
             };
             first = false;
-            if tx.send(Bytes::from(chunk)).await.is_err() {
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
                 return;
             }
         }
         if bundle {
             let end = if first { "}" } else { "]}" };
-            let _ = tx.send(Bytes::from(end)).await;
+            let _ = tx.send(Ok(Bytes::from(end))).await;
         }
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|c| (Ok::<_, actix_web::Error>(c), rx))
+        rx.recv().await.map(|c| (c.map_err(actix_web::error::ErrorInternalServerError), rx))
     });
     let content_type = if bundle {
         "application/fhir+json"

@@ -118,7 +118,7 @@ pub async fn call(
 ) -> Result<HttpResponse, ApiError> {
     let svc = service(&path)?;
     let rs = rule_set(&state)?.clone();
-    let req = request::parse(body.into_inner(), svc.hook).map_err(ApiError::BadRequest)?;
+    let req = request::parse(body.into_inner(), svc.hook, state.settings.public_url.is_loopback()).map_err(ApiError::BadRequest)?;
     let now = OffsetDateTime::now_utc();
     let as_of = now.date();
 
