@@ -395,3 +395,63 @@ async fn discovery_and_health_stay_open() {
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+#[tokio::test]
+async fn an_unauthenticated_caller_never_gets_its_body_read() {
+    let app = spawn_app().await;
+    let post = |ct: &'static str, body: Vec<u8>| {
+        app.client
+            .post(app.url(PV))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    for (ct, body) in [
+        ("text/plain", b"hello".to_vec()),
+        ("application/json", b"{not json".to_vec()),
+        ("application/json", vec![b' '; 9 * 1024 * 1024]),
+    ] {
+        let res = post(ct, body).await.unwrap();
+        assert_eq!(res.status(), 401, "authentication comes first ({ct})");
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_bad_tokens_does_not_starve_real_calls() {
+    let app = spawn_app().await;
+    let calls = (0..600).map(|_| {
+        app.client
+            .post(app.url(PV))
+            .bearer_auth("forged")
+            .json(&json!({}))
+            .send()
+    });
+    for chunk in calls.collect::<Vec<_>>().chunks_mut(50) {
+        for res in futures_util::future::join_all(chunk.iter_mut()).await {
+            assert_eq!(res.unwrap().status(), 401);
+        }
+    }
+    // The refusal log is bounded: what it could not take is counted, not queued ahead of
+    // real hook calls.
+    let s = es();
+    let (status, _, _) = call(&app, Some(&s.sign(&s.header(), &claims(EHR, &aud())))).await;
+    assert_eq!(status, 200);
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let dropped: f64 = text
+        .lines()
+        .find(|l| l.starts_with("stride_audit_refusals_dropped_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap();
+    assert!(
+        dropped > 0.0,
+        "600 refusals in a burst overflow the 256-entry queue"
+    );
+}

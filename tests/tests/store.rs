@@ -146,7 +146,9 @@ async fn unusual_numbers_and_characters_in_facts_do_not_break_the_chain() {
     let (_db, store) = store().await;
     let mut e = audit_entry(1);
     // Values a database's JSON type would rewrite (exponent form, negative zero) or refuse (NUL).
-    e.facts = Some(json!({"records": [1e16, -0.0, 1.5e-7, 12345678901234567890u64, "nul\u{0}here", "ü"]}));
+    e.facts = Some(
+        json!({"records": [1e16, -0.0, 1.5e-7, 12345678901234567890u64, "nul\u{0}here", "ü"]}),
+    );
     store.append_audit(&e).await.unwrap();
     let q = stride_store::AuditQuery::default();
     let mut check = stride_store::ChainCheck::default();

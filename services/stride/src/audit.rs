@@ -45,13 +45,34 @@ pub fn entry(
     }
 }
 
-/// Record a refused request. Best effort: a refusal is answered even when the log is down.
-pub async fn refused(req: &HttpRequest, state: &AppState, reason: &str) {
+/// Record a refused request, off the request path: a flood of bad tokens must not queue
+/// real hook calls behind its audit writes. Entries go through a bounded queue written at a
+/// bounded rate; when it is full the refusal is counted in the metrics instead
+/// (`stride_audit_refusals_dropped_total`), never silently lost.
+pub fn refused(req: &HttpRequest, state: &AppState, reason: &str) {
     let mut e = entry(req, "refused", "refused", None);
     e.details["reason"] = json!(reason);
-    if let Err(err) = state.store.append_audit(&e).await {
-        tracing::warn!(error = %err, "could not record a refused request");
+    if state.refusals.try_send(e).is_err() {
+        state.metrics.audit_refusals_dropped.inc();
     }
+}
+
+/// Refused requests written one by one, at most [`REFUSALS_PER_SECOND`].
+pub const REFUSALS_PER_SECOND: u64 = 50;
+
+pub fn refusal_writer(
+    store: std::sync::Arc<dyn stride_store::Store>,
+) -> tokio::sync::mpsc::Sender<NewAuditEntry> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<NewAuditEntry>(256);
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            if let Err(err) = store.append_audit(&e).await {
+                tracing::warn!(error = %err, "could not record a refused request");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1000 / REFUSALS_PER_SECOND)).await;
+        }
+    });
+    tx
 }
 
 pub fn recorded(a: &AuditEntry) -> String {

@@ -11,8 +11,9 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
-/// The verified CDS client of a hook or feedback call. As the first handler argument it is
-/// checked before the body is read: an unauthenticated caller never gets its body parsed.
+/// The verified CDS client of a hook or feedback call. Handlers take the body as a raw
+/// `Payload` and read it only after this has resolved: an unauthenticated caller never gets
+/// its body read or parsed.
 pub struct CdsCaller(pub Caller);
 
 impl FromRequest for CdsCaller {
@@ -53,7 +54,7 @@ pub async fn cds_client(
             .auth_refusals
             .with_label_values(&[e.reason()])
             .inc();
-        crate::audit::refused(req, state, e.reason()).await;
+        crate::audit::refused(req, state, e.reason());
     }
     result
 }
@@ -122,7 +123,7 @@ pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<C
             .auth_refusals
             .with_label_values(&[e.reason()])
             .inc();
-        crate::audit::refused(req, state, e.reason()).await;
+        crate::audit::refused(req, state, e.reason());
     }
     result.map_err(ApiError::from)
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod audit_cmd;
 pub mod auth;
+pub mod body;
 pub mod catalog;
 pub mod cds;
 pub mod cli;

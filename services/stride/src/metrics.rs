@@ -22,6 +22,7 @@ pub struct Metrics {
     pub prefetch_fetch: HistogramVec,
     pub store_write: HistogramVec,
     pub db_pool: IntGaugeVec,
+    pub audit_refusals_dropped: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -83,6 +84,14 @@ impl Metrics {
         registry
             .register(Box::new(db_pool.clone()))
             .expect("registered once");
+        let audit_refusals_dropped = prometheus::IntCounter::new(
+            "audit_refusals_dropped_total",
+            "Refused requests not written to the audit log because its refusal queue was full",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(audit_refusals_dropped.clone()))
+            .expect("registered once");
         Metrics {
             registry,
             http_requests,
@@ -92,6 +101,7 @@ impl Metrics {
             prefetch_fetch,
             store_write,
             db_pool,
+            audit_refusals_dropped,
         }
     }
 

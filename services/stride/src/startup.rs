@@ -26,6 +26,8 @@ pub struct AppState {
     pub verifier: Arc<stride_auth::Verifier>,
     pub started: time::OffsetDateTime,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Refused requests on their way to the audit log (see `audit::refused`).
+    pub refusals: tokio::sync::mpsc::Sender<stride_store::NewAuditEntry>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +107,7 @@ impl Application {
             verifier,
             started: time::OffsetDateTime::now_utc(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            refusals: crate::audit::refusal_writer(store.clone()),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -115,8 +118,13 @@ impl Application {
                         .error_handler(move |e, _| json_error(e, limit).into()),
                 )
                 .app_data(web::PayloadConfig::default().limit(limit))
-                .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::BadRequest(format!("query: {e}")).into()))
-                .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()))
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| ApiError::BadRequest(format!("query: {e}")).into()),
+                )
+                .app_data(
+                    web::PathConfig::default().error_handler(|_, _| ApiError::NotFound.into()),
+                )
                 .wrap_fn(|req, srv| {
                     let id = req.extensions().get::<RequestId>().map(|r| r.to_string());
                     let fut = srv.call(req);

@@ -239,7 +239,9 @@ mod tests {
         let mut body = base();
         body["fhirServer"] = json!("http://127.0.0.1:8081/fhir");
         assert!(parse(body.clone(), Hook::PatientView, true).is_ok());
-        assert!(parse(body, Hook::PatientView, false).unwrap_err().contains("https"));
+        assert!(parse(body, Hook::PatientView, false)
+            .unwrap_err()
+            .contains("https"));
     }
 
     #[test]
@@ -255,7 +257,10 @@ mod tests {
             .contains("selections"));
         body["context"]["selections"] = json!(["ServiceRequest/1"]);
         assert_eq!(
-            parse(body, Hook::OrderSelect, true).unwrap().context.selections,
+            parse(body, Hook::OrderSelect, true)
+                .unwrap()
+                .context
+                .selections,
             ["ServiceRequest/1"]
         );
     }

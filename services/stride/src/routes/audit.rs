@@ -88,7 +88,9 @@ pub async fn search(
         let mut first = true;
         if bundle
             && tx
-                .send(Ok(Bytes::from_static(br#"{"resourceType":"Bundle","type":"searchset""#)))
+                .send(Ok(Bytes::from_static(
+                    br#"{"resourceType":"Bundle","type":"searchset""#,
+                )))
                 .await
                 .is_err()
         {
@@ -126,7 +128,9 @@ pub async fn search(
         }
     });
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|c| (c.map_err(actix_web::error::ErrorInternalServerError), rx))
+        rx.recv()
+            .await
+            .map(|c| (c.map_err(actix_web::error::ErrorInternalServerError), rx))
     });
     let content_type = if bundle {
         "application/fhir+json"

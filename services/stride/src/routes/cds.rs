@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::CdsCaller;
+use crate::body::read_json;
 use crate::cds::cards::{cards, CardInputs};
 use crate::cds::fetch::fill;
 use crate::cds::request::{self, HookRequest};
@@ -113,12 +114,14 @@ pub async fn call(
     http: HttpRequest,
     CdsCaller(caller): CdsCaller,
     path: web::Path<String>,
-    body: web::Json<Json>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = service(&path)?;
     let rs = rule_set(&state)?.clone();
-    let req = request::parse(body.into_inner(), svc.hook, state.settings.public_url.is_loopback()).map_err(ApiError::BadRequest)?;
+    let body = read_json(&http, payload, state.settings.max_body_bytes).await?;
+    let req = request::parse(body, svc.hook, state.settings.public_url.is_loopback())
+        .map_err(ApiError::BadRequest)?;
     let now = OffsetDateTime::now_utc();
     let as_of = now.date();
 
@@ -353,10 +356,11 @@ pub async fn feedback(
     http: HttpRequest,
     CdsCaller(caller): CdsCaller,
     path: web::Path<String>,
-    body: web::Json<Json>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = service(&path)?;
+    let body = read_json(&http, payload, state.settings.max_body_bytes).await?;
     let entries =
         feedback_entries(svc, &body, OffsetDateTime::now_utc()).map_err(ApiError::BadRequest)?;
     let mut audit = audit::entry(&http, "feedback", "success", Some(&caller));
