@@ -48,3 +48,5 @@ GRANT SELECT, INSERT ON audit_entries TO stride_service;
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_entries FROM stride_service;
 GRANT SELECT, INSERT, UPDATE ON careplans, cards, feedback, seen_jti TO stride_service;
 GRANT DELETE ON seen_jti TO stride_service;
+-- So a service started without migrating can check that the schema is current.
+GRANT SELECT ON _sqlx_migrations TO stride_service;

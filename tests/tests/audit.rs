@@ -394,3 +394,68 @@ async fn exports_stream_ndjson_and_fhir_bundles_filtered_by_patient_and_decision
         .unwrap();
     assert_eq!(res.status(), 403);
 }
+
+#[tokio::test]
+async fn without_migrating_the_service_refuses_a_schema_that_is_not_current() {
+    let db = stride_tests::TestDb::fresh().await;
+    let mut env = stride_tests::base_env(&db);
+    env.push(("STRIDE_MIGRATE_ON_START".into(), "false".into()));
+    let settings = stride::config::Settings::from_sources(None, &env).unwrap();
+    let err = stride::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("run `stride migrate`"), "{err}");
+}
+
+#[tokio::test]
+async fn the_service_runs_as_the_stride_service_role_when_the_owner_migrates() {
+    let owner = spawn_app().await; // migrates as the owner
+    if owner.db.backend != Backend::Postgres {
+        return; // the role is PostgreSQL's; SQLite has no roles
+    }
+    let role = format!("svc_{}", uuid::Uuid::new_v4().simple());
+    owner_exec(
+        &owner,
+        &format!("CREATE ROLE {role} LOGIN IN ROLE stride_service;"),
+    )
+    .await;
+    let (base, name) = owner.db.url.rsplit_once('/').unwrap();
+    let service_url = format!("{}/{name}", base.replace("postgres@", &format!("{role}@")));
+    let mut env: Vec<(String, String)> = owner
+        .env
+        .iter()
+        .filter(|(k, _)| k != "STRIDE_DATABASE_URL")
+        .cloned()
+        .collect();
+    env.push(("STRIDE_DATABASE_URL".into(), service_url));
+    env.push(("STRIDE_MIGRATE_ON_START".into(), "false".into()));
+    let settings = stride::config::Settings::from_sources(None, &env).unwrap();
+    let app = stride::startup::Application::build(settings)
+        .await
+        .expect("starts as the service role");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let url = format!("http://127.0.0.1:{port}{PV}");
+    let body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    let res = owner
+        .client
+        .post(&url)
+        .bearer_auth(cds_token(PV))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let res: Json = owner
+        .client
+        .get(format!("http://127.0.0.1:{port}/audit/verify"))
+        .bearer_auth(staff_token("audit.read"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["status"], "intact");
+}

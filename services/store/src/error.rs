@@ -11,6 +11,8 @@ pub enum StoreError {
     FileGone(String),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("the database schema is not current (applied: {applied}, needed: {needed}); run `stride migrate` as the owner")]
+    SchemaBehind { applied: i64, needed: i64 },
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
     #[error("database error")]

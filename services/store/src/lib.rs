@@ -53,6 +53,10 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Apply pending migrations (idempotent).
     async fn migrate(&self) -> Result<(), StoreError>;
+    /// Without migrating: fail unless every migration this build knows is applied.
+    async fn check_schema(&self) -> Result<(), StoreError>;
+    /// Periodic upkeep (PostgreSQL: the coming months' audit partitions).
+    async fn maintain(&self);
     /// Whether the database answers and still is the one we opened.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);

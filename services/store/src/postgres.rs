@@ -42,6 +42,31 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let needed = sqlx::migrate!("../../migrations/postgres")
+            .migrations
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(None);
+        let applied = applied.unwrap_or(0);
+        if applied < needed {
+            return Err(StoreError::SchemaBehind { applied, needed });
+        }
+        Ok(())
+    }
+
+    async fn maintain(&self) {
+        self.ensure_partitions(time::OffsetDateTime::now_utc().date(), 3)
+            .await;
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

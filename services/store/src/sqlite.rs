@@ -59,6 +59,28 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        let needed = sqlx::migrate!("../../migrations/sqlite")
+            .migrations
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await
+                .unwrap_or(None);
+        let applied = applied.unwrap_or(0);
+        if applied < needed {
+            return Err(StoreError::SchemaBehind { applied, needed });
+        }
+        Ok(())
+    }
+
+    async fn maintain(&self) {}
+
+    #[tracing::instrument(skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         self.file_present()?;
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -25,6 +25,10 @@ pub struct Settings {
     pub jwt_algorithms: Vec<stride_auth::Algorithm>,
     /// Tolerated clock difference for `exp` and `iat`.
     pub clock_skew_secs: i64,
+    /// `serve` applies migrations at start (the default); off when the service runs as a role
+    /// that may not change the schema (PostgreSQL `stride_service`) and `stride migrate` runs
+    /// separately as the owner.
+    pub migrate_on_start: bool,
     /// Development mode: the trust file with the development issuers added (`stride dev`).
     pub dev_trust: Option<serde_json::Value>,
 }
@@ -136,6 +140,7 @@ struct Raw {
     log_format: Option<String>,
     jwt_algorithms: Option<String>,
     clock_skew_secs: Option<String>,
+    migrate_on_start: Option<String>,
 }
 
 impl Settings {
@@ -288,7 +293,19 @@ impl Settings {
             .collect::<Result<Vec<_>, _>>()?;
         let clock_skew_secs =
             number("STRIDE_CLOCK_SKEW_SECS", raw.clock_skew_secs, 60, 0, 300)? as i64;
+        let migrate_on_start = match raw.migrate_on_start.as_deref().map(str::trim) {
+            None | Some("true") | Some("1") | Some("yes") => true,
+            Some("false") | Some("0") | Some("no") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "STRIDE_MIGRATE_ON_START",
+                    other,
+                    "must be true or false",
+                ))
+            }
+        };
         Ok(Settings {
+            migrate_on_start,
             dev_trust: None,
             jwt_algorithms,
             clock_skew_secs,

@@ -74,11 +74,44 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartErro
     Ok(store)
 }
 
+/// Open the database without changing it, and check that its schema is the one this build needs.
+pub async fn connect_checked(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
+    let options = PoolOptions {
+        max_connections: settings.db_max_connections,
+        ..PoolOptions::default()
+    };
+    let url = settings.database.redacted();
+    let store = stride_store::connect(settings.database.as_str(), &options)
+        .await
+        .map_err(|source| StartError::Database {
+            url: url.clone(),
+            source,
+        })?;
+    store
+        .check_schema()
+        .await
+        .map_err(|source| StartError::Database { url, source })?;
+    Ok(store)
+}
+
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
         let verifier = Arc::new(verifier(&settings)?);
-        let store = open_store(&settings).await?;
+        let store = if settings.migrate_on_start {
+            open_store(&settings).await?
+        } else {
+            connect_checked(&settings).await?
+        };
+        // Upkeep that cannot wait for the next deployment: this month's audit partitions.
+        let upkeep = store.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(6 * 3600));
+            loop {
+                every.tick().await;
+                upkeep.maintain().await;
+            }
+        });
         let listener = TcpListener::bind(settings.listen).map_err(|source| StartError::Bind {
             addr: settings.listen.to_string(),
             source,
