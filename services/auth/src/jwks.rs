@@ -20,6 +20,11 @@ pub(crate) fn client() -> reqwest::Client {
         .expect("a TLS client can be built")
 }
 
+/// Cached keys are used past their TTL only while the key server is unreachable, and not
+/// beyond this.
+const MAX_STALE: Duration = Duration::from_secs(24 * 3600);
+const MAX_JWKS_BYTES: usize = 256 * 1024;
+
 struct Cached {
     set: Option<JwkSet>,
     fetched: Option<Instant>,
@@ -92,42 +97,58 @@ impl KeySource {
     }
 
     async fn remote(&self, url: &Url, kid: Option<&str>) -> Result<Jwk, AuthError> {
-        let mut cache = self.cache.lock().await;
-        let entry = cache.entry(url.to_string()).or_insert(Cached {
-            set: None,
-            fetched: None,
-            last_attempt: None,
-        });
-        let fresh = entry.fetched.is_some_and(|t| t.elapsed() < self.ttl);
-        if fresh {
-            if let Some(k) = entry.set.as_ref().and_then(|s| pick(s, kid)) {
-                return Ok(k);
+        let key = url.to_string();
+        // Decide under the lock, fetch without it: other tokens of this issuer are not held
+        // up by a slow key server.
+        let stale_set = {
+            let mut cache = self.cache.lock().await;
+            let entry = cache.entry(key.clone()).or_insert(Cached {
+                set: None,
+                fetched: None,
+                last_attempt: None,
+            });
+            let fresh = entry.fetched.is_some_and(|t| t.elapsed() < self.ttl);
+            if fresh {
+                if let Some(k) = entry.set.as_ref().and_then(|s| pick(s, kid)) {
+                    return Ok(k);
+                }
             }
-        }
-        // Stale, missing, or an unknown kid: refresh, but not more than once per interval.
-        let may_fetch = entry
-            .last_attempt
-            .is_none_or(|t| t.elapsed() >= self.refresh_interval);
-        if may_fetch {
+            // Stale, missing, or an unknown kid: refresh, but not more than once per interval.
+            let may_fetch = entry
+                .last_attempt
+                .is_none_or(|t| t.elapsed() >= self.refresh_interval);
+            // Keys this old are not trusted even when the key server is down (rotated keys end).
+            let usable = entry
+                .set
+                .clone()
+                .filter(|_| entry.fetched.is_some_and(|t| t.elapsed() < MAX_STALE));
+            if !may_fetch {
+                return usable
+                    .as_ref()
+                    .and_then(|s| pick(s, kid))
+                    .ok_or(AuthError::UnknownKey);
+            }
             entry.last_attempt = Some(Instant::now());
-            match self.fetch(url).await {
-                Ok(set) => {
+            usable
+        };
+        match self.fetch(url).await {
+            Ok(set) => {
+                let found = pick(&set, kid);
+                let mut cache = self.cache.lock().await;
+                if let Some(entry) = cache.get_mut(&key) {
                     entry.set = Some(set);
                     entry.fetched = Some(Instant::now());
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "JWKS fetch failed");
-                    if entry.set.is_none() {
-                        return Err(AuthError::KeysUnavailable);
-                    }
+                found.ok_or(AuthError::UnknownKey)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS fetch failed");
+                match stale_set {
+                    Some(set) => pick(&set, kid).ok_or(AuthError::UnknownKey),
+                    None => Err(AuthError::KeysUnavailable),
                 }
             }
         }
-        entry
-            .set
-            .as_ref()
-            .and_then(|s| pick(s, kid))
-            .ok_or(AuthError::UnknownKey)
     }
 
     async fn fetch(&self, url: &Url) -> Result<JwkSet, String> {
@@ -140,9 +161,13 @@ impl KeySource {
         if !res.status().is_success() {
             return Err(format!("HTTP {}", res.status()));
         }
-        let bytes = res.bytes().await.map_err(|e| e.to_string())?;
-        if bytes.len() > 256 * 1024 {
-            return Err("key set over 256 KiB".into());
+        let mut res = res;
+        let mut bytes = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+            if bytes.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err("key set over 256 KiB".into());
+            }
+            bytes.extend_from_slice(&chunk);
         }
         serde_json::from_slice(&bytes).map_err(|e| e.to_string())
     }

@@ -407,16 +407,24 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
             let Some(last) = points.last() else {
                 return FactValue::unknown("no record", vec![]);
             };
+            // Points are sorted by day: walk the days backwards once, each day's records
+            // together (linear in the number of records).
             let mut day = last.date;
             let mut run = 0i64;
             let mut used = Vec::new();
-            loop {
-                let on_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == day).collect();
-                if on_day.is_empty() || !on_day.iter().all(|p| matches(p)) {
+            let mut end = points.len();
+            while end > 0 && points[end - 1].date == day {
+                let start = points[..end]
+                    .iter()
+                    .rposition(|p| p.date != day)
+                    .map_or(0, |i| i + 1);
+                let on_day = &points[start..end];
+                if !on_day.iter().all(|p| matches(p)) {
                     break;
                 }
                 run += 1;
                 used.extend(on_day.iter().map(|p| p.source.to_owned()));
+                end = start;
                 day = match day.previous_day() {
                     Some(d) => d,
                     None => break,
