@@ -39,10 +39,19 @@ pub fn entry(
         outcome: outcome.to_owned(),
         caller_issuer: caller.map(|c| c.issuer.clone()),
         caller_subject: caller.map(|c| c.subject.clone()),
-        trace_id: req.extensions().get::<RequestId>().map(|r| r.to_string()),
+        trace_id: trace_id().or_else(|| req.extensions().get::<RequestId>().map(|r| r.to_string())),
         details: json!({"route": req.match_pattern().unwrap_or_default(), "method": req.method().as_str()}),
         ..NewAuditEntry::default()
     }
+}
+
+/// The OpenTelemetry trace id of the current request, when traces are being recorded.
+fn trace_id() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
 /// Record a refused request, off the request path: a flood of bad tokens must not queue

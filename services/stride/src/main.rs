@@ -49,7 +49,7 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            telemetry::init(settings.log_format);
+            let telemetry = telemetry::init(settings.log_format);
             let Some(runtime) = runtime() else {
                 return ExitCode::FAILURE;
             };
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                     "DEVELOPMENT MODE: Stride trusts a local key; `stride token` mints tokens. Never use this in production."
                 );
             }
-            runtime.block_on(async move {
+            let code = runtime.block_on(async move {
                 let result = if serve {
                     serve_app(settings).await
                 } else {
@@ -74,7 +74,10 @@ fn main() -> ExitCode {
                         ExitCode::FAILURE
                     }
                 }
-            })
+            });
+            // Export the last spans before the process ends.
+            drop(telemetry);
+            code
         }
     }
 }

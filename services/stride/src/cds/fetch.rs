@@ -90,10 +90,14 @@ impl Fetcher {
     }
 
     async fn get(&self, url: &str, token: Option<&str>) -> Result<Json, FetchError> {
-        let mut req = self
-            .client
-            .get(url)
-            .header("accept", "application/fhir+json");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::ACCEPT,
+            reqwest::header::HeaderValue::from_static("application/fhir+json"),
+        );
+        // The EHR sees the same trace as its hook call (W3C traceparent).
+        crate::telemetry::inject(&mut headers);
+        let mut req = self.client.get(url).headers(headers);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }

@@ -109,7 +109,7 @@ async fn gather(
 }
 
 #[post("/cds-services/{id}")]
-#[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), decision = tracing::field::Empty))]
+#[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), hook = tracing::field::Empty, decision = tracing::field::Empty, outcome = tracing::field::Empty))]
 pub async fn call(
     http: HttpRequest,
     CdsCaller(caller): CdsCaller,
@@ -118,6 +118,7 @@ pub async fn call(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = service(&path)?;
+    tracing::Span::current().record("hook", svc.hook.name());
     let rs = rule_set(&state)?.clone();
     let body = read_json(&http, payload, state.settings.max_body_bytes).await?;
     let req = request::parse(body, svc.hook, state.settings.public_url.is_loopback())
@@ -150,7 +151,8 @@ pub async fn call(
     let facts = Facts {
         records: intake.records,
     };
-    let decision = evaluate(&rs, &facts, as_of);
+    let decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
+        .in_scope(|| evaluate(&rs, &facts, as_of));
     tracing::Span::current().record(
         "decision",
         tracing::field::display(decision.decision_ids().join(",")),
@@ -261,6 +263,7 @@ pub async fn call(
     for id in decision.decision_ids() {
         state.metrics.decisions.with_label_values(&[id]).inc();
     }
+    tracing::Span::current().record("outcome", "answered");
     let cards: Vec<Json> = made.into_iter().map(|c| c.json).collect();
     Ok(HttpResponse::Ok().json(json!({ "cards": cards })))
 }
