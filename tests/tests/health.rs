@@ -28,7 +28,7 @@ async fn healthz_answers_and_tags_the_request() {
 
 #[tokio::test]
 async fn readyz_reports_database_and_rule_sets() {
-    let app = spawn_app().await;
+    let app = stride_tests::spawn_app_with(&[("STRIDE_DB_STATEMENT_TIMEOUT_MS", "1500")]).await;
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let body: serde_json::Value = res.json().await.unwrap();
@@ -39,6 +39,15 @@ async fn readyz_reports_database_and_rule_sets() {
         Backend::Postgres => "postgres",
     };
     assert_eq!(body["checks"]["database"]["backend"], expected);
+    // What the database itself says about durability and timeouts.
+    let settings = &body["checks"]["database"]["settings"];
+    match app.db.backend {
+        Backend::Sqlite => {
+            assert_eq!(settings["journal_mode"], "wal");
+            assert_eq!(settings["synchronous"], "full");
+        }
+        Backend::Postgres => assert_eq!(settings["statement_timeout"], "1500ms", "{settings}"),
+    }
     assert!(body["checks"]["rule_sets"]["loaded"].as_u64().unwrap() >= 1);
 }
 

@@ -37,6 +37,8 @@ impl Backend {
 pub struct PoolOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL: no statement runs longer (a stuck query must not hold a hook call).
+    pub statement_timeout: Duration,
 }
 
 impl Default for PoolOptions {
@@ -44,6 +46,7 @@ impl Default for PoolOptions {
         PoolOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
+            statement_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -60,6 +63,9 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the database answers and still is the one we opened.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
+    /// The session settings that matter for durability and latency, as the database reports
+    /// them (SQLite journal mode and synchronous level; PostgreSQL statement timeout and TLS).
+    async fn describe(&self) -> Result<serde_json::Value, StoreError>;
     /// Open and idle connections of the pool (for metrics).
     fn pool_state(&self) -> (u32, usize);
     async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;

@@ -16,9 +16,18 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
+        let timeout_ms = options.statement_timeout.as_millis().max(1);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    sqlx::query(&format!("SET statement_timeout = {timeout_ms}"))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await?;
         Ok(PgStore { pool })
@@ -74,6 +83,17 @@ impl Store for PgStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+
+    async fn describe(&self) -> Result<serde_json::Value, StoreError> {
+        let timeout: String = sqlx::query_scalar("SHOW statement_timeout")
+            .fetch_one(&self.pool)
+            .await?;
+        let ssl: Option<bool> =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(serde_json::json!({"statement_timeout": timeout, "tls": ssl.unwrap_or(false)}))
     }
 
     fn pool_state(&self) -> (u32, usize) {

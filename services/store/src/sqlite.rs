@@ -91,6 +91,22 @@ impl Store for SqliteStore {
         self.pool.close().await;
     }
 
+    async fn describe(&self) -> Result<serde_json::Value, StoreError> {
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?;
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.pool)
+            .await?;
+        let level = match synchronous {
+            0 => "off",
+            1 => "normal",
+            2 => "full",
+            _ => "extra",
+        };
+        Ok(serde_json::json!({"journal_mode": journal, "synchronous": level}))
+    }
+
     fn pool_state(&self) -> (u32, usize) {
         (self.pool.size(), self.pool.num_idle())
     }

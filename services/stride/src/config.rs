@@ -20,6 +20,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub shutdown_timeout: Duration,
     pub db_max_connections: u32,
+    pub db_statement_timeout: Duration,
     pub log_format: LogFormat,
     /// JWT algorithms accepted from callers: ES384 and RS384, plus ES256/RS256 when opted in.
     pub jwt_algorithms: Vec<stride_auth::Algorithm>,
@@ -137,6 +138,7 @@ struct Raw {
     max_body_bytes: Option<String>,
     shutdown_timeout_secs: Option<String>,
     db_max_connections: Option<String>,
+    db_statement_timeout_ms: Option<String>,
     log_format: Option<String>,
     jwt_algorithms: Option<String>,
     clock_skew_secs: Option<String>,
@@ -265,6 +267,13 @@ impl Settings {
             1,
             1000,
         )?;
+        let statement_ms = number(
+            "STRIDE_DB_STATEMENT_TIMEOUT_MS",
+            raw.db_statement_timeout_ms,
+            5000,
+            1,
+            600_000,
+        )?;
         let log_format = match raw.log_format.as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
@@ -317,6 +326,7 @@ impl Settings {
             max_body_bytes: max_body_bytes as usize,
             shutdown_timeout: Duration::from_secs(shutdown),
             db_max_connections: db_max as u32,
+            db_statement_timeout: Duration::from_millis(statement_ms),
             log_format,
         })
     }

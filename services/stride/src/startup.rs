@@ -54,12 +54,17 @@ pub struct Application {
     store: Arc<dyn Store>,
 }
 
+fn pool_options(settings: &Settings) -> PoolOptions {
+    PoolOptions {
+        max_connections: settings.db_max_connections,
+        statement_timeout: settings.db_statement_timeout,
+        ..PoolOptions::default()
+    }
+}
+
 /// Open the database and apply migrations: what `serve` does first and `migrate` does alone.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
-    let options = PoolOptions {
-        max_connections: settings.db_max_connections,
-        ..PoolOptions::default()
-    };
+    let options = pool_options(settings);
     let url = settings.database.redacted();
     let store = stride_store::connect(settings.database.as_str(), &options)
         .await
@@ -76,10 +81,7 @@ pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartErro
 
 /// Open the database without changing it, and check that its schema is the one this build needs.
 pub async fn connect_checked(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
-    let options = PoolOptions {
-        max_connections: settings.db_max_connections,
-        ..PoolOptions::default()
-    };
+    let options = pool_options(settings);
     let url = settings.database.redacted();
     let store = stride_store::connect(settings.database.as_str(), &options)
         .await

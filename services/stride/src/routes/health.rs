@@ -23,6 +23,11 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             "fail".to_owned()
         }
     };
+    let settings = if db == "pass" {
+        state.store.describe().await.ok()
+    } else {
+        None
+    };
     let rules = if state.catalog.is_empty() {
         "fail"
     } else {
@@ -32,7 +37,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let body = json!({
         "status": if ok { "pass" } else { "fail" },
         "checks": {
-            "database": { "status": db, "backend": state.store.backend().name() },
+            "database": { "status": db, "backend": state.store.backend().name(), "settings": settings },
             "rule_sets": { "status": rules, "loaded": state.catalog.len() },
         }
     });
