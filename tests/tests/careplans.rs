@@ -48,8 +48,8 @@ async fn the_card_links_to_the_stored_draft_which_staff_can_read() {
     let id = plan["id"].as_str().unwrap();
     assert_eq!(
         url,
-        format!("{PUBLIC_URL}/fhir/CarePlan/{id}"),
-        "an absolute link to the plan"
+        format!("{PUBLIC_URL}/ui/careplans/{id}"),
+        "an absolute link to the review page"
     );
     let (status, got) = get(
         &app,
@@ -223,4 +223,195 @@ async fn a_token_cannot_choose_its_tenant_and_all_tenants_is_explicit() {
     )
     .await;
     assert_eq!(all["total"], 1, "all_tenants is explicit in the trust file");
+}
+
+async fn review(app: &TestApp, id: &str, body: Json, scope: &str) -> (u16, Json) {
+    let res = app
+        .client
+        .post(app.url(&format!("/fhir/CarePlan/{id}/$review")))
+        .bearer_auth(staff_token(scope))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Json::Null),
+    )
+}
+
+#[tokio::test]
+async fn approve_revise_and_reject_with_optimistic_concurrency_and_an_audit_trail() {
+    let app = spawn_app().await;
+    let (_, a) = draft(&app).await;
+    let a = a["id"].as_str().unwrap().to_owned();
+    // Needs careplan.review, not just read.
+    assert_eq!(
+        review(
+            &app,
+            &a,
+            json!({"action": "approve", "version": 1}),
+            "careplan.read"
+        )
+        .await
+        .0,
+        403
+    );
+    let (status, plan) = review(
+        &app,
+        &a,
+        json!({"action": "approve", "version": 1}),
+        "careplan.review",
+    )
+    .await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["status"], "active");
+    assert_eq!(plan["meta"]["versionId"], "2");
+    // A second reviewer working from version 1 does not silently overwrite the decision.
+    let (status, out) = review(
+        &app,
+        &a,
+        json!({"action": "reject", "version": 1, "reason": "no"}),
+        "careplan.review",
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(
+        out["issue"][0]["details"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("already decided"),
+        "{out}"
+    );
+
+    let (_, b) = draft(&app).await;
+    let b_id = b["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        review(
+            &app,
+            &b_id,
+            json!({"action": "revise", "version": 1}),
+            "careplan.review"
+        )
+        .await
+        .0,
+        400,
+        "revise needs a reason"
+    );
+    let mut activity = b["activity"].clone();
+    activity.as_array_mut().unwrap().truncate(1);
+    let (status, revised) = review(&app, &b_id, json!({"action": "revise", "version": 1, "reason": "walking only for now", "activity": activity}), "careplan.review").await;
+    assert_eq!(status, 200, "{revised}");
+    assert_eq!(revised["activity"].as_array().unwrap().len(), 1);
+    assert!(revised["note"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|n| n["text"].as_str().unwrap().contains("walking only for now")));
+    let bad = json!({"action": "revise", "version": 2, "reason": "x", "activity": [{"detail": {"status": "not-a-status"}}]});
+    let (_, c) = draft(&app).await;
+    let c_id = c["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        review(&app, &c_id, bad, "careplan.review").await.0,
+        400,
+        "an invalid revision is refused"
+    );
+    let (status, rejected) = review(
+        &app,
+        &c_id,
+        json!({"action": "reject", "version": 1, "reason": "red flag missed"}),
+        "careplan.review",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(rejected["status"], "revoked");
+
+    // Each action is in the audit log with the reviewer's identity.
+    use futures_util::StreamExt;
+    let q = stride_store::AuditQuery::default();
+    let mut rows = app.store.audit_stream(&q, true);
+    let mut reviews = Vec::new();
+    while let Some(r) = rows.next().await {
+        let r = r.unwrap();
+        if r.entry.action == "careplan-review" {
+            reviews.push(r);
+        }
+    }
+    assert_eq!(reviews.len(), 3);
+    assert!(reviews
+        .iter()
+        .all(|r| r.entry.caller_subject.as_deref() == Some("reviewer-1")));
+    assert!(reviews
+        .iter()
+        .any(|r| r.entry.details["review"]["action"] == "revise"));
+}
+
+#[tokio::test]
+async fn the_review_page_shows_the_plan_and_the_decision_trace() {
+    let app = spawn_app().await;
+    let body = patient_view(prefetch(
+        &[condition("k", "M25.561", Some(10))],
+        &[
+            obs("t", "tenderness-extent", 1, qty(40.0, "mm")),
+            obs("x", "pain-night", 1, boolean(false)),
+        ],
+    ));
+    let res: Json = app
+        .cds(PV)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let plan = res["cards"][0]["suggestions"][0]["actions"][0]["resource"].clone();
+    let path = format!("/ui/careplans/{}", plan["id"].as_str().unwrap());
+    assert_eq!(
+        app.client
+            .get(app.url(&path))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let res = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(staff_token("careplan.read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("style-src 'self'"),
+        "{csp}"
+    );
+    let html = res.text().await.unwrap();
+    assert!(html.starts_with("<!doctype html>") && html.contains("lang=\"en\""));
+    assert!(
+        html.contains("focal-bony-tenderness") && html.contains("RF-01"),
+        "the red flag with its rule id"
+    );
+    assert!(
+        html.contains("<caption>") && html.contains("scope=\"col\""),
+        "an accessible table"
+    );
+    assert!(
+        html.contains("<td>tenderness_extent</td><td>4 cm</td>"),
+        "the value seen, converted from 40 mm"
+    );
+    assert!(!html.contains("<script"), "no scripts");
+    let css = app
+        .client
+        .get(app.url("/ui/style.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
 }

@@ -151,6 +151,14 @@ pub fn imaging_request(
     Ok(sr)
 }
 
+/// Whether a (revised) CarePlan is one the R4 model accepts.
+pub fn validate(plan: &Json) -> Result<(), RenderError> {
+    if plan.get("resourceType").and_then(Json::as_str) != Some("CarePlan") {
+        return Err(RenderError("CarePlan", "not a CarePlan".into()));
+    }
+    check("CarePlan", plan)
+}
+
 fn check(kind: &'static str, v: &Json) -> Result<(), RenderError> {
     serde_json::from_value::<Resource>(v.clone())
         .map(|_| ())

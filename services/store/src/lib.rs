@@ -15,6 +15,7 @@ pub use audit::{AuditEntry, AuditQuery, Broken, ChainCheck, NewAuditEntry};
 pub use error::StoreError;
 pub use model::{
     CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
+    Review,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +96,15 @@ pub trait Store: Send + Sync + 'static {
         &self,
         query: &CarePlanQuery,
     ) -> Result<Vec<CarePlanRecord>, StoreError>;
+    /// Apply a review and its audit entry, all or nothing; `Conflict` when someone else decided
+    /// first (the plan is no longer at the expected version).
+    async fn review_careplan(
+        &self,
+        review: &Review,
+        audit: &NewAuditEntry,
+    ) -> Result<CarePlanRecord, StoreError>;
+    /// The audit entry of the hook call that drafted a CarePlan.
+    async fn drafting_entry(&self, careplan_id: uuid::Uuid) -> Result<AuditEntry, StoreError>;
     /// Remember a JWT id until it expires. `false`: it was seen before (a replay).
     async fn remember_jti(
         &self,

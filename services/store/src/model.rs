@@ -78,3 +78,19 @@ pub struct CarePlanQuery {
     pub status: Option<String>,
     pub limit: i64,
 }
+
+/// A reviewer's decision on a CarePlan, applied only if the plan is still at `expected_version`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub careplan_id: Uuid,
+    pub expected_version: i32,
+    /// approve, revise or reject.
+    pub action: String,
+    /// The status the plan takes: active (approve, revise) or revoked (reject).
+    pub status: String,
+    pub reviewer: String,
+    pub reason: Option<String>,
+    /// The plan as it stands after the review (with its new status and version).
+    pub resource: serde_json::Value,
+    pub at: OffsetDateTime,
+}

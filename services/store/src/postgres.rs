@@ -4,6 +4,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::audit::{digest, entry_hash, GENESIS};
+use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
     AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
@@ -222,6 +223,62 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_careplan).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn review_careplan(
+        &self,
+        r: &Review,
+        audit: &NewAuditEntry,
+    ) -> Result<CarePlanRecord, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE careplans SET status = $1, version = version + 1, resource = $2, updated_at = $3
+             WHERE id = $4 AND version = $5",
+        )
+        .bind(&r.status)
+        .bind(&r.resource)
+        .bind(r.at)
+        .bind(r.careplan_id)
+        .bind(r.expected_version)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            let now: Option<i32> =
+                sqlx::query_scalar("SELECT version FROM careplans WHERE id = $1")
+                    .bind(r.careplan_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(now.map_or(StoreError::NotFound, StoreError::Conflict));
+        }
+        sqlx::query(
+            "INSERT INTO careplan_versions (careplan_id, version, action, reviewer, reason, resource, reviewed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(r.careplan_id)
+        .bind(r.expected_version + 1)
+        .bind(&r.action)
+        .bind(&r.reviewer)
+        .bind(&r.reason)
+        .bind(&r.resource)
+        .bind(r.at)
+        .execute(&mut *tx)
+        .await?;
+        append(&mut tx, audit).await?;
+        tx.commit().await?;
+        self.careplan_row(r.careplan_id).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn drafting_entry(&self, careplan_id: Uuid) -> Result<AuditEntry, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM audit_entries WHERE careplan_id = $1 AND action = 'hook-call' LIMIT 1",
+        )
+        .bind(careplan_id)
+        .fetch_one(&self.pool)
+        .await?;
+        row_to_audit(&row)
     }
 
     #[tracing::instrument(skip_all)]

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::{digest, entry_hash, GENESIS};
+use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
     AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
@@ -240,6 +241,66 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_careplan).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn review_careplan(
+        &self,
+        review: &Review,
+        audit: &NewAuditEntry,
+    ) -> Result<CarePlanRecord, StoreError> {
+        let (r, audit) = (review.clone(), audit.clone());
+        let id = r.careplan_id;
+        self.write(move |c| {
+            Box::pin(async move {
+                let updated = sqlx::query(
+                    "UPDATE careplans SET status = ?, version = version + 1, resource = ?, updated_at = ?
+                     WHERE id = ? AND version = ?",
+                )
+                .bind(&r.status)
+                .bind(r.resource.to_string())
+                .bind(r.at)
+                .bind(r.careplan_id.to_string())
+                .bind(r.expected_version)
+                .execute(&mut *c)
+                .await?
+                .rows_affected();
+                if updated == 0 {
+                    let now: Option<i32> = sqlx::query_scalar("SELECT version FROM careplans WHERE id = ?")
+                        .bind(r.careplan_id.to_string())
+                        .fetch_optional(&mut *c)
+                        .await?;
+                    return Err(now.map_or(StoreError::NotFound, StoreError::Conflict));
+                }
+                sqlx::query(
+                    "INSERT INTO careplan_versions (careplan_id, version, action, reviewer, reason, resource, reviewed_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(r.careplan_id.to_string())
+                .bind(r.expected_version + 1)
+                .bind(&r.action)
+                .bind(&r.reviewer)
+                .bind(&r.reason)
+                .bind(r.resource.to_string())
+                .bind(r.at)
+                .execute(&mut *c)
+                .await?;
+                append(c, &audit).await
+            })
+        })
+        .await?;
+        self.careplan_row(id).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn drafting_entry(&self, careplan_id: Uuid) -> Result<AuditEntry, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM audit_entries WHERE careplan_id = ? AND action = 'hook-call' LIMIT 1",
+        )
+        .bind(careplan_id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        row_to_audit(&row)
     }
 
     #[tracing::instrument(skip_all)]

@@ -25,6 +25,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Auth(#[from] stride_auth::AuthError),
+    #[error("{0}")]
+    Conflict(String),
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable,
     #[error("internal error (reference {0})")]
@@ -61,6 +63,7 @@ impl ApiError {
                 "tenant" => "auth_tenant",
                 _ => "auth_scope",
             },
+            ApiError::Conflict(_) => "conflict",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -77,6 +80,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => IssueCode::NotSupported,
             ApiError::Auth(e) if e.is_forbidden() => IssueCode::Forbidden,
             ApiError::Auth(_) => IssueCode::Login,
+            ApiError::Conflict(_) => IssueCode::Conflict,
             ApiError::Unavailable => IssueCode::Transient,
             ApiError::Internal(_) => IssueCode::Exception,
         }
@@ -122,6 +126,7 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -187,7 +187,10 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     }
     let (uuid, mut card) = base_card(inp, phase_id, &title, indicator, &text, detail);
     if let Some(url) = &inp.careplan_url {
-        card["links"].as_array_mut().expect("links").push(json!({"label": "The draft CarePlan for clinic review", "url": url, "type": "absolute"}));
+        card["links"]
+            .as_array_mut()
+            .expect("links")
+            .push(json!({"label": "Review the draft CarePlan", "url": url, "type": "absolute"}));
     }
     let suggestions = inp
         .careplan

@@ -108,3 +108,112 @@ pub async fn search(
         .content_type("application/fhir+json")
         .json(bundle))
 }
+
+pub const REVIEW: &str = "careplan.review";
+
+#[derive(Deserialize)]
+pub struct ReviewRequest {
+    action: String,
+    /// The version the reviewer saw (optimistic concurrency).
+    version: i32,
+    reason: Option<String>,
+    /// For `revise`: the plan's activities as the reviewer edited them.
+    activity: Option<Json>,
+}
+
+/// Approve (→ active), revise (edited activities, a new version, → active) or reject
+/// (→ revoked) a drafted CarePlan. A plan someone else decided meanwhile is not overwritten:
+/// 409 with the version it is at now.
+#[actix_web::post("/fhir/CarePlan/{id}/$review")]
+#[tracing::instrument(name = "careplan review", skip_all)]
+pub async fn review(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Json<ReviewRequest>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let caller = auth::staff(&req, &state, REVIEW).await?;
+    let not_found = || ApiError::UnknownResource("no CarePlan with this id".into());
+    let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let current = state.store.careplan(id).await.map_err(|e| match e {
+        stride_store::StoreError::NotFound => not_found(),
+        other => other.into(),
+    })?;
+    if !visible(&caller, &current) {
+        return Err(not_found());
+    }
+    let reason = body
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    let status = match body.action.as_str() {
+        "approve" => "active",
+        "revise" | "reject" if reason.is_none() => {
+            return Err(ApiError::BadRequest(format!(
+                "reason: required to {}",
+                body.action
+            )))
+        }
+        "revise" => "active",
+        "reject" => "revoked",
+        _ => {
+            return Err(ApiError::BadRequest(
+                "action: approve, revise or reject".into(),
+            ))
+        }
+    };
+    if current.status != "draft" {
+        return Err(ApiError::Conflict(format!(
+            "this CarePlan was already decided (status {}, version {}); reload it",
+            current.status, current.version
+        )));
+    }
+    let mut resource = current.resource.clone();
+    resource["status"] = json!(status);
+    if body.action == "revise" {
+        let activity = body
+            .activity
+            .clone()
+            .ok_or_else(|| ApiError::BadRequest("activity: required to revise".into()))?;
+        resource["activity"] = activity;
+    }
+    let mut note = format!("{} by {}", body.action, caller.subject);
+    if let Some(r) = &reason {
+        note.push_str(&format!(": {r}"));
+    }
+    match resource.get_mut("note").and_then(Json::as_array_mut) {
+        Some(notes) => notes.push(json!({"text": note})),
+        None => resource["note"] = json!([{"text": note}]),
+    }
+    stride_fhir::careplan::validate(&resource).map_err(|e| {
+        ApiError::BadRequest(format!("the revised CarePlan is not valid FHIR R4: {e}"))
+    })?;
+
+    let mut entry = audit::entry(&req, "careplan-review", "success", Some(&caller));
+    entry.patient_ref = Some(current.patient_ref.clone());
+    entry.careplan_id = Some(id);
+    entry.details["review"] =
+        json!({"action": body.action, "fromVersion": body.version, "reason": reason});
+    let review = stride_store::Review {
+        careplan_id: id,
+        expected_version: body.version,
+        action: body.action.clone(),
+        status: status.to_owned(),
+        reviewer: format!("{}|{}", caller.issuer, caller.subject),
+        reason,
+        resource,
+        at: time::OffsetDateTime::now_utc(),
+    };
+    let updated = state.store.review_careplan(&review, &entry).await.map_err(|e| match e {
+        stride_store::StoreError::Conflict(now) => ApiError::Conflict(format!(
+            "this CarePlan changed since version {} (now version {now}): someone else reviewed it; reload it",
+            body.version
+        )),
+        other => other.into(),
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(self::resource(&updated)))
+}

@@ -193,7 +193,7 @@ pub async fn call(
         careplan: plan.as_ref(),
         careplan_url: plan
             .as_ref()
-            .map(|_| format!("{public}/fhir/CarePlan/{plan_id}")),
+            .map(|_| format!("{public}/ui/careplans/{plan_id}")),
         imaging: imaging.as_ref(),
         unread: &unread,
         phase_card: patient_view,

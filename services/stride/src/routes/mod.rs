@@ -5,3 +5,4 @@ pub mod fhir;
 pub mod guidelines;
 pub mod health;
 pub mod openapi;
+pub mod ui;

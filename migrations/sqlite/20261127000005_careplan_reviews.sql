@@ -1,0 +1,12 @@
+-- Every review action on a CarePlan, with the version it produced: a revised plan is a new
+-- version, and earlier versions stay readable.
+CREATE TABLE careplan_versions (
+    careplan_id TEXT NOT NULL REFERENCES careplans (id),
+    version     INTEGER NOT NULL,
+    action      TEXT NOT NULL CHECK (action IN ('approve', 'revise', 'reject')),
+    reviewer    TEXT NOT NULL,
+    reason      TEXT,
+    resource    TEXT NOT NULL,
+    reviewed_at TEXT NOT NULL,
+    PRIMARY KEY (careplan_id, version)
+);
