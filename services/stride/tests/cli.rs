@@ -137,6 +137,12 @@ fn rules_validate_reports_a_broken_file() {
 /// Start `stride serve` and read the port from its JSON start-up log line.
 /// A trust file with the test EHR key, and a token from that EHR for a call to `path`.
 fn trust_and_token(dir: &tempfile::TempDir, path: &str) -> (PathBuf, String) {
+    let (trust, mut tokens) = trust_and_tokens(dir, path, 1);
+    (trust, tokens.remove(0))
+}
+
+/// `n` tokens (distinct jti) for calls to `path`.
+fn trust_and_tokens(dir: &tempfile::TempDir, path: &str, n: usize) -> (PathBuf, Vec<String>) {
     let keys = repo().join("tests/fixtures/keys");
     let jwk: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(keys.join("ehr-es384.jwk.json")).unwrap())
@@ -148,13 +154,18 @@ fn trust_and_token(dir: &tempfile::TempDir, path: &str) -> (PathBuf, String) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let claims = serde_json::json!({"iss": "https://ehr.test", "aud": format!("http://localhost{path}"),
-        "iat": now, "exp": now + 300, "jti": format!("cli-{now}-{}", std::process::id())});
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
     header.kid = Some("ehr-es384".into());
     let pem = std::fs::read_to_string(keys.join("ehr-es384.pem")).unwrap();
     let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap();
-    (trust, jsonwebtoken::encode(&header, &claims, &key).unwrap())
+    let tokens = (0..n)
+        .map(|i| {
+            let claims = serde_json::json!({"iss": "https://ehr.test", "aud": format!("http://localhost{path}"),
+                "iat": now, "exp": now + 300, "jti": format!("cli-{now}-{}-{i}", std::process::id())});
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        })
+        .collect();
+    (trust, tokens)
 }
 
 fn serve(dir: &tempfile::TempDir) -> (Child, u16, Logs) {
@@ -450,4 +461,116 @@ fn audit_verify_export_and_replay_from_the_command_line() {
     let out = run(stride(&dir).args(["audit", "verify"]));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"status\":\"broken\""));
+}
+
+/// One hook call over a fresh connection; `Some(careplan id)` when it was answered 200.
+fn hook_call(port: u16, path: &str, token: &str, n: usize) -> Option<String> {
+    let body = format!(
+        r#"{{"hook":"patient-view","hookInstance":"crash-{n}","context":{{"userId":"Practitioner/1","patientId":"p{n}"}},
+        "prefetch":{{"Observation":null,"Condition":{{"resourceType":"Bundle","type":"searchset","entry":[{{"resource":
+        {{"resourceType":"Condition","id":"c1","subject":{{"reference":"Patient/p{n}"}},
+         "clinicalStatus":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}}]}},
+         "code":{{"coding":[{{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"M25.561"}}]}},"onsetDateTime":"2026-01-01"}}}}]}}}}}}"#
+    );
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).ok()?;
+    if !response.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    let json = &response[response.find("\r\n\r\n")? + 4..];
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    v["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = "/cds-services/running-knee-patient-view";
+    let (trust, tokens) = trust_and_tokens(&dir, path, 400);
+    let mut command = stride(&dir);
+    command
+        .env("STRIDE_TRUST_FILE", &trust)
+        .env("STRIDE_PUBLIC_URL", "http://localhost");
+    let (mut child, port, _) = serve_with(command, "serve");
+
+    // Four clients call as fast as they can; the server is killed while they do.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let clients: Vec<_> = tokens
+        .chunks(100)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let chunk = chunk.to_vec();
+            let ack = acknowledged.clone();
+            std::thread::spawn(move || {
+                for (i, token) in chunk.iter().enumerate() {
+                    if let Some(id) = hook_call(port, path, token, c * 100 + i) {
+                        ack.lock().unwrap().push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill as soon as some calls have been answered, while the rest are in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 30 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 30,
+        "calls were answered before the kill"
+    );
+    assert!(
+        acknowledged.len() < 400,
+        "the kill came while calls were still being made"
+    );
+
+    // After the crash: the chain is intact and every answered call has its audit entry.
+    let out = run(stride(&dir).args(["audit", "verify"]));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    let file = dir.path().join("after-crash.ndjson");
+    assert!(
+        run(stride(&dir).args(["audit", "export", "--out"]).arg(&file))
+            .status
+            .success()
+    );
+    let recorded: std::collections::HashSet<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).ok()?["carePlanId"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    for id in &acknowledged {
+        assert!(
+            recorded.contains(id),
+            "CarePlan {id} was acknowledged but its decision is not in the log"
+        );
+    }
 }
