@@ -64,35 +64,29 @@ fn pool_options(settings: &Settings) -> PoolOptions {
 
 /// Open the database and apply migrations: what `serve` does first and `migrate` does alone.
 pub async fn open_store(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
-    let options = pool_options(settings);
-    let url = settings.database.redacted();
-    let store = stride_store::connect(settings.database.as_str(), &options)
-        .await
-        .map_err(|source| StartError::Database {
-            url: url.clone(),
-            source,
-        })?;
-    store
-        .migrate()
-        .await
-        .map_err(|source| StartError::Database { url, source })?;
-    Ok(store)
+    open(settings, true).await
 }
 
 /// Open the database without changing it, and check that its schema is the one this build needs.
 pub async fn connect_checked(settings: &Settings) -> Result<Arc<dyn Store>, StartError> {
-    let options = pool_options(settings);
+    open(settings, false).await
+}
+
+async fn open(settings: &Settings, migrate: bool) -> Result<Arc<dyn Store>, StartError> {
     let url = settings.database.redacted();
-    let store = stride_store::connect(settings.database.as_str(), &options)
+    let failed = |source| StartError::Database {
+        url: url.clone(),
+        source,
+    };
+    let store = stride_store::connect(settings.database.as_str(), &pool_options(settings))
         .await
-        .map_err(|source| StartError::Database {
-            url: url.clone(),
-            source,
-        })?;
-    store
-        .check_schema()
-        .await
-        .map_err(|source| StartError::Database { url, source })?;
+        .map_err(failed)?;
+    let ready = if migrate {
+        store.migrate().await
+    } else {
+        store.check_schema().await
+    };
+    ready.map_err(failed)?;
     Ok(store)
 }
 

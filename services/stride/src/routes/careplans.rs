@@ -34,6 +34,24 @@ fn visible(caller: &stride_auth::Caller, r: &CarePlanRecord) -> bool {
     caller.all_tenants || caller.tenant == r.tenant
 }
 
+/// The CarePlan `id` names, if it exists and this caller may see it (else 404 either way).
+pub async fn load_visible(
+    state: &AppState,
+    caller: &stride_auth::Caller,
+    id: &str,
+) -> Result<CarePlanRecord, ApiError> {
+    let not_found = || ApiError::UnknownResource("no CarePlan with this id".into());
+    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    let record = state.store.careplan(id).await.map_err(|e| match e {
+        stride_store::StoreError::NotFound => not_found(),
+        other => other.into(),
+    })?;
+    if !visible(caller, &record) {
+        return Err(not_found());
+    }
+    Ok(record)
+}
+
 #[get("/fhir/CarePlan/{id}")]
 #[tracing::instrument(name = "careplan read", skip_all)]
 pub async fn read(
@@ -42,15 +60,7 @@ pub async fn read(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, READ).await?;
-    let not_found = || ApiError::UnknownResource("no CarePlan with this id".into());
-    let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
-    let record = state.store.careplan(id).await.map_err(|e| match e {
-        stride_store::StoreError::NotFound => not_found(),
-        other => other.into(),
-    })?;
-    if !visible(&caller, &record) {
-        return Err(not_found());
-    }
+    let record = load_visible(&state, &caller, &path).await?;
     let mut entry = audit::entry(&req, "careplan-read", "success", Some(&caller));
     entry.patient_ref = Some(record.patient_ref.clone());
     entry.careplan_id = Some(record.id);
@@ -133,15 +143,8 @@ pub async fn review(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, REVIEW).await?;
-    let not_found = || ApiError::UnknownResource("no CarePlan with this id".into());
-    let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
-    let current = state.store.careplan(id).await.map_err(|e| match e {
-        stride_store::StoreError::NotFound => not_found(),
-        other => other.into(),
-    })?;
-    if !visible(&caller, &current) {
-        return Err(not_found());
-    }
+    let current = load_visible(&state, &caller, &path).await?;
+    let id = current.id;
     let reason = body
         .reason
         .as_deref()

@@ -9,7 +9,7 @@ use stride_guideline::{decision::Verdict, evaluate, Decision, Facts, RuleSetVers
 use crate::audit;
 use crate::auth;
 use crate::error::ApiError;
-use crate::routes::careplans::READ;
+use crate::routes::careplans::{load_visible, READ};
 use crate::startup::AppState;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -87,15 +87,8 @@ pub async fn careplan(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, READ).await?;
-    let not_found = || ApiError::UnknownResource("no CarePlan with this id".into());
-    let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
-    let plan = state.store.careplan(id).await.map_err(|e| match e {
-        stride_store::StoreError::NotFound => not_found(),
-        other => other.into(),
-    })?;
-    if !(caller.all_tenants || caller.tenant == plan.tenant) {
-        return Err(not_found());
-    }
+    let plan = load_visible(&state, &caller, &path).await?;
+    let id = plan.id;
     let mut entry = audit::entry(&req, "careplan-read", "success", Some(&caller));
     entry.patient_ref = Some(plan.patient_ref.clone());
     entry.careplan_id = Some(id);
