@@ -78,9 +78,9 @@ async fn requests_decisions_refusals_and_writes_are_counted_without_phi() {
     );
     assert_eq!(
         series(
-            r#"stride_http_request_duration_seconds_count{method="POST",route="/cds-services/{id}"}"#
+            r#"stride_http_request_duration_seconds_count{method="POST",route="/cds-services/{id}",status="200"}"#
         ),
-        4.0
+        2.0
     );
     assert_eq!(
         series(r#"stride_store_write_duration_seconds_count{operation="hook_record"}"#),

@@ -53,8 +53,8 @@ impl Metrics {
         );
         let http_latency = histogram(
             "http_request_duration_seconds",
-            "HTTP request latency by route template and method",
-            &["route", "method"],
+            "HTTP request latency by route template, method and status",
+            &["route", "method", "status"],
         );
         let decisions = counter(
             "decisions_total",

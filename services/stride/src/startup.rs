@@ -183,7 +183,7 @@ impl Application {
                                 .with_label_values(&[&route, &method, &status])
                                 .inc();
                             m.http_latency
-                                .with_label_values(&[&route, &method])
+                                .with_label_values(&[&route, &method, &status])
                                 .observe(started.elapsed().as_secs_f64());
                         }
                         Ok(res)

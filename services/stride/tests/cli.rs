@@ -135,13 +135,7 @@ fn rules_validate_reports_a_broken_file() {
 }
 
 /// Start `stride serve` and read the port from its JSON start-up log line.
-/// A trust file with the test EHR key, and a token from that EHR for a call to `path`.
-fn trust_and_token(dir: &tempfile::TempDir, path: &str) -> (PathBuf, String) {
-    let (trust, mut tokens) = trust_and_tokens(dir, path, 1);
-    (trust, tokens.remove(0))
-}
-
-/// `n` tokens (distinct jti) for calls to `path`.
+/// A trust file with the test EHR key, and `n` tokens (distinct jti) for calls to `path`.
 fn trust_and_tokens(dir: &tempfile::TempDir, path: &str, n: usize) -> (PathBuf, Vec<String>) {
     let keys = repo().join("tests/fixtures/keys");
     let jwk: serde_json::Value =
@@ -166,6 +160,17 @@ fn trust_and_tokens(dir: &tempfile::TempDir, path: &str, n: usize) -> (PathBuf, 
         })
         .collect();
     (trust, tokens)
+}
+
+/// `stride serve` trusting the test EHR, with `n` tokens for calls to `path`.
+fn serve_trusted(dir: &tempfile::TempDir, path: &str, n: usize) -> (Child, u16, Logs, Vec<String>) {
+    let (trust, tokens) = trust_and_tokens(dir, path, n);
+    let mut command = stride(dir);
+    command
+        .env("STRIDE_TRUST_FILE", &trust)
+        .env("STRIDE_PUBLIC_URL", "http://localhost");
+    let (child, port, logs) = serve_with(command, "serve");
+    (child, port, logs, tokens)
 }
 
 fn serve(dir: &tempfile::TempDir) -> (Child, u16, Logs) {
@@ -256,12 +261,8 @@ fn sigterm_closes_the_listener_and_exits_cleanly_without_waiting_for_idle_connec
 fn sigterm_lets_an_in_flight_hook_call_finish_then_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let path = "/cds-services/running-knee-patient-view";
-    let (trust, token) = trust_and_token(&dir, path);
-    let mut command = stride(&dir);
-    command
-        .env("STRIDE_TRUST_FILE", &trust)
-        .env("STRIDE_PUBLIC_URL", "http://localhost");
-    let (mut child, port, logs) = serve_with(command, "serve");
+    let (mut child, port, logs, tokens) = serve_trusted(&dir, path, 1);
+    let token = &tokens[0];
     let body = serde_json::json!({
         "hook": "patient-view", "hookInstance": "0d0a2f6e-8d7b-4a53-9e41-0f3c2b1a9d10",
         "context": {"userId": "Practitioner/1", "patientId": "p1"},
@@ -399,28 +400,11 @@ fn dev_mode_trusts_its_own_key_so_a_token_from_stride_token_works_once() {
 fn audit_verify_export_and_replay_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let path = "/cds-services/running-knee-patient-view";
-    let (trust, token) = trust_and_token(&dir, path);
-    let mut command = stride(&dir);
-    command
-        .env("STRIDE_TRUST_FILE", &trust)
-        .env("STRIDE_PUBLIC_URL", "http://localhost");
-    let (mut child, port, _) = serve_with(command, "serve");
-    let body = r#"{"hook":"patient-view","hookInstance":"h1","context":{"userId":"Practitioner/1","patientId":"p1"},
-        "prefetch":{"Observation":null,"Condition":{"resourceType":"Bundle","type":"searchset","entry":[{"resource":
-        {"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},
-         "clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
-         "code":{"coding":[{"system":"http://hl7.org/fhir/sid/icd-10-cm","code":"M25.561"}]},"onsetDateTime":"2026-01-01"}}]}}}"#;
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        conn,
-        "POST {path} HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\nAuthorization: Bearer {token}\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (mut child, port, _, tokens) = serve_trusted(&dir, path, 1);
+    assert!(
+        hook_call(port, path, &tokens[0], 1).is_some(),
+        "the hook call is answered"
+    );
     sigterm(&child);
     child.wait().unwrap();
 
@@ -497,12 +481,7 @@ fn hook_call(port: u16, path: &str, token: &str, n: usize) -> Option<String> {
 fn sigkill_under_load_loses_no_acknowledged_decision() {
     let dir = tempfile::tempdir().unwrap();
     let path = "/cds-services/running-knee-patient-view";
-    let (trust, tokens) = trust_and_tokens(&dir, path, 400);
-    let mut command = stride(&dir);
-    command
-        .env("STRIDE_TRUST_FILE", &trust)
-        .env("STRIDE_PUBLIC_URL", "http://localhost");
-    let (mut child, port, _) = serve_with(command, "serve");
+    let (mut child, port, _, tokens) = serve_trusted(&dir, path, 400);
 
     // Four clients call as fast as they can; the server is killed while they do.
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
