@@ -459,3 +459,62 @@ async fn the_service_runs_as_the_stride_service_role_when_the_owner_migrates() {
         .unwrap();
     assert_eq!(res["status"], "intact");
 }
+
+#[tokio::test]
+async fn retention_drops_old_months_and_the_chain_still_verifies() {
+    let app = spawn_app().await;
+    let cutoff = time::macros::date!(2025 - 06 - 01);
+    if app.db.backend != Backend::Postgres {
+        let e = app.store.drop_audit_before(cutoff).await.unwrap_err();
+        assert!(
+            e.to_string().contains("PostgreSQL only"),
+            "SQLite keeps every entry: {e}"
+        );
+        return;
+    }
+    owner_exec(&app, "CREATE TABLE audit_entries_y2025m01 PARTITION OF audit_entries FOR VALUES FROM ('2025-01-01') TO ('2025-02-01');").await;
+    let jan_2025_us = 1_736_000_000_000_000i64; // 2025-01-04
+    for i in 0..3 {
+        let e = stride_store::NewAuditEntry {
+            id: uuid::Uuid::new_v4(),
+            tenant: TENANT.into(),
+            recorded_us: jan_2025_us + i,
+            action: "hook-call".into(),
+            outcome: "success".into(),
+            facts: Some(json!({"records": []})),
+            details: json!({}),
+            ..Default::default()
+        };
+        app.store.append_audit(&e).await.unwrap();
+    }
+    hook(&app, 3).await;
+    hook(&app, 20).await;
+    let before: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(before["status"], "intact");
+
+    let dropped = app.store.drop_audit_before(cutoff).await.unwrap();
+    assert_eq!(dropped, ["audit_entries_y2025m01"]);
+    let log = entries(&app).await;
+    assert!(
+        log.iter().all(|e| e.entry.recorded_us > jan_2025_us + 10),
+        "the old month is gone"
+    );
+    let checkpoint = log
+        .iter()
+        .find(|e| e.entry.action == "retention-checkpoint")
+        .expect("a checkpoint in the chain");
+    assert_eq!(checkpoint.entry.details["lastSeq"], 3);
+
+    let after: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(after["status"], "intact", "{after}");
+    // The cut chain still catches an edit.
+    owner_exec(
+        &app,
+        &format!(
+            "UPDATE audit_entries SET outcome = 'refused' WHERE tenant = '{TENANT}' AND seq = 5;"
+        ),
+    )
+    .await;
+    let edited: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(edited["status"], "broken", "{edited}");
+}

@@ -118,9 +118,24 @@ pub struct ChainCheck {
     pub entries: u64,
     pub tenants: u64,
     pub broken: Option<Broken>,
+    /// Where retention cut each tenant's chain: (tenant, last removed seq) → its hash, from
+    /// the retention checkpoints, which are themselves entries of the chain.
+    anchors: std::collections::HashMap<(String, i64), String>,
 }
 
+/// The action of the entry retention appends before it removes a tenant's oldest entries.
+pub const RETENTION_CHECKPOINT: &str = "retention-checkpoint";
+
 impl ChainCheck {
+    /// Learn where retention cut the chains (call with every checkpoint entry before `push`).
+    pub fn anchor(&mut self, checkpoint: &AuditEntry) {
+        let d = &checkpoint.entry.details;
+        if let (Some(seq), Some(hash)) = (d["lastSeq"].as_i64(), d["lastHash"].as_str()) {
+            self.anchors
+                .insert((checkpoint.entry.tenant.clone(), seq), hash.to_owned());
+        }
+    }
+
     /// Feed the next entry; stops recording after the first break.
     pub fn push(&mut self, a: &AuditEntry) {
         if self.broken.is_some() {
@@ -131,6 +146,11 @@ impl ChainCheck {
             self.expected_seq = 1;
             self.prev_hash = GENESIS.to_owned();
             self.tenants += 1;
+            // A chain that starts after 1 is only sound where a checkpoint vouches for the cut.
+            if let Some(hash) = self.anchors.get(&(a.entry.tenant.clone(), a.seq - 1)) {
+                self.expected_seq = a.seq;
+                self.prev_hash = hash.clone();
+            }
         }
         self.entries += 1;
         let fail = |reason: String| Broken {
@@ -175,13 +195,5 @@ pub struct AuditQuery {
     pub since_us: Option<i64>,
     pub until_us: Option<i64>,
     pub limit: Option<i64>,
-}
-
-impl AuditQuery {
-    /// Filters the SQL cannot express portably (JSON array membership) are applied here.
-    pub fn matches(&self, a: &AuditEntry) -> bool {
-        self.decision_id
-            .as_ref()
-            .is_none_or(|d| a.entry.decision_ids.contains(d))
-    }
+    pub action: Option<String>,
 }

@@ -5,6 +5,8 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("not found")]
     NotFound,
+    #[error("{0}")]
+    Unsupported(&'static str),
     #[error("the record changed since it was read (now at version {0})")]
     Conflict(i32),
     #[error("the database is unavailable")]

@@ -11,7 +11,7 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use audit::{AuditEntry, AuditQuery, Broken, ChainCheck, NewAuditEntry};
+pub use audit::{AuditEntry, AuditQuery, Broken, ChainCheck, NewAuditEntry, RETENTION_CHECKPOINT};
 pub use error::StoreError;
 pub use model::{
     CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
@@ -67,6 +67,10 @@ pub trait Store: Send + Sync + 'static {
     /// The session settings that matter for durability and latency, as the database reports
     /// them (SQLite journal mode and synchronous level; PostgreSQL statement timeout and TLS).
     async fn describe(&self) -> Result<serde_json::Value, StoreError>;
+    /// Retention: append a checkpoint to each tenant's chain that names its last entry recorded
+    /// before `cutoff`, then drop the monthly audit partitions that end on or before it.
+    /// Returns the partitions dropped. PostgreSQL only: SQLite entries are never removed.
+    async fn drop_audit_before(&self, cutoff: time::Date) -> Result<Vec<String>, StoreError>;
     /// Open and idle connections of the pool (for metrics).
     fn pool_state(&self) -> (u32, usize);
     async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;

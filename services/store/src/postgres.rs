@@ -97,6 +97,67 @@ impl Store for PgStore {
         Ok(serde_json::json!({"statement_timeout": timeout, "tls": ssl.unwrap_or(false)}))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn drop_audit_before(&self, cutoff: time::Date) -> Result<Vec<String>, StoreError> {
+        // 1. The whole monthly partitions that end on or before the cutoff (never a DELETE).
+        let parts: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'audit_entries' AND c.relname ~ '^audit_entries_y[0-9]{4}m[0-9]{2}$'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let doomed: Vec<String> = parts
+            .into_iter()
+            .filter(|name| {
+                let (Ok(y), Ok(m)) = (name[15..19].parse::<i32>(), name[20..22].parse::<u8>())
+                else {
+                    return false;
+                };
+                let Ok(month) = time::Month::try_from(m) else {
+                    return false;
+                };
+                let end = if month == time::Month::December {
+                    time::Date::from_calendar_date(y + 1, time::Month::January, 1)
+                } else {
+                    time::Date::from_calendar_date(y, month.next(), 1)
+                };
+                end.is_ok_and(|e| e <= cutoff)
+            })
+            .collect();
+        if doomed.is_empty() {
+            return Ok(doomed);
+        }
+        // 2. Per tenant, a checkpoint naming the last entry that goes, appended to its chain, so
+        //    that verify can still check every link that remains.
+        let lasts: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT DISTINCT ON (tenant) tenant, seq, hash FROM audit_entries
+             WHERE tableoid::regclass::text = ANY($1) ORDER BY tenant, seq DESC",
+        )
+        .bind(&doomed)
+        .fetch_all(&self.pool)
+        .await?;
+        for (tenant, seq, hash) in lasts {
+            let entry = NewAuditEntry {
+                id: Uuid::new_v4(),
+                tenant,
+                recorded_us: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64,
+                action: crate::audit::RETENTION_CHECKPOINT.into(),
+                outcome: "success".into(),
+                details: serde_json::json!({"before": cutoff.to_string(), "lastSeq": seq, "lastHash": hash}),
+                ..NewAuditEntry::default()
+            };
+            self.append_audit(&entry).await?;
+        }
+        let mut dropped = Vec::new();
+        for name in doomed {
+            sqlx::query(&format!("DROP TABLE {name}"))
+                .execute(&self.pool)
+                .await?;
+            dropped.push(name);
+        }
+        Ok(dropped)
+    }
+
     fn pool_state(&self) -> (u32, usize) {
         (self.pool.size(), self.pool.num_idle())
     }
@@ -313,6 +374,7 @@ impl Store for PgStore {
                AND ($3::text IS NULL OR caller_subject = $3) AND ($4::text IS NULL OR rule_set_version = $4)
                AND ($5::bigint IS NULL OR recorded_us >= $5) AND ($6::bigint IS NULL OR recorded_us < $6)
                AND ($8::text IS NULL OR decision_ids ? $8)
+               AND ($9::text IS NULL OR action = $9)
              ORDER BY {order} LIMIT $7"
         );
         let pool = self.pool.clone();
@@ -327,6 +389,7 @@ impl Store for PgStore {
                 .bind(q.until_us)
                 .bind(q.limit.unwrap_or(i64::MAX))
                 .bind(&q.decision_id)
+                .bind(&q.action)
                 .fetch(&pool);
             while let Some(row) = rows.next().await {
                 let item = row.map_err(StoreError::from).and_then(|r| row_to_audit(&r));

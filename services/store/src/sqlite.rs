@@ -108,6 +108,12 @@ impl Store for SqliteStore {
         Ok(serde_json::json!({"journal_mode": journal, "synchronous": level}))
     }
 
+    async fn drop_audit_before(&self, _cutoff: time::Date) -> Result<Vec<String>, StoreError> {
+        Err(StoreError::Unsupported(
+            "retention drops monthly partitions: PostgreSQL only (SQLite keeps every entry)",
+        ))
+    }
+
     fn pool_state(&self) -> (u32, usize) {
         (self.pool.size(), self.pool.num_idle())
     }
@@ -334,6 +340,7 @@ impl Store for SqliteStore {
                AND (?3 IS NULL OR caller_subject = ?3) AND (?4 IS NULL OR rule_set_version = ?4)
                AND (?5 IS NULL OR recorded_at >= ?5) AND (?6 IS NULL OR recorded_at < ?6)
                AND (?8 IS NULL OR EXISTS (SELECT 1 FROM json_each(decision_ids) WHERE value = ?8))
+               AND (?9 IS NULL OR action = ?9)
              ORDER BY {order} LIMIT ?7"
         );
         let pool = self.pool.clone();
@@ -348,6 +355,7 @@ impl Store for SqliteStore {
                 .bind(q.until_us)
                 .bind(q.limit.unwrap_or(i64::MAX))
                 .bind(&q.decision_id)
+                .bind(&q.action)
                 .fetch(&pool);
             while let Some(row) = rows.next().await {
                 let item = row.map_err(StoreError::from).and_then(|r| row_to_audit(&r));

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use futures_util::StreamExt;
-use stride_store::{AuditQuery, ChainCheck};
+use stride_store::AuditQuery;
 
 use crate::audit::{to_event, to_json};
 use crate::catalog::Catalog;
@@ -30,13 +30,8 @@ async fn execute(
     let store = open_store(&settings).await?;
     let code = match command {
         AuditCommand::Verify => {
-            let mut check = ChainCheck::default();
-            let query = AuditQuery::default();
-            let mut rows = store.audit_stream(&query, true);
-            while let Some(row) = rows.next().await {
-                check.push(&row?);
-            }
-            drop(rows);
+            let check =
+                crate::routes::audit::check_chain(store.as_ref(), &AuditQuery::default()).await?;
             println!("{}", crate::routes::audit::report(&check));
             if check.broken.is_some() {
                 ExitCode::FAILURE
@@ -90,6 +85,20 @@ async fn execute(
             }
             sink.flush()?;
             eprintln!("{}exported {n} entries", if tty { "\r" } else { "" });
+            ExitCode::SUCCESS
+        }
+        AuditCommand::Retention { keep_months } => {
+            let today = time::OffsetDateTime::now_utc().date();
+            // The first day of the month `keep_months` before this one.
+            let months =
+                today.year() * 12 + i32::from(today.month() as u8) - 1 - keep_months as i32;
+            let month = time::Month::try_from((months.rem_euclid(12) + 1) as u8)?;
+            let cutoff = time::Date::from_calendar_date(months.div_euclid(12), month, 1)?;
+            let dropped = store.drop_audit_before(cutoff).await?;
+            println!(
+                "{}",
+                serde_json::json!({"before": cutoff.to_string(), "droppedPartitions": dropped})
+            );
             ExitCode::SUCCESS
         }
         AuditCommand::Replay {

@@ -68,6 +68,12 @@ pub enum AuditCommand {
         #[arg(long)]
         patient: Option<String>,
     },
+    /// Remove audit entries older than N whole months by dropping their monthly partitions
+    /// (PostgreSQL), after recording in each chain where it was cut. Run as the owner.
+    Retention {
+        #[arg(long, env = "STRIDE_AUDIT_RETENTION_MONTHS")]
+        keep_months: u32,
+    },
     /// Re-evaluate an entry's stored facts with its rule-set version (or another).
     Replay {
         entry: String,

@@ -72,6 +72,7 @@ pub async fn search(
         since_us: micros("since", &q.since)?,
         until_us: micros("until", &q.until)?,
         limit: q.count.map(|c| c.clamp(1, 1_000_000)),
+        action: None,
     };
     let mut entry = audit::entry(&req, "audit-read", "success", Some(&caller));
     entry.patient_ref = query.patient_ref.clone();
@@ -161,8 +162,25 @@ pub async fn verify(
 }
 
 pub async fn verify_chain(state: &AppState, query: &AuditQuery) -> Result<ChainCheck, ApiError> {
+    Ok(check_chain(state.store.as_ref(), query).await?)
+}
+
+/// Walk the chains `query` selects: first the retention checkpoints (where chains were cut),
+/// then every entry in chain order.
+pub async fn check_chain(
+    store: &dyn stride_store::Store,
+    query: &AuditQuery,
+) -> Result<ChainCheck, stride_store::StoreError> {
     let mut check = ChainCheck::default();
-    let mut rows = state.store.audit_stream(query, true);
+    let checkpoints = AuditQuery {
+        action: Some(stride_store::RETENTION_CHECKPOINT.into()),
+        ..query.clone()
+    };
+    let mut rows = store.audit_stream(&checkpoints, true);
+    while let Some(row) = rows.next().await {
+        check.anchor(&row?);
+    }
+    let mut rows = store.audit_stream(query, true);
     while let Some(row) = rows.next().await {
         check.push(&row?);
     }
