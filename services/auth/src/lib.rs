@@ -36,6 +36,16 @@ impl Caller {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
+
+    /// The one tenant whose data this caller may see, or `None` for an all-tenants issuer.
+    pub fn tenant_scope(&self) -> Option<&str> {
+        (!self.all_tenants).then_some(self.tenant.as_str())
+    }
+
+    /// Whether data filed under `tenant` is visible to this caller.
+    pub fn may_see(&self, tenant: &str) -> bool {
+        self.tenant_scope().is_none_or(|t| t == tenant)
+    }
 }
 
 /// Why a token was refused. `reason()` is a stable label for metrics and logs; the message

@@ -45,11 +45,6 @@ fn micros(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
         .transpose()
 }
 
-/// Auditors of a tenant read that tenant's chain; an auditor without a tenant reads all.
-fn scope_tenant(caller: &stride_auth::Caller) -> Option<String> {
-    (!caller.all_tenants).then(|| caller.tenant.clone())
-}
-
 #[get("/audit")]
 #[tracing::instrument(name = "audit search", skip_all)]
 pub async fn search(
@@ -64,7 +59,7 @@ pub async fn search(
         Some(_) => return Err(ApiError::BadRequest("_format: ndjson or bundle".into())),
     };
     let query = AuditQuery {
-        tenant: scope_tenant(&caller),
+        tenant: caller.tenant_scope().map(str::to_owned),
         patient_ref: q.patient.as_deref().map(patient_ref),
         caller_subject: q.caller.clone(),
         rule_set_version: q.rule_set_version.clone(),
@@ -151,7 +146,7 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, READ).await?;
     let query = AuditQuery {
-        tenant: scope_tenant(&caller),
+        tenant: caller.tenant_scope().map(str::to_owned),
         ..AuditQuery::default()
     };
     let check = verify_chain(&state, &query).await?;
@@ -208,7 +203,7 @@ async fn load(
         stride_store::StoreError::NotFound => not_found(),
         other => other.into(),
     })?;
-    if !caller.all_tenants && caller.tenant != a.entry.tenant {
+    if !caller.may_see(&a.entry.tenant) {
         return Err(not_found());
     }
     Ok((caller, a))

@@ -29,11 +29,6 @@ pub fn patient_ref(p: &str) -> String {
     }
 }
 
-/// Staff see their own tenant's plans only; a plan of another tenant does not exist for them.
-fn visible(caller: &stride_auth::Caller, r: &CarePlanRecord) -> bool {
-    caller.all_tenants || caller.tenant == r.tenant
-}
-
 /// The CarePlan `id` names, if it exists and this caller may see it (else 404 either way).
 pub async fn load_visible(
     state: &AppState,
@@ -46,7 +41,8 @@ pub async fn load_visible(
         stride_store::StoreError::NotFound => not_found(),
         other => other.into(),
     })?;
-    if !visible(caller, &record) {
+    // A plan of another tenant does not exist for this caller.
+    if !caller.may_see(&record.tenant) {
         return Err(not_found());
     }
     Ok(record)
@@ -95,7 +91,7 @@ pub async fn search(
         }
     }
     let query = CarePlanQuery {
-        tenant: (!caller.all_tenants).then(|| caller.tenant.clone()),
+        tenant: caller.tenant_scope().map(str::to_owned),
         patient_ref: patient,
         status: q.status.clone(),
         limit: q.count.unwrap_or(50).clamp(1, 500),
