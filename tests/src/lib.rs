@@ -191,6 +191,18 @@ impl TestApp {
             .bearer_auth(tokens::cds_token(path))
     }
 
+    /// The `/metrics` text as it is now.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn stop(&self) {
         self.handle.stop(true).await;
     }
@@ -211,4 +223,11 @@ pub fn assert_schema(schema: &str, value: &serde_json::Value) {
         .map(|e| format!("{}: {e}", e.instance_path()))
         .collect();
     assert!(errors.is_empty(), "does not match {schema}: {errors:#?}");
+}
+
+/// The value of one Prometheus series (name with its labels, exactly as printed) in `text`.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

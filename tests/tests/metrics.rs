@@ -7,12 +7,7 @@ use stride_tests::spawn_app;
 
 const PV: &str = "/cds-services/running-knee-patient-view";
 
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use stride_tests::metric as value;
 
 #[tokio::test]
 async fn requests_decisions_refusals_and_writes_are_counted_without_phi() {
@@ -99,15 +94,7 @@ async fn fallback_fetches_are_timed() {
     let mut body = patient_view(json!({}));
     body["fhirServer"] = json!("http://127.0.0.1:9/fhir");
     assert_eq!(app.cds(PV).json(&body).send().await.unwrap().status(), 412);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert_eq!(
         value(
             &text,

@@ -37,20 +37,8 @@ async fn call(app: &TestApp, token: Option<&str>) -> (u16, Json, Option<String>)
 }
 
 async fn refusals(app: &TestApp, reason: &str) -> f64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
     let series = format!("stride_auth_refusals_total{{reason=\"{reason}\"}}");
-    text.lines()
-        .find(|l| l.starts_with(&series))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
+    stride_tests::metric(&app.metrics().await, &series).unwrap_or(0.0)
 }
 
 /// Assert a refusal: status, the error code in the OperationOutcome, no leak, and that it
@@ -436,20 +424,8 @@ async fn a_flood_of_bad_tokens_does_not_starve_real_calls() {
     let s = es();
     let (status, _, _) = call(&app, Some(&s.sign(&s.header(), &claims(EHR, &aud())))).await;
     assert_eq!(status, 200);
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let dropped: f64 = text
-        .lines()
-        .find(|l| l.starts_with("stride_audit_refusals_dropped_total"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap();
+    let dropped =
+        stride_tests::metric(&app.metrics().await, "stride_audit_refusals_dropped_total").unwrap();
     assert!(
         dropped > 0.0,
         "600 refusals in a burst overflow the 256-entry queue"
