@@ -70,8 +70,13 @@ pub fn claims(iss: &str, aud: &str) -> Json {
 
 /// A valid CDS client token for a call to `path` (e.g. /cds-services/x).
 pub fn cds_token(path: &str) -> String {
+    cds_token_at(PUBLIC_URL, path)
+}
+
+/// A valid CDS client token for a service whose public URL is `public`.
+pub fn cds_token_at(public: &str, path: &str) -> String {
     let s = Signer::es384("ehr-es384");
-    s.sign(&s.header(), &claims(EHR, &format!("{PUBLIC_URL}{path}")))
+    s.sign(&s.header(), &claims(EHR, &format!("{public}{path}")))
 }
 
 /// The trust file the test apps start with.
@@ -86,8 +91,13 @@ pub fn trust_file(extra: &[Json]) -> Json {
 
 /// A staff access token with `scope` (space separated), for this service.
 pub fn staff_token(scope: &str) -> String {
+    staff_token_at(PUBLIC_URL, scope)
+}
+
+/// A staff access token with `scope` for a service whose public URL is `public`.
+pub fn staff_token_at(public: &str, scope: &str) -> String {
     let s = Signer::es384("ehr-es384");
-    let mut c = claims(STAFF, PUBLIC_URL);
+    let mut c = claims(STAFF, public);
     c["sub"] = json!("reviewer-1");
     c["scope"] = json!(scope);
     s.sign(&s.header(), &c)

@@ -86,6 +86,8 @@ pub enum AuthError {
     WrongTenant,
     #[error("the token lacks the `{0}` scope")]
     MissingScope(String),
+    #[error("the ID token does not answer this sign-in (nonce)")]
+    WrongNonce,
 }
 
 impl AuthError {
@@ -108,6 +110,7 @@ impl AuthError {
             AuthError::LifetimeTooLong => "lifetime",
             AuthError::WrongTenant => "tenant",
             AuthError::MissingScope(_) => "scope",
+            AuthError::WrongNonce => "nonce",
         }
     }
 
@@ -166,6 +169,7 @@ struct Claims {
     jti: Option<String>,
     tenant: Option<String>,
     scope: Option<String>,
+    nonce: Option<String>,
 }
 
 impl Verifier {
@@ -177,6 +181,11 @@ impl Verifier {
             issuers.insert(cfg.iss.clone(), (cfg, source));
         }
         Ok(Verifier { issuers, options })
+    }
+
+    /// What the trust file lets `iss` do, if it lists it.
+    pub fn issuer_kind(&self, iss: &str) -> Option<Kind> {
+        self.issuers.get(iss).map(|(cfg, _)| cfg.kind)
     }
 
     /// No trust file: every token is refused.
@@ -196,6 +205,46 @@ impl Verifier {
         kind: Kind,
         audience: &str,
     ) -> Result<Caller, AuthError> {
+        let (cfg, c) = self.checked_claims(token, kind, audience).await?;
+        if kind == Kind::CdsClient && c.jti.as_deref().is_none_or(str::is_empty) {
+            return Err(AuthError::MissingClaim("jti"));
+        }
+        if let Some(expected) = &cfg.tenant {
+            if c.tenant.as_deref() != Some(expected.as_str()) {
+                return Err(AuthError::WrongTenant);
+            }
+        }
+        Ok(caller(cfg, c, kind))
+    }
+
+    /// Verify an OpenID Connect ID token from a `staff` issuer (OIDC Core 3.1.3.7): signature,
+    /// `iss`, `aud` holding `client_id`, `exp`/`iat`, and the `nonce` of this sign-in. The
+    /// caller's tenant comes from the trust file; scopes are the granted ones, given by the
+    /// token response.
+    #[tracing::instrument(name = "auth id token", skip_all)]
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        client_id: &str,
+        nonce: &str,
+        scopes: Vec<String>,
+    ) -> Result<Caller, AuthError> {
+        let (cfg, c) = self.checked_claims(token, Kind::Staff, client_id).await?;
+        if c.nonce.as_deref() != Some(nonce) {
+            return Err(AuthError::WrongNonce);
+        }
+        let mut caller = caller(cfg, c, Kind::Staff);
+        caller.scopes = scopes;
+        Ok(caller)
+    }
+
+    /// Signature, issuer, kind, audience, time and lifetime: what every token must pass.
+    async fn checked_claims(
+        &self,
+        token: &str,
+        kind: Kind,
+        audience: &str,
+    ) -> Result<(&IssuerConfig, Claims), AuthError> {
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !self.options.algorithms.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed);
@@ -247,28 +296,24 @@ impl Verifier {
         if exp.saturating_sub(iat) > self.options.max_lifetime.as_secs() as i64 {
             return Err(AuthError::LifetimeTooLong);
         }
-        if kind == Kind::CdsClient && c.jti.as_deref().is_none_or(str::is_empty) {
-            return Err(AuthError::MissingClaim("jti"));
-        }
-        if let Some(expected) = &cfg.tenant {
-            if c.tenant.as_deref() != Some(expected.as_str()) {
-                return Err(AuthError::WrongTenant);
-            }
-        }
-        let subject = c.sub.unwrap_or_else(|| c.iss.clone());
-        Ok(Caller {
-            issuer: c.iss,
-            subject,
-            tenant: cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
-            all_tenants: cfg.all_tenants && kind == Kind::Staff,
-            kind,
-            jti: c.jti,
-            expires_at: exp,
-            scopes: c
-                .scope
-                .map(|s| s.split_whitespace().map(str::to_owned).collect())
-                .unwrap_or_default(),
-        })
+        Ok((cfg, c))
+    }
+}
+
+fn caller(cfg: &IssuerConfig, c: Claims, kind: Kind) -> Caller {
+    let subject = c.sub.unwrap_or_else(|| c.iss.clone());
+    Caller {
+        issuer: c.iss,
+        subject,
+        tenant: cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
+        all_tenants: cfg.all_tenants && kind == Kind::Staff,
+        kind,
+        jti: c.jti,
+        expires_at: c.exp.unwrap_or_default(),
+        scopes: c
+            .scope
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
     }
 }
 

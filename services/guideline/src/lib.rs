@@ -14,5 +14,6 @@ pub mod vignettes;
 pub use decision::{Decision, Verdict};
 pub use evaluate::{evaluate, evaluate_without};
 pub use facts::{Code, Component, Facts, Record, Value};
+pub use resolve::series;
 pub use ruleset::{LoadError, RuleSet};
 pub use version::RuleSetVersion;

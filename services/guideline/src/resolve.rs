@@ -499,3 +499,29 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
         }
     }
 }
+
+/// Every value `fact` reads from `facts` up to `as_of`, day by day, in the fact's unit: the raw
+/// series behind an aggregate (for charts), with the engine's own status, date and unit rules
+/// but no window. Records that cannot be read are left out; `resolve` reports them.
+pub fn series(rs: &RuleSet, facts: &Facts, fact: &str, as_of: Date) -> Vec<(Date, f64)> {
+    let Some(b) = rs.doc.facts.get(fact) else {
+        return Vec::new();
+    };
+    let mut points: Vec<(Date, f64)> = facts
+        .records
+        .iter()
+        .filter(|r| status_counts(r))
+        .filter_map(|r| r.date.filter(|d| *d <= as_of).map(|d| (d, r)))
+        .flat_map(|(d, r)| {
+            b.sources
+                .iter()
+                .filter(|src| r.kind == src.record && rs.matches_any(&r.codes, &src.codes))
+                .filter_map(move |src| match read_value(rs, b, src, r) {
+                    Ok(Some(v)) => Some((d, v)),
+                    _ => None,
+                })
+        })
+        .collect();
+    points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    points
+}

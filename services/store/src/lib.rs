@@ -15,7 +15,7 @@ pub use audit::{AuditEntry, AuditQuery, Broken, ChainCheck, NewAuditEntry, RETEN
 pub use error::StoreError;
 pub use model::{
     CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
-    Review,
+    PendingLogin, Review, StaffSession,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +117,19 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> Result<bool, StoreError>;
+    /// Keep a sign-in in progress until its callback (expired ones are forgotten).
+    async fn begin_login(&self, login: &PendingLogin, now: i64) -> Result<(), StoreError>;
+    /// The sign-in `state_hash` names, removed so that it can finish only once.
+    async fn take_login(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<PendingLogin>, StoreError>;
+    async fn create_session(&self, session: &StaffSession, now: i64) -> Result<(), StoreError>;
+    /// The unexpired session whose cookie hashes to `id_hash`.
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<StaffSession>, StoreError>;
+    /// Sign out: the session is gone for every replica.
+    async fn end_session(&self, id_hash: &str) -> Result<(), StoreError>;
 }
 
 /// Open the database a URL names: `sqlite://PATH` or `postgres://…`.

@@ -76,7 +76,22 @@ pub struct CarePlanQuery {
     pub tenant: Option<String>,
     pub patient_ref: Option<String>,
     pub status: Option<String>,
+    /// Created on or after this day (UTC).
+    pub created_from: Option<time::Date>,
+    /// Created on or before this day (UTC).
+    pub created_to: Option<time::Date>,
     pub limit: i64,
+}
+
+impl CarePlanQuery {
+    /// The half-open creation interval `[from 00:00, to+1 00:00)` in UTC, as bound to queries.
+    pub fn created_bounds(&self) -> (Option<OffsetDateTime>, Option<OffsetDateTime>) {
+        let midnight = |d: time::Date| d.midnight().assume_utc();
+        (
+            self.created_from.map(midnight),
+            self.created_to.map(|d| midnight(d.next_day().unwrap_or(d))),
+        )
+    }
 }
 
 /// A reviewer's decision on a CarePlan, applied only if the plan is still at `expected_version`.
@@ -93,4 +108,34 @@ pub struct Review {
     /// The plan as it stands after the review (with its new status and version).
     pub resource: serde_json::Value,
     pub at: OffsetDateTime,
+}
+
+/// An OpenID Connect sign-in in progress: what the callback needs to finish it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingLogin {
+    /// SHA-256 (hex) of the `state` sent to the provider.
+    pub state_hash: String,
+    /// The PKCE code verifier.
+    pub verifier: String,
+    pub nonce: String,
+    /// Where to go once signed in (a `/ui/` path).
+    pub next_path: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A signed-in staff member's session, keyed by the SHA-256 of its cookie value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StaffSession {
+    pub id_hash: String,
+    pub issuer: String,
+    pub subject: String,
+    pub tenant: String,
+    pub all_tenants: bool,
+    pub scopes: Vec<String>,
+    /// The token forms must echo (cross-site request forgery).
+    pub csrf: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub expires_at: i64,
 }

@@ -8,7 +8,8 @@ use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
     AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
-    NewAuditEntry, NewCarePlan, NewFeedback, PoolOptions, Store, StoreError,
+    NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession, Store,
+    StoreError,
 };
 
 pub struct PgStore {
@@ -272,15 +273,119 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn begin_login(&self, l: &PendingLogin, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM staff_logins WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&l.state_hash)
+            .bind(&l.verifier)
+            .bind(&l.nonce)
+            .bind(&l.next_path)
+            .bind(l.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn take_login(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<PendingLogin>, StoreError> {
+        let row = sqlx::query("DELETE FROM staff_logins WHERE state_hash = $1 RETURNING *")
+            .bind(state_hash)
+            .fetch_optional(&self.pool)
+            .await?;
+        let login = row
+            .map(|r| -> Result<PendingLogin, StoreError> {
+                Ok(PendingLogin {
+                    state_hash: r.try_get("state_hash")?,
+                    verifier: r.try_get("verifier")?,
+                    nonce: r.try_get("nonce")?,
+                    next_path: r.try_get("next_path")?,
+                    expires_at: r.try_get("expires_at")?,
+                })
+            })
+            .transpose()?;
+        Ok(login.filter(|l| l.expires_at >= now))
+    }
+
+    async fn create_session(&self, s: &StaffSession, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM staff_sessions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&s.id_hash)
+            .bind(&s.issuer)
+            .bind(&s.subject)
+            .bind(&s.tenant)
+            .bind(s.all_tenants)
+            .bind(s.scopes.join(" "))
+            .bind(&s.csrf)
+            .bind(s.created_at)
+            .bind(s.expires_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<StaffSession>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM staff_sessions WHERE id_hash = $1 AND expires_at >= $2")
+                .bind(id_hash)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| -> Result<StaffSession, StoreError> {
+            Ok(StaffSession {
+                id_hash: r.try_get("id_hash")?,
+                issuer: r.try_get("issuer")?,
+                subject: r.try_get("subject")?,
+                tenant: r.try_get("tenant")?,
+                all_tenants: r.try_get("all_tenants")?,
+                scopes: r
+                    .try_get::<String, _>("scopes")?
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect(),
+                csrf: r.try_get("csrf")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM staff_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn search_careplans(&self, q: &CarePlanQuery) -> Result<Vec<CarePlanRecord>, StoreError> {
+        let (from, to) = q.created_bounds();
         let rows = sqlx::query(
             "SELECT * FROM careplans WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR patient_ref = $2)
-               AND ($3::text IS NULL OR status = $3) ORDER BY red_flag DESC, created_at DESC, id LIMIT $4",
+               AND ($3::text IS NULL OR status = $3) AND ($5::timestamptz IS NULL OR created_at >= $5)
+               AND ($6::timestamptz IS NULL OR created_at < $6)
+               ORDER BY red_flag DESC, created_at DESC, id LIMIT $4",
         )
         .bind(&q.tenant)
         .bind(&q.patient_ref)
         .bind(&q.status)
         .bind(q.limit)
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_careplan).collect()

@@ -16,7 +16,8 @@ use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
     AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
-    NewAuditEntry, NewCarePlan, NewFeedback, PoolOptions, Store, StoreError,
+    NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession, Store,
+    StoreError,
 };
 
 pub struct SqliteStore {
@@ -235,15 +236,105 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn begin_login(&self, login: &PendingLogin, now: i64) -> Result<(), StoreError> {
+        let l = login.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM staff_logins WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
+                sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at) VALUES (?, ?, ?, ?, ?)")
+                    .bind(&l.state_hash)
+                    .bind(&l.verifier)
+                    .bind(&l.nonce)
+                    .bind(&l.next_path)
+                    .bind(l.expires_at)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn take_login(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<PendingLogin>, StoreError> {
+        let h = state_hash.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                let row = sqlx::query("DELETE FROM staff_logins WHERE state_hash = ? RETURNING *")
+                    .bind(&h)
+                    .fetch_optional(&mut *c)
+                    .await?;
+                row.map(|r| login_from_row(&r))
+                    .transpose()
+                    .map(|l| l.filter(|l| l.expires_at >= now))
+            })
+        })
+        .await
+    }
+
+    async fn create_session(&self, s: &StaffSession, now: i64) -> Result<(), StoreError> {
+        let s = s.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM staff_sessions WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
+                sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at)
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    .bind(&s.id_hash)
+                    .bind(&s.issuer)
+                    .bind(&s.subject)
+                    .bind(&s.tenant)
+                    .bind(s.all_tenants)
+                    .bind(s.scopes.join(" "))
+                    .bind(&s.csrf)
+                    .bind(s.created_at)
+                    .bind(s.expires_at)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<StaffSession>, StoreError> {
+        let row = sqlx::query("SELECT * FROM staff_sessions WHERE id_hash = ? AND expires_at >= ?")
+            .bind(id_hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| session_from_row(&r)).transpose()
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        let h = id_hash.to_owned();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query("DELETE FROM staff_sessions WHERE id_hash = ?")
+                    .bind(&h)
+                    .execute(&mut *c)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn search_careplans(&self, q: &CarePlanQuery) -> Result<Vec<CarePlanRecord>, StoreError> {
+        let (from, to) = q.created_bounds();
         let rows = sqlx::query(
             "SELECT * FROM careplans WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR patient_ref = ?2)
-               AND (?3 IS NULL OR status = ?3) ORDER BY red_flag DESC, created_at DESC, id LIMIT ?4",
+               AND (?3 IS NULL OR status = ?3) AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6)
+               ORDER BY red_flag DESC, created_at DESC, id LIMIT ?4",
         )
         .bind(&q.tenant)
         .bind(&q.patient_ref)
         .bind(&q.status)
         .bind(q.limit)
+        .bind(from)
+        .bind(to)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row_to_careplan).collect()
@@ -568,5 +659,33 @@ fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError>
         input_digest: row.try_get("input_digest")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+    })
+}
+
+fn login_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PendingLogin, StoreError> {
+    Ok(PendingLogin {
+        state_hash: r.try_get("state_hash")?,
+        verifier: r.try_get("verifier")?,
+        nonce: r.try_get("nonce")?,
+        next_path: r.try_get("next_path")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+fn session_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StaffSession, StoreError> {
+    Ok(StaffSession {
+        id_hash: r.try_get("id_hash")?,
+        issuer: r.try_get("issuer")?,
+        subject: r.try_get("subject")?,
+        tenant: r.try_get("tenant")?,
+        all_tenants: r.try_get("all_tenants")?,
+        scopes: r
+            .try_get::<String, _>("scopes")?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        csrf: r.try_get("csrf")?,
+        created_at: r.try_get("created_at")?,
+        expires_at: r.try_get("expires_at")?,
     })
 }

@@ -48,13 +48,7 @@ pub async fn cds_client(
 ) -> Result<Caller, ApiError> {
     let result = verify(req, state, audiences).await;
     if let Err(ApiError::Auth(e)) = &result {
-        tracing::warn!(reason = e.reason(), "refused a CDS client call");
-        state
-            .metrics
-            .auth_refusals
-            .with_label_values(&[e.reason()])
-            .inc();
-        crate::audit::refused(req, state, e.reason());
+        refused(req, state, e, "refused a CDS client call");
     }
     result
 }
@@ -117,13 +111,18 @@ pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<C
     }
     .await;
     if let Err(e) = &result {
-        tracing::warn!(reason = e.reason(), "refused a staff request");
-        state
-            .metrics
-            .auth_refusals
-            .with_label_values(&[e.reason()])
-            .inc();
-        crate::audit::refused(req, state, e.reason());
+        refused(req, state, e, "refused a staff request");
     }
     result.map_err(ApiError::from)
+}
+
+/// Every refusal is logged (reason only), counted and audited.
+pub fn refused(req: &HttpRequest, state: &AppState, e: &AuthError, what: &'static str) {
+    tracing::warn!(reason = e.reason(), "{what}");
+    state
+        .metrics
+        .auth_refusals
+        .with_label_values(&[e.reason()])
+        .inc();
+    crate::audit::refused(req, state, e.reason());
 }

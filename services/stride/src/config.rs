@@ -32,6 +32,30 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Development mode: the trust file with the development issuers added (`stride dev`).
     pub dev_trust: Option<serde_json::Value>,
+    /// OpenID Connect sign-in for the staff pages; without it they take a bearer token from a
+    /// reverse proxy.
+    pub oidc: Option<OidcSettings>,
+}
+
+/// The staff pages' OpenID provider and Stride's client registration with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The issuer identifier; it must be a `staff` issuer of the trust file.
+    pub issuer: String,
+    pub client_id: String,
+    /// A confidential client authenticates with it (client_secret_basic); without it Stride is
+    /// a public client and relies on PKCE alone.
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for OidcSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// The base URL callers use, without a trailing slash. JWT `aud` is checked against it.
@@ -143,6 +167,9 @@ struct Raw {
     jwt_algorithms: Option<String>,
     clock_skew_secs: Option<String>,
     migrate_on_start: Option<String>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<String>,
 }
 
 impl Settings {
@@ -313,7 +340,45 @@ impl Settings {
                 ))
             }
         };
+        let oidc = match (raw.oidc_issuer, raw.oidc_client_id) {
+            (None, None) => None,
+            (Some(issuer), Some(client_id)) => {
+                let issuer = issuer.trim_end_matches('/').to_owned();
+                let url = PublicUrl::parse(&issuer)
+                    .map_err(|r| invalid("STRIDE_OIDC_ISSUER", &issuer, r))?;
+                if issuer.starts_with("http://") && !url.is_loopback() {
+                    return Err(invalid(
+                        "STRIDE_OIDC_ISSUER",
+                        &issuer,
+                        "must be https:// (plain http only on loopback)",
+                    ));
+                }
+                if client_id.trim().is_empty() {
+                    return Err(invalid("STRIDE_OIDC_CLIENT_ID", "", "must not be empty"));
+                }
+                Some(OidcSettings {
+                    issuer,
+                    client_id,
+                    client_secret: raw.oidc_client_secret.filter(|s| !s.is_empty()),
+                })
+            }
+            (Some(i), None) => {
+                return Err(invalid(
+                    "STRIDE_OIDC_CLIENT_ID",
+                    "",
+                    format!("required when STRIDE_OIDC_ISSUER is set ({i})"),
+                ))
+            }
+            (None, Some(c)) => {
+                return Err(invalid(
+                    "STRIDE_OIDC_ISSUER",
+                    "",
+                    format!("required when STRIDE_OIDC_CLIENT_ID is set ({c})"),
+                ))
+            }
+        };
         Ok(Settings {
+            oidc,
             migrate_on_start,
             dev_trust: None,
             jwt_algorithms,

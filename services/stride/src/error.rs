@@ -27,6 +27,8 @@ pub enum ApiError {
     Auth(#[from] stride_auth::AuthError),
     #[error("{0}")]
     Conflict(String),
+    #[error("this form must be sent from Stride's own pages")]
+    CrossSite,
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable,
     #[error("internal error (reference {0})")]
@@ -61,9 +63,11 @@ impl ApiError {
                 "replay" => "auth_replay",
                 "lifetime" => "auth_lifetime",
                 "tenant" => "auth_tenant",
+                "nonce" => "auth_nonce",
                 _ => "auth_scope",
             },
             ApiError::Conflict(_) => "conflict",
+            ApiError::CrossSite => "cross_site",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -81,6 +85,7 @@ impl ApiError {
             ApiError::Auth(e) if e.is_forbidden() => IssueCode::Forbidden,
             ApiError::Auth(_) => IssueCode::Login,
             ApiError::Conflict(_) => IssueCode::Conflict,
+            ApiError::CrossSite => IssueCode::Forbidden,
             ApiError::Unavailable => IssueCode::Transient,
             ApiError::Internal(_) => IssueCode::Exception,
         }
@@ -127,6 +132,7 @@ impl ResponseError for ApiError {
             ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::CrossSite => StatusCode::FORBIDDEN,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

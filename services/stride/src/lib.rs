@@ -12,6 +12,7 @@ pub mod config;
 pub mod dev;
 pub mod error;
 pub mod metrics;
+pub mod oidc;
 pub mod replay;
 pub mod routes;
 pub mod rules_cmd;

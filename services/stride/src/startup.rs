@@ -26,6 +26,8 @@ pub struct AppState {
     pub verifier: Arc<stride_auth::Verifier>,
     pub started: time::OffsetDateTime,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Staff sign-in with OpenID Connect, when configured.
+    pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Refused requests on their way to the audit log (see `audit::refused`).
     pub refusals: tokio::sync::mpsc::Sender<stride_store::NewAuditEntry>,
 }
@@ -41,6 +43,8 @@ pub enum StartError {
     Catalog(#[from] CatalogError),
     #[error("STRIDE_TRUST_FILE: {0}")]
     Trust(#[from] stride_auth::TrustError),
+    #[error("STRIDE_OIDC_ISSUER {0} must be listed as a `staff` issuer in the trust file (its keys verify the ID tokens)")]
+    OidcIssuer(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -94,6 +98,17 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
         let verifier = Arc::new(verifier(&settings)?);
+        let oidc = match &settings.oidc {
+            Some(o) if verifier.issuer_kind(&o.issuer) != Some(stride_auth::Kind::Staff) => {
+                return Err(StartError::OidcIssuer(o.issuer.clone()))
+            }
+            Some(o) => Some(Arc::new(crate::oidc::Oidc::new(
+                o.clone(),
+                settings.public_url.as_str(),
+                settings.public_url.is_loopback(),
+            ))),
+            None => None,
+        };
         let store = if settings.migrate_on_start {
             open_store(&settings).await?
         } else {
@@ -134,6 +149,7 @@ impl Application {
             settings,
             fetcher: Fetcher::new(),
             verifier,
+            oidc,
             started: time::OffsetDateTime::now_utc(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             refusals: crate::audit::refusal_writer(store.clone()),
@@ -202,7 +218,16 @@ impl Application {
                 .service(routes::careplans::search)
                 .service(routes::careplans::review)
                 .service(routes::ui::style)
-                .service(routes::ui::careplan)
+                .service(routes::ui::home)
+                .service(routes::ui::signin::login)
+                .service(routes::ui::signin::callback)
+                .service(routes::ui::signin::logout)
+                .service(routes::ui::queue::queue)
+                .service(routes::ui::careplan::careplan)
+                .service(routes::ui::careplan::review)
+                .service(routes::ui::audit::search)
+                .service(routes::ui::audit::export)
+                .service(routes::ui::audit::entry)
                 .service(routes::careplans::read)
                 .service(routes::fhir::plan_definition)
                 .service(routes::fhir::code_system)

@@ -75,10 +75,18 @@ pub async fn search(
                                     "since": q.since, "until": q.until, "format": if bundle { "bundle" } else { "ndjson" }});
     state.store.append_audit(&entry).await?;
 
+    Ok(export(state.store.clone(), query, bundle))
+}
+
+/// Stream the entries `query` selects as NDJSON or a FHIR Bundle of AuditEvents.
+pub fn export(
+    store: std::sync::Arc<dyn stride_store::Store>,
+    query: AuditQuery,
+    bundle: bool,
+) -> HttpResponse {
     // Rows flow from the database to the client through a small channel: an export of any
     // size holds a few dozen entries in memory at a time.
     let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(32);
-    let store = state.store.clone();
     tokio::spawn(async move {
         let mut rows = store.audit_stream(&query, false);
         let mut first = true;
@@ -133,9 +141,9 @@ pub async fn search(
     } else {
         "application/x-ndjson"
     };
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type(content_type)
-        .streaming(body))
+        .streaming(body)
 }
 
 #[get("/audit/verify")]

@@ -95,6 +95,7 @@ pub async fn search(
         patient_ref: patient,
         status: q.status.clone(),
         limit: q.count.unwrap_or(50).clamp(1, 500),
+        ..CarePlanQuery::default()
     };
     let plans = state.store.search_careplans(&query).await?;
     let mut entry = audit::entry(&req, "careplan-search", "success", Some(&caller));
@@ -119,12 +120,12 @@ pub const REVIEW: &str = "careplan.review";
 
 #[derive(Deserialize)]
 pub struct ReviewRequest {
-    action: String,
+    pub action: String,
     /// The version the reviewer saw (optimistic concurrency).
-    version: i32,
-    reason: Option<String>,
+    pub version: i32,
+    pub reason: Option<String>,
     /// For `revise`: the plan's activities as the reviewer edited them.
-    activity: Option<Json>,
+    pub activity: Option<Json>,
 }
 
 /// Approve (→ active), revise (edited activities, a new version, → active) or reject
@@ -139,7 +140,22 @@ pub async fn review(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, REVIEW).await?;
-    let current = load_visible(&state, &caller, &path).await?;
+    let updated = apply_review(&req, &state, &caller, &path, &body).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(self::resource(&updated)))
+}
+
+/// One review, from the API or the staff pages: checked, applied with its audit entry, or
+/// refused with a conflict when the plan moved on.
+pub async fn apply_review(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &stride_auth::Caller,
+    id: &str,
+    body: &ReviewRequest,
+) -> Result<CarePlanRecord, ApiError> {
+    let current = load_visible(state, caller, id).await?;
     let id = current.id;
     let reason = body
         .reason
@@ -190,12 +206,12 @@ pub async fn review(
         ApiError::BadRequest(format!("the revised CarePlan is not valid FHIR R4: {e}"))
     })?;
 
-    let mut entry = audit::entry(&req, "careplan-review", "success", Some(&caller));
+    let mut entry = audit::entry(req, "careplan-review", "success", Some(caller));
     entry.patient_ref = Some(current.patient_ref.clone());
     entry.careplan_id = Some(id);
     entry.details["review"] =
         json!({"action": body.action, "fromVersion": body.version, "reason": reason});
-    let review = stride_store::Review {
+    let decided = stride_store::Review {
         careplan_id: id,
         expected_version: body.version,
         action: body.action.clone(),
@@ -205,14 +221,12 @@ pub async fn review(
         resource,
         at: time::OffsetDateTime::now_utc(),
     };
-    let updated = state.store.review_careplan(&review, &entry).await.map_err(|e| match e {
+    let updated = state.store.review_careplan(&decided, &entry).await.map_err(|e| match e {
         stride_store::StoreError::Conflict(now) => ApiError::Conflict(format!(
             "this CarePlan changed since version {} (now version {now}): someone else reviewed it; reload it",
             body.version
         )),
         other => other.into(),
     })?;
-    Ok(HttpResponse::Ok()
-        .content_type("application/fhir+json")
-        .json(self::resource(&updated)))
+    Ok(updated)
 }

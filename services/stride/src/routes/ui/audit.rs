@@ -1,0 +1,335 @@
+//! The decision-log browser for compliance staff (`audit.read`): search and filter, one entry
+//! with its chain status and replay, export of what the filters select.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use stride_store::AuditQuery;
+use time::Date;
+
+use super::{esc, page, viewer, UiError};
+use crate::audit;
+use crate::error::ApiError;
+use crate::replay::replay;
+use crate::routes::audit::{check_chain, export as export_stream, READ};
+use crate::routes::careplans::patient_ref;
+use crate::startup::AppState;
+
+#[derive(Deserialize, Default)]
+pub struct Filters {
+    patient: Option<String>,
+    caller: Option<String>,
+    version: Option<String>,
+    decision: Option<String>,
+    action: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+fn text(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+fn day_us(field: &str, v: &Option<String>, next: bool) -> Result<Option<i64>, ApiError> {
+    let Some(s) = text(v) else { return Ok(None) };
+    let d = Date::parse(&s, &time::format_description::well_known::Iso8601::DATE)
+        .map_err(|_| ApiError::BadRequest(format!("{field}: a day such as 2026-11-27")))?;
+    let d = if next { d.next_day().unwrap_or(d) } else { d };
+    Ok(Some(
+        (d.midnight().assume_utc().unix_timestamp_nanos() / 1000) as i64,
+    ))
+}
+
+impl Filters {
+    fn query(
+        &self,
+        state_tenant: Option<&str>,
+        limit: Option<i64>,
+    ) -> Result<AuditQuery, ApiError> {
+        Ok(AuditQuery {
+            tenant: state_tenant.map(str::to_owned),
+            patient_ref: text(&self.patient).map(|p| patient_ref(&p)),
+            caller_subject: text(&self.caller),
+            rule_set_version: text(&self.version),
+            decision_id: text(&self.decision),
+            since_us: day_us("from", &self.from, false)?,
+            // `to` is inclusive: up to the end of that day.
+            until_us: day_us("to", &self.to, true)?.map(|us| us - 1),
+            limit,
+            action: text(&self.action),
+        })
+    }
+
+    /// The filters as a query string (for the export link).
+    fn encoded(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("patient", &self.patient),
+            ("caller", &self.caller),
+            ("version", &self.version),
+            ("decision", &self.decision),
+            ("action", &self.action),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if let Some(v) = text(v) {
+                q.append_pair(k, &v);
+            }
+        }
+        q.finish()
+    }
+}
+
+const ACTIONS: &[&str] = &[
+    "hook-call",
+    "feedback",
+    "careplan-read",
+    "careplan-search",
+    "careplan-review",
+    "audit-read",
+    "audit-verify",
+    "audit-replay",
+    "staff-sign-in",
+    "staff-sign-out",
+    "refused",
+];
+
+#[get("/ui/audit")]
+#[tracing::instrument(name = "ui audit", skip_all)]
+pub async fn search(
+    req: HttpRequest,
+    f: web::Query<Filters>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let viewer = viewer(&req, &state, READ).await?;
+    let query = f.query(viewer.caller.tenant_scope(), Some(100))?;
+    let mut log = audit::entry(&req, "audit-read", "success", Some(&viewer.caller));
+    log.patient_ref = query.patient_ref.clone();
+    log.details["view"] = json!("decision log");
+    log.details["query"] = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
+                                    "decision": query.decision_id, "action": query.action, "from": f.from, "to": f.to});
+    state.store.append_audit(&log).await?;
+
+    let field = |id: &str, label: &str, v: &Option<String>, kind: &str| {
+        format!(
+            "<label for=\"{id}\">{label}</label><input type=\"{kind}\" id=\"{id}\" name=\"{id}\" value=\"{}\">",
+            esc(v.as_deref().unwrap_or(""))
+        )
+    };
+    let mut html = String::from(
+        "<h1>Decision log</h1><form method=\"get\" action=\"/ui/audit\" class=\"filters\">",
+    );
+    html.push_str(&field("patient", "Patient", &f.patient, "text"));
+    html.push_str(&field("caller", "Caller (subject)", &f.caller, "text"));
+    html.push_str(&field("version", "Rule-set version", &f.version, "text"));
+    html.push_str(&field("decision", "Decision id", &f.decision, "text"));
+    html.push_str("<label for=\"action\">Action</label><select id=\"action\" name=\"action\"><option value=\"\">Any</option>");
+    for a in ACTIONS {
+        let sel = if f.action.as_deref() == Some(a) {
+            " selected"
+        } else {
+            ""
+        };
+        html.push_str(&format!("<option value=\"{a}\"{sel}>{a}</option>"));
+    }
+    html.push_str("</select>");
+    html.push_str(&field("from", "From", &f.from, "date"));
+    html.push_str(&field("to", "To", &f.to, "date"));
+    let q = f.encoded();
+    html.push_str(&format!(
+        "<button type=\"submit\">Search</button></form><p class=\"exports\">Export these entries: \
+         <a href=\"/ui/audit/export?{q}\" download>NDJSON</a> · <a href=\"/ui/audit/export?{q}{}format=bundle\" download>FHIR Bundle of AuditEvents</a></p>",
+        if q.is_empty() { "" } else { "&amp;" }
+    ));
+
+    let mut rows = state.store.audit_stream(&query, false);
+    let mut table = String::new();
+    let mut n = 0;
+    while let Some(row) = rows.next().await {
+        let a = row?;
+        n += 1;
+        let e = &a.entry;
+        table.push_str(&format!(
+            "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/audit/{}\">Open<span class=\"visually-hidden\"> entry {}</span></a></td></tr>",
+            esc(&e.outcome),
+            esc(&audit::recorded(&a)),
+            esc(&e.action),
+            esc(&e.outcome),
+            esc(e.caller_subject.as_deref().unwrap_or("—")),
+            esc(e.patient_ref.as_deref().unwrap_or("—")),
+            esc(&e.decision_ids.join(", ")),
+            e.id,
+            a.seq,
+        ));
+    }
+    if n == 0 {
+        html.push_str("<p role=\"status\">No entries match.</p>");
+    } else {
+        html.push_str(&format!(
+            "<p role=\"status\">{n} most recent matching entr{}.</p><div class=\"scroll\"><table class=\"audit\"><caption>Audit entries, newest first</caption><thead><tr>\
+             <th scope=\"col\">Recorded</th><th scope=\"col\">Action</th><th scope=\"col\">Outcome</th><th scope=\"col\">Caller</th>\
+             <th scope=\"col\">Patient</th><th scope=\"col\">Decisions</th><th scope=\"col\">Entry</th></tr></thead><tbody>{table}</tbody></table></div>",
+            if n == 1 { "y" } else { "ies" }
+        ));
+    }
+    Ok(page(StatusCode::OK, Some(&viewer), "Decision log", &html))
+}
+
+#[get("/ui/audit/export")]
+#[tracing::instrument(name = "ui audit export", skip_all)]
+pub async fn export(
+    req: HttpRequest,
+    f: web::Query<Filters>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let viewer = viewer(&req, &state, READ).await?;
+    let bundle = f.format.as_deref() == Some("bundle");
+    let query = f.query(viewer.caller.tenant_scope(), None)?;
+    let mut log = audit::entry(&req, "audit-read", "success", Some(&viewer.caller));
+    log.patient_ref = query.patient_ref.clone();
+    log.details["view"] = json!("export");
+    log.details["query"] = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
+                                    "decision": query.decision_id, "action": query.action, "from": f.from, "to": f.to,
+                                    "format": if bundle { "bundle" } else { "ndjson" }});
+    state.store.append_audit(&log).await?;
+    let mut res = export_stream(state.store.clone(), query, bundle);
+    let name = if bundle {
+        "stride-audit.json"
+    } else {
+        "stride-audit.ndjson"
+    };
+    res.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        header::HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok(res)
+}
+
+#[get("/ui/audit/{id}")]
+#[tracing::instrument(name = "ui audit entry", skip_all)]
+pub async fn entry(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let viewer = viewer(&req, &state, READ).await?;
+    let not_found = || ApiError::UnknownResource("no audit entry with this id".into());
+    let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
+    let a = state.store.audit_entry(id).await.map_err(|e| match e {
+        stride_store::StoreError::NotFound => not_found(),
+        other => other.into(),
+    })?;
+    if !viewer.caller.may_see(&a.entry.tenant) {
+        return Err(not_found().into());
+    }
+    // The chain of this entry's tenant, checked up to now.
+    let check = check_chain(
+        state.store.as_ref(),
+        &AuditQuery {
+            tenant: Some(a.entry.tenant.clone()),
+            ..AuditQuery::default()
+        },
+    )
+    .await?;
+    let replayed = replay(&state.catalog, &a, None).ok();
+    let mut log = audit::entry(&req, "audit-read", "success", Some(&viewer.caller));
+    log.patient_ref = a.entry.patient_ref.clone();
+    log.details["entry"] = json!(a.entry.id);
+    log.details["chain"] = json!(if check.broken.is_none() {
+        "intact"
+    } else {
+        "broken"
+    });
+    state.store.append_audit(&log).await?;
+
+    let e = &a.entry;
+    let mut html = format!("<h1>Audit entry {}</h1>", a.seq);
+    let chain = match &check.broken {
+        None => format!(
+            "<p class=\"notice ok\" role=\"status\">Chain intact: all {} entries of this tenant link up, this one included.</p>",
+            check.entries
+        ),
+        Some(b) if b.seq <= a.seq => format!(
+            "<p class=\"notice problem\" role=\"alert\">Chain broken at entry {} ({}): this entry cannot be trusted as recorded.</p>",
+            b.seq,
+            esc(&b.reason)
+        ),
+        Some(b) => format!(
+            "<p class=\"notice problem\" role=\"alert\">Chain broken later, at entry {} ({}); the links up to this entry hold.</p>",
+            b.seq,
+            esc(&b.reason)
+        ),
+    };
+    html.push_str(&chain);
+    let row = |k: &str, v: String| format!("<dt>{k}</dt><dd>{v}</dd>");
+    let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or("—"));
+    html.push_str("<dl>");
+    html.push_str(&row("Recorded", esc(&audit::recorded(&a))));
+    html.push_str(&row("Action", esc(&e.action)));
+    html.push_str(&row("Outcome", esc(&e.outcome)));
+    html.push_str(&row(
+        "Caller",
+        format!("{} ({})", opt(&e.caller_subject), opt(&e.caller_issuer)),
+    ));
+    html.push_str(&row("Tenant", esc(&e.tenant)));
+    html.push_str(&row("Patient", opt(&e.patient_ref)));
+    html.push_str(&row(
+        "Hook",
+        format!("{} {}", opt(&e.hook), opt(&e.hook_instance)),
+    ));
+    html.push_str(&row(
+        "Rule set",
+        format!("{} {}", opt(&e.rule_set_id), opt(&e.rule_set_version)),
+    ));
+    html.push_str(&row("Decisions", esc(&e.decision_ids.join(", "))));
+    html.push_str(&row("Cards", esc(&e.card_uuids.join(", "))));
+    if let Some(c) = e.careplan_id {
+        html.push_str(&row(
+            "CarePlan",
+            format!("<a href=\"/ui/careplans/{c}\">{c}</a>"),
+        ));
+    }
+    html.push_str(&row("Trace id", opt(&e.trace_id)));
+    html.push_str(&row("Sequence", a.seq.to_string()));
+    html.push_str(&row("Hash", format!("<code>{}</code>", esc(&a.hash))));
+    html.push_str(&row(
+        "Previous hash",
+        format!("<code>{}</code>", esc(&a.prev_hash)),
+    ));
+    html.push_str("</dl>");
+    match replayed {
+        Some(r) => {
+            html.push_str(&format!(
+                "<h2>Replay</h2><p class=\"notice {}\" role=\"status\">Re-evaluated with {} {}: {}</p>",
+                if r.identical { "ok" } else { "problem" },
+                esc(&r.rule_set_id),
+                esc(&r.replayed_version),
+                if r.identical {
+                    "the same decision.".to_owned()
+                } else {
+                    format!(
+                        "a different decision (only recorded: {}; only now: {}).",
+                        esc(&r.only_recorded.join(", ")),
+                        esc(&r.only_replayed.join(", "))
+                    )
+                }
+            ));
+        }
+        None if e.facts.is_some() => html.push_str("<h2>Replay</h2><p>This decision cannot be replayed here: its rule-set version is not loaded.</p>"),
+        None => {}
+    }
+    if !e.details.is_null() && e.details != json!({}) {
+        html.push_str(&format!(
+            "<h2>Details</h2><pre>{}</pre>",
+            esc(&serde_json::to_string_pretty(&e.details).unwrap_or_default())
+        ));
+    }
+    Ok(page(StatusCode::OK, Some(&viewer), "Audit entry", &html))
+}

@@ -1,0 +1,262 @@
+//! The staff pages, rendered on the server: the review queue, one CarePlan with its timeline
+//! and review forms, and the decision-log browser. No scripts and no external assets; a strict
+//! Content-Security-Policy. Staff sign in with OpenID Connect (a session cookie scoped to
+//! `/ui`), or a reverse proxy in front of Stride adds a bearer token.
+
+pub mod audit;
+pub mod careplan;
+pub mod chart;
+pub mod queue;
+pub mod signin;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{get, HttpRequest, HttpResponse, ResponseError};
+use stride_auth::{AuthError, Caller, Kind};
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const STYLE: &str = include_str!("ui.css");
+pub const SESSION_COOKIE: &str = "stride_session";
+
+/// HTML-escape text taken from stored data or the request.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// A staff member looking at the pages, and how they came in.
+pub struct Viewer {
+    pub caller: Caller,
+    /// The session's CSRF token; `None` when a reverse proxy sent a bearer token.
+    pub csrf: Option<String>,
+}
+
+impl Viewer {
+    /// Hidden form field carrying the CSRF token (empty for bearer callers).
+    pub fn csrf_field(&self) -> String {
+        match &self.csrf {
+            Some(t) => format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(t)),
+            None => String::new(),
+        }
+    }
+}
+
+/// A full page with the common header.
+pub fn page(status: StatusCode, viewer: Option<&Viewer>, title: &str, body: &str) -> HttpResponse {
+    let header_html = match viewer {
+        Some(v) => {
+            let sign_out = if v.csrf.is_some() {
+                format!(
+                    "<form method=\"post\" action=\"/ui/logout\" class=\"signout\">{}<button type=\"submit\">Sign out</button></form>",
+                    v.csrf_field()
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "<header><nav aria-label=\"Stride\"><a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a></nav>\
+                 <span class=\"who\">Signed in as {}</span>{sign_out}</header>",
+                esc(&v.caller.subject)
+            )
+        }
+        None => String::new(),
+    };
+    HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("content-security-policy", CSP))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("referrer-policy", "same-origin"))
+        .insert_header(("cache-control", "no-store"))
+        .body(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>{} · Stride</title><link rel=\"stylesheet\" href=\"/ui/style.css\"></head><body>\
+             <a class=\"skip\" href=\"#content\">Skip to content</a>{header_html}<main id=\"content\">{body}</main></body></html>",
+            esc(title)
+        ))
+}
+
+#[get("/ui/style.css")]
+pub async fn style() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header(("cache-control", "max-age=3600"))
+        .body(STYLE)
+}
+
+#[get("/ui")]
+pub async fn home() -> HttpResponse {
+    see_other("/ui/careplans")
+}
+
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header(("cache-control", "no-store"))
+        .finish()
+}
+
+/// Errors of the staff pages: a person who is not signed in is sent to sign in; anything else
+/// is an HTML page saying what went wrong, with the API's status code.
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("sign in first")]
+    SignIn(String),
+    #[error("{0}")]
+    Api(#[from] ApiError),
+}
+
+impl From<stride_store::StoreError> for UiError {
+    fn from(e: stride_store::StoreError) -> Self {
+        UiError::Api(e.into())
+    }
+}
+
+impl ResponseError for UiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            UiError::SignIn(_) => StatusCode::SEE_OTHER,
+            UiError::Api(e) => e.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            UiError::SignIn(next) => {
+                let q: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("next", next)
+                    .finish();
+                see_other(&format!("/ui/login?{q}"))
+            }
+            UiError::Api(e) => {
+                let hint = match e {
+                    ApiError::Auth(AuthError::Missing) => {
+                        "<p>Sign-in is not configured on this server: a reverse proxy in front of Stride must add the staff member's bearer token.</p>"
+                    }
+                    ApiError::Auth(a) if a.is_forbidden() => {
+                        "<p>Your account is not allowed to do this. Ask your administrator for the permission named above.</p>"
+                    }
+                    ApiError::Unavailable => "<p>Try again in a few seconds.</p>",
+                    _ => "",
+                };
+                let mut res = page(
+                    e.status_code(),
+                    None,
+                    "Stride",
+                    &format!(
+                        "<h1>{}</h1><p role=\"alert\">{}</p>{hint}<p><a href=\"/ui/careplans\">Back to the review queue</a></p>",
+                        e.status_code().canonical_reason().unwrap_or("Error"),
+                        esc(&e.to_string())
+                    ),
+                );
+                if matches!(e, ApiError::Unavailable) {
+                    res.headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                }
+                res
+            }
+        }
+    }
+}
+
+/// The path and query of this request: where to come back to after signing in.
+fn here(req: &HttpRequest) -> String {
+    match req.uri().query() {
+        Some(q) => format!("{}?{q}", req.path()),
+        None => req.path().to_owned(),
+    }
+}
+
+/// The staff member behind a page request, with `scope`: from a bearer token (reverse proxy) or
+/// from the session cookie. Without either, the browser is sent to sign in.
+pub async fn viewer(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Viewer, UiError> {
+    if req.headers().contains_key(header::AUTHORIZATION) || state.oidc.is_none() {
+        let caller = auth::staff(req, state, scope).await?;
+        return Ok(Viewer { caller, csrf: None });
+    }
+    let Some(viewer) = session(req, state).await? else {
+        return Err(UiError::SignIn(here(req)));
+    };
+    if !viewer.caller.has_scope(scope) {
+        let e = AuthError::MissingScope(scope.to_owned());
+        auth::refused(req, state, &e, "refused a staff page");
+        return Err(ApiError::Auth(e).into());
+    }
+    Ok(viewer)
+}
+
+/// The signed-in session the request's cookie names, if it is still valid.
+pub async fn session(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer>, UiError> {
+    let Some(cookie) = req.cookie(SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let id_hash = stride_store::audit::sha256_hex(cookie.value().as_bytes());
+    let Some(s) = state.store.session(&id_hash, now).await? else {
+        return Ok(None);
+    };
+    let caller = Caller {
+        issuer: s.issuer,
+        subject: s.subject,
+        tenant: s.tenant,
+        all_tenants: s.all_tenants,
+        kind: Kind::Staff,
+        jti: None,
+        expires_at: s.expires_at,
+        scopes: s.scopes,
+    };
+    Ok(Some(Viewer {
+        caller,
+        csrf: Some(s.csrf),
+    }))
+}
+
+/// A form post must come from Stride's own pages: the browser's `Origin` is Stride's, and a
+/// signed-in session's form carries its CSRF token.
+pub fn check_form(
+    req: &HttpRequest,
+    state: &AppState,
+    viewer: Option<&Viewer>,
+    csrf: Option<&str>,
+) -> Result<(), UiError> {
+    let public = state.settings.public_url.as_str();
+    let origin_end = public
+        .find("://")
+        .and_then(|i| public[i + 3..].find('/').map(|j| i + 3 + j))
+        .unwrap_or(public.len());
+    let origin = &public[..origin_end];
+    let sent = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
+    let same_origin = sent == Some(origin);
+    let token_ok = match viewer.and_then(|v| v.csrf.as_deref()) {
+        Some(expected) => csrf.is_some_and(|c| {
+            aws_lc_rs::constant_time::verify_slices_are_equal(c.as_bytes(), expected.as_bytes())
+                .is_ok()
+        }),
+        None => true,
+    };
+    if same_origin && token_ok {
+        Ok(())
+    } else {
+        tracing::warn!(same_origin, token_ok, "refused a cross-site form post");
+        Err(ApiError::CrossSite.into())
+    }
+}
+
+pub fn number(v: Option<f64>) -> String {
+    v.map(|x| {
+        if x.fract() == 0.0 {
+            format!("{x:.0}")
+        } else {
+            format!("{x:.2}")
+        }
+    })
+    .unwrap_or_else(|| "—".into())
+}

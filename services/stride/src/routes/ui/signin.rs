@@ -1,0 +1,304 @@
+//! Staff sign-in with OpenID Connect: authorization code flow with PKCE, `state` bound to the
+//! browser by a short-lived cookie, `nonce` checked in the ID token. The session is a random
+//! cookie (HttpOnly, Secure, SameSite=Lax, path `/ui`) whose SHA-256 keys a database row, so
+//! every replica knows it and signing out ends it everywhere.
+
+use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use stride_store::audit::sha256_hex;
+use stride_store::{PendingLogin, StaffSession};
+
+use super::{esc, page, see_other, UiError, SESSION_COOKIE};
+use crate::audit;
+use crate::error::ApiError;
+use crate::oidc::{random_token, SCOPES};
+use crate::startup::AppState;
+
+const LOGIN_COOKIE: &str = "stride_login";
+const LOGIN_MINUTES: i64 = 10;
+/// A session lasts as long as the provider's grant says (`expires_in`), within these bounds.
+const SESSION_DEFAULT_SECS: i64 = 3600;
+const SESSION_MAX_SECS: i64 = 12 * 3600;
+
+fn cookie<'c>(name: &'c str, value: String, path: &'c str, max_age: i64) -> Cookie<'c> {
+    Cookie::build(name, value)
+        .path(path)
+        .http_only(true)
+        .secure(true)
+        .same_site(SameSite::Lax)
+        .max_age(CookieDuration::seconds(max_age))
+        .finish()
+}
+
+/// Only a path of the staff pages is a place to return to (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with("/ui/")
+                && !n.contains("//")
+                && !n.contains('\\')
+                && !n.starts_with("/ui/auth")
+                && n.len() < 2048 =>
+        {
+            n.to_owned()
+        }
+        _ => "/ui/careplans".into(),
+    }
+}
+
+fn message(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+    page(
+        status,
+        None,
+        title,
+        &format!(
+            "<h1>{}</h1><p role=\"alert\">{}</p><p><a href=\"/ui/login\">Sign in again</a></p>",
+            esc(title),
+            esc(text)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+#[get("/ui/login")]
+#[tracing::instrument(name = "ui sign-in start", skip_all)]
+pub async fn login(
+    q: web::Query<LoginQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let Some(oidc) = &state.oidc else {
+        return Err(ApiError::Auth(stride_auth::AuthError::Missing).into());
+    };
+    let metadata = match oidc.metadata().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "OpenID provider unavailable");
+            return Ok(message(
+                StatusCode::BAD_GATEWAY,
+                "Sign-in unavailable",
+                "The sign-in provider cannot be reached. Try again in a minute.",
+            ));
+        }
+    };
+    let (state_token, nonce, verifier) = (random_token(), random_token(), random_token());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    state
+        .store
+        .begin_login(
+            &PendingLogin {
+                state_hash: sha256_hex(state_token.as_bytes()),
+                verifier: verifier.clone(),
+                nonce: nonce.clone(),
+                next_path: safe_next(q.next.as_deref()),
+                expires_at: now + LOGIN_MINUTES * 60,
+            },
+            now,
+        )
+        .await?;
+    let to = oidc.authorize_url(metadata, &state_token, &nonce, &verifier);
+    let mut res = see_other(&to);
+    res.add_cookie(&cookie(
+        LOGIN_COOKIE,
+        state_token,
+        "/ui/auth",
+        LOGIN_MINUTES * 60,
+    ))
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+#[get("/ui/auth/callback")]
+#[tracing::instrument(name = "ui sign-in callback", skip_all)]
+pub async fn callback(
+    req: HttpRequest,
+    q: web::Query<Callback>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let Some(oidc) = &state.oidc else {
+        return Err(ApiError::NotFound.into());
+    };
+    let refuse = |reason: &'static str, text: &str| {
+        tracing::warn!(reason, "refused a sign-in");
+        state
+            .metrics
+            .auth_refusals
+            .with_label_values(&[reason])
+            .inc();
+        audit::refused(&req, &state, reason);
+        message(StatusCode::UNAUTHORIZED, "Sign-in failed", text)
+    };
+    if let Some(err) = &q.error {
+        // RFC 6749 4.1.2.1 error codes are ASCII words; show a bounded, escaped copy.
+        let code: String = err.chars().take(64).collect();
+        return Ok(refuse(
+            "oidc_error",
+            &format!("The sign-in provider did not sign you in ({code})."),
+        ));
+    }
+    let (Some(code), Some(sent_state)) = (&q.code, &q.state) else {
+        return Ok(refuse("oidc_request", "The sign-in answer is incomplete."));
+    };
+    // The state must be the one this browser was given (login CSRF).
+    let bound = req.cookie(LOGIN_COOKIE);
+    if bound.as_ref().map(|c| c.value()) != Some(sent_state.as_str()) {
+        return Ok(refuse(
+            "oidc_state",
+            "This sign-in was not started in this browser, or it took too long.",
+        ));
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let Some(pending) = state
+        .store
+        .take_login(&sha256_hex(sent_state.as_bytes()), now)
+        .await?
+    else {
+        return Ok(refuse(
+            "oidc_state",
+            "This sign-in has expired or was already used.",
+        ));
+    };
+    let tokens = match oidc.exchange(code, &pending.verifier).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "code exchange failed");
+            return Ok(refuse(
+                "oidc_token",
+                "The sign-in provider did not confirm the sign-in.",
+            ));
+        }
+    };
+    let Some(id_token) = tokens.id_token else {
+        return Ok(refuse(
+            "oidc_token",
+            "The sign-in provider sent no ID token.",
+        ));
+    };
+    let granted: Vec<String> = match &tokens.scope {
+        Some(s) => s
+            .split_whitespace()
+            .filter(|g| SCOPES.contains(g))
+            .map(str::to_owned)
+            .collect(),
+        None => SCOPES.iter().map(|s| s.to_string()).collect(),
+    };
+    let caller = match state
+        .verifier
+        .verify_id_token(&id_token, &oidc.settings.client_id, &pending.nonce, granted)
+        .await
+    {
+        Ok(c) if c.issuer == oidc.settings.issuer => c,
+        Ok(_) => return Ok(refuse("issuer", "The ID token comes from another issuer.")),
+        Err(e) => {
+            crate::auth::refused(&req, &state, &e, "refused an ID token");
+            return Ok(message(
+                StatusCode::UNAUTHORIZED,
+                "Sign-in failed",
+                &format!("The ID token was refused: {e}."),
+            ));
+        }
+    };
+    let lifetime = tokens
+        .expires_in
+        .unwrap_or(SESSION_DEFAULT_SECS)
+        .clamp(60, SESSION_MAX_SECS);
+    let session_id = random_token();
+    let session = StaffSession {
+        id_hash: sha256_hex(session_id.as_bytes()),
+        issuer: caller.issuer.clone(),
+        subject: caller.subject.clone(),
+        tenant: caller.tenant.clone(),
+        all_tenants: caller.all_tenants,
+        scopes: caller.scopes.clone(),
+        csrf: random_token(),
+        created_at: now,
+        expires_at: now + lifetime,
+    };
+    state.store.create_session(&session, now).await?;
+    let mut entry = audit::entry(&req, "staff-sign-in", "success", Some(&caller));
+    entry.details["scopes"] = json!(caller.scopes);
+    entry.details["expiresAt"] = json!(session.expires_at);
+    state.store.append_audit(&entry).await?;
+
+    let mut res = see_other(&pending.next_path);
+    let mut clear = cookie(LOGIN_COOKIE, String::new(), "/ui/auth", 0);
+    clear.make_removal();
+    res.add_cookie(&cookie(SESSION_COOKIE, session_id, "/ui", lifetime))
+        .and_then(|_| res.add_cookie(&clear))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf: Option<String>,
+}
+
+#[post("/ui/logout")]
+#[tracing::instrument(name = "ui sign-out", skip_all)]
+pub async fn logout(
+    req: HttpRequest,
+    form: web::Form<LogoutForm>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let viewer = super::session(&req, &state).await?;
+    super::check_form(&req, &state, viewer.as_ref(), form.csrf.as_deref())?;
+    if let Some(c) = req.cookie(SESSION_COOKIE) {
+        state
+            .store
+            .end_session(&sha256_hex(c.value().as_bytes()))
+            .await?;
+    }
+    if let Some(v) = &viewer {
+        let entry = audit::entry(&req, "staff-sign-out", "success", Some(&v.caller));
+        state.store.append_audit(&entry).await?;
+    }
+    let mut res = page(
+        StatusCode::OK,
+        None,
+        "Signed out",
+        "<h1>Signed out</h1><p role=\"status\">You are signed out of Stride.</p><p><a href=\"/ui/login\">Sign in again</a></p>",
+    );
+    let mut gone = cookie(SESSION_COOKIE, String::new(), "/ui", 0);
+    gone.make_removal();
+    res.add_cookie(&gone)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_staff_page_paths_are_returned_to() {
+        assert_eq!(
+            safe_next(Some("/ui/audit?patient=1")),
+            "/ui/audit?patient=1"
+        );
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/ui/",
+            "/ui//evil",
+            "/ui/\\evil",
+            "/fhir/CarePlan",
+            "/ui/auth/callback?code=x",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/ui/careplans", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/ui/careplans");
+    }
+}

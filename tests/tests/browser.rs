@@ -1,0 +1,634 @@
+//! Clinic and compliance staff in a real browser: Debian's Chromium, headless, driven through
+//! chromedriver, signing in through a real OpenID provider (npm `oidc-provider`, started here
+//! on loopback) with the authorization code flow and PKCE. A plan is approved, one revised,
+//! one rejected, one lost to another reviewer; the audit browser shows the entries, their
+//! chain status, a replay and an export. Every page is saved as a screenshot under
+//! `artifacts/browser/`.
+//!
+//! `scripts/test` installs chromium, chromium-driver and the provider and sets
+//! `STRIDE_BROWSER_TESTS=required`; run alone without those tools, the test says it is skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use futures_util::StreamExt;
+use serde_json::{json, Value as Json};
+use stride_tests::fhir::*;
+use stride_tests::tokens::*;
+use stride_tests::{repo_root, spawn_app_trusting, TestApp};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+const CLIENT_ID: &str = "stride-ui";
+const CLIENT_SECRET: &str = "browser-test-secret-not-for-production";
+
+fn chromium() -> PathBuf {
+    std::env::var_os("STRIDE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+        .unwrap_or(false)
+}
+
+/// Whether this machine can run the browser test; when `scripts/test` requires it, it must.
+fn tools_ready() -> bool {
+    let provider = repo_root().join("tests/oidc/node_modules/oidc-provider");
+    let missing: Vec<&str> = [
+        (chromium().is_file(), "chromium"),
+        (on_path("chromedriver"), "chromedriver"),
+        (on_path("node"), "node"),
+        (
+            provider.is_dir(),
+            "tests/oidc/node_modules (npm ci --prefix tests/oidc)",
+        ),
+    ]
+    .into_iter()
+    .filter(|(ok, _)| !ok)
+    .map(|(_, name)| name)
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("STRIDE_BROWSER_TESTS").as_deref() == Ok("required") {
+        panic!("browser tests are required but these are missing: {missing:?}");
+    }
+    eprintln!("SKIPPED: browser test needs {missing:?} (scripts/test installs them)");
+    false
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The OpenID provider, stopped when dropped.
+struct Provider {
+    _child: Child,
+    issuer: String,
+    jwks_uri: String,
+}
+
+async fn start_provider(redirect_uri: &str) -> Provider {
+    let mut child = Command::new("node")
+        .arg(repo_root().join("tests/oidc/op.mjs"))
+        .env("REDIRECT_URI", redirect_uri)
+        .env("CLIENT_ID", CLIENT_ID)
+        .env("CLIENT_SECRET", CLIENT_SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the provider starts within 30 s")
+        .unwrap()
+        .expect("the provider prints its issuer");
+    let v: Json = serde_json::from_str(&first).unwrap();
+    Provider {
+        _child: child,
+        issuer: v["issuer"].as_str().unwrap().to_owned(),
+        jwks_uri: v["jwks_uri"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// chromedriver and a headless Chromium session with a fresh profile.
+struct Browser {
+    _driver: Child,
+    _profile: tempfile::TempDir,
+    client: Client,
+    shots: PathBuf,
+    n: usize,
+}
+
+async fn start_browser() -> Browser {
+    // Both rustls back ends are in the build graph; pick one for the WebDriver client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver starts");
+    let profile = tempfile::tempdir().unwrap();
+    let caps: serde_json::Map<String, Json> = serde_json::from_value(json!({
+        "goog:chromeOptions": {
+            "binary": chromium().display().to_string(),
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-dev-shm-usage", "--window-size=1024,1366",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }
+    }))
+    .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last = None;
+    for _ in 0..50 {
+        match ClientBuilder::rustls()
+            .expect("rustls client")
+            .capabilities(caps.clone())
+            .connect(&url)
+            .await
+        {
+            Ok(client) => {
+                let shots = repo_root().join("artifacts/browser");
+                std::fs::create_dir_all(&shots).unwrap();
+                return Browser {
+                    _driver: driver,
+                    _profile: profile,
+                    client,
+                    shots,
+                    n: 0,
+                };
+            }
+            Err(e) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    panic!("chromedriver did not start a session: {last:?}");
+}
+
+impl Browser {
+    async fn shot(&mut self, name: &str) {
+        self.n += 1;
+        let png = self.client.screenshot().await.unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let path: PathBuf = self.shots.join(format!("{:02}-{name}.png", self.n));
+        std::fs::write(&path, png).unwrap();
+    }
+
+    async fn text(&self) -> String {
+        self.client
+            .find(Locator::Css("body"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    async fn path(&self) -> String {
+        let u = self.client.current_url().await.unwrap();
+        match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        }
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        let el = self.client.find(Locator::Css(css)).await.unwrap();
+        el.clear().await.unwrap();
+        el.send_keys(value).await.unwrap();
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self
+            .client
+            .find(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("{css}: {e}"));
+        self.click_element(el).await;
+    }
+
+    /// Click and wait for the next page: the old document's root goes stale, a new one loads.
+    async fn click_element(&self, el: fantoccini::elements::Element) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        el.click().await.unwrap();
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("body"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Draft a plan for `patient` through a patient-view call; returns its id.
+async fn draft(
+    app: &TestApp,
+    public: &str,
+    patient: &str,
+    conditions: &[Json],
+    obs: &[Json],
+) -> String {
+    let mut body = patient_view(prefetch(conditions, obs));
+    body["context"]["patientId"] = json!(patient);
+    body["prefetch"]["Patient"]["id"] = json!(patient);
+    let res = app
+        .client
+        .post(app.url(PV))
+        .bearer_auth(cds_token_at(public, PV))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let out: Json = res.json().await.unwrap();
+    out["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+        .as_str()
+        .expect("a drafted CarePlan")
+        .to_owned()
+}
+
+async fn status_of(app: &TestApp, id: &str) -> (String, i32) {
+    let p = app
+        .store
+        .careplan(uuid::Uuid::parse_str(id).unwrap())
+        .await
+        .unwrap();
+    (p.status, p.version)
+}
+
+fn assert_file(dir: &Path, count: usize) {
+    let pngs = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "png")
+        })
+        .count();
+    assert!(pngs >= count, "{pngs} screenshots in {}", dir.display());
+}
+
+#[tokio::test]
+async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
+    if !tools_ready() {
+        return;
+    }
+    let port = free_port();
+    let public = format!("http://localhost:{port}");
+    let provider = start_provider(&format!("{public}/ui/auth/callback")).await;
+    let listen = format!("127.0.0.1:{port}");
+    let app = spawn_app_trusting(
+        &[json!({"iss": provider.issuer, "kind": "staff", "tenant": TENANT, "jwks_uri": provider.jwks_uri})],
+        &[
+            ("STRIDE_LISTEN", &listen),
+            ("STRIDE_PUBLIC_URL", &public),
+            ("STRIDE_OIDC_ISSUER", &provider.issuer),
+            ("STRIDE_OIDC_CLIENT_ID", CLIENT_ID),
+            ("STRIDE_OIDC_CLIENT_SECRET", CLIENT_SECRET),
+        ],
+    )
+    .await;
+
+    // Four drafts: one with a red flag, a walker ready for walk-run with a history, two early.
+    let knee = |onset| condition("k", "M25.561", Some(onset));
+    let early = draft(
+        &app,
+        &public,
+        "p-early",
+        &[knee(3)],
+        &[obs("pain", "72514-3", 1, int(6))],
+    )
+    .await;
+    let mut course = recovered_walker();
+    course.push(obs("pain-0", "pain-walking", 20, int(7)));
+    course.push(obs("pain-1", "pain-walking", 16, int(3)));
+    course.push(obs("walkdays", "pain-free-walking-days", 1, qty(12.0, "d")));
+    let walker = draft(&app, &public, "p-walker", &[knee(21)], &course).await;
+    let red = draft(
+        &app,
+        &public,
+        "p-red",
+        &[knee(5)],
+        &[obs("n", "pain-night", 1, boolean(true))],
+    )
+    .await;
+    let contested = draft(&app, &public, "p-contested", &[knee(4)], &[]).await;
+
+    let mut b = start_browser().await;
+    let shots = b.shots.clone();
+    for old in std::fs::read_dir(&shots).unwrap().flatten() {
+        let _ = std::fs::remove_file(old.path());
+    }
+
+    // Not signed in: the queue sends the browser to the provider.
+    b.client
+        .goto(&app_url(&public, "/ui/careplans"))
+        .await
+        .unwrap();
+    let at = b.client.current_url().await.unwrap();
+    assert!(
+        at.as_str().starts_with(&provider.issuer),
+        "sent to the provider, got {at}"
+    );
+    b.shot("provider-sign-in").await;
+    b.fill("input[name=login]", "reviewer-ana").await;
+    b.fill("input[name=password]", "any password").await;
+    b.click("button[type=submit]").await;
+    // oidc-provider asks for consent to the scopes on first sign-in.
+    if b.client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .starts_with(&provider.issuer)
+    {
+        b.shot("provider-consent").await;
+        b.click("button[type=submit]").await;
+    }
+    assert_eq!(
+        b.path().await,
+        "/ui/careplans",
+        "back in Stride, in the queue"
+    );
+
+    // The session cookie: HttpOnly, Secure, SameSite=Lax, only for the staff pages.
+    let cookie = b
+        .client
+        .get_named_cookie("stride_session")
+        .await
+        .expect("a session cookie");
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Lax)");
+    assert_eq!(cookie.path(), Some("/ui"));
+    let session = cookie.value().to_owned();
+
+    // The queue: four drafts, the red flag on top, the signed-in reviewer named.
+    let text = b.text().await;
+    assert!(text.contains("Signed in as reviewer-ana"), "{text}");
+    let rows = b
+        .client
+        .find_all(Locator::Css("table.queue tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    let first = rows[0].text().await.unwrap();
+    assert!(
+        first.contains("Red flag") && first.contains("p-red"),
+        "{first}"
+    );
+    b.shot("review-queue").await;
+
+    // The red-flag plan: findings with rule ids, trace, timeline; approve it.
+    b.click_element(rows[0].find(Locator::Css("a")).await.unwrap())
+        .await;
+    assert_eq!(b.path().await, format!("/ui/careplans/{red}"));
+    let text = b.text().await;
+    assert!(text.contains("RF-02"), "the red flag's rule id is shown");
+    assert!(text.contains("Why: the decision trace"));
+    b.shot("careplan-red-flag").await;
+    b.click("#approve button").await;
+    assert_eq!(
+        b.path().await,
+        format!("/ui/careplans/{red}?done=approve"),
+        "{}",
+        b.text().await
+    );
+    assert!(b.text().await.contains("Approved: the plan is now active."));
+    assert_eq!(status_of(&app, &red).await, ("active".into(), 2));
+    b.shot("careplan-approved").await;
+
+    // The walker: the timeline is drawn; revise the first activity with a reason.
+    b.client
+        .goto(&app_url(&public, &format!("/ui/careplans/{walker}")))
+        .await
+        .unwrap();
+    let svg = b
+        .client
+        .find(Locator::Css("svg.timeline"))
+        .await
+        .expect("a timeline chart");
+    let circles = svg.find_all(Locator::Css("circle")).await.unwrap();
+    assert!(
+        circles.len() >= 3,
+        "pain scores are plotted: {}",
+        circles.len()
+    );
+    b.shot("careplan-timeline").await;
+    b.fill(
+        "#activity-0",
+        "Walk 30 minutes daily; stop if pain returns (revised).",
+    )
+    .await;
+    b.fill("#revise-reason", "Patient walks to work; adjusted dose")
+        .await;
+    b.click("#revise button").await;
+    assert_eq!(
+        b.path().await,
+        format!("/ui/careplans/{walker}?done=revise")
+    );
+    let text = b.text().await;
+    assert!(text.contains("Walk 30 minutes daily; stop if pain returns (revised)."));
+    assert!(text.contains("revise by reviewer-ana: Patient walks to work; adjusted dose"));
+    assert_eq!(status_of(&app, &walker).await, ("active".into(), 2));
+    b.shot("careplan-revised").await;
+
+    // Reject: the reason is required, so an empty form is not sent.
+    b.client
+        .goto(&app_url(&public, &format!("/ui/careplans/{early}")))
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("#reject button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.path().await, format!("/ui/careplans/{early}"));
+    assert_eq!(status_of(&app, &early).await, ("draft".into(), 1));
+    b.fill(
+        "#reject-reason",
+        "Duplicate of the plan from the last visit",
+    )
+    .await;
+    b.click("#reject button").await;
+    assert_eq!(b.path().await, format!("/ui/careplans/{early}?done=reject"));
+    assert_eq!(status_of(&app, &early).await, ("revoked".into(), 2));
+    b.shot("careplan-rejected").await;
+
+    // Another reviewer decides while this page is open: the approval is not saved.
+    b.client
+        .goto(&app_url(&public, &format!("/ui/careplans/{contested}")))
+        .await
+        .unwrap();
+    let other = app
+        .client
+        .post(app.url(&format!("/fhir/CarePlan/{contested}/$review")))
+        .bearer_auth(staff_token_at(&public, "careplan.review"))
+        .json(&json!({"action": "reject", "version": 1, "reason": "seen by the other reviewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+    b.click("#approve button").await;
+    let text = b.text().await;
+    assert!(text.contains("Your approve was not saved"), "{text}");
+    assert!(
+        text.contains("already decided (status revoked, version 2)"),
+        "{text}"
+    );
+    assert_eq!(status_of(&app, &contested).await, ("revoked".into(), 2));
+    b.shot("careplan-conflict").await;
+
+    // The decision log: the reviews appear with the reviewer; one entry with its chain status.
+    b.client.goto(&app_url(&public, "/ui/audit")).await.unwrap();
+    b.client
+        .find(Locator::Css("#action"))
+        .await
+        .unwrap()
+        .select_by_value("careplan-review")
+        .await
+        .unwrap();
+    b.click("form.filters button").await;
+    assert!(b.path().await.contains("action=careplan-review"));
+    let rows = b
+        .client
+        .find_all(Locator::Css("table.audit tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows.len(),
+        4,
+        "approve, revise, reject and the other reviewer's"
+    );
+    let mine = {
+        let mut n = 0;
+        for r in &rows {
+            if r.text().await.unwrap().contains("reviewer-ana") {
+                n += 1;
+            }
+        }
+        n
+    };
+    assert_eq!(mine, 3);
+    b.shot("audit-search").await;
+    b.click_element(rows[0].find(Locator::Css("a")).await.unwrap())
+        .await;
+    let text = b.text().await;
+    assert!(text.contains("Chain intact"), "{text}");
+    b.shot("audit-entry").await;
+
+    // A decision's entry replays to the same decision.
+    b.client
+        .goto(&app_url(&public, "/ui/audit?action=hook-call"))
+        .await
+        .unwrap();
+    b.click("table.audit tbody tr a").await;
+    let text = b.text().await;
+    assert!(text.contains("the same decision"), "{text}");
+    b.shot("audit-replay").await;
+
+    // Export what the filters select, with the browser's session.
+    b.client
+        .goto(&app_url(&public, "/ui/audit?action=careplan-review"))
+        .await
+        .unwrap();
+    let href = b
+        .client
+        .find(Locator::Css(".exports a"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let href = href.strip_prefix(&public).unwrap_or(&href).to_owned();
+    let export = app
+        .client
+        .get(app.url(&href))
+        .header("cookie", format!("stride_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(export.status(), 200);
+    assert!(export.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    let lines: Vec<Json> = export
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().all(|l| l["action"] == "careplan-review"));
+
+    // A cross-site form post is refused even with the session cookie.
+    let forged = app
+        .client
+        .post(app.url(&format!("/ui/careplans/{contested}/review")))
+        .header("cookie", format!("stride_session={session}"))
+        .header("origin", "https://evil.example")
+        .form(&[("action", "approve"), ("version", "2")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+
+    // Sign out: the session is gone for every request, not only this browser.
+    b.click("form.signout button").await;
+    assert!(b.text().await.contains("You are signed out"));
+    b.shot("signed-out").await;
+    let after = app
+        .client
+        .get(app.url("/ui/careplans"))
+        .header("cookie", format!("stride_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 303);
+    assert!(after.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/ui/login"));
+
+    // Sign-in and sign-out are audited with the person's identity.
+    let q = stride_store::AuditQuery {
+        caller_subject: Some("reviewer-ana".into()),
+        ..Default::default()
+    };
+    let actions: Vec<String> = app
+        .store
+        .audit_stream(&q, true)
+        .map(|r| r.unwrap().entry.action)
+        .collect()
+        .await;
+    for a in [
+        "staff-sign-in",
+        "careplan-search",
+        "careplan-read",
+        "careplan-review",
+        "audit-read",
+        "staff-sign-out",
+    ] {
+        assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
+    }
+    b.client.close().await.unwrap();
+    assert_file(&shots, 12);
+}
+
+fn app_url(public: &str, path: &str) -> String {
+    format!("{public}{path}")
+}
