@@ -5,6 +5,7 @@
 //! (`scripts/test` starts a throwaway cluster and sets both).
 
 pub mod fhir;
+pub mod oidc;
 pub mod tokens;
 
 use std::path::PathBuf;

@@ -16,14 +16,12 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
 use stride_tests::fhir::*;
+use stride_tests::oidc::{start_provider, CLIENT_ID, CLIENT_SECRET};
 use stride_tests::tokens::*;
 use stride_tests::{repo_root, spawn_app_trusting, TestApp};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const PV: &str = "/cds-services/running-knee-patient-view";
-const CLIENT_ID: &str = "stride-ui";
-const CLIENT_SECRET: &str = "browser-test-secret-not-for-production";
 
 fn chromium() -> PathBuf {
     std::env::var_os("STRIDE_CHROMIUM")
@@ -31,22 +29,14 @@ fn chromium() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
 }
 
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false)
-}
-
 /// Whether this machine can run the browser test; when `scripts/test` requires it, it must.
 fn tools_ready() -> bool {
-    let provider = repo_root().join("tests/oidc/node_modules/oidc-provider");
     let missing: Vec<&str> = [
         (chromium().is_file(), "chromium"),
-        (on_path("chromedriver"), "chromedriver"),
-        (on_path("node"), "node"),
+        (stride_tests::oidc::on_path("chromedriver"), "chromedriver"),
         (
-            provider.is_dir(),
-            "tests/oidc/node_modules (npm ci --prefix tests/oidc)",
+            stride_tests::oidc::provider_ready(),
+            "node and tests/oidc/node_modules (npm ci --prefix tests/oidc)",
         ),
     ]
     .into_iter()
@@ -63,46 +53,6 @@ fn tools_ready() -> bool {
     false
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The OpenID provider, stopped when dropped.
-struct Provider {
-    _child: Child,
-    issuer: String,
-    jwks_uri: String,
-}
-
-async fn start_provider(redirect_uri: &str) -> Provider {
-    let mut child = Command::new("node")
-        .arg(repo_root().join("tests/oidc/op.mjs"))
-        .env("REDIRECT_URI", redirect_uri)
-        .env("CLIENT_ID", CLIENT_ID)
-        .env("CLIENT_SECRET", CLIENT_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("the provider starts within 30 s")
-        .unwrap()
-        .expect("the provider prints its issuer");
-    let v: Json = serde_json::from_str(&first).unwrap();
-    Provider {
-        _child: child,
-        issuer: v["issuer"].as_str().unwrap().to_owned(),
-        jwks_uri: v["jwks_uri"].as_str().unwrap().to_owned(),
-    }
-}
-
 /// chromedriver and a headless Chromium session with a fresh profile.
 struct Browser {
     _driver: Child,
@@ -115,7 +65,7 @@ struct Browser {
 async fn start_browser() -> Browser {
     // Both rustls back ends are in the build graph; pick one for the WebDriver client.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = free_port();
+    let port = stride_tests::oidc::free_port();
     let driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())
@@ -281,7 +231,7 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     if !tools_ready() {
         return;
     }
-    let port = free_port();
+    let port = stride_tests::oidc::free_port();
     let public = format!("http://localhost:{port}");
     let provider = start_provider(&format!("{public}/ui/auth/callback")).await;
     let listen = format!("127.0.0.1:{port}");

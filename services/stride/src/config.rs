@@ -456,6 +456,54 @@ mod tests {
     }
 
     #[test]
+    fn oidc_sign_in_needs_issuer_and_client_and_hides_the_secret() {
+        let ok = Settings::from_sources(
+            None,
+            &env(&[
+                ("STRIDE_OIDC_ISSUER", "https://login.example.org/"),
+                ("STRIDE_OIDC_CLIENT_ID", "stride"),
+                ("STRIDE_OIDC_CLIENT_SECRET", "s3cret"),
+            ]),
+        )
+        .unwrap();
+        let o = ok.oidc.unwrap();
+        assert_eq!(o.issuer, "https://login.example.org");
+        assert!(!format!("{o:?}").contains("s3cret"));
+        for (vars, named) in [
+            (
+                vec![("STRIDE_OIDC_ISSUER", "https://login.example.org")],
+                "STRIDE_OIDC_CLIENT_ID",
+            ),
+            (
+                vec![("STRIDE_OIDC_CLIENT_ID", "stride")],
+                "STRIDE_OIDC_ISSUER",
+            ),
+            (
+                vec![
+                    ("STRIDE_OIDC_ISSUER", "http://login.example.org"),
+                    ("STRIDE_OIDC_CLIENT_ID", "x"),
+                ],
+                "STRIDE_OIDC_ISSUER",
+            ),
+        ] {
+            let e = Settings::from_sources(None, &env(&vars))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(named), "{e}");
+        }
+        // Plain http only for a provider on loopback.
+        let local = Settings::from_sources(
+            None,
+            &env(&[
+                ("STRIDE_OIDC_ISSUER", "http://127.0.0.1:9000"),
+                ("STRIDE_OIDC_CLIENT_ID", "x"),
+            ]),
+        )
+        .unwrap();
+        assert!(local.oidc.is_some());
+    }
+
+    #[test]
     fn postgres_passwords_are_masked() {
         let d = DatabaseUrl::parse("postgres://stride:s3cret@db:5432/stride").unwrap();
         assert_eq!(d.redacted(), "postgres://stride:***@db:5432/stride");
