@@ -159,3 +159,51 @@ async fn unusual_numbers_and_characters_in_facts_do_not_break_the_chain() {
     assert_eq!(check.entries, 1);
     assert!(check.broken.is_none(), "{:?}", check.broken);
 }
+
+#[tokio::test]
+async fn concurrent_writes_share_commits_and_a_failing_one_fails_alone() {
+    use futures_util::StreamExt;
+    let (_db, store) = store().await;
+    let first = plan(false);
+    store.insert_careplan(&first).await.unwrap();
+    // Many writers at once, one of them bound to fail (a duplicate id) and one a replayed jti:
+    // on SQLite they land in shared group commits; each still gets its own answer.
+    let mut tasks = Vec::new();
+    for i in 0..80i64 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            s.append_audit(&audit_entry(i)).await.map(|_| true)
+        }));
+    }
+    let dup = {
+        let s = store.clone();
+        let mut again = plan(true);
+        again.id = first.id;
+        tokio::spawn(async move { s.insert_careplan(&again).await.map(|_| true) })
+    };
+    let jtis: Vec<_> = (0..2)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.remember_jti("iss", "same", i64::MAX, 0).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().expect("every audit append is stored"));
+    }
+    assert!(dup.await.unwrap().is_err(), "the duplicate is refused");
+    let mut fresh = 0;
+    for j in jtis {
+        fresh += j.await.unwrap().unwrap() as i32;
+    }
+    assert_eq!(fresh, 1, "exactly one of two identical jtis is new");
+    // The refused duplicate took nothing with it: the first plan is intact, the chain whole.
+    assert!(!store.careplan(first.id).await.unwrap().red_flag);
+    let mut check = stride_store::ChainCheck::default();
+    let q = stride_store::AuditQuery::default();
+    let mut rows = store.audit_stream(&q, true);
+    while let Some(r) = rows.next().await {
+        check.push(&r.unwrap());
+    }
+    assert_eq!(check.entries, 80);
+    assert!(check.broken.is_none(), "{:?}", check.broken);
+}

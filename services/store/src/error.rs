@@ -19,6 +19,9 @@ pub enum StoreError {
     SchemaBehind { applied: i64, needed: i64 },
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// The shared commit of a group of writes failed; none of them is stored.
+    #[error("the write could not be made durable: {0}")]
+    CommitFailed(String),
     #[error("database error")]
     Database(#[source] sqlx::Error),
 }
@@ -46,6 +49,9 @@ impl From<sqlx::Error> for StoreError {
 impl StoreError {
     /// Worth retrying later (503) rather than a bug (500).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::FileGone(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::FileGone(_) | StoreError::CommitFailed(_)
+        )
     }
 }

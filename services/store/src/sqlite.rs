@@ -23,6 +23,8 @@ use crate::{
 pub struct SqliteStore {
     pool: SqlitePool,
     path: Option<PathBuf>,
+    /// The queue of the single group-commit writer (see `group_writer`).
+    writer: tokio::sync::mpsc::Sender<Job>,
 }
 
 impl SqliteStore {
@@ -42,7 +44,9 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(opts)
             .await?;
-        Ok(SqliteStore { pool, path })
+        let (writer, queue) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(group_writer(pool.clone(), queue));
+        Ok(SqliteStore { pool, path, writer })
     }
 }
 
@@ -491,15 +495,93 @@ async fn insert_careplan(
 }
 
 /// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.
-type Work<T> = Box<
-    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>> + Send,
->;
+/// What a queued write hands back once it has run: whether to keep its changes, and how to
+/// tell its caller the outcome of the group commit.
+type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+
+/// A statement on the writer's connection, boxed so the writer task's future stays `Send`.
+fn exec<'c>(conn: &'c mut SqliteConnection, sql: &'static str) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        for statement in sql.split(';') {
+            sqlx::query(statement.trim()).execute(&mut *conn).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes that arrive while one commit is in flight join the next: one fsync for the group.
+const GROUP_MAX: usize = 64;
+
+/// The single SQLite writer. It takes every write waiting in the queue, runs each inside its
+/// own savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails is rolled back alone),
+/// commits once, and only then answers each caller. Nobody is told "stored" before the group's
+/// commit is durable; if that commit fails, every write of the group is reported failed.
+async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+    use futures_util::FutureExt;
+    while let Some(first) = queue.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < GROUP_MAX {
+            match queue.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(tx) => tx,
+            Err(e) => {
+                // Dropping the jobs drops their answer channels: each caller is told the
+                // write could not be made durable (503), and nothing was written.
+                tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
+                continue;
+            }
+        };
+        let mut delivers = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            if let Err(e) = sqlx::query("SAVEPOINT stride_write")
+                .execute(&mut *tx)
+                .await
+            {
+                // Without a savepoint a failing write could not be undone alone: skip it.
+                tracing::warn!(error = %e, "savepoint failed");
+                continue;
+            }
+            let outcome = std::panic::AssertUnwindSafe(job(&mut tx))
+                .catch_unwind()
+                .await;
+            let (keep, deliver) = match outcome {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!("a write panicked; it is rolled back alone");
+                    (false, Box::new(|_: Option<&StoreError>| {}) as Deliver)
+                }
+            };
+            let end = if keep {
+                "RELEASE stride_write"
+            } else {
+                "ROLLBACK TO stride_write; RELEASE stride_write"
+            };
+            if let Err(e) = exec(&mut tx, end).await {
+                tracing::warn!(error = %e, "savepoint release failed");
+            }
+            delivers.push(deliver);
+        }
+        match tx.commit().await {
+            Ok(()) => delivers.into_iter().for_each(|d| d(None)),
+            Err(e) => {
+                tracing::error!(error = %e, writes = delivers.len(), "group commit failed");
+                let failed = StoreError::CommitFailed(e.to_string());
+                delivers.into_iter().for_each(|d| d(Some(&failed)));
+            }
+        }
+    }
+}
 
 impl SqliteStore {
-    /// Run a write transaction to its end in its own task. A caller that goes away (a client
-    /// disconnecting) cannot cut it short, and the transaction is always committed or rolled
-    /// back before its connection returns to the pool: a connection left mid-transaction would
-    /// fail the next `BEGIN IMMEDIATE` on it. The write lock is taken up front so that two
+    /// Run a write through the group writer and wait for its durable outcome. A caller that
+    /// goes away (a client disconnecting) cannot cut it short: the write runs and commits with
+    /// its group regardless. The write lock is taken up front (`BEGIN IMMEDIATE`) so that
     /// writers never deadlock upgrading from read to write.
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
@@ -509,25 +591,35 @@ impl SqliteStore {
             + 'static,
     {
         self.file_present()?;
-        let pool = self.pool.clone();
-        let work: Work<T> = Box::new(work);
-        let task = tokio::spawn(async move {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-            match work(&mut tx).await {
-                Ok(v) => {
-                    tx.commit().await?;
-                    Ok(v)
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                match work(conn).await {
+                    Ok(v) => (
+                        true,
+                        Box::new(move |failed: Option<&StoreError>| {
+                            let _ = tx.send(match failed {
+                                None => Ok(v),
+                                Some(e) => Err(StoreError::CommitFailed(e.to_string())),
+                            });
+                        }) as Deliver,
+                    ),
+                    Err(e) => (
+                        false,
+                        Box::new(move |_: Option<&StoreError>| {
+                            let _ = tx.send(Err(e));
+                        }) as Deliver,
+                    ),
                 }
-                Err(e) => {
-                    if let Err(rb) = tx.rollback().await {
-                        tracing::warn!(error = %rb, "rollback failed");
-                    }
-                    Err(e)
-                }
-            }
+            })
         });
-        task.await
-            .map_err(|e| StoreError::Corrupt(format!("write task ended abnormally: {e}")))?
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
+        rx.await.map_err(|_| {
+            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
+        })?
     }
 
     /// A deleted file keeps working through open handles while every write goes nowhere:

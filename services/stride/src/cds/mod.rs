@@ -3,5 +3,5 @@
 
 pub mod cards;
 pub mod fetch;
-pub mod request;
+pub use stride_hooks::request;
 pub mod services;

@@ -7,26 +7,7 @@ use stride_guideline::RuleSet;
 /// The guideline every service evaluates (the newest active version of it).
 pub const GUIDELINE: &str = "medial-knee-pain-running";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    PatientView,
-    OrderSelect,
-    OrderSign,
-}
-
-impl Hook {
-    pub fn name(self) -> &'static str {
-        match self {
-            Hook::PatientView => "patient-view",
-            Hook::OrderSelect => "order-select",
-            Hook::OrderSign => "order-sign",
-        }
-    }
-
-    pub fn is_order(self) -> bool {
-        matches!(self, Hook::OrderSelect | Hook::OrderSign)
-    }
-}
+pub use stride_hooks::Hook;
 
 pub struct ServiceDef {
     pub id: &'static str,

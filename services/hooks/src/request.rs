@@ -4,7 +4,7 @@
 use serde_json::{Map, Value as Json};
 use url::Url;
 
-use super::services::Hook;
+use crate::Hook;
 
 #[derive(Debug)]
 pub struct HookRequest {
