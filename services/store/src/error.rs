@@ -41,6 +41,16 @@ impl From<sqlx::Error> for StoreError {
             {
                 StoreError::Unavailable(e)
             }
+            // SQLite that cannot write now (busy, locked, read-only, I/O error, disk full,
+            // cannot open): retry later, as with a server that went away.
+            sqlx::Error::Database(ref d)
+                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && d.code()
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14)) =>
+            {
+                StoreError::Unavailable(e)
+            }
             other => StoreError::Database(other),
         }
     }

@@ -498,11 +498,22 @@ async fn insert_careplan(
 /// What a queued write hands back once it has run: whether to keep its changes, and how to
 /// tell its caller the outcome of the group commit.
 type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job =
-    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Deliver)> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Ran> + Send>;
+
+/// A write that ran: keep its changes or not, whether its connection is suspect (a read-only
+/// or I/O error: SQLite may have opened it read-only while the file was unwritable), and how
+/// to answer its caller.
+struct Ran {
+    keep: bool,
+    reconnect: bool,
+    deliver: Deliver,
+}
 
 /// A statement on the writer's connection, boxed so the writer task's future stays `Send`.
-fn exec<'c>(conn: &'c mut SqliteConnection, sql: &'static str) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+fn exec<'c>(
+    conn: &'c mut SqliteConnection,
+    sql: &'static str,
+) -> BoxFuture<'c, Result<(), sqlx::Error>> {
     Box::pin(async move {
         for statement in sql.split(';') {
             sqlx::query(statement.trim()).execute(&mut *conn).await?;
@@ -528,8 +539,10 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
                 Err(_) => break,
             }
         }
-        let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
-            Ok(tx) => tx,
+        // BEGIN and COMMIT by hand rather than sqlx's Transaction: a connection whose COMMIT
+        // failed must never go back to the pool believing it is still inside a transaction.
+        let mut conn = match pool.acquire().await {
+            Ok(c) => c,
             Err(e) => {
                 // Dropping the jobs drops their answer channels: each caller is told the
                 // write could not be made durable (503), and nothing was written.
@@ -537,40 +550,54 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
                 continue;
             }
         };
+        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
+            tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
+            conn.close_on_drop();
+            continue;
+        }
         let mut delivers = Vec::with_capacity(jobs.len());
+        let mut reconnect = false;
         for job in jobs {
-            if let Err(e) = sqlx::query("SAVEPOINT stride_write")
-                .execute(&mut *tx)
-                .await
-            {
+            if let Err(e) = exec(&mut conn, "SAVEPOINT stride_write").await {
                 // Without a savepoint a failing write could not be undone alone: skip it.
                 tracing::warn!(error = %e, "savepoint failed");
                 continue;
             }
-            let outcome = std::panic::AssertUnwindSafe(job(&mut tx))
+            let outcome = std::panic::AssertUnwindSafe(job(&mut conn))
                 .catch_unwind()
                 .await;
-            let (keep, deliver) = match outcome {
+            let ran = match outcome {
                 Ok(r) => r,
                 Err(_) => {
                     tracing::error!("a write panicked; it is rolled back alone");
-                    (false, Box::new(|_: Option<&StoreError>| {}) as Deliver)
+                    Ran {
+                        keep: false,
+                        reconnect: true,
+                        deliver: Box::new(|_: Option<&StoreError>| {}),
+                    }
                 }
             };
+            let (keep, deliver) = (ran.keep, ran.deliver);
+            reconnect |= ran.reconnect;
             let end = if keep {
                 "RELEASE stride_write"
             } else {
                 "ROLLBACK TO stride_write; RELEASE stride_write"
             };
-            if let Err(e) = exec(&mut tx, end).await {
+            if let Err(e) = exec(&mut conn, end).await {
                 tracing::warn!(error = %e, "savepoint release failed");
             }
             delivers.push(deliver);
         }
-        match tx.commit().await {
+        if reconnect {
+            conn.close_on_drop();
+        }
+        match exec(&mut conn, "COMMIT").await {
             Ok(()) => delivers.into_iter().for_each(|d| d(None)),
             Err(e) => {
                 tracing::error!(error = %e, writes = delivers.len(), "group commit failed");
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                conn.close_on_drop();
                 let failed = StoreError::CommitFailed(e.to_string());
                 delivers.into_iter().for_each(|d| d(Some(&failed)));
             }
@@ -595,21 +622,23 @@ impl SqliteStore {
         let job: Job = Box::new(move |conn| {
             Box::pin(async move {
                 match work(conn).await {
-                    Ok(v) => (
-                        true,
-                        Box::new(move |failed: Option<&StoreError>| {
+                    Ok(v) => Ran {
+                        keep: true,
+                        reconnect: false,
+                        deliver: Box::new(move |failed: Option<&StoreError>| {
                             let _ = tx.send(match failed {
                                 None => Ok(v),
                                 Some(e) => Err(StoreError::CommitFailed(e.to_string())),
                             });
-                        }) as Deliver,
-                    ),
-                    Err(e) => (
-                        false,
-                        Box::new(move |_: Option<&StoreError>| {
+                        }),
+                    },
+                    Err(e) => Ran {
+                        keep: false,
+                        reconnect: e.is_unavailable(),
+                        deliver: Box::new(move |_: Option<&StoreError>| {
                             let _ = tx.send(Err(e));
-                        }) as Deliver,
-                    ),
+                        }),
+                    },
                 }
             })
         });

@@ -110,7 +110,7 @@ impl ApiError {
 impl From<stride_store::StoreError> for ApiError {
     fn from(e: stride_store::StoreError) -> Self {
         if e.is_unavailable() {
-            tracing::warn!(error = %e, "database unavailable");
+            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "database unavailable");
             ApiError::Unavailable
         } else if matches!(e, stride_store::StoreError::NotFound) {
             ApiError::NotFound

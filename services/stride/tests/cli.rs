@@ -24,6 +24,25 @@ fn stride(dir: &tempfile::TempDir) -> Command {
     c
 }
 
+/// The database a test that must hold on both backends runs on: SQLite in `dir`, or, when the
+/// suite runs on PostgreSQL (STRIDE_TEST_BACKEND=postgres), a fresh database on its cluster.
+fn test_database(dir: &tempfile::TempDir) -> String {
+    if std::env::var("STRIDE_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return format!("sqlite://{}", dir.path().join("stride.db").display());
+    }
+    let admin = std::env::var("STRIDE_TEST_POSTGRES_URL")
+        .expect("STRIDE_TEST_BACKEND=postgres needs STRIDE_TEST_POSTGRES_URL");
+    let name = format!("stride_cli_{}", uuid::Uuid::new_v4().simple());
+    let created = Command::new("psql")
+        .arg(&admin)
+        .args(["-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(created.success(), "create the test database");
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{name}")
+}
+
 fn run(c: &mut Command) -> Output {
     c.output().expect("stride runs")
 }
@@ -164,8 +183,19 @@ fn trust_and_tokens(dir: &tempfile::TempDir, path: &str, n: usize) -> (PathBuf, 
 
 /// `stride serve` trusting the test EHR, with `n` tokens for calls to `path`.
 fn serve_trusted(dir: &tempfile::TempDir, path: &str, n: usize) -> (Child, u16, Logs, Vec<String>) {
+    let url = format!("sqlite://{}", dir.path().join("stride.db").display());
+    serve_trusted_on(dir, &url, path, n)
+}
+
+fn serve_trusted_on(
+    dir: &tempfile::TempDir,
+    database: &str,
+    path: &str,
+    n: usize,
+) -> (Child, u16, Logs, Vec<String>) {
     let (trust, tokens) = trust_and_tokens(dir, path, n);
     let mut command = stride(dir);
+    command.env("STRIDE_DATABASE_URL", database);
     command
         .env("STRIDE_TRUST_FILE", &trust)
         .env("STRIDE_PUBLIC_URL", "http://localhost");
@@ -481,7 +511,8 @@ fn hook_call(port: u16, path: &str, token: &str, n: usize) -> Option<String> {
 fn sigkill_under_load_loses_no_acknowledged_decision() {
     let dir = tempfile::tempdir().unwrap();
     let path = "/cds-services/running-knee-patient-view";
-    let (mut child, port, _, tokens) = serve_trusted(&dir, path, 400);
+    let database = test_database(&dir);
+    let (mut child, port, _, tokens) = serve_trusted_on(&dir, &database, path, 400);
 
     // Four clients call as fast as they can; the server is killed while they do.
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -524,7 +555,9 @@ fn sigkill_under_load_loses_no_acknowledged_decision() {
     );
 
     // After the crash: the chain is intact and every answered call has its audit entry.
-    let out = run(stride(&dir).args(["audit", "verify"]));
+    let out = run(stride(&dir)
+        .env("STRIDE_DATABASE_URL", &database)
+        .args(["audit", "verify"]));
     assert!(
         out.status.success(),
         "{}{}",
@@ -532,11 +565,12 @@ fn sigkill_under_load_loses_no_acknowledged_decision() {
         stderr(&out)
     );
     let file = dir.path().join("after-crash.ndjson");
-    assert!(
-        run(stride(&dir).args(["audit", "export", "--out"]).arg(&file))
-            .status
-            .success()
-    );
+    assert!(run(stride(&dir)
+        .env("STRIDE_DATABASE_URL", &database)
+        .args(["audit", "export", "--out"])
+        .arg(&file))
+    .status
+    .success());
     let recorded: std::collections::HashSet<String> = std::fs::read_to_string(&file)
         .unwrap()
         .lines()

@@ -1,0 +1,295 @@
+//! Losing the database under load: PostgreSQL stopped mid-traffic, and a SQLite database that
+//! can no longer be written. Hook calls answer 503 with an OperationOutcome (never a 500, never
+//! a card without its stored decision), the process stays up, and it recovers by itself once
+//! the database is back, without a restart.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use stride_tests::fhir::*;
+use stride_tests::{spawn_app_with, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A PostgreSQL cluster of this test's own, so that it can be stopped and started again.
+struct Cluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    fn pg(&self, tool: &str) -> Command {
+        let path = self.bin.join(tool);
+        if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn create(bin: PathBuf) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        if is_root() {
+            assert!(Command::new("chown")
+                .args(["postgres:"])
+                .arg(dir.path())
+                .status()
+                .unwrap()
+                .success());
+        }
+        let c = Cluster {
+            dir,
+            bin,
+            port: stride_tests::oidc::free_port(),
+        };
+        let ok = c
+            .pg("initdb")
+            .arg("-D")
+            .arg(c.dir.path().join("data"))
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+        c.start();
+        c
+    }
+
+    fn start(&self) {
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let ok = self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "-o", &opts, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    }
+
+    /// As if the server died: no clean shutdown of client sessions.
+    fn kill(&self) {
+        let ok = self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            ok.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ok.stderr)
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self
+            .pg("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+async fn call(app: &TestApp, n: usize) -> (u16, Json) {
+    let mut body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    body["hookInstance"] = Json::String(format!("loss-{n}-{}", uuid::Uuid::new_v4()));
+    match app.cds(PV).json(&body).send().await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            (status, res.json().await.unwrap_or(Json::Null))
+        }
+        Err(_) => (0, Json::Null),
+    }
+}
+
+/// Calls from four clients until `stop`: every (status, body) seen.
+fn load(
+    app: &Arc<TestApp>,
+    stop: &Arc<Mutex<bool>>,
+) -> Vec<tokio::task::JoinHandle<Vec<(u16, Json)>>> {
+    (0..4)
+        .map(|c| {
+            let (app, stop) = (app.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut n = 0;
+                while !*stop.lock().unwrap() {
+                    seen.push(call(&app, c * 100_000 + n).await);
+                    n += 1;
+                }
+                seen
+            })
+        })
+        .collect()
+}
+
+async fn status(app: &TestApp, path: &str) -> u16 {
+    app.client
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Every answer during the outage is a 200 with cards or a 503 OperationOutcome.
+fn check_answers(all: &[(u16, Json)]) -> usize {
+    let mut unavailable = 0;
+    for (status, body) in all {
+        match status {
+            200 => assert!(body["cards"].is_array()),
+            503 => {
+                assert_eq!(body["resourceType"], "OperationOutcome", "{body}");
+                assert!(body.get("cards").is_none());
+                unavailable += 1;
+            }
+            other => panic!("status {other} during the outage: {body}"),
+        }
+    }
+    unavailable
+}
+
+/// Calls until one succeeds again (the service recovers on its own), within `limit`.
+async fn recovers(app: &TestApp, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let (s, body) = call(app, 999_999).await;
+        if s == 200 {
+            assert!(body["cards"].is_array());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: still {s} {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status(app, "/readyz").await, 200);
+}
+
+#[tokio::test]
+async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart() {
+    let Some(bin) = std::env::var_os("STRIDE_TEST_PGBIN").map(PathBuf::from) else {
+        eprintln!("SKIPPED: set STRIDE_TEST_PGBIN to PostgreSQL's bin folder (scripts/test does)");
+        return;
+    };
+    let cluster = Cluster::create(bin);
+    let url = cluster.url();
+    let app = Arc::new(
+        spawn_app_with(&[
+            ("STRIDE_DATABASE_URL", &url),
+            ("STRIDE_DB_STATEMENT_TIMEOUT_MS", "2000"),
+        ])
+        .await,
+    );
+    assert_eq!(call(&app, 0).await.0, 200);
+
+    let stop = Arc::new(Mutex::new(false));
+    let clients = load(&app, &stop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        status(&app, "/readyz").await,
+        503,
+        "not ready without its database"
+    );
+    assert_eq!(status(&app, "/healthz").await, 200, "but alive");
+    cluster.start();
+    recovers(&app, Duration::from_secs(30)).await;
+    *stop.lock().unwrap() = true;
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.unwrap());
+    }
+    assert!(check_answers(&all) > 0, "the outage was seen as 503s");
+}
+
+#[tokio::test]
+async fn a_sqlite_database_that_cannot_be_written_gives_503_then_recovers() {
+    if !is_root() || Command::new("chattr").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: needs root and chattr to make a file unwritable even for root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("stride.db");
+    let url = format!("sqlite://{}", db.display());
+    let app = Arc::new(spawn_app_with(&[("STRIDE_DATABASE_URL", &url)]).await);
+    assert_eq!(call(&app, 0).await.0, 200);
+    // Immutable: not even root may write (the WAL is where SQLite writes first).
+    // Not the -shm file: SQLite maps it into memory, and a write fault there is a SIGBUS.
+    let files: Vec<PathBuf> = ["", "-wal"]
+        .iter()
+        .map(|s| PathBuf::from(format!("{}{s}", db.display())))
+        .filter(|p| p.exists())
+        .collect();
+    struct Immutable(Vec<PathBuf>);
+    impl Immutable {
+        fn set(&self, flag: &str) {
+            for f in &self.0 {
+                let ok = Command::new("chattr").arg(flag).arg(f).status().unwrap();
+                assert!(ok.success(), "chattr {flag} {}", f.display());
+            }
+        }
+    }
+    impl Drop for Immutable {
+        // Whatever happens, the files become removable again.
+        fn drop(&mut self) {
+            for f in &self.0 {
+                let _ = Command::new("chattr").arg("-i").arg(f).status();
+            }
+        }
+    }
+    let guard = Immutable(files);
+    let chattr = |flag: &str| guard.set(flag);
+    chattr("+i");
+    let stop = Arc::new(Mutex::new(false));
+    let clients = load(&app, &stop);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status(&app, "/healthz").await, 200);
+    chattr("-i");
+    recovers(&app, Duration::from_secs(30)).await;
+    *stop.lock().unwrap() = true;
+    let mut all = Vec::new();
+    for c in clients {
+        all.extend(c.await.unwrap());
+    }
+    assert!(
+        check_answers(&all) > 0,
+        "the unwritable file was seen as 503s"
+    );
+}
