@@ -210,3 +210,51 @@ async fn a_next_page_on_another_server_is_not_followed() {
         "nothing was requested outside the fhirServer"
     );
 }
+
+#[tokio::test]
+async fn under_overload_a_hook_call_is_shed_with_503_and_retry_after() {
+    // One processing slot, 200 ms of queue: a call stuck on a slow EHR holds the slot.
+    let app = stride_tests::spawn_app_with(&[
+        ("STRIDE_MAX_CONCURRENT_HOOKS", "1"),
+        ("STRIDE_HOOK_QUEUE_TIMEOUT_MS", "200"),
+    ])
+    .await;
+    let app = Arc::new(app);
+    let ehr = start_ehr(Mode::Slow).await;
+    let slow = {
+        let (app, body) = (app.clone(), request(&ehr, json!({})));
+        tokio::spawn(async move { call(&app, &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let res = app
+        .cds("/cds-services/running-knee-patient-view")
+        .json(&patient_view(prefetch(&[], &[])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shed after the queue timeout"
+    );
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: Json = res.json().await.unwrap();
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"],
+        "overloaded"
+    );
+    assert_eq!(
+        stride_tests::metric(&app.metrics().await, "stride_hooks_shed_total"),
+        Some(1.0)
+    );
+    // The slow call ends (412, its fetch cut off); the slot is free again.
+    assert_eq!(slow.await.unwrap().0, 412);
+    let res = app
+        .cds("/cds-services/running-knee-patient-view")
+        .json(&patient_view(prefetch(&[], &[])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -30,6 +30,11 @@ pub struct Settings {
     /// that may not change the schema (PostgreSQL `stride_service`) and `stride migrate` runs
     /// separately as the owner.
     pub migrate_on_start: bool,
+    /// Hook calls processed at once (body read, parsed, evaluated, written); beyond it calls
+    /// wait, so memory stays bounded under overload.
+    pub max_concurrent_hooks: usize,
+    /// How long a hook call waits for a processing slot before it is answered 503.
+    pub hook_queue_timeout: Duration,
     /// Development mode: the trust file with the development issuers added (`stride dev`).
     pub dev_trust: Option<serde_json::Value>,
     /// OpenID Connect sign-in for the staff pages; without it they take a bearer token from a
@@ -167,6 +172,8 @@ struct Raw {
     jwt_algorithms: Option<String>,
     clock_skew_secs: Option<String>,
     migrate_on_start: Option<String>,
+    max_concurrent_hooks: Option<String>,
+    hook_queue_timeout_ms: Option<String>,
     oidc_issuer: Option<String>,
     oidc_client_id: Option<String>,
     oidc_client_secret: Option<String>,
@@ -377,7 +384,23 @@ impl Settings {
                 ))
             }
         };
+        let max_concurrent_hooks = number(
+            "STRIDE_MAX_CONCURRENT_HOOKS",
+            raw.max_concurrent_hooks,
+            64,
+            1,
+            100_000,
+        )? as usize;
+        let hook_queue_ms = number(
+            "STRIDE_HOOK_QUEUE_TIMEOUT_MS",
+            raw.hook_queue_timeout_ms,
+            1000,
+            0,
+            60_000,
+        )?;
         Ok(Settings {
+            max_concurrent_hooks,
+            hook_queue_timeout: Duration::from_millis(hook_queue_ms),
             oidc,
             migrate_on_start,
             dev_trust: None,

@@ -31,6 +31,8 @@ pub enum ApiError {
     CrossSite,
     #[error("the service is temporarily unavailable; retry later")]
     Unavailable,
+    #[error("Stride is at capacity; retry in a moment")]
+    Overloaded,
     #[error("internal error (reference {0})")]
     Internal(String),
 }
@@ -69,6 +71,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::CrossSite => "cross_site",
             ApiError::Unavailable => "unavailable",
+            ApiError::Overloaded => "overloaded",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -86,7 +89,7 @@ impl ApiError {
             ApiError::Auth(_) => IssueCode::Login,
             ApiError::Conflict(_) => IssueCode::Conflict,
             ApiError::CrossSite => IssueCode::Forbidden,
-            ApiError::Unavailable => IssueCode::Transient,
+            ApiError::Unavailable | ApiError::Overloaded => IssueCode::Transient,
             ApiError::Internal(_) => IssueCode::Exception,
         }
     }
@@ -133,7 +136,7 @@ impl ResponseError for ApiError {
             ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::CrossSite => StatusCode::FORBIDDEN,
-            ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -150,6 +153,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Unavailable => {
                 res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            ApiError::Overloaded => {
+                res.insert_header((header::RETRY_AFTER, "1"));
             }
             // RFC 6750 §3: say which kind of token problem this is.
             ApiError::Auth(e) => {

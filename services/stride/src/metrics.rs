@@ -23,6 +23,7 @@ pub struct Metrics {
     pub store_write: HistogramVec,
     pub db_pool: IntGaugeVec,
     pub audit_refusals_dropped: prometheus::IntCounter,
+    pub hooks_shed: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -92,7 +93,16 @@ impl Metrics {
         registry
             .register(Box::new(audit_refusals_dropped.clone()))
             .expect("registered once");
+        let hooks_shed = prometheus::IntCounter::new(
+            "hooks_shed_total",
+            "Hook calls answered 503 because every processing slot stayed busy for the queue timeout",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(hooks_shed.clone()))
+            .expect("registered once");
         Metrics {
+            hooks_shed,
             registry,
             http_requests,
             http_latency,

@@ -26,6 +26,8 @@ pub struct AppState {
     pub verifier: Arc<stride_auth::Verifier>,
     pub started: time::OffsetDateTime,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Processing slots for hook calls (see `Settings::max_concurrent_hooks`).
+    pub hook_slots: Arc<tokio::sync::Semaphore>,
     /// Staff sign-in with OpenID Connect, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Refused requests on their way to the audit log (see `audit::refused`).
@@ -143,6 +145,7 @@ impl Application {
         );
         let shutdown = settings.shutdown_timeout.as_secs();
         let limit = settings.max_body_bytes;
+        let hook_slots = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_hooks));
         let state = web::Data::new(AppState {
             store: store.clone(),
             catalog,
@@ -150,6 +153,7 @@ impl Application {
             fetcher: Fetcher::new(),
             verifier,
             oidc,
+            hook_slots,
             started: time::OffsetDateTime::now_utc(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             refusals: crate::audit::refusal_writer(store.clone()),

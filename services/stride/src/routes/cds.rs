@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::CdsCaller;
-use crate::body::read_json;
+use crate::body::{parse_json, read_body, read_json};
 use crate::cds::cards::{cards, CardInputs};
 use crate::cds::fetch::fill;
 use crate::cds::request::{self, HookRequest};
@@ -120,7 +120,25 @@ pub async fn call(
     let svc = service(&path)?;
     tracing::Span::current().record("hook", svc.hook.name());
     let rs = rule_set(&state)?.clone();
-    let body = read_json(&http, payload, state.settings.max_body_bytes).await?;
+    // Read the raw body first (a slow sender must not hold a processing slot), then wait for
+    // a slot: under overload, calls wait here as bytes and are shed after the queue timeout
+    // rather than all parsed and evaluated at once.
+    let raw = read_body(&http, payload, state.settings.max_body_bytes).await?;
+    let _slot = match tokio::time::timeout(
+        state.settings.hook_queue_timeout,
+        state.hook_slots.clone().acquire_owned(),
+    )
+    .await
+    {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            state.metrics.hooks_shed.inc();
+            tracing::warn!("no processing slot within the queue timeout: shedding a hook call");
+            return Err(ApiError::Overloaded);
+        }
+    };
+    let body = parse_json(&raw)?;
+    drop(raw);
     let req = request::parse(body, svc.hook, state.settings.public_url.is_loopback())
         .map_err(ApiError::BadRequest)?;
     let now = OffsetDateTime::now_utc();
