@@ -387,7 +387,7 @@ impl Settings {
         let max_concurrent_hooks = number(
             "STRIDE_MAX_CONCURRENT_HOOKS",
             raw.max_concurrent_hooks,
-            64,
+            16,
             1,
             100_000,
         )? as usize;
