@@ -142,6 +142,28 @@ impl Browser {
         }
     }
 
+    /// Accessibility basics of the page shown: every form control has a label, there is one
+    /// h1, the language is set, and nothing needs horizontal scrolling at this width.
+    async fn check_accessible(&self) {
+        let v = self
+            .client
+            .execute(
+                r#"const unlabeled = [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+                       .filter(e => e.labels.length === 0).map(e => e.name || e.id);
+                   return {unlabeled,
+                           h1: document.querySelectorAll('h1').length,
+                           lang: document.documentElement.lang,
+                           overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth + 1};"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(v["unlabeled"], json!([]), "form controls without a label");
+        assert_eq!(v["h1"], 1);
+        assert_eq!(v["lang"], "en");
+        assert_eq!(v["overflow"], false, "the page scrolls sideways");
+    }
+
     async fn fill(&self, css: &str, value: &str) {
         let el = self.client.find(Locator::Css(css)).await.unwrap();
         el.clear().await.unwrap();
@@ -335,6 +357,7 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         first.contains("Red flag") && first.contains("p-red"),
         "{first}"
     );
+    b.check_accessible().await;
     b.shot("review-queue").await;
 
     // The red-flag plan: findings with rule ids, trace, timeline; approve it.
@@ -372,7 +395,13 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         "pain scores are plotted: {}",
         circles.len()
     );
+    b.check_accessible().await;
     b.shot("careplan-timeline").await;
+    // Tablet width (portrait): the same page still fits.
+    b.client.set_window_size(768, 1024).await.unwrap();
+    b.check_accessible().await;
+    b.shot("careplan-tablet").await;
+    b.client.set_window_size(1024, 1366).await.unwrap();
     b.fill(
         "#activity-0",
         "Walk 30 minutes daily; stop if pain returns (revised).",
@@ -471,6 +500,7 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         n
     };
     assert_eq!(mine, 3);
+    b.check_accessible().await;
     b.shot("audit-search").await;
     b.click_element(rows[0].find(Locator::Css("a")).await.unwrap())
         .await;
