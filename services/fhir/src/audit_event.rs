@@ -89,7 +89,7 @@ pub fn audit_event(v: &AuditView<'_>) -> Result<Json, RenderError> {
         "source": {"observer": {"display": "Stride"}},
         "entity": entities,
     });
-    serde_json::from_value::<fhir_sdk::r4b::resources::Resource>(event.clone())
+    <fhir_sdk::r4b::resources::Resource as serde::Deserialize>::deserialize(&event)
         .map_err(|e| RenderError::new("AuditEvent", e.to_string()))?;
     Ok(event)
 }

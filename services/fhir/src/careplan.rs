@@ -160,7 +160,7 @@ pub fn validate(plan: &Json) -> Result<(), RenderError> {
 }
 
 fn check(kind: &'static str, v: &Json) -> Result<(), RenderError> {
-    serde_json::from_value::<Resource>(v.clone())
+    <Resource as serde::Deserialize>::deserialize(v)
         .map(|_| ())
         .map_err(|e| RenderError(kind, e.to_string()))
 }

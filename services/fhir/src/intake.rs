@@ -70,7 +70,8 @@ impl Intake {
         }
         let id = value.get("id").and_then(Json::as_str).unwrap_or("(no id)");
         let source = format!("{kind}/{id}");
-        match serde_json::from_value::<Resource>(value.clone()) {
+        // Deserialised straight from the borrowed JSON: no copy of each resource first.
+        match <Resource as serde::Deserialize>::deserialize(value) {
             Ok(resource) => {
                 if let Some(record) = record(&resource, &source) {
                     self.sources.push(source);

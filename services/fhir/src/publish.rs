@@ -11,7 +11,7 @@ use stride_guideline::RuleSet;
 use crate::careplan::RenderError;
 
 fn check(kind: &'static str, v: Json) -> Result<Json, RenderError> {
-    serde_json::from_value::<Resource>(v.clone())
+    <Resource as serde::Deserialize>::deserialize(&v)
         .map_err(|e| RenderError::new(kind, e.to_string()))?;
     Ok(v)
 }
