@@ -181,6 +181,32 @@ async fn tampering_and_deletion_are_caught_by_verify() {
             .contains("edited"),
         "{res}"
     );
+    // The decision-log page of that entry says so too, without reading the whole chain.
+    let q = stride_store::AuditQuery {
+        tenant: Some(TENANT.into()),
+        ..Default::default()
+    };
+    let edited = {
+        let all: Vec<_> = app.store.audit_stream(&q, true).collect().await;
+        all.into_iter()
+            .map(Result::unwrap)
+            .find(|a| a.seq == 2)
+            .unwrap()
+    };
+    let html = app
+        .client
+        .get(app.url(&format!("/ui/audit/{}", edited.entry.id)))
+        .bearer_auth(staff_token("audit.read"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("Not sealed: the entry does not match its hash (edited)"),
+        "{html}"
+    );
 }
 
 #[tokio::test]

@@ -504,6 +504,11 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     b.shot("audit-search").await;
     b.click_element(rows[0].find(Locator::Css("a")).await.unwrap())
         .await;
+    assert!(b
+        .text()
+        .await
+        .contains("Sealed: this entry's content matches its hash."));
+    b.click("a[href$='chain=full']").await;
     let text = b.text().await;
     assert!(text.contains("Chain intact"), "{text}");
     b.shot("audit-entry").await;
