@@ -111,7 +111,7 @@ pub struct Review {
 }
 
 /// An OpenID Connect sign-in in progress: what the callback needs to finish it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PendingLogin {
     /// SHA-256 (hex) of the `state` sent to the provider.
     pub state_hash: String,
@@ -138,4 +138,32 @@ pub struct StaffSession {
     /// Unix seconds.
     pub created_at: i64,
     pub expires_at: i64,
+}
+
+impl StaffSession {
+    /// A `staff_sessions` row, on either backend (scopes are stored space-separated).
+    pub(crate) fn from_row<R>(r: &R) -> Result<Self, sqlx::Error>
+    where
+        R: sqlx::Row,
+        &'static str: sqlx::ColumnIndex<R>,
+        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(StaffSession {
+            id_hash: r.try_get("id_hash")?,
+            issuer: r.try_get("issuer")?,
+            subject: r.try_get("subject")?,
+            tenant: r.try_get("tenant")?,
+            all_tenants: r.try_get("all_tenants")?,
+            scopes: r
+                .try_get::<String, _>("scopes")?
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect(),
+            csrf: r.try_get("csrf")?,
+            created_at: r.try_get("created_at")?,
+            expires_at: r.try_get("expires_at")?,
+        })
+    }
 }

@@ -1,6 +1,6 @@
 use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::Row;
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::audit::{digest, entry_hash, GENESIS};
@@ -300,17 +300,7 @@ impl Store for PgStore {
             .bind(state_hash)
             .fetch_optional(&self.pool)
             .await?;
-        let login = row
-            .map(|r| -> Result<PendingLogin, StoreError> {
-                Ok(PendingLogin {
-                    state_hash: r.try_get("state_hash")?,
-                    verifier: r.try_get("verifier")?,
-                    nonce: r.try_get("nonce")?,
-                    next_path: r.try_get("next_path")?,
-                    expires_at: r.try_get("expires_at")?,
-                })
-            })
-            .transpose()?;
+        let login = row.map(|r| PendingLogin::from_row(&r)).transpose()?;
         Ok(login.filter(|l| l.expires_at >= now))
     }
 
@@ -344,24 +334,7 @@ impl Store for PgStore {
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|r| -> Result<StaffSession, StoreError> {
-            Ok(StaffSession {
-                id_hash: r.try_get("id_hash")?,
-                issuer: r.try_get("issuer")?,
-                subject: r.try_get("subject")?,
-                tenant: r.try_get("tenant")?,
-                all_tenants: r.try_get("all_tenants")?,
-                scopes: r
-                    .try_get::<String, _>("scopes")?
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect(),
-                csrf: r.try_get("csrf")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-            })
-        })
-        .transpose()
+        Ok(row.map(|r| StaffSession::from_row(&r)).transpose()?)
     }
 
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {

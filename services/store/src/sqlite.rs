@@ -6,8 +6,8 @@ use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::Row;
 use sqlx::SqliteConnection;
+use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -271,7 +271,7 @@ impl Store for SqliteStore {
                     .bind(&h)
                     .fetch_optional(&mut *c)
                     .await?;
-                row.map(|r| login_from_row(&r))
+                row.map(|r| PendingLogin::from_row(&r).map_err(StoreError::from))
                     .transpose()
                     .map(|l| l.filter(|l| l.expires_at >= now))
             })
@@ -309,7 +309,8 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| session_from_row(&r)).transpose()
+        row.map(|r| StaffSession::from_row(&r).map_err(StoreError::from))
+            .transpose()
     }
 
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
@@ -780,33 +781,5 @@ fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError>
         input_digest: row.try_get("input_digest")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
-    })
-}
-
-fn login_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<PendingLogin, StoreError> {
-    Ok(PendingLogin {
-        state_hash: r.try_get("state_hash")?,
-        verifier: r.try_get("verifier")?,
-        nonce: r.try_get("nonce")?,
-        next_path: r.try_get("next_path")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
-fn session_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<StaffSession, StoreError> {
-    Ok(StaffSession {
-        id_hash: r.try_get("id_hash")?,
-        issuer: r.try_get("issuer")?,
-        subject: r.try_get("subject")?,
-        tenant: r.try_get("tenant")?,
-        all_tenants: r.try_get("all_tenants")?,
-        scopes: r
-            .try_get::<String, _>("scopes")?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-        csrf: r.try_get("csrf")?,
-        created_at: r.try_get("created_at")?,
-        expires_at: r.try_get("expires_at")?,
     })
 }
