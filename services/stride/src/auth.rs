@@ -118,11 +118,16 @@ pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<C
 
 /// Every refusal is logged (reason only), counted and audited.
 pub fn refused(req: &HttpRequest, state: &AppState, e: &AuthError, what: &'static str) {
-    tracing::warn!(reason = e.reason(), "{what}");
+    refused_for(req, state, e.reason(), what);
+}
+
+/// The same for a refusal that is not a token's (e.g. a sign-in whose state does not match).
+pub fn refused_for(req: &HttpRequest, state: &AppState, reason: &'static str, what: &'static str) {
+    tracing::warn!(reason, "{what}");
     state
         .metrics
         .auth_refusals
-        .with_label_values(&[e.reason()])
+        .with_label_values(&[reason])
         .inc();
-    crate::audit::refused(req, state, e.reason());
+    crate::audit::refused(req, state, reason);
 }

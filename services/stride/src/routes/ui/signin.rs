@@ -132,13 +132,7 @@ pub async fn callback(
         return Err(ApiError::NotFound.into());
     };
     let refuse = |reason: &'static str, text: &str| {
-        tracing::warn!(reason, "refused a sign-in");
-        state
-            .metrics
-            .auth_refusals
-            .with_label_values(&[reason])
-            .inc();
-        audit::refused(&req, &state, reason);
+        crate::auth::refused_for(&req, &state, reason, "refused a sign-in");
         message(StatusCode::UNAUTHORIZED, "Sign-in failed", text)
     };
     if let Some(err) = &q.error {
