@@ -207,3 +207,82 @@ async fn concurrent_writes_share_commits_and_a_failing_one_fails_alone() {
     assert_eq!(check.entries, 80);
     assert!(check.broken.is_none(), "{:?}", check.broken);
 }
+
+fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store::HookRecord {
+    let mut audit = audit_entry(n);
+    audit.careplan_id = Some(careplan.id);
+    stride_store::HookRecord {
+        cards: vec![stride_store::NewCard {
+            uuid: card,
+            service_id: "stride-medial-knee".into(),
+            hook_instance: format!("instance-{n}"),
+            decision_id: "phase".into(),
+            careplan_id: Some(careplan.id),
+            created_at: careplan.created_at,
+        }],
+        careplan: Some(careplan),
+        audit,
+    }
+}
+
+#[tokio::test]
+async fn a_hook_record_that_fails_midway_leaves_nothing_and_the_others_chain_on() {
+    use futures_util::StreamExt;
+    let (_db, store) = store().await;
+    let first = plan(false);
+    let first_card = uuid::Uuid::new_v4();
+    store
+        .record_hook(hook_record(0, first.clone(), first_card))
+        .await
+        .unwrap();
+    // Concurrent records (shared group commits on SQLite, where each is one batch of
+    // statements): some fail at their CarePlan (an id already stored), some only at their card,
+    // after their CarePlan row was written; those must take that row back with them.
+    let mut tasks = Vec::new();
+    for i in 1..=40i64 {
+        let s = store.clone();
+        let (plan, card, fails) = match i % 10 {
+            3 => (
+                NewCarePlan {
+                    id: first.id,
+                    ..plan(true)
+                },
+                uuid::Uuid::new_v4(),
+                true,
+            ),
+            7 => (plan(true), first_card, true),
+            _ => (plan(false), uuid::Uuid::new_v4(), false),
+        };
+        let id = plan.id;
+        tasks.push(tokio::spawn(async move {
+            let r = s.record_hook(hook_record(i, plan, card)).await;
+            (id, fails, r)
+        }));
+    }
+    let mut stored = 1;
+    for t in tasks {
+        let (id, fails, r) = t.await.unwrap();
+        if fails {
+            assert!(r.is_err(), "a record with a duplicate row is refused");
+            if id != first.id {
+                assert!(
+                    matches!(store.careplan(id).await, Err(StoreError::NotFound)),
+                    "the CarePlan of a record refused at its card is not kept"
+                );
+            }
+        } else {
+            r.expect("every sound record is stored");
+            assert!(store.careplan(id).await.is_ok());
+            stored += 1;
+        }
+    }
+    assert!(!store.careplan(first.id).await.unwrap().red_flag);
+    let mut check = stride_store::ChainCheck::default();
+    let q = stride_store::AuditQuery::default();
+    let mut rows = store.audit_stream(&q, true);
+    while let Some(r) = rows.next().await {
+        check.push(&r.unwrap());
+    }
+    assert_eq!(check.entries, stored);
+    assert!(check.broken.is_none(), "{:?}", check.broken);
+}

@@ -62,7 +62,7 @@ fn fhir_id(s: &str, path: &str) -> Result<String, String> {
 
 /// `loopback_http`: accept `http://` FHIR servers on loopback (development and tests only).
 pub fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<HookRequest, String> {
-    let Json::Object(obj) = body else {
+    let Json::Object(mut obj) = body else {
         return Err("the request must be a JSON object".into());
     };
     let named = text(&obj, "hook", "")?;
@@ -105,20 +105,21 @@ pub fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<HookRequest,
         Some(_) => return Err("fhirAuthorization: must be an object".into()),
     };
 
-    let Some(Json::Object(ctx)) = obj.get("context") else {
+    let Some(Json::Object(mut ctx)) = obj.remove("context") else {
         return Err("context: required, an object".into());
     };
-    let user_id = text(ctx, "userId", "context.")?.to_owned();
-    let patient_id = fhir_id(text(ctx, "patientId", "context.")?, "context.patientId")?;
-    let encounter_id = optional_text(ctx, "encounterId", "context.")?;
+    let user_id = text(&ctx, "userId", "context.")?.to_owned();
+    let patient_id = fhir_id(text(&ctx, "patientId", "context.")?, "context.patientId")?;
+    let encounter_id = optional_text(&ctx, "encounterId", "context.")?;
     let (draft_orders, selections) = match hook {
         Hook::PatientView => (None, Vec::new()),
         Hook::OrderSelect | Hook::OrderSign => {
-            let orders = match ctx.get("draftOrders") {
-                Some(b @ Json::Object(o))
-                    if o.get("resourceType").and_then(Json::as_str) == Some("Bundle") =>
+            // Moved out, not copied: a Bundle of draft orders can be large.
+            let orders = match ctx.remove("draftOrders") {
+                Some(b @ Json::Object(_))
+                    if b.get("resourceType").and_then(Json::as_str) == Some("Bundle") =>
                 {
-                    b.clone()
+                    b
                 }
                 Some(_) => return Err("context.draftOrders: must be a FHIR Bundle".into()),
                 None => return Err("context.draftOrders: required".into()),
@@ -141,9 +142,10 @@ pub fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<HookRequest,
         }
     };
 
-    let prefetch = match obj.get("prefetch") {
+    // Moved out of the body, not copied: the prefetch is most of a request's bytes.
+    let prefetch = match obj.remove("prefetch") {
         None => Map::new(),
-        Some(Json::Object(p)) => p.clone(),
+        Some(Json::Object(p)) => p,
         Some(_) => return Err("prefetch: must be an object".into()),
     };
     Ok(HookRequest {

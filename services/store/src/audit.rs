@@ -51,13 +51,34 @@ pub struct AuditEntry {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = Sha256::digest(bytes);
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    let mut out = String::with_capacity(64);
+    for b in d {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 /// SHA-256 of the canonical JSON of the facts (serde_json writes object keys sorted).
 pub fn digest(facts: &Json) -> String {
     sha256_hex(canonical(facts).as_bytes())
+}
+
+/// The facts as stored: their canonical text and its digest, from one serialisation (the
+/// facts are most of an entry's bytes; writing them out twice was measurable under load).
+pub struct StoredFacts {
+    pub text: String,
+    pub digest: String,
+}
+
+impl StoredFacts {
+    pub fn of(facts: &Json) -> Self {
+        let text = canonical(facts);
+        let digest = sha256_hex(text.as_bytes());
+        Self { text, digest }
+    }
 }
 
 fn canonical(v: &Json) -> String {

@@ -76,7 +76,7 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;
     async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError>;
     /// The CarePlan, cards and audit entry of one hook call, all or nothing.
-    async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError>;
+    async fn record_hook(&self, record: HookRecord) -> Result<(), StoreError>;
     /// Store feedback entries and their audit entry (all or nothing); each is marked whether
     /// its card is known.
     async fn insert_feedback(

@@ -3,7 +3,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
-use crate::audit::{digest, entry_hash, GENESIS};
+use crate::audit::{entry_hash, StoredFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
@@ -172,7 +172,7 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
-    async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError> {
+    async fn record_hook(&self, record: HookRecord) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         if let Some(p) = &record.careplan {
             insert_careplan(&mut tx, p).await?;
@@ -572,8 +572,9 @@ async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), St
     let (seq, prev) = last
         .map(|(s, h)| (s + 1, h))
         .unwrap_or((1, GENESIS.to_owned()));
-    let input_digest = e.facts.as_ref().map(digest);
-    let hash = entry_hash(e, seq, input_digest.as_deref(), &prev);
+    let facts = e.facts.as_ref().map(StoredFacts::of);
+    let input_digest = facts.as_ref().map(|f| f.digest.as_str());
+    let hash = entry_hash(e, seq, input_digest, &prev);
     let recorded_at =
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.recorded_us) * 1000)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -598,9 +599,9 @@ async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), St
     .bind(&e.service_id)
     .bind(&e.patient_ref)
     .bind(&e.as_of)
-    .bind(&input_digest)
+    .bind(input_digest)
     // As text: JSONB would rewrite numbers (1e16, -0.0) and break the digest on read-back.
-    .bind(e.facts.as_ref().map(|f| f.to_string()))
+    .bind(facts.as_ref().map(|f| f.text.as_str()))
     .bind(&e.rule_set_id)
     .bind(&e.rule_set_version)
     .bind(&e.rule_set_hash)

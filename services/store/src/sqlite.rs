@@ -11,7 +11,7 @@ use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{digest, entry_hash, GENESIS};
+use crate::audit::{entry_hash, StoredFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
@@ -25,7 +25,11 @@ pub struct SqliteStore {
     path: Option<PathBuf>,
     /// The queue of the single group-commit writer (see `group_writer`).
     writer: tokio::sync::mpsc::Sender<Job>,
+    /// When expired token ids were last forgotten (Unix seconds).
+    jti_purged_at: std::sync::atomic::AtomicI64,
 }
+
+const JTI_PURGE_EVERY_SECS: i64 = 60;
 
 impl SqliteStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
@@ -46,7 +50,12 @@ impl SqliteStore {
             .await?;
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(group_writer(pool.clone(), queue));
-        Ok(SqliteStore { pool, path, writer })
+        Ok(SqliteStore {
+            pool,
+            path,
+            writer,
+            jti_purged_at: std::sync::atomic::AtomicI64::new(0),
+        })
     }
 }
 
@@ -125,34 +134,59 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
-        let p = p.clone();
-        self.write(move |c| Box::pin(async move { insert_careplan(c, &p).await }))
-            .await
+        let (p, resource) = (p.clone(), p.resource.to_string());
+        self.write(move |c, _| {
+            Box::pin(async move {
+                bind_careplan(sqlx::query(INSERT_CAREPLAN), &p, &resource)
+                    .execute(c)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
-    async fn record_hook(&self, record: &HookRecord) -> Result<(), StoreError> {
-        let record = record.clone();
-        self.write(move |c| {
+    async fn record_hook(&self, record: HookRecord) -> Result<(), StoreError> {
+        // Written out here, in the caller's task: the writer is one task for every caller,
+        // so whatever it does per write is everyone's wait.
+        let audit = Prepared::new(record.audit);
+        let resource = record.careplan.as_ref().map(|p| p.resource.to_string());
+        let (careplan, cards) = (record.careplan, record.cards);
+        self.write_batch(move |c, heads| {
             Box::pin(async move {
-                if let Some(p) = &record.careplan {
-                    insert_careplan(&mut *c, p).await?;
+                // One round trip to SQLite's worker thread for all rows and the savepoint: under
+                // load each trip waits for a core, and the writer's trips are everyone's wait.
+                let mut sql = format!("{SAVEPOINT};");
+                if careplan.is_some() {
+                    sql.push_str(INSERT_CAREPLAN);
+                    sql.push(';');
                 }
-                for card in &record.cards {
-                    sqlx::query(
-                        "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at)
-                         VALUES (?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(card.uuid.to_string())
-                    .bind(&card.service_id)
-                    .bind(&card.hook_instance)
-                    .bind(&card.decision_id)
-                    .bind(card.careplan_id.map(|u| u.to_string()))
-                    .bind(card.created_at)
-                    .execute(&mut *c)
-                    .await?;
+                if !cards.is_empty() {
+                    sql.push_str(INSERT_CARDS);
+                    sql.push_str(&vec![CARD_ROW; cards.len()].join(","));
+                    sql.push(';');
                 }
-                append(c, &record.audit).await
+                sql.push_str(INSERT_AUDIT);
+                sql.push(';');
+                sql.push_str(RELEASE);
+                let place = heads.place(&mut *c, &audit).await?;
+                let mut q = sqlx::query(&sql);
+                if let (Some(p), Some(resource)) = (&careplan, &resource) {
+                    q = bind_careplan(q, p, resource);
+                }
+                for card in &cards {
+                    q = q
+                        .bind(card.uuid.to_string())
+                        .bind(&card.service_id)
+                        .bind(&card.hook_instance)
+                        .bind(&card.decision_id)
+                        .bind(card.careplan_id.map(|u| u.to_string()))
+                        .bind(card.created_at);
+                }
+                bind_audit(q, &audit, &place).execute(&mut *c).await?;
+                heads.appended(&audit.entry.tenant, place);
+                Ok(())
             })
         })
         .await
@@ -164,8 +198,8 @@ impl Store for SqliteStore {
         entries: &[NewFeedback],
         audit: &NewAuditEntry,
     ) -> Result<(), StoreError> {
-        let (entries, audit) = (entries.to_vec(), audit.clone());
-        self.write(move |c| {
+        let (entries, audit) = (entries.to_vec(), Prepared::new(audit.clone()));
+        self.write(move |c, heads| {
             Box::pin(async move {
                 for f in &entries {
                     sqlx::query(
@@ -183,7 +217,7 @@ impl Store for SqliteStore {
                     .execute(&mut *c)
                     .await?;
                 }
-                append(c, &audit).await
+                append(c, heads, &audit).await
             })
         })
         .await
@@ -222,18 +256,43 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<bool, StoreError> {
         let (issuer, jti) = (issuer.to_owned(), jti.to_owned());
-        self.write(move |c| {
+        // Expired ids can never be replayed (the token is refused as expired): forget them, at
+        // most once a minute rather than in every call's write.
+        let last = self
+            .jti_purged_at
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let purge = now - last >= JTI_PURGE_EVERY_SECS
+            && self
+                .jti_purged_at
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok();
+        self.write_batch(move |c, _| {
             Box::pin(async move {
-                // Expired ids can never be replayed (the token is refused as expired): forget them.
-                sqlx::query("DELETE FROM seen_jti WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
-                let inserted = sqlx::query("INSERT INTO seen_jti (issuer, jti, expires_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
+                let purge_sql = if purge {
+                    "DELETE FROM seen_jti WHERE expires_at < ?;"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "{SAVEPOINT}; {purge_sql} INSERT INTO seen_jti (issuer, jti, expires_at) VALUES (?, ?, ?)
+                     ON CONFLICT DO NOTHING RETURNING 1; {RELEASE}"
+                );
+                let mut q = sqlx::query(&sql);
+                if purge {
+                    q = q.bind(now);
+                }
+                let inserted = q
                     .bind(&issuer)
                     .bind(&jti)
                     .bind(expires_at)
-                    .execute(&mut *c)
-                    .await?
-                    .rows_affected();
-                Ok(inserted == 1)
+                    .fetch_all(&mut *c)
+                    .await?;
+                Ok(inserted.len() == 1)
             })
         })
         .await
@@ -242,7 +301,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn begin_login(&self, login: &PendingLogin, now: i64) -> Result<(), StoreError> {
         let l = login.clone();
-        self.write(move |c| {
+        self.write(move |c, _| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM staff_logins WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
                 sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at) VALUES (?, ?, ?, ?, ?)")
@@ -265,7 +324,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Option<PendingLogin>, StoreError> {
         let h = state_hash.to_owned();
-        self.write(move |c| {
+        self.write(move |c, _| {
             Box::pin(async move {
                 let row = sqlx::query("DELETE FROM staff_logins WHERE state_hash = ? RETURNING *")
                     .bind(&h)
@@ -281,7 +340,7 @@ impl Store for SqliteStore {
 
     async fn create_session(&self, s: &StaffSession, now: i64) -> Result<(), StoreError> {
         let s = s.clone();
-        self.write(move |c| {
+        self.write(move |c, _| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM staff_sessions WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
                 sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at)
@@ -315,7 +374,7 @@ impl Store for SqliteStore {
 
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
         let h = id_hash.to_owned();
-        self.write(move |c| {
+        self.write(move |c, _| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM staff_sessions WHERE id_hash = ?")
                     .bind(&h)
@@ -351,9 +410,9 @@ impl Store for SqliteStore {
         review: &Review,
         audit: &NewAuditEntry,
     ) -> Result<CarePlanRecord, StoreError> {
-        let (r, audit) = (review.clone(), audit.clone());
+        let (r, audit) = (review.clone(), Prepared::new(audit.clone()));
         let id = r.careplan_id;
-        self.write(move |c| {
+        self.write(move |c, heads| {
             Box::pin(async move {
                 let updated = sqlx::query(
                     "UPDATE careplans SET status = ?, version = version + 1, resource = ?, updated_at = ?
@@ -387,7 +446,7 @@ impl Store for SqliteStore {
                 .bind(r.at)
                 .execute(&mut *c)
                 .await?;
-                append(c, &audit).await
+                append(c, heads, &audit).await
             })
         })
         .await?;
@@ -407,8 +466,8 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
-        let entry = entry.clone();
-        self.write(move |c| Box::pin(async move { append(c, &entry).await }))
+        let entry = Prepared::new(entry.clone());
+        self.write(move |c, heads| Box::pin(async move { append(c, heads, &entry).await }))
             .await
     }
 
@@ -468,17 +527,18 @@ impl Store for SqliteStore {
     }
 }
 
-async fn insert_careplan(
-    tx: &mut sqlx::SqliteConnection,
-    p: &NewCarePlan,
-) -> Result<(), StoreError> {
-    {
-        sqlx::query(
-            "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
-                                    phase, red_flag, resource, created_at, updated_at)
-             VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(p.id.to_string())
+const INSERT_CAREPLAN: &str =
+    "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
+                            phase, red_flag, resource, created_at, updated_at)
+     VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)";
+const INSERT_CARDS: &str =
+    "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at) VALUES ";
+const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?)";
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_careplan<'q>(q: SqliteQuery<'q>, p: &'q NewCarePlan, resource: &'q str) -> SqliteQuery<'q> {
+    q.bind(p.id.to_string())
         .bind(&p.tenant)
         .bind(&p.patient_ref)
         .bind(&p.status)
@@ -486,20 +546,30 @@ async fn insert_careplan(
         .bind(&p.rule_set_version)
         .bind(&p.phase)
         .bind(p.red_flag)
-        .bind(p.resource.to_string())
+        .bind(resource)
         .bind(p.created_at)
         .bind(p.created_at)
-        .execute(tx)
-        .await?;
-        Ok(())
-    }
 }
 
 /// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.
 /// What a queued write hands back once it has run: whether to keep its changes, and how to
 /// tell its caller the outcome of the group commit.
 type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Ran> + Send>;
+type Run = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut ChainHeads) -> BoxFuture<'c, Ran> + Send,
+>;
+
+struct Job {
+    run: Run,
+    /// The write opens and releases its own savepoint `stride_write` in the same round trip
+    /// as its statements (one batch). If it fails, the writer rolls the savepoint back.
+    /// Otherwise the writer wraps it in one, at the cost of two more round trips.
+    batch: bool,
+}
+
+/// The savepoint a batch write opens first and releases last.
+const SAVEPOINT: &str = "SAVEPOINT stride_write";
+const RELEASE: &str = "RELEASE stride_write";
 
 /// A write that ran: keep its changes or not, whether its connection is suspect (a read-only
 /// or I/O error: SQLite may have opened it read-only while the file was unwritable), and how
@@ -510,18 +580,20 @@ struct Ran {
     deliver: Deliver,
 }
 
-/// A statement on the writer's connection, boxed so the writer task's future stays `Send`.
+/// Control statements on the writer's connection, all in one round trip; boxed so the writer
+/// task's future stays `Send`.
 fn exec<'c>(
     conn: &'c mut SqliteConnection,
     sql: &'static str,
 ) -> BoxFuture<'c, Result<(), sqlx::Error>> {
     Box::pin(async move {
-        for statement in sql.split(';') {
-            sqlx::query(statement.trim()).execute(&mut *conn).await?;
-        }
+        sqlx::query(sql).execute(&mut *conn).await?;
         Ok(())
     })
 }
+
+/// How long the writer keeps its connection with no write waiting.
+const WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Writes that arrive while one commit is in flight join the next: one fsync for the group.
 const GROUP_MAX: usize = 64;
@@ -532,7 +604,19 @@ const GROUP_MAX: usize = 64;
 /// commit is durable; if that commit fails, every write of the group is reported failed.
 async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<Job>) {
     use futures_util::FutureExt;
-    while let Some(first) = queue.recv().await {
+    let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
+    loop {
+        let next = match held {
+            None => queue.recv().await,
+            Some(_) => match tokio::time::timeout(WRITER_IDLE, queue.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    held = None;
+                    continue;
+                }
+            },
+        };
+        let Some(first) = next else { break };
         let mut jobs = vec![first];
         while jobs.len() < GROUP_MAX {
             match queue.try_recv() {
@@ -542,7 +626,13 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
         }
         // BEGIN and COMMIT by hand rather than sqlx's Transaction: a connection whose COMMIT
         // failed must never go back to the pool believing it is still inside a transaction.
-        let mut conn = match pool.acquire().await {
+        // The connection stays with the writer while writes keep coming (no pool round trip
+        // and liveness ping per group); it goes back to the pool after `WRITER_IDLE` without.
+        let conn = match held.take() {
+            Some(c) => Ok(c),
+            None => pool.acquire().await,
+        };
+        let mut conn = match conn {
             Ok(c) => c,
             Err(e) => {
                 // Dropping the jobs drops their answer channels: each caller is told the
@@ -558,13 +648,16 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
         }
         let mut delivers = Vec::with_capacity(jobs.len());
         let mut reconnect = false;
+        let mut broken = None;
+        let mut heads = ChainHeads::default();
         for job in jobs {
-            if let Err(e) = exec(&mut conn, "SAVEPOINT stride_write").await {
-                // Without a savepoint a failing write could not be undone alone: skip it.
-                tracing::warn!(error = %e, "savepoint failed");
-                continue;
+            if !job.batch {
+                if let Err(e) = exec(&mut conn, SAVEPOINT).await {
+                    broken = Some(e);
+                    break;
+                }
             }
-            let outcome = std::panic::AssertUnwindSafe(job(&mut conn))
+            let outcome = std::panic::AssertUnwindSafe((job.run)(&mut conn, &mut heads))
                 .catch_unwind()
                 .await;
             let ran = match outcome {
@@ -578,30 +671,50 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
                     }
                 }
             };
-            let (keep, deliver) = (ran.keep, ran.deliver);
             reconnect |= ran.reconnect;
-            let end = if keep {
-                "RELEASE stride_write"
-            } else {
-                "ROLLBACK TO stride_write; RELEASE stride_write"
+            delivers.push(ran.deliver);
+            let end = match (ran.keep, job.batch) {
+                (true, true) => None,
+                (true, false) => Some(RELEASE),
+                (false, _) => Some("ROLLBACK TO stride_write; RELEASE stride_write"),
             };
-            if let Err(e) = exec(&mut conn, end).await {
-                tracing::warn!(error = %e, "savepoint release failed");
+            let ended = match end {
+                Some(sql) => exec(&mut conn, sql).await,
+                None => Ok(()),
+            };
+            heads.settle(ran.keep && ended.is_ok());
+            if let Err(e) = ended {
+                // A failed write that cannot be undone alone (or a batch that failed before
+                // its savepoint): the group is abandoned whole, and the writes not yet run are
+                // dropped (their callers are told nothing was stored).
+                broken = Some(e);
+                break;
             }
-            delivers.push(deliver);
         }
+        let mut usable = !reconnect;
         if reconnect {
             conn.close_on_drop();
         }
-        match exec(&mut conn, "COMMIT").await {
+        let committed = match broken {
+            Some(e) => {
+                tracing::error!(error = %e, writes = delivers.len(), "savepoint failed: the group is rolled back");
+                Err(e)
+            }
+            None => exec(&mut conn, "COMMIT").await,
+        };
+        match committed {
             Ok(()) => delivers.into_iter().for_each(|d| d(None)),
             Err(e) => {
                 tracing::error!(error = %e, writes = delivers.len(), "group commit failed");
                 let _ = exec(&mut conn, "ROLLBACK").await;
                 conn.close_on_drop();
+                usable = false;
                 let failed = StoreError::CommitFailed(e.to_string());
                 delivers.into_iter().for_each(|d| d(Some(&failed)));
             }
+        }
+        if usable {
+            held = Some(conn);
         }
     }
 }
@@ -614,15 +727,45 @@ impl SqliteStore {
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StoreError>>
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+                &'c mut ChainHeads,
+            ) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.enqueue(work, false).await
+    }
+
+    /// A write whose statements are one batch between `SAVEPOINT` and `RELEASE` (see `Job`).
+    async fn write_batch<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+                &'c mut ChainHeads,
+            ) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.enqueue(work, true).await
+    }
+
+    async fn enqueue<T, F>(&self, work: F, batch: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+                &'c mut ChainHeads,
+            ) -> BoxFuture<'c, Result<T, StoreError>>
             + Send
             + 'static,
     {
         self.file_present()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |conn| {
+        let run: Run = Box::new(move |conn, heads| {
             Box::pin(async move {
-                match work(conn).await {
+                match work(conn, heads).await {
                     Ok(v) => Ran {
                         keep: true,
                         reconnect: false,
@@ -644,7 +787,7 @@ impl SqliteStore {
             })
         });
         self.writer
-            .send(job)
+            .send(Job { run, batch })
             .await
             .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
         rx.await.map_err(|_| {
@@ -691,52 +834,138 @@ fn row_to_careplan(row: &sqlx::sqlite::SqliteRow) -> Result<CarePlanRecord, Stor
 }
 
 /// Append `e` to its tenant's chain inside `tx` (which holds the write lock).
-async fn append(tx: &mut sqlx::SqliteConnection, e: &NewAuditEntry) -> Result<(), StoreError> {
-    let last: Option<(i64, String)> = sqlx::query_as(
+/// The last entry of a tenant's chain: its sequence number and hash.
+async fn chain_head(
+    tx: &mut sqlx::SqliteConnection,
+    tenant: &str,
+) -> Result<Option<(i64, String)>, StoreError> {
+    Ok(sqlx::query_as(
         "SELECT seq, hash FROM audit_entries WHERE tenant = ? ORDER BY seq DESC LIMIT 1",
     )
-    .bind(&e.tenant)
+    .bind(tenant)
     .fetch_optional(&mut *tx)
-    .await?;
-    let (seq, prev) = last
-        .map(|(s, h)| (s + 1, h))
-        .unwrap_or((1, GENESIS.to_owned()));
-    let input_digest = e.facts.as_ref().map(digest);
-    let hash = entry_hash(e, seq, input_digest.as_deref(), &prev);
-    let json = |v: &serde_json::Value| v.to_string();
-    sqlx::query(
-        "INSERT INTO audit_entries (id, tenant, seq, recorded_at, action, outcome, caller_issuer, caller_subject, hook,
+    .await?)
+}
+
+/// An audit entry written out for storage, all but its place in the chain. Prepared by the
+/// caller, so the single writer only places and inserts it.
+struct Prepared {
+    entry: NewAuditEntry,
+    facts: Option<StoredFacts>,
+    details: String,
+    decision_ids: String,
+    card_uuids: String,
+}
+
+impl Prepared {
+    fn new(entry: NewAuditEntry) -> Self {
+        Self {
+            facts: entry.facts.as_ref().map(StoredFacts::of),
+            details: entry.details.to_string(),
+            decision_ids: serde_json::json!(entry.decision_ids).to_string(),
+            card_uuids: serde_json::json!(entry.card_uuids).to_string(),
+            entry,
+        }
+    }
+}
+
+/// Where an entry goes: after `prev` at `seq`, sealed by `hash`.
+#[derive(Clone)]
+struct Place {
+    seq: i64,
+    prev: String,
+    hash: String,
+}
+
+/// The chain heads known inside one group commit. The group holds SQLite's write lock from
+/// `BEGIN IMMEDIATE` to `COMMIT`, so nobody else can append meanwhile: a head read or written
+/// earlier in the group is still the head, unless the write that made it was rolled back,
+/// which is why a write's new head counts only once its savepoint is released.
+#[derive(Default)]
+struct ChainHeads {
+    known: std::collections::HashMap<String, (i64, String)>,
+    pending: Vec<(String, (i64, String))>,
+}
+
+impl ChainHeads {
+    async fn place(
+        &mut self,
+        tx: &mut sqlx::SqliteConnection,
+        p: &Prepared,
+    ) -> Result<Place, StoreError> {
+        let e = &p.entry;
+        let head = if let Some((_, h)) = self.pending.iter().rev().find(|(t, _)| *t == e.tenant) {
+            Some(h.clone())
+        } else if let Some(h) = self.known.get(&e.tenant) {
+            Some(h.clone())
+        } else {
+            chain_head(tx, &e.tenant).await?
+        };
+        let (seq, prev) = head
+            .map(|(s, h)| (s + 1, h))
+            .unwrap_or((1, GENESIS.to_owned()));
+        let hash = entry_hash(e, seq, p.facts.as_ref().map(|f| f.digest.as_str()), &prev);
+        Ok(Place { seq, prev, hash })
+    }
+
+    fn appended(&mut self, tenant: &str, place: Place) {
+        self.pending
+            .push((tenant.to_owned(), (place.seq, place.hash)));
+    }
+
+    /// The write's savepoint was released (`kept`) or rolled back.
+    fn settle(&mut self, kept: bool) {
+        let pending = std::mem::take(&mut self.pending);
+        if kept {
+            self.known.extend(pending);
+        }
+    }
+}
+
+const INSERT_AUDIT: &str = "INSERT INTO audit_entries (id, tenant, seq, recorded_at, action, outcome, caller_issuer, caller_subject, hook,
             hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id, rule_set_version,
             rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(e.id.to_string())
-    .bind(&e.tenant)
-    .bind(seq)
-    .bind(e.recorded_us)
-    .bind(&e.action)
-    .bind(&e.outcome)
-    .bind(&e.caller_issuer)
-    .bind(&e.caller_subject)
-    .bind(&e.hook)
-    .bind(&e.hook_instance)
-    .bind(&e.service_id)
-    .bind(&e.patient_ref)
-    .bind(&e.as_of)
-    .bind(&input_digest)
-    .bind(e.facts.as_ref().map(json))
-    .bind(&e.rule_set_id)
-    .bind(&e.rule_set_version)
-    .bind(&e.rule_set_hash)
-    .bind(serde_json::json!(e.decision_ids).to_string())
-    .bind(serde_json::json!(e.card_uuids).to_string())
-    .bind(e.careplan_id.map(|u| u.to_string()))
-    .bind(&e.trace_id)
-    .bind(json(&e.details))
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await?;
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+fn bind_audit<'q>(q: SqliteQuery<'q>, p: &'q Prepared, at: &'q Place) -> SqliteQuery<'q> {
+    let e = &p.entry;
+    q.bind(e.id.to_string())
+        .bind(&e.tenant)
+        .bind(at.seq)
+        .bind(e.recorded_us)
+        .bind(&e.action)
+        .bind(&e.outcome)
+        .bind(&e.caller_issuer)
+        .bind(&e.caller_subject)
+        .bind(&e.hook)
+        .bind(&e.hook_instance)
+        .bind(&e.service_id)
+        .bind(&e.patient_ref)
+        .bind(&e.as_of)
+        .bind(p.facts.as_ref().map(|f| f.digest.as_str()))
+        .bind(p.facts.as_ref().map(|f| f.text.as_str()))
+        .bind(&e.rule_set_id)
+        .bind(&e.rule_set_version)
+        .bind(&e.rule_set_hash)
+        .bind(p.decision_ids.as_str())
+        .bind(p.card_uuids.as_str())
+        .bind(e.careplan_id.map(|u| u.to_string()))
+        .bind(&e.trace_id)
+        .bind(p.details.as_str())
+        .bind(&at.prev)
+        .bind(&at.hash)
+}
+
+async fn append(
+    tx: &mut sqlx::SqliteConnection,
+    heads: &mut ChainHeads,
+    p: &Prepared,
+) -> Result<(), StoreError> {
+    let place = heads.place(&mut *tx, p).await?;
+    bind_audit(sqlx::query(INSERT_AUDIT), p, &place)
+        .execute(&mut *tx)
+        .await?;
+    heads.appended(&p.entry.tenant, place);
     Ok(())
 }
 

@@ -6,6 +6,11 @@ use stride::config::Settings;
 use stride::startup::{open_store, Application};
 use stride::{rules_cmd, telemetry};
 
+// glibc's malloc spent about a quarter of the server's CPU under load (arena locking and
+// consolidation across actix workers, sqlx and tokio threads); see docs/benchmarks.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {

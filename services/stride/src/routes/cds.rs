@@ -151,13 +151,11 @@ pub async fn call(
     }
     // Observations matter only when an episode activates the guideline: a patient without
     // one is answered from the Conditions alone.
-    let episode = evaluate(
-        &rs,
-        &Facts {
-            records: intake.records.clone(),
-        },
-        as_of,
-    );
+    let conditions = Facts {
+        records: std::mem::take(&mut intake.records),
+    };
+    let episode = evaluate(&rs, &conditions, as_of);
+    intake.records = conditions.records;
     if episode.applies {
         gather(&state, &rs, &req, OBSERVATION, &mut intake).await?;
     }
@@ -217,7 +215,7 @@ pub async fn call(
         phase_card: patient_view,
     });
 
-    let careplan_row = plan.as_ref().map(|resource| NewCarePlan {
+    let careplan_row = plan.map(|resource| NewCarePlan {
         id: plan_id,
         tenant: caller.tenant.clone(),
         patient_ref: format!("Patient/{}", req.context.patient_id),
@@ -226,7 +224,7 @@ pub async fn call(
         rule_set_version: rs.doc.version.to_string(),
         phase: decision.phase.clone().unwrap_or_default(),
         red_flag: !decision.red_flags.is_empty(),
-        resource: resource.clone(),
+        resource,
         created_at: now,
     });
     let mut audit = audit::entry(&http, "hook-call", "success", Some(&caller));
@@ -245,11 +243,12 @@ pub async fn call(
         .map(|d| d.to_string())
         .collect();
     audit.card_uuids = made.iter().map(|c| c.uuid.to_string()).collect();
-    audit.careplan_id = plan.as_ref().map(|_| plan_id);
+    audit.careplan_id = careplan_row.as_ref().map(|_| plan_id);
     audit.details["user"] = json!(req.context.user_id);
     if !unread.is_empty() {
         audit.details["unread"] = json!(unread);
     }
+    let planned = careplan_row.as_ref().map(|_| plan_id);
     let record = HookRecord {
         audit,
         careplan: careplan_row,
@@ -260,7 +259,7 @@ pub async fn call(
                 service_id: svc.id.to_owned(),
                 hook_instance: req.hook_instance.clone(),
                 decision_id: c.decision_id.clone(),
-                careplan_id: plan.as_ref().map(|_| plan_id),
+                careplan_id: planned,
                 created_at: now,
             })
             .collect(),
@@ -268,7 +267,7 @@ pub async fn call(
     // No record, no answer: a card the clinic cannot trace must not be shown. Whatever made
     // the write fail, the caller may retry, and gets no card now (fail closed).
     let started = std::time::Instant::now();
-    let written = state.store.record_hook(&record).await;
+    let written = state.store.record_hook(record).await;
     state
         .metrics
         .store_write
