@@ -286,3 +286,21 @@ async fn a_hook_record_that_fails_midway_leaves_nothing_and_the_others_chain_on(
     assert_eq!(check.entries, stored);
     assert!(check.broken.is_none(), "{:?}", check.broken);
 }
+
+#[tokio::test]
+async fn a_jti_claim_is_decided_at_once_and_durable_when_it_says_so() {
+    let (db, store) = store().await;
+    let first = store.claim_jti("iss", "j-1", i64::MAX, 0).await.unwrap();
+    assert!(first.fresh);
+    // Claimed but perhaps not yet committed: a replay is refused already.
+    let replay = store.claim_jti("iss", "j-1", i64::MAX, 0).await.unwrap();
+    assert!(!replay.fresh, "a replay is refused before the first claim is committed");
+    first.durable().await.expect("the claim commits");
+    replay.durable().await.unwrap();
+    // Committed means another connection to the database sees it.
+    let other = stride_store::connect(&db.url, &PoolOptions::default())
+        .await
+        .unwrap();
+    assert!(!other.remember_jti("iss", "j-1", i64::MAX, 0).await.unwrap());
+    assert!(other.remember_jti("iss", "j-2", i64::MAX, 0).await.unwrap());
+}

@@ -13,6 +13,47 @@ use std::time::Duration;
 
 pub use audit::{AuditEntry, AuditQuery, Broken, ChainCheck, NewAuditEntry, RETENTION_CHECKPOINT};
 pub use error::StoreError;
+
+/// A token id claimed for one call. `fresh`: nobody used it before; this is final as soon as
+/// the claim is made (a concurrent replay is decided against it). The claim itself may still be
+/// on its way to disk: a call must not be answered, nor anything stored for it, before
+/// `durable` says it is.
+pub struct JtiClaim {
+    pub fresh: bool,
+    pending: Option<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>,
+}
+
+impl JtiClaim {
+    /// A claim already committed.
+    pub(crate) fn committed(fresh: bool) -> Self {
+        Self {
+            fresh,
+            pending: None,
+        }
+    }
+
+    pub(crate) fn pending(
+        fresh: bool,
+        commit: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
+    ) -> Self {
+        Self {
+            fresh,
+            pending: Some(commit),
+        }
+    }
+
+    /// Wait until the claim is durable.
+    pub async fn durable(self) -> Result<(), StoreError> {
+        match self.pending {
+            None => Ok(()),
+            Some(rx) => rx.await.unwrap_or_else(|_| {
+                Err(StoreError::CommitFailed(
+                    "the writer stopped before the claim was committed".into(),
+                ))
+            }),
+        }
+    }
+}
 pub use model::{
     CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
     PendingLogin, Review, StaffSession,
@@ -109,14 +150,28 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CarePlanRecord, StoreError>;
     /// The audit entry of the hook call that drafted a CarePlan.
     async fn drafting_entry(&self, careplan_id: uuid::Uuid) -> Result<AuditEntry, StoreError>;
-    /// Remember a JWT id until it expires. `false`: it was seen before (a replay).
+    /// Claim a JWT id until it expires: whether it is new is decided at once; making the claim
+    /// durable may still be under way (see `JtiClaim::durable`).
+    async fn claim_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<JtiClaim, StoreError>;
+    /// Remember a JWT id until it expires, durably. `false`: it was seen before (a replay).
     async fn remember_jti(
         &self,
         issuer: &str,
         jti: &str,
         expires_at: i64,
         now: i64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let claim = self.claim_jti(issuer, jti, expires_at, now).await?;
+        let fresh = claim.fresh;
+        claim.durable().await?;
+        Ok(fresh)
+    }
     /// Keep a sign-in in progress until its callback (expired ones are forgotten).
     async fn begin_login(&self, login: &PendingLogin, now: i64) -> Result<(), StoreError>;
     /// The sign-in `state_hash` names, removed so that it can finish only once.

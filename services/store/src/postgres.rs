@@ -8,8 +8,8 @@ use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
     AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
-    NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession, Store,
-    StoreError,
+    JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession,
+    Store, StoreError,
 };
 
 pub struct PgStore {
@@ -246,13 +246,13 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn remember_jti(
+    async fn claim_jti(
         &self,
         issuer: &str,
         jti: &str,
         expires_at: i64,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<JtiClaim, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Expired ids can never be replayed (the token is refused as expired): forget them.
         sqlx::query("DELETE FROM seen_jti WHERE expires_at < $1")
@@ -269,7 +269,7 @@ impl Store for PgStore {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(inserted == 1)
+        Ok(JtiClaim::committed(inserted == 1))
     }
 
     #[tracing::instrument(skip_all)]

@@ -16,8 +16,8 @@ use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
     AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
-    NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession, Store,
-    StoreError,
+    JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession,
+    Store, StoreError,
 };
 
 pub struct SqliteStore {
@@ -248,13 +248,13 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn remember_jti(
+    async fn claim_jti(
         &self,
         issuer: &str,
         jti: &str,
         expires_at: i64,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<JtiClaim, StoreError> {
         let (issuer, jti) = (issuer.to_owned(), jti.to_owned());
         // Expired ids can never be replayed (the token is refused as expired): forget them, at
         // most once a minute rather than in every call's write.
@@ -271,8 +271,13 @@ impl Store for SqliteStore {
                     std::sync::atomic::Ordering::Relaxed,
                 )
                 .is_ok();
-        self.write_batch(move |c, _| {
-            Box::pin(async move {
+        // Answered once the insert has run inside the writer's transaction (whether the id is
+        // new is then decided: a replay in this group or a later one sees it), not after the
+        // group's fsync; the caller waits for that through the claim.
+        let (fresh, commit) = self
+            .enqueue_early(
+                move |c, _| {
+                    Box::pin(async move {
                 let purge_sql = if purge {
                     "DELETE FROM seen_jti WHERE expires_at < ?;"
                 } else {
@@ -293,9 +298,12 @@ impl Store for SqliteStore {
                     .fetch_all(&mut *c)
                     .await?;
                 Ok(inserted.len() == 1)
-            })
-        })
-        .await
+                    })
+                },
+                true,
+            )
+            .await?;
+        Ok(JtiClaim::pending(fresh, commit))
     }
 
     #[tracing::instrument(skip_all)]
@@ -749,6 +757,63 @@ impl SqliteStore {
             + 'static,
     {
         self.enqueue(work, true).await
+    }
+
+    /// Like `enqueue`, but the value is handed back as soon as the write has run, with a
+    /// receiver for the outcome of its group's commit.
+    async fn enqueue_early<T, F>(
+        &self,
+        work: F,
+        batch: bool,
+    ) -> Result<(T, tokio::sync::oneshot::Receiver<Result<(), StoreError>>), StoreError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+                &'c mut ChainHeads,
+            ) -> BoxFuture<'c, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        self.file_present()?;
+        let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+        let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
+        let run: Run = Box::new(move |conn, heads| {
+            Box::pin(async move {
+                match work(conn, heads).await {
+                    Ok(v) => {
+                        let _ = early_tx.send(Ok(v));
+                        Ran {
+                            keep: true,
+                            reconnect: false,
+                            deliver: Box::new(move |failed: Option<&StoreError>| {
+                                let _ = commit_tx.send(match failed {
+                                    None => Ok(()),
+                                    Some(e) => Err(StoreError::CommitFailed(e.to_string())),
+                                });
+                            }),
+                        }
+                    }
+                    Err(e) => {
+                        let reconnect = e.is_unavailable();
+                        let _ = early_tx.send(Err(e));
+                        Ran {
+                            keep: false,
+                            reconnect,
+                            deliver: Box::new(|_: Option<&StoreError>| {}),
+                        }
+                    }
+                }
+            })
+        });
+        self.writer
+            .send(Job { run, batch })
+            .await
+            .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
+        let value = early_rx.await.map_err(|_| {
+            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
+        })??;
+        Ok((value, commit_rx))
     }
 
     async fn enqueue<T, F>(&self, work: F, batch: bool) -> Result<T, StoreError>

@@ -6,6 +6,7 @@ use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use stride_auth::{bearer, AuthError, Caller, Kind};
+use stride_store::JtiClaim;
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -14,7 +15,25 @@ use crate::startup::AppState;
 /// The verified CDS client of a hook or feedback call. Handlers take the body as a raw
 /// `Payload` and read it only after this has resolved: an unauthenticated caller never gets
 /// its body read or parsed.
-pub struct CdsCaller(pub Caller);
+///
+/// The token's jti is claimed (a replay is already refused) but the claim may not be durable
+/// yet: the call proceeds meanwhile, and `settled` must be awaited before anything is stored or
+/// answered for it, so that no call is served on a token whose use could be forgotten.
+pub struct CdsCaller {
+    caller: Caller,
+    claim: JtiClaim,
+}
+
+impl CdsCaller {
+    /// Who called, once the token's claim is durable (503 if it could not be made so).
+    pub async fn settled(self) -> Result<Caller, ApiError> {
+        self.claim.durable().await.map_err(|e| {
+            tracing::error!(error = %e, "the token's jti could not be stored: answering 503");
+            ApiError::Unavailable
+        })?;
+        Ok(self.caller)
+    }
+}
 
 impl FromRequest for CdsCaller {
     type Error = ApiError;
@@ -35,7 +54,9 @@ impl FromRequest for CdsCaller {
             } else {
                 vec![service]
             };
-            cds_client(&req, &state, &audiences).await.map(CdsCaller)
+            cds_client(&req, &state, &audiences)
+                .await
+                .map(|(caller, claim)| CdsCaller { caller, claim })
         })
     }
 }
@@ -45,7 +66,7 @@ pub async fn cds_client(
     req: &HttpRequest,
     state: &AppState,
     audiences: &[String],
-) -> Result<Caller, ApiError> {
+) -> Result<(Caller, JtiClaim), ApiError> {
     let result = verify(req, state, audiences).await;
     if let Err(ApiError::Auth(e)) = &result {
         refused(req, state, e, "refused a CDS client call");
@@ -57,7 +78,7 @@ async fn verify(
     req: &HttpRequest,
     state: &AppState,
     audiences: &[String],
-) -> Result<Caller, ApiError> {
+) -> Result<(Caller, JtiClaim), ApiError> {
     let token = bearer(
         req.headers()
             .get(header::AUTHORIZATION)
@@ -76,14 +97,14 @@ async fn verify(
                     .saturating_add(state.settings.clock_skew_secs);
                 let now =
                     OffsetDateTime::now_utc().unix_timestamp() - state.settings.clock_skew_secs;
-                if !state
+                let claim = state
                     .store
-                    .remember_jti(&caller.issuer, jti, keep_until, now)
-                    .await?
-                {
+                    .claim_jti(&caller.issuer, jti, keep_until, now)
+                    .await?;
+                if !claim.fresh {
                     return Err(AuthError::Replayed.into());
                 }
-                return Ok(caller);
+                return Ok((caller, claim));
             }
             Err(AuthError::WrongAudience) => last = AuthError::WrongAudience,
             Err(e) => return Err(e.into()),

@@ -112,7 +112,7 @@ async fn gather(
 #[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), hook = tracing::field::Empty, decision = tracing::field::Empty, outcome = tracing::field::Empty))]
 pub async fn call(
     http: HttpRequest,
-    CdsCaller(caller): CdsCaller,
+    cds_caller: CdsCaller,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -215,6 +215,9 @@ pub async fn call(
         phase_card: patient_view,
     });
 
+    // The token's claim was committing while the call was evaluated; nothing is stored or
+    // answered for the call before it is durable.
+    let caller = cds_caller.settled().await?;
     let careplan_row = plan.map(|resource| NewCarePlan {
         id: plan_id,
         tenant: caller.tenant.clone(),
@@ -374,7 +377,7 @@ fn feedback_entries(
 #[tracing::instrument(name = "cds feedback", skip_all, fields(service = %path.as_str()))]
 pub async fn feedback(
     http: HttpRequest,
-    CdsCaller(caller): CdsCaller,
+    cds_caller: CdsCaller,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
@@ -383,6 +386,7 @@ pub async fn feedback(
     let body = read_json(&http, payload, state.settings.max_body_bytes).await?;
     let entries =
         feedback_entries(svc, &body, OffsetDateTime::now_utc()).map_err(ApiError::BadRequest)?;
+    let caller = cds_caller.settled().await?;
     let mut audit = audit::entry(&http, "feedback", "success", Some(&caller));
     audit.service_id = Some(svc.id.to_owned());
     audit.card_uuids = entries.iter().map(|f| f.card_uuid.clone()).collect();
