@@ -294,7 +294,10 @@ async fn a_jti_claim_is_decided_at_once_and_durable_when_it_says_so() {
     assert!(first.fresh);
     // Claimed but perhaps not yet committed: a replay is refused already.
     let replay = store.claim_jti("iss", "j-1", i64::MAX, 0).await.unwrap();
-    assert!(!replay.fresh, "a replay is refused before the first claim is committed");
+    assert!(
+        !replay.fresh,
+        "a replay is refused before the first claim is committed"
+    );
     first.durable().await.expect("the claim commits");
     replay.durable().await.unwrap();
     // Committed means another connection to the database sees it.

@@ -759,8 +759,8 @@ impl SqliteStore {
         self.enqueue(work, true).await
     }
 
-    /// Like `enqueue`, but the value is handed back as soon as the write has run, with a
-    /// receiver for the outcome of its group's commit.
+    /// Queue a write; its value is handed back as soon as it has run, with a receiver for the
+    /// outcome of its group's commit (`enqueue` waits for both).
     async fn enqueue_early<T, F>(
         &self,
         work: F,
@@ -826,38 +826,13 @@ impl SqliteStore {
             + Send
             + 'static,
     {
-        self.file_present()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let run: Run = Box::new(move |conn, heads| {
-            Box::pin(async move {
-                match work(conn, heads).await {
-                    Ok(v) => Ran {
-                        keep: true,
-                        reconnect: false,
-                        deliver: Box::new(move |failed: Option<&StoreError>| {
-                            let _ = tx.send(match failed {
-                                None => Ok(v),
-                                Some(e) => Err(StoreError::CommitFailed(e.to_string())),
-                            });
-                        }),
-                    },
-                    Err(e) => Ran {
-                        keep: false,
-                        reconnect: e.is_unavailable(),
-                        deliver: Box::new(move |_: Option<&StoreError>| {
-                            let _ = tx.send(Err(e));
-                        }),
-                    },
-                }
-            })
-        });
-        self.writer
-            .send(Job { run, batch })
-            .await
-            .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
-        rx.await.map_err(|_| {
-            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
-        })?
+        let (value, commit) = self.enqueue_early(work, batch).await?;
+        commit.await.unwrap_or_else(|_| {
+            Err(StoreError::CommitFailed(
+                "the writer stopped before the write was committed".into(),
+            ))
+        })?;
+        Ok(value)
     }
 
     /// A deleted file keeps working through open handles while every write goes nowhere:
