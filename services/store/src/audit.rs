@@ -63,7 +63,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of the canonical JSON of the facts (serde_json writes object keys sorted).
 pub fn digest(facts: &Json) -> String {
-    sha256_hex(canonical(facts).as_bytes())
+    StoredFacts::of(facts).digest
 }
 
 /// The facts as stored: their canonical text and its digest, from one serialisation (the

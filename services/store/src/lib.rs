@@ -20,7 +20,20 @@ pub use error::StoreError;
 /// `durable` says it is.
 pub struct JtiClaim {
     pub fresh: bool,
-    pending: Option<tokio::sync::oneshot::Receiver<Result<(), StoreError>>>,
+    pending: Option<Commit>,
+}
+
+/// The outcome of the group commit a queued write joined.
+pub(crate) struct Commit(pub(crate) tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
+
+impl Commit {
+    pub(crate) async fn wait(self) -> Result<(), StoreError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(StoreError::CommitFailed(
+                "the writer stopped before the write was committed".into(),
+            ))
+        })
+    }
 }
 
 impl JtiClaim {
@@ -32,10 +45,7 @@ impl JtiClaim {
         }
     }
 
-    pub(crate) fn pending(
-        fresh: bool,
-        commit: tokio::sync::oneshot::Receiver<Result<(), StoreError>>,
-    ) -> Self {
+    pub(crate) fn pending(fresh: bool, commit: Commit) -> Self {
         Self {
             fresh,
             pending: Some(commit),
@@ -46,11 +56,7 @@ impl JtiClaim {
     pub async fn durable(self) -> Result<(), StoreError> {
         match self.pending {
             None => Ok(()),
-            Some(rx) => rx.await.unwrap_or_else(|_| {
-                Err(StoreError::CommitFailed(
-                    "the writer stopped before the claim was committed".into(),
-                ))
-            }),
+            Some(commit) => commit.wait().await,
         }
     }
 }

@@ -15,9 +15,9 @@ use crate::audit::{entry_hash, StoredFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
-    JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession,
-    Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, Commit, FeedbackRecord,
+    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions,
+    StaffSession, Store, StoreError,
 };
 
 pub struct SqliteStore {
@@ -567,6 +567,27 @@ type Run = Box<
     dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut ChainHeads) -> BoxFuture<'c, Ran> + Send,
 >;
 
+/// A write's statements, run by the writer on its connection inside the group's transaction.
+trait Work<T>:
+    for<'c> FnOnce(
+        &'c mut SqliteConnection,
+        &'c mut ChainHeads,
+    ) -> BoxFuture<'c, Result<T, StoreError>>
+    + Send
+    + 'static
+{
+}
+
+impl<T, F> Work<T> for F where
+    F: for<'c> FnOnce(
+            &'c mut SqliteConnection,
+            &'c mut ChainHeads,
+        ) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static
+{
+}
+
 struct Job {
     run: Run,
     /// The write opens and releases its own savepoint `stride_write` in the same round trip
@@ -735,12 +756,7 @@ impl SqliteStore {
     async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-                &'c mut ChainHeads,
-            ) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: Work<T>,
     {
         self.enqueue(work, false).await
     }
@@ -749,31 +765,17 @@ impl SqliteStore {
     async fn write_batch<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-                &'c mut ChainHeads,
-            ) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: Work<T>,
     {
         self.enqueue(work, true).await
     }
 
     /// Queue a write; its value is handed back as soon as it has run, with a receiver for the
     /// outcome of its group's commit (`enqueue` waits for both).
-    async fn enqueue_early<T, F>(
-        &self,
-        work: F,
-        batch: bool,
-    ) -> Result<(T, tokio::sync::oneshot::Receiver<Result<(), StoreError>>), StoreError>
+    async fn enqueue_early<T, F>(&self, work: F, batch: bool) -> Result<(T, Commit), StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-                &'c mut ChainHeads,
-            ) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: Work<T>,
     {
         self.file_present()?;
         let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
@@ -813,25 +815,16 @@ impl SqliteStore {
         let value = early_rx.await.map_err(|_| {
             StoreError::CommitFailed("the write could not be started (database unavailable)".into())
         })??;
-        Ok((value, commit_rx))
+        Ok((value, Commit(commit_rx)))
     }
 
     async fn enqueue<T, F>(&self, work: F, batch: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-                &'c mut ChainHeads,
-            ) -> BoxFuture<'c, Result<T, StoreError>>
-            + Send
-            + 'static,
+        F: Work<T>,
     {
         let (value, commit) = self.enqueue_early(work, batch).await?;
-        commit.await.unwrap_or_else(|_| {
-            Err(StoreError::CommitFailed(
-                "the writer stopped before the write was committed".into(),
-            ))
-        })?;
+        commit.wait().await?;
         Ok(value)
     }
 
