@@ -4,7 +4,7 @@
 
 use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
-use stride_store::{AuditEntry, AuditQuery, Backend};
+use stride_store::{AuditEntry, AuditFacts, AuditQuery, Backend};
 use stride_tests::fhir::*;
 use stride_tests::tokens::*;
 use stride_tests::{spawn_app, TestApp};
@@ -129,7 +129,7 @@ async fn every_kind_of_event_lands_in_the_log() {
     assert_eq!(e.card_uuids, [card.clone()]);
     assert_eq!(e.careplan_id.unwrap().to_string(), plan_id);
     assert!(
-        e.facts.as_ref().unwrap()["records"]
+        e.facts.as_ref().unwrap().json()["records"]
             .as_array()
             .unwrap()
             .len()
@@ -507,7 +507,7 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
             recorded_us: jan_2025_us + i,
             action: "hook-call".into(),
             outcome: "success".into(),
-            facts: Some(json!({"records": []})),
+            facts: Some(AuditFacts::from_json(&json!({"records": []}))),
             details: json!({}),
             ..Default::default()
         };

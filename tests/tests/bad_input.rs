@@ -65,11 +65,12 @@ async fn broken_bodies_get_clear_errors_and_the_server_stays_healthy() {
             "malformed_json",
         ),
         (
+            // Well-formed JSON, but not the object a hook request is.
             "deeply nested",
             nested.into_bytes(),
             "application/json",
             400,
-            "malformed_json",
+            "bad_request",
         ),
         (
             "wrong type for context",

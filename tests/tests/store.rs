@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use stride_store::{NewCarePlan, PoolOptions, Store, StoreError};
+use stride_store::{AuditFacts, NewCarePlan, PoolOptions, Store, StoreError};
 use stride_tests::TestDb;
 use time::OffsetDateTime;
 
@@ -102,7 +102,7 @@ fn audit_entry(n: i64) -> stride_store::NewAuditEntry {
         recorded_us: 1_790_000_000_000_000 + n,
         action: "hook-call".into(),
         outcome: "success".into(),
-        facts: Some(json!({"records": [n]})),
+        facts: Some(AuditFacts::from_json(&json!({"records": [n]}))),
         details: json!({}),
         ..Default::default()
     }
@@ -146,9 +146,9 @@ async fn unusual_numbers_and_characters_in_facts_do_not_break_the_chain() {
     let (_db, store) = store().await;
     let mut e = audit_entry(1);
     // Values a database's JSON type would rewrite (exponent form, negative zero) or refuse (NUL).
-    e.facts = Some(
-        json!({"records": [1e16, -0.0, 1.5e-7, 12345678901234567890u64, "nul\u{0}here", "ü"]}),
-    );
+    e.facts = Some(AuditFacts::from_json(
+        &json!({"records": [1e16, -0.0, 1.5e-7, 12345678901234567890u64, "nul\u{0}here", "ü"]}),
+    ));
     store.append_audit(&e).await.unwrap();
     let q = stride_store::AuditQuery::default();
     let mut check = stride_store::ChainCheck::default();

@@ -4,12 +4,12 @@
 
 use fhir_sdk::r4b::resources::{
     Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
-    ObservationComponentValue, ObservationEffective, ObservationValue, Resource, ServiceRequest,
+    ObservationComponentValue, ObservationEffective, ObservationValue, ServiceRequest,
     ServiceRequestOccurrence,
 };
 use fhir_sdk::r4b::types::{CodeableConcept, Quantity, Timing};
 use fhir_sdk::DateTime;
-use serde_json::Value as Json;
+use serde_json::value::RawValue;
 use stride_guideline::facts::RecordKind;
 use stride_guideline::{Code, Component, Record, Value};
 use time::Date;
@@ -29,6 +29,7 @@ pub struct Intake {
     pub sources: Vec<String>,
 }
 
+/// The resource types the guideline reads; any other is skipped unparsed.
 const READ: &[&str] = &[
     "Observation",
     "Condition",
@@ -36,20 +37,56 @@ const READ: &[&str] = &[
     "DeviceRequest",
 ];
 
+/// Just enough of a resource to route it: its type and id. Everything else is skipped
+/// without being built.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "resourceType", borrow, default)]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    entry: Option<&'a RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct Entry<'a> {
+    #[serde(borrow, default)]
+    resource: Option<&'a RawValue>,
+}
+
+/// A JSON string's text; `None` for any other JSON value.
+fn text(raw: Option<&RawValue>) -> Option<String> {
+    serde_json::from_str::<String>(raw?.get()).ok()
+}
+
+/// A resource's `resourceType`, read without building the rest of it.
+pub fn resource_type(raw: &RawValue) -> Option<String> {
+    text(serde_json::from_str::<Head>(raw.get()).ok()?.kind)
+}
+
 impl Intake {
     /// Add a prefetch value or a fetched result: a Bundle (its entries) or a single resource.
-    pub fn add(&mut self, value: &Json) {
-        match value.get("resourceType").and_then(Json::as_str) {
+    /// Read from the raw JSON text: each resource the guideline reads is deserialised straight
+    /// into its fhir-sdk type, and no generic JSON tree is built for any of it.
+    pub fn add(&mut self, raw: &RawValue) {
+        let head = serde_json::from_str::<Head>(raw.get()).ok();
+        match head.as_ref().and_then(|h| text(h.kind)).as_deref() {
             Some("Bundle") => {
-                if let Some(entries) = value.get("entry").and_then(Json::as_array) {
-                    for e in entries {
-                        if let Some(r) = e.get("resource") {
-                            self.add_resource(r);
-                        }
+                let entries = head
+                    .and_then(|h| h.entry)
+                    .and_then(|e| serde_json::from_str::<Vec<&RawValue>>(e.get()).ok())
+                    .unwrap_or_default();
+                for e in entries {
+                    if let Some(r) = serde_json::from_str::<Entry>(e.get())
+                        .ok()
+                        .and_then(|e| e.resource)
+                    {
+                        self.add_resource(r);
                     }
                 }
             }
-            Some(_) => self.add_resource(value),
+            Some(_) => self.add_resource(raw),
             None => self.problems.push(Problem {
                 source: "prefetch".into(),
                 message: "a value without resourceType is not a FHIR resource".into(),
@@ -57,26 +94,31 @@ impl Intake {
         }
     }
 
-    fn add_resource(&mut self, value: &Json) {
-        let Some(kind) = value.get("resourceType").and_then(Json::as_str) else {
+    fn add_resource(&mut self, raw: &RawValue) {
+        let head = serde_json::from_str::<Head>(raw.get()).ok();
+        let Some(kind) = head.as_ref().and_then(|h| text(h.kind)) else {
             self.problems.push(Problem {
                 source: "Bundle.entry".into(),
                 message: "entry without resourceType".into(),
             });
             return;
         };
-        if !READ.contains(&kind) {
+        if !READ.contains(&kind.as_str()) {
             return;
         }
-        let id = value.get("id").and_then(Json::as_str).unwrap_or("(no id)");
-        let source = format!("{kind}/{id}");
-        // Deserialised straight from the borrowed JSON: no copy of each resource first.
-        match <Resource as serde::Deserialize>::deserialize(value) {
-            Ok(resource) => {
-                if let Some(record) = record(&resource, &source) {
-                    self.sources.push(source);
-                    self.records.push(record);
-                }
+        let id = head.and_then(|h| text(h.id));
+        let source = format!("{kind}/{}", id.as_deref().unwrap_or("(no id)"));
+        let json = raw.get();
+        let read = match kind.as_str() {
+            "Observation" => serde_json::from_str(json).map(|o| observation(&o, &source)),
+            "Condition" => serde_json::from_str(json).map(|c| condition(&c, &source)),
+            "ServiceRequest" => serde_json::from_str(json).map(|s| service_request(&s, &source)),
+            _ => serde_json::from_str(json).map(|d| device_request(&d, &source)),
+        };
+        match read {
+            Ok(record) => {
+                self.sources.push(source);
+                self.records.push(record);
             }
             Err(e) => self.problems.push(Problem {
                 source,
@@ -93,16 +135,6 @@ fn describe(e: &serde_json::Error) -> &'static str {
             "a field is missing, has the wrong type or holds a code outside its value set"
         }
         _ => "the JSON cannot be read",
-    }
-}
-
-fn record(resource: &Resource, source: &str) -> Option<Record> {
-    match resource {
-        Resource::Observation(o) => Some(observation(o, source)),
-        Resource::Condition(c) => Some(condition(c, source)),
-        Resource::ServiceRequest(s) => Some(service_request(s, source)),
-        Resource::DeviceRequest(d) => Some(device_request(d, source)),
-        _ => None,
     }
 }
 
@@ -258,29 +290,36 @@ fn device_request(d: &DeviceRequest, source: &str) -> Record {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value as Json};
 
     use super::*;
+
+    fn add(intake: &mut Intake, value: Json) {
+        intake.add(&serde_json::value::to_raw_value(&value).unwrap());
+    }
 
     const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
 
     #[test]
     fn reads_observations_with_units_components_and_dates() {
         let mut intake = Intake::default();
-        intake.add(&json!({"resourceType": "Bundle", "type": "searchset", "entry": [
-            {"resource": {"resourceType": "Observation", "id": "t1", "status": "final",
-                "code": {"coding": [{"system": LOCAL, "code": "tenderness-extent"}]},
-                "effectiveDateTime": "2026-03-01T23:30:00-05:00",
-                "valueQuantity": {"value": 49, "unit": "millimeter", "system": "http://unitsofmeasure.org", "code": "mm"}}},
-            {"resource": {"resourceType": "Observation", "id": "s1", "status": "final",
-                "code": {"coding": [{"system": LOCAL, "code": "running-session"}]},
-                "effectiveDateTime": "2026-03-02",
-                "component": [
-                    {"code": {"coding": [{"system": LOCAL, "code": "run-distance"}]}, "valueQuantity": {"value": 2500, "system": "http://unitsofmeasure.org", "code": "m"}},
-                    {"code": {"coding": [{"system": LOCAL, "code": "speed-work"}]}, "valueBoolean": false}
-                ]}},
-            {"resource": {"resourceType": "Patient", "id": "p", "extension": [{"url": "x:y", "valueString": "ignored"}]}}
-        ]}));
+        add(
+            &mut intake,
+            json!({"resourceType": "Bundle", "type": "searchset", "entry": [
+                {"resource": {"resourceType": "Observation", "id": "t1", "status": "final",
+                    "code": {"coding": [{"system": LOCAL, "code": "tenderness-extent"}]},
+                    "effectiveDateTime": "2026-03-01T23:30:00-05:00",
+                    "valueQuantity": {"value": 49, "unit": "millimeter", "system": "http://unitsofmeasure.org", "code": "mm"}}},
+                {"resource": {"resourceType": "Observation", "id": "s1", "status": "final",
+                    "code": {"coding": [{"system": LOCAL, "code": "running-session"}]},
+                    "effectiveDateTime": "2026-03-02",
+                    "component": [
+                        {"code": {"coding": [{"system": LOCAL, "code": "run-distance"}]}, "valueQuantity": {"value": 2500, "system": "http://unitsofmeasure.org", "code": "m"}},
+                        {"code": {"coding": [{"system": LOCAL, "code": "speed-work"}]}, "valueBoolean": false}
+                    ]}},
+                {"resource": {"resourceType": "Patient", "id": "p", "extension": [{"url": "x:y", "valueString": "ignored"}]}}
+            ]}),
+        );
         assert!(intake.problems.is_empty(), "{:?}", intake.problems);
         assert_eq!(intake.records.len(), 2);
         let t = &intake.records[0];
@@ -305,15 +344,18 @@ mod tests {
     #[test]
     fn a_malformed_resource_is_reported_without_its_content_and_the_rest_counts() {
         let mut intake = Intake::default();
-        intake.add(&json!({"resourceType": "Bundle", "entry": [
-            {"resource": {"resourceType": "Observation", "id": "bad", "status": "sort-of-final",
-                "code": {"text": "Jane Doe's pain"}}},
-            {"resource": {"resourceType": "Condition", "id": "c1",
-                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-                "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
-                "subject": {"reference": "Patient/1"},
-                "onsetDateTime": "2026-02-10"}}
-        ]}));
+        add(
+            &mut intake,
+            json!({"resourceType": "Bundle", "entry": [
+                {"resource": {"resourceType": "Observation", "id": "bad", "status": "sort-of-final",
+                    "code": {"text": "Jane Doe's pain"}}},
+                {"resource": {"resourceType": "Condition", "id": "c1",
+                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
+                    "subject": {"reference": "Patient/1"},
+                    "onsetDateTime": "2026-02-10"}}
+            ]}),
+        );
         assert_eq!(intake.records.len(), 1);
         assert_eq!(intake.records[0].status.as_deref(), Some("active"));
         assert_eq!(intake.problems.len(), 1);
@@ -328,10 +370,13 @@ mod tests {
     #[test]
     fn an_order_timing_becomes_the_interval_between_sessions() {
         let mut intake = Intake::default();
-        intake.add(&json!({"resourceType": "ServiceRequest", "id": "run", "status": "draft", "intent": "order",
+        add(
+            &mut intake,
+            json!({"resourceType": "ServiceRequest", "id": "run", "status": "draft", "intent": "order",
             "code": {"coding": [{"system": LOCAL, "code": "running-prescription"}]},
             "subject": {"reference": "Patient/1"},
-            "occurrenceTiming": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "wk"}}}));
+            "occurrenceTiming": {"repeat": {"frequency": 2, "period": 1, "periodUnit": "wk"}}}),
+        );
         assert_eq!(
             intake.records[0].value,
             Some(Value::Quantity {
@@ -344,11 +389,14 @@ mod tests {
     #[test]
     fn a_refuted_condition_is_no_episode() {
         let mut intake = Intake::default();
-        intake.add(&json!({"resourceType": "Condition", "id": "c2",
+        add(
+            &mut intake,
+            json!({"resourceType": "Condition", "id": "c2",
             "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
             "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "refuted"}]},
             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
-            "subject": {"reference": "Patient/1"}}));
+            "subject": {"reference": "Patient/1"}}),
+        );
         assert_eq!(
             intake.records[0].status.as_deref(),
             Some("entered-in-error")

@@ -6,6 +6,9 @@ use time::Date;
 
 pub use crate::model::RecordKind;
 
+// The audit log stores facts as canonical JSON (object keys sorted) and writes them straight
+// from these types: every struct and variant below declares its fields in sorted order.
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Facts {
     pub records: Vec<Record>,
@@ -13,26 +16,39 @@ pub struct Facts {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
-    /// Where it came from, e.g. `Observation/123`; quoted in the trace.
-    pub source: String,
-    pub kind: RecordKind,
     pub codes: Vec<Code>,
-    /// Observation.status, Condition.clinicalStatus or an order's status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<Component>,
     /// The clinically relevant day: effective day, onset day, authored day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<Date>,
+    pub kind: RecordKind,
+    /// Where it came from, e.g. `Observation/123`; quoted in the trace.
+    pub source: String,
+    /// Observation.status, Condition.clinicalStatus or an order's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub components: Vec<Component>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub struct Code {
-    pub system: String,
     pub code: String,
+    pub system: String,
+}
+
+/// By system, then code (the order FHIR searches and traces list codes in).
+impl Ord for Code {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.system, &self.code).cmp(&(&other.system, &other.code))
+    }
+}
+
+impl PartialOrd for Code {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,7 +60,7 @@ pub struct Component {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum Value {
-    Quantity { value: f64, unit: Option<String> },
+    Quantity { unit: Option<String>, value: f64 },
     Integer(i64),
     Boolean(bool),
     Coded(Vec<Code>),
@@ -54,3 +70,38 @@ pub enum Value {
 pub const SNOMED: &str = "http://snomed.info/sct";
 pub const SNOMED_YES: &str = "373066001";
 pub const SNOMED_NO: &str = "373067005";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_serialise_with_their_keys_already_sorted() {
+        let code = |c: &str| Code {
+            code: c.into(),
+            system: "http://example.org/cs".into(),
+        };
+        let facts = Facts {
+            records: vec![Record {
+                codes: vec![code("a")],
+                components: vec![Component {
+                    codes: vec![code("b")],
+                    value: Some(Value::Quantity {
+                        unit: Some("km".into()),
+                        value: 2.5,
+                    }),
+                }],
+                date: Some(time::macros::date!(2026 - 11 - 27)),
+                kind: RecordKind::Observation,
+                source: "Observation/1".into(),
+                status: Some("final".into()),
+                value: Some(Value::Coded(vec![code("c")])),
+            }],
+        };
+        let direct = serde_json::to_string(&facts).unwrap();
+        // A JSON value's map is sorted: the canonical form the audit digest covers.
+        let sorted = serde_json::to_value(&facts).unwrap().to_string();
+        assert_eq!(direct, sorted);
+        assert!(direct.contains(r#""components""#) && direct.contains(r#""unit":"km""#));
+    }
+}

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
+use crate::facts::Code;
 use crate::version::RuleSetVersion;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -165,6 +166,19 @@ pub struct FactSource {
     /// Read the record's date rather than its value (e.g. a Condition's onset).
     #[serde(default)]
     pub value_from_date: bool,
+    /// `codes` and `component` as codes, filled in once when the rule set loads: records are
+    /// matched against these for every fact on every call.
+    #[serde(skip)]
+    pub resolved: Vec<Code>,
+    #[serde(skip)]
+    pub resolved_component: Option<Code>,
+}
+
+impl FactSource {
+    /// Whether a record (or component) carrying `codes` is what this source reads.
+    pub fn matches(&self, codes: &[Code]) -> bool {
+        self.resolved.iter().any(|want| codes.contains(want))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]

@@ -122,7 +122,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
     let mut onset_reason: Option<String> = None;
     for r in facts.records.iter().filter(|r| status_counts(r)) {
         for src in &episode.sources {
-            if r.kind == src.record && rs.matches_any(&r.codes, &src.codes) {
+            if r.kind == src.record && src.matches(&r.codes) {
                 applies = true;
                 onset_sources.push(r.source.clone());
                 match r.date {
@@ -174,7 +174,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         let mut bad: Vec<(String, String, Date)> = Vec::new();
         for r in &usable {
             for src in &binding.sources {
-                if r.kind != src.record || !rs.matches_any(&r.codes, &src.codes) {
+                if r.kind != src.record || !src.matches(&r.codes) {
                     continue;
                 }
                 // A draft order is about today.
@@ -184,7 +184,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                 if !in_window(binding, date, onset, as_of) {
                     continue;
                 }
-                match read_value(rs, binding, src, r) {
+                match read_value(binding, src, r) {
                     Ok(Some(v)) => points.push(Point {
                         date,
                         value: v,
@@ -272,24 +272,15 @@ fn in_window(b: &FactBinding, date: Date, onset: Option<Date>, as_of: Date) -> b
 }
 
 /// The record's value in the binding's kind and unit. `Ok(None)`: nothing to read here.
-fn read_value(
-    rs: &RuleSet,
-    b: &FactBinding,
-    src: &FactSource,
-    r: &Record,
-) -> Result<Option<f64>, String> {
+fn read_value(b: &FactBinding, src: &FactSource, r: &Record) -> Result<Option<f64>, String> {
     if !b.needs_value() {
         return Ok(Some(1.0));
     }
     if src.value_from_date {
         return Ok(r.date.map(day_number));
     }
-    let value = match &src.component {
-        Some(code) => match r
-            .components
-            .iter()
-            .find(|c| rs.matches_any(&c.codes, std::slice::from_ref(code)))
-        {
+    let value = match &src.resolved_component {
+        Some(code) => match r.components.iter().find(|c| c.codes.contains(code)) {
             Some(c) => c.value.as_ref(),
             None => return Ok(None),
         },
@@ -515,8 +506,8 @@ pub fn series(rs: &RuleSet, facts: &Facts, fact: &str, as_of: Date) -> Vec<(Date
         .flat_map(|(d, r)| {
             b.sources
                 .iter()
-                .filter(|src| r.kind == src.record && rs.matches_any(&r.codes, &src.codes))
-                .filter_map(move |src| match read_value(rs, b, src, r) {
+                .filter(|src| r.kind == src.record && src.matches(&r.codes))
+                .filter_map(move |src| match read_value(b, src, r) {
                     Ok(Some(v)) => Some((d, v)),
                     _ => None,
                 })

@@ -53,7 +53,7 @@ impl RuleSet {
         if !errors.is_empty() {
             return Err(LoadError::Schema(errors));
         }
-        let doc: RuleSetDoc =
+        let mut doc: RuleSetDoc =
             serde_json::from_value(value).map_err(|e| LoadError::Schema(vec![format!("  {e}")]))?;
         let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
         let mut problems = Vec::new();
@@ -61,6 +61,15 @@ impl RuleSet {
         check(&doc, &mut problems);
         if !problems.is_empty() {
             return Err(LoadError::Semantic(problems));
+        }
+        for s in doc.facts.values_mut().flat_map(|b| b.sources.iter_mut()) {
+            s.resolved = s
+                .codes
+                .iter()
+                .filter_map(|p| codes.get(p))
+                .cloned()
+                .collect();
+            s.resolved_component = s.component.as_ref().and_then(|p| codes.get(p)).cloned();
         }
         let relevant = codes.values().cloned().collect();
         Ok(RuleSet {
@@ -87,14 +96,6 @@ impl RuleSet {
 
     pub fn episode_binding(&self) -> &FactBinding {
         &self.doc.facts[&self.doc.applicability.episode_fact]
-    }
-
-    /// Whether any of `codes` is one of `patterns` (`alias#code`).
-    pub fn matches_any(&self, codes: &[Code], patterns: &[String]) -> bool {
-        patterns
-            .iter()
-            .filter_map(|p| self.codes.get(p))
-            .any(|want| codes.iter().any(|c| c == want))
     }
 
     /// Whether the record carries any code this rule set reads (others are not its business).

@@ -1,29 +1,50 @@
 //! A CDS Hooks request, read into types. Everything the specification requires is checked
 //! here; messages say which field is wrong and never echo its value (it may be PHI).
 
+use std::collections::BTreeMap;
+
+use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use url::Url;
 
 use crate::Hook;
 
+/// A hook request, borrowing the body it was read from: the prefetch and the draft orders,
+/// most of a request's bytes, stay raw JSON text until the FHIR reader takes them.
 #[derive(Debug)]
-pub struct HookRequest {
+pub struct HookRequest<'a> {
     pub hook_instance: String,
     pub fhir_server: Option<Url>,
     pub access_token: Option<String>,
-    pub context: HookContext,
-    pub prefetch: Map<String, Json>,
+    pub context: HookContext<'a>,
+    pub prefetch: BTreeMap<String, &'a RawValue>,
 }
 
 #[derive(Debug)]
-pub struct HookContext {
+pub struct HookContext<'a> {
     pub user_id: String,
     pub patient_id: String,
     pub encounter_id: Option<String>,
     /// order-select / order-sign: the draft orders Bundle.
-    pub draft_orders: Option<Json>,
+    pub draft_orders: Option<&'a RawValue>,
     /// order-select: the ids of the orders just selected.
     pub selections: Vec<String>,
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Not JSON at all.
+    #[error("{0}")]
+    Malformed(String),
+    /// JSON, but not a request this hook accepts: which field, and why.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One small field of the body as JSON. The body parsed, so failure means only a value no
+/// field takes (nested past serde_json's depth limit, a number out of range): read as `null`.
+fn json(raw: Option<&RawValue>) -> Option<Json> {
+    raw.map(|r| serde_json::from_str(r.get()).unwrap_or(Json::Null))
 }
 
 fn text<'a>(obj: &'a Map<String, Json>, field: &str, path: &str) -> Result<&'a str, String> {
@@ -60,26 +81,67 @@ fn fhir_id(s: &str, path: &str) -> Result<String, String> {
     Ok(id.to_owned())
 }
 
-/// `loopback_http`: accept `http://` FHIR servers on loopback (development and tests only).
-pub fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<HookRequest, String> {
-    let Json::Object(mut obj) = body else {
-        return Err("the request must be a JSON object".into());
+/// An object's members, each left as raw JSON text; `None` when the value is not an object.
+fn members(raw: &RawValue) -> Option<BTreeMap<String, &RawValue>> {
+    serde_json::from_str(raw.get()).ok()
+}
+
+fn is_bundle(raw: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "resourceType", borrow)]
+        kind: Option<&'a RawValue>,
+    }
+    serde_json::from_str::<Head>(raw.get())
+        .ok()
+        .and_then(|h| h.kind)
+        .is_some_and(|k| serde_json::from_str::<String>(k.get()).is_ok_and(|k| k == "Bundle"))
+}
+
+/// Read a request body for `hook`. `loopback_http`: accept `http://` FHIR servers on loopback
+/// (development and tests only).
+///
+/// Values are skipped over without recursion, so nesting depth cannot exhaust the stack here;
+/// whatever is later built from a raw value (the small fields below, FHIR resources) is under
+/// serde_json's depth limit, and a value too deep for it is refused as the wrong type.
+pub fn parse(body: &[u8], hook: Hook, loopback_http: bool) -> Result<HookRequest<'_>, ParseError> {
+    let obj = match serde_json::from_slice::<BTreeMap<String, &RawValue>>(body) {
+        Ok(obj) => obj,
+        Err(e) if e.is_data() => {
+            return Err(ParseError::Invalid(
+                "the request must be a JSON object".into(),
+            ))
+        }
+        Err(e) => return Err(ParseError::Malformed(e.to_string())),
     };
-    let named = text(&obj, "hook", "")?;
+    read(&obj, hook, loopback_http).map_err(ParseError::Invalid)
+}
+
+fn read<'a>(
+    obj: &BTreeMap<String, &'a RawValue>,
+    hook: Hook,
+    loopback_http: bool,
+) -> Result<HookRequest<'a>, String> {
+    // The small top-level fields, as JSON; the prefetch and context are read on their own.
+    let top: Map<String, Json> = ["hook", "hookInstance", "fhirServer", "fhirAuthorization"]
+        .into_iter()
+        .filter_map(|k| Some((k.to_owned(), json(obj.get(k).copied())?)))
+        .collect();
+    let named = text(&top, "hook", "")?;
     if named != hook.name() {
         return Err(format!(
             "hook: this service answers `{}`, not another hook",
             hook.name()
         ));
     }
-    let hook_instance = text(&obj, "hookInstance", "")?.to_owned();
+    let hook_instance = text(&top, "hookInstance", "")?.to_owned();
 
-    let fhir_server = match obj.get("fhirServer") {
+    let fhir_server = match top.get("fhirServer") {
         None => None,
         Some(Json::String(s)) => Some(server_url(s, loopback_http)?),
         Some(_) => return Err("fhirServer: must be a URL string".into()),
     };
-    let access_token = match obj.get("fhirAuthorization") {
+    let access_token = match top.get("fhirAuthorization") {
         None => None,
         Some(Json::Object(auth)) => {
             if fhir_server.is_none() {
@@ -105,22 +167,23 @@ pub fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<HookRequest,
         Some(_) => return Err("fhirAuthorization: must be an object".into()),
     };
 
-    let Some(Json::Object(mut ctx)) = obj.remove("context") else {
+    let Some(mut raw_ctx) = obj.get("context").copied().and_then(members) else {
         return Err("context: required, an object".into());
     };
+    // Only the draft orders can be large: they stay raw, the rest is read as JSON.
+    let raw_orders = raw_ctx.remove("draftOrders");
+    let ctx: Map<String, Json> = raw_ctx
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, json(Some(v))?)))
+        .collect();
     let user_id = text(&ctx, "userId", "context.")?.to_owned();
     let patient_id = fhir_id(text(&ctx, "patientId", "context.")?, "context.patientId")?;
     let encounter_id = optional_text(&ctx, "encounterId", "context.")?;
     let (draft_orders, selections) = match hook {
         Hook::PatientView => (None, Vec::new()),
         Hook::OrderSelect | Hook::OrderSign => {
-            // Moved out, not copied: a Bundle of draft orders can be large.
-            let orders = match ctx.remove("draftOrders") {
-                Some(b @ Json::Object(_))
-                    if b.get("resourceType").and_then(Json::as_str) == Some("Bundle") =>
-                {
-                    b
-                }
+            let orders = match raw_orders {
+                Some(b) if is_bundle(b) => b,
                 Some(_) => return Err("context.draftOrders: must be a FHIR Bundle".into()),
                 None => return Err("context.draftOrders: required".into()),
             };
@@ -142,11 +205,9 @@ pub fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<HookRequest,
         }
     };
 
-    // Moved out of the body, not copied: the prefetch is most of a request's bytes.
-    let prefetch = match obj.remove("prefetch") {
-        None => Map::new(),
-        Some(Json::Object(p)) => p,
-        Some(_) => return Err("prefetch: must be an object".into()),
+    let prefetch = match obj.get("prefetch") {
+        None => BTreeMap::new(),
+        Some(p) => members(p).ok_or("prefetch: must be an object")?,
     };
     Ok(HookRequest {
         hook_instance,
@@ -189,6 +250,27 @@ mod tests {
 
     use super::*;
 
+    /// Parse `body` as the bytes an EHR would send.
+    fn parse(body: Json, hook: Hook, loopback_http: bool) -> Result<Parsed, String> {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        super::parse(&bytes, hook, loopback_http)
+            .map(|r| Parsed {
+                patient_id: r.context.patient_id,
+                selections: r.context.selections,
+                fhir_server: r.fhir_server,
+                prefetch: r.prefetch.len(),
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    #[derive(Debug)]
+    struct Parsed {
+        patient_id: String,
+        selections: Vec<String>,
+        fhir_server: Option<Url>,
+        prefetch: usize,
+    }
+
     fn base() -> Json {
         json!({"hook": "patient-view", "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
                "context": {"userId": "Practitioner/1", "patientId": "p-1"}})
@@ -197,8 +279,8 @@ mod tests {
     #[test]
     fn reads_a_minimal_patient_view() {
         let r = parse(base(), Hook::PatientView, true).unwrap();
-        assert_eq!(r.context.patient_id, "p-1");
-        assert!(r.fhir_server.is_none() && r.prefetch.is_empty());
+        assert_eq!(r.patient_id, "p-1");
+        assert!(r.fhir_server.is_none() && r.prefetch == 0);
     }
 
     #[test]
@@ -259,11 +341,66 @@ mod tests {
             .contains("selections"));
         body["context"]["selections"] = json!(["ServiceRequest/1"]);
         assert_eq!(
-            parse(body, Hook::OrderSelect, true)
-                .unwrap()
-                .context
-                .selections,
+            parse(body, Hook::OrderSelect, true).unwrap().selections,
             ["ServiceRequest/1"]
         );
+    }
+
+    #[test]
+    fn bytes_that_are_not_json_differ_from_json_that_is_not_a_request() {
+        for bad in [&b"{\"hook\":"[..], &[0x7b, 0xff, 0xfe, 0x7d], b"{} {}"] {
+            assert!(
+                matches!(
+                    super::parse(bad, Hook::PatientView, true),
+                    Err(ParseError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let deep_hook = format!(
+            r#"{{"hook": {}1{}}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        for wrong in [
+            &b"[1, 2]"[..],
+            b"\"patient-view\"",
+            b"{\"context\": 7}",
+            deep.as_bytes(),
+            deep_hook.as_bytes(),
+        ] {
+            assert!(
+                matches!(
+                    super::parse(wrong, Hook::PatientView, true),
+                    Err(ParseError::Invalid(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(&wrong[..wrong.len().min(40)])
+            );
+        }
+    }
+
+    #[test]
+    fn prefetch_and_draft_orders_stay_the_text_the_ehr_sent() {
+        let body = br#"{"hook": "order-sign", "hookInstance": "i",
+            "context": {"userId": "u", "patientId": "p", "draftOrders": {"resourceType": "Bundle", "entry": [ ]}},
+            "prefetch": {"Condition": {"resourceType" : "Bundle"}, "Observation": null}}"#;
+        let r = super::parse(body, Hook::OrderSign, true).unwrap();
+        assert_eq!(
+            r.context.draft_orders.unwrap().get(),
+            r#"{"resourceType": "Bundle", "entry": [ ]}"#
+        );
+        assert_eq!(
+            r.prefetch["Condition"].get(),
+            r#"{"resourceType" : "Bundle"}"#
+        );
+        assert_eq!(r.prefetch["Observation"].get(), "null");
+        let not_bundle = br#"{"hook": "order-sign", "hookInstance": "i",
+            "context": {"userId": "u", "patientId": "p", "draftOrders": {"resourceType": "Patient"}}}"#;
+        assert!(super::parse(not_bundle, Hook::OrderSign, true)
+            .unwrap_err()
+            .to_string()
+            .contains("draftOrders"));
     }
 }

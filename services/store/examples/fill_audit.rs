@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         "codes": [{"system": "http://stride-cds.org/fhir/CodeSystem/running-knee", "code": "pain-walking"}],
                         "status": "final", "date": "2026-11-01", "value": {"integer": i % 3}}))
         .collect();
-    let facts = json!({ "records": records });
+    let facts = stride_store::AuditFacts::from_json(&json!({ "records": records }));
     let started = std::time::Instant::now();
     for i in 0..n {
         let e = NewAuditEntry {

@@ -29,7 +29,7 @@ pub struct NewAuditEntry {
     /// The day the decision was made "as of" (replay needs it).
     pub as_of: Option<String>,
     /// The engine's input, as evaluated.
-    pub facts: Option<Json>,
+    pub facts: Option<AuditFacts>,
     pub rule_set_id: Option<String>,
     pub rule_set_version: Option<String>,
     pub rule_set_hash: Option<String>,
@@ -61,23 +61,47 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// SHA-256 of the canonical JSON of the facts (serde_json writes object keys sorted).
-pub fn digest(facts: &Json) -> String {
-    StoredFacts::of(facts).digest
-}
+/// The facts of an entry as their canonical JSON text: object keys sorted at every level, no
+/// whitespace. This text is what is stored and what the digest covers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditFacts(String);
 
-/// The facts as stored: their canonical text and its digest, from one serialisation (the
-/// facts are most of an entry's bytes; writing them out twice was measurable under load).
-pub struct StoredFacts {
-    pub text: String,
-    pub digest: String,
-}
+impl AuditFacts {
+    /// Any JSON value, put into canonical form.
+    pub fn from_json(value: &Json) -> Self {
+        AuditFacts(canonical(value))
+    }
 
-impl StoredFacts {
-    pub fn of(facts: &Json) -> Self {
-        let text = canonical(facts);
-        let digest = sha256_hex(text.as_bytes());
-        Self { text, digest }
+    /// A value whose own serialisation is already canonical (its fields declared in sorted
+    /// order, maps sorted): written out once, with no JSON tree in between. This is the hook
+    /// path's way; debug builds (the tests) check the promise on every call.
+    pub fn from_canonical<T: serde::Serialize>(value: &T) -> serde_json::Result<Self> {
+        let text = serde_json::to_string(value)?;
+        debug_assert_eq!(
+            text,
+            canonical(&serde_json::from_str(&text)?),
+            "serialisation is not canonical: a field out of sorted order?"
+        );
+        Ok(AuditFacts(text))
+    }
+
+    /// Text as stored, read back: put into canonical form again, so that what is checked
+    /// against the digest is never taken on trust from the database.
+    pub fn from_stored(text: &str) -> serde_json::Result<Self> {
+        Ok(Self::from_json(&serde_json::from_str(text)?))
+    }
+
+    pub fn text(&self) -> &str {
+        &self.0
+    }
+
+    pub fn json(&self) -> Json {
+        serde_json::from_str(&self.0).expect("canonical facts are JSON")
+    }
+
+    /// SHA-256 of the canonical text: the entry's input digest.
+    pub fn digest(&self) -> String {
+        sha256_hex(self.0.as_bytes())
     }
 }
 
@@ -203,7 +227,7 @@ impl ChainCheck {
 /// One entry on its own: its facts match their digest and its fields match its hash (its link
 /// to the previous entry is what `ChainCheck` adds).
 pub fn sealed(a: &AuditEntry) -> Result<(), &'static str> {
-    if a.entry.facts.as_ref().map(digest) != a.input_digest {
+    if a.entry.facts.as_ref().map(AuditFacts::digest) != a.input_digest {
         return Err("the stored facts do not match their digest");
     }
     if entry_hash(&a.entry, a.seq, a.input_digest.as_deref(), &a.prev_hash) != a.hash {

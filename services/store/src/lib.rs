@@ -11,7 +11,9 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use audit::{AuditEntry, AuditQuery, Broken, ChainCheck, NewAuditEntry, RETENTION_CHECKPOINT};
+pub use audit::{
+    AuditEntry, AuditFacts, AuditQuery, Broken, ChainCheck, NewAuditEntry, RETENTION_CHECKPOINT,
+};
 pub use error::StoreError;
 
 /// A token id claimed for one call. `fresh`: nobody used it before; this is final as soon as

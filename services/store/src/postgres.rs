@@ -3,7 +3,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
-use crate::audit::{entry_hash, StoredFacts, GENESIS};
+use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
@@ -572,8 +572,8 @@ async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), St
     let (seq, prev) = last
         .map(|(s, h)| (s + 1, h))
         .unwrap_or((1, GENESIS.to_owned()));
-    let facts = e.facts.as_ref().map(StoredFacts::of);
-    let input_digest = facts.as_ref().map(|f| f.digest.as_str());
+    let facts_digest = e.facts.as_ref().map(|f| f.digest());
+    let input_digest = facts_digest.as_deref();
     let hash = entry_hash(e, seq, input_digest, &prev);
     let recorded_at =
         time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.recorded_us) * 1000)
@@ -601,7 +601,7 @@ async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), St
     .bind(&e.as_of)
     .bind(input_digest)
     // As text: JSONB would rewrite numbers (1e16, -0.0) and break the digest on read-back.
-    .bind(facts.as_ref().map(|f| f.text.as_str()))
+    .bind(e.facts.as_ref().map(|f| f.text()))
     .bind(&e.rule_set_id)
     .bind(&e.rule_set_version)
     .bind(&e.rule_set_hash)
@@ -637,7 +637,9 @@ fn row_to_audit(row: &sqlx::postgres::PgRow) -> Result<AuditEntry, StoreError> {
             as_of: row.try_get("as_of")?,
             facts: row
                 .try_get::<Option<String>, _>("facts")?
-                .map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+                .map(|t| {
+                    AuditFacts::from_stored(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
                 .transpose()?,
             rule_set_id: row.try_get("rule_set_id")?,
             rule_set_version: row.try_get("rule_set_version")?,

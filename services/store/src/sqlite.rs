@@ -11,7 +11,7 @@ use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{entry_hash, StoredFacts, GENESIS};
+use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
@@ -884,7 +884,7 @@ async fn chain_head(
 /// caller, so the single writer only places and inserts it.
 struct Prepared {
     entry: NewAuditEntry,
-    facts: Option<StoredFacts>,
+    facts_digest: Option<String>,
     details: String,
     decision_ids: String,
     card_uuids: String,
@@ -893,7 +893,7 @@ struct Prepared {
 impl Prepared {
     fn new(entry: NewAuditEntry) -> Self {
         Self {
-            facts: entry.facts.as_ref().map(StoredFacts::of),
+            facts_digest: entry.facts.as_ref().map(|f| f.digest()),
             details: entry.details.to_string(),
             decision_ids: serde_json::json!(entry.decision_ids).to_string(),
             card_uuids: serde_json::json!(entry.card_uuids).to_string(),
@@ -937,7 +937,7 @@ impl ChainHeads {
         let (seq, prev) = head
             .map(|(s, h)| (s + 1, h))
             .unwrap_or((1, GENESIS.to_owned()));
-        let hash = entry_hash(e, seq, p.facts.as_ref().map(|f| f.digest.as_str()), &prev);
+        let hash = entry_hash(e, seq, p.facts_digest.as_deref(), &prev);
         Ok(Place { seq, prev, hash })
     }
 
@@ -975,8 +975,8 @@ fn bind_audit<'q>(q: SqliteQuery<'q>, p: &'q Prepared, at: &'q Place) -> SqliteQ
         .bind(&e.service_id)
         .bind(&e.patient_ref)
         .bind(&e.as_of)
-        .bind(p.facts.as_ref().map(|f| f.digest.as_str()))
-        .bind(p.facts.as_ref().map(|f| f.text.as_str()))
+        .bind(p.facts_digest.as_deref())
+        .bind(p.entry.facts.as_ref().map(|f| f.text()))
         .bind(&e.rule_set_id)
         .bind(&e.rule_set_version)
         .bind(&e.rule_set_hash)
@@ -1026,7 +1026,12 @@ fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError>
             service_id: row.try_get("service_id")?,
             patient_ref: row.try_get("patient_ref")?,
             as_of: row.try_get("as_of")?,
-            facts: parse(row.try_get("facts")?)?,
+            facts: row
+                .try_get::<Option<String>, _>("facts")?
+                .map(|t| {
+                    AuditFacts::from_stored(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
+                })
+                .transpose()?,
             rule_set_id: row.try_get("rule_set_id")?,
             rule_set_version: row.try_get("rule_set_version")?,
             rule_set_hash: row.try_get("rule_set_hash")?,

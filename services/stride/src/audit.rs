@@ -119,7 +119,7 @@ pub fn to_json(a: &AuditEntry) -> Json {
         }
     }
     if let Some(f) = &e.facts {
-        v["facts"] = f.clone();
+        v["facts"] = f.json();
     }
     v
 }

@@ -51,8 +51,8 @@ pub fn replay(
     let rs = catalog
         .get(id, &version)
         .ok_or_else(|| ReplayError::UnknownVersion(id.clone(), version_text.to_owned()))?;
-    let facts: Facts = serde_json::from_value(facts.clone())
-        .map_err(|e| ReplayError::Unreadable(e.to_string()))?;
+    let facts: Facts =
+        serde_json::from_str(facts.text()).map_err(|e| ReplayError::Unreadable(e.to_string()))?;
     let as_of = time::Date::parse(as_of, &time::format_description::well_known::Iso8601::DATE)
         .map_err(|e| ReplayError::Unreadable(e.to_string()))?;
     let decision = evaluate(rs, &facts, as_of);

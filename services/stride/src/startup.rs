@@ -191,7 +191,12 @@ impl Application {
                     let metrics = req
                         .app_data::<web::Data<AppState>>()
                         .map(|s| s.metrics.clone());
-                    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+                    // Set by the root span, which runs first.
+                    let route = req
+                        .extensions()
+                        .get::<crate::telemetry::Route>()
+                        .map(|r| r.0.clone())
+                        .unwrap_or_else(|| "unmatched".into());
                     let method = req.method().as_str().to_owned();
                     let started = std::time::Instant::now();
                     let fut = srv.call(req);

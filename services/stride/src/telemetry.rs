@@ -121,11 +121,17 @@ pub fn inject(headers: &mut reqwest::header::HeaderMap) {
 
 pub struct StrideRootSpan;
 
+/// The route template a request matched ("unmatched" for none), kept in its extensions.
+#[derive(Clone)]
+pub struct Route(pub String);
+
 impl RootSpanBuilder for StrideRootSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let route = request
             .match_pattern()
             .unwrap_or_else(|| "unmatched".into());
+        // Matching a path against the routes is a regex search: the metrics reuse this one.
+        request.extensions_mut().insert(Route(route.clone()));
         let method = request.method().as_str().to_owned();
         let request_id = request
             .extensions()

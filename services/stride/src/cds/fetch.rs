@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use serde_json::value::RawValue;
 use serde_json::Value as Json;
 use url::Url;
 
@@ -59,7 +60,7 @@ impl Fetcher {
         base: &Url,
         template: &str,
         token: Option<&str>,
-    ) -> Result<Vec<Json>, FetchError> {
+    ) -> Result<Vec<Box<RawValue>>, FetchError> {
         tokio::time::timeout(self.budget, self.fetch_pages(base, template, token))
             .await
             .unwrap_or(Err(FetchError::Timeout))
@@ -70,7 +71,7 @@ impl Fetcher {
         base: &Url,
         template: &str,
         token: Option<&str>,
-    ) -> Result<Vec<Json>, FetchError> {
+    ) -> Result<Vec<Box<RawValue>>, FetchError> {
         let root = base.as_str().trim_end_matches('/');
         let mut next = Some(format!("{root}/{template}"));
         let mut pages = Vec::new();
@@ -89,7 +90,7 @@ impl Fetcher {
         Ok(pages)
     }
 
-    async fn get(&self, url: &str, token: Option<&str>) -> Result<Json, FetchError> {
+    async fn get(&self, url: &str, token: Option<&str>) -> Result<Box<RawValue>, FetchError> {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::ACCEPT,
@@ -126,11 +127,12 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
-        let json: Json = serde_json::from_slice(&body).map_err(|_| FetchError::NotFhir)?;
-        if json.get("resourceType").and_then(Json::as_str).is_none() {
+        // Kept as text: the FHIR reader deserialises each resource from it directly.
+        let page: Box<RawValue> = serde_json::from_slice(&body).map_err(|_| FetchError::NotFhir)?;
+        if stride_fhir::intake::resource_type(&page).is_none() {
             return Err(FetchError::NotFhir);
         }
-        Ok(json)
+        Ok(page)
     }
 }
 
@@ -140,8 +142,14 @@ impl Default for Fetcher {
     }
 }
 
-fn next_link(page: &Json) -> Option<String> {
-    page.get("link")?
+fn next_link(page: &RawValue) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Links {
+        link: Option<Json>,
+    }
+    serde_json::from_str::<Links>(page.get())
+        .ok()?
+        .link?
         .as_array()?
         .iter()
         .find(|l| l.get("relation").and_then(Json::as_str) == Some("next"))?

@@ -1,20 +1,21 @@
 //! CDS Hooks endpoints: discovery, hook calls and card feedback.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
 use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
-use stride_fhir::intake::Intake;
+use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::{evaluate, Facts, RuleSet};
-use stride_store::{HookRecord, NewCard, NewCarePlan, NewFeedback};
+use stride_store::{AuditFacts, HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit;
 use crate::auth::CdsCaller;
-use crate::body::{parse_json, read_body, read_json};
+use crate::body::{read_body, read_json};
 use crate::cds::cards::{cards, CardInputs};
 use crate::cds::fetch::fill;
-use crate::cds::request::{self, HookRequest};
+use crate::cds::request::{self, HookRequest, ParseError};
 use crate::cds::services::{self, ServiceDef, CONDITION, GUIDELINE, OBSERVATION};
 use crate::error::ApiError;
 use crate::routes::guidelines;
@@ -39,20 +40,18 @@ fn service(id: &str) -> Result<&'static ServiceDef, ApiError> {
 
 /// What a prefetch key holds, in the terms of CDS Hooks 2.0.
 enum Slot<'a> {
-    Data(&'a Json),
+    Data(&'a RawValue),
     /// `null`: the EHR has no such data.
     Empty,
     /// Absent, or an OperationOutcome: the EHR did not (or could not) prefetch it.
     NotProvided,
 }
 
-fn slot<'a>(req: &'a HookRequest, key: &str) -> Slot<'a> {
-    match req.prefetch.get(key) {
+fn slot<'a>(req: &HookRequest<'a>, key: &str) -> Slot<'a> {
+    match req.prefetch.get(key).copied() {
         None => Slot::NotProvided,
-        Some(Json::Null) => Slot::Empty,
-        Some(v) if v.get("resourceType").and_then(Json::as_str) == Some("OperationOutcome") => {
-            Slot::NotProvided
-        }
+        Some(v) if v.get() == "null" => Slot::Empty,
+        Some(v) if resource_type(v).as_deref() == Some("OperationOutcome") => Slot::NotProvided,
         Some(v) => Slot::Data(v),
     }
 }
@@ -62,7 +61,7 @@ fn slot<'a>(req: &'a HookRequest, key: &str) -> Slot<'a> {
 async fn gather(
     state: &AppState,
     rs: &RuleSet,
-    req: &HookRequest,
+    req: &HookRequest<'_>,
     key: &str,
     intake: &mut Intake,
 ) -> Result<(), ApiError> {
@@ -137,16 +136,18 @@ pub async fn call(
             return Err(ApiError::Overloaded);
         }
     };
-    let body = parse_json(&raw)?;
-    drop(raw);
-    let req = request::parse(body, svc.hook, state.settings.public_url.is_loopback())
-        .map_err(ApiError::BadRequest)?;
+    let req = request::parse(&raw, svc.hook, state.settings.public_url.is_loopback()).map_err(
+        |e| match e {
+            ParseError::Malformed(m) => ApiError::MalformedJson(m),
+            ParseError::Invalid(m) => ApiError::BadRequest(m),
+        },
+    )?;
     let now = OffsetDateTime::now_utc();
     let as_of = now.date();
 
     let mut intake = Intake::default();
     gather(&state, &rs, &req, CONDITION, &mut intake).await?;
-    if let Some(orders) = &req.context.draft_orders {
+    if let Some(orders) = req.context.draft_orders {
         intake.add(orders);
     }
     // Observations matter only when an episode activates the guideline: a patient without
@@ -236,7 +237,7 @@ pub async fn call(
     audit.service_id = Some(svc.id.to_owned());
     audit.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
     audit.as_of = Some(as_of.to_string());
-    audit.facts = Some(serde_json::to_value(&facts).map_err(|e| ApiError::internal(&e))?);
+    audit.facts = Some(AuditFacts::from_canonical(&facts).map_err(|e| ApiError::internal(&e))?);
     audit.rule_set_id = Some(rs.doc.id.clone());
     audit.rule_set_version = Some(rs.doc.version.to_string());
     audit.rule_set_hash = Some(rs.content_hash.clone());

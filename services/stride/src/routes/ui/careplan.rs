@@ -36,7 +36,7 @@ fn drafted<'a>(state: &'a AppState, entry: &stride_store::AuditEntry) -> Option<
     let e = &entry.entry;
     let version: RuleSetVersion = e.rule_set_version.as_deref()?.parse().ok()?;
     let rs = state.catalog.get(e.rule_set_id.as_deref()?, &version)?;
-    let facts: Facts = serde_json::from_value(e.facts.clone()?).ok()?;
+    let facts: Facts = serde_json::from_str(e.facts.as_ref()?.text()).ok()?;
     let as_of = Date::parse(
         e.as_of.as_deref()?,
         &time::format_description::well_known::Iso8601::DATE,
