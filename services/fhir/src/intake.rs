@@ -402,4 +402,49 @@ mod tests {
             Some("entered-in-error")
         );
     }
+
+    #[test]
+    fn bundles_are_read_leniently_and_each_resource_on_its_own() {
+        let mut intake = Intake::default();
+        add(
+            &mut intake,
+            json!({"resourceType": "Bundle", "entry": [
+                7,
+                {"fullUrl": "urn:uuid:1"},
+                {"resource": {"resourceType": "Patient", "id": "p", "name": [{"text": "Jane Doe"}]}},
+                {"resource": {"id": "anonymous"}},
+                {"resource": {"resourceType": "Condition", "id": "c1",
+                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
+                    "subject": {"reference": "Patient/1"}}}
+            ]}),
+        );
+        assert_eq!(
+            intake.sources,
+            ["Condition/c1"],
+            "the Patient is skipped unread"
+        );
+        assert_eq!(intake.problems.len(), 1, "{:?}", intake.problems);
+        assert_eq!(intake.problems[0].message, "entry without resourceType");
+
+        // Not an object, or an object without a type: reported, never a panic.
+        let mut intake = Intake::default();
+        add(&mut intake, json!([1, 2]));
+        add(&mut intake, json!({"resourceType": 7}));
+        assert_eq!(intake.problems.len(), 2);
+        assert!(intake.records.is_empty());
+    }
+
+    #[test]
+    fn a_resource_type_is_read_without_the_rest() {
+        let raw = |v: Json| serde_json::value::to_raw_value(&v).unwrap();
+        assert_eq!(
+            resource_type(&raw(
+                json!({"id": "x", "resourceType": "OperationOutcome", "issue": []})
+            )),
+            Some("OperationOutcome".to_owned())
+        );
+        assert_eq!(resource_type(&raw(json!({"resourceType": null}))), None);
+        assert_eq!(resource_type(&raw(json!("Bundle"))), None);
+    }
 }
