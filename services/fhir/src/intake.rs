@@ -71,7 +71,8 @@ impl Intake {
     /// into its fhir-sdk type, and no generic JSON tree is built for any of it.
     pub fn add(&mut self, raw: &RawValue) {
         let head = serde_json::from_str::<Head>(raw.get()).ok();
-        match head.as_ref().and_then(|h| text(h.kind)).as_deref() {
+        let kind = head.as_ref().and_then(|h| text(h.kind));
+        match kind.as_deref() {
             Some("Bundle") => {
                 let entries = head
                     .and_then(|h| h.entry)
@@ -86,7 +87,8 @@ impl Intake {
                     }
                 }
             }
-            Some(_) => self.add_resource(raw),
+            // Its head is read already: not again.
+            Some(kind) => self.read(raw, kind, head.and_then(|h| text(h.id))),
             None => self.problems.push(Problem {
                 source: "prefetch".into(),
                 message: "a value without resourceType is not a FHIR resource".into(),
@@ -103,13 +105,17 @@ impl Intake {
             });
             return;
         };
-        if !READ.contains(&kind.as_str()) {
+        self.read(raw, &kind, head.and_then(|h| text(h.id)));
+    }
+
+    /// Deserialise one resource of type `kind` into its record, or report why it cannot be.
+    fn read(&mut self, raw: &RawValue, kind: &str, id: Option<String>) {
+        if !READ.contains(&kind) {
             return;
         }
-        let id = head.and_then(|h| text(h.id));
         let source = format!("{kind}/{}", id.as_deref().unwrap_or("(no id)"));
         let json = raw.get();
-        let read = match kind.as_str() {
+        let read = match kind {
             "Observation" => serde_json::from_str(json).map(|o| observation(&o, &source)),
             "Condition" => serde_json::from_str(json).map(|c| condition(&c, &source)),
             "ServiceRequest" => serde_json::from_str(json).map(|s| service_request(&s, &source)),
