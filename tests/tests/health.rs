@@ -45,6 +45,10 @@ async fn readyz_reports_database_and_rule_sets() {
         Backend::Sqlite => {
             assert_eq!(settings["journal_mode"], "wal");
             assert_eq!(settings["synchronous"], "full");
+            assert_eq!(
+                settings["temp_store"], "memory",
+                "statement journals off disk"
+            );
         }
         Backend::Postgres => assert_eq!(settings["statement_timeout"], "1500ms", "{settings}"),
     }

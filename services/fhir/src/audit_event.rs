@@ -1,8 +1,9 @@
 //! An audit entry as a FHIR R4 AuditEvent, for auditors' exports.
 
+use fhir_sdk::r4b::resources::AuditEvent;
 use serde_json::{json, Value as Json};
 
-use crate::careplan::RenderError;
+use crate::careplan::{checked, RenderError};
 
 /// Everything the AuditEvent shows, already read from the store.
 pub struct AuditView<'a> {
@@ -89,7 +90,5 @@ pub fn audit_event(v: &AuditView<'_>) -> Result<Json, RenderError> {
         "source": {"observer": {"display": "Stride"}},
         "entity": entities,
     });
-    <fhir_sdk::r4b::resources::Resource as serde::Deserialize>::deserialize(&event)
-        .map_err(|e| RenderError::new("AuditEvent", e.to_string()))?;
-    Ok(event)
+    checked::<AuditEvent>("AuditEvent", event)
 }

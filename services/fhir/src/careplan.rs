@@ -2,7 +2,8 @@
 //! Built as JSON, then read back through the fhir-sdk model so that what leaves Stride is a
 //! resource the R4 model accepts.
 
-use fhir_sdk::r4b::resources::Resource;
+use fhir_sdk::r4b::resources::{CarePlan, ServiceRequest};
+use serde::de::DeserializeOwned;
 use serde_json::{json, Value as Json};
 use stride_guideline::decision::{
     Decision, Dose, PlannedActivity, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
@@ -17,12 +18,6 @@ pub const UCUM: &str = "http://unitsofmeasure.org";
 #[derive(Debug, thiserror::Error)]
 #[error("rendered {0} is not a valid FHIR R4 resource: {1}")]
 pub struct RenderError(&'static str, String);
-
-impl RenderError {
-    pub(crate) fn new(kind: &'static str, message: String) -> Self {
-        RenderError(kind, message)
-    }
-}
 
 /// Everything about the call that the CarePlan names.
 pub struct PlanContext<'a> {
@@ -117,7 +112,7 @@ pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Jso
     if !activities.is_empty() {
         obj.insert("activity".into(), Json::Array(activities));
     }
-    check("CarePlan", &plan)?;
+    check::<CarePlan>("CarePlan", &plan)?;
     Ok(plan)
 }
 
@@ -147,7 +142,7 @@ pub fn imaging_request(
         "reasonReference": d.episode.iter().map(|r| json!({"reference": r})).collect::<Vec<_>>(),
         "instantiatesCanonical": [rs.canonical()],
     });
-    check("ServiceRequest", &sr)?;
+    check::<ServiceRequest>("ServiceRequest", &sr)?;
     Ok(sr)
 }
 
@@ -156,13 +151,25 @@ pub fn validate(plan: &Json) -> Result<(), RenderError> {
     if plan.get("resourceType").and_then(Json::as_str) != Some("CarePlan") {
         return Err(RenderError("CarePlan", "not a CarePlan".into()));
     }
-    check("CarePlan", plan)
+    check::<CarePlan>("CarePlan", plan)
 }
 
-fn check(kind: &'static str, v: &Json) -> Result<(), RenderError> {
-    <Resource as serde::Deserialize>::deserialize(v)
+/// Whether `v` reads as the fhir-sdk model `T`. Read as its own type rather than as a
+/// `Resource`: the tagged enum first copies the whole tree into a buffer, on every hook call.
+/// The type is ours to name (the JSON's `resourceType` is not looked at here).
+pub(crate) fn check<T: DeserializeOwned>(kind: &'static str, v: &Json) -> Result<(), RenderError> {
+    T::deserialize(v)
         .map(|_| ())
         .map_err(|e| RenderError(kind, e.to_string()))
+}
+
+/// `v` itself, once it reads as `T` (see `check`).
+pub(crate) fn checked<T: DeserializeOwned>(
+    kind: &'static str,
+    v: Json,
+) -> Result<Json, RenderError> {
+    check::<T>(kind, &v)?;
+    Ok(v)
 }
 
 /// One contained Goal per exit criterion of the phase that compares a fact with a parameter.

@@ -2,6 +2,8 @@
 //! fhir-sdk models, so one malformed resource is reported and the rest still count.
 //! Resources the guideline does not read (Patient, MedicationRequest, …) are skipped unparsed.
 
+use std::borrow::Cow;
+
 use fhir_sdk::r4b::resources::{
     Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
     ObservationComponentValue, ObservationEffective, ObservationValue, ServiceRequest,
@@ -55,14 +57,48 @@ struct Entry<'a> {
     resource: Option<&'a RawValue>,
 }
 
+/// A Bundle's entries, each with its resource left as text: read in one pass when the Bundle
+/// is well formed (see `Intake::add` for one that is not).
+#[derive(serde::Deserialize)]
+struct Bundle<'a> {
+    #[serde(borrow, default)]
+    entry: Option<Vec<Entry<'a>>>,
+}
+
 /// A JSON string's text; `None` for any other JSON value.
 fn text(raw: Option<&RawValue>) -> Option<String> {
     serde_json::from_str::<String>(raw?.get()).ok()
 }
 
+/// `resourceType` when it is the object's first member, as FHIR JSON writes it, read from the
+/// first bytes without scanning the rest; `None` otherwise (a type with an escape in it too).
+/// The text is known to be JSON already, so the only whitespace here is JSON's.
+fn leading_type(json: &str) -> Option<&str> {
+    let rest = json
+        .trim_start()
+        .strip_prefix('{')?
+        .trim_start()
+        .strip_prefix("\"resourceType\"")?
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let end = rest.find(['"', '\\'])?;
+    rest[end..].starts_with('"').then(|| &rest[..end])
+}
+
+/// A resource's `resourceType`: from its first bytes when it leads (the usual case), else by
+/// reading the whole object for it.
+fn kind_of(raw: &RawValue) -> Option<Cow<'_, str>> {
+    if let Some(kind) = leading_type(raw.get()) {
+        return Some(Cow::Borrowed(kind));
+    }
+    text(serde_json::from_str::<Head>(raw.get()).ok()?.kind).map(Cow::Owned)
+}
+
 /// A resource's `resourceType`, read without building the rest of it.
 pub fn resource_type(raw: &RawValue) -> Option<String> {
-    text(serde_json::from_str::<Head>(raw.get()).ok()?.kind)
+    kind_of(raw).map(Cow::into_owned)
 }
 
 impl Intake {
@@ -70,25 +106,17 @@ impl Intake {
     /// Read from the raw JSON text: each resource the guideline reads is deserialised straight
     /// into its fhir-sdk type, and no generic JSON tree is built for any of it.
     pub fn add(&mut self, raw: &RawValue) {
-        let head = serde_json::from_str::<Head>(raw.get()).ok();
-        let kind = head.as_ref().and_then(|h| text(h.kind));
-        match kind.as_deref() {
+        match kind_of(raw).as_deref() {
             Some("Bundle") => {
-                let entries = head
-                    .and_then(|h| h.entry)
-                    .and_then(|e| serde_json::from_str::<Vec<&RawValue>>(e.get()).ok())
-                    .unwrap_or_default();
-                for e in entries {
-                    if let Some(r) = serde_json::from_str::<Entry>(e.get())
-                        .ok()
-                        .and_then(|e| e.resource)
-                    {
-                        self.add_resource(r);
-                    }
+                let entries = match serde_json::from_str::<Bundle>(raw.get()) {
+                    Ok(b) => b.entry.unwrap_or_default(),
+                    Err(_) => lenient_entries(raw),
+                };
+                for r in entries.into_iter().filter_map(|e| e.resource) {
+                    self.add_resource(r);
                 }
             }
-            // Its head is read already: not again.
-            Some(kind) => self.read(raw, kind, head.and_then(|h| text(h.id))),
+            Some(kind) => self.read(raw, kind),
             None => self.problems.push(Problem {
                 source: "prefetch".into(),
                 message: "a value without resourceType is not a FHIR resource".into(),
@@ -97,41 +125,62 @@ impl Intake {
     }
 
     fn add_resource(&mut self, raw: &RawValue) {
-        let head = serde_json::from_str::<Head>(raw.get()).ok();
-        let Some(kind) = head.as_ref().and_then(|h| text(h.kind)) else {
-            self.problems.push(Problem {
+        match kind_of(raw) {
+            Some(kind) => self.read(raw, &kind),
+            None => self.problems.push(Problem {
                 source: "Bundle.entry".into(),
                 message: "entry without resourceType".into(),
-            });
-            return;
-        };
-        self.read(raw, &kind, head.and_then(|h| text(h.id)));
-    }
-
-    /// Deserialise one resource of type `kind` into its record, or report why it cannot be.
-    fn read(&mut self, raw: &RawValue, kind: &str, id: Option<String>) {
-        if !READ.contains(&kind) {
-            return;
-        }
-        let source = format!("{kind}/{}", id.as_deref().unwrap_or("(no id)"));
-        let json = raw.get();
-        let read = match kind {
-            "Observation" => serde_json::from_str(json).map(|o| observation(&o, &source)),
-            "Condition" => serde_json::from_str(json).map(|c| condition(&c, &source)),
-            "ServiceRequest" => serde_json::from_str(json).map(|s| service_request(&s, &source)),
-            _ => serde_json::from_str(json).map(|d| device_request(&d, &source)),
-        };
-        match read {
-            Ok(record) => {
-                self.sources.push(source);
-                self.records.push(record);
-            }
-            Err(e) => self.problems.push(Problem {
-                source,
-                message: format!("not a valid FHIR R4 {kind}: {}", describe(&e)),
             }),
         }
     }
+
+    /// Deserialise one resource of type `kind` into its record, or report why it cannot be.
+    /// Its id comes from the parsed resource; the text is read for it only when that fails.
+    fn read(&mut self, raw: &RawValue, kind: &str) {
+        if !READ.contains(&kind) {
+            return;
+        }
+        let source = |id: Option<&str>| format!("{kind}/{}", id.unwrap_or("(no id)"));
+        let json = raw.get();
+        let read = match kind {
+            "Observation" => serde_json::from_str::<Observation>(json)
+                .map(|o| observation(&o, source(o.id.as_deref()))),
+            "Condition" => serde_json::from_str::<Condition>(json)
+                .map(|c| condition(&c, source(c.id.as_deref()))),
+            "ServiceRequest" => serde_json::from_str::<ServiceRequest>(json)
+                .map(|s| service_request(&s, source(s.id.as_deref()))),
+            _ => serde_json::from_str::<DeviceRequest>(json)
+                .map(|d| device_request(&d, source(d.id.as_deref()))),
+        };
+        match read {
+            Ok(record) => {
+                self.sources.push(record.source.clone());
+                self.records.push(record);
+            }
+            Err(e) => {
+                let id = serde_json::from_str::<Head>(json)
+                    .ok()
+                    .and_then(|h| text(h.id));
+                self.problems.push(Problem {
+                    source: source(id.as_deref()),
+                    message: format!("not a valid FHIR R4 {kind}: {}", describe(&e)),
+                })
+            }
+        }
+    }
+}
+
+/// The entries of a Bundle that does not read in one pass: whatever in `entry` is an object
+/// counts, junk beside it is skipped.
+fn lenient_entries(raw: &RawValue) -> Vec<Entry<'_>> {
+    serde_json::from_str::<Head>(raw.get())
+        .ok()
+        .and_then(|h| h.entry)
+        .and_then(|e| serde_json::from_str::<Vec<&RawValue>>(e.get()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| serde_json::from_str::<Entry>(e.get()).ok())
+        .collect()
 }
 
 /// What was wrong, without serde's message: it quotes the offending value, which may be PHI.
@@ -180,7 +229,7 @@ fn quantity(q: &Quantity) -> Option<Value> {
     Some(Value::Quantity { value, unit })
 }
 
-fn observation(o: &Observation, source: &str) -> Record {
+fn observation(o: &Observation, source: String) -> Record {
     let date = match &o.effective {
         Some(ObservationEffective::DateTime(dt)) => day(dt),
         Some(ObservationEffective::Period(p)) => p.start.as_ref().and_then(day),
@@ -212,7 +261,7 @@ fn observation(o: &Observation, source: &str) -> Record {
         })
         .collect();
     Record {
-        source: source.to_owned(),
+        source,
         kind: RecordKind::Observation,
         codes: codes(Some(&o.code)),
         status: Some(o.status.to_string()),
@@ -222,7 +271,7 @@ fn observation(o: &Observation, source: &str) -> Record {
     }
 }
 
-fn condition(c: &Condition, source: &str) -> Record {
+fn condition(c: &Condition, source: String) -> Record {
     let verification = codes(c.verification_status.as_ref());
     let clinical = codes(c.clinical_status.as_ref());
     // A refuted or mistaken diagnosis is no episode, whatever its clinical status says.
@@ -240,7 +289,7 @@ fn condition(c: &Condition, source: &str) -> Record {
         _ => None,
     };
     Record {
-        source: source.to_owned(),
+        source,
         kind: RecordKind::Condition,
         codes: codes(c.code.as_ref()),
         status,
@@ -250,9 +299,9 @@ fn condition(c: &Condition, source: &str) -> Record {
     }
 }
 
-fn service_request(s: &ServiceRequest, source: &str) -> Record {
+fn service_request(s: &ServiceRequest, source: String) -> Record {
     Record {
-        source: source.to_owned(),
+        source,
         kind: RecordKind::Order,
         codes: codes(s.code.as_ref()),
         status: Some(s.status.to_string()),
@@ -278,13 +327,13 @@ fn session_interval(t: &Timing) -> Option<Value> {
     })
 }
 
-fn device_request(d: &DeviceRequest, source: &str) -> Record {
+fn device_request(d: &DeviceRequest, source: String) -> Record {
     let code = match &d.code {
         DeviceRequestCode::CodeableConcept(cc) => codes(Some(cc)),
         _ => vec![],
     };
     Record {
-        source: source.to_owned(),
+        source,
         kind: RecordKind::Order,
         codes: code,
         status: d.status.as_ref().map(|s| s.to_string()),
@@ -439,6 +488,74 @@ mod tests {
         add(&mut intake, json!({"resourceType": 7}));
         assert_eq!(intake.problems.len(), 2);
         assert!(intake.records.is_empty());
+    }
+
+    #[test]
+    fn a_leading_resource_type_is_read_from_the_first_bytes_only() {
+        assert_eq!(
+            leading_type(r#" { "resourceType" : "Observation", "id": "x"}"#),
+            Some("Observation")
+        );
+        // Anything else is left to the full read.
+        assert_eq!(
+            leading_type(r#"{"id": "x", "resourceType": "Observation"}"#),
+            None
+        );
+        assert_eq!(
+            leading_type(r#"{"resourceType": "Observ\u0061tion"}"#),
+            None
+        );
+        assert_eq!(leading_type(r#"{"resourceType": 7}"#), None);
+        assert_eq!(leading_type(r#"["resourceType"]"#), None);
+    }
+
+    #[test]
+    fn resources_read_the_same_whichever_member_comes_first() {
+        let obs = |id: &str, first: bool| {
+            let (head, tail) = (
+                r#""resourceType": "Observation""#,
+                format!(r#""id": "{id}""#),
+            );
+            let (a, b) = if first {
+                (head.to_owned(), tail)
+            } else {
+                (tail, head.to_owned())
+            };
+            format!(
+                r#"{{{a}, {b}, "status": "final",
+                "code": {{"coding": [{{"system": "{LOCAL}", "code": "pain-score"}}]}},
+                "effectiveDateTime": "2026-03-01", "valueInteger": 3}}"#
+            )
+        };
+        let bundle = format!(
+            r#"{{"resourceType": "Bundle", "entry": [
+                {{"fullUrl": "urn:uuid:1", "resource": {}}},
+                {{"resource": {}}},
+                {{"resource": {{"resourceType": "Observ\u0061tion", "id": "escaped", "status": "final",
+                    "code": {{"coding": [{{"system": "{LOCAL}", "code": "pain-score"}}]}}}}}},
+                {{"resource": {{"resourceType": "Observation", "id": "bad", "status": "sort-of"}}}},
+                {{"resource": null}}
+            ]}}"#,
+            obs("lead", true),
+            obs("trail", false)
+        );
+        let mut intake = Intake::default();
+        intake.add(&RawValue::from_string(bundle).unwrap());
+        assert_eq!(
+            intake.sources,
+            [
+                "Observation/lead",
+                "Observation/trail",
+                "Observation/escaped"
+            ]
+        );
+        assert_eq!(intake.records[0].value, intake.records[1].value);
+        assert_eq!(intake.records[0].value, Some(Value::Integer(3)));
+        assert_eq!(intake.problems.len(), 1, "{:?}", intake.problems);
+        assert_eq!(
+            intake.problems[0].source, "Observation/bad",
+            "its id, read from the text"
+        );
     }
 
     #[test]

@@ -3,18 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use fhir_sdk::r4b::resources::Resource;
+use fhir_sdk::r4b::resources::{CapabilityStatement, CodeSystem, PlanDefinition};
 use serde_json::{json, Value as Json};
 use stride_guideline::model::Status;
 use stride_guideline::RuleSet;
 
-use crate::careplan::RenderError;
-
-fn check(kind: &'static str, v: Json) -> Result<Json, RenderError> {
-    <Resource as serde::Deserialize>::deserialize(&v)
-        .map_err(|e| RenderError::new(kind, e.to_string()))?;
-    Ok(v)
-}
+use crate::careplan::{checked, RenderError};
 
 fn status(rs: &RuleSet) -> &'static str {
     match rs.doc.status {
@@ -68,7 +62,7 @@ pub fn plan_definition(rs: &RuleSet) -> Result<Json, RenderError> {
     if let Some(end) = d.effective.end {
         period["end"] = json!(end.to_string());
     }
-    check(
+    checked::<PlanDefinition>(
         "PlanDefinition",
         json!({
             "resourceType": "PlanDefinition",
@@ -141,7 +135,7 @@ pub fn code_system(rs: &RuleSet, id: &str) -> Option<Result<Json, RenderError>> 
     } else {
         return None;
     };
-    Some(check(
+    Some(checked::<CodeSystem>(
         "CodeSystem",
         json!({
             "resourceType": "CodeSystem",
@@ -164,7 +158,7 @@ pub fn capability_statement(
     version: &str,
     date: &str,
 ) -> Result<Json, RenderError> {
-    check(
+    checked::<CapabilityStatement>(
         "CapabilityStatement",
         json!({
             "resourceType": "CapabilityStatement",

@@ -40,6 +40,10 @@ impl SqliteStore {
             // WAL + NORMAL is durable against process crashes; FULL also against power loss,
             // which is what an acknowledged clinical decision needs.
             .synchronous(SqliteSynchronous::Full)
+            // Each write's savepoint keeps a statement journal; past 64 KiB in one group SQLite
+            // spills it to a temporary file (open, write, unlink on every group). It only ever
+            // undoes a write inside its open transaction, so memory is the place for it.
+            .pragma("temp_store", "memory")
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
         let path = Some(opts.get_filename().to_path_buf()).filter(|p| p.as_os_str() != ":memory:");
@@ -113,13 +117,23 @@ impl Store for SqliteStore {
         let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
             .fetch_one(&self.pool)
             .await?;
+        let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
+            .fetch_one(&self.pool)
+            .await?;
         let level = match synchronous {
             0 => "off",
             1 => "normal",
             2 => "full",
             _ => "extra",
         };
-        Ok(serde_json::json!({"journal_mode": journal, "synchronous": level}))
+        let temp_store = match temp_store {
+            1 => "file",
+            2 => "memory",
+            _ => "default",
+        };
+        Ok(
+            serde_json::json!({"journal_mode": journal, "synchronous": level, "temp_store": temp_store}),
+        )
     }
 
     async fn drop_audit_before(&self, _cutoff: time::Date) -> Result<Vec<String>, StoreError> {
