@@ -307,3 +307,73 @@ async fn a_jti_claim_is_decided_at_once_and_durable_when_it_says_so() {
     assert!(!other.remember_jti("iss", "j-1", i64::MAX, 0).await.unwrap());
     assert!(other.remember_jti("iss", "j-2", i64::MAX, 0).await.unwrap());
 }
+
+#[tokio::test]
+async fn a_claim_is_durable_with_the_call_record_or_on_its_own_when_dropped() {
+    let (db, store) = store().await;
+    let other = stride_store::connect(&db.url, &PoolOptions::default())
+        .await
+        .unwrap();
+    // Carried by the hook record: durable once the record is, seen from another connection.
+    let claim = store
+        .claim_jti("iss", "with-record", i64::MAX, 0)
+        .await
+        .unwrap();
+    assert!(claim.fresh);
+    let p = plan(false);
+    store
+        .record_hook_claimed(hook_record(1, p, uuid::Uuid::new_v4()), claim)
+        .await
+        .unwrap();
+    assert!(!other
+        .remember_jti("iss", "with-record", i64::MAX, 0)
+        .await
+        .unwrap());
+    let replay = store
+        .claim_jti("iss", "with-record", i64::MAX, 0)
+        .await
+        .unwrap();
+    assert!(!replay.fresh, "written: a replay finds it in the database");
+
+    // A call refused after its token was accepted drops its claim: still refused as a replay
+    // at once, and written before the next write of the same caller commits.
+    let dropped = store
+        .claim_jti("iss", "dropped", i64::MAX, 0)
+        .await
+        .unwrap();
+    assert!(dropped.fresh);
+    drop(dropped);
+    assert!(
+        !store
+            .claim_jti("iss", "dropped", i64::MAX, 0)
+            .await
+            .unwrap()
+            .fresh
+    );
+    store.append_audit(&audit_entry(2)).await.unwrap();
+    assert!(!other
+        .remember_jti("iss", "dropped", i64::MAX, 0)
+        .await
+        .unwrap());
+
+    // SQLite: a record whose claim turns out a replay after all (another process wrote the
+    // id meanwhile) fails whole rather than serve the call. (PostgreSQL commits a claim when
+    // it is made: there the other use is the one refused.)
+    if store.backend() == stride_store::Backend::Sqlite {
+        let claim = store.claim_jti("iss", "raced", i64::MAX, 0).await.unwrap();
+        assert!(other
+            .remember_jti("iss", "raced", i64::MAX, 0)
+            .await
+            .unwrap());
+        let p = plan(false);
+        let id = p.id;
+        let written = store
+            .record_hook_claimed(hook_record(3, p, uuid::Uuid::new_v4()), claim)
+            .await;
+        assert!(written.is_err());
+        assert!(
+            store.careplan(id).await.is_err(),
+            "nothing of the call stored"
+        );
+    }
+}

@@ -17,12 +17,13 @@ pub use audit::{
 pub use error::StoreError;
 
 /// A token id claimed for one call. `fresh`: nobody used it before; this is final as soon as
-/// the claim is made (a concurrent replay is decided against it). The claim itself may still be
-/// on its way to disk: a call must not be answered, nor anything stored for it, before
-/// `durable` says it is.
+/// the claim is made (a concurrent replay is decided against it). The claim itself may not be
+/// written yet: a call must not be answered, nor anything stored for it, before it is durable,
+/// either through `durable` or with the call's record (`Store::record_hook_claimed`).
 pub struct JtiClaim {
     pub fresh: bool,
-    pending: Option<Commit>,
+    /// SQLite: the row still to write (the claim is held in memory until it is).
+    deferred: Option<sqlite::Deferred>,
 }
 
 /// The outcome of the group commit a queued write joined.
@@ -39,29 +40,34 @@ impl Commit {
 }
 
 impl JtiClaim {
-    /// A claim already committed.
+    /// A claim already committed (or a replay: nothing to write).
     pub(crate) fn committed(fresh: bool) -> Self {
         Self {
             fresh,
-            pending: None,
+            deferred: None,
         }
     }
 
-    pub(crate) fn pending(fresh: bool, commit: Commit) -> Self {
+    pub(crate) fn deferred(row: sqlite::Deferred) -> Self {
         Self {
-            fresh,
-            pending: Some(commit),
+            fresh: true,
+            deferred: Some(row),
         }
     }
 
-    /// Wait until the claim is durable.
+    pub(crate) fn take_deferred(&mut self) -> Option<sqlite::Deferred> {
+        self.deferred.take()
+    }
+
+    /// Make the claim durable (write it now if it is still to be written) and wait for that.
     pub async fn durable(self) -> Result<(), StoreError> {
-        match self.pending {
+        match self.deferred {
             None => Ok(()),
-            Some(commit) => commit.wait().await,
+            Some(row) => row.write().await,
         }
     }
 }
+
 pub use model::{
     CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
     PendingLogin, Review, StaffSession,
@@ -167,6 +173,17 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
         now: i64,
     ) -> Result<JtiClaim, StoreError>;
+    /// Write a hook call's record and make its token's claim durable with it: nothing of the
+    /// call is stored unless both are. (SQLite writes a claim still to be written in the
+    /// record's transaction; elsewhere the claim is made durable first.)
+    async fn record_hook_claimed(
+        &self,
+        record: HookRecord,
+        claim: JtiClaim,
+    ) -> Result<(), StoreError> {
+        claim.durable().await?;
+        self.record_hook(record).await
+    }
     /// Remember a JWT id until it expires, durably. `false`: it was seen before (a replay).
     async fn remember_jti(
         &self,

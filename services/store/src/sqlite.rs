@@ -20,13 +20,25 @@ use crate::{
     StaffSession, Store, StoreError,
 };
 
+mod claims;
+
+pub(crate) use claims::Deferred;
+
 pub struct SqliteStore {
     pool: SqlitePool,
-    path: Option<PathBuf>,
-    /// The queue of the single group-commit writer (see `group_writer`).
-    writer: tokio::sync::mpsc::Sender<Job>,
+    writer: Writer,
+    /// Token ids claimed by calls in flight, not yet written (see `claims`).
+    held: std::sync::Arc<claims::Held>,
     /// When expired token ids were last forgotten (Unix seconds).
     jti_purged_at: std::sync::atomic::AtomicI64,
+}
+
+/// The way into the single group-commit writer (see `group_writer`): its queue, and the
+/// database file it writes to.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    queue: tokio::sync::mpsc::Sender<Job>,
+    path: Option<PathBuf>,
 }
 
 const JTI_PURGE_EVERY_SECS: i64 = 60;
@@ -48,6 +60,9 @@ impl SqliteStore {
             .busy_timeout(std::time::Duration::from_secs(5));
         let path = Some(opts.get_filename().to_path_buf()).filter(|p| p.as_os_str() != ":memory:");
         let pool = SqlitePoolOptions::new()
+            // A connection to a local file does not go stale; the liveness ping sqlx makes by
+            // default would be one more trip to the connection's thread on every read.
+            .test_before_acquire(false)
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(opts)
@@ -56,8 +71,11 @@ impl SqliteStore {
         tokio::spawn(group_writer(pool.clone(), queue));
         Ok(SqliteStore {
             pool,
-            path,
-            writer,
+            writer: Writer {
+                queue: writer,
+                path,
+            },
+            held: Default::default(),
             jti_purged_at: std::sync::atomic::AtomicI64::new(0),
         })
     }
@@ -101,7 +119,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
-        self.file_present()?;
+        self.writer.file_present()?;
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
@@ -162,48 +180,23 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
     async fn record_hook(&self, record: HookRecord) -> Result<(), StoreError> {
-        // Written out here, in the caller's task: the writer is one task for every caller,
-        // so whatever it does per write is everyone's wait.
-        let audit = Prepared::new(record.audit);
-        let resource = record.careplan.as_ref().map(|p| p.resource.to_string());
-        let (careplan, cards) = (record.careplan, record.cards);
-        self.write_batch(move |c, heads| {
-            Box::pin(async move {
-                // One round trip to SQLite's worker thread for all rows and the savepoint: under
-                // load each trip waits for a core, and the writer's trips are everyone's wait.
-                let mut sql = format!("{SAVEPOINT};");
-                if careplan.is_some() {
-                    sql.push_str(INSERT_CAREPLAN);
-                    sql.push(';');
-                }
-                if !cards.is_empty() {
-                    sql.push_str(INSERT_CARDS);
-                    sql.push_str(&vec![CARD_ROW; cards.len()].join(","));
-                    sql.push(';');
-                }
-                sql.push_str(INSERT_AUDIT);
-                sql.push(';');
-                sql.push_str(RELEASE);
-                let place = heads.place(&mut *c, &audit).await?;
-                let mut q = sqlx::query(&sql);
-                if let (Some(p), Some(resource)) = (&careplan, &resource) {
-                    q = bind_careplan(q, p, resource);
-                }
-                for card in &cards {
-                    q = q
-                        .bind(card.uuid.to_string())
-                        .bind(&card.service_id)
-                        .bind(&card.hook_instance)
-                        .bind(&card.decision_id)
-                        .bind(card.careplan_id.map(|u| u.to_string()))
-                        .bind(card.created_at);
-                }
-                bind_audit(q, &audit, &place).execute(&mut *c).await?;
-                heads.appended(&audit.entry.tenant, place);
-                Ok(())
-            })
-        })
-        .await
+        self.record(record, None).await
+    }
+
+    // The same span as a record alone: one name for "the call's write" on every backend.
+    #[tracing::instrument(name = "record_hook", skip_all, fields(cards = record.cards.len()))]
+    async fn record_hook_claimed(
+        &self,
+        record: HookRecord,
+        mut claim: JtiClaim,
+    ) -> Result<(), StoreError> {
+        let Some(deferred) = claim.take_deferred() else {
+            claim.durable().await?;
+            return self.record(record, None).await;
+        };
+        self.record(record, deferred.row()).await?;
+        deferred.written();
+        Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(entries = entries.len()))]
@@ -269,55 +262,36 @@ impl Store for SqliteStore {
         expires_at: i64,
         now: i64,
     ) -> Result<JtiClaim, StoreError> {
-        let (issuer, jti) = (issuer.to_owned(), jti.to_owned());
-        // Expired ids can never be replayed (the token is refused as expired): forget them, at
-        // most once a minute rather than in every call's write.
-        let last = self
-            .jti_purged_at
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let purge = now - last >= JTI_PURGE_EVERY_SECS
-            && self
-                .jti_purged_at
-                .compare_exchange(
-                    last,
-                    now,
-                    std::sync::atomic::Ordering::Relaxed,
-                    std::sync::atomic::Ordering::Relaxed,
-                )
-                .is_ok();
-        // Answered once the insert has run inside the writer's transaction (whether the id is
-        // new is then decided: a replay in this group or a later one sees it), not after the
-        // group's fsync; the caller waits for that through the claim.
-        let (fresh, commit) = self
-            .enqueue_early(
-                move |c, _| {
-                    Box::pin(async move {
-                let purge_sql = if purge {
-                    "DELETE FROM seen_jti WHERE expires_at < ?;"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "{SAVEPOINT}; {purge_sql} INSERT INTO seen_jti (issuer, jti, expires_at) VALUES (?, ?, ?)
-                     ON CONFLICT DO NOTHING RETURNING 1; {RELEASE}"
-                );
-                let mut q = sqlx::query(&sql);
-                if purge {
-                    q = q.bind(now);
-                }
-                let inserted = q
-                    .bind(&issuer)
-                    .bind(&jti)
-                    .bind(expires_at)
-                    .fetch_all(&mut *c)
-                    .await?;
-                Ok(inserted.len() == 1)
-                    })
-                },
-                true,
-            )
-            .await?;
-        Ok(JtiClaim::pending(fresh, commit))
+        let key = (issuer.to_owned(), jti.to_owned());
+        if !self.held.take(&key, expires_at, now) {
+            return Ok(JtiClaim::committed(false));
+        }
+        // Held: no other call can take it now. Was it used by a call already written?
+        let seen = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM seen_jti WHERE issuer = ? AND jti = ?)",
+        )
+        .bind(&key.0)
+        .bind(&key.1)
+        .fetch_one(&self.pool)
+        .await;
+        match seen {
+            Ok(false) => {}
+            Ok(true) => {
+                self.held.release(&key);
+                return Ok(JtiClaim::committed(false));
+            }
+            Err(e) => {
+                self.held.release(&key);
+                return Err(e.into());
+            }
+        }
+        self.purge_expired_jti(now);
+        Ok(JtiClaim::deferred(claims::Deferred::new(
+            key,
+            expires_at,
+            self.held.clone(),
+            self.writer.clone(),
+        )))
     }
 
     #[tracing::instrument(skip_all)]
@@ -762,82 +736,25 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
     }
 }
 
-impl SqliteStore {
+impl Writer {
     /// Run a write through the group writer and wait for its durable outcome. A caller that
     /// goes away (a client disconnecting) cannot cut it short: the write runs and commits with
     /// its group regardless. The write lock is taken up front (`BEGIN IMMEDIATE`) so that
     /// writers never deadlock upgrading from read to write.
-    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Work<T>,
-    {
-        self.enqueue(work, false).await
-    }
-
-    /// A write whose statements are one batch between `SAVEPOINT` and `RELEASE` (see `Job`).
-    async fn write_batch<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Work<T>,
-    {
-        self.enqueue(work, true).await
-    }
-
-    /// Queue a write; its value is handed back as soon as it has run, with a receiver for the
-    /// outcome of its group's commit (`enqueue` waits for both).
-    async fn enqueue_early<T, F>(&self, work: F, batch: bool) -> Result<(T, Commit), StoreError>
-    where
-        T: Send + 'static,
-        F: Work<T>,
-    {
-        self.file_present()?;
-        let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-        let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
-        let run: Run = Box::new(move |conn, heads| {
-            Box::pin(async move {
-                match work(conn, heads).await {
-                    Ok(v) => {
-                        let _ = early_tx.send(Ok(v));
-                        Ran {
-                            keep: true,
-                            reconnect: false,
-                            deliver: Box::new(move |failed: Option<&StoreError>| {
-                                let _ = commit_tx.send(match failed {
-                                    None => Ok(()),
-                                    Some(e) => Err(StoreError::CommitFailed(e.to_string())),
-                                });
-                            }),
-                        }
-                    }
-                    Err(e) => {
-                        let reconnect = e.is_unavailable();
-                        let _ = early_tx.send(Err(e));
-                        Ran {
-                            keep: false,
-                            reconnect,
-                            deliver: Box::new(|_: Option<&StoreError>| {}),
-                        }
-                    }
-                }
-            })
-        });
-        self.writer
-            .send(Job { run, batch })
-            .await
-            .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
-        let value = early_rx.await.map_err(|_| {
-            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
-        })??;
-        Ok((value, Commit(commit_rx)))
-    }
-
     async fn enqueue<T, F>(&self, work: F, batch: bool) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: Work<T>,
     {
-        let (value, commit) = self.enqueue_early(work, batch).await?;
+        self.file_present()?;
+        let (job, ran, commit) = job(work, batch);
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
+        let value = ran.await.map_err(|_| {
+            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
+        })??;
         commit.wait().await?;
         Ok(value)
     }
@@ -849,6 +766,171 @@ impl SqliteStore {
             Some(p) if !p.exists() => Err(StoreError::FileGone(p.display().to_string())),
             _ => Ok(()),
         }
+    }
+}
+
+/// A write as a job for the writer, with where its value arrives once it has run and where
+/// the outcome of its group's commit does.
+#[allow(clippy::type_complexity)]
+fn job<T, F>(
+    work: F,
+    batch: bool,
+) -> (
+    Job,
+    tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    Commit,
+)
+where
+    T: Send + 'static,
+    F: Work<T>,
+{
+    let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+    let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
+    let run: Run = Box::new(move |conn, heads| {
+        Box::pin(async move {
+            match work(conn, heads).await {
+                Ok(v) => {
+                    let _ = early_tx.send(Ok(v));
+                    Ran {
+                        keep: true,
+                        reconnect: false,
+                        deliver: Box::new(move |failed: Option<&StoreError>| {
+                            let _ = commit_tx.send(match failed {
+                                None => Ok(()),
+                                Some(e) => Err(StoreError::CommitFailed(e.to_string())),
+                            });
+                        }),
+                    }
+                }
+                Err(e) => {
+                    let reconnect = e.is_unavailable();
+                    let _ = early_tx.send(Err(e));
+                    Ran {
+                        keep: false,
+                        reconnect,
+                        deliver: Box::new(|_: Option<&StoreError>| {}),
+                    }
+                }
+            }
+        })
+    });
+    (Job { run, batch }, early_rx, Commit(commit_rx))
+}
+
+impl SqliteStore {
+    /// A hook call's rows, and its token's claim when that is still to be written, in one
+    /// savepoint of the writer's transaction.
+    async fn record(
+        &self,
+        record: HookRecord,
+        claim: Option<(String, String, i64)>,
+    ) -> Result<(), StoreError> {
+        // Written out here, in the caller's task: the writer is one task for every caller,
+        // so whatever it does per write is everyone's wait.
+        let audit = Prepared::new(record.audit);
+        let resource = record.careplan.as_ref().map(|p| p.resource.to_string());
+        let (careplan, cards) = (record.careplan, record.cards);
+        self.write_batch(move |c, heads| {
+            Box::pin(async move {
+                // One round trip to SQLite's worker thread for all rows and the savepoint: under
+                // load each trip waits for a core, and the writer's trips are everyone's wait.
+                let mut sql = format!("{SAVEPOINT};");
+                if careplan.is_some() {
+                    sql.push_str(INSERT_CAREPLAN);
+                    sql.push(';');
+                }
+                if !cards.is_empty() {
+                    sql.push_str(INSERT_CARDS);
+                    sql.push_str(&vec![CARD_ROW; cards.len()].join(","));
+                    sql.push(';');
+                }
+                sql.push_str(INSERT_AUDIT);
+                sql.push(';');
+                if claim.is_some() {
+                    // A plain insert: were the id in the table already, the call would be a
+                    // replay, and the whole record fails rather than serve it.
+                    sql.push_str(claims::INSERT_SEEN);
+                    sql.push(';');
+                }
+                sql.push_str(RELEASE);
+                let place = heads.place(&mut *c, &audit).await?;
+                let mut q = sqlx::query(&sql);
+                if let (Some(p), Some(resource)) = (&careplan, &resource) {
+                    q = bind_careplan(q, p, resource);
+                }
+                for card in &cards {
+                    q = q
+                        .bind(card.uuid.to_string())
+                        .bind(&card.service_id)
+                        .bind(&card.hook_instance)
+                        .bind(&card.decision_id)
+                        .bind(card.careplan_id.map(|u| u.to_string()))
+                        .bind(card.created_at);
+                }
+                let mut q = bind_audit(q, &audit, &place);
+                if let Some((issuer, jti, expires_at)) = &claim {
+                    q = q.bind(issuer).bind(jti).bind(*expires_at);
+                }
+                q.execute(&mut *c).await?;
+                heads.appended(&audit.entry.tenant, place);
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Run a write through the group writer and wait for its durable outcome (see
+    /// `Writer::enqueue`).
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Work<T>,
+    {
+        self.writer.enqueue(work, false).await
+    }
+
+    /// A write whose statements are one batch between `SAVEPOINT` and `RELEASE` (see `Job`).
+    async fn write_batch<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Work<T>,
+    {
+        self.writer.enqueue(work, true).await
+    }
+
+    /// Expired ids can never be replayed (the token is refused as expired): forget them, at
+    /// most once a minute, in a write of their own that nobody waits for.
+    fn purge_expired_jti(&self, now: i64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.jti_purged_at.load(Relaxed);
+        if now - last < JTI_PURGE_EVERY_SECS
+            || self
+                .jti_purged_at
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let writer = self.writer.clone();
+        tokio::spawn(async move {
+            let purged = writer
+                .enqueue(
+                    move |c, _| {
+                        Box::pin(async move {
+                            sqlx::query("DELETE FROM seen_jti WHERE expires_at < ?")
+                                .bind(now)
+                                .execute(c)
+                                .await?;
+                            Ok(())
+                        })
+                    },
+                    false,
+                )
+                .await;
+            if let Err(e) = purged {
+                tracing::warn!(error = %e, "expired token ids not forgotten (tried again later)");
+            }
+        });
     }
 
     async fn careplan_row(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {

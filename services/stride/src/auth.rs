@@ -17,8 +17,9 @@ use crate::startup::AppState;
 /// its body read or parsed.
 ///
 /// The token's jti is claimed (a replay is already refused) but the claim may not be durable
-/// yet: the call proceeds meanwhile, and `settled` must be awaited before anything is stored or
-/// answered for it, so that no call is served on a token whose use could be forgotten.
+/// yet: nothing is stored or answered for the call before it is, either by `settled` or by
+/// handing the claim to the store with the call's record (`into_parts`), so that no call is
+/// served on a token whose use could be forgotten.
 pub struct CdsCaller {
     caller: Caller,
     claim: JtiClaim,
@@ -32,6 +33,11 @@ impl CdsCaller {
             ApiError::Unavailable
         })?;
         Ok(self.caller)
+    }
+
+    /// Who called, and the claim still to be made durable with what the call stores.
+    pub fn into_parts(self) -> (Caller, JtiClaim) {
+        (self.caller, self.claim)
     }
 }
 

@@ -216,9 +216,8 @@ pub async fn call(
         phase_card: patient_view,
     });
 
-    // The token's claim was committing while the call was evaluated; nothing is stored or
-    // answered for the call before it is durable.
-    let caller = cds_caller.settled().await?;
+    // The token's claim becomes durable with the call's record (below), in one write.
+    let (caller, claim) = cds_caller.into_parts();
     let careplan_row = plan.map(|resource| NewCarePlan {
         id: plan_id,
         tenant: caller.tenant.clone(),
@@ -271,7 +270,7 @@ pub async fn call(
     // No record, no answer: a card the clinic cannot trace must not be shown. Whatever made
     // the write fail, the caller may retry, and gets no card now (fail closed).
     let started = std::time::Instant::now();
-    let written = state.store.record_hook(record).await;
+    let written = state.store.record_hook_claimed(record, claim).await;
     state
         .metrics
         .store_write
