@@ -1,6 +1,7 @@
 //! Writes what the load test sends: a patient-view request with realistic prefetch (a Patient,
-//! 3 Conditions, 60 Observations), N CDS client tokens (unique jti each, signed with the
-//! test-only key in tests/fixtures/keys), and the trust file that accepts them.
+//! 3 Conditions, 60 Observations; resourceType first, as FHIR servers write it), N CDS client
+//! tokens (unique jti each, signed with the test-only key in tests/fixtures/keys), and the
+//! trust file that accepts them.
 //! `cargo run --release --example load_fixture -- OUT_DIR N PUBLIC_URL`
 
 use std::io::Write;
@@ -45,11 +46,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tokens.flush()?;
 
-    let body = request::patient_view();
-    std::fs::write(out.join("request.json"), body.to_string())?;
+    let request = request::patient_view();
+    let body = request::as_sent(&request);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body)?,
+        request,
+        "the body as sent is the same JSON"
+    );
+    std::fs::write(out.join("request.json"), &body)?;
     eprintln!(
         "wrote {n} tokens, trust file and a {} byte request to {}",
-        body.to_string().len(),
+        body.len(),
         out.display()
     );
     Ok(())

@@ -4,6 +4,44 @@
 
 use serde_json::json;
 
+/// `v` as JSON text the way FHIR servers write it: `resourceType` first in every resource
+/// (serde_json's own writer sorts keys, which no EHR does, and which Stride reads by a slower
+/// path).
+pub fn as_sent(v: &serde_json::Value) -> String {
+    fn write(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::Object(m) => {
+                out.push('{');
+                let first = m.get_key_value("resourceType");
+                let rest = m.iter().filter(|(k, _)| *k != "resourceType");
+                for (i, (k, v)) in first.into_iter().chain(rest).enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(k).unwrap());
+                    out.push(':');
+                    write(v, out);
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(a) => {
+                out.push('[');
+                for (i, v) in a.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(v, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(v, &mut out);
+    out
+}
+
 pub fn patient_view() -> serde_json::Value {
     let day =
         |d: i64| (time::OffsetDateTime::now_utc().date() - time::Duration::days(d)).to_string();
