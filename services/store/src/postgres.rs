@@ -139,7 +139,7 @@ impl Store for PgStore {
         .await?;
         for (tenant, seq, hash) in lasts {
             let entry = NewAuditEntry {
-                id: Uuid::new_v4(),
+                id: crate::new_row_id(),
                 tenant,
                 recorded_us: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64,
                 action: crate::audit::RETENTION_CHECKPOINT.into(),

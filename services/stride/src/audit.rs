@@ -30,7 +30,7 @@ pub fn entry(
     caller: Option<&Caller>,
 ) -> NewAuditEntry {
     NewAuditEntry {
-        id: uuid::Uuid::new_v4(),
+        id: stride_store::new_row_id(),
         tenant: caller
             .map(tenant_of)
             .unwrap_or_else(|| UNAUTHENTICATED.to_owned()),

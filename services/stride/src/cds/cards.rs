@@ -96,7 +96,7 @@ fn base_card(
     text: &CardText,
     detail: String,
 ) -> (Uuid, Json) {
-    let uuid = Uuid::new_v4();
+    let uuid = stride_store::new_row_id();
     let mut summary: String = text.summary.chars().take(139).collect();
     if summary.is_empty() {
         summary = display.chars().take(139).collect();
@@ -115,6 +115,20 @@ fn base_card(
         "links": [{"label": format!("Guideline {} {}", inp.rs.doc.id, inp.rs.doc.version), "url": inp.guideline_url, "type": "absolute"}],
     });
     (uuid, card)
+}
+
+/// A suggestion to create `resource`. The resource is cloned in, not put through `json!`,
+/// which would serialise the whole tree into a new one.
+fn create(label: &str, description: String, resource: &Json) -> Json {
+    let mut action = json!({"type": "create", "description": description});
+    action["resource"] = resource.clone();
+    let mut suggestion = json!({
+        "label": label,
+        "uuid": Uuid::new_v4().to_string(),
+        "isRecommended": true,
+    });
+    suggestion["actions"] = Json::Array(vec![action]);
+    suggestion
 }
 
 fn with_suggestions(mut card: Json, suggestions: Vec<Json>) -> Json {
@@ -195,12 +209,11 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     let suggestions = inp
         .careplan
         .map(|plan| {
-            vec![json!({
-                "label": "Create the draft CarePlan for clinic review",
-                "uuid": Uuid::new_v4().to_string(),
-                "isRecommended": true,
-                "actions": [{"type": "create", "description": format!("Draft CarePlan: {title}"), "resource": plan}],
-            })]
+            vec![create(
+                "Create the draft CarePlan for clinic review",
+                format!("Draft CarePlan: {title}"),
+                plan,
+            )]
         })
         .unwrap_or_default();
     Some(Card {
@@ -224,12 +237,11 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
     let mut suggestions = Vec::new();
     if offer_imaging {
         if let Some(sr) = inp.imaging {
-            suggestions.push(json!({
-                "label": "Order imaging (modality per clinician)",
-                "uuid": Uuid::new_v4().to_string(),
-                "isRecommended": true,
-                "actions": [{"type": "create", "description": "Imaging for a red flag of the running-knee guideline", "resource": sr}],
-            }));
+            suggestions.push(create(
+                "Order imaging (modality per clinician)",
+                "Imaging for a red flag of the running-knee guideline".to_owned(),
+                sr,
+            ));
         }
     }
     // Draft orders the finding rests on can be removed from the order list (LIPUS).

@@ -176,7 +176,7 @@ pub async fn call(
     );
 
     let patient_view = svc.hook == services::Hook::PatientView;
-    let plan_id = Uuid::new_v4();
+    let plan_id = stride_store::new_row_id();
     let ctx = PlanContext {
         id: &plan_id.to_string(),
         patient: &req.context.patient_id,
@@ -284,8 +284,14 @@ pub async fn call(
         state.metrics.decisions.with_label_values(&[id]).inc();
     }
     tracing::Span::current().record("outcome", "answered");
-    let cards: Vec<Json> = made.into_iter().map(|c| c.json).collect();
-    Ok(HttpResponse::Ok().json(json!({ "cards": cards })))
+    // Written straight from the cards: `json!` would first copy them all into a new tree.
+    #[derive(serde::Serialize)]
+    struct Answer {
+        cards: Vec<Json>,
+    }
+    Ok(HttpResponse::Ok().json(Answer {
+        cards: made.into_iter().map(|c| c.json).collect(),
+    }))
 }
 
 fn feedback_entries(
@@ -361,7 +367,7 @@ fn feedback_entries(
                 return Err(at("outcomeTimestamp") + ": is in the future");
             }
             Ok(NewFeedback {
-                id: Uuid::new_v4(),
+                id: stride_store::new_row_id(),
                 service_id: svc.id.to_owned(),
                 card_uuid: card.to_owned(),
                 outcome: outcome.to_owned(),
