@@ -377,3 +377,43 @@ async fn a_claim_is_durable_with_the_call_record_or_on_its_own_when_dropped() {
         );
     }
 }
+
+#[tokio::test]
+async fn expired_token_ids_are_forgotten() {
+    let (_db, store) = store().await;
+    let now = 1_800_000_000;
+    assert!(store
+        .remember_jti("iss", "old", now + 10, now)
+        .await
+        .unwrap());
+    assert!(!store
+        .remember_jti("iss", "old", now + 10, now)
+        .await
+        .unwrap());
+    // A minute on, the next claim purges ids whose tokens have expired, in the background.
+    let later = now + 3600;
+    assert!(store
+        .remember_jti("iss", "new", later + 10, later)
+        .await
+        .unwrap());
+    let mut forgotten = false;
+    for _ in 0..200 {
+        let again = store
+            .claim_jti("iss", "old", later + 10, later)
+            .await
+            .unwrap();
+        if again.fresh {
+            forgotten = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(forgotten, "the expired id was purged");
+    assert!(
+        !store
+            .remember_jti("iss", "new", later + 10, later)
+            .await
+            .unwrap(),
+        "a live id is kept"
+    );
+}

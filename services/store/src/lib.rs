@@ -73,6 +73,23 @@ pub use model::{
     PendingLogin, Review, StaffSession,
 };
 
+/// Expired token ids can never be replayed (the token is refused as expired), so they are
+/// forgotten, but at most once a minute rather than on every call.
+#[derive(Default)]
+pub(crate) struct JtiPurge(std::sync::atomic::AtomicI64);
+
+impl JtiPurge {
+    const EVERY_SECS: i64 = 60;
+
+    /// Whether this caller should purge now (exactly one caller per minute is told so).
+    pub(crate) fn due(&self, now: i64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let last = self.0.load(Relaxed);
+        now - last >= Self::EVERY_SECS
+            && self.0.compare_exchange(last, now, Relaxed, Relaxed).is_ok()
+    }
+}
+
 /// The id of a new stored row (audit entry, CarePlan, card, feedback): time-ordered (UUIDv7),
 /// so each insert appends to its primary-key index rather than dirtying a random page of it
 /// (a random v4 id cost every call a few more 4 KiB pages in each commit).
@@ -227,5 +244,20 @@ pub async fn connect(url: &str, options: &PoolOptions) -> Result<Arc<dyn Store>,
         Ok(Arc::new(postgres::PgStore::connect(url, options).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::JtiPurge;
+
+    #[test]
+    fn expired_ids_are_purged_by_one_caller_a_minute() {
+        let purge = JtiPurge::default();
+        let now = 1_800_000_000;
+        assert!(purge.due(now), "the first call after start purges");
+        assert!(!purge.due(now), "not again at once");
+        assert!(!purge.due(now + 59));
+        assert!(purge.due(now + 60));
     }
 }

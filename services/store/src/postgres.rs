@@ -14,6 +14,7 @@ use crate::{
 
 pub struct PgStore {
     pool: PgPool,
+    jti_purge: crate::JtiPurge,
 }
 
 impl PgStore {
@@ -32,7 +33,10 @@ impl PgStore {
             })
             .connect(url)
             .await?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            jti_purge: Default::default(),
+        })
     }
 }
 
@@ -253,22 +257,29 @@ impl Store for PgStore {
         expires_at: i64,
         now: i64,
     ) -> Result<JtiClaim, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // Expired ids can never be replayed (the token is refused as expired): forget them.
-        sqlx::query("DELETE FROM seen_jti WHERE expires_at < $1")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if self.jti_purge.due(now) {
+            let pool = self.pool.clone();
+            tokio::spawn(async move {
+                let purged = sqlx::query("DELETE FROM seen_jti WHERE expires_at < $1")
+                    .bind(now)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = purged {
+                    tracing::warn!(error = %e, "expired token ids not forgotten (tried again later)");
+                }
+            });
+        }
+        // One statement, committed on its own: decided and durable in one round trip, and a
+        // concurrent use by another replica conflicts on the primary key.
         let inserted = sqlx::query(
             "INSERT INTO seen_jti (issuer, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(issuer)
         .bind(jti)
         .bind(expires_at)
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?
         .rows_affected();
-        tx.commit().await?;
         Ok(JtiClaim::committed(inserted == 1))
     }
 

@@ -29,8 +29,7 @@ pub struct SqliteStore {
     writer: Writer,
     /// Token ids claimed by calls in flight, not yet written (see `claims`).
     held: std::sync::Arc<claims::Held>,
-    /// When expired token ids were last forgotten (Unix seconds).
-    jti_purged_at: std::sync::atomic::AtomicI64,
+    jti_purge: crate::JtiPurge,
 }
 
 /// The way into the single group-commit writer (see `group_writer`): its queue, and the
@@ -40,8 +39,6 @@ pub(crate) struct Writer {
     queue: tokio::sync::mpsc::Sender<Job>,
     path: Option<PathBuf>,
 }
-
-const JTI_PURGE_EVERY_SECS: i64 = 60;
 
 impl SqliteStore {
     pub async fn connect(url: &str, options: &PoolOptions) -> Result<Self, StoreError> {
@@ -76,7 +73,7 @@ impl SqliteStore {
                 path,
             },
             held: Default::default(),
-            jti_purged_at: std::sync::atomic::AtomicI64::new(0),
+            jti_purge: Default::default(),
         })
     }
 }
@@ -898,17 +895,9 @@ impl SqliteStore {
         self.writer.enqueue(work, true).await
     }
 
-    /// Expired ids can never be replayed (the token is refused as expired): forget them, at
-    /// most once a minute, in a write of their own that nobody waits for.
+    /// Forget expired token ids (see `JtiPurge`), in a write of their own that nobody waits for.
     fn purge_expired_jti(&self, now: i64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        let last = self.jti_purged_at.load(Relaxed);
-        if now - last < JTI_PURGE_EVERY_SECS
-            || self
-                .jti_purged_at
-                .compare_exchange(last, now, Relaxed, Relaxed)
-                .is_err()
-        {
+        if !self.jti_purge.due(now) {
             return;
         }
         let writer = self.writer.clone();
