@@ -26,19 +26,6 @@ pub struct JtiClaim {
     deferred: Option<sqlite::Deferred>,
 }
 
-/// The outcome of the group commit a queued write joined.
-pub(crate) struct Commit(pub(crate) tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
-
-impl Commit {
-    pub(crate) async fn wait(self) -> Result<(), StoreError> {
-        self.0.await.unwrap_or_else(|_| {
-            Err(StoreError::CommitFailed(
-                "the writer stopped before the write was committed".into(),
-            ))
-        })
-    }
-}
-
 impl JtiClaim {
     /// A claim already committed (or a replay: nothing to write).
     pub(crate) fn committed(fresh: bool) -> Self {

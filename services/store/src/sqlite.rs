@@ -15,9 +15,9 @@ use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, Commit, FeedbackRecord,
-    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions,
-    StaffSession, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
+    JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession,
+    Store, StoreError,
 };
 
 mod claims;
@@ -763,6 +763,19 @@ impl Writer {
             Some(p) if !p.exists() => Err(StoreError::FileGone(p.display().to_string())),
             _ => Ok(()),
         }
+    }
+}
+
+/// The outcome of the group commit a queued write joined.
+struct Commit(tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
+
+impl Commit {
+    async fn wait(self) -> Result<(), StoreError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(StoreError::CommitFailed(
+                "the writer stopped before the write was committed".into(),
+            ))
+        })
     }
 }
 
