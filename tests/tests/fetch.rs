@@ -258,3 +258,35 @@ async fn under_overload_a_hook_call_is_shed_with_503_and_retry_after() {
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn with_the_queue_full_a_hook_call_is_shed_at_once() {
+    // One slot, no queue, a queue timeout far beyond the test: only the bound can answer fast.
+    let app = stride_tests::spawn_app_with(&[
+        ("STRIDE_MAX_CONCURRENT_HOOKS", "1"),
+        ("STRIDE_HOOK_QUEUE_MAX", "0"),
+        ("STRIDE_HOOK_QUEUE_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    let app = Arc::new(app);
+    let ehr = start_ehr(Mode::Slow).await;
+    let slow = {
+        let (app, body) = (app.clone(), request(&ehr, json!({})));
+        tokio::spawn(async move { call(&app, &body).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let res = app
+        .cds("/cds-services/running-knee-patient-view")
+        .json(&patient_view(prefetch(&[], &[])))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("answered before the client gave up");
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    assert_eq!(
+        stride_tests::metric(&app.metrics().await, "stride_hooks_shed_total"),
+        Some(1.0)
+    );
+    assert_eq!(slow.await.unwrap().0, 412);
+}

@@ -37,11 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
+    // Two sets made within one second (a warm-up set and a measured one) must not share ids.
+    let batch = uuid::Uuid::new_v4().simple();
     let aud = format!("{public}/cds-services/running-knee-patient-view");
     let mut tokens = std::io::BufWriter::new(std::fs::File::create(out.join("tokens.txt"))?);
     for i in 0..n {
         let claims = json!({"iss": "https://ehr.load.test", "sub": "load", "aud": aud, "iat": now, "exp": now + 3000,
-                            "jti": format!("load-{now}-{i}"), "tenant": "load"});
+                            "jti": format!("load-{batch}-{i}"), "tenant": "load"});
         writeln!(tokens, "{}", jsonwebtoken::encode(&header, &claims, &key)?)?;
     }
     tokens.flush()?;

@@ -35,6 +35,12 @@ pub struct Settings {
     pub max_concurrent_hooks: usize,
     /// How long a hook call waits for a processing slot before it is answered 503.
     pub hook_queue_timeout: Duration,
+    /// Hook calls that may wait for a slot; one more is answered 503 at once.
+    pub hook_queue_max: usize,
+    /// HTTP worker threads. actix keeps each connection on one worker, so with one worker per
+    /// core a burst on one connection queues behind its worker while the other core idles; two
+    /// per core let the kernel run whichever is ready (measured in docs/benchmarks.md).
+    pub workers: usize,
     /// Development mode: the trust file with the development issuers added (`stride dev`).
     pub dev_trust: Option<serde_json::Value>,
     /// OpenID Connect sign-in for the staff pages; without it they take a bearer token from a
@@ -174,6 +180,8 @@ struct Raw {
     migrate_on_start: Option<String>,
     max_concurrent_hooks: Option<String>,
     hook_queue_timeout_ms: Option<String>,
+    hook_queue_max: Option<String>,
+    workers: Option<String>,
     oidc_issuer: Option<String>,
     oidc_client_id: Option<String>,
     oidc_client_secret: Option<String>,
@@ -398,8 +406,19 @@ impl Settings {
             0,
             60_000,
         )?;
+        let hook_queue_max = number(
+            "STRIDE_HOOK_QUEUE_MAX",
+            raw.hook_queue_max,
+            4 * max_concurrent_hooks as u64,
+            0,
+            1_000_000,
+        )? as usize;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        let workers = number("STRIDE_WORKERS", raw.workers, 2 * cores, 1, 1024)? as usize;
         Ok(Settings {
+            workers,
             max_concurrent_hooks,
+            hook_queue_max,
             hook_queue_timeout: Duration::from_millis(hook_queue_ms),
             oidc,
             migrate_on_start,
@@ -442,6 +461,21 @@ mod tests {
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080");
         assert_eq!(s.database, DatabaseUrl::Sqlite("sqlite://stride.db".into()));
         assert!(s.trust_file.is_none());
+        let cores = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(s.workers, 2 * cores);
+        assert_eq!(s.hook_queue_max, 4 * s.max_concurrent_hooks);
+    }
+
+    #[test]
+    fn workers_are_a_bounded_whole_number() {
+        let s = Settings::from_sources(None, &env(&[("STRIDE_WORKERS", "3")])).unwrap();
+        assert_eq!(s.workers, 3);
+        for bad in ["0", "-1", "four", "5000"] {
+            let e = Settings::from_sources(None, &env(&[("STRIDE_WORKERS", bad)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("STRIDE_WORKERS"), "{e}");
+        }
     }
 
     #[test]

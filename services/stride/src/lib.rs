@@ -1,6 +1,7 @@
 //! The Stride service: configuration, HTTP surface and command line, on top of the
 //! guideline engine, the FHIR crate and the store.
 
+pub mod admission;
 pub mod audit;
 pub mod audit_cmd;
 pub mod auth;

@@ -26,8 +26,8 @@ pub struct AppState {
     pub verifier: Arc<stride_auth::Verifier>,
     pub started: time::OffsetDateTime,
     pub metrics: Arc<crate::metrics::Metrics>,
-    /// Processing slots for hook calls (see `Settings::max_concurrent_hooks`).
-    pub hook_slots: Arc<tokio::sync::Semaphore>,
+    /// Processing slots and the queue for them (see `Settings::max_concurrent_hooks`).
+    pub admission: crate::admission::Admission,
     /// Staff sign-in with OpenID Connect, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Refused requests on their way to the audit log (see `audit::refused`).
@@ -144,8 +144,13 @@ impl Application {
             "stride listening"
         );
         let shutdown = settings.shutdown_timeout.as_secs();
+        let workers = settings.workers;
         let limit = settings.max_body_bytes;
-        let hook_slots = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent_hooks));
+        let admission = crate::admission::Admission::new(
+            settings.max_concurrent_hooks,
+            settings.hook_queue_max,
+            settings.hook_queue_timeout,
+        );
         let state = web::Data::new(AppState {
             store: store.clone(),
             catalog,
@@ -153,7 +158,7 @@ impl Application {
             fetcher: Fetcher::new(),
             verifier,
             oidc,
-            hook_slots,
+            admission,
             started: time::OffsetDateTime::now_utc(),
             metrics: Arc::new(crate::metrics::Metrics::new()),
             refusals: crate::audit::refusal_writer(store.clone()),
@@ -251,6 +256,7 @@ impl Application {
                 .default_service(web::to(not_found))
         })
         .shutdown_timeout(shutdown)
+        .workers(workers)
         .listen(listener)
         .map_err(|source| StartError::Bind {
             addr: "listener".into(),

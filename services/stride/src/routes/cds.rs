@@ -120,22 +120,14 @@ pub async fn call(
     tracing::Span::current().record("hook", svc.hook.name());
     let rs = rule_set(&state)?.clone();
     // Read the raw body first (a slow sender must not hold a processing slot), then wait for
-    // a slot: under overload, calls wait here as bytes and are shed after the queue timeout
-    // rather than all parsed and evaluated at once.
+    // a slot: under overload, a bounded number of calls wait here as bytes and the rest are
+    // shed, rather than all parsed and evaluated at once.
     let raw = read_body(&http, payload, state.settings.max_body_bytes).await?;
-    let _slot = match tokio::time::timeout(
-        state.settings.hook_queue_timeout,
-        state.hook_slots.clone().acquire_owned(),
-    )
-    .await
-    {
-        Ok(Ok(permit)) => permit,
-        _ => {
-            state.metrics.hooks_shed.inc();
-            tracing::warn!("no processing slot within the queue timeout: shedding a hook call");
-            return Err(ApiError::Overloaded);
-        }
-    };
+    let _slot = state.admission.enter().await.map_err(|refused| {
+        state.metrics.hooks_shed.inc();
+        tracing::warn!(reason = refused.as_str(), "shedding a hook call");
+        ApiError::Overloaded
+    })?;
     let req = request::parse(&raw, svc.hook, state.settings.public_url.is_loopback()).map_err(
         |e| match e {
             ParseError::Malformed(m) => ApiError::MalformedJson(m),
