@@ -12,8 +12,12 @@ use crate::{
     Store, StoreError,
 };
 
+mod group;
+
 pub struct PgStore {
     pool: PgPool,
+    /// The way into the group writer of hook records (see `group`).
+    records: tokio::sync::mpsc::Sender<group::Job>,
     jti_purge: crate::JtiPurge,
 }
 
@@ -34,6 +38,7 @@ impl PgStore {
             .connect(url)
             .await?;
         Ok(PgStore {
+            records: group::spawn(pool.clone()),
             pool,
             jti_purge: Default::default(),
         })
@@ -170,34 +175,20 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_careplan(&mut tx, p).await?;
+        insert_careplans(&mut tx, &[p]).await?;
         tx.commit().await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
     async fn record_hook(&self, record: HookRecord) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(p) = &record.careplan {
-            insert_careplan(&mut tx, p).await?;
-        }
-        for c in &record.cards {
-            sqlx::query(
-                "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(c.uuid)
-            .bind(&c.service_id)
-            .bind(&c.hook_instance)
-            .bind(&c.decision_id)
-            .bind(c.careplan_id)
-            .bind(c.created_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        append(&mut tx, &record.audit).await?;
-        tx.commit().await?;
-        Ok(())
+        let (done, answer) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::CommitFailed("the record writer has stopped".into());
+        self.records
+            .send(group::Job { record, done })
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     #[tracing::instrument(skip_all, fields(entries = entries.len()))]
@@ -495,27 +486,34 @@ impl Store for PgStore {
     }
 }
 
-async fn insert_careplan(tx: &mut sqlx::PgConnection, p: &NewCarePlan) -> Result<(), StoreError> {
-    {
-        sqlx::query(
-            "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
-                                    phase, red_flag, resource, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $10)",
-        )
-        .bind(p.id)
-        .bind(&p.tenant)
-        .bind(&p.patient_ref)
-        .bind(&p.status)
-        .bind(&p.rule_set_id)
-        .bind(&p.rule_set_version)
-        .bind(&p.phase)
-        .bind(p.red_flag)
-        .bind(&p.resource)
-        .bind(p.created_at)
-        .execute(tx)
-        .await?;
-        Ok(())
+/// New CarePlans, in one statement.
+async fn insert_careplans(
+    tx: &mut sqlx::PgConnection,
+    plans: &[&NewCarePlan],
+) -> Result<(), StoreError> {
+    if plans.is_empty() {
+        return Ok(());
     }
+    let mut q = sqlx::QueryBuilder::new(
+        "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
+                                phase, red_flag, resource, created_at, updated_at) ",
+    );
+    q.push_values(plans, |mut b, p| {
+        b.push_bind(p.id)
+            .push_bind(&p.tenant)
+            .push_bind(&p.patient_ref)
+            .push_bind(&p.status)
+            .push("1")
+            .push_bind(&p.rule_set_id)
+            .push_bind(&p.rule_set_version)
+            .push_bind(&p.phase)
+            .push_bind(p.red_flag)
+            .push_bind(&p.resource)
+            .push_bind(p.created_at)
+            .push_bind(p.created_at);
+    });
+    q.build().execute(tx).await?;
+    Ok(())
 }
 
 impl PgStore {
@@ -567,64 +565,88 @@ fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreE
     })
 }
 
-/// Append `e` to its tenant's chain inside `tx`. An advisory lock per tenant serialises
-/// appenders across replicas, so two entries never claim the same place in the chain.
+/// Append `e` to its tenant's chain inside `tx`.
 async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind(&e.tenant)
-        .execute(&mut *tx)
+    append_all(tx, &[e]).await
+}
+
+/// Append `entries`, in their order, to their tenants' chains inside `tx`, in one INSERT. An
+/// advisory lock per tenant serialises appenders across replicas, so two entries never claim
+/// the same place in a chain; tenants are locked in sorted order, so two groups never wait on
+/// each other.
+async fn append_all(
+    tx: &mut sqlx::PgConnection,
+    entries: &[&NewAuditEntry],
+) -> Result<(), StoreError> {
+    let mut tenants: Vec<&str> = entries.iter().map(|e| e.tenant.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let mut heads = std::collections::HashMap::with_capacity(tenants.len());
+    for tenant in tenants {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        let last: Option<(i64, String)> = sqlx::query_as(
+            "SELECT seq, hash FROM audit_entries WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut *tx)
         .await?;
-    let last: Option<(i64, String)> = sqlx::query_as(
-        "SELECT seq, hash FROM audit_entries WHERE tenant = $1 ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(&e.tenant)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (seq, prev) = last
-        .map(|(s, h)| (s + 1, h))
-        .unwrap_or((1, GENESIS.to_owned()));
-    let facts_digest = e.facts.as_ref().map(|f| f.digest());
-    let input_digest = facts_digest.as_deref();
-    let hash = entry_hash(e, seq, input_digest, &prev);
-    let recorded_at =
-        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.recorded_us) * 1000)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
+        heads.insert(tenant, last.unwrap_or((0, GENESIS.to_owned())));
+    }
+    let mut rows = Vec::with_capacity(entries.len());
+    for &e in entries {
+        let head = heads
+            .get_mut(e.tenant.as_str())
+            .expect("every tenant's head was read");
+        let seq = head.0 + 1;
+        let input_digest = e.facts.as_ref().map(|f| f.digest());
+        let hash = entry_hash(e, seq, input_digest.as_deref(), &head.1);
+        let prev = std::mem::replace(head, (seq, hash.clone())).1;
+        let recorded_at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.recorded_us) * 1000)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        rows.push((e, seq, recorded_at, input_digest, prev, hash));
+    }
+    let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO audit_entries (id, tenant, seq, recorded_at, recorded_us, action, outcome, caller_issuer,
             caller_subject, hook, hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id,
-            rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22,
-                 $23, $24, $25, $26)",
-    )
-    .bind(e.id)
-    .bind(&e.tenant)
-    .bind(seq)
-    .bind(recorded_at)
-    .bind(e.recorded_us)
-    .bind(&e.action)
-    .bind(&e.outcome)
-    .bind(&e.caller_issuer)
-    .bind(&e.caller_subject)
-    .bind(&e.hook)
-    .bind(&e.hook_instance)
-    .bind(&e.service_id)
-    .bind(&e.patient_ref)
-    .bind(&e.as_of)
-    .bind(input_digest)
-    // As text: JSONB would rewrite numbers (1e16, -0.0) and break the digest on read-back.
-    .bind(e.facts.as_ref().map(|f| f.text()))
-    .bind(&e.rule_set_id)
-    .bind(&e.rule_set_version)
-    .bind(&e.rule_set_hash)
-    .bind(serde_json::json!(e.decision_ids))
-    .bind(serde_json::json!(e.card_uuids))
-    .bind(e.careplan_id)
-    .bind(&e.trace_id)
-    .bind(&e.details)
-    .bind(&prev)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await?;
+            rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash) ",
+    );
+    q.push_values(
+        rows,
+        |mut b, (e, seq, recorded_at, input_digest, prev, hash)| {
+            b.push_bind(e.id)
+                .push_bind(&e.tenant)
+                .push_bind(seq)
+                .push_bind(recorded_at)
+                .push_bind(e.recorded_us)
+                .push_bind(&e.action)
+                .push_bind(&e.outcome)
+                .push_bind(&e.caller_issuer)
+                .push_bind(&e.caller_subject)
+                .push_bind(&e.hook)
+                .push_bind(&e.hook_instance)
+                .push_bind(&e.service_id)
+                .push_bind(&e.patient_ref)
+                .push_bind(&e.as_of)
+                .push_bind(input_digest)
+                // As text: JSONB would rewrite numbers (1e16, -0.0) and break the digest on read-back.
+                .push_bind(e.facts.as_ref().map(|f| f.text()))
+                .push_bind(&e.rule_set_id)
+                .push_bind(&e.rule_set_version)
+                .push_bind(&e.rule_set_hash)
+                .push_bind(serde_json::json!(e.decision_ids))
+                .push_bind(serde_json::json!(e.card_uuids))
+                .push_bind(e.careplan_id)
+                .push_bind(&e.trace_id)
+                .push_bind(&e.details)
+                .push_bind(prev)
+                .push_bind(hash);
+        },
+    );
+    q.build().execute(&mut *tx).await?;
     Ok(())
 }
 

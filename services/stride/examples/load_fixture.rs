@@ -3,6 +3,8 @@
 //! tokens (unique jti each, signed with the test-only key in tests/fixtures/keys), and the
 //! trust file that accepts them.
 //! `cargo run --release --example load_fixture -- OUT_DIR N PUBLIC_URL`
+//! Tokens are ES384; `STRIDE_LOAD_ALG=RS384` signs them with the RSA test key instead (the other
+//! algorithm CDS Hooks allows, and about a tenth of ES384's verification cost).
 
 use std::io::Write;
 
@@ -24,16 +26,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/keys");
     std::fs::create_dir_all(&out)?;
 
-    let jwk: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(keys.join("ehr-es384.jwk.json"))?)?;
+    let (alg, name) = match std::env::var("STRIDE_LOAD_ALG").as_deref() {
+        Ok("RS384") => (jsonwebtoken::Algorithm::RS384, "ehr-rs384"),
+        Ok("ES384") | Err(_) => (jsonwebtoken::Algorithm::ES384, "ehr-es384"),
+        Ok(other) => return Err(format!("STRIDE_LOAD_ALG={other}: ES384 or RS384").into()),
+    };
+    let jwk: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        keys.join(format!("{name}.jwk.json")),
+    )?)?;
     let trust = json!({"issuers": [{"iss": "https://ehr.load.test", "kind": "cds-client", "tenant": "load", "jwks": {"keys": [jwk]}}]});
     std::fs::write(out.join("trust.json"), trust.to_string())?;
 
-    let key = jsonwebtoken::EncodingKey::from_ec_pem(
-        std::fs::read_to_string(keys.join("ehr-es384.pem"))?.as_bytes(),
-    )?;
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
-    header.kid = Some("ehr-es384".into());
+    let pem = std::fs::read_to_string(keys.join(format!("{name}.pem")))?;
+    let key = match alg {
+        jsonwebtoken::Algorithm::RS384 => jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes())?,
+        _ => jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes())?,
+    };
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(name.into());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
