@@ -126,7 +126,7 @@ async fn every_kind_of_event_lands_in_the_log() {
     assert_eq!(e.rule_set_version.as_deref(), Some("1.0.0"));
     assert_eq!(e.rule_set_hash.as_ref().unwrap().len(), 64);
     assert_eq!(e.decision_ids, ["walk-run"]);
-    assert_eq!(e.card_uuids, [card.clone()]);
+    assert_eq!(e.card_uuids, std::slice::from_ref(&card));
     assert_eq!(e.careplan_id.unwrap().to_string(), plan_id);
     assert!(
         e.facts.as_ref().unwrap().json()["records"]

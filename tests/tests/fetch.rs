@@ -20,10 +20,13 @@ enum Mode {
     ForeignNextPage,
 }
 
+/// Each request the fake EHR saw: its path and query, and its Authorization header.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 #[derive(Clone)]
 struct Ehr {
     mode: Mode,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
     base: String,
 }
 

@@ -156,8 +156,12 @@ impl Verdict {
             _ => Unknown,
         }
     }
+}
 
-    pub fn not(self) -> Verdict {
+impl std::ops::Not for Verdict {
+    type Output = Verdict;
+
+    fn not(self) -> Verdict {
         match self {
             Verdict::Met => Verdict::NotMet,
             Verdict::NotMet => Verdict::Met,

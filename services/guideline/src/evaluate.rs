@@ -325,7 +325,7 @@ impl Evaluator<'_> {
             Criterion::Any { any } => any
                 .iter()
                 .fold(Verdict::NotMet, |acc, c| acc.or(self.verdict(rule, c))),
-            Criterion::Not { not } => self.verdict(rule, not).not(),
+            Criterion::Not { not } => !self.verdict(rule, not),
             Criterion::PhaseIn { phase_in } => match &self.phase {
                 Some(p) if phase_in.contains(p) => Verdict::Met,
                 Some(_) => Verdict::NotMet,

@@ -410,7 +410,7 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
                     .rposition(|p| p.date != day)
                     .map_or(0, |i| i + 1);
                 let on_day = &points[start..end];
-                if !on_day.iter().all(|p| matches(p)) {
+                if !on_day.iter().all(&matches) {
                     break;
                 }
                 run += 1;

@@ -72,7 +72,7 @@ async fn execute(
                     writeln!(sink, "{}", to_json(&a))?;
                 }
                 n += 1;
-                if n % 10_000 == 0 {
+                if n.is_multiple_of(10_000) {
                     if tty {
                         eprint!("\rexported {n} entries");
                     } else {

@@ -211,6 +211,8 @@ type Logs = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 /// Start `stride <subcommand>` (serve or dev) and wait for it to listen. Every log line
 /// (also those before the start) is kept in the returned list.
+// The child is handed to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn serve_with(mut command: Command, subcommand: &str) -> (Child, u16, Logs) {
     let mut child = command
         .arg(subcommand)
