@@ -620,23 +620,23 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
     use futures_util::FutureExt;
     let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
     loop {
-        let next = match held {
-            None => queue.recv().await,
-            Some(_) => match tokio::time::timeout(WRITER_IDLE, queue.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    held = None;
-                    continue;
+        // Waits for one write, then takes every other one already queued (up to GROUP_MAX).
+        let mut jobs = Vec::with_capacity(GROUP_MAX);
+        let received = match held {
+            None => queue.recv_many(&mut jobs, GROUP_MAX).await,
+            Some(_) => {
+                match tokio::time::timeout(WRITER_IDLE, queue.recv_many(&mut jobs, GROUP_MAX)).await
+                {
+                    Ok(n) => n,
+                    Err(_) => {
+                        held = None;
+                        continue;
+                    }
                 }
-            },
-        };
-        let Some(first) = next else { break };
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP_MAX {
-            match queue.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
             }
+        };
+        if received == 0 {
+            break;
         }
         // BEGIN and COMMIT by hand rather than sqlx's Transaction: a connection whose COMMIT
         // failed must never go back to the pool believing it is still inside a transaction.

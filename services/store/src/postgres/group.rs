@@ -32,13 +32,11 @@ pub(crate) fn spawn(pool: PgPool) -> mpsc::Sender<Job> {
 }
 
 async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
-    while let Some(first) = queue.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < GROUP_MAX {
-            match queue.try_recv() {
-                Ok(j) => jobs.push(j),
-                Err(_) => break,
-            }
+    loop {
+        // Waits for one record, then takes every other one already queued (up to GROUP_MAX).
+        let mut jobs = Vec::with_capacity(GROUP_MAX);
+        if queue.recv_many(&mut jobs, GROUP_MAX).await == 0 {
+            break;
         }
         // A caller that has gone (its client hung up) was never answered: nothing to store.
         jobs.retain(|j| !j.done.is_closed());
