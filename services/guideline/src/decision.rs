@@ -30,6 +30,12 @@ pub struct Decision {
     pub pitfalls: Vec<Finding>,
     /// Red flags that could be neither confirmed nor ruled out: shown, never silently dropped.
     pub unassessed_red_flags: Vec<Unassessed>,
+    /// Red flags that only a preliminary record would fire: shown ("confirm"), not counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preliminary_red_flags: Vec<Preliminary>,
+    /// Set when the episode looks like a problem-list entry left active: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_episode: Option<String>,
     /// Facts whose absence kept the phase from being placed further (or at all).
     pub missing: Vec<MissingFact>,
     pub activities: Vec<PlannedActivity>,
@@ -81,6 +87,18 @@ pub struct Finding {
     pub cite: Vec<u32>,
     /// The records the verdict rests on.
     pub evidence: Vec<String>,
+    /// Conflicting records the finding was decided on (a red flag counts the positive one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Preliminary {
+    pub id: String,
+    pub rule: String,
+    pub summary: String,
+    /// The preliminary records that would fire it.
+    pub sources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -88,6 +106,12 @@ pub struct Unassessed {
     pub id: String,
     pub rule: String,
     pub missing: Vec<String>,
+    /// What to record, in clinical words (`missing` with each fact's text and reason).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<MissingFact>,
+    /// The red flag's own summary, for a card of its own.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,8 +3,8 @@
 use time::Date;
 
 use crate::decision::{
-    Decision, Dose, Finding, MissingFact, PlannedActivity, RegressionState, TraceEntry, Unassessed,
-    Verdict, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
+    Decision, Dose, Finding, MissingFact, PlannedActivity, Preliminary, RegressionState,
+    TraceEntry, Unassessed, Verdict, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use crate::facts::Facts;
 use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
@@ -53,6 +53,8 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         warnings: Vec::new(),
         pitfalls: Vec::new(),
         unassessed_red_flags: Vec::new(),
+        preliminary_red_flags: Vec::new(),
+        stale_episode: None,
         missing: Vec::new(),
         activities: Vec::new(),
         rehab: Vec::new(),
@@ -76,8 +78,12 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
 
     let mut flags_unknown = Vec::new();
     decision.red_flags = ev.findings(&doc.red_flags, Some(&mut flags_unknown));
+    if doc.data_quality.preliminary_red_flags_shown {
+        decision.preliminary_red_flags = ev.preliminary(&doc.red_flags, &decision.red_flags);
+    }
     decision.unassessed_red_flags = flags_unknown;
     decision.warnings = ev.findings(&doc.warnings, None);
+    decision.stale_episode = stale(rs, &table, as_of);
 
     let mut missing_facts: Vec<String> = Vec::new();
     if table.onset.is_none() {
@@ -108,7 +114,22 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         if painful == Verdict::Met && resolved != Verdict::Met {
             doc.phases[0].id.clone()
         } else {
-            ev.place(&mut missing_facts)
+            let placed = ev.place(&mut missing_facts);
+            // Before progression, the red flags are ruled out: one that can be neither
+            // confirmed nor ruled out keeps the patient in the first phase, and what it needs
+            // is asked for.
+            let beyond_first = doc.phases.iter().skip(1).any(|p| p.id == placed);
+            if doc.data_quality.red_flags_ruled_out_before_progression
+                && beyond_first
+                && !decision.unassessed_red_flags.is_empty()
+            {
+                for u in &decision.unassessed_red_flags {
+                    missing_facts.extend(u.missing.iter().cloned());
+                }
+                doc.phases[0].id.clone()
+            } else {
+                placed
+            }
         }
     };
     ev.phase = Some(phase.clone());
@@ -124,23 +145,46 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
     missing_facts.dedup();
     decision.missing = missing_facts
         .into_iter()
-        .map(|fact| {
-            let reason = table
-                .values
-                .get(&fact)
-                .and_then(|v| v.reason.clone())
-                .unwrap_or_else(|| "no record".into());
-            let text = doc
-                .facts
-                .get(&fact)
-                .map(|b| b.text.clone())
-                .unwrap_or_else(|| fact.clone());
-            MissingFact { fact, text, reason }
-        })
+        .map(|fact| missing_fact(rs, &table, fact))
         .collect();
+    for u in &mut decision.unassessed_red_flags {
+        u.needs = u
+            .missing
+            .iter()
+            .map(|f| missing_fact(rs, &table, f.clone()))
+            .collect();
+    }
     decision.phase = Some(phase);
     decision.trace = ev.trace;
     decision
+}
+
+fn missing_fact(rs: &RuleSet, table: &FactTable, fact: String) -> MissingFact {
+    let reason = table
+        .values
+        .get(&fact)
+        .and_then(|v| v.reason.clone())
+        .unwrap_or_else(|| "no record".into());
+    let text = rs
+        .doc
+        .facts
+        .get(&fact)
+        .map(|b| b.text.clone())
+        .unwrap_or_else(|| fact.clone());
+    MissingFact { fact, text, reason }
+}
+
+/// Why the episode looks stale, when it does: older than the rule set's limit, and nothing
+/// recorded recently.
+fn stale(rs: &RuleSet, table: &FactTable, as_of: Date) -> Option<String> {
+    let st = rs.doc.applicability.stale.as_ref()?;
+    let days = |p: &str| rs.doc.parameters.get(p).and_then(|p| p.threshold());
+    let (after, recent) = (days(&st.after_days)?, days(&st.recent_days)?);
+    let elapsed = (as_of - table.onset?).whole_days() as f64;
+    let quiet = table
+        .newest_observation
+        .is_none_or(|d| (as_of - d).whole_days() as f64 > recent);
+    (elapsed > after && quiet).then(|| st.note.clone())
 }
 
 struct Evaluator<'a> {
@@ -192,10 +236,26 @@ impl Evaluator<'_> {
         rules: &[Rule],
         mut unknown: Option<&mut Vec<Unassessed>>,
     ) -> Vec<Finding> {
+        let positive = self.rs.doc.data_quality.red_flag_conflicts_positive && unknown.is_some();
         let mut out = Vec::new();
         for r in rules {
             let start = self.trace.len();
-            match self.verdict(&r.rule, &r.when) {
+            let verdict = self.verdict(&r.rule, &r.when);
+            // Safety first: a red-flag finding recorded both ways on one day fires on the
+            // positive record, and the card says so.
+            if positive
+                && verdict != Verdict::Met
+                && self.possibly(&r.when, true, false) == Verdict::Met
+            {
+                let mut f = finding(r, &r.card, self.evidence(start));
+                f.conflicts = self.conflicts(&r.when);
+                f.evidence.extend(self.conflict_sources(&r.when));
+                f.evidence.sort();
+                f.evidence.dedup();
+                out.push(f);
+                continue;
+            }
+            match verdict {
                 Verdict::Met => out.push(finding(r, &r.card, self.evidence(start))),
                 Verdict::Unknown => {
                     if let Some(list) = unknown.as_deref_mut() {
@@ -207,6 +267,8 @@ impl Evaluator<'_> {
                             id: r.id.clone(),
                             rule: r.rule.clone(),
                             missing,
+                            needs: Vec::new(),
+                            summary: r.card.summary.clone(),
                         });
                     }
                 }
@@ -214,6 +276,131 @@ impl Evaluator<'_> {
             }
         }
         out
+    }
+
+    /// Red flags that did not fire but would on a preliminary record: to be confirmed.
+    fn preliminary(&self, rules: &[Rule], fired: &[Finding]) -> Vec<Preliminary> {
+        rules
+            .iter()
+            .filter(|r| !fired.iter().any(|f| f.id == r.id))
+            .filter(|r| self.possibly(&r.when, true, true) == Verdict::Met)
+            .map(|r| {
+                let mut sources = Vec::new();
+                self.facts_of(&r.when, &mut |fact| {
+                    if let Some(v) = self.table.values.get(fact) {
+                        sources.extend(v.preliminary.iter().map(|(_, s)| s.clone()));
+                    }
+                });
+                sources.sort();
+                sources.dedup();
+                Preliminary {
+                    id: r.id.clone(),
+                    rule: r.rule.clone(),
+                    summary: r.card.summary.clone(),
+                    sources,
+                }
+            })
+            .collect()
+    }
+
+    /// Every fact a criterion compares (and the facts its thresholds are percentages of).
+    fn facts_of(&self, c: &Criterion, f: &mut dyn FnMut(&str)) {
+        match c {
+            Criterion::All { all: cs } | Criterion::Any { any: cs } => {
+                cs.iter().for_each(|c| self.facts_of(c, f))
+            }
+            Criterion::Not { not } => self.facts_of(not, f),
+            Criterion::PhaseIn { .. } => {}
+            Criterion::Compare(cmp) => {
+                f(&cmp.fact);
+                if let Some(p) = &cmp.percent_of {
+                    f(p);
+                }
+            }
+        }
+    }
+
+    /// The conflicts a criterion's facts carry, in clinical words.
+    fn conflicts(&self, c: &Criterion) -> Vec<String> {
+        let mut out = Vec::new();
+        self.facts_of(c, &mut |fact| {
+            let Some(v) = self.table.values.get(fact) else {
+                return;
+            };
+            if v.alternatives.len() > 1 {
+                let text = self.rs.doc.facts.get(fact).map_or(fact, |b| b.text.as_str());
+                out.push(format!(
+                    "{text}: {} ({}); the record that raises the red flag counts",
+                    v.reason.as_deref().unwrap_or("contradictory records"),
+                    v.sources.join(", ")
+                ));
+            }
+        });
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn conflict_sources(&self, c: &Criterion) -> Vec<String> {
+        let mut out = Vec::new();
+        self.facts_of(c, &mut |fact| {
+            if let Some(v) = self.table.values.get(fact) {
+                if v.alternatives.len() > 1 {
+                    out.extend(v.sources.iter().cloned());
+                }
+            }
+        });
+        out
+    }
+
+    /// Whether some reading of the records makes `c` hold: each comparison is tried against
+    /// every value a fact could have (a same-day conflict's values, with `preliminary` also
+    /// the preliminary records'). `polarity` flips under `not`, so a reading is chosen to fire
+    /// the whole criterion, never only one comparison. No trace is written.
+    fn possibly(&self, c: &Criterion, polarity: bool, preliminary: bool) -> Verdict {
+        match c {
+            Criterion::All { all } => all.iter().fold(Verdict::Met, |acc, c| {
+                acc.and(self.possibly(c, polarity, preliminary))
+            }),
+            Criterion::Any { any } => any.iter().fold(Verdict::NotMet, |acc, c| {
+                acc.or(self.possibly(c, polarity, preliminary))
+            }),
+            Criterion::Not { not } => !self.possibly(not, !polarity, preliminary),
+            Criterion::PhaseIn { .. } => self.peek(c),
+            Criterion::Compare(cmp) => {
+                let Some(fact) = self.table.values.get(&cmp.fact) else {
+                    return Verdict::Unknown;
+                };
+                let mut values: Vec<f64> = if fact.alternatives.is_empty() {
+                    fact.value.into_iter().collect()
+                } else {
+                    fact.alternatives.clone()
+                };
+                if preliminary {
+                    values.extend(fact.preliminary.iter().map(|(v, _)| *v));
+                }
+                let Some(t) = self.threshold(cmp).0 else {
+                    return Verdict::Unknown;
+                };
+                if values.is_empty() {
+                    return Verdict::Unknown;
+                }
+                let holds = |v: &f64| cmp.op.holds(*v, t);
+                let met = if polarity {
+                    values.iter().any(holds)
+                } else {
+                    values.iter().all(holds)
+                };
+                if met {
+                    Verdict::Met
+                } else if fact.value.is_none() && !preliminary {
+                    // No reading fires it, but the fact itself is still unknown.
+                    Verdict::Unknown
+                } else {
+                    Verdict::NotMet
+                }
+            }
+        }
     }
 
     fn evidence(&self, from: usize) -> Vec<String> {
@@ -431,5 +618,6 @@ fn finding(r: &Rule, card: &CardText, evidence: Vec<String>) -> Finding {
         detail: card.detail.clone(),
         cite: card.cite.clone(),
         evidence,
+        conflicts: Vec::new(),
     }
 }

@@ -39,6 +39,90 @@ pub struct RuleSetDoc {
     pub insufficient_data: CardText,
     #[serde(default)]
     pub hold: Option<CardText>,
+    /// Named sets of codes (explicit codes and ICD-10-CM stems with their 7th characters) that
+    /// fact sources read by name: one place per clinical concept, checked against the code
+    /// systems' own releases by the test suite.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub value_sets: BTreeMap<String, ValueSet>,
+    /// Coded answers read as yes / no for boolean findings. Without it, SNOMED CT yes / no only
+    /// (rule set 1.0.0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Answers>,
+    /// The UCUM units this rule set reads. Without it, the metric units of rule set 1.0.0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<Vec<String>>,
+    /// How the engine treats messy records (value-less, corrected, conflicting, preliminary).
+    /// Every switch is off in rule set 1.0.0, so its decisions replay unchanged.
+    #[serde(default)]
+    pub data_quality: DataQuality,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueSet {
+    pub text: String,
+    /// `alias#code` pairs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<String>,
+    /// ICD-10-CM categories that need a 7th character: `alias#stem` with the characters
+    /// that complete it (A, D, S; fractures also G, K, P).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stems: Vec<Stem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stem {
+    pub stem: String,
+    pub extensions: Vec<String>,
+}
+
+impl ValueSet {
+    /// Every `alias#code` the set holds: its codes, then each stem with each extension.
+    pub fn expand(&self) -> Vec<String> {
+        let mut out = self.codes.clone();
+        for s in &self.stems {
+            // A stem shorter than six characters after the dot takes placeholder X's first
+            // (ICD-10-CM's rule for a 7th character on a short code).
+            let (head, code) = s.stem.split_once('#').unwrap_or(("", &s.stem));
+            let mut base = code.to_owned();
+            while base.len() < 7 {
+                base.push('X');
+            }
+            for e in &s.extensions {
+                out.push(format!("{head}#{base}{e}"));
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answers {
+    pub yes: Vec<String>,
+    pub no: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataQuality {
+    /// A record without a value (`dataAbsentReason`, no `value[x]`) is left out and never
+    /// supersedes an earlier value.
+    pub value_less_ignored: bool,
+    /// On one day, an `amended` or `corrected` record supersedes the `final` one it corrects.
+    pub corrections_supersede: bool,
+    /// Two different values of a red-flag finding on one day: the red flag fires on the
+    /// reading that fires it, and the card names the conflict.
+    pub red_flag_conflicts_positive: bool,
+    /// A preliminary record that would fire a red flag is shown ("confirm"), never counted.
+    pub preliminary_red_flags_shown: bool,
+    /// No phase past the first while a red flag that applies is neither confirmed nor ruled
+    /// out.
+    pub red_flags_ruled_out_before_progression: bool,
+    /// The episode starts at the earliest onset of the active trigger Conditions (a diagnosis
+    /// refined during the episode does not restart it).
+    pub episode_onset_earliest: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +236,9 @@ pub struct FactBinding {
     /// Baselines (pre-injury values) are read from before the episode too.
     #[serde(default)]
     pub baseline: bool,
+    /// The range of believable values in `unit`; a value outside it is unknown, never used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plausible: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,7 +246,15 @@ pub struct FactBinding {
 pub struct FactSource {
     pub record: RecordKind,
     /// `alias#code` pairs; any one matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub codes: Vec<String>,
+    /// Names of `value_sets` whose codes also match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_sets: Vec<String>,
+    /// A boolean finding recorded absent reads as this number (no tenderness: extent 0); one
+    /// recorded present says nothing about the number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub absent_means: Option<f64>,
     /// Read this component (by `alias#code`) of the matched record instead of its value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
@@ -248,6 +343,19 @@ pub struct Applicability {
     pub episode_fact: String,
     /// Days since onset are exposed to criteria under this fact name.
     pub elapsed_fact: String,
+    /// When an episode counts as stale (named on the card).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale: Option<Staleness>,
+}
+
+/// An episode older than `after_days` with no record of the last `recent_days`: a problem-list
+/// entry left active, not a current episode. Both name parameters (in days).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Staleness {
+    pub after_days: String,
+    pub recent_days: String,
+    pub note: String,
 }
 
 /// A red flag, warning or pitfall: when `when` is met, the finding fires.

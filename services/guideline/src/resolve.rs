@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use time::Date;
 
 use crate::decision::Ignored;
-use crate::facts::{Code, Facts, Record, Value, SNOMED, SNOMED_NO, SNOMED_YES};
-use crate::model::{Aggregation, FactBinding, FactSource, RecordKind, ValueKind};
+use crate::facts::{Facts, Record, Value};
+use crate::model::{Aggregation, DataQuality, FactBinding, FactSource, RecordKind, ValueKind};
 use crate::ruleset::RuleSet;
 use crate::units;
 
@@ -19,6 +19,11 @@ pub struct FactValue {
     pub unit: Option<String>,
     pub sources: Vec<String>,
     pub reason: Option<String>,
+    /// The distinct values of a same-day conflict (value unknown): a red flag may fire on the
+    /// one that fires it (`red_flag_conflicts_positive`).
+    pub alternatives: Vec<f64>,
+    /// Values of preliminary records, with their sources: shown, never counted.
+    pub preliminary: Vec<(f64, String)>,
 }
 
 impl FactValue {
@@ -28,6 +33,8 @@ impl FactValue {
             unit,
             sources,
             reason: None,
+            alternatives: Vec::new(),
+            preliminary: Vec::new(),
         }
     }
 
@@ -37,6 +44,8 @@ impl FactValue {
             unit: None,
             sources,
             reason: Some(reason.into()),
+            alternatives: Vec::new(),
+            preliminary: Vec::new(),
         }
     }
 }
@@ -46,6 +55,8 @@ pub struct FactTable {
     pub onset: Option<Date>,
     pub applies: bool,
     pub ignored: Vec<Ignored>,
+    /// The day of the newest usable Observation (any fact): how recent the data are.
+    pub newest_observation: Option<Date>,
 }
 
 /// A record value after status, date and unit checks, ready to aggregate.
@@ -54,6 +65,19 @@ struct Point<'a> {
     date: Date,
     value: f64,
     source: &'a str,
+    /// `amended` or `corrected`: supersedes a `final` record of the same day.
+    correction: bool,
+}
+
+/// What one record says for one fact source.
+enum Read {
+    Value(f64),
+    /// Nothing for this fact here (e.g. a session without the component read).
+    Nothing,
+    /// The record carries no value at all (`dataAbsentReason`, no `value[x]`).
+    NoValue,
+    /// A value that cannot be used (unit, type, plausibility), and why.
+    Bad(String),
 }
 
 const OBSERVATION_COUNTS: &[&str] = &["final", "amended", "corrected"];
@@ -84,10 +108,21 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
     };
 
     // Records that count at all: right status, dated, not in the future.
+    let dq = &rs.doc.data_quality;
     let mut usable: Vec<&Record> = Vec::with_capacity(facts.records.len());
+    // Preliminary Observations, kept aside: shown when they would fire a red flag.
+    let mut preliminary: Vec<&Record> = Vec::new();
     for r in &facts.records {
         if !rs.is_relevant(r) {
             continue;
+        }
+        let dated_now = r.date.is_some_and(|d| d <= as_of);
+        if dq.preliminary_red_flags_shown
+            && r.kind == RecordKind::Observation
+            && r.status.as_deref() == Some("preliminary")
+            && dated_now
+        {
+            preliminary.push(r);
         }
         if !status_counts(r) {
             let st = r.status.as_deref().unwrap_or("missing");
@@ -127,7 +162,14 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                 onset_sources.push(r.source.clone());
                 match r.date {
                     Some(d) if d <= as_of => {
-                        if onset.is_none_or(|o| d > o) {
+                        // Latest onset (1.0.0), or the earliest: a diagnosis added or refined
+                        // later in the same episode does not restart it.
+                        let replaces = if dq.episode_onset_earliest {
+                            onset.is_none_or(|o| d < o)
+                        } else {
+                            onset.is_none_or(|o| d > o)
+                        };
+                        if replaces {
                             onset = Some(d);
                         }
                     }
@@ -184,21 +226,45 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                 if !in_window(binding, date, onset, as_of) {
                     continue;
                 }
-                match read_value(binding, src, r) {
-                    Ok(Some(v)) => points.push(Point {
+                match read_value(rs, binding, src, r) {
+                    Read::Value(v) => points.push(Point {
                         date,
                         value: v,
                         source: &r.source,
+                        correction: is_correction(r),
                     }),
-                    Ok(None) => {}
-                    Err(reason) => bad.push((r.source.clone(), reason, date)),
+                    Read::Nothing => {}
+                    // No evidence is not evidence: it never supersedes an earlier value.
+                    Read::NoValue if dq.value_less_ignored => ignore(
+                        &r.source,
+                        format!("{}: no value recorded, not evidence either way", binding.text),
+                        &mut ignored,
+                    ),
+                    Read::NoValue => bad.push((r.source.clone(), "no value".into(), date)),
+                    Read::Bad(reason) => bad.push((r.source.clone(), reason, date)),
+                }
+            }
+        }
+        let mut prelim_values = Vec::new();
+        for r in &preliminary {
+            for src in &binding.sources {
+                if r.kind != src.record || !src.matches(&r.codes) {
+                    continue;
+                }
+                let Some(date) = r.date else { continue };
+                if !in_window(binding, date, onset, as_of) {
+                    continue;
+                }
+                if let Read::Value(v) = read_value(rs, binding, src, r) {
+                    prelim_values.push((v, r.source.clone()));
                 }
             }
         }
         for (source, reason, _) in &bad {
             ignore(source, format!("{name}: {reason}"), &mut ignored);
         }
-        let mut fv = aggregate(binding, &mut points, as_of);
+        let mut fv = aggregate(binding, dq, &mut points, as_of);
+        fv.preliminary = prelim_values;
         // Finite inputs can still sum to infinity; an infinite or NaN value is not a fact.
         if fv.value.is_some_and(|v| !v.is_finite()) {
             fv = FactValue::unknown("not a finite number", fv.sources);
@@ -243,12 +309,22 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         values.insert(name.clone(), fv);
     }
 
+    let newest_observation = usable
+        .iter()
+        .filter(|r| r.kind == RecordKind::Observation)
+        .filter_map(|r| r.date)
+        .max();
     FactTable {
         values,
         onset,
         applies,
         ignored,
+        newest_observation,
     }
+}
+
+fn is_correction(r: &Record) -> bool {
+    matches!(r.status.as_deref(), Some("amended" | "corrected"))
 }
 
 fn day_number(d: Date) -> f64 {
@@ -271,31 +347,56 @@ fn in_window(b: &FactBinding, date: Date, onset: Option<Date>, as_of: Date) -> b
     }
 }
 
-/// The record's value in the binding's kind and unit. `Ok(None)`: nothing to read here.
-fn read_value(b: &FactBinding, src: &FactSource, r: &Record) -> Result<Option<f64>, String> {
+/// What the record says for this fact, in the binding's kind and unit.
+fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Read {
     if !b.needs_value() {
-        return Ok(Some(1.0));
+        return Read::Value(1.0);
     }
     if src.value_from_date {
-        return Ok(r.date.map(day_number));
+        return r.date.map_or(Read::Nothing, |d| Read::Value(day_number(d)));
     }
     let value = match &src.resolved_component {
         Some(code) => match r.components.iter().find(|c| c.codes.contains(code)) {
             Some(c) => c.value.as_ref(),
-            None => return Ok(None),
+            None => return Read::Nothing,
         },
         None => r.value.as_ref(),
     };
     let Some(value) = value else {
-        return Err("no value".into());
+        return Read::NoValue;
     };
-    match b.kind {
-        ValueKind::Number | ValueKind::Date => number(b, value),
-        ValueKind::Boolean => boolean(value).map(|v| Some(if v { 1.0 } else { 0.0 })),
+    // A finding recorded absent stands for a number (no tenderness: extent 0); recorded
+    // present, it says nothing about the number.
+    if let Some(absent) = src.absent_means {
+        return match boolean(rs, value) {
+            Ok(false) => Read::Value(absent),
+            Ok(true) => Read::Nothing,
+            Err(e) => Read::Bad(e),
+        };
+    }
+    let read = match b.kind {
+        ValueKind::Number | ValueKind::Date => number(rs, b, value),
+        ValueKind::Boolean => boolean(rs, value).map(|v| if v { 1.0 } else { 0.0 }),
+    };
+    match read {
+        Ok(v) => match b.plausible {
+            Some([lo, hi]) if !(lo..=hi).contains(&v) => Read::Bad(format!(
+                "{} {} is outside the plausible range {lo}–{hi}",
+                round(v),
+                b.unit.as_deref().unwrap_or_default()
+            )),
+            _ => Read::Value(v),
+        },
+        Err(e) => Read::Bad(e),
     }
 }
 
-fn number(b: &FactBinding, value: &Value) -> Result<Option<f64>, String> {
+/// A number as a trace shows it (no float noise from unit conversion).
+fn round(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+fn number(rs: &RuleSet, b: &FactBinding, value: &Value) -> Result<f64, String> {
     let canonical = b.unit.as_deref().unwrap_or("1");
     let v = match value {
         // An integer is read in the fact's own unit only where that unit is not a guess:
@@ -308,6 +409,9 @@ fn number(b: &FactBinding, value: &Value) -> Result<Option<f64>, String> {
         Value::Quantity { value, unit } => match unit.as_deref() {
             None | Some("") if units::unitless_ok(canonical) => *value,
             None | Some("") => return Err(format!("quantity without a unit (needs {canonical})")),
+            Some(u) if !rs.reads_unit(u) => {
+                return Err(format!("unit `{u}` cannot be converted to {canonical}"))
+            }
             Some(u) => units::convert(*value, u, canonical)
                 .ok_or_else(|| format!("unit `{u}` cannot be converted to {canonical}"))?,
         },
@@ -318,22 +422,19 @@ fn number(b: &FactBinding, value: &Value) -> Result<Option<f64>, String> {
     if !v.is_finite() {
         return Err("not a finite number".into());
     }
-    Ok(Some(v))
+    Ok(v)
 }
 
-fn boolean(value: &Value) -> Result<bool, String> {
+fn boolean(rs: &RuleSet, value: &Value) -> Result<bool, String> {
     match value {
         Value::Boolean(b) => Ok(*b),
         // Findings recorded as a 0–10 score: any pain is present.
         Value::Integer(i) => Ok(*i > 0),
         Value::Quantity { value, .. } if value.is_finite() => Ok(*value > 0.0),
         Value::Coded(codes) => {
-            let has = |c: &str| {
-                codes
-                    .iter()
-                    .any(|Code { system, code }| system == SNOMED && code == c)
-            };
-            match (has(SNOMED_YES), has(SNOMED_NO)) {
+            let yes = codes.iter().any(|c| rs.yes.contains(c));
+            let no = codes.iter().any(|c| rs.no.contains(c));
+            match (yes, no) {
                 (true, false) => Ok(true),
                 (false, true) => Ok(false),
                 _ => Err("coded answer is neither yes nor no".into()),
@@ -343,9 +444,30 @@ fn boolean(value: &Value) -> Result<bool, String> {
     }
 }
 
-fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValue {
+fn aggregate(
+    b: &FactBinding,
+    dq: &DataQuality,
+    points: &mut Vec<Point<'_>>,
+    as_of: Date,
+) -> FactValue {
     // Oldest first; ties broken by source so the result never depends on input order.
     points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
+    // A correction supersedes the record it corrects: on a day with an amended or corrected
+    // record, the day's other records are the ones corrected. Only for facts that hold one
+    // value per day; sessions and counts keep every record of the day.
+    if dq.corrections_supersede
+        && matches!(
+            b.aggregation,
+            Aggregation::Latest | Aggregation::ConsecutiveDays
+        )
+    {
+        let corrected: BTreeSet<Date> = points
+            .iter()
+            .filter(|p| p.correction)
+            .map(|p| p.date)
+            .collect();
+        points.retain(|p| p.correction || !corrected.contains(&p.date));
+    }
     let limited: &[Point<'_>] = match b.first_n {
         Some(n) => &points[..points.len().min(n as usize)],
         None => points,
@@ -367,10 +489,15 @@ fn aggregate(b: &FactBinding, points: &mut [Point<'_>], as_of: Date) -> FactValu
             let first = same_day[0].value;
             let sources = same_day.iter().map(|p| p.source.to_owned()).collect();
             if same_day.iter().any(|p| (p.value - first).abs() > 1e-9) {
-                return FactValue::unknown(
+                let mut fv = FactValue::unknown(
                     format!("contradictory records on {}", last.date),
                     sources,
                 );
+                let mut alternatives: Vec<f64> = same_day.iter().map(|p| p.value).collect();
+                alternatives.sort_by(f64::total_cmp);
+                alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+                fv.alternatives = alternatives;
+                return fv;
             }
             FactValue::known(first, unit, sources)
         }
@@ -507,8 +634,8 @@ pub fn series(rs: &RuleSet, facts: &Facts, fact: &str, as_of: Date) -> Vec<(Date
             b.sources
                 .iter()
                 .filter(|src| r.kind == src.record && src.matches(&r.codes))
-                .filter_map(move |src| match read_value(b, src, r) {
-                    Ok(Some(v)) => Some((d, v)),
+                .filter_map(move |src| match read_value(rs, b, src, r) {
+                    Read::Value(v) => Some((d, v)),
                     _ => None,
                 })
         })

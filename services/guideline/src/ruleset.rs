@@ -31,7 +31,17 @@ pub struct RuleSet {
     pub content_hash: String,
     codes: HashMap<String, Code>,
     relevant: HashSet<Code>,
+    /// Coded answers that read as yes / no (`answers`, else SNOMED CT's).
+    pub yes: Vec<Code>,
+    pub no: Vec<Code>,
+    /// UCUM units read (`units`, else 1.0.0's metric list).
+    units: Vec<String>,
 }
+
+/// The units rule set 1.0.0 read: a rule set without `units` keeps them.
+const DEFAULT_UNITS: &[&str] = &[
+    "mm", "cm", "m", "km", "s", "min", "h", "d", "wk", "%", "{score}", "1",
+];
 
 fn schema() -> &'static jsonschema::Validator {
     static V: OnceLock<jsonschema::Validator> = OnceLock::new();
@@ -62,21 +72,55 @@ impl RuleSet {
         if !problems.is_empty() {
             return Err(LoadError::Semantic(problems));
         }
+        let expanded: HashMap<String, Vec<String>> = doc
+            .value_sets
+            .iter()
+            .map(|(name, vs)| (name.clone(), vs.expand()))
+            .collect();
         for s in doc.facts.values_mut().flat_map(|b| b.sources.iter_mut()) {
-            s.resolved = s
+            let mut resolved: Vec<Code> = s
                 .codes
                 .iter()
+                .chain(s.value_sets.iter().flat_map(|v| &expanded[v]))
                 .filter_map(|p| codes.get(p))
                 .cloned()
                 .collect();
+            resolved.sort();
+            resolved.dedup();
+            s.resolved = resolved;
             s.resolved_component = s.component.as_ref().and_then(|p| codes.get(p)).cloned();
         }
-        let relevant = codes.values().cloned().collect();
+        // Records are relevant when a fact reads their code (answer codes name no record).
+        let relevant = doc
+            .facts
+            .values()
+            .flat_map(|b| &b.sources)
+            .flat_map(|s| s.resolved.iter().chain(&s.resolved_component))
+            .cloned()
+            .collect();
+        let answer = |list: Option<&Vec<String>>, default: &str| -> Vec<Code> {
+            match list {
+                Some(l) => l.iter().filter_map(|p| codes.get(p)).cloned().collect(),
+                None => vec![Code {
+                    system: crate::facts::SNOMED.into(),
+                    code: default.into(),
+                }],
+            }
+        };
+        let yes = answer(doc.answers.as_ref().map(|a| &a.yes), crate::facts::SNOMED_YES);
+        let no = answer(doc.answers.as_ref().map(|a| &a.no), crate::facts::SNOMED_NO);
+        let units = doc
+            .units
+            .clone()
+            .unwrap_or_else(|| DEFAULT_UNITS.iter().map(|u| (*u).to_owned()).collect());
         Ok(RuleSet {
             doc,
             content_hash,
             codes,
             relevant,
+            yes,
+            no,
+            units,
         })
     }
 
@@ -106,8 +150,20 @@ impl RuleSet {
     /// The code that names a fact (its first source's first code), e.g. for a Goal's measure.
     pub fn fact_code(&self, fact: &str) -> Option<&Code> {
         let src = self.doc.facts.get(fact)?.sources.first()?;
-        self.codes
-            .get(src.component.as_ref().or(src.codes.first())?)
+        match src.component.as_ref().or(src.codes.first()) {
+            Some(p) => self.codes.get(p),
+            None => src.resolved.first(),
+        }
+    }
+
+    /// Whether this rule set reads values in the UCUM unit `unit`.
+    pub fn reads_unit(&self, unit: &str) -> bool {
+        self.units.iter().any(|u| u == unit)
+    }
+
+    /// Every `alias#code` a value set expands to, or `None` for an unknown name.
+    pub fn value_set_codes(&self, name: &str) -> Option<Vec<String>> {
+        self.doc.value_sets.get(name).map(|v| v.expand())
     }
 
     /// Every code read from records of one kind, sorted: what a FHIR search must ask for.
@@ -118,8 +174,7 @@ impl RuleSet {
             .values()
             .flat_map(|b| b.sources.iter())
             .filter(|s| s.record == kind)
-            .flat_map(|s| s.codes.iter())
-            .filter_map(|c| self.codes.get(c))
+            .flat_map(|s| s.resolved.iter())
             .collect();
         out.sort();
         out.dedup();
@@ -146,6 +201,8 @@ impl RuleSet {
 
 fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String, Code> {
     let mut out = HashMap::new();
+    // Shape problems found beside the code lookups, added once `add` is done with `problems`.
+    let mut shape = Vec::new();
     let mut add = |pattern: &str, place: &str| {
         let Some((alias, code)) = pattern.split_once('#') else {
             problems.push(format!("{place}: code `{pattern}` is not `alias#code`"));
@@ -164,8 +221,41 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
             None => problems.push(format!("{place}: unknown code system alias `{alias}`")),
         }
     };
+    for (name, vs) in &doc.value_sets {
+        for c in vs.expand() {
+            add(&c, &format!("value_sets.{name}"));
+        }
+        for s in &vs.stems {
+            let code = s.stem.split_once('#').map_or("", |(_, c)| c);
+            if code.len() < 5 || code.len() > 7 || code.as_bytes().get(3) != Some(&b'.') {
+                shape.push(format!(
+                    "value_sets.{name}: stem `{}` is not an ICD-10-CM code with a dot after 3 characters and room for a 7th",
+                    s.stem
+                ));
+            }
+            if s.extensions.is_empty() || s.extensions.iter().any(|e| e.len() != 1) {
+                shape.push(format!(
+                    "value_sets.{name}: stem `{}` needs single-character extensions",
+                    s.stem
+                ));
+            }
+        }
+    }
+    if let Some(a) = &doc.answers {
+        for c in a.yes.iter().chain(&a.no) {
+            add(c, "answers");
+        }
+    }
     for (name, b) in &doc.facts {
         for s in &b.sources {
+            if s.codes.is_empty() && s.value_sets.is_empty() {
+                shape.push(format!("facts.{name}: a source needs codes or value_sets"));
+            }
+            for v in &s.value_sets {
+                if !doc.value_sets.contains_key(v) {
+                    shape.push(format!("facts.{name}: unknown value set `{v}`"));
+                }
+            }
             for c in &s.codes {
                 add(c, &format!("facts.{name}"));
             }
@@ -174,6 +264,7 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
             }
         }
     }
+    problems.extend(shape);
     out
 }
 
@@ -193,7 +284,28 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
         ));
     }
 
+    for u in doc.units.iter().flatten() {
+        if !units::is_known(u) {
+            problems.push(format!("units: `{u}` is not a UCUM unit Stride converts"));
+        }
+    }
+    if let Some(st) = &app.stale {
+        for p in [&st.after_days, &st.recent_days] {
+            match doc.parameters.get(p) {
+                Some(param) if param.unit == "d" => {}
+                Some(_) => problems.push(format!("applicability.stale: `{p}` must be in d")),
+                None => problems.push(format!("applicability.stale: unknown parameter `{p}`")),
+            }
+        }
+    }
     for (name, b) in &doc.facts {
+        if let Some([lo, hi]) = b.plausible {
+            if !(lo <= hi) || b.unit.is_none() {
+                problems.push(format!(
+                    "facts.{name}: plausible needs low ≤ high and a unit to be in"
+                ));
+            }
+        }
         if let Some(u) = &b.unit {
             if !units::is_known(u) {
                 problems.push(format!(

@@ -7,6 +7,10 @@ const UNITS: &[(&str, &str, f64)] = &[
     ("cm", "length", 0.01),
     ("m", "length", 1.0),
     ("km", "length", 1000.0),
+    // International inch, foot and mile: exact by definition (UCUM customary units).
+    ("[in_i]", "length", 0.0254),
+    ("[ft_i]", "length", 0.3048),
+    ("[mi_i]", "length", 1609.344),
     ("s", "time", 1.0),
     ("min", "time", 60.0),
     ("h", "time", 3600.0),
@@ -56,7 +60,9 @@ mod tests {
     #[test]
     fn refuses_across_dimensions_and_unknown_units() {
         assert_eq!(convert(1.0, "cm", "min"), None);
-        assert_eq!(convert(1.0, "[in_i]", "cm"), None);
+        assert_eq!(convert(1.0, "cm", "[in_i]").map(|v| (v * 1e6).round()), Some(393_701.0));
+        assert_eq!(convert(1.0, "[mi_i]", "km"), Some(1.609344));
+        assert_eq!(convert(1.0, "[in]", "cm"), None);
         assert_eq!(convert(1.0, "cm", "furlong"), None);
     }
 }
