@@ -243,10 +243,7 @@ impl Evaluator<'_> {
             let verdict = self.verdict(&r.rule, &r.when);
             // Safety first: a red-flag finding recorded both ways on one day fires on the
             // positive record, and the card says so.
-            if positive
-                && verdict != Verdict::Met
-                && self.possibly(&r.when, true, false) == Verdict::Met
-            {
+            if positive && verdict != Verdict::Met && self.possibly(&r.when, false) {
                 let mut f = finding(r, &r.card, self.evidence(start));
                 f.conflicts = self.conflicts(&r.when);
                 f.evidence.extend(self.conflict_sources(&r.when));
@@ -283,7 +280,7 @@ impl Evaluator<'_> {
         rules
             .iter()
             .filter(|r| !fired.iter().any(|f| f.id == r.id))
-            .filter(|r| self.possibly(&r.when, true, true) == Verdict::Met)
+            .filter(|r| self.possibly(&r.when, true))
             .map(|r| {
                 let mut sources = Vec::new();
                 self.facts_of(&r.when, &mut |fact| {
@@ -328,7 +325,12 @@ impl Evaluator<'_> {
                 return;
             };
             if v.alternatives.len() > 1 {
-                let text = self.rs.doc.facts.get(fact).map_or(fact, |b| b.text.as_str());
+                let text = self
+                    .rs
+                    .doc
+                    .facts
+                    .get(fact)
+                    .map_or(fact, |b| b.text.as_str());
                 out.push(format!(
                     "{text}: {} ({}); the record that raises the red flag counts",
                     v.reason.as_deref().unwrap_or("contradictory records"),
@@ -353,54 +355,62 @@ impl Evaluator<'_> {
         out
     }
 
-    /// Whether some reading of the records makes `c` hold: each comparison is tried against
-    /// every value a fact could have (a same-day conflict's values, with `preliminary` also
-    /// the preliminary records'). `polarity` flips under `not`, so a reading is chosen to fire
-    /// the whole criterion, never only one comparison. No trace is written.
-    fn possibly(&self, c: &Criterion, polarity: bool, preliminary: bool) -> Verdict {
-        match c {
-            Criterion::All { all } => all.iter().fold(Verdict::Met, |acc, c| {
-                acc.and(self.possibly(c, polarity, preliminary))
-            }),
-            Criterion::Any { any } => any.iter().fold(Verdict::NotMet, |acc, c| {
-                acc.or(self.possibly(c, polarity, preliminary))
-            }),
-            Criterion::Not { not } => !self.possibly(not, !polarity, preliminary),
-            Criterion::PhaseIn { .. } => self.peek(c),
-            Criterion::Compare(cmp) => {
-                let Some(fact) = self.table.values.get(&cmp.fact) else {
-                    return Verdict::Unknown;
-                };
-                let mut values: Vec<f64> = if fact.alternatives.is_empty() {
-                    fact.value.into_iter().collect()
-                } else {
-                    fact.alternatives.clone()
-                };
-                if preliminary {
-                    values.extend(fact.preliminary.iter().map(|(v, _)| *v));
-                }
-                let Some(t) = self.threshold(cmp).0 else {
-                    return Verdict::Unknown;
-                };
-                if values.is_empty() {
-                    return Verdict::Unknown;
-                }
-                let holds = |v: &f64| cmp.op.holds(*v, t);
-                let met = if polarity {
-                    values.iter().any(holds)
-                } else {
-                    values.iter().all(holds)
-                };
-                if met {
-                    Verdict::Met
-                } else if fact.value.is_none() && !preliminary {
-                    // No reading fires it, but the fact itself is still unknown.
-                    Verdict::Unknown
-                } else {
-                    Verdict::NotMet
+    /// Whether some reading of the records makes `c` hold: every fact of `c` that could have
+    /// more than one value (a same-day conflict; with `preliminary`, also the values of
+    /// preliminary records) is given each of them in turn, one value per fact across the whole
+    /// criterion, and `c` is decided on each reading. No trace is written.
+    fn possibly(&self, c: &Criterion, preliminary: bool) -> bool {
+        let mut open: Vec<(String, Vec<f64>)> = Vec::new();
+        self.facts_of(c, &mut |fact| {
+            let Some(v) = self.table.values.get(fact) else {
+                return;
+            };
+            let mut candidates: Vec<f64> = if v.alternatives.is_empty() {
+                v.value.into_iter().collect()
+            } else {
+                v.alternatives.clone()
+            };
+            if preliminary {
+                candidates.extend(v.preliminary.iter().map(|(x, _)| *x));
+            }
+            let differs = candidates.len() > 1 || (v.value.is_none() && !candidates.is_empty());
+            if differs && !open.iter().any(|(f, _)| f == fact) {
+                open.push((fact.to_owned(), candidates));
+            }
+        });
+        if open.is_empty() {
+            return false;
+        }
+        // Readings multiply; a criterion names a handful of facts, each with a few values.
+        const MAX_READINGS: usize = 4096;
+        let readings = open
+            .iter()
+            .try_fold(1usize, |n, (_, c)| n.checked_mul(c.len()))
+            .unwrap_or(usize::MAX);
+        if readings > MAX_READINGS {
+            return false;
+        }
+        let mut table = self.table.clone();
+        for k in 0..readings {
+            let mut rest = k;
+            for (fact, candidates) in &open {
+                let v = candidates[rest % candidates.len()];
+                rest /= candidates.len();
+                if let Some(fv) = table.values.get_mut(fact) {
+                    fv.value = Some(v);
                 }
             }
+            let mut quiet = Evaluator {
+                rs: self.rs,
+                table: &table,
+                trace: Vec::new(),
+                phase: self.phase.clone(),
+            };
+            if quiet.verdict("", c) == Verdict::Met {
+                return true;
+            }
         }
+        false
     }
 
     fn evidence(&self, from: usize) -> Vec<String> {

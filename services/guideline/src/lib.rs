@@ -7,6 +7,7 @@ pub mod facts;
 pub mod model;
 mod resolve;
 pub mod ruleset;
+pub mod terminology;
 pub mod units;
 pub mod version;
 pub mod vignettes;

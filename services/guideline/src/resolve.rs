@@ -50,12 +50,13 @@ impl FactValue {
     }
 }
 
+#[derive(Clone)]
 pub struct FactTable {
     pub values: BTreeMap<String, FactValue>,
     pub onset: Option<Date>,
     pub applies: bool,
     pub ignored: Vec<Ignored>,
-    /// The day of the newest usable Observation (any fact): how recent the data are.
+    /// The day of the newest Observation that gave any fact a value: how recent the data are.
     pub newest_observation: Option<Date>,
 }
 
@@ -67,6 +68,9 @@ struct Point<'a> {
     source: &'a str,
     /// `amended` or `corrected`: supersedes a `final` record of the same day.
     correction: bool,
+    /// Read through `absent_means` (a finding recorded absent standing for a number): a record
+    /// of the number itself on the same day says more, and wins.
+    stand_in: bool,
 }
 
 /// What one record says for one fact source.
@@ -208,6 +212,8 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
     };
     values.insert(rs.doc.applicability.elapsed_fact.clone(), elapsed);
 
+    // The newest day an Observation gave a value (a value-less record is no recent data).
+    let mut newest_observation: Option<Date> = None;
     for (name, binding) in &rs.doc.facts {
         if *name == rs.doc.applicability.episode_fact {
             continue;
@@ -227,17 +233,26 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                     continue;
                 }
                 match read_value(rs, binding, src, r) {
-                    Read::Value(v) => points.push(Point {
-                        date,
-                        value: v,
-                        source: &r.source,
-                        correction: is_correction(r),
-                    }),
+                    Read::Value(v) => {
+                        if r.kind == RecordKind::Observation {
+                            newest_observation = newest_observation.max(Some(date));
+                        }
+                        points.push(Point {
+                            date,
+                            value: v,
+                            source: &r.source,
+                            correction: is_correction(r),
+                            stand_in: src.absent_means.is_some(),
+                        })
+                    }
                     Read::Nothing => {}
                     // No evidence is not evidence: it never supersedes an earlier value.
                     Read::NoValue if dq.value_less_ignored => ignore(
                         &r.source,
-                        format!("{}: no value recorded, not evidence either way", binding.text),
+                        format!(
+                            "{}: no value recorded, not evidence either way",
+                            binding.text
+                        ),
                         &mut ignored,
                     ),
                     Read::NoValue => bad.push((r.source.clone(), "no value".into(), date)),
@@ -309,11 +324,6 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         values.insert(name.clone(), fv);
     }
 
-    let newest_observation = usable
-        .iter()
-        .filter(|r| r.kind == RecordKind::Observation)
-        .filter_map(|r| r.date)
-        .max();
     FactTable {
         values,
         onset,
@@ -452,6 +462,14 @@ fn aggregate(
 ) -> FactValue {
     // Oldest first; ties broken by source so the result never depends on input order.
     points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
+    // A measured value outranks a stand-in of the same day (an extent of 5 cm beside
+    // "localized tenderness absent" is a measured, non-focal tenderness, not a conflict).
+    let measured: BTreeSet<Date> = points
+        .iter()
+        .filter(|p| !p.stand_in)
+        .map(|p| p.date)
+        .collect();
+    points.retain(|p| !p.stand_in || !measured.contains(&p.date));
     // A correction supersedes the record it corrects: on a day with an amended or corrected
     // record, the day's other records are the ones corrected. Only for facts that hold one
     // value per day; sessions and counts keep every record of the day.
@@ -489,10 +507,8 @@ fn aggregate(
             let first = same_day[0].value;
             let sources = same_day.iter().map(|p| p.source.to_owned()).collect();
             if same_day.iter().any(|p| (p.value - first).abs() > 1e-9) {
-                let mut fv = FactValue::unknown(
-                    format!("contradictory records on {}", last.date),
-                    sources,
-                );
+                let mut fv =
+                    FactValue::unknown(format!("contradictory records on {}", last.date), sources);
                 let mut alternatives: Vec<f64> = same_day.iter().map(|p| p.value).collect();
                 alternatives.sort_by(f64::total_cmp);
                 alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);

@@ -107,7 +107,10 @@ impl RuleSet {
                 }],
             }
         };
-        let yes = answer(doc.answers.as_ref().map(|a| &a.yes), crate::facts::SNOMED_YES);
+        let yes = answer(
+            doc.answers.as_ref().map(|a| &a.yes),
+            crate::facts::SNOMED_YES,
+        );
         let no = answer(doc.answers.as_ref().map(|a| &a.no), crate::facts::SNOMED_NO);
         let units = doc
             .units

@@ -60,7 +60,10 @@ mod tests {
     #[test]
     fn refuses_across_dimensions_and_unknown_units() {
         assert_eq!(convert(1.0, "cm", "min"), None);
-        assert_eq!(convert(1.0, "cm", "[in_i]").map(|v| (v * 1e6).round()), Some(393_701.0));
+        assert_eq!(
+            convert(1.0, "cm", "[in_i]").map(|v| (v * 1e6).round()),
+            Some(393_701.0)
+        );
         assert_eq!(convert(1.0, "[mi_i]", "km"), Some(1.609344));
         assert_eq!(convert(1.0, "[in]", "cm"), None);
         assert_eq!(convert(1.0, "cm", "furlong"), None);

@@ -103,6 +103,14 @@ pub struct Expect {
     #[serde(default)]
     pub not_activities: Vec<String>,
     pub regression: Option<bool>,
+    /// Red flags that only a preliminary record would fire (at least these).
+    #[serde(default)]
+    pub preliminary: Vec<String>,
+    /// Red flags whose finding names a conflict of records (at least these).
+    #[serde(default)]
+    pub conflicts: Vec<String>,
+    /// Whether the episode is named stale.
+    pub stale: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -292,6 +300,30 @@ impl Expect {
         for n in &self.not_activities {
             if acts.contains(n) {
                 f.push(format!("activities: {n} should not be prescribed"));
+            }
+        }
+        subset(
+            "preliminary",
+            &self.preliminary,
+            d.preliminary_red_flags
+                .iter()
+                .map(|p| p.id.clone())
+                .collect(),
+            &mut f,
+        );
+        subset(
+            "conflicts",
+            &self.conflicts,
+            d.red_flags
+                .iter()
+                .filter(|r| !r.conflicts.is_empty())
+                .map(|r| r.id.clone())
+                .collect(),
+            &mut f,
+        );
+        if let Some(st) = self.stale {
+            if st != d.stale_episode.is_some() {
+                f.push(format!("stale: expected {st}, got {:?}", d.stale_episode));
             }
         }
         if let Some(r) = self.regression {
