@@ -1,0 +1,137 @@
+//! Generated patients for the property tests: records of every kind the guideline reads,
+//! with every status, dates around the as-of day, and values of every shape (some unreadable).
+
+use proptest::prelude::*;
+use stride_guideline::facts::RecordKind;
+use stride_guideline::{Code, Component, Facts, Record, Value};
+use time::{macros::date, Date, Duration};
+
+pub const AS_OF: Date = date!(2026 - 06 - 01);
+pub const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
+
+pub fn local(code: &str) -> Vec<Code> {
+    vec![Code {
+        system: LOCAL.into(),
+        code: code.into(),
+    }]
+}
+
+pub fn value() -> impl Strategy<Value = Option<Value>> {
+    prop_oneof![
+        Just(None),
+        (0i64..=10).prop_map(|i| Some(Value::Integer(i))),
+        any::<bool>().prop_map(|b| Some(Value::Boolean(b))),
+        (
+            0.0f64..200.0,
+            prop::sample::select(vec![
+                "cm", "mm", "min", "h", "d", "wk", "%", "km", "m", "{score}", "furlong"
+            ])
+        )
+            .prop_map(|(v, u)| Some(Value::Quantity {
+                value: v,
+                unit: Some(u.to_owned())
+            })),
+        (-5.0f64..5.0).prop_map(|v| Some(Value::Quantity {
+            value: v,
+            unit: None
+        })),
+    ]
+}
+
+pub const CODES: &[&str] = &[
+    "pain-walking",
+    "pain-running",
+    "pain-rest",
+    "pain-night",
+    "tenderness-extent",
+    "bony-tenderness",
+    "pain-free-walking-days",
+    "pain-free-walking-minutes",
+    "limb-symmetry-index",
+    "valgus-twist-mechanism",
+    "heel-strike-gait",
+    "preinjury-weekly-distance",
+    "running-session",
+];
+
+pub fn observation() -> impl Strategy<Value = Record> {
+    (
+        prop::sample::select(CODES),
+        prop::sample::select(vec![
+            "final",
+            "amended",
+            "entered-in-error",
+            "preliminary",
+            "corrected",
+        ]),
+        prop::option::weighted(0.95, -120i64..5),
+        value(),
+        prop::collection::vec(
+            (
+                prop::sample::select(vec![
+                    "run-distance",
+                    "pain-running",
+                    "speed-work",
+                    "run-pace-percent",
+                ]),
+                value(),
+            ),
+            0..4,
+        ),
+        0u32..1_000_000,
+    )
+        .prop_map(|(code, status, day, value, comps, n)| Record {
+            source: format!("Observation/{code}-{n}"),
+            kind: RecordKind::Observation,
+            codes: local(code),
+            status: Some(status.into()),
+            date: day.map(|d| AS_OF + Duration::days(d)),
+            value,
+            components: comps
+                .into_iter()
+                .map(|(c, v)| Component {
+                    codes: local(c),
+                    value: v,
+                })
+                .collect(),
+        })
+}
+
+pub fn patient() -> impl Strategy<Value = Facts> {
+    (
+        prop::option::weighted(
+            0.9,
+            (prop::option::weighted(0.9, -120i64..3), any::<bool>()),
+        ),
+        prop::collection::vec(observation(), 0..60),
+        any::<bool>(),
+    )
+        .prop_map(|(episode, mut records, lipus)| {
+            if let Some((onset, active)) = episode {
+                records.push(Record {
+                    source: "Condition/episode".into(),
+                    kind: RecordKind::Condition,
+                    codes: vec![Code {
+                        system: "http://hl7.org/fhir/sid/icd-10-cm".into(),
+                        code: "M25.561".into(),
+                    }],
+                    status: Some(if active { "active" } else { "resolved" }.into()),
+                    date: onset.map(|d| AS_OF + Duration::days(d)),
+                    value: None,
+                    components: vec![],
+                });
+            }
+            if lipus {
+                records.push(Record {
+                    source: "ServiceRequest/lipus".into(),
+                    kind: RecordKind::Order,
+                    codes: local("lipus"),
+                    status: Some("draft".into()),
+                    date: None,
+                    value: None,
+                    components: vec![],
+                });
+            }
+            Facts { records }
+        })
+}
