@@ -80,7 +80,8 @@ pub fn bundle(resources: &[Json]) -> Json {
 }
 
 /// A patient who has met every exit criterion of phase 1: 12 pain-free walking days, a
-/// 40-minute walk, no tenderness on the latest exam, 80 % symmetry, pain 0 now.
+/// 40-minute walk, no tenderness, no pain at rest or at night on the latest exam (every red
+/// flag ruled out, as rule set 1.0.1 asks before progression), 80 % symmetry, pain 0 now.
 pub fn recovered_walker() -> Vec<Json> {
     let mut v: Vec<Json> = (1..=12)
         .map(|d| obs(&format!("walk-{d}"), "pain-walking", d, int(0)))
@@ -92,6 +93,8 @@ pub fn recovered_walker() -> Vec<Json> {
         qty(40.0, "min"),
     ));
     v.push(obs("tender", "bony-tenderness", 2, boolean(false)));
+    v.push(obs("rest-pain", "pain-rest", 2, boolean(false)));
+    v.push(obs("night-pain", "pain-night", 2, boolean(false)));
     v.push(obs("lsi", "limb-symmetry-index", 3, qty(80.0, "%")));
     v
 }

@@ -123,7 +123,11 @@ async fn every_kind_of_event_lands_in_the_log() {
     assert_eq!(e.tenant, TENANT);
     assert_eq!(e.hook.as_deref(), Some("patient-view"));
     assert_eq!(e.patient_ref.as_deref(), Some("Patient/p1"));
-    assert_eq!(e.rule_set_version.as_deref(), Some("1.0.0"));
+    assert_eq!(
+        e.rule_set_version.as_deref(),
+        Some("1.0.1"),
+        "the newest active version"
+    );
     assert_eq!(e.rule_set_hash.as_ref().unwrap().len(), 64);
     assert_eq!(e.decision_ids, ["walk-run"]);
     assert_eq!(e.card_uuids, std::slice::from_ref(&card));

@@ -172,16 +172,24 @@ async fn odd_but_wellformed_clinical_data_is_decided_or_reported_never_a_crash()
         detail.contains("Observation/furlong"),
         "the unknown unit is reported"
     );
-    let flags: Vec<&str> = out["cards"]
+    let night: Vec<&Json> = out["cards"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| c["source"]["topic"]["code"].as_str().unwrap())
+        .filter(|c| c["source"]["topic"]["code"] == "rest-or-night-pain")
         .collect();
-    assert!(
-        !flags.contains(&"rest-or-night-pain"),
-        "neither the future nor the entered-in-error finding raises a flag: {flags:?}"
-    );
+    // Neither the future nor the entered-in-error finding raises the flag; with no usable
+    // record it is not ruled out either, and says so in a warning card of its own.
+    assert_eq!(night.len(), 1, "{night:?}");
+    assert_eq!(night[0]["indicator"], "warning");
+    assert!(night[0]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("Not ruled out"));
+    assert!(night[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("Pain at night — not recorded"));
     assert_eq!(
         app.client
             .get(app.url("/healthz"))

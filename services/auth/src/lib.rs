@@ -26,6 +26,8 @@ pub struct Caller {
     pub tenant: String,
     /// Staff allowed to see every tenant (trust-file flag).
     pub all_tenants: bool,
+    /// The clinic's IANA time zone, from the trust file.
+    pub timezone: Option<String>,
     pub kind: Kind,
     pub jti: Option<String>,
     pub expires_at: i64,
@@ -307,6 +309,7 @@ fn caller(cfg: &IssuerConfig, c: Claims, kind: Kind) -> Caller {
         subject,
         tenant: cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
         all_tenants: cfg.all_tenants && kind == Kind::Staff,
+        timezone: cfg.timezone.clone(),
         kind,
         jti: c.jti,
         expires_at: c.exp.unwrap_or_default(),

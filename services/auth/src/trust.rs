@@ -32,6 +32,10 @@ pub struct IssuerConfig {
     /// Staff of this issuer see every tenant (an organisation-wide auditor). Never implied.
     #[serde(default)]
     pub all_tenants: bool,
+    /// The clinic's IANA time zone (`Europe/Berlin`): "today" and day boundaries of this
+    /// tenant's decisions. Without it, the offsets of the EHR's own timestamps decide.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -64,6 +68,14 @@ impl TrustFile {
                     "issuer {} is listed twice",
                     i.iss
                 )));
+            }
+            if let Some(tz) = &i.timezone {
+                if jiff::tz::TimeZone::get(tz).is_err() {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: timezone `{tz}` is not an IANA time zone name",
+                        i.iss
+                    )));
+                }
             }
             if i.jwks.is_none() && i.jwks_uri.is_none() && i.jku.is_empty() {
                 return Err(TrustError::Invalid(format!(

@@ -13,8 +13,11 @@ use fhir_sdk::r4b::types::{CodeableConcept, Quantity, Timing};
 use fhir_sdk::DateTime;
 use serde_json::value::RawValue;
 use stride_guideline::facts::RecordKind;
+use stride_guideline::terminology::{canonical_code, canonical_system};
 use stride_guideline::{Code, Component, Record, Value};
-use time::Date;
+use time::{Date, OffsetDateTime, UtcOffset};
+
+use crate::clinic::ClinicZone;
 
 /// A resource that could not be read, by reference only (never its content).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +32,9 @@ pub struct Intake {
     pub problems: Vec<Problem>,
     /// Resources read, by type (for the audit trail and supportingInfo).
     pub sources: Vec<String>,
+    /// The instant each record's date was read from (`None` for a date without a time), in
+    /// the order of `records`: `localise` re-reads the dates on the clinic's calendar.
+    instants: Vec<Option<OffsetDateTime>>,
 }
 
 /// The resource types the guideline reads; any other is skipped unparsed.
@@ -102,6 +108,28 @@ pub fn resource_type(raw: &RawValue) -> Option<String> {
 }
 
 impl Intake {
+    /// Re-read every record's date on the clinic's calendar and return the clinic's today.
+    /// Idempotent: call it again after more resources were added. Records must still be in
+    /// the order they were added (taking `records` out and putting it back is fine).
+    pub fn localise(&mut self, zone: &ClinicZone, now: OffsetDateTime) -> Date {
+        // Without a named zone, "today" is read in the offset the EHR wrote its newest
+        // timestamp with: the clinic's own offset, as far as the request can tell.
+        let fallback = self
+            .instants
+            .iter()
+            .flatten()
+            .max()
+            .map_or(UtcOffset::UTC, |t| t.offset());
+        if let ClinicZone::Named(_) = zone {
+            for (r, instant) in self.records.iter_mut().zip(&self.instants) {
+                if let Some(t) = instant {
+                    r.date = Some(zone.date_of(*t, fallback));
+                }
+            }
+        }
+        zone.date_of(now, fallback)
+    }
+
     /// Add a prefetch value or a fetched result: a Bundle (its entries) or a single resource.
     /// Read from the raw JSON text: each resource the guideline reads is deserialised straight
     /// into its fhir-sdk type, and no generic JSON tree is built for any of it.
@@ -153,9 +181,10 @@ impl Intake {
                 .map(|d| device_request(&d, source(d.id.as_deref()))),
         };
         match read {
-            Ok(record) => {
+            Ok((record, instant)) => {
                 self.sources.push(record.source.clone());
                 self.records.push(record);
+                self.instants.push(instant);
             }
             Err(e) => {
                 let id = serde_json::from_str::<Head>(json)
@@ -193,15 +222,18 @@ fn describe(e: &serde_json::Error) -> &'static str {
     }
 }
 
+/// The codings of a concept, each with its code system named canonically (an OID becomes the
+/// system's URI) and its code in the system's canonical form.
 fn codes(cc: Option<&CodeableConcept>) -> Vec<Code> {
     cc.map(|cc| {
         cc.coding
             .iter()
             .flatten()
             .filter_map(|c| {
+                let system = canonical_system(c.system.as_deref()?).to_owned();
                 Some(Code {
-                    system: c.system.clone()?,
-                    code: c.code.clone()?,
+                    code: canonical_code(&system, c.code.as_deref()?).into_owned(),
+                    system,
                 })
             })
             .collect()
@@ -209,14 +241,18 @@ fn codes(cc: Option<&CodeableConcept>) -> Vec<Code> {
     .unwrap_or_default()
 }
 
-/// The calendar day as the EHR recorded it (its own time zone), which is how a clinician
-/// counts "consecutive days".
-fn day(dt: &DateTime) -> Option<Date> {
+/// The calendar day as the EHR recorded it (its own offset), and the instant when there is
+/// one: `Intake::localise` reads that instant on the clinic's calendar.
+fn when(dt: &DateTime) -> (Option<Date>, Option<OffsetDateTime>) {
     match dt {
-        DateTime::Date(fhir_sdk::Date::Date(d)) => Some(*d),
-        DateTime::Date(_) => None,
-        DateTime::DateTime(i) => Some(i.0.date()),
+        DateTime::Date(fhir_sdk::Date::Date(d)) => (Some(*d), None),
+        DateTime::Date(_) => (None, None),
+        DateTime::DateTime(i) => (Some(i.0.date()), Some(i.0)),
     }
+}
+
+fn instant(i: &fhir_sdk::Instant) -> (Option<Date>, Option<OffsetDateTime>) {
+    (Some(i.0.date()), Some(i.0))
 }
 
 fn quantity(q: &Quantity) -> Option<Value> {
@@ -229,12 +265,12 @@ fn quantity(q: &Quantity) -> Option<Value> {
     Some(Value::Quantity { value, unit })
 }
 
-fn observation(o: &Observation, source: String) -> Record {
-    let date = match &o.effective {
-        Some(ObservationEffective::DateTime(dt)) => day(dt),
-        Some(ObservationEffective::Period(p)) => p.start.as_ref().and_then(day),
-        Some(ObservationEffective::Instant(i)) => Some(i.0.date()),
-        _ => o.issued.as_ref().map(|i| i.0.date()),
+fn observation(o: &Observation, source: String) -> (Record, Option<OffsetDateTime>) {
+    let (date, at) = match &o.effective {
+        Some(ObservationEffective::DateTime(dt)) => when(dt),
+        Some(ObservationEffective::Period(p)) => p.start.as_ref().map_or((None, None), when),
+        Some(ObservationEffective::Instant(i)) => instant(i),
+        _ => o.issued.as_ref().map_or((None, None), instant),
     };
     let value = match &o.value {
         Some(ObservationValue::Quantity(q)) => quantity(q),
@@ -260,7 +296,7 @@ fn observation(o: &Observation, source: String) -> Record {
             },
         })
         .collect();
-    Record {
+    let record = Record {
         source,
         kind: RecordKind::Observation,
         codes: codes(Some(&o.code)),
@@ -268,10 +304,11 @@ fn observation(o: &Observation, source: String) -> Record {
         date,
         value,
         components,
-    }
+    };
+    (record, at)
 }
 
-fn condition(c: &Condition, source: String) -> Record {
+fn condition(c: &Condition, source: String) -> (Record, Option<OffsetDateTime>) {
     let verification = codes(c.verification_status.as_ref());
     let clinical = codes(c.clinical_status.as_ref());
     // A refuted or mistaken diagnosis is no episode, whatever its clinical status says.
@@ -283,12 +320,12 @@ fn condition(c: &Condition, source: String) -> Record {
     } else {
         clinical.first().map(|c| c.code.clone())
     };
-    let date = match &c.onset {
-        Some(ConditionOnset::DateTime(dt)) => day(dt),
-        Some(ConditionOnset::Period(p)) => p.start.as_ref().and_then(day),
-        _ => None,
+    let (date, at) = match &c.onset {
+        Some(ConditionOnset::DateTime(dt)) => when(dt),
+        Some(ConditionOnset::Period(p)) => p.start.as_ref().map_or((None, None), when),
+        _ => (None, None),
     };
-    Record {
+    let record = Record {
         source,
         kind: RecordKind::Condition,
         codes: codes(c.code.as_ref()),
@@ -296,22 +333,25 @@ fn condition(c: &Condition, source: String) -> Record {
         date,
         value: None,
         components: vec![],
-    }
+    };
+    (record, at)
 }
 
-fn service_request(s: &ServiceRequest, source: String) -> Record {
-    Record {
+fn service_request(s: &ServiceRequest, source: String) -> (Record, Option<OffsetDateTime>) {
+    let (date, at) = s.authored_on.as_ref().map_or((None, None), when);
+    let record = Record {
         source,
         kind: RecordKind::Order,
         codes: codes(s.code.as_ref()),
         status: Some(s.status.to_string()),
-        date: s.authored_on.as_ref().and_then(day),
+        date,
         value: match &s.occurrence {
             Some(ServiceRequestOccurrence::Timing(t)) => session_interval(t),
             _ => None,
         },
         components: vec![],
-    }
+    };
+    (record, at)
 }
 
 /// An order's `occurrenceTiming` as the time between two sessions (period / frequency), in
@@ -327,20 +367,22 @@ fn session_interval(t: &Timing) -> Option<Value> {
     })
 }
 
-fn device_request(d: &DeviceRequest, source: String) -> Record {
+fn device_request(d: &DeviceRequest, source: String) -> (Record, Option<OffsetDateTime>) {
     let code = match &d.code {
         DeviceRequestCode::CodeableConcept(cc) => codes(Some(cc)),
         _ => vec![],
     };
-    Record {
+    let (date, at) = d.authored_on.as_ref().map_or((None, None), when);
+    let record = Record {
         source,
         kind: RecordKind::Order,
         codes: code,
         status: d.status.as_ref().map(|s| s.to_string()),
-        date: d.authored_on.as_ref().and_then(day),
+        date,
         value: None,
         components: vec![],
-    }
+    };
+    (record, at)
 }
 
 #[cfg(test)]
@@ -354,6 +396,84 @@ mod tests {
     }
 
     const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
+
+    #[test]
+    fn code_systems_named_by_oid_and_dotless_icd10_codes_read_canonically() {
+        let mut intake = Intake::default();
+        add(
+            &mut intake,
+            json!({"resourceType": "Condition", "id": "c1",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "code": {"coding": [
+                    {"system": "urn:oid:2.16.840.1.113883.6.90", "code": "S83411D"},
+                    {"system": "urn:oid:2.16.840.1.113883.6.96", "code": "444448004"}]},
+                "subject": {"reference": "Patient/p"}, "onsetDateTime": "2026-11-20"}),
+        );
+        assert_eq!(
+            intake.records[0].codes,
+            vec![
+                Code {
+                    code: "S83.411D".into(),
+                    system: "http://hl7.org/fhir/sid/icd-10-cm".into()
+                },
+                Code {
+                    code: "444448004".into(),
+                    system: "http://snomed.info/sct".into()
+                },
+            ]
+        );
+    }
+
+    fn pain_at(id: &str, when: &str) -> Json {
+        json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+            "effectiveDateTime": when, "valueInteger": 3})
+    }
+
+    #[test]
+    fn a_named_clinic_zone_reads_utc_timestamps_on_the_clinics_calendar() {
+        let mut intake = Intake::default();
+        // An EHR that writes UTC: 22:10Z on 1 December is 09:10 on 2 December in Sydney.
+        add(&mut intake, pain_at("o1", "2026-12-01T22:10:00Z"));
+        add(&mut intake, pain_at("o2", "2026-11-30"));
+        let sydney = ClinicZone::named("Australia/Sydney").unwrap();
+        let now = time::macros::datetime!(2026-12-01 22:15 UTC);
+        let today = intake.localise(&sydney, now);
+        assert_eq!(today, time::macros::date!(2026 - 12 - 02));
+        assert_eq!(
+            intake.records[0].date,
+            Some(time::macros::date!(2026 - 12 - 02))
+        );
+        // A date without a time stays the date it says.
+        assert_eq!(
+            intake.records[1].date,
+            Some(time::macros::date!(2026 - 11 - 30))
+        );
+        // Idempotent.
+        assert_eq!(intake.localise(&sydney, now), today);
+        assert_eq!(
+            intake.records[0].date,
+            Some(time::macros::date!(2026 - 12 - 02))
+        );
+    }
+
+    #[test]
+    fn without_a_zone_today_is_read_in_the_offset_the_ehr_writes() {
+        let mut intake = Intake::default();
+        // Minutes ago at a clinic ten hours east of UTC: Tuesday there, Monday in UTC.
+        add(&mut intake, pain_at("o1", "2026-12-02T08:05:00+10:00"));
+        let now = time::macros::datetime!(2026-12-01 22:10 UTC);
+        let today = intake.localise(&ClinicZone::FromRecords, now);
+        assert_eq!(today, time::macros::date!(2026 - 12 - 02));
+        assert_eq!(intake.records[0].date, Some(today), "not in the future");
+        // Nothing timed: UTC.
+        let mut dated = Intake::default();
+        add(&mut dated, pain_at("o2", "2026-12-01"));
+        assert_eq!(
+            dated.localise(&ClinicZone::FromRecords, now),
+            time::macros::date!(2026 - 12 - 01)
+        );
+    }
 
     #[test]
     fn reads_observations_with_units_components_and_dates() {

@@ -3,6 +3,7 @@
 
 pub mod audit_event;
 pub mod careplan;
+pub mod clinic;
 pub mod intake;
 pub mod outcome;
 pub mod publish;

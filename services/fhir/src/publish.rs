@@ -99,14 +99,15 @@ pub fn code_system(rs: &RuleSet, id: &str) -> Option<Result<Json, RenderError>> 
     let [(local_id, _), (decision_id, _)] = code_system_ids(rs);
     let (url, title, concepts): (&str, &str, BTreeMap<String, String>) = if id == local_id {
         let mut concepts = BTreeMap::new();
-        let local = |code: &str| code.strip_prefix("local#").map(str::to_owned);
+        // Every local code a fact reads, directly, through a value set or as a component.
         for b in d.facts.values() {
             for s in &b.sources {
-                for c in s.codes.iter().filter_map(|c| local(c)) {
-                    concepts.entry(c).or_insert_with(|| b.text.clone());
-                }
-                if let Some(c) = s.component.as_deref().and_then(local) {
-                    concepts.entry(c).or_insert_with(|| b.text.clone());
+                for c in s.resolved.iter().chain(&s.resolved_component) {
+                    if c.system == d.local_system {
+                        concepts
+                            .entry(c.code.clone())
+                            .or_insert_with(|| b.text.clone());
+                    }
                 }
             }
         }

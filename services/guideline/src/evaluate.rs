@@ -332,7 +332,7 @@ impl Evaluator<'_> {
                     .get(fact)
                     .map_or(fact, |b| b.text.as_str());
                 out.push(format!(
-                    "{text}: {} ({}); the record that raises the red flag counts",
+                    "{text}: {} ({})",
                     v.reason.as_deref().unwrap_or("contradictory records"),
                     v.sources.join(", ")
                 ));

@@ -275,8 +275,10 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                 }
             }
         }
+        // Clinical words on the card ("Extent of focal tenderness: …"); the fact id stays in
+        // the trace.
         for (source, reason, _) in &bad {
-            ignore(source, format!("{name}: {reason}"), &mut ignored);
+            ignore(source, format!("{}: {reason}", binding.text), &mut ignored);
         }
         let mut fv = aggregate(binding, dq, &mut points, as_of);
         fv.preliminary = prelim_values;
@@ -313,7 +315,11 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
             for source in &fv.sources {
                 ignore(
                     source,
-                    format!("{name}: {}", fv.reason.as_deref().unwrap_or_default()),
+                    format!(
+                        "{}: {}",
+                        binding.text,
+                        fv.reason.as_deref().unwrap_or_default()
+                    ),
                     &mut ignored,
                 );
             }

@@ -35,6 +35,11 @@ impl CdsCaller {
         Ok(self.caller)
     }
 
+    /// The clinic's IANA time zone from the trust file (a read that settles nothing).
+    pub fn timezone(&self) -> Option<&str> {
+        self.caller.timezone.as_deref()
+    }
+
     /// Who called, and the claim still to be made durable with what the call stores.
     pub fn into_parts(self) -> (Caller, JtiClaim) {
         (self.caller, self.claim)

@@ -3,7 +3,9 @@
 //! specification describes them. No field is ever null or empty (but `cards` itself).
 
 use serde_json::{json, Value as Json};
-use stride_guideline::decision::{Decision, Finding, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA};
+use stride_guideline::decision::{
+    Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
+};
 use stride_guideline::model::{CardText, Severity};
 use stride_guideline::RuleSet;
 use uuid::Uuid;
@@ -60,7 +62,86 @@ pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
     for f in d.warnings.iter().chain(&d.pitfalls) {
         out.push(finding_card(inp, f, false));
     }
+    // A red flag that can be neither confirmed nor ruled out, or that only a preliminary
+    // record shows, is a warning of its own on every call, never a line inside another card.
+    // They come after what fired, whose cards keep their places.
+    if d.applies {
+        for u in &d.unassessed_red_flags {
+            out.push(unassessed_card(inp, u));
+        }
+    }
+    for p in &d.preliminary_red_flags {
+        out.push(preliminary_card(inp, p));
+    }
     out
+}
+
+/// Why a fact is unknown, as a clinician reads it.
+fn reason_words(reason: &str) -> &str {
+    match reason {
+        "no record" => "not recorded",
+        other => other,
+    }
+}
+
+/// The finding a red-flag summary names, without its call to action: "Red flag: pain at rest
+/// or at night — more severe …; obtain imaging" → "pain at rest or at night".
+fn finding_name(summary: &str) -> &str {
+    let s = summary.strip_prefix("Red flag: ").unwrap_or(summary);
+    s.split([';', '—']).next().unwrap_or(s).trim()
+}
+
+fn rule_card<'a>(inp: &'a CardInputs<'_>, id: &str) -> Option<&'a CardText> {
+    inp.rs
+        .doc
+        .red_flags
+        .iter()
+        .find(|r| r.id == id)
+        .map(|r| &r.card)
+}
+
+fn unassessed_card(inp: &CardInputs<'_>, u: &Unassessed) -> Card {
+    let flag = rule_card(inp, &u.id);
+    let name = finding_name(flag.map_or(u.summary.as_str(), |c| c.summary.as_str()));
+    let text = CardText {
+        summary: format!("Not ruled out: {name} — record the findings below"),
+        detail: String::new(),
+        cite: flag.map(|c| c.cite.clone()).unwrap_or_default(),
+    };
+    let mut detail = String::from(
+        "This red flag can be neither confirmed nor ruled out with the records Stride has. \
+         The patient does not progress until it is assessed. Record:\n",
+    );
+    for n in &u.needs {
+        detail.push_str(&format!("\n- {} — {}", n.text, reason_words(&n.reason)));
+    }
+    let (uuid, card) = base_card(inp, &u.id, name, "warning", &text, detail);
+    Card {
+        uuid,
+        decision_id: u.id.clone(),
+        json: card,
+    }
+}
+
+fn preliminary_card(inp: &CardInputs<'_>, p: &Preliminary) -> Card {
+    let flag = rule_card(inp, &p.id);
+    let name = finding_name(&p.summary);
+    let text = CardText {
+        summary: format!("Recorded as preliminary — confirm: {name}"),
+        detail: String::new(),
+        cite: flag.map(|c| c.cite.clone()).unwrap_or_default(),
+    };
+    let detail = format!(
+        "A preliminary record would raise this red flag. Preliminary results do not count \
+         until they are final: confirm or correct them.\n\nPreliminary: {}",
+        p.sources.join(", ")
+    );
+    let (uuid, card) = base_card(inp, &p.id, name, "warning", &text, detail);
+    Card {
+        uuid,
+        decision_id: p.id.clone(),
+        json: card,
+    }
 }
 
 fn indicator(s: Severity) -> &'static str {
@@ -71,12 +152,18 @@ fn indicator(s: Severity) -> &'static str {
     }
 }
 
+/// The cited sources as a bullet list labelled `[n]`: an ordered Markdown list would be
+/// renumbered 1, 2, 3 … by the EHR's renderer, so "[5]" in the text would point at the wrong
+/// source.
 fn sources_md(rs: &RuleSet, cite: &[u32]) -> String {
+    let mut cite = cite.to_vec();
+    cite.sort_unstable();
+    cite.dedup();
     let mut lines = Vec::new();
     for n in cite {
-        if let Some(s) = rs.doc.sources.iter().find(|s| s.n == *n) {
+        if let Some(s) = rs.doc.sources.iter().find(|s| s.n == n) {
             lines.push(format!(
-                "{}. {} — *{}*, {}",
+                "- [{}] {} — *{}*, {}",
                 s.n, s.title, s.publisher, s.year
             ));
         }
@@ -176,19 +263,11 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     if !d.missing.is_empty() {
         detail.push_str("\n\n**Missing or unusable data** (record it to place the phase):\n");
         for m in &d.missing {
-            detail.push_str(&format!("\n- {} — {}", m.text, m.reason));
+            detail.push_str(&format!("\n- {} — {}", m.text, reason_words(&m.reason)));
         }
     }
-    if !d.unassessed_red_flags.is_empty() {
-        detail.push_str("\n\n**Red flags that could not be ruled out**:\n");
-        for u in &d.unassessed_red_flags {
-            detail.push_str(&format!(
-                "\n- {} ({}): needs {}",
-                u.id,
-                u.rule,
-                u.missing.join(", ")
-            ));
-        }
+    if let Some(note) = &d.stale_episode {
+        detail.push_str(&format!("\n\n**Stale episode?** {note}"));
     }
     if !d.ignored.is_empty() || !inp.unread.is_empty() {
         detail.push_str("\n\n**Not used**:\n");
@@ -230,6 +309,12 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
         cite: f.cite.clone(),
     };
     let mut detail = f.detail.clone();
+    if !f.conflicts.is_empty() {
+        detail.push_str("\n\n**Conflicting records** (safety first: the record that raises the red flag counts):\n");
+        for c in &f.conflicts {
+            detail.push_str(&format!("\n- {c}"));
+        }
+    }
     if !f.evidence.is_empty() {
         detail.push_str(&format!("\n\nBased on: {}", f.evidence.join(", ")));
     }

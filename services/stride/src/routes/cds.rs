@@ -4,6 +4,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
 use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
+use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::{evaluate, Facts, RuleSet};
 use stride_store::{AuditFacts, HookRecord, NewCard, NewCarePlan, NewFeedback};
@@ -135,13 +136,16 @@ pub async fn call(
         },
     )?;
     let now = OffsetDateTime::now_utc();
-    let as_of = now.date();
+    // "Today" and every record's day are the clinic's local dates (its trust-file zone, else
+    // the offsets its EHR writes), re-read once the Observations are in too.
+    let zone = ClinicZone::for_tenant(cds_caller.timezone());
 
     let mut intake = Intake::default();
     gather(&state, &rs, &req, CONDITION, &mut intake).await?;
     if let Some(orders) = req.context.draft_orders {
         intake.add(orders);
     }
+    let mut as_of = intake.localise(&zone, now);
     // Observations matter only when an episode activates the guideline: a patient without
     // one is answered from the Conditions alone.
     let conditions = Facts {
@@ -151,6 +155,7 @@ pub async fn call(
     intake.records = conditions.records;
     if episode.applies {
         gather(&state, &rs, &req, OBSERVATION, &mut intake).await?;
+        as_of = intake.localise(&zone, now);
     }
     let unread: Vec<String> = intake
         .problems

@@ -205,6 +205,8 @@ pub async fn session(req: &HttpRequest, state: &AppState) -> Result<Option<Viewe
         subject: s.subject,
         tenant: s.tenant,
         all_tenants: s.all_tenants,
+        // Staff pages show stored decisions; the clinic's zone is a hook caller's matter.
+        timezone: None,
         kind: Kind::Staff,
         jti: None,
         expires_at: s.expires_at,
