@@ -470,12 +470,15 @@ fn aggregate(
     points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
     // A measured value outranks a stand-in of the same day (an extent of 5 cm beside
     // "localized tenderness absent" is a measured, non-focal tenderness, not a conflict).
-    let measured: BTreeSet<Date> = points
-        .iter()
-        .filter(|p| !p.stand_in)
-        .map(|p| p.date)
-        .collect();
-    points.retain(|p| !p.stand_in || !measured.contains(&p.date));
+    // (Only facts with a stand-in source pay for it: evaluate runs on every hook call.)
+    if points.iter().any(|p| p.stand_in) {
+        let measured: BTreeSet<Date> = points
+            .iter()
+            .filter(|p| !p.stand_in)
+            .map(|p| p.date)
+            .collect();
+        points.retain(|p| !p.stand_in || !measured.contains(&p.date));
+    }
     // A correction supersedes the record it corrects: on a day with an amended or corrected
     // record, the day's other records are the ones corrected. Only for facts that hold one
     // value per day; sessions and counts keep every record of the day.
@@ -484,6 +487,7 @@ fn aggregate(
             b.aggregation,
             Aggregation::Latest | Aggregation::ConsecutiveDays
         )
+        && points.iter().any(|p| p.correction)
     {
         let corrected: BTreeSet<Date> = points
             .iter()
