@@ -41,6 +41,7 @@ fn check_card(card: &Json) {
     );
     // Req 85: detail is markdown text.
     assert!(card["detail"].is_string(), "req 85");
+    citations_survive_markdown(card["detail"].as_str().unwrap());
     // Req 87/88: indicator in the allowed set.
     assert!(
         ["info", "warning", "critical"].contains(&card["indicator"].as_str().unwrap()),
@@ -164,6 +165,31 @@ async fn patient_view_cards(
         "exactly one phase card: {t:?}"
     );
     (body, t)
+}
+
+/// An EHR's Markdown renderer renumbers an ordered list (`1. 3. 5.` shows as 1, 2, 3), so no
+/// line may start like an ordered-list item, and every `[n]` the text cites is listed as `[n]`
+/// under Sources.
+fn citations_survive_markdown(detail: &str) {
+    for line in detail.lines() {
+        let digits = line.trim_start().chars().take_while(char::is_ascii_digit).count();
+        assert!(
+            digits == 0 || !line.trim_start()[digits..].starts_with(". "),
+            "an ordered-list line would be renumbered: {line}"
+        );
+    }
+    let (text, sources) = detail.split_once("**Sources**").unwrap_or((detail, ""));
+    for part in text.split('[').skip(1) {
+        let Some((inside, _)) = part.split_once(']') else { continue };
+        for n in inside.split(',').map(str::trim) {
+            if n.parse::<u32>().is_ok() {
+                assert!(
+                    sources.contains(&format!("- [{n}] ")),
+                    "[{n}] is cited but not listed under Sources: {detail}"
+                );
+            }
+        }
+    }
 }
 
 fn knee(onset: i64) -> Vec<Json> {
