@@ -172,7 +172,11 @@ async fn patient_view_cards(
 /// under Sources.
 fn citations_survive_markdown(detail: &str) {
     for line in detail.lines() {
-        let digits = line.trim_start().chars().take_while(char::is_ascii_digit).count();
+        let digits = line
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .count();
         assert!(
             digits == 0 || !line.trim_start()[digits..].starts_with(". "),
             "an ordered-list line would be renumbered: {line}"
@@ -180,7 +184,9 @@ fn citations_survive_markdown(detail: &str) {
     }
     let (text, sources) = detail.split_once("**Sources**").unwrap_or((detail, ""));
     for part in text.split('[').skip(1) {
-        let Some((inside, _)) = part.split_once(']') else { continue };
+        let Some((inside, _)) = part.split_once(']') else {
+            continue;
+        };
         for n in inside.split(',').map(str::trim) {
             if n.parse::<u32>().is_ok() {
                 assert!(

@@ -161,8 +161,16 @@ fn bench(c: &mut Criterion) {
     // 1.0.0 keeps its benchmark name, so figures compare across commits; 1.0.1 (data-quality
     // rules on, value sets) runs beside it on the same patient.
     for (version, name, load) in [
-        ("1.0.0", "evaluate/60-observations", "rule-set/load-and-check"),
-        ("1.0.1", "evaluate-1.0.1/60-observations", "rule-set-1.0.1/load-and-check"),
+        (
+            "1.0.0",
+            "evaluate/60-observations",
+            "rule-set/load-and-check",
+        ),
+        (
+            "1.0.1",
+            "evaluate-1.0.1/60-observations",
+            "rule-set-1.0.1/load-and-check",
+        ),
     ] {
         let path = format!(
             "{}/../../guidelines/medial-knee-pain-running/{version}.yaml",
@@ -171,7 +179,11 @@ fn bench(c: &mut Criterion) {
         let text = std::fs::read_to_string(path).unwrap();
         let rs = RuleSet::from_yaml(&text).unwrap();
         let d = evaluate(&rs, &facts, AS_OF);
-        assert_eq!(d.phase.as_deref(), Some("progressive-loading"), "{version}: {d:#?}");
+        assert_eq!(
+            d.phase.as_deref(),
+            Some("progressive-loading"),
+            "{version}: {d:#?}"
+        );
         c.bench_function(name, |b| {
             b.iter(|| evaluate(black_box(&rs), black_box(&facts), AS_OF))
         });

@@ -30,6 +30,9 @@ pub struct Decision {
     pub pitfalls: Vec<Finding>,
     /// Red flags that could be neither confirmed nor ruled out: shown, never silently dropped.
     pub unassessed_red_flags: Vec<Unassessed>,
+    /// Pitfalls that could be neither confirmed nor ruled out: listed, never silently dropped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unassessed_pitfalls: Vec<Unassessed>,
     /// Red flags that only a preliminary record would fire: shown ("confirm"), not counted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preliminary_red_flags: Vec<Preliminary>,

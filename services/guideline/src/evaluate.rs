@@ -53,6 +53,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         warnings: Vec::new(),
         pitfalls: Vec::new(),
         unassessed_red_flags: Vec::new(),
+        unassessed_pitfalls: Vec::new(),
         preliminary_red_flags: Vec::new(),
         stale_episode: None,
         missing: Vec::new(),
@@ -71,18 +72,18 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
             .filter(|r| reads_only_orders(rs, &r.when))
             .cloned()
             .collect();
-        decision.pitfalls = ev.findings(&order_pitfalls, None);
+        decision.pitfalls = ev.findings(&order_pitfalls, None, false);
         decision.trace = ev.trace;
         return decision;
     }
 
     let mut flags_unknown = Vec::new();
-    decision.red_flags = ev.findings(&doc.red_flags, Some(&mut flags_unknown));
+    decision.red_flags = ev.findings(&doc.red_flags, Some(&mut flags_unknown), true);
     if doc.data_quality.preliminary_red_flags_shown {
         decision.preliminary_red_flags = ev.preliminary(&doc.red_flags, &decision.red_flags);
     }
     decision.unassessed_red_flags = flags_unknown;
-    decision.warnings = ev.findings(&doc.warnings, None);
+    decision.warnings = ev.findings(&doc.warnings, None, false);
     decision.stale_episode = stale(rs, &table, as_of);
 
     let mut missing_facts: Vec<String> = Vec::new();
@@ -134,7 +135,9 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
     };
     ev.phase = Some(phase.clone());
 
-    decision.pitfalls = ev.findings(&doc.pitfalls, None);
+    let mut pitfalls_unknown = Vec::new();
+    decision.pitfalls = ev.findings(&doc.pitfalls, Some(&mut pitfalls_unknown), false);
+    decision.unassessed_pitfalls = pitfalls_unknown;
     if let Some(p) = doc.phases.iter().find(|p| p.id == phase) {
         decision.activities = ev.activities(&p.activities);
     }
@@ -147,7 +150,11 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         .into_iter()
         .map(|fact| missing_fact(rs, &table, fact))
         .collect();
-    for u in &mut decision.unassessed_red_flags {
+    for u in decision
+        .unassessed_red_flags
+        .iter_mut()
+        .chain(&mut decision.unassessed_pitfalls)
+    {
         u.needs = u
             .missing
             .iter()
@@ -231,12 +238,15 @@ impl Evaluator<'_> {
             .unwrap_or_else(|| INSUFFICIENT_DATA.to_owned())
     }
 
+    /// Each rule's finding when it fires; rules that can be neither confirmed nor ruled out
+    /// go to `unknown`. `red_flags`: safety first, a conflict is read on the side that fires.
     fn findings(
         &mut self,
         rules: &[Rule],
         mut unknown: Option<&mut Vec<Unassessed>>,
+        red_flags: bool,
     ) -> Vec<Finding> {
-        let positive = self.rs.doc.data_quality.red_flag_conflicts_positive && unknown.is_some();
+        let positive = self.rs.doc.data_quality.red_flag_conflicts_positive && red_flags;
         let mut out = Vec::new();
         for r in rules {
             let start = self.trace.len();

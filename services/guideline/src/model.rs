@@ -180,7 +180,7 @@ impl FactBinding {
             Aggregation::ConsecutiveDays => Some("d"),
             Aggregation::Count | Aggregation::ConsecutiveRecords => Some("1"),
             Aggregation::Exists | Aggregation::AdjacentDays => None,
-            Aggregation::Trend => Some("%"),
+            Aggregation::Trend | Aggregation::StepUp => Some("%"),
             _ => self.unit.as_deref(),
         }
     }
@@ -307,6 +307,10 @@ pub enum Aggregation {
     Trend,
     /// How much the value fell: the earliest value in the window minus the latest.
     Decrease,
+    /// The largest percent rise of a record's value over the largest value of the records in
+    /// the `period_days` before its day: each run against the runs before it. 0 when nothing
+    /// came before (a first run is no jump).
+    StepUp,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +331,9 @@ pub struct Window {
     /// Only records at most this many days old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age_days: Option<i64>,
+    /// Only records on or before onset + this many days (e.g. the minimum rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_days_after_onset: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

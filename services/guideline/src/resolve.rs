@@ -294,7 +294,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
             .iter()
             .filter(|(_, _, d)| match binding.aggregation {
                 Aggregation::Latest => points.last().is_none_or(|p| *d >= p.date),
-                Aggregation::Trend => {
+                Aggregation::Trend | Aggregation::StepUp => {
                     (as_of - *d).whole_days() < 2 * i64::from(binding.period_days.unwrap_or(7))
                 }
                 _ => true,
@@ -355,6 +355,11 @@ fn in_window(b: &FactBinding, date: Date, onset: Option<Date>, as_of: Date) -> b
     }
     if b.baseline {
         return true;
+    }
+    if let (Some(o), Some(max)) = (onset, b.window.max_days_after_onset) {
+        if date > o + time::Duration::days(max) {
+            return false;
+        }
     }
     match onset {
         // Facts from before the episode describe another episode.
@@ -630,6 +635,31 @@ fn aggregate(
                 Some("%".into()),
                 srcs(points),
             )
+        }
+        Aggregation::StepUp => {
+            if points.is_empty() {
+                return FactValue::unknown("no record", vec![]);
+            }
+            // Each day's longest run against the longest of the `period_days` before it; the
+            // largest rise counts (a run that doubled is a jump even if later runs held).
+            let period = i64::from(b.period_days.unwrap_or(7));
+            let mut rise = 0.0f64;
+            let mut used = Vec::new();
+            for p in points.iter() {
+                let prev = points
+                    .iter()
+                    .filter(|q| q.date < p.date && (p.date - q.date).whole_days() <= period)
+                    .map(|q| q.value)
+                    .reduce(f64::max);
+                if let Some(prev) = prev.filter(|v| *v > 0.0) {
+                    let r = (p.value - prev) / prev * 100.0;
+                    if r > rise {
+                        rise = r;
+                        used = vec![p.source.to_owned()];
+                    }
+                }
+            }
+            FactValue::known(rise, Some("%".into()), used)
         }
         Aggregation::Decrease => {
             let (Some(first), Some(last)) = (points.first(), points.last()) else {

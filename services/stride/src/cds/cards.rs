@@ -266,6 +266,26 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
             detail.push_str(&format!("\n- {} — {}", m.text, reason_words(&m.reason)));
         }
     }
+    if !d.unassessed_pitfalls.is_empty() {
+        detail.push_str("\n\n**Pitfalls that could not be checked** (record to check them):\n");
+        for u in &d.unassessed_pitfalls {
+            let name = inp
+                .rs
+                .doc
+                .pitfalls
+                .iter()
+                .find(|p| p.id == u.id)
+                .map_or(u.summary.as_str(), |p| p.card.summary.as_str());
+            let name = name.strip_prefix("Pitfall: ").unwrap_or(name);
+            let name = name.split(" — ").next().unwrap_or(name);
+            let needs: Vec<String> = u
+                .needs
+                .iter()
+                .map(|n| format!("{} ({})", n.text, reason_words(&n.reason)))
+                .collect();
+            detail.push_str(&format!("\n- {name}: {}", needs.join("; ")));
+        }
+    }
     if let Some(note) = &d.stale_episode {
         detail.push_str(&format!("\n\n**Stale episode?** {note}"));
     }
