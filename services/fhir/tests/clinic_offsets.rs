@@ -93,6 +93,7 @@ fn decide(onset: (i64, u16), recs: &[Local], offset: UtcOffset) -> Decision {
     evaluate(
         rule_set(),
         &stride_guideline::Facts {
+            phase_state: None,
             records: intake.records,
         },
         as_of,

@@ -152,7 +152,10 @@ pub fn patient() -> Facts {
         Some(Value::Boolean(true)),
         vec![],
     ));
-    Facts { records: r }
+    Facts {
+        phase_state: None,
+        records: r,
+    }
 }
 
 fn bench(c: &mut Criterion) {

@@ -115,11 +115,29 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         if painful == Verdict::Met && resolved != Verdict::Met {
             doc.phases[0].id.clone()
         } else {
-            let placed = ev.place(&mut missing_facts);
+            // Staff approved the patient into a phase: placement goes on from there.
+            let start = table.approved.as_ref().map_or(0, |(i, ps)| {
+                ev.trace.push(TraceEntry {
+                    rule: "approved-plan".into(),
+                    check: None,
+                    fact: "approved_phase".into(),
+                    value: None,
+                    unit: None,
+                    sources: vec![ps.source.clone()],
+                    op: "=".into(),
+                    threshold: None,
+                    parameter: None,
+                    verdict: Verdict::Met,
+                    note: Some(format!("approved into {} on {}", ps.phase, ps.since)),
+                });
+                *i
+            });
+            let placed = ev.place(&mut missing_facts, start);
             // Before progression, the red flags are ruled out: one that can be neither
             // confirmed nor ruled out keeps the patient in the first phase, and what it needs
             // is asked for.
-            let beyond_first = doc.phases.iter().skip(1).any(|p| p.id == placed);
+            // "Where they are" is the approved phase, else the first.
+            let beyond_first = doc.phases.iter().skip(start + 1).any(|p| p.id == placed);
             if doc.data_quality.red_flags_ruled_out_before_progression
                 && beyond_first
                 && !decision.unassessed_red_flags.is_empty()
@@ -127,7 +145,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
                 for u in &decision.unassessed_red_flags {
                     missing_facts.extend(u.missing.iter().cloned());
                 }
-                doc.phases[0].id.clone()
+                doc.phases[start].id.clone()
             } else {
                 placed
             }
@@ -204,9 +222,9 @@ struct Evaluator<'a> {
 
 impl Evaluator<'_> {
     /// The phase the criteria support today: leave each phase whose exit is met.
-    fn place(&mut self, missing: &mut Vec<String>) -> String {
+    fn place(&mut self, missing: &mut Vec<String>, start: usize) -> String {
         let phases = &self.rs.doc.phases;
-        for (i, phase) in phases.iter().enumerate() {
+        for (i, phase) in phases.iter().enumerate().skip(start) {
             let Some(exit) = &phase.exit else {
                 return phase.id.clone();
             };

@@ -11,7 +11,20 @@ pub use crate::model::RecordKind;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Facts {
+    /// The phase clinic staff approved the patient into, when there is an approved plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase_state: Option<PhaseState>,
     pub records: Vec<Record>,
+}
+
+/// An approved plan's phase and the day it was approved: the patient's current phase and its
+/// entry, as clinic staff decided them (rule sets with `approved_phase_holds`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhaseState {
+    pub phase: String,
+    pub since: Date,
+    /// The approved CarePlan, e.g. `CarePlan/…`; quoted in the trace.
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -82,6 +95,7 @@ mod tests {
             system: "http://example.org/cs".into(),
         };
         let facts = Facts {
+            phase_state: None,
             records: vec![Record {
                 codes: vec![code("a")],
                 components: vec![Component {

@@ -123,6 +123,9 @@ pub struct DataQuality {
     /// The episode starts at the earliest onset of the active trigger Conditions (a diagnosis
     /// refined during the episode does not restart it).
     pub episode_onset_earliest: bool,
+    /// An approved plan's phase is where placement starts: the exits of the phases before it
+    /// were judged by clinic staff, and are not asked for again.
+    pub approved_phase_holds: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

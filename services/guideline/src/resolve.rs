@@ -58,6 +58,9 @@ pub struct FactTable {
     pub ignored: Vec<Ignored>,
     /// The day of the newest Observation that gave any fact a value: how recent the data are.
     pub newest_observation: Option<Date>,
+    /// The approved phase (rule sets with `approved_phase_holds`): index into the phases, and
+    /// the approved plan.
+    pub approved: Option<(usize, crate::facts::PhaseState)>,
 }
 
 /// A record value after status, date and unit checks, ready to aggregate.
@@ -330,12 +333,35 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         values.insert(name.clone(), fv);
     }
 
+    // An approved plan counts for a phase of this rule set, approved on or before the as-of
+    // day; anything else is reported, never guessed into a phase.
+    let approved = match &facts.phase_state {
+        Some(ps) if dq.approved_phase_holds => {
+            match rs.doc.phases.iter().position(|p| p.id == ps.phase) {
+                Some(i) if ps.since <= as_of => Some((i, ps.clone())),
+                Some(_) => {
+                    ignore(&ps.source, format!("approved after the as-of day {as_of}"), &mut ignored);
+                    None
+                }
+                None => {
+                    ignore(
+                        &ps.source,
+                        format!("approved phase `{}` is not a phase of this rule set", ps.phase),
+                        &mut ignored,
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     FactTable {
         values,
         onset,
         applies,
         ignored,
         newest_observation,
+        approved,
     }
 }
 

@@ -26,7 +26,17 @@ pub struct Vignette {
     pub as_of: Date,
     #[serde(default)]
     pub records: Vec<VRecord>,
+    /// An approved CarePlan: the phase staff approved and its day (relative to `as_of`).
+    #[serde(default)]
+    pub approved: Option<VApproved>,
     pub expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VApproved {
+    pub phase: String,
+    pub day: i64,
 }
 
 /// A record, dated in days relative to `as_of`; `repeat` makes one per day over a range.
@@ -199,7 +209,15 @@ impl Vignette {
                 });
             }
         }
-        Ok(Facts { records })
+        let phase_state = self.approved.as_ref().map(|a| crate::facts::PhaseState {
+            phase: a.phase.clone(),
+            since: self.as_of + Duration::days(a.day),
+            source: "CarePlan/approved".into(),
+        });
+        Ok(Facts {
+            phase_state,
+            records,
+        })
     }
 
     pub fn run(&self, rs: &RuleSet) -> Result<Outcome, String> {

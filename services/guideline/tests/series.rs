@@ -60,6 +60,7 @@ fn a_series_is_in_the_fact_s_unit_dated_and_without_discarded_records() {
     let rs = rule_set();
     let as_of = date!(2026 - 11 - 20);
     let facts = Facts {
+        phase_state: None,
         records: vec![
             run(date!(2026 - 11 - 10), 3000.0, "m"),
             run(date!(2026 - 11 - 02), 2.5, "km"),

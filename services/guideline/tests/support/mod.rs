@@ -132,6 +132,9 @@ pub fn patient() -> impl Strategy<Value = Facts> {
                     components: vec![],
                 });
             }
-            Facts { records }
+            Facts {
+                phase_state: None,
+                records,
+            }
         })
 }
