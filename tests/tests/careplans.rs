@@ -415,3 +415,100 @@ async fn the_review_page_shows_the_plan_and_the_decision_trace() {
         .unwrap();
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
 }
+
+/// Pain-free runs on alternate days from day `from` days ago.
+fn runs(from: i64) -> Vec<Json> {
+    (0..=from / 2)
+        .map(|k| session(&format!("run-{k}"), from - 2 * k, 3.0, 0, false))
+        .collect()
+}
+
+async fn phase_of(app: &TestApp, body: &Json) -> String {
+    let res: Json = app
+        .cds(PV)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    res["cards"][0]["source"]["topic"]["code"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The same running patient twelve days on: red flags ruled out long ago, but no exam in the
+/// last 7 days nor a symmetry test in the last 14, so the phase-1 exit cannot be re-checked.
+fn later_without_fresh_exams() -> Json {
+    let mut records = runs(12);
+    records.push(obs("tender-old", "bony-tenderness", 12, boolean(false)));
+    records.push(obs("rest-old", "pain-rest", 12, boolean(false)));
+    records.push(obs("night-old", "pain-night", 12, boolean(false)));
+    records.push(obs("now", "pain-walking", 0, int(0)));
+    patient_view(prefetch(&[condition("k", "M25.561", Some(50))], &records))
+}
+
+#[tokio::test]
+async fn an_approved_phase_holds_when_the_phase_one_exams_are_no_longer_recent() {
+    let app = spawn_app().await;
+    // Without an approved plan the history cannot place a running patient: insufficient data.
+    assert_eq!(
+        phase_of(&app, &later_without_fresh_exams()).await,
+        "insufficient-data"
+    );
+
+    // Day 38 with fresh exams and pain-free runs since day 16: progressive loading, approved.
+    let mut obs = recovered_walker();
+    obs.extend(runs(22));
+    let body = patient_view(prefetch(&[condition("k", "M25.561", Some(38))], &obs));
+    let res: Json = app
+        .cds(PV)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        res["cards"][0]["source"]["topic"]["code"], "progressive-loading",
+        "{res}"
+    );
+    let id = res["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = review(
+        &app,
+        &id,
+        json!({"action": "approve", "version": 1}),
+        "careplan.review",
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Now the approved phase is where placement starts.
+    assert_eq!(
+        phase_of(&app, &later_without_fresh_exams()).await,
+        "progressive-loading"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_active_careplan_in_the_prefetch_is_the_phase_state_too() {
+    let app = spawn_app().await;
+    let mut body = later_without_fresh_exams();
+    body["prefetch"]["CarePlan"] = json!({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": {
+        "resourceType": "CarePlan", "id": "ehr-plan", "status": "active", "intent": "plan",
+        "instantiatesCanonical": ["http://stride-cds.org/fhir/PlanDefinition/medial-knee-pain-running|1.0.1"],
+        "category": [{"coding": [{"system": "http://stride-cds.org/fhir/CodeSystem/running-knee-decision", "code": "progressive-loading"}]}],
+        "subject": {"reference": "Patient/p1"}, "period": {"start": day(9)}}}]});
+    assert_eq!(phase_of(&app, &body).await, "progressive-loading");
+    // A draft (not approved) or another guideline's plan is no phase state.
+    body["prefetch"]["CarePlan"]["entry"][0]["resource"]["status"] = json!("draft");
+    assert_eq!(phase_of(&app, &body).await, "insufficient-data");
+    app.stop().await;
+}

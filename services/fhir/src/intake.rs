@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use fhir_sdk::r4b::resources::{
-    Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
+    CarePlan, Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
     ObservationComponentValue, ObservationEffective, ObservationValue, ServiceRequest,
     ServiceRequestOccurrence,
 };
@@ -35,10 +35,25 @@ pub struct Intake {
     /// The instant each record's date was read from (`None` for a date without a time), in
     /// the order of `records`: `localise` re-reads the dates on the clinic's calendar.
     instants: Vec<Option<OffsetDateTime>>,
+    /// CarePlans the EHR sent (an approved plan is the patient's phase state).
+    pub plans: Vec<PlanSeen>,
+}
+
+/// What a CarePlan says of the patient's place in a protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanSeen {
+    pub source: String,
+    pub status: String,
+    pub instantiates: Vec<String>,
+    pub categories: Vec<Code>,
+    /// `period.start`, else `created`: when the plan took effect.
+    pub since: Option<OffsetDateTime>,
+    pub since_day: Option<Date>,
 }
 
 /// The resource types the guideline reads; any other is skipped unparsed.
 const READ: &[&str] = &[
+    "CarePlan",
     "Observation",
     "Condition",
     "ServiceRequest",
@@ -108,18 +123,26 @@ pub fn resource_type(raw: &RawValue) -> Option<String> {
 }
 
 impl Intake {
+    /// Without a named zone, "today" is read in the offset the EHR wrote its newest timestamp
+    /// with: the clinic's own offset, as far as the request can tell (UTC without any).
+    fn fallback_offset(&self) -> UtcOffset {
+        self.instants
+            .iter()
+            .flatten()
+            .max()
+            .map_or(UtcOffset::UTC, |t| t.offset())
+    }
+
+    /// The clinic's date of an instant Stride itself holds (e.g. when a plan was approved).
+    pub fn clinic_date(&self, zone: &ClinicZone, instant: OffsetDateTime) -> Date {
+        zone.date_of(instant, self.fallback_offset())
+    }
+
     /// Re-read every record's date on the clinic's calendar and return the clinic's today.
     /// Idempotent: call it again after more resources were added. Records must still be in
     /// the order they were added (taking `records` out and putting it back is fine).
     pub fn localise(&mut self, zone: &ClinicZone, now: OffsetDateTime) -> Date {
-        // Without a named zone, "today" is read in the offset the EHR wrote its newest
-        // timestamp with: the clinic's own offset, as far as the request can tell.
-        let fallback = self
-            .instants
-            .iter()
-            .flatten()
-            .max()
-            .map_or(UtcOffset::UTC, |t| t.offset());
+        let fallback = self.fallback_offset();
         if let ClinicZone::Named(_) = zone {
             for (r, instant) in self.records.iter_mut().zip(&self.instants) {
                 if let Some(t) = instant {
@@ -170,6 +193,37 @@ impl Intake {
         }
         let source = |id: Option<&str>| format!("{kind}/{}", id.unwrap_or("(no id)"));
         let json = raw.get();
+        if kind == "CarePlan" {
+            match serde_json::from_str::<CarePlan>(json) {
+                Ok(p) => {
+                    let (since_day, since) = p
+                        .period
+                        .as_ref()
+                        .and_then(|pe| pe.start.as_ref())
+                        .or(p.created.as_ref())
+                        .map_or((None, None), when);
+                    self.sources.push(source(p.id.as_deref()));
+                    self.plans.push(PlanSeen {
+                        source: source(p.id.as_deref()),
+                        status: p.status.to_string(),
+                        instantiates: p.instantiates_canonical.iter().flatten().cloned().collect(),
+                        categories: p
+                            .category
+                            .iter()
+                            .flatten()
+                            .flat_map(|c| codes(Some(c)))
+                            .collect(),
+                        since,
+                        since_day,
+                    });
+                }
+                Err(e) => self.problems.push(Problem {
+                    source: source(None),
+                    message: format!("not a valid FHIR R4 CarePlan: {}", describe(&e)),
+                }),
+            }
+            return;
+        }
         let read = match kind {
             "Observation" => serde_json::from_str::<Observation>(json)
                 .map(|o| observation(&o, source(o.id.as_deref()))),

@@ -338,15 +338,31 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
     let approved = match &facts.phase_state {
         Some(ps) if dq.approved_phase_holds => {
             match rs.doc.phases.iter().position(|p| p.id == ps.phase) {
+                // A plan approved before this episode began is another episode's.
+                Some(_) if onset.is_some_and(|o| ps.since < o) => {
+                    ignore(
+                        &ps.source,
+                        "approved before this episode began".into(),
+                        &mut ignored,
+                    );
+                    None
+                }
                 Some(i) if ps.since <= as_of => Some((i, ps.clone())),
                 Some(_) => {
-                    ignore(&ps.source, format!("approved after the as-of day {as_of}"), &mut ignored);
+                    ignore(
+                        &ps.source,
+                        format!("approved after the as-of day {as_of}"),
+                        &mut ignored,
+                    );
                     None
                 }
                 None => {
                     ignore(
                         &ps.source,
-                        format!("approved phase `{}` is not a phase of this rule set", ps.phase),
+                        format!(
+                            "approved phase `{}` is not a phase of this rule set",
+                            ps.phase
+                        ),
                         &mut ignored,
                     );
                     None

@@ -35,6 +35,11 @@ impl CdsCaller {
         Ok(self.caller)
     }
 
+    /// The tenant the call is filed under (a read that settles nothing).
+    pub fn tenant(&self) -> &str {
+        &self.caller.tenant
+    }
+
     /// The clinic's IANA time zone from the trust file (a read that settles nothing).
     pub fn timezone(&self) -> Option<&str> {
         self.caller.timezone.as_deref()

@@ -6,8 +6,9 @@ use serde_json::{json, Value as Json};
 use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
+use stride_guideline::facts::PhaseState;
 use stride_guideline::{evaluate, Facts, RuleSet};
-use stride_store::{AuditFacts, HookRecord, NewCard, NewCarePlan, NewFeedback};
+use stride_store::{AuditFacts, CarePlanQuery, HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -55,6 +56,82 @@ fn slot<'a>(req: &HookRequest<'a>, key: &str) -> Slot<'a> {
         Some(v) if resource_type(v).as_deref() == Some("OperationOutcome") => Slot::NotProvided,
         Some(v) => Slot::Data(v),
     }
+}
+
+/// The prefetch key an EHR may fill with the patient's CarePlans (not a template of ours:
+/// nothing is fetched when it is absent).
+const CAREPLAN: &str = "CarePlan";
+
+/// The patient's phase as clinic staff approved it: the newest active CarePlan of this
+/// guideline, from Stride's store (approved on the review page) or from the prefetch. Its
+/// phase and the day it took effect (the clinic's date) are the phase state.
+async fn approved_phase(
+    state: &AppState,
+    rs: &RuleSet,
+    tenant: &str,
+    patient: &str,
+    intake: &Intake,
+    zone: &ClinicZone,
+) -> Result<Option<PhaseState>, ApiError> {
+    let mut best: Option<(OffsetDateTime, PhaseState)> = None;
+    let mut consider = |at: OffsetDateTime, ps: PhaseState| {
+        if best.as_ref().is_none_or(|(t, _)| at > *t) {
+            best = Some((at, ps));
+        }
+    };
+    let stored = state
+        .store
+        .search_careplans(&CarePlanQuery {
+            tenant: Some(tenant.to_owned()),
+            patient_ref: Some(format!("Patient/{patient}")),
+            status: Some("active".into()),
+            created_from: None,
+            created_to: None,
+            limit: 50,
+        })
+        .await
+        .map_err(|e| {
+            // Without the approved phase the decision could differ: no answer (fail closed,
+            // as for the write).
+            tracing::error!(error = %e, "approved CarePlans could not be read: answering 503");
+            ApiError::Unavailable
+        })?;
+    for p in stored.into_iter().filter(|p| p.rule_set_id == rs.doc.id) {
+        consider(
+            p.updated_at,
+            PhaseState {
+                phase: p.phase,
+                since: intake.clinic_date(zone, p.updated_at),
+                source: format!("CarePlan/{}", p.id),
+            },
+        );
+    }
+    let ours = |canonical: &String| {
+        canonical == &rs.doc.url || canonical.starts_with(&format!("{}|", rs.doc.url))
+    };
+    for p in &intake.plans {
+        let phase = p
+            .categories
+            .iter()
+            .find(|c| c.system == rs.doc.decision_system)
+            .map(|c| c.code.clone());
+        let (Some(phase), Some(day)) = (phase, p.since_day) else {
+            continue;
+        };
+        if p.status == "active" && p.instantiates.iter().any(ours) {
+            let at = p.since.unwrap_or_else(|| day.midnight().assume_utc());
+            let since = p.since.map_or(day, |t| intake.clinic_date(zone, t));
+            consider(
+                at,
+                PhaseState {
+                    phase,
+                    since,
+                    source: p.source.clone(),
+                },
+            );
+        }
+    }
+    Ok(best.map(|(_, ps)| ps))
 }
 
 /// Read one prefetch key into the intake, fetching it from the EHR's FHIR server when the
@@ -149,13 +226,32 @@ pub async fn call(
     // Observations matter only when an episode activates the guideline: a patient without
     // one is answered from the Conditions alone.
     let conditions = Facts {
+        phase_state: None,
         records: std::mem::take(&mut intake.records),
     };
     let episode = evaluate(&rs, &conditions, as_of);
     intake.records = conditions.records;
+    let mut phase_state = None;
     if episode.applies {
         gather(&state, &rs, &req, OBSERVATION, &mut intake).await?;
+        // An approved plan sent in the prefetch (optional: no fetch when it is absent).
+        if let Some(plans) = req
+            .prefetch
+            .get(CAREPLAN)
+            .filter(|v| resource_type(v).is_some())
+        {
+            intake.add(plans);
+        }
         as_of = intake.localise(&zone, now);
+        phase_state = approved_phase(
+            &state,
+            &rs,
+            cds_caller.tenant(),
+            &req.context.patient_id,
+            &intake,
+            &zone,
+        )
+        .await?;
     }
     let unread: Vec<String> = intake
         .problems
@@ -163,6 +259,7 @@ pub async fn call(
         .map(|p| format!("{} — {}", p.source, p.message))
         .collect();
     let facts = Facts {
+        phase_state,
         records: intake.records,
     };
     let decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
