@@ -11,7 +11,7 @@ fn rule_set() -> &'static RuleSet {
     static RS: OnceLock<RuleSet> = OnceLock::new();
     RS.get_or_init(|| {
         RuleSet::from_yaml(include_str!(
-            "../../guidelines/medial-knee-pain-running/1.0.0.yaml"
+            "../../guidelines/medial-knee-pain-running/1.0.1.yaml"
         ))
         .expect("the shipped rule set loads")
     })
@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!p.message.is_empty());
     }
     let facts = Facts {
+        phase_state: None,
         records: intake.records,
     };
     let as_of = time::macros::date!(2026 - 06 - 01);
