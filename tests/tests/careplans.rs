@@ -8,7 +8,15 @@ use stride_tests::{spawn_app, spawn_app_trusting, TestApp};
 const PV: &str = "/cds-services/running-knee-patient-view";
 
 async fn draft(app: &TestApp) -> (String, Json) {
-    let body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    draft_of(app, &[]).await
+}
+
+/// The draft a patient-view with these Observations leaves for review, and its link.
+async fn draft_of(app: &TestApp, observations: &[Json]) -> (String, Json) {
+    let body = patient_view(prefetch(
+        &[condition("k", "M25.561", Some(3))],
+        observations,
+    ));
     let res: Json = app
         .cds(PV)
         .json(&body)
@@ -99,7 +107,8 @@ async fn careplans_need_a_staff_token_with_the_read_scope() {
 async fn search_returns_a_bundle_of_the_patients_plans() {
     let app = spawn_app().await;
     let (_, a) = draft(&app).await;
-    let (_, b) = draft(&app).await;
+    // A second decision (the same one would reuse the first draft).
+    let (_, b) = draft_of(&app, &[obs("n", "pain-night", 0, boolean(true))]).await;
     let (status, bundle) = get(
         &app,
         "/fhir/CarePlan?patient=p1&status=draft",
@@ -510,5 +519,98 @@ async fn an_active_careplan_in_the_prefetch_is_the_phase_state_too() {
     // A draft (not approved) or another guideline's plan is no phase state.
     body["prefetch"]["CarePlan"]["entry"][0]["resource"]["status"] = json!("draft");
     assert_eq!(phase_of(&app, &body).await, "insufficient-data");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
+    let app = spawn_app().await;
+    let call = || patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    let plan_of = |res: &Json| {
+        res["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let res: Json = app
+            .cds(PV)
+            .json(&call())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(plan_of(&res));
+    }
+    assert!(
+        ids.iter().all(|i| *i == ids[0]),
+        "one draft for one decision: {ids:?}"
+    );
+    let drafts = app
+        .store
+        .search_careplans(&stride_store::CarePlanQuery {
+            tenant: Some(TENANT.into()),
+            patient_ref: Some("Patient/p1".into()),
+            status: Some("draft".into()),
+            created_from: None,
+            created_to: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(drafts.len(), 1, "the review queue holds it once");
+    // Every call has its own audit entry, each pointing at the draft.
+    let everything = stride_store::AuditQuery::default();
+    let mut log = app.store.audit_stream(&everything, true);
+    let mut calls = Vec::new();
+    while let Some(e) = futures_util::StreamExt::next(&mut log).await {
+        let e = e.unwrap();
+        if e.entry.action == "hook-call" {
+            calls.push(e);
+        }
+    }
+    assert_eq!(calls.len(), 3);
+    assert!(calls
+        .iter()
+        .all(|e| e.entry.careplan_id.map(|i| i.to_string()) == Some(ids[0].clone())));
+
+    // Another decision (a red flag now) is another draft.
+    let night = patient_view(prefetch(
+        &[condition("k", "M25.561", Some(3))],
+        &[obs("n", "pain-night", 0, boolean(true))],
+    ));
+    let res: Json = app
+        .cds(PV)
+        .json(&night)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(plan_of(&res), ids[0]);
+
+    // Once the draft is decided, the same decision drafts anew.
+    let (status, _) = review(
+        &app,
+        &ids[0],
+        json!({"action": "approve", "version": 1}),
+        "careplan.review",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let res: Json = app
+        .cds(PV)
+        .json(&call())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(plan_of(&res), ids[0]);
     app.stop().await;
 }

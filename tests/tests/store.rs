@@ -29,7 +29,42 @@ fn plan(red_flag: bool) -> NewCarePlan {
         resource: json!({"resourceType": "CarePlan", "status": "draft", "intent": "proposal"}),
         // Whole seconds: both backends keep at least that precision.
         created_at: OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap(),
+        decision_key: None,
     }
+}
+
+#[tokio::test]
+async fn one_pending_draft_per_patient_and_decision_key() {
+    let (_db, store) = store().await;
+    let key = "medial-knee-pain-running|1.0.1|rest|stop-running";
+    let first = NewCarePlan {
+        decision_key: Some(key.into()),
+        ..plan(false)
+    };
+    store.insert_careplan(&first).await.unwrap();
+    let found = store
+        .pending_draft("clinic-a", "Patient/p1", key)
+        .await
+        .unwrap()
+        .expect("the pending draft is found by its key");
+    assert_eq!(found.id, first.id);
+    // Another key, patient or tenant finds nothing.
+    for (t, p, k) in [
+        ("clinic-a", "Patient/p1", "other"),
+        ("clinic-a", "Patient/p2", key),
+        ("clinic-b", "Patient/p1", key),
+    ] {
+        assert!(store.pending_draft(t, p, k).await.unwrap().is_none());
+    }
+    // A second pending draft with the same key is refused by the database itself (two calls
+    // racing past the lookup cannot both store one); without a key, drafts are not limited.
+    let twin = NewCarePlan {
+        decision_key: Some(key.into()),
+        ..plan(false)
+    };
+    assert!(store.insert_careplan(&twin).await.is_err());
+    store.insert_careplan(&plan(false)).await.unwrap();
+    store.insert_careplan(&plan(false)).await.unwrap();
 }
 
 #[tokio::test]

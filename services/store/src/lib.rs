@@ -161,6 +161,14 @@ pub trait Store: Send + Sync + 'static {
         chain_order: bool,
     ) -> futures_util::stream::BoxStream<'a, Result<AuditEntry, StoreError>>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
+    /// The patient's pending draft with this decision key, if there is one (at most one can
+    /// be: a unique index holds it).
+    async fn pending_draft(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+        decision_key: &str,
+    ) -> Result<Option<CarePlanRecord>, StoreError>;
     /// CarePlans of a tenant (all tenants when `None`), newest first, red flags first.
     async fn search_careplans(
         &self,

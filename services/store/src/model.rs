@@ -14,6 +14,9 @@ pub struct NewCarePlan {
     pub red_flag: bool,
     pub resource: serde_json::Value,
     pub created_at: OffsetDateTime,
+    /// Rule set, version, decision ids and activities: a pending draft is unique per patient
+    /// and key (`Store::pending_draft`).
+    pub decision_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

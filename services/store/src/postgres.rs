@@ -484,6 +484,25 @@ impl Store for PgStore {
     async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         self.careplan_row(id).await
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn pending_draft(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+        decision_key: &str,
+    ) -> Result<Option<CarePlanRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM careplans WHERE tenant = $1 AND patient_ref = $2 AND status = 'draft'
+             AND decision_key = $3",
+        )
+        .bind(tenant)
+        .bind(patient_ref)
+        .bind(decision_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_careplan).transpose()
+    }
 }
 
 /// New CarePlans, in one statement.
@@ -496,7 +515,7 @@ async fn insert_careplans(
     }
     let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
-                                phase, red_flag, resource, created_at, updated_at) ",
+                                phase, red_flag, resource, created_at, updated_at, decision_key) ",
     );
     q.push_values(plans, |mut b, p| {
         b.push_bind(p.id)
@@ -510,7 +529,8 @@ async fn insert_careplans(
             .push_bind(p.red_flag)
             .push_bind(&p.resource)
             .push_bind(p.created_at)
-            .push_bind(p.created_at);
+            .push_bind(p.created_at)
+            .push_bind(&p.decision_key);
     });
     q.build().execute(tx).await?;
     Ok(())

@@ -518,12 +518,31 @@ impl Store for SqliteStore {
     async fn careplan(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
         self.careplan_row(id).await
     }
+
+    #[tracing::instrument(skip_all)]
+    async fn pending_draft(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+        decision_key: &str,
+    ) -> Result<Option<CarePlanRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM careplans WHERE tenant = ? AND patient_ref = ? AND status = 'draft'
+             AND decision_key = ?",
+        )
+        .bind(tenant)
+        .bind(patient_ref)
+        .bind(decision_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_careplan).transpose()
+    }
 }
 
 const INSERT_CAREPLAN: &str =
     "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
-                            phase, red_flag, resource, created_at, updated_at)
-     VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?)";
+                            phase, red_flag, resource, created_at, updated_at, decision_key)
+     VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_CARDS: &str =
     "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at) VALUES ";
 const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?)";
@@ -542,6 +561,7 @@ fn bind_careplan<'q>(q: SqliteQuery<'q>, p: &'q NewCarePlan, resource: &'q str) 
         .bind(resource)
         .bind(p.created_at)
         .bind(p.created_at)
+        .bind(&p.decision_key)
 }
 
 /// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.

@@ -58,6 +58,24 @@ fn slot<'a>(req: &HookRequest<'a>, key: &str) -> Slot<'a> {
     }
 }
 
+/// What makes two drafts the same decision: the rule set and version, the decision ids and
+/// the activities prescribed.
+fn decision_key(d: &stride_guideline::Decision) -> String {
+    let activities: Vec<&str> = d
+        .activities
+        .iter()
+        .chain(&d.rehab)
+        .map(|a| a.id.as_str())
+        .collect();
+    format!(
+        "{}|{}|{}|{}",
+        d.rule_set.id,
+        d.rule_set.version,
+        d.decision_ids().join(","),
+        activities.join(",")
+    )
+}
+
 /// The prefetch key an EHR may fill with the patient's CarePlans (not a template of ours:
 /// nothing is fetched when it is absent).
 const CAREPLAN: &str = "CarePlan";
@@ -270,7 +288,25 @@ pub async fn call(
     );
 
     let patient_view = svc.hook == services::Hook::PatientView;
-    let plan_id = stride_store::new_row_id();
+    let patient_ref = format!("Patient/{}", req.context.patient_id);
+    let drafting = patient_view && decision.applies;
+    // One draft per patient and decision: the patient's pending draft of the same decision is
+    // reused (the review queue never holds two alike); every call keeps its own audit entry.
+    let key = drafting.then(|| decision_key(&decision));
+    let pending = match &key {
+        Some(k) => state
+            .store
+            .pending_draft(cds_caller.tenant(), &patient_ref, k)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "pending drafts could not be read: answering 503");
+                ApiError::Unavailable
+            })?,
+        None => None,
+    };
+    let plan_id = pending
+        .as_ref()
+        .map_or_else(stride_store::new_row_id, |p| p.id);
     let ctx = PlanContext {
         id: &plan_id.to_string(),
         patient: &req.context.patient_id,
@@ -278,10 +314,10 @@ pub async fn call(
         author: None,
         now,
     };
-    let plan = if patient_view && decision.applies {
-        Some(careplan(&rs, &decision, &ctx).map_err(|e| ApiError::internal(&e))?)
-    } else {
-        None
+    let plan = match (&pending, drafting) {
+        (Some(p), _) => Some(p.resource.clone()),
+        (None, true) => Some(careplan(&rs, &decision, &ctx).map_err(|e| ApiError::internal(&e))?),
+        (None, false) => None,
     };
     let imaging = if decision.red_flags.iter().any(|f| f.suggest_imaging) {
         Some(
@@ -312,10 +348,12 @@ pub async fn call(
 
     // The token's claim becomes durable with the call's record (below), in one write.
     let (caller, claim) = cds_caller.into_parts();
-    let careplan_row = plan.map(|resource| NewCarePlan {
+    // A reused draft is stored already: the call's cards and audit entry point at it.
+    let reused = pending.is_some();
+    let careplan_row = plan.filter(|_| !reused).map(|resource| NewCarePlan {
         id: plan_id,
         tenant: caller.tenant.clone(),
-        patient_ref: format!("Patient/{}", req.context.patient_id),
+        patient_ref: patient_ref.clone(),
         status: "draft".into(),
         rule_set_id: rs.doc.id.clone(),
         rule_set_version: rs.doc.version.to_string(),
@@ -323,6 +361,7 @@ pub async fn call(
         red_flag: !decision.red_flags.is_empty(),
         resource,
         created_at: now,
+        decision_key: key.clone(),
     });
     let mut audit = audit::entry(&http, "hook-call", "success", Some(&caller));
     audit.hook = Some(svc.hook.name().to_owned());
@@ -340,12 +379,15 @@ pub async fn call(
         .map(|d| d.to_string())
         .collect();
     audit.card_uuids = made.iter().map(|c| c.uuid.to_string()).collect();
-    audit.careplan_id = careplan_row.as_ref().map(|_| plan_id);
+    let planned = (careplan_row.is_some() || reused).then_some(plan_id);
+    audit.careplan_id = planned;
+    if reused {
+        audit.details["careplan_reused"] = json!(true);
+    }
     audit.details["user"] = json!(req.context.user_id);
     if !unread.is_empty() {
         audit.details["unread"] = json!(unread);
     }
-    let planned = careplan_row.as_ref().map(|_| plan_id);
     let record = HookRecord {
         audit,
         careplan: careplan_row,

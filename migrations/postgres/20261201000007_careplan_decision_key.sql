@@ -1,0 +1,6 @@
+-- One pending draft per patient and decision: a patient-view that reaches the decision of the
+-- patient's pending draft reuses it (rule set, version, decision ids and activities make the
+-- key). Older drafts have no key and are left as they are.
+ALTER TABLE careplans ADD COLUMN decision_key TEXT;
+CREATE UNIQUE INDEX careplans_one_pending_draft ON careplans (tenant, patient_ref, decision_key)
+    WHERE status = 'draft' AND decision_key IS NOT NULL;
