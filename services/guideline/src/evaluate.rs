@@ -8,7 +8,7 @@ use crate::decision::{
 };
 use crate::facts::Facts;
 use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
-use crate::resolve::{resolve, FactTable};
+use crate::resolve::{resolve, FactTable, NOT_RECORDED};
 use crate::ruleset::RuleSet;
 use crate::units;
 
@@ -134,12 +134,11 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
             });
             let placed = ev.place(&mut missing_facts, start);
             // Before progression, the red flags are ruled out: one that can be neither
-            // confirmed nor ruled out keeps the patient in the first phase, and what it needs
-            // is asked for.
-            // "Where they are" is the approved phase, else the first.
-            let beyond_first = doc.phases.iter().skip(start + 1).any(|p| p.id == placed);
+            // confirmed nor ruled out keeps the patient where they are (the approved phase,
+            // else the first), and what it needs is asked for.
+            let beyond_start = doc.phases.iter().skip(start + 1).any(|p| p.id == placed);
             if doc.data_quality.red_flags_ruled_out_before_progression
-                && beyond_first
+                && beyond_start
                 && !decision.unassessed_red_flags.is_empty()
             {
                 for u in &decision.unassessed_red_flags {
@@ -189,7 +188,7 @@ fn missing_fact(rs: &RuleSet, table: &FactTable, fact: String) -> MissingFact {
         .values
         .get(&fact)
         .and_then(|v| v.reason.clone())
-        .unwrap_or_else(|| "no record".into());
+        .unwrap_or_else(|| NOT_RECORDED.into());
     let text = rs
         .doc
         .facts
@@ -273,8 +272,9 @@ impl Evaluator<'_> {
             // positive record, and the card says so.
             if positive && verdict != Verdict::Met && self.possibly(&r.when, false) {
                 let mut f = finding(r, &r.card, self.evidence(start));
-                f.conflicts = self.conflicts(&r.when);
-                f.evidence.extend(self.conflict_sources(&r.when));
+                let (notes, sources) = self.conflicts(&r.when);
+                f.conflicts = notes;
+                f.evidence.extend(sources);
                 f.evidence.sort();
                 f.evidence.dedup();
                 out.push(f);
@@ -345,9 +345,9 @@ impl Evaluator<'_> {
         }
     }
 
-    /// The conflicts a criterion's facts carry, in clinical words.
-    fn conflicts(&self, c: &Criterion) -> Vec<String> {
-        let mut out = Vec::new();
+    /// The conflicts a criterion's facts carry, in clinical words, and the records in them.
+    fn conflicts(&self, c: &Criterion) -> (Vec<String>, Vec<String>) {
+        let (mut notes, mut sources) = (Vec::new(), Vec::new());
         self.facts_of(c, &mut |fact| {
             let Some(v) = self.table.values.get(fact) else {
                 return;
@@ -359,28 +359,17 @@ impl Evaluator<'_> {
                     .facts
                     .get(fact)
                     .map_or(fact, |b| b.text.as_str());
-                out.push(format!(
+                notes.push(format!(
                     "{text}: {} ({})",
                     v.reason.as_deref().unwrap_or("contradictory records"),
                     v.sources.join(", ")
                 ));
+                sources.extend(v.sources.iter().cloned());
             }
         });
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    fn conflict_sources(&self, c: &Criterion) -> Vec<String> {
-        let mut out = Vec::new();
-        self.facts_of(c, &mut |fact| {
-            if let Some(v) = self.table.values.get(fact) {
-                if v.alternatives.len() > 1 {
-                    out.extend(v.sources.iter().cloned());
-                }
-            }
-        });
-        out
+        notes.sort();
+        notes.dedup();
+        (notes, sources)
     }
 
     /// Whether some reading of the records makes `c` hold: every fact of `c` that could have

@@ -87,6 +87,9 @@ enum Read {
     Bad(String),
 }
 
+/// Why a fact with no usable record is unknown, in the words a card shows.
+pub const NOT_RECORDED: &str = "not recorded";
+
 const OBSERVATION_COUNTS: &[&str] = &["final", "amended", "corrected"];
 const CONDITION_ACTIVE: &[&str] = &["active", "recurrence", "relapse"];
 const ORDER_COUNTS: &[&str] = &["draft", "active", "on-hold"];
@@ -223,61 +226,40 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         }
         let mut points = Vec::new();
         let mut bad: Vec<(String, String, Date)> = Vec::new();
-        for r in &usable {
-            for src in &binding.sources {
-                if r.kind != src.record || !src.matches(&r.codes) {
-                    continue;
-                }
-                // A draft order is about today.
-                let Some(date) = r.date.or((r.kind == RecordKind::Order).then_some(as_of)) else {
-                    continue;
-                };
-                if !in_window(binding, date, onset, as_of) {
-                    continue;
-                }
-                match read_value(rs, binding, src, r) {
-                    Read::Value(v) => {
-                        if r.kind == RecordKind::Observation {
-                            newest_observation = newest_observation.max(Some(date));
-                        }
-                        points.push(Point {
-                            date,
-                            value: v,
-                            source: &r.source,
-                            correction: is_correction(r),
-                            stand_in: src.absent_means.is_some(),
-                        })
+        for (r, src, date) in matches(binding, &usable, onset, as_of) {
+            match read_value(rs, binding, src, r) {
+                Read::Value(v) => {
+                    if r.kind == RecordKind::Observation {
+                        newest_observation = newest_observation.max(Some(date));
                     }
-                    Read::Nothing => {}
-                    // No evidence is not evidence: it never supersedes an earlier value.
-                    Read::NoValue if dq.value_less_ignored => ignore(
-                        &r.source,
-                        format!(
-                            "{}: no value recorded, not evidence either way",
-                            binding.text
-                        ),
-                        &mut ignored,
+                    points.push(Point {
+                        date,
+                        value: v,
+                        source: &r.source,
+                        correction: is_correction(r),
+                        stand_in: src.absent_means.is_some(),
+                    })
+                }
+                Read::Nothing => {}
+                // No evidence is not evidence: it never supersedes an earlier value.
+                Read::NoValue if dq.value_less_ignored => ignore(
+                    &r.source,
+                    format!(
+                        "{}: no value recorded, not evidence either way",
+                        binding.text
                     ),
-                    Read::NoValue => bad.push((r.source.clone(), "no value".into(), date)),
-                    Read::Bad(reason) => bad.push((r.source.clone(), reason, date)),
-                }
+                    &mut ignored,
+                ),
+                Read::NoValue => bad.push((r.source.clone(), "no value".into(), date)),
+                Read::Bad(reason) => bad.push((r.source.clone(), reason, date)),
             }
         }
-        let mut prelim_values = Vec::new();
-        for r in &preliminary {
-            for src in &binding.sources {
-                if r.kind != src.record || !src.matches(&r.codes) {
-                    continue;
-                }
-                let Some(date) = r.date else { continue };
-                if !in_window(binding, date, onset, as_of) {
-                    continue;
-                }
-                if let Read::Value(v) = read_value(rs, binding, src, r) {
-                    prelim_values.push((v, r.source.clone()));
-                }
-            }
-        }
+        let prelim_values: Vec<(f64, String)> = matches(binding, &preliminary, onset, as_of)
+            .filter_map(|(r, src, _)| match read_value(rs, binding, src, r) {
+                Read::Value(v) => Some((v, r.source.clone())),
+                _ => None,
+            })
+            .collect();
         // Clinical words on the card ("Extent of focal tenderness: …"); the fact id stays in
         // the trace.
         for (source, reason, _) in &bad {
@@ -379,6 +361,40 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         newest_observation,
         approved,
     }
+}
+
+/// Each (record, source, day) of `records` that `binding` reads inside its window.
+fn matches<'r>(
+    binding: &'r FactBinding,
+    records: &'r [&'r Record],
+    onset: Option<Date>,
+    as_of: Date,
+) -> impl Iterator<Item = (&'r Record, &'r FactSource, Date)> + 'r {
+    records.iter().flat_map(move |r| {
+        binding
+            .sources
+            .iter()
+            .filter(move |src| r.kind == src.record && src.matches(&r.codes))
+            .filter_map(move |src| {
+                // A draft order is about today.
+                let date = r.date.or((r.kind == RecordKind::Order).then_some(as_of))?;
+                in_window(binding, date, onset, as_of).then_some((*r, src, date))
+            })
+    })
+}
+
+/// On a day that has a `preferred` point, drop that day's other points.
+fn prefer_on_same_day(points: &mut Vec<Point<'_>>, preferred: impl Fn(&Point<'_>) -> bool) {
+    // Only facts that have such a point pay for it: evaluate runs on every hook call.
+    if !points.iter().any(&preferred) {
+        return;
+    }
+    let days: BTreeSet<Date> = points
+        .iter()
+        .filter(|p| preferred(p))
+        .map(|p| p.date)
+        .collect();
+    points.retain(|p| preferred(p) || !days.contains(&p.date));
 }
 
 fn is_correction(r: &Record) -> bool {
@@ -517,15 +533,7 @@ fn aggregate(
     points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
     // A measured value outranks a stand-in of the same day (an extent of 5 cm beside
     // "localized tenderness absent" is a measured, non-focal tenderness, not a conflict).
-    // (Only facts with a stand-in source pay for it: evaluate runs on every hook call.)
-    if points.iter().any(|p| p.stand_in) {
-        let measured: BTreeSet<Date> = points
-            .iter()
-            .filter(|p| !p.stand_in)
-            .map(|p| p.date)
-            .collect();
-        points.retain(|p| !p.stand_in || !measured.contains(&p.date));
-    }
+    prefer_on_same_day(points, |p| !p.stand_in);
     // A correction supersedes the record it corrects: on a day with an amended or corrected
     // record, the day's other records are the ones corrected. Only for facts that hold one
     // value per day; sessions and counts keep every record of the day.
@@ -534,14 +542,8 @@ fn aggregate(
             b.aggregation,
             Aggregation::Latest | Aggregation::ConsecutiveDays
         )
-        && points.iter().any(|p| p.correction)
     {
-        let corrected: BTreeSet<Date> = points
-            .iter()
-            .filter(|p| p.correction)
-            .map(|p| p.date)
-            .collect();
-        points.retain(|p| p.correction || !corrected.contains(&p.date));
+        prefer_on_same_day(points, |p| p.correction);
     }
     let limited: &[Point<'_>] = match b.first_n {
         Some(n) => &points[..points.len().min(n as usize)],
@@ -558,7 +560,7 @@ fn aggregate(
     match b.aggregation {
         Aggregation::Latest => {
             let Some(last) = points.last() else {
-                return FactValue::unknown("no record", vec![]);
+                return FactValue::unknown(NOT_RECORDED, vec![]);
             };
             let same_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == last.date).collect();
             let first = same_day[0].value;
@@ -576,11 +578,11 @@ fn aggregate(
         }
         Aggregation::Max => match limited.iter().map(|p| p.value).reduce(f64::max) {
             Some(m) => FactValue::known(m, unit, srcs(limited)),
-            None => FactValue::unknown("no record", vec![]),
+            None => FactValue::unknown(NOT_RECORDED, vec![]),
         },
         Aggregation::Min => match limited.iter().map(|p| p.value).reduce(f64::min) {
             Some(m) => FactValue::known(m, unit, srcs(limited)),
-            None => FactValue::unknown("no record", vec![]),
+            None => FactValue::unknown(NOT_RECORDED, vec![]),
         },
         Aggregation::Sum => {
             // No record in the window means nothing was done: a known zero.
@@ -596,7 +598,7 @@ fn aggregate(
         }
         Aggregation::ConsecutiveDays => {
             let Some(last) = points.last() else {
-                return FactValue::unknown("no record", vec![]);
+                return FactValue::unknown(NOT_RECORDED, vec![]);
             };
             // Points are sorted by day: walk the days backwards once, each day's records
             // together (linear in the number of records).
@@ -628,7 +630,7 @@ fn aggregate(
         }
         Aggregation::ConsecutiveRecords => {
             if points.is_empty() {
-                return FactValue::unknown("no record", vec![]);
+                return FactValue::unknown(NOT_RECORDED, vec![]);
             }
             let run: Vec<Point<'_>> = points
                 .iter()
@@ -680,10 +682,10 @@ fn aggregate(
         }
         Aggregation::StepUp => {
             if points.is_empty() {
-                return FactValue::unknown("no record", vec![]);
+                return FactValue::unknown(NOT_RECORDED, vec![]);
             }
-            // Each day's longest run against the longest of the `period_days` before it; the
-            // largest rise counts (a run that doubled is a jump even if later runs held).
+            // Each run against the longest run of the `period_days` before its day; the largest
+            // rise counts (a run that doubled is a jump even if later runs held).
             let period = i64::from(b.period_days.unwrap_or(7));
             let mut rise = 0.0f64;
             let mut used = Vec::new();
@@ -705,7 +707,7 @@ fn aggregate(
         }
         Aggregation::Decrease => {
             let (Some(first), Some(last)) = (points.first(), points.last()) else {
-                return FactValue::unknown("no record", vec![]);
+                return FactValue::unknown(NOT_RECORDED, vec![]);
             };
             FactValue::known(
                 first.value - last.value,

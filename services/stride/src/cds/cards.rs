@@ -76,14 +76,6 @@ pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
     out
 }
 
-/// Why a fact is unknown, as a clinician reads it.
-fn reason_words(reason: &str) -> &str {
-    match reason {
-        "no record" => "not recorded",
-        other => other,
-    }
-}
-
 /// The finding a red-flag summary names, without its call to action: "Red flag: pain at rest
 /// or at night — more severe …; obtain imaging" → "pain at rest or at night".
 fn finding_name(summary: &str) -> &str {
@@ -113,7 +105,7 @@ fn unassessed_card(inp: &CardInputs<'_>, u: &Unassessed) -> Card {
          The patient does not progress until it is assessed. Record:\n",
     );
     for n in &u.needs {
-        detail.push_str(&format!("\n- {} — {}", n.text, reason_words(&n.reason)));
+        detail.push_str(&format!("\n- {} — {}", n.text, n.reason));
     }
     let (uuid, card) = base_card(inp, &u.id, name, "warning", &text, detail);
     Card {
@@ -263,7 +255,7 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     if !d.missing.is_empty() {
         detail.push_str("\n\n**Missing or unusable data** (record it to place the phase):\n");
         for m in &d.missing {
-            detail.push_str(&format!("\n- {} — {}", m.text, reason_words(&m.reason)));
+            detail.push_str(&format!("\n- {} — {}", m.text, m.reason));
         }
     }
     if !d.unassessed_pitfalls.is_empty() {
@@ -281,7 +273,7 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
             let needs: Vec<String> = u
                 .needs
                 .iter()
-                .map(|n| format!("{} ({})", n.text, reason_words(&n.reason)))
+                .map(|n| format!("{} ({})", n.text, n.reason))
                 .collect();
             detail.push_str(&format!("\n- {name}: {}", needs.join("; ")));
         }
