@@ -99,7 +99,6 @@ pub struct Finding {
 pub struct Preliminary {
     pub id: String,
     pub rule: String,
-    pub summary: String,
     /// The preliminary records that would fire it.
     pub sources: Vec<String>,
 }
@@ -112,9 +111,6 @@ pub struct Unassessed {
     /// What to record, in clinical words (`missing` with each fact's text and reason).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<MissingFact>,
-    /// The red flag's own summary, for a card of its own.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub summary: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

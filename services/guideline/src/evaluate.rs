@@ -293,7 +293,6 @@ impl Evaluator<'_> {
                             rule: r.rule.clone(),
                             missing,
                             needs: Vec::new(),
-                            summary: r.card.summary.clone(),
                         });
                     }
                 }
@@ -321,7 +320,6 @@ impl Evaluator<'_> {
                 Preliminary {
                     id: r.id.clone(),
                     rule: r.rule.clone(),
-                    summary: r.card.summary.clone(),
                     sources,
                 }
             })

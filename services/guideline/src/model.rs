@@ -380,7 +380,18 @@ pub struct Rule {
     pub when: Criterion,
     #[serde(default)]
     pub suggest_imaging: bool,
+    /// What the rule looks for, in a few clinical words: named on the cards about it that are
+    /// not its own (not ruled out, preliminary, could not be checked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
     pub card: CardText,
+}
+
+impl Rule {
+    /// The finding's clinical name; without one, the card's summary.
+    pub fn finding_name(&self) -> &str {
+        self.finding.as_deref().unwrap_or(&self.card.summary)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]

@@ -1,7 +1,7 @@
 //! Code systems by meaning: an EHR may name a code system by its canonical URI or by its HL7
 //! OID (`urn:oid:…`). Intake turns every name into the canonical URI, so a rule set names each
-//! system once. Each OID is the one HL7 Terminology (THO) gives for the system
-//! (guidelines/medial-knee-pain-running/COVERAGE.md, section 9, cites the THO resources).
+//! system once. Each OID is the one HL7 Terminology (THO) gives for the system (each rule
+//! set's COVERAGE.md cites the THO resources in its terminology section).
 
 /// (OID, canonical URI).
 const OIDS: &[(&str, &str)] = &[

@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use stride_guideline::decision::{
     Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
-use stride_guideline::model::{CardText, Severity};
+use stride_guideline::model::{CardText, Rule, Severity};
 use stride_guideline::RuleSet;
 use uuid::Uuid;
 
@@ -76,29 +76,29 @@ pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
     out
 }
 
-/// The finding a red-flag summary names, without its call to action: "Red flag: pain at rest
-/// or at night — more severe …; obtain imaging" → "pain at rest or at night".
-fn finding_name(summary: &str) -> &str {
-    let s = summary.strip_prefix("Red flag: ").unwrap_or(summary);
-    s.split([';', '—']).next().unwrap_or(s).trim()
+/// The rule set's red flag or pitfall with this decision id.
+fn rule<'a>(inp: &'a CardInputs<'_>, id: &str) -> Option<&'a Rule> {
+    let doc = &inp.rs.doc;
+    doc.red_flags
+        .iter()
+        .chain(&doc.pitfalls)
+        .find(|r| r.id == id)
 }
 
-fn rule_card<'a>(inp: &'a CardInputs<'_>, id: &str) -> Option<&'a CardText> {
-    inp.rs
-        .doc
-        .red_flags
-        .iter()
-        .find(|r| r.id == id)
-        .map(|r| &r.card)
+/// A rule's clinical name and citations, for a card about it that is not its own.
+fn named(inp: &CardInputs<'_>, id: &str) -> (String, Vec<u32>) {
+    rule(inp, id).map_or_else(
+        || (id.to_owned(), Vec::new()),
+        |r| (r.finding_name().to_owned(), r.card.cite.clone()),
+    )
 }
 
 fn unassessed_card(inp: &CardInputs<'_>, u: &Unassessed) -> Card {
-    let flag = rule_card(inp, &u.id);
-    let name = finding_name(flag.map_or(u.summary.as_str(), |c| c.summary.as_str()));
+    let (name, cite) = named(inp, &u.id);
     let text = CardText {
         summary: format!("Not ruled out: {name} — record the findings below"),
         detail: String::new(),
-        cite: flag.map(|c| c.cite.clone()).unwrap_or_default(),
+        cite,
     };
     let mut detail = String::from(
         "This red flag can be neither confirmed nor ruled out with the records Stride has. \
@@ -107,7 +107,7 @@ fn unassessed_card(inp: &CardInputs<'_>, u: &Unassessed) -> Card {
     for n in &u.needs {
         detail.push_str(&format!("\n- {} — {}", n.text, n.reason));
     }
-    let (uuid, card) = base_card(inp, &u.id, name, "warning", &text, detail);
+    let (uuid, card) = base_card(inp, &u.id, &name, "warning", &text, detail);
     Card {
         uuid,
         decision_id: u.id.clone(),
@@ -116,19 +116,18 @@ fn unassessed_card(inp: &CardInputs<'_>, u: &Unassessed) -> Card {
 }
 
 fn preliminary_card(inp: &CardInputs<'_>, p: &Preliminary) -> Card {
-    let flag = rule_card(inp, &p.id);
-    let name = finding_name(&p.summary);
+    let (name, cite) = named(inp, &p.id);
     let text = CardText {
         summary: format!("Recorded as preliminary — confirm: {name}"),
         detail: String::new(),
-        cite: flag.map(|c| c.cite.clone()).unwrap_or_default(),
+        cite,
     };
     let detail = format!(
         "A preliminary record would raise this red flag. Preliminary results do not count \
          until they are final: confirm or correct them.\n\nPreliminary: {}",
         p.sources.join(", ")
     );
-    let (uuid, card) = base_card(inp, &p.id, name, "warning", &text, detail);
+    let (uuid, card) = base_card(inp, &p.id, &name, "warning", &text, detail);
     Card {
         uuid,
         decision_id: p.id.clone(),
@@ -261,15 +260,7 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     if !d.unassessed_pitfalls.is_empty() {
         detail.push_str("\n\n**Pitfalls that could not be checked** (record to check them):\n");
         for u in &d.unassessed_pitfalls {
-            let name = inp
-                .rs
-                .doc
-                .pitfalls
-                .iter()
-                .find(|p| p.id == u.id)
-                .map_or(u.summary.as_str(), |p| p.card.summary.as_str());
-            let name = name.strip_prefix("Pitfall: ").unwrap_or(name);
-            let name = name.split(" — ").next().unwrap_or(name);
+            let (name, _) = named(inp, &u.id);
             let needs: Vec<String> = u
                 .needs
                 .iter()
