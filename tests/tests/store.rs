@@ -34,6 +34,45 @@ fn plan(red_flag: bool) -> NewCarePlan {
 }
 
 #[tokio::test]
+async fn the_latest_approved_plan_is_the_newest_active_one_of_the_guideline() {
+    let (_db, store) = store().await;
+    let at = |s: i64| OffsetDateTime::from_unix_timestamp(1_790_000_000 + s).unwrap();
+    let active = |s: i64| NewCarePlan {
+        status: "active".into(),
+        created_at: at(s),
+        ..plan(false)
+    };
+    let (older, newer) = (active(0), active(60));
+    for p in [&older, &newer] {
+        store.insert_careplan(p).await.unwrap();
+    }
+    // Newer still, but a draft, or another guideline's: not the approved plan.
+    store
+        .insert_careplan(&NewCarePlan {
+            created_at: at(120),
+            ..plan(false)
+        })
+        .await
+        .unwrap();
+    let other = NewCarePlan {
+        rule_set_id: "another-guideline".into(),
+        ..active(180)
+    };
+    store.insert_careplan(&other).await.unwrap();
+    let got = store
+        .latest_approved("clinic-a", "Patient/p1", "medial-knee-pain-running")
+        .await
+        .unwrap()
+        .map(|p| p.id);
+    assert_eq!(got, Some(newer.id));
+    assert!(store
+        .latest_approved("clinic-b", "Patient/p1", "medial-knee-pain-running")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
 async fn a_pending_draft_is_found_by_patient_and_decision_key() {
     let (_db, store) = store().await;
     let key = "medial-knee-pain-running|1.0.1|rest|stop-running";

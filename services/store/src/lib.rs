@@ -169,6 +169,13 @@ pub trait Store: Send + Sync + 'static {
         patient_ref: &str,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError>;
+    /// The patient's most recently approved (`active`) CarePlan of a guideline.
+    async fn latest_approved(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+        rule_set_id: &str,
+    ) -> Result<Option<CarePlanRecord>, StoreError>;
     /// CarePlans of a tenant (all tenants when `None`), newest first, red flags first.
     async fn search_careplans(
         &self,

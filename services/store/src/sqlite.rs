@@ -520,6 +520,25 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn latest_approved(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+        rule_set_id: &str,
+    ) -> Result<Option<CarePlanRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM careplans WHERE tenant = ? AND patient_ref = ?
+             AND rule_set_id = ? AND status = 'active' ORDER BY updated_at DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(patient_ref)
+        .bind(rule_set_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(row_to_careplan).transpose()
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn pending_draft(
         &self,
         tenant: &str,

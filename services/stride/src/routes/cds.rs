@@ -8,7 +8,7 @@ use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::PhaseState;
 use stride_guideline::{evaluate, Facts, RuleSet};
-use stride_store::{AuditFacts, CarePlanQuery, HookRecord, NewCard, NewCarePlan, NewFeedback};
+use stride_store::{AuditFacts, HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -87,7 +87,7 @@ async fn approved_phase(
     state: &AppState,
     rs: &RuleSet,
     tenant: &str,
-    patient: &str,
+    patient_ref: &str,
     intake: &Intake,
     zone: &ClinicZone,
 ) -> Result<Option<PhaseState>, ApiError> {
@@ -99,14 +99,7 @@ async fn approved_phase(
     };
     let stored = state
         .store
-        .search_careplans(&CarePlanQuery {
-            tenant: Some(tenant.to_owned()),
-            patient_ref: Some(format!("Patient/{patient}")),
-            status: Some("active".into()),
-            created_from: None,
-            created_to: None,
-            limit: 50,
-        })
+        .latest_approved(tenant, patient_ref, &rs.doc.id)
         .await
         .map_err(|e| {
             // Without the approved phase the decision could differ: no answer (fail closed,
@@ -114,7 +107,7 @@ async fn approved_phase(
             tracing::error!(error = %e, "approved CarePlans could not be read: answering 503");
             ApiError::Unavailable
         })?;
-    for p in stored.into_iter().filter(|p| p.rule_set_id == rs.doc.id) {
+    if let Some(p) = stored {
         consider(
             p.updated_at,
             PhaseState {
@@ -124,8 +117,11 @@ async fn approved_phase(
             },
         );
     }
+    // `url` or `url|version`: any version of this guideline.
     let ours = |canonical: &String| {
-        canonical == &rs.doc.url || canonical.starts_with(&format!("{}|", rs.doc.url))
+        canonical
+            .strip_prefix(rs.doc.url.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('|'))
     };
     for p in &intake.plans {
         let phase = p
@@ -234,6 +230,7 @@ pub async fn call(
     // "Today" and every record's day are the clinic's local dates (its trust-file zone, else
     // the offsets its EHR writes), re-read once the Observations are in too.
     let zone = ClinicZone::for_tenant(cds_caller.timezone());
+    let patient_ref = format!("Patient/{}", req.context.patient_id);
 
     let mut intake = Intake::default();
     gather(&state, &rs, &req, CONDITION, &mut intake).await?;
@@ -265,7 +262,7 @@ pub async fn call(
             &state,
             &rs,
             cds_caller.tenant(),
-            &req.context.patient_id,
+            &patient_ref,
             &intake,
             &zone,
         )
@@ -288,7 +285,6 @@ pub async fn call(
     );
 
     let patient_view = svc.hook == services::Hook::PatientView;
-    let patient_ref = format!("Patient/{}", req.context.patient_id);
     let drafting = patient_view && decision.applies;
     // One draft per patient and decision: the patient's pending draft of the same decision is
     // reused (the review queue never holds two alike); every call keeps its own audit entry.
@@ -367,7 +363,7 @@ pub async fn call(
     audit.hook = Some(svc.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());
     audit.service_id = Some(svc.id.to_owned());
-    audit.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
+    audit.patient_ref = Some(patient_ref.clone());
     audit.as_of = Some(as_of.to_string());
     audit.facts = Some(AuditFacts::from_canonical(&facts).map_err(|e| ApiError::internal(&e))?);
     audit.rule_set_id = Some(rs.doc.id.clone());
