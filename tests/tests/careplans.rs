@@ -7,6 +7,18 @@ use stride_tests::{spawn_app, spawn_app_trusting, TestApp};
 
 const PV: &str = "/cds-services/running-knee-patient-view";
 
+/// A patient-view call's answer.
+async fn answer(app: &TestApp, body: &Json) -> Json {
+    app.cds(PV)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn draft(app: &TestApp) -> (String, Json) {
     draft_of(app, &[]).await
 }
@@ -17,15 +29,7 @@ async fn draft_of(app: &TestApp, observations: &[Json]) -> (String, Json) {
         &[condition("k", "M25.561", Some(3))],
         observations,
     ));
-    let res: Json = app
-        .cds(PV)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res: Json = answer(app, &body).await;
     let card = &res["cards"][0];
     let plan = card["suggestions"][0]["actions"][0]["resource"].clone();
     let link = card["links"]
@@ -365,15 +369,7 @@ async fn the_review_page_shows_the_plan_and_the_decision_trace() {
             obs("x", "pain-night", 1, boolean(false)),
         ],
     ));
-    let res: Json = app
-        .cds(PV)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res: Json = answer(&app, &body).await;
     let plan = res["cards"][0]["suggestions"][0]["actions"][0]["resource"].clone();
     let path = format!("/ui/careplans/{}", plan["id"].as_str().unwrap());
     assert_eq!(
@@ -433,15 +429,7 @@ fn runs(from: i64) -> Vec<Json> {
 }
 
 async fn phase_of(app: &TestApp, body: &Json) -> String {
-    let res: Json = app
-        .cds(PV)
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res: Json = answer(app, &body).await;
     res["cards"][0]["source"]["topic"]["code"]
         .as_str()
         .unwrap()
@@ -472,15 +460,7 @@ async fn an_approved_phase_holds_when_the_phase_one_exams_are_no_longer_recent()
     let mut obs = recovered_walker();
     obs.extend(runs(22));
     let body = patient_view(prefetch(&[condition("k", "M25.561", Some(38))], &obs));
-    let res: Json = app
-        .cds(PV)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res: Json = answer(&app, &body).await;
     assert_eq!(
         res["cards"][0]["source"]["topic"]["code"], "progressive-loading",
         "{res}"
@@ -534,15 +514,7 @@ async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
     };
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let res: Json = app
-            .cds(PV)
-            .json(&call())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let res: Json = answer(&app, &call()).await;
         ids.push(plan_of(&res));
     }
     assert!(
@@ -582,15 +554,7 @@ async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
         &[condition("k", "M25.561", Some(3))],
         &[obs("n", "pain-night", 0, boolean(true))],
     ));
-    let res: Json = app
-        .cds(PV)
-        .json(&night)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res: Json = answer(&app, &night).await;
     assert_ne!(plan_of(&res), ids[0]);
 
     // Once the draft is decided, the same decision drafts anew.
@@ -602,15 +566,7 @@ async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
     )
     .await;
     assert_eq!(status, 200);
-    let res: Json = app
-        .cds(PV)
-        .json(&call())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res: Json = answer(&app, &call()).await;
     assert_ne!(plan_of(&res), ids[0]);
     app.stop().await;
 }
