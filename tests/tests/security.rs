@@ -222,6 +222,56 @@ async fn wrong_issuer_audience_and_times_are_refused() {
 }
 
 #[tokio::test]
+async fn a_token_not_valid_yet_is_refused_within_the_clock_skew_it_is_not() {
+    let app = spawn_app().await;
+    let s = es();
+    let mut c = claims(EHR, &aud());
+    c["nbf"] = json!(now() + 50 * 60);
+    refused(&app, Some(&s.sign(&s.header(), &c)), 401, "auth_nbf").await;
+    // Clocks drift: a few seconds ahead is within the accepted skew.
+    let mut c = claims(EHR, &aud());
+    c["nbf"] = json!(now() + 5);
+    assert_eq!(call(&app, Some(&s.sign(&s.header(), &c))).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_unknown_critical_header_is_refused() {
+    let app = spawn_app().await;
+    let s = es();
+    for crit in [vec!["exp".to_string()], vec!["x-unknown".to_string()], vec![]] {
+        let mut h = s.header();
+        h.crit = Some(crit.clone());
+        h.extras.insert("x-unknown", json!(true));
+        refused(
+            &app,
+            Some(&s.sign(&h, &claims(EHR, &aud()))),
+            401,
+            "auth_crit",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_jti_or_token_is_refused() {
+    let app = spawn_app().await;
+    let s = es();
+    let mut c = claims(EHR, &aud());
+    c["jti"] = json!("j".repeat(257));
+    refused(&app, Some(&s.sign(&s.header(), &c)), 401, "auth_size").await;
+    let mut c = claims(EHR, &aud());
+    c["jti"] = json!("j".repeat(60 * 1024));
+    refused(&app, Some(&s.sign(&s.header(), &c)), 401, "auth_size").await;
+    let mut c = claims(EHR, &aud());
+    c["padding"] = json!("p".repeat(20 * 1024));
+    refused(&app, Some(&s.sign(&s.header(), &c)), 401, "auth_size").await;
+    // 256 bytes is a jti like any other.
+    let mut c = claims(EHR, &aud());
+    c["jti"] = json!("j".repeat(256));
+    assert_eq!(call(&app, Some(&s.sign(&s.header(), &c))).await.0, 200);
+}
+
+#[tokio::test]
 async fn a_wrong_tenant_is_forbidden_and_a_staff_issuer_may_not_call_hooks() {
     let app = spawn_app().await;
     let s = es();
@@ -316,6 +366,79 @@ async fn jku_must_be_listed_and_an_unlisted_one_is_never_fetched() {
         200
     );
     assert_eq!(listed_hits.load(Ordering::SeqCst), 1, "keys are cached");
+}
+
+#[tokio::test]
+async fn jku_is_a_hint_pinned_keys_answer_without_a_fetch() {
+    let (listed, hits) = key_server().await;
+    let listed = format!("{listed}/jwks.json");
+    // The Sandbox and Epic send a jku on every token; the issuer's keys are pinned inline.
+    let app = spawn_app_trusting(
+        &[json!({"iss": EHR_JKU, "kind": "cds-client", "jku": [listed],
+                 "jwks": {"keys": [jwk("ehr-rs384")]}})],
+        &[],
+    )
+    .await;
+    let pinned = Signer::rs384("ehr-rs384");
+    for jku in ["https://sandbox.example/.well-known/jwks.json", listed.as_str()] {
+        let mut h = pinned.header();
+        h.jku = Some(jku.into());
+        let (status, body, _) = call(&app, Some(&pinned.sign(&h, &claims(EHR_JKU, &aud())))).await;
+        assert_eq!(status, 200, "{jku}: {body}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "a pinned kid fetches nothing");
+
+    // A kid the pinned keys do not hold: a listed jku is fetched …
+    let other = es();
+    let mut h = other.header();
+    h.jku = Some(listed.clone());
+    assert_eq!(
+        call(&app, Some(&other.sign(&h, &claims(EHR_JKU, &aud()))))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // … an unlisted one is refused without a network call.
+    let (unlisted, unlisted_hits) = key_server().await;
+    let stranger = Signer::es384("other-es384");
+    let mut h = stranger.header();
+    h.jku = Some(format!("{unlisted}/jwks.json"));
+    refused(
+        &app,
+        Some(&stranger.sign(&h, &claims(EHR_JKU, &aud()))),
+        401,
+        "auth_jku",
+    )
+    .await;
+    assert_eq!(unlisted_hits.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_kid_of_a_cached_jwks_uri_set_is_not_fetched_again_for_a_jku() {
+    let (base, hits) = key_server().await;
+    let app = spawn_app_trusting(
+        &[json!({"iss": EHR_JKU, "kind": "cds-client", "jwks_uri": format!("{base}/jwks.json")})],
+        &[],
+    )
+    .await;
+    let s = es();
+    assert_eq!(
+        call(&app, Some(&s.sign(&s.header(), &claims(EHR_JKU, &aud()))))
+            .await
+            .0,
+        200
+    );
+    let mut h = s.header();
+    h.jku = Some("https://unlisted.example/jwks.json".into());
+    assert_eq!(
+        call(&app, Some(&s.sign(&h, &claims(EHR_JKU, &aud()))))
+            .await
+            .0,
+        200,
+        "the cached set holds the kid"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

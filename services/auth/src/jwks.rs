@@ -76,10 +76,17 @@ impl KeySource {
         })
     }
 
-    /// The key for a token: from the `jku` it names (only if listed), else inline, else jwks_uri.
+    /// The key for a token. `jku` is a hint, not a command (CDS Hooks clients such as the
+    /// Sandbox send it on every token): a kid the issuer's pinned keys already hold — inline,
+    /// or a `jwks_uri` set cached within its TTL — is verified with that key and nothing is
+    /// fetched. Only an unknown kid makes a listed `jku` fetched; an unlisted one is refused
+    /// without a network call.
     pub async fn key(&self, jku: Option<&str>, kid: Option<&str>) -> Result<Jwk, AuthError> {
+        if let Some(k) = self.pinned(kid).await {
+            return Ok(k);
+        }
         if let Some(jku) = jku {
-            // Refused before any network call: the URL is compared, never fetched.
+            // The URL is compared, never fetched, before it is found in the list.
             let listed = self
                 .jku
                 .iter()
@@ -87,13 +94,24 @@ impl KeySource {
                 .ok_or(AuthError::UnlistedJku)?;
             return self.remote(listed, kid).await;
         }
-        if let Some(set) = &self.inline {
-            return pick(set, kid).ok_or(AuthError::UnknownKey);
-        }
         match &self.jwks_uri {
             Some(u) => self.remote(u, kid).await,
             None => Err(AuthError::UnknownKey),
         }
+    }
+
+    /// The key with this kid among keys held without a network call.
+    async fn pinned(&self, kid: Option<&str>) -> Option<Jwk> {
+        if let Some(k) = self.inline.as_ref().and_then(|set| pick(set, kid)) {
+            return Some(k);
+        }
+        let uri = self.jwks_uri.as_ref()?;
+        let cache = self.cache.lock().await;
+        let entry = cache.get(uri.as_str())?;
+        if !entry.fetched.is_some_and(|t| t.elapsed() < self.ttl) {
+            return None;
+        }
+        entry.set.as_ref().and_then(|set| pick(set, kid))
     }
 
     async fn remote(&self, url: &Url, kid: Option<&str>) -> Result<Jwk, AuthError> {

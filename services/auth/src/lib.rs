@@ -78,6 +78,12 @@ pub enum AuthError {
     Expired,
     #[error("the token was issued in the future")]
     IssuedInFuture,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the token names a critical header extension this service does not understand")]
+    UnknownCritical,
+    #[error("the token or one of its claims is longer than accepted")]
+    TooLarge,
     #[error("the token lacks the `{0}` claim")]
     MissingClaim(&'static str),
     #[error("the token has already been used")]
@@ -93,27 +99,36 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn reason(&self) -> &'static str {
+    /// The stable error code carried in the OperationOutcome (CONTRACT.md), one per cause.
+    pub fn code(&self) -> &'static str {
         match self {
-            AuthError::Missing => "missing",
-            AuthError::Malformed => "malformed",
-            AuthError::AlgorithmNotAllowed => "algorithm",
-            AuthError::UntrustedIssuer => "issuer",
-            AuthError::WrongKind => "kind",
-            AuthError::UnlistedJku => "jku",
-            AuthError::UnknownKey => "kid",
-            AuthError::KeysUnavailable => "keys_unavailable",
-            AuthError::BadSignature => "signature",
-            AuthError::WrongAudience => "audience",
-            AuthError::Expired => "expired",
-            AuthError::IssuedInFuture => "iat",
-            AuthError::MissingClaim(_) => "claim",
-            AuthError::Replayed => "replay",
-            AuthError::LifetimeTooLong => "lifetime",
-            AuthError::WrongTenant => "tenant",
-            AuthError::MissingScope(_) => "scope",
-            AuthError::WrongNonce => "nonce",
+            AuthError::Missing => "auth_missing",
+            AuthError::Malformed => "auth_malformed",
+            AuthError::AlgorithmNotAllowed => "auth_algorithm",
+            AuthError::UntrustedIssuer => "auth_issuer",
+            AuthError::WrongKind => "auth_kind",
+            AuthError::UnlistedJku => "auth_jku",
+            AuthError::UnknownKey => "auth_kid",
+            AuthError::KeysUnavailable => "auth_keys_unavailable",
+            AuthError::BadSignature => "auth_signature",
+            AuthError::WrongAudience => "auth_audience",
+            AuthError::Expired => "auth_expired",
+            AuthError::IssuedInFuture => "auth_iat",
+            AuthError::NotYetValid => "auth_nbf",
+            AuthError::UnknownCritical => "auth_crit",
+            AuthError::TooLarge => "auth_size",
+            AuthError::MissingClaim(_) => "auth_claim",
+            AuthError::Replayed => "auth_replay",
+            AuthError::LifetimeTooLong => "auth_lifetime",
+            AuthError::WrongTenant => "auth_tenant",
+            AuthError::MissingScope(_) => "auth_scope",
+            AuthError::WrongNonce => "auth_nonce",
         }
+    }
+
+    /// The code without its `auth_` prefix: the label of refusal metrics and audit rows.
+    pub fn reason(&self) -> &'static str {
+        &self.code()["auth_".len()..]
     }
 
     /// 403 when the caller is known but not allowed; 401 when it is not known at all.
@@ -151,6 +166,12 @@ impl Default for VerifierOptions {
         }
     }
 }
+
+/// Longest token accepted: a CDS client's JWT is a few hundred bytes, an identity provider's
+/// access token a few KiB; anything far beyond is not a token but a payload.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Longest `jti` stored for the replay check (RFC 7519 sets no limit; a UUID is 36 bytes).
+pub const MAX_JTI_BYTES: usize = 256;
 
 pub struct Verifier {
     issuers: HashMap<String, (IssuerConfig, KeySource)>,
@@ -247,9 +268,17 @@ impl Verifier {
         kind: Kind,
         audience: &str,
     ) -> Result<(&IssuerConfig, Claims), AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::TooLarge);
+        }
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !self.options.algorithms.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed);
+        }
+        // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` names an extension it
+        // does not understand. Stride understands none, and an empty list is itself invalid.
+        if header.crit.is_some() {
+            return Err(AuthError::UnknownCritical);
         }
         // Which issuer's keys to use is read from the unverified payload; the signature
         // check below then proves it.
@@ -268,6 +297,7 @@ impl Verifier {
         let mut validation = Validation::new(header.alg);
         validation.algorithms = vec![header.alg];
         validation.leeway = self.options.clock_skew.as_secs();
+        validation.validate_nbf = true;
         validation.set_issuer(&[&iss]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -275,6 +305,7 @@ impl Verifier {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::ExpiredSignature => AuthError::Expired,
+                K::ImmatureSignature => AuthError::NotYetValid,
                 K::InvalidAudience => AuthError::WrongAudience,
                 K::InvalidIssuer => AuthError::UntrustedIssuer,
                 K::MissingRequiredClaim(c) if c == "exp" => AuthError::MissingClaim("exp"),
@@ -297,6 +328,9 @@ impl Verifier {
         let exp = c.exp.ok_or(AuthError::MissingClaim("exp"))?;
         if exp.saturating_sub(iat) > self.options.max_lifetime.as_secs() as i64 {
             return Err(AuthError::LifetimeTooLong);
+        }
+        if c.jti.as_ref().is_some_and(|j| j.len() > MAX_JTI_BYTES) {
+            return Err(AuthError::TooLarge);
         }
         Ok((cfg, c))
     }

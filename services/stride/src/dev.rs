@@ -1,6 +1,7 @@
 //! Development mode: a local signing key that Stride trusts, so the service can be tried by
 //! hand with curl. Off unless asked for (`stride dev`), loud when on, and refused unless
-//! STRIDE_PUBLIC_URL is loopback.
+//! both STRIDE_PUBLIC_URL and the listen address are loopback: the key is trusted by
+//! everyone who can reach the port.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,11 @@ const KID: &str = "stride-dev-es384";
 pub enum DevError {
     #[error("development mode refuses to run: STRIDE_PUBLIC_URL ({0}) is not loopback")]
     NotLoopback(String),
+    #[error(
+        "development mode refuses to run: STRIDE_LISTEN ({0}) is not a loopback address; \
+         listen on 127.0.0.1 or [::1], or run `stride serve` with a real trust file"
+    )]
+    NotLoopbackListen(std::net::SocketAddr),
     #[error("no development key in {0}: start `stride dev` first")]
     NoKey(PathBuf),
     #[error("development key: {0}")]
@@ -76,6 +82,9 @@ pub fn trust(settings: &Settings) -> Result<Json, DevError> {
         return Err(DevError::NotLoopback(
             settings.public_url.as_str().to_owned(),
         ));
+    }
+    if !settings.listen.ip().is_loopback() {
+        return Err(DevError::NotLoopbackListen(settings.listen));
     }
     let key = jwk(&ensure_key(&dir())?)?;
     let mut issuers: Vec<Json> = match &settings.trust_file {

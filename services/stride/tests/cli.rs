@@ -387,6 +387,25 @@ fn dev_mode_refuses_a_public_url_that_is_not_loopback() {
 }
 
 #[test]
+fn dev_mode_refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let out = run(stride(&dir)
+            .arg("dev")
+            .env("STRIDE_LISTEN", listen)
+            .env("STRIDE_PUBLIC_URL", "http://127.0.0.1:8080")
+            .env("STRIDE_DEV_DIR", dir.path()));
+        assert_eq!(out.status.code(), Some(2), "{listen}");
+        assert!(
+            stderr(&out).contains("STRIDE_LISTEN"),
+            "{listen}: {}",
+            stderr(&out)
+        );
+        assert!(!dir.path().join("es384.pk8").exists(), "{listen}: no key");
+    }
+}
+
+#[test]
 fn dev_mode_trusts_its_own_key_so_a_token_from_stride_token_works_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = stride(&dir);
