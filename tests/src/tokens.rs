@@ -82,7 +82,9 @@ pub fn cds_token_at(public: &str, path: &str) -> String {
 /// The trust file the test apps start with.
 pub fn trust_file(extra: &[Json]) -> Json {
     let mut issuers = vec![
-        json!({"iss": EHR, "kind": "cds-client", "tenant": TENANT, "jwks": {"keys": [jwk("ehr-es384"), jwk("ehr-rs384")]}}),
+        // The tests' fake FHIR servers listen on loopback.
+        json!({"iss": EHR, "kind": "cds-client", "tenant": TENANT, "fhir_internal_networks": true,
+               "jwks": {"keys": [jwk("ehr-es384"), jwk("ehr-rs384")]}}),
         json!({"iss": STAFF, "kind": "staff", "tenant": TENANT, "jwks": {"keys": [jwk("ehr-es384")]}}),
     ];
     issuers.extend(extra.iter().cloned());

@@ -18,6 +18,9 @@ enum Mode {
     Fail,
     Slow,
     ForeignNextPage,
+    /// The Condition answer and the first Observation page carry ~40 KiB of narrative each
+    /// (valid FHIR; ignored by the intake).
+    Big,
 }
 
 /// Each request the fake EHR saw: its path and query, and its Authorization header.
@@ -60,6 +63,11 @@ async fn fhir(req: HttpRequest, ehr: web::Data<Ehr>) -> HttpResponse {
     } else {
         return HttpResponse::NotFound().finish();
     };
+    let mut body = body;
+    if ehr.mode == Mode::Big && !page2 {
+        body["entry"][0]["resource"]["text"] = json!({"status": "generated",
+            "div": format!("<div xmlns=\"http://www.w3.org/1999/xhtml\">{}</div>", "x".repeat(40 * 1024))});
+    }
     HttpResponse::Ok()
         .content_type("application/fhir+json")
         .json(body)
@@ -104,6 +112,80 @@ async fn call(app: &TestApp, body: &Json) -> (u16, Json) {
         res.status().as_u16(),
         res.json().await.unwrap_or(Json::Null),
     )
+}
+
+async fn fetch_failures(app: &TestApp, reason: &str) -> f64 {
+    let series = format!("stride_prefetch_fetch_failures_total{{reason=\"{reason}\"}}");
+    stride_tests::metric(&app.metrics().await, &series).unwrap_or(0.0)
+}
+
+/// A failed fetch answers one generic 412, whatever the cause: a closed port, a silent one,
+/// an HTTP error and a refused address read alike (no port scanner). The cause is counted.
+async fn fetch_failed(app: &TestApp, body: &Json, reason: &str) {
+    let before = fetch_failures(app, reason).await;
+    let (status, out) = call(app, body).await;
+    assert_eq!(status, 412, "req 54: {out}");
+    assert_eq!(out["resourceType"], "OperationOutcome");
+    assert_eq!(
+        out["issue"][0]["details"]["coding"][0]["code"],
+        "prefetch_unavailable"
+    );
+    let text = out["issue"][0]["details"]["text"].as_str().unwrap();
+    let key = ["Condition", "Observation"]
+        .into_iter()
+        .find(|k| text.contains(&format!("`{k}`")))
+        .unwrap_or("?");
+    assert_eq!(text, generic(key), "{reason}");
+    assert!(!out.to_string().contains("ehr-token-123"));
+    assert_eq!(
+        fetch_failures(app, reason).await,
+        before + 1.0,
+        "{reason} is counted"
+    );
+}
+
+fn generic(key: &str) -> String {
+    format!("required data could be neither prefetched nor fetched: `{key}` could not be fetched from the fhirServer the request names")
+}
+
+/// A second clinic: its own issuer and tenant, FHIR servers on public addresses only.
+const CLINIC_B: &str = "https://ehr-b.test";
+
+fn clinic_b(extra: Json) -> Json {
+    let mut issuer = json!({"iss": CLINIC_B, "kind": "cds-client", "tenant": "clinic-b",
+                            "jwks": {"keys": [stride_tests::tokens::jwk("ehr-es384")]}});
+    issuer
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    issuer
+}
+
+async fn call_as_b(app: &TestApp, body: &Json) -> (u16, Json) {
+    use stride_tests::tokens::{claims, Signer, PUBLIC_URL};
+    let s = Signer::es384("ehr-es384");
+    let mut c = claims(CLINIC_B, &format!("{PUBLIC_URL}{PV}"));
+    c["tenant"] = json!("clinic-b");
+    let res = app
+        .client
+        .post(app.url(PV))
+        .bearer_auth(s.sign(&s.header(), &c))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Json::Null),
+    )
+}
+
+fn naming(server: &str) -> Json {
+    let mut body = patient_view(json!({}));
+    body["fhirServer"] = json!(server);
+    body["fhirAuthorization"] = json!({"access_token": "ehr-token-123", "token_type": "Bearer", "expires_in": 300,
+        "scope": "patient/Observation.read", "subject": "stride"});
+    body
 }
 
 #[tokio::test]
@@ -162,29 +244,14 @@ async fn an_operation_outcome_or_null_slot_is_fetched_when_a_server_is_given() {
 async fn a_failing_fhir_server_is_412_with_an_operation_outcome() {
     let app = spawn_app().await;
     let ehr = start_ehr(Mode::Fail).await;
-    let (status, body) = call(&app, &request(&ehr, json!({}))).await;
-    assert_eq!(status, 412, "req 54");
-    assert_eq!(body["resourceType"], "OperationOutcome");
-    assert!(body["issue"][0]["details"]["text"]
-        .as_str()
-        .unwrap()
-        .contains("HTTP 500"));
-    assert!(!body.to_string().contains("ehr-token-123"));
+    fetch_failed(&app, &request(&ehr, json!({})), "status").await;
 }
 
 #[tokio::test]
 async fn a_slow_fhir_server_is_cut_off_and_answered_412() {
     let app = spawn_app().await;
     let ehr = start_ehr(Mode::Slow).await;
-    let (status, body) = call(&app, &request(&ehr, json!({}))).await;
-    assert_eq!(status, 412);
-    assert!(
-        body["issue"][0]["details"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("in time"),
-        "{body}"
-    );
+    fetch_failed(&app, &request(&ehr, json!({})), "timeout").await;
     // The worker is free again: the service still answers.
     assert_eq!(
         app.client
@@ -198,15 +265,24 @@ async fn a_slow_fhir_server_is_cut_off_and_answered_412() {
 }
 
 #[tokio::test]
+async fn a_closed_port_reads_like_any_other_failure() {
+    let app = spawn_app().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    fetch_failed(
+        &app,
+        &naming(&format!("http://127.0.0.1:{port}/fhir")),
+        "unreachable",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_next_page_on_another_server_is_not_followed() {
     let app = spawn_app().await;
     let ehr = start_ehr(Mode::ForeignNextPage).await;
-    let (status, body) = call(&app, &request(&ehr, json!({}))).await;
-    assert_eq!(status, 412, "{body}");
-    assert!(body["issue"][0]["details"]["text"]
-        .as_str()
-        .unwrap()
-        .contains("paging left"));
+    fetch_failed(&app, &request(&ehr, json!({})), "foreign_page").await;
     assert_eq!(
         ehr.seen.lock().unwrap().len(),
         2,
@@ -215,81 +291,167 @@ async fn a_next_page_on_another_server_is_not_followed() {
 }
 
 #[tokio::test]
-async fn under_overload_a_hook_call_is_shed_with_503_and_retry_after() {
-    // One processing slot, 200 ms of queue: a call stuck on a slow EHR holds the slot.
-    let app = stride_tests::spawn_app_with(&[
-        ("STRIDE_MAX_CONCURRENT_HOOKS", "1"),
-        ("STRIDE_HOOK_QUEUE_TIMEOUT_MS", "200"),
-    ])
-    .await;
-    let app = Arc::new(app);
-    let ehr = start_ehr(Mode::Slow).await;
-    let slow = {
-        let (app, body) = (app.clone(), request(&ehr, json!({})));
-        tokio::spawn(async move { call(&app, &body).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = std::time::Instant::now();
-    let res = app
-        .cds("/cds-services/running-knee-patient-view")
-        .json(&patient_view(prefetch(&[], &[])))
-        .send()
-        .await
+async fn an_ehr_cannot_point_stride_at_internal_addresses() {
+    let app = stride_tests::spawn_app_trusting(&[clinic_b(json!({}))], &[]).await;
+    let ehr = start_ehr(Mode::Ok).await;
+    let port = ehr
+        .base
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
         .unwrap();
-    assert_eq!(res.status(), 503);
+    // Every spelling of loopback, and a name that resolves to it.
+    for host in [
+        "127.0.0.1",
+        "2130706433",
+        "0x7f000001",
+        "127.1",
+        "0177.0.0.1",
+        "[::1]",
+        "localhost",
+    ] {
+        let server = format!("http://{host}:{port}/fhir");
+        let before = fetch_failures(&app, "address").await;
+        let (status, out) = call_as_b(&app, &naming(&server)).await;
+        assert_eq!(status, 412, "{server}: {out}");
+        assert_eq!(out["issue"][0]["details"]["text"], generic("Condition"));
+        assert_eq!(
+            fetch_failures(&app, "address").await,
+            before + 1.0,
+            "{server}"
+        );
+    }
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "shed after the queue timeout"
+        ehr.seen.lock().unwrap().is_empty(),
+        "no connection was made: {:?}",
+        ehr.seen.lock().unwrap()
     );
-    assert_eq!(res.headers()["retry-after"], "1");
-    let body: Json = res.json().await.unwrap();
-    assert_eq!(
-        body["issue"][0]["details"]["coding"][0]["code"],
-        "overloaded"
-    );
-    assert_eq!(
-        stride_tests::metric(&app.metrics().await, "stride_hooks_shed_total"),
-        Some(1.0)
-    );
-    // The slow call ends (412, its fetch cut off); the slot is free again.
-    assert_eq!(slow.await.unwrap().0, 412);
-    let res = app
-        .cds("/cds-services/running-knee-patient-view")
-        .json(&patient_view(prefetch(&[], &[])))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    // The same server, for the clinic whose entry says its EHR is internal, is fetched.
+    let (status, _) = call(&app, &request(&ehr, json!({}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(ehr.seen.lock().unwrap().len(), 3);
 }
 
 #[tokio::test]
-async fn with_the_queue_full_a_hook_call_is_shed_at_once() {
-    // One slot, no queue, a queue timeout far beyond the test: only the bound can answer fast.
-    let app = stride_tests::spawn_app_with(&[
-        ("STRIDE_MAX_CONCURRENT_HOOKS", "1"),
-        ("STRIDE_HOOK_QUEUE_MAX", "0"),
-        ("STRIDE_HOOK_QUEUE_TIMEOUT_MS", "60000"),
-    ])
+async fn only_the_fhir_servers_an_issuer_lists_are_fetched() {
+    let ehr = start_ehr(Mode::Ok).await;
+    let other = start_ehr(Mode::Ok).await;
+    let app = stride_tests::spawn_app_trusting(
+        &[clinic_b(
+            json!({"fhir_internal_networks": true, "fhir_servers": [ehr.base]}),
+        )],
+        &[],
+    )
+    .await;
+    let (status, body) = call_as_b(&app, &request(&ehr, json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let before = fetch_failures(&app, "not_listed").await;
+    let (status, _) = call_as_b(&app, &request(&other, json!({}))).await;
+    assert_eq!(status, 412);
+    assert_eq!(fetch_failures(&app, "not_listed").await, before + 1.0);
+    assert!(other.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn one_byte_budget_covers_every_page_and_key_of_a_call() {
+    // Each answer (~41 KiB) fits the per-call budget alone; Condition and Observation together
+    // do not.
+    let app = stride_tests::spawn_app_with(&[("STRIDE_FETCH_MAX_BYTES", "65536")]).await;
+    let ehr = start_ehr(Mode::Big).await;
+    fetch_failed(&app, &request(&ehr, json!({})), "too_large").await;
+    assert_eq!(
+        ehr.seen.lock().unwrap().len(),
+        2,
+        "the Observation page was started"
+    );
+    // Prefetched Conditions leave the whole budget to the Observations.
+    let conditions = bundle(&[condition("knee", "M25.561", Some(20))]);
+    let (status, _) = call(&app, &request(&ehr, json!({"Condition": conditions}))).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn fetched_bytes_in_flight_are_capped_for_the_whole_process() {
+    // The process holds at most 56 KiB of fetched answers: this call's own Conditions (~41
+    // KiB) leave too little for its Observations, and it is shed like any overload.
+    let app = stride_tests::spawn_app_with(&[("STRIDE_FETCH_MAX_BYTES_IN_FLIGHT", "57344")]).await;
+    let ehr = start_ehr(Mode::Big).await;
+    let res = app
+        .cds(PV)
+        .json(&request(&ehr, json!({})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let m = app.metrics().await;
+    assert_eq!(
+        stride_tests::metric(&m, "stride_hooks_refused_total{reason=\"fetch_busy\"}"),
+        Some(1.0)
+    );
+    // The bytes were given back with the call: the next one is served within the cap.
+    let conditions = bundle(&[condition("knee", "M25.561", Some(20))]);
+    let (status, _) = call(&app, &request(&ehr, json!({"Condition": conditions}))).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_silent_fhir_server_starves_no_other_clinic() {
+    // Two processing slots: 24 calls waiting on one clinic's silent server would hold both
+    // if waiting held a slot, and the other clinic's call would wait out the queue timeout.
+    let app = stride_tests::spawn_app_trusting(
+        &[clinic_b(json!({}))],
+        &[
+            ("STRIDE_MAX_CONCURRENT_HOOKS", "2"),
+            ("STRIDE_MAX_CALLS_PER_TENANT", "8"),
+        ],
+    )
     .await;
     let app = Arc::new(app);
     let ehr = start_ehr(Mode::Slow).await;
-    let slow = {
-        let (app, body) = (app.clone(), request(&ehr, json!({})));
-        tokio::spawn(async move { call(&app, &body).await })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let res = app
-        .cds("/cds-services/running-knee-patient-view")
-        .json(&patient_view(prefetch(&[], &[])))
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .expect("answered before the client gave up");
-    assert_eq!(res.status(), 503);
-    assert_eq!(res.headers()["retry-after"], "1");
+    let silent: Vec<_> = (0..24)
+        .map(|_| {
+            let (app, body) = (app.clone(), request(&ehr, json!({})));
+            tokio::spawn(async move { call(&app, &body).await.0 })
+        })
+        .collect();
+    // Wait until clinic A's share is in flight on the silent server.
+    while ehr.seen.lock().unwrap().len() < 8 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = call_as_b(&app, &patient_view(prefetch(&[], &[]))).await;
+    assert_eq!(status, 200, "the other clinic is answered: {body}");
     assert_eq!(
-        stride_tests::metric(&app.metrics().await, "stride_hooks_shed_total"),
-        Some(1.0)
+        fetch_failures(&app, "timeout").await,
+        0.0,
+        "answered while clinic A's fetches were still waiting"
     );
-    assert_eq!(slow.await.unwrap().0, 412);
+    let mut answers: Vec<u16> = Vec::new();
+    for t in silent {
+        answers.push(t.await.unwrap());
+    }
+    assert_eq!(
+        answers.iter().filter(|&&s| s == 412).count(),
+        8,
+        "clinic A's share waited out its fetch: {answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|&&s| s == 503).count(),
+        16,
+        "the rest of clinic A's burst was shed at once: {answers:?}"
+    );
+    assert_eq!(
+        stride_tests::metric(
+            &app.metrics().await,
+            "stride_hooks_refused_total{reason=\"tenant_share\"}"
+        ),
+        Some(16.0)
+    );
+    assert_eq!(
+        ehr.seen.lock().unwrap().len(),
+        8,
+        "shed calls fetched nothing"
+    );
 }

@@ -238,7 +238,11 @@ async fn a_token_not_valid_yet_is_refused_within_the_clock_skew_it_is_not() {
 async fn an_unknown_critical_header_is_refused() {
     let app = spawn_app().await;
     let s = es();
-    for crit in [vec!["exp".to_string()], vec!["x-unknown".to_string()], vec![]] {
+    for crit in [
+        vec!["exp".to_string()],
+        vec!["x-unknown".to_string()],
+        vec![],
+    ] {
         let mut h = s.header();
         h.crit = Some(crit.clone());
         h.extras.insert("x-unknown", json!(true));
@@ -374,19 +378,28 @@ async fn jku_is_a_hint_pinned_keys_answer_without_a_fetch() {
     let listed = format!("{listed}/jwks.json");
     // The Sandbox and Epic send a jku on every token; the issuer's keys are pinned inline.
     let app = spawn_app_trusting(
-        &[json!({"iss": EHR_JKU, "kind": "cds-client", "jku": [listed],
-                 "jwks": {"keys": [jwk("ehr-rs384")]}})],
+        &[
+            json!({"iss": EHR_JKU, "kind": "cds-client", "jku": [listed],
+                 "jwks": {"keys": [jwk("ehr-rs384")]}}),
+        ],
         &[],
     )
     .await;
     let pinned = Signer::rs384("ehr-rs384");
-    for jku in ["https://sandbox.example/.well-known/jwks.json", listed.as_str()] {
+    for jku in [
+        "https://sandbox.example/.well-known/jwks.json",
+        listed.as_str(),
+    ] {
         let mut h = pinned.header();
         h.jku = Some(jku.into());
         let (status, body, _) = call(&app, Some(&pinned.sign(&h, &claims(EHR_JKU, &aud())))).await;
         assert_eq!(status, 200, "{jku}: {body}");
     }
-    assert_eq!(hits.load(Ordering::SeqCst), 0, "a pinned kid fetches nothing");
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "a pinned kid fetches nothing"
+    );
 
     // A kid the pinned keys do not hold: a listed jku is fetched …
     let other = es();

@@ -206,6 +206,11 @@ impl Verifier {
         Ok(Verifier { issuers, options })
     }
 
+    /// The trust-file entry of `iss`, if it lists it.
+    pub fn issuer(&self, iss: &str) -> Option<&IssuerConfig> {
+        self.issuers.get(iss).map(|(cfg, _)| cfg)
+    }
+
     /// What the trust file lets `iss` do, if it lists it.
     pub fn issuer_kind(&self, iss: &str) -> Option<Kind> {
         self.issuers.get(iss).map(|(cfg, _)| cfg.kind)

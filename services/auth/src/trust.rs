@@ -36,6 +36,14 @@ pub struct IssuerConfig {
     /// tenant's decisions. Without it, the offsets of the EHR's own timestamps decide.
     #[serde(default)]
     pub timezone: Option<String>,
+    /// FHIR server base URLs this issuer's hooks may name as `fhirServer` (the URL or a path
+    /// below it). Absent: any server on a public address.
+    #[serde(default)]
+    pub fhir_servers: Option<Vec<Url>>,
+    /// This issuer's FHIR server is on an internal network (loopback, private, link-local):
+    /// fetches may connect there. Cloud metadata addresses stay refused.
+    #[serde(default)]
+    pub fhir_internal_networks: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +85,24 @@ impl TrustFile {
                     )));
                 }
             }
+            for u in i.fhir_servers.iter().flatten() {
+                let loopback = matches!(
+                    u.host(),
+                    Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+                ) || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+                    || u.host_str() == Some("localhost");
+                if !(u.scheme() == "https" || u.scheme() == "http" && loopback)
+                    || u.query().is_some()
+                    || u.fragment().is_some()
+                    || !u.username().is_empty()
+                {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: fhir_servers entry {u} must be an https base URL \
+                         without query, fragment or credentials",
+                        i.iss
+                    )));
+                }
+            }
             if i.jwks.is_none() && i.jwks_uri.is_none() && i.jku.is_empty() {
                 return Err(TrustError::Invalid(format!(
                     "issuer {} has no keys: give jwks, jwks_uri or jku",
@@ -98,5 +124,33 @@ impl TrustFile {
             }
         }
         Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_servers(servers: &str) -> Result<TrustFile, TrustError> {
+        TrustFile::parse(&format!(
+            r#"{{"issuers": [{{"iss": "https://ehr.test", "kind": "cds-client",
+                 "jku": ["https://ehr.test/jwks"], "fhir_servers": {servers}}}]}}"#
+        ))
+    }
+
+    #[test]
+    fn fhir_servers_are_https_base_urls() {
+        let t = with_servers(r#"["https://fhir.clinic.example/r4", "http://127.0.0.1:8080/fhir"]"#)
+            .unwrap();
+        assert_eq!(t.issuers[0].fhir_servers.as_ref().unwrap().len(), 2);
+        assert!(!t.issuers[0].fhir_internal_networks, "never implied");
+        for bad in [
+            r#"["http://fhir.clinic.example/r4"]"#,
+            r#"["https://fhir.clinic.example/r4?x=1"]"#,
+            r#"["https://user:pw@fhir.clinic.example/r4"]"#,
+            r#"["not a url"]"#,
+        ] {
+            assert!(with_servers(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -3,8 +3,10 @@
 //! caller's body in memory and answer all of them late; a full queue answers 503 in
 //! microseconds, so the EHR can retry elsewhere within its own budget.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -23,6 +25,8 @@ pub enum Refused {
     QueueFull,
     /// No slot came free within the queue timeout.
     TimedOut,
+    /// The caller's tenant already has its share of calls in flight.
+    TenantShare,
 }
 
 impl Refused {
@@ -30,6 +34,7 @@ impl Refused {
         match self {
             Refused::QueueFull => "queue_full",
             Refused::TimedOut => "queue_timeout",
+            Refused::TenantShare => "tenant_share",
         }
     }
 }
@@ -44,6 +49,14 @@ impl Admission {
         }
     }
 
+    /// A processing slot for a hook call, given back while the call waits on the network.
+    pub async fn admit(&self) -> Result<Slot<'_>, Refused> {
+        Ok(Slot {
+            gate: self,
+            permit: Some(self.enter().await?),
+        })
+    }
+
     /// A processing slot, held until the permit drops.
     pub async fn enter(&self) -> Result<OwnedSemaphorePermit, Refused> {
         if let Ok(permit) = self.slots.clone().try_acquire_owned() {
@@ -55,6 +68,70 @@ impl Admission {
         match permit {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Refused::TimedOut),
+        }
+    }
+}
+
+/// A hook call's slot. Waiting on an EHR's FHIR server is no processing: a silent server
+/// named by one clinic's calls must not hold the slots every other clinic's calls need.
+pub struct Slot<'a> {
+    gate: &'a Admission,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Slot<'_> {
+    /// Run `work` without the slot, then queue for one again like a new call.
+    pub async fn outside<T>(&mut self, work: impl Future<Output = T>) -> Result<T, Refused> {
+        self.permit = None;
+        let out = work.await;
+        self.permit = Some(self.gate.enter().await?);
+        Ok(out)
+    }
+}
+
+/// Calls in flight per tenant (from the moment they are authenticated to their answer): one
+/// clinic's burst — or its silent FHIR server — takes at most this share of the service.
+pub struct TenantShare {
+    max: usize,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+impl TenantShare {
+    pub fn new(max: usize) -> Self {
+        TenantShare {
+            max,
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place among the tenant's calls, or `TenantShare` at once when they are all taken.
+    pub fn enter(&self, tenant: &str) -> Result<Share<'_>, Refused> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(tenant.to_owned()).or_insert(0);
+        if *n >= self.max {
+            return Err(Refused::TenantShare);
+        }
+        *n += 1;
+        Ok(Share {
+            of: self,
+            tenant: tenant.to_owned(),
+        })
+    }
+}
+
+pub struct Share<'a> {
+    of: &'a TenantShare,
+    tenant: String,
+}
+
+impl Drop for Share<'_> {
+    fn drop(&mut self) {
+        let mut map = self.of.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.tenant);
+            }
         }
     }
 }
@@ -108,6 +185,41 @@ mod tests {
         let _held = gate.enter().await.unwrap();
         assert_eq!(gate.enter().await.unwrap_err(), Refused::TimedOut);
         assert_eq!(gate.waiting.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_free_while_its_call_waits_outside() {
+        let gate = Admission::new(1, 0, Duration::from_secs(60));
+        let mut slot = gate.admit().await.unwrap();
+        let other = slot
+            .outside(async { gate.enter().await.map(drop) })
+            .await
+            .unwrap();
+        assert_eq!(other, Ok(()), "another call was processed meanwhile");
+        assert_eq!(
+            gate.enter().await.unwrap_err(),
+            Refused::QueueFull,
+            "held again"
+        );
+        drop(slot);
+        assert!(gate.enter().await.is_ok());
+    }
+
+    #[test]
+    fn a_tenant_gets_its_share_and_no_more() {
+        let share = TenantShare::new(2);
+        let a1 = share.enter("a").unwrap();
+        let _a2 = share.enter("a").unwrap();
+        assert_eq!(share.enter("a").err(), Some(Refused::TenantShare));
+        let _b = share.enter("b").expect("another tenant is not affected");
+        drop(a1);
+        assert!(share.enter("a").is_ok());
+        drop(_a2);
+        drop(_b);
+        assert!(
+            share.in_flight.lock().unwrap().is_empty(),
+            "no tenant is kept"
+        );
     }
 
     #[tokio::test]

@@ -40,6 +40,11 @@ impl CdsCaller {
         &self.caller.tenant
     }
 
+    /// The issuer of the token (a read that settles nothing).
+    pub fn issuer(&self) -> &str {
+        &self.caller.issuer
+    }
+
     /// The clinic's IANA time zone from the trust file (a read that settles nothing).
     pub fn timezone(&self) -> Option<&str> {
         self.caller.timezone.as_deref()

@@ -37,6 +37,13 @@ pub struct Settings {
     pub hook_queue_timeout: Duration,
     /// Hook calls that may wait for a slot; one more is answered 503 at once.
     pub hook_queue_max: usize,
+    /// Hook calls one tenant may have in flight (authenticated, not yet answered), fetches
+    /// from its FHIR server included; one more is answered 503 at once.
+    pub max_calls_per_tenant: usize,
+    /// Bytes one hook call may fetch from the EHR's FHIR server, all pages and keys together.
+    pub fetch_max_bytes: usize,
+    /// Bytes of fetched answers all hook calls together may hold; beyond it a call is 503.
+    pub fetch_max_bytes_in_flight: usize,
     /// HTTP worker threads. actix keeps each connection on one worker, so with one worker per
     /// core a burst on one connection queues behind its worker while the other core idles; two
     /// per core let the kernel run whichever is ready (measured in docs/benchmarks.md).
@@ -181,6 +188,9 @@ struct Raw {
     max_concurrent_hooks: Option<String>,
     hook_queue_timeout_ms: Option<String>,
     hook_queue_max: Option<String>,
+    max_calls_per_tenant: Option<String>,
+    fetch_max_bytes: Option<String>,
+    fetch_max_bytes_in_flight: Option<String>,
     workers: Option<String>,
     oidc_issuer: Option<String>,
     oidc_client_id: Option<String>,
@@ -413,12 +423,41 @@ impl Settings {
             0,
             1_000_000,
         )? as usize;
+        // Half of what the service admits at once (processing and queued): one clinic cannot
+        // take it all, and a single-tenant service still has room for its bursts.
+        let max_calls_per_tenant = number(
+            "STRIDE_MAX_CALLS_PER_TENANT",
+            raw.max_calls_per_tenant,
+            ((max_concurrent_hooks + hook_queue_max) as u64 / 2).max(1),
+            1,
+            1_000_000,
+        )? as usize;
+        // 8 MiB holds thousands of Observations, more than a focused search returns; 32 MiB
+        // in flight keeps four hostile calls far below the chart's 256 MiB limit
+        // (docs/benchmarks.md, "Fetch memory").
+        let fetch_max_bytes = number(
+            "STRIDE_FETCH_MAX_BYTES",
+            raw.fetch_max_bytes,
+            8 * 1024 * 1024,
+            1024,
+            1 << 31,
+        )? as usize;
+        let fetch_max_bytes_in_flight = number(
+            "STRIDE_FETCH_MAX_BYTES_IN_FLIGHT",
+            raw.fetch_max_bytes_in_flight,
+            32 * 1024 * 1024,
+            1024,
+            1 << 40,
+        )? as usize;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let workers = number("STRIDE_WORKERS", raw.workers, 2 * cores, 1, 1024)? as usize;
         Ok(Settings {
             workers,
             max_concurrent_hooks,
             hook_queue_max,
+            max_calls_per_tenant,
+            fetch_max_bytes,
+            fetch_max_bytes_in_flight,
             hook_queue_timeout: Duration::from_millis(hook_queue_ms),
             oidc,
             migrate_on_start,
@@ -461,6 +500,9 @@ mod tests {
         assert_eq!(s.public_url.as_str(), "http://127.0.0.1:8080");
         assert_eq!(s.database, DatabaseUrl::Sqlite("sqlite://stride.db".into()));
         assert!(s.trust_file.is_none());
+        assert_eq!(s.max_calls_per_tenant, (16 + 64) / 2);
+        assert_eq!(s.fetch_max_bytes, 8 * 1024 * 1024);
+        assert_eq!(s.fetch_max_bytes_in_flight, 32 * 1024 * 1024);
         let cores = std::thread::available_parallelism().unwrap().get();
         assert_eq!(s.workers, 2 * cores);
         assert_eq!(s.hook_queue_max, 4 * s.max_concurrent_hooks);

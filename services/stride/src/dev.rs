@@ -95,7 +95,8 @@ pub fn trust(settings: &Settings) -> Result<Json, DevError> {
             .unwrap_or_default(),
         None => Vec::new(),
     };
-    issuers.push(json!({"iss": DEV_EHR, "kind": "cds-client", "tenant": DEV_TENANT, "jwks": {"keys": [key.clone()]}}));
+    // A FHIR server tried by hand is usually on this machine.
+    issuers.push(json!({"iss": DEV_EHR, "kind": "cds-client", "tenant": DEV_TENANT, "fhir_internal_networks": true, "jwks": {"keys": [key.clone()]}}));
     issuers.push(json!({"iss": DEV_STAFF, "kind": "staff", "jwks": {"keys": [key]}}));
     Ok(json!({ "issuers": issuers }))
 }

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub db_pool: IntGaugeVec,
     pub audit_refusals_dropped: prometheus::IntCounter,
     pub hooks_shed: prometheus::IntCounter,
+    pub hooks_refused: IntCounterVec,
+    pub prefetch_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -101,8 +103,20 @@ impl Metrics {
         registry
             .register(Box::new(hooks_shed.clone()))
             .expect("registered once");
+        let hooks_refused = counter(
+            "hooks_refused_total",
+            "Hook calls answered 503 before evaluation, by reason (queue_full, queue_timeout, tenant_share, fetch_busy)",
+            &["reason"],
+        );
+        let prefetch_failures = counter(
+            "prefetch_fetch_failures_total",
+            "Fallback fetches that failed or were not attempted, by reason (the caller sees one generic 412)",
+            &["reason"],
+        );
         Metrics {
             hooks_shed,
+            hooks_refused,
+            prefetch_failures,
             registry,
             http_requests,
             http_latency,

@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Processing slots and the queue for them (see `Settings::max_concurrent_hooks`).
     pub admission: crate::admission::Admission,
+    /// Each tenant's share of the calls in flight.
+    pub tenant_share: crate::admission::TenantShare,
     /// Staff sign-in with OpenID Connect, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Refused requests on their way to the audit log (see `audit::refused`).
@@ -151,11 +153,14 @@ impl Application {
             settings.hook_queue_max,
             settings.hook_queue_timeout,
         );
+        let fetcher = Fetcher::new(settings.fetch_max_bytes, settings.fetch_max_bytes_in_flight);
+        let tenant_share = crate::admission::TenantShare::new(settings.max_calls_per_tenant);
         let state = web::Data::new(AppState {
             store: store.clone(),
             catalog,
             settings,
-            fetcher: Fetcher::new(),
+            fetcher,
+            tenant_share,
             verifier,
             oidc,
             admission,

@@ -1,12 +1,18 @@
 //! Fetching what the prefetch did not bring from the EHR's FHIR server, with the access token
-//! the hook carried. Bounded in time, size and pages, and never from any other server.
+//! the hook carried. Bounded in time, pages and bytes (per call, across its pages and keys,
+//! and process-wide), only from the servers the issuer may name (see `egress`), and never
+//! from any other server.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
+
+use crate::cds::egress::{self, FhirPolicy, Refusal};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FetchError {
@@ -24,31 +30,103 @@ pub enum FetchError {
     ForeignPage,
     #[error("the FHIR server's answer runs over more than {0} pages")]
     TooManyPages(usize),
+    #[error("the FHIR server is not one this issuer may name ({0:?})")]
+    Refused(Refusal),
+    #[error("fetched answers in flight are at the process-wide limit")]
+    Busy,
+}
+
+impl FetchError {
+    /// The label of the failure in metrics and logs. The caller is told none of this: one
+    /// generic 412, so its answers cannot tell a closed port from a silent one.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FetchError::Timeout => "timeout",
+            FetchError::Status(_) => "status",
+            FetchError::TooLarge(_) => "too_large",
+            FetchError::NotFhir => "not_fhir",
+            FetchError::Unreachable => "unreachable",
+            FetchError::ForeignPage => "foreign_page",
+            FetchError::TooManyPages(_) => "too_many_pages",
+            FetchError::Refused(Refusal::NotListed) => "not_listed",
+            FetchError::Refused(Refusal::Address) => "address",
+            FetchError::Busy => "busy",
+        }
+    }
+}
+
+/// What one hook call may hold of fetched answers: a byte budget for all its pages and keys,
+/// and the process-wide permits for the bytes it holds (given back when it is dropped).
+pub struct CallBudget {
+    remaining: usize,
+    held: Option<OwnedSemaphorePermit>,
+}
+
+impl CallBudget {
+    fn take(&mut self, bytes: usize, in_flight: &Arc<Semaphore>) -> Result<(), FetchError> {
+        if bytes > self.remaining {
+            return Err(FetchError::TooLarge(bytes));
+        }
+        let n = u32::try_from(bytes).map_err(|_| FetchError::TooLarge(bytes))?;
+        let permit = in_flight
+            .clone()
+            .try_acquire_many_owned(n)
+            .map_err(|_| FetchError::Busy)?;
+        match &mut self.held {
+            Some(held) => held.merge(permit),
+            None => self.held = Some(permit),
+        }
+        self.remaining -= bytes;
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    /// Connects to public addresses only.
+    public: reqwest::Client,
+    /// Also to internal ones, for issuers whose FHIR server is on an internal network.
+    internal: reqwest::Client,
     /// Whole fetch of one prefetch key, all pages included.
     pub budget: Duration,
+    /// Bytes one hook call may fetch, all pages and keys together.
     pub max_bytes: usize,
     pub max_pages: usize,
+    /// Bytes of fetched answers all calls together may hold.
+    in_flight: Arc<Semaphore>,
+}
+
+fn client(internal: bool) -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        // A redirect could lead the token to another host.
+        .redirect(reqwest::redirect::Policy::none())
+        // A proxy would make the connection, to an address no one checked.
+        .no_proxy()
+        .dns_resolver(egress::resolver(internal))
+        .user_agent(concat!("stride/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a TLS client can be built")
 }
 
 impl Fetcher {
-    pub fn new() -> Fetcher {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            // A redirect could lead the token to another host.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("stride/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a TLS client can be built");
+    /// `max_bytes`: per call; `max_in_flight`: process-wide (both in bytes).
+    pub fn new(max_bytes: usize, max_in_flight: usize) -> Fetcher {
         Fetcher {
-            client,
+            public: client(false),
+            internal: client(true),
             budget: Duration::from_secs(3),
-            max_bytes: 8 * 1024 * 1024,
+            max_bytes,
             max_pages: 10,
+            in_flight: Arc::new(Semaphore::new(max_in_flight.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// A new hook call's budget.
+    pub fn call_budget(&self) -> CallBudget {
+        CallBudget {
+            remaining: self.max_bytes,
+            held: None,
         }
     }
 
@@ -60,17 +138,30 @@ impl Fetcher {
         base: &Url,
         template: &str,
         token: Option<&str>,
+        policy: &FhirPolicy<'_>,
+        budget: &mut CallBudget,
     ) -> Result<Vec<Box<RawValue>>, FetchError> {
-        tokio::time::timeout(self.budget, self.fetch_pages(base, template, token))
-            .await
-            .unwrap_or(Err(FetchError::Timeout))
+        policy.admits(base).map_err(FetchError::Refused)?;
+        let client = if policy.internal {
+            &self.internal
+        } else {
+            &self.public
+        };
+        tokio::time::timeout(
+            self.budget,
+            self.fetch_pages(client, base, template, token, budget),
+        )
+        .await
+        .unwrap_or(Err(FetchError::Timeout))
     }
 
     async fn fetch_pages(
         &self,
+        client: &reqwest::Client,
         base: &Url,
         template: &str,
         token: Option<&str>,
+        budget: &mut CallBudget,
     ) -> Result<Vec<Box<RawValue>>, FetchError> {
         let root = base.as_str().trim_end_matches('/');
         let mut next = Some(format!("{root}/{template}"));
@@ -83,14 +174,20 @@ impl Fetcher {
             if !url.starts_with(&format!("{root}/")) && url != root {
                 return Err(FetchError::ForeignPage);
             }
-            let page = self.get(&url, token).await?;
+            let page = self.get(client, &url, token, budget).await?;
             next = next_link(&page);
             pages.push(page);
         }
         Ok(pages)
     }
 
-    async fn get(&self, url: &str, token: Option<&str>) -> Result<Box<RawValue>, FetchError> {
+    async fn get(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        token: Option<&str>,
+        budget: &mut CallBudget,
+    ) -> Result<Box<RawValue>, FetchError> {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::ACCEPT,
@@ -98,12 +195,14 @@ impl Fetcher {
         );
         // The EHR sees the same trace as its hook call (W3C traceparent).
         crate::telemetry::inject(&mut headers);
-        let mut req = self.client.get(url).headers(headers);
+        let mut req = client.get(url).headers(headers);
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         let res = req.send().await.map_err(|e| {
-            if e.is_timeout() {
+            if egress::is_refused(&e) {
+                FetchError::Refused(Refusal::Address)
+            } else if e.is_timeout() {
                 FetchError::Timeout
             } else {
                 FetchError::Unreachable
@@ -114,17 +213,17 @@ impl Fetcher {
         }
         if res
             .content_length()
-            .is_some_and(|n| n as usize > self.max_bytes)
+            .is_some_and(|n| n as usize > budget.remaining)
         {
             return Err(FetchError::TooLarge(self.max_bytes));
         }
+        // Every chunk is paid for before it is kept: the call's budget first, then the
+        // process-wide one, so no number of hostile calls holds more than the latter.
         let mut body = Vec::new();
         let mut stream = res.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| FetchError::Unreachable)?;
-            if body.len() + chunk.len() > self.max_bytes {
-                return Err(FetchError::TooLarge(self.max_bytes));
-            }
+            budget.take(chunk.len(), &self.in_flight)?;
             body.extend_from_slice(&chunk);
         }
         // Kept as text: the FHIR reader deserialises each resource from it directly.
@@ -133,12 +232,6 @@ impl Fetcher {
             return Err(FetchError::NotFhir);
         }
         Ok(page)
-    }
-}
-
-impl Default for Fetcher {
-    fn default() -> Self {
-        Fetcher::new()
     }
 }
 

@@ -2,6 +2,7 @@
 //! prefetch data is fetched, and how a decision becomes cards.
 
 pub mod cards;
+pub mod egress;
 pub mod fetch;
 pub use stride_hooks::request;
 pub mod services;

@@ -12,11 +12,13 @@ use stride_store::{AuditFacts, HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::admission::{self, Refused};
 use crate::audit;
 use crate::auth::CdsCaller;
 use crate::body::{read_body, read_json};
 use crate::cds::cards::{cards, CardInputs};
-use crate::cds::fetch::fill;
+use crate::cds::egress::FhirPolicy;
+use crate::cds::fetch::{fill, CallBudget, FetchError};
 use crate::cds::request::{self, HookRequest, ParseError};
 use crate::cds::services::{self, ServiceDef, CONDITION, GUIDELINE, OBSERVATION};
 use crate::error::ApiError;
@@ -148,6 +150,18 @@ async fn approved_phase(
     Ok(best.map(|(_, ps)| ps))
 }
 
+/// What a hook call brings to a fallback fetch: where it may fetch from, its byte budget,
+/// and its processing slot, given back while it waits on the EHR's server.
+struct Fetching<'a> {
+    policy: FhirPolicy<'a>,
+    budget: CallBudget,
+    slot: admission::Slot<'a>,
+}
+
+/// One generic answer for every failed fetch: the cause (a closed port, a silent one, an HTTP
+/// error, a refused address) is in the logs and metrics, never in what the caller reads.
+const FETCH_FAILED: &str = "could not be fetched from the fhirServer the request names";
+
 /// Read one prefetch key into the intake, fetching it from the EHR's FHIR server when the
 /// prefetch did not bring it. `Err` when required data can be neither prefetched nor fetched.
 async fn gather(
@@ -156,6 +170,7 @@ async fn gather(
     req: &HookRequest<'_>,
     key: &str,
     intake: &mut Intake,
+    fetching: &mut Fetching<'_>,
 ) -> Result<(), ApiError> {
     let fetchable = req.fhir_server.as_ref();
     match (slot(req, key), fetchable) {
@@ -172,10 +187,21 @@ async fn gather(
                 .unwrap_or_default();
             let query = fill(&template, &req.context.patient_id);
             let started = std::time::Instant::now();
-            let fetched = state
-                .fetcher
-                .fetch(server, &query, req.access_token.as_deref())
-                .await;
+            let Fetching {
+                policy,
+                budget,
+                slot,
+            } = fetching;
+            let fetched = slot
+                .outside(state.fetcher.fetch(
+                    server,
+                    &query,
+                    req.access_token.as_deref(),
+                    policy,
+                    budget,
+                ))
+                .await
+                .map_err(|refused| shed(state, refused))?;
             let outcome = if fetched.is_ok() { "ok" } else { "failed" };
             state
                 .metrics
@@ -188,8 +214,23 @@ async fn gather(
                     Ok(())
                 }
                 Err(e) => {
-                    tracing::warn!(key, error = %e, "prefetch fallback fetch failed");
-                    Err(ApiError::PreconditionFailed(format!("`{key}`: {e}")))
+                    state
+                        .metrics
+                        .prefetch_failures
+                        .with_label_values(&[e.reason()])
+                        .inc();
+                    tracing::warn!(key, reason = e.reason(), error = %e, "prefetch fallback fetch failed");
+                    if e == FetchError::Busy {
+                        state
+                            .metrics
+                            .hooks_refused
+                            .with_label_values(&["fetch_busy"])
+                            .inc();
+                        return Err(ApiError::Overloaded);
+                    }
+                    Err(ApiError::PreconditionFailed(format!(
+                        "`{key}` {FETCH_FAILED}"
+                    )))
                 }
             }
         }
@@ -197,6 +238,18 @@ async fn gather(
             "`{key}` was not prefetched and the request names no fhirServer to fetch it from"
         ))),
     }
+}
+
+/// A call answered 503 before evaluation, counted by why.
+fn shed(state: &AppState, refused: Refused) -> ApiError {
+    state.metrics.hooks_shed.inc();
+    state
+        .metrics
+        .hooks_refused
+        .with_label_values(&[refused.as_str()])
+        .inc();
+    tracing::warn!(reason = refused.as_str(), "shedding a hook call");
+    ApiError::Overloaded
 }
 
 #[post("/cds-services/{id}")]
@@ -211,15 +264,28 @@ pub async fn call(
     let svc = service(&path)?;
     tracing::Span::current().record("hook", svc.hook.name());
     let rs = rule_set(&state)?.clone();
+    let _share = state
+        .tenant_share
+        .enter(cds_caller.tenant())
+        .map_err(|refused| shed(&state, refused))?;
     // Read the raw body first (a slow sender must not hold a processing slot), then wait for
     // a slot: under overload, a bounded number of calls wait here as bytes and the rest are
     // shed, rather than all parsed and evaluated at once.
     let raw = read_body(&http, payload, state.settings.max_body_bytes).await?;
-    let _slot = state.admission.enter().await.map_err(|refused| {
-        state.metrics.hooks_shed.inc();
-        tracing::warn!(reason = refused.as_str(), "shedding a hook call");
-        ApiError::Overloaded
-    })?;
+    let slot = state
+        .admission
+        .admit()
+        .await
+        .map_err(|refused| shed(&state, refused))?;
+    let mut fetching = Fetching {
+        policy: state
+            .verifier
+            .issuer(cds_caller.issuer())
+            .map(FhirPolicy::from_issuer)
+            .unwrap_or_default(),
+        budget: state.fetcher.call_budget(),
+        slot,
+    };
     let req = request::parse(&raw, svc.hook, state.settings.public_url.is_loopback()).map_err(
         |e| match e {
             ParseError::Malformed(m) => ApiError::MalformedJson(m),
@@ -233,7 +299,7 @@ pub async fn call(
     let patient_ref = format!("Patient/{}", req.context.patient_id);
 
     let mut intake = Intake::default();
-    gather(&state, &rs, &req, CONDITION, &mut intake).await?;
+    gather(&state, &rs, &req, CONDITION, &mut intake, &mut fetching).await?;
     if let Some(orders) = req.context.draft_orders {
         intake.add(orders);
     }
@@ -248,7 +314,7 @@ pub async fn call(
     intake.records = conditions.records;
     let mut phase_state = None;
     if episode.applies {
-        gather(&state, &rs, &req, OBSERVATION, &mut intake).await?;
+        gather(&state, &rs, &req, OBSERVATION, &mut intake, &mut fetching).await?;
         // An approved plan sent in the prefetch (optional: no fetch when it is absent).
         if let Some(plans) = req
             .prefetch
