@@ -567,3 +567,116 @@ async fn a_flood_of_bad_tokens_does_not_starve_real_calls() {
         "600 refusals in a burst overflow the 256-entry queue"
     );
 }
+
+/// Send the head of a request and `sent` of its body, then nothing more; return the status
+/// line Stride answers with (the guard only keeps a broken build from hanging the suite).
+async fn trickle(app: &TestApp, head: &str, declared: usize, sent: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let req = format!("{head}Host: localhost\r\nContent-Length: {declared}\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    conn.write_all(sent).await.unwrap();
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(60), conn.read(&mut answer))
+        .await
+        .expect("Stride answers without waiting for the rest of the body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn gzip_bomb() -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&vec![b' '; 8 * 1024 * 1024]).unwrap();
+    z.finish().unwrap()
+}
+
+#[tokio::test]
+async fn no_route_reads_or_inflates_a_body_before_its_caller_is_known() {
+    let app = spawn_app().await;
+    let bomb = gzip_bomb();
+    for (path, ct) in [
+        (
+            "/fhir/CarePlan/01a23000-0000-7000-8000-000000000000/$review",
+            "application/json",
+        ),
+        (PV, "application/json"),
+        (&format!("{PV}/feedback"), "application/json"),
+    ] {
+        let res = app
+            .client
+            .post(app.url(path))
+            .header("content-type", ct)
+            .header("content-encoding", "gzip")
+            .body(bomb.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path}: authentication comes first");
+        // A body that never ends is not waited for either.
+        let status = trickle(
+            &app,
+            &format!("POST {path} HTTP/1.1\r\nContent-Type: {ct}\r\n"),
+            1_000_000,
+            b"{",
+        )
+        .await;
+        assert!(status.contains(" 401 "), "{path}: {status}");
+    }
+    // The staff pages' forms: not signed in, nothing is read.
+    for path in [
+        "/ui/careplans/01a23000-0000-7000-8000-000000000000/review",
+        "/ui/logout",
+    ] {
+        let status = trickle(
+            &app,
+            &format!(
+                "POST {path} HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nOrigin: {PUBLIC_URL}\r\n"
+            ),
+            1_000_000,
+            b"csrf=",
+        )
+        .await;
+        assert!(
+            !status.is_empty() && !status.contains(" 408 "),
+            "{path}: answered at once: {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_known_caller_may_not_send_compressed_or_trickled_bodies() {
+    let app = stride_tests::spawn_app_with(&[("STRIDE_BODY_READ_TIMEOUT_MS", "300")]).await;
+    let res = app
+        .cds(PV)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(gzip_bomb())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    let body: Json = res.json().await.unwrap();
+    assert_eq!(
+        body["issue"][0]["details"]["coding"][0]["code"],
+        "unsupported_encoding"
+    );
+    let hook = format!(
+        "POST {PV} HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\n",
+        cds_token(PV)
+    );
+    let status = trickle(&app, &hook, 10_000, b"{\"hook\": ").await;
+    assert!(status.contains(" 408 "), "hook call: {status}");
+    let review = format!(
+        "POST /fhir/CarePlan/01a23000-0000-7000-8000-000000000000/$review HTTP/1.1\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\n",
+        staff_token("careplan.review")
+    );
+    let status = trickle(&app, &review, 10_000, b"{").await;
+    assert!(status.contains(" 408 "), "review: {status}");
+}

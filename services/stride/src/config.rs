@@ -18,6 +18,8 @@ pub struct Settings {
     pub guidelines_dir: PathBuf,
     pub trust_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// Longest a request body may take to arrive (slow senders hold no connection longer).
+    pub body_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub db_max_connections: u32,
     pub db_statement_timeout: Duration,
@@ -178,6 +180,7 @@ struct Raw {
     guidelines_dir: Option<String>,
     trust_file: Option<String>,
     max_body_bytes: Option<String>,
+    body_read_timeout_ms: Option<String>,
     shutdown_timeout_secs: Option<String>,
     db_max_connections: Option<String>,
     db_statement_timeout_ms: Option<String>,
@@ -449,6 +452,15 @@ impl Settings {
             1024,
             1 << 40,
         )? as usize;
+        // A hook body of a few MB arrives in milliseconds; 10 s leaves room for a slow link
+        // and none for a trickle.
+        let body_read_ms = number(
+            "STRIDE_BODY_READ_TIMEOUT_MS",
+            raw.body_read_timeout_ms,
+            10_000,
+            100,
+            600_000,
+        )?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let workers = number("STRIDE_WORKERS", raw.workers, 2 * cores, 1, 1024)? as usize;
         Ok(Settings {
@@ -470,6 +482,7 @@ impl Settings {
             guidelines_dir,
             trust_file,
             max_body_bytes: max_body_bytes as usize,
+            body_read_timeout: Duration::from_millis(body_read_ms),
             shutdown_timeout: Duration::from_secs(shutdown),
             db_max_connections: db_max as u32,
             db_statement_timeout: Duration::from_millis(statement_ms),

@@ -13,6 +13,10 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("the request body must be application/json")]
     UnsupportedMediaType,
+    #[error("a compressed request body is not accepted; send it uncompressed")]
+    UnsupportedEncoding,
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     #[error("{0}")]
     BadRequest(String),
     #[error("no such endpoint")]
@@ -44,6 +48,8 @@ impl ApiError {
             ApiError::MalformedJson(_) => "malformed_json",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedEncoding => "unsupported_encoding",
+            ApiError::BodyTimeout => "request_timeout",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::NotFound | ApiError::UnknownResource(_) => "not_found",
             ApiError::PreconditionFailed(_) => "prefetch_unavailable",
@@ -61,7 +67,10 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => IssueCode::Structure,
             ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
-            ApiError::UnsupportedMediaType => IssueCode::NotSupported,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => {
+                IssueCode::NotSupported
+            }
+            ApiError::BodyTimeout => IssueCode::Timeout,
             ApiError::BadRequest(_) => IssueCode::Invalid,
             ApiError::NotFound | ApiError::UnknownResource(_) => IssueCode::NotFound,
             ApiError::PreconditionFailed(_) => IssueCode::Incomplete,
@@ -109,7 +118,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound | ApiError::UnknownResource(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

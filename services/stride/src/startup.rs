@@ -171,11 +171,6 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(limit)
-                        .error_handler(move |e, _| json_error(e, limit).into()),
-                )
                 .app_data(web::PayloadConfig::default().limit(limit))
                 .app_data(
                     web::QueryConfig::default()
@@ -327,14 +322,4 @@ fn cors() -> actix_cors::Cors {
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound)
-}
-
-fn json_error(e: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
-    use actix_web::error::JsonPayloadError as J;
-    match e {
-        J::Overflow { .. } | J::OverflowKnownLength { .. } => ApiError::PayloadTooLarge(limit),
-        J::ContentType => ApiError::UnsupportedMediaType,
-        J::Deserialize(d) => ApiError::MalformedJson(d.to_string()),
-        other => ApiError::BadRequest(other.to_string()),
-    }
 }

@@ -8,6 +8,7 @@ use stride_store::{CarePlanQuery, CarePlanRecord};
 
 use crate::audit;
 use crate::auth;
+use crate::body::{read_body, BodyLimits};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -136,10 +137,18 @@ pub struct ReviewRequest {
 pub async fn review(
     req: HttpRequest,
     path: web::Path<String>,
-    body: web::Json<ReviewRequest>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, REVIEW).await?;
+    let raw = read_body(&req, payload, BodyLimits::of(&state.settings)).await?;
+    let body: ReviewRequest = serde_json::from_slice(&raw).map_err(|e| {
+        if e.is_data() {
+            ApiError::BadRequest(format!("the review request: {e}"))
+        } else {
+            ApiError::MalformedJson(e.to_string())
+        }
+    })?;
     let updated = apply_review(&req, &state, &caller, &path, &body).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/fhir+json")

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::admission::{self, Refused};
 use crate::audit;
 use crate::auth::CdsCaller;
-use crate::body::{read_body, read_json};
+use crate::body::{read_body, read_json, BodyLimits};
 use crate::cds::cards::{cards, CardInputs};
 use crate::cds::egress::FhirPolicy;
 use crate::cds::fetch::{fill, CallBudget, FetchError};
@@ -271,7 +271,7 @@ pub async fn call(
     // Read the raw body first (a slow sender must not hold a processing slot), then wait for
     // a slot: under overload, a bounded number of calls wait here as bytes and the rest are
     // shed, rather than all parsed and evaluated at once.
-    let raw = read_body(&http, payload, state.settings.max_body_bytes).await?;
+    let raw = read_body(&http, payload, BodyLimits::of(&state.settings)).await?;
     let slot = state
         .admission
         .admit()
@@ -587,7 +587,7 @@ pub async fn feedback(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let svc = service(&path)?;
-    let body = read_json(&http, payload, state.settings.max_body_bytes).await?;
+    let body = read_json(&http, payload, BodyLimits::of(&state.settings)).await?;
     let entries =
         feedback_entries(svc, &body, OffsetDateTime::now_utc()).map_err(ApiError::BadRequest)?;
     let caller = cds_caller.settled().await?;

@@ -384,10 +384,12 @@ fn edited_activities(current: &Json, form: &HashMap<String, String>) -> Json {
 pub async fn review(
     req: HttpRequest,
     path: web::Path<String>,
-    form: web::Form<HashMap<String, String>>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let viewer = viewer(&req, &state, REVIEW).await?;
+    let limits = crate::body::BodyLimits::of(&state.settings);
+    let form: HashMap<String, String> = crate::body::read_form(&req, payload, limits).await?;
     check_form(
         &req,
         &state,

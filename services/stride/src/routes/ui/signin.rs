@@ -245,11 +245,21 @@ pub struct LogoutForm {
 #[tracing::instrument(name = "ui sign-out", skip_all)]
 pub async fn logout(
     req: HttpRequest,
-    form: web::Form<LogoutForm>,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let viewer = super::session(&req, &state).await?;
-    super::check_form(&req, &state, viewer.as_ref(), form.csrf.as_deref())?;
+    // Nobody is signed in: nothing to end, and no reason to read what was sent.
+    let csrf = match &viewer {
+        Some(_) => {
+            let limits = crate::body::BodyLimits::of(&state.settings);
+            crate::body::read_form::<LogoutForm>(&req, payload, limits)
+                .await?
+                .csrf
+        }
+        None => None,
+    };
+    super::check_form(&req, &state, viewer.as_ref(), csrf.as_deref())?;
     if let Some(c) = req.cookie(SESSION_COOKIE) {
         state
             .store
