@@ -1,7 +1,8 @@
--- wrk: POST the prepared patient-view request, each with the next unused token (unique jti).
+-- wrk: POST the prepared patient-view request, each with the next unused token (unique jti)
+-- and its own hookInstance (a repeated one is a retry, answered from the store).
 local tokens = {}
 local next_token = 1
-local body
+local head, tail, run
 
 function init(args)
   local dir = args[1]
@@ -14,8 +15,13 @@ function init(args)
     i = i + 1
   end
   local f = io.open(dir .. "/request.json", "r")
-  body = f:read("*a")
+  local body = f:read("*a")
   f:close()
+  local named = '"hookInstance":"load"'
+  local at = string.find(body, named, 1, true)
+  head, tail = string.sub(body, 1, at - 1), string.sub(body, at + #named)
+  -- Runs against one server (warm-up, measured) must not repeat an instance either.
+  run = tostring(os.time()) .. string.format("%x", math.floor(os.clock() * 1e6))
 end
 
 local counter = 0
@@ -29,7 +35,8 @@ request = function()
   next_token = next_token + 1
   if t == nil then t = "exhausted" end
   return wrk.format("POST", "/cds-services/running-knee-patient-view",
-    { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. t }, body)
+    { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. t },
+    head .. '"hookInstance":"load-' .. run .. '-' .. (id or 0) .. '-' .. next_token .. '"' .. tail)
 end
 
 non200 = 0

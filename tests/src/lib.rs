@@ -192,6 +192,13 @@ impl TestApp {
             .bearer_auth(tokens::cds_token(path))
     }
 
+    /// A hook or feedback call from the second clinic (`tokens::clinic_b` must be trusted).
+    pub fn cds_b(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(tokens::cds_token_b(path))
+    }
+
     /// The `/metrics` text as it is now.
     pub async fn metrics(&self) -> String {
         self.client
@@ -227,6 +234,17 @@ pub fn assert_schema(schema: &str, value: &serde_json::Value) {
 }
 
 /// The value of one Prometheus series (name with its labels, exactly as printed) in `text`.
+/// The action of every audit entry, in chain order.
+pub async fn audit_actions(app: &TestApp) -> Vec<String> {
+    use futures_util::StreamExt;
+    let q = stride_store::AuditQuery::default();
+    app.store
+        .audit_stream(&q, true)
+        .map(|e| e.expect("a readable audit entry").entry.action)
+        .collect()
+        .await
+}
+
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))

@@ -79,6 +79,28 @@ pub fn cds_token_at(public: &str, path: &str) -> String {
     s.sign(&s.header(), &claims(EHR, &format!("{public}{path}")))
 }
 
+/// A second clinic: its own issuer and tenant, FHIR servers on public addresses only. Not in
+/// the default trust file; `clinic_b(extra)` is its entry, with `extra` fields added.
+pub const EHR_B: &str = "https://ehr-b.test";
+pub const TENANT_B: &str = "clinic-b";
+
+pub fn clinic_b(extra: Json) -> Json {
+    let mut issuer = json!({"iss": EHR_B, "kind": "cds-client", "tenant": TENANT_B,
+                            "jwks": {"keys": [jwk("ehr-es384")]}});
+    if let (Some(i), Some(e)) = (issuer.as_object_mut(), extra.as_object()) {
+        i.extend(e.clone());
+    }
+    issuer
+}
+
+/// A valid token of the second clinic for a call to `path`.
+pub fn cds_token_b(path: &str) -> String {
+    let s = Signer::es384("ehr-es384");
+    let mut c = claims(EHR_B, &format!("{PUBLIC_URL}{path}"));
+    c["tenant"] = json!(TENANT_B);
+    s.sign(&s.header(), &c)
+}
+
 /// The trust file the test apps start with.
 pub fn trust_file(extra: &[Json]) -> Json {
     let mut issuers = vec![

@@ -907,3 +907,83 @@ async fn running_prescriptions_that_break_the_pitfalls_are_flagged_on_the_order_
         "speed work while still in rest"
     );
 }
+
+#[tokio::test]
+async fn another_clinics_card_is_an_unknown_card_to_its_feedback() {
+    let app =
+        stride_tests::spawn_app_trusting(&[stride_tests::tokens::clinic_b(json!({}))], &[]).await;
+    let (_, body) = hook(&app, PV, &patient_view(prefetch(&knee(3), &[]))).await;
+    let card = body["cards"][0]["uuid"].as_str().unwrap().to_owned();
+    let fb = json!({"feedback": [{"card": card, "outcome": "accepted",
+        "outcomeTimestamp": "2026-01-02T10:00:00Z"}]});
+    let path = format!("{PV}/feedback");
+    let res = app.cds_b(&path).json(&fb).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the report is evidence either way");
+    let res = app.cds(&path).json(&fb).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let stored = app.store.feedback_for_card(&card).await.unwrap();
+    let known: Vec<bool> = stored.iter().map(|f| f.known_card).collect();
+    assert_eq!(known.iter().filter(|k| **k).count(), 1, "{known:?}");
+    assert_eq!(
+        known.iter().filter(|k| !**k).count(),
+        1,
+        "clinic B's: unknown card"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_hook_instance_gets_the_stored_answer_and_no_second_decision() {
+    let app =
+        stride_tests::spawn_app_trusting(&[stride_tests::tokens::clinic_b(json!({}))], &[]).await;
+    let call = patient_view(prefetch(&knee(3), &[]));
+    let (status, first) = hook(&app, PV, &call).await;
+    assert_eq!(status, 200);
+    // The EHR never saw that answer and retries: same hookInstance, a new token.
+    let (status, again) = hook(&app, PV, &call).await;
+    assert_eq!(status, 200);
+    assert_eq!(again, first, "the same cards, the same uuids");
+    let plans = app
+        .store
+        .search_careplans(&stride_store::CarePlanQuery {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(plans.len(), 1, "no second draft");
+    let actions: Vec<String> = stride_tests::audit_actions(&app).await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "hook-call").count(),
+        1,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "hook-retry").count(),
+        1,
+        "the retry is audited: {actions:?}"
+    );
+    // Another clinic naming that hookInstance is refused and told why.
+    let res = app.cds_b(PV).json(&call).send().await.unwrap();
+    assert_eq!(res.status(), 409);
+    let body: Json = res.json().await.unwrap();
+    assert_eq!(body["issue"][0]["details"]["coding"][0]["code"], "conflict");
+    assert_eq!(
+        stride_tests::metric(
+            &app.metrics().await,
+            "stride_hooks_refused_total{reason=\"hook_instance_reused\"}"
+        ),
+        Some(1.0)
+    );
+    // The same clinic reusing it for another call (test harnesses send the specification's
+    // example uuid with every patient) is a new call, decided on its own data, and its own
+    // retry is answered from the store too.
+    let mut other = patient_view(prefetch(&knee(10), &[]));
+    other["hookInstance"] = call["hookInstance"].clone();
+    let (status, decided) = hook(&app, PV, &other).await;
+    assert_eq!(status, 200);
+    assert_ne!(decided["cards"][0]["uuid"], first["cards"][0]["uuid"]);
+    assert_eq!(hook(&app, PV, &other).await.1, decided);
+    let actions: Vec<String> = stride_tests::audit_actions(&app).await;
+    assert_eq!(actions.iter().filter(|a| *a == "hook-call").count(), 2);
+    assert_eq!(actions.iter().filter(|a| *a == "hook-retry").count(), 2);
+}

@@ -148,32 +148,10 @@ fn generic(key: &str) -> String {
     format!("required data could be neither prefetched nor fetched: `{key}` could not be fetched from the fhirServer the request names")
 }
 
-/// A second clinic: its own issuer and tenant, FHIR servers on public addresses only.
-const CLINIC_B: &str = "https://ehr-b.test";
-
-fn clinic_b(extra: Json) -> Json {
-    let mut issuer = json!({"iss": CLINIC_B, "kind": "cds-client", "tenant": "clinic-b",
-                            "jwks": {"keys": [stride_tests::tokens::jwk("ehr-es384")]}});
-    issuer
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    issuer
-}
+use stride_tests::tokens::clinic_b;
 
 async fn call_as_b(app: &TestApp, body: &Json) -> (u16, Json) {
-    use stride_tests::tokens::{claims, Signer, PUBLIC_URL};
-    let s = Signer::es384("ehr-es384");
-    let mut c = claims(CLINIC_B, &format!("{PUBLIC_URL}{PV}"));
-    c["tenant"] = json!("clinic-b");
-    let res = app
-        .client
-        .post(app.url(PV))
-        .bearer_auth(s.sign(&s.header(), &c))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.cds_b(PV).json(body).send().await.unwrap();
     (
         res.status().as_u16(),
         res.json().await.unwrap_or(Json::Null),

@@ -289,6 +289,7 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
     stride_store::HookRecord {
         cards: vec![stride_store::NewCard {
             uuid: card,
+            tenant: "clinic-a".into(),
             service_id: "stride-medial-knee".into(),
             hook_instance: format!("instance-{n}"),
             decision_id: "phase".into(),
@@ -297,7 +298,43 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
         }],
         careplan: Some(careplan),
         audit,
+        answer: Some(stride_store::HookAnswer {
+            hook_instance: format!("instance-{n}"),
+            tenant: "clinic-a".into(),
+            caller_issuer: "https://ehr.test".into(),
+            fingerprint: format!("fingerprint-{n}"),
+            response: format!("{{\"cards\": [{n}]}}"),
+            created_at: time::OffsetDateTime::now_utc(),
+        }),
     }
+}
+
+#[tokio::test]
+async fn a_hook_instance_is_recorded_once_and_its_answer_kept() {
+    let (_db, store) = store().await;
+    let first = plan(false);
+    store
+        .record_hook(hook_record(7, first, uuid::Uuid::new_v4()))
+        .await
+        .unwrap();
+    let kept = store.hook_answers("instance-7").await.unwrap().remove(0);
+    assert_eq!(kept.response, "{\"cards\": [7]}");
+    assert_eq!(
+        (kept.tenant.as_str(), kept.caller_issuer.as_str()),
+        ("clinic-a", "https://ehr.test")
+    );
+    assert!(store.hook_answers("instance-8").await.unwrap().is_empty());
+    // The same hookInstance again (a retry racing past the lookup): nothing of it is stored.
+    let again = plan(false);
+    let again_id = again.id;
+    assert!(store
+        .record_hook(hook_record(7, again, uuid::Uuid::new_v4()))
+        .await
+        .is_err());
+    assert!(matches!(
+        store.careplan(again_id).await,
+        Err(stride_store::StoreError::NotFound)
+    ));
 }
 
 #[tokio::test]

@@ -56,9 +56,19 @@ impl JtiClaim {
 }
 
 pub use model::{
-    CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord, NewCard, NewCarePlan, NewFeedback,
-    PendingLogin, Review, StaffSession,
+    CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer, HookRecord, NewCard, NewCarePlan,
+    NewFeedback, PendingLogin, Review, StaffSession,
 };
+
+/// How long a hook call's answer is kept for retries of its hookInstance: an EHR retries
+/// within seconds; two days cover a retry queue held over a weekend night.
+pub const HOOK_ANSWER_DAYS: i64 = 2;
+
+/// Answers recorded before this (for `now`, a Unix time) are forgotten.
+pub(crate) fn answers_kept_since(now: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(now).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        - time::Duration::days(HOOK_ANSWER_DAYS)
+}
 
 /// Expired token ids can never be replayed (the token is refused as expired), so they are
 /// forgotten, but at most once a minute rather than on every call.
@@ -161,6 +171,9 @@ pub trait Store: Send + Sync + 'static {
         chain_order: bool,
     ) -> futures_util::stream::BoxStream<'a, Result<AuditEntry, StoreError>>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
+    /// The stored answers of the calls sent under a hookInstance (kept for `HOOK_ANSWER_DAYS`;
+    /// one per distinct request, a few at most).
+    async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError>;
     /// The patient's pending draft with this decision key, if there is one (at most one can
     /// be: a unique index holds it).
     async fn pending_draft(

@@ -39,6 +39,8 @@ pub struct CarePlanRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCard {
     pub uuid: Uuid,
+    /// Whose card it is: feedback from another tenant is feedback on an unknown card.
+    pub tenant: String,
     pub service_id: String,
     pub hook_instance: String,
     pub decision_id: String,
@@ -52,11 +54,29 @@ pub struct HookRecord {
     pub careplan: Option<NewCarePlan>,
     pub cards: Vec<NewCard>,
     pub audit: crate::NewAuditEntry,
+    /// The answer the call is given, for a retry of its hookInstance.
+    pub answer: Option<HookAnswer>,
+}
+
+/// The answer a hook call was given, kept so that a retry of its hookInstance by the same
+/// caller is given it again instead of a second decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookAnswer {
+    pub hook_instance: String,
+    pub tenant: String,
+    pub caller_issuer: String,
+    /// What makes a retry the same call (service, context and prefetch, without the token).
+    pub fingerprint: String,
+    /// The response body as sent.
+    pub response: String,
+    pub created_at: OffsetDateTime,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewFeedback {
     pub id: Uuid,
+    /// The tenant of the EHR that sent it; a card of another tenant is an unknown card.
+    pub tenant: String,
     pub service_id: String,
     pub card_uuid: String,
     pub outcome: String,

@@ -7,9 +7,9 @@ use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
-    JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession,
-    Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer,
+    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions,
+    StaffSession, Store, StoreError,
 };
 
 mod group;
@@ -200,8 +200,8 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         for f in entries {
             sqlx::query(
-                "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
-                 VALUES ($1, $2, $3, EXISTS (SELECT 1 FROM cards WHERE uuid::text = $3), $4, $5, $6, $7)",
+                "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at, tenant)
+                 VALUES ($1, $2, $3, EXISTS (SELECT 1 FROM cards WHERE uuid::text = $3 AND tenant = $8), $4, $5, $6, $7, $8)",
             )
             .bind(f.id)
             .bind(&f.service_id)
@@ -210,12 +210,36 @@ impl Store for PgStore {
             .bind(&f.details)
             .bind(f.outcome_timestamp)
             .bind(f.received_at)
+            .bind(&f.tenant)
             .execute(&mut *tx)
             .await?;
         }
         append(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hook_instance, tenant, caller_issuer, fingerprint, response, created_at
+             FROM hook_answers WHERE hook_instance = $1 LIMIT 64",
+        )
+        .bind(hook_instance)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HookAnswer {
+                    hook_instance: r.try_get("hook_instance")?,
+                    tenant: r.try_get("tenant")?,
+                    caller_issuer: r.try_get("caller_issuer")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    response: r.try_get("response")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -255,6 +279,15 @@ impl Store for PgStore {
                     .bind(now)
                     .execute(&pool)
                     .await;
+                let purged = match purged {
+                    Ok(_) => {
+                        sqlx::query("DELETE FROM hook_answers WHERE created_at < $1")
+                            .bind(crate::answers_kept_since(now))
+                            .execute(&pool)
+                            .await
+                    }
+                    e => e,
+                };
                 if let Err(e) = purged {
                     tracing::warn!(error = %e, "expired token ids not forgotten (tried again later)");
                 }

@@ -15,9 +15,9 @@ use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookRecord,
-    JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession,
-    Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer,
+    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions,
+    StaffSession, Store, StoreError,
 };
 
 mod claims;
@@ -207,13 +207,15 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 for f in &entries {
                     sqlx::query(
-                        "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
-                         VALUES (?, ?, ?, EXISTS (SELECT 1 FROM cards WHERE uuid = ?), ?, ?, ?, ?)",
+                        "INSERT INTO feedback (id, tenant, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
+                         VALUES (?, ?, ?, ?, EXISTS (SELECT 1 FROM cards WHERE uuid = ? AND tenant = ?), ?, ?, ?, ?)",
                     )
                     .bind(f.id.to_string())
+                    .bind(&f.tenant)
                     .bind(&f.service_id)
                     .bind(&f.card_uuid)
                     .bind(&f.card_uuid)
+                    .bind(&f.tenant)
                     .bind(&f.outcome)
                     .bind(f.details.to_string())
                     .bind(f.outcome_timestamp)
@@ -246,6 +248,29 @@ impl Store for SqliteStore {
                     details: serde_json::from_str(&details)
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     outcome_timestamp: r.try_get("outcome_timestamp")?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hook_instance, tenant, caller_issuer, fingerprint, response, created_at
+             FROM hook_answers WHERE hook_instance = ? LIMIT 64",
+        )
+        .bind(hook_instance)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HookAnswer {
+                    hook_instance: r.try_get("hook_instance")?,
+                    tenant: r.try_get("tenant")?,
+                    caller_issuer: r.try_get("caller_issuer")?,
+                    fingerprint: r.try_get("fingerprint")?,
+                    response: r.try_get("response")?,
+                    created_at: r.try_get("created_at")?,
                 })
             })
             .collect()
@@ -563,8 +588,11 @@ const INSERT_CAREPLAN: &str =
                             phase, red_flag, resource, created_at, updated_at, decision_key)
      VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_CARDS: &str =
-    "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at) VALUES ";
-const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?)";
+    "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at) VALUES ";
+const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
+const INSERT_ANSWER: &str =
+    "INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at)
+     VALUES (?, ?, ?, ?, ?, ?)";
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
@@ -878,7 +906,7 @@ impl SqliteStore {
         // so whatever it does per write is everyone's wait.
         let audit = Prepared::new(record.audit);
         let resource = record.careplan.as_ref().map(|p| p.resource.to_string());
-        let (careplan, cards) = (record.careplan, record.cards);
+        let (careplan, cards, answer) = (record.careplan, record.cards, record.answer);
         self.write_batch(move |c, heads| {
             Box::pin(async move {
                 // One round trip to SQLite's worker thread for all rows and the savepoint: under
@@ -895,6 +923,11 @@ impl SqliteStore {
                 }
                 sql.push_str(INSERT_AUDIT);
                 sql.push(';');
+                if answer.is_some() {
+                    // A plain insert: a hookInstance answered already fails the whole record.
+                    sql.push_str(INSERT_ANSWER);
+                    sql.push(';');
+                }
                 if claim.is_some() {
                     // A plain insert: were the id in the table already, the call would be a
                     // replay, and the whole record fails rather than serve it.
@@ -910,6 +943,7 @@ impl SqliteStore {
                 for card in &cards {
                     q = q
                         .bind(card.uuid.to_string())
+                        .bind(&card.tenant)
                         .bind(&card.service_id)
                         .bind(&card.hook_instance)
                         .bind(&card.decision_id)
@@ -917,6 +951,15 @@ impl SqliteStore {
                         .bind(card.created_at);
                 }
                 let mut q = bind_audit(q, &audit, &place);
+                if let Some(a) = &answer {
+                    q = q
+                        .bind(&a.hook_instance)
+                        .bind(&a.tenant)
+                        .bind(&a.caller_issuer)
+                        .bind(&a.fingerprint)
+                        .bind(&a.response)
+                        .bind(a.created_at);
+                }
                 if let Some((issuer, jti, expires_at)) = &claim {
                     q = q.bind(issuer).bind(jti).bind(*expires_at);
                 }
@@ -960,7 +1003,11 @@ impl SqliteStore {
                         Box::pin(async move {
                             sqlx::query("DELETE FROM seen_jti WHERE expires_at < ?")
                                 .bind(now)
-                                .execute(c)
+                                .execute(&mut *c)
+                                .await?;
+                            sqlx::query("DELETE FROM hook_answers WHERE created_at < ?")
+                                .bind(crate::answers_kept_since(now))
+                                .execute(&mut *c)
                                 .await?;
                             Ok(())
                         })

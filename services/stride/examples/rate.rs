@@ -21,11 +21,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rate: u64 = rate.parse()?;
     let seconds: u64 = seconds.parse()?;
     let dir = std::path::Path::new(dir);
-    let body = std::fs::read(dir.join("request.json"))?;
+    let body = std::fs::read_to_string(dir.join("request.json"))?;
+    // Each call its own hookInstance: a repeated one is a retry, answered from the store.
+    let (head, tail) = body
+        .split_once(r#""hookInstance":"load""#)
+        .ok_or("the request names no hookInstance")?;
     let tokens: Vec<String> = std::fs::read_to_string(dir.join("tokens.txt"))?
         .lines()
         .map(str::to_owned)
         .collect();
+    let run = std::process::id();
     let total = (rate * seconds) as usize;
     if tokens.len() < total {
         return Err(format!("{} tokens for {total} requests", tokens.len()).into());
@@ -54,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .post(&url)
             .bearer_auth(token)
             .header("content-type", "application/json")
-            .body(body.clone());
+            .body(format!(r#"{head}"hookInstance":"rate-{run}-{i}"{tail}"#));
         let (latencies, outcome, in_flight) =
             (latencies.clone(), outcome.clone(), in_flight.clone());
         tasks.push(tokio::spawn(async move {

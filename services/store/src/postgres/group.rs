@@ -77,15 +77,33 @@ async fn write(pool: &PgPool, records: &[&HookRecord]) -> Result<(), StoreError>
     let cards: Vec<_> = records.iter().flat_map(|r| &r.cards).collect();
     if !cards.is_empty() {
         let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO cards (uuid, service_id, hook_instance, decision_id, careplan_id, created_at) ",
+            "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at) ",
         );
         q.push_values(cards, |mut b, c| {
             b.push_bind(c.uuid)
+                .push_bind(&c.tenant)
                 .push_bind(&c.service_id)
                 .push_bind(&c.hook_instance)
                 .push_bind(&c.decision_id)
                 .push_bind(c.careplan_id)
                 .push_bind(c.created_at);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    let answers: Vec<_> = records.iter().filter_map(|r| r.answer.as_ref()).collect();
+    if !answers.is_empty() {
+        // A plain insert: a hookInstance answered already fails its record (tried alone
+        // again by the writer, so the others are stored).
+        let mut q = sqlx::QueryBuilder::new(
+            "INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at) ",
+        );
+        q.push_values(answers, |mut b, a| {
+            b.push_bind(&a.hook_instance)
+                .push_bind(&a.tenant)
+                .push_bind(&a.caller_issuer)
+                .push_bind(&a.fingerprint)
+                .push_bind(&a.response)
+                .push_bind(a.created_at);
         });
         q.build().execute(&mut *tx).await?;
     }

@@ -8,7 +8,7 @@ use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::PhaseState;
 use stride_guideline::{evaluate, Facts, RuleSet};
-use stride_store::{AuditFacts, HookRecord, NewCard, NewCarePlan, NewFeedback};
+use stride_store::{AuditFacts, HookAnswer, HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -240,6 +240,64 @@ async fn gather(
     }
 }
 
+/// What makes a retry the same call: the service and every part of the request but the
+/// access token (a retry carries a fresh one).
+fn fingerprint(svc: &ServiceDef, raw: &[u8]) -> String {
+    let top: std::collections::BTreeMap<&str, &RawValue> =
+        serde_json::from_slice(raw).unwrap_or_default();
+    let mut text = String::from(svc.id);
+    for (k, v) in top.iter().filter(|(k, _)| **k != "fhirAuthorization") {
+        text.push('\n');
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v.get());
+    }
+    stride_store::audit::sha256_hex(text.as_bytes())
+}
+
+enum Earlier {
+    /// The hookInstance is new.
+    None(CdsCaller),
+    /// A retry by the caller that was answered: the answer it was given.
+    Retry(stride_auth::Caller, String),
+}
+
+/// Exactly once per hookInstance: a call cut off after its record was committed (a replica
+/// killed, the database lost before the 200) is retried by the EHR with a new token. The
+/// same caller sending the same call again is given the stored answer — no second decision,
+/// no second draft; anyone else naming that hookInstance is refused. The same caller may
+/// send other calls under it (test harnesses reuse the specification's example uuid): each
+/// is a call of its own.
+async fn answered_before(
+    state: &AppState,
+    cds_caller: CdsCaller,
+    hook_instance: &str,
+    fingerprint: &str,
+) -> Result<Earlier, ApiError> {
+    let stored = state.store.hook_answers(hook_instance).await.map_err(|e| {
+        tracing::error!(error = %e, "stored answers could not be read: answering 503");
+        ApiError::Unavailable
+    })?;
+    let ours =
+        |a: &HookAnswer| a.tenant == cds_caller.tenant() && a.caller_issuer == cds_caller.issuer();
+    if !stored.iter().all(ours) {
+        state
+            .metrics
+            .hooks_refused
+            .with_label_values(&["hook_instance_reused"])
+            .inc();
+        tracing::warn!("a hookInstance answered for another caller was sent again");
+        return Err(ApiError::Conflict(
+            "this hookInstance belongs to another caller's call; each call needs its own".into(),
+        ));
+    }
+    let Some(answer) = stored.into_iter().find(|a| a.fingerprint == fingerprint) else {
+        return Ok(Earlier::None(cds_caller));
+    };
+    let caller = cds_caller.settled().await?;
+    Ok(Earlier::Retry(caller, answer.response))
+}
+
 /// A call answered 503 before evaluation, counted by why.
 fn shed(state: &AppState, refused: Refused) -> ApiError {
     state.metrics.hooks_shed.inc();
@@ -292,6 +350,26 @@ pub async fn call(
             ParseError::Invalid(m) => ApiError::BadRequest(m),
         },
     )?;
+    let fingerprint = fingerprint(svc, &raw);
+    let cds_caller =
+        match answered_before(&state, cds_caller, &req.hook_instance, &fingerprint).await? {
+            Earlier::Retry(caller, response) => {
+                let mut audit = audit::entry(&http, "hook-retry", "success", Some(&caller));
+                audit.hook = Some(svc.hook.name().to_owned());
+                audit.hook_instance = Some(req.hook_instance.clone());
+                audit.service_id = Some(svc.id.to_owned());
+                audit.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
+                state.store.append_audit(&audit).await.map_err(|e| {
+                    tracing::error!(error = %e, "retry audit entry not written: answering 503");
+                    ApiError::Unavailable
+                })?;
+                tracing::Span::current().record("outcome", "retry answered");
+                return Ok(HttpResponse::Ok()
+                    .content_type("application/json")
+                    .body(response));
+            }
+            Earlier::None(c) => c,
+        };
     let now = OffsetDateTime::now_utc();
     // "Today" and every record's day are the clinic's local dates (its trust-file zone, else
     // the offsets its EHR writes), re-read once the Observations are in too.
@@ -450,13 +528,31 @@ pub async fn call(
     if !unread.is_empty() {
         audit.details["unread"] = json!(unread);
     }
+    // The answer is made before the record, so that it is stored with it for a retry.
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        cards: Vec<&'a Json>,
+    }
+    let response = serde_json::to_string(&Answer {
+        cards: made.iter().map(|c| &c.json).collect(),
+    })
+    .map_err(|e| ApiError::internal(&e))?;
     let record = HookRecord {
+        answer: Some(HookAnswer {
+            hook_instance: req.hook_instance.clone(),
+            tenant: caller.tenant.clone(),
+            caller_issuer: caller.issuer.clone(),
+            fingerprint,
+            response: response.clone(),
+            created_at: now,
+        }),
         audit,
         careplan: careplan_row,
         cards: made
             .iter()
             .map(|c| NewCard {
                 uuid: c.uuid,
+                tenant: caller.tenant.clone(),
                 service_id: svc.id.to_owned(),
                 hook_instance: req.hook_instance.clone(),
                 decision_id: c.decision_id.clone(),
@@ -482,18 +578,14 @@ pub async fn call(
         state.metrics.decisions.with_label_values(&[id]).inc();
     }
     tracing::Span::current().record("outcome", "answered");
-    // Written straight from the cards: `json!` would first copy them all into a new tree.
-    #[derive(serde::Serialize)]
-    struct Answer {
-        cards: Vec<Json>,
-    }
-    Ok(HttpResponse::Ok().json(Answer {
-        cards: made.into_iter().map(|c| c.json).collect(),
-    }))
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(response))
 }
 
 fn feedback_entries(
     svc: &ServiceDef,
+    tenant: &str,
     body: &Json,
     now: OffsetDateTime,
 ) -> Result<Vec<NewFeedback>, String> {
@@ -566,6 +658,7 @@ fn feedback_entries(
             }
             Ok(NewFeedback {
                 id: stride_store::new_row_id(),
+                tenant: tenant.to_owned(),
                 service_id: svc.id.to_owned(),
                 card_uuid: card.to_owned(),
                 outcome: outcome.to_owned(),
@@ -588,8 +681,8 @@ pub async fn feedback(
 ) -> Result<HttpResponse, ApiError> {
     let svc = service(&path)?;
     let body = read_json(&http, payload, BodyLimits::of(&state.settings)).await?;
-    let entries =
-        feedback_entries(svc, &body, OffsetDateTime::now_utc()).map_err(ApiError::BadRequest)?;
+    let entries = feedback_entries(svc, cds_caller.tenant(), &body, OffsetDateTime::now_utc())
+        .map_err(ApiError::BadRequest)?;
     let caller = cds_caller.settled().await?;
     let mut audit = audit::entry(&http, "feedback", "success", Some(&caller));
     audit.service_id = Some(svc.id.to_owned());
