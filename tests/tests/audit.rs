@@ -490,6 +490,91 @@ async fn the_service_runs_as_the_stride_service_role_when_the_owner_migrates() {
     assert_eq!(res["status"], "intact");
 }
 
+/// The owner's database, and the same database as a fresh login role in stride_service.
+async fn service_role(owner: &TestApp) -> Vec<(String, String)> {
+    let role = format!("svc_{}", uuid::Uuid::new_v4().simple());
+    owner_exec(
+        owner,
+        &format!("CREATE ROLE {role} LOGIN IN ROLE stride_service;"),
+    )
+    .await;
+    let (base, name) = owner.db.url.rsplit_once('/').unwrap();
+    let service_url = format!("{}/{name}", base.replace("postgres@", &format!("{role}@")));
+    let mut env: Vec<(String, String)> = owner
+        .env
+        .iter()
+        .filter(|(k, _)| k != "STRIDE_DATABASE_URL")
+        .cloned()
+        .collect();
+    env.push(("STRIDE_DATABASE_URL".into(), service_url));
+    env
+}
+
+#[tokio::test]
+async fn an_auditor_verifies_with_the_service_roles_credentials_and_no_rule_sets() {
+    let owner = spawn_app().await;
+    hook(&owner, 3).await;
+    let mut env = if owner.db.backend == Backend::Postgres {
+        service_role(&owner).await
+    } else {
+        owner.env.clone()
+    };
+    env.retain(|(k, _)| k != "STRIDE_GUIDELINES_DIR");
+    env.push(("STRIDE_GUIDELINES_DIR".into(), "/no/such/folder".into()));
+    let settings = stride::config::Settings::from_sources(None, &env).unwrap();
+    let code = stride::audit_cmd::run(stride::cli::AuditCommand::Verify, settings).await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+}
+
+#[tokio::test]
+async fn a_service_role_finds_its_partitions_and_is_told_how_to_migrate() {
+    let owner = spawn_app().await;
+    if owner.db.backend != Backend::Postgres {
+        return; // roles and partitions are PostgreSQL's
+    }
+    let env = service_role(&owner).await;
+    // Left at the default STRIDE_MIGRATE_ON_START=true, the start names the fix.
+    let settings = stride::config::Settings::from_sources(None, &env).unwrap();
+    let err = stride::startup::Application::build(settings)
+        .await
+        .err()
+        .expect("a service role may not migrate");
+    let text = err.to_string();
+    assert!(
+        text.contains("STRIDE_MIGRATE_ON_START=false") && text.contains("stride migrate"),
+        "{text}"
+    );
+    // The owner made the partitions: the service role's upkeep finds them, wants nothing.
+    let url = &env
+        .iter()
+        .find(|(k, _)| k == "STRIDE_DATABASE_URL")
+        .unwrap()
+        .1;
+    let service = stride_store::connect(url, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(service.maintain().await, Vec::<String>::new());
+    // Without next month's partition, its upkeep says which one the next writes need.
+    let next = time::OffsetDateTime::now_utc()
+        .date()
+        .replace_day(1)
+        .unwrap()
+        + time::Duration::days(32);
+    let name = format!("audit_entries_y{}m{:02}", next.year(), next.month() as u8);
+    owner_exec(&owner, &format!("DROP TABLE {name};")).await;
+    assert_eq!(service.maintain().await, vec![name.clone()]);
+    // Two owners' replicas restoring it at once: both succeed, neither races the other.
+    let a = stride_store::connect(&owner.db.url, &Default::default())
+        .await
+        .unwrap();
+    let b = stride_store::connect(&owner.db.url, &Default::default())
+        .await
+        .unwrap();
+    let (ra, rb) = tokio::join!(a.maintain(), b.maintain());
+    assert!(ra.is_empty() && rb.is_empty(), "{ra:?} {rb:?}");
+    assert!(service.maintain().await.is_empty());
+}
+
 #[tokio::test]
 async fn retention_drops_old_months_and_the_chain_still_verifies() {
     let app = spawn_app().await;

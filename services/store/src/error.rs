@@ -15,6 +15,8 @@ pub enum StoreError {
     FileGone(String),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("this database role may not change the schema (permission denied): run `stride migrate` as the schema owner, and start this role with STRIDE_MIGRATE_ON_START=false")]
+    MigrationForbidden,
     #[error("the database schema is not current (applied: {applied}, needed: {needed}); run `stride migrate` as the owner")]
     SchemaBehind { applied: i64, needed: i64 },
     #[error("stored data is unreadable: {0}")]

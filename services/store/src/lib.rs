@@ -135,8 +135,9 @@ pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
     /// Without migrating: fail unless every migration this build knows is applied.
     async fn check_schema(&self) -> Result<(), StoreError>;
-    /// Periodic upkeep (PostgreSQL: the coming months' audit partitions).
-    async fn maintain(&self);
+    /// Periodic upkeep (PostgreSQL: the coming months' audit partitions). Returns what the
+    /// next writes need and is still missing (warned about), empty when all is in place.
+    async fn maintain(&self) -> Vec<String>;
     /// Whether the database answers and still is the one we opened.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);

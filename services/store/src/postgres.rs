@@ -55,7 +55,22 @@ impl Store for PgStore {
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("../../migrations/postgres")
             .run(&self.pool)
-            .await?;
+            .await
+            .map_err(|e| {
+                // 42501 insufficient_privilege: a service role started with migrations on.
+                let forbidden = match &e {
+                    sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
+                    | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(d), _) => {
+                        d.code().as_deref() == Some("42501")
+                    }
+                    _ => false,
+                };
+                if forbidden {
+                    StoreError::MigrationForbidden
+                } else {
+                    StoreError::Migration(e)
+                }
+            })?;
         self.ensure_partitions(time::OffsetDateTime::now_utc().date(), 3)
             .await;
         Ok(())
@@ -81,9 +96,9 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn maintain(&self) {
+    async fn maintain(&self) -> Vec<String> {
         self.ensure_partitions(time::OffsetDateTime::now_utc().date(), 3)
-            .await;
+            .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -591,7 +606,14 @@ async fn insert_careplans(
 impl PgStore {
     /// Monthly audit partitions for this month and the next `ahead - 1`, created before any
     /// row needs them (a row without its month lands in the default partition).
-    pub async fn ensure_partitions(&self, today: time::Date, ahead: u8) {
+    /// Create the audit partitions of this month and the `ahead - 1` after it, where they are
+    /// missing. Existing ones are looked up first (a service role, which may not create them,
+    /// finds them made by `stride migrate`), and creating takes an advisory lock, so replicas
+    /// starting together do not race into "already exists". Returns the partitions the next
+    /// writes need (this month and the next) that are still missing; the default partition
+    /// takes their entries meanwhile.
+    pub async fn ensure_partitions(&self, today: time::Date, ahead: u8) -> Vec<String> {
+        let mut months = Vec::new();
         let mut first = today.replace_day(1).expect("day 1 exists");
         for _ in 0..ahead {
             let next = if first.month() == time::Month::December {
@@ -601,14 +623,65 @@ impl PgStore {
             }
             .expect("a valid first of month");
             let name = format!("audit_entries_y{}m{:02}", first.year(), first.month() as u8);
-            let sql = format!(
-                "CREATE TABLE IF NOT EXISTS {name} PARTITION OF audit_entries FOR VALUES FROM ('{first}') TO ('{next}')"
-            );
-            if let Err(e) = sqlx::query(&sql).execute(&self.pool).await {
-                tracing::warn!(partition = %name, error = %e, "could not create an audit partition");
-            }
+            months.push((name, first, next));
             first = next;
         }
+        let missing = self.missing_partitions(&months).await;
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        let created: Result<(), sqlx::Error> = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(PARTITION_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            for (name, from, to) in &missing {
+                sqlx::query(&format!(
+                    "CREATE TABLE IF NOT EXISTS {name} PARTITION OF audit_entries FOR VALUES FROM ('{from}') TO ('{to}')"
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        let still = self
+            .missing_partitions(&months[..months.len().min(2)])
+            .await;
+        let still: Vec<String> = still.into_iter().map(|(n, ..)| n).collect();
+        match created {
+            Err(e) if !still.is_empty() => tracing::warn!(
+                partitions = ?still,
+                error = %e,
+                "audit partitions the next writes need are missing (their entries go to the default partition); run `stride migrate` as the schema owner"
+            ),
+            Err(e) => {
+                tracing::debug!(error = %e, "later audit partitions not created (not needed yet)")
+            }
+            Ok(()) => {}
+        }
+        still
+    }
+
+    async fn missing_partitions(
+        &self,
+        months: &[(String, time::Date, time::Date)],
+    ) -> Vec<(String, time::Date, time::Date)> {
+        let names: Vec<&str> = months.iter().map(|(n, ..)| n.as_str()).collect();
+        let present: Vec<String> = sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relname = ANY($1)",
+        )
+        .bind(&names)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap_or_default();
+        months
+            .iter()
+            .filter(|(n, ..)| !present.contains(n))
+            .cloned()
+            .collect()
     }
 
     async fn careplan_row(&self, id: Uuid) -> Result<CarePlanRecord, StoreError> {
@@ -636,6 +709,10 @@ fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreE
         updated_at: row.try_get("updated_at")?,
     })
 }
+
+/// The advisory lock of partition upkeep: a constant (the tenant chain locks are 64-bit hashes
+/// of tenant names; a collision would only make one wait for the other).
+const PARTITION_LOCK: i64 = 0x5354_5249_4445_5054; // "STRIDEPT"
 
 /// Append `e` to its tenant's chain inside `tx`.
 async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), StoreError> {

@@ -112,7 +112,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn maintain(&self) {}
+    async fn maintain(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     #[tracing::instrument(skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use crate::catalog::Catalog;
 use crate::cli::AuditCommand;
 use crate::config::Settings;
 use crate::replay::replay;
-use crate::startup::open_store;
+use crate::startup::connect_checked;
 
 pub async fn run(command: AuditCommand, settings: Settings) -> ExitCode {
     match execute(command, settings).await {
@@ -27,7 +27,9 @@ async fn execute(
     command: AuditCommand,
     settings: Settings,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let store = open_store(&settings).await?;
+    // Never migrates: the auditor runs this with the service role's credentials (a pod's),
+    // which may read the log but not change the schema.
+    let store = connect_checked(&settings).await?;
     let code = match command {
         AuditCommand::Verify => {
             let check =
@@ -105,7 +107,7 @@ async fn execute(
             entry,
             with_version,
         } => {
-            let catalog = Catalog::load(&settings.guidelines_dir)?;
+            let catalog = Catalog::load(settings.guidelines()?)?;
             let id = uuid::Uuid::parse_str(&entry)
                 .map_err(|_| "ENTRY must be an audit entry id (a UUID)")?;
             let a = store.audit_entry(id).await?;

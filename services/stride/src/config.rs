@@ -201,6 +201,19 @@ struct Raw {
 }
 
 impl Settings {
+    /// The folder of rule sets, for the commands that read them.
+    pub fn guidelines(&self) -> Result<&Path, ConfigError> {
+        if self.guidelines_dir.is_dir() {
+            Ok(&self.guidelines_dir)
+        } else {
+            Err(ConfigError::Invalid {
+                name: "STRIDE_GUIDELINES_DIR",
+                value: self.guidelines_dir.display().to_string(),
+                reason: "not a directory (run from the repository root, or set it to the folder of rule sets)".into(),
+            })
+        }
+    }
+
     /// Load from the process environment (and the config file it names, if any).
     pub fn load(config_file: Option<&Path>) -> Result<Settings, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
@@ -270,15 +283,10 @@ impl Settings {
             .unwrap_or_else(|| "sqlite://stride.db".into());
         let database =
             DatabaseUrl::parse(&db).map_err(|r| invalid("STRIDE_DATABASE_URL", &mask(&db), r))?;
+        // Checked by the commands that read rule sets (`Settings::guidelines`): an auditor's
+        // `stride audit verify` in a pod has none and needs none.
         let guidelines_dir =
             PathBuf::from(raw.guidelines_dir.unwrap_or_else(|| "guidelines".into()));
-        if !guidelines_dir.is_dir() {
-            return Err(invalid(
-                "STRIDE_GUIDELINES_DIR",
-                &guidelines_dir.display().to_string(),
-                "not a directory (run from the repository root, or set it to the folder of rule sets)",
-            ));
-        }
         let trust_file = raw.trust_file.map(PathBuf::from);
         if let Some(t) = &trust_file {
             if !t.is_file() {

@@ -21,6 +21,15 @@ fn main() -> ExitCode {
         }
     };
     let mut settings = settings;
+    // Serving and checking rule sets read them; the rest (migrate, audit verify/export) never.
+    let reads_rules = matches!(
+        cli.command,
+        Command::Serve | Command::Dev | Command::Rules { .. }
+    );
+    if let (true, Err(e)) = (reads_rules, settings.guidelines()) {
+        eprintln!("stride: configuration error: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Rules { command } => rules(command, &settings),
         Command::Audit { command } => {
