@@ -199,6 +199,10 @@ async fn recovers(app: &TestApp, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status(app, "/readyz").await, 200);
+    assert_eq!(
+        stride_tests::metric(&app.metrics().await, "stride_db_up"),
+        Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -229,6 +233,14 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
         "not ready without its database"
     );
     assert_eq!(status(&app, "/healthz").await, 200, "but alive");
+    // Known to be down: a call is answered 503 without waiting for a connection.
+    let fast = |m: &str| stride_tests::metric(m, "stride_db_fast_failures_total").unwrap_or(0.0);
+    let before = fast(&app.metrics().await);
+    let (s, body) = call(&app, 424_242).await;
+    assert_eq!(s, 503, "{body}");
+    let m = app.metrics().await;
+    assert!(fast(&m) > before, "refused without touching the pool");
+    assert_eq!(stride_tests::metric(&m, "stride_db_up"), Some(0.0));
     cluster.start();
     recovers(&app, Duration::from_secs(30)).await;
     *stop.lock().unwrap() = true;
@@ -281,6 +293,11 @@ async fn a_sqlite_database_that_cannot_be_written_gives_503_then_recovers() {
     let clients = load(&app, &stop);
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(status(&app, "/healthz").await, 200);
+    let m = app.metrics().await;
+    assert!(
+        stride_tests::metric(&m, "stride_db_fast_failures_total").unwrap_or(0.0) > 0.0,
+        "calls after the first failure fail fast"
+    );
     chattr("-i");
     recovers(&app, Duration::from_secs(30)).await;
     *stop.lock().unwrap() = true;

@@ -11,6 +11,9 @@ pub enum StoreError {
     Conflict(i32),
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// Known to be down (see `guard`): refused without trying.
+    #[error("the database is down (failing fast until it answers again)")]
+    Down,
     #[error("the SQLite database file is gone: {0}")]
     FileGone(String),
     #[error("migration failed: {0}")]
@@ -63,7 +66,10 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable(_) | StoreError::FileGone(_) | StoreError::CommitFailed(_)
+            StoreError::Unavailable(_)
+                | StoreError::Down
+                | StoreError::FileGone(_)
+                | StoreError::CommitFailed(_)
         )
     }
 }

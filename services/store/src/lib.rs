@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod error;
+pub mod guard;
 mod model;
 mod postgres;
 mod sqlite;
@@ -15,6 +16,7 @@ pub use audit::{
     AuditEntry, AuditFacts, AuditQuery, Broken, ChainCheck, NewAuditEntry, RETENTION_CHECKPOINT,
 };
 pub use error::StoreError;
+pub use guard::{Guarded, Health};
 
 /// A token id claimed for one call. `fresh`: nobody used it before; this is final as soon as
 /// the claim is made (a concurrent replay is decided against it). The claim itself may not be

@@ -23,6 +23,9 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     pub db_max_connections: u32,
     pub db_statement_timeout: Duration,
+    /// Longest a call waits for a database connection. Once the database is known to be down
+    /// calls fail at once; this bounds the calls that find it out.
+    pub db_acquire_timeout: Duration,
     pub log_format: LogFormat,
     /// JWT algorithms accepted from callers: ES384 and RS384, plus ES256/RS256 when opted in.
     pub jwt_algorithms: Vec<stride_auth::Algorithm>,
@@ -184,6 +187,7 @@ struct Raw {
     shutdown_timeout_secs: Option<String>,
     db_max_connections: Option<String>,
     db_statement_timeout_ms: Option<String>,
+    db_acquire_timeout_ms: Option<String>,
     log_format: Option<String>,
     jwt_algorithms: Option<String>,
     clock_skew_secs: Option<String>,
@@ -460,6 +464,15 @@ impl Settings {
             1024,
             1 << 40,
         )? as usize;
+        // 1 s: twice the CDS Hooks 500 ms budget, for the few calls that find an outage first;
+        // a pool under ordinary load hands out a connection in microseconds.
+        let acquire_ms = number(
+            "STRIDE_DB_ACQUIRE_TIMEOUT_MS",
+            raw.db_acquire_timeout_ms,
+            1000,
+            10,
+            60_000,
+        )?;
         // A hook body of a few MB arrives in milliseconds; 10 s leaves room for a slow link
         // and none for a trickle.
         let body_read_ms = number(
@@ -494,6 +507,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(shutdown),
             db_max_connections: db_max as u32,
             db_statement_timeout: Duration::from_millis(statement_ms),
+            db_acquire_timeout: Duration::from_millis(acquire_ms),
             log_format,
         })
     }

@@ -102,7 +102,10 @@ impl ApiError {
 
 impl From<stride_store::StoreError> for ApiError {
     fn from(e: stride_store::StoreError) -> Self {
-        if e.is_unavailable() {
+        if matches!(e, stride_store::StoreError::Down) {
+            // Known and said once by the store; not again for every call.
+            ApiError::Unavailable
+        } else if e.is_unavailable() {
             tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "database unavailable");
             ApiError::Unavailable
         } else if matches!(e, stride_store::StoreError::NotFound) {

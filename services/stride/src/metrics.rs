@@ -25,6 +25,9 @@ pub struct Metrics {
     pub audit_refusals_dropped: prometheus::IntCounter,
     pub hooks_shed: prometheus::IntCounter,
     pub hooks_refused: IntCounterVec,
+    pub db_up: prometheus::IntGauge,
+    /// Brought up to the store's own count at each scrape.
+    pub db_fast_failures: prometheus::IntCounter,
     pub prefetch_failures: IntCounterVec,
 }
 
@@ -113,7 +116,28 @@ impl Metrics {
             "Fallback fetches that failed or were not attempted, by reason (the caller sees one generic 412)",
             &["reason"],
         );
+        let gauge = |name: &str, help: &str| {
+            let g = prometheus::IntGauge::new(name, help).expect("valid metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
+        let db_up = gauge(
+            "db_up",
+            "1 while the database answers; 0 while it is known to be down and calls fail fast",
+        );
+        let db_fast_failures = prometheus::IntCounter::new(
+            "db_fast_failures_total",
+            "Database operations refused at once because the database was known to be down",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(db_fast_failures.clone()))
+            .expect("registered once");
         Metrics {
+            db_up,
+            db_fast_failures,
             hooks_shed,
             hooks_refused,
             prefetch_failures,
@@ -157,6 +181,15 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .db_pool
         .with_label_values(&["idle"])
         .set(idle as i64);
+    state
+        .metrics
+        .db_up
+        .set(i64::from(!state.db_health.is_down()));
+    let counted = state.metrics.db_fast_failures.get();
+    state
+        .metrics
+        .db_fast_failures
+        .inc_by(state.db_health.fast_failures().saturating_sub(counted));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

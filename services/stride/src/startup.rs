@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Processing slots and the queue for them (see `Settings::max_concurrent_hooks`).
     pub admission: crate::admission::Admission,
+    /// Whether the database is known to be down (operations then fail fast).
+    pub db_health: Arc<stride_store::Health>,
     /// Each tenant's share of the calls in flight.
     pub tenant_share: crate::admission::TenantShare,
     /// Staff sign-in with OpenID Connect, when configured.
@@ -66,7 +68,7 @@ fn pool_options(settings: &Settings) -> PoolOptions {
     PoolOptions {
         max_connections: settings.db_max_connections,
         statement_timeout: settings.db_statement_timeout,
-        ..PoolOptions::default()
+        acquire_timeout: settings.db_acquire_timeout,
     }
 }
 
@@ -118,6 +120,9 @@ impl Application {
         } else {
             connect_checked(&settings).await?
         };
+        let guarded = Arc::new(stride_store::Guarded::new(store));
+        let db_health = guarded.health();
+        let store: Arc<dyn Store> = guarded;
         // Upkeep that cannot wait for the next deployment: this month's audit partitions.
         let upkeep = store.clone();
         tokio::spawn(async move {
@@ -161,6 +166,7 @@ impl Application {
             settings,
             fetcher,
             tenant_share,
+            db_health,
             verifier,
             oidc,
             admission,

@@ -1,0 +1,262 @@
+//! Failing fast while the database is down. Without this, every call during an outage waited
+//! out the pool's acquire timeout (3 s: six times the CDS Hooks 500 ms budget) before its
+//! 503, so EHRs timed out first and retried into the same wait. Once an operation finds the
+//! database unavailable, every operation answers `StoreError::Down` at once, and one task
+//! probes the database in the background until it answers again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::stream::{self, BoxStream, StreamExt};
+
+use crate::{
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer,
+    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, Review,
+    StaffSession, Store, StoreError,
+};
+
+/// How often the background probe tries a database that is down: recovery is seen within
+/// this, and a dead database costs one connection attempt per interval.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether the database is known to be down, for the whole process.
+#[derive(Debug, Default)]
+pub struct Health {
+    down: AtomicBool,
+    /// Operations answered `Down` without touching the database.
+    fast_failures: AtomicU64,
+}
+
+impl Health {
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Acquire)
+    }
+
+    pub fn fast_failures(&self) -> u64 {
+        self.fast_failures.load(Ordering::Relaxed)
+    }
+}
+
+/// A store that fails fast while its database is known to be down.
+pub struct Guarded {
+    inner: Arc<dyn Store>,
+    health: Arc<Health>,
+}
+
+impl Guarded {
+    pub fn new(inner: Arc<dyn Store>) -> Guarded {
+        Guarded {
+            inner,
+            health: Arc::new(Health::default()),
+        }
+    }
+
+    pub fn health(&self) -> Arc<Health> {
+        self.health.clone()
+    }
+
+    fn refuse(&self) -> Result<(), StoreError> {
+        if self.health.is_down() {
+            self.health.fast_failures.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Down);
+        }
+        Ok(())
+    }
+
+    fn saw<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(e) = &r {
+            if e.is_unavailable() && !matches!(e, StoreError::Down) {
+                self.went_down();
+            }
+        }
+        r
+    }
+
+    /// Mark the database down and start the one probe that marks it up again.
+    fn went_down(&self) {
+        if self.health.down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("the database is unavailable: failing fast until it answers again");
+        let (inner, health) = (self.inner.clone(), self.health.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                let answered = tokio::time::timeout(Duration::from_secs(2), inner.ping()).await;
+                if matches!(answered, Ok(Ok(()))) {
+                    health.down.store(false, Ordering::Release);
+                    tracing::info!("the database answers again");
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// Every operation that touches the database: refused at once while it is down, and its
+/// outcome watched for the database going away.
+macro_rules! guarded {
+    ($self:ident, $call:expr) => {{
+        $self.refuse()?;
+        let r = $call.await;
+        $self.saw(r)
+    }};
+}
+
+#[async_trait::async_trait]
+impl Store for Guarded {
+    fn backend(&self) -> Backend {
+        self.inner.backend()
+    }
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.inner.migrate().await
+    }
+    async fn check_schema(&self) -> Result<(), StoreError> {
+        self.inner.check_schema().await
+    }
+    async fn maintain(&self) -> Vec<String> {
+        if self.health.is_down() {
+            return Vec::new();
+        }
+        self.inner.maintain().await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        guarded!(self, self.inner.ping())
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+    async fn describe(&self) -> Result<serde_json::Value, StoreError> {
+        guarded!(self, self.inner.describe())
+    }
+    async fn drop_audit_before(&self, cutoff: time::Date) -> Result<Vec<String>, StoreError> {
+        guarded!(self, self.inner.drop_audit_before(cutoff))
+    }
+    fn pool_state(&self) -> (u32, usize) {
+        self.inner.pool_state()
+    }
+    async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError> {
+        guarded!(self, self.inner.insert_careplan(plan))
+    }
+    async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError> {
+        guarded!(self, self.inner.careplan(id))
+    }
+    async fn record_hook(&self, record: HookRecord) -> Result<(), StoreError> {
+        guarded!(self, self.inner.record_hook(record))
+    }
+    async fn insert_feedback(
+        &self,
+        entries: &[NewFeedback],
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        guarded!(self, self.inner.insert_feedback(entries, audit))
+    }
+    async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
+        guarded!(self, self.inner.append_audit(entry))
+    }
+    async fn audit_entry(&self, id: uuid::Uuid) -> Result<AuditEntry, StoreError> {
+        guarded!(self, self.inner.audit_entry(id))
+    }
+    fn audit_stream<'a>(
+        &'a self,
+        query: &'a AuditQuery,
+        chain_order: bool,
+    ) -> BoxStream<'a, Result<AuditEntry, StoreError>> {
+        if let Err(e) = self.refuse() {
+            return stream::once(async { Err(e) }).boxed();
+        }
+        self.inner
+            .audit_stream(query, chain_order)
+            .map(move |r| self.saw(r))
+            .boxed()
+    }
+    async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
+        guarded!(self, self.inner.feedback_for_card(card_uuid))
+    }
+    async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError> {
+        guarded!(self, self.inner.hook_answers(hook_instance))
+    }
+    async fn pending_draft(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+        decision_key: &str,
+    ) -> Result<Option<CarePlanRecord>, StoreError> {
+        guarded!(
+            self,
+            self.inner.pending_draft(tenant, patient_ref, decision_key)
+        )
+    }
+    async fn latest_approved(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+        rule_set_id: &str,
+    ) -> Result<Option<CarePlanRecord>, StoreError> {
+        guarded!(
+            self,
+            self.inner.latest_approved(tenant, patient_ref, rule_set_id)
+        )
+    }
+    async fn search_careplans(
+        &self,
+        query: &CarePlanQuery,
+    ) -> Result<Vec<CarePlanRecord>, StoreError> {
+        guarded!(self, self.inner.search_careplans(query))
+    }
+    async fn review_careplan(
+        &self,
+        review: &Review,
+        audit: &NewAuditEntry,
+    ) -> Result<CarePlanRecord, StoreError> {
+        guarded!(self, self.inner.review_careplan(review, audit))
+    }
+    async fn drafting_entry(&self, careplan_id: uuid::Uuid) -> Result<AuditEntry, StoreError> {
+        guarded!(self, self.inner.drafting_entry(careplan_id))
+    }
+    async fn claim_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<JtiClaim, StoreError> {
+        guarded!(self, self.inner.claim_jti(issuer, jti, expires_at, now))
+    }
+    async fn record_hook_claimed(
+        &self,
+        record: HookRecord,
+        claim: JtiClaim,
+    ) -> Result<(), StoreError> {
+        guarded!(self, self.inner.record_hook_claimed(record, claim))
+    }
+    async fn remember_jti(
+        &self,
+        issuer: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        guarded!(self, self.inner.remember_jti(issuer, jti, expires_at, now))
+    }
+    async fn begin_login(&self, login: &PendingLogin, now: i64) -> Result<(), StoreError> {
+        guarded!(self, self.inner.begin_login(login, now))
+    }
+    async fn take_login(
+        &self,
+        state_hash: &str,
+        now: i64,
+    ) -> Result<Option<PendingLogin>, StoreError> {
+        guarded!(self, self.inner.take_login(state_hash, now))
+    }
+    async fn create_session(&self, session: &StaffSession, now: i64) -> Result<(), StoreError> {
+        guarded!(self, self.inner.create_session(session, now))
+    }
+    async fn session(&self, id_hash: &str, now: i64) -> Result<Option<StaffSession>, StoreError> {
+        guarded!(self, self.inner.session(id_hash, now))
+    }
+    async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
+        guarded!(self, self.inner.end_session(id_hash))
+    }
+}
