@@ -38,7 +38,11 @@ impl Drop for Telemetry {
 
 /// The OTLP/HTTP pipeline when `OTEL_EXPORTER_OTLP_ENDPOINT` is set. The standard variables
 /// are read by the SDK: `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`,
-/// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER(_ARG)`.
+/// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER(_ARG)`, and the batch processor's
+/// `OTEL_BSP_SCHEDULE_DELAY`, `_MAX_QUEUE_SIZE`, `_MAX_EXPORT_BATCH_SIZE`, `_EXPORT_TIMEOUT`
+/// (the batch processor is built from the SDK's default configuration, which reads them).
+/// What is buffered at shutdown is exported when `Telemetry` drops (after the server has
+/// drained, before the process exits; tested in tests/cli.rs with a real SIGTERM).
 fn otlp() -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()

@@ -608,3 +608,99 @@ fn sigkill_under_load_loses_no_acknowledged_decision() {
         );
     }
 }
+
+/// An OTLP/HTTP receiver on loopback that counts the trace exports it is sent.
+fn otlp_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let exports = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = exports.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    let mut length = 0usize;
+                    let mut traces = false;
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    traces |= line.starts_with("POST /v1/traces");
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if traces && length > 0 {
+                        seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
+                    );
+                }
+            });
+        }
+    });
+    (url, exports)
+}
+
+#[test]
+fn spans_still_buffered_at_sigterm_reach_the_collector() {
+    let dir = tempfile::tempdir().unwrap();
+    let (collector, exports) = otlp_receiver();
+    let path = "/cds-services/running-knee-patient-view";
+    let (trust, tokens) = trust_and_tokens(&dir, path, 1);
+    let mut command = stride(&dir);
+    command
+        .env("STRIDE_TRUST_FILE", &trust)
+        .env("STRIDE_PUBLIC_URL", "http://localhost")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+        // Far beyond the test: only the flush at shutdown can send the call's spans.
+        .env("OTEL_BSP_SCHEDULE_DELAY", "600000");
+    let (mut child, port, logs) = serve_with(command, "serve");
+    let body = serde_json::json!({
+        "hook": "patient-view", "hookInstance": "5f0c3c52-6f7e-4a0e-9d7e-2b8f6b0b7a11",
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "prefetch": {"Condition": {"resourceType": "Bundle", "type": "searchset"}, "Observation": null}
+    })
+    .to_string();
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "POST {path} HTTP/1.1\r\nHost: stride\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        tokens[0],
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(
+        exports.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "OTEL_BSP_SCHEDULE_DELAY is honoured: nothing is sent before the delay"
+    );
+    sigterm(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        exports.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the buffered spans were flushed at shutdown: {:?}",
+        logs.lock().unwrap()
+    );
+}
