@@ -114,6 +114,8 @@ pub fn base_env(db: &TestDb) -> Vec<(String, String)> {
     vec![
         ("STRIDE_LISTEN".into(), "127.0.0.1:0".into()),
         ("STRIDE_DATABASE_URL".into(), db.url.clone()),
+        // Refusals reach the audit log within the tests' patience.
+        ("STRIDE_REFUSAL_AUDIT_INTERVAL_MS".into(), "100".into()),
         (
             "STRIDE_GUIDELINES_DIR".into(),
             repo_root().join("guidelines").display().to_string(),
@@ -234,15 +236,24 @@ pub fn assert_schema(schema: &str, value: &serde_json::Value) {
 }
 
 /// The value of one Prometheus series (name with its labels, exactly as printed) in `text`.
-/// The action of every audit entry, in chain order.
-pub async fn audit_actions(app: &TestApp) -> Vec<String> {
+/// Every audit entry, in chain order.
+pub async fn audit_entries(app: &TestApp) -> Vec<stride_store::AuditEntry> {
     use futures_util::StreamExt;
     let q = stride_store::AuditQuery::default();
     app.store
         .audit_stream(&q, true)
-        .map(|e| e.expect("a readable audit entry").entry.action)
+        .map(|e| e.expect("a readable audit entry"))
         .collect()
         .await
+}
+
+/// The action of every audit entry, in chain order.
+pub async fn audit_actions(app: &TestApp) -> Vec<String> {
+    audit_entries(app)
+        .await
+        .into_iter()
+        .map(|e| e.entry.action)
+        .collect()
 }
 
 pub fn metric(text: &str, series: &str) -> Option<f64> {

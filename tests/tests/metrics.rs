@@ -16,7 +16,10 @@ async fn requests_decisions_refusals_and_writes_are_counted_without_phi() {
     let body = call();
     assert_eq!(app.cds(PV).json(&body).send().await.unwrap().status(), 200);
     // A call of its own (its own hookInstance): the same one again would be a retry.
-    assert_eq!(app.cds(PV).json(&call()).send().await.unwrap().status(), 200);
+    assert_eq!(
+        app.cds(PV).json(&call()).send().await.unwrap().status(),
+        200
+    );
     assert_eq!(
         app.client
             .post(app.url(PV))

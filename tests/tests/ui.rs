@@ -182,6 +182,7 @@ async fn sign_in_starts_with_pkce_and_refuses_a_state_this_browser_was_not_given
             ("STRIDE_OIDC_ISSUER", &provider.issuer),
             ("STRIDE_OIDC_CLIENT_ID", CLIENT_ID),
             ("STRIDE_OIDC_CLIENT_SECRET", CLIENT_SECRET),
+            ("STRIDE_SIGN_IN_PER_MINUTE", "3"),
         ],
     )
     .await;
@@ -269,6 +270,22 @@ async fn sign_in_starts_with_pkce_and_refuses_a_state_this_browser_was_not_given
     );
     assert_eq!(
         metric(&m, "stride_auth_refusals_total{reason=\"oidc_error\"}"),
+        Some(1.0)
+    );
+
+    // Each start stores a pending sign-in: a client gets 3 a minute here, then 429.
+    for expected in [303, 303, 429] {
+        let res = app.client.get(app.url("/ui/login")).send().await.unwrap();
+        assert_eq!(res.status(), expected);
+        if expected == 429 {
+            assert_eq!(res.headers()["retry-after"], "60");
+        }
+    }
+    assert_eq!(
+        metric(
+            &app.metrics().await,
+            "stride_auth_refusals_total{reason=\"sign_in_rate\"}"
+        ),
         Some(1.0)
     );
 }

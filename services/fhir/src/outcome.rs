@@ -33,6 +33,7 @@ pub enum IssueCode {
     Transient,
     Exception,
     Timeout,
+    Throttled,
 }
 
 impl IssueCode {
@@ -53,6 +54,7 @@ impl IssueCode {
             IssueCode::Transient => IssueType::Transient,
             IssueCode::Exception => IssueType::Exception,
             IssueCode::Timeout => IssueType::Timeout,
+            IssueCode::Throttled => IssueType::Throttled,
         }
     }
 }

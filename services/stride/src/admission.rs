@@ -136,6 +136,59 @@ impl Drop for Share<'_> {
     }
 }
 
+/// At most `limit` starts per client per minute (a fixed window per client), for what an
+/// anonymous caller can make Stride store: sign-in starts each write a pending sign-in.
+pub struct PerClient {
+    limit: u32,
+    window: Duration,
+    seen: Mutex<HashMap<std::net::IpAddr, (std::time::Instant, u32)>>,
+}
+
+/// Clients remembered at once; past it, windows that ended are forgotten first.
+const CLIENTS: usize = 10_000;
+
+impl PerClient {
+    pub fn per_minute(limit: u32) -> Self {
+        PerClient {
+            limit,
+            window: Duration::from_secs(60),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `client` may start one more now.
+    pub fn allow(&self, client: std::net::IpAddr) -> bool {
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= CLIENTS {
+            seen.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+            if seen.len() >= CLIENTS {
+                // Every remembered client is active: an address flood; refuse newcomers.
+                return seen.contains_key(&client) && self.count(&mut seen, client, now);
+            }
+        }
+        self.count(&mut seen, client, now)
+    }
+
+    fn count(
+        &self,
+        seen: &mut HashMap<std::net::IpAddr, (std::time::Instant, u32)>,
+        client: std::net::IpAddr,
+        now: std::time::Instant,
+    ) -> bool {
+        let (start, n) = seen.entry(client).or_insert((now, 0));
+        if now.duration_since(*start) >= self.window {
+            *start = now;
+            *n = 0;
+        }
+        if *n >= self.limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+}
+
 /// A place in the queue, given back however the wait ends (slot, timeout or a dropped call).
 struct Queued<'a>(&'a AtomicUsize);
 
@@ -220,6 +273,18 @@ mod tests {
             share.in_flight.lock().unwrap().is_empty(),
             "no tenant is kept"
         );
+    }
+
+    #[test]
+    fn each_client_gets_its_starts_per_window() {
+        let limit = PerClient::per_minute(2);
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert!(limit.allow(a) && limit.allow(a));
+        assert!(!limit.allow(a), "the third in a minute is refused");
+        assert!(limit.allow(b), "another client is not");
+        let window_over = std::time::Instant::now() - Duration::from_secs(61);
+        limit.seen.lock().unwrap().get_mut(&a).unwrap().0 = window_over;
+        assert!(limit.allow(a), "a new window");
     }
 
     #[tokio::test]

@@ -54,41 +54,121 @@ fn trace_id() -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// One refused request, on its way to the refusal log.
+#[derive(Debug)]
+pub struct Refusal {
+    reason: String,
+    route: String,
+    method: String,
+    /// The connecting address (the nearest proxy's when behind one).
+    client: String,
+    trace_id: Option<String>,
+    at_us: i64,
+}
+
 /// Record a refused request, off the request path: a flood of bad tokens must not queue
-/// real hook calls behind its audit writes. Entries go through a bounded queue written at a
-/// bounded rate; when it is full the refusal is counted in the metrics instead
+/// real hook calls behind its audit writes, nor write a row each (50 a second from noise is
+/// four million rows a day). Refusals are aggregated per reason, client and route over an
+/// interval and each group is one audit entry with its count, first and last time. Beyond
+/// the queue or the groups an interval holds, a refusal is counted in the metrics instead
 /// (`stride_audit_refusals_dropped_total`), never silently lost.
 pub fn refused(req: &HttpRequest, state: &AppState, reason: &str) {
-    let mut e = entry(req, "refused", "refused", None);
-    e.details["reason"] = json!(reason);
-    if state.refusals.try_send(e).is_err() {
+    let r = Refusal {
+        reason: reason.to_owned(),
+        route: req.match_pattern().unwrap_or_else(|| "unmatched".into()),
+        method: req.method().as_str().to_owned(),
+        client: req
+            .peer_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default(),
+        trace_id: trace_id().or_else(|| req.extensions().get::<RequestId>().map(|r| r.to_string())),
+        at_us: now_us(),
+    };
+    if state.refusals.try_send(r).is_err() {
         state.metrics.audit_refusals_dropped.inc();
     }
 }
 
-/// Refused requests written one by one, at most [`REFUSALS_PER_SECOND`].
+/// Groups written per interval at most; refusals of further groups are counted as dropped.
+pub const REFUSAL_GROUPS: usize = 1024;
+/// Group entries are written one by one, at most this many a second.
 pub const REFUSALS_PER_SECOND: u64 = 50;
+
+#[derive(Debug)]
+struct Group {
+    count: u64,
+    first_us: i64,
+    last_us: i64,
+    trace_id: Option<String>,
+}
 
 pub fn refusal_writer(
     store: std::sync::Arc<dyn stride_store::Store>,
-) -> tokio::sync::mpsc::Sender<NewAuditEntry> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<NewAuditEntry>(256);
+    every: std::time::Duration,
+    dropped: prometheus::IntCounter,
+) -> tokio::sync::mpsc::Sender<Refusal> {
+    use std::collections::HashMap;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Refusal>(4096);
     tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            if let Err(err) = store.append_audit(&e).await {
-                tracing::warn!(error = %err, "could not record a refused request");
+        let mut groups: HashMap<(String, String, String, String), Group> = HashMap::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let open = tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => {
+                        let key = (r.reason, r.client, r.route, r.method);
+                        if let Some(g) = groups.get_mut(&key) {
+                            g.count += 1;
+                            g.last_us = r.at_us;
+                        } else if groups.len() < REFUSAL_GROUPS {
+                            groups.insert(key, Group { count: 1, first_us: r.at_us, last_us: r.at_us, trace_id: r.trace_id });
+                        } else {
+                            dropped.inc();
+                        }
+                        continue;
+                    }
+                    None => false,
+                },
+                _ = tick.tick() => true,
+            };
+            for ((reason, client, route, method), g) in groups.drain() {
+                let e = NewAuditEntry {
+                    id: stride_store::new_row_id(),
+                    tenant: UNAUTHENTICATED.to_owned(),
+                    recorded_us: now_us(),
+                    action: "refused".into(),
+                    outcome: "refused".into(),
+                    trace_id: g.trace_id,
+                    details: json!({
+                        "reason": reason, "route": route, "method": method, "client": client,
+                        "count": g.count, "first": rfc3339_us(g.first_us), "last": rfc3339_us(g.last_us),
+                    }),
+                    ..NewAuditEntry::default()
+                };
+                if let Err(err) = store.append_audit(&e).await {
+                    tracing::warn!(error = %err, refused = g.count, "could not record refused requests");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1000 / REFUSALS_PER_SECOND))
+                    .await;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(1000 / REFUSALS_PER_SECOND)).await;
+            if !open {
+                break;
+            }
         }
     });
     tx
 }
 
-pub fn recorded(a: &AuditEntry) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(a.entry.recorded_us) * 1000)
+fn rfc3339_us(us: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+pub fn recorded(a: &AuditEntry) -> String {
+    rfc3339_us(a.entry.recorded_us)
 }
 
 /// The entry as auditors read it (NDJSON export, `GET /audit/{id}`).

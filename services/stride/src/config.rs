@@ -20,6 +20,10 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Longest a request body may take to arrive (slow senders hold no connection longer).
     pub body_read_timeout: Duration,
+    /// Refused requests are audited as one entry per reason, client and route per interval.
+    pub refusal_audit_interval: Duration,
+    /// Sign-in starts (`GET /ui/login`) one client may make per minute.
+    pub sign_in_per_minute: u32,
     pub shutdown_timeout: Duration,
     pub db_max_connections: u32,
     pub db_statement_timeout: Duration,
@@ -184,6 +188,8 @@ struct Raw {
     trust_file: Option<String>,
     max_body_bytes: Option<String>,
     body_read_timeout_ms: Option<String>,
+    refusal_audit_interval_ms: Option<String>,
+    sign_in_per_minute: Option<String>,
     shutdown_timeout_secs: Option<String>,
     db_max_connections: Option<String>,
     db_statement_timeout_ms: Option<String>,
@@ -482,6 +488,23 @@ impl Settings {
             100,
             600_000,
         )?;
+        // 10 s: an attack shows in the log within seconds, as a handful of rows, not millions.
+        let refusal_ms = number(
+            "STRIDE_REFUSAL_AUDIT_INTERVAL_MS",
+            raw.refusal_audit_interval_ms,
+            10_000,
+            10,
+            3_600_000,
+        )?;
+        // A person signs in a few times a day; behind a proxy the client is the proxy, so the
+        // default leaves room for a clinic's staff starting together.
+        let sign_ins = number(
+            "STRIDE_SIGN_IN_PER_MINUTE",
+            raw.sign_in_per_minute,
+            60,
+            1,
+            100_000,
+        )?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
         let workers = number("STRIDE_WORKERS", raw.workers, 2 * cores, 1, 1024)? as usize;
         Ok(Settings {
@@ -504,6 +527,8 @@ impl Settings {
             trust_file,
             max_body_bytes: max_body_bytes as usize,
             body_read_timeout: Duration::from_millis(body_read_ms),
+            refusal_audit_interval: Duration::from_millis(refusal_ms),
+            sign_in_per_minute: sign_ins as u32,
             shutdown_timeout: Duration::from_secs(shutdown),
             db_max_connections: db_max as u32,
             db_statement_timeout: Duration::from_millis(statement_ms),

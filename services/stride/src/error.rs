@@ -37,6 +37,8 @@ pub enum ApiError {
     Unavailable,
     #[error("Stride is at capacity; retry in a moment")]
     Overloaded,
+    #[error("too many requests from this client; retry in a minute")]
+    RateLimited,
     #[error("internal error (reference {0})")]
     Internal(String),
 }
@@ -59,6 +61,7 @@ impl ApiError {
             ApiError::CrossSite => "cross_site",
             ApiError::Unavailable => "unavailable",
             ApiError::Overloaded => "overloaded",
+            ApiError::RateLimited => "rate_limited",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -80,7 +83,18 @@ impl ApiError {
             ApiError::Conflict(_) => IssueCode::Conflict,
             ApiError::CrossSite => IssueCode::Forbidden,
             ApiError::Unavailable | ApiError::Overloaded => IssueCode::Transient,
+            ApiError::RateLimited => IssueCode::Throttled,
             ApiError::Internal(_) => IssueCode::Exception,
+        }
+    }
+
+    /// Seconds a client should wait before retrying (`Retry-After`), for the errors that pass.
+    pub fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Unavailable => Some("5"),
+            ApiError::Overloaded => Some("1"),
+            ApiError::RateLimited => Some("60"),
+            _ => None,
         }
     }
 
@@ -133,6 +147,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::CrossSite => StatusCode::FORBIDDEN,
             ApiError::Unavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,13 +161,10 @@ impl ResponseError for ApiError {
         let body = operation_outcome(severity, self.issue(), self.code(), &self.to_string());
         let mut res = HttpResponse::build(self.status_code());
         res.content_type("application/fhir+json");
+        if let Some(secs) = self.retry_after() {
+            res.insert_header((header::RETRY_AFTER, secs));
+        }
         match self {
-            ApiError::Unavailable => {
-                res.insert_header((header::RETRY_AFTER, "5"));
-            }
-            ApiError::Overloaded => {
-                res.insert_header((header::RETRY_AFTER, "1"));
-            }
             // RFC 6750 §3: say which kind of token problem this is.
             ApiError::Auth(e) => {
                 let error = match e {

@@ -30,12 +30,14 @@ pub struct AppState {
     pub admission: crate::admission::Admission,
     /// Whether the database is known to be down (operations then fail fast).
     pub db_health: Arc<stride_store::Health>,
+    /// Sign-in starts per client.
+    pub sign_ins: crate::admission::PerClient,
     /// Each tenant's share of the calls in flight.
     pub tenant_share: crate::admission::TenantShare,
     /// Staff sign-in with OpenID Connect, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
     /// Refused requests on their way to the audit log (see `audit::refused`).
-    pub refusals: tokio::sync::mpsc::Sender<stride_store::NewAuditEntry>,
+    pub refusals: tokio::sync::mpsc::Sender<crate::audit::Refusal>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -160,19 +162,27 @@ impl Application {
         );
         let fetcher = Fetcher::new(settings.fetch_max_bytes, settings.fetch_max_bytes_in_flight);
         let tenant_share = crate::admission::TenantShare::new(settings.max_calls_per_tenant);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let refusals = crate::audit::refusal_writer(
+            store.clone(),
+            settings.refusal_audit_interval,
+            metrics.audit_refusals_dropped.clone(),
+        );
+        let sign_ins = crate::admission::PerClient::per_minute(settings.sign_in_per_minute);
         let state = web::Data::new(AppState {
             store: store.clone(),
             catalog,
             settings,
             fetcher,
             tenant_share,
+            sign_ins,
             db_health,
             verifier,
             oidc,
             admission,
             started: time::OffsetDateTime::now_utc(),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
-            refusals: crate::audit::refusal_writer(store.clone()),
+            metrics,
+            refusals,
         });
         let server = HttpServer::new(move || {
             App::new()

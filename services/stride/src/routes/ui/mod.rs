@@ -142,6 +142,7 @@ impl ResponseError for UiError {
                         "<p>Your account is not allowed to do this. Ask your administrator for the permission named above.</p>"
                     }
                     ApiError::Unavailable => "<p>Try again in a few seconds.</p>",
+                    ApiError::RateLimited => "<p>Too many sign-in attempts from here; try again in a minute.</p>",
                     _ => "",
                 };
                 let mut res = page(
@@ -154,9 +155,9 @@ impl ResponseError for UiError {
                         esc(&e.to_string())
                     ),
                 );
-                if matches!(e, ApiError::Unavailable) {
+                if let Some(secs) = e.retry_after() {
                     res.headers_mut()
-                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("5"));
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static(secs));
                 }
                 res
             }

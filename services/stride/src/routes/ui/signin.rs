@@ -70,12 +70,20 @@ pub struct LoginQuery {
 #[get("/ui/login")]
 #[tracing::instrument(name = "ui sign-in start", skip_all)]
 pub async fn login(
+    req: HttpRequest,
     q: web::Query<LoginQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let Some(oidc) = &state.oidc else {
         return Err(ApiError::Auth(stride_auth::AuthError::Missing).into());
     };
+    // Each start stores a pending sign-in: an anonymous client gets a bounded number.
+    if let Some(peer) = req.peer_addr() {
+        if !state.sign_ins.allow(peer.ip()) {
+            crate::auth::refused_for(&req, &state, "sign_in_rate", "refused a sign-in start");
+            return Err(ApiError::RateLimited.into());
+        }
+    }
     let metadata = match oidc.metadata().await {
         Ok(m) => m,
         Err(e) => {
