@@ -522,7 +522,11 @@ async fn an_auditor_verifies_with_the_service_roles_credentials_and_no_rule_sets
     env.retain(|(k, _)| k != "STRIDE_GUIDELINES_DIR");
     env.push(("STRIDE_GUIDELINES_DIR".into(), "/no/such/folder".into()));
     let settings = stride::config::Settings::from_sources(None, &env).unwrap();
-    let code = stride::audit_cmd::run(stride::cli::AuditCommand::Verify, settings).await;
+    let verify = stride::cli::AuditCommand::Verify {
+        anchor: None,
+        keys: None,
+    };
+    let code = stride::audit_cmd::run(verify, settings).await;
     assert_eq!(code, std::process::ExitCode::SUCCESS);
 }
 
@@ -632,4 +636,193 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
     .await;
     let edited: Json = get(&app, "/audit/verify").await.json().await.unwrap();
     assert_eq!(edited["status"], "broken", "{edited}");
+}
+
+/// A key file with a fresh signing key, in the app's own folder.
+fn key_file(dir: &std::path::Path, kid: &str) -> String {
+    let path = dir.join(format!("audit-keys-{kid}.json"));
+    std::fs::write(
+        &path,
+        stride_store::seal::AuditKeys::generate(kid, None).unwrap(),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+async fn cli(app: &TestApp, command: stride::cli::AuditCommand) -> std::process::ExitCode {
+    let settings = stride::config::Settings::from_sources(None, &app.env).unwrap();
+    stride::audit_cmd::run(command, settings).await
+}
+
+fn verify_with(anchor: &std::path::Path) -> stride::cli::AuditCommand {
+    stride::cli::AuditCommand::Verify {
+        anchor: Some(anchor.to_path_buf()),
+        keys: None,
+    }
+}
+
+/// Rewrite entry `seq` of the tenant's chain with `edit` and recompute its hash and every
+/// hash after it, as a database writer without the key would; seals are dropped.
+async fn rechain(app: &TestApp, from_seq: i64, edit: impl Fn(&mut stride_store::NewAuditEntry)) {
+    let q = AuditQuery {
+        tenant: Some(TENANT.into()),
+        ..Default::default()
+    };
+    let all: Vec<AuditEntry> = app
+        .store
+        .audit_stream(&q, true)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let unlock = if app.db.backend == Backend::Sqlite {
+        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;"
+    } else {
+        ""
+    };
+    let mut sql = unlock.to_owned();
+    let mut prev = all
+        .iter()
+        .find(|a| a.seq == from_seq - 1)
+        .map_or(stride_store::audit::GENESIS.to_owned(), |a| a.hash.clone());
+    for a in all.iter().filter(|a| a.seq >= from_seq) {
+        let mut e = a.entry.clone();
+        if a.seq == from_seq {
+            edit(&mut e);
+        }
+        let hash = stride_store::audit::entry_hash(&e, a.seq, a.input_digest.as_deref(), &prev);
+        let ids = serde_json::to_string(&e.decision_ids).unwrap();
+        let ids = match app.db.backend {
+            Backend::Sqlite => format!("'{ids}'"),
+            Backend::Postgres => format!("'{ids}'::jsonb"),
+        };
+        sql.push_str(&format!(
+            "UPDATE audit_entries SET decision_ids = {ids}, prev_hash = '{prev}', hash = '{hash}', seal = NULL, seal_kid = NULL WHERE tenant = '{TENANT}' AND seq = {};",
+            a.seq
+        ));
+        prev = hash;
+    }
+    owner_exec(app, &sql).await;
+}
+
+#[tokio::test]
+async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_file(dir.path(), "k1");
+    let app = stride_tests::spawn_app_with(&[("STRIDE_AUDIT_KEY_FILE", &keys)]).await;
+    for onset in [3, 20, 40] {
+        hook(&app, onset).await;
+    }
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "intact", "{res}");
+    assert_eq!(res["sealed"], 3, "{res}");
+
+    let anchor = dir.path().join("anchor.ndjson");
+    let anchored = stride::cli::AuditCommand::Anchor {
+        out: Some(anchor.clone()),
+    };
+    assert_eq!(cli(&app, anchored).await, std::process::ExitCode::SUCCESS);
+    let lines = std::fs::read_to_string(&anchor).unwrap();
+    let cp: Json = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
+    // Three hook calls and the verify just made (itself audited).
+    assert_eq!(
+        (cp["tenant"].as_str(), cp["seq"].as_i64()),
+        (Some(TENANT), Some(4))
+    );
+    assert_eq!(
+        cli(&app, verify_with(&anchor)).await,
+        std::process::ExitCode::SUCCESS
+    );
+
+    // A re-chained log: entry 2's decision rewritten and every hash after it recomputed.
+    // The hashes agree again; the seals do not.
+    rechain(&app, 2, |e| e.decision_ids = vec!["full-return".into()]).await;
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "broken", "{res}");
+    assert_eq!(res["firstBrokenLink"]["seq"], 2);
+    assert!(
+        res["firstBrokenLink"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not sealed, after sealed entries"),
+        "{res}"
+    );
+    // Even with every seal stripped (the chain looks unsealed from the start), the checkpoint
+    // kept outside the database names the hash entry 4 had.
+    rechain(&app, 1, |e| e.details["note"] = json!("rewritten")).await;
+    assert_eq!(
+        cli(&app, verify_with(&anchor)).await,
+        std::process::ExitCode::FAILURE
+    );
+}
+
+#[tokio::test]
+async fn a_deleted_tail_shows_against_the_checkpoints_outside_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_file(dir.path(), "k1");
+    let app = stride_tests::spawn_app_with(&[("STRIDE_AUDIT_KEY_FILE", &keys)]).await;
+    for onset in [3, 20, 40] {
+        hook(&app, onset).await;
+    }
+    let anchor = dir.path().join("anchor.ndjson");
+    let anchored = stride::cli::AuditCommand::Anchor {
+        out: Some(anchor.clone()),
+    };
+    assert_eq!(cli(&app, anchored).await, std::process::ExitCode::SUCCESS);
+    let unlock = if app.db.backend == Backend::Sqlite {
+        "DROP TRIGGER audit_no_delete;"
+    } else {
+        ""
+    };
+    owner_exec(
+        &app,
+        &format!("{unlock} DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq = 3;"),
+    )
+    .await;
+    // What is left is a consistent, sealed chain of two …
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "intact", "{res}");
+    // … that the checkpoint outside the database says is missing its tail.
+    assert_eq!(
+        cli(&app, verify_with(&anchor)).await,
+        std::process::ExitCode::FAILURE
+    );
+    // A checkpoint file someone edited does not verify either.
+    let forged = std::fs::read_to_string(&anchor)
+        .unwrap()
+        .replace("\"seq\":3", "\"seq\":2");
+    std::fs::write(&anchor, forged).unwrap();
+    assert_eq!(
+        cli(&app, verify_with(&anchor)).await,
+        std::process::ExitCode::FAILURE
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_key_keeps_old_seals_verifiable_and_an_auditor_needs_only_public_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = key_file(dir.path(), "k1");
+    let mut app = stride_tests::spawn_app_with(&[("STRIDE_AUDIT_KEY_FILE", &old)]).await;
+    hook(&app, 3).await;
+    // Rotation: a new signing key, the old public key kept.
+    let previous = stride_store::seal::AuditKeys::load(std::path::Path::new(&old)).unwrap();
+    let rotated = stride_store::seal::AuditKeys::generate("k2", Some(&previous)).unwrap();
+    std::fs::write(&old, rotated).unwrap();
+    app.restart().await;
+    hook(&app, 20).await;
+    let q = AuditQuery::default();
+    let kids: Vec<String> = app
+        .store
+        .audit_stream(&q, true)
+        .map(|a| a.unwrap().seal.unwrap().kid)
+        .collect()
+        .await;
+    assert_eq!(kids, ["k1", "k2"]);
+    let public = dir.path().join("public.json");
+    let keys = stride_store::seal::AuditKeys::load(std::path::Path::new(&old)).unwrap();
+    std::fs::write(&public, keys.public_only()).unwrap();
+    let verify = stride::cli::AuditCommand::Verify {
+        anchor: None,
+        keys: Some(public),
+    };
+    assert_eq!(cli(&app, verify).await, std::process::ExitCode::SUCCESS);
 }

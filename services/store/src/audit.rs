@@ -48,6 +48,8 @@ pub struct AuditEntry {
     pub input_digest: Option<String>,
     pub prev_hash: String,
     pub hash: String,
+    /// The hash signed with the service's key (none for entries written without one).
+    pub seal: Option<crate::seal::Seal>,
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -166,12 +168,77 @@ pub struct ChainCheck {
     /// Where retention cut each tenant's chain: (tenant, last removed seq) → its hash, from
     /// the retention checkpoints, which are themselves entries of the chain.
     anchors: std::collections::HashMap<(String, i64), String>,
+    /// With keys, every entry after a tenant's first sealed one must carry a valid seal.
+    keys: Option<crate::seal::SealKeys>,
+    sealed_tenant: bool,
+    pub sealed: u64,
+    pub unsealed: u64,
+    /// Signed checkpoints kept outside the database: (tenant, seq) → hash the chain must hold.
+    outside: std::collections::HashMap<(String, i64), String>,
+    /// The newest checkpointed seq per tenant: a chain that ends before it lost its tail.
+    outside_heads: std::collections::BTreeMap<String, i64>,
+    /// The last seq seen per tenant.
+    seen_heads: std::collections::HashMap<String, i64>,
+    pub checkpoints: u64,
 }
 
 /// The action of the entry retention appends before it removes a tenant's oldest entries.
 pub const RETENTION_CHECKPOINT: &str = "retention-checkpoint";
 
 impl ChainCheck {
+    /// Check seals with these public keys (see `seal`).
+    pub fn with_keys(keys: crate::seal::SealKeys) -> ChainCheck {
+        ChainCheck {
+            keys: Some(keys),
+            ..ChainCheck::default()
+        }
+    }
+
+    /// Hold the chains to signed checkpoints kept outside the database (`stride audit
+    /// anchor`). A checkpoint whose signature does not verify is itself a broken link.
+    pub fn outside_checkpoint(&mut self, cp: &crate::seal::Checkpoint) {
+        let verified = match &self.keys {
+            Some(k) => cp.verify(k),
+            None => Err("checkpoints need the keys that signed them"),
+        };
+        if let Err(reason) = verified {
+            self.broken.get_or_insert(Broken {
+                tenant: cp.tenant.clone(),
+                seq: cp.seq,
+                id: String::new(),
+                reason: format!("checkpoint of {}: {reason}", cp.time),
+            });
+            return;
+        }
+        self.checkpoints += 1;
+        self.outside
+            .insert((cp.tenant.clone(), cp.seq), cp.hash.clone());
+        let head = self.outside_heads.entry(cp.tenant.clone()).or_insert(0);
+        *head = (*head).max(cp.seq);
+    }
+
+    /// After the last entry: every checkpointed entry must have been seen.
+    pub fn finish(&mut self) {
+        if self.broken.is_some() {
+            return;
+        }
+        for (tenant, &seq) in &self.outside_heads {
+            let last = self.seen_heads.get(tenant).copied().unwrap_or(0);
+            if last < seq {
+                self.broken = Some(Broken {
+                    tenant: tenant.clone(),
+                    seq: last + 1,
+                    id: String::new(),
+                    reason: format!(
+                        "entries {}–{seq} are missing: a checkpoint outside the database holds entry {seq} (deleted tail)",
+                        last + 1
+                    ),
+                });
+                return;
+            }
+        }
+    }
+
     /// Learn where retention cut the chains (call with every checkpoint entry before `push`).
     pub fn anchor(&mut self, checkpoint: &AuditEntry) {
         let d = &checkpoint.entry.details;
@@ -188,6 +255,7 @@ impl ChainCheck {
         }
         if self.tenant.as_deref() != Some(a.entry.tenant.as_str()) {
             self.tenant = Some(a.entry.tenant.clone());
+            self.sealed_tenant = false;
             self.expected_seq = 1;
             self.prev_hash = GENESIS.to_owned();
             self.tenants += 1;
@@ -219,6 +287,37 @@ impl ChainCheck {
             self.broken = Some(fail(reason.into()));
             return;
         }
+        if let Some(keys) = &self.keys {
+            match &a.seal {
+                Some(seal) => {
+                    if let Err(reason) = keys.verify(seal, a.hash.as_bytes()) {
+                        self.broken = Some(fail(reason.into()));
+                        return;
+                    }
+                    self.sealed_tenant = true;
+                    self.sealed += 1;
+                }
+                // Entries from before sealing was configured have none; once a chain is
+                // sealed, an entry without a seal was written by someone without the key.
+                None if self.sealed_tenant => {
+                    self.broken = Some(fail(
+                        "not sealed, after sealed entries (written without the service's key)"
+                            .into(),
+                    ));
+                    return;
+                }
+                None => self.unsealed += 1,
+            }
+        }
+        if let Some(hash) = self.outside.get(&(a.entry.tenant.clone(), a.seq)) {
+            if *hash != a.hash {
+                self.broken = Some(fail(
+                    "differs from the checkpoint kept outside the database (re-chained)".into(),
+                ));
+                return;
+            }
+        }
+        self.seen_heads.insert(a.entry.tenant.clone(), a.seq);
         self.expected_seq += 1;
         self.prev_hash = a.hash.clone();
     }

@@ -158,6 +158,9 @@ impl Store for Guarded {
     async fn audit_entry(&self, id: uuid::Uuid) -> Result<AuditEntry, StoreError> {
         guarded!(self, self.inner.audit_entry(id))
     }
+    async fn chain_heads(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        guarded!(self, self.inner.chain_heads())
+    }
     fn audit_stream<'a>(
         &'a self,
         query: &'a AuditQuery,

@@ -6,6 +6,7 @@ mod error;
 pub mod guard;
 mod model;
 mod postgres;
+pub mod seal;
 mod sqlite;
 mod stream;
 
@@ -116,6 +117,8 @@ impl Backend {
 pub struct PoolOptions {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// Seals every audit entry written (its hash signed with a key outside the database).
+    pub sealer: Option<std::sync::Arc<seal::Sealer>>,
     /// PostgreSQL: no statement runs longer (a stuck query must not hold a hook call).
     pub statement_timeout: Duration,
 }
@@ -125,6 +128,7 @@ impl Default for PoolOptions {
         PoolOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(3),
+            sealer: None,
             statement_timeout: Duration::from_secs(5),
         }
     }
@@ -166,6 +170,8 @@ pub trait Store: Send + Sync + 'static {
     /// Append one audit entry to its tenant's chain.
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError>;
     async fn audit_entry(&self, id: uuid::Uuid) -> Result<AuditEntry, StoreError>;
+    /// The newest entry of every tenant's chain: what `stride audit anchor` checkpoints.
+    async fn chain_heads(&self) -> Result<Vec<AuditEntry>, StoreError>;
     /// Entries matching `query`, streamed (never all in memory): by (tenant, seq) when
     /// `chain_order`, else newest first.
     fn audit_stream<'a>(

@@ -19,6 +19,7 @@ pub struct PgStore {
     /// The way into the group writer of hook records (see `group`).
     records: tokio::sync::mpsc::Sender<group::Job>,
     jti_purge: crate::JtiPurge,
+    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
 
 impl PgStore {
@@ -38,9 +39,10 @@ impl PgStore {
             .connect(url)
             .await?;
         Ok(PgStore {
-            records: group::spawn(pool.clone()),
+            records: group::spawn(pool.clone(), options.sealer.clone()),
             pool,
             jti_purge: Default::default(),
+            sealer: options.sealer.clone(),
         })
     }
 }
@@ -229,7 +231,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         }
-        append(&mut tx, audit).await?;
+        append(&mut tx, audit, self.sealer.as_deref()).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -454,7 +456,7 @@ impl Store for PgStore {
         .bind(r.at)
         .execute(&mut *tx)
         .await?;
-        append(&mut tx, audit).await?;
+        append(&mut tx, audit, self.sealer.as_deref()).await?;
         tx.commit().await?;
         self.careplan_row(r.careplan_id).await
     }
@@ -473,9 +475,19 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        append(&mut tx, entry).await?;
+        append(&mut tx, entry, self.sealer.as_deref()).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn chain_heads(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (tenant) * FROM audit_entries ORDER BY tenant, seq DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_audit).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -715,8 +727,12 @@ fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreE
 const PARTITION_LOCK: i64 = 0x5354_5249_4445_5054; // "STRIDEPT"
 
 /// Append `e` to its tenant's chain inside `tx`.
-async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), StoreError> {
-    append_all(tx, &[e]).await
+async fn append(
+    tx: &mut sqlx::PgConnection,
+    e: &NewAuditEntry,
+    sealer: Option<&crate::seal::Sealer>,
+) -> Result<(), StoreError> {
+    append_all(tx, &[e], sealer).await
 }
 
 /// Append `entries`, in their order, to their tenants' chains inside `tx`, in one INSERT. An
@@ -726,6 +742,7 @@ async fn append(tx: &mut sqlx::PgConnection, e: &NewAuditEntry) -> Result<(), St
 async fn append_all(
     tx: &mut sqlx::PgConnection,
     entries: &[&NewAuditEntry],
+    sealer: Option<&crate::seal::Sealer>,
 ) -> Result<(), StoreError> {
     let mut tenants: Vec<&str> = entries.iter().map(|e| e.tenant.as_str()).collect();
     tenants.sort_unstable();
@@ -756,16 +773,18 @@ async fn append_all(
         let recorded_at =
             time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.recorded_us) * 1000)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        rows.push((e, seq, recorded_at, input_digest, prev, hash));
+        let seal = sealer.map(|s| s.seal(hash.as_bytes()));
+        rows.push((e, seq, recorded_at, input_digest, prev, hash, seal));
     }
     let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO audit_entries (id, tenant, seq, recorded_at, recorded_us, action, outcome, caller_issuer,
             caller_subject, hook, hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id,
-            rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash) ",
+            rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash,
+            seal_kid, seal) ",
     );
     q.push_values(
         rows,
-        |mut b, (e, seq, recorded_at, input_digest, prev, hash)| {
+        |mut b, (e, seq, recorded_at, input_digest, prev, hash, seal)| {
             b.push_bind(e.id)
                 .push_bind(&e.tenant)
                 .push_bind(seq)
@@ -792,7 +811,9 @@ async fn append_all(
                 .push_bind(&e.trace_id)
                 .push_bind(&e.details)
                 .push_bind(prev)
-                .push_bind(hash);
+                .push_bind(hash)
+                .push_bind(seal.as_ref().map(|s| s.kid.clone()))
+                .push_bind(seal.map(|s| s.sig));
         },
     );
     q.build().execute(&mut *tx).await?;
@@ -836,5 +857,12 @@ fn row_to_audit(row: &sqlx::postgres::PgRow) -> Result<AuditEntry, StoreError> {
         input_digest: row.try_get("input_digest")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        seal: match (
+            row.try_get::<Option<String>, _>("seal_kid")?,
+            row.try_get::<Option<String>, _>("seal")?,
+        ) {
+            (Some(kid), Some(sig)) => Some(crate::seal::Seal { kid, sig }),
+            _ => None,
+        },
     })
 }

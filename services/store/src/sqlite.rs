@@ -65,7 +65,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(group_writer(pool.clone(), queue));
+        tokio::spawn(group_writer(pool.clone(), queue, options.sealer.clone()));
         Ok(SqliteStore {
             pool,
             writer: Writer {
@@ -492,6 +492,18 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn chain_heads(&self) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_entries a
+             WHERE seq = (SELECT max(seq) FROM audit_entries b WHERE b.tenant = a.tenant)
+             ORDER BY tenant",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row_to_audit).collect()
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn audit_entry(&self, id: Uuid) -> Result<AuditEntry, StoreError> {
         let row = sqlx::query("SELECT * FROM audit_entries WHERE id = ?")
             .bind(id.to_string())
@@ -685,7 +697,11 @@ const GROUP_MAX: usize = 64;
 /// own savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails is rolled back alone),
 /// commits once, and only then answers each caller. Nobody is told "stored" before the group's
 /// commit is durable; if that commit fails, every write of the group is reported failed.
-async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<Job>) {
+async fn group_writer(
+    pool: SqlitePool,
+    mut queue: tokio::sync::mpsc::Receiver<Job>,
+    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
+) {
     use futures_util::FutureExt;
     let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
     loop {
@@ -732,7 +748,10 @@ async fn group_writer(pool: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<J
         let mut delivers = Vec::with_capacity(jobs.len());
         let mut reconnect = false;
         let mut broken = None;
-        let mut heads = ChainHeads::default();
+        let mut heads = ChainHeads {
+            sealer: sealer.clone(),
+            ..ChainHeads::default()
+        };
         for job in jobs {
             if !job.batch {
                 if let Err(e) = exec(&mut conn, SAVEPOINT).await {
@@ -1094,6 +1113,7 @@ struct Place {
     seq: i64,
     prev: String,
     hash: String,
+    seal: Option<crate::seal::Seal>,
 }
 
 /// The chain heads known inside one group commit. The group holds SQLite's write lock from
@@ -1104,6 +1124,8 @@ struct Place {
 struct ChainHeads {
     known: std::collections::HashMap<String, (i64, String)>,
     pending: Vec<(String, (i64, String))>,
+    /// Signs each entry's hash as it is placed (the writer's one key, see `seal`).
+    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
 
 impl ChainHeads {
@@ -1124,7 +1146,13 @@ impl ChainHeads {
             .map(|(s, h)| (s + 1, h))
             .unwrap_or((1, GENESIS.to_owned()));
         let hash = entry_hash(e, seq, p.facts_digest.as_deref(), &prev);
-        Ok(Place { seq, prev, hash })
+        let seal = self.sealer.as_ref().map(|s| s.seal(hash.as_bytes()));
+        Ok(Place {
+            seq,
+            prev,
+            hash,
+            seal,
+        })
     }
 
     fn appended(&mut self, tenant: &str, place: Place) {
@@ -1143,8 +1171,9 @@ impl ChainHeads {
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_entries (id, tenant, seq, recorded_at, action, outcome, caller_issuer, caller_subject, hook,
             hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id, rule_set_version,
-            rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+            rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash,
+            seal_kid, seal)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 fn bind_audit<'q>(q: SqliteQuery<'q>, p: &'q Prepared, at: &'q Place) -> SqliteQuery<'q> {
     let e = &p.entry;
@@ -1173,6 +1202,8 @@ fn bind_audit<'q>(q: SqliteQuery<'q>, p: &'q Prepared, at: &'q Place) -> SqliteQ
         .bind(p.details.as_str())
         .bind(&at.prev)
         .bind(&at.hash)
+        .bind(at.seal.as_ref().map(|s| s.kid.as_str()))
+        .bind(at.seal.as_ref().map(|s| s.sig.as_str()))
 }
 
 async fn append(
@@ -1234,5 +1265,12 @@ fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError>
         input_digest: row.try_get("input_digest")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
+        seal: match (
+            row.try_get::<Option<String>, _>("seal_kid")?,
+            row.try_get::<Option<String>, _>("seal")?,
+        ) {
+            (Some(kid), Some(sig)) => Some(crate::seal::Seal { kid, sig }),
+            _ => None,
+        },
     })
 }

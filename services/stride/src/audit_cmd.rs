@@ -12,6 +12,21 @@ use crate::cli::AuditCommand;
 use crate::config::Settings;
 use crate::replay::replay;
 use crate::startup::connect_checked;
+use stride_store::seal::{AuditKeys, Checkpoint};
+
+/// Checkpoints of an anchor file, one JSON object per line.
+fn read_checkpoints(path: &std::path::Path) -> Result<Vec<Checkpoint>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l)
+                .map_err(|e| format!("{} line {}: not a checkpoint: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
 
 pub async fn run(command: AuditCommand, settings: Settings) -> ExitCode {
     match execute(command, settings).await {
@@ -27,13 +42,42 @@ async fn execute(
     command: AuditCommand,
     settings: Settings,
 ) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    // Key files are handled without a database.
+    match &command {
+        AuditCommand::Keygen { kid, rotate } => {
+            let previous = rotate.as_deref().map(AuditKeys::load).transpose()?;
+            println!("{}", AuditKeys::generate(kid, previous.as_ref())?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        AuditCommand::PublicKeys { file } => {
+            println!("{}", AuditKeys::load(file)?.public_only());
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     // Never migrates: the auditor runs this with the service role's credentials (a pod's),
     // which may read the log but not change the schema.
     let store = connect_checked(&settings).await?;
     let code = match command {
-        AuditCommand::Verify => {
-            let check =
-                crate::routes::audit::check_chain(store.as_ref(), &AuditQuery::default()).await?;
+        AuditCommand::Verify { anchor, keys } => {
+            let keys = match keys {
+                Some(path) => Some(std::sync::Arc::new(AuditKeys::load(&path)?)),
+                None => settings.audit_keys.clone(),
+            };
+            let outside = match &anchor {
+                Some(path) => read_checkpoints(path)?,
+                None => Vec::new(),
+            };
+            if !outside.is_empty() && keys.is_none() {
+                return Err("--anchor needs the keys that signed the checkpoints (--keys or STRIDE_AUDIT_KEY_FILE)".into());
+            }
+            let check = crate::routes::audit::check_chain(
+                store.as_ref(),
+                &AuditQuery::default(),
+                keys.as_ref().map(|k| &k.verify),
+                &outside,
+            )
+            .await?;
             println!("{}", crate::routes::audit::report(&check));
             if check.broken.is_some() {
                 ExitCode::FAILURE
@@ -102,6 +146,49 @@ async fn execute(
                 serde_json::json!({"before": cutoff.to_string(), "droppedPartitions": dropped})
             );
             ExitCode::SUCCESS
+        }
+        AuditCommand::Anchor { out } => {
+            let keys = settings
+                .audit_keys
+                .clone()
+                .ok_or("anchoring needs the service's key file (STRIDE_AUDIT_KEY_FILE)")?;
+            let sealer = keys
+                .sealer
+                .clone()
+                .ok_or("STRIDE_AUDIT_KEY_FILE holds no signing key (`sign`)")?;
+            let time = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)?;
+            let mut lines = String::new();
+            for head in store.chain_heads().await? {
+                // A head this check cannot vouch for is not cemented into a checkpoint.
+                stride_store::audit::sealed(&head).map_err(|r| {
+                    format!("tenant {}: entry {}: {r}", head.entry.tenant, head.seq)
+                })?;
+                if let Some(seal) = &head.seal {
+                    keys.verify
+                        .verify(seal, head.hash.as_bytes())
+                        .map_err(|r| {
+                            format!("tenant {}: entry {}: {r}", head.entry.tenant, head.seq)
+                        })?;
+                }
+                let cp = Checkpoint::new(&sealer, &head.entry.tenant, head.seq, &head.hash, &time);
+                lines.push_str(&serde_json::to_string(&cp)?);
+                lines.push('\n');
+            }
+            match &out {
+                // Appended in one write: a crash leaves whole lines (O_APPEND).
+                Some(path) => std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?
+                    .write_all(lines.as_bytes())?,
+                None => std::io::stdout().lock().write_all(lines.as_bytes())?,
+            }
+            eprintln!("anchored {} chain(s)", lines.lines().count());
+            ExitCode::SUCCESS
+        }
+        AuditCommand::Keygen { .. } | AuditCommand::PublicKeys { .. } => {
+            unreachable!("handled above")
         }
         AuditCommand::Replay {
             entry,

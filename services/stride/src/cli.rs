@@ -56,7 +56,35 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Walk every tenant's hash chain; report the first broken link (exit 1 when broken).
-    Verify,
+    /// With keys (`--keys`, else STRIDE_AUDIT_KEY_FILE) every seal is checked; with
+    /// `--anchor` the chains must hold every checkpoint of that file (a deleted tail or a
+    /// re-chained log shows).
+    Verify {
+        /// Checkpoints written by `stride audit anchor` (JSON lines).
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+        /// A key file; its public keys are enough (`stride audit public-keys`).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Sign a checkpoint of every tenant's chain head with the service's key and append it,
+    /// one JSON line per tenant, to a file kept outside the database (or standard output, for
+    /// an object-lock bucket). Refuses a head whose seal does not verify.
+    Anchor {
+        /// Append here instead of writing to standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Print a new key file with a fresh signing key; `--rotate FILE` keeps that file's
+    /// public keys, so entries sealed before verify.
+    Keygen {
+        #[arg(long)]
+        kid: String,
+        #[arg(long)]
+        rotate: Option<PathBuf>,
+    },
+    /// Print a key file's public keys only: what an auditor needs to verify.
+    PublicKeys { file: PathBuf },
     /// Export entries as NDJSON (default) or a FHIR Bundle of AuditEvents, streamed.
     Export {
         #[arg(long, default_value = "ndjson", value_parser = ["ndjson", "bundle"])]

@@ -17,6 +17,9 @@ pub struct Settings {
     pub database: DatabaseUrl,
     pub guidelines_dir: PathBuf,
     pub trust_file: Option<PathBuf>,
+    /// The audit key file (`STRIDE_AUDIT_KEY_FILE`): its signing key seals every entry
+    /// written; its public keys verify seals and checkpoints.
+    pub audit_keys: Option<std::sync::Arc<stride_store::seal::AuditKeys>>,
     pub max_body_bytes: usize,
     /// Longest a request body may take to arrive (slow senders hold no connection longer).
     pub body_read_timeout: Duration,
@@ -186,6 +189,7 @@ struct Raw {
     database_url: Option<String>,
     guidelines_dir: Option<String>,
     trust_file: Option<String>,
+    audit_key_file: Option<String>,
     max_body_bytes: Option<String>,
     body_read_timeout_ms: Option<String>,
     refusal_audit_interval_ms: Option<String>,
@@ -297,6 +301,13 @@ impl Settings {
         // `stride audit verify` in a pod has none and needs none.
         let guidelines_dir =
             PathBuf::from(raw.guidelines_dir.unwrap_or_else(|| "guidelines".into()));
+        let audit_keys = match raw.audit_key_file.filter(|p| !p.is_empty()) {
+            Some(p) => Some(std::sync::Arc::new(
+                stride_store::seal::AuditKeys::load(Path::new(&p))
+                    .map_err(|r| invalid("STRIDE_AUDIT_KEY_FILE", &p, r))?,
+            )),
+            None => None,
+        };
         let trust_file = raw.trust_file.map(PathBuf::from);
         if let Some(t) = &trust_file {
             if !t.is_file() {
@@ -525,6 +536,7 @@ impl Settings {
             database,
             guidelines_dir,
             trust_file,
+            audit_keys,
             max_body_bytes: max_body_bytes as usize,
             body_read_timeout: Duration::from_millis(body_read_ms),
             refusal_audit_interval: Duration::from_millis(refusal_ms),

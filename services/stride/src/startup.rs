@@ -71,6 +71,7 @@ fn pool_options(settings: &Settings) -> PoolOptions {
         max_connections: settings.db_max_connections,
         statement_timeout: settings.db_statement_timeout,
         acquire_timeout: settings.db_acquire_timeout,
+        sealer: settings.audit_keys.as_ref().and_then(|k| k.sealer.clone()),
     }
 }
 

@@ -25,13 +25,15 @@ impl Job {
     }
 }
 
-pub(crate) fn spawn(pool: PgPool) -> mpsc::Sender<Job> {
+type Sealer = Option<std::sync::Arc<crate::seal::Sealer>>;
+
+pub(crate) fn spawn(pool: PgPool, sealer: Sealer) -> mpsc::Sender<Job> {
     let (tx, rx) = mpsc::channel(1024);
-    tokio::spawn(writer(pool, rx));
+    tokio::spawn(writer(pool, rx, sealer));
     tx
 }
 
-async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
+async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Job>, sealer: Sealer) {
     loop {
         // Waits for one record, then takes every other one already queued (up to GROUP_MAX).
         let mut jobs = Vec::with_capacity(GROUP_MAX);
@@ -44,7 +46,7 @@ async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
             continue;
         }
         let records: Vec<&HookRecord> = jobs.iter().map(|j| &j.record).collect();
-        match write(&pool, &records).await {
+        match write(&pool, &records, sealer.as_deref()).await {
             Ok(()) => jobs.into_iter().for_each(|j| j.answer(Ok(()))),
             Err(e) if jobs.len() == 1 => {
                 if let Some(j) = jobs.pop() {
@@ -62,7 +64,7 @@ async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
             // with it: each is tried again alone and answered for itself.
             Err(_) => {
                 for j in jobs {
-                    let r = write(&pool, &[&j.record]).await;
+                    let r = write(&pool, &[&j.record], sealer.as_deref()).await;
                     j.answer(r);
                 }
             }
@@ -70,7 +72,11 @@ async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Job>) {
     }
 }
 
-async fn write(pool: &PgPool, records: &[&HookRecord]) -> Result<(), StoreError> {
+async fn write(
+    pool: &PgPool,
+    records: &[&HookRecord],
+    sealer: Option<&crate::seal::Sealer>,
+) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
     let plans: Vec<_> = records.iter().filter_map(|r| r.careplan.as_ref()).collect();
     super::insert_careplans(&mut tx, &plans).await?;
@@ -108,7 +114,7 @@ async fn write(pool: &PgPool, records: &[&HookRecord]) -> Result<(), StoreError>
         q.build().execute(&mut *tx).await?;
     }
     let audits: Vec<_> = records.iter().map(|r| &r.audit).collect();
-    super::append_all(&mut tx, &audits).await?;
+    super::append_all(&mut tx, &audits, sealer).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -165,7 +165,8 @@ pub async fn verify(
 }
 
 pub async fn verify_chain(state: &AppState, query: &AuditQuery) -> Result<ChainCheck, ApiError> {
-    Ok(check_chain(state.store.as_ref(), query).await?)
+    let keys = state.settings.audit_keys.as_ref().map(|k| &k.verify);
+    Ok(check_chain(state.store.as_ref(), query, keys, &[]).await?)
 }
 
 /// Walk the chains `query` selects: first the retention checkpoints (where chains were cut),
@@ -173,8 +174,19 @@ pub async fn verify_chain(state: &AppState, query: &AuditQuery) -> Result<ChainC
 pub async fn check_chain(
     store: &dyn stride_store::Store,
     query: &AuditQuery,
+    keys: Option<&stride_store::seal::SealKeys>,
+    outside: &[stride_store::seal::Checkpoint],
 ) -> Result<ChainCheck, stride_store::StoreError> {
-    let mut check = ChainCheck::default();
+    let mut check = match keys {
+        Some(k) => ChainCheck::with_keys(k.clone()),
+        None => ChainCheck::default(),
+    };
+    for cp in outside
+        .iter()
+        .filter(|cp| query.tenant.as_ref().is_none_or(|t| *t == cp.tenant))
+    {
+        check.outside_checkpoint(cp);
+    }
     let checkpoints = AuditQuery {
         action: Some(stride_store::RETENTION_CHECKPOINT.into()),
         ..query.clone()
@@ -187,11 +199,19 @@ pub async fn check_chain(
     while let Some(row) = rows.next().await {
         check.push(&row?);
     }
+    check.finish();
     Ok(check)
 }
 
 pub fn report(check: &ChainCheck) -> serde_json::Value {
     let mut r = json!({"status": if check.broken.is_none() { "intact" } else { "broken" }, "entries": check.entries, "tenants": check.tenants});
+    if check.sealed + check.unsealed > 0 {
+        r["sealed"] = json!(check.sealed);
+        r["unsealed"] = json!(check.unsealed);
+    }
+    if check.checkpoints > 0 {
+        r["checkpoints"] = json!(check.checkpoints);
+    }
     if let Some(b) = &check.broken {
         r["firstBrokenLink"] =
             json!({"tenant": b.tenant, "seq": b.seq, "id": b.id, "reason": b.reason});

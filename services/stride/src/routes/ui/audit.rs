@@ -241,6 +241,8 @@ pub async fn entry(
                     tenant: Some(a.entry.tenant.clone()),
                     ..AuditQuery::default()
                 },
+                state.settings.audit_keys.as_ref().map(|k| &k.verify),
+                &[],
             )
             .await?,
         )

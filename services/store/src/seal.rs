@@ -1,0 +1,312 @@
+//! Seals: the audit log signed with a key that is not in the database. The hash chain proves
+//! that the entries are as they were written only to someone who trusts the database: its
+//! writer could delete the newest entries, or rewrite a decision and recompute every hash
+//! after it. Each entry's hash is therefore signed (Ed25519) with the service's key, and
+//! checkpoints of every chain head (`stride audit anchor`) are signed and kept outside the
+//! database, so a deleted tail or a re-chained log shows even if every hash was recomputed.
+//! Verifying needs only the public keys, so an auditor holds nothing that could seal.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn unb64(s: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|_| "not base64url".to_owned())
+}
+
+/// An entry's (or a checkpoint's) signature and the id of the key that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    pub kid: String,
+    pub sig: String,
+}
+
+/// The signing key of this service (one at a time; rotated by giving a new `kid`).
+pub struct Sealer {
+    kid: String,
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sealer").field("kid", &self.kid).finish()
+    }
+}
+
+impl Sealer {
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn seal(&self, message: &[u8]) -> Seal {
+        Seal {
+            kid: self.kid.clone(),
+            sig: b64(self.pair.sign(message).as_ref()),
+        }
+    }
+
+    fn public(&self) -> String {
+        b64(self.pair.public_key().as_ref())
+    }
+}
+
+/// Public keys by id: what verifies seals. Retired keys stay here so old entries verify.
+#[derive(Debug, Clone, Default)]
+pub struct SealKeys {
+    keys: BTreeMap<String, Vec<u8>>,
+}
+
+impl SealKeys {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn verify(&self, seal: &Seal, message: &[u8]) -> Result<(), &'static str> {
+        let key = self
+            .keys
+            .get(&seal.kid)
+            .ok_or("sealed with a key this check does not know")?;
+        let sig = unb64(&seal.sig).map_err(|_| "the seal is not a signature")?;
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(message, &sig)
+            .map_err(|_| "the seal does not verify (re-chained or forged)")
+    }
+}
+
+/// The key file (`STRIDE_AUDIT_KEY_FILE`, or `--keys` for verify): the signing key, if this
+/// holder may seal, and the public keys of every key ever used.
+///
+/// ```json
+/// {"sign": {"kid": "2026-12", "pkcs8": "<base64url PKCS#8 Ed25519>"},
+///  "verify": {"2026-06": "<base64url public key>", "2026-12": "<…>"}}
+/// ```
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct KeyFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sign: Option<SignKey>,
+    #[serde(default)]
+    verify: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct SignKey {
+    kid: String,
+    pkcs8: String,
+}
+
+/// What a key file gives: maybe a sealer, and the keys that verify.
+#[derive(Debug)]
+pub struct AuditKeys {
+    pub sealer: Option<std::sync::Arc<Sealer>>,
+    pub verify: SealKeys,
+}
+
+impl AuditKeys {
+    pub fn load(path: &Path) -> Result<AuditKeys, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<AuditKeys, String> {
+        let file: KeyFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let mut verify = SealKeys::default();
+        for (kid, public) in &file.verify {
+            let key = unb64(public).map_err(|e| format!("verify.{kid}: {e}"))?;
+            if key.len() != 32 {
+                return Err(format!("verify.{kid}: not an Ed25519 public key"));
+            }
+            verify.keys.insert(kid.clone(), key);
+        }
+        let sealer = match file.sign {
+            Some(k) => {
+                if k.kid.is_empty() || k.kid.len() > 64 {
+                    return Err("sign.kid: 1 to 64 characters".into());
+                }
+                let der = unb64(&k.pkcs8).map_err(|e| format!("sign.pkcs8: {e}"))?;
+                let pair = Ed25519KeyPair::from_pkcs8(&der)
+                    .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der))
+                    .map_err(|_| "sign.pkcs8: not an Ed25519 PKCS#8 key".to_owned())?;
+                let sealer = Sealer { kid: k.kid, pair };
+                // The signing key verifies its own seals, whatever `verify` lists.
+                let public = unb64(&sealer.public()).expect("own encoding");
+                match verify.keys.get(sealer.kid()) {
+                    Some(listed) if *listed != public => {
+                        return Err(format!(
+                            "verify.{}: is not the public key of the signing key",
+                            sealer.kid()
+                        ))
+                    }
+                    _ => verify.keys.insert(sealer.kid.clone(), public),
+                };
+                Some(std::sync::Arc::new(sealer))
+            }
+            None => None,
+        };
+        if sealer.is_none() && verify.is_empty() {
+            return Err("no keys: give `sign`, `verify` or both".into());
+        }
+        Ok(AuditKeys { sealer, verify })
+    }
+
+    /// A new key file with one fresh signing key (`stride audit keygen`), keeping the public
+    /// keys of `previous` so that entries sealed before the rotation still verify.
+    pub fn generate(kid: &str, previous: Option<&AuditKeys>) -> Result<String, String> {
+        let der = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| "cannot generate a key".to_owned())?;
+        let pair = Ed25519KeyPair::from_pkcs8(der.as_ref()).map_err(|_| "generated key")?;
+        let mut verify: BTreeMap<String, String> = previous
+            .map(|p| {
+                p.verify
+                    .keys
+                    .iter()
+                    .map(|(k, v)| (k.clone(), b64(v)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if verify.contains_key(kid) {
+            return Err(format!("key id {kid} is used already; choose a new one"));
+        }
+        verify.insert(kid.to_owned(), b64(pair.public_key().as_ref()));
+        let file = KeyFile {
+            sign: Some(SignKey {
+                kid: kid.to_owned(),
+                pkcs8: b64(der.as_ref()),
+            }),
+            verify,
+        };
+        serde_json::to_string_pretty(&file).map_err(|e| e.to_string())
+    }
+
+    /// The same file without the signing key: what an auditor is given.
+    pub fn public_only(&self) -> String {
+        let file = KeyFile {
+            sign: None,
+            verify: self
+                .verify
+                .keys
+                .iter()
+                .map(|(k, v)| (k.clone(), b64(v)))
+                .collect(),
+        };
+        serde_json::to_string_pretty(&file).expect("a map of strings")
+    }
+}
+
+/// A signed statement of one chain's head, kept outside the database (one JSON line each).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub tenant: String,
+    pub seq: i64,
+    pub hash: String,
+    /// RFC 3339, when it was taken.
+    pub time: String,
+    pub kid: String,
+    pub sig: String,
+}
+
+impl Checkpoint {
+    fn message(tenant: &str, seq: i64, hash: &str, time: &str) -> Vec<u8> {
+        serde_json::json!(["stride-audit-checkpoint", tenant, seq, hash, time])
+            .to_string()
+            .into_bytes()
+    }
+
+    pub fn new(sealer: &Sealer, tenant: &str, seq: i64, hash: &str, time: &str) -> Checkpoint {
+        let seal = sealer.seal(&Self::message(tenant, seq, hash, time));
+        Checkpoint {
+            tenant: tenant.to_owned(),
+            seq,
+            hash: hash.to_owned(),
+            time: time.to_owned(),
+            kid: seal.kid,
+            sig: seal.sig,
+        }
+    }
+
+    pub fn verify(&self, keys: &SealKeys) -> Result<(), &'static str> {
+        keys.verify(
+            &Seal {
+                kid: self.kid.clone(),
+                sig: self.sig.clone(),
+            },
+            &Self::message(&self.tenant, self.seq, &self.hash, &self.time),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_seal_verifies_with_the_public_key_only_and_nothing_else_does() {
+        let file = AuditKeys::generate("k1", None).unwrap();
+        let keys = AuditKeys::parse(&file).unwrap();
+        let sealer = keys.sealer.as_ref().unwrap();
+        let seal = sealer.seal(b"hash-1");
+        let auditor = AuditKeys::parse(&keys.public_only()).unwrap();
+        assert!(auditor.sealer.is_none(), "the auditor cannot seal");
+        assert!(auditor.verify.verify(&seal, b"hash-1").is_ok());
+        assert!(auditor.verify.verify(&seal, b"hash-2").is_err());
+        let other = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
+        assert!(
+            other.verify.verify(&seal, b"hash-1").is_err(),
+            "another key"
+        );
+    }
+
+    #[test]
+    fn a_rotated_key_file_still_verifies_old_seals() {
+        let old = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
+        let seal = old.sealer.as_ref().unwrap().seal(b"h");
+        let new = AuditKeys::parse(&AuditKeys::generate("k2", Some(&old)).unwrap()).unwrap();
+        assert_eq!(new.sealer.as_ref().unwrap().kid(), "k2");
+        assert!(new.verify.verify(&seal, b"h").is_ok());
+        assert!(
+            AuditKeys::generate("k1", Some(&old)).is_err(),
+            "ids are not reused"
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_binds_tenant_seq_hash_and_time() {
+        let keys = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
+        let cp = Checkpoint::new(
+            keys.sealer.as_ref().unwrap(),
+            "a",
+            7,
+            "abc",
+            "2026-12-01T00:00:00Z",
+        );
+        assert!(cp.verify(&keys.verify).is_ok());
+        for forged in [
+            Checkpoint {
+                seq: 6,
+                ..cp.clone()
+            },
+            Checkpoint {
+                tenant: "b".into(),
+                ..cp.clone()
+            },
+            Checkpoint {
+                hash: "abd".into(),
+                ..cp.clone()
+            },
+        ] {
+            assert!(forged.verify(&keys.verify).is_err(), "{forged:?}");
+        }
+    }
+}
