@@ -219,15 +219,19 @@ impl Fetcher {
         }
         // Every chunk is paid for before it is kept: the call's budget first, then the
         // process-wide one, so no number of hostile calls holds more than the latter.
-        let mut body = Vec::new();
+        // Sized once from the declared length (checked against the budget above): a growing
+        // buffer doubles, and peak memory with it (scripts/fetch-memory).
+        let declared = res.content_length().unwrap_or(0) as usize;
+        let mut body = Vec::with_capacity(declared.min(budget.remaining));
         let mut stream = res.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|_| FetchError::Unreachable)?;
             budget.take(chunk.len(), &self.in_flight)?;
             body.extend_from_slice(&chunk);
         }
-        // Kept as text: the FHIR reader deserialises each resource from it directly.
-        let page: Box<RawValue> = serde_json::from_slice(&body).map_err(|_| FetchError::NotFhir)?;
+        // Kept as text, and not copied: the FHIR reader deserialises each resource from it.
+        let text = String::from_utf8(body).map_err(|_| FetchError::NotFhir)?;
+        let page = RawValue::from_string(text).map_err(|_| FetchError::NotFhir)?;
         if stride_fhir::intake::resource_type(&page).is_none() {
             return Err(FetchError::NotFhir);
         }
