@@ -429,7 +429,7 @@ fn runs(from: i64) -> Vec<Json> {
 }
 
 async fn phase_of(app: &TestApp, body: &Json) -> String {
-    let res: Json = answer(app, &body).await;
+    let res: Json = answer(app, body).await;
     res["cards"][0]["source"]["topic"]["code"]
         .as_str()
         .unwrap()

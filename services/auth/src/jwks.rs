@@ -108,7 +108,7 @@ impl KeySource {
         let uri = self.jwks_uri.as_ref()?;
         let cache = self.cache.lock().await;
         let entry = cache.get(uri.as_str())?;
-        if !entry.fetched.is_some_and(|t| t.elapsed() < self.ttl) {
+        if entry.fetched.is_none_or(|t| t.elapsed() >= self.ttl) {
             return None;
         }
         entry.set.as_ref().and_then(|set| pick(set, kid))

@@ -303,7 +303,8 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     }
     for (name, b) in &doc.facts {
         if let Some([lo, hi]) = b.plausible {
-            if !(lo <= hi) || b.unit.is_none() {
+            // Not `lo > hi`: a NaN bound must fail too.
+            if lo.partial_cmp(&hi).is_none_or(|o| o.is_gt()) || b.unit.is_none() {
                 problems.push(format!(
                     "facts.{name}: plausible needs low ≤ high and a unit to be in"
                 ));

@@ -164,9 +164,9 @@ impl ResponseError for ApiError {
         if let Some(secs) = self.retry_after() {
             res.insert_header((header::RETRY_AFTER, secs));
         }
-        match self {
-            // RFC 6750 §3: say which kind of token problem this is.
-            ApiError::Auth(e) => {
+        // RFC 6750 §3: say which kind of token problem this is.
+        if let ApiError::Auth(e) = self {
+            {
                 let error = match e {
                     stride_auth::AuthError::Missing => None,
                     e if e.is_forbidden() => Some("insufficient_scope"),
@@ -180,7 +180,6 @@ impl ResponseError for ApiError {
                 };
                 res.insert_header((header::WWW_AUTHENTICATE, value));
             }
-            _ => {}
         }
         res.json(body)
     }
