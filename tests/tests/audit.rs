@@ -444,21 +444,7 @@ async fn the_service_runs_as_the_stride_service_role_when_the_owner_migrates() {
     if owner.db.backend != Backend::Postgres {
         return; // the role is PostgreSQL's; SQLite has no roles
     }
-    let role = format!("svc_{}", uuid::Uuid::new_v4().simple());
-    owner_exec(
-        &owner,
-        &format!("CREATE ROLE {role} LOGIN IN ROLE stride_service;"),
-    )
-    .await;
-    let (base, name) = owner.db.url.rsplit_once('/').unwrap();
-    let service_url = format!("{}/{name}", base.replace("postgres@", &format!("{role}@")));
-    let mut env: Vec<(String, String)> = owner
-        .env
-        .iter()
-        .filter(|(k, _)| k != "STRIDE_DATABASE_URL")
-        .cloned()
-        .collect();
-    env.push(("STRIDE_DATABASE_URL".into(), service_url));
+    let mut env = service_role(&owner).await;
     env.push(("STRIDE_MIGRATE_ON_START".into(), "false".into()));
     let settings = stride::config::Settings::from_sources(None, &env).unwrap();
     let app = stride::startup::Application::build(settings)
