@@ -72,6 +72,26 @@ pub struct HookAnswer {
     pub created_at: OffsetDateTime,
 }
 
+impl HookAnswer {
+    /// A `hook_answers` row, on either backend (the columns have the same names and types).
+    pub(crate) fn from_row<R>(r: &R) -> Result<HookAnswer, sqlx::Error>
+    where
+        R: sqlx::Row,
+        for<'c> &'c str: sqlx::ColumnIndex<R>,
+        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(HookAnswer {
+            hook_instance: r.try_get("hook_instance")?,
+            tenant: r.try_get("tenant")?,
+            caller_issuer: r.try_get("caller_issuer")?,
+            fingerprint: r.try_get("fingerprint")?,
+            response: r.try_get("response")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewFeedback {
     pub id: Uuid,

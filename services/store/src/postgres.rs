@@ -245,18 +245,7 @@ impl Store for PgStore {
         .bind(hook_instance)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(HookAnswer {
-                    hook_instance: r.try_get("hook_instance")?,
-                    tenant: r.try_get("tenant")?,
-                    caller_issuer: r.try_get("caller_issuer")?,
-                    fingerprint: r.try_get("fingerprint")?,
-                    response: r.try_get("response")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        Ok(rows.iter().map(HookAnswer::from_row).collect::<Result<_, _>>()?)
     }
 
     #[tracing::instrument(skip_all)]
