@@ -163,7 +163,10 @@ async fn tampering_and_deletion_are_caught_by_verify() {
     }
     let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
     assert_eq!(res["status"], "intact", "{res}");
-    assert_eq!(res["entries"], 3);
+    assert_eq!(
+        res["entries"], 4,
+        "the version in force at start, then three calls"
+    );
 
     // The database owner edits a decision after the fact.
     let unlock = match app.db.backend {
@@ -300,7 +303,8 @@ async fn the_database_refuses_edits_by_the_service() {
                     .fetch_one(&mut c)
                     .await
                     .unwrap(),
-                1
+                2,
+                "the version in force at start and the call"
             );
             for sql in [
                 "UPDATE audit_entries SET outcome = 'x'",
@@ -579,23 +583,43 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
     }
     owner_exec(&app, "CREATE TABLE audit_entries_y2025m01 PARTITION OF audit_entries FOR VALUES FROM ('2025-01-01') TO ('2025-02-01');").await;
     let jan_2025_us = 1_736_000_000_000_000i64; // 2025-01-04
+                                                // A chain of its own, begun in January 2025 (the clinic's chain began at this start).
+    const OLD: &str = "clinic-archive";
+    let entry = |recorded_us: i64| stride_store::NewAuditEntry {
+        id: uuid::Uuid::new_v4(),
+        tenant: OLD.into(),
+        recorded_us,
+        action: "hook-call".into(),
+        outcome: "success".into(),
+        facts: Some(AuditFacts::from_json(&json!({"records": []}))),
+        details: json!({}),
+        ..Default::default()
+    };
     for i in 0..3 {
         let e = stride_store::NewAuditEntry {
-            id: uuid::Uuid::new_v4(),
-            tenant: TENANT.into(),
             recorded_us: jan_2025_us + i,
-            action: "hook-call".into(),
-            outcome: "success".into(),
-            facts: Some(AuditFacts::from_json(&json!({"records": []}))),
-            details: json!({}),
-            ..Default::default()
+            ..entry(0)
         };
         app.store.append_audit(&e).await.unwrap();
     }
-    hook(&app, 3).await;
-    hook(&app, 20).await;
-    let before: Json = get(&app, "/audit/verify").await.json().await.unwrap();
-    assert_eq!(before["status"], "intact");
+    for _ in 0..2 {
+        let now = stride::audit::now_us();
+        app.store.append_audit(&entry(now)).await.unwrap();
+    }
+    // Its chain, as an all-tenants auditor (the CLI) checks it.
+    let verify = || async {
+        let q = AuditQuery {
+            tenant: Some(OLD.into()),
+            ..Default::default()
+        };
+        let check = stride::routes::audit::check_chain(app.store.as_ref(), &q, None, &[])
+            .await
+            .unwrap();
+        stride::routes::audit::report(&check)
+    };
+    let before = verify().await;
+    assert_eq!(before["status"], "intact", "{before}");
+    assert_eq!(before["entries"], 5);
 
     let dropped = app.store.drop_audit_before(cutoff).await.unwrap();
     assert_eq!(dropped, ["audit_entries_y2025m01"]);
@@ -610,17 +634,17 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
         .expect("a checkpoint in the chain");
     assert_eq!(checkpoint.entry.details["lastSeq"], 3);
 
-    let after: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let after = verify().await;
     assert_eq!(after["status"], "intact", "{after}");
     // The cut chain still catches an edit.
     owner_exec(
         &app,
         &format!(
-            "UPDATE audit_entries SET outcome = 'refused' WHERE tenant = '{TENANT}' AND seq = 5;"
+            "UPDATE audit_entries SET outcome = 'refused' WHERE tenant = '{OLD}' AND seq = 5;"
         ),
     )
     .await;
-    let edited: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let edited = verify().await;
     assert_eq!(edited["status"], "broken", "{edited}");
 }
 
@@ -700,7 +724,10 @@ async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
     }
     let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
     assert_eq!(res["status"], "intact", "{res}");
-    assert_eq!(res["sealed"], 3, "{res}");
+    assert_eq!(
+        res["sealed"], 4,
+        "the version in force and three calls: {res}"
+    );
 
     let anchor = dir.path().join("anchor.ndjson");
     let anchored = stride::cli::AuditCommand::Anchor {
@@ -709,10 +736,10 @@ async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
     assert_eq!(cli(&app, anchored).await, std::process::ExitCode::SUCCESS);
     let lines = std::fs::read_to_string(&anchor).unwrap();
     let cp: Json = serde_json::from_str(lines.lines().last().unwrap()).unwrap();
-    // Three hook calls and the verify just made (itself audited).
+    // The version in force, three hook calls and the verify just made (itself audited).
     assert_eq!(
         (cp["tenant"].as_str(), cp["seq"].as_i64()),
-        (Some(TENANT), Some(4))
+        (Some(TENANT), Some(5))
     );
     assert_eq!(
         cli(&app, verify_with(&anchor)).await,
@@ -733,7 +760,7 @@ async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
         "{res}"
     );
     // Even with every seal stripped (the chain looks unsealed from the start), the checkpoint
-    // kept outside the database names the hash entry 4 had.
+    // kept outside the database names the hash entry 5 had.
     rechain(&app, 1, |e| e.details["note"] = json!("rewritten")).await;
     assert_eq!(
         cli(&app, verify_with(&anchor)).await,
@@ -761,10 +788,10 @@ async fn a_deleted_tail_shows_against_the_checkpoints_outside_the_database() {
     };
     owner_exec(
         &app,
-        &format!("{unlock} DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq = 3;"),
+        &format!("{unlock} DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq = 4;"),
     )
     .await;
-    // What is left is a consistent, sealed chain of two …
+    // What is left is a consistent, sealed chain of three …
     let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
     assert_eq!(res["status"], "intact", "{res}");
     // … that the checkpoint outside the database says is missing its tail.
@@ -775,7 +802,7 @@ async fn a_deleted_tail_shows_against_the_checkpoints_outside_the_database() {
     // A checkpoint file someone edited does not verify either.
     let forged = std::fs::read_to_string(&anchor)
         .unwrap()
-        .replace("\"seq\":3", "\"seq\":2");
+        .replace("\"seq\":4", "\"seq\":3");
     std::fs::write(&anchor, forged).unwrap();
     assert_eq!(
         cli(&app, verify_with(&anchor)).await,
@@ -802,7 +829,9 @@ async fn a_rotated_key_keeps_old_seals_verifiable_and_an_auditor_needs_only_publ
         .map(|a| a.unwrap().seal.unwrap().kid)
         .collect()
         .await;
-    assert_eq!(kids, ["k1", "k2"]);
+    // The version in force and the first call under k1; the version is unchanged at the
+    // restart (no new entry), the second call under k2.
+    assert_eq!(kids, ["k1", "k1", "k2"]);
     let public = dir.path().join("public.json");
     let keys = stride_store::seal::AuditKeys::load(std::path::Path::new(&old)).unwrap();
     std::fs::write(&public, keys.public_only()).unwrap();

@@ -206,6 +206,11 @@ impl Verifier {
         Ok(Verifier { issuers, options })
     }
 
+    /// Every trust-file entry.
+    pub fn issuers(&self) -> impl Iterator<Item = &IssuerConfig> {
+        self.issuers.values().map(|(cfg, _)| cfg)
+    }
+
     /// The trust-file entry of `iss`, if it lists it.
     pub fn issuer(&self, iss: &str) -> Option<&IssuerConfig> {
         self.issuers.get(iss).map(|(cfg, _)| cfg)

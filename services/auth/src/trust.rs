@@ -44,6 +44,11 @@ pub struct IssuerConfig {
     /// fetches may connect there. Cloud metadata addresses stay refused.
     #[serde(default)]
     pub fhir_internal_networks: bool,
+    /// The guideline versions that answer for this issuer's tenant (`guideline-id` →
+    /// `MAJOR.MINOR.PATCH`), overriding STRIDE_GUIDELINE_VERSIONS; checked against the loaded
+    /// rule sets at start.
+    #[serde(default)]
+    pub guidelines: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -264,7 +264,10 @@ impl Store for SqliteStore {
         .bind(hook_instance)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(HookAnswer::from_row).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(HookAnswer::from_row)
+            .collect::<Result<_, _>>()?)
     }
 
     #[tracing::instrument(skip_all)]

@@ -16,6 +16,9 @@ pub struct Settings {
     pub public_url: PublicUrl,
     pub database: DatabaseUrl,
     pub guidelines_dir: PathBuf,
+    /// `STRIDE_GUIDELINE_VERSIONS`: the version in force per guideline for every tenant
+    /// (a trust-file issuer's `guidelines` overrides it); unset: the newest active.
+    pub guideline_versions: std::collections::BTreeMap<String, stride_guideline::RuleSetVersion>,
     pub trust_file: Option<PathBuf>,
     /// The audit key file (`STRIDE_AUDIT_KEY_FILE`): its signing key seals every entry
     /// written; its public keys verify seals and checkpoints.
@@ -188,6 +191,7 @@ struct Raw {
     public_url: Option<String>,
     database_url: Option<String>,
     guidelines_dir: Option<String>,
+    guideline_versions: Option<String>,
     trust_file: Option<String>,
     audit_key_file: Option<String>,
     max_body_bytes: Option<String>,
@@ -307,6 +311,11 @@ impl Settings {
                     .map_err(|r| invalid("STRIDE_AUDIT_KEY_FILE", &p, r))?,
             )),
             None => None,
+        };
+        let guideline_versions = match &raw.guideline_versions {
+            Some(v) => crate::pins::parse_setting(v)
+                .map_err(|r| invalid("STRIDE_GUIDELINE_VERSIONS", v, r))?,
+            None => Default::default(),
         };
         let trust_file = raw.trust_file.map(PathBuf::from);
         if let Some(t) = &trust_file {
@@ -535,6 +544,7 @@ impl Settings {
             public_url,
             database,
             guidelines_dir,
+            guideline_versions,
             trust_file,
             audit_keys,
             max_body_bytes: max_body_bytes as usize,

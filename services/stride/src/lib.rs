@@ -14,6 +14,7 @@ pub mod dev;
 pub mod error;
 pub mod metrics;
 pub mod oidc;
+pub mod pins;
 pub mod replay;
 pub mod routes;
 pub mod rules_cmd;

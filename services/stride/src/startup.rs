@@ -32,6 +32,8 @@ pub struct AppState {
     pub db_health: Arc<stride_store::Health>,
     /// Sign-in starts per client.
     pub sign_ins: crate::admission::PerClient,
+    /// Which guideline version answers for whom.
+    pub pins: crate::pins::Pins,
     /// Each tenant's share of the calls in flight.
     pub tenant_share: crate::admission::TenantShare,
     /// Staff sign-in with OpenID Connect, when configured.
@@ -53,6 +55,8 @@ pub enum StartError {
     Trust(#[from] stride_auth::TrustError),
     #[error("STRIDE_OIDC_ISSUER {0} must be listed as a `staff` issuer in the trust file (its keys verify the ID tokens)")]
     OidcIssuer(String),
+    #[error("guideline versions: {0}")]
+    Pins(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -107,6 +111,8 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
         let verifier = Arc::new(verifier(&settings)?);
+        let pins = crate::pins::Pins::new(&catalog, &settings.guideline_versions, &verifier)
+            .map_err(StartError::Pins)?;
         let oidc = match &settings.oidc {
             Some(o) if verifier.issuer_kind(&o.issuer) != Some(stride_auth::Kind::Staff) => {
                 return Err(StartError::OidcIssuer(o.issuer.clone()))
@@ -123,6 +129,17 @@ impl Application {
         } else {
             connect_checked(&settings).await?
         };
+        // A change of the version in force is on the record before the first call it answers.
+        let changed = pins
+            .record_changes(&catalog, store.as_ref())
+            .await
+            .map_err(|source| StartError::Database {
+                url: settings.database.redacted(),
+                source,
+            })?;
+        if changed > 0 {
+            tracing::info!(changed, "guideline versions in force changed (audited)");
+        }
         let guarded = Arc::new(stride_store::Guarded::new(store));
         let db_health = guarded.health();
         let store: Arc<dyn Store> = guarded;
@@ -176,6 +193,7 @@ impl Application {
             settings,
             fetcher,
             tenant_share,
+            pins,
             sign_ins,
             db_health,
             verifier,
@@ -240,6 +258,7 @@ impl Application {
                 .service(routes::health::healthz)
                 .service(routes::health::readyz)
                 .service(crate::metrics::metrics)
+                .service(routes::guidelines::list)
                 .service(routes::guidelines::rule_set)
                 .service(routes::fhir::metadata)
                 .service(routes::audit::search)

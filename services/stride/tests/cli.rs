@@ -466,13 +466,19 @@ fn audit_verify_export_and_replay_from_the_command_line() {
     let file = dir.path().join("export.ndjson");
     let out = run(stride(&dir).args(["audit", "export", "--out"]).arg(&file));
     assert!(out.status.success(), "{}", stderr(&out));
+    // The version in force when the service started, then the call.
     assert!(
-        stderr(&out).contains("exported 1 entries"),
+        stderr(&out).contains("exported 2 entries"),
         "progress on stderr: {}",
         stderr(&out)
     );
-    let line: serde_json::Value =
-        serde_json::from_str(std::fs::read_to_string(&file).unwrap().trim()).unwrap();
+    let exported = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<serde_json::Value> = exported
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["action"], "guideline-version");
+    let line = &lines[1];
     assert_eq!(line["action"], "hook-call");
 
     let id = line["id"].as_str().unwrap();

@@ -97,6 +97,9 @@ pub fn discovery(rs: &RuleSet) -> Json {
                 "id": s.id,
                 "title": s.title,
                 "description": s.description,
+                // The CDS Hooks 3.0 ballot's service `version`: the guideline version that
+                // answers by default (a tenant may be pinned to another, see GET /guidelines).
+                "version": rs.doc.version.to_string(),
                 "prefetch": prefetch,
                 "usageRequirements": format!(
                     "Requires a signed JWT from a trusted CDS client. Decides with rule set {} {}: an active \

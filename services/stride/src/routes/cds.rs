@@ -25,16 +25,21 @@ use crate::error::ApiError;
 use crate::routes::guidelines;
 use crate::startup::AppState;
 
-fn rule_set(state: &AppState) -> Result<&std::sync::Arc<RuleSet>, ApiError> {
+/// The guideline version that answers for `issuer` (`None`: not yet known, as for discovery).
+fn rule_set<'s>(
+    state: &'s AppState,
+    issuer: Option<&str>,
+) -> Result<&'s std::sync::Arc<RuleSet>, ApiError> {
     state
-        .catalog
-        .current(GUIDELINE)
+        .pins
+        .in_force(&state.catalog, GUIDELINE, issuer)
+        .map(|(rs, _)| rs)
         .ok_or(ApiError::Unavailable)
 }
 
 #[get("/cds-services")]
 pub async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(services::discovery(rule_set(&state)?)))
+    Ok(HttpResponse::Ok().json(services::discovery(rule_set(&state, None)?)))
 }
 
 fn service(id: &str) -> Result<&'static ServiceDef, ApiError> {
@@ -321,7 +326,7 @@ pub async fn call(
 ) -> Result<HttpResponse, ApiError> {
     let svc = service(&path)?;
     tracing::Span::current().record("hook", svc.hook.name());
-    let rs = rule_set(&state)?.clone();
+    let rs = rule_set(&state, Some(cds_caller.issuer()))?.clone();
     let _share = state
         .tenant_share
         .enter(cds_caller.tenant())

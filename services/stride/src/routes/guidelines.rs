@@ -7,6 +7,53 @@ use stride_guideline::RuleSetVersion;
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// Every guideline, its versions with their status and effective period, and which version
+/// answers for whom: the default and each tenant.
+#[get("/guidelines")]
+pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+    let public = state.settings.public_url.as_str();
+    let mut out: Vec<serde_json::Value> = Vec::new();
+    let mut ids: Vec<&str> = state.catalog.iter().map(|rs| rs.doc.id.as_str()).collect();
+    ids.dedup();
+    for id in ids {
+        let versions: Vec<serde_json::Value> = state
+            .catalog
+            .iter()
+            .filter(|rs| rs.doc.id == id)
+            .map(|rs| {
+                serde_json::json!({
+                    "version": rs.doc.version.to_string(),
+                    "status": rs.doc.status,
+                    "effective": rs.doc.effective,
+                    "url": url(public, id, &rs.doc.version),
+                })
+            })
+            .collect();
+        let default = state.pins.in_force(&state.catalog, id, None);
+        let tenants: serde_json::Map<String, serde_json::Value> = state
+            .pins
+            .tenants(&state.catalog, id)
+            .into_iter()
+            .map(|(t, rs, source)| {
+                (
+                    t,
+                    serde_json::json!({"version": rs.doc.version.to_string(), "chosenBy": source.as_str()}),
+                )
+            })
+            .collect();
+        let mut g = serde_json::json!({"id": id, "versions": versions});
+        if !tenants.is_empty() {
+            g["tenants"] = serde_json::Value::Object(tenants);
+        }
+        if let Some((rs, source)) = default {
+            g["title"] = serde_json::json!(rs.doc.title);
+            g["default"] = serde_json::json!({"version": rs.doc.version.to_string(), "chosenBy": source.as_str()});
+        }
+        out.push(g);
+    }
+    HttpResponse::Ok().json(serde_json::json!({ "guidelines": out }))
+}
+
 #[get("/guidelines/{id}/{version}")]
 pub async fn rule_set(
     path: web::Path<(String, String)>,

@@ -89,6 +89,11 @@ pub fn document(public_url: &str) -> Json {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Feedback"}}}},
                 "responses": auth_errors(feedback_responses),
             }},
+            "/guidelines": {"get": {
+                "summary": "Every guideline, its versions (status, effective period) and which version answers for whom",
+                "responses": {"200": ok_json("Guidelines, versions and the versions in force", json!({"type": "object",
+                    "required": ["guidelines"], "properties": {"guidelines": {"type": "array", "items": {"type": "object"}}}}))},
+            }},
             "/guidelines/{id}/{version}": {"get": {
                 "summary": "A rule-set version as loaded (JSON)",
                 "parameters": [id_param, {"name": "version", "in": "path", "required": true, "schema": {"type": "string"}}],

@@ -1,0 +1,221 @@
+//! Which version of each guideline answers for whom. Versions live side by side; per
+//! guideline one answers for a tenant at a time: the issuer's `guidelines` map in the trust
+//! file, else `STRIDE_GUIDELINE_VERSIONS`, else the newest active version. So one clinic
+//! stays on 1.0.0 while another moves to 1.0.1, and every version stays loadable for replay.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use stride_guideline::model::Status;
+use stride_guideline::{RuleSet, RuleSetVersion};
+use stride_store::{AuditQuery, NewAuditEntry, Store, StoreError};
+
+use crate::catalog::Catalog;
+
+/// The audit action of a change of the version in force for a tenant.
+pub const VERSION_IN_FORCE: &str = "guideline-version";
+
+/// Where a version in force was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    TrustFile,
+    Setting,
+    NewestActive,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::TrustFile => "trust file",
+            Source::Setting => "STRIDE_GUIDELINE_VERSIONS",
+            Source::NewestActive => "newest active",
+        }
+    }
+}
+
+pub struct Pins {
+    global: BTreeMap<String, RuleSetVersion>,
+    /// Issuer → its own pins.
+    by_issuer: HashMap<String, BTreeMap<String, RuleSetVersion>>,
+    /// Every CDS client's tenant and issuer, for reporting and the audit of changes.
+    tenants: Vec<(String, String)>,
+}
+
+impl Pins {
+    /// Check every pin against the loaded versions: a pin to a version that is not loaded, or
+    /// a draft, stops the start (a clinic must never silently fall back to another version).
+    pub fn new(
+        catalog: &Catalog,
+        global: &BTreeMap<String, RuleSetVersion>,
+        verifier: &stride_auth::Verifier,
+    ) -> Result<Pins, String> {
+        let check = |id: &str, v: &RuleSetVersion, origin: &str| -> Result<(), String> {
+            match catalog.get(id, v) {
+                None => Err(format!(
+                    "{origin}: {id} {v} is not a loaded rule-set version"
+                )),
+                Some(rs) if rs.doc.status == Status::Draft => Err(format!(
+                    "{origin}: {id} {v} is a draft; only active or retired versions answer"
+                )),
+                Some(_) => Ok(()),
+            }
+        };
+        for (id, v) in global {
+            check(id, v, "STRIDE_GUIDELINE_VERSIONS")?;
+        }
+        let mut by_issuer = HashMap::new();
+        let mut tenants = Vec::new();
+        for cfg in verifier.issuers() {
+            if cfg.kind != stride_auth::Kind::CdsClient {
+                continue;
+            }
+            tenants.push((
+                cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
+                cfg.iss.clone(),
+            ));
+            let mut own = BTreeMap::new();
+            for (id, v) in &cfg.guidelines {
+                let origin = format!("trust file, issuer {}", cfg.iss);
+                let v: RuleSetVersion = v.parse().map_err(|e| format!("{origin}: {e}"))?;
+                check(id, &v, &origin)?;
+                own.insert(id.clone(), v);
+            }
+            by_issuer.insert(cfg.iss.clone(), own);
+        }
+        tenants.sort();
+        tenants.dedup();
+        Ok(Pins {
+            global: global.clone(),
+            by_issuer,
+            tenants,
+        })
+    }
+
+    /// The version of `guideline` that answers for `issuer` (`None`: a caller not yet known,
+    /// as discovery is), and where it was chosen.
+    pub fn in_force<'c>(
+        &self,
+        catalog: &'c Catalog,
+        guideline: &str,
+        issuer: Option<&str>,
+    ) -> Option<(&'c Arc<RuleSet>, Source)> {
+        let own = issuer
+            .and_then(|i| self.by_issuer.get(i))
+            .and_then(|m| m.get(guideline));
+        if let Some(v) = own {
+            return catalog.get(guideline, v).map(|rs| (rs, Source::TrustFile));
+        }
+        if let Some(v) = self.global.get(guideline) {
+            return catalog.get(guideline, v).map(|rs| (rs, Source::Setting));
+        }
+        catalog
+            .current(guideline)
+            .map(|rs| (rs, Source::NewestActive))
+    }
+
+    /// Each CDS client's tenant and the version that answers for it.
+    pub fn tenants<'c>(
+        &self,
+        catalog: &'c Catalog,
+        guideline: &str,
+    ) -> Vec<(String, &'c Arc<RuleSet>, Source)> {
+        self.tenants
+            .iter()
+            .filter_map(|(tenant, iss)| {
+                self.in_force(catalog, guideline, Some(iss))
+                    .map(|(rs, src)| (tenant.clone(), rs, src))
+            })
+            .collect()
+    }
+
+    /// One audit entry per tenant and guideline whose version in force is not the one its
+    /// chain last recorded (at start: configuration changes take effect there).
+    pub async fn record_changes(
+        &self,
+        catalog: &Catalog,
+        store: &dyn Store,
+    ) -> Result<usize, StoreError> {
+        let guidelines: Vec<String> = {
+            let mut ids: Vec<String> = catalog.iter().map(|rs| rs.doc.id.clone()).collect();
+            ids.dedup();
+            ids
+        };
+        let mut written = 0;
+        for id in &guidelines {
+            for (tenant, rs, source) in self.tenants(catalog, id) {
+                let q = AuditQuery {
+                    tenant: Some(tenant.clone()),
+                    action: Some(VERSION_IN_FORCE.into()),
+                    ..AuditQuery::default()
+                };
+                // Newest first: the first entry of this guideline is what was in force.
+                let mut rows = store.audit_stream(&q, false);
+                let mut previous = None;
+                while let Some(row) = rows.next().await {
+                    let a = row?;
+                    if a.entry.details["guideline"] == json!(id) {
+                        previous = a.entry.details["version"].as_str().map(str::to_owned);
+                        break;
+                    }
+                }
+                drop(rows);
+                let now = rs.doc.version.to_string();
+                if previous.as_deref() == Some(now.as_str()) {
+                    continue;
+                }
+                let entry = NewAuditEntry {
+                    id: stride_store::new_row_id(),
+                    tenant,
+                    recorded_us: crate::audit::now_us(),
+                    action: VERSION_IN_FORCE.into(),
+                    outcome: "success".into(),
+                    rule_set_id: Some(id.clone()),
+                    rule_set_version: Some(now.clone()),
+                    rule_set_hash: Some(rs.content_hash.clone()),
+                    details: json!({"guideline": id, "version": now, "chosenBy": source.as_str()}),
+                    ..NewAuditEntry::default()
+                };
+                let mut entry = entry;
+                if let Some(p) = previous {
+                    entry.details["previous"] = json!(p);
+                }
+                store.append_audit(&entry).await?;
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// `guideline-id=version,…` (STRIDE_GUIDELINE_VERSIONS).
+pub fn parse_setting(s: &str) -> Result<BTreeMap<String, RuleSetVersion>, String> {
+    let mut pins = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}` is not guideline-id=version"))?;
+        let v: RuleSetVersion = v.trim().parse().map_err(|e| format!("{e}"))?;
+        if pins.insert(id.trim().to_owned(), v).is_some() {
+            return Err(format!("{} is pinned twice", id.trim()));
+        }
+    }
+    Ok(pins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_setting_is_a_list_of_guideline_versions() {
+        let pins = parse_setting("a=1.0.0, b = 2.1.3").unwrap();
+        assert_eq!(pins["a"].to_string(), "1.0.0");
+        assert_eq!(pins["b"].to_string(), "2.1.3");
+        assert!(parse_setting("").unwrap().is_empty());
+        for bad in ["a", "a=1.0", "a=1.0.0,a=1.0.1", "a=x"] {
+            assert!(parse_setting(bad).is_err(), "{bad}");
+        }
+    }
+}
