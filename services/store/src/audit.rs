@@ -182,8 +182,70 @@ pub struct ChainCheck {
     pub checkpoints: u64,
 }
 
+/// What an audit entry records. Stored as its name; every name Stride writes is here, so a
+/// search, a filter or a check names an action that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    HookCall,
+    /// A retry of a hookInstance answered before: the stored answer was given again.
+    HookRetry,
+    Feedback,
+    CareplanRead,
+    CareplanSearch,
+    CareplanReview,
+    AuditRead,
+    AuditVerify,
+    AuditReplay,
+    StaffSignIn,
+    StaffSignOut,
+    /// Refused requests, aggregated per reason, client and route per interval.
+    Refused,
+    /// Appended by retention before it removes a tenant's oldest entries.
+    RetentionCheckpoint,
+    /// The version of a guideline in force for a tenant changed.
+    GuidelineVersion,
+}
+
+impl Action {
+    pub const ALL: [Action; 14] = [
+        Action::HookCall,
+        Action::HookRetry,
+        Action::Feedback,
+        Action::CareplanRead,
+        Action::CareplanSearch,
+        Action::CareplanReview,
+        Action::AuditRead,
+        Action::AuditVerify,
+        Action::AuditReplay,
+        Action::StaffSignIn,
+        Action::StaffSignOut,
+        Action::Refused,
+        Action::RetentionCheckpoint,
+        Action::GuidelineVersion,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Action::HookCall => "hook-call",
+            Action::HookRetry => "hook-retry",
+            Action::Feedback => "feedback",
+            Action::CareplanRead => "careplan-read",
+            Action::CareplanSearch => "careplan-search",
+            Action::CareplanReview => "careplan-review",
+            Action::AuditRead => "audit-read",
+            Action::AuditVerify => "audit-verify",
+            Action::AuditReplay => "audit-replay",
+            Action::StaffSignIn => "staff-sign-in",
+            Action::StaffSignOut => "staff-sign-out",
+            Action::Refused => "refused",
+            Action::RetentionCheckpoint => "retention-checkpoint",
+            Action::GuidelineVersion => "guideline-version",
+        }
+    }
+}
+
 /// The action of the entry retention appends before it removes a tenant's oldest entries.
-pub const RETENTION_CHECKPOINT: &str = "retention-checkpoint";
+pub const RETENTION_CHECKPOINT: &str = Action::RetentionCheckpoint.as_str();
 
 impl ChainCheck {
     /// Check seals with these public keys (see `seal`).

@@ -168,7 +168,7 @@ impl Store for PgStore {
                 id: crate::new_row_id(),
                 tenant,
                 recorded_us: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64,
-                action: crate::audit::RETENTION_CHECKPOINT.into(),
+                action: crate::audit::Action::RetentionCheckpoint.as_str().into(),
                 outcome: "success".into(),
                 details: serde_json::json!({"before": cutoff.to_string(), "lastSeq": seq, "lastHash": hash}),
                 ..NewAuditEntry::default()
@@ -456,9 +456,10 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn drafting_entry(&self, careplan_id: Uuid) -> Result<AuditEntry, StoreError> {
         let row = sqlx::query(
-            "SELECT * FROM audit_entries WHERE careplan_id = $1 AND action = 'hook-call' LIMIT 1",
+            "SELECT * FROM audit_entries WHERE careplan_id = $1 AND action = $2 LIMIT 1",
         )
         .bind(careplan_id)
+        .bind(crate::audit::Action::HookCall.as_str())
         .fetch_one(&self.pool)
         .await?;
         row_to_audit(&row)

@@ -467,12 +467,12 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn drafting_entry(&self, careplan_id: Uuid) -> Result<AuditEntry, StoreError> {
-        let row = sqlx::query(
-            "SELECT * FROM audit_entries WHERE careplan_id = ? AND action = 'hook-call' LIMIT 1",
-        )
-        .bind(careplan_id.to_string())
-        .fetch_one(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT * FROM audit_entries WHERE careplan_id = ? AND action = ? LIMIT 1")
+                .bind(careplan_id.to_string())
+                .bind(crate::audit::Action::HookCall.as_str())
+                .fetch_one(&self.pool)
+                .await?;
         row_to_audit(&row)
     }
 

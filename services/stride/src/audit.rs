@@ -4,6 +4,7 @@
 use actix_web::{HttpMessage, HttpRequest};
 use serde_json::{json, Value as Json};
 use stride_auth::Caller;
+pub use stride_store::audit::Action;
 use stride_store::{AuditEntry, NewAuditEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -25,7 +26,7 @@ pub fn tenant_of(caller: &Caller) -> String {
 /// An entry for `action` by `caller`, with the request's id as its trace id.
 pub fn entry(
     req: &HttpRequest,
-    action: &str,
+    action: Action,
     outcome: &str,
     caller: Option<&Caller>,
 ) -> NewAuditEntry {
@@ -35,7 +36,7 @@ pub fn entry(
             .map(tenant_of)
             .unwrap_or_else(|| UNAUTHENTICATED.to_owned()),
         recorded_us: now_us(),
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         outcome: outcome.to_owned(),
         caller_issuer: caller.map(|c| c.issuer.clone()),
         caller_subject: caller.map(|c| c.subject.clone()),
@@ -137,7 +138,7 @@ pub fn refusal_writer(
                     id: stride_store::new_row_id(),
                     tenant: UNAUTHENTICATED.to_owned(),
                     recorded_us: now_us(),
-                    action: "refused".into(),
+                    action: Action::Refused.as_str().into(),
                     outcome: "refused".into(),
                     trace_id: g.trace_id,
                     details: json!({

@@ -15,7 +15,7 @@ use stride_store::{AuditQuery, NewAuditEntry, Store, StoreError};
 use crate::catalog::Catalog;
 
 /// The audit action of a change of the version in force for a tenant.
-pub const VERSION_IN_FORCE: &str = "guideline-version";
+const VERSION_IN_FORCE: &str = stride_store::audit::Action::GuidelineVersion.as_str();
 
 /// Where a version in force was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

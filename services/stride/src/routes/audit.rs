@@ -69,7 +69,7 @@ pub async fn search(
         limit: q.count.map(|c| c.clamp(1, 1_000_000)),
         action: None,
     };
-    let mut entry = audit::entry(&req, "audit-read", "success", Some(&caller));
+    let mut entry = audit::entry(&req, audit::Action::AuditRead, "success", Some(&caller));
     entry.patient_ref = query.patient_ref.clone();
     entry.details["query"] = json!({"caller": q.caller, "ruleSetVersion": q.rule_set_version, "decision": q.decision,
                                     "since": q.since, "until": q.until, "format": if bundle { "bundle" } else { "ndjson" }});
@@ -158,7 +158,7 @@ pub async fn verify(
         ..AuditQuery::default()
     };
     let check = verify_chain(&state, &query).await?;
-    let mut entry = audit::entry(&req, "audit-verify", "success", Some(&caller));
+    let mut entry = audit::entry(&req, audit::Action::AuditVerify, "success", Some(&caller));
     entry.details["result"] = report(&check);
     state.store.append_audit(&entry).await?;
     Ok(HttpResponse::Ok().json(report(&check)))
@@ -244,7 +244,7 @@ pub async fn read(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (caller, a) = load(&req, &state, &path).await?;
-    let mut entry = audit::entry(&req, "audit-read", "success", Some(&caller));
+    let mut entry = audit::entry(&req, audit::Action::AuditRead, "success", Some(&caller));
     entry.patient_ref = a.entry.patient_ref.clone();
     entry.details["entry"] = json!(a.entry.id);
     state.store.append_audit(&entry).await?;
@@ -270,7 +270,7 @@ pub async fn replay_entry(
         }
         ReplayError::Unreadable(m) => ApiError::Internal(m),
     })?;
-    let mut entry = audit::entry(&req, "audit-replay", "success", Some(&caller));
+    let mut entry = audit::entry(&req, audit::Action::AuditReplay, "success", Some(&caller));
     entry.patient_ref = a.entry.patient_ref.clone();
     entry.details["entry"] = json!(a.entry.id);
     entry.details["identical"] = json!(result.identical);

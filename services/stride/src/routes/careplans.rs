@@ -58,7 +58,7 @@ pub async fn read(
 ) -> Result<HttpResponse, ApiError> {
     let caller = auth::staff(&req, &state, READ).await?;
     let record = load_visible(&state, &caller, &path).await?;
-    let mut entry = audit::entry(&req, "careplan-read", "success", Some(&caller));
+    let mut entry = audit::entry(&req, audit::Action::CareplanRead, "success", Some(&caller));
     entry.patient_ref = Some(record.patient_ref.clone());
     entry.careplan_id = Some(record.id);
     state.store.append_audit(&entry).await?;
@@ -99,7 +99,12 @@ pub async fn search(
         ..CarePlanQuery::default()
     };
     let plans = state.store.search_careplans(&query).await?;
-    let mut entry = audit::entry(&req, "careplan-search", "success", Some(&caller));
+    let mut entry = audit::entry(
+        &req,
+        audit::Action::CareplanSearch,
+        "success",
+        Some(&caller),
+    );
     entry.patient_ref = query.patient_ref.clone();
     entry.details["results"] = json!(plans.len());
     state.store.append_audit(&entry).await?;
@@ -215,7 +220,7 @@ pub async fn apply_review(
         ApiError::BadRequest(format!("the revised CarePlan is not valid FHIR R4: {e}"))
     })?;
 
-    let mut entry = audit::entry(req, "careplan-review", "success", Some(caller));
+    let mut entry = audit::entry(req, audit::Action::CareplanReview, "success", Some(caller));
     entry.patient_ref = Some(current.patient_ref.clone());
     entry.careplan_id = Some(id);
     entry.details["review"] =

@@ -356,25 +356,26 @@ pub async fn call(
         },
     )?;
     let fingerprint = fingerprint(svc, &raw);
-    let cds_caller =
-        match answered_before(&state, cds_caller, &req.hook_instance, &fingerprint).await? {
-            Earlier::Retry(caller, response) => {
-                let mut audit = audit::entry(&http, "hook-retry", "success", Some(&caller));
-                audit.hook = Some(svc.hook.name().to_owned());
-                audit.hook_instance = Some(req.hook_instance.clone());
-                audit.service_id = Some(svc.id.to_owned());
-                audit.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
-                state.store.append_audit(&audit).await.map_err(|e| {
-                    tracing::error!(error = %e, "retry audit entry not written: answering 503");
-                    ApiError::Unavailable
-                })?;
-                tracing::Span::current().record("outcome", "retry answered");
-                return Ok(HttpResponse::Ok()
-                    .content_type("application/json")
-                    .body(response));
-            }
-            Earlier::None(c) => c,
-        };
+    let cds_caller = match answered_before(&state, cds_caller, &req.hook_instance, &fingerprint)
+        .await?
+    {
+        Earlier::Retry(caller, response) => {
+            let mut audit = audit::entry(&http, audit::Action::HookRetry, "success", Some(&caller));
+            audit.hook = Some(svc.hook.name().to_owned());
+            audit.hook_instance = Some(req.hook_instance.clone());
+            audit.service_id = Some(svc.id.to_owned());
+            audit.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
+            state.store.append_audit(&audit).await.map_err(|e| {
+                tracing::error!(error = %e, "retry audit entry not written: answering 503");
+                ApiError::Unavailable
+            })?;
+            tracing::Span::current().record("outcome", "retry answered");
+            return Ok(HttpResponse::Ok()
+                .content_type("application/json")
+                .body(response));
+        }
+        Earlier::None(c) => c,
+    };
     let now = OffsetDateTime::now_utc();
     // "Today" and every record's day are the clinic's local dates (its trust-file zone, else
     // the offsets its EHR writes), re-read once the Observations are in too.
@@ -508,7 +509,7 @@ pub async fn call(
         created_at: now,
         decision_key: key.clone(),
     });
-    let mut audit = audit::entry(&http, "hook-call", "success", Some(&caller));
+    let mut audit = audit::entry(&http, audit::Action::HookCall, "success", Some(&caller));
     audit.hook = Some(svc.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());
     audit.service_id = Some(svc.id.to_owned());
@@ -689,7 +690,7 @@ pub async fn feedback(
     let entries = feedback_entries(svc, cds_caller.tenant(), &body, OffsetDateTime::now_utc())
         .map_err(ApiError::BadRequest)?;
     let caller = cds_caller.settled().await?;
-    let mut audit = audit::entry(&http, "feedback", "success", Some(&caller));
+    let mut audit = audit::entry(&http, audit::Action::Feedback, "success", Some(&caller));
     audit.service_id = Some(svc.id.to_owned());
     audit.card_uuids = entries.iter().map(|f| f.card_uuid.clone()).collect();
     audit.details["outcomes"] = entries

@@ -86,20 +86,6 @@ impl Filters {
     }
 }
 
-const ACTIONS: &[&str] = &[
-    "hook-call",
-    "feedback",
-    "careplan-read",
-    "careplan-search",
-    "careplan-review",
-    "audit-read",
-    "audit-verify",
-    "audit-replay",
-    "staff-sign-in",
-    "staff-sign-out",
-    "refused",
-];
-
 #[get("/ui/audit")]
 #[tracing::instrument(name = "ui audit", skip_all)]
 pub async fn search(
@@ -109,7 +95,12 @@ pub async fn search(
 ) -> Result<HttpResponse, UiError> {
     let viewer = viewer(&req, &state, READ).await?;
     let query = f.query(viewer.caller.tenant_scope(), Some(100))?;
-    let mut log = audit::entry(&req, "audit-read", "success", Some(&viewer.caller));
+    let mut log = audit::entry(
+        &req,
+        audit::Action::AuditRead,
+        "success",
+        Some(&viewer.caller),
+    );
     log.patient_ref = query.patient_ref.clone();
     log.details["view"] = json!("decision log");
     log.details["query"] = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
@@ -130,7 +121,7 @@ pub async fn search(
     html.push_str(&field("version", "Rule-set version", &f.version, "text"));
     html.push_str(&field("decision", "Decision id", &f.decision, "text"));
     html.push_str("<label for=\"action\">Action</label><select id=\"action\" name=\"action\"><option value=\"\">Any</option>");
-    for a in ACTIONS {
+    for a in crate::audit::Action::ALL.map(crate::audit::Action::as_str) {
         let sel = if f.action.as_deref() == Some(a) {
             " selected"
         } else {
@@ -191,7 +182,12 @@ pub async fn export(
     let viewer = viewer(&req, &state, READ).await?;
     let bundle = f.format.as_deref() == Some("bundle");
     let query = f.query(viewer.caller.tenant_scope(), None)?;
-    let mut log = audit::entry(&req, "audit-read", "success", Some(&viewer.caller));
+    let mut log = audit::entry(
+        &req,
+        audit::Action::AuditRead,
+        "success",
+        Some(&viewer.caller),
+    );
     log.patient_ref = query.patient_ref.clone();
     log.details["view"] = json!("export");
     log.details["query"] = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
@@ -250,7 +246,12 @@ pub async fn entry(
         None
     };
     let replayed = replay(&state.catalog, &a, None).ok();
-    let mut log = audit::entry(&req, "audit-read", "success", Some(&viewer.caller));
+    let mut log = audit::entry(
+        &req,
+        audit::Action::AuditRead,
+        "success",
+        Some(&viewer.caller),
+    );
     log.patient_ref = a.entry.patient_ref.clone();
     log.details["entry"] = json!(a.entry.id);
     log.details["sealed"] = json!(own.is_ok());

@@ -143,7 +143,7 @@ async fn render(
     let caller = &viewer.caller;
     let plan = load_visible(state, caller, id).await?;
     let id = plan.id;
-    let mut entry = audit::entry(req, "careplan-read", "success", Some(caller));
+    let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
     entry.patient_ref = Some(plan.patient_ref.clone());
     entry.careplan_id = Some(id);
     entry.details["view"] = serde_json::json!("review page");

@@ -59,7 +59,12 @@ pub async fn queue(
         ..Default::default()
     };
     let plans = state.store.search_careplans(&query).await?;
-    let mut entry = audit::entry(&req, "careplan-search", "success", Some(&viewer.caller));
+    let mut entry = audit::entry(
+        &req,
+        audit::Action::CareplanSearch,
+        "success",
+        Some(&viewer.caller),
+    );
     entry.details["results"] = json!(plans.len());
     entry.details["view"] = json!("review queue");
     state.store.append_audit(&entry).await?;

@@ -230,7 +230,7 @@ pub async fn callback(
         expires_at: now + lifetime,
     };
     state.store.create_session(&session, now).await?;
-    let mut entry = audit::entry(&req, "staff-sign-in", "success", Some(&caller));
+    let mut entry = audit::entry(&req, audit::Action::StaffSignIn, "success", Some(&caller));
     entry.details["scopes"] = json!(caller.scopes);
     entry.details["expiresAt"] = json!(session.expires_at);
     state.store.append_audit(&entry).await?;
@@ -275,7 +275,12 @@ pub async fn logout(
             .await?;
     }
     if let Some(v) = &viewer {
-        let entry = audit::entry(&req, "staff-sign-out", "success", Some(&v.caller));
+        let entry = audit::entry(
+            &req,
+            audit::Action::StaffSignOut,
+            "success",
+            Some(&v.caller),
+        );
         state.store.append_audit(&entry).await?;
     }
     let mut res = page(
