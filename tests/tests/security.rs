@@ -697,3 +697,38 @@ async fn a_known_caller_may_not_send_compressed_or_trickled_bodies() {
     let status = trickle(&app, &review, 10_000, b"{").await;
     assert!(status.contains(" 408 "), "review: {status}");
 }
+
+#[tokio::test]
+async fn the_first_refusal_of_a_kind_is_on_record_at_once_the_rest_in_one_entry() {
+    // An interval far beyond the test: only the first-at-once rule can write within it.
+    let app = stride_tests::spawn_app_with(&[("STRIDE_REFUSAL_AUDIT_INTERVAL_MS", "600000")]).await;
+    let refused_rows = || async {
+        stride_tests::audit_entries(&app)
+            .await
+            .into_iter()
+            .filter(|e| e.entry.action == "refused")
+            .collect::<Vec<_>>()
+    };
+    for _ in 0..5 {
+        assert_eq!(call(&app, Some("forged")).await.0, 401);
+    }
+    let mut rows = refused_rows().await;
+    for _ in 0..100 {
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        rows = refused_rows().await;
+    }
+    assert_eq!(rows.len(), 1, "one row for now, not five");
+    let d = &rows[0].entry.details;
+    assert_eq!(
+        (d["reason"].as_str(), d["count"].as_u64()),
+        (Some("malformed"), Some(1))
+    );
+    assert_eq!(d["route"], "/cds-services/{id}");
+    assert!(
+        d["client"].as_str().is_some_and(|c| c == "127.0.0.1"),
+        "{d}"
+    );
+}

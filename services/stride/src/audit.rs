@@ -69,8 +69,8 @@ pub struct Refusal {
 
 /// Record a refused request, off the request path: a flood of bad tokens must not queue
 /// real hook calls behind its audit writes, nor write a row each (50 a second from noise is
-/// four million rows a day). Refusals are aggregated per reason, client and route over an
-/// interval and each group is one audit entry with its count, first and last time. Beyond
+/// four million rows a day). The first refusal of a reason, client and route is written at
+/// once; the rest of that interval's become one entry with their count, first and last time. Beyond
 /// the queue or the groups an interval holds, a refusal is counted in the metrics instead
 /// (`stride_audit_refusals_dropped_total`), never silently lost.
 pub fn refused(req: &HttpRequest, state: &AppState, reason: &str) {
@@ -111,6 +111,8 @@ pub fn refusal_writer(
     use std::collections::HashMap;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Refusal>(4096);
     tokio::spawn(async move {
+        // Groups of this interval; `count` is what is not written yet (the first refusal of a
+        // group is written at once, so an attack shows in the log as it starts).
         let mut groups: HashMap<(String, String, String, String), Group> = HashMap::new();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -120,10 +122,15 @@ pub fn refusal_writer(
                     Some(r) => {
                         let key = (r.reason, r.client, r.route, r.method);
                         if let Some(g) = groups.get_mut(&key) {
+                            if g.count == 0 {
+                                g.first_us = r.at_us;
+                            }
                             g.count += 1;
                             g.last_us = r.at_us;
                         } else if groups.len() < REFUSAL_GROUPS {
-                            groups.insert(key, Group { count: 1, first_us: r.at_us, last_us: r.at_us, trace_id: r.trace_id });
+                            let first = Group { count: 1, first_us: r.at_us, last_us: r.at_us, trace_id: r.trace_id };
+                            write_group(store.as_ref(), &key, &first).await;
+                            groups.insert(key, Group { count: 0, trace_id: None, ..first });
                         } else {
                             dropped.inc();
                         }
@@ -133,25 +140,8 @@ pub fn refusal_writer(
                 },
                 _ = tick.tick() => true,
             };
-            for ((reason, client, route, method), g) in groups.drain() {
-                let e = NewAuditEntry {
-                    id: stride_store::new_row_id(),
-                    tenant: UNAUTHENTICATED.to_owned(),
-                    recorded_us: now_us(),
-                    action: Action::Refused.as_str().into(),
-                    outcome: "refused".into(),
-                    trace_id: g.trace_id,
-                    details: json!({
-                        "reason": reason, "route": route, "method": method, "client": client,
-                        "count": g.count, "first": rfc3339_us(g.first_us), "last": rfc3339_us(g.last_us),
-                    }),
-                    ..NewAuditEntry::default()
-                };
-                if let Err(err) = store.append_audit(&e).await {
-                    tracing::warn!(error = %err, refused = g.count, "could not record refused requests");
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(1000 / REFUSALS_PER_SECOND))
-                    .await;
+            for (key, g) in groups.drain().filter(|(_, g)| g.count > 0) {
+                write_group(store.as_ref(), &key, &g).await;
             }
             if !open {
                 break;
@@ -159,6 +149,31 @@ pub fn refusal_writer(
         }
     });
     tx
+}
+
+/// One audit entry for `g.count` refusals of one reason, client, route and method.
+async fn write_group(
+    store: &dyn stride_store::Store,
+    (reason, client, route, method): &(String, String, String, String),
+    g: &Group,
+) {
+    let e = NewAuditEntry {
+        id: stride_store::new_row_id(),
+        tenant: UNAUTHENTICATED.to_owned(),
+        recorded_us: now_us(),
+        action: Action::Refused.as_str().into(),
+        outcome: "refused".into(),
+        trace_id: g.trace_id.clone(),
+        details: json!({
+            "reason": reason, "route": route, "method": method, "client": client,
+            "count": g.count, "first": rfc3339_us(g.first_us), "last": rfc3339_us(g.last_us),
+        }),
+        ..NewAuditEntry::default()
+    };
+    if let Err(err) = store.append_audit(&e).await {
+        tracing::warn!(error = %err, refused = g.count, "could not record refused requests");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(1000 / REFUSALS_PER_SECOND)).await;
 }
 
 fn rfc3339_us(us: i64) -> String {
