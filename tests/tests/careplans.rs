@@ -311,6 +311,16 @@ async fn approve_revise_and_reject_with_optimistic_concurrency_and_an_audit_trai
         400,
         "revise needs a reason"
     );
+    for unknown in ["archive", "APPROVE", ""] {
+        let (status, body) = review(
+            &app,
+            &b_id,
+            json!({"action": unknown, "version": 1, "reason": "x"}),
+            "careplan.review",
+        )
+        .await;
+        assert_eq!(status, 400, "{unknown}: {body}");
+    }
     let mut activity = b["activity"].clone();
     activity.as_array_mut().unwrap().truncate(1);
     let (status, revised) = review(&app, &b_id, json!({"action": "revise", "version": 1, "reason": "walking only for now", "activity": activity}), "careplan.review").await;

@@ -124,9 +124,50 @@ pub async fn search(
 
 pub const REVIEW: &str = "careplan.review";
 
+/// What a reviewer decides about a drafted CarePlan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReviewAction {
+    /// The draft as it is (→ active).
+    Approve,
+    /// Edited activities, a new version (→ active); needs a reason.
+    Revise,
+    /// Not this plan (→ revoked); needs a reason.
+    Reject,
+}
+
+impl ReviewAction {
+    pub fn parse(s: &str) -> Result<ReviewAction, ApiError> {
+        match s {
+            "approve" => Ok(ReviewAction::Approve),
+            "revise" => Ok(ReviewAction::Revise),
+            "reject" => Ok(ReviewAction::Reject),
+            _ => Err(ApiError::BadRequest(
+                "action: approve, revise or reject".into(),
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewAction::Approve => "approve",
+            ReviewAction::Revise => "revise",
+            ReviewAction::Reject => "reject",
+        }
+    }
+
+    /// The CarePlan status the review leaves.
+    fn status(self) -> &'static str {
+        match self {
+            ReviewAction::Approve | ReviewAction::Revise => "active",
+            ReviewAction::Reject => "revoked",
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct ReviewRequest {
-    pub action: String,
+    pub action: ReviewAction,
     /// The version the reviewer saw (optimistic concurrency).
     pub version: i32,
     pub reason: Option<String>,
@@ -177,22 +218,13 @@ pub async fn apply_review(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(str::to_owned);
-    let status = match body.action.as_str() {
-        "approve" => "active",
-        "revise" | "reject" if reason.is_none() => {
-            return Err(ApiError::BadRequest(format!(
-                "reason: required to {}",
-                body.action
-            )))
-        }
-        "revise" => "active",
-        "reject" => "revoked",
-        _ => {
-            return Err(ApiError::BadRequest(
-                "action: approve, revise or reject".into(),
-            ))
-        }
-    };
+    if body.action != ReviewAction::Approve && reason.is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "reason: required to {}",
+            body.action.as_str()
+        )));
+    }
+    let status = body.action.status();
     if current.status != "draft" {
         return Err(ApiError::Conflict(format!(
             "this CarePlan was already decided (status {}, version {}); reload it",
@@ -201,14 +233,14 @@ pub async fn apply_review(
     }
     let mut resource = current.resource.clone();
     resource["status"] = json!(status);
-    if body.action == "revise" {
+    if body.action == ReviewAction::Revise {
         let activity = body
             .activity
             .clone()
             .ok_or_else(|| ApiError::BadRequest("activity: required to revise".into()))?;
         resource["activity"] = activity;
     }
-    let mut note = format!("{} by {}", body.action, caller.subject);
+    let mut note = format!("{} by {}", body.action.as_str(), caller.subject);
     if let Some(r) = &reason {
         note.push_str(&format!(": {r}"));
     }
@@ -223,12 +255,14 @@ pub async fn apply_review(
     let mut entry = audit::entry(req, audit::Action::CareplanReview, "success", Some(caller));
     entry.patient_ref = Some(current.patient_ref.clone());
     entry.careplan_id = Some(id);
-    entry.details["review"] =
-        json!({"action": body.action, "fromVersion": body.version, "reason": reason});
+    entry.details["review"] = json!({"action": body.action.as_str(), "fromVersion": body.version});
+    if let Some(r) = &reason {
+        entry.details["review"]["reason"] = json!(r);
+    }
     let decided = stride_store::Review {
         careplan_id: id,
         expected_version: body.version,
-        action: body.action.clone(),
+        action: body.action.as_str().to_owned(),
         status: status.to_owned(),
         reviewer: format!("{}|{}", caller.issuer, caller.subject),
         reason,

@@ -397,18 +397,19 @@ pub async fn review(
         form.get("csrf").map(String::as_str),
     )?;
     let action = form.get("action").cloned().unwrap_or_default();
+    let chosen = crate::routes::careplans::ReviewAction::parse(&action)?;
     let version = form
         .get("version")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("version: the version you saw is required".into()))?;
-    let activity = if action == "revise" {
+    let activity = if chosen == crate::routes::careplans::ReviewAction::Revise {
         let current = load_visible(&state, &viewer.caller, &path).await?;
         Some(edited_activities(&current.resource["activity"], &form))
     } else {
         None
     };
     let body = ReviewRequest {
-        action: action.clone(),
+        action: chosen,
         version,
         reason: form.get("reason").cloned(),
         activity,
