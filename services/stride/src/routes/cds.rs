@@ -305,7 +305,9 @@ async fn answered_before(
 
 /// A call answered 503 before evaluation, counted by why.
 fn shed(state: &AppState, refused: Refused) -> ApiError {
-    state.metrics.hooks_shed.inc();
+    if matches!(refused, Refused::QueueFull | Refused::TimedOut) {
+        state.metrics.hooks_shed.inc();
+    }
     state
         .metrics
         .hooks_refused
