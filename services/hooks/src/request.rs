@@ -18,6 +18,8 @@ pub struct HookRequest<'a> {
     pub access_token: Option<String>,
     pub context: HookContext<'a>,
     pub prefetch: BTreeMap<String, &'a RawValue>,
+    /// Every top-level member as sent, unparsed: what a retry of this call must repeat.
+    pub members: BTreeMap<String, &'a RawValue>,
 }
 
 #[derive(Debug)]
@@ -114,7 +116,9 @@ pub fn parse(body: &[u8], hook: Hook, loopback_http: bool) -> Result<HookRequest
         }
         Err(e) => return Err(ParseError::Malformed(e.to_string())),
     };
-    read(&obj, hook, loopback_http).map_err(ParseError::Invalid)
+    let mut request = read(&obj, hook, loopback_http).map_err(ParseError::Invalid)?;
+    request.members = obj;
+    Ok(request)
 }
 
 fn read<'a>(
@@ -221,6 +225,7 @@ fn read<'a>(
             selections,
         },
         prefetch,
+        members: BTreeMap::new(),
     })
 }
 

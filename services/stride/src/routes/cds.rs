@@ -246,12 +246,15 @@ async fn gather(
 }
 
 /// What makes a retry the same call: the service and every part of the request but the
-/// access token (a retry carries a fresh one).
-fn fingerprint(svc: &ServiceDef, raw: &[u8]) -> String {
-    let top: std::collections::BTreeMap<&str, &RawValue> =
-        serde_json::from_slice(raw).unwrap_or_default();
+/// access token (a retry carries a fresh one). From the members the request parse kept: a
+/// second parse of the body cost a measurable share of a call (docs/benchmarks.md).
+fn fingerprint(svc: &ServiceDef, req: &HookRequest<'_>) -> String {
     let mut text = String::from(svc.id);
-    for (k, v) in top.iter().filter(|(k, _)| **k != "fhirAuthorization") {
+    for (k, v) in req
+        .members
+        .iter()
+        .filter(|(k, _)| *k != "fhirAuthorization")
+    {
         text.push('\n');
         text.push_str(k);
         text.push('=');
@@ -357,7 +360,7 @@ pub async fn call(
             ParseError::Invalid(m) => ApiError::BadRequest(m),
         },
     )?;
-    let fingerprint = fingerprint(svc, &raw);
+    let fingerprint = fingerprint(svc, &req);
     let cds_caller = match answered_before(&state, cds_caller, &req.hook_instance, &fingerprint)
         .await?
     {
