@@ -27,6 +27,14 @@ async fn version_for(app: &TestApp, clinic_b: bool) -> String {
     decided_by(&res.json().await.unwrap())
 }
 
+async fn get_json(app: &TestApp, path: &str, token: Option<String>) -> Json {
+    let mut req = app.client.get(app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 async fn version_entries(app: &TestApp, tenant: &str) -> Vec<Json> {
     stride_tests::audit_entries(app)
         .await
@@ -47,15 +55,7 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
     assert_eq!(version_for(&app, false).await, "1.0.1");
     assert_eq!(version_for(&app, true).await, "1.0.0");
 
-    let listed: Json = app
-        .client
-        .get(app.url("/guidelines"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = get_json(&app, "/guidelines", None).await;
     let g = &listed["guidelines"][0];
     assert_eq!(g["id"], GUIDELINE);
     let versions: Vec<(&str, &str)> = g["versions"]
@@ -76,15 +76,7 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
     assert_eq!(g["tenants"][TENANT_B]["version"], "1.0.0");
     assert_eq!(g["tenants"][TENANT_B]["chosenBy"], "trust file");
 
-    let discovery: Json = app
-        .client
-        .get(app.url("/cds-services"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let discovery = get_json(&app, "/cds-services", None).await;
     assert!(discovery["services"]
         .as_array()
         .unwrap()
@@ -130,16 +122,8 @@ async fn every_change_of_the_version_in_force_is_audited_once() {
         assert_eq!(entries[1]["previous"], "1.0.1");
         assert_eq!(entries[1]["chosenBy"], "STRIDE_GUIDELINE_VERSIONS");
     }
-    let res: Json = app
-        .client
-        .get(app.url("/audit/verify"))
-        .bearer_auth(stride_tests::tokens::staff_token("audit.read"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = stride_tests::tokens::staff_token("audit.read");
+    let res = get_json(&app, "/audit/verify", Some(token)).await;
     assert_eq!(res["status"], "intact");
 }
 
