@@ -184,6 +184,14 @@ pub enum ConfigError {
     Source(String),
 }
 
+fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
 /// Raw values as the sources give them; everything is a string until parsed.
 #[derive(Debug, Default, Deserialize)]
 struct Raw {
@@ -224,11 +232,11 @@ impl Settings {
         if self.guidelines_dir.is_dir() {
             Ok(&self.guidelines_dir)
         } else {
-            Err(ConfigError::Invalid {
-                name: "STRIDE_GUIDELINES_DIR",
-                value: self.guidelines_dir.display().to_string(),
-                reason: "not a directory (run from the repository root, or set it to the folder of rule sets)".into(),
-            })
+            Err(invalid(
+                "STRIDE_GUIDELINES_DIR",
+                &self.guidelines_dir.display().to_string(),
+                "not a directory (run from the repository root, or set it to the folder of rule sets)",
+            ))
         }
     }
 
@@ -277,13 +285,6 @@ impl Settings {
     }
 
     fn parse(raw: Raw) -> Result<Settings, ConfigError> {
-        fn invalid(name: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid {
-                name,
-                value: value.to_owned(),
-                reason: reason.into(),
-            }
-        }
         let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen: SocketAddr = listen_s.parse().map_err(|_| {
             invalid(
