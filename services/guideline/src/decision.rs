@@ -193,6 +193,38 @@ impl std::ops::Not for Verdict {
     }
 }
 
+/// The records a fact rests on (`Observation/12` …), shared: every check that reads a fact
+/// names its records, and a copy per check was a fifth of `evaluate`'s allocations
+/// (docs/benchmarks.md, "Allocation"). Serialised as a plain list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sources(std::sync::Arc<[String]>);
+
+impl std::ops::Deref for Sources {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl From<Vec<String>> for Sources {
+    fn from(v: Vec<String>) -> Self {
+        Sources(v.into())
+    }
+}
+
+impl Serialize for Sources {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Sources {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(Sources::from)
+    }
+}
+
 /// One comparison as evaluated: the line a clinician reads to see why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TraceEntry {
@@ -205,7 +237,7 @@ pub struct TraceEntry {
     pub value: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
-    pub sources: Vec<String>,
+    pub sources: Sources,
     pub op: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f64>,

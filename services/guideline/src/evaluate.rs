@@ -34,6 +34,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         rs,
         table: &table,
         trace: Vec::new(),
+        quiet: false,
         phase: None,
     };
     let doc = &rs.doc;
@@ -44,8 +45,8 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         applies: table.applies,
         episode: table
             .values
-            .get(&rs.doc.applicability.episode_fact)
-            .map(|v| v.sources.clone())
+            .get(rs.doc.applicability.episode_fact.as_str())
+            .map(|v| v.sources.to_vec())
             .unwrap_or_default(),
         phase: None,
         regression: None,
@@ -91,10 +92,10 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         missing_facts.push(doc.applicability.episode_fact.clone());
     }
     // A red flag that fired holds progression whatever else is unknown (even the onset).
-    let phase = if !decision.red_flags.is_empty() {
-        HOLD_FOR_EVALUATION.to_owned()
+    let phase: &str = if !decision.red_flags.is_empty() {
+        HOLD_FOR_EVALUATION
     } else if table.onset.is_none() {
-        INSUFFICIENT_DATA.to_owned()
+        INSUFFICIENT_DATA
     } else {
         let regression = &doc.regression;
         let painful = ev.verdict(&regression.rule, &regression.when);
@@ -113,7 +114,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
             });
         }
         if painful == Verdict::Met && resolved != Verdict::Met {
-            doc.phases[0].id.clone()
+            &doc.phases[0].id
         } else {
             // Staff approved the patient into a phase: placement goes on from there.
             let start = table.approved.as_ref().map_or(0, |(i, ps)| {
@@ -123,7 +124,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
                     fact: "approved_phase".into(),
                     value: None,
                     unit: None,
-                    sources: vec![ps.source.clone()],
+                    sources: vec![ps.source.clone()].into(),
                     op: "=".into(),
                     threshold: None,
                     parameter: None,
@@ -144,13 +145,13 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
                 for u in &decision.unassessed_red_flags {
                     missing_facts.extend(u.missing.iter().cloned());
                 }
-                doc.phases[start].id.clone()
+                &doc.phases[start].id
             } else {
                 placed
             }
         }
     };
-    ev.phase = Some(phase.clone());
+    ev.phase = Some(phase);
 
     let mut pitfalls_unknown = Vec::new();
     decision.pitfalls = ev.findings(&doc.pitfalls, Some(&mut pitfalls_unknown), false);
@@ -178,7 +179,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
             .map(|f| missing_fact(rs, &table, f.clone()))
             .collect();
     }
-    decision.phase = Some(phase);
+    decision.phase = Some(phase.to_owned());
     decision.trace = ev.trace;
     decision
 }
@@ -186,7 +187,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
 fn missing_fact(rs: &RuleSet, table: &FactTable, fact: String) -> MissingFact {
     let reason = table
         .values
-        .get(&fact)
+        .get(fact.as_str())
         .and_then(|v| v.reason.clone())
         .unwrap_or_else(|| NOT_RECORDED.into());
     let text = rs
@@ -213,25 +214,28 @@ fn stale(rs: &RuleSet, table: &FactTable, as_of: Date) -> Option<String> {
 
 struct Evaluator<'a> {
     rs: &'a RuleSet,
-    table: &'a FactTable,
+    table: &'a FactTable<'a>,
     trace: Vec<TraceEntry>,
+    /// Decide without writing the trace (what-if readings, peeks): a trace entry is a handful
+    /// of allocations, and these verdicts are thrown away.
+    quiet: bool,
     /// Known once placement is done; `phase_in` criteria before that are unknown.
-    phase: Option<String>,
+    phase: Option<&'a str>,
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
     /// The phase the criteria support today: leave each phase whose exit is met.
-    fn place(&mut self, missing: &mut Vec<String>, start: usize) -> String {
+    fn place(&mut self, missing: &mut Vec<String>, start: usize) -> &'a str {
         let phases = &self.rs.doc.phases;
         for (i, phase) in phases.iter().enumerate().skip(start) {
             let Some(exit) = &phase.exit else {
-                return phase.id.clone();
+                return &phase.id;
             };
             match self.verdict(&phase.rule, exit) {
                 Verdict::Met => continue,
                 Verdict::NotMet => {
                     self.collect_unknown(exit, missing);
-                    return phase.id.clone();
+                    return &phase.id;
                 }
                 Verdict::Unknown => {
                     self.collect_unknown(exit, missing);
@@ -242,17 +246,14 @@ impl Evaluator<'_> {
                     // The patient acts as if past this phase but its exit cannot be checked:
                     // placing them in either phase would be a guess.
                     return if beyond == Verdict::Met {
-                        INSUFFICIENT_DATA.to_owned()
+                        INSUFFICIENT_DATA
                     } else {
-                        phases[i].id.clone()
+                        &phases[i].id
                     };
                 }
             }
         }
-        phases
-            .last()
-            .map(|p| p.id.clone())
-            .unwrap_or_else(|| INSUFFICIENT_DATA.to_owned())
+        phases.last().map_or(INSUFFICIENT_DATA, |p| &p.id)
     }
 
     /// Each rule's finding when it fires; rules that can be neither confirmed nor ruled out
@@ -411,7 +412,7 @@ impl Evaluator<'_> {
             for (fact, candidates) in &open {
                 let v = candidates[rest % candidates.len()];
                 rest /= candidates.len();
-                if let Some(fv) = table.values.get_mut(fact) {
+                if let Some(fv) = table.values.get_mut(fact.as_str()) {
                     fv.value = Some(v);
                 }
             }
@@ -419,7 +420,8 @@ impl Evaluator<'_> {
                 rs: self.rs,
                 table: &table,
                 trace: Vec::new(),
-                phase: self.phase.clone(),
+                quiet: true,
+                phase: self.phase,
             };
             if quiet.verdict("", c) == Verdict::Met {
                 return true;
@@ -510,7 +512,7 @@ impl Evaluator<'_> {
             Criterion::PhaseIn { .. } => {}
             Criterion::Compare(cmp) => {
                 for f in std::iter::once(&cmp.fact).chain(&cmp.percent_of) {
-                    if self.table.values.get(f).is_none_or(|v| v.value.is_none()) {
+                    if self.table.values.get(f.as_str()).is_none_or(|v| v.value.is_none()) {
                         out.push(f.clone());
                     }
                 }
@@ -524,7 +526,8 @@ impl Evaluator<'_> {
             rs: self.rs,
             table: self.table,
             trace: Vec::new(),
-            phase: self.phase.clone(),
+            quiet: true,
+            phase: self.phase,
         };
         quiet.verdict("", c)
     }
@@ -538,8 +541,8 @@ impl Evaluator<'_> {
                 .iter()
                 .fold(Verdict::NotMet, |acc, c| acc.or(self.verdict(rule, c))),
             Criterion::Not { not } => !self.verdict(rule, not),
-            Criterion::PhaseIn { phase_in } => match &self.phase {
-                Some(p) if phase_in.contains(p) => Verdict::Met,
+            Criterion::PhaseIn { phase_in } => match self.phase {
+                Some(p) if phase_in.iter().any(|q| q == p) => Verdict::Met,
                 Some(_) => Verdict::NotMet,
                 None => Verdict::Unknown,
             },
@@ -548,7 +551,7 @@ impl Evaluator<'_> {
     }
 
     fn compare(&mut self, rule: &str, cmp: &Comparison) -> Verdict {
-        let fact = self.table.values.get(&cmp.fact);
+        let fact = self.table.values.get(cmp.fact.as_str());
         let (threshold, note) = self.threshold(cmp);
         let value = fact.and_then(|f| f.value);
         let verdict = match (value, threshold) {
@@ -561,6 +564,9 @@ impl Evaluator<'_> {
             }
             _ => Verdict::Unknown,
         };
+        if self.quiet {
+            return verdict;
+        }
         let note = note.or_else(|| fact.and_then(|f| f.reason.clone()));
         self.trace.push(TraceEntry {
             rule: rule.to_owned(),
@@ -594,7 +600,7 @@ impl Evaluator<'_> {
             return (None, None);
         };
         if let Some(other) = &cmp.percent_of {
-            return match self.table.values.get(other).and_then(|f| f.value) {
+            return match self.table.values.get(other.as_str()).and_then(|f| f.value) {
                 Some(base) => (Some(t / 100.0 * base), None),
                 None => (None, Some(format!("{other} unknown"))),
             };

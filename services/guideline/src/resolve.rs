@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::Date;
 
-use crate::decision::Ignored;
+use crate::decision::{Ignored, Sources};
 use crate::facts::{Facts, Record, Value};
 use crate::model::{Aggregation, DataQuality, FactBinding, FactSource, RecordKind, ValueKind};
 use crate::ruleset::RuleSet;
@@ -17,7 +17,7 @@ use crate::units;
 pub struct FactValue {
     pub value: Option<f64>,
     pub unit: Option<String>,
-    pub sources: Vec<String>,
+    pub sources: Sources,
     pub reason: Option<String>,
     /// The distinct values of a same-day conflict (value unknown): a red flag may fire on the
     /// one that fires it (`red_flag_conflicts_positive`).
@@ -27,22 +27,22 @@ pub struct FactValue {
 }
 
 impl FactValue {
-    fn known(value: f64, unit: Option<String>, sources: Vec<String>) -> Self {
+    fn known(value: f64, unit: Option<String>, sources: impl Into<Sources>) -> Self {
         FactValue {
             value: Some(value),
             unit,
-            sources,
+            sources: sources.into(),
             reason: None,
             alternatives: Vec::new(),
             preliminary: Vec::new(),
         }
     }
 
-    fn unknown(reason: impl Into<String>, sources: Vec<String>) -> Self {
+    fn unknown(reason: impl Into<String>, sources: impl Into<Sources>) -> Self {
         FactValue {
             value: None,
             unit: None,
-            sources,
+            sources: sources.into(),
             reason: Some(reason.into()),
             alternatives: Vec::new(),
             preliminary: Vec::new(),
@@ -50,9 +50,10 @@ impl FactValue {
     }
 }
 
+/// Keyed by the rule set's own fact names (borrowed: a table lives for one evaluation).
 #[derive(Clone)]
-pub struct FactTable {
-    pub values: BTreeMap<String, FactValue>,
+pub struct FactTable<'r> {
+    pub values: BTreeMap<&'r str, FactValue>,
     pub onset: Option<Date>,
     pub applies: bool,
     pub ignored: Vec<Ignored>,
@@ -74,6 +75,20 @@ struct Point<'a> {
     /// Read through `absent_means` (a finding recorded absent standing for a number): a record
     /// of the number itself on the same day says more, and wins.
     stand_in: bool,
+}
+
+/// One fact source reading one record (the fact numbered in `doc.facts` order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Hit {
+    fact: usize,
+    /// A preliminary Observation: shown when it would fire a red flag, never counted.
+    preliminary: bool,
+    /// Index in `Facts::records`.
+    record: usize,
+    /// Index in the fact's sources.
+    source: usize,
+    /// Counts and is dated within the as-of day (else it only opens the episode).
+    usable: bool,
 }
 
 /// What one record says for one fact source.
@@ -105,7 +120,7 @@ fn status_counts(r: &Record) -> bool {
     }
 }
 
-pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
+pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r> {
     let mut ignored = Vec::new();
     let mut noted: BTreeSet<(String, String)> = BTreeSet::new();
     let mut ignore = |source: &str, reason: String, ignored: &mut Vec<Ignored>| {
@@ -117,46 +132,72 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         }
     };
 
-    // Records that count at all: right status, dated, not in the future.
+    // Records that count at all: right status, dated, not in the future. Each record is
+    // looked up once in the rule set's code index; the hits say which fact sources read it.
     let dq = &rs.doc.data_quality;
-    let mut usable: Vec<&Record> = Vec::with_capacity(facts.records.len());
-    // Preliminary Observations, kept aside: shown when they would fire a red flag.
-    let mut preliminary: Vec<&Record> = Vec::new();
-    for r in &facts.records {
-        if !rs.is_relevant(r) {
+    let mut hits: Vec<Hit> = Vec::with_capacity(facts.records.len() + facts.records.len() / 2);
+    for (record, r) in facts.records.iter().enumerate() {
+        let Some(readers) = rs.readers(&r.codes) else {
             continue;
-        }
+        };
         let dated_now = r.date.is_some_and(|d| d <= as_of);
-        if dq.preliminary_red_flags_shown
+        // Preliminary Observations, kept aside: shown when they would fire a red flag.
+        let preliminary = dq.preliminary_red_flags_shown
             && r.kind == RecordKind::Observation
             && r.status.as_deref() == Some("preliminary")
-            && dated_now
-        {
-            preliminary.push(r);
-        }
-        if !status_counts(r) {
+            && dated_now;
+        let counts = status_counts(r);
+        let usable = if !counts {
             let st = r.status.as_deref().unwrap_or("missing");
             ignore(
                 &r.source,
                 format!("status `{st}` does not count"),
                 &mut ignored,
             );
-            continue;
-        }
-        match r.date {
-            None if r.kind != RecordKind::Order => ignore(
-                &r.source,
-                "no date: cannot be placed in time".into(),
-                &mut ignored,
-            ),
-            Some(d) if d > as_of => ignore(
-                &r.source,
-                format!("dated {d}, after the as-of day {as_of}"),
-                &mut ignored,
-            ),
-            _ => usable.push(r),
+            false
+        } else {
+            match r.date {
+                None if r.kind != RecordKind::Order => {
+                    ignore(
+                        &r.source,
+                        "no date: cannot be placed in time".into(),
+                        &mut ignored,
+                    );
+                    false
+                }
+                Some(d) if d > as_of => {
+                    ignore(
+                        &r.source,
+                        format!("dated {d}, after the as-of day {as_of}"),
+                        &mut ignored,
+                    );
+                    false
+                }
+                _ => true,
+            }
+        };
+        // Records that count but are out of time still open the episode (or say why its
+        // onset is unknown).
+        if counts || preliminary {
+            hits.extend(readers.map(|(fact, source)| Hit {
+                fact,
+                preliminary,
+                record,
+                source,
+                usable,
+            }));
         }
     }
+    // By fact, then record, then source: the order the records were sent in, so traces and
+    // reasons do not depend on the index. A record with two codes of one source is one hit.
+    hits.sort_unstable();
+    hits.dedup();
+    let of_fact = |f: usize| {
+        let start = hits.partition_point(|h| h.fact < f);
+        let end = hits.partition_point(|h| h.fact <= f);
+        let all = &hits[start..end];
+        all.split_at(all.partition_point(|h| !h.preliminary))
+    };
 
     // The episode: latest onset among active trigger Conditions.
     let episode = rs.episode_binding();
@@ -165,31 +206,31 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
     let mut onset_sources = Vec::new();
     // Why the onset is unknown; stays None while no episode is found (said below).
     let mut onset_reason: Option<String> = None;
-    for r in facts.records.iter().filter(|r| status_counts(r)) {
-        for src in &episode.sources {
-            if r.kind == src.record && src.matches(&r.codes) {
-                applies = true;
-                onset_sources.push(r.source.clone());
-                match r.date {
-                    Some(d) if d <= as_of => {
-                        // Latest onset (1.0.0), or the earliest: a diagnosis added or refined
-                        // later in the same episode does not restart it.
-                        let replaces = if dq.episode_onset_earliest {
-                            onset.is_none_or(|o| d < o)
-                        } else {
-                            onset.is_none_or(|o| d > o)
-                        };
-                        if replaces {
-                            onset = Some(d);
-                        }
-                    }
-                    Some(_) => {
-                        onset_reason.get_or_insert_with(|| "onset in the future".into());
-                    }
-                    None => {
-                        onset_reason.get_or_insert_with(|| "onset not recorded".into());
-                    }
+    for h in of_fact(rs.episode_index()).0 {
+        let (r, src) = (&facts.records[h.record], &episode.sources[h.source]);
+        if r.kind != src.record {
+            continue;
+        }
+        applies = true;
+        onset_sources.push(r.source.clone());
+        match r.date {
+            Some(d) if d <= as_of => {
+                // Latest onset (1.0.0), or the earliest: a diagnosis added or refined
+                // later in the same episode does not restart it.
+                let replaces = if dq.episode_onset_earliest {
+                    onset.is_none_or(|o| d < o)
+                } else {
+                    onset.is_none_or(|o| d > o)
+                };
+                if replaces {
+                    onset = Some(d);
                 }
+            }
+            Some(_) => {
+                onset_reason.get_or_insert_with(|| "onset in the future".into());
+            }
+            None => {
+                onset_reason.get_or_insert_with(|| "onset not recorded".into());
             }
         }
     }
@@ -207,7 +248,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
             onset_sources.clone(),
         ),
     };
-    values.insert(rs.doc.applicability.episode_fact.clone(), episode_value);
+    values.insert(rs.doc.applicability.episode_fact.as_str(), episode_value);
     let elapsed = match onset {
         Some(d) => FactValue::known(
             (as_of - d).whole_days() as f64,
@@ -216,71 +257,68 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         ),
         None => FactValue::unknown(onset_reason.unwrap_or_default(), onset_sources),
     };
-    values.insert(rs.doc.applicability.elapsed_fact.clone(), elapsed);
+    values.insert(rs.doc.applicability.elapsed_fact.as_str(), elapsed);
 
     // The newest day an Observation gave a value (a value-less record is no recent data).
     let mut newest_observation: Option<Date> = None;
-    for (name, binding) in &rs.doc.facts {
-        if *name == rs.doc.applicability.episode_fact {
+    for (f, (name, binding)) in rs.doc.facts.iter().enumerate() {
+        if f == rs.episode_index() {
             continue;
         }
+        let (counted, preliminary) = of_fact(f);
         let mut points = Vec::new();
         let mut bad: Vec<(String, String, Date)> = Vec::new();
-        for r in &usable {
-            for src in &binding.sources {
-                if r.kind != src.record || !src.matches(&r.codes) {
-                    continue;
-                }
-                // A draft order is about today.
-                let Some(date) = r.date.or((r.kind == RecordKind::Order).then_some(as_of)) else {
-                    continue;
-                };
-                if !in_window(binding, date, onset, as_of) {
-                    continue;
-                }
-                match read_value(rs, binding, src, r) {
-                    Read::Value(v) => {
-                        if r.kind == RecordKind::Observation {
-                            newest_observation = newest_observation.max(Some(date));
-                        }
-                        points.push(Point {
-                            date,
-                            value: v,
-                            source: &r.source,
-                            correction: is_correction(r),
-                            stand_in: src.absent_means.is_some(),
-                        })
+        for h in counted.iter().filter(|h| h.usable) {
+            let (r, src) = (&facts.records[h.record], &binding.sources[h.source]);
+            if r.kind != src.record {
+                continue;
+            }
+            // A draft order is about today.
+            let Some(date) = r.date.or((r.kind == RecordKind::Order).then_some(as_of)) else {
+                continue;
+            };
+            if !in_window(binding, date, onset, as_of) {
+                continue;
+            }
+            match read_value(rs, binding, src, r) {
+                Read::Value(v) => {
+                    if r.kind == RecordKind::Observation {
+                        newest_observation = newest_observation.max(Some(date));
                     }
-                    Read::Nothing => {}
-                    // No evidence is not evidence: it never supersedes an earlier value.
-                    Read::NoValue if dq.value_less_ignored => ignore(
-                        &r.source,
-                        format!(
-                            "{}: no value recorded, not evidence either way",
-                            binding.text
-                        ),
-                        &mut ignored,
-                    ),
-                    Read::NoValue => bad.push((r.source.clone(), "no value".into(), date)),
-                    Read::Bad(reason) => bad.push((r.source.clone(), reason, date)),
+                    points.push(Point {
+                        date,
+                        value: v,
+                        source: &r.source,
+                        correction: is_correction(r),
+                        stand_in: src.absent_means.is_some(),
+                    })
                 }
+                Read::Nothing => {}
+                // No evidence is not evidence: it never supersedes an earlier value.
+                Read::NoValue if dq.value_less_ignored => ignore(
+                    &r.source,
+                    format!(
+                        "{}: no value recorded, not evidence either way",
+                        binding.text
+                    ),
+                    &mut ignored,
+                ),
+                Read::NoValue => bad.push((r.source.clone(), "no value".into(), date)),
+                Read::Bad(reason) => bad.push((r.source.clone(), reason, date)),
             }
         }
-        // The same matching as for usable records above, written out again: one shared
-        // matcher measured 4–10 % slower on evaluate (docs/benchmarks.md, review of 1.0.1).
         let mut prelim_values = Vec::new();
-        for r in &preliminary {
-            for src in &binding.sources {
-                if r.kind != src.record || !src.matches(&r.codes) {
-                    continue;
-                }
-                let Some(date) = r.date else { continue };
-                if !in_window(binding, date, onset, as_of) {
-                    continue;
-                }
-                if let Read::Value(v) = read_value(rs, binding, src, r) {
-                    prelim_values.push((v, r.source.clone()));
-                }
+        for h in preliminary {
+            let (r, src) = (&facts.records[h.record], &binding.sources[h.source]);
+            if r.kind != src.record {
+                continue;
+            }
+            let Some(date) = r.date else { continue };
+            if !in_window(binding, date, onset, as_of) {
+                continue;
+            }
+            if let Read::Value(v) = read_value(rs, binding, src, r) {
+                prelim_values.push((v, r.source.clone()));
             }
         }
         // Clinical words on the card ("Extent of focal tenderness: …"); the fact id stays in
@@ -311,7 +349,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         if let Some((_, reason, _)) = blocking.first() {
             fv = FactValue::unknown(
                 reason.clone(),
-                blocking.iter().map(|(s, _, _)| s.clone()).collect(),
+                blocking.iter().map(|(s, _, _)| s.clone()).collect::<Vec<_>>(),
             );
         }
         if fv.value.is_none()
@@ -320,7 +358,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
                 .as_deref()
                 .is_some_and(|r| r.starts_with("contradictory"))
         {
-            for source in &fv.sources {
+            for source in fv.sources.iter() {
                 ignore(
                     source,
                     format!(
@@ -335,7 +373,7 @@ pub fn resolve(rs: &RuleSet, facts: &Facts, as_of: Date) -> FactTable {
         if fv.value.is_some() {
             fv.unit = binding.output_unit().map(str::to_owned);
         }
-        values.insert(name.clone(), fv);
+        values.insert(name.as_str(), fv);
     }
 
     // An approved plan counts for a phase of this rule set, approved on or before the as-of
@@ -567,7 +605,7 @@ fn aggregate(
             };
             let same_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == last.date).collect();
             let first = same_day[0].value;
-            let sources = same_day.iter().map(|p| p.source.to_owned()).collect();
+            let sources: Vec<String> = same_day.iter().map(|p| p.source.to_owned()).collect();
             if same_day.iter().any(|p| (p.value - first).abs() > 1e-9) {
                 let mut fv =
                     FactValue::unknown(format!("contradictory records on {}", last.date), sources);

@@ -1,7 +1,7 @@
 //! Loading a rule set: JSON Schema check, then deserialisation, then the semantic checks a
 //! schema cannot express (unknown facts and parameters, duplicate ids, unreachable phases).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
@@ -30,7 +30,14 @@ pub struct RuleSet {
     pub doc: RuleSetDoc,
     pub content_hash: String,
     codes: HashMap<String, Code>,
-    relevant: HashSet<Code>,
+    /// Every code a fact reads → the (fact, source) pairs that read it, facts numbered in
+    /// `doc.facts` order. Matching a record is then one lookup per code it carries: testing
+    /// every source of every fact against every record was a third of `evaluate`
+    /// (docs/benchmarks.md, "Code index"). A component code maps to no pair: it makes a
+    /// record relevant without naming it.
+    index: HashMap<Code, Vec<(usize, usize)>>,
+    /// The episode fact's number in `doc.facts` order.
+    episode: usize,
     /// Coded answers that read as yes / no (`answers`, else SNOMED CT's).
     pub yes: Vec<Code>,
     pub no: Vec<Code>,
@@ -91,13 +98,17 @@ impl RuleSet {
             s.resolved_component = s.component.as_ref().and_then(|p| codes.get(p)).cloned();
         }
         // Records are relevant when a fact reads their code (answer codes name no record).
-        let relevant = doc
-            .facts
-            .values()
-            .flat_map(|b| &b.sources)
-            .flat_map(|s| s.resolved.iter().chain(&s.resolved_component))
-            .cloned()
-            .collect();
+        let mut index: HashMap<Code, Vec<(usize, usize)>> = HashMap::new();
+        for (f, binding) in doc.facts.values().enumerate() {
+            for (i, s) in binding.sources.iter().enumerate() {
+                for c in &s.resolved {
+                    index.entry(c.clone()).or_default().push((f, i));
+                }
+                if let Some(c) = &s.resolved_component {
+                    index.entry(c.clone()).or_default();
+                }
+            }
+        }
         let answer = |list: Option<&Vec<String>>, default: &str| -> Vec<Code> {
             match list {
                 Some(l) => l.iter().filter_map(|p| codes.get(p)).cloned().collect(),
@@ -116,11 +127,18 @@ impl RuleSet {
             .units
             .clone()
             .unwrap_or_else(|| DEFAULT_UNITS.iter().map(|u| (*u).to_owned()).collect());
+        // `check` made sure the episode fact is one of the facts.
+        let episode = doc
+            .facts
+            .keys()
+            .position(|k| *k == doc.applicability.episode_fact)
+            .unwrap_or(usize::MAX);
         Ok(RuleSet {
             doc,
             content_hash,
             codes,
-            relevant,
+            episode,
+            index,
             yes,
             no,
             units,
@@ -145,9 +163,26 @@ impl RuleSet {
         &self.doc.facts[&self.doc.applicability.episode_fact]
     }
 
+    /// The episode fact's number in `doc.facts` order (the numbering `readers` uses).
+    pub(crate) fn episode_index(&self) -> usize {
+        self.episode
+    }
+
     /// Whether the record carries any code this rule set reads (others are not its business).
     pub fn is_relevant(&self, r: &Record) -> bool {
-        r.codes.iter().any(|c| self.relevant.contains(c))
+        r.codes.iter().any(|c| self.index.contains_key(c))
+    }
+
+    /// The (fact, source) pairs that read a record carrying `codes` (facts numbered in
+    /// `doc.facts` order), or `None` when no fact reads any of them. Pairs may repeat when
+    /// several of the codes match one source.
+    pub(crate) fn readers<'s>(
+        &'s self,
+        codes: &'s [Code],
+    ) -> Option<impl Iterator<Item = (usize, usize)> + 's> {
+        let mut hits = codes.iter().filter_map(|c| self.index.get(c)).peekable();
+        hits.peek()?;
+        Some(hits.flatten().copied())
     }
 
     /// The code that names a fact (its first source's first code), e.g. for a Goal's measure.
