@@ -271,7 +271,13 @@ pub fn rationale(d: &Decision) -> String {
         d.as_of,
         d.phase.as_deref().unwrap_or("not applicable")
     )];
-    for f in d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls) {
+    for f in d
+        .red_flags
+        .iter()
+        .chain(&d.warnings)
+        .chain(&d.pitfalls)
+        .chain(&d.phase_notes)
+    {
         lines.push(format!("{} ({}): {}", f.id, f.rule, f.summary));
     }
     for u in &d.unassessed_red_flags {

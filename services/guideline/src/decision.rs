@@ -36,6 +36,10 @@ pub struct Decision {
     /// Red flags that only a preliminary record would fire: shown ("confirm"), not counted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preliminary_red_flags: Vec<Preliminary>,
+    /// Pitfalls the phase card names (`phase_notes` of the rule set): no decision id of
+    /// their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phase_notes: Vec<Finding>,
     /// Set when the episode looks like a problem-list entry left active: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_episode: Option<String>,

@@ -56,6 +56,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         unassessed_red_flags: Vec::new(),
         unassessed_pitfalls: Vec::new(),
         preliminary_red_flags: Vec::new(),
+        phase_notes: Vec::new(),
         stale_episode: None,
         missing: Vec::new(),
         activities: Vec::new(),
@@ -156,6 +157,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
     let mut pitfalls_unknown = Vec::new();
     decision.pitfalls = ev.findings(&doc.pitfalls, Some(&mut pitfalls_unknown), false);
     decision.unassessed_pitfalls = pitfalls_unknown;
+    decision.phase_notes = ev.findings(&doc.phase_notes, None, false);
     if let Some(p) = doc.phases.iter().find(|p| p.id == phase) {
         decision.activities = ev.activities(&p.activities);
     }

@@ -35,6 +35,10 @@ pub struct RuleSetDoc {
     pub phases: Vec<Phase>,
     pub regression: Regression,
     pub pitfalls: Vec<Rule>,
+    /// Pitfalls the phase card names rather than a card of their own: their ids are not
+    /// decision ids (the CONTRACT vocabulary is fixed), so they are told where the phase is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phase_notes: Vec<Rule>,
     pub rehab: Vec<Activity>,
     pub insufficient_data: CardText,
     #[serde(default)]
@@ -337,6 +341,15 @@ pub struct Window {
     /// Only records on or before onset + this many days (e.g. the minimum rest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_days_after_onset: Option<i64>,
+    /// When the approved plan is in this phase, the window opens on its approval day instead
+    /// of the onset bounds: staff said when the phase began (rule sets with
+    /// `approved_phase_holds`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_entry_of: Option<String>,
+    /// When the approved plan is in this phase or a later one, records from its approval day
+    /// on are out: the patient had left the phases before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_entry_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -259,6 +259,50 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
     };
     values.insert(rs.doc.applicability.elapsed_fact.as_str(), elapsed);
 
+    // An approved plan counts for a phase of this rule set, approved on or before the as-of
+    // day; anything else is reported, never guessed into a phase.
+    let approved = match &facts.phase_state {
+        Some(ps) if dq.approved_phase_holds => {
+            match rs.doc.phases.iter().position(|p| p.id == ps.phase) {
+                // A plan approved before this episode began is another episode's.
+                Some(_) if onset.is_some_and(|o| ps.since < o) => {
+                    ignore(
+                        &ps.source,
+                        "approved before this episode began".into(),
+                        &mut ignored,
+                    );
+                    None
+                }
+                Some(i) if ps.since <= as_of => Some((i, ps.clone())),
+                Some(_) => {
+                    ignore(
+                        &ps.source,
+                        format!("approved after the as-of day {as_of}"),
+                        &mut ignored,
+                    );
+                    None
+                }
+                None => {
+                    ignore(
+                        &ps.source,
+                        format!(
+                            "approved phase `{}` is not a phase of this rule set",
+                            ps.phase
+                        ),
+                        &mut ignored,
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    let anchors = Anchors {
+        onset,
+        entry: approved.as_ref().map(|(i, ps)| (*i, ps.since)),
+        phases: &rs.doc.phases,
+    };
+
     // The newest day an Observation gave a value (a value-less record is no recent data).
     let mut newest_observation: Option<Date> = None;
     for (f, (name, binding)) in rs.doc.facts.iter().enumerate() {
@@ -277,7 +321,7 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
             let Some(date) = r.date.or((r.kind == RecordKind::Order).then_some(as_of)) else {
                 continue;
             };
-            if !in_window(binding, date, onset, as_of) {
+            if !in_window(binding, date, &anchors, as_of) {
                 continue;
             }
             match read_value(rs, binding, src, r) {
@@ -314,7 +358,7 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
                 continue;
             }
             let Some(date) = r.date else { continue };
-            if !in_window(binding, date, onset, as_of) {
+            if !in_window(binding, date, &anchors, as_of) {
                 continue;
             }
             if let Read::Value(v) = read_value(rs, binding, src, r) {
@@ -376,44 +420,6 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
         values.insert(name.as_str(), fv);
     }
 
-    // An approved plan counts for a phase of this rule set, approved on or before the as-of
-    // day; anything else is reported, never guessed into a phase.
-    let approved = match &facts.phase_state {
-        Some(ps) if dq.approved_phase_holds => {
-            match rs.doc.phases.iter().position(|p| p.id == ps.phase) {
-                // A plan approved before this episode began is another episode's.
-                Some(_) if onset.is_some_and(|o| ps.since < o) => {
-                    ignore(
-                        &ps.source,
-                        "approved before this episode began".into(),
-                        &mut ignored,
-                    );
-                    None
-                }
-                Some(i) if ps.since <= as_of => Some((i, ps.clone())),
-                Some(_) => {
-                    ignore(
-                        &ps.source,
-                        format!("approved after the as-of day {as_of}"),
-                        &mut ignored,
-                    );
-                    None
-                }
-                None => {
-                    ignore(
-                        &ps.source,
-                        format!(
-                            "approved phase `{}` is not a phase of this rule set",
-                            ps.phase
-                        ),
-                        &mut ignored,
-                    );
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
     FactTable {
         values,
         onset,
@@ -432,8 +438,23 @@ fn day_number(d: Date) -> f64 {
     d.to_julian_day() as f64
 }
 
-fn in_window(b: &FactBinding, date: Date, onset: Option<Date>, as_of: Date) -> bool {
-    if let Some(max_age) = b.window.max_age_days {
+/// What a window is measured from: the episode's onset and, with an approved plan, the phase
+/// staff placed the patient in and the day they did.
+struct Anchors<'a> {
+    onset: Option<Date>,
+    entry: Option<(usize, Date)>,
+    phases: &'a [crate::model::Phase],
+}
+
+impl Anchors<'_> {
+    fn phase(&self, id: &str) -> Option<usize> {
+        self.phases.iter().position(|p| p.id == id)
+    }
+}
+
+fn in_window(b: &FactBinding, date: Date, at: &Anchors<'_>, as_of: Date) -> bool {
+    let w = &b.window;
+    if let Some(max_age) = w.max_age_days {
         if (as_of - date).whole_days() > max_age {
             return false;
         }
@@ -441,15 +462,26 @@ fn in_window(b: &FactBinding, date: Date, onset: Option<Date>, as_of: Date) -> b
     if b.baseline {
         return true;
     }
-    if let (Some(o), Some(max)) = (onset, b.window.max_days_after_onset) {
+    if let (Some(p), Some((phase, since))) = (&w.before_entry_of, at.entry) {
+        if at.phase(p).is_some_and(|e| phase >= e) && date >= since {
+            return false;
+        }
+    }
+    if let (Some(p), Some((phase, since))) = (&w.from_entry_of, at.entry) {
+        if at.phase(p) == Some(phase) {
+            return date >= since;
+        }
+    }
+    let onset = at.onset;
+    if let (Some(o), Some(max)) = (onset, w.max_days_after_onset) {
         if date > o + time::Duration::days(max) {
             return false;
         }
     }
     match onset {
         // Facts from before the episode describe another episode.
-        Some(o) => date >= o + time::Duration::days(b.window.min_days_after_onset.unwrap_or(0)),
-        None => b.window.min_days_after_onset.is_none(),
+        Some(o) => date >= o + time::Duration::days(w.min_days_after_onset.unwrap_or(0)),
+        None => w.min_days_after_onset.is_none(),
     }
 }
 

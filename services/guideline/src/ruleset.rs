@@ -322,6 +322,13 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
         ));
     }
 
+    for (name, b) in &doc.facts {
+        for p in b.window.from_entry_of.iter().chain(&b.window.before_entry_of) {
+            if !doc.phases.iter().any(|ph| ph.id == *p) {
+                problems.push(format!("facts.{name}.window: `{p}` is not a phase"));
+            }
+        }
+    }
     for u in doc.units.iter().flatten() {
         if !units::is_known(u) {
             problems.push(format!("units: `{u}` is not a UCUM unit Stride converts"));
@@ -383,6 +390,7 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
         ("red_flags", &doc.red_flags),
         ("warnings", &doc.warnings),
         ("pitfalls", &doc.pitfalls),
+        ("phase_notes", &doc.phase_notes),
     ] {
         for r in rules {
             let place = format!("{group}.{}", r.id);

@@ -98,6 +98,8 @@ pub struct Expect {
     pub red_flags: Option<Vec<String>>,
     pub warnings: Option<Vec<String>>,
     pub pitfalls: Option<Vec<String>>,
+    /// Exact set of the pitfalls the phase card names (`phase_notes`).
+    pub phase_notes: Option<Vec<String>>,
     /// Subsets: these must be present.
     #[serde(default)]
     pub unassessed: Vec<String>,
@@ -267,6 +269,7 @@ impl Expect {
             ("red_flags", &self.red_flags, ids(&d.red_flags)),
             ("warnings", &self.warnings, ids(&d.warnings)),
             ("pitfalls", &self.pitfalls, ids(&d.pitfalls)),
+            ("phase_notes", &self.phase_notes, ids(&d.phase_notes)),
         ] {
             if let Some(want) = want {
                 let want: BTreeSet<String> = want.iter().cloned().collect();

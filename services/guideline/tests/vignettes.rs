@@ -82,7 +82,13 @@ fn criterion_ids(c: &Criterion, out: &mut BTreeSet<String>) {
 /// Every rule id and check id a rule set defines.
 fn known_ids(d: &RuleSetDoc) -> BTreeSet<String> {
     let mut ids: BTreeSet<String> = [APPLICABILITY.to_owned()].into();
-    for r in d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls) {
+    for r in d
+        .red_flags
+        .iter()
+        .chain(&d.warnings)
+        .chain(&d.pitfalls)
+        .chain(&d.phase_notes)
+    {
         ids.insert(r.rule.clone());
         criterion_ids(&r.when, &mut ids);
     }
@@ -130,6 +136,7 @@ fn vignettes_name_real_rules_and_cover_every_decision_rule() {
             .iter()
             .chain(&d.warnings)
             .chain(&d.pitfalls)
+            .chain(&d.phase_notes)
             .map(|r| &r.rule)
             .chain(d.phases.iter().map(|p| &p.rule))
             .chain([&d.regression.rule])

@@ -222,8 +222,8 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     let doc = &inp.rs.doc;
     let phase_id = d.phase.as_deref()?;
     let phase = doc.phases.iter().find(|p| p.id == phase_id);
-    let (text, title, indicator) = match (phase, phase_id) {
-        (Some(p), _) => (p.card.clone(), p.title.clone(), "info"),
+    let (mut text, title, mut level) = match (phase, phase_id) {
+        (Some(p), _) => (p.card.clone(), p.title.clone(), Severity::Info),
         (None, HOLD_FOR_EVALUATION) => (
             doc.hold.clone().unwrap_or_else(|| CardText {
                 summary: "Progression on hold: a red flag needs evaluation first".into(),
@@ -232,18 +232,31 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
                 cite: vec![],
             }),
             "Hold for evaluation".to_owned(),
-            "warning",
+            Severity::Warning,
         ),
         (None, INSUFFICIENT_DATA) => (
             doc.insufficient_data.clone(),
             "Insufficient data".to_owned(),
-            "warning",
+            Severity::Warning,
         ),
         _ => return None,
     };
     let mut detail = text.detail.clone();
     if let Some(r) = &d.regression {
         detail.push_str(&format!("\n\n**{}** — {}", r.summary, r.detail));
+    }
+    // Pitfalls without a decision id of their own are told here, and weigh on the card.
+    for n in &d.phase_notes {
+        detail.push_str(&format!("\n\n**{}** — {}", n.summary, n.detail));
+        if !n.evidence.is_empty() {
+            detail.push_str(&format!(" Based on: {}.", n.evidence.join(", ")));
+        }
+        for c in &n.cite {
+            if !text.cite.contains(c) {
+                text.cite.push(*c);
+            }
+        }
+        level = level.max(n.severity);
     }
     if !d.activities.is_empty() || !d.rehab.is_empty() {
         detail.push_str("\n\n**Plan**\n");
@@ -281,7 +294,7 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
             detail.push_str(&format!("\n- {u}"));
         }
     }
-    let (uuid, mut card) = base_card(inp, phase_id, &title, indicator, &text, detail);
+    let (uuid, mut card) = base_card(inp, phase_id, &title, indicator(level), &text, detail);
     if let Some(url) = &inp.careplan_url {
         card["links"]
             .as_array_mut()

@@ -212,6 +212,7 @@ fn findings(html: &mut String, d: &Decision) {
         .iter()
         .chain(&d.warnings)
         .chain(&d.pitfalls)
+        .chain(&d.phase_notes)
         .collect();
     if findings.is_empty() {
         return;
