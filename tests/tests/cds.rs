@@ -382,7 +382,10 @@ async fn early_pain_is_rest_with_a_draft_careplan_stored_for_review() {
 async fn running_during_rest_is_named_on_the_phase_card_and_is_no_progress() {
     let app = spawn_app().await;
     // Two runs on days 3 and 5 of the episode, against advice.
-    let runs = [session("r1", 5, 3.0, 0, false), session("r2", 3, 3.0, 0, false)];
+    let runs = [
+        session("r1", 5, 3.0, 0, false),
+        session("r2", 3, 3.0, 0, false),
+    ];
     let (body, t) = patient_view_cards(&app, &knee(8), &runs).await;
     // The pitfall has no decision id of its own (CONTRACT): no extra card, the phase card
     // says it and weighs as a warning.
@@ -392,12 +395,21 @@ async fn running_during_rest_is_named_on_the_phase_card_and_is_no_progress() {
     assert_eq!(card["indicator"], "warning");
     let detail = card["detail"].as_str().unwrap();
     assert!(detail.contains("Pitfall: running during rest"), "{detail}");
-    assert!(detail.contains("Observation/r1") && detail.contains("Observation/r2"), "{detail}");
-    assert!(!detail.contains("PF-05") && !detail.contains("rest_runs"), "{detail}");
+    assert!(
+        detail.contains("Observation/r1") && detail.contains("Observation/r2"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("PF-05") && !detail.contains("rest_runs"),
+        "{detail}"
+    );
     citations_survive_markdown(detail);
 
     // The same runs three weeks later are walk-run sessions, not a pitfall.
-    let later = [session("r1", 5, 3.0, 0, false), session("r2", 3, 3.0, 0, false)];
+    let later = [
+        session("r1", 5, 3.0, 0, false),
+        session("r2", 3, 3.0, 0, false),
+    ];
     let (body, _) = patient_view_cards(&app, &knee(30), &later).await;
     let detail = body["cards"][0]["detail"].as_str().unwrap();
     assert!(!detail.contains("running during rest"), "{detail}");

@@ -94,7 +94,17 @@ pub fn code_system_ids(rs: &RuleSet) -> [(String, &str); 2] {
     ]
 }
 
-pub fn code_system(rs: &RuleSet, id: &str) -> Option<Result<Json, RenderError>> {
+/// The titles a guideline publishes its two code systems under (its declaration's).
+pub struct CodeSystemTitles<'a> {
+    pub findings: &'a str,
+    pub decisions: &'a str,
+}
+
+pub fn code_system(
+    rs: &RuleSet,
+    id: &str,
+    titles: &CodeSystemTitles<'_>,
+) -> Option<Result<Json, RenderError>> {
     let d = &rs.doc;
     let [(local_id, _), (decision_id, _)] = code_system_ids(rs);
     let (url, title, concepts): (&str, &str, BTreeMap<String, String>) = if id == local_id {
@@ -111,7 +121,7 @@ pub fn code_system(rs: &RuleSet, id: &str) -> Option<Result<Json, RenderError>> 
                 }
             }
         }
-        (&d.local_system, "Stride running-knee findings", concepts)
+        (&d.local_system, titles.findings, concepts)
     } else if id == decision_id {
         let mut concepts = BTreeMap::new();
         for p in &d.phases {
@@ -128,11 +138,7 @@ pub fn code_system(rs: &RuleSet, id: &str) -> Option<Result<Json, RenderError>> 
         for r in d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls) {
             concepts.insert(r.id.clone(), r.card.summary.clone());
         }
-        (
-            &d.decision_system,
-            "Stride running-knee decisions",
-            concepts,
-        )
+        (&d.decision_system, titles.decisions, concepts)
     } else {
         return None;
     };

@@ -514,7 +514,12 @@ impl<'a> Evaluator<'a> {
             Criterion::PhaseIn { .. } => {}
             Criterion::Compare(cmp) => {
                 for f in std::iter::once(&cmp.fact).chain(&cmp.percent_of) {
-                    if self.table.values.get(f.as_str()).is_none_or(|v| v.value.is_none()) {
+                    if self
+                        .table
+                        .values
+                        .get(f.as_str())
+                        .is_none_or(|v| v.value.is_none())
+                    {
                         out.push(f.clone());
                     }
                 }

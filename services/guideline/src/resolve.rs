@@ -393,7 +393,10 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
         if let Some((_, reason, _)) = blocking.first() {
             fv = FactValue::unknown(
                 reason.clone(),
-                blocking.iter().map(|(s, _, _)| s.clone()).collect::<Vec<_>>(),
+                blocking
+                    .iter()
+                    .map(|(s, _, _)| s.clone())
+                    .collect::<Vec<_>>(),
             );
         }
         if fv.value.is_none()

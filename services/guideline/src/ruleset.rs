@@ -323,7 +323,12 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     }
 
     for (name, b) in &doc.facts {
-        for p in b.window.from_entry_of.iter().chain(&b.window.before_entry_of) {
+        for p in b
+            .window
+            .from_entry_of
+            .iter()
+            .chain(&b.window.before_entry_of)
+        {
             if !doc.phases.iter().any(|ph| ph.id == *p) {
                 problems.push(format!("facts.{name}.window: `{p}` is not a phase"));
             }

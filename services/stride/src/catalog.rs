@@ -1,15 +1,88 @@
-//! Every rule-set version under the guidelines folder, loaded and checked once at start.
-//! Old versions stay: the audit log points at them and replay needs them.
+//! Every rule-set version under the guidelines folder, loaded and checked once at start, and
+//! each guideline's declaration (`guideline.yaml`: its CDS services, staff timeline and
+//! published names). Old versions stay: the audit log points at them and replay needs them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use stride_guideline::{RuleSet, RuleSetVersion};
+use stride_hooks::Hook;
 
 #[derive(Debug, Default)]
 pub struct Catalog {
     sets: BTreeMap<(String, RuleSetVersion), Arc<RuleSet>>,
+    guidelines: BTreeMap<String, Declaration>,
+}
+
+/// The file beside a guideline's versions that declares what the service shows for it.
+pub const DECLARATION: &str = "guideline.yaml";
+
+/// What a guideline folder declares beside its rule-set versions. Not versioned: the service
+/// ids are what EHRs register, whichever version answers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Declaration {
+    pub services: Vec<Service>,
+    /// Discovery's usageRequirements, after the sentence on tokens and the rule set.
+    pub usage: String,
+    /// The staff timeline: which facts, drawn how.
+    #[serde(default)]
+    pub timeline: Vec<Series>,
+    pub published: Published,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub id: String,
+    #[serde(deserialize_with = "hook")]
+    pub hook: Hook,
+    pub title: String,
+    pub description: String,
+    /// The guideline folder that declared it.
+    #[serde(skip)]
+    pub guideline: String,
+}
+
+fn hook<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hook, D::Error> {
+    let name = String::deserialize(d)?;
+    [Hook::PatientView, Hook::OrderSelect, Hook::OrderSign]
+        .into_iter()
+        .find(|h| h.name() == name)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "hook `{name}` is not one Stride answers (patient-view, order-select, order-sign)"
+            ))
+        })
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Series {
+    pub fact: String,
+    pub draw: Draw,
+}
+
+/// How the timeline draws a series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Draw {
+    /// A 0–10 score line.
+    Pain,
+    /// A count of days.
+    Days,
+    /// Each run's distance.
+    Distance,
+}
+
+/// Titles of the CodeSystems published for the guideline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Published {
+    pub findings: String,
+    pub decisions: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +96,53 @@ pub enum CatalogError {
     Invalid { path: PathBuf, message: String },
     #[error("no rule sets under {0}")]
     Empty(PathBuf),
+}
+
+fn load_declaration(
+    folder: &Path,
+    id: &str,
+    sets: &[&RuleSet],
+) -> Result<Declaration, CatalogError> {
+    let path = folder.join(DECLARATION);
+    let invalid = |message: String| CatalogError::Invalid {
+        path: path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let mut d: Declaration = serde_yaml::from_str(&text)
+        .map_err(|e| invalid(format!("not a guideline declaration: {e}")))?;
+    if d.services.is_empty() {
+        return Err(invalid("declares no CDS service".into()));
+    }
+    for s in &mut d.services {
+        // The id is a path segment of /cds-services/{id} and a token audience.
+        let ok = !s.id.is_empty()
+            && s.id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(invalid(format!(
+                "service id `{}` is not lower-case letters, digits and hyphens",
+                s.id
+            )));
+        }
+        s.guideline = id.to_owned();
+    }
+    for series in &d.timeline {
+        if !sets
+            .iter()
+            .any(|rs| rs.doc.facts.contains_key(&series.fact))
+        {
+            return Err(invalid(format!(
+                "timeline fact `{}` is a fact of no version of {id}",
+                series.fact
+            )));
+        }
+    }
+    Ok(d)
 }
 
 /// Rule-set files are `<id>/<version>.yaml`; vignettes beside them are not rule sets.
@@ -100,7 +220,45 @@ impl Catalog {
         if sets.is_empty() {
             return Err(CatalogError::Empty(dir.to_path_buf()));
         }
-        Ok(Catalog { sets })
+        let ids: BTreeSet<String> = sets.keys().map(|(id, _)| id.clone()).collect();
+        let mut guidelines = BTreeMap::new();
+        let mut service_ids = BTreeSet::new();
+        for id in ids {
+            let versions: Vec<&RuleSet> = sets
+                .iter()
+                .filter(|((g, _), _)| *g == id)
+                .map(|(_, rs)| rs.as_ref())
+                .collect();
+            let d = load_declaration(&dir.join(&id), &id, &versions)?;
+            for s in &d.services {
+                if !service_ids.insert(s.id.clone()) {
+                    return Err(CatalogError::Invalid {
+                        path: dir.join(&id).join(DECLARATION),
+                        message: format!("service id `{}` is declared twice", s.id),
+                    });
+                }
+            }
+            guidelines.insert(id, d);
+        }
+        Ok(Catalog { sets, guidelines })
+    }
+
+    /// Every CDS service of every loaded guideline, by guideline then as declared.
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.guidelines.values().flat_map(|d| &d.services)
+    }
+
+    pub fn service(&self, id: &str) -> Option<&Service> {
+        self.services().find(|s| s.id == id)
+    }
+
+    pub fn declaration(&self, guideline: &str) -> Option<&Declaration> {
+        self.guidelines.get(guideline)
+    }
+
+    /// The ids of the loaded guidelines.
+    pub fn guideline_ids(&self) -> impl Iterator<Item = &str> {
+        self.guidelines.keys().map(String::as_str)
     }
 
     pub fn len(&self) -> usize {
@@ -136,5 +294,108 @@ impl Catalog {
 
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<RuleSet>> {
         self.sets.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DECLARED: &str =
+        "services:\n  - {id: knee-view, hook: patient-view, title: T, description: D}\n\
+                            usage: U\npublished: {findings: F, decisions: C}\n";
+
+    /// A guidelines folder holding the repository's 1.0.0 under `id`, with `declaration`.
+    fn folder(guidelines: &[(&str, Option<&str>)]) -> tempfile::TempDir {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../guidelines/medial-knee-pain-running/1.0.0.yaml");
+        let text = std::fs::read_to_string(root).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (id, declaration) in guidelines {
+            let sub = dir.path().join(id);
+            std::fs::create_dir_all(&sub).unwrap();
+            let own = text.replacen("id: medial-knee-pain-running", &format!("id: {id}"), 1);
+            std::fs::write(sub.join("1.0.0.yaml"), own).unwrap();
+            if let Some(d) = declaration {
+                std::fs::write(sub.join(DECLARATION), d).unwrap();
+            }
+        }
+        dir
+    }
+
+    fn refusal(dir: &tempfile::TempDir) -> String {
+        Catalog::load(dir.path())
+            .err()
+            .expect("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn services_come_from_each_guidelines_declaration() {
+        let other = DECLARED
+            .replace("knee-view", "other-view")
+            .replace("patient-view", "order-sign");
+        let dir = folder(&[("knee-a", Some(DECLARED)), ("knee-b", Some(&other))]);
+        let c = Catalog::load(dir.path()).unwrap();
+        let ids: Vec<(&str, &str, &str)> = c
+            .services()
+            .map(|s| (s.id.as_str(), s.hook.name(), s.guideline.as_str()))
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                ("knee-view", "patient-view", "knee-a"),
+                ("other-view", "order-sign", "knee-b")
+            ]
+        );
+        assert_eq!(c.service("other-view").unwrap().guideline, "knee-b");
+        assert_eq!(c.declaration("knee-a").unwrap().published.findings, "F");
+    }
+
+    #[test]
+    fn a_guideline_without_a_declaration_is_refused_by_name() {
+        let dir = folder(&[("knee-a", None)]);
+        assert!(
+            refusal(&dir).contains("guideline.yaml"),
+            "{}",
+            refusal(&dir)
+        );
+    }
+
+    #[test]
+    fn a_service_id_declared_twice_is_refused() {
+        let dir = folder(&[("knee-a", Some(DECLARED)), ("knee-b", Some(DECLARED))]);
+        assert!(
+            refusal(&dir).contains("`knee-view` is declared twice"),
+            "{}",
+            refusal(&dir)
+        );
+    }
+
+    #[test]
+    fn unknown_hooks_odd_ids_and_unknown_timeline_facts_are_refused() {
+        for (bad, says) in [
+            (
+                DECLARED.replace("patient-view", "encounter-start"),
+                "hook `encounter-start`",
+            ),
+            (
+                DECLARED.replace("knee-view", "knee/view"),
+                "service id `knee/view`",
+            ),
+            (
+                format!("{DECLARED}timeline:\n  - {{fact: no_such_fact, draw: pain}}\n"),
+                "timeline fact `no_such_fact`",
+            ),
+            (format!("{DECLARED}colour: red\n"), "unknown field `colour`"),
+            (
+                "services: []\nusage: U\npublished: {findings: F, decisions: C}\n".into(),
+                "declares no CDS service",
+            ),
+        ] {
+            let dir = folder(&[("knee-a", Some(&bad))]);
+            let got = refusal(&dir);
+            assert!(got.contains(says), "{says}: {got}");
+        }
     }
 }

@@ -31,9 +31,10 @@ pub enum Command {
         /// cds-client (an EHR calling hooks) or staff.
         #[arg(long, default_value = "cds-client")]
         kind: String,
-        /// The CDS service the token is for (cds-client).
-        #[arg(long, default_value = "running-knee-patient-view")]
-        service: String,
+        /// The CDS service the token is for (cds-client); default: the first patient-view
+        /// service the rule-set folder declares.
+        #[arg(long)]
+        service: Option<String>,
         /// Space-separated scopes (staff), e.g. "careplan.read audit.read".
         #[arg(long)]
         scope: Option<String>,

@@ -31,6 +31,23 @@ pub enum DevError {
     NoKey(PathBuf),
     #[error("development key: {0}")]
     Key(String),
+    #[error("no CDS service to mint a token for: {0}")]
+    NoService(String),
+}
+
+/// The first patient-view service the rule-set folder declares: what a token is for when no
+/// `--service` is named.
+fn default_service(settings: &Settings) -> Result<String, DevError> {
+    let dir = settings
+        .guidelines()
+        .map_err(|e| DevError::NoService(e.to_string()))?;
+    let catalog =
+        crate::catalog::Catalog::load(dir).map_err(|e| DevError::NoService(e.to_string()))?;
+    let found = catalog
+        .services()
+        .find(|s| s.hook == stride_hooks::Hook::PatientView)
+        .map(|s| s.id.clone());
+    found.ok_or_else(|| DevError::NoService("no guideline declares a patient-view service".into()))
 }
 
 pub fn dir() -> PathBuf {
@@ -123,7 +140,10 @@ pub fn token(
         json!({"iat": now, "exp": now + ttl_secs, "jti": uuid::Uuid::new_v4().to_string()});
     match kind {
         "cds-client" => {
-            let service = service.unwrap_or("running-knee-patient-view");
+            let service = match service {
+                Some(s) => s.to_owned(),
+                None => default_service(settings)?,
+            };
             claims["iss"] = json!(DEV_EHR);
             claims["sub"] = json!("stride-dev-ehr");
             claims["tenant"] = json!(DEV_TENANT);

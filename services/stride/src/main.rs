@@ -43,16 +43,18 @@ fn main() -> ExitCode {
             service,
             scope,
             ttl,
-        } => match stride::dev::token(&settings, &kind, Some(&service), scope.as_deref(), ttl) {
-            Ok(t) => {
-                println!("{t}");
-                ExitCode::SUCCESS
+        } => {
+            match stride::dev::token(&settings, &kind, service.as_deref(), scope.as_deref(), ttl) {
+                Ok(t) => {
+                    println!("{t}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("stride: {e}");
+                    ExitCode::from(2)
+                }
             }
-            Err(e) => {
-                eprintln!("stride: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }
         Command::Serve | Command::Migrate | Command::Dev => {
             if matches!(cli.command, Command::Dev) {
                 match stride::dev::trust(&settings) {

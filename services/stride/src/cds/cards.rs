@@ -340,7 +340,7 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
         if let Some(sr) = inp.imaging {
             suggestions.push(create(
                 "Order imaging (modality per clinician)",
-                "Imaging for a red flag of the running-knee guideline".to_owned(),
+                format!("Imaging for a red flag: {}", inp.rs.doc.title),
                 sr,
             ));
         }

@@ -1,49 +1,13 @@
-//! The CDS services of discovery: one per hook, all backed by the current running-knee rule set.
+//! The CDS services of discovery: each loaded guideline's declared services, each answered by
+//! the guideline's version in force.
 
 use serde_json::{json, Value as Json};
 use stride_guideline::facts::RecordKind;
 use stride_guideline::RuleSet;
 
-/// The guideline every service evaluates (the newest active version of it).
-pub const GUIDELINE: &str = "medial-knee-pain-running";
+use crate::catalog::{Declaration, Service};
 
 pub use stride_hooks::Hook;
-
-pub struct ServiceDef {
-    pub id: &'static str,
-    pub hook: Hook,
-    pub title: &'static str,
-    pub description: &'static str,
-}
-
-pub const SERVICES: &[ServiceDef] = &[
-    ServiceDef {
-        id: "running-knee-patient-view",
-        hook: Hook::PatientView,
-        title: "Return to running after sudden medial knee/thigh pain",
-        description: "Places a runner with sudden medial thigh/knee pain in the return-to-running protocol \
-                      (rest, walk-run, progressive loading), shows red flags that need imaging and pitfalls, \
-                      and drafts a CarePlan for clinic review.",
-    },
-    ServiceDef {
-        id: "running-knee-order-select",
-        hook: Hook::OrderSelect,
-        title: "Running-knee guideline: check selected orders",
-        description: "Checks orders being selected against the running-knee guideline: low-intensity pulsed \
-                      ultrasound is not recommended; imaging is what a red flag asks for.",
-    },
-    ServiceDef {
-        id: "running-knee-order-sign",
-        hook: Hook::OrderSign,
-        title: "Running-knee guideline: check orders before signing",
-        description: "Checks orders about to be signed against the running-knee guideline: low-intensity pulsed \
-                      ultrasound is not recommended; imaging is what a red flag asks for.",
-    },
-];
-
-pub fn find(id: &str) -> Option<&'static ServiceDef> {
-    SERVICES.iter().find(|s| s.id == id)
-}
 
 /// Prefetch keys, named by resource type as most CDS clients do.
 pub const PATIENT: &str = "Patient";
@@ -84,14 +48,17 @@ pub fn prefetch(rs: &RuleSet) -> Vec<(&'static str, String)> {
     ]
 }
 
-pub fn discovery(rs: &RuleSet) -> Json {
-    let prefetch: serde_json::Map<String, Json> = prefetch(rs)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), Json::String(v)))
-        .collect();
-    let services: Vec<Json> = SERVICES
-        .iter()
-        .map(|s| {
+/// Discovery: every service with the rule set that answers it by default and its guideline's
+/// declaration.
+pub fn discovery<'a>(
+    services: impl Iterator<Item = (&'a Service, &'a RuleSet, &'a Declaration)>,
+) -> Json {
+    let services: Vec<Json> = services
+        .map(|(s, rs, d)| {
+            let prefetch: serde_json::Map<String, Json> = prefetch(rs)
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), Json::String(v)))
+                .collect();
             json!({
                 "hook": s.hook.name(),
                 "id": s.id,
@@ -102,10 +69,9 @@ pub fn discovery(rs: &RuleSet) -> Json {
                 "version": rs.doc.version.to_string(),
                 "prefetch": prefetch,
                 "usageRequirements": format!(
-                    "Requires a signed JWT from a trusted CDS client. Decides with rule set {} {}: an active \
-                     Condition with onset date (knee, thigh or lower-leg pain, MCL sprain, tibial stress fracture, \
-                     anterior muscle strain) activates it; Observations use LOINC 72514-3 and the codes of {}.",
-                    rs.doc.id, rs.doc.version, rs.doc.local_system
+                    "Requires a signed JWT from a trusted CDS client. Decides with rule set {} {}. {} \
+                     Its own code system: {}.",
+                    rs.doc.id, rs.doc.version, d.usage, rs.doc.local_system
                 ),
             })
         })

@@ -16,34 +16,48 @@ use crate::admission::{self, Refused};
 use crate::audit;
 use crate::auth::CdsCaller;
 use crate::body::{read_body, read_json, BodyLimits};
+use crate::catalog::Service;
 use crate::cds::cards::{cards, CardInputs};
 use crate::cds::egress::FhirPolicy;
 use crate::cds::fetch::{fill, CallBudget, FetchError};
 use crate::cds::request::{self, HookRequest, ParseError};
-use crate::cds::services::{self, ServiceDef, CONDITION, GUIDELINE, OBSERVATION};
+use crate::cds::services::{self, CONDITION, OBSERVATION};
 use crate::error::ApiError;
 use crate::routes::guidelines;
 use crate::startup::AppState;
 
-/// The guideline version that answers for `issuer` (`None`: not yet known, as for discovery).
+/// The version of `guideline` that answers for `issuer` (`None`: not yet known, as for
+/// discovery).
 fn rule_set<'s>(
     state: &'s AppState,
+    guideline: &str,
     issuer: Option<&str>,
 ) -> Result<&'s std::sync::Arc<RuleSet>, ApiError> {
     state
         .pins
-        .in_force(&state.catalog, GUIDELINE, issuer)
+        .in_force(&state.catalog, guideline, issuer)
         .map(|(rs, _)| rs)
         .ok_or(ApiError::Unavailable)
 }
 
 #[get("/cds-services")]
 pub async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(services::discovery(rule_set(&state, None)?)))
+    let mut entries = Vec::new();
+    for s in state.catalog.services() {
+        let rs = rule_set(&state, &s.guideline, None)?;
+        let d = state
+            .catalog
+            .declaration(&s.guideline)
+            .ok_or(ApiError::Unavailable)?;
+        entries.push((s, rs.as_ref(), d));
+    }
+    Ok(HttpResponse::Ok().json(services::discovery(entries.into_iter())))
 }
 
-fn service(id: &str) -> Result<&'static ServiceDef, ApiError> {
-    services::find(id)
+fn service<'s>(state: &'s AppState, id: &str) -> Result<&'s Service, ApiError> {
+    state
+        .catalog
+        .service(id)
         .ok_or_else(|| ApiError::UnknownResource("no CDS service with this id".into()))
 }
 
@@ -248,8 +262,8 @@ async fn gather(
 /// What makes a retry the same call: the service and every part of the request but the
 /// access token (a retry carries a fresh one). From the members the request parse kept: a
 /// second parse of the body cost a measurable share of a call (docs/benchmarks.md).
-fn fingerprint(svc: &ServiceDef, req: &HookRequest<'_>) -> String {
-    let mut text = String::from(svc.id);
+fn fingerprint(svc: &Service, req: &HookRequest<'_>) -> String {
+    let mut text = svc.id.clone();
     for (k, v) in req
         .members
         .iter()
@@ -329,9 +343,9 @@ pub async fn call(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let svc = service(&path)?;
+    let svc = service(&state, &path)?;
     tracing::Span::current().record("hook", svc.hook.name());
-    let rs = rule_set(&state, Some(cds_caller.issuer()))?.clone();
+    let rs = rule_set(&state, &svc.guideline, Some(cds_caller.issuer()))?.clone();
     let _share = state
         .tenant_share
         .enter(cds_caller.tenant())
@@ -368,7 +382,7 @@ pub async fn call(
             let mut audit = audit::entry(&http, audit::Action::HookRetry, "success", Some(&caller));
             audit.hook = Some(svc.hook.name().to_owned());
             audit.hook_instance = Some(req.hook_instance.clone());
-            audit.service_id = Some(svc.id.to_owned());
+            audit.service_id = Some(svc.id.clone());
             audit.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
             state.store.append_audit(&audit).await.map_err(|e| {
                 tracing::error!(error = %e, "retry audit entry not written: answering 503");
@@ -517,7 +531,7 @@ pub async fn call(
     let mut audit = audit::entry(&http, audit::Action::HookCall, "success", Some(&caller));
     audit.hook = Some(svc.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());
-    audit.service_id = Some(svc.id.to_owned());
+    audit.service_id = Some(svc.id.clone());
     audit.patient_ref = Some(patient_ref.clone());
     audit.as_of = Some(as_of.to_string());
     audit.facts = Some(AuditFacts::from_canonical(&facts).map_err(|e| ApiError::internal(&e))?);
@@ -564,7 +578,7 @@ pub async fn call(
             .map(|c| NewCard {
                 uuid: c.uuid,
                 tenant: caller.tenant.clone(),
-                service_id: svc.id.to_owned(),
+                service_id: svc.id.clone(),
                 hook_instance: req.hook_instance.clone(),
                 decision_id: c.decision_id.clone(),
                 careplan_id: planned,
@@ -595,7 +609,7 @@ pub async fn call(
 }
 
 fn feedback_entries(
-    svc: &ServiceDef,
+    svc: &Service,
     tenant: &str,
     body: &Json,
     now: OffsetDateTime,
@@ -670,7 +684,7 @@ fn feedback_entries(
             Ok(NewFeedback {
                 id: stride_store::new_row_id(),
                 tenant: tenant.to_owned(),
-                service_id: svc.id.to_owned(),
+                service_id: svc.id.clone(),
                 card_uuid: card.to_owned(),
                 outcome: outcome.to_owned(),
                 details: f.clone(),
@@ -690,13 +704,13 @@ pub async fn feedback(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let svc = service(&path)?;
+    let svc = service(&state, &path)?;
     let body = read_json(&http, payload, BodyLimits::of(&state.settings)).await?;
     let entries = feedback_entries(svc, cds_caller.tenant(), &body, OffsetDateTime::now_utc())
         .map_err(ApiError::BadRequest)?;
     let caller = cds_caller.settled().await?;
     let mut audit = audit::entry(&http, audit::Action::Feedback, "success", Some(&caller));
-    audit.service_id = Some(svc.id.to_owned());
+    audit.service_id = Some(svc.id.clone());
     audit.card_uuids = entries.iter().map(|f| f.card_uuid.clone()).collect();
     audit.details["outcomes"] = entries
         .iter()

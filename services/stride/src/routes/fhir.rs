@@ -47,11 +47,14 @@ pub async fn code_system(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     // The newest version that publishes a code system with this id.
-    let found = state
-        .catalog
-        .iter()
-        .rev()
-        .find_map(|rs| publish::code_system(rs, &path));
+    let found = state.catalog.iter().rev().find_map(|rs| {
+        let published = &state.catalog.declaration(&rs.doc.id)?.published;
+        let titles = publish::CodeSystemTitles {
+            findings: &published.findings,
+            decisions: &published.decisions,
+        };
+        publish::code_system(rs, &path, &titles)
+    });
     let cs = found.ok_or_else(|| ApiError::UnknownResource("no CodeSystem with this id".into()))?;
     Ok(fhir_json(cs.map_err(|e| ApiError::internal(&e))?))
 }

@@ -15,14 +15,10 @@ use time::Date;
 use super::chart::Timeline;
 use super::{check_form, esc, number, page, see_other, viewer, UiError, Viewer};
 use crate::audit;
+use crate::catalog::Draw;
 use crate::error::ApiError;
 use crate::routes::careplans::{apply_review, load_visible, ReviewRequest, READ, REVIEW};
 use crate::startup::AppState;
-
-/// The facts the timeline draws (fact ids of the rule set; a rule set without one draws less).
-const PAIN_FACT: &str = "current_pain";
-const WALKING_FACT: &str = "walking_streak_reported";
-const DISTANCE_FACT: &str = "weekly_distance";
 
 /// The decision behind a plan: its stored facts, re-evaluated with the stored rule-set version.
 struct Drafted<'a> {
@@ -90,14 +86,25 @@ async fn timeline(state: &AppState, plan: &CarePlanRecord, d: &Drafted<'_>) -> T
             false
         }
     });
-    Timeline {
+    let mut timeline = Timeline {
         start: onset,
         end: Some(d.as_of),
-        pain: series(d.rs, &d.facts, PAIN_FACT, d.as_of),
-        walking_days: series(d.rs, &d.facts, WALKING_FACT, d.as_of),
-        distance: series(d.rs, &d.facts, DISTANCE_FACT, d.as_of),
         phases,
+        ..Timeline::default()
+    };
+    // The guideline's declaration says which facts are drawn, and how; a version without one
+    // of them draws less.
+    let declared = state.catalog.declaration(&d.rs.doc.id);
+    for s in declared.map(|g| g.timeline.as_slice()).unwrap_or_default() {
+        let points = series(d.rs, &d.facts, &s.fact, d.as_of);
+        let row = match s.draw {
+            Draw::Pain => &mut timeline.pain,
+            Draw::Days => &mut timeline.walking_days,
+            Draw::Distance => &mut timeline.distance,
+        };
+        row.extend(points);
     }
+    timeline
 }
 
 fn verdict(v: Verdict) -> &'static str {
