@@ -8,7 +8,7 @@ pub mod fhir;
 pub mod oidc;
 pub mod tokens;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
@@ -109,6 +109,37 @@ pub struct TestApp {
     handle: ServerHandle,
 }
 
+/// The guidelines every test app loads: the repository's, and beside them the synthetic
+/// two-phase guideline of `tests/fixtures/guidelines` (not clinical), so every end-to-end test
+/// runs with two guidelines and nothing can quietly assume one. Links, made once per process.
+pub fn guidelines_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir =
+            std::env::temp_dir().join(format!("stride-test-guidelines-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for parent in [
+            repo_root().join("guidelines"),
+            repo_root().join("tests/fixtures/guidelines"),
+        ] {
+            for entry in std::fs::read_dir(&parent).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    std::os::unix::fs::symlink(&path, dir.join(path.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+        dir
+    })
+}
+
+/// How many guidelines a test app loads (each tenant's chain starts with one
+/// `guideline-version` entry per guideline).
+pub fn guideline_count() -> usize {
+    std::fs::read_dir(guidelines_dir()).unwrap().count()
+}
+
 /// The environment a test app starts from; tests add or override variables.
 pub fn base_env(db: &TestDb) -> Vec<(String, String)> {
     vec![
@@ -118,7 +149,7 @@ pub fn base_env(db: &TestDb) -> Vec<(String, String)> {
         ("STRIDE_REFUSAL_AUDIT_INTERVAL_MS".into(), "100".into()),
         (
             "STRIDE_GUIDELINES_DIR".into(),
-            repo_root().join("guidelines").display().to_string(),
+            guidelines_dir().display().to_string(),
         ),
     ]
 }

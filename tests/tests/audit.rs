@@ -164,8 +164,9 @@ async fn tampering_and_deletion_are_caught_by_verify() {
     let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
     assert_eq!(res["status"], "intact", "{res}");
     assert_eq!(
-        res["entries"], 4,
-        "the version in force at start, then three calls"
+        res["entries"],
+        stride_tests::guideline_count() + 3,
+        "the version in force of each guideline at start, then three calls"
     );
 
     // The database owner edits a decision after the fact.
@@ -303,8 +304,8 @@ async fn the_database_refuses_edits_by_the_service() {
                     .fetch_one(&mut c)
                     .await
                     .unwrap(),
-                2,
-                "the version in force at start and the call"
+                stride_tests::guideline_count() as i64 + 1,
+                "the version in force of each guideline at start, and the call"
             );
             for sql in [
                 "UPDATE audit_entries SET outcome = 'x'",
@@ -724,9 +725,11 @@ async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
     }
     let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
     assert_eq!(res["status"], "intact", "{res}");
+    let start = stride_tests::guideline_count() as i64;
     assert_eq!(
-        res["sealed"], 4,
-        "the version in force and three calls: {res}"
+        res["sealed"],
+        start + 3,
+        "the versions in force and three calls: {res}"
     );
 
     let anchor = dir.path().join("anchor.ndjson");
@@ -739,7 +742,7 @@ async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
     // The version in force, three hook calls and the verify just made (itself audited).
     assert_eq!(
         (cp["tenant"].as_str(), cp["seq"].as_i64()),
-        (Some(TENANT), Some(5))
+        (Some(TENANT), Some(start + 4))
     );
     assert_eq!(
         cli(&app, verify_with(&anchor)).await,
@@ -776,6 +779,8 @@ async fn a_deleted_tail_shows_against_the_checkpoints_outside_the_database() {
     for onset in [3, 20, 40] {
         hook(&app, onset).await;
     }
+    // The versions in force, then the three calls: the last is the tail.
+    let tail = stride_tests::guideline_count() + 3;
     let anchor = dir.path().join("anchor.ndjson");
     let anchored = stride::cli::AuditCommand::Anchor {
         out: Some(anchor.clone()),
@@ -788,7 +793,7 @@ async fn a_deleted_tail_shows_against_the_checkpoints_outside_the_database() {
     };
     owner_exec(
         &app,
-        &format!("{unlock} DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq = 4;"),
+        &format!("{unlock} DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq = {tail};"),
     )
     .await;
     // What is left is a consistent, sealed chain of three …
@@ -802,7 +807,7 @@ async fn a_deleted_tail_shows_against_the_checkpoints_outside_the_database() {
     // A checkpoint file someone edited does not verify either.
     let forged = std::fs::read_to_string(&anchor)
         .unwrap()
-        .replace("\"seq\":4", "\"seq\":3");
+        .replace(&format!("\"seq\":{tail}"), &format!("\"seq\":{}", tail - 1));
     std::fs::write(&anchor, forged).unwrap();
     assert_eq!(
         cli(&app, verify_with(&anchor)).await,
@@ -829,9 +834,11 @@ async fn a_rotated_key_keeps_old_seals_verifiable_and_an_auditor_needs_only_publ
         .map(|a| a.unwrap().seal.unwrap().kid)
         .collect()
         .await;
-    // The version in force and the first call under k1; the version is unchanged at the
+    // The versions in force and the first call under k1; the versions are unchanged at the
     // restart (no new entry), the second call under k2.
-    assert_eq!(kids, ["k1", "k1", "k2"]);
+    let mut want = vec!["k1"; stride_tests::guideline_count() + 1];
+    want.push("k2");
+    assert_eq!(kids, want);
     let public = dir.path().join("public.json");
     let keys = stride_store::seal::AuditKeys::load(std::path::Path::new(&old)).unwrap();
     std::fs::write(&public, keys.public_only()).unwrap();

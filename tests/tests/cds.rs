@@ -217,11 +217,22 @@ async fn discovery_lists_one_service_per_hook_with_prefetch_templates() {
     let services = body["services"]
         .as_array()
         .expect("req 6: a list of services");
-    let hooks: Vec<&str> = services
+    // Every loaded guideline's declared services: the running-knee guideline has one per hook,
+    // the synthetic test guideline two.
+    let hooks: Vec<(&str, &str)> = services
         .iter()
-        .map(|s| s["hook"].as_str().unwrap())
+        .map(|s| (s["id"].as_str().unwrap(), s["hook"].as_str().unwrap()))
         .collect();
-    assert_eq!(hooks, ["patient-view", "order-select", "order-sign"]);
+    assert_eq!(
+        hooks,
+        [
+            ("running-knee-patient-view", "patient-view"),
+            ("running-knee-order-select", "order-select"),
+            ("running-knee-order-sign", "order-sign"),
+            ("synthetic-patient-view", "patient-view"),
+            ("synthetic-order-sign", "order-sign"),
+        ]
+    );
     for s in services {
         // Req 7/8/9/10.
         for field in ["hook", "title", "description", "id"] {
@@ -237,10 +248,19 @@ async fn discovery_lists_one_service_per_hook_with_prefetch_templates() {
             assert!(t.contains("{{context.patientId}}"), "req 59: {t}");
             assert_eq!(t.matches("{{").count(), t.matches("}}").count(), "req 55");
         }
-        assert!(prefetch["Observation"]
-            .as_str()
-            .unwrap()
-            .contains("running-knee|pain-walking"));
+        // Each service's templates ask for its own guideline's codes only.
+        let observations = prefetch["Observation"].as_str().unwrap();
+        let knee = s["id"].as_str().unwrap().starts_with("running-knee");
+        assert_eq!(
+            observations.contains("running-knee|pain-walking"),
+            knee,
+            "{observations}"
+        );
+        assert_eq!(
+            observations.contains("synthetic|gauge"),
+            !knee,
+            "{observations}"
+        );
         // Req 16: the service answers at {base}/cds-services/{id}.
         let (status, _) = hook(
             &app,

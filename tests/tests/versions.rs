@@ -35,11 +35,17 @@ async fn get_json(app: &TestApp, path: &str, token: Option<String>) -> Json {
     req.send().await.unwrap().json().await.unwrap()
 }
 
+/// The running-knee guideline's `guideline-version` entries of `tenant` (the synthetic test
+/// guideline has its own).
 async fn version_entries(app: &TestApp, tenant: &str) -> Vec<Json> {
     stride_tests::audit_entries(app)
         .await
         .into_iter()
-        .filter(|e| e.entry.action == "guideline-version" && e.entry.tenant == tenant)
+        .filter(|e| {
+            e.entry.action == "guideline-version"
+                && e.entry.tenant == tenant
+                && e.entry.details["guideline"] == GUIDELINE
+        })
         .map(|e| e.entry.details)
         .collect()
 }
@@ -76,12 +82,24 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
     assert_eq!(g["tenants"][TENANT_B]["version"], "1.0.0");
     assert_eq!(g["tenants"][TENANT_B]["chosenBy"], "trust file");
 
+    // Discovery: each service carries its own guideline's default version.
     let discovery = get_json(&app, "/cds-services", None).await;
-    assert!(discovery["services"]
+    let versions: Vec<(&str, &str)> = discovery["services"]
         .as_array()
         .unwrap()
         .iter()
-        .all(|s| s["version"] == "1.0.1"));
+        .map(|s| (s["id"].as_str().unwrap(), s["version"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            ("running-knee-patient-view", "1.0.1"),
+            ("running-knee-order-select", "1.0.1"),
+            ("running-knee-order-sign", "1.0.1"),
+            ("synthetic-patient-view", "1.1.0"),
+            ("synthetic-order-sign", "1.1.0"),
+        ]
+    );
 }
 
 #[tokio::test]
