@@ -237,7 +237,7 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
     if onset.is_some() {
         onset_reason = None;
     } else if !applies {
-        onset_reason = Some("no active pain episode".to_owned());
+        onset_reason = Some("no active episode".to_owned());
     }
 
     let mut values = BTreeMap::new();

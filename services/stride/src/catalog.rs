@@ -63,6 +63,8 @@ fn hook<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hook, D::Error> {
 pub struct Series {
     pub fact: String,
     pub draw: Draw,
+    /// The row's name on the chart and in its table.
+    pub label: String,
 }
 
 /// How the timeline draws a series.
@@ -70,11 +72,11 @@ pub struct Series {
 #[serde(rename_all = "kebab-case")]
 pub enum Draw {
     /// A 0–10 score line.
-    Pain,
-    /// A count of days.
+    Score,
+    /// A count of days, as a line.
     Days,
-    /// Each run's distance.
-    Distance,
+    /// Values summed per week, as bars.
+    WeeklySum,
 }
 
 /// Titles of the CodeSystems published for the guideline.
@@ -384,7 +386,7 @@ mod tests {
                 "service id `knee/view`",
             ),
             (
-                format!("{DECLARED}timeline:\n  - {{fact: no_such_fact, draw: pain}}\n"),
+                format!("{DECLARED}timeline:\n  - {{fact: no_such_fact, draw: score, label: L}}\n"),
                 "timeline fact `no_such_fact`",
             ),
             (format!("{DECLARED}colour: red\n"), "unknown field `colour`"),

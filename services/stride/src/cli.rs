@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "stride",
     version,
-    about = "Stride: CDS Hooks clinical decision support for running injuries"
+    about = "Stride: CDS Hooks clinical decision support from versioned guideline rule sets"
 )]
 pub struct Cli {
     /// TOML configuration file; STRIDE_* environment variables override it.

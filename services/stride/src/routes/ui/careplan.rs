@@ -97,10 +97,27 @@ async fn timeline(state: &AppState, plan: &CarePlanRecord, d: &Drafted<'_>) -> T
     let declared = state.catalog.declaration(&d.rs.doc.id);
     for s in declared.map(|g| g.timeline.as_slice()).unwrap_or_default() {
         let points = series(d.rs, &d.facts, &s.fact, d.as_of);
+        let labels = &mut timeline.labels;
         let row = match s.draw {
-            Draw::Pain => &mut timeline.pain,
-            Draw::Days => &mut timeline.walking_days,
-            Draw::Distance => &mut timeline.distance,
+            Draw::Score => {
+                labels.score = s.label.clone();
+                &mut timeline.pain
+            }
+            Draw::Days => {
+                labels.days = s.label.clone();
+                &mut timeline.walking_days
+            }
+            Draw::WeeklySum => {
+                labels.weekly = s.label.clone();
+                labels.weekly_unit =
+                    d.rs.doc
+                        .facts
+                        .get(&s.fact)
+                        .and_then(|b| b.output_unit())
+                        .unwrap_or_default()
+                        .to_owned();
+                &mut timeline.distance
+            }
         };
         row.extend(points);
     }

@@ -9,9 +9,22 @@ use time::Date;
 
 use super::esc;
 
+/// The words of each row: the guideline's (its declaration's `timeline`), never the chart's.
+#[derive(Debug, Default, Clone)]
+pub struct Labels {
+    /// The 0–10 score line.
+    pub score: String,
+    /// The count-of-days line.
+    pub days: String,
+    /// The bars summed per week, and the unit of their values.
+    pub weekly: String,
+    pub weekly_unit: String,
+}
+
 /// What the chart shows; every series is (day, value) in the fact's unit.
 #[derive(Debug, Default)]
 pub struct Timeline {
+    pub labels: Labels,
     /// Day 0 of the axis (the episode's onset when known).
     pub start: Option<Date>,
     pub end: Option<Date>,
@@ -94,7 +107,7 @@ impl Timeline {
             s,
             "<svg class=\"timeline\" role=\"img\" aria-labelledby=\"tl-title tl-desc\" viewBox=\"0 0 {WIDTH} {height}\" xmlns=\"http://www.w3.org/2000/svg\">\
              <title id=\"tl-title\">Timeline from {lo} to {hi}</title>\
-             <desc id=\"tl-desc\">Phase bands, pain scores, pain-free walking days and weekly running distance by week; the table below has the same data.</desc>"
+             <desc id=\"tl-desc\">Phase bands and the guideline's series by week; the table below has the same data.</desc>"
         );
 
         // Phase bands.
@@ -131,7 +144,7 @@ impl Timeline {
         y += phase_h + ROW_GAP;
 
         // Pain 0–10, points joined in time order.
-        self.axis(&mut s, y, pain_h, "Pain (0–10)", 10.0);
+        self.axis(&mut s, y, pain_h, &self.labels.score, 10.0);
         let py = |v: f64| y + pain_h - v.clamp(0.0, 10.0) / 10.0 * pain_h;
         if !self.pain.is_empty() {
             let pts: Vec<String> = self
@@ -147,9 +160,10 @@ impl Timeline {
             for (d, v) in &self.pain {
                 let _ = write!(
                     s,
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#a00000\"><title>{d}: pain {v}</title></circle>",
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"#a00000\"><title>{d}: {} {v}</title></circle>",
                     x(*d),
-                    py(*v)
+                    py(*v),
+                    esc(&self.labels.score)
                 );
             }
         }
@@ -161,7 +175,7 @@ impl Timeline {
             .iter()
             .map(|p| p.1)
             .fold(7.0_f64, f64::max);
-        self.axis(&mut s, y, walk_h, "Pain-free walking days", walk_max);
+        self.axis(&mut s, y, walk_h, &self.labels.days, walk_max);
         let wy = |v: f64| y + walk_h - v.max(0.0) / walk_max * walk_h;
         if !self.walking_days.is_empty() {
             let pts: Vec<String> = self
@@ -177,9 +191,10 @@ impl Timeline {
             for (d, v) in &self.walking_days {
                 let _ = write!(
                     s,
-                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"5\" height=\"5\" fill=\"#0b4f9c\"><title>{d}: {v} pain-free walking days</title></rect>",
+                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"5\" height=\"5\" fill=\"#0b4f9c\"><title>{d}: {} {v}</title></rect>",
                     x(*d) - 2.5,
-                    wy(*v) - 2.5
+                    wy(*v) - 2.5,
+                    esc(&self.labels.days)
                 );
             }
         }
@@ -188,16 +203,17 @@ impl Timeline {
         // Running distance per week, as bars.
         let weekly = self.weekly_distance();
         let dist_max = weekly.iter().map(|w| w.1).fold(5.0_f64, f64::max);
-        self.axis(&mut s, y, dist_h, "Running km / week", dist_max);
+        self.axis(&mut s, y, dist_h, &self.labels.weekly, dist_max);
         let week_w = 7.0 / span * plot;
         for (week, km) in &weekly {
             let x0 = LEFT + (*week as f64 * 7.0) / span * plot;
             let h = km / dist_max * dist_h;
             let _ = write!(
                 s,
-                "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#2f6b2f\"><title>week {week}: {km:.1} km</title></rect>",
+                "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"#2f6b2f\"><title>week {week}: {km:.1} {}</title></rect>",
                 y + dist_h - h,
-                (week_w - 2.0).max(1.0)
+                (week_w - 2.0).max(1.0),
+                esc(&self.labels.weekly_unit)
             );
         }
         y += dist_h + 4.0;
@@ -240,24 +256,28 @@ impl Timeline {
 
     /// The same data as rows of a table (date, series, value).
     pub fn table(&self) -> String {
-        let mut rows: Vec<(Date, &str, String)> = Vec::new();
-        rows.extend(self.phases.iter().map(|(d, p)| (*d, "Phase", esc(p))));
+        let mut rows: Vec<(Date, String, String)> = Vec::new();
+        let l = &self.labels;
+        rows.extend(
+            self.phases
+                .iter()
+                .map(|(d, p)| (*d, "Phase".to_owned(), esc(p))),
+        );
         rows.extend(
             self.pain
                 .iter()
-                .map(|(d, v)| (*d, "Pain (0–10)", super::number(Some(*v)))),
+                .map(|(d, v)| (*d, esc(&l.score), super::number(Some(*v)))),
         );
         rows.extend(
             self.walking_days
                 .iter()
-                .map(|(d, v)| (*d, "Pain-free walking days", super::number(Some(*v)))),
+                .map(|(d, v)| (*d, esc(&l.days), super::number(Some(*v)))),
         );
-        rows.extend(
-            self.distance
-                .iter()
-                .map(|(d, v)| (*d, "Run distance (km)", super::number(Some(*v)))),
-        );
-        rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(b.1)));
+        rows.extend(self.distance.iter().map(|(d, v)| {
+            let label = format!("{} ({})", l.weekly, l.weekly_unit);
+            (*d, esc(&label), super::number(Some(*v)))
+        }));
+        rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
         let mut t = String::from(
             "<table><caption>Timeline data</caption><thead><tr><th scope=\"col\">Day</th><th scope=\"col\">Series</th><th scope=\"col\">Value</th></tr></thead><tbody>",
         );
@@ -286,6 +306,12 @@ mod tests {
 
     fn sample() -> Timeline {
         Timeline {
+            labels: Labels {
+                score: "Pain (0–10)".into(),
+                days: "Pain-free walking days".into(),
+                weekly: "Running / week".into(),
+                weekly_unit: "km".into(),
+            },
             start: Some(date!(2026 - 10 - 01)),
             end: Some(date!(2026 - 11 - 12)),
             pain: vec![(date!(2026 - 10 - 01), 7.0), (date!(2026 - 10 - 20), 2.0)],
