@@ -138,9 +138,15 @@ async fn the_second_guideline_answers_drafts_publishes_and_replays_like_the_firs
         .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    assert!(html.contains("svg class=\"timeline\""), "a timeline is drawn");
+    assert!(
+        html.contains("svg class=\"timeline\""),
+        "a timeline is drawn"
+    );
     assert!(html.contains("Gauge (0–10)"), "the declared row name");
-    assert!(!html.contains("walking"), "no running-knee wording on its page");
+    assert!(
+        !html.contains("walking"),
+        "no running-knee wording on its page"
+    );
 
     // Published: its PlanDefinition per version, and its code systems under the declared titles.
     for version in ["1.0.0", "1.1.0"] {

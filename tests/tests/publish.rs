@@ -4,7 +4,7 @@
 use serde_json::Value as Json;
 use stride_tests::spawn_app;
 
-/// The stable decision vocabulary of CONTRACT.md.
+/// The stable decision vocabulary of CONTRACT.md, with the ids its extensions name.
 const CONTRACT_IDS: &[&str] = &[
     "rest",
     "walk-run",
@@ -23,6 +23,13 @@ const CONTRACT_IDS: &[&str] = &[
     "distance-jump",
     "lipus-not-recommended",
     "insufficient-data",
+    // Added by rule set 1.1.0 (CONTRACT.md, extensions named by the open issues).
+    "femoral-neck-bone-stress",
+    "high-risk-bone-stress",
+    "scfe-suspected",
+    "dvt-signs",
+    "intra-articular-knee",
+    "bone-health-screen",
 ];
 
 /// The local codes of FACTS.md.

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use fhir_sdk::r4b::resources::{
     CarePlan, Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
-    ObservationComponentValue, ObservationEffective, ObservationValue, ServiceRequest,
+    ObservationComponentValue, ObservationEffective, ObservationValue, Patient, ServiceRequest,
     ServiceRequestOccurrence,
 };
 use fhir_sdk::r4b::types::{CodeableConcept, Quantity, Timing};
@@ -37,6 +37,9 @@ pub struct Intake {
     instants: Vec<Option<OffsetDateTime>>,
     /// CarePlans the EHR sent (an approved plan is the patient's phase state).
     pub plans: Vec<PlanSeen>,
+    /// Read Patient resources (their birth date): only when the rule set reads one, so no
+    /// birth date is stored with facts that do not need it.
+    pub read_patients: bool,
 }
 
 /// What a CarePlan says of the patient's place in a protocol.
@@ -51,8 +54,14 @@ pub struct PlanSeen {
     pub since_day: Option<Date>,
 }
 
-/// The resource types the guideline reads; any other is skipped unparsed.
+/// The code a Patient's record carries: its resource type (a rule set reads the birth date of
+/// `fhirtype#Patient`).
+pub const RESOURCE_TYPES: &str = "http://hl7.org/fhir/resource-types";
+
+/// The resource types the guideline reads; any other is skipped unparsed (a Patient unless
+/// `read_patients`).
 const READ: &[&str] = &[
+    "Patient",
     "CarePlan",
     "Observation",
     "Condition",
@@ -188,7 +197,7 @@ impl Intake {
     /// Deserialise one resource of type `kind` into its record, or report why it cannot be.
     /// Its id comes from the parsed resource; the text is read for it only when that fails.
     fn read(&mut self, raw: &RawValue, kind: &str) {
-        if !READ.contains(&kind) {
+        if !READ.contains(&kind) || (kind == "Patient" && !self.read_patients) {
             return;
         }
         let source = |id: Option<&str>| format!("{kind}/{}", id.unwrap_or("(no id)"));
@@ -231,6 +240,9 @@ impl Intake {
                 .map(|c| condition(&c, source(c.id.as_deref()))),
             "ServiceRequest" => serde_json::from_str::<ServiceRequest>(json)
                 .map(|s| service_request(&s, source(s.id.as_deref()))),
+            "Patient" => {
+                serde_json::from_str::<Patient>(json).map(|p| patient(&p, source(p.id.as_deref())))
+            }
             _ => serde_json::from_str::<DeviceRequest>(json)
                 .map(|d| device_request(&d, source(d.id.as_deref()))),
         };
@@ -389,6 +401,28 @@ fn condition(c: &Condition, source: String) -> (Record, Option<OffsetDateTime>) 
         components: vec![],
     };
     (record, at)
+}
+
+/// A Patient as the rule set reads it: its birth date, nothing else (a year or a month alone
+/// is no day to count an age from).
+fn patient(p: &Patient, source: String) -> (Record, Option<OffsetDateTime>) {
+    let date = match &p.birth_date {
+        Some(fhir_sdk::Date::Date(d)) => Some(*d),
+        _ => None,
+    };
+    let record = Record {
+        source,
+        kind: RecordKind::Patient,
+        codes: vec![Code {
+            system: RESOURCE_TYPES.into(),
+            code: "Patient".into(),
+        }],
+        status: None,
+        date,
+        value: None,
+        components: vec![],
+    };
+    (record, None)
 }
 
 fn service_request(s: &ServiceRequest, source: String) -> (Record, Option<OffsetDateTime>) {
@@ -613,6 +647,30 @@ mod tests {
                 unit: Some("wk".into())
             })
         );
+    }
+
+    #[test]
+    fn a_patients_birth_date_is_read_only_when_asked_for_and_only_to_the_day() {
+        let patient = |birth: &str| {
+            json!({"resourceType": "Patient", "id": "p1", "birthDate": birth,
+                   "name": [{"text": "Jane Doe"}], "gender": "female"})
+        };
+        let mut intake = Intake::default();
+        add(&mut intake, patient("2014-05-02"));
+        assert!(intake.records.is_empty(), "no birth date unless the rule set reads one");
+        intake.read_patients = true;
+        add(&mut intake, patient("2014-05-02"));
+        let r = &intake.records[0];
+        assert_eq!(
+            (r.kind, r.source.as_str(), r.date),
+            (RecordKind::Patient, "Patient/p1", Some(time::macros::date!(2014 - 05 - 02)))
+        );
+        assert_eq!(r.codes[0].system, RESOURCE_TYPES);
+        // Nothing but the day: no name, no gender.
+        assert!(r.value.is_none() && r.components.is_empty());
+        // A year or a month alone is no day to count an age from.
+        add(&mut intake, patient("2014-05"));
+        assert_eq!(intake.records[1].date, None);
     }
 
     #[test]

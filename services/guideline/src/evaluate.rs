@@ -285,6 +285,8 @@ impl<'a> Evaluator<'a> {
             }
             match verdict {
                 Verdict::Met => out.push(finding(r, &r.card, self.evidence(start))),
+                // Holds when it fires; its inputs are not demanded.
+                Verdict::Unknown if !r.rule_out => {}
                 Verdict::Unknown => {
                     if let Some(list) = unknown.as_deref_mut() {
                         let mut missing = Vec::new();

@@ -212,10 +212,12 @@ impl Parameter {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Basis {
     Seed,
     Proposal,
+    /// From public material beyond the source guideline (cited; pending clinical governance).
+    BeyondSource,
 }
 
 /// Where a fact comes from and how the matching records are reduced to one value.
@@ -289,6 +291,8 @@ pub enum RecordKind {
     Observation,
     Condition,
     Order,
+    /// The Patient resource: its birth date, for an age.
+    Patient,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,6 +322,8 @@ pub enum Aggregation {
     /// the `period_days` before its day: each run against the runs before it. 0 when nothing
     /// came before (a first run is no jump).
     StepUp,
+    /// Whole years from the latest record's day to the as-of day: an age from a birth date.
+    Age,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -393,6 +399,11 @@ pub struct Rule {
     pub when: Criterion,
     #[serde(default)]
     pub suggest_imaging: bool,
+    /// A red flag that can be neither confirmed nor ruled out keeps the patient where they are
+    /// and is asked for (`red_flags_ruled_out_before_progression`). `false`: it holds when it
+    /// fires, but its inputs are not demanded (findings EHRs do not yet record routinely).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub rule_out: bool,
     /// What the rule looks for, in a few clinical words: named on the cards about it that are
     /// not its own (not ruled out, preliminary, could not be checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -563,4 +574,12 @@ impl Op {
             Op::Ne => "≠",
         }
     }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }

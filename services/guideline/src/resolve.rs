@@ -110,13 +110,13 @@ const CONDITION_ACTIVE: &[&str] = &["active", "recurrence", "relapse"];
 const ORDER_COUNTS: &[&str] = &["draft", "active", "on-hold"];
 
 fn status_counts(r: &Record) -> bool {
-    let Some(status) = r.status.as_deref() else {
-        return false;
-    };
+    let listed = |allowed: &[&str]| r.status.as_deref().is_some_and(|s| allowed.contains(&s));
     match r.kind {
-        RecordKind::Observation => OBSERVATION_COUNTS.contains(&status),
-        RecordKind::Condition => CONDITION_ACTIVE.contains(&status),
-        RecordKind::Order => ORDER_COUNTS.contains(&status),
+        // A Patient has no status: its record is its birth date.
+        RecordKind::Patient => true,
+        RecordKind::Observation => listed(OBSERVATION_COUNTS),
+        RecordKind::Condition => listed(CONDITION_ACTIVE),
+        RecordKind::Order => listed(ORDER_COUNTS),
     }
 }
 
@@ -780,6 +780,17 @@ fn aggregate(
                 }
             }
             FactValue::known(rise, Some("%".into()), used)
+        }
+        Aggregation::Age => {
+            let Some(last) = points.last() else {
+                return FactValue::unknown(NOT_RECORDED, vec![]);
+            };
+            let born = last.date;
+            let mut years = i64::from(as_of.year() - born.year());
+            if (as_of.month() as u8, as_of.day()) < (born.month() as u8, born.day()) {
+                years -= 1;
+            }
+            FactValue::known(years as f64, Some("a".into()), vec![last.source.to_owned()])
         }
         Aggregation::Decrease => {
             let (Some(first), Some(last)) = (points.first(), points.last()) else {

@@ -16,6 +16,8 @@ const UNITS: &[(&str, &str, f64)] = &[
     ("h", "time", 3600.0),
     ("d", "time", 86_400.0),
     ("wk", "time", 604_800.0),
+    // UCUM's year: the mean Julian year, 365.25 days.
+    ("a", "time", 31_557_600.0),
     ("%", "percent", 1.0),
     ("{score}", "score", 1.0),
     ("1", "score", 1.0),

@@ -173,13 +173,14 @@ impl Vignette {
                 (None, day) => vec![day],
                 (Some(_), Some(_)) => return Err(format!("record {i}: both day and days")),
             };
-            let status = r.status.clone().unwrap_or_else(|| {
+            let status = r.status.clone().or_else(|| {
                 match r.kind {
-                    RecordKind::Observation => "final",
-                    RecordKind::Condition => "active",
-                    RecordKind::Order => "draft",
+                    RecordKind::Observation => Some("final"),
+                    RecordKind::Condition => Some("active"),
+                    RecordKind::Order => Some("draft"),
+                    RecordKind::Patient => None,
                 }
-                .to_owned()
+                .map(str::to_owned)
             });
             let components = r
                 .components
@@ -204,7 +205,7 @@ impl Vignette {
                     source,
                     kind: r.kind,
                     codes: vec![code(&r.code)?],
-                    status: Some(status.clone()),
+                    status: status.clone(),
                     date: day.map(|d| self.as_of + Duration::days(d)),
                     value: r.value.as_ref().map(value).transpose()?,
                     components: components.clone(),
@@ -239,6 +240,7 @@ fn kind_name(k: RecordKind) -> &'static str {
         RecordKind::Observation => "Observation",
         RecordKind::Condition => "Condition",
         RecordKind::Order => "ServiceRequest",
+        RecordKind::Patient => "Patient",
     }
 }
 

@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
-use stride_guideline::facts::PhaseState;
+use stride_guideline::facts::{PhaseState, RecordKind};
 use stride_guideline::{evaluate, Facts, RuleSet};
 use stride_store::{AuditFacts, HookAnswer, HookRecord, NewCard, NewCarePlan, NewFeedback};
 use time::OffsetDateTime;
@@ -21,7 +21,7 @@ use crate::cds::cards::{cards, CardInputs};
 use crate::cds::egress::FhirPolicy;
 use crate::cds::fetch::{fill, CallBudget, FetchError};
 use crate::cds::request::{self, HookRequest, ParseError};
-use crate::cds::services::{self, CONDITION, OBSERVATION};
+use crate::cds::services::{self, CONDITION, OBSERVATION, PATIENT};
 use crate::error::ApiError;
 use crate::routes::guidelines;
 use crate::startup::AppState;
@@ -418,6 +418,18 @@ pub async fn call(
     let mut phase_state = None;
     if episode.applies {
         gather(&state, &rs, &req, OBSERVATION, &mut intake, &mut fetching).await?;
+        // A rule set that reads an age gets the Patient's birth date (prefetched; without it
+        // the age is unknown and said so in the trace).
+        if !rs.codes_read(RecordKind::Patient).is_empty() {
+            if let Some(patient) = req
+                .prefetch
+                .get(PATIENT)
+                .filter(|v| resource_type(v).is_some())
+            {
+                intake.read_patients = true;
+                intake.add(patient);
+            }
+        }
         // An approved plan sent in the prefetch (optional: no fetch when it is absent).
         if let Some(plans) = req
             .prefetch
