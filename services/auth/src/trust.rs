@@ -49,6 +49,10 @@ pub struct IssuerConfig {
     /// rule sets at start.
     #[serde(default)]
     pub guidelines: std::collections::BTreeMap<String, String>,
+    /// Candidate versions evaluated in shadow for this issuer's tenant (`guideline-id` →
+    /// version), overriding STRIDE_SHADOW_VERSIONS; checked at start. Never shown.
+    #[serde(default)]
+    pub shadow: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -657,13 +657,20 @@ mod tests {
         };
         let mut intake = Intake::default();
         add(&mut intake, patient("2014-05-02"));
-        assert!(intake.records.is_empty(), "no birth date unless the rule set reads one");
+        assert!(
+            intake.records.is_empty(),
+            "no birth date unless the rule set reads one"
+        );
         intake.read_patients = true;
         add(&mut intake, patient("2014-05-02"));
         let r = &intake.records[0];
         assert_eq!(
             (r.kind, r.source.as_str(), r.date),
-            (RecordKind::Patient, "Patient/p1", Some(time::macros::date!(2014 - 05 - 02)))
+            (
+                RecordKind::Patient,
+                "Patient/p1",
+                Some(time::macros::date!(2014 - 05 - 02))
+            )
         );
         assert_eq!(r.codes[0].system, RESOURCE_TYPES);
         // Nothing but the day: no name, no gender.

@@ -19,6 +19,10 @@ pub struct Settings {
     /// `STRIDE_GUIDELINE_VERSIONS`: the version in force per guideline for every tenant
     /// (a trust-file issuer's `guidelines` overrides it); unset: the newest active.
     pub guideline_versions: std::collections::BTreeMap<String, stride_guideline::RuleSetVersion>,
+    /// `STRIDE_SHADOW_VERSIONS`: a candidate version per guideline, evaluated beside the one in
+    /// force on every hook call and recorded, never shown (a trust-file issuer's `shadow`
+    /// overrides it).
+    pub shadow_versions: std::collections::BTreeMap<String, stride_guideline::RuleSetVersion>,
     pub trust_file: Option<PathBuf>,
     /// The audit key file (`STRIDE_AUDIT_KEY_FILE`): its signing key seals every entry
     /// written; its public keys verify seals and checkpoints.
@@ -200,6 +204,7 @@ struct Raw {
     database_url: Option<String>,
     guidelines_dir: Option<String>,
     guideline_versions: Option<String>,
+    shadow_versions: Option<String>,
     trust_file: Option<String>,
     audit_key_file: Option<String>,
     max_body_bytes: Option<String>,
@@ -316,6 +321,11 @@ impl Settings {
         let guideline_versions = match &raw.guideline_versions {
             Some(v) => crate::pins::parse_setting(v)
                 .map_err(|r| invalid("STRIDE_GUIDELINE_VERSIONS", v, r))?,
+            None => Default::default(),
+        };
+        let shadow_versions = match &raw.shadow_versions {
+            Some(v) => crate::pins::parse_setting(v)
+                .map_err(|r| invalid("STRIDE_SHADOW_VERSIONS", v, r))?,
             None => Default::default(),
         };
         let trust_file = raw.trust_file.map(PathBuf::from);
@@ -546,6 +556,7 @@ impl Settings {
             database,
             guidelines_dir,
             guideline_versions,
+            shadow_versions,
             trust_file,
             audit_keys,
             max_body_bytes: max_body_bytes as usize,

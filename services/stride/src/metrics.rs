@@ -29,6 +29,7 @@ pub struct Metrics {
     /// Brought up to the store's own count at each scrape.
     pub db_fast_failures: prometheus::IntCounter,
     pub prefetch_failures: IntCounterVec,
+    pub shadow_evaluations: IntCounterVec,
 }
 
 impl Metrics {
@@ -116,6 +117,11 @@ impl Metrics {
             "Fallback fetches that failed or were not attempted, by reason (the caller sees one generic 412)",
             &["reason"],
         );
+        let shadow_evaluations = counter(
+            "shadow_evaluations_total",
+            "Hook calls also decided by a candidate version in shadow, by whether its decision differed (same, differs)",
+            &["outcome"],
+        );
         let gauge = |name: &str, help: &str| {
             let g = prometheus::IntGauge::new(name, help).expect("valid metric");
             registry
@@ -141,6 +147,7 @@ impl Metrics {
             hooks_shed,
             hooks_refused,
             prefetch_failures,
+            shadow_evaluations,
             registry,
             http_requests,
             http_latency,

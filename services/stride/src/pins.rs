@@ -39,6 +39,9 @@ pub struct Pins {
     global: BTreeMap<String, RuleSetVersion>,
     /// Issuer → its own pins.
     by_issuer: HashMap<String, BTreeMap<String, RuleSetVersion>>,
+    /// Candidates evaluated in shadow: for everyone, and per issuer (over it).
+    shadow_global: BTreeMap<String, RuleSetVersion>,
+    shadow_by_issuer: HashMap<String, BTreeMap<String, RuleSetVersion>>,
     /// Every CDS client's tenant and issuer, for reporting and the audit of changes.
     tenants: Vec<(String, String)>,
 }
@@ -49,8 +52,20 @@ impl Pins {
     pub fn new(
         catalog: &Catalog,
         global: &BTreeMap<String, RuleSetVersion>,
+        shadow: &BTreeMap<String, RuleSetVersion>,
         verifier: &stride_auth::Verifier,
     ) -> Result<Pins, String> {
+        // A candidate may be a draft (that is what shadow is for), but it must be loaded.
+        let loaded = |id: &str, v: &RuleSetVersion, origin: &str| -> Result<(), String> {
+            catalog
+                .get(id, v)
+                .map(|_| ())
+                .ok_or_else(|| format!("{origin}: {id} {v} is not a loaded rule-set version"))
+        };
+        for (id, v) in shadow {
+            loaded(id, v, "STRIDE_SHADOW_VERSIONS")?;
+        }
+        let mut shadow_by_issuer = HashMap::new();
         let check = |id: &str, v: &RuleSetVersion, origin: &str| -> Result<(), String> {
             match catalog.get(id, v) {
                 None => Err(format!(
@@ -83,14 +98,54 @@ impl Pins {
                 own.insert(id.clone(), v);
             }
             by_issuer.insert(cfg.iss.clone(), own);
+            let mut candidates = BTreeMap::new();
+            for (id, v) in &cfg.shadow {
+                let origin = format!("trust file, issuer {}, shadow", cfg.iss);
+                let v: RuleSetVersion = v.parse().map_err(|e| format!("{origin}: {e}"))?;
+                loaded(id, &v, &origin)?;
+                candidates.insert(id.clone(), v);
+            }
+            shadow_by_issuer.insert(cfg.iss.clone(), candidates);
         }
         tenants.sort();
         tenants.dedup();
         Ok(Pins {
             global: global.clone(),
             by_issuer,
+            shadow_global: shadow.clone(),
+            shadow_by_issuer,
             tenants,
         })
+    }
+
+    /// The candidate of `guideline` evaluated in shadow for `issuer` (`None` for a caller not
+    /// yet known: everyone's), unless it is the version in force.
+    pub fn shadow<'c>(
+        &self,
+        catalog: &'c Catalog,
+        guideline: &str,
+        issuer: Option<&str>,
+    ) -> Option<&'c Arc<RuleSet>> {
+        let own = issuer
+            .and_then(|i| self.shadow_by_issuer.get(i))
+            .and_then(|m| m.get(guideline));
+        let v = own.or_else(|| self.shadow_global.get(guideline))?;
+        let candidate = catalog.get(guideline, v)?;
+        let (in_force, _) = self.in_force(catalog, guideline, issuer)?;
+        (candidate.doc.version != in_force.doc.version).then_some(candidate)
+    }
+
+    /// Every candidate any caller may evaluate for `guideline`: discovery's prefetch asks
+    /// for what they read too, so the shadow sees the data it would decide on.
+    pub fn shadows<'c>(&self, catalog: &'c Catalog, guideline: &str) -> Vec<&'c Arc<RuleSet>> {
+        let mut out: Vec<&'c Arc<RuleSet>> = std::iter::once(&self.shadow_global)
+            .chain(self.shadow_by_issuer.values())
+            .filter_map(|m| m.get(guideline))
+            .filter_map(|v| catalog.get(guideline, v))
+            .collect();
+        out.sort_by_key(|rs| rs.doc.version);
+        out.dedup_by_key(|rs| rs.doc.version);
+        out
     }
 
     /// The version of `guideline` that answers for `issuer` (`None`: a caller not yet known,
@@ -121,11 +176,27 @@ impl Pins {
         catalog: &'c Catalog,
         guideline: &str,
     ) -> Vec<(String, &'c Arc<RuleSet>, Source)> {
+        self.tenants_with_shadow(catalog, guideline)
+            .into_iter()
+            .map(|(t, rs, src, _)| (t, rs, src))
+            .collect()
+    }
+
+    /// Each CDS client's tenant, the version that answers for it and its candidate in shadow.
+    #[allow(clippy::type_complexity)]
+    pub fn tenants_with_shadow<'c>(
+        &self,
+        catalog: &'c Catalog,
+        guideline: &str,
+    ) -> Vec<(String, &'c Arc<RuleSet>, Source, Option<&'c Arc<RuleSet>>)> {
         self.tenants
             .iter()
             .filter_map(|(tenant, iss)| {
                 self.in_force(catalog, guideline, Some(iss))
-                    .map(|(rs, src)| (tenant.clone(), rs, src))
+                    .map(|(rs, src)| {
+                        let shadow = self.shadow(catalog, guideline, Some(iss));
+                        (tenant.clone(), rs, src, shadow)
+                    })
             })
             .collect()
     }

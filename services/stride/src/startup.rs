@@ -111,8 +111,13 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
         let verifier = Arc::new(verifier(&settings)?);
-        let pins = crate::pins::Pins::new(&catalog, &settings.guideline_versions, &verifier)
-            .map_err(StartError::Pins)?;
+        let pins = crate::pins::Pins::new(
+            &catalog,
+            &settings.guideline_versions,
+            &settings.shadow_versions,
+            &verifier,
+        )
+        .map_err(StartError::Pins)?;
         let oidc = match &settings.oidc {
             Some(o) if verifier.issuer_kind(&o.issuer) != Some(stride_auth::Kind::Staff) => {
                 return Err(StartError::OidcIssuer(o.issuer.clone()))

@@ -15,11 +15,16 @@ pub const CONDITION: &str = "Condition";
 pub const OBSERVATION: &str = "Observation";
 pub const CAREPLAN: &str = "CarePlan";
 
-/// The prefetch templates: the Patient, the Conditions and Observations the rule set reads
-/// (by code, so the EHR sends only what matters), and the active CarePlan if any.
-pub fn prefetch(rs: &RuleSet) -> Vec<(&'static str, String)> {
+/// The prefetch templates: the Patient, the Conditions and Observations the rule sets read
+/// (by code, so the EHR sends only what matters; the version in force and any candidate in
+/// shadow), and the active CarePlan if any.
+pub fn prefetch(sets: &[&RuleSet]) -> Vec<(&'static str, String)> {
     let tokens = |kind| {
-        rs.codes_read(kind)
+        let mut codes: Vec<&stride_guideline::Code> =
+            sets.iter().flat_map(|rs| rs.codes_read(kind)).collect();
+        codes.sort();
+        codes.dedup();
+        codes
             .iter()
             .map(|c| format!("{}|{}", c.system, c.code))
             .collect::<Vec<_>>()
@@ -48,14 +53,15 @@ pub fn prefetch(rs: &RuleSet) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Discovery: every service with the rule set that answers it by default and its guideline's
-/// declaration.
+/// Discovery: every service with the rule set that answers it by default (first) and the
+/// candidates in shadow, and its guideline's declaration.
 pub fn discovery<'a>(
-    services: impl Iterator<Item = (&'a Service, &'a RuleSet, &'a Declaration)>,
+    services: impl Iterator<Item = (&'a Service, Vec<&'a RuleSet>, &'a Declaration)>,
 ) -> Json {
     let services: Vec<Json> = services
-        .map(|(s, rs, d)| {
-            let prefetch: serde_json::Map<String, Json> = prefetch(rs)
+        .map(|(s, sets, d)| {
+            let rs = sets[0];
+            let prefetch: serde_json::Map<String, Json> = prefetch(&sets)
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), Json::String(v)))
                 .collect();

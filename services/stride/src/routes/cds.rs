@@ -49,7 +49,15 @@ pub async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
             .catalog
             .declaration(&s.guideline)
             .ok_or(ApiError::Unavailable)?;
-        entries.push((s, rs.as_ref(), d));
+        let mut sets = vec![rs.as_ref()];
+        sets.extend(
+            state
+                .pins
+                .shadows(&state.catalog, &s.guideline)
+                .into_iter()
+                .map(|c| c.as_ref()),
+        );
+        entries.push((s, sets, d));
     }
     Ok(HttpResponse::Ok().json(services::discovery(entries.into_iter())))
 }
@@ -185,7 +193,8 @@ const FETCH_FAILED: &str = "could not be fetched from the fhirServer the request
 /// prefetch did not bring it. `Err` when required data can be neither prefetched nor fetched.
 async fn gather(
     state: &AppState,
-    rs: &RuleSet,
+    // The version in force and any candidate in shadow: a fetch asks for what both read.
+    read: &[&RuleSet],
     req: &HookRequest<'_>,
     key: &str,
     intake: &mut Intake,
@@ -199,7 +208,7 @@ async fn gather(
         }
         (Slot::Empty, None) => Ok(()),
         (Slot::Empty | Slot::NotProvided, Some(server)) => {
-            let template = services::prefetch(rs)
+            let template = services::prefetch(read)
                 .into_iter()
                 .find(|(k, _)| *k == key)
                 .map(|(_, t)| t)
@@ -346,6 +355,14 @@ pub async fn call(
     let svc = service(&state, &path)?;
     tracing::Span::current().record("hook", svc.hook.name());
     let rs = rule_set(&state, &svc.guideline, Some(cds_caller.issuer()))?.clone();
+    // A candidate version evaluated beside it, recorded and never shown.
+    let shadow = state
+        .pins
+        .shadow(&state.catalog, &svc.guideline, Some(cds_caller.issuer()))
+        .cloned();
+    let read: Vec<&RuleSet> = std::iter::once(rs.as_ref())
+        .chain(shadow.as_deref())
+        .collect();
     let _share = state
         .tenant_share
         .enter(cds_caller.tenant())
@@ -402,7 +419,7 @@ pub async fn call(
     let patient_ref = format!("Patient/{}", req.context.patient_id);
 
     let mut intake = Intake::default();
-    gather(&state, &rs, &req, CONDITION, &mut intake, &mut fetching).await?;
+    gather(&state, &read, &req, CONDITION, &mut intake, &mut fetching).await?;
     if let Some(orders) = req.context.draft_orders {
         intake.add(orders);
     }
@@ -417,10 +434,13 @@ pub async fn call(
     intake.records = conditions.records;
     let mut phase_state = None;
     if episode.applies {
-        gather(&state, &rs, &req, OBSERVATION, &mut intake, &mut fetching).await?;
+        gather(&state, &read, &req, OBSERVATION, &mut intake, &mut fetching).await?;
         // A rule set that reads an age gets the Patient's birth date (prefetched; without it
         // the age is unknown and said so in the trace).
-        if !rs.codes_read(RecordKind::Patient).is_empty() {
+        if read
+            .iter()
+            .any(|r| !r.codes_read(RecordKind::Patient).is_empty())
+        {
             if let Some(patient) = req
                 .prefetch
                 .get(PATIENT)
@@ -460,6 +480,24 @@ pub async fn call(
     };
     let decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
         .in_scope(|| evaluate(&rs, &facts, as_of));
+    // Shadow: the candidate decides the same facts on the same day; only the record shows it.
+    let shadowed = shadow.as_ref().map(|candidate| {
+        let d = tracing::info_span!("evaluate shadow", version = %candidate.doc.version)
+            .in_scope(|| evaluate(candidate, &facts, as_of));
+        let ids: Vec<String> = d.decision_ids().iter().map(|s| s.to_string()).collect();
+        let differs = ids != decision.decision_ids();
+        state
+            .metrics
+            .shadow_evaluations
+            .with_label_values(&[if differs { "differs" } else { "same" }])
+            .inc();
+        json!({
+            "version": candidate.doc.version.to_string(),
+            "contentHash": candidate.content_hash,
+            "decisionIds": ids,
+            "differs": differs,
+        })
+    });
     tracing::Span::current().record(
         "decision",
         tracing::field::display(decision.decision_ids().join(",")),
@@ -562,6 +600,9 @@ pub async fn call(
         audit.details["careplan_reused"] = json!(true);
     }
     audit.details["user"] = json!(req.context.user_id);
+    if let Some(shadow) = shadowed {
+        audit.details["shadow"] = shadow;
+    }
     if !unread.is_empty() {
         audit.details["unread"] = json!(unread);
     }

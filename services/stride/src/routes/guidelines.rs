@@ -32,13 +32,14 @@ pub async fn list(state: web::Data<AppState>) -> HttpResponse {
         let default = state.pins.in_force(&state.catalog, id, None);
         let tenants: serde_json::Map<String, serde_json::Value> = state
             .pins
-            .tenants(&state.catalog, id)
+            .tenants_with_shadow(&state.catalog, id)
             .into_iter()
-            .map(|(t, rs, source)| {
-                (
-                    t,
-                    serde_json::json!({"version": rs.doc.version.to_string(), "chosenBy": source.as_str()}),
-                )
+            .map(|(t, rs, source, shadow)| {
+                let mut entry = serde_json::json!({"version": rs.doc.version.to_string(), "chosenBy": source.as_str()});
+                if let Some(candidate) = shadow {
+                    entry["shadow"] = serde_json::json!(candidate.doc.version.to_string());
+                }
+                (t, entry)
             })
             .collect();
         let mut g = serde_json::json!({"id": id, "versions": versions});
