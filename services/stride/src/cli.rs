@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -122,4 +122,27 @@ pub enum RulesCommand {
         #[arg(long)]
         verbose: bool,
     },
+    /// What a candidate version would change: every stored decision of its guideline decided
+    /// again by it (or read from its shadow record), one line per changed decision, then a
+    /// summary by transition. Progress on stderr. Needs the database, never migrates it.
+    Impact {
+        /// `guideline-id=version`, e.g. medial-knee-pain-running=1.1.0.
+        #[arg(long)]
+        candidate: String,
+        /// Only decisions recorded on or after this day (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this tenant's decisions.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, value_enum, default_value_t = ImpactFormat::Ndjson)]
+        format: ImpactFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImpactFormat {
+    Ndjson,
+    Csv,
+    Text,
 }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod error;
+pub mod impact;
 pub mod metrics;
 pub mod oidc;
 pub mod pins;

@@ -116,6 +116,30 @@ fn rules(command: RulesCommand, settings: &Settings) -> ExitCode {
     let result = match &command {
         RulesCommand::Validate { paths } => rules_cmd::validate(paths, dir),
         RulesCommand::Test { paths, verbose } => rules_cmd::test(paths, dir, *verbose),
+        RulesCommand::Impact {
+            candidate,
+            since,
+            tenant,
+            format,
+        } => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            let done = runtime.block_on(rules_cmd::impact(
+                settings,
+                candidate,
+                since.as_deref(),
+                tenant.clone(),
+                *format,
+            ));
+            return match done {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("stride: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
     };
     match result {
         Ok(0) => ExitCode::SUCCESS,

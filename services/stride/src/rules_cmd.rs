@@ -1,4 +1,4 @@
-//! `stride rules validate` and `stride rules test`.
+//! `stride rules validate`, `stride rules test` and `stride rules impact`.
 
 use std::path::{Path, PathBuf};
 
@@ -115,5 +115,123 @@ fn print_trace(d: &stride_guideline::Decision) {
                 .map(|n| format!("  ({n})"))
                 .unwrap_or_default()
         );
+    }
+}
+
+/// `stride rules impact`: stream the changes to stdout in `format`, then the summary.
+pub async fn impact(
+    settings: &crate::config::Settings,
+    candidate: &str,
+    since: Option<&str>,
+    tenant: Option<String>,
+    format: crate::cli::ImpactFormat,
+) -> Result<crate::impact::Summary, Box<dyn std::error::Error>> {
+    use crate::cli::ImpactFormat;
+    use std::io::Write;
+    let candidate: crate::impact::Candidate =
+        candidate.parse().map_err(|e| format!("--candidate: {e}"))?;
+    let since_us = since
+        .map(|d| {
+            time::Date::parse(d, &time::format_description::well_known::Iso8601::DATE)
+                .map(|d| d.midnight().assume_utc().unix_timestamp() * 1_000_000)
+                .map_err(|_| format!("--since: `{d}` is not YYYY-MM-DD"))
+        })
+        .transpose()?;
+    let catalog = crate::catalog::Catalog::load(settings.guidelines()?)?;
+    // The auditor's credentials are enough: this only reads the log.
+    let store = crate::startup::connect_checked(settings).await?;
+    let scope = crate::impact::Scope {
+        candidate,
+        since_us,
+        tenant,
+    };
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    if format == ImpactFormat::Csv {
+        writeln!(
+            out,
+            "audit_entry,tenant,patient,recorded_us,version,candidate,before,after,from"
+        )?;
+    }
+    let mut failed: Option<std::io::Error> = None;
+    let summary = crate::impact::report(
+        store.as_ref(),
+        &catalog,
+        &scope,
+        |c| {
+            let written = match format {
+                ImpactFormat::Ndjson => serde_json::to_string(c)
+                    .map_err(std::io::Error::other)
+                    .and_then(|line| writeln!(out, "{line}")),
+                ImpactFormat::Csv => writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{},{}",
+                    c.audit_entry,
+                    csv(&c.tenant),
+                    csv(c.patient.as_deref().unwrap_or_default()),
+                    c.recorded_us,
+                    c.version,
+                    c.candidate,
+                    csv(&c.before.join(" ")),
+                    csv(&c.after.join(" ")),
+                    c.from
+                ),
+                ImpactFormat::Text => writeln!(
+                    out,
+                    "{}  {}  {}  {}",
+                    c.audit_entry,
+                    c.patient.as_deref().unwrap_or("-"),
+                    c.version,
+                    c.transition
+                ),
+            };
+            if let Err(e) = written {
+                failed.get_or_insert(e);
+            }
+        },
+        1000,
+        |n| eprintln!("impact: {n} decisions read"),
+    )
+    .await?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    match format {
+        ImpactFormat::Ndjson => {
+            writeln!(out, "{}", serde_json::json!({ "summary": summary }))?;
+        }
+        ImpactFormat::Csv => {
+            writeln!(out)?;
+            writeln!(out, "transition,count")?;
+            for (t, n) in &summary.transitions {
+                writeln!(out, "{},{n}", csv(t))?;
+            }
+        }
+        ImpactFormat::Text => {
+            writeln!(
+                out,
+                "{}: {} decisions, {} would change, {} unchanged ({} from shadow records, {} unreadable)",
+                summary.candidate,
+                summary.decisions,
+                summary.changed,
+                summary.unchanged,
+                summary.from_shadow,
+                summary.unreadable
+            )?;
+            for (t, n) in &summary.transitions {
+                writeln!(out, "  {t}: {n}")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(summary)
+}
+
+/// A CSV field, quoted when it must be (RFC 4180).
+fn csv(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
     }
 }

@@ -283,6 +283,7 @@ impl Application {
                 .service(routes::ui::audit::search)
                 .service(routes::ui::audit::export)
                 .service(routes::ui::audit::entry)
+                .service(routes::ui::impact::impact)
                 .service(routes::careplans::read)
                 .service(routes::fhir::plan_definition)
                 .service(routes::fhir::code_system)

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod careplan;
 pub mod chart;
+pub mod impact;
 pub mod queue;
 pub mod signin;
 
@@ -60,7 +61,7 @@ pub fn page(status: StatusCode, viewer: Option<&Viewer>, title: &str, body: &str
                 String::new()
             };
             format!(
-                "<header><nav aria-label=\"Stride\"><a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a></nav>\
+                "<header><nav aria-label=\"Stride\"><a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a> <a href=\"/ui/rules/impact\">Impact</a></nav>\
                  <span class=\"who\">Signed in as {}</span>{sign_out}</header>",
                 esc(&v.caller.subject)
             )

@@ -1,0 +1,290 @@
+//! The impact of a candidate version, for compliance staff (`audit.read`): the same report as
+//! `stride rules impact`, over the viewer's tenant, each changed decision linked to its audit
+//! entry and to its two traces side by side.
+
+use actix_web::http::StatusCode;
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use stride_guideline::decision::{TraceEntry, Verdict};
+use stride_guideline::{evaluate, Decision, Facts};
+
+use super::{esc, number, page, viewer, UiError};
+use crate::audit;
+use crate::error::ApiError;
+use crate::impact::{report, Candidate, Change, Scope};
+use crate::routes::audit::READ;
+use crate::startup::AppState;
+
+/// Changed decisions listed on the page; the summary counts them all. The CLI lists every one.
+const LISTED: usize = 200;
+
+#[derive(Deserialize, Default)]
+pub struct Form {
+    candidate: Option<String>,
+    since: Option<String>,
+    /// An audit entry whose two traces to show side by side.
+    entry: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+#[get("/ui/rules/impact")]
+#[tracing::instrument(name = "ui rules impact", skip_all)]
+pub async fn impact(
+    req: HttpRequest,
+    f: web::Query<Form>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let viewer = viewer(&req, &state, READ).await?;
+    let candidate = nonempty(&f.candidate)
+        .map(|c| {
+            c.parse::<Candidate>()
+                .map_err(|e| ApiError::BadRequest(format!("candidate: {e}")))
+        })
+        .transpose()?;
+    let since_us = match nonempty(&f.since) {
+        Some(d) => Some(
+            time::Date::parse(d, &time::format_description::well_known::Iso8601::DATE)
+                .map_err(|_| ApiError::BadRequest("since: a day such as 2026-11-27".into()))?
+                .midnight()
+                .assume_utc()
+                .unix_timestamp()
+                * 1_000_000,
+        ),
+        None => None,
+    };
+
+    let mut html = String::from(
+        "<h1>Impact of a rule-set version</h1><p>Every stored decision of the guideline, decided again by the \
+         candidate (or read from its shadow record), compared with what was decided.</p>\
+         <form method=\"get\" action=\"/ui/rules/impact\" class=\"filters\"><label for=\"candidate\">Candidate</label>\
+         <select id=\"candidate\" name=\"candidate\">",
+    );
+    for rs in state.catalog.iter() {
+        let value = format!("{}={}", rs.doc.id, rs.doc.version);
+        let selected = if nonempty(&f.candidate) == Some(value.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        html.push_str(&format!(
+            "<option value=\"{}\"{selected}>{} {} ({:?})</option>",
+            esc(&value),
+            esc(&rs.doc.id),
+            rs.doc.version,
+            rs.doc.status
+        ));
+    }
+    html.push_str(&format!(
+        "</select><label for=\"since\">Since</label><input type=\"date\" id=\"since\" name=\"since\" value=\"{}\">\
+         <button type=\"submit\">Show the impact</button></form>",
+        esc(nonempty(&f.since).unwrap_or(""))
+    ));
+
+    let Some(candidate) = candidate else {
+        return Ok(page(StatusCode::OK, Some(&viewer), "Impact", &html));
+    };
+    let mut log = audit::entry(
+        &req,
+        audit::Action::AuditRead,
+        "success",
+        Some(&viewer.caller),
+    );
+    log.details["view"] = json!("rules impact");
+    log.details["query"] =
+        json!({"candidate": candidate.to_string(), "since": f.since, "entry": f.entry});
+    state.store.append_audit(&log).await?;
+
+    let scope = Scope {
+        candidate: candidate.clone(),
+        since_us,
+        tenant: viewer.caller.tenant_scope().map(str::to_owned),
+    };
+    let mut listed: Vec<Change> = Vec::new();
+    let summary = report(
+        state.store.as_ref(),
+        &state.catalog,
+        &scope,
+        |c| {
+            if listed.len() < LISTED {
+                listed.push(c.clone());
+            }
+        },
+        0,
+        |_| {},
+    )
+    .await
+    .map_err(|e| match e {
+        crate::impact::ImpactError::UnknownCandidate(c) => {
+            ApiError::BadRequest(format!("{c} is not a loaded rule-set version"))
+        }
+        crate::impact::ImpactError::Store(e) => ApiError::from(e),
+    })?;
+
+    html.push_str(&format!(
+        "<h2>Summary</h2><p role=\"status\">{}: {} decisions read, <strong>{} would change</strong>, {} unchanged \
+         ({} from shadow records{}).</p>",
+        esc(&summary.candidate),
+        summary.decisions,
+        summary.changed,
+        summary.unchanged,
+        summary.from_shadow,
+        if summary.unreadable > 0 {
+            format!(", {} could not be read", summary.unreadable)
+        } else {
+            String::new()
+        }
+    ));
+    if !summary.transitions.is_empty() {
+        html.push_str("<table><caption>Changes by transition</caption><thead><tr><th scope=\"col\">Transition</th><th scope=\"col\">Decisions</th></tr></thead><tbody>");
+        for (t, n) in &summary.transitions {
+            html.push_str(&format!("<tr><td>{}</td><td>{n}</td></tr>", esc(t)));
+        }
+        html.push_str("</tbody></table>");
+    }
+    if !listed.is_empty() {
+        let more = if summary.changed as usize > listed.len() {
+            format!(
+                " (the first {}; `stride rules impact` lists all)",
+                listed.len()
+            )
+        } else {
+            String::new()
+        };
+        html.push_str(&format!(
+            "<h2>Changed decisions{}</h2><div class=\"scroll\"><table class=\"audit\"><caption>Each decision that would change</caption><thead><tr>\
+             <th scope=\"col\">Patient</th><th scope=\"col\">Decided by</th><th scope=\"col\">Before</th><th scope=\"col\">With the candidate</th>\
+             <th scope=\"col\">Audit entry</th><th scope=\"col\">Traces</th></tr></thead><tbody>",
+            esc(&more)
+        ));
+        let q = |entry: &str| {
+            let mut s = url::form_urlencoded::Serializer::new(String::new());
+            s.append_pair("candidate", &candidate.to_string());
+            if let Some(since) = nonempty(&f.since) {
+                s.append_pair("since", since);
+            }
+            s.append_pair("entry", entry);
+            s.finish()
+        };
+        for c in &listed {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/audit/{}\">Open<span class=\"visually-hidden\"> entry</span></a></td>\
+                 <td><a href=\"/ui/rules/impact?{}#traces\">Side by side</a></td></tr>",
+                esc(c.patient.as_deref().unwrap_or("—")),
+                esc(&c.version),
+                esc(&c.before.join(", ")),
+                esc(&c.after.join(", ")),
+                esc(&c.audit_entry),
+                esc(&q(&c.audit_entry)),
+            ));
+        }
+        html.push_str("</tbody></table></div>");
+    }
+    if let Some(entry) = nonempty(&f.entry) {
+        side_by_side(&mut html, &state, &viewer, entry, &candidate).await?;
+    }
+    Ok(page(StatusCode::OK, Some(&viewer), "Impact", &html))
+}
+
+/// The decision as recorded (decided again with its own version) and the candidate's, check by
+/// check.
+async fn side_by_side(
+    html: &mut String,
+    state: &AppState,
+    viewer: &super::Viewer,
+    entry: &str,
+    candidate: &Candidate,
+) -> Result<(), UiError> {
+    let id = uuid::Uuid::parse_str(entry)
+        .map_err(|_| ApiError::UnknownResource("no such audit entry".into()))?;
+    let a = state.store.audit_entry(id).await?;
+    // Another clinic's entry is as good as absent.
+    if viewer
+        .caller
+        .tenant_scope()
+        .is_some_and(|t| t != a.entry.tenant)
+    {
+        return Err(ApiError::UnknownResource("no such audit entry".into()).into());
+    }
+    let e = &a.entry;
+    let decided = |version: &str| -> Option<Decision> {
+        let rs = state
+            .catalog
+            .get(e.rule_set_id.as_deref()?, &version.parse().ok()?)?;
+        let facts: Facts = serde_json::from_str(e.facts.as_ref()?.text()).ok()?;
+        let as_of = time::Date::parse(
+            e.as_of.as_deref()?,
+            &time::format_description::well_known::Iso8601::DATE,
+        )
+        .ok()?;
+        Some(evaluate(rs, &facts, as_of))
+    };
+    let (Some(before), Some(after)) = (
+        decided(e.rule_set_version.as_deref().unwrap_or_default()),
+        decided(&candidate.version.to_string()),
+    ) else {
+        return Err(
+            ApiError::BadRequest("this entry's facts cannot be decided again".into()).into(),
+        );
+    };
+    html.push_str(&format!(
+        "<h2 id=\"traces\">Traces side by side</h2><p>Entry <a href=\"/ui/audit/{}\">{}</a>: {} {} decided {}; {} decides {}.</p>",
+        esc(entry),
+        esc(entry),
+        esc(e.rule_set_id.as_deref().unwrap_or_default()),
+        esc(e.rule_set_version.as_deref().unwrap_or_default()),
+        esc(&before.decision_ids().join(", ")),
+        esc(&candidate.to_string()),
+        esc(&after.decision_ids().join(", ")),
+    ));
+    html.push_str(
+        "<div class=\"scroll\"><table class=\"side-by-side\"><caption>Each check, as recorded and with the candidate</caption><thead><tr>\
+         <th scope=\"col\">Rule</th><th scope=\"col\">Check</th><th scope=\"col\">Fact</th>\
+         <th scope=\"col\">Recorded: value</th><th scope=\"col\">Recorded: verdict</th>\
+         <th scope=\"col\">Candidate: value</th><th scope=\"col\">Candidate: verdict</th></tr></thead><tbody>",
+    );
+    let key = |t: &TraceEntry| (t.rule.clone(), t.check.clone(), t.fact.clone());
+    let mut rows: Vec<(&TraceEntry, Option<&TraceEntry>)> = Vec::new();
+    for t in &after.trace {
+        rows.push((t, before.trace.iter().find(|b| key(b) == key(t))));
+    }
+    let cell = |t: Option<&TraceEntry>| match t {
+        Some(t) => (
+            format!(
+                "{} {}",
+                number(t.value),
+                esc(t.unit.as_deref().unwrap_or(""))
+            ),
+            verdict(t.verdict).to_owned(),
+        ),
+        None => ("—".to_owned(), "not in this version".to_owned()),
+    };
+    for (t, b) in rows {
+        let (bv, bverdict) = cell(b);
+        let (av, averdict) = cell(Some(t));
+        let changed = if bverdict != averdict {
+            " class=\"changed\""
+        } else {
+            ""
+        };
+        html.push_str(&format!(
+            "<tr{changed}><td>{}</td><td>{}</td><td>{}</td><td>{bv}</td><td>{bverdict}</td><td>{av}</td><td>{averdict}</td></tr>",
+            esc(&t.rule),
+            esc(t.check.as_deref().unwrap_or("")),
+            esc(&t.fact),
+        ));
+    }
+    html.push_str("</tbody></table></div>");
+    Ok(())
+}
+
+fn verdict(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Met => "met",
+        Verdict::NotMet => "not met",
+        Verdict::Unknown => "unknown",
+    }
+}

@@ -1,0 +1,183 @@
+//! The impact of a candidate version on the decisions already made: `stride rules impact` and
+//! the staff page `/ui/rules/impact`, replaying stored calls and reading shadow records.
+
+use serde_json::Value as Json;
+use stride::cli::ImpactFormat;
+use stride::impact::{report, Candidate, Change, Scope};
+use stride_tests::fhir::*;
+use stride_tests::tokens::staff_token;
+use stride_tests::TestApp;
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+const CANDIDATE: &str = "medial-knee-pain-running=1.1.0";
+const GROIN: &str = "walk-run → hold-for-evaluation (+femoral-neck-bone-stress)";
+
+fn walker(extra: &[Json]) -> Json {
+    let mut o = recovered_walker();
+    o.extend(extra.iter().cloned());
+    patient_view(prefetch(&[condition("k", "M25.561", Some(20))], &o))
+}
+
+async fn call(app: &TestApp, body: &Json) {
+    let res = app.cds(PV).json(body).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
+async fn changes(app: &TestApp) -> (stride::impact::Summary, Vec<Change>) {
+    let catalog = stride::catalog::Catalog::load(stride_tests::guidelines_dir()).unwrap();
+    let scope = Scope {
+        candidate: CANDIDATE.parse::<Candidate>().unwrap(),
+        since_us: None,
+        tenant: None,
+    };
+    let mut seen = Vec::new();
+    let summary = report(
+        app.store.as_ref(),
+        &catalog,
+        &scope,
+        |c| seen.push(c.clone()),
+        1,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    (summary, seen)
+}
+
+async fn page(app: &TestApp, query: &str) -> (u16, String) {
+    let res = app
+        .client
+        .get(app.url(&format!("/ui/rules/impact?{query}")))
+        .bearer_auth(staff_token("audit.read"))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_candidate_replays_every_stored_decision_and_reads_shadow_records() {
+    let mut app = stride_tests::spawn_app().await;
+    // Two calls decided by 1.0.1: one that 1.1.0 would hold (groin pain), one it would not.
+    call(
+        &app,
+        &walker(&[obs("groin", "groin-pain", 1, boolean(true))]),
+    )
+    .await;
+    call(&app, &walker(&[])).await;
+    let (summary, seen) = changes(&app).await;
+    assert_eq!(
+        (summary.decisions, summary.changed, summary.unchanged),
+        (2, 1, 1)
+    );
+    assert_eq!(summary.from_shadow, 0);
+    assert_eq!(
+        summary.transitions.get(GROIN),
+        Some(&1),
+        "{:?}",
+        summary.transitions
+    );
+    let c = &seen[0];
+    assert_eq!(c.before, ["walk-run"]);
+    assert_eq!(c.after, ["hold-for-evaluation", "femoral-neck-bone-stress"]);
+    assert_eq!(
+        (c.from, c.patient.as_deref()),
+        ("replay", Some("Patient/p1"))
+    );
+
+    // With 1.1.0 in shadow, a new call's own shadow record is read instead of deciding again.
+    app.env
+        .push(("STRIDE_SHADOW_VERSIONS".into(), CANDIDATE.into()));
+    app.restart().await;
+    call(
+        &app,
+        &walker(&[obs("hip", "hip-internal-rotation-pain", 1, boolean(true))]),
+    )
+    .await;
+    let (summary, seen) = changes(&app).await;
+    assert_eq!((summary.decisions, summary.changed), (3, 2));
+    assert_eq!(summary.from_shadow, 1);
+    assert_eq!(summary.transitions.get(GROIN), Some(&2));
+    assert_eq!(seen.iter().filter(|c| c.from == "shadow").count(), 1);
+
+    // The command line: every format runs over the same log.
+    let settings = stride::config::Settings::from_sources(None, &app.env).unwrap();
+    for format in [ImpactFormat::Ndjson, ImpactFormat::Csv, ImpactFormat::Text] {
+        let s = stride::rules_cmd::impact(&settings, CANDIDATE, None, None, format)
+            .await
+            .unwrap();
+        assert_eq!(s.changed, 2, "{format:?}");
+    }
+    // Only the decisions since a day, and a candidate that is not loaded.
+    let tomorrow = (today() + time::Duration::days(1)).to_string();
+    let later = stride::rules_cmd::impact(
+        &settings,
+        CANDIDATE,
+        Some(&tomorrow),
+        None,
+        ImpactFormat::Text,
+    )
+    .await
+    .unwrap();
+    assert_eq!(later.decisions, 0);
+    assert!(stride::rules_cmd::impact(
+        &settings,
+        "medial-knee-pain-running=9.9.9",
+        None,
+        None,
+        ImpactFormat::Text
+    )
+    .await
+    .is_err());
+}
+
+#[tokio::test]
+async fn the_staff_page_shows_the_report_and_two_traces_side_by_side() {
+    let app = stride_tests::spawn_app().await;
+    call(
+        &app,
+        &walker(&[obs("groin", "groin-pain", 1, boolean(true))]),
+    )
+    .await;
+    let (_, seen) = changes(&app).await;
+    let entry = &seen[0].audit_entry;
+
+    let (status, html) = page(&app, "").await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains("medial-knee-pain-running=1.1.0"),
+        "the candidates offered"
+    );
+
+    let q = format!("candidate={CANDIDATE}");
+    let (status, html) = page(&app, &q).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("<strong>1 would change</strong>"), "{html}");
+    assert!(html.contains("walk-run → hold-for-evaluation (+femoral-neck-bone-stress)"));
+    assert!(
+        html.contains(&format!("/ui/audit/{entry}")),
+        "a link to the audit entry"
+    );
+
+    let (status, html) = page(&app, &format!("{q}&entry={entry}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Traces side by side"));
+    // The check that changed: groin pain, unknown to 1.0.1, met under 1.1.0.
+    assert!(
+        html.contains(
+            "<tr class=\"changed\"><td>RF-11</td><td>RF-11a</td><td>groin_pain</td><td>—</td><td>not in this version</td><td>1 </td><td>met</td></tr>"
+        ),
+        "{html}"
+    );
+
+    let (status, _) = page(&app, "candidate=medial-knee-pain-running%3D9.9.9").await;
+    assert_eq!(
+        status, 400,
+        "a candidate that is not loaded is said, not guessed"
+    );
+    // The page is audited like every read of the log.
+    assert!(stride_tests::audit_actions(&app)
+        .await
+        .iter()
+        .any(|a| a == "audit-read"));
+}
