@@ -523,6 +523,36 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     assert!(text.contains("the same decision"), "{text}");
     b.shot("audit-replay").await;
 
+    // The impact of the 1.1.0 draft: a walker with groin pain would be held. Pick the
+    // candidate, see the counts, then the two traces side by side.
+    let mut groin = recovered_walker();
+    groin.push(obs("groin", "groin-pain", 1, boolean(true)));
+    draft(&app, &public, "p-groin", &[knee(20)], &groin).await;
+    b.client
+        .goto(&app_url(&public, "/ui/rules/impact"))
+        .await
+        .unwrap();
+    b.client
+        .find(Locator::Css("select#candidate option[value='medial-knee-pain-running=1.1.0']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("form.filters button").await;
+    let text = b.text().await;
+    assert!(
+        text.contains("walk-run → hold-for-evaluation (+femoral-neck-bone-stress)"),
+        "{text}"
+    );
+    b.check_accessible().await;
+    b.shot("rules-impact").await;
+    b.click("a[href*='entry=']").await;
+    let text = b.text().await;
+    assert!(text.contains("Traces side by side"), "{text}");
+    b.check_accessible().await;
+    b.shot("rules-impact-traces").await;
+
     // Export what the filters select, with the browser's session.
     b.client
         .goto(&app_url(&public, "/ui/audit?action=careplan-review"))
@@ -611,7 +641,7 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
     }
     b.client.close().await.unwrap();
-    assert_file(&shots, 12);
+    assert_file(&shots, 14);
 }
 
 fn app_url(public: &str, path: &str) -> String {

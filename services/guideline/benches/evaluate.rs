@@ -162,7 +162,7 @@ fn bench(c: &mut Criterion) {
     let facts = patient();
     assert!(facts.records.len() >= 60, "{} records", facts.records.len());
     // 1.0.0 keeps its benchmark name, so figures compare across commits; 1.0.1 (data-quality
-    // rules on, value sets) runs beside it on the same patient.
+    // rules on, value sets) and 1.1.0 (beyond the source) run beside it on the same patient.
     for (version, name, load) in [
         (
             "1.0.0",
@@ -173,6 +173,12 @@ fn bench(c: &mut Criterion) {
             "1.0.1",
             "evaluate-1.0.1/60-observations",
             "rule-set-1.0.1/load-and-check",
+        ),
+        // The draft evaluated in shadow beside the version in force: its cost per call.
+        (
+            "1.1.0",
+            "evaluate-1.1.0/60-observations",
+            "rule-set-1.1.0/load-and-check",
         ),
     ] {
         let path = format!(
