@@ -232,6 +232,18 @@ impl TestApp {
             .bearer_auth(tokens::cds_token_b(path))
     }
 
+    /// An unauthenticated GET of `path` (discovery, publication, /guidelines), as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The `/metrics` text as it is now.
     pub async fn metrics(&self) -> String {
         self.client

@@ -533,7 +533,9 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         .await
         .unwrap();
     b.client
-        .find(Locator::Css("select#candidate option[value='medial-knee-pain-running=1.1.0']"))
+        .find(Locator::Css(
+            "select#candidate option[value='medial-knee-pain-running=1.1.0']",
+        ))
         .await
         .unwrap()
         .click()

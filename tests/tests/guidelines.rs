@@ -158,15 +158,7 @@ async fn the_second_guideline_answers_drafts_publishes_and_replays_like_the_firs
             .unwrap();
         assert_eq!(res.status(), 200, "{version}");
     }
-    let cs: Json = app
-        .client
-        .get(app.url("/fhir/CodeSystem/synthetic-decision"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cs = app.get_json("/fhir/CodeSystem/synthetic-decision").await;
     assert_eq!(cs["title"], "Synthetic decisions (test fixture)");
     let codes: Vec<&str> = cs["concept"]
         .as_array()
@@ -262,15 +254,7 @@ async fn each_clinic_is_pinned_per_guideline() {
     }
 
     // GET /guidelines lists both, each with who uses which version and why.
-    let listed: Json = app
-        .client
-        .get(app.url("/guidelines"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app.get_json("/guidelines").await;
     let by_id = |id: &str| {
         listed["guidelines"]
             .as_array()

@@ -160,6 +160,13 @@ async fn a_pin_to_a_version_that_is_not_loaded_stops_the_start() {
             json!({}),
         ),
         ("", "", json!({"guidelines": {GUIDELINE: "0.9.0"}})),
+        // A candidate in shadow must be loaded too (it may be a draft).
+        (
+            "STRIDE_SHADOW_VERSIONS",
+            "medial-knee-pain-running=9.9.9",
+            json!({}),
+        ),
+        ("", "", json!({"shadow": {GUIDELINE: "0.9.0"}})),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("trust.json");

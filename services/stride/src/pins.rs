@@ -90,22 +90,23 @@ impl Pins {
                 cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
                 cfg.iss.clone(),
             ));
-            let mut own = BTreeMap::new();
-            for (id, v) in &cfg.guidelines {
-                let origin = format!("trust file, issuer {}", cfg.iss);
-                let v: RuleSetVersion = v.parse().map_err(|e| format!("{origin}: {e}"))?;
-                check(id, &v, &origin)?;
-                own.insert(id.clone(), v);
-            }
-            by_issuer.insert(cfg.iss.clone(), own);
-            let mut candidates = BTreeMap::new();
-            for (id, v) in &cfg.shadow {
-                let origin = format!("trust file, issuer {}, shadow", cfg.iss);
-                let v: RuleSetVersion = v.parse().map_err(|e| format!("{origin}: {e}"))?;
-                loaded(id, &v, &origin)?;
-                candidates.insert(id.clone(), v);
-            }
-            shadow_by_issuer.insert(cfg.iss.clone(), candidates);
+            // An issuer's map of `guideline-id` → version, each checked as `ok` says.
+            let versions = |map: &BTreeMap<String, String>,
+                            origin: &str,
+                            ok: &dyn Fn(&str, &RuleSetVersion, &str) -> Result<(), String>|
+             -> Result<BTreeMap<String, RuleSetVersion>, String> {
+                let mut out = BTreeMap::new();
+                for (id, v) in map {
+                    let v: RuleSetVersion = v.parse().map_err(|e| format!("{origin}: {e}"))?;
+                    ok(id, &v, origin)?;
+                    out.insert(id.clone(), v);
+                }
+                Ok(out)
+            };
+            let origin = format!("trust file, issuer {}", cfg.iss);
+            by_issuer.insert(cfg.iss.clone(), versions(&cfg.guidelines, &origin, &check)?);
+            let origin = format!("{origin}, shadow");
+            shadow_by_issuer.insert(cfg.iss.clone(), versions(&cfg.shadow, &origin, &loaded)?);
         }
         tenants.sort();
         tenants.dedup();
