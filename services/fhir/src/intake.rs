@@ -54,8 +54,8 @@ pub struct PlanSeen {
     pub since_day: Option<Date>,
 }
 
-/// The code a Patient's record carries: its resource type (a rule set reads the birth date of
-/// `fhirtype#Patient`).
+/// The code system of the code a Patient's record carries: its resource type, `Patient` in
+/// FHIR's resource-types system (a rule set that reads a birth date names that code).
 pub const RESOURCE_TYPES: &str = "http://hl7.org/fhir/resource-types";
 
 /// The resource types the guideline reads; any other is skipped unparsed (a Patient unless

@@ -1,30 +1,35 @@
-//! Fill a database with N realistic hook-call audit entries (for the export benchmark):
-//! `cargo run --release -p stride-store --example fill_audit -- sqlite:///tmp/a.db 100000`
+//! Fill a database with N copies of one hook-call audit entry (for the decision-log benchmark),
+//! the entry's guideline, version and facts read from a template:
+//! `cargo run --release -p stride-store --example fill_audit -- sqlite:///tmp/a.db 100000 tests/fixtures/bench/hook-call.json`
 
-use serde_json::json;
+use serde_json::{json, Value};
 use stride_store::{NewAuditEntry, PoolOptions};
+
+const USAGE: &str = "usage: fill_audit DATABASE_URL N TEMPLATE_JSON";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or("usage: fill_audit DATABASE_URL N")?;
-    let n: usize = args
-        .next()
-        .ok_or("usage: fill_audit DATABASE_URL N")?
-        .parse()?;
+    let url = args.next().ok_or(USAGE)?;
+    let n: usize = args.next().ok_or(USAGE)?.parse()?;
+    let template: Value =
+        serde_json::from_str(&std::fs::read_to_string(args.next().ok_or(USAGE)?)?)?;
+    let text = |key: &str| -> Result<String, String> {
+        template[key]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("the template has no `{key}`"))
+    };
+    let (service, rule_set, version, as_of) = (
+        text("serviceId")?,
+        text("ruleSetId")?,
+        text("ruleSetVersion")?,
+        text("asOf")?,
+    );
+    let decision_ids: Vec<String> = serde_json::from_value(template["decisionIds"].clone())?;
+    let facts = stride_store::AuditFacts::from_json(&template["facts"]);
     let store = stride_store::connect(&url, &PoolOptions::default()).await?;
     store.migrate().await?;
-    // A patient-view's facts: a Condition and 60 Observations, about 12 KiB of JSON.
-    // (The Condition opens an episode, so replaying an entry is a whole evaluation.)
-    let mut records = vec![json!({"source": "Condition/knee", "kind": "condition",
-        "codes": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}],
-        "status": "active", "date": "2026-10-20"})];
-    records.extend((0..60).map(|i| {
-        json!({"source": format!("Observation/o{i}"), "kind": "observation",
-               "codes": [{"system": "http://stride-cds.org/fhir/CodeSystem/running-knee", "code": "pain-walking"}],
-               "status": "final", "date": "2026-11-01", "value": {"integer": i % 3}})
-    }));
-    let facts = stride_store::AuditFacts::from_json(&json!({ "records": records }));
     let started = std::time::Instant::now();
     for i in 0..n {
         let e = NewAuditEntry {
@@ -37,14 +42,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             caller_subject: Some("ehr".into()),
             hook: Some("patient-view".into()),
             hook_instance: Some(uuid::Uuid::new_v4().to_string()),
-            service_id: Some("running-knee-patient-view".into()),
+            service_id: Some(service.clone()),
             patient_ref: Some(format!("Patient/p{}", i % 5000)),
-            as_of: Some("2026-11-27".into()),
+            as_of: Some(as_of.clone()),
             facts: Some(facts.clone()),
-            rule_set_id: Some("medial-knee-pain-running".into()),
-            rule_set_version: Some("1.0.0".into()),
+            rule_set_id: Some(rule_set.clone()),
+            rule_set_version: Some(version.clone()),
             rule_set_hash: Some("0".repeat(64)),
-            decision_ids: vec!["rest".into()],
+            decision_ids: decision_ids.clone(),
             card_uuids: vec![uuid::Uuid::new_v4().to_string()],
             careplan_id: None,
             trace_id: None,

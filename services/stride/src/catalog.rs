@@ -304,19 +304,20 @@ mod tests {
     use super::*;
 
     const DECLARED: &str =
-        "services:\n  - {id: knee-view, hook: patient-view, title: T, description: D}\n\
+        "services:\n  - {id: x-view, hook: patient-view, title: T, description: D}\n\
                             usage: U\npublished: {findings: F, decisions: C}\n";
 
-    /// A guidelines folder holding the repository's 1.0.0 under `id`, with `declaration`.
+    /// A guidelines folder holding the synthetic test guideline's 1.0.0 under `id`, with
+    /// `declaration`.
     fn folder(guidelines: &[(&str, Option<&str>)]) -> tempfile::TempDir {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../guidelines/medial-knee-pain-running/1.0.0.yaml");
+            .join("../../tests/fixtures/guidelines/synthetic-two-phase/1.0.0.yaml");
         let text = std::fs::read_to_string(root).unwrap();
         let dir = tempfile::tempdir().unwrap();
         for (id, declaration) in guidelines {
             let sub = dir.path().join(id);
             std::fs::create_dir_all(&sub).unwrap();
-            let own = text.replacen("id: medial-knee-pain-running", &format!("id: {id}"), 1);
+            let own = text.replacen("id: synthetic-two-phase", &format!("id: {id}"), 1);
             std::fs::write(sub.join("1.0.0.yaml"), own).unwrap();
             if let Some(d) = declaration {
                 std::fs::write(sub.join(DECLARATION), d).unwrap();
@@ -335,9 +336,9 @@ mod tests {
     #[test]
     fn services_come_from_each_guidelines_declaration() {
         let other = DECLARED
-            .replace("knee-view", "other-view")
+            .replace("x-view", "other-view")
             .replace("patient-view", "order-sign");
-        let dir = folder(&[("knee-a", Some(DECLARED)), ("knee-b", Some(&other))]);
+        let dir = folder(&[("guide-a", Some(DECLARED)), ("guide-b", Some(&other))]);
         let c = Catalog::load(dir.path()).unwrap();
         let ids: Vec<(&str, &str, &str)> = c
             .services()
@@ -346,17 +347,17 @@ mod tests {
         assert_eq!(
             ids,
             [
-                ("knee-view", "patient-view", "knee-a"),
-                ("other-view", "order-sign", "knee-b")
+                ("x-view", "patient-view", "guide-a"),
+                ("other-view", "order-sign", "guide-b")
             ]
         );
-        assert_eq!(c.service("other-view").unwrap().guideline, "knee-b");
-        assert_eq!(c.declaration("knee-a").unwrap().published.findings, "F");
+        assert_eq!(c.service("other-view").unwrap().guideline, "guide-b");
+        assert_eq!(c.declaration("guide-a").unwrap().published.findings, "F");
     }
 
     #[test]
     fn a_guideline_without_a_declaration_is_refused_by_name() {
-        let dir = folder(&[("knee-a", None)]);
+        let dir = folder(&[("guide-a", None)]);
         assert!(
             refusal(&dir).contains("guideline.yaml"),
             "{}",
@@ -366,9 +367,9 @@ mod tests {
 
     #[test]
     fn a_service_id_declared_twice_is_refused() {
-        let dir = folder(&[("knee-a", Some(DECLARED)), ("knee-b", Some(DECLARED))]);
+        let dir = folder(&[("guide-a", Some(DECLARED)), ("guide-b", Some(DECLARED))]);
         assert!(
-            refusal(&dir).contains("`knee-view` is declared twice"),
+            refusal(&dir).contains("`x-view` is declared twice"),
             "{}",
             refusal(&dir)
         );
@@ -381,10 +382,7 @@ mod tests {
                 DECLARED.replace("patient-view", "encounter-start"),
                 "hook `encounter-start`",
             ),
-            (
-                DECLARED.replace("knee-view", "knee/view"),
-                "service id `knee/view`",
-            ),
+            (DECLARED.replace("x-view", "x/view"), "service id `x/view`"),
             (
                 format!("{DECLARED}timeline:\n  - {{fact: no_such_fact, draw: score, label: L}}\n"),
                 "timeline fact `no_such_fact`",
@@ -395,7 +393,7 @@ mod tests {
                 "declares no CDS service",
             ),
         ] {
-            let dir = folder(&[("knee-a", Some(&bad))]);
+            let dir = folder(&[("guide-a", Some(&bad))]);
             let got = refusal(&dir);
             assert!(got.contains(says), "{says}: {got}");
         }

@@ -126,7 +126,7 @@ pub enum RulesCommand {
     /// again by it (or read from its shadow record), one line per changed decision, then a
     /// summary by transition. Progress on stderr. Needs the database, never migrates it.
     Impact {
-        /// `guideline-id=version`, e.g. medial-knee-pain-running=1.1.0.
+        /// `guideline-id=version` of a loaded rule set (a draft too).
         #[arg(long)]
         candidate: String,
         /// Only decisions recorded on or after this day (YYYY-MM-DD, UTC).

@@ -262,10 +262,10 @@ mod tests {
 
     #[test]
     fn a_candidate_is_guideline_equals_version() {
-        let c: Candidate = "medial-knee-pain-running=1.1.0".parse().unwrap();
-        assert_eq!(c.guideline, "medial-knee-pain-running");
-        assert_eq!(c.to_string(), "medial-knee-pain-running=1.1.0");
-        for bad in ["medial-knee-pain-running", "a=1.1", "=1.0.0x"] {
+        let c: Candidate = "some-guideline=1.1.0".parse().unwrap();
+        assert_eq!(c.guideline, "some-guideline");
+        assert_eq!(c.to_string(), "some-guideline=1.1.0");
+        for bad in ["some-guideline", "a=1.1", "=1.0.0x"] {
             assert!(bad.parse::<Candidate>().is_err(), "{bad}");
         }
     }
