@@ -204,6 +204,15 @@ impl RuleSet {
         self.doc.value_sets.get(name).map(|v| v.expand())
     }
 
+    /// Whether any fact reads records of `kind` (without listing their codes).
+    pub fn reads(&self, kind: crate::model::RecordKind) -> bool {
+        self.doc
+            .facts
+            .values()
+            .flat_map(|b| &b.sources)
+            .any(|s| s.record == kind)
+    }
+
     /// Every code read from records of one kind, sorted: what a FHIR search must ask for.
     pub fn codes_read(&self, kind: crate::model::RecordKind) -> Vec<&Code> {
         let mut out: Vec<&Code> = self

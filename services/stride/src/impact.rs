@@ -13,7 +13,7 @@ use stride_guideline::RuleSetVersion;
 use stride_store::{AuditEntry, AuditQuery, Store, StoreError};
 
 use crate::catalog::Catalog;
-use crate::replay::replay;
+use crate::replay::Inputs;
 
 /// `guideline-id=version`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,10 +135,16 @@ fn candidate_ids(
             .collect();
         return Some((ids, "shadow"));
     }
-    let version = c.version.to_string();
-    replay(catalog, a, Some(&version))
-        .ok()
-        .map(|r| (r.replayed, "replay"))
+    let (_, decision) = Inputs::of(a)
+        .ok()?
+        .decide(catalog, Some(&c.version.to_string()))
+        .ok()?;
+    let ids = decision
+        .decision_ids()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    Some((ids, "replay"))
 }
 
 /// Read every decision in scope, hand each change to `on_change` as it is found, and report

@@ -1,11 +1,56 @@
 //! Replay: re-evaluate the facts an audit entry stored, with the rule-set version it names
 //! (or another), and show whether the decision is the same.
 
+use std::sync::Arc;
+
 use serde::Serialize;
-use stride_guideline::{evaluate, Facts, RuleSetVersion};
+use stride_guideline::{evaluate, Decision, Facts, RuleSet, RuleSetVersion};
 use stride_store::AuditEntry;
+use time::Date;
 
 use crate::catalog::Catalog;
+
+/// What an audit entry stored of a decision: enough to decide it again.
+pub struct Inputs {
+    pub rule_set_id: String,
+    pub recorded_version: String,
+    pub facts: Facts,
+    pub as_of: Date,
+}
+
+impl Inputs {
+    pub fn of(a: &AuditEntry) -> Result<Inputs, ReplayError> {
+        let e = &a.entry;
+        let (Some(facts), Some(id), Some(recorded_version), Some(as_of)) =
+            (&e.facts, &e.rule_set_id, &e.rule_set_version, &e.as_of)
+        else {
+            return Err(ReplayError::NotADecision);
+        };
+        let facts: Facts = serde_json::from_str(facts.text())
+            .map_err(|e| ReplayError::Unreadable(e.to_string()))?;
+        let as_of = Date::parse(as_of, &time::format_description::well_known::Iso8601::DATE)
+            .map_err(|e| ReplayError::Unreadable(e.to_string()))?;
+        Ok(Inputs {
+            rule_set_id: id.clone(),
+            recorded_version: recorded_version.clone(),
+            facts,
+            as_of,
+        })
+    }
+
+    /// The decision under `version` of the same guideline (`None`: the one that decided).
+    pub fn decide<'c>(
+        &self,
+        catalog: &'c Catalog,
+        version: Option<&str>,
+    ) -> Result<(&'c Arc<RuleSet>, Decision), ReplayError> {
+        let text = version.unwrap_or(&self.recorded_version);
+        let unknown = || ReplayError::UnknownVersion(self.rule_set_id.clone(), text.to_owned());
+        let v: RuleSetVersion = text.parse().map_err(|_| unknown())?;
+        let rs = catalog.get(&self.rule_set_id, &v).ok_or_else(unknown)?;
+        Ok((rs, evaluate(rs, &self.facts, self.as_of)))
+    }
+}
 
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -39,23 +84,8 @@ pub fn replay(
     with_version: Option<&str>,
 ) -> Result<Replay, ReplayError> {
     let e = &a.entry;
-    let (Some(facts), Some(id), Some(recorded_version), Some(as_of)) =
-        (&e.facts, &e.rule_set_id, &e.rule_set_version, &e.as_of)
-    else {
-        return Err(ReplayError::NotADecision);
-    };
-    let version_text = with_version.unwrap_or(recorded_version);
-    let version: RuleSetVersion = version_text
-        .parse()
-        .map_err(|_| ReplayError::UnknownVersion(id.clone(), version_text.to_owned()))?;
-    let rs = catalog
-        .get(id, &version)
-        .ok_or_else(|| ReplayError::UnknownVersion(id.clone(), version_text.to_owned()))?;
-    let facts: Facts =
-        serde_json::from_str(facts.text()).map_err(|e| ReplayError::Unreadable(e.to_string()))?;
-    let as_of = time::Date::parse(as_of, &time::format_description::well_known::Iso8601::DATE)
-        .map_err(|e| ReplayError::Unreadable(e.to_string()))?;
-    let decision = evaluate(rs, &facts, as_of);
+    let inputs = Inputs::of(a)?;
+    let (rs, decision) = inputs.decide(catalog, with_version)?;
     let replayed: Vec<String> = decision
         .decision_ids()
         .iter()
@@ -69,9 +99,9 @@ pub fn replay(
     };
     Ok(Replay {
         entry: e.id.to_string(),
-        rule_set_id: id.clone(),
-        recorded_version: recorded_version.clone(),
-        replayed_version: version.to_string(),
+        replayed_version: rs.doc.version.to_string(),
+        rule_set_id: inputs.rule_set_id,
+        recorded_version: inputs.recorded_version,
         same_rule_set_content: e.rule_set_hash.as_deref() == Some(rs.content_hash.as_str()),
         identical: replayed == e.decision_ids,
         only_recorded: only(&e.decision_ids, &replayed),

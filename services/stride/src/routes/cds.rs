@@ -437,10 +437,7 @@ pub async fn call(
         gather(&state, &read, &req, OBSERVATION, &mut intake, &mut fetching).await?;
         // A rule set that reads an age gets the Patient's birth date (prefetched; without it
         // the age is unknown and said so in the trace).
-        if read
-            .iter()
-            .any(|r| !r.codes_read(RecordKind::Patient).is_empty())
-        {
+        if read.iter().any(|r| r.reads(RecordKind::Patient)) {
             if let Some(patient) = req
                 .prefetch
                 .get(PATIENT)

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde_json::Value as Json;
-use stride_guideline::{
-    decision::Verdict, evaluate, series, Decision, Facts, RuleSet, RuleSetVersion,
-};
+use stride_guideline::{decision::Verdict, series, Decision, Facts, RuleSet};
 use stride_store::CarePlanRecord;
 use time::Date;
 
@@ -29,20 +27,12 @@ struct Drafted<'a> {
 }
 
 fn drafted<'a>(state: &'a AppState, entry: &stride_store::AuditEntry) -> Option<Drafted<'a>> {
-    let e = &entry.entry;
-    let version: RuleSetVersion = e.rule_set_version.as_deref()?.parse().ok()?;
-    let rs = state.catalog.get(e.rule_set_id.as_deref()?, &version)?;
-    let facts: Facts = serde_json::from_str(e.facts.as_ref()?.text()).ok()?;
-    let as_of = Date::parse(
-        e.as_of.as_deref()?,
-        &time::format_description::well_known::Iso8601::DATE,
-    )
-    .ok()?;
-    let decision = evaluate(rs, &facts, as_of);
+    let inputs = crate::replay::Inputs::of(entry).ok()?;
+    let (rs, decision) = inputs.decide(&state.catalog, None).ok()?;
     Some(Drafted {
         rs,
-        facts,
-        as_of,
+        facts: inputs.facts,
+        as_of: inputs.as_of,
         decision,
     })
 }

@@ -7,12 +7,12 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use stride_guideline::decision::{TraceEntry, Verdict};
-use stride_guideline::{evaluate, Decision, Facts};
 
 use super::{esc, number, page, viewer, UiError};
 use crate::audit;
 use crate::error::ApiError;
 use crate::impact::{report, Candidate, Change, Scope};
+use crate::replay::Inputs;
 use crate::routes::audit::READ;
 use crate::startup::AppState;
 
@@ -210,26 +210,14 @@ async fn side_by_side(
         return Err(ApiError::UnknownResource("no such audit entry".into()).into());
     }
     let e = &a.entry;
-    let decided = |version: &str| -> Option<Decision> {
-        let rs = state
-            .catalog
-            .get(e.rule_set_id.as_deref()?, &version.parse().ok()?)?;
-        let facts: Facts = serde_json::from_str(e.facts.as_ref()?.text()).ok()?;
-        let as_of = time::Date::parse(
-            e.as_of.as_deref()?,
-            &time::format_description::well_known::Iso8601::DATE,
-        )
-        .ok()?;
-        Some(evaluate(rs, &facts, as_of))
-    };
-    let (Some(before), Some(after)) = (
-        decided(e.rule_set_version.as_deref().unwrap_or_default()),
-        decided(&candidate.version.to_string()),
-    ) else {
-        return Err(
-            ApiError::BadRequest("this entry's facts cannot be decided again".into()).into(),
-        );
-    };
+    // One reading of the stored inputs, decided under both versions.
+    let cannot = |_| ApiError::BadRequest("this entry's facts cannot be decided again".into());
+    let inputs = Inputs::of(&a).map_err(cannot)?;
+    let (_, before) = inputs.decide(&state.catalog, None).map_err(cannot)?;
+    let candidate_version = candidate.version.to_string();
+    let (_, after) = inputs
+        .decide(&state.catalog, Some(&candidate_version))
+        .map_err(cannot)?;
     html.push_str(&format!(
         "<h2 id=\"traces\">Traces side by side</h2><p>Entry <a href=\"/ui/audit/{}\">{}</a>: {} {} decided {}; {} decides {}.</p>",
         esc(entry),
