@@ -99,6 +99,14 @@ pub fn recovered_walker() -> Vec<Json> {
     v
 }
 
+/// A patient-view on day 20 of a knee-pain episode with phase 1 complete (walk-run under
+/// 1.0.1), plus `extra` Observations.
+pub fn walker_day_20(extra: &[Json]) -> Json {
+    let mut o = recovered_walker();
+    o.extend(extra.iter().cloned());
+    patient_view(prefetch(&[condition("k", "M25.561", Some(20))], &o))
+}
+
 pub fn patient_view(prefetch: Json) -> Json {
     json!({
         "hook": "patient-view",

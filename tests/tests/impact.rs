@@ -12,12 +12,6 @@ const PV: &str = "/cds-services/running-knee-patient-view";
 const CANDIDATE: &str = "medial-knee-pain-running=1.1.0";
 const GROIN: &str = "walk-run → hold-for-evaluation (+femoral-neck-bone-stress)";
 
-fn walker(extra: &[Json]) -> Json {
-    let mut o = recovered_walker();
-    o.extend(extra.iter().cloned());
-    patient_view(prefetch(&[condition("k", "M25.561", Some(20))], &o))
-}
-
 async fn call(app: &TestApp, body: &Json) {
     let res = app.cds(PV).json(body).send().await.unwrap();
     assert_eq!(res.status(), 200);
@@ -61,10 +55,10 @@ async fn the_candidate_replays_every_stored_decision_and_reads_shadow_records() 
     // Two calls decided by 1.0.1: one that 1.1.0 would hold (groin pain), one it would not.
     call(
         &app,
-        &walker(&[obs("groin", "groin-pain", 1, boolean(true))]),
+        &walker_day_20(&[obs("groin", "groin-pain", 1, boolean(true))]),
     )
     .await;
-    call(&app, &walker(&[])).await;
+    call(&app, &walker_day_20(&[])).await;
     let (summary, seen) = changes(&app).await;
     assert_eq!(
         (summary.decisions, summary.changed, summary.unchanged),
@@ -91,7 +85,7 @@ async fn the_candidate_replays_every_stored_decision_and_reads_shadow_records() 
     app.restart().await;
     call(
         &app,
-        &walker(&[obs("hip", "hip-internal-rotation-pain", 1, boolean(true))]),
+        &walker_day_20(&[obs("hip", "hip-internal-rotation-pain", 1, boolean(true))]),
     )
     .await;
     let (summary, seen) = changes(&app).await;
@@ -136,7 +130,7 @@ async fn the_staff_page_shows_the_report_and_two_traces_side_by_side() {
     let app = stride_tests::spawn_app().await;
     call(
         &app,
-        &walker(&[obs("groin", "groin-pain", 1, boolean(true))]),
+        &walker_day_20(&[obs("groin", "groin-pain", 1, boolean(true))]),
     )
     .await;
     let (_, seen) = changes(&app).await;

@@ -11,13 +11,6 @@ use stride_tests::TestApp;
 const PV: &str = "/cds-services/running-knee-patient-view";
 const SHADOW: &str = "medial-knee-pain-running=1.1.0";
 
-/// Day 20 of a knee-pain episode with phase 1 complete (walk-run under 1.0.1), plus `extra`.
-fn walker(extra: &[Json]) -> Json {
-    let mut o = recovered_walker();
-    o.extend(extra.iter().cloned());
-    patient_view(prefetch(&[condition("k", "M25.561", Some(20))], &o))
-}
-
 /// The answer's card topics, and the shadow record of the call's audit entry.
 async fn call(app: &TestApp, body: &Json, clinic_b: bool) -> (Vec<String>, Option<Json>) {
     let req = if clinic_b { app.cds_b(PV) } else { app.cds(PV) };
@@ -59,7 +52,7 @@ async fn the_candidate_decides_beside_the_version_in_force_and_is_never_shown() 
     // know the finding. The EHR is answered by 1.0.1 alone.
     let (topics, shadow) = call(
         &app,
-        &walker(&[obs("groin", "groin-pain", 1, boolean(true))]),
+        &walker_day_20(&[obs("groin", "groin-pain", 1, boolean(true))]),
         false,
     )
     .await;
@@ -73,7 +66,7 @@ async fn the_candidate_decides_beside_the_version_in_force_and_is_never_shown() 
     );
 
     // Where both versions agree, the record says so.
-    let (topics, shadow) = call(&app, &walker(&[]), false).await;
+    let (topics, shadow) = call(&app, &walker_day_20(&[]), false).await;
     assert_eq!(topics, ["walk-run"]);
     let shadow = shadow.expect("a shadow record");
     assert_eq!(shadow["differs"], false);
@@ -103,7 +96,7 @@ async fn the_candidate_gets_the_data_it_reads_the_prefetch_and_the_birth_date() 
         .contains("running-knee|groin-pain"));
 
     // A 12-year-old (the Patient prefetch's birth date): SCFE suspected under 1.1.0.
-    let mut body = walker(&[]);
+    let mut body = walker_day_20(&[]);
     let twelve = (today() - time::Duration::days(12 * 365 + 30)).to_string();
     body["prefetch"]["Patient"]["birthDate"] = json!(twelve);
     let (topics, shadow) = call(&shadowing, &body, false).await;
@@ -125,7 +118,7 @@ async fn the_candidate_gets_the_data_it_reads_the_prefetch_and_the_birth_date() 
     let kept = facts_of_first(&stride_tests::audit_entries(&shadowing).await);
     assert!(kept.contains("Patient/p1\""), "{kept}");
     // Without a rule set that reads an age, no birth date is kept with the facts.
-    let (_, none) = call(&plain, &walker(&[]), false).await;
+    let (_, none) = call(&plain, &walker_day_20(&[]), false).await;
     assert!(none.is_none(), "no shadow without a candidate");
     let facts = facts_of_first(&stride_tests::audit_entries(&plain).await);
     assert!(!facts.contains("Patient/p1\""), "{facts}");
@@ -141,8 +134,8 @@ async fn a_clinic_can_shadow_on_its_own_and_get_guidelines_says_who_does() {
     )
     .await;
     let groin = [obs("groin", "groin-pain", 1, boolean(true))];
-    let (_, a) = call(&app, &walker(&groin), false).await;
-    let (_, b) = call(&app, &walker(&groin), true).await;
+    let (_, a) = call(&app, &walker_day_20(&groin), false).await;
+    let (_, b) = call(&app, &walker_day_20(&groin), true).await;
     assert!(a.is_none(), "clinic A shadows nothing");
     assert_eq!(b.expect("clinic B's shadow")["differs"], true);
     let listed = app.get_json("/guidelines").await;
