@@ -134,7 +134,7 @@ async fn broken_bodies_get_clear_errors_and_the_server_stays_healthy() {
     );
     assert_eq!(
         app.store.careplan(plan_id).await.unwrap().status,
-        "draft",
+        stride_store::CarePlanStatus::Draft,
         "nothing stored was lost"
     );
 }

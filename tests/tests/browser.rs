@@ -231,7 +231,7 @@ async fn status_of(app: &TestApp, id: &str) -> (String, i32) {
         .careplan(uuid::Uuid::parse_str(id).unwrap())
         .await
         .unwrap();
-    (p.status, p.version)
+    (p.status.to_string(), p.version)
 }
 
 fn assert_file(dir: &Path, count: usize) {

@@ -536,7 +536,7 @@ async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
         .search_careplans(&stride_store::CarePlanQuery {
             tenant: Some(TENANT.into()),
             patient_ref: Some("Patient/p1".into()),
-            status: Some("draft".into()),
+            status: Some(stride_store::CarePlanStatus::Draft),
             created_from: None,
             created_to: None,
             limit: 10,

@@ -393,7 +393,7 @@ async fn early_pain_is_rest_with_a_draft_careplan_stored_for_review() {
         .careplan(id)
         .await
         .expect("the draft CarePlan is stored");
-    assert_eq!(stored.status, "draft");
+    assert_eq!(stored.status, stride_store::CarePlanStatus::Draft);
     assert_eq!(stored.phase, "rest");
     assert_eq!(&stored.resource, plan);
 }

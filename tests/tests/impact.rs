@@ -3,7 +3,7 @@
 
 use serde_json::Value as Json;
 use stride::cli::ImpactFormat;
-use stride::impact::{report, Candidate, Change, Scope};
+use stride_app::impact::{report, Candidate, Change, Scope};
 use stride_tests::fhir::*;
 use stride_tests::tokens::staff_token;
 use stride_tests::TestApp;
@@ -17,8 +17,8 @@ async fn call(app: &TestApp, body: &Json) {
     assert_eq!(res.status(), 200);
 }
 
-async fn changes(app: &TestApp) -> (stride::impact::Summary, Vec<Change>) {
-    let catalog = stride::catalog::Catalog::load(stride_tests::guidelines_dir()).unwrap();
+async fn changes(app: &TestApp) -> (stride_app::impact::Summary, Vec<Change>) {
+    let catalog = stride_app::catalog::Catalog::load(stride_tests::guidelines_dir()).unwrap();
     let scope = Scope {
         candidate: CANDIDATE.parse::<Candidate>().unwrap(),
         since_us: None,

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use stride_store::{AuditFacts, NewCarePlan, PoolOptions, Store, StoreError};
+use stride_store::{AuditFacts, CarePlanStatus, NewCarePlan, PoolOptions, Store, StoreError};
+use stride_tests::Backend;
 use stride_tests::TestDb;
 use time::OffsetDateTime;
 
@@ -21,7 +22,7 @@ fn plan(red_flag: bool) -> NewCarePlan {
         id: uuid::Uuid::new_v4(),
         tenant: "clinic-a".into(),
         patient_ref: "Patient/p1".into(),
-        status: "draft".into(),
+        status: CarePlanStatus::Draft,
         rule_set_id: "medial-knee-pain-running".into(),
         rule_set_version: "1.0.0".into(),
         phase: "rest".into(),
@@ -38,7 +39,7 @@ async fn the_latest_approved_plan_is_the_newest_active_one_of_the_guideline() {
     let (_db, store) = store().await;
     let at = |s: i64| OffsetDateTime::from_unix_timestamp(1_790_000_000 + s).unwrap();
     let active = |s: i64| NewCarePlan {
-        status: "active".into(),
+        status: CarePlanStatus::Active,
         created_at: at(s),
         ..plan(false)
     };
@@ -123,7 +124,7 @@ async fn a_careplan_round_trips() {
     assert_eq!(got.id, p.id);
     assert_eq!(got.tenant, p.tenant);
     assert_eq!(got.patient_ref, p.patient_ref);
-    assert_eq!(got.status, "draft");
+    assert_eq!(got.status, CarePlanStatus::Draft);
     assert_eq!(got.version, 1);
     assert!(got.red_flag);
     assert_eq!(got.resource, p.resource);
@@ -155,11 +156,44 @@ async fn a_duplicate_id_is_refused_and_the_first_row_survives() {
 }
 
 #[tokio::test]
-async fn an_unknown_status_is_refused_by_the_schema() {
+async fn every_status_reads_back_as_written() {
     let (_db, store) = store().await;
-    let mut p = plan(false);
-    p.status = "approved-ish".into();
-    assert!(store.insert_careplan(&p).await.is_err());
+    for status in CarePlanStatus::ALL {
+        let p = NewCarePlan {
+            status,
+            ..plan(false)
+        };
+        store.insert_careplan(&p).await.unwrap();
+        assert_eq!(store.careplan(p.id).await.unwrap().status, status);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_status_is_refused_by_the_schema() {
+    // The type cannot name one; a writer with the database's credentials can try.
+    let (db, store) = store().await;
+    let p = plan(false);
+    store.insert_careplan(&p).await.unwrap();
+    let sql = "UPDATE careplans SET status = 'approved-ish'";
+    let refused = match db.backend {
+        Backend::Sqlite => {
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&mut c).await.is_err()
+        }
+        Backend::Postgres => {
+            let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+                .await
+                .unwrap();
+            sqlx::query(sql).execute(&mut c).await.is_err()
+        }
+    };
+    assert!(refused, "the schema took a status outside the vocabulary");
+    assert_eq!(
+        store.careplan(p.id).await.unwrap().status,
+        CarePlanStatus::Draft
+    );
 }
 
 #[tokio::test]

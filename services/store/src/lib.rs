@@ -25,8 +25,17 @@ pub use guard::{Guarded, Health};
 /// either through `durable` or with the call's record (`Store::record_hook_claimed`).
 pub struct JtiClaim {
     pub fresh: bool,
-    /// SQLite: the row still to write (the claim is held in memory until it is).
-    deferred: Option<sqlite::Deferred>,
+    /// The claim's row still to write, on a backend that holds claims in memory until then.
+    pending: Option<Box<dyn PendingClaim>>,
+}
+
+/// A claim's row not written yet, as a backend defers it (the SQLite backend writes it with the
+/// call's record; see `sqlite/claims.rs`).
+pub(crate) trait PendingClaim: Send {
+    /// Write it on its own and wait until it is durable.
+    fn write(self: Box<Self>) -> futures_util::future::BoxFuture<'static, Result<(), StoreError>>;
+    /// For the backend that made it, to write it with other rows.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
 }
 
 impl JtiClaim {
@@ -34,24 +43,24 @@ impl JtiClaim {
     pub(crate) fn committed(fresh: bool) -> Self {
         Self {
             fresh,
-            deferred: None,
+            pending: None,
         }
     }
 
-    pub(crate) fn deferred(row: sqlite::Deferred) -> Self {
+    pub(crate) fn pending(row: Box<dyn PendingClaim>) -> Self {
         Self {
             fresh: true,
-            deferred: Some(row),
+            pending: Some(row),
         }
     }
 
-    pub(crate) fn take_deferred(&mut self) -> Option<sqlite::Deferred> {
-        self.deferred.take()
+    pub(crate) fn take_pending(&mut self) -> Option<Box<dyn PendingClaim>> {
+        self.pending.take()
     }
 
     /// Make the claim durable (write it now if it is still to be written) and wait for that.
     pub async fn durable(self) -> Result<(), StoreError> {
-        match self.deferred {
+        match self.pending {
             None => Ok(()),
             Some(row) => row.write().await,
         }
@@ -59,8 +68,8 @@ impl JtiClaim {
 }
 
 pub use model::{
-    CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer, HookRecord, NewCard, NewCarePlan,
-    NewFeedback, PendingLogin, Review, StaffSession,
+    CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord, HookAnswer, HookRecord, NewCard,
+    NewCarePlan, NewFeedback, NotOneOf, PendingLogin, Review, ReviewAction, StaffSession,
 };
 
 /// How long a hook call's answer is kept for retries of its hookInstance: an EHR retries

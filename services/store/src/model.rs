@@ -1,5 +1,102 @@
+use std::fmt;
+use std::str::FromStr;
+
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// Where a CarePlan Stride drafted stands (FHIR CarePlan.status, the values Stride writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CarePlanStatus {
+    /// Waiting for review.
+    Draft,
+    /// Approved or revised: the plan in force.
+    Active,
+    /// Rejected.
+    Revoked,
+    EnteredInError,
+}
+
+impl CarePlanStatus {
+    pub const ALL: [CarePlanStatus; 4] = [
+        CarePlanStatus::Draft,
+        CarePlanStatus::Active,
+        CarePlanStatus::Revoked,
+        CarePlanStatus::EnteredInError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CarePlanStatus::Draft => "draft",
+            CarePlanStatus::Active => "active",
+            CarePlanStatus::Revoked => "revoked",
+            CarePlanStatus::EnteredInError => "entered-in-error",
+        }
+    }
+}
+
+/// A text that names no value of an enum: the values it could have named.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be one of {0}")]
+pub struct NotOneOf(pub &'static str);
+
+impl FromStr for CarePlanStatus {
+    type Err = NotOneOf;
+    fn from_str(s: &str) -> Result<Self, NotOneOf> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(NotOneOf("draft, active, revoked, entered-in-error"))
+    }
+}
+
+impl fmt::Display for CarePlanStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a reviewer does with a draft.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReviewAction {
+    Approve,
+    /// Approve with edits (and a reason).
+    Revise,
+    Reject,
+}
+
+impl ReviewAction {
+    pub const ALL: [ReviewAction; 3] = [
+        ReviewAction::Approve,
+        ReviewAction::Revise,
+        ReviewAction::Reject,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReviewAction::Approve => "approve",
+            ReviewAction::Revise => "revise",
+            ReviewAction::Reject => "reject",
+        }
+    }
+
+    /// The status the plan takes.
+    pub fn status(self) -> CarePlanStatus {
+        match self {
+            ReviewAction::Approve | ReviewAction::Revise => CarePlanStatus::Active,
+            ReviewAction::Reject => CarePlanStatus::Revoked,
+        }
+    }
+}
+
+impl FromStr for ReviewAction {
+    type Err = NotOneOf;
+    fn from_str(s: &str) -> Result<Self, NotOneOf> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or(NotOneOf("approve, revise, reject"))
+    }
+}
 
 /// A CarePlan Stride drafted, as it is stored for review.
 #[derive(Debug, Clone, PartialEq)]
@@ -7,7 +104,7 @@ pub struct NewCarePlan {
     pub id: Uuid,
     pub tenant: String,
     pub patient_ref: String,
-    pub status: String,
+    pub status: CarePlanStatus,
     pub rule_set_id: String,
     pub rule_set_version: String,
     pub phase: String,
@@ -24,7 +121,7 @@ pub struct CarePlanRecord {
     pub id: Uuid,
     pub tenant: String,
     pub patient_ref: String,
-    pub status: String,
+    pub status: CarePlanStatus,
     pub version: i32,
     pub rule_set_id: String,
     pub rule_set_version: String,
@@ -118,7 +215,7 @@ pub struct FeedbackRecord {
 pub struct CarePlanQuery {
     pub tenant: Option<String>,
     pub patient_ref: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<CarePlanStatus>,
     /// Created on or after this day (UTC).
     pub created_from: Option<time::Date>,
     /// Created on or before this day (UTC).
@@ -142,10 +239,7 @@ impl CarePlanQuery {
 pub struct Review {
     pub careplan_id: Uuid,
     pub expected_version: i32,
-    /// approve, revise or reject.
-    pub action: String,
-    /// The status the plan takes: active (approve, revise) or revoked (reject).
-    pub status: String,
+    pub action: ReviewAction,
     pub reviewer: String,
     pub reason: Option<String>,
     /// The plan as it stands after the review (with its new status and version).

@@ -7,9 +7,9 @@ use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer,
-    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions,
-    StaffSession, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord,
+    HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin,
+    PoolOptions, StaffSession, Store, StoreError,
 };
 
 mod group;
@@ -399,7 +399,7 @@ impl Store for PgStore {
         )
         .bind(&q.tenant)
         .bind(&q.patient_ref)
-        .bind(&q.status)
+        .bind(q.status.map(CarePlanStatus::as_str))
         .bind(q.limit)
         .bind(from)
         .bind(to)
@@ -419,7 +419,7 @@ impl Store for PgStore {
             "UPDATE careplans SET status = $1, version = version + 1, resource = $2, updated_at = $3
              WHERE id = $4 AND version = $5",
         )
-        .bind(&r.status)
+        .bind(r.action.status().as_str())
         .bind(&r.resource)
         .bind(r.at)
         .bind(r.careplan_id)
@@ -441,7 +441,7 @@ impl Store for PgStore {
         )
         .bind(r.careplan_id)
         .bind(r.expected_version + 1)
-        .bind(&r.action)
+        .bind(r.action.as_str())
         .bind(&r.reviewer)
         .bind(&r.reason)
         .bind(&r.resource)
@@ -593,7 +593,7 @@ async fn insert_careplans(
         b.push_bind(p.id)
             .push_bind(&p.tenant)
             .push_bind(&p.patient_ref)
-            .push_bind(&p.status)
+            .push_bind(p.status.as_str())
             .push("1")
             .push_bind(&p.rule_set_id)
             .push_bind(&p.rule_set_version)
@@ -703,7 +703,10 @@ fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreE
         id: row.try_get("id")?,
         tenant: row.try_get("tenant")?,
         patient_ref: row.try_get("patient_ref")?,
-        status: row.try_get("status")?,
+        status: row
+            .try_get::<String, _>("status")?
+            .parse()
+            .map_err(|e: crate::NotOneOf| StoreError::Corrupt(format!("careplans.status {e}")))?,
         version: row.try_get("version")?,
         rule_set_id: row.try_get("rule_set_id")?,
         rule_set_version: row.try_get("rule_set_version")?,

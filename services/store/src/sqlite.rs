@@ -1,26 +1,28 @@
-use std::path::PathBuf;
 use std::str::FromStr;
 
-use futures_util::future::BoxFuture;
 use futures_util::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::SqliteConnection;
 use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{entry_hash, AuditFacts, GENESIS};
+use crate::audit::AuditFacts;
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer,
-    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions,
-    StaffSession, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord,
+    HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin,
+    PoolOptions, StaffSession, Store, StoreError,
 };
 
+mod chain;
 mod claims;
+mod writer;
+
+use chain::{append, bind_audit, Prepared, INSERT_AUDIT};
+use writer::{group_writer, Work, Writer, RELEASE, SAVEPOINT};
 
 pub(crate) use claims::Deferred;
 
@@ -30,14 +32,6 @@ pub struct SqliteStore {
     /// Token ids claimed by calls in flight, not yet written (see `claims`).
     held: std::sync::Arc<claims::Held>,
     jti_purge: crate::JtiPurge,
-}
-
-/// The way into the single group-commit writer (see `group_writer`): its queue, and the
-/// database file it writes to.
-#[derive(Clone)]
-pub(crate) struct Writer {
-    queue: tokio::sync::mpsc::Sender<Job>,
-    path: Option<PathBuf>,
 }
 
 impl SqliteStore {
@@ -189,10 +183,14 @@ impl Store for SqliteStore {
         record: HookRecord,
         mut claim: JtiClaim,
     ) -> Result<(), StoreError> {
-        let Some(deferred) = claim.take_deferred() else {
-            claim.durable().await?;
+        // Without a row still to write, the claim is durable already.
+        let Some(pending) = claim.take_pending() else {
             return self.record(record, None).await;
         };
+        let deferred = pending
+            .into_any()
+            .downcast::<Deferred>()
+            .map_err(|_| StoreError::CommitFailed("a token claim of another backend".into()))?;
         self.record(record, deferred.row()).await?;
         deferred.written();
         Ok(())
@@ -302,12 +300,12 @@ impl Store for SqliteStore {
             }
         }
         self.purge_expired_jti(now);
-        Ok(JtiClaim::deferred(claims::Deferred::new(
+        Ok(JtiClaim::pending(Box::new(claims::Deferred::new(
             key,
             expires_at,
             self.held.clone(),
             self.writer.clone(),
-        )))
+        ))))
     }
 
     #[tracing::instrument(skip_all)]
@@ -407,7 +405,7 @@ impl Store for SqliteStore {
         )
         .bind(&q.tenant)
         .bind(&q.patient_ref)
-        .bind(&q.status)
+        .bind(q.status.map(CarePlanStatus::as_str))
         .bind(q.limit)
         .bind(from)
         .bind(to)
@@ -430,7 +428,7 @@ impl Store for SqliteStore {
                     "UPDATE careplans SET status = ?, version = version + 1, resource = ?, updated_at = ?
                      WHERE id = ? AND version = ?",
                 )
-                .bind(&r.status)
+                .bind(r.action.status().as_str())
                 .bind(r.resource.to_string())
                 .bind(r.at)
                 .bind(r.careplan_id.to_string())
@@ -451,7 +449,7 @@ impl Store for SqliteStore {
                 )
                 .bind(r.careplan_id.to_string())
                 .bind(r.expected_version + 1)
-                .bind(&r.action)
+                .bind(r.action.as_str())
                 .bind(&r.reviewer)
                 .bind(&r.reason)
                 .bind(r.resource.to_string())
@@ -606,7 +604,7 @@ fn bind_careplan<'q>(q: SqliteQuery<'q>, p: &'q NewCarePlan, resource: &'q str) 
     q.bind(p.id.to_string())
         .bind(&p.tenant)
         .bind(&p.patient_ref)
-        .bind(&p.status)
+        .bind(p.status.as_str())
         .bind(&p.rule_set_id)
         .bind(&p.rule_set_version)
         .bind(&p.phase)
@@ -615,296 +613,6 @@ fn bind_careplan<'q>(q: SqliteQuery<'q>, p: &'q NewCarePlan, resource: &'q str) 
         .bind(p.created_at)
         .bind(p.created_at)
         .bind(&p.decision_key)
-}
-
-/// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.
-/// What a queued write hands back once it has run: whether to keep its changes, and how to
-/// tell its caller the outcome of the group commit.
-type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-type Run = Box<
-    dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut ChainHeads) -> BoxFuture<'c, Ran> + Send,
->;
-
-/// A write's statements, run by the writer on its connection inside the group's transaction.
-trait Work<T>:
-    for<'c> FnOnce(
-        &'c mut SqliteConnection,
-        &'c mut ChainHeads,
-    ) -> BoxFuture<'c, Result<T, StoreError>>
-    + Send
-    + 'static
-{
-}
-
-impl<T, F> Work<T> for F where
-    F: for<'c> FnOnce(
-            &'c mut SqliteConnection,
-            &'c mut ChainHeads,
-        ) -> BoxFuture<'c, Result<T, StoreError>>
-        + Send
-        + 'static
-{
-}
-
-struct Job {
-    run: Run,
-    /// The write opens and releases its own savepoint `stride_write` in the same round trip
-    /// as its statements (one batch). If it fails, the writer rolls the savepoint back.
-    /// Otherwise the writer wraps it in one, at the cost of two more round trips.
-    batch: bool,
-}
-
-/// The savepoint a batch write opens first and releases last.
-const SAVEPOINT: &str = "SAVEPOINT stride_write";
-const RELEASE: &str = "RELEASE stride_write";
-
-/// A write that ran: keep its changes or not, whether its connection is suspect (a read-only
-/// or I/O error: SQLite may have opened it read-only while the file was unwritable), and how
-/// to answer its caller.
-struct Ran {
-    keep: bool,
-    reconnect: bool,
-    deliver: Deliver,
-}
-
-/// Control statements on the writer's connection, all in one round trip; boxed so the writer
-/// task's future stays `Send`.
-fn exec<'c>(
-    conn: &'c mut SqliteConnection,
-    sql: &'static str,
-) -> BoxFuture<'c, Result<(), sqlx::Error>> {
-    Box::pin(async move {
-        sqlx::query(sql).execute(&mut *conn).await?;
-        Ok(())
-    })
-}
-
-/// How long the writer keeps its connection with no write waiting.
-const WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// Writes that arrive while one commit is in flight join the next: one fsync for the group.
-const GROUP_MAX: usize = 64;
-
-/// The single SQLite writer. It takes every write waiting in the queue, runs each inside its
-/// own savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails is rolled back alone),
-/// commits once, and only then answers each caller. Nobody is told "stored" before the group's
-/// commit is durable; if that commit fails, every write of the group is reported failed.
-async fn group_writer(
-    pool: SqlitePool,
-    mut queue: tokio::sync::mpsc::Receiver<Job>,
-    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
-) {
-    use futures_util::FutureExt;
-    let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
-    loop {
-        // Waits for one write, then takes every other one already queued (up to GROUP_MAX).
-        let mut jobs = Vec::with_capacity(GROUP_MAX);
-        let received = match held {
-            None => queue.recv_many(&mut jobs, GROUP_MAX).await,
-            Some(_) => {
-                match tokio::time::timeout(WRITER_IDLE, queue.recv_many(&mut jobs, GROUP_MAX)).await
-                {
-                    Ok(n) => n,
-                    Err(_) => {
-                        held = None;
-                        continue;
-                    }
-                }
-            }
-        };
-        if received == 0 {
-            break;
-        }
-        // BEGIN and COMMIT by hand rather than sqlx's Transaction: a connection whose COMMIT
-        // failed must never go back to the pool believing it is still inside a transaction.
-        // The connection stays with the writer while writes keep coming (no pool round trip
-        // and liveness ping per group); it goes back to the pool after `WRITER_IDLE` without.
-        let conn = match held.take() {
-            Some(c) => Ok(c),
-            None => pool.acquire().await,
-        };
-        let mut conn = match conn {
-            Ok(c) => c,
-            Err(e) => {
-                // Dropping the jobs drops their answer channels: each caller is told the
-                // write could not be made durable (503), and nothing was written.
-                tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
-                continue;
-            }
-        };
-        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
-            tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
-            conn.close_on_drop();
-            continue;
-        }
-        let mut delivers = Vec::with_capacity(jobs.len());
-        let mut reconnect = false;
-        let mut broken = None;
-        let mut heads = ChainHeads {
-            sealer: sealer.clone(),
-            ..ChainHeads::default()
-        };
-        for job in jobs {
-            if !job.batch {
-                if let Err(e) = exec(&mut conn, SAVEPOINT).await {
-                    broken = Some(e);
-                    break;
-                }
-            }
-            let outcome = std::panic::AssertUnwindSafe((job.run)(&mut conn, &mut heads))
-                .catch_unwind()
-                .await;
-            let ran = match outcome {
-                Ok(r) => r,
-                Err(_) => {
-                    tracing::error!("a write panicked; it is rolled back alone");
-                    Ran {
-                        keep: false,
-                        reconnect: true,
-                        deliver: Box::new(|_: Option<&StoreError>| {}),
-                    }
-                }
-            };
-            reconnect |= ran.reconnect;
-            delivers.push(ran.deliver);
-            let end = match (ran.keep, job.batch) {
-                (true, true) => None,
-                (true, false) => Some(RELEASE),
-                (false, _) => Some("ROLLBACK TO stride_write; RELEASE stride_write"),
-            };
-            let ended = match end {
-                Some(sql) => exec(&mut conn, sql).await,
-                None => Ok(()),
-            };
-            heads.settle(ran.keep && ended.is_ok());
-            if let Err(e) = ended {
-                // A failed write that cannot be undone alone (or a batch that failed before
-                // its savepoint): the group is abandoned whole, and the writes not yet run are
-                // dropped (their callers are told nothing was stored).
-                broken = Some(e);
-                break;
-            }
-        }
-        let mut usable = !reconnect;
-        if reconnect {
-            conn.close_on_drop();
-        }
-        let committed = match broken {
-            Some(e) => {
-                tracing::error!(error = %e, writes = delivers.len(), "savepoint failed: the group is rolled back");
-                Err(e)
-            }
-            None => exec(&mut conn, "COMMIT").await,
-        };
-        match committed {
-            Ok(()) => delivers.into_iter().for_each(|d| d(None)),
-            Err(e) => {
-                tracing::error!(error = %e, writes = delivers.len(), "group commit failed");
-                let _ = exec(&mut conn, "ROLLBACK").await;
-                conn.close_on_drop();
-                usable = false;
-                let failed = StoreError::CommitFailed(e.to_string());
-                delivers.into_iter().for_each(|d| d(Some(&failed)));
-            }
-        }
-        if usable {
-            held = Some(conn);
-        }
-    }
-}
-
-impl Writer {
-    /// Run a write through the group writer and wait for its durable outcome. A caller that
-    /// goes away (a client disconnecting) cannot cut it short: the write runs and commits with
-    /// its group regardless. The write lock is taken up front (`BEGIN IMMEDIATE`) so that
-    /// writers never deadlock upgrading from read to write.
-    async fn enqueue<T, F>(&self, work: F, batch: bool) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Work<T>,
-    {
-        self.file_present()?;
-        let (job, ran, commit) = job(work, batch);
-        self.queue
-            .send(job)
-            .await
-            .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
-        let value = ran.await.map_err(|_| {
-            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
-        })??;
-        commit.wait().await?;
-        Ok(value)
-    }
-
-    /// A deleted file keeps working through open handles while every write goes nowhere:
-    /// refuse before writing rather than acknowledge a decision that is already lost.
-    fn file_present(&self) -> Result<(), StoreError> {
-        match &self.path {
-            Some(p) if !p.exists() => Err(StoreError::FileGone(p.display().to_string())),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// The outcome of the group commit a queued write joined.
-struct Commit(tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
-
-impl Commit {
-    async fn wait(self) -> Result<(), StoreError> {
-        self.0.await.unwrap_or_else(|_| {
-            Err(StoreError::CommitFailed(
-                "the writer stopped before the write was committed".into(),
-            ))
-        })
-    }
-}
-
-/// A write as a job for the writer, with where its value arrives once it has run and where
-/// the outcome of its group's commit does.
-#[allow(clippy::type_complexity)]
-fn job<T, F>(
-    work: F,
-    batch: bool,
-) -> (
-    Job,
-    tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
-    Commit,
-)
-where
-    T: Send + 'static,
-    F: Work<T>,
-{
-    let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
-    let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
-    let run: Run = Box::new(move |conn, heads| {
-        Box::pin(async move {
-            match work(conn, heads).await {
-                Ok(v) => {
-                    let _ = early_tx.send(Ok(v));
-                    Ran {
-                        keep: true,
-                        reconnect: false,
-                        deliver: Box::new(move |failed: Option<&StoreError>| {
-                            let _ = commit_tx.send(match failed {
-                                None => Ok(()),
-                                Some(e) => Err(StoreError::CommitFailed(e.to_string())),
-                            });
-                        }),
-                    }
-                }
-                Err(e) => {
-                    let reconnect = e.is_unavailable();
-                    let _ = early_tx.send(Err(e));
-                    Ran {
-                        keep: false,
-                        reconnect,
-                        deliver: Box::new(|_: Option<&StoreError>| {}),
-                    }
-                }
-            }
-        })
-    });
-    (Job { run, batch }, early_rx, Commit(commit_rx))
 }
 
 impl SqliteStore {
@@ -1050,7 +758,10 @@ fn row_to_careplan(row: &sqlx::sqlite::SqliteRow) -> Result<CarePlanRecord, Stor
         id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         tenant: row.try_get("tenant")?,
         patient_ref: row.try_get("patient_ref")?,
-        status: row.try_get("status")?,
+        status: row
+            .try_get::<String, _>("status")?
+            .parse()
+            .map_err(|e: crate::NotOneOf| StoreError::Corrupt(format!("careplans.status {e}")))?,
         version: row.try_get("version")?,
         rule_set_id: row.try_get("rule_set_id")?,
         rule_set_version: row.try_get("rule_set_version")?,
@@ -1061,154 +772,6 @@ fn row_to_careplan(row: &sqlx::sqlite::SqliteRow) -> Result<CarePlanRecord, Stor
         created_at: row.try_get::<OffsetDateTime, _>("created_at")?,
         updated_at: row.try_get::<OffsetDateTime, _>("updated_at")?,
     })
-}
-
-/// Append `e` to its tenant's chain inside `tx` (which holds the write lock).
-/// The last entry of a tenant's chain: its sequence number and hash.
-async fn chain_head(
-    tx: &mut sqlx::SqliteConnection,
-    tenant: &str,
-) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT seq, hash FROM audit_entries WHERE tenant = ? ORDER BY seq DESC LIMIT 1",
-    )
-    .bind(tenant)
-    .fetch_optional(&mut *tx)
-    .await?)
-}
-
-/// An audit entry written out for storage, all but its place in the chain. Prepared by the
-/// caller, so the single writer only places and inserts it.
-struct Prepared {
-    entry: NewAuditEntry,
-    facts_digest: Option<String>,
-    details: String,
-    decision_ids: String,
-    card_uuids: String,
-}
-
-impl Prepared {
-    fn new(entry: NewAuditEntry) -> Self {
-        Self {
-            facts_digest: entry.facts.as_ref().map(|f| f.digest()),
-            details: entry.details.to_string(),
-            decision_ids: serde_json::json!(entry.decision_ids).to_string(),
-            card_uuids: serde_json::json!(entry.card_uuids).to_string(),
-            entry,
-        }
-    }
-}
-
-/// Where an entry goes: after `prev` at `seq`, sealed by `hash`.
-#[derive(Clone)]
-struct Place {
-    seq: i64,
-    prev: String,
-    hash: String,
-    seal: Option<crate::seal::Seal>,
-}
-
-/// The chain heads known inside one group commit. The group holds SQLite's write lock from
-/// `BEGIN IMMEDIATE` to `COMMIT`, so nobody else can append meanwhile: a head read or written
-/// earlier in the group is still the head, unless the write that made it was rolled back,
-/// which is why a write's new head counts only once its savepoint is released.
-#[derive(Default)]
-struct ChainHeads {
-    known: std::collections::HashMap<String, (i64, String)>,
-    pending: Vec<(String, (i64, String))>,
-    /// Signs each entry's hash as it is placed (the writer's one key, see `seal`).
-    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
-}
-
-impl ChainHeads {
-    async fn place(
-        &mut self,
-        tx: &mut sqlx::SqliteConnection,
-        p: &Prepared,
-    ) -> Result<Place, StoreError> {
-        let e = &p.entry;
-        let head = if let Some((_, h)) = self.pending.iter().rev().find(|(t, _)| *t == e.tenant) {
-            Some(h.clone())
-        } else if let Some(h) = self.known.get(&e.tenant) {
-            Some(h.clone())
-        } else {
-            chain_head(tx, &e.tenant).await?
-        };
-        let (seq, prev) = head
-            .map(|(s, h)| (s + 1, h))
-            .unwrap_or((1, GENESIS.to_owned()));
-        let hash = entry_hash(e, seq, p.facts_digest.as_deref(), &prev);
-        let seal = self.sealer.as_ref().map(|s| s.seal(hash.as_bytes()));
-        Ok(Place {
-            seq,
-            prev,
-            hash,
-            seal,
-        })
-    }
-
-    fn appended(&mut self, tenant: &str, place: Place) {
-        self.pending
-            .push((tenant.to_owned(), (place.seq, place.hash)));
-    }
-
-    /// The write's savepoint was released (`kept`) or rolled back.
-    fn settle(&mut self, kept: bool) {
-        let pending = std::mem::take(&mut self.pending);
-        if kept {
-            self.known.extend(pending);
-        }
-    }
-}
-
-const INSERT_AUDIT: &str = "INSERT INTO audit_entries (id, tenant, seq, recorded_at, action, outcome, caller_issuer, caller_subject, hook,
-            hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id, rule_set_version,
-            rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash,
-            seal_kid, seal)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-fn bind_audit<'q>(q: SqliteQuery<'q>, p: &'q Prepared, at: &'q Place) -> SqliteQuery<'q> {
-    let e = &p.entry;
-    q.bind(e.id.to_string())
-        .bind(&e.tenant)
-        .bind(at.seq)
-        .bind(e.recorded_us)
-        .bind(&e.action)
-        .bind(&e.outcome)
-        .bind(&e.caller_issuer)
-        .bind(&e.caller_subject)
-        .bind(&e.hook)
-        .bind(&e.hook_instance)
-        .bind(&e.service_id)
-        .bind(&e.patient_ref)
-        .bind(&e.as_of)
-        .bind(p.facts_digest.as_deref())
-        .bind(p.entry.facts.as_ref().map(|f| f.text()))
-        .bind(&e.rule_set_id)
-        .bind(&e.rule_set_version)
-        .bind(&e.rule_set_hash)
-        .bind(p.decision_ids.as_str())
-        .bind(p.card_uuids.as_str())
-        .bind(e.careplan_id.map(|u| u.to_string()))
-        .bind(&e.trace_id)
-        .bind(p.details.as_str())
-        .bind(&at.prev)
-        .bind(&at.hash)
-        .bind(at.seal.as_ref().map(|s| s.kid.as_str()))
-        .bind(at.seal.as_ref().map(|s| s.sig.as_str()))
-}
-
-async fn append(
-    tx: &mut sqlx::SqliteConnection,
-    heads: &mut ChainHeads,
-    p: &Prepared,
-) -> Result<(), StoreError> {
-    let place = heads.place(&mut *tx, p).await?;
-    bind_audit(sqlx::query(INSERT_AUDIT), p, &place)
-        .execute(&mut *tx)
-        .await?;
-    heads.appended(&p.entry.tenant, place);
-    Ok(())
 }
 
 fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError> {

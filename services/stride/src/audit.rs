@@ -10,14 +10,12 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tracing_actix_web::RequestId;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The chain of callers that could not be authenticated.
 pub const UNAUTHENTICATED: &str = "(unauthenticated)";
 
-pub fn now_us() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
-}
+pub use stride_app::now_us;
 
 pub fn tenant_of(caller: &Caller) -> String {
     caller.tenant.clone()

@@ -7,11 +7,11 @@ use futures_util::StreamExt;
 use stride_store::AuditQuery;
 
 use crate::audit::{to_event, to_json};
-use crate::catalog::Catalog;
 use crate::cli::AuditCommand;
 use crate::config::Settings;
-use crate::replay::replay;
 use crate::startup::connect_checked;
+use stride_app::catalog::Catalog;
+use stride_app::replay::replay;
 use stride_store::seal::{AuditKeys, Checkpoint};
 
 /// Checkpoints of an anchor file, one JSON object per line.

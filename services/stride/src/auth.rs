@@ -10,7 +10,7 @@ use stride_store::JtiClaim;
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The verified CDS client of a hook or feedback call. Handlers take the body as a raw
 /// `Payload` and read it only after this has resolved: an unauthenticated caller never gets
@@ -33,6 +33,11 @@ impl CdsCaller {
             ApiError::Unavailable
         })?;
         Ok(self.caller)
+    }
+
+    /// Who called (a read that settles nothing: nothing may be stored for the call on it).
+    pub fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// The tenant the call is filed under (a read that settles nothing).
@@ -132,6 +137,54 @@ async fn verify(
         }
     }
     Err(last.into())
+}
+
+/// The scopes of the staff endpoints, one type each so that a handler names its scope in its
+/// signature (`Staff<CareplanRead>`) and cannot forget to check it.
+pub trait Scope {
+    const NAME: &'static str;
+}
+
+macro_rules! scopes {
+    ($($(#[$doc:meta])* $ty:ident = $name:literal;)*) => {
+        $($(#[$doc])* pub struct $ty; impl Scope for $ty { const NAME: &'static str = $name; })*
+    };
+}
+
+scopes! {
+    /// Read drafted CarePlans and the review pages.
+    CareplanRead = "careplan.read";
+    /// Approve, revise or reject a draft.
+    CareplanReview = "careplan.review";
+    /// Read, verify, export and replay the audit log.
+    AuditRead = "audit.read";
+}
+
+/// A staff member with scope `S`, from the request's bearer token (refused, counted and
+/// audited otherwise).
+pub struct Staff<S: Scope> {
+    pub caller: Caller,
+    scope: std::marker::PhantomData<S>,
+}
+
+impl<S: Scope> FromRequest for Staff<S> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            let caller = staff(&req, &state, S::NAME).await?;
+            Ok(Staff {
+                caller,
+                scope: std::marker::PhantomData,
+            })
+        })
+    }
 }
 
 /// A staff member (clinic reviewer, auditor) with `scope`; `aud` is the service's public URL.

@@ -319,12 +319,12 @@ impl Settings {
             None => None,
         };
         let guideline_versions = match &raw.guideline_versions {
-            Some(v) => crate::pins::parse_setting(v)
+            Some(v) => stride_app::pins::parse_setting(v)
                 .map_err(|r| invalid("STRIDE_GUIDELINE_VERSIONS", v, r))?,
             None => Default::default(),
         };
         let shadow_versions = match &raw.shadow_versions {
-            Some(v) => crate::pins::parse_setting(v)
+            Some(v) => stride_app::pins::parse_setting(v)
                 .map_err(|r| invalid("STRIDE_SHADOW_VERSIONS", v, r))?,
             None => Default::default(),
         };

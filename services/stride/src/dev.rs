@@ -42,7 +42,7 @@ fn default_service(settings: &Settings) -> Result<String, DevError> {
         .guidelines()
         .map_err(|e| DevError::NoService(e.to_string()))?;
     let catalog =
-        crate::catalog::Catalog::load(dir).map_err(|e| DevError::NoService(e.to_string()))?;
+        stride_app::catalog::Catalog::load(dir).map_err(|e| DevError::NoService(e.to_string()))?;
     let found = catalog
         .services()
         .find(|s| s.hook == stride_hooks::Hook::PatientView)

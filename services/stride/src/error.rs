@@ -44,48 +44,57 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Stable, documented error code (snake_case) carried in every error body.
-    pub fn code(&self) -> &'static str {
+    /// The one table of the HTTP boundary: each error's stable, documented code (snake_case,
+    /// carried in every body), its HTTP status and its OperationOutcome issue type. Every
+    /// variant is listed: a new error cannot go out under another's labels.
+    fn table(&self) -> (&'static str, StatusCode, IssueCode) {
+        use StatusCode as S;
         match self {
-            ApiError::MalformedJson(_) => "malformed_json",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::UnsupportedEncoding => "unsupported_encoding",
-            ApiError::BodyTimeout => "request_timeout",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::NotFound | ApiError::UnknownResource(_) => "not_found",
-            ApiError::PreconditionFailed(_) => "prefetch_unavailable",
-            ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Auth(e) => e.code(),
-            ApiError::Conflict(_) => "conflict",
-            ApiError::CrossSite => "cross_site",
-            ApiError::Unavailable => "unavailable",
-            ApiError::Overloaded => "overloaded",
-            ApiError::RateLimited => "rate_limited",
-            ApiError::Internal(_) => "internal",
+            ApiError::MalformedJson(_) => ("malformed_json", S::BAD_REQUEST, IssueCode::Structure),
+            ApiError::PayloadTooLarge(_) => (
+                "payload_too_large",
+                S::PAYLOAD_TOO_LARGE,
+                IssueCode::TooLong,
+            ),
+            ApiError::UnsupportedMediaType => (
+                "unsupported_media_type",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                IssueCode::NotSupported,
+            ),
+            ApiError::UnsupportedEncoding => (
+                "unsupported_encoding",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                IssueCode::NotSupported,
+            ),
+            ApiError::BodyTimeout => ("request_timeout", S::REQUEST_TIMEOUT, IssueCode::Timeout),
+            ApiError::BadRequest(_) => ("bad_request", S::BAD_REQUEST, IssueCode::Invalid),
+            ApiError::NotFound | ApiError::UnknownResource(_) => {
+                ("not_found", S::NOT_FOUND, IssueCode::NotFound)
+            }
+            ApiError::PreconditionFailed(_) => (
+                "prefetch_unavailable",
+                S::PRECONDITION_FAILED,
+                IssueCode::Incomplete,
+            ),
+            ApiError::MethodNotAllowed => (
+                "method_not_allowed",
+                S::METHOD_NOT_ALLOWED,
+                IssueCode::NotSupported,
+            ),
+            ApiError::Auth(e) if e.is_forbidden() => (e.code(), S::FORBIDDEN, IssueCode::Forbidden),
+            ApiError::Auth(e) => (e.code(), S::UNAUTHORIZED, IssueCode::Login),
+            ApiError::Conflict(_) => ("conflict", S::CONFLICT, IssueCode::Conflict),
+            ApiError::CrossSite => ("cross_site", S::FORBIDDEN, IssueCode::Forbidden),
+            ApiError::Unavailable => ("unavailable", S::SERVICE_UNAVAILABLE, IssueCode::Transient),
+            ApiError::Overloaded => ("overloaded", S::SERVICE_UNAVAILABLE, IssueCode::Transient),
+            ApiError::RateLimited => ("rate_limited", S::TOO_MANY_REQUESTS, IssueCode::Throttled),
+            ApiError::Internal(_) => ("internal", S::INTERNAL_SERVER_ERROR, IssueCode::Exception),
         }
     }
 
-    fn issue(&self) -> IssueCode {
-        match self {
-            ApiError::MalformedJson(_) => IssueCode::Structure,
-            ApiError::PayloadTooLarge(_) => IssueCode::TooLong,
-            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => {
-                IssueCode::NotSupported
-            }
-            ApiError::BodyTimeout => IssueCode::Timeout,
-            ApiError::BadRequest(_) => IssueCode::Invalid,
-            ApiError::NotFound | ApiError::UnknownResource(_) => IssueCode::NotFound,
-            ApiError::PreconditionFailed(_) => IssueCode::Incomplete,
-            ApiError::MethodNotAllowed => IssueCode::NotSupported,
-            ApiError::Auth(e) if e.is_forbidden() => IssueCode::Forbidden,
-            ApiError::Auth(_) => IssueCode::Login,
-            ApiError::Conflict(_) => IssueCode::Conflict,
-            ApiError::CrossSite => IssueCode::Forbidden,
-            ApiError::Unavailable | ApiError::Overloaded => IssueCode::Transient,
-            ApiError::RateLimited => IssueCode::Throttled,
-            ApiError::Internal(_) => IssueCode::Exception,
-        }
+    /// Stable, documented error code (snake_case) carried in every error body.
+    pub fn code(&self) -> &'static str {
+        self.table().0
     }
 
     /// Seconds a client should wait before retrying (`Retry-After`), for the errors that pass.
@@ -130,26 +139,21 @@ impl From<stride_store::StoreError> for ApiError {
     }
 }
 
+impl From<stride_app::review::ReviewError> for ApiError {
+    fn from(e: stride_app::review::ReviewError) -> Self {
+        use stride_app::review::ReviewError;
+        match e {
+            ReviewError::NotFound => ApiError::UnknownResource(e.to_string()),
+            ReviewError::Invalid(m) => ApiError::BadRequest(m),
+            ReviewError::Conflict(m) => ApiError::Conflict(m),
+            ReviewError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            ApiError::MalformedJson(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::NotFound | ApiError::UnknownResource(_) => StatusCode::NOT_FOUND,
-            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Auth(e) if e.is_forbidden() => StatusCode::FORBIDDEN,
-            ApiError::Auth(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
-            ApiError::CrossSite => StatusCode::FORBIDDEN,
-            ApiError::Unavailable | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.table().1
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -158,7 +162,7 @@ impl ResponseError for ApiError {
         } else {
             Severity::Error
         };
-        let body = operation_outcome(severity, self.issue(), self.code(), &self.to_string());
+        let body = operation_outcome(severity, self.table().2, self.code(), &self.to_string());
         let mut res = HttpResponse::build(self.status_code());
         res.content_type("application/fhir+json");
         if let Some(secs) = self.retry_after() {

@@ -6,7 +6,7 @@ use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Latency buckets in seconds: a hook call is budgeted in milliseconds.
 const BUCKETS: &[f64] = &[
@@ -200,4 +200,9 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
+}
+
+/// This module's endpoints (the order is the order they are matched in).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(metrics);
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use stride_guideline::vignettes;
 
-use crate::catalog::{load_file, rule_set_files, CatalogError};
+use stride_app::catalog::{load_file, rule_set_files, CatalogError};
 
 fn files(paths: &[PathBuf], dir: &Path) -> Result<Vec<PathBuf>, CatalogError> {
     if paths.is_empty() {
@@ -125,10 +125,10 @@ pub async fn impact(
     since: Option<&str>,
     tenant: Option<String>,
     format: crate::cli::ImpactFormat,
-) -> Result<crate::impact::Summary, Box<dyn std::error::Error>> {
+) -> Result<stride_app::impact::Summary, Box<dyn std::error::Error>> {
     use crate::cli::ImpactFormat;
     use std::io::Write;
-    let candidate: crate::impact::Candidate =
+    let candidate: stride_app::impact::Candidate =
         candidate.parse().map_err(|e| format!("--candidate: {e}"))?;
     let since_us = since
         .map(|d| {
@@ -137,10 +137,10 @@ pub async fn impact(
                 .map_err(|_| format!("--since: `{d}` is not YYYY-MM-DD"))
         })
         .transpose()?;
-    let catalog = crate::catalog::Catalog::load(settings.guidelines()?)?;
+    let catalog = stride_app::catalog::Catalog::load(settings.guidelines()?)?;
     // The auditor's credentials are enough: this only reads the log.
     let store = crate::startup::connect_checked(settings).await?;
-    let scope = crate::impact::Scope {
+    let scope = stride_app::impact::Scope {
         candidate,
         since_us,
         tenant,
@@ -154,7 +154,7 @@ pub async fn impact(
         )?;
     }
     let mut failed: Option<std::io::Error> = None;
-    let summary = crate::impact::report(
+    let summary = stride_app::impact::report(
         store.as_ref(),
         &catalog,
         &scope,

@@ -5,42 +5,18 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle, Service};
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App, HttpMessage, HttpServer};
 use stride_store::{PoolOptions, Store};
 use tracing_actix_web::{RequestId, TracingLogger};
 
-use crate::catalog::{Catalog, CatalogError};
 use crate::cds::fetch::Fetcher;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::routes;
+use crate::state::AppState;
 use crate::telemetry::StrideRootSpan;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub catalog: Arc<Catalog>,
-    pub settings: Settings,
-    pub fetcher: Fetcher,
-    pub verifier: Arc<stride_auth::Verifier>,
-    pub started: time::OffsetDateTime,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Processing slots and the queue for them (see `Settings::max_concurrent_hooks`).
-    pub admission: crate::admission::Admission,
-    /// Whether the database is known to be down (operations then fail fast).
-    pub db_health: Arc<stride_store::Health>,
-    /// Sign-in starts per client.
-    pub sign_ins: crate::admission::PerClient,
-    /// Which guideline version answers for whom.
-    pub pins: crate::pins::Pins,
-    /// Each tenant's share of the calls in flight.
-    pub tenant_share: crate::admission::TenantShare,
-    /// Staff sign-in with OpenID Connect, when configured.
-    pub oidc: Option<Arc<crate::oidc::Oidc>>,
-    /// Refused requests on their way to the audit log (see `audit::refused`).
-    pub refusals: tokio::sync::mpsc::Sender<crate::audit::Refusal>,
-}
+use stride_app::catalog::{Catalog, CatalogError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -111,7 +87,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
         let verifier = Arc::new(verifier(&settings)?);
-        let pins = crate::pins::Pins::new(
+        let pins = stride_app::pins::Pins::new(
             &catalog,
             &settings.guideline_versions,
             &settings.shadow_versions,
@@ -260,41 +236,7 @@ impl Application {
                     }
                 })
                 .wrap(TracingLogger::<StrideRootSpan>::new())
-                .service(routes::health::healthz)
-                .service(routes::health::readyz)
-                .service(crate::metrics::metrics)
-                .service(routes::guidelines::list)
-                .service(routes::guidelines::rule_set)
-                .service(routes::fhir::metadata)
-                .service(routes::audit::search)
-                .service(routes::audit::verify)
-                .service(routes::audit::replay_entry)
-                .service(routes::audit::read)
-                .service(routes::careplans::search)
-                .service(routes::careplans::review)
-                .service(routes::ui::style)
-                .service(routes::ui::home)
-                .service(routes::ui::signin::login)
-                .service(routes::ui::signin::callback)
-                .service(routes::ui::signin::logout)
-                .service(routes::ui::queue::queue)
-                .service(routes::ui::careplan::careplan)
-                .service(routes::ui::careplan::review)
-                .service(routes::ui::audit::search)
-                .service(routes::ui::audit::export)
-                .service(routes::ui::audit::entry)
-                .service(routes::ui::impact::impact)
-                .service(routes::careplans::read)
-                .service(routes::fhir::plan_definition)
-                .service(routes::fhir::code_system)
-                .service(routes::openapi::openapi)
-                .service(
-                    web::scope("")
-                        .wrap(cors())
-                        .service(routes::cds::discovery)
-                        .service(routes::cds::feedback)
-                        .service(routes::cds::call),
-                )
+                .configure(routes::routes)
                 .default_service(web::to(not_found))
         })
         .shutdown_timeout(shutdown)
@@ -350,16 +292,6 @@ fn verifier(settings: &Settings) -> Result<stride_auth::Verifier, StartError> {
         ..stride_auth::VerifierOptions::default()
     };
     Ok(stride_auth::Verifier::new(trust, options)?)
-}
-
-/// Browser-based CDS clients call from other origins; tokens travel in the Authorization
-/// header, never in cookies, so any origin may ask.
-fn cors() -> actix_cors::Cors {
-    actix_cors::Cors::default()
-        .allow_any_origin()
-        .allowed_methods(["GET", "POST", "OPTIONS"])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .max_age(86_400)
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

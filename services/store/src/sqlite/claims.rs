@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{job, Writer};
+use super::writer::{job, Writer};
 use crate::StoreError;
 
 /// Held claims: (issuer, jti) → when the token expires (Unix seconds). Small: one per call in
@@ -118,6 +118,16 @@ async fn insert(
         .execute(c)
         .await?;
     Ok(())
+}
+
+impl crate::PendingClaim for Deferred {
+    fn write(self: Box<Self>) -> futures_util::future::BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin((*self).write())
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 impl Drop for Deferred {

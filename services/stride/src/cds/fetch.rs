@@ -254,8 +254,3 @@ fn next_link(page: &RawValue) -> Option<String> {
         .as_str()
         .map(str::to_owned)
 }
-
-/// Replace the one token Stride's templates use; the patient id is a checked FHIR id.
-pub fn fill(template: &str, patient_id: &str) -> String {
-    template.replace("{{context.patientId}}", patient_id)
-}

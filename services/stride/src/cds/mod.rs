@@ -1,8 +1,6 @@
-//! CDS Hooks 2.0: the services Stride offers, how a hook request is read, how missing
-//! prefetch data is fetched, and how a decision becomes cards.
+//! CDS Hooks 2.0 at the edge: how a hook request is read and how missing prefetch data is
+//! fetched from the EHR's FHIR server (the use case itself is `stride_app::hook`).
 
-pub mod cards;
 pub mod egress;
 pub mod fetch;
 pub use stride_hooks::request;
-pub mod services;

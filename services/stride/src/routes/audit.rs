@@ -9,14 +9,13 @@ use serde_json::json;
 use stride_store::{AuditQuery, ChainCheck};
 use tokio::sync::mpsc;
 
-use crate::audit;
-use crate::auth;
-use crate::error::ApiError;
-use crate::replay::{replay, ReplayError};
-use crate::routes::careplans::patient_ref;
-use crate::startup::AppState;
+use stride_app::replay::{replay, ReplayError};
+use stride_app::review::patient_ref;
 
-pub const READ: &str = "audit.read";
+use crate::audit;
+use crate::auth::{AuditRead, Staff};
+use crate::error::ApiError;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct Search {
@@ -49,10 +48,11 @@ fn micros(field: &str, v: &Option<String>) -> Result<Option<i64>, ApiError> {
 #[tracing::instrument(name = "audit search", skip_all)]
 pub async fn search(
     req: HttpRequest,
+    staff: Staff<AuditRead>,
     q: web::Query<Search>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = auth::staff(&req, &state, READ).await?;
+    let caller = staff.caller;
     let bundle = match q.format.as_deref() {
         None | Some("ndjson") => false,
         Some("bundle") | Some("json") => true,
@@ -150,9 +150,10 @@ pub fn export(
 #[tracing::instrument(name = "audit verify", skip_all)]
 pub async fn verify(
     req: HttpRequest,
+    staff: Staff<AuditRead>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = auth::staff(&req, &state, READ).await?;
+    let caller = staff.caller;
     let query = AuditQuery {
         tenant: caller.tenant_scope().map(str::to_owned),
         ..AuditQuery::default()
@@ -220,11 +221,11 @@ pub fn report(check: &ChainCheck) -> serde_json::Value {
 }
 
 async fn load(
-    req: &HttpRequest,
+    staff: Staff<AuditRead>,
     state: &AppState,
     id: &str,
 ) -> Result<(stride_auth::Caller, stride_store::AuditEntry), ApiError> {
-    let caller = auth::staff(req, state, READ).await?;
+    let caller = staff.caller;
     let not_found = || ApiError::UnknownResource("no audit entry with this id".into());
     let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
     let a = state.store.audit_entry(id).await.map_err(|e| match e {
@@ -240,10 +241,11 @@ async fn load(
 #[get("/audit/{id}")]
 pub async fn read(
     req: HttpRequest,
+    staff: Staff<AuditRead>,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (caller, a) = load(&req, &state, &path).await?;
+    let (caller, a) = load(staff, &state, &path).await?;
     let mut entry = audit::entry(&req, audit::Action::AuditRead, "success", Some(&caller));
     entry.patient_ref = a.entry.patient_ref.clone();
     entry.details["entry"] = json!(a.entry.id);
@@ -259,11 +261,12 @@ pub struct ReplayQuery {
 #[get("/audit/{id}/replay")]
 pub async fn replay_entry(
     req: HttpRequest,
+    staff: Staff<AuditRead>,
     path: web::Path<String>,
     q: web::Query<ReplayQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (caller, a) = load(&req, &state, &path).await?;
+    let (caller, a) = load(staff, &state, &path).await?;
     let result = replay(&state.catalog, &a, q.version.as_deref()).map_err(|e| match e {
         ReplayError::UnknownVersion(..) | ReplayError::NotADecision => {
             ApiError::BadRequest(e.to_string())
@@ -276,4 +279,12 @@ pub async fn replay_entry(
     entry.details["identical"] = json!(result.identical);
     state.store.append_audit(&entry).await?;
     Ok(HttpResponse::Ok().json(result))
+}
+
+/// This module's endpoints (the order is the order they are matched in).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(search)
+        .service(verify)
+        .service(replay_entry)
+        .service(read);
 }

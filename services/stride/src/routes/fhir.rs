@@ -6,7 +6,7 @@ use stride_fhir::publish;
 use time::format_description::well_known::Rfc3339;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn fhir_json(v: serde_json::Value) -> HttpResponse {
     HttpResponse::Ok()
@@ -57,4 +57,11 @@ pub async fn code_system(
     });
     let cs = found.ok_or_else(|| ApiError::UnknownResource("no CodeSystem with this id".into()))?;
     Ok(fhir_json(cs.map_err(|e| ApiError::internal(&e))?))
+}
+
+/// This module's endpoints (the order is the order they are matched in).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(metadata)
+        .service(plan_definition)
+        .service(code_system);
 }

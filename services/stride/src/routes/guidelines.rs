@@ -5,7 +5,7 @@ use actix_web::{get, web, HttpResponse};
 use stride_guideline::RuleSetVersion;
 
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Every guideline, its versions with their status and effective period, and which version
 /// answers for whom: the default and each tenant.
@@ -25,7 +25,7 @@ pub async fn list(state: web::Data<AppState>) -> HttpResponse {
                     "version": rs.doc.version.to_string(),
                     "status": rs.doc.status,
                     "effective": rs.doc.effective,
-                    "url": url(public, id, &rs.doc.version),
+                    "url": stride_app::guideline_url(public, id, &rs.doc.version),
                 })
             })
             .collect();
@@ -73,7 +73,7 @@ pub async fn rule_set(
         .json(&rs.doc))
 }
 
-/// The absolute URL at which a rule-set version is published.
-pub fn url(public: &str, id: &str, version: &RuleSetVersion) -> String {
-    format!("{public}/guidelines/{id}/{version}")
+/// This module's endpoints (the order is the order they are matched in).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(list).service(rule_set);
 }

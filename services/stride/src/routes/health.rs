@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{get, web, HttpResponse};
 use serde_json::json;
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// The process is alive and serving HTTP. Never touches the database.
 #[get("/healthz")]
@@ -48,4 +48,9 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             .insert_header((header::RETRY_AFTER, "5"))
             .json(body)
     }
+}
+
+/// This module's endpoints (the order is the order they are matched in).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(healthz).service(readyz);
 }

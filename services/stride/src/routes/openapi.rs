@@ -5,7 +5,7 @@
 use actix_web::{get, web, HttpResponse};
 use serde_json::{json, Value as Json};
 
-use crate::startup::AppState;
+use crate::state::AppState;
 
 fn outcome(description: &str) -> Json {
     json!({"description": description, "content": {"application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}}})
@@ -187,4 +187,9 @@ pub fn document(public_url: &str) -> Json {
 #[get("/openapi.json")]
 pub async fn openapi(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(document(state.settings.public_url.as_str()))
+}
+
+/// This module's endpoints (the order is the order they are matched in).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(openapi);
 }

@@ -9,13 +9,14 @@ use serde_json::json;
 use stride_store::AuditQuery;
 use time::Date;
 
-use super::{esc, page, viewer, UiError};
+use super::{esc, page, Page, UiError};
 use crate::audit;
+use crate::auth::AuditRead;
 use crate::error::ApiError;
-use crate::replay::replay;
-use crate::routes::audit::{check_chain, export as export_stream, READ};
-use crate::routes::careplans::patient_ref;
-use crate::startup::AppState;
+use crate::routes::audit::{check_chain, export as export_stream};
+use crate::state::AppState;
+use stride_app::replay::replay;
+use stride_app::review::patient_ref;
 
 #[derive(Deserialize, Default)]
 pub struct Filters {
@@ -90,10 +91,11 @@ impl Filters {
 #[tracing::instrument(name = "ui audit", skip_all)]
 pub async fn search(
     req: HttpRequest,
+    signed_in: Page<AuditRead>,
     f: web::Query<Filters>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
-    let viewer = viewer(&req, &state, READ).await?;
+    let viewer = signed_in.viewer;
     let query = f.query(viewer.caller.tenant_scope(), Some(100))?;
     let mut log = audit::entry(
         &req,
@@ -176,10 +178,11 @@ pub async fn search(
 #[tracing::instrument(name = "ui audit export", skip_all)]
 pub async fn export(
     req: HttpRequest,
+    signed_in: Page<AuditRead>,
     f: web::Query<Filters>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
-    let viewer = viewer(&req, &state, READ).await?;
+    let viewer = signed_in.viewer;
     let bundle = f.format.as_deref() == Some("bundle");
     let query = f.query(viewer.caller.tenant_scope(), None)?;
     let mut log = audit::entry(
@@ -212,11 +215,12 @@ pub async fn export(
 #[tracing::instrument(name = "ui audit entry", skip_all)]
 pub async fn entry(
     req: HttpRequest,
+    signed_in: Page<AuditRead>,
     path: web::Path<String>,
     q: web::Query<std::collections::HashMap<String, String>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
-    let viewer = viewer(&req, &state, READ).await?;
+    let viewer = signed_in.viewer;
     let not_found = || ApiError::UnknownResource("no audit entry with this id".into());
     let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
     let a = state.store.audit_entry(id).await.map_err(|e| match e {

@@ -11,12 +11,14 @@ use stride_store::CarePlanRecord;
 use time::Date;
 
 use super::chart::Timeline;
-use super::{check_form, esc, number, page, see_other, viewer, UiError, Viewer};
+use super::{check_form, esc, number, page, see_other, Page, UiError, Viewer};
 use crate::audit;
-use crate::catalog::Draw;
+use crate::auth::{CareplanRead, CareplanReview, Scope};
 use crate::error::ApiError;
-use crate::routes::careplans::{apply_review, load_visible, ReviewRequest, READ, REVIEW};
-use crate::startup::AppState;
+use crate::state::AppState;
+use stride_app::catalog::Draw;
+use stride_app::review::{load_visible, ReviewError, ReviewRequest};
+use stride_store::ReviewAction;
 
 /// The decision behind a plan: its stored facts, re-evaluated with the stored rule-set version.
 struct Drafted<'a> {
@@ -27,7 +29,7 @@ struct Drafted<'a> {
 }
 
 fn drafted<'a>(state: &'a AppState, entry: &stride_store::AuditEntry) -> Option<Drafted<'a>> {
-    let inputs = crate::replay::Inputs::of(entry).ok()?;
+    let inputs = stride_app::replay::Inputs::of(entry).ok()?;
     let (rs, decision) = inputs.decide(&state.catalog, None).ok()?;
     Some(Drafted {
         rs,
@@ -126,11 +128,12 @@ fn verdict(v: Verdict) -> &'static str {
 #[tracing::instrument(name = "ui careplan", skip_all)]
 pub async fn careplan(
     req: HttpRequest,
+    signed_in: Page<CareplanRead>,
     path: web::Path<String>,
     q: web::Query<HashMap<String, String>>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
-    let viewer = viewer(&req, &state, READ).await?;
+    let viewer = signed_in.viewer;
     let notice = q.get("done").and_then(|a| match a.as_str() {
         "approve" => Some("Approved: the plan is now active."),
         "revise" => Some("Revised: the edited plan is now active."),
@@ -155,7 +158,7 @@ async fn render(
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
     let caller = &viewer.caller;
-    let plan = load_visible(state, caller, id).await?;
+    let plan = load_visible(state.store.as_ref(), caller, id).await?;
     let id = plan.id;
     let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
     entry.patient_ref = Some(plan.patient_ref.clone());
@@ -185,8 +188,8 @@ async fn render(
          <dt>Drafted</dt><dd>{}</dd><dt>Rule set</dt><dd><a href=\"/guidelines/{}/{}\">{} {}</a></dd></dl>",
         esc(&plan.patient_ref),
         esc(&phase),
-        esc(&plan.status),
-        esc(&plan.status),
+        esc(plan.status.as_str()),
+        esc(plan.status.as_str()),
         plan.version,
         plan.created_at.date(),
         esc(&plan.rule_set_id),
@@ -322,15 +325,15 @@ fn activities_and_goals(html: &mut String, r: &Json) {
 }
 
 fn review_section(html: &mut String, viewer: &Viewer, plan: &CarePlanRecord) {
-    if plan.status != "draft" {
+    if plan.status != stride_store::CarePlanStatus::Draft {
         html.push_str(&format!(
             "<p class=\"decided\">This plan has been reviewed: it is <strong>{}</strong> (version {}).</p>",
-            esc(&plan.status),
+            esc(plan.status.as_str()),
             plan.version
         ));
         return;
     }
-    if !viewer.caller.has_scope(REVIEW) {
+    if !viewer.caller.has_scope(CareplanReview::NAME) {
         html.push_str(
             "<p>You may read this plan; reviewing it needs the careplan.review permission.</p>",
         );
@@ -398,11 +401,12 @@ fn edited_activities(current: &Json, form: &HashMap<String, String>) -> Json {
 #[tracing::instrument(name = "ui careplan review", skip_all)]
 pub async fn review(
     req: HttpRequest,
+    signed_in: Page<CareplanReview>,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
-    let viewer = viewer(&req, &state, REVIEW).await?;
+    let viewer = signed_in.viewer;
     let limits = crate::body::BodyLimits::of(&state.settings);
     let form: HashMap<String, String> = crate::body::read_form(&req, payload, limits).await?;
     check_form(
@@ -412,13 +416,15 @@ pub async fn review(
         form.get("csrf").map(String::as_str),
     )?;
     let action = form.get("action").cloned().unwrap_or_default();
-    let chosen = crate::routes::careplans::ReviewAction::parse(&action)?;
+    let chosen: ReviewAction = action
+        .parse()
+        .map_err(|e| ApiError::BadRequest(format!("action {e}")))?;
     let version = form
         .get("version")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("version: the version you saw is required".into()))?;
-    let activity = if chosen == crate::routes::careplans::ReviewAction::Revise {
-        let current = load_visible(&state, &viewer.caller, &path).await?;
+    let activity = if chosen == ReviewAction::Revise {
+        let current = load_visible(state.store.as_ref(), &viewer.caller, &path).await?;
         Some(edited_activities(&current.resource["activity"], &form))
     } else {
         None
@@ -429,12 +435,19 @@ pub async fn review(
         reason: form.get("reason").cloned(),
         activity,
     };
-    match apply_review(&req, &state, &viewer.caller, &path, &body).await {
+    let entry = audit::entry(
+        &req,
+        audit::Action::CareplanReview,
+        "success",
+        Some(&viewer.caller),
+    );
+    match stride_app::review::apply(state.store.as_ref(), &viewer.caller, &path, &body, entry).await
+    {
         Ok(updated) => Ok(see_other(&format!(
             "/ui/careplans/{}?done={action}",
             updated.id
         ))),
-        Err(ApiError::Conflict(msg)) => {
+        Err(ReviewError::Conflict(msg)) => {
             let text = format!(
                 "Your {action} was not saved: {msg}. The plan as it is now is shown below."
             );
@@ -448,7 +461,7 @@ pub async fn review(
             )
             .await
         }
-        Err(ApiError::BadRequest(msg)) => {
+        Err(ReviewError::Invalid(msg)) => {
             let text = format!("Your {action} was not saved: {msg}.");
             render(
                 &req,

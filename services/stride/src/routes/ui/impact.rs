@@ -8,13 +8,13 @@ use serde::Deserialize;
 use serde_json::json;
 use stride_guideline::decision::{TraceEntry, Verdict};
 
-use super::{esc, number, page, viewer, UiError};
+use super::{esc, number, page, Page, UiError};
 use crate::audit;
+use crate::auth::AuditRead;
 use crate::error::ApiError;
-use crate::impact::{report, Candidate, Change, Scope};
-use crate::replay::Inputs;
-use crate::routes::audit::READ;
-use crate::startup::AppState;
+use crate::state::AppState;
+use stride_app::impact::{report, Candidate, Change, Scope};
+use stride_app::replay::Inputs;
 
 /// Changed decisions listed on the page; the summary counts them all. The CLI lists every one.
 const LISTED: usize = 200;
@@ -35,10 +35,11 @@ fn nonempty(v: &Option<String>) -> Option<&str> {
 #[tracing::instrument(name = "ui rules impact", skip_all)]
 pub async fn impact(
     req: HttpRequest,
+    signed_in: Page<AuditRead>,
     f: web::Query<Form>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
-    let viewer = viewer(&req, &state, READ).await?;
+    let viewer = signed_in.viewer;
     let candidate = nonempty(&f.candidate)
         .map(|c| {
             c.parse::<Candidate>()
@@ -118,10 +119,10 @@ pub async fn impact(
     )
     .await
     .map_err(|e| match e {
-        crate::impact::ImpactError::UnknownCandidate(c) => {
+        stride_app::impact::ImpactError::UnknownCandidate(c) => {
             ApiError::BadRequest(format!("{c} is not a loaded rule-set version"))
         }
-        crate::impact::ImpactError::Store(e) => ApiError::from(e),
+        stride_app::impact::ImpactError::Store(e) => ApiError::from(e),
     })?;
 
     html.push_str(&format!(

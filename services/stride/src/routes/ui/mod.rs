@@ -11,12 +11,13 @@ pub mod queue;
 pub mod signin;
 
 use actix_web::http::{header, StatusCode};
-use actix_web::{get, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse, ResponseError};
+use futures_util::future::LocalBoxFuture;
 use stride_auth::{AuthError, Caller, Kind};
 
-use crate::auth;
+use crate::auth::{self, Scope};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 const STYLE: &str = include_str!("ui.css");
@@ -118,6 +119,12 @@ impl From<stride_store::StoreError> for UiError {
     }
 }
 
+impl From<stride_app::review::ReviewError> for UiError {
+    fn from(e: stride_app::review::ReviewError) -> Self {
+        UiError::Api(e.into())
+    }
+}
+
 impl ResponseError for UiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -192,6 +199,32 @@ pub async fn viewer(req: &HttpRequest, state: &AppState, scope: &str) -> Result<
     Ok(viewer)
 }
 
+/// The staff member behind a page request with scope `S` (see `viewer`), as an extractor.
+pub struct Page<S: Scope> {
+    pub viewer: Viewer,
+    scope: std::marker::PhantomData<S>,
+}
+
+impl<S: Scope> FromRequest for Page<S> {
+    type Error = UiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            let viewer = viewer(&req, &state, S::NAME).await?;
+            Ok(Page {
+                viewer,
+                scope: std::marker::PhantomData,
+            })
+        })
+    }
+}
+
 /// The signed-in session the request's cookie names, if it is still valid.
 pub async fn session(req: &HttpRequest, state: &AppState) -> Result<Option<Viewer>, UiError> {
     let Some(cookie) = req.cookie(SESSION_COOKIE) else {
@@ -263,4 +296,20 @@ pub fn number(v: Option<f64>) -> String {
         }
     })
     .unwrap_or_else(|| "—".into())
+}
+
+/// The staff pages.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(style)
+        .service(home)
+        .service(signin::login)
+        .service(signin::callback)
+        .service(signin::logout)
+        .service(queue::queue)
+        .service(careplan::careplan)
+        .service(careplan::review)
+        .service(audit::search)
+        .service(audit::export)
+        .service(audit::entry)
+        .service(impact::impact);
 }

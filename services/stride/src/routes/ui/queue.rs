@@ -8,11 +8,11 @@ use serde_json::json;
 use stride_store::CarePlanQuery;
 use time::Date;
 
-use super::{esc, page, viewer, UiError};
+use super::{esc, page, Page, UiError};
 use crate::audit;
+use crate::auth::CareplanRead;
 use crate::error::ApiError;
-use crate::routes::careplans::READ;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const STATUSES: &[(&str, &str)] = &[
     ("draft", "Waiting for review"),
@@ -41,10 +41,11 @@ fn day(field: &str, v: &Option<String>) -> Result<Option<Date>, ApiError> {
 #[tracing::instrument(name = "ui queue", skip_all)]
 pub async fn queue(
     req: HttpRequest,
+    signed_in: Page<CareplanRead>,
     q: web::Query<QueueQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
-    let viewer = viewer(&req, &state, READ).await?;
+    let viewer = signed_in.viewer;
     let status = q.status.as_deref().unwrap_or("draft");
     if !STATUSES.iter().any(|(s, _)| *s == status) {
         return Err(ApiError::BadRequest("status: draft, active, revoked or any".into()).into());
@@ -52,7 +53,7 @@ pub async fn queue(
     let (from, to) = (day("from", &q.from)?, day("to", &q.to)?);
     let query = CarePlanQuery {
         tenant: viewer.caller.tenant_scope().map(str::to_owned),
-        status: (status != "any").then(|| status.to_owned()),
+        status: status.parse::<stride_store::CarePlanStatus>().ok(),
         created_from: from,
         created_to: to,
         limit: 200,
@@ -112,7 +113,7 @@ pub async fn queue(
                 if p.red_flag { "red-flag" } else { "" },
                 esc(&p.patient_ref),
                 esc(phase),
-                esc(&p.status),
+                esc(p.status.as_str()),
                 p.version,
                 p.id,
                 esc(&p.patient_ref),

@@ -15,7 +15,7 @@ use super::{esc, page, see_other, UiError, SESSION_COOKIE};
 use crate::audit;
 use crate::error::ApiError;
 use crate::oidc::{random_token, SCOPES};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const LOGIN_COOKIE: &str = "stride_login";
 const LOGIN_MINUTES: i64 = 10;

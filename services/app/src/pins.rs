@@ -240,7 +240,7 @@ impl Pins {
                 let entry = NewAuditEntry {
                     id: stride_store::new_row_id(),
                     tenant,
-                    recorded_us: crate::audit::now_us(),
+                    recorded_us: crate::now_us(),
                     action: VERSION_IN_FORCE.into(),
                     outcome: "success".into(),
                     rule_set_id: Some(id.clone()),

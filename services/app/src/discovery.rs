@@ -15,6 +15,11 @@ pub const CONDITION: &str = "Condition";
 pub const OBSERVATION: &str = "Observation";
 pub const CAREPLAN: &str = "CarePlan";
 
+/// Replace the one token Stride's templates use; the patient id is a checked FHIR id.
+pub fn fill(template: &str, patient_id: &str) -> String {
+    template.replace("{{context.patientId}}", patient_id)
+}
+
 /// The prefetch templates: the Patient, the Conditions and Observations the rule sets read
 /// (by code, so the EHR sends only what matters; the version in force and any candidate in
 /// shadow), and the active CarePlan if any.

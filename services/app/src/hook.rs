@@ -1,0 +1,566 @@
+//! A hook call, without HTTP: gather the patient's data (the prefetch, else the EHR's FHIR
+//! server through [`Fetch`]), decide with the version in force and any candidate in shadow,
+//! render the cards and the draft CarePlan, and record all of it in one write before the
+//! answer leaves. The web crate authenticates, admits and parses first, and maps
+//! [`HookError`] to its status.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value as Json};
+use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
+use stride_fhir::clinic::ClinicZone;
+use stride_fhir::intake::{resource_type, Intake};
+use stride_guideline::facts::{PhaseState, RecordKind};
+use stride_guideline::{evaluate, Decision, Facts, RuleSet};
+use stride_hooks::request::HookRequest;
+use stride_store::{
+    AuditFacts, CarePlanStatus, HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCard,
+    NewCarePlan, Store,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::cards::{cards, CardInputs};
+use crate::catalog::Service;
+use crate::discovery::{self, Hook, CAREPLAN, CONDITION, OBSERVATION, PATIENT};
+
+/// Why a hook call got no cards.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// A read or the write the answer depends on failed: no answer (fail closed).
+    #[error("the database is unavailable ({0})")]
+    Unavailable(&'static str),
+    /// The fallback fetch found no capacity free.
+    #[error("no fetch capacity")]
+    Overloaded,
+    /// Required data could be neither prefetched nor fetched: which, and why.
+    #[error("{0}")]
+    Unfetched(String),
+    /// The hookInstance was answered for another caller.
+    #[error("this hookInstance belongs to another caller's call; each call needs its own")]
+    InstanceOfAnother,
+    /// A bug: a resource that should always render did not.
+    #[error("{0}")]
+    Internal(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl HookError {
+    fn internal(e: impl std::error::Error + Send + Sync + 'static) -> HookError {
+        HookError::Internal(Box::new(e))
+    }
+}
+
+/// Why a fallback fetch brought nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfetched {
+    /// No capacity for the fetch: the call is shed.
+    Busy,
+    /// The server failed, timed out, was refused or sent no FHIR (the cause is the
+    /// implementation's to log: the caller gets one generic answer).
+    Failed,
+}
+
+/// How a hook call reaches the EHR's FHIR server for what the prefetch did not bring. The web
+/// crate implements it with its HTTP client, its egress policy and trace propagation.
+pub trait Fetch {
+    /// Whether the request names a FHIR server to fetch from.
+    fn available(&self) -> bool;
+    /// The pages of the search `query` (tokens filled), for prefetch key `key`.
+    fn fetch(
+        &mut self,
+        key: &str,
+        query: &str,
+    ) -> impl Future<Output = Result<Vec<Box<RawValue>>, Unfetched>>;
+}
+
+/// One generic answer for every failed fetch: the cause (a closed port, a silent one, an HTTP
+/// error, a refused address) is in the logs and metrics, never in what the caller reads.
+const FETCH_FAILED: &str = "could not be fetched from the fhirServer the request names";
+
+/// One hook call, authenticated, admitted and parsed.
+pub struct Call<'a> {
+    pub service: &'a Service,
+    /// The version in force for the caller.
+    pub rule_set: &'a Arc<RuleSet>,
+    /// A candidate decided beside it, recorded and never shown.
+    pub shadow: Option<&'a Arc<RuleSet>>,
+    pub request: &'a HookRequest<'a>,
+    pub tenant: &'a str,
+    /// The issuer of the caller's token (a retry must come from it).
+    pub issuer: &'a str,
+    /// The clinic's zone: "today" and every record's day are its local dates.
+    pub zone: &'a ClinicZone,
+    pub now: OffsetDateTime,
+    /// Stride's public URL (the guideline and review links on the cards).
+    pub public_url: &'a str,
+    /// From [`fingerprint`]: what makes a retry the same call.
+    pub fingerprint: String,
+}
+
+impl Call<'_> {
+    fn patient_ref(&self) -> String {
+        format!("Patient/{}", self.request.context.patient_id)
+    }
+
+    /// The version in force and any candidate in shadow: a fetch asks for what both read.
+    fn read(&self) -> Vec<&RuleSet> {
+        std::iter::once(self.rule_set.as_ref())
+            .chain(self.shadow.map(Arc::as_ref))
+            .collect()
+    }
+}
+
+/// A call decided and rendered, to be recorded before it is answered.
+pub struct Drafted {
+    /// The answer's body (`{"cards": [...]}`), stored with the record for a retry.
+    pub response: String,
+    pub record: HookRecord,
+    pub decision_ids: Vec<String>,
+    /// Whether the candidate in shadow decided otherwise (`None`: no candidate).
+    pub shadow_differs: Option<bool>,
+}
+
+/// What makes a retry the same call: the service and every part of the request but the
+/// access token (a retry carries a fresh one). From the members the request parse kept: a
+/// second parse of the body cost a measurable share of a call (docs/benchmarks.md).
+pub fn fingerprint(svc: &Service, req: &HookRequest<'_>) -> String {
+    let mut text = svc.id.clone();
+    for (k, v) in req
+        .members
+        .iter()
+        .filter(|(k, _)| *k != "fhirAuthorization")
+    {
+        text.push('\n');
+        text.push_str(k);
+        text.push('=');
+        text.push_str(v.get());
+    }
+    stride_store::audit::sha256_hex(text.as_bytes())
+}
+
+/// Exactly once per hookInstance: a call cut off after its record was committed (a replica
+/// killed, the database lost before the 200) is retried by the EHR with a new token. The
+/// same caller sending the same call again is given the stored answer (`Some`) — no second
+/// decision, no second draft; anyone else naming that hookInstance is refused. The same caller
+/// may send other calls under it (test harnesses reuse the specification's example uuid):
+/// each is a call of its own.
+pub async fn answered_before(
+    store: &dyn Store,
+    tenant: &str,
+    issuer: &str,
+    hook_instance: &str,
+    fingerprint: &str,
+) -> Result<Option<String>, HookError> {
+    let stored = store.hook_answers(hook_instance).await.map_err(|e| {
+        tracing::error!(error = %e, "stored answers could not be read: answering 503");
+        HookError::Unavailable("stored answers")
+    })?;
+    if !stored
+        .iter()
+        .all(|a| a.tenant == tenant && a.caller_issuer == issuer)
+    {
+        tracing::warn!("a hookInstance answered for another caller was sent again");
+        return Err(HookError::InstanceOfAnother);
+    }
+    Ok(stored
+        .into_iter()
+        .find(|a| a.fingerprint == fingerprint)
+        .map(|a| a.response))
+}
+
+/// The audit entry of a retry answered from the store: `base` (a hook-retry entry by the
+/// caller) with what names the call.
+pub fn retry_entry(mut base: NewAuditEntry, svc: &Service, req: &HookRequest<'_>) -> NewAuditEntry {
+    base.hook = Some(svc.hook.name().to_owned());
+    base.hook_instance = Some(req.hook_instance.clone());
+    base.service_id = Some(svc.id.clone());
+    base.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
+    base
+}
+
+/// What a prefetch key holds, in the terms of CDS Hooks 2.0.
+enum Slot<'a> {
+    Data(&'a RawValue),
+    /// `null`: the EHR has no such data.
+    Empty,
+    /// Absent, or an OperationOutcome: the EHR did not (or could not) prefetch it.
+    NotProvided,
+}
+
+fn slot<'a>(req: &HookRequest<'a>, key: &str) -> Slot<'a> {
+    match req.prefetch.get(key).copied() {
+        None => Slot::NotProvided,
+        Some(v) if v.get() == "null" => Slot::Empty,
+        Some(v) if resource_type(v).as_deref() == Some("OperationOutcome") => Slot::NotProvided,
+        Some(v) => Slot::Data(v),
+    }
+}
+
+/// Read one prefetch key into the intake, fetching it when the prefetch did not bring it.
+async fn gather(
+    call: &Call<'_>,
+    key: &str,
+    intake: &mut Intake,
+    fetch: &mut impl Fetch,
+) -> Result<(), HookError> {
+    let req = call.request;
+    match (slot(req, key), fetch.available()) {
+        (Slot::Data(v), _) => {
+            intake.add(v);
+            Ok(())
+        }
+        (Slot::Empty, false) => Ok(()),
+        (Slot::Empty | Slot::NotProvided, true) => {
+            let template = discovery::prefetch(&call.read())
+                .into_iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, t)| t)
+                .unwrap_or_default();
+            let query = discovery::fill(&template, &req.context.patient_id);
+            match fetch.fetch(key, &query).await {
+                Ok(pages) => {
+                    pages.iter().for_each(|p| intake.add(p));
+                    Ok(())
+                }
+                Err(Unfetched::Busy) => Err(HookError::Overloaded),
+                Err(Unfetched::Failed) => {
+                    Err(HookError::Unfetched(format!("`{key}` {FETCH_FAILED}")))
+                }
+            }
+        }
+        (Slot::NotProvided, false) => Err(HookError::Unfetched(format!(
+            "`{key}` was not prefetched and the request names no fhirServer to fetch it from"
+        ))),
+    }
+}
+
+/// What makes two drafts the same decision: the rule set and version, the decision ids and
+/// the activities prescribed.
+fn decision_key(d: &Decision) -> String {
+    let activities: Vec<&str> = d
+        .activities
+        .iter()
+        .chain(&d.rehab)
+        .map(|a| a.id.as_str())
+        .collect();
+    format!(
+        "{}|{}|{}|{}",
+        d.rule_set.id,
+        d.rule_set.version,
+        d.decision_ids().join(","),
+        activities.join(",")
+    )
+}
+
+/// The patient's phase as clinic staff approved it: the newest active CarePlan of this
+/// guideline, from Stride's store (approved on the review page) or from the prefetch. Its
+/// phase and the day it took effect (the clinic's date) are the phase state.
+async fn approved_phase(
+    store: &dyn Store,
+    call: &Call<'_>,
+    intake: &Intake,
+) -> Result<Option<PhaseState>, HookError> {
+    let rs = call.rule_set;
+    let zone = call.zone;
+    let mut best: Option<(OffsetDateTime, PhaseState)> = None;
+    let mut consider = |at: OffsetDateTime, ps: PhaseState| {
+        if best.as_ref().is_none_or(|(t, _)| at > *t) {
+            best = Some((at, ps));
+        }
+    };
+    let stored = store
+        .latest_approved(call.tenant, &call.patient_ref(), &rs.doc.id)
+        .await
+        .map_err(|e| {
+            // Without the approved phase the decision could differ: no answer (fail closed,
+            // as for the write).
+            tracing::error!(error = %e, "approved CarePlans could not be read: answering 503");
+            HookError::Unavailable("approved CarePlans")
+        })?;
+    if let Some(p) = stored {
+        consider(
+            p.updated_at,
+            PhaseState {
+                phase: p.phase,
+                since: intake.clinic_date(zone, p.updated_at),
+                source: format!("CarePlan/{}", p.id),
+            },
+        );
+    }
+    // `url` or `url|version`: any version of this guideline.
+    let ours = |canonical: &String| {
+        canonical
+            .strip_prefix(rs.doc.url.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('|'))
+    };
+    for p in &intake.plans {
+        let phase = p
+            .categories
+            .iter()
+            .find(|c| c.system == rs.doc.decision_system)
+            .map(|c| c.code.clone());
+        let (Some(phase), Some(day)) = (phase, p.since_day) else {
+            continue;
+        };
+        if p.status == "active" && p.instantiates.iter().any(ours) {
+            let at = p.since.unwrap_or_else(|| day.midnight().assume_utc());
+            let since = p.since.map_or(day, |t| intake.clinic_date(zone, t));
+            consider(
+                at,
+                PhaseState {
+                    phase,
+                    since,
+                    source: p.source.clone(),
+                },
+            );
+        }
+    }
+    Ok(best.map(|(_, ps)| ps))
+}
+
+/// The facts of the call and the day they are read on.
+async fn facts(
+    store: &dyn Store,
+    call: &Call<'_>,
+    fetch: &mut impl Fetch,
+) -> Result<(Facts, time::Date, Vec<String>), HookError> {
+    let req = call.request;
+    let mut intake = Intake::default();
+    gather(call, CONDITION, &mut intake, fetch).await?;
+    if let Some(orders) = req.context.draft_orders {
+        intake.add(orders);
+    }
+    let mut as_of = intake.localise(call.zone, call.now);
+    // Observations matter only when an episode activates the guideline: a patient without
+    // one is answered from the Conditions alone.
+    let conditions = Facts {
+        phase_state: None,
+        records: std::mem::take(&mut intake.records),
+    };
+    let episode = evaluate(call.rule_set, &conditions, as_of);
+    intake.records = conditions.records;
+    let mut phase_state = None;
+    if episode.applies {
+        gather(call, OBSERVATION, &mut intake, fetch).await?;
+        // A rule set that reads an age gets the Patient's birth date (prefetched; without it
+        // the age is unknown and said so in the trace).
+        if call.read().iter().any(|r| r.reads(RecordKind::Patient)) {
+            if let Some(patient) = req
+                .prefetch
+                .get(PATIENT)
+                .filter(|v| resource_type(v).is_some())
+            {
+                intake.read_patients = true;
+                intake.add(patient);
+            }
+        }
+        // An approved plan sent in the prefetch (optional: no fetch when it is absent).
+        if let Some(plans) = req
+            .prefetch
+            .get(CAREPLAN)
+            .filter(|v| resource_type(v).is_some())
+        {
+            intake.add(plans);
+        }
+        as_of = intake.localise(call.zone, call.now);
+        phase_state = approved_phase(store, call, &intake).await?;
+    }
+    let unread = intake
+        .problems
+        .iter()
+        .map(|p| format!("{} — {}", p.source, p.message))
+        .collect();
+    let facts = Facts {
+        phase_state,
+        records: intake.records,
+    };
+    Ok((facts, as_of, unread))
+}
+
+/// Gather, decide and render one call; `base` is its hook-call audit entry by the caller.
+/// Nothing is stored: [`record`] does that.
+pub async fn decide(
+    store: &dyn Store,
+    call: &Call<'_>,
+    fetch: &mut impl Fetch,
+    mut audit: NewAuditEntry,
+) -> Result<Drafted, HookError> {
+    let rs = call.rule_set;
+    let req = call.request;
+    let now = call.now;
+    let patient_ref = call.patient_ref();
+    let (facts, as_of, unread) = facts(store, call, fetch).await?;
+    let decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
+        .in_scope(|| evaluate(rs, &facts, as_of));
+    let decision_ids: Vec<String> = decision
+        .decision_ids()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    // Shadow: the candidate decides the same facts on the same day; only the record shows it.
+    let shadowed = call.shadow.map(|candidate| {
+        let d = tracing::info_span!("evaluate shadow", version = %candidate.doc.version)
+            .in_scope(|| evaluate(candidate, &facts, as_of));
+        let ids: Vec<String> = d.decision_ids().iter().map(|s| s.to_string()).collect();
+        let differs = ids != decision_ids;
+        let record = json!({
+            "version": candidate.doc.version.to_string(),
+            "contentHash": candidate.content_hash,
+            "decisionIds": ids,
+            "differs": differs,
+        });
+        (record, differs)
+    });
+
+    let patient_view = call.service.hook == Hook::PatientView;
+    let drafting = patient_view && decision.applies;
+    // One draft per patient and decision: the patient's pending draft of the same decision is
+    // reused (the review queue never holds two alike); every call keeps its own audit entry.
+    let key = drafting.then(|| decision_key(&decision));
+    let pending = match &key {
+        Some(k) => store
+            .pending_draft(call.tenant, &patient_ref, k)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "pending drafts could not be read: answering 503");
+                HookError::Unavailable("pending drafts")
+            })?,
+        None => None,
+    };
+    let plan_id = pending
+        .as_ref()
+        .map_or_else(stride_store::new_row_id, |p| p.id);
+    let ctx = PlanContext {
+        id: &plan_id.to_string(),
+        patient: &req.context.patient_id,
+        encounter: req.context.encounter_id.as_deref(),
+        author: None,
+        now,
+    };
+    let plan = match (&pending, drafting) {
+        (Some(p), _) => Some(p.resource.clone()),
+        (None, true) => Some(careplan(rs, &decision, &ctx).map_err(HookError::internal)?),
+        (None, false) => None,
+    };
+    let imaging = if decision.red_flags.iter().any(|f| f.suggest_imaging) {
+        Some(
+            imaging_request(
+                rs,
+                &decision,
+                &req.context.patient_id,
+                &Uuid::new_v4().to_string(),
+            )
+            .map_err(HookError::internal)?,
+        )
+    } else {
+        None
+    };
+    let public = call.public_url;
+    let made = cards(&CardInputs {
+        rs,
+        decision: &decision,
+        guideline_url: crate::guideline_url(public, &rs.doc.id, &rs.doc.version),
+        careplan: plan.as_ref(),
+        careplan_url: plan
+            .as_ref()
+            .map(|_| format!("{public}/ui/careplans/{plan_id}")),
+        imaging: imaging.as_ref(),
+        unread: &unread,
+        phase_card: patient_view,
+    });
+
+    // A reused draft is stored already: the call's cards and audit entry point at it.
+    let reused = pending.is_some();
+    let careplan_row = plan.filter(|_| !reused).map(|resource| NewCarePlan {
+        id: plan_id,
+        tenant: call.tenant.to_owned(),
+        patient_ref: patient_ref.clone(),
+        status: CarePlanStatus::Draft,
+        rule_set_id: rs.doc.id.clone(),
+        rule_set_version: rs.doc.version.to_string(),
+        phase: decision.phase.clone().unwrap_or_default(),
+        red_flag: !decision.red_flags.is_empty(),
+        resource,
+        created_at: now,
+        decision_key: key.clone(),
+    });
+    audit.hook = Some(call.service.hook.name().to_owned());
+    audit.hook_instance = Some(req.hook_instance.clone());
+    audit.service_id = Some(call.service.id.clone());
+    audit.patient_ref = Some(patient_ref);
+    audit.as_of = Some(as_of.to_string());
+    audit.facts = Some(AuditFacts::from_canonical(&facts).map_err(HookError::internal)?);
+    audit.rule_set_id = Some(rs.doc.id.clone());
+    audit.rule_set_version = Some(rs.doc.version.to_string());
+    audit.rule_set_hash = Some(rs.content_hash.clone());
+    audit.decision_ids = decision_ids.clone();
+    audit.card_uuids = made.iter().map(|c| c.uuid.to_string()).collect();
+    let planned = (careplan_row.is_some() || reused).then_some(plan_id);
+    audit.careplan_id = planned;
+    if reused {
+        audit.details["careplan_reused"] = json!(true);
+    }
+    audit.details["user"] = json!(req.context.user_id);
+    let shadow_differs = shadowed.map(|(record, differs)| {
+        audit.details["shadow"] = record;
+        differs
+    });
+    if !unread.is_empty() {
+        audit.details["unread"] = json!(unread);
+    }
+    // The answer is made before the record, so that it is stored with it for a retry.
+    #[derive(serde::Serialize)]
+    struct Answer<'a> {
+        cards: Vec<&'a Json>,
+    }
+    let response = serde_json::to_string(&Answer {
+        cards: made.iter().map(|c| &c.json).collect(),
+    })
+    .map_err(HookError::internal)?;
+    let record = HookRecord {
+        answer: Some(HookAnswer {
+            hook_instance: req.hook_instance.clone(),
+            tenant: call.tenant.to_owned(),
+            caller_issuer: call.issuer.to_owned(),
+            fingerprint: call.fingerprint.clone(),
+            response: response.clone(),
+            created_at: now,
+        }),
+        audit,
+        careplan: careplan_row,
+        cards: made
+            .iter()
+            .map(|c| NewCard {
+                uuid: c.uuid,
+                tenant: call.tenant.to_owned(),
+                service_id: call.service.id.clone(),
+                hook_instance: req.hook_instance.clone(),
+                decision_id: c.decision_id.clone(),
+                careplan_id: planned,
+                created_at: now,
+            })
+            .collect(),
+    };
+    Ok(Drafted {
+        response,
+        record,
+        decision_ids,
+        shadow_differs,
+    })
+}
+
+/// No record, no answer: a card the clinic cannot trace must not be shown. The CarePlan,
+/// cards, answer and audit entry are written with the token's claim in one write; whatever
+/// made it fail, the caller may retry, and gets no card now (fail closed).
+pub async fn record(
+    store: &dyn Store,
+    record: HookRecord,
+    claim: JtiClaim,
+) -> Result<(), HookError> {
+    store.record_hook_claimed(record, claim).await.map_err(|e| {
+        tracing::error!(error = %e, "hook record (CarePlan, cards, audit entry) not written: answering 503");
+        HookError::Unavailable("the call's record")
+    })
+}

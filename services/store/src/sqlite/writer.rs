@@ -1,0 +1,309 @@
+//! The single SQLite writer: every write queued, run in a savepoint of one group transaction,
+//! and answered only once the group's commit is durable.
+
+use std::path::PathBuf;
+
+use futures_util::future::BoxFuture;
+use sqlx::sqlite::SqlitePool;
+use sqlx::SqliteConnection;
+
+use super::chain::ChainHeads;
+use crate::StoreError;
+
+/// The way into the single group-commit writer (see `group_writer`): its queue, and the
+/// database file it writes to.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pub(super) queue: tokio::sync::mpsc::Sender<Job>,
+    pub(super) path: Option<PathBuf>,
+}
+
+/// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.
+/// What a queued write hands back once it has run: whether to keep its changes, and how to
+/// tell its caller the outcome of the group commit.
+pub(super) type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+pub(super) type Run = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection, &'c mut ChainHeads) -> BoxFuture<'c, Ran> + Send,
+>;
+
+/// A write's statements, run by the writer on its connection inside the group's transaction.
+pub(super) trait Work<T>:
+    for<'c> FnOnce(
+        &'c mut SqliteConnection,
+        &'c mut ChainHeads,
+    ) -> BoxFuture<'c, Result<T, StoreError>>
+    + Send
+    + 'static
+{
+}
+
+impl<T, F> Work<T> for F where
+    F: for<'c> FnOnce(
+            &'c mut SqliteConnection,
+            &'c mut ChainHeads,
+        ) -> BoxFuture<'c, Result<T, StoreError>>
+        + Send
+        + 'static
+{
+}
+
+pub(super) struct Job {
+    pub(super) run: Run,
+    /// The write opens and releases its own savepoint `stride_write` in the same round trip
+    /// as its statements (one batch). If it fails, the writer rolls the savepoint back.
+    /// Otherwise the writer wraps it in one, at the cost of two more round trips.
+    pub(super) batch: bool,
+}
+
+/// The savepoint a batch write opens first and releases last.
+pub(super) const SAVEPOINT: &str = "SAVEPOINT stride_write";
+pub(super) const RELEASE: &str = "RELEASE stride_write";
+
+/// A write that ran: keep its changes or not, whether its connection is suspect (a read-only
+/// or I/O error: SQLite may have opened it read-only while the file was unwritable), and how
+/// to answer its caller.
+pub(super) struct Ran {
+    pub(super) keep: bool,
+    pub(super) reconnect: bool,
+    pub(super) deliver: Deliver,
+}
+
+/// Control statements on the writer's connection, all in one round trip; boxed so the writer
+/// task's future stays `Send`.
+pub(super) fn exec<'c>(
+    conn: &'c mut SqliteConnection,
+    sql: &'static str,
+) -> BoxFuture<'c, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        sqlx::query(sql).execute(&mut *conn).await?;
+        Ok(())
+    })
+}
+
+/// How long the writer keeps its connection with no write waiting.
+pub(super) const WRITER_IDLE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Writes that arrive while one commit is in flight join the next: one fsync for the group.
+pub(super) const GROUP_MAX: usize = 64;
+
+/// The single SQLite writer. It takes every write waiting in the queue, runs each inside its
+/// own savepoint of one `BEGIN IMMEDIATE` transaction (a write that fails is rolled back alone),
+/// commits once, and only then answers each caller. Nobody is told "stored" before the group's
+/// commit is durable; if that commit fails, every write of the group is reported failed.
+pub(super) async fn group_writer(
+    pool: SqlitePool,
+    mut queue: tokio::sync::mpsc::Receiver<Job>,
+    sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
+) {
+    use futures_util::FutureExt;
+    let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
+    loop {
+        // Waits for one write, then takes every other one already queued (up to GROUP_MAX).
+        let mut jobs = Vec::with_capacity(GROUP_MAX);
+        let received = match held {
+            None => queue.recv_many(&mut jobs, GROUP_MAX).await,
+            Some(_) => {
+                match tokio::time::timeout(WRITER_IDLE, queue.recv_many(&mut jobs, GROUP_MAX)).await
+                {
+                    Ok(n) => n,
+                    Err(_) => {
+                        held = None;
+                        continue;
+                    }
+                }
+            }
+        };
+        if received == 0 {
+            break;
+        }
+        // BEGIN and COMMIT by hand rather than sqlx's Transaction: a connection whose COMMIT
+        // failed must never go back to the pool believing it is still inside a transaction.
+        // The connection stays with the writer while writes keep coming (no pool round trip
+        // and liveness ping per group); it goes back to the pool after `WRITER_IDLE` without.
+        let conn = match held.take() {
+            Some(c) => Ok(c),
+            None => pool.acquire().await,
+        };
+        let mut conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                // Dropping the jobs drops their answer channels: each caller is told the
+                // write could not be made durable (503), and nothing was written.
+                tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
+                continue;
+            }
+        };
+        if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
+            tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
+            conn.close_on_drop();
+            continue;
+        }
+        let mut delivers = Vec::with_capacity(jobs.len());
+        let mut reconnect = false;
+        let mut broken = None;
+        let mut heads = ChainHeads {
+            sealer: sealer.clone(),
+            ..ChainHeads::default()
+        };
+        for job in jobs {
+            if !job.batch {
+                if let Err(e) = exec(&mut conn, SAVEPOINT).await {
+                    broken = Some(e);
+                    break;
+                }
+            }
+            let outcome = std::panic::AssertUnwindSafe((job.run)(&mut conn, &mut heads))
+                .catch_unwind()
+                .await;
+            let ran = match outcome {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::error!("a write panicked; it is rolled back alone");
+                    Ran {
+                        keep: false,
+                        reconnect: true,
+                        deliver: Box::new(|_: Option<&StoreError>| {}),
+                    }
+                }
+            };
+            reconnect |= ran.reconnect;
+            delivers.push(ran.deliver);
+            let end = match (ran.keep, job.batch) {
+                (true, true) => None,
+                (true, false) => Some(RELEASE),
+                (false, _) => Some("ROLLBACK TO stride_write; RELEASE stride_write"),
+            };
+            let ended = match end {
+                Some(sql) => exec(&mut conn, sql).await,
+                None => Ok(()),
+            };
+            heads.settle(ran.keep && ended.is_ok());
+            if let Err(e) = ended {
+                // A failed write that cannot be undone alone (or a batch that failed before
+                // its savepoint): the group is abandoned whole, and the writes not yet run are
+                // dropped (their callers are told nothing was stored).
+                broken = Some(e);
+                break;
+            }
+        }
+        let mut usable = !reconnect;
+        if reconnect {
+            conn.close_on_drop();
+        }
+        let committed = match broken {
+            Some(e) => {
+                tracing::error!(error = %e, writes = delivers.len(), "savepoint failed: the group is rolled back");
+                Err(e)
+            }
+            None => exec(&mut conn, "COMMIT").await,
+        };
+        match committed {
+            Ok(()) => delivers.into_iter().for_each(|d| d(None)),
+            Err(e) => {
+                tracing::error!(error = %e, writes = delivers.len(), "group commit failed");
+                let _ = exec(&mut conn, "ROLLBACK").await;
+                conn.close_on_drop();
+                usable = false;
+                let failed = StoreError::CommitFailed(e.to_string());
+                delivers.into_iter().for_each(|d| d(Some(&failed)));
+            }
+        }
+        if usable {
+            held = Some(conn);
+        }
+    }
+}
+
+impl Writer {
+    /// Run a write through the group writer and wait for its durable outcome. A caller that
+    /// goes away (a client disconnecting) cannot cut it short: the write runs and commits with
+    /// its group regardless. The write lock is taken up front (`BEGIN IMMEDIATE`) so that
+    /// writers never deadlock upgrading from read to write.
+    pub(super) async fn enqueue<T, F>(&self, work: F, batch: bool) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Work<T>,
+    {
+        self.file_present()?;
+        let (job, ran, commit) = job(work, batch);
+        self.queue
+            .send(job)
+            .await
+            .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
+        let value = ran.await.map_err(|_| {
+            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
+        })??;
+        commit.wait().await?;
+        Ok(value)
+    }
+
+    /// A deleted file keeps working through open handles while every write goes nowhere:
+    /// refuse before writing rather than acknowledge a decision that is already lost.
+    pub(super) fn file_present(&self) -> Result<(), StoreError> {
+        match &self.path {
+            Some(p) if !p.exists() => Err(StoreError::FileGone(p.display().to_string())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The outcome of the group commit a queued write joined.
+pub(super) struct Commit(tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
+
+impl Commit {
+    pub(super) async fn wait(self) -> Result<(), StoreError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(StoreError::CommitFailed(
+                "the writer stopped before the write was committed".into(),
+            ))
+        })
+    }
+}
+
+/// A write as a job for the writer, with where its value arrives once it has run and where
+/// the outcome of its group's commit does.
+#[allow(clippy::type_complexity)]
+pub(super) fn job<T, F>(
+    work: F,
+    batch: bool,
+) -> (
+    Job,
+    tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    Commit,
+)
+where
+    T: Send + 'static,
+    F: Work<T>,
+{
+    let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+    let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
+    let run: Run = Box::new(move |conn, heads| {
+        Box::pin(async move {
+            match work(conn, heads).await {
+                Ok(v) => {
+                    let _ = early_tx.send(Ok(v));
+                    Ran {
+                        keep: true,
+                        reconnect: false,
+                        deliver: Box::new(move |failed: Option<&StoreError>| {
+                            let _ = commit_tx.send(match failed {
+                                None => Ok(()),
+                                Some(e) => Err(StoreError::CommitFailed(e.to_string())),
+                            });
+                        }),
+                    }
+                }
+                Err(e) => {
+                    let reconnect = e.is_unavailable();
+                    let _ = early_tx.send(Err(e));
+                    Ran {
+                        keep: false,
+                        reconnect,
+                        deliver: Box::new(|_: Option<&StoreError>| {}),
+                    }
+                }
+            }
+        })
+    });
+    (Job { run, batch }, early_rx, Commit(commit_rx))
+}
