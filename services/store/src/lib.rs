@@ -72,6 +72,25 @@ pub use model::{
     NewCarePlan, NewFeedback, NotOneOf, PendingLogin, Review, ReviewAction, StaffSession,
 };
 
+/// Whether the applied migrations (`applied`: the highest successful version in sqlx's
+/// `_sqlx_migrations`, which both backends keep) reach the newest of `migrations`: a binary
+/// newer than its schema refuses to start.
+pub(crate) fn schema_current(
+    migrations: &sqlx::migrate::Migrator,
+    applied: Option<i64>,
+) -> Result<(), StoreError> {
+    let needed = migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    let applied = applied.unwrap_or(0);
+    if applied < needed {
+        return Err(StoreError::SchemaBehind { applied, needed });
+    }
+    Ok(())
+}
+
+/// The query whose answer `schema_current` judges (the same on both backends).
+pub(crate) const APPLIED_MIGRATION: &str =
+    "SELECT max(version) FROM _sqlx_migrations WHERE success";
+
 /// How long a hook call's answer is kept for retries of its hookInstance: an EHR retries
 /// within seconds; two days cover a retry queue held over a weekend night.
 pub const HOOK_ANSWER_DAYS: i64 = 2;

@@ -14,6 +14,9 @@ use crate::{
 
 mod group;
 
+/// The migrations this build carries, compiled in.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
 pub struct PgStore {
     pool: PgPool,
     /// The way into the group writer of hook records (see `group`).
@@ -55,24 +58,21 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../../migrations/postgres")
-            .run(&self.pool)
-            .await
-            .map_err(|e| {
-                // 42501 insufficient_privilege: a service role started with migrations on.
-                let forbidden = match &e {
-                    sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
-                    | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(d), _) => {
-                        d.code().as_deref() == Some("42501")
-                    }
-                    _ => false,
-                };
-                if forbidden {
-                    StoreError::MigrationForbidden
-                } else {
-                    StoreError::Migration(e)
+        MIGRATOR.run(&self.pool).await.map_err(|e| {
+            // 42501 insufficient_privilege: a service role started with migrations on.
+            let forbidden = match &e {
+                sqlx::migrate::MigrateError::Execute(sqlx::Error::Database(d))
+                | sqlx::migrate::MigrateError::ExecuteMigration(sqlx::Error::Database(d), _) => {
+                    d.code().as_deref() == Some("42501")
                 }
-            })?;
+                _ => false,
+            };
+            if forbidden {
+                StoreError::MigrationForbidden
+            } else {
+                StoreError::Migration(e)
+            }
+        })?;
         self.ensure_partitions(time::OffsetDateTime::now_utc().date(), 3)
             .await;
         Ok(())
@@ -80,22 +80,11 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip_all)]
     async fn check_schema(&self) -> Result<(), StoreError> {
-        let needed = sqlx::migrate!("../../migrations/postgres")
-            .migrations
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-                .unwrap_or(None);
-        let applied = applied.unwrap_or(0);
-        if applied < needed {
-            return Err(StoreError::SchemaBehind { applied, needed });
-        }
-        Ok(())
+        let applied: Option<i64> = sqlx::query_scalar(crate::APPLIED_MIGRATION)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(None);
+        crate::schema_current(&MIGRATOR, applied)
     }
 
     async fn maintain(&self) -> Vec<String> {

@@ -26,6 +26,9 @@ use writer::{group_writer, Work, Writer, RELEASE, SAVEPOINT};
 
 pub(crate) use claims::Deferred;
 
+/// The migrations this build carries, compiled in.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: Writer,
@@ -80,30 +83,17 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("../../migrations/sqlite")
-            .run(&self.pool)
-            .await?;
+        MIGRATOR.run(&self.pool).await?;
         Ok(())
     }
 
     #[tracing::instrument(skip_all)]
     async fn check_schema(&self) -> Result<(), StoreError> {
-        let needed = sqlx::migrate!("../../migrations/sqlite")
-            .migrations
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
-        let applied: Option<i64> =
-            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-                .unwrap_or(None);
-        let applied = applied.unwrap_or(0);
-        if applied < needed {
-            return Err(StoreError::SchemaBehind { applied, needed });
-        }
-        Ok(())
+        let applied: Option<i64> = sqlx::query_scalar(crate::APPLIED_MIGRATION)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(None);
+        crate::schema_current(&MIGRATOR, applied)
     }
 
     async fn maintain(&self) -> Vec<String> {
