@@ -615,6 +615,10 @@ async fn running_pitfalls_each_get_a_warning_card() {
 }
 
 fn order_request(hook: &str, orders: &[Json]) -> Json {
+    order_request_with(hook, orders, &[])
+}
+
+fn order_request_with(hook: &str, orders: &[Json], observations: &[Json]) -> Json {
     let mut ctx =
         json!({"userId": "Practitioner/dr-1", "patientId": "p1", "draftOrders": bundle(orders)});
     if hook == "order-select" {
@@ -624,7 +628,7 @@ fn order_request(hook: &str, orders: &[Json]) -> Json {
             .collect::<Vec<_>>());
     }
     json!({"hook": hook, "hookInstance": uuid::Uuid::new_v4().to_string(), "context": ctx,
-           "prefetch": {"Condition": bundle(&knee(10)), "Observation": bundle(&[])}})
+           "prefetch": {"Condition": bundle(&knee(10)), "Observation": bundle(observations)}})
 }
 
 fn lipus_order() -> Json {
@@ -672,6 +676,90 @@ async fn a_lipus_draft_order_gets_a_warning_with_a_delete_suggestion_on_both_ord
     assert_eq!(
         not_ruled_out(&body),
         ["focal-bony-tenderness", "rest-or-night-pain"]
+    );
+}
+
+#[tokio::test]
+async fn an_imaging_order_being_drafted_answers_the_red_flag_instead_of_a_second_order() {
+    let app = spawn_app().await;
+    let night_pain = [obs("n", "pain-night", 1, boolean(true))];
+    let mri = json!({"resourceType": "ServiceRequest", "id": "mri-1", "status": "draft", "intent": "order",
+        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "30691-0", "display": "MR Knee WO contrast"}]},
+        "subject": {"reference": "Patient/p1"}});
+    let physio = json!({"resourceType": "ServiceRequest", "id": "pt-1", "status": "draft", "intent": "order",
+        "code": {"text": "Physiotherapy referral"}, "subject": {"reference": "Patient/p1"}});
+    let imaging_suggestions = |body: &Json| -> usize {
+        body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["suggestions"].as_array().into_iter().flatten())
+            .filter(|s| s["actions"][0]["resource"]["resourceType"] == "ServiceRequest")
+            .count()
+    };
+    let flag_card = |body: &Json| -> Json {
+        body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"]["topic"]["code"] == "rest-or-night-pain")
+            .cloned()
+            .unwrap_or_else(|| panic!("no red-flag card: {body}"))
+    };
+    for hook_name in ["order-select", "order-sign"] {
+        let service = format!("/cds-services/running-knee-{hook_name}");
+        // Another kind of order: the red flag still asks for imaging.
+        let (status, body) = hook(
+            &app,
+            &service,
+            &order_request_with(hook_name, &[physio.clone()], &night_pain),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(imaging_suggestions(&body), 1, "{hook_name}: {body}");
+        assert!(!flag_card(&body)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already drafted"));
+        // The MRI being drafted answers it: the card says which order, and offers none.
+        let (status, body) = hook(
+            &app,
+            &service,
+            &order_request_with(hook_name, &[mri.clone(), physio.clone()], &night_pain),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(check_card);
+        assert_eq!(imaging_suggestions(&body), 0, "{hook_name}: {body}");
+        let card = flag_card(&body);
+        assert_eq!(card["indicator"], "critical", "the red flag is not hidden");
+        let detail = card["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("Imaging already drafted")
+                && detail.contains("ServiceRequest/mri-1 (MR Knee WO contrast)"),
+            "{detail}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_draft_order_advised_against_is_named_on_its_card() {
+    let app = spawn_app().await;
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request("order-sign", &[lipus_order()]),
+    )
+    .await;
+    let detail = body["cards"][0]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("About the draft order:** ServiceRequest/lipus-1"),
+        "{detail}"
     );
 }
 

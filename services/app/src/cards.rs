@@ -7,6 +7,7 @@ use stride_guideline::decision::{
     Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use stride_guideline::model::{CardText, Rule, Severity};
+use stride_fhir::orders::DraftOrder;
 use stride_guideline::RuleSet;
 use uuid::Uuid;
 
@@ -39,6 +40,9 @@ pub struct CardInputs<'a> {
     pub careplan_url: Option<String>,
     /// The imaging ServiceRequest a red flag suggests.
     pub imaging: Option<&'a Json>,
+    /// The orders being drafted (order-select, order-sign): an imaging order among them
+    /// answers a red flag's call for imaging.
+    pub drafted: &'a [DraftOrder],
     /// Resources Stride could not read.
     pub unread: &'a [String],
     pub phase_card: bool,
@@ -52,9 +56,10 @@ pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
             out.push(c);
         }
     }
-    let mut imaging_offered = false;
+    // One imaging order for however many flags fired, and none when the clinician is already
+    // drafting one: a second order is noise, and the draft answers the red flag.
+    let mut imaging_offered = inp.drafted.iter().any(|o| o.imaging);
     for f in &d.red_flags {
-        // One imaging order for however many flags fired.
         let offer = f.suggest_imaging && !imaging_offered;
         imaging_offered |= offer;
         out.push(finding_card(inp, f, offer));
@@ -333,6 +338,37 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
     }
     if !f.evidence.is_empty() {
         detail.push_str(&format!("\n\nBased on: {}", f.evidence.join(", ")));
+    }
+    if f.suggest_imaging {
+        let imaging: Vec<String> = inp
+            .drafted
+            .iter()
+            .filter(|o| o.imaging)
+            .map(|o| match &o.label {
+                Some(l) => format!("{} ({l})", o.reference),
+                None => o.reference.clone(),
+            })
+            .collect();
+        if !imaging.is_empty() {
+            detail.push_str(&format!(
+                "\n\n**Imaging already drafted:** {} answers this red flag's call for imaging; \
+                 no second order is suggested. Check that it covers the painful region.",
+                imaging.join(", ")
+            ));
+        }
+    }
+    // A draft order the finding advises against is named by its id (and removed below).
+    let against: Vec<&String> = f
+        .evidence
+        .iter()
+        .filter(|e| inp.drafted.iter().any(|o| &o.reference == *e))
+        .collect();
+    if !against.is_empty() {
+        detail.push_str(&format!(
+            "\n\n**About the draft order{}:** {}",
+            if against.len() == 1 { "" } else { "s" },
+            against.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        ));
     }
     let (uuid, card) = base_card(inp, &f.id, &f.summary, indicator(f.severity), &text, detail);
     let mut suggestions = Vec::new();

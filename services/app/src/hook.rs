@@ -457,6 +457,11 @@ pub async fn decide(
     } else {
         None
     };
+    let drafted = req
+        .context
+        .draft_orders
+        .map(stride_fhir::orders::draft_orders)
+        .unwrap_or_default();
     let public = call.public_url;
     let made = cards(&CardInputs {
         rs,
@@ -467,6 +472,7 @@ pub async fn decide(
             .as_ref()
             .map(|_| format!("{public}/ui/careplans/{plan_id}")),
         imaging: imaging.as_ref(),
+        drafted: &drafted,
         unread: &unread,
         phase_card: patient_view,
     });
