@@ -3,11 +3,11 @@
 //! specification describes them. No field is ever null or empty (but `cards` itself).
 
 use serde_json::{json, Value as Json};
+use stride_fhir::orders::DraftOrder;
 use stride_guideline::decision::{
     Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use stride_guideline::model::{CardText, Rule, Severity};
-use stride_fhir::orders::DraftOrder;
 use stride_guideline::RuleSet;
 use uuid::Uuid;
 
@@ -367,7 +367,11 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
         detail.push_str(&format!(
             "\n\n**About the draft order{}:** {}",
             if against.len() == 1 { "" } else { "s" },
-            against.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            against
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     let (uuid, card) = base_card(inp, &f.id, &f.summary, indicator(f.severity), &text, detail);

@@ -110,19 +110,21 @@ mod tests {
 
     #[test]
     fn imaging_orders_are_known_by_category_and_the_rest_are_kept_as_orders() {
-        let bundle = raw(json!({"resourceType": "Bundle", "type": "collection", "entry": [
-            {"resource": {"resourceType": "ServiceRequest", "id": "mri", "status": "draft", "intent": "order",
-              "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005"}]}],
-              "code": {"coding": [{"system": "http://loinc.org", "code": "30691-0", "display": "MR Knee WO contrast"}]}}},
-            {"resource": {"resourceType": "ServiceRequest", "id": "xr", "status": "active", "intent": "order",
-              "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
-              "code": {"text": "Knee radiographs"}}},
-            {"resource": {"resourceType": "ServiceRequest", "id": "pt", "status": "draft", "intent": "order",
-              "code": {"text": "Physiotherapy"}}},
-            {"resource": {"resourceType": "ServiceRequest", "id": "old", "status": "revoked", "intent": "order",
-              "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005"}]}]}},
-            {"resource": {"resourceType": "MedicationRequest", "id": "m", "status": "draft"}}
-        ]}));
+        let bundle = raw(
+            json!({"resourceType": "Bundle", "type": "collection", "entry": [
+                {"resource": {"resourceType": "ServiceRequest", "id": "mri", "status": "draft", "intent": "order",
+                  "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005"}]}],
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "30691-0", "display": "MR Knee WO contrast"}]}}},
+                {"resource": {"resourceType": "ServiceRequest", "id": "xr", "status": "active", "intent": "order",
+                  "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD"}]}],
+                  "code": {"text": "Knee radiographs"}}},
+                {"resource": {"resourceType": "ServiceRequest", "id": "pt", "status": "draft", "intent": "order",
+                  "code": {"text": "Physiotherapy"}}},
+                {"resource": {"resourceType": "ServiceRequest", "id": "old", "status": "revoked", "intent": "order",
+                  "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005"}]}]}},
+                {"resource": {"resourceType": "MedicationRequest", "id": "m", "status": "draft"}}
+            ]}),
+        );
         let got = draft_orders(&bundle);
         assert_eq!(
             got,
