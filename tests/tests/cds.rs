@@ -713,7 +713,7 @@ async fn an_imaging_order_being_drafted_answers_the_red_flag_instead_of_a_second
         let (status, body) = hook(
             &app,
             &service,
-            &order_request_with(hook_name, &[physio.clone()], &night_pain),
+            &order_request_with(hook_name, std::slice::from_ref(&physio), &night_pain),
         )
         .await;
         assert_eq!(status, 200, "{body}");

@@ -178,6 +178,83 @@ async fn careplans_service_requests_and_operation_outcomes_are_valid_r4() {
 }
 
 #[test]
+fn coded_imaging_orders_are_orders_an_ehr_can_place() {
+    // 1.1.0 (a draft: decided in shadow only, so read here directly) codes its imaging orders
+    // with a LOINC procedure and a SNOMED CT body site; 1.0.1 leaves the modality open.
+    let path = stride_tests::repo_root().join("guidelines/medial-knee-pain-running/1.1.0.yaml");
+    let rs = stride_guideline::RuleSet::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let raw = |v: Json| serde_json::value::RawValue::from_string(v.to_string()).unwrap();
+    let mut intake = stride_fhir::intake::Intake::default();
+    intake.add(&raw(bundle(&[condition("k", "M25.561", Some(10))])));
+    intake.add(&raw(bundle(&[obs("n", "pain-night", 1, boolean(true))])));
+    let zone = stride_fhir::clinic::ClinicZone::for_tenant(None);
+    let as_of = intake.localise(&zone, time::OffsetDateTime::now_utc());
+    let facts = stride_guideline::Facts {
+        phase_state: None,
+        records: intake.records,
+    };
+    let d = stride_guideline::evaluate(&rs, &facts, as_of);
+    assert!(
+        d.decision_ids().contains(&"rest-or-night-pain"),
+        "{:?}",
+        d.decision_ids()
+    );
+    let mut n = 0;
+    let orders = stride_fhir::careplan::imaging_requests(&rs, &d, "p1", || {
+        n += 1;
+        format!("sr-{n}")
+    })
+    .unwrap();
+    let made = stride_app::cards::cards(&stride_app::cards::CardInputs {
+        rs: &rs,
+        decision: &d,
+        guideline_url: "https://stride.example/guidelines/x".into(),
+        careplan: None,
+        careplan_url: None,
+        imaging: &orders,
+        drafted: &[],
+        unread: &[],
+        phase_card: false,
+    });
+    let card = made
+        .iter()
+        .find(|c| c.decision_id == "rest-or-night-pain")
+        .unwrap()
+        .json
+        .clone();
+    assert_eq!(card["selectionBehavior"], "at-most-one");
+    let suggested: Vec<&Json> = card["suggestions"].as_array().unwrap().iter().collect();
+    let codes: Vec<&str> = suggested
+        .iter()
+        .map(|s| {
+            s["actions"][0]["resource"]["code"]["coding"][0]["code"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(codes, ["28565-0", "24704-9", "30691-0"], "{card}");
+    let recommended: Vec<bool> = suggested
+        .iter()
+        .map(|s| s["isRecommended"].as_bool().unwrap())
+        .collect();
+    assert_eq!(recommended, [true, false, false], "radiographs first");
+    let resources: Vec<Json> = suggested
+        .iter()
+        .map(|s| s["actions"][0]["resource"].clone())
+        .collect();
+    for r in &resources {
+        assert_eq!(r["code"]["coding"][0]["system"], "http://loinc.org");
+        assert_eq!(
+            r["bodySite"][0]["coding"][0]["system"],
+            "http://snomed.info/sct"
+        );
+        assert_eq!(r["intent"], "proposal");
+        assert_eq!(r["reasonCode"][0]["text"], d.red_flags[0].summary, "{r}");
+    }
+    validate(&resources);
+}
+
+#[test]
 fn the_validator_is_not_a_rubber_stamp() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.json");

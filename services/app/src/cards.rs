@@ -3,6 +3,7 @@
 //! specification describes them. No field is ever null or empty (but `cards` itself).
 
 use serde_json::{json, Value as Json};
+use stride_fhir::careplan::ImagingSuggestion;
 use stride_fhir::orders::DraftOrder;
 use stride_guideline::decision::{
     Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
@@ -38,8 +39,8 @@ pub struct CardInputs<'a> {
     /// The draft CarePlan (patient-view) and where staff read it.
     pub careplan: Option<&'a Json>,
     pub careplan_url: Option<String>,
-    /// The imaging ServiceRequest a red flag suggests.
-    pub imaging: Option<&'a Json>,
+    /// The imaging orders the red flags suggest (coded where the rule set codes them).
+    pub imaging: &'a [ImagingSuggestion],
     /// The orders being drafted (order-select, order-sign): an imaging order among them
     /// answers a red flag's call for imaging.
     pub drafted: &'a [DraftOrder],
@@ -377,12 +378,16 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
     let (uuid, card) = base_card(inp, &f.id, &f.summary, indicator(f.severity), &text, detail);
     let mut suggestions = Vec::new();
     if offer_imaging {
-        if let Some(sr) = inp.imaging {
-            suggestions.push(create(
-                "Order imaging (modality per clinician)",
+        // Every order the flags that fired suggest, on the first one's card: the clinician
+        // picks one (selectionBehavior at-most-one); the first named is the one recommended.
+        for (i, s) in inp.imaging.iter().enumerate() {
+            let mut suggestion = create(
+                &s.label,
                 format!("Imaging for a red flag: {}", inp.rs.doc.title),
-                sr,
-            ));
+                &s.resource,
+            );
+            suggestion["isRecommended"] = json!(i == 0);
+            suggestions.push(suggestion);
         }
     }
     // Draft orders the finding rests on can be removed from the order list (LIPUS).

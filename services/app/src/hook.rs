@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
-use stride_fhir::careplan::{careplan, imaging_request, PlanContext};
+use stride_fhir::careplan::{careplan, imaging_requests, PlanContext};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::{PhaseState, RecordKind};
@@ -444,19 +444,10 @@ pub async fn decide(
         (None, true) => Some(careplan(rs, &decision, &ctx).map_err(HookError::internal)?),
         (None, false) => None,
     };
-    let imaging = if decision.red_flags.iter().any(|f| f.suggest_imaging) {
-        Some(
-            imaging_request(
-                rs,
-                &decision,
-                &req.context.patient_id,
-                &Uuid::new_v4().to_string(),
-            )
-            .map_err(HookError::internal)?,
-        )
-    } else {
-        None
-    };
+    let imaging = imaging_requests(rs, &decision, &req.context.patient_id, || {
+        Uuid::new_v4().to_string()
+    })
+    .map_err(HookError::internal)?;
     let drafted = req
         .context
         .draft_orders
@@ -471,7 +462,7 @@ pub async fn decide(
         careplan_url: plan
             .as_ref()
             .map(|_| format!("{public}/ui/careplans/{plan_id}")),
-        imaging: imaging.as_ref(),
+        imaging: &imaging,
         drafted: &drafted,
         unread: &unread,
         phase_card: patient_view,

@@ -116,34 +116,94 @@ pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Jso
     Ok(plan)
 }
 
-/// The ServiceRequest an imaging suggestion creates. The seed names no modality, so the
-/// order says what it is for and leaves the modality to the clinician.
-pub fn imaging_request(
+/// An imaging order to suggest: the suggestion's label and the ServiceRequest it creates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImagingSuggestion {
+    pub label: String,
+    pub resource: Json,
+}
+
+/// The imaging orders the red flags that fired suggest: each coded order they name (the rule
+/// set's `imaging_orders`), once, for every flag that asks for it; and, for flags that name
+/// none (the source names no modality), one order that says what it is for and leaves the
+/// modality to the clinician. `ids` gives each ServiceRequest its id.
+pub fn imaging_requests(
     rs: &RuleSet,
     d: &Decision,
     patient: &str,
-    id: &str,
-) -> Result<Json, RenderError> {
-    let reasons: Vec<String> = d
-        .red_flags
-        .iter()
-        .filter(|f| f.suggest_imaging)
-        .map(|f| f.summary.clone())
-        .collect();
-    let sr = json!({
-        "resourceType": "ServiceRequest",
-        "id": id,
-        "status": "draft",
-        "intent": "proposal",
-        "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}]}],
-        "code": {"text": "Imaging of the painful region (modality per clinician: the guideline names none)"},
-        "subject": {"reference": format!("Patient/{patient}")},
-        "reasonCode": reasons.iter().map(|r| json!({"text": r})).collect::<Vec<_>>(),
-        "reasonReference": d.episode.iter().map(|r| json!({"reference": r})).collect::<Vec<_>>(),
-        "instantiatesCanonical": [rs.canonical()],
-    });
-    check::<ServiceRequest>("ServiceRequest", &sr)?;
-    Ok(sr)
+    mut ids: impl FnMut() -> String,
+) -> Result<Vec<ImagingSuggestion>, RenderError> {
+    let asking: Vec<_> = d.red_flags.iter().filter(|f| f.suggest_imaging).collect();
+    // Each coded order, with the flags that ask for it, in the order first asked.
+    let mut coded: Vec<(&stride_guideline::model::ImagingOrder, Vec<String>)> = Vec::new();
+    let mut uncoded = Vec::new();
+    for f in &asking {
+        let orders = rs.imaging_orders(&f.id);
+        if orders.is_empty() {
+            uncoded.push(f.summary.clone());
+        }
+        for o in orders {
+            match coded.iter_mut().find(|(c, _)| c.id == o.id) {
+                Some((_, reasons)) => reasons.push(f.summary.clone()),
+                None => coded.push((o, vec![f.summary.clone()])),
+            }
+        }
+    }
+    let episode: Vec<Json> = d.episode.iter().map(|r| json!({"reference": r})).collect();
+    let request = |id: String, code: Json, reasons: &[String]| {
+        json!({
+            "resourceType": "ServiceRequest",
+            "id": id,
+            "status": "draft",
+            "intent": "proposal",
+            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}]}],
+            "code": code,
+            "subject": {"reference": format!("Patient/{patient}")},
+            "reasonCode": reasons.iter().map(|r| json!({"text": r})).collect::<Vec<_>>(),
+            "reasonReference": episode,
+            "instantiatesCanonical": [rs.canonical()],
+        })
+    };
+    let mut out = Vec::new();
+    for (o, reasons) in &coded {
+        let Some(code) = rs.code(&o.code) else {
+            return Err(RenderError(
+                "ServiceRequest",
+                format!("imaging order `{}` has no code", o.id),
+            ));
+        };
+        let mut sr = request(
+            ids(),
+            json!({"coding": [{"system": code.system, "code": code.code, "display": o.display}], "text": o.title}),
+            reasons,
+        );
+        if let Some(site) = &o.body_site {
+            if let Some(c) = rs.code(&site.code) {
+                sr["bodySite"] = json!([{"coding": [{"system": c.system, "code": c.code, "display": site.display}]}]);
+            }
+        }
+        if let Some(note) = &o.note {
+            sr["note"] = json!([{"text": note}]);
+        }
+        check::<ServiceRequest>("ServiceRequest", &sr)?;
+        out.push(ImagingSuggestion {
+            label: format!("Order {}", o.title),
+            resource: sr,
+        });
+    }
+    if !uncoded.is_empty() {
+        let sr = request(
+            ids(),
+            json!({"text": "Imaging of the painful region (modality per clinician: the guideline names none)"}),
+            &uncoded,
+        );
+        check::<ServiceRequest>("ServiceRequest", &sr)?;
+        out.push(ImagingSuggestion {
+            label: "Order imaging (modality per clinician)".into(),
+            resource: sr,
+        });
+    }
+    Ok(out)
 }
 
 /// Whether a (revised) CarePlan is one the R4 model accepts.

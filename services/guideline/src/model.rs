@@ -30,6 +30,9 @@ pub struct RuleSetDoc {
     pub facts: BTreeMap<String, FactBinding>,
     pub applicability: Applicability,
     pub red_flags: Vec<Rule>,
+    /// Coded imaging orders the red flags suggest (`Rule::imaging`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imaging_orders: Vec<ImagingOrder>,
     #[serde(default)]
     pub warnings: Vec<Rule>,
     pub phases: Vec<Phase>,
@@ -387,6 +390,32 @@ pub struct Staleness {
     pub note: String,
 }
 
+/// An imaging order a red flag suggests, coded so that an EHR can place it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagingOrder {
+    pub id: String,
+    /// The order in words: the suggestion's label and the ServiceRequest's `code.text`.
+    pub title: String,
+    /// `alias#code` of the procedure (e.g. a LOINC imaging code) and its display.
+    pub code: String,
+    pub display: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_site: Option<CodedText>,
+    /// What the order asks of the imaging department.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub cite: Vec<u32>,
+}
+
+/// An `alias#code` with its display.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodedText {
+    pub code: String,
+    pub display: String,
+}
+
 /// A red flag, warning or pitfall: when `when` is met, the finding fires.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -399,6 +428,10 @@ pub struct Rule {
     pub when: Criterion,
     #[serde(default)]
     pub suggest_imaging: bool,
+    /// With `suggest_imaging`: the coded orders to offer (ids of `imaging_orders`), in the
+    /// order offered. Without: one uncoded imaging order (the modality left to the clinician).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub imaging: Vec<String>,
     /// A red flag that can be neither confirmed nor ruled out keeps the patient where they are
     /// and is asked for (`red_flags_ruled_out_before_progression`). `false`: it holds when it
     /// fires, but its inputs are not demanded (findings EHRs do not yet record routinely).

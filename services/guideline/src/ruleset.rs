@@ -185,6 +185,23 @@ impl RuleSet {
         Some(hits.flatten().copied())
     }
 
+    /// The system and code an `alias#code` of this rule set names (any it checked at load).
+    pub fn code(&self, pattern: &str) -> Option<&Code> {
+        self.codes.get(pattern)
+    }
+
+    /// The coded imaging orders `rule` (a red flag's id) suggests, in the order offered; empty
+    /// when it suggests none or an uncoded one.
+    pub fn imaging_orders(&self, rule: &str) -> Vec<&crate::model::ImagingOrder> {
+        let Some(r) = self.doc.red_flags.iter().find(|r| r.id == rule) else {
+            return Vec::new();
+        };
+        r.imaging
+            .iter()
+            .filter_map(|id| self.doc.imaging_orders.iter().find(|o| &o.id == id))
+            .collect()
+    }
+
     /// The code that names a fact (its first source's first code), e.g. for a Goal's measure.
     pub fn fact_code(&self, fact: &str) -> Option<&Code> {
         let src = self.doc.facts.get(fact)?.sources.first()?;
@@ -291,6 +308,12 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
     if let Some(a) = &doc.answers {
         for c in a.yes.iter().chain(&a.no) {
             add(c, "answers");
+        }
+    }
+    for o in &doc.imaging_orders {
+        add(&o.code, &format!("imaging_orders.{}", o.id));
+        if let Some(site) = &o.body_site {
+            add(&site.code, &format!("imaging_orders.{}.body_site", o.id));
         }
     }
     for (name, b) in &doc.facts {
@@ -419,6 +442,27 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             if r.card.summary.chars().count() > 140 {
                 problems.push(format!("{place}: card summary is over 140 characters"));
             }
+            if !r.imaging.is_empty() && (group != "red_flags" || !r.suggest_imaging) {
+                problems.push(format!(
+                    "{place}: `imaging` names orders only for a red flag with suggest_imaging"
+                ));
+            }
+            for id in &r.imaging {
+                if !doc.imaging_orders.iter().any(|o| &o.id == id) {
+                    problems.push(format!("{place}: unknown imaging order `{id}`"));
+                }
+            }
+        }
+    }
+    let mut order_ids = BTreeSet::new();
+    for o in &doc.imaging_orders {
+        let place = format!("imaging_orders.{}", o.id);
+        if !order_ids.insert(o.id.as_str()) {
+            problems.push(format!("{place}: duplicate imaging order id"));
+        }
+        ctx.cites(&o.cite, &place, problems);
+        if !doc.red_flags.iter().any(|r| r.imaging.contains(&o.id)) {
+            problems.push(format!("{place}: no red flag suggests it"));
         }
     }
 
@@ -586,5 +630,75 @@ impl Ctx<'_> {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod imaging_tests {
+    use super::*;
+
+    fn v110() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../guidelines/medial-knee-pain-running/1.1.0.yaml"
+        ))
+        .unwrap()
+    }
+
+    fn semantic(text: &str) -> Vec<String> {
+        match RuleSet::from_yaml(text) {
+            Err(LoadError::Semantic(p)) => p,
+            other => panic!("expected semantic errors, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn a_red_flag_offers_its_coded_orders_in_the_order_named() {
+        let rs = RuleSet::from_yaml(&v110()).unwrap();
+        let ids: Vec<&str> = rs
+            .imaging_orders("femoral-neck-bone-stress")
+            .iter()
+            .map(|o| o.id.as_str())
+            .collect();
+        assert_eq!(ids, ["xr-hip", "mr-hip"]);
+        assert_eq!(rs.code("loinc#24762-7").unwrap().system, "http://loinc.org");
+        assert!(rs.imaging_orders("dvt-signs").is_empty());
+        assert!(rs.imaging_orders("no-such-flag").is_empty());
+    }
+
+    #[test]
+    fn an_unknown_order_an_unasked_order_and_an_unknown_alias_are_refused() {
+        let text = v110().replacen("imaging: [xr-hip, mr-hip]", "imaging: [xr-hip, ct-hip]", 1);
+        let p = semantic(&text);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("unknown imaging order `ct-hip`")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.contains("imaging_orders.mr-hip: no red flag suggests it")),
+            "{p:?}"
+        );
+
+        let text = v110().replacen("code: loinc#30687-8", "code: lnc#30687-8", 1);
+        let p = semantic(&text);
+        assert!(
+            p.iter()
+                .any(|m| m.contains("imaging_orders.mr-hip: unknown code system alias `lnc`")),
+            "{p:?}"
+        );
+
+        let text = v110().replacen(
+            "frog-leg lateral views, for a slipped capital femoral epiphysis.\n    cite: [10]",
+            "frog-leg lateral views, for a slipped capital femoral epiphysis.\n    cite: [99]",
+            1,
+        );
+        let p = semantic(&text);
+        assert!(
+            p.iter()
+                .any(|m| m == "imaging_orders.xr-hips-scfe: cites source 99, which is not listed"),
+            "{p:?}"
+        );
     }
 }
