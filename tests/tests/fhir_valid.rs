@@ -130,6 +130,28 @@ async fn careplans_service_requests_and_operation_outcomes_are_valid_r4() {
         .iter()
         .any(|r| r["resourceType"] == "ServiceRequest"));
 
+    // What PlanDefinition/$apply drafts, and its 422.
+    for (conditions, status) in [
+        (vec![condition("k", "M25.561", Some(3))], 200),
+        (vec![condition("c", "J45.909", Some(3))], 422),
+    ] {
+        let apply = "/fhir/PlanDefinition/medial-knee-pain-running-1.0.1/$apply";
+        let res = app
+            .cds(apply)
+            .header("content-type", "application/fhir+json")
+            .body(
+                json!({"resourceType": "Parameters", "parameter": [
+                    {"name": "subject", "valueString": "Patient/p1"},
+                    {"name": "data", "resource": bundle(&conditions)}]})
+                .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), status);
+        emitted.push(res.json().await.unwrap());
+    }
+
     // OperationOutcomes: 400, 404, 412.
     for (path, body) in [
         (PV, json!({"hook": "patient-view"})),

@@ -257,13 +257,14 @@ fn decision_key(d: &Decision) -> String {
 /// The patient's phase as clinic staff approved it: the newest active CarePlan of this
 /// guideline, from Stride's store (approved on the review page) or from the prefetch. Its
 /// phase and the day it took effect (the clinic's date) are the phase state.
-async fn approved_phase(
+pub(crate) async fn approved_phase(
     store: &dyn Store,
-    call: &Call<'_>,
+    rs: &RuleSet,
+    tenant: &str,
+    patient_ref: &str,
+    zone: &ClinicZone,
     intake: &Intake,
 ) -> Result<Option<PhaseState>, HookError> {
-    let rs = call.rule_set;
-    let zone = call.zone;
     let mut best: Option<(OffsetDateTime, PhaseState)> = None;
     let mut consider = |at: OffsetDateTime, ps: PhaseState| {
         if best.as_ref().is_none_or(|(t, _)| at > *t) {
@@ -271,7 +272,7 @@ async fn approved_phase(
         }
     };
     let stored = store
-        .latest_approved(call.tenant, &call.patient_ref(), &rs.doc.id)
+        .latest_approved(tenant, patient_ref, &rs.doc.id)
         .await
         .map_err(|e| {
             // Without the approved phase the decision could differ: no answer (fail closed,
@@ -365,7 +366,15 @@ async fn facts(
             intake.add(plans);
         }
         as_of = intake.localise(call.zone, call.now);
-        phase_state = approved_phase(store, call, &intake).await?;
+        phase_state = approved_phase(
+            store,
+            call.rule_set,
+            call.tenant,
+            &call.patient_ref(),
+            call.zone,
+            &intake,
+        )
+        .await?;
     }
     let unread = intake
         .problems

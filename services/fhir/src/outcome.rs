@@ -32,6 +32,7 @@ pub enum IssueCode {
     Exception,
     Timeout,
     Throttled,
+    Processing,
 }
 
 impl IssueCode {
@@ -54,11 +55,12 @@ impl IssueCode {
             IssueCode::Exception => "exception",
             IssueCode::Timeout => "timeout",
             IssueCode::Throttled => "throttled",
+            IssueCode::Processing => "processing",
         }
     }
 
     #[cfg(test)]
-    const ALL: [IssueCode; 16] = [
+    const ALL: [IssueCode; 17] = [
         IssueCode::Invalid,
         IssueCode::Structure,
         IssueCode::Required,
@@ -75,6 +77,7 @@ impl IssueCode {
         IssueCode::Exception,
         IssueCode::Timeout,
         IssueCode::Throttled,
+        IssueCode::Processing,
     ];
 }
 

@@ -179,11 +179,13 @@ pub fn capability_statement(
             "rest": [{
                 "mode": "server",
                 "documentation": "The guidelines Stride decides with, published as FHIR knowledge artifacts.",
-                "security": {"description": "OAuth 2.0 bearer access tokens (JWT) from the clinic's issuer; CarePlan needs the scope careplan.read."},
+                "security": {"description": "OAuth 2.0 bearer access tokens (JWT) from the clinic's issuer; CarePlan needs the scope careplan.read; PlanDefinition/$apply a CDS client's token."},
                 "resource": [
                     {"type": "CarePlan", "interaction": [{"code": "read"}, {"code": "search-type"}],
                      "searchParam": [{"name": "patient", "type": "reference"}, {"name": "status", "type": "token"}]},
-                    {"type": "PlanDefinition", "interaction": [{"code": "read"}]},
+                    {"type": "PlanDefinition", "interaction": [{"code": "read"}],
+                     "operation": [{"name": "apply", "definition": "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply",
+                                    "documentation": "POST [base]/PlanDefinition/[id]/$apply with Parameters subject (Patient/[id]) and data (a Bundle of the patient's Conditions and Observations): the CarePlan a patient-view hook call would draft with this version, not stored. A CDS client token whose aud is the operation's URL."}]},
                     {"type": "CodeSystem", "interaction": [{"code": "read"}]},
                 ],
             }],

@@ -204,10 +204,12 @@ pub enum Action {
     RetentionCheckpoint,
     /// The version of a guideline in force for a tenant changed.
     GuidelineVersion,
+    /// PlanDefinition/$apply: a CarePlan drafted for a caller, not stored.
+    PlanApply,
 }
 
 impl Action {
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 15] = [
         Action::HookCall,
         Action::HookRetry,
         Action::Feedback,
@@ -222,6 +224,7 @@ impl Action {
         Action::Refused,
         Action::RetentionCheckpoint,
         Action::GuidelineVersion,
+        Action::PlanApply,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -240,6 +243,7 @@ impl Action {
             Action::Refused => "refused",
             Action::RetentionCheckpoint => "retention-checkpoint",
             Action::GuidelineVersion => "guideline-version",
+            Action::PlanApply => "plan-apply",
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use stride_auth::{bearer, AuthError, Caller, Kind};
 use stride_store::JtiClaim;
@@ -68,10 +68,7 @@ impl FromRequest for CdsCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            let state = crate::state::of(&req)?;
             let id = req.match_info().get("id").unwrap_or_default();
             let service = format!("{}/cds-services/{id}", state.settings.public_url.as_str());
             // `aud` is the endpoint called; for feedback the service URL itself is accepted too.
@@ -174,10 +171,7 @@ impl<S: Scope> FromRequest for Staff<S> {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            let state = crate::state::of(&req)?;
             let caller = staff(&req, &state, S::NAME).await?;
             Ok(Staff {
                 caller,

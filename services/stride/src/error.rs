@@ -25,6 +25,10 @@ pub enum ApiError {
     UnknownResource(String),
     #[error("required data could be neither prefetched nor fetched: {0}")]
     PreconditionFailed(String),
+    /// Well-formed, but nothing to do for it (e.g. $apply for a patient the guideline does not
+    /// apply to).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("method not allowed on this endpoint")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -75,6 +79,11 @@ impl ApiError {
                 "prefetch_unavailable",
                 S::PRECONDITION_FAILED,
                 IssueCode::Incomplete,
+            ),
+            ApiError::Unprocessable(_) => (
+                "not_applicable",
+                S::UNPROCESSABLE_ENTITY,
+                IssueCode::Processing,
             ),
             ApiError::MethodNotAllowed => (
                 "method_not_allowed",

@@ -32,3 +32,12 @@ pub struct AppState {
     /// Refused requests on their way to the audit log (see `audit::refused`).
     pub refusals: tokio::sync::mpsc::Sender<crate::audit::Refusal>,
 }
+
+/// The application state, for an extractor (handlers take it as `web::Data<AppState>`).
+pub fn of(
+    req: &actix_web::HttpRequest,
+) -> Result<actix_web::web::Data<AppState>, crate::error::ApiError> {
+    req.app_data::<actix_web::web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| crate::error::ApiError::Internal("no application state".into()))
+}

@@ -1,10 +1,17 @@
 //! Read-only FHIR endpoints: the CapabilityStatement and the guideline as PlanDefinition and
 //! CodeSystems, for every loaded version.
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde_json::json;
+use stride_app::apply::{Apply, ApplyError};
+use stride_fhir::clinic::ClinicZone;
 use stride_fhir::publish;
+use stride_guideline::RuleSet;
+use stride_store::AuditFacts;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit;
+use crate::body::{read_body, BodyLimits};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -26,19 +33,101 @@ pub async fn metadata(state: web::Data<AppState>) -> Result<HttpResponse, ApiErr
     Ok(fhir_json(cs))
 }
 
+/// The rule-set version a PlanDefinition id names.
+fn plan<'s>(state: &'s AppState, id: &str) -> Result<&'s RuleSet, ApiError> {
+    state
+        .catalog
+        .iter()
+        .find(|rs| publish::plan_definition_id(rs) == id)
+        .map(|rs| rs.as_ref())
+        .ok_or_else(|| ApiError::UnknownResource("no PlanDefinition with this id".into()))
+}
+
 #[get("/fhir/PlanDefinition/{id}")]
 pub async fn plan_definition(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let rs = state
-        .catalog
-        .iter()
-        .find(|rs| publish::plan_definition_id(rs) == *path)
-        .ok_or_else(|| ApiError::UnknownResource("no PlanDefinition with this id".into()))?;
+    let rs = plan(&state, &path)?;
     Ok(fhir_json(
         publish::plan_definition(rs).map_err(|e| ApiError::internal(&e))?,
     ))
+}
+
+/// `$apply`: the CarePlan a patient-view call would draft with this version, for the patient
+/// data in the Parameters, without storing it. The caller is a CDS client (an EHR) with a
+/// token for this URL; the call is audited like a hook call, facts included, so that it can be
+/// replayed.
+#[post("/fhir/PlanDefinition/{id}/$apply")]
+#[tracing::instrument(name = "plan apply", skip_all, fields(plan = %path.as_str()))]
+pub async fn apply(
+    http: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let aud = format!(
+        "{}/fhir/PlanDefinition/{}/$apply",
+        state.settings.public_url.as_str(),
+        path.as_str()
+    );
+    let (caller, claim) = crate::auth::cds_client(&http, &state, &[aud]).await?;
+    let rs = plan(&state, &path)?;
+    let raw = read_body(&http, payload, BodyLimits::of(&state.settings)).await?;
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| ApiError::MalformedJson("the body is not UTF-8".into()))?;
+    let input = Apply::parse(text).map_err(apply_error)?;
+    claim.durable().await.map_err(|e| {
+        tracing::error!(error = %e, "the token's jti could not be stored: answering 503");
+        ApiError::Unavailable
+    })?;
+    let zone = ClinicZone::for_tenant(caller.timezone.as_deref());
+    let now = time::OffsetDateTime::now_utc();
+    let plan_id = uuid::Uuid::new_v4().to_string();
+    let applied = stride_app::apply::apply(
+        state.store.as_ref(),
+        rs,
+        &caller.tenant,
+        &zone,
+        now,
+        &input,
+        &plan_id,
+    )
+    .await
+    .map_err(apply_error)?;
+    let mut entry = audit::entry(&http, audit::Action::PlanApply, "success", Some(&caller));
+    entry.patient_ref = Some(format!("Patient/{}", input.patient));
+    entry.as_of = Some(applied.as_of.to_string());
+    entry.facts =
+        Some(AuditFacts::from_canonical(&applied.facts).map_err(|e| ApiError::internal(&e))?);
+    entry.rule_set_id = Some(rs.doc.id.clone());
+    entry.rule_set_version = Some(rs.doc.version.to_string());
+    entry.rule_set_hash = Some(rs.content_hash.clone());
+    entry.decision_ids = applied
+        .decision
+        .decision_ids()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    entry.details["careplan"] = json!(plan_id);
+    // Fail closed, as for a hook call: nothing is answered that was not recorded.
+    state.store.append_audit(&entry).await.map_err(|e| {
+        tracing::error!(error = %e, "$apply audit entry not written: answering 503");
+        ApiError::Unavailable
+    })?;
+    Ok(fhir_json(applied.careplan))
+}
+
+fn apply_error(e: ApplyError) -> ApiError {
+    match e {
+        ApplyError::Invalid(m) => ApiError::BadRequest(m),
+        ApplyError::Draft(_) => ApiError::Conflict(e.to_string()),
+        ApplyError::NotApplicable(_) => ApiError::Unprocessable(e.to_string()),
+        ApplyError::Hook(stride_app::hook::HookError::Internal(cause)) => {
+            ApiError::internal(cause.as_ref())
+        }
+        ApplyError::Hook(_) => ApiError::Unavailable,
+    }
 }
 
 #[get("/fhir/CodeSystem/{id}")]
@@ -63,5 +152,6 @@ pub async fn code_system(
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(metadata)
         .service(plan_definition)
+        .service(apply)
         .service(code_system);
 }

@@ -26,6 +26,24 @@ fn fhir_read(kind: &str) -> Json {
     }})
 }
 
+/// PlanDefinition/$apply (its own function: one `json!` for the whole document would pass
+/// the macro's recursion limit).
+fn plan_apply(id_param: &Json) -> Json {
+    json!({"post": {
+        "summary": "The CarePlan a patient-view hook call would draft with this version, for the patient data sent (FHIR R4 $apply; not stored)",
+        "security": [{"cdsClientJwt": []}],
+        "parameters": [id_param],
+        "requestBody": {"required": true, "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "parameter"], "properties": {
+            "resourceType": {"type": "string", "enum": ["Parameters"]},
+            "parameter": {"type": "array", "items": {"type": "object", "required": ["name"]}}}}}}},
+        "responses": {"200": {"description": "CarePlan", "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}}}},
+                      "400": outcome("Bad Parameters (subject Patient/[id] and a data Bundle are required)"),
+                      "401": outcome("No valid CDS client token for this URL"), "404": outcome("No such PlanDefinition"),
+                      "409": outcome("A draft version drafts no plans"),
+                      "422": outcome("The guideline does not apply to the data sent")},
+    }})
+}
+
 pub fn document(public_url: &str) -> Json {
     let auth_errors = |mut r: serde_json::Map<String, Json>| {
         r.insert(
@@ -140,6 +158,7 @@ pub fn document(public_url: &str) -> Json {
             }},
             "/ui/style.css": {"get": {"summary": "The pages' stylesheet", "responses": {"200": {"description": "CSS", "content": {"text/css": {"schema": {"type": "string"}}}}}}},
             "/fhir/PlanDefinition/{id}": fhir_read("PlanDefinition"),
+            "/fhir/PlanDefinition/{id}/$apply": plan_apply(&id_param),
             "/fhir/CodeSystem/{id}": fhir_read("CodeSystem"),
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": ok_json("OpenAPI 3.0", json!({"type": "object"}))}}},
         },

@@ -212,10 +212,7 @@ impl<S: Scope> FromRequest for Page<S> {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| ApiError::Internal("no application state".into()))?;
+            let state = crate::state::of(&req)?;
             let viewer = viewer(&req, &state, S::NAME).await?;
             Ok(Page {
                 viewer,

@@ -1,0 +1,193 @@
+//! PlanDefinition/$apply: the CarePlan a patient-view call would draft, for the patient data
+//! in the Parameters, decided by the version the PlanDefinition names; audited, not stored.
+
+use serde_json::{json, Value as Json};
+use stride_tests::fhir::*;
+use stride_tests::{audit_entries, spawn_app, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+const APPLY: &str = "/fhir/PlanDefinition/medial-knee-pain-running-1.0.1/$apply";
+
+fn parameters(conditions: &[Json], observations: &[Json]) -> Json {
+    let mut everything = conditions.to_vec();
+    everything.extend_from_slice(observations);
+    json!({"resourceType": "Parameters", "parameter": [
+        {"name": "subject", "valueString": "Patient/p1"},
+        {"name": "encounter", "valueString": "Encounter/e1"},
+        {"name": "data", "resource": bundle(&everything)},
+    ]})
+}
+
+async fn apply(app: &TestApp, path: &str, body: &Json) -> (u16, Json) {
+    let res = app
+        .cds(path)
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Json::Null))
+}
+
+/// What makes two drafts the same plan: everything but their ids and creation times.
+fn plan_content(plan: &Json) -> Json {
+    let mut p = plan.clone();
+    for k in ["id", "created", "meta", "identifier"] {
+        p.as_object_mut().unwrap().remove(k);
+    }
+    p
+}
+
+#[tokio::test]
+async fn apply_returns_the_careplan_a_hook_call_drafts_and_stores_nothing() {
+    let app = spawn_app().await;
+    let conditions = [condition("k", "M25.561", Some(20))];
+    let observations = recovered_walker();
+    let (status, plan) = apply(&app, APPLY, &parameters(&conditions, &observations)).await;
+    assert_eq!(status, 200, "{plan}");
+    assert_eq!(plan["resourceType"], "CarePlan");
+    assert_eq!(plan["subject"]["reference"], "Patient/p1");
+    assert_eq!(plan["encounter"]["reference"], "Encounter/e1");
+    let canonical = plan["instantiatesCanonical"][0].as_str().unwrap();
+    assert!(canonical.ends_with("|1.0.1"), "{canonical}");
+    assert!(
+        app.store
+            .search_careplans(&stride_store::CarePlanQuery {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty(),
+        "$apply stores no CarePlan"
+    );
+    let entry = audit_entries(&app)
+        .await
+        .into_iter()
+        .find(|e| e.entry.action == "plan-apply")
+        .expect("a plan-apply audit entry");
+    assert_eq!(entry.entry.patient_ref.as_deref(), Some("Patient/p1"));
+    assert_eq!(entry.entry.rule_set_version.as_deref(), Some("1.0.1"));
+    assert!(entry.entry.facts.is_some(), "facts kept for replay");
+    assert_eq!(entry.entry.decision_ids, ["walk-run"]);
+
+    // The same patient through the hook: the same plan.
+    let res = app
+        .cds(PV)
+        .json(&patient_view(prefetch(&conditions, &observations)))
+        .send()
+        .await
+        .unwrap();
+    let body: Json = res.json().await.unwrap();
+    let drafted = &body["cards"][0]["suggestions"][0]["actions"][0]["resource"];
+    assert_eq!(drafted["resourceType"], "CarePlan", "{body}");
+    assert_eq!(plan_content(drafted), plan_content(&plan));
+}
+
+#[tokio::test]
+async fn apply_decides_with_the_version_the_plandefinition_names() {
+    let app = spawn_app().await;
+    let conditions = [condition("k", "M25.561", Some(3))];
+    let (status, plan) = apply(
+        &app,
+        "/fhir/PlanDefinition/medial-knee-pain-running-1.0.0/$apply",
+        &parameters(&conditions, &[]),
+    )
+    .await;
+    assert_eq!(status, 200, "{plan}");
+    let canonical = plan["instantiatesCanonical"][0].as_str().unwrap();
+    assert!(canonical.ends_with("|1.0.0"), "{canonical}");
+}
+
+#[tokio::test]
+async fn apply_refuses_what_it_cannot_decide_on() {
+    let app = spawn_app().await;
+    let knee = [condition("k", "M25.561", Some(3))];
+    // No token: 401, and the body is never read.
+    let res = app
+        .client
+        .post(app.url(APPLY))
+        .header("content-type", "application/fhir+json")
+        .body(parameters(&knee, &[]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // A token for another URL (the hook's) is not one for $apply.
+    let res = app
+        .client
+        .post(app.url(APPLY))
+        .bearer_auth(stride_tests::tokens::cds_token(PV))
+        .header("content-type", "application/fhir+json")
+        .body(parameters(&knee, &[]).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    // An unknown PlanDefinition, and a draft version.
+    let (status, _) = apply(
+        &app,
+        "/fhir/PlanDefinition/nope-1.0.0/$apply",
+        &parameters(&knee, &[]),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, oo) = apply(
+        &app,
+        "/fhir/PlanDefinition/medial-knee-pain-running-1.1.0/$apply",
+        &parameters(&knee, &[]),
+    )
+    .await;
+    assert_eq!(status, 409, "{oo}");
+    // Parameters without a subject, and a patient the guideline does not apply to.
+    let (status, oo) = apply(
+        &app,
+        APPLY,
+        &json!({"resourceType": "Parameters", "parameter": [{"name": "data", "resource": bundle(&knee)}]}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    assert!(oo["issue"][0]["details"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("subject"));
+    let (status, oo) = apply(
+        &app,
+        APPLY,
+        &parameters(&[condition("c", "J45.909", Some(3))], &[]),
+    )
+    .await;
+    assert_eq!(status, 422, "{oo}");
+    assert_eq!(oo["issue"][0]["code"], "processing");
+    // Nothing above was drafted or stored.
+    assert!(app
+        .store
+        .search_careplans(&stride_store::CarePlanQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_capability_statement_names_the_operation() {
+    let app = spawn_app().await;
+    let cs = app.get_json("/fhir/metadata").await;
+    let pd = cs["rest"][0]["resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "PlanDefinition")
+        .unwrap();
+    assert_eq!(pd["operation"][0]["name"], "apply");
+    assert_eq!(
+        pd["operation"][0]["definition"],
+        "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply"
+    );
+    let api = app.get_json("/openapi.json").await;
+    assert!(api["paths"]["/fhir/PlanDefinition/{id}/$apply"]["post"].is_object());
+}
