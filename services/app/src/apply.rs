@@ -11,11 +11,11 @@ use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::RecordKind;
 use stride_guideline::model::Status;
-use stride_guideline::{evaluate, Decision, Facts, RuleSet};
-use stride_store::Store;
+use stride_guideline::{evaluate, Facts, RuleSet};
+use stride_store::{NewAuditEntry, Store};
 use time::OffsetDateTime;
 
-use crate::hook::{approved_phase, HookError};
+use crate::hook::{approved_phase, record_decision, HookError};
 
 /// Why $apply drafted nothing.
 #[derive(Debug, thiserror::Error)]
@@ -131,17 +131,9 @@ impl Apply {
     }
 }
 
-/// What $apply drafted: the CarePlan, and the facts, day and decision it rests on (for the
-/// audit entry, so that it can be replayed).
-pub struct Applied {
-    pub careplan: Json,
-    pub facts: Facts,
-    pub decision: Decision,
-    pub as_of: time::Date,
-}
-
-/// Decide `input` with `rs` for `tenant` (its approved plans count, as on a hook call) and
-/// draft the CarePlan, with id `plan_id`.
+/// Decide `input` with `rs` for `tenant` (its approved plans count, as on a hook call), draft
+/// the CarePlan and record `audit` (a plan-apply entry by the caller) with what the decision
+/// rests on. Fail closed, as a hook call: nothing is answered that was not recorded.
 pub async fn apply(
     store: &dyn Store,
     rs: &RuleSet,
@@ -149,8 +141,8 @@ pub async fn apply(
     zone: &ClinicZone,
     now: OffsetDateTime,
     input: &Apply,
-    plan_id: &str,
-) -> Result<Applied, ApplyError> {
+    mut audit: NewAuditEntry,
+) -> Result<Json, ApplyError> {
     if rs.doc.status == Status::Draft {
         return Err(ApplyError::Draft(rs.doc.version.to_string()));
     }
@@ -170,8 +162,9 @@ pub async fn apply(
             "no active episode among the Conditions sent".into(),
         ));
     }
+    let plan_id = uuid::Uuid::new_v4().to_string();
     let ctx = PlanContext {
-        id: plan_id,
+        id: &plan_id,
         patient: &input.patient,
         encounter: input.encounter.as_deref(),
         author: None,
@@ -179,12 +172,18 @@ pub async fn apply(
     };
     let careplan = careplan(rs, &decision, &ctx)
         .map_err(|e| ApplyError::Hook(HookError::Internal(Box::new(e))))?;
-    Ok(Applied {
-        careplan,
-        facts,
-        decision,
-        as_of,
-    })
+    let ids = decision
+        .decision_ids()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    record_decision(&mut audit, rs, patient_ref, &facts, as_of, ids)?;
+    audit.details["careplan"] = serde_json::json!(plan_id);
+    store.append_audit(&audit).await.map_err(|e| {
+        tracing::error!(error = %e, "$apply audit entry not written: answering 503");
+        HookError::Unavailable("the call's audit entry")
+    })?;
+    Ok(careplan)
 }
 
 #[cfg(test)]

@@ -495,13 +495,14 @@ pub async fn decide(
     audit.hook = Some(call.service.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());
     audit.service_id = Some(call.service.id.clone());
-    audit.patient_ref = Some(patient_ref);
-    audit.as_of = Some(as_of.to_string());
-    audit.facts = Some(AuditFacts::from_canonical(&facts).map_err(HookError::internal)?);
-    audit.rule_set_id = Some(rs.doc.id.clone());
-    audit.rule_set_version = Some(rs.doc.version.to_string());
-    audit.rule_set_hash = Some(rs.content_hash.clone());
-    audit.decision_ids = decision_ids.clone();
+    record_decision(
+        &mut audit,
+        rs,
+        patient_ref,
+        &facts,
+        as_of,
+        decision_ids.clone(),
+    )?;
     audit.card_uuids = made.iter().map(|c| c.uuid.to_string()).collect();
     let planned = (careplan_row.is_some() || reused).then_some(plan_id);
     audit.careplan_id = planned;
@@ -555,6 +556,26 @@ pub async fn decide(
         decision_ids,
         shadow_differs,
     })
+}
+
+/// What the audit entry of any decision records (a hook call, `$apply`): whom it was about,
+/// the facts and the day, the exact version and the decision ids — what a replay needs.
+pub(crate) fn record_decision(
+    audit: &mut NewAuditEntry,
+    rs: &RuleSet,
+    patient_ref: String,
+    facts: &Facts,
+    as_of: time::Date,
+    decision_ids: Vec<String>,
+) -> Result<(), HookError> {
+    audit.patient_ref = Some(patient_ref);
+    audit.as_of = Some(as_of.to_string());
+    audit.facts = Some(AuditFacts::from_canonical(facts).map_err(HookError::internal)?);
+    audit.rule_set_id = Some(rs.doc.id.clone());
+    audit.rule_set_version = Some(rs.doc.version.to_string());
+    audit.rule_set_hash = Some(rs.content_hash.clone());
+    audit.decision_ids = decision_ids;
+    Ok(())
 }
 
 /// No record, no answer: a card the clinic cannot trace must not be shown. The CarePlan,

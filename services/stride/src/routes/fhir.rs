@@ -2,12 +2,10 @@
 //! CodeSystems, for every loaded version.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde_json::json;
 use stride_app::apply::{Apply, ApplyError};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::publish;
 use stride_guideline::RuleSet;
-use stride_store::AuditFacts;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit;
@@ -82,40 +80,19 @@ pub async fn apply(
         ApiError::Unavailable
     })?;
     let zone = ClinicZone::for_tenant(caller.timezone.as_deref());
-    let now = time::OffsetDateTime::now_utc();
-    let plan_id = uuid::Uuid::new_v4().to_string();
-    let applied = stride_app::apply::apply(
+    let entry = audit::entry(&http, audit::Action::PlanApply, "success", Some(&caller));
+    let careplan = stride_app::apply::apply(
         state.store.as_ref(),
         rs,
         &caller.tenant,
         &zone,
-        now,
+        time::OffsetDateTime::now_utc(),
         &input,
-        &plan_id,
+        entry,
     )
     .await
     .map_err(apply_error)?;
-    let mut entry = audit::entry(&http, audit::Action::PlanApply, "success", Some(&caller));
-    entry.patient_ref = Some(format!("Patient/{}", input.patient));
-    entry.as_of = Some(applied.as_of.to_string());
-    entry.facts =
-        Some(AuditFacts::from_canonical(&applied.facts).map_err(|e| ApiError::internal(&e))?);
-    entry.rule_set_id = Some(rs.doc.id.clone());
-    entry.rule_set_version = Some(rs.doc.version.to_string());
-    entry.rule_set_hash = Some(rs.content_hash.clone());
-    entry.decision_ids = applied
-        .decision
-        .decision_ids()
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
-    entry.details["careplan"] = json!(plan_id);
-    // Fail closed, as for a hook call: nothing is answered that was not recorded.
-    state.store.append_audit(&entry).await.map_err(|e| {
-        tracing::error!(error = %e, "$apply audit entry not written: answering 503");
-        ApiError::Unavailable
-    })?;
-    Ok(fhir_json(applied.careplan))
+    Ok(fhir_json(careplan))
 }
 
 fn apply_error(e: ApplyError) -> ApiError {
