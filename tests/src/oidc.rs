@@ -43,8 +43,15 @@ pub struct Provider {
 }
 
 pub async fn start_provider(redirect_uri: &str) -> Provider {
+    start_provider_with(redirect_uri, &[]).await
+}
+
+/// The provider with more of its settings (`SMART_REDIRECT_URI` makes it a mock EHR's SMART
+/// authorization server as well; see tests/oidc/op.mjs).
+pub async fn start_provider_with(redirect_uri: &str, env: &[(&str, &str)]) -> Provider {
     let mut child = Command::new("node")
         .arg(repo_root().join("tests/oidc/op.mjs"))
+        .envs(env.iter().copied())
         .env("REDIRECT_URI", redirect_uri)
         .env("CLIENT_ID", CLIENT_ID)
         .env("CLIENT_SECRET", CLIENT_SECRET)

@@ -16,7 +16,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
 use stride_tests::fhir::*;
-use stride_tests::oidc::{start_provider, CLIENT_ID, CLIENT_SECRET};
+use stride_tests::oidc::{start_provider, start_provider_with, CLIENT_ID, CLIENT_SECRET};
 use stride_tests::tokens::*;
 use stride_tests::{repo_root, spawn_app_trusting, TestApp};
 use tokio::process::{Child, Command};
@@ -644,6 +644,322 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     }
     b.client.close().await.unwrap();
     assert_file(&shots, 14);
+}
+
+/// A patient-view call for `patient`; returns the CarePlan drafted and the card's review link.
+async fn draft_linked(app: &TestApp, public: &str, patient: &str) -> (String, Json) {
+    let mut body = patient_view(prefetch(&[condition("k", "M25.561", Some(4))], &[]));
+    body["context"]["patientId"] = json!(patient);
+    body["prefetch"]["Patient"]["id"] = json!(patient);
+    let res = app
+        .client
+        .post(app.url(PV))
+        .bearer_auth(cds_token_at(public, PV))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let out: Json = res.json().await.unwrap();
+    let card = &out["cards"][0];
+    let id = card["suggestions"][0]["actions"][0]["resource"]["id"]
+        .as_str()
+        .expect("a drafted CarePlan")
+        .to_owned();
+    let link = card["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["label"] == "Review the draft CarePlan")
+        .expect("a review link")
+        .clone();
+    (id, link)
+}
+
+/// The EHR opens a launch for `patient` with the card's `appContext` (what it does when a
+/// clinician follows a smart link); returns the launch id.
+async fn ehr_launch(issuer: &str, patient: &str, app_context: &Json, ttl: i64) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("{issuer}/ehr/launch"))
+        .json(&json!({"patient": patient, "appContext": app_context, "ttlSeconds": ttl}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    res.json::<Json>().await.unwrap()["launch"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+impl Browser {
+    /// Sign in at the EHR's authorization server as `login` if it asks, and consent if it asks.
+    async fn through_ehr(&mut self, issuer: &str, login: &str) {
+        for _ in 0..3 {
+            let at = self.client.current_url().await.unwrap();
+            if !at.as_str().starts_with(issuer) {
+                return;
+            }
+            if self
+                .client
+                .find(Locator::Css("input[name=login]"))
+                .await
+                .is_ok()
+            {
+                self.fill("input[name=login]", login).await;
+                self.fill("input[name=password]", "any password").await;
+            }
+            self.click("button[type=submit]").await;
+        }
+    }
+
+    /// Forget every sign-in: Stride's session and the EHR's (WebDriver deletes the cookies the
+    /// page shown can see, so a page of each is visited in turn).
+    async fn forget(&self, public: &str, issuer: &str) {
+        for page in [
+            format!("{public}/ui/style.css"),
+            format!("{issuer}/fhir/.well-known/smart-configuration"),
+        ] {
+            self.client.goto(&page).await.unwrap();
+            self.client.delete_all_cookies().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_ehr_launches_the_review_as_a_smart_app_in_chromium() {
+    if !tools_ready() {
+        return;
+    }
+    let port = stride_tests::oidc::free_port();
+    let public = format!("http://localhost:{port}");
+    let smart_callback = format!("{public}/ui/auth/smart-callback");
+    let provider = start_provider_with(
+        &format!("{public}/ui/auth/callback"),
+        &[
+            ("SMART_REDIRECT_URI", smart_callback.as_str()),
+            ("SMART_STANDALONE_PATIENT", "p-standalone"),
+        ],
+    )
+    .await;
+    let fhir_base = format!("{}/fhir", provider.issuer);
+    let listen = format!("127.0.0.1:{port}");
+    // The EHR's authorization server is a staff issuer holding Stride's SMART registration;
+    // Stride's own staff sign-in is not configured, so every session here is a launch.
+    let app = spawn_app_trusting(
+        &[
+            json!({"iss": provider.issuer, "kind": "staff", "tenant": TENANT,
+                 "jwks_uri": provider.jwks_uri,
+                 "smart": {"fhir_base": fhir_base, "client_id": "stride-smart"}}),
+        ],
+        &[("STRIDE_LISTEN", &listen), ("STRIDE_PUBLIC_URL", &public)],
+    )
+    .await;
+
+    // The card links the review as a SMART launch naming the plan in appContext.
+    let (plan, link) = draft_linked(&app, &public, "p-smart").await;
+    assert_eq!(link["type"], "smart", "{link}");
+    assert_eq!(link["url"], format!("{public}/ui/smart/launch"));
+    let context: Json = serde_json::from_str(link["appContext"].as_str().expect("a string"))
+        .expect("appContext is JSON");
+    assert_eq!(context, json!({"careplan": plan}));
+    let (other_plan, _) = draft_linked(&app, &public, "p-other").await;
+    let (standalone_plan, _) = draft_linked(&app, &public, "p-standalone").await;
+
+    let mut b = start_browser().await;
+    b.shots = b.shots.join("smart");
+    std::fs::create_dir_all(&b.shots).unwrap();
+    for old in std::fs::read_dir(&b.shots).unwrap().flatten() {
+        let _ = std::fs::remove_file(old.path());
+    }
+    let launch_url = |launch: &str| {
+        let q: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("iss", &fhir_base)
+            .append_pair("launch", launch)
+            .finish();
+        format!("{}?{q}", link["url"].as_str().unwrap())
+    };
+
+    // EHR launch: the clinician signs in at the EHR and lands on that plan, signed in to
+    // Stride, for that patient only.
+    let launch = ehr_launch(&provider.issuer, "p-smart", &link["appContext"], 300).await;
+    // Where Stride sends the browser: the EHR's authorization endpoint, with PKCE S256, the
+    // FHIR base as audience, and the launch.
+    let res = app.client.get(launch_url(&launch)).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let to = url::Url::parse(res.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(
+        to.as_str().split('?').next(),
+        Some(format!("{}/auth", provider.issuer).as_str())
+    );
+    let q: std::collections::HashMap<String, String> = to.query_pairs().into_owned().collect();
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["aud"], fhir_base);
+    assert_eq!(q["launch"], launch);
+    assert_eq!(q["client_id"], "stride-smart");
+    b.client.goto(&launch_url(&launch)).await.unwrap();
+    let at = b.client.current_url().await.unwrap();
+    assert!(
+        at.as_str().starts_with(&provider.issuer),
+        "sent to the EHR, got {at}"
+    );
+    b.shot("ehr-sign-in").await;
+    b.through_ehr(&provider.issuer, "dr-lee").await;
+    assert_eq!(
+        b.path().await,
+        format!("/ui/careplans/{plan}"),
+        "{}",
+        b.text().await
+    );
+    let text = b.text().await;
+    assert!(text.contains("Signed in as dr-lee"), "{text}");
+    assert!(text.contains("from the EHR, for Patient/p-smart"), "{text}");
+    assert!(
+        !text.contains("Decision log"),
+        "no links to pages across patients"
+    );
+    b.check_accessible().await;
+    b.shot("launched-careplan").await;
+    b.click("#approve button").await;
+    assert_eq!(b.path().await, format!("/ui/careplans/{plan}?done=approve"));
+    assert_eq!(status_of(&app, &plan).await, ("active".into(), 2));
+
+    // The session is this patient's: another patient's plan does not exist for it, the queue
+    // lists this patient only, and pages across patients are refused.
+    b.client
+        .goto(&app_url(&public, &format!("/ui/careplans/{other_plan}")))
+        .await
+        .unwrap();
+    assert!(
+        b.text().await.contains("no CarePlan with this id"),
+        "{}",
+        b.text().await
+    );
+    b.client
+        .goto(&app_url(&public, "/ui/careplans?status=any"))
+        .await
+        .unwrap();
+    let text = b.text().await;
+    assert!(
+        text.contains("Patient/p-smart") && !text.contains("p-other"),
+        "{text}"
+    );
+    for page in ["/ui/audit", "/ui/rules/impact"] {
+        b.client.goto(&app_url(&public, page)).await.unwrap();
+        let text = b.text().await;
+        assert!(
+            text.contains("launched by the EHR for one patient"),
+            "{page}: {text}"
+        );
+    }
+    b.shot("patient-limited").await;
+
+    // Refusals. An EHR the trust file does not list:
+    b.client
+        .goto(&app_url(
+            &public,
+            "/ui/smart/launch?iss=https%3A%2F%2Fehr.unknown.example%2Ffhir&launch=x",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(b.path().await.split('?').next(), Some("/ui/smart/launch"));
+    assert!(b
+        .text()
+        .await
+        .contains("This EHR is not registered with Stride"));
+    b.shot("refused-unknown-ehr").await;
+    // A launch for another patient than the plan the card named:
+    let wrong = ehr_launch(&provider.issuer, "p-other", &link["appContext"], 300).await;
+    b.client.goto(&launch_url(&wrong)).await.unwrap();
+    b.through_ehr(&provider.issuer, "dr-lee").await;
+    assert!(
+        b.text().await.contains("is not the launched patient's"),
+        "{}",
+        b.text().await
+    );
+    b.shot("refused-wrong-patient").await;
+    // A launch that expired before the clinician got there: the EHR refuses it.
+    let expired = ehr_launch(&provider.issuer, "p-smart", &link["appContext"], -1).await;
+    b.client.goto(&launch_url(&expired)).await.unwrap();
+    b.through_ehr(&provider.issuer, "dr-lee").await;
+    let text = b.text().await;
+    assert!(
+        text.contains("did not sign you in (access_denied)"),
+        "{text}"
+    );
+    b.shot("refused-expired-launch").await;
+    // A patient signed in at the EHR is not a reviewer.
+    b.forget(&public, &provider.issuer).await;
+    let by_patient = ehr_launch(&provider.issuer, "p-smart", &link["appContext"], 300).await;
+    b.client.goto(&launch_url(&by_patient)).await.unwrap();
+    b.through_ehr(&provider.issuer, "patient-sam").await;
+    let text = b.text().await;
+    assert!(
+        text.contains("did not identify you as a practitioner"),
+        "{text}"
+    );
+    assert!(
+        b.client.get_named_cookie("stride_session").await.is_err(),
+        "no session"
+    );
+
+    // Standalone launch: the EHR chooses the patient; the queue shows that patient's plans.
+    b.forget(&public, &provider.issuer).await;
+    let standalone = format!(
+        "{public}/ui/smart/launch?{}",
+        url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("iss", &fhir_base)
+            .finish()
+    );
+    b.client.goto(&standalone).await.unwrap();
+    b.through_ehr(&provider.issuer, "dr-lee").await;
+    assert_eq!(b.path().await, "/ui/careplans?status=any");
+    let text = b.text().await;
+    assert!(text.contains("for Patient/p-standalone"), "{text}");
+    let rows = b
+        .client
+        .find_all(Locator::Css("table.queue tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(b
+        .client
+        .find(Locator::Css(&format!(
+            "a[href=\"/ui/careplans/{standalone_plan}\"]"
+        )))
+        .await
+        .is_ok());
+    b.shot("standalone-launch").await;
+
+    // The launches are on the record: who, as which FHIR user, for which patient and plan;
+    // and each refusal with its reason.
+    let q = stride_store::AuditQuery {
+        caller_subject: Some("dr-lee".into()),
+        ..Default::default()
+    };
+    let entries: Vec<stride_store::NewAuditEntry> = app
+        .store
+        .audit_stream(&q, true)
+        .map(|r| r.unwrap().entry)
+        .collect()
+        .await;
+    let sign_ins: Vec<&stride_store::NewAuditEntry> = entries
+        .iter()
+        .filter(|e| e.action == "staff-sign-in")
+        .collect();
+    assert_eq!(sign_ins.len(), 2, "the EHR launch and the standalone one");
+    let first = sign_ins
+        .iter()
+        .find(|e| e.details["launch"] == "smart-ehr")
+        .unwrap();
+    assert_eq!(first.details["careplan"], json!(plan));
+    assert_eq!(first.patient_ref.as_deref(), Some("Patient/p-smart"));
+    assert_eq!(
+        first.details["fhirUser"],
+        format!("{fhir_base}/Practitioner/dr-lee")
+    );
+    assert!(entries.iter().any(|e| e.action == "careplan-review"));
+    b.client.close().await.unwrap();
 }
 
 fn app_url(public: &str, path: &str) -> String {

@@ -232,7 +232,7 @@ fn coded_imaging_orders_are_orders_an_ehr_can_place() {
         decision: &d,
         guideline_url: "https://stride.example/guidelines/x".into(),
         careplan: None,
-        careplan_url: None,
+        review: None,
         imaging: &orders,
         drafted: &[],
         unread: &[],

@@ -31,6 +31,36 @@ pub struct Card {
     pub json: Json,
 }
 
+/// Where the card sends staff to review the draft CarePlan.
+pub enum ReviewLink {
+    /// The review page itself (staff sign in to Stride).
+    Page(String),
+    /// A SMART launch of Stride from the EHR (CDS Hooks 2.0 link type `smart`): the EHR hands
+    /// `appContext`, naming the plan, back to Stride in its token response.
+    Smart {
+        launch_url: String,
+        careplan: String,
+    },
+}
+
+impl ReviewLink {
+    fn link(&self) -> Json {
+        const LABEL: &str = "Review the draft CarePlan";
+        match self {
+            ReviewLink::Page(url) => json!({"label": LABEL, "url": url, "type": "absolute"}),
+            ReviewLink::Smart {
+                launch_url,
+                careplan,
+            } => json!({
+                "label": LABEL,
+                "url": launch_url,
+                "type": "smart",
+                "appContext": json!({"careplan": careplan}).to_string(),
+            }),
+        }
+    }
+}
+
 pub struct CardInputs<'a> {
     pub rs: &'a RuleSet,
     pub decision: &'a Decision,
@@ -38,7 +68,7 @@ pub struct CardInputs<'a> {
     pub guideline_url: String,
     /// The draft CarePlan (patient-view) and where staff read it.
     pub careplan: Option<&'a Json>,
-    pub careplan_url: Option<String>,
+    pub review: Option<ReviewLink>,
     /// The imaging orders the red flags suggest (coded where the rule set codes them).
     pub imaging: &'a [ImagingSuggestion],
     /// The orders being drafted (order-select, order-sign): an imaging order among them
@@ -301,11 +331,11 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
         }
     }
     let (uuid, mut card) = base_card(inp, phase_id, &title, indicator(level), &text, detail);
-    if let Some(url) = &inp.careplan_url {
+    if let Some(review) = &inp.review {
         card["links"]
             .as_array_mut()
             .expect("links")
-            .push(json!({"label": "Review the draft CarePlan", "url": url, "type": "absolute"}));
+            .push(review.link());
     }
     let suggestions = inp
         .careplan

@@ -22,7 +22,7 @@ use stride_store::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::cards::{cards, CardInputs};
+use crate::cards::{cards, CardInputs, ReviewLink};
 use crate::catalog::Service;
 use crate::discovery::{self, Hook, CAREPLAN, CONDITION, OBSERVATION, PATIENT};
 
@@ -97,6 +97,9 @@ pub struct Call<'a> {
     pub public_url: &'a str,
     /// From [`fingerprint`]: what makes a retry the same call.
     pub fingerprint: String,
+    /// The caller's clinic launches Stride from its EHR as a SMART app: the review link on the
+    /// cards is a `smart` link.
+    pub smart_launch: bool,
 }
 
 impl Call<'_> {
@@ -468,9 +471,16 @@ pub async fn decide(
         decision: &decision,
         guideline_url: crate::guideline_url(public, &rs.doc.id, &rs.doc.version),
         careplan: plan.as_ref(),
-        careplan_url: plan
-            .as_ref()
-            .map(|_| format!("{public}/ui/careplans/{plan_id}")),
+        review: plan.as_ref().map(|_| {
+            if call.smart_launch {
+                ReviewLink::Smart {
+                    launch_url: format!("{public}/ui/smart/launch"),
+                    careplan: plan_id.to_string(),
+                }
+            } else {
+                ReviewLink::Page(format!("{public}/ui/careplans/{plan_id}"))
+            }
+        }),
         imaging: &imaging,
         drafted: &drafted,
         unread: &unread,

@@ -54,8 +54,9 @@ pub async fn load_visible(
         StoreError::NotFound => ReviewError::NotFound,
         other => ReviewError::Store(other),
     })?;
-    // A plan of another tenant does not exist for this caller.
-    if !caller.may_see(&record.tenant) {
+    // A plan of another tenant, or of another patient than the one an EHR launched for, does
+    // not exist for this caller.
+    if !caller.may_see_patient(&record.tenant, &record.patient_ref) {
         return Err(ReviewError::NotFound);
     }
     Ok(record)

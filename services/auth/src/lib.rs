@@ -15,7 +15,7 @@ use time::OffsetDateTime;
 
 pub use jsonwebtoken::Algorithm;
 pub use jwks::KeySource;
-pub use trust::{IssuerConfig, Kind, TrustError, TrustFile};
+pub use trust::{IssuerConfig, Kind, SmartRegistration, TrustError, TrustFile};
 
 /// A verified caller. The JWT id and expiry travel along for the replay check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +32,11 @@ pub struct Caller {
     pub jti: Option<String>,
     pub expires_at: i64,
     pub scopes: Vec<String>,
+    /// Set for a staff member an EHR launched for one patient (SMART App Launch): only that
+    /// patient's data is theirs to see, as `Patient/ID`.
+    pub patient: Option<String>,
+    /// The FHIR resource that is the user (SMART `fhirUser`), when the token names one.
+    pub fhir_user: Option<String>,
 }
 
 impl Caller {
@@ -47,6 +52,11 @@ impl Caller {
     /// Whether data filed under `tenant` is visible to this caller.
     pub fn may_see(&self, tenant: &str) -> bool {
         self.tenant_scope().is_none_or(|t| t == tenant)
+    }
+
+    /// Whether a record of `patient_ref` (`Patient/ID`) filed under `tenant` is visible.
+    pub fn may_see_patient(&self, tenant: &str, patient_ref: &str) -> bool {
+        self.may_see(tenant) && self.patient.as_deref().is_none_or(|p| p == patient_ref)
     }
 }
 
@@ -96,6 +106,8 @@ pub enum AuthError {
     MissingScope(String),
     #[error("the ID token does not answer this sign-in (nonce)")]
     WrongNonce,
+    #[error("this sign-in was launched by the EHR for one patient: it opens that patient's CarePlans only")]
+    PatientLimited,
 }
 
 impl AuthError {
@@ -123,6 +135,7 @@ impl AuthError {
             AuthError::WrongTenant => "auth_tenant",
             AuthError::MissingScope(_) => "auth_scope",
             AuthError::WrongNonce => "auth_nonce",
+            AuthError::PatientLimited => "auth_patient",
         }
     }
 
@@ -135,7 +148,10 @@ impl AuthError {
     pub fn is_forbidden(&self) -> bool {
         matches!(
             self,
-            AuthError::WrongKind | AuthError::WrongTenant | AuthError::MissingScope(_)
+            AuthError::WrongKind
+                | AuthError::WrongTenant
+                | AuthError::MissingScope(_)
+                | AuthError::PatientLimited
         )
     }
 }
@@ -193,6 +209,8 @@ struct Claims {
     tenant: Option<String>,
     scope: Option<String>,
     nonce: Option<String>,
+    #[serde(rename = "fhirUser")]
+    fhir_user: Option<String>,
 }
 
 impl Verifier {
@@ -214,6 +232,21 @@ impl Verifier {
     /// The trust-file entry of `iss`, if it lists it.
     pub fn issuer(&self, iss: &str) -> Option<&IssuerConfig> {
         self.issuers.get(iss).map(|(cfg, _)| cfg)
+    }
+
+    /// The staff issuer where Stride is registered as a SMART app with the EHR whose FHIR base
+    /// is `fhir_base` (a launch's `iss`).
+    pub fn smart_issuer(&self, fhir_base: &str) -> Option<&IssuerConfig> {
+        let base = fhir_base.trim_end_matches('/');
+        self.issuers()
+            .find(|i| i.smart.as_ref().is_some_and(|s| s.iss() == base))
+    }
+
+    /// Whether an EHR of `tenant` launches Stride as a SMART app (its cards then link the
+    /// review as a `smart` link).
+    pub fn smart_tenant(&self, tenant: &str) -> bool {
+        self.issuers()
+            .any(|i| i.smart.is_some() && i.tenant.as_deref().unwrap_or(i.iss.as_str()) == tenant)
     }
 
     /// What the trust file lets `iss` do, if it lists it.
@@ -361,6 +394,8 @@ fn caller(cfg: &IssuerConfig, c: Claims, kind: Kind) -> Caller {
             .scope
             .map(|s| s.split_whitespace().map(str::to_owned).collect())
             .unwrap_or_default(),
+        patient: None,
+        fhir_user: c.fhir_user,
     }
 }
 

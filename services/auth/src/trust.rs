@@ -53,6 +53,32 @@ pub struct IssuerConfig {
     /// version), overriding STRIDE_SHADOW_VERSIONS; checked at start. Never shown.
     #[serde(default)]
     pub shadow: std::collections::BTreeMap<String, String>,
+    /// A `staff` issuer that is an EHR's authorization server: Stride is registered there as a
+    /// SMART App Launch client, and the EHR launches the review pages (issue 23).
+    #[serde(default)]
+    pub smart: Option<SmartRegistration>,
+}
+
+/// Stride's registration as a SMART app with one EHR.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartRegistration {
+    /// The EHR's FHIR base URL: the `iss` of its launches, where its
+    /// `/.well-known/smart-configuration` is read, and the `aud` of the authorization request.
+    pub fhir_base: Url,
+    /// The client id the EHR gave Stride.
+    pub client_id: String,
+    /// The environment variable holding the client secret of a confidential client; absent, a
+    /// public client (PKCE only). The secret itself never sits in the trust file.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+}
+
+impl SmartRegistration {
+    /// The FHIR base as launches name it: no trailing slash.
+    pub fn iss(&self) -> &str {
+        self.fhir_base.as_str().trim_end_matches('/')
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,6 +105,7 @@ impl TrustFile {
         let t: TrustFile =
             serde_json::from_str(text).map_err(|e| TrustError::Invalid(e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
+        let mut smart_bases = std::collections::HashSet::new();
         for i in &t.issuers {
             if !seen.insert(&i.iss) {
                 return Err(TrustError::Invalid(format!(
@@ -95,20 +122,34 @@ impl TrustFile {
                 }
             }
             for u in i.fhir_servers.iter().flatten() {
-                let loopback = matches!(
-                    u.host(),
-                    Some(url::Host::Ipv4(ip)) if ip.is_loopback()
-                ) || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-                    || u.host_str() == Some("localhost");
-                if !(u.scheme() == "https" || u.scheme() == "http" && loopback)
-                    || u.query().is_some()
-                    || u.fragment().is_some()
-                    || !u.username().is_empty()
-                {
+                if !base_url(u) {
                     return Err(TrustError::Invalid(format!(
                         "issuer {}: fhir_servers entry {u} must be an https base URL \
                          without query, fragment or credentials",
                         i.iss
+                    )));
+                }
+            }
+            if let Some(smart) = &i.smart {
+                if i.kind != Kind::Staff {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: only a staff issuer (the EHR's authorization server) has a \
+                         smart registration",
+                        i.iss
+                    )));
+                }
+                if !base_url(&smart.fhir_base) || smart.client_id.trim().is_empty() {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: smart needs an https fhir_base without query, fragment or \
+                         credentials, and a client_id",
+                        i.iss
+                    )));
+                }
+                if !smart_bases.insert(smart.iss().to_owned()) {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: the FHIR base {} is registered twice",
+                        i.iss,
+                        smart.iss()
                     )));
                 }
             }
@@ -136,6 +177,17 @@ impl TrustFile {
     }
 }
 
+/// An https base URL (http only on loopback) without query, fragment or credentials.
+fn base_url(u: &Url) -> bool {
+    let loopback = matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+        || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+        || u.host_str() == Some("localhost");
+    (u.scheme() == "https" || u.scheme() == "http" && loopback)
+        && u.query().is_none()
+        && u.fragment().is_none()
+        && u.username().is_empty()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +213,48 @@ mod tests {
         ] {
             assert!(with_servers(bad).is_err(), "{bad}");
         }
+    }
+
+    fn with_smart(kind: &str, smart: &str) -> Result<TrustFile, TrustError> {
+        TrustFile::parse(&format!(
+            r#"{{"issuers": [{{"iss": "https://login.ehr.test", "kind": "{kind}",
+                 "jwks_uri": "https://login.ehr.test/jwks", "smart": {smart}}}]}}"#
+        ))
+    }
+
+    #[test]
+    fn a_smart_registration_belongs_to_a_staff_issuer_with_an_https_fhir_base() {
+        let t = with_smart(
+            "staff",
+            r#"{"fhir_base": "https://ehr.test/fhir/", "client_id": "stride"}"#,
+        )
+        .unwrap();
+        let smart = t.issuers[0].smart.as_ref().unwrap();
+        assert_eq!(smart.iss(), "https://ehr.test/fhir");
+        assert!(
+            smart.client_secret_env.is_none(),
+            "a public client unless told"
+        );
+        assert!(with_smart(
+            "cds-client",
+            r#"{"fhir_base": "https://ehr.test/fhir", "client_id": "s"}"#
+        )
+        .is_err());
+        for bad in [
+            r#"{"fhir_base": "http://ehr.test/fhir", "client_id": "s"}"#,
+            r#"{"fhir_base": "https://ehr.test/fhir?x=1", "client_id": "s"}"#,
+            r#"{"fhir_base": "https://ehr.test/fhir", "client_id": " "}"#,
+            r#"{"fhir_base": "https://ehr.test/fhir", "client_id": "s", "secret": "x"}"#,
+        ] {
+            assert!(with_smart("staff", bad).is_err(), "{bad}");
+        }
+        let twice = TrustFile::parse(
+            r#"{"issuers": [
+                {"iss": "https://a.test", "kind": "staff", "jwks_uri": "https://a.test/jwks",
+                 "smart": {"fhir_base": "https://ehr.test/fhir", "client_id": "s"}},
+                {"iss": "https://b.test", "kind": "staff", "jwks_uri": "https://b.test/jwks",
+                 "smart": {"fhir_base": "https://ehr.test/fhir/", "client_id": "s"}}]}"#,
+        );
+        assert!(twice.is_err(), "one FHIR base, one authorization server");
     }
 }

@@ -259,6 +259,9 @@ pub struct PendingLogin {
     pub next_path: String,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The FHIR base of the EHR that launched this sign-in (SMART App Launch); `None` for the
+    /// staff pages' own sign-in.
+    pub smart_iss: Option<String>,
 }
 
 /// A signed-in staff member's session, keyed by the SHA-256 of its cookie value.
@@ -275,6 +278,10 @@ pub struct StaffSession {
     /// Unix seconds.
     pub created_at: i64,
     pub expires_at: i64,
+    /// A session an EHR launched for one patient (`Patient/ID`) sees that patient only.
+    pub patient: Option<String>,
+    /// The staff member as a FHIR resource (SMART `fhirUser`).
+    pub fhir_user: Option<String>,
 }
 
 impl StaffSession {
@@ -286,6 +293,7 @@ impl StaffSession {
         for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
         Ok(StaffSession {
             id_hash: r.try_get("id_hash")?,
@@ -301,6 +309,8 @@ impl StaffSession {
             csrf: r.try_get("csrf")?,
             created_at: r.try_get("created_at")?,
             expires_at: r.try_get("expires_at")?,
+            patient: r.try_get("patient")?,
+            fhir_user: r.try_get("fhir_user")?,
         })
     }
 }

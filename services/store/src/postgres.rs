@@ -312,12 +312,13 @@ impl Store for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at) VALUES ($1, $2, $3, $4, $5)")
+        sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at, smart_iss) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&l.state_hash)
             .bind(&l.verifier)
             .bind(&l.nonce)
             .bind(&l.next_path)
             .bind(l.expires_at)
+            .bind(&l.smart_iss)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -343,8 +344,8 @@ impl Store for PgStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+        sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at, patient, fhir_user)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
             .bind(&s.id_hash)
             .bind(&s.issuer)
             .bind(&s.subject)
@@ -354,6 +355,8 @@ impl Store for PgStore {
             .bind(&s.csrf)
             .bind(s.created_at)
             .bind(s.expires_at)
+            .bind(&s.patient)
+            .bind(&s.fhir_user)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

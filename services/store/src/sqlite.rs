@@ -304,12 +304,13 @@ impl Store for SqliteStore {
         self.write(move |c, _| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM staff_logins WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
-                sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at) VALUES (?, ?, ?, ?, ?)")
+                sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at, smart_iss) VALUES (?, ?, ?, ?, ?, ?)")
                     .bind(&l.state_hash)
                     .bind(&l.verifier)
                     .bind(&l.nonce)
                     .bind(&l.next_path)
                     .bind(l.expires_at)
+                    .bind(&l.smart_iss)
                     .execute(&mut *c)
                     .await?;
                 Ok(())
@@ -343,8 +344,8 @@ impl Store for SqliteStore {
         self.write(move |c, _| {
             Box::pin(async move {
                 sqlx::query("DELETE FROM staff_sessions WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
-                sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at)
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at, patient, fhir_user)
+                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
                     .bind(&s.id_hash)
                     .bind(&s.issuer)
                     .bind(&s.subject)
@@ -354,6 +355,8 @@ impl Store for SqliteStore {
                     .bind(&s.csrf)
                     .bind(s.created_at)
                     .bind(s.expires_at)
+                    .bind(&s.patient)
+                    .bind(&s.fhir_user)
                     .execute(&mut *c)
                     .await?;
                 Ok(())

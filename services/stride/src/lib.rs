@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod oidc;
 pub mod routes;
 pub mod rules_cmd;
+pub mod smart;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -27,13 +27,32 @@ pub struct Metadata {
     pub token_endpoint: String,
 }
 
-/// What the token endpoint answers (RFC 6749 5.1, OIDC Core 3.1.3.3).
+/// What the token endpoint answers (RFC 6749 5.1, OIDC Core 3.1.3.3, and the launch context
+/// of SMART App Launch 2.0: `patient`, and the `appContext` of the CDS Hooks card that
+/// launched the app).
 #[derive(Deserialize)]
 pub struct TokenResponse {
     pub id_token: Option<String>,
     /// Granted scopes; when absent they are the ones requested (RFC 6749 5.1).
     pub scope: Option<String>,
     pub expires_in: Option<i64>,
+    pub patient: Option<String>,
+    #[serde(rename = "appContext")]
+    pub app_context: Option<serde_json::Value>,
+}
+
+impl TokenResponse {
+    /// The granted scopes among `wanted`.
+    pub fn granted(&self, wanted: &[&str]) -> Vec<String> {
+        match &self.scope {
+            Some(s) => s
+                .split_whitespace()
+                .filter(|g| wanted.contains(g))
+                .map(str::to_owned)
+                .collect(),
+            None => wanted.iter().map(|s| s.to_string()).collect(),
+        }
+    }
 }
 
 pub struct Oidc {
@@ -65,11 +84,7 @@ impl Oidc {
         Oidc {
             settings,
             redirect_uri: format!("{public_url}/ui/auth/callback"),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(5))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("an HTTP client"),
+            http: http_client(),
             metadata: OnceCell::new(),
             allow_http,
         }
@@ -137,37 +152,70 @@ impl Oidc {
     /// Trade the authorization code for tokens, proving possession of the PKCE verifier.
     pub async fn exchange(&self, code: &str, verifier: &str) -> Result<TokenResponse, OidcError> {
         let m = self.metadata().await?;
-        let mut form = vec![
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", self.redirect_uri.as_str()),
-            ("code_verifier", verifier),
-        ];
-        let mut req = self.http.post(&m.token_endpoint);
-        match &self.settings.client_secret {
-            Some(secret) => req = req.basic_auth(&self.settings.client_id, Some(secret)),
-            None => form.push(("client_id", self.settings.client_id.as_str())),
-        }
-        let res = req
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| OidcError::Token(e.without_url().to_string()))?;
-        let status = res.status();
-        let bytes = res
-            .bytes()
-            .await
-            .map_err(|e| OidcError::Token(e.to_string()))?;
-        if !status.is_success() {
-            // RFC 6749 5.2: the error code is safe to show; the description may not be.
-            let code = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| format!("HTTP {status}"));
-            return Err(OidcError::Token(code));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| OidcError::Token(e.to_string()))
+        let client = Client {
+            id: &self.settings.client_id,
+            secret: self.settings.client_secret.as_deref(),
+            redirect_uri: &self.redirect_uri,
+        };
+        exchange(&self.http, &m.token_endpoint, &client, code, verifier).await
     }
+}
+
+/// A client registration at an authorization server: who Stride is there.
+pub struct Client<'a> {
+    pub id: &'a str,
+    /// A confidential client's secret (HTTP Basic); `None`: a public client.
+    pub secret: Option<&'a str>,
+    pub redirect_uri: &'a str,
+}
+
+/// The HTTP client for authorization servers: short timeout, no redirects followed.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+/// The authorization-code grant (RFC 6749 4.1.3) with the PKCE verifier (RFC 7636 4.5).
+pub async fn exchange(
+    http: &reqwest::Client,
+    token_endpoint: &str,
+    client: &Client<'_>,
+    code: &str,
+    verifier: &str,
+) -> Result<TokenResponse, OidcError> {
+    let mut form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", client.redirect_uri),
+        ("code_verifier", verifier),
+    ];
+    let mut req = http.post(token_endpoint);
+    match client.secret {
+        Some(secret) => req = req.basic_auth(client.id, Some(secret)),
+        None => form.push(("client_id", client.id)),
+    }
+    let res = req
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| OidcError::Token(e.without_url().to_string()))?;
+    let status = res.status();
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| OidcError::Token(e.to_string()))?;
+    if !status.is_success() {
+        // RFC 6749 5.2: the error code is safe to show; the description may not be.
+        let code = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        return Err(OidcError::Token(code));
+    }
+    serde_json::from_slice(&bytes).map_err(|e| OidcError::Token(e.to_string()))
 }
 
 #[cfg(test)]

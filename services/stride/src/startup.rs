@@ -179,6 +179,7 @@ impl Application {
             db_health,
             verifier,
             oidc,
+            smart_http: crate::oidc::http_client(),
             admission,
             started: time::OffsetDateTime::now_utc(),
             metrics,

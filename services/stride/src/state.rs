@@ -29,6 +29,8 @@ pub struct AppState {
     pub tenant_share: crate::admission::TenantShare,
     /// Staff sign-in with OpenID Connect, when configured.
     pub oidc: Option<Arc<crate::oidc::Oidc>>,
+    /// The client for EHR authorization servers (SMART App Launch).
+    pub smart_http: reqwest::Client,
     /// Refused requests on their way to the audit log (see `audit::refused`).
     pub refusals: tokio::sync::mpsc::Sender<crate::audit::Refusal>,
 }

@@ -248,6 +248,7 @@ pub async fn call(
         now: OffsetDateTime::now_utc(),
         public_url: state.settings.public_url.as_str(),
         fingerprint,
+        smart_launch: state.verifier.smart_tenant(cds_caller.tenant()),
     };
     let drafted = hook::decide(state.store.as_ref(), &call, &mut fetch, base)
         .await

@@ -11,7 +11,7 @@ use stride_store::CarePlanRecord;
 use time::Date;
 
 use super::chart::Timeline;
-use super::{check_form, esc, number, page, see_other, Page, UiError, Viewer};
+use super::{check_form, esc, number, page, see_other, PatientPage, UiError, Viewer};
 use crate::audit;
 use crate::auth::{CareplanRead, CareplanReview, Scope};
 use crate::error::ApiError;
@@ -128,7 +128,7 @@ fn verdict(v: Verdict) -> &'static str {
 #[tracing::instrument(name = "ui careplan", skip_all)]
 pub async fn careplan(
     req: HttpRequest,
-    signed_in: Page<CareplanRead>,
+    signed_in: PatientPage<CareplanRead>,
     path: web::Path<String>,
     q: web::Query<HashMap<String, String>>,
     state: web::Data<AppState>,
@@ -401,7 +401,7 @@ fn edited_activities(current: &Json, form: &HashMap<String, String>) -> Json {
 #[tracing::instrument(name = "ui careplan review", skip_all)]
 pub async fn review(
     req: HttpRequest,
-    signed_in: Page<CareplanReview>,
+    signed_in: PatientPage<CareplanReview>,
     path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod careplan;
 pub mod chart;
 pub mod impact;
+pub mod launch;
 pub mod queue;
 pub mod signin;
 
@@ -61,10 +62,21 @@ pub fn page(status: StatusCode, viewer: Option<&Viewer>, title: &str, body: &str
             } else {
                 String::new()
             };
+            // A session launched for one patient reaches only that patient's plans.
+            let nav = if v.caller.patient.is_some() {
+                "<a href=\"/ui/careplans?status=any\">This patient's plans</a>"
+            } else {
+                "<a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a> <a href=\"/ui/rules/impact\">Impact</a>"
+            };
             format!(
-                "<header><nav aria-label=\"Stride\"><a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a> <a href=\"/ui/rules/impact\">Impact</a></nav>\
-                 <span class=\"who\">Signed in as {}</span>{sign_out}</header>",
-                esc(&v.caller.subject)
+                "<header><nav aria-label=\"Stride\">{nav}</nav>\
+                 <span class=\"who\">Signed in as {}{}</span>{sign_out}</header>",
+                esc(&v.caller.subject),
+                v.caller
+                    .patient
+                    .as_deref()
+                    .map(|p| format!(" · from the EHR, for {}", esc(p)))
+                    .unwrap_or_default()
             )
         }
         None => String::new(),
@@ -182,15 +194,33 @@ fn here(req: &HttpRequest) -> String {
 }
 
 /// The staff member behind a page request, with `scope`: from a bearer token (reverse proxy) or
-/// from the session cookie. Without either, the browser is sent to sign in.
-pub async fn viewer(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Viewer, UiError> {
-    if req.headers().contains_key(header::AUTHORIZATION) || state.oidc.is_none() {
+/// from the session cookie. Without either, the browser is sent to sign in. A session limited
+/// to one patient is refused unless the page keeps to that patient (`one_patient`).
+pub async fn viewer(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: &str,
+    one_patient: bool,
+) -> Result<Viewer, UiError> {
+    let bearer = || async {
         let caller = auth::staff(req, state, scope).await?;
-        return Ok(Viewer { caller, csrf: None });
-    }
-    let Some(viewer) = session(req, state).await? else {
-        return Err(UiError::SignIn(here(req)));
+        Ok(Viewer { caller, csrf: None })
     };
+    if req.headers().contains_key(header::AUTHORIZATION) {
+        return bearer().await;
+    }
+    // A session comes from Stride's own sign-in or from an EHR's SMART launch; the latter needs
+    // no sign-in of Stride's own.
+    let viewer = match session(req, state).await? {
+        Some(v) => v,
+        None if state.oidc.is_some() => return Err(UiError::SignIn(here(req))),
+        None => return bearer().await,
+    };
+    if viewer.caller.patient.is_some() && !one_patient {
+        let e = AuthError::PatientLimited;
+        auth::refused(req, state, &e, "refused a staff page");
+        return Err(ApiError::Auth(e).into());
+    }
     if !viewer.caller.has_scope(scope) {
         let e = AuthError::MissingScope(scope.to_owned());
         auth::refused(req, state, &e, "refused a staff page");
@@ -200,12 +230,18 @@ pub async fn viewer(req: &HttpRequest, state: &AppState, scope: &str) -> Result<
 }
 
 /// The staff member behind a page request with scope `S` (see `viewer`), as an extractor.
-pub struct Page<S: Scope> {
+/// A session an EHR launched for one patient is refused unless `ONE_PATIENT` says the page
+/// keeps to that patient: a page shows several patients' data unless it says otherwise.
+pub struct Page<S: Scope, const ONE_PATIENT: bool = false> {
     pub viewer: Viewer,
     scope: std::marker::PhantomData<S>,
 }
 
-impl<S: Scope> FromRequest for Page<S> {
+/// A page that shows only what `viewer.caller.patient` allows (the review queue, a CarePlan
+/// and its review), so a session limited to one patient may open it.
+pub type PatientPage<S> = Page<S, true>;
+
+impl<S: Scope, const ONE_PATIENT: bool> FromRequest for Page<S, ONE_PATIENT> {
     type Error = UiError;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
@@ -213,7 +249,7 @@ impl<S: Scope> FromRequest for Page<S> {
         let req = req.clone();
         Box::pin(async move {
             let state = crate::state::of(&req)?;
-            let viewer = viewer(&req, &state, S::NAME).await?;
+            let viewer = viewer(&req, &state, S::NAME, ONE_PATIENT).await?;
             Ok(Page {
                 viewer,
                 scope: std::marker::PhantomData,
@@ -243,6 +279,8 @@ pub async fn session(req: &HttpRequest, state: &AppState) -> Result<Option<Viewe
         jti: None,
         expires_at: s.expires_at,
         scopes: s.scopes,
+        patient: s.patient,
+        fhir_user: s.fhir_user,
     };
     Ok(Some(Viewer {
         caller,
@@ -302,6 +340,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(signin::login)
         .service(signin::callback)
         .service(signin::logout)
+        .service(launch::launch)
+        .service(launch::callback)
         .service(queue::queue)
         .service(careplan::careplan)
         .service(careplan::review)

@@ -8,7 +8,7 @@ use serde_json::json;
 use stride_store::CarePlanQuery;
 use time::Date;
 
-use super::{esc, page, Page, UiError};
+use super::{esc, page, PatientPage, UiError};
 use crate::audit;
 use crate::auth::CareplanRead;
 use crate::error::ApiError;
@@ -41,7 +41,7 @@ fn day(field: &str, v: &Option<String>) -> Result<Option<Date>, ApiError> {
 #[tracing::instrument(name = "ui queue", skip_all)]
 pub async fn queue(
     req: HttpRequest,
-    signed_in: Page<CareplanRead>,
+    signed_in: PatientPage<CareplanRead>,
     q: web::Query<QueueQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
@@ -53,11 +53,11 @@ pub async fn queue(
     let (from, to) = (day("from", &q.from)?, day("to", &q.to)?);
     let query = CarePlanQuery {
         tenant: viewer.caller.tenant_scope().map(str::to_owned),
+        patient_ref: viewer.caller.patient.clone(),
         status: status.parse::<stride_store::CarePlanStatus>().ok(),
         created_from: from,
         created_to: to,
         limit: 200,
-        ..Default::default()
     };
     let plans = state.store.search_careplans(&query).await?;
     let mut entry = audit::entry(

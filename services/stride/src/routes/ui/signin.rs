@@ -8,13 +8,14 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use stride_auth::Caller;
 use stride_store::audit::sha256_hex;
 use stride_store::{PendingLogin, StaffSession};
 
 use super::{esc, page, see_other, UiError, SESSION_COOKIE};
 use crate::audit;
 use crate::error::ApiError;
-use crate::oidc::{random_token, SCOPES};
+use crate::oidc::{random_token, TokenResponse, SCOPES};
 use crate::state::AppState;
 
 const LOGIN_COOKIE: &str = "stride_login";
@@ -49,7 +50,7 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn message(status: StatusCode, title: &str, text: &str) -> HttpResponse {
+pub(super) fn message(status: StatusCode, title: &str, text: &str) -> HttpResponse {
     page(
         status,
         None,
@@ -67,34 +68,33 @@ pub struct LoginQuery {
     next: Option<String>,
 }
 
-#[get("/ui/login")]
-#[tracing::instrument(name = "ui sign-in start", skip_all)]
-pub async fn login(
-    req: HttpRequest,
-    q: web::Query<LoginQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, UiError> {
-    let Some(oidc) = &state.oidc else {
-        return Err(ApiError::Auth(stride_auth::AuthError::Missing).into());
-    };
-    // Each start stores a pending sign-in: an anonymous client gets a bounded number.
+/// Each start stores a pending sign-in: an anonymous client gets a bounded number.
+pub(super) fn limit_starts(req: &HttpRequest, state: &AppState) -> Result<(), UiError> {
     if let Some(peer) = req.peer_addr() {
         if !state.sign_ins.allow(peer.ip()) {
-            crate::auth::refused_for(&req, &state, "sign_in_rate", "refused a sign-in start");
+            crate::auth::refused_for(req, state, "sign_in_rate", "refused a sign-in start");
             return Err(ApiError::RateLimited.into());
         }
     }
-    let metadata = match oidc.metadata().await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "OpenID provider unavailable");
-            return Ok(message(
-                StatusCode::BAD_GATEWAY,
-                "Sign-in unavailable",
-                "The sign-in provider cannot be reached. Try again in a minute.",
-            ));
-        }
-    };
+    Ok(())
+}
+
+pub(super) fn unavailable(what: &str) -> HttpResponse {
+    message(
+        StatusCode::BAD_GATEWAY,
+        "Sign-in unavailable",
+        &format!("{what} cannot be reached. Try again in a minute."),
+    )
+}
+
+/// Store a pending sign-in (state, nonce, PKCE verifier) and send the browser to the URL
+/// `authorize(state, nonce, verifier)` gives, with the state bound to this browser.
+pub(super) async fn begin(
+    state: &AppState,
+    next_path: String,
+    smart_iss: Option<String>,
+    authorize: impl FnOnce(&str, &str, &str) -> String,
+) -> Result<HttpResponse, UiError> {
     let (state_token, nonce, verifier) = (random_token(), random_token(), random_token());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     state
@@ -104,13 +104,14 @@ pub async fn login(
                 state_hash: sha256_hex(state_token.as_bytes()),
                 verifier: verifier.clone(),
                 nonce: nonce.clone(),
-                next_path: safe_next(q.next.as_deref()),
+                next_path,
                 expires_at: now + LOGIN_MINUTES * 60,
+                smart_iss,
             },
             now,
         )
         .await?;
-    let to = oidc.authorize_url(metadata, &state_token, &nonce, &verifier);
+    let to = authorize(&state_token, &nonce, &verifier);
     let mut res = see_other(&to);
     res.add_cookie(&cookie(
         LOGIN_COOKIE,
@@ -122,6 +123,30 @@ pub async fn login(
     Ok(res)
 }
 
+#[get("/ui/login")]
+#[tracing::instrument(name = "ui sign-in start", skip_all)]
+pub async fn login(
+    req: HttpRequest,
+    q: web::Query<LoginQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let Some(oidc) = &state.oidc else {
+        return Err(ApiError::Auth(stride_auth::AuthError::Missing).into());
+    };
+    limit_starts(&req, &state)?;
+    let metadata = match oidc.metadata().await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "OpenID provider unavailable");
+            return Ok(unavailable("The sign-in provider"));
+        }
+    };
+    begin(&state, safe_next(q.next.as_deref()), None, |s, n, v| {
+        oidc.authorize_url(metadata, s, n, v)
+    })
+    .await
+}
+
 #[derive(Deserialize)]
 pub struct Callback {
     code: Option<String>,
@@ -129,92 +154,108 @@ pub struct Callback {
     error: Option<String>,
 }
 
-#[get("/ui/auth/callback")]
-#[tracing::instrument(name = "ui sign-in callback", skip_all)]
-pub async fn callback(
-    req: HttpRequest,
-    q: web::Query<Callback>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, UiError> {
-    let Some(oidc) = &state.oidc else {
-        return Err(ApiError::NotFound.into());
-    };
-    let refuse = |reason: &'static str, text: &str| {
-        crate::auth::refused_for(&req, &state, reason, "refused a sign-in");
-        message(StatusCode::UNAUTHORIZED, "Sign-in failed", text)
-    };
+/// A refused sign-in: recorded (without the reason's details) and shown.
+pub(super) fn refuse(
+    req: &HttpRequest,
+    state: &AppState,
+    status: StatusCode,
+    reason: &'static str,
+    text: &str,
+) -> HttpResponse {
+    crate::auth::refused_for(req, state, reason, "refused a sign-in");
+    message(status, "Sign-in failed", text)
+}
+
+/// The authorization server's answer: the code and the sign-in this browser started, or the
+/// page saying why not.
+pub(super) async fn answer(
+    req: &HttpRequest,
+    state: &AppState,
+    q: &Callback,
+) -> Result<Result<(String, PendingLogin), HttpResponse>, UiError> {
+    let refused = |reason, text: &str| refuse(req, state, StatusCode::UNAUTHORIZED, reason, text);
     if let Some(err) = &q.error {
         // RFC 6749 4.1.2.1 error codes are ASCII words; show a bounded, escaped copy.
         let code: String = err.chars().take(64).collect();
-        return Ok(refuse(
+        return Ok(Err(refused(
             "oidc_error",
             &format!("The sign-in provider did not sign you in ({code})."),
-        ));
+        )));
     }
     let (Some(code), Some(sent_state)) = (&q.code, &q.state) else {
-        return Ok(refuse("oidc_request", "The sign-in answer is incomplete."));
+        return Ok(Err(refused(
+            "oidc_request",
+            "The sign-in answer is incomplete.",
+        )));
     };
     // The state must be the one this browser was given (login CSRF).
     let bound = req.cookie(LOGIN_COOKIE);
     if bound.as_ref().map(|c| c.value()) != Some(sent_state.as_str()) {
-        return Ok(refuse(
+        return Ok(Err(refused(
             "oidc_state",
             "This sign-in was not started in this browser, or it took too long.",
-        ));
+        )));
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let Some(pending) = state
+    match state
         .store
         .take_login(&sha256_hex(sent_state.as_bytes()), now)
         .await?
-    else {
-        return Ok(refuse(
+    {
+        Some(pending) => Ok(Ok((code.clone(), pending))),
+        None => Ok(Err(refused(
             "oidc_state",
             "This sign-in has expired or was already used.",
-        ));
-    };
-    let tokens = match oidc.exchange(code, &pending.verifier).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "code exchange failed");
-            return Ok(refuse(
-                "oidc_token",
-                "The sign-in provider did not confirm the sign-in.",
-            ));
-        }
-    };
-    let Some(id_token) = tokens.id_token else {
-        return Ok(refuse(
+        ))),
+    }
+}
+
+/// The ID token's caller, checked against the trust file, or the page refusing it.
+pub(super) async fn identify(
+    req: &HttpRequest,
+    state: &AppState,
+    tokens: &TokenResponse,
+    expected: (&str, &str),
+    nonce: &str,
+    granted: Vec<String>,
+) -> Result<Caller, HttpResponse> {
+    let (issuer, client_id) = expected;
+    let refused = |reason, text: &str| refuse(req, state, StatusCode::UNAUTHORIZED, reason, text);
+    let Some(id_token) = &tokens.id_token else {
+        return Err(refused(
             "oidc_token",
             "The sign-in provider sent no ID token.",
         ));
     };
-    let granted: Vec<String> = match &tokens.scope {
-        Some(s) => s
-            .split_whitespace()
-            .filter(|g| SCOPES.contains(g))
-            .map(str::to_owned)
-            .collect(),
-        None => SCOPES.iter().map(|s| s.to_string()).collect(),
-    };
-    let caller = match state
+    match state
         .verifier
-        .verify_id_token(&id_token, &oidc.settings.client_id, &pending.nonce, granted)
+        .verify_id_token(id_token, client_id, nonce, granted)
         .await
     {
-        Ok(c) if c.issuer == oidc.settings.issuer => c,
-        Ok(_) => return Ok(refuse("issuer", "The ID token comes from another issuer.")),
+        Ok(c) if c.issuer == issuer => Ok(c),
+        Ok(_) => Err(refused("issuer", "The ID token comes from another issuer.")),
         Err(e) => {
-            crate::auth::refused(&req, &state, &e, "refused an ID token");
-            return Ok(message(
+            crate::auth::refused(req, state, &e, "refused an ID token");
+            Err(message(
                 StatusCode::UNAUTHORIZED,
                 "Sign-in failed",
                 &format!("The ID token was refused: {e}."),
-            ));
+            ))
         }
-    };
-    let lifetime = tokens
-        .expires_in
+    }
+}
+
+/// Open a session for `caller`, record the sign-in with `details`, and go to `next_path`.
+pub(super) async fn open_session(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &Caller,
+    expires_in: Option<i64>,
+    next_path: &str,
+    details: serde_json::Value,
+) -> Result<HttpResponse, UiError> {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let lifetime = expires_in
         .unwrap_or(SESSION_DEFAULT_SECS)
         .clamp(60, SESSION_MAX_SECS);
     let session_id = random_token();
@@ -228,20 +269,89 @@ pub async fn callback(
         csrf: random_token(),
         created_at: now,
         expires_at: now + lifetime,
+        patient: caller.patient.clone(),
+        fhir_user: caller.fhir_user.clone(),
     };
     state.store.create_session(&session, now).await?;
-    let mut entry = audit::entry(&req, audit::Action::StaffSignIn, "success", Some(&caller));
+    let mut entry = audit::entry(req, audit::Action::StaffSignIn, "success", Some(caller));
+    entry.patient_ref = caller.patient.clone();
+    entry.details = details;
     entry.details["scopes"] = json!(caller.scopes);
     entry.details["expiresAt"] = json!(session.expires_at);
     state.store.append_audit(&entry).await?;
 
-    let mut res = see_other(&pending.next_path);
+    let mut res = see_other(next_path);
     let mut clear = cookie(LOGIN_COOKIE, String::new(), "/ui/auth", 0);
     clear.make_removal();
     res.add_cookie(&cookie(SESSION_COOKIE, session_id, "/ui", lifetime))
         .and_then(|_| res.add_cookie(&clear))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(res)
+}
+
+#[get("/ui/auth/callback")]
+#[tracing::instrument(name = "ui sign-in callback", skip_all)]
+pub async fn callback(
+    req: HttpRequest,
+    q: web::Query<Callback>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, UiError> {
+    let Some(oidc) = &state.oidc else {
+        return Err(ApiError::NotFound.into());
+    };
+    let (code, pending) = match answer(&req, &state, &q).await? {
+        Ok(a) => a,
+        Err(page) => return Ok(page),
+    };
+    // A launch's state belongs to its own callback, which knows the EHR to ask.
+    if pending.smart_iss.is_some() {
+        return Ok(refuse(
+            &req,
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "oidc_state",
+            "This sign-in was started by an EHR launch.",
+        ));
+    }
+    let tokens = match oidc.exchange(&code, &pending.verifier).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "code exchange failed");
+            return Ok(refuse(
+                &req,
+                &state,
+                StatusCode::UNAUTHORIZED,
+                "oidc_token",
+                "The sign-in provider did not confirm the sign-in.",
+            ));
+        }
+    };
+    let expected = (
+        oidc.settings.issuer.as_str(),
+        oidc.settings.client_id.as_str(),
+    );
+    let caller = match identify(
+        &req,
+        &state,
+        &tokens,
+        expected,
+        &pending.nonce,
+        tokens.granted(SCOPES),
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(page) => return Ok(page),
+    };
+    open_session(
+        &req,
+        &state,
+        &caller,
+        tokens.expires_in,
+        &pending.next_path,
+        json!({}),
+    )
+    .await
 }
 
 #[derive(Deserialize)]
