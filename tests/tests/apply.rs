@@ -1,5 +1,6 @@
 //! PlanDefinition/$apply: the CarePlan a patient-view call would draft, for the patient data
-//! in the Parameters, decided by the version the PlanDefinition names; audited, not stored.
+//! in the Parameters or fetched from the FHIR server they name, decided by the version the
+//! PlanDefinition names; audited, and stored only when asked.
 
 use serde_json::{json, Value as Json};
 use stride_tests::fhir::*;
@@ -184,4 +185,192 @@ async fn the_capability_statement_names_the_operation() {
     );
     let api = app.get_json("/openapi.json").await;
     assert!(api["paths"]["/fhir/PlanDefinition/{id}/$apply"]["post"].is_object());
+}
+
+/// A FHIR server for the fetch mode: the knee Condition and the walker's Observations, and
+/// the Authorization header of each request it saw.
+async fn start_fhir_server() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>,
+) {
+    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+    async fn answer(req: HttpRequest, seen: web::Data<Seen>) -> HttpResponse {
+        let auth = req
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        seen.lock().unwrap().push((req.uri().to_string(), auth));
+        let body = if req.path().ends_with("/Condition") {
+            bundle(&[condition("k", "M25.561", Some(20))])
+        } else if req.path().ends_with("/Observation") {
+            bundle(&recovered_walker())
+        } else {
+            bundle(&[])
+        };
+        HttpResponse::Ok()
+            .content_type("application/fhir+json")
+            .json(body)
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!(
+        "http://127.0.0.1:{}/fhir",
+        listener.local_addr().unwrap().port()
+    );
+    let seen: Seen = Default::default();
+    let data = web::Data::new(seen.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .default_service(web::to(answer))
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    (base, seen)
+}
+
+fn fetching(server: &str) -> Json {
+    json!({"resourceType": "Parameters", "parameter": [
+        {"name": "subject", "valueReference": {"reference": "Patient/p1"}},
+        {"name": "encounter", "valueString": "Encounter/e1"},
+        {"name": "fhirServer", "valueUrl": server},
+        {"name": "fhirAccessToken", "valueString": "ehr-token-123"},
+    ]})
+}
+
+#[tokio::test]
+async fn apply_fetches_the_patients_data_from_the_fhir_server_it_names() {
+    let app = spawn_app().await;
+    let (base, seen) = start_fhir_server().await;
+    let (status, fetched) = apply(&app, APPLY, &fetching(&base)).await;
+    assert_eq!(status, 200, "{fetched}");
+    // The searches a patient-view prefetch names, for this patient, with the token.
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|(q, _)| q.contains("/Condition?patient=p1")),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(q, _)| q.contains("/Observation?patient=p1")),
+        "{seen:?}"
+    );
+    assert!(seen
+        .iter()
+        .all(|(_, auth)| auth.as_deref() == Some("Bearer ehr-token-123")));
+    // The same data sent in the Parameters: the same plan.
+    let (_, sent) = apply(
+        &app,
+        APPLY,
+        &parameters(&[condition("k", "M25.561", Some(20))], &recovered_walker()),
+    )
+    .await;
+    assert_eq!(plan_content(&fetched), plan_content(&sent));
+    assert_eq!(stored_plans(&app).await, 0);
+
+    // A server that cannot be read: 412, as for a hook call, and nothing drafted.
+    let closed = format!("http://127.0.0.1:{}/fhir", stride_tests::oidc::free_port());
+    let (status, oo) = apply(&app, APPLY, &fetching(&closed)).await;
+    assert_eq!(status, 412, "{oo}");
+    assert_eq!(oo["resourceType"], "OperationOutcome");
+    // Data and a server to fetch it from: which one is meant is not for Stride to guess.
+    let mut both = fetching(&base);
+    both["parameter"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "data", "resource": bundle(&[])}));
+    let (status, oo) = apply(&app, APPLY, &both).await;
+    assert_eq!(status, 400, "{oo}");
+}
+
+#[tokio::test]
+async fn apply_stores_the_plan_for_review_when_asked() {
+    let app = spawn_app().await;
+    let mut body = parameters(&[condition("k", "M25.561", Some(20))], &recovered_walker());
+    body["parameter"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "store", "valueBoolean": true}));
+    let res = app
+        .cds(APPLY)
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let plan: Json = res.json().await.unwrap();
+    let id = plan["id"].as_str().unwrap();
+    assert!(
+        location.ends_with(&format!("/fhir/CarePlan/{id}")),
+        "{location}"
+    );
+    // Clinic staff find it as a draft for review, as if a patient-view call had drafted it.
+    let stored = app
+        .store
+        .careplan(uuid::Uuid::parse_str(id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.status.as_str(), "draft");
+    assert_eq!(stored.patient_ref, "Patient/p1");
+    assert_eq!(plan_content(&stored.resource), plan_content(&plan));
+    let entry = audit_entries(&app)
+        .await
+        .into_iter()
+        .find(|e| e.entry.action == "plan-apply")
+        .unwrap();
+    assert_eq!(
+        entry.entry.careplan_id.map(|u| u.to_string()).as_deref(),
+        Some(id)
+    );
+
+    // The same call again: the draft waiting for review is the answer; no second plan.
+    let res = app
+        .cds(APPLY)
+        .header("content-type", "application/fhir+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let again: Json = res.json().await.unwrap();
+    assert_eq!(again["id"], plan["id"]);
+    assert_eq!(stored_plans(&app).await, 1);
+
+    // `store` is a boolean; anything else is refused by name.
+    let mut bad = parameters(&[condition("k", "M25.561", Some(20))], &[]);
+    bad["parameter"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "store", "valueString": "yes"}));
+    let (status, oo) = apply(&app, APPLY, &bad).await;
+    assert_eq!(status, 400);
+    assert!(oo.to_string().contains("store"), "{oo}");
+}
+
+#[tokio::test]
+async fn apply_fetches_only_where_the_callers_issuer_may() {
+    // Clinic B's issuer may not reach internal networks: its $apply cannot make Stride read
+    // a loopback server, whatever the Parameters say.
+    let app =
+        stride_tests::spawn_app_trusting(&[stride_tests::tokens::clinic_b(json!({}))], &[]).await;
+    let (base, seen) = start_fhir_server().await;
+    let res = app
+        .cds_b(APPLY)
+        .header("content-type", "application/fhir+json")
+        .body(fetching(&base).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 412);
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing was asked of the server"
+    );
 }

@@ -1,7 +1,9 @@
 //! PlanDefinition/$apply (FHIR R4 operation, with HL7 CPG's `data` parameter): the CarePlan
 //! a patient-view hook call would draft for a patient, from the patient data the caller sends
-//! in the request, decided by the version the PlanDefinition names. Nothing is stored but the
-//! call's audit entry.
+//! in the request or that Stride fetches from the caller's FHIR server (Stride's `fhirServer`
+//! and `fhirAccessToken` parameters, as a hook's fallback fetch), decided by the version the
+//! PlanDefinition names. Nothing is stored but the call's audit entry, unless `store` asks for
+//! the plan to be kept as a draft for clinic review.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -12,10 +14,11 @@ use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::RecordKind;
 use stride_guideline::model::Status;
 use stride_guideline::{evaluate, Facts, RuleSet};
-use stride_store::{NewAuditEntry, Store};
+use stride_store::{CarePlanStatus, HookRecord, NewAuditEntry, NewCarePlan, Store};
 use time::OffsetDateTime;
 
-use crate::hook::{approved_phase, record_decision, HookError};
+use crate::discovery;
+use crate::hook::{approved_phase, decision_key, record_decision, Fetch, HookError, Unfetched};
 
 /// Why $apply drafted nothing.
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +42,37 @@ pub struct Apply {
     /// The FHIR id of the one Patient the plan is for.
     pub patient: String,
     pub encounter: Option<String>,
-    /// The patient's data: a Bundle of Conditions, Observations (and a Patient, CarePlans).
-    pub data: Box<RawValue>,
+    /// Where the patient's data comes from.
+    pub source: Source,
+    /// Keep the plan as a draft for clinic review, as a patient-view call does.
+    pub store: bool,
+}
+
+/// The patient's data: sent, or to be fetched.
+#[derive(Debug)]
+pub enum Source {
+    /// A Bundle of Conditions, Observations (and a Patient, CarePlans).
+    Data(Box<RawValue>),
+    /// Searched on the caller's FHIR server, the searches a patient-view call's prefetch names.
+    Fetch {
+        server: String,
+        token: Option<String>,
+    },
+}
+
+/// The outcome: the plan, and whether it is stored (a new draft, or the identical pending
+/// draft a previous call stored).
+#[derive(Debug)]
+pub struct Applied {
+    pub careplan: Json,
+    pub stored: Option<Stored>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    /// An identical draft was waiting for review: it is the answer, and nothing is added.
+    Pending,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +88,9 @@ struct Parameters<'a> {
 struct Parameter<'a> {
     name: String,
     value_string: Option<String>,
+    value_uri: Option<String>,
+    value_url: Option<String>,
+    value_boolean: Option<bool>,
     value_reference: Option<Reference>,
     #[serde(borrow)]
     resource: Option<&'a RawValue>,
@@ -75,9 +110,10 @@ fn fhir_id(s: &str) -> bool {
 
 impl Apply {
     /// Read the operation's Parameters. `subject` (one `Patient/{id}`, as a string or a
-    /// reference) and `data` (a Bundle) are required; `encounter` is optional; the other R4
-    /// parameters (practitioner, organization, user*, setting*) change nothing Stride drafts
-    /// and are accepted as sent.
+    /// reference) is required, and either `data` (a Bundle) or `fhirServer` (an absolute
+    /// http(s) URL, with an optional `fhirAccessToken`); `encounter` and `store` (boolean) are
+    /// optional; the other R4 parameters (practitioner, organization, user*, setting*) change
+    /// nothing Stride drafts and are accepted as sent.
     pub fn parse(body: &str) -> Result<Apply, ApplyError> {
         let invalid = |m: &str| ApplyError::Invalid(m.to_owned());
         let p: Parameters = serde_json::from_str(body).map_err(|e| {
@@ -114,26 +150,67 @@ impl Apply {
                     .ok_or_else(|| invalid("encounter: must be Encounter/{id} with a FHIR id"))?,
             ),
         };
-        let data = named("data")
-            .next()
-            .and_then(|d| d.resource)
-            .ok_or_else(|| {
-                invalid("data: required, a Bundle of the patient's Conditions and Observations")
-            })?;
-        if resource_type(data).as_deref() != Some("Bundle") {
-            return Err(invalid("data: must be a Bundle"));
-        }
+        let data = named("data").next();
+        let server = named("fhirServer").next();
+        let source = match (data, server) {
+            (Some(_), Some(_)) => return Err(invalid(
+                "data and fhirServer: send the patient's data or say where to fetch it, not both",
+            )),
+            (None, None) => {
+                return Err(invalid(
+                    "data: required, a Bundle of the patient's Conditions and Observations \
+                     (or fhirServer, to fetch them)",
+                ))
+            }
+            (Some(d), None) => {
+                let bundle = d
+                    .resource
+                    .ok_or_else(|| invalid("data: must be a Bundle"))?;
+                if resource_type(bundle).as_deref() != Some("Bundle") {
+                    return Err(invalid("data: must be a Bundle"));
+                }
+                Source::Data(bundle.to_owned())
+            }
+            (None, Some(s)) => {
+                let url = s
+                    .value_url
+                    .clone()
+                    .or_else(|| s.value_uri.clone())
+                    .or_else(|| s.value_string.clone())
+                    .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+                    .ok_or_else(|| invalid("fhirServer: an absolute http(s) URL (valueUrl)"))?;
+                let token = named("fhirAccessToken")
+                    .next()
+                    .map(|t| {
+                        t.value_string
+                            .clone()
+                            .filter(|v| !v.trim().is_empty())
+                            .ok_or_else(|| invalid("fhirAccessToken: a valueString"))
+                    })
+                    .transpose()?;
+                Source::Fetch { server: url, token }
+            }
+        };
+        let store = match named("store").next() {
+            None => false,
+            Some(p) => p
+                .value_boolean
+                .ok_or_else(|| invalid("store: a valueBoolean"))?,
+        };
         Ok(Apply {
             patient,
             encounter,
-            data: data.to_owned(),
+            source,
+            store,
         })
     }
 }
 
 /// Decide `input` with `rs` for `tenant` (its approved plans count, as on a hook call), draft
 /// the CarePlan and record `audit` (a plan-apply entry by the caller) with what the decision
-/// rests on. Fail closed, as a hook call: nothing is answered that was not recorded.
+/// rests on, with the plan when `input.store` asks for it. Fail closed, as a hook call:
+/// nothing is answered that was not recorded.
+#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     store: &dyn Store,
     rs: &RuleSet,
@@ -141,14 +218,29 @@ pub async fn apply(
     zone: &ClinicZone,
     now: OffsetDateTime,
     input: &Apply,
+    fetch: &mut impl Fetch,
     mut audit: NewAuditEntry,
-) -> Result<Json, ApplyError> {
+) -> Result<Applied, ApplyError> {
     if rs.doc.status == Status::Draft {
         return Err(ApplyError::Draft(rs.doc.version.to_string()));
     }
     let mut intake = Intake::default();
     intake.read_patients = rs.reads(RecordKind::Patient);
-    intake.add(&input.data);
+    match &input.source {
+        Source::Data(bundle) => intake.add(bundle),
+        Source::Fetch { .. } => {
+            for (key, template) in discovery::prefetch(&[rs]) {
+                let query = discovery::fill(&template, &input.patient);
+                let pages = fetch.fetch(key, &query).await.map_err(|e| match e {
+                    Unfetched::Busy => HookError::Overloaded,
+                    Unfetched::Failed => HookError::Unfetched(format!(
+                        "`{key}` could not be fetched from the fhirServer the Parameters name"
+                    )),
+                })?;
+                pages.iter().for_each(|p| intake.add(p));
+            }
+        }
+    }
     let as_of = intake.localise(zone, now);
     let patient_ref = format!("Patient/{}", input.patient);
     let phase_state = approved_phase(store, rs, tenant, &patient_ref, zone, &intake).await?;
@@ -159,31 +251,85 @@ pub async fn apply(
     let decision = evaluate(rs, &facts, as_of);
     if !decision.applies {
         return Err(ApplyError::NotApplicable(
-            "no active episode among the Conditions sent".into(),
+            "no active episode among the patient's Conditions".into(),
         ));
     }
-    let plan_id = uuid::Uuid::new_v4().to_string();
+    let key = decision_key(&decision);
+    let pending = if input.store {
+        store
+            .pending_draft(tenant, &patient_ref, &key)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "pending drafts could not be read: answering 503");
+                HookError::Unavailable("pending drafts")
+            })?
+    } else {
+        None
+    };
+    let plan_id = pending
+        .as_ref()
+        .map_or_else(stride_store::new_row_id, |p| p.id);
     let ctx = PlanContext {
-        id: &plan_id,
+        id: &plan_id.to_string(),
         patient: &input.patient,
         encounter: input.encounter.as_deref(),
         author: None,
         now,
     };
-    let careplan = careplan(rs, &decision, &ctx)
-        .map_err(|e| ApplyError::Hook(HookError::Internal(Box::new(e))))?;
+    let careplan = match &pending {
+        Some(p) => p.resource.clone(),
+        None => careplan(rs, &decision, &ctx)
+            .map_err(|e| ApplyError::Hook(HookError::Internal(Box::new(e))))?,
+    };
     let ids = decision
         .decision_ids()
         .iter()
         .map(|d| d.to_string())
         .collect();
-    record_decision(&mut audit, rs, patient_ref, &facts, as_of, ids)?;
+    record_decision(&mut audit, rs, patient_ref.clone(), &facts, as_of, ids)?;
     audit.details["careplan"] = serde_json::json!(plan_id);
-    store.append_audit(&audit).await.map_err(|e| {
-        tracing::error!(error = %e, "$apply audit entry not written: answering 503");
+    let stored = match (&pending, input.store) {
+        (Some(_), _) => {
+            audit.careplan_id = Some(plan_id);
+            audit.details["stored"] = serde_json::json!("pending draft");
+            store
+                .append_audit(&audit)
+                .await
+                .map(|_| Some(Stored::Pending))
+        }
+        (None, true) => {
+            audit.careplan_id = Some(plan_id);
+            audit.details["stored"] = serde_json::json!("new draft");
+            let plan = NewCarePlan {
+                id: plan_id,
+                tenant: tenant.to_owned(),
+                patient_ref,
+                status: CarePlanStatus::Draft,
+                rule_set_id: rs.doc.id.clone(),
+                rule_set_version: rs.doc.version.to_string(),
+                phase: decision.phase.clone().unwrap_or_default(),
+                red_flag: !decision.red_flags.is_empty(),
+                resource: careplan.clone(),
+                created_at: now,
+                decision_key: Some(key),
+            };
+            store
+                .record_hook(HookRecord {
+                    careplan: Some(plan),
+                    cards: Vec::new(),
+                    audit: audit.clone(),
+                    answer: None,
+                })
+                .await
+                .map(|_| Some(Stored::New))
+        }
+        (None, false) => store.append_audit(&audit).await.map(|_| None),
+    }
+    .map_err(|e| {
+        tracing::error!(error = %e, "$apply record not written: answering 503");
         HookError::Unavailable("the call's audit entry")
     })?;
-    Ok(careplan)
+    Ok(Applied { careplan, stored })
 }
 
 #[cfg(test)]

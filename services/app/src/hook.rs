@@ -241,7 +241,7 @@ async fn gather(
 
 /// What makes two drafts the same decision: the rule set and version, the decision ids and
 /// the activities prescribed.
-fn decision_key(d: &Decision) -> String {
+pub(crate) fn decision_key(d: &Decision) -> String {
     let activities: Vec<&str> = d
         .activities
         .iter()

@@ -185,7 +185,7 @@ pub fn capability_statement(
                      "searchParam": [{"name": "patient", "type": "reference"}, {"name": "status", "type": "token"}]},
                     {"type": "PlanDefinition", "interaction": [{"code": "read"}],
                      "operation": [{"name": "apply", "definition": "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply",
-                                    "documentation": "POST [base]/PlanDefinition/[id]/$apply with Parameters subject (Patient/[id]) and data (a Bundle of the patient's Conditions and Observations): the CarePlan a patient-view hook call would draft with this version, not stored. A CDS client token whose aud is the operation's URL."}]},
+                                    "documentation": "POST [base]/PlanDefinition/[id]/$apply with Parameters subject (Patient/[id]) and either data (a Bundle of the patient's Conditions and Observations) or fhirServer (valueUrl) and fhirAccessToken (valueString), Stride's parameters for fetching them as a hook's prefetch fallback does: the CarePlan a patient-view hook call would draft with this version. Not stored unless store (valueBoolean) is true: then it is a draft for clinic review (201, Location), or the identical draft already waiting (200). A CDS client token whose aud is the operation's URL."}]},
                     {"type": "CodeSystem", "interaction": [{"code": "read"}]},
                 ],
             }],

@@ -2,5 +2,6 @@
 //! fetched from the EHR's FHIR server (the use case itself is `stride_app::hook`).
 
 pub mod egress;
+pub mod ehr;
 pub mod fetch;
 pub use stride_hooks::request;

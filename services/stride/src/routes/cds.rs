@@ -3,21 +3,17 @@
 
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use serde_json::value::RawValue;
 use stride_app::catalog::Service;
 use stride_app::feedback::FeedbackError;
-use stride_app::hook::{self, Call, Fetch, HookError, Unfetched};
+use stride_app::hook::{self, Call, HookError};
 use stride_fhir::clinic::ClinicZone;
 use stride_guideline::RuleSet;
 use time::OffsetDateTime;
-use url::Url;
 
-use crate::admission::{self, Refused};
 use crate::audit;
 use crate::auth::CdsCaller;
 use crate::body::{read_body, read_json, BodyLimits};
-use crate::cds::egress::FhirPolicy;
-use crate::cds::fetch::{CallBudget, FetchError};
+use crate::cds::ehr::{shed, EhrFetch};
 use crate::cds::request::{self, ParseError};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -65,67 +61,6 @@ fn service<'s>(state: &'s AppState, id: &str) -> Result<&'s Service, ApiError> {
         .ok_or_else(|| ApiError::UnknownResource("no CDS service with this id".into()))
 }
 
-/// The fallback fetch of one hook call: the EHR's FHIR server with the caller's token, where
-/// the caller's issuer may fetch from, the call's byte budget, and its processing slot, given
-/// back while it waits on the EHR.
-struct EhrFetch<'a> {
-    state: &'a AppState,
-    server: Option<&'a Url>,
-    token: Option<&'a str>,
-    policy: FhirPolicy<'a>,
-    budget: CallBudget,
-    slot: admission::Slot<'a>,
-}
-
-impl Fetch for EhrFetch<'_> {
-    fn available(&self) -> bool {
-        self.server.is_some()
-    }
-
-    async fn fetch(&mut self, key: &str, query: &str) -> Result<Vec<Box<RawValue>>, Unfetched> {
-        let (state, Some(server)) = (self.state, self.server) else {
-            return Err(Unfetched::Failed);
-        };
-        let started = std::time::Instant::now();
-        let fetched = self
-            .slot
-            .outside(
-                state
-                    .fetcher
-                    .fetch(server, query, self.token, &self.policy, &mut self.budget),
-            )
-            .await
-            .map_err(|refused| {
-                shed(state, refused);
-                Unfetched::Busy
-            })?;
-        let outcome = if fetched.is_ok() { "ok" } else { "failed" };
-        state
-            .metrics
-            .prefetch_fetch
-            .with_label_values(&[outcome])
-            .observe(started.elapsed().as_secs_f64());
-        fetched.map_err(|e| {
-            state
-                .metrics
-                .prefetch_failures
-                .with_label_values(&[e.reason()])
-                .inc();
-            tracing::warn!(key, reason = e.reason(), error = %e, "prefetch fallback fetch failed");
-            if e == FetchError::Busy {
-                state
-                    .metrics
-                    .hooks_refused
-                    .with_label_values(&["fetch_busy"])
-                    .inc();
-                Unfetched::Busy
-            } else {
-                Unfetched::Failed
-            }
-        })
-    }
-}
-
 fn hook_error(state: &AppState, e: HookError) -> ApiError {
     match e {
         HookError::Unavailable(_) => ApiError::Unavailable,
@@ -144,19 +79,6 @@ fn hook_error(state: &AppState, e: HookError) -> ApiError {
 }
 
 /// A call answered 503 before evaluation, counted by why.
-fn shed(state: &AppState, refused: Refused) -> ApiError {
-    if matches!(refused, Refused::QueueFull | Refused::TimedOut) {
-        state.metrics.hooks_shed.inc();
-    }
-    state
-        .metrics
-        .hooks_refused
-        .with_label_values(&[refused.as_str()])
-        .inc();
-    tracing::warn!(reason = refused.as_str(), "shedding a hook call");
-    ApiError::Overloaded
-}
-
 #[post("/cds-services/{id}")]
 #[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), hook = tracing::field::Empty, decision = tracing::field::Empty, outcome = tracing::field::Empty))]
 pub async fn call(
@@ -216,18 +138,13 @@ pub async fn call(
             .content_type("application/json")
             .body(response));
     }
-    let mut fetch = EhrFetch {
-        state: &state,
-        server: req.fhir_server.as_ref(),
-        token: req.access_token.as_deref(),
-        policy: state
-            .verifier
-            .issuer(cds_caller.issuer())
-            .map(FhirPolicy::from_issuer)
-            .unwrap_or_default(),
-        budget: state.fetcher.call_budget(),
+    let mut fetch = EhrFetch::new(
+        &state,
+        req.fhir_server.as_ref(),
+        req.access_token.as_deref(),
+        cds_caller.issuer(),
         slot,
-    };
+    );
     // "Today" and every record's day are the clinic's local dates (its trust-file zone, else
     // the offsets its EHR writes).
     let zone = ClinicZone::for_tenant(cds_caller.timezone());

@@ -2,7 +2,7 @@
 //! CodeSystems, for every loaded version.
 
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
-use stride_app::apply::{Apply, ApplyError};
+use stride_app::apply::{Apply, ApplyError, Source, Stored};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::publish;
 use stride_guideline::RuleSet;
@@ -10,6 +10,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::audit;
 use crate::body::{read_body, BodyLimits};
+use crate::cds::ehr::{shed, EhrFetch};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -79,20 +80,63 @@ pub async fn apply(
         tracing::error!(error = %e, "the token's jti could not be stored: answering 503");
         ApiError::Unavailable
     })?;
+    // The FHIR server to fetch from is read as a hook's `fhirServer` is: an absolute URL, and
+    // then only where the caller's issuer may fetch from (the egress policy).
+    let server = match &input.source {
+        Source::Fetch { server, .. } => {
+            let url = url::Url::parse(server)
+                .map_err(|_| ApiError::BadRequest("fhirServer: not a URL".into()))?;
+            // As for hooks: the token travels to it, so plain http only in local development.
+            if url.scheme() != "https" && !state.settings.public_url.is_loopback() {
+                return Err(ApiError::BadRequest("fhirServer: must be https".into()));
+            }
+            Some(url)
+        }
+        Source::Data(_) => None,
+    };
+    let token = match &input.source {
+        Source::Fetch { token, .. } => token.as_deref(),
+        Source::Data(_) => None,
+    };
+    let slot = state
+        .admission
+        .admit()
+        .await
+        .map_err(|refused| shed(&state, refused))?;
+    let mut fetch = EhrFetch::new(&state, server.as_ref(), token, &caller.issuer, slot);
     let zone = ClinicZone::for_tenant(caller.timezone.as_deref());
     let entry = audit::entry(&http, audit::Action::PlanApply, "success", Some(&caller));
-    let careplan = stride_app::apply::apply(
+    let applied = stride_app::apply::apply(
         state.store.as_ref(),
         rs,
         &caller.tenant,
         &zone,
         time::OffsetDateTime::now_utc(),
         &input,
+        &mut fetch,
         entry,
     )
     .await
     .map_err(apply_error)?;
-    Ok(fhir_json(careplan))
+    let id = applied.careplan["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let mut res = fhir_json(applied.careplan);
+    // A stored plan is a resource of this server: where to read it (201 when it is new).
+    if let Some(stored) = applied.stored {
+        if stored == Stored::New {
+            *res.status_mut() = actix_web::http::StatusCode::CREATED;
+        }
+        let location = format!("{}/fhir/CarePlan/{id}", state.settings.public_url.as_str());
+        if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&location) {
+            res.headers_mut()
+                .insert(actix_web::http::header::CONTENT_LOCATION, v.clone());
+            res.headers_mut()
+                .insert(actix_web::http::header::LOCATION, v);
+        }
+    }
+    Ok(res)
 }
 
 fn apply_error(e: ApplyError) -> ApiError {
@@ -103,6 +147,10 @@ fn apply_error(e: ApplyError) -> ApiError {
         ApplyError::Hook(stride_app::hook::HookError::Internal(cause)) => {
             ApiError::internal(cause.as_ref())
         }
+        ApplyError::Hook(stride_app::hook::HookError::Unfetched(m)) => {
+            ApiError::PreconditionFailed(m)
+        }
+        ApplyError::Hook(stride_app::hook::HookError::Overloaded) => ApiError::Overloaded,
         ApplyError::Hook(_) => ApiError::Unavailable,
     }
 }

@@ -30,14 +30,18 @@ fn fhir_read(kind: &str) -> Json {
 /// the macro's recursion limit).
 fn plan_apply(id_param: &Json) -> Json {
     json!({"post": {
-        "summary": "The CarePlan a patient-view hook call would draft with this version, for the patient data sent (FHIR R4 $apply; not stored)",
+        "summary": "The CarePlan a patient-view hook call would draft with this version, for the patient data sent or fetched (FHIR R4 $apply; stored as a draft for review only with store=true)",
+        "description": "Parameters: subject (Patient/[id], required); encounter (Encounter/[id]); either data (a Bundle of the patient's Conditions and Observations) or fhirServer (valueUrl) with fhirAccessToken (valueString), to fetch them as a hook's prefetch fallback does; store (valueBoolean).",
         "security": [{"cdsClientJwt": []}],
         "parameters": [id_param],
         "requestBody": {"required": true, "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType", "parameter"], "properties": {
             "resourceType": {"type": "string", "enum": ["Parameters"]},
             "parameter": {"type": "array", "items": {"type": "object", "required": ["name"]}}}}}}},
-        "responses": {"200": {"description": "CarePlan", "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}}}},
-                      "400": outcome("Bad Parameters (subject Patient/[id] and a data Bundle are required)"),
+        "responses": {"200": {"description": "CarePlan (with store=true: the identical draft already waiting for review, at Location)", "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}}}},
+                      "201": {"description": "CarePlan stored as a new draft for review (store=true), at Location", "content": {"application/fhir+json": {"schema": {"type": "object", "required": ["resourceType"]}}}},
+                      "400": outcome("Bad Parameters (subject Patient/[id], and a data Bundle or a fhirServer, are required)"),
+                      "412": outcome("The patient's data could not be fetched from the fhirServer named"),
+                      "503": outcome("Overloaded, or the call could not be recorded"),
                       "401": outcome("No valid CDS client token for this URL"), "404": outcome("No such PlanDefinition"),
                       "409": outcome("A draft version drafts no plans"),
                       "422": outcome("The guideline does not apply to the data sent")},
