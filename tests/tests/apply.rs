@@ -19,14 +19,17 @@ fn parameters(conditions: &[Json], observations: &[Json]) -> Json {
     ]})
 }
 
-async fn apply(app: &TestApp, path: &str, body: &Json) -> (u16, Json) {
-    let res = app
-        .cds(path)
+async fn send(app: &TestApp, path: &str, body: &Json) -> reqwest::Response {
+    app.cds(path)
         .header("content-type", "application/fhir+json")
         .body(body.to_string())
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn apply(app: &TestApp, path: &str, body: &Json) -> (u16, Json) {
+    let res = send(app, path, body).await;
     let status = res.status().as_u16();
     (status, res.json().await.unwrap_or(Json::Null))
 }
@@ -296,13 +299,7 @@ async fn apply_stores_the_plan_for_review_when_asked() {
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "store", "valueBoolean": true}));
-    let res = app
-        .cds(APPLY)
-        .header("content-type", "application/fhir+json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = send(&app, APPLY, &body).await;
     assert_eq!(res.status(), 201);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     let plan: Json = res.json().await.unwrap();
@@ -331,13 +328,7 @@ async fn apply_stores_the_plan_for_review_when_asked() {
     );
 
     // The same call again: the draft waiting for review is the answer; no second plan.
-    let res = app
-        .cds(APPLY)
-        .header("content-type", "application/fhir+json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let res = send(&app, APPLY, &body).await;
     assert_eq!(res.status(), 200);
     let again: Json = res.json().await.unwrap();
     assert_eq!(again["id"], plan["id"]);

@@ -206,6 +206,17 @@ async fn draft(
     conditions: &[Json],
     obs: &[Json],
 ) -> String {
+    draft_card(app, public, patient, conditions, obs).await.0
+}
+
+/// As `draft`, with the phase card that offers the plan.
+async fn draft_card(
+    app: &TestApp,
+    public: &str,
+    patient: &str,
+    conditions: &[Json],
+    obs: &[Json],
+) -> (String, Json) {
     let mut body = patient_view(prefetch(conditions, obs));
     body["context"]["patientId"] = json!(patient);
     body["prefetch"]["Patient"]["id"] = json!(patient);
@@ -219,10 +230,12 @@ async fn draft(
         .unwrap();
     assert_eq!(res.status(), 200);
     let out: Json = res.json().await.unwrap();
-    out["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+    let card = out["cards"][0].clone();
+    let id = card["suggestions"][0]["actions"][0]["resource"]["id"]
         .as_str()
         .expect("a drafted CarePlan")
-        .to_owned()
+        .to_owned();
+    (id, card)
 }
 
 async fn status_of(app: &TestApp, id: &str) -> (String, i32) {
@@ -648,24 +661,8 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
 
 /// A patient-view call for `patient`; returns the CarePlan drafted and the card's review link.
 async fn draft_linked(app: &TestApp, public: &str, patient: &str) -> (String, Json) {
-    let mut body = patient_view(prefetch(&[condition("k", "M25.561", Some(4))], &[]));
-    body["context"]["patientId"] = json!(patient);
-    body["prefetch"]["Patient"]["id"] = json!(patient);
-    let res = app
-        .client
-        .post(app.url(PV))
-        .bearer_auth(cds_token_at(public, PV))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let out: Json = res.json().await.unwrap();
-    let card = &out["cards"][0];
-    let id = card["suggestions"][0]["actions"][0]["resource"]["id"]
-        .as_str()
-        .expect("a drafted CarePlan")
-        .to_owned();
+    let knee = [condition("k", "M25.561", Some(4))];
+    let (id, card) = draft_card(app, public, patient, &knee, &[]).await;
     let link = card["links"]
         .as_array()
         .unwrap()

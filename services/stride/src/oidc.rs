@@ -100,21 +100,7 @@ impl Oidc {
         self.metadata
             .get_or_try_init(|| async {
                 let url = format!("{}/.well-known/openid-configuration", self.settings.issuer);
-                let res = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| OidcError::Discovery(e.without_url().to_string()))?;
-                if !res.status().is_success() {
-                    return Err(OidcError::Discovery(format!("HTTP {}", res.status())));
-                }
-                let bytes = res
-                    .bytes()
-                    .await
-                    .map_err(|e| OidcError::Discovery(e.to_string()))?;
-                let m: Metadata = serde_json::from_slice(&bytes)
-                    .map_err(|e| OidcError::Discovery(e.to_string()))?;
+                let m: Metadata = discovery_document(&self.http, &url).await?;
                 // OIDC Discovery 4.3: the issuer in the document is exactly the configured one.
                 if m.issuer.trim_end_matches('/') != self.settings.issuer {
                     return Err(OidcError::Discovery(
@@ -167,6 +153,27 @@ pub struct Client<'a> {
     /// A confidential client's secret (HTTP Basic); `None`: a public client.
     pub secret: Option<&'a str>,
     pub redirect_uri: &'a str,
+}
+
+/// A discovery document (OpenID provider metadata, a SMART configuration) as `T`.
+pub async fn discovery_document<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, OidcError> {
+    let res = http
+        .get(url)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .map_err(|e| OidcError::Discovery(e.without_url().to_string()))?;
+    if !res.status().is_success() {
+        return Err(OidcError::Discovery(format!("HTTP {}", res.status())));
+    }
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| OidcError::Discovery(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| OidcError::Discovery(e.to_string()))
 }
 
 /// The HTTP client for authorization servers: short timeout, no redirects followed.

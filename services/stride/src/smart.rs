@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use stride_auth::{IssuerConfig, SmartRegistration};
 
-use crate::oidc::{challenge, OidcError};
+use crate::oidc::{challenge, discovery_document, OidcError};
 
 /// The scopes of a launch: identity (`openid fhirUser`), the launch context, and Stride's own
 /// staff permissions, which the EHR's authorization server grants per person.
@@ -49,21 +49,7 @@ pub async fn discover<'a>(
         .as_ref()
         .ok_or_else(|| OidcError::Discovery("no SMART registration".into()))?;
     let url = format!("{}/.well-known/smart-configuration", registration.iss());
-    let res = http
-        .get(&url)
-        .header("accept", "application/json")
-        .send()
-        .await
-        .map_err(|e| OidcError::Discovery(e.without_url().to_string()))?;
-    if !res.status().is_success() {
-        return Err(OidcError::Discovery(format!("HTTP {}", res.status())));
-    }
-    let bytes = res
-        .bytes()
-        .await
-        .map_err(|e| OidcError::Discovery(e.to_string()))?;
-    let config: SmartConfiguration =
-        serde_json::from_slice(&bytes).map_err(|e| OidcError::Discovery(e.to_string()))?;
+    let config: SmartConfiguration = discovery_document(http, &url).await?;
     check(&config, issuer, registration)?;
     Ok(Ehr {
         issuer,
