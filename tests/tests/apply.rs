@@ -46,11 +46,15 @@ async fn stored_plans(app: &TestApp) -> usize {
         .len()
 }
 
-/// What makes two drafts the same plan: everything but their ids and creation times.
+/// What makes two drafts the same plan: everything but their ids and creation times (the
+/// plan's, and its contained proposals' `authoredOn`).
 fn plan_content(plan: &Json) -> Json {
     let mut p = plan.clone();
     for k in ["id", "created", "meta", "identifier"] {
         p.as_object_mut().unwrap().remove(k);
+    }
+    for r in p["contained"].as_array_mut().into_iter().flatten() {
+        r.as_object_mut().unwrap().remove("authoredOn");
     }
     p
 }

@@ -321,11 +321,25 @@ async fn approve_revise_and_reject_with_optimistic_concurrency_and_an_audit_trai
         .await;
         assert_eq!(status, 400, "{unknown}: {body}");
     }
-    let mut activity = b["activity"].clone();
-    activity.as_array_mut().unwrap().truncate(1);
-    let (status, revised) = review(&app, &b_id, json!({"action": "revise", "version": 1, "reason": "walking only for now", "activity": activity}), "careplan.review").await;
+    // Revise: keep the first recommendation with a new text, drop the second.
+    let recs = stride_fhir::careplan::recommendations(&b);
+    assert!(recs.len() >= 2, "{recs:?}");
+    let (status, revised) = review(&app, &b_id, json!({"action": "revise", "version": 1, "reason": "walking only for now",
+        "recommendations": [{"id": recs[0].id, "text": "Walk 20 minutes a day"}, {"id": recs[1].id, "text": ""}]}), "careplan.review").await;
     assert_eq!(status, 200, "{revised}");
-    assert_eq!(revised["activity"].as_array().unwrap().len(), 1);
+    let after = stride_fhir::careplan::recommendations(&revised);
+    assert_eq!(after.len(), recs.len() - 1);
+    assert_eq!(after[0].text, "Walk 20 minutes a day");
+    assert!(
+        after.iter().all(|r| r.id != recs[1].id),
+        "the dropped one is gone"
+    );
+    let contained = revised["contained"].as_array().unwrap();
+    assert!(
+        contained.iter().all(|r| r["id"] != recs[1].id.as_str()),
+        "and its request too"
+    );
+
     assert!(revised["note"]
         .as_array()
         .unwrap()
@@ -339,6 +353,16 @@ async fn approve_revise_and_reject_with_optimistic_concurrency_and_an_audit_trai
         400,
         "an invalid revision is refused"
     );
+    let (status, oo) = review(
+        &app,
+        &c_id,
+        json!({"action": "revise", "version": 1, "reason": "x",
+        "recommendations": [{"id": "nope", "text": "x"}]}),
+        "careplan.review",
+    )
+    .await;
+    assert_eq!(status, 400, "a recommendation the plan does not hold: {oo}");
+    assert!(oo.to_string().contains("nope"), "{oo}");
     let (status, rejected) = review(
         &app,
         &c_id,

@@ -110,6 +110,32 @@ fn check_card(card: &Json) {
 
 /// The decisions that fired: every card's topic but the "not ruled out" and "preliminary"
 /// warnings about red flags that did not fire.
+/// The plan's proposal (a contained ServiceRequest that the RequestGroup's actions name) for
+/// the activity coded `code`.
+fn proposal<'p>(plan: &'p Json, code: &str) -> &'p Json {
+    let contained = plan["contained"].as_array().expect("contained resources");
+    let group_id = plan["activity"][0]["reference"]["reference"]
+        .as_str()
+        .and_then(|r| r.strip_prefix('#'))
+        .expect("the activity references the RequestGroup");
+    let group = contained.iter().find(|r| r["id"] == group_id).unwrap();
+    assert_eq!(group["resourceType"], "RequestGroup");
+    let request = contained
+        .iter()
+        .find(|r| r["resourceType"] == "ServiceRequest" && r["code"]["coding"][0]["code"] == code)
+        .unwrap_or_else(|| panic!("no proposal for {code}"));
+    let named = format!("#{}", request["id"].as_str().unwrap());
+    assert!(
+        group["action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["resource"]["reference"] == named),
+        "the RequestGroup proposes {named}"
+    );
+    request
+}
+
 fn topics(body: &Json) -> Vec<String> {
     cards_where(body, |c| !about_an_unfired_flag(c))
 }
@@ -379,13 +405,10 @@ async fn early_pain_is_rest_with_a_draft_careplan_stored_for_review() {
         "goals for the exit criteria"
     );
     assert_eq!(plan["contained"][0]["resourceType"], "Goal");
-    let stop = plan["activity"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["detail"]["code"]["coding"][0]["code"] == "stop-running")
-        .unwrap();
-    assert_eq!(stop["detail"]["doNotPerform"], true);
+    let stop = proposal(plan, "stop-running");
+    assert_eq!(stop["doNotPerform"], true);
+    assert_eq!(stop["intent"], "proposal");
+    assert_eq!(stop["reasonReference"][0]["reference"], "Condition/knee");
 
     let id = uuid::Uuid::parse_str(plan["id"].as_str().unwrap()).unwrap();
     let stored = app
@@ -441,17 +464,12 @@ async fn recovered_walker_moves_to_walk_run_on_alternate_days() {
     let (body, t) = patient_view_cards(&app, &knee(20), &recovered_walker()).await;
     assert_eq!(t, ["walk-run"]);
     let plan = &body["cards"][0]["suggestions"][0]["actions"][0]["resource"];
-    let intervals = plan["activity"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["detail"]["code"]["coding"][0]["code"] == "walk-run-intervals")
-        .unwrap();
+    let intervals = proposal(plan, "walk-run-intervals");
     assert_eq!(
-        intervals["detail"]["scheduledTiming"]["repeat"],
+        intervals["occurrenceTiming"]["repeat"],
         json!({"frequency": 1, "period": 2, "periodUnit": "d"})
     );
-    assert!(intervals["detail"]["description"]
+    assert!(intervals["patientInstruction"]
         .as_str()
         .unwrap()
         .contains("run-interval: 30–60 s"));
@@ -538,6 +556,31 @@ async fn every_red_flag_holds_progression_with_one_imaging_suggestion() {
             .collect();
         assert_eq!(imaging.len(), 1, "{flag}: one imaging suggestion");
         assert_eq!(imaging[0]["actions"][0]["resource"]["status"], "draft");
+        // The draft CarePlan proposes the same imaging, as options of which at most one is
+        // ordered, for the same reasons.
+        let plan = &cards[0]["suggestions"][0]["actions"][0]["resource"];
+        let contained = plan["contained"].as_array().unwrap();
+        let group = contained
+            .iter()
+            .find(|r| r["resourceType"] == "RequestGroup")
+            .unwrap();
+        let options = group["action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["selectionBehavior"] == "at-most-one")
+            .unwrap_or_else(|| panic!("{flag}: an imaging group in {group}"));
+        let id = options["action"][0]["resource"]["reference"]
+            .as_str()
+            .unwrap();
+        let order = contained
+            .iter()
+            .find(|r| format!("#{}", r["id"].as_str().unwrap()) == id)
+            .unwrap();
+        let suggested = &imaging[0]["actions"][0]["resource"];
+        assert_eq!(order["code"], suggested["code"], "{flag}");
+        assert_eq!(order["reasonCode"], suggested["reasonCode"], "{flag}");
+        assert_eq!(order["intent"], "proposal");
     }
 }
 

@@ -38,6 +38,16 @@ fn validate(resources: &[Json]) {
     );
 }
 
+/// The contained resource of `plan` with this id.
+fn contained<'p>(plan: &'p Json, id: &str) -> &'p Json {
+    plan["contained"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no contained #{id}"))
+}
+
 fn check_bindings(plan: &Json) {
     assert!([
         "draft",
@@ -50,25 +60,48 @@ fn check_bindings(plan: &Json) {
     ]
     .contains(&plan["status"].as_str().unwrap()));
     assert!(["proposal", "plan", "order", "option"].contains(&plan["intent"].as_str().unwrap()));
-    for a in plan["activity"].as_array().into_iter().flatten() {
-        let s = a["detail"]["status"].as_str().unwrap();
-        assert!([
-            "not-started",
-            "scheduled",
-            "in-progress",
-            "on-hold",
-            "completed",
-            "cancelled",
-            "stopped",
-            "unknown",
-            "entered-in-error"
-        ]
-        .contains(&s));
-        if let Some(u) = a["detail"]["scheduledTiming"]["repeat"]["periodUnit"].as_str() {
-            assert!(["s", "min", "h", "d", "wk", "mo", "a"].contains(&u));
+    // The CPG-on-FHIR shape: one activity, a contained RequestGroup of proposals.
+    let activities = plan["activity"].as_array().cloned().unwrap_or_default();
+    if !activities.is_empty() {
+        assert_eq!(activities.len(), 1, "one activity: the RequestGroup");
+        let target = activities[0]["reference"]["reference"].as_str().unwrap();
+        let group = contained(plan, target.strip_prefix('#').unwrap());
+        assert_eq!(group["resourceType"], "RequestGroup");
+        for r in plan["contained"].as_array().into_iter().flatten() {
+            if ["RequestGroup", "ServiceRequest"].contains(&r["resourceType"].as_str().unwrap()) {
+                assert_eq!(r["intent"], "proposal", "{r}");
+                assert_eq!(r["status"], "draft", "{r}");
+            }
+            if let Some(u) = r["occurrenceTiming"]["repeat"]["periodUnit"].as_str() {
+                assert!(["s", "min", "h", "d", "wk", "mo", "a"].contains(&u));
+            }
+        }
+        // Every action proposes a contained request, or groups options that do.
+        let mut actions: Vec<&Json> = group["action"].as_array().unwrap().iter().collect();
+        assert!(!actions.is_empty());
+        while let Some(a) = actions.pop() {
+            match a["action"].as_array() {
+                Some(options) => {
+                    assert_eq!(a["selectionBehavior"], "at-most-one");
+                    actions.extend(options);
+                }
+                None => {
+                    let id = a["resource"]["reference"].as_str().unwrap();
+                    let request = contained(plan, id.strip_prefix('#').unwrap());
+                    assert_eq!(request["resourceType"], "ServiceRequest", "{request}");
+                    assert!(
+                        request["reasonCode"].is_array() || request["reasonReference"].is_array()
+                    );
+                }
+            }
         }
     }
-    for g in plan["contained"].as_array().into_iter().flatten() {
+    for g in plan["contained"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["resourceType"] == "Goal")
+    {
         assert!([
             "proposed",
             "planned",

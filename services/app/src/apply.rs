@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
-use stride_fhir::careplan::{careplan, PlanContext};
+use stride_fhir::careplan::{careplan, imaging_requests, PlanContext};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::RecordKind;
@@ -276,10 +276,16 @@ pub async fn apply(
         author: None,
         now,
     };
+    let internal = |e| ApplyError::Hook(HookError::Internal(Box::new(e)));
     let careplan = match &pending {
         Some(p) => p.resource.clone(),
-        None => careplan(rs, &decision, &ctx)
-            .map_err(|e| ApplyError::Hook(HookError::Internal(Box::new(e))))?,
+        None => {
+            let imaging = imaging_requests(rs, &decision, &input.patient, || {
+                uuid::Uuid::new_v4().to_string()
+            })
+            .map_err(internal)?;
+            careplan(rs, &decision, &ctx, &imaging).map_err(internal)?
+        }
     };
     let ids = decision
         .decision_ids()

@@ -451,15 +451,15 @@ pub async fn decide(
         author: None,
         now,
     };
-    let plan = match (&pending, drafting) {
-        (Some(p), _) => Some(p.resource.clone()),
-        (None, true) => Some(careplan(rs, &decision, &ctx).map_err(HookError::internal)?),
-        (None, false) => None,
-    };
     let imaging = imaging_requests(rs, &decision, &req.context.patient_id, || {
         Uuid::new_v4().to_string()
     })
     .map_err(HookError::internal)?;
+    let plan = match (&pending, drafting) {
+        (Some(p), _) => Some(p.resource.clone()),
+        (None, true) => Some(careplan(rs, &decision, &ctx, &imaging).map_err(HookError::internal)?),
+        (None, false) => None,
+    };
     let drafted = req
         .context
         .draft_orders

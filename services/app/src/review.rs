@@ -38,7 +38,8 @@ pub fn patient_ref(p: &str) -> String {
 /// The plan as a FHIR resource, with its stored version and status.
 pub fn resource(r: &CarePlanRecord) -> Json {
     let mut v = r.resource.clone();
-    v["meta"] = json!({"versionId": r.version.to_string()});
+    // The stored version joins what `meta` says already (the CPG profile the plan claims).
+    v["meta"]["versionId"] = json!(r.version.to_string());
     v["status"] = json!(r.status.as_str());
     v
 }
@@ -70,8 +71,18 @@ pub struct ReviewRequest {
     /// The version the reviewer saw (optimistic concurrency).
     pub version: i32,
     pub reason: Option<String>,
-    /// For `revise`: the plan's activities as the reviewer edited them.
+    /// For `revise`: new texts for recommendations of the plan, by id (an empty text removes
+    /// that recommendation); the others stay as drafted.
+    pub recommendations: Option<Vec<RecommendationEdit>>,
+    /// For `revise`: the plan's whole `activity` list as the reviewer rewrote it.
     pub activity: Option<Json>,
+}
+
+/// One recommendation's new text (`id` as `stride_fhir::careplan::recommendations` names it).
+#[derive(Debug, Deserialize)]
+pub struct RecommendationEdit {
+    pub id: String,
+    pub text: String,
 }
 
 fn action<'de, D: Deserializer<'de>>(d: D) -> Result<ReviewAction, D::Error> {
@@ -113,11 +124,27 @@ pub async fn apply(
     let mut resource = current.resource.clone();
     resource["status"] = json!(body.action.status().as_str());
     if body.action == ReviewAction::Revise {
-        let activity = body
-            .activity
-            .clone()
-            .ok_or_else(|| ReviewError::Invalid("activity: required to revise".into()))?;
-        resource["activity"] = activity;
+        match (&body.recommendations, &body.activity) {
+            (Some(edits), None) => {
+                let edits: Vec<(String, String)> = edits
+                    .iter()
+                    .map(|e| (e.id.clone(), e.text.clone()))
+                    .collect();
+                resource = stride_fhir::careplan::revise(&resource, &edits)
+                    .map_err(|e| ReviewError::Invalid(format!("recommendations: {e}")))?;
+            }
+            (None, Some(activity)) => resource["activity"] = activity.clone(),
+            (Some(_), Some(_)) => {
+                return Err(ReviewError::Invalid(
+                    "recommendations or activity: one way to revise at a time".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(ReviewError::Invalid(
+                    "recommendations: required to revise (or activity)".into(),
+                ))
+            }
+        }
     }
     let mut note = format!("{} by {}", body.action.as_str(), caller.subject);
     if let Some(r) = &reason {

@@ -1,6 +1,12 @@
 //! Decision → the draft FHIR R4 CarePlan (and the imaging ServiceRequest a red flag suggests).
 //! Built as JSON, then read back through the fhir-sdk model so that what leaves Stride is a
 //! resource the R4 model accepts.
+//!
+//! The plan has the HL7 CPG-on-FHIR shape (what `PlanDefinition/$apply` returns in R4): it
+//! `instantiatesCanonical` the rule-set version, and its one activity references a contained
+//! RequestGroup (CPG Strategy) whose actions are the recommendations, each a contained
+//! proposal (`intent=proposal`) with its reason (the phase, the episode) and the evidence it
+//! rests on (the records behind the decision, the guideline's sources).
 
 use fhir_sdk::r4b::resources::{CarePlan, ServiceRequest};
 use serde::de::DeserializeOwned;
@@ -14,6 +20,13 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 pub const UCUM: &str = "http://unitsofmeasure.org";
+const CPG_CAREPLAN: &str = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-careplan";
+const CPG_STRATEGY: &str = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-strategy";
+const CPG_SERVICE_REQUEST: &str =
+    "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-servicerequest";
+const CPG_RATIONALE: &str = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-rationale";
+/// The contained RequestGroup's id.
+const RECOMMENDATIONS: &str = "recommendations";
 
 #[derive(Debug, thiserror::Error)]
 #[error("rendered {0} is not a valid FHIR R4 resource: {1}")]
@@ -28,7 +41,14 @@ pub struct PlanContext<'a> {
     pub now: OffsetDateTime,
 }
 
-pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Json, RenderError> {
+/// The draft CarePlan of decision `d`; `imaging` (from [`imaging_requests`]) become its
+/// imaging proposals, of which at most one is meant to be ordered.
+pub fn careplan(
+    rs: &RuleSet,
+    d: &Decision,
+    ctx: &PlanContext<'_>,
+    imaging: &[ImagingSuggestion],
+) -> Result<Json, RenderError> {
     let doc = &rs.doc;
     let phase_id = d.phase.as_deref().unwrap_or(INSUFFICIENT_DATA);
     let phase = doc.phases.iter().find(|p| p.id == phase_id);
@@ -49,12 +69,6 @@ pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Jso
     };
 
     let goals = goals(rs, phase.and_then(|p| p.exit.as_ref()), ctx.patient);
-    let activities: Vec<Json> = d
-        .activities
-        .iter()
-        .chain(&d.rehab)
-        .map(|a| activity(a, &doc.local_system))
-        .collect();
     let mut supporting: Vec<String> = d
         .trace
         .iter()
@@ -62,10 +76,84 @@ pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Jso
         .collect();
     supporting.sort();
     supporting.dedup();
+    let created = ctx.now.format(&Rfc3339).unwrap_or_default();
+    let refs = |rs: &[String]| {
+        rs.iter()
+            .map(|r| json!({"reference": r}))
+            .collect::<Vec<_>>()
+    };
+    let proposal = Proposal {
+        rs,
+        patient: ctx.patient,
+        encounter: ctx.encounter,
+        created: &created,
+        reason: json!([{"coding": [{"system": doc.decision_system, "code": phase_id, "display": title}]}]),
+        episode: refs(&d.episode),
+        evidence: refs(&supporting),
+    };
+    let mut contained = goals.clone();
+    let mut actions = Vec::new();
+    for (n, a) in d.activities.iter().chain(&d.rehab).enumerate() {
+        let id = format!("activity-{}", n + 1);
+        contained.push(proposal.activity(a, &id, &title));
+        let mut action = json!({
+            "title": a.text,
+            "description": describe(a),
+            "resource": {"reference": format!("#{id}")},
+        });
+        let cited = citations(rs, &a.cite);
+        if !cited.is_empty() {
+            action["documentation"] = Json::Array(cited);
+        }
+        actions.push(action);
+    }
+    if !imaging.is_empty() {
+        let mut options = Vec::new();
+        for (n, sug) in imaging.iter().enumerate() {
+            let id = format!("imaging-{}", n + 1);
+            let mut sr = sug.resource.clone();
+            sr["id"] = json!(id);
+            sr["meta"] = json!({"profile": [CPG_SERVICE_REQUEST]});
+            if let Some(e) = ctx.encounter {
+                sr["encounter"] = json!({"reference": format!("Encounter/{e}")});
+            }
+            options.push(json!({"title": sug.label, "resource": {"reference": format!("#{id}")}}));
+            contained.push(sr);
+        }
+        actions.push(json!({
+            "title": "Imaging for the red flags",
+            "description": "Order at most one of these: the red flags call for imaging before any progression.",
+            "selectionBehavior": "at-most-one",
+            "action": options,
+        }));
+    }
+    let has_group = !actions.is_empty();
+    if has_group {
+        let mut group = json!({
+            "resourceType": "RequestGroup",
+            "id": RECOMMENDATIONS,
+            "meta": {"profile": [CPG_STRATEGY]},
+            "instantiatesCanonical": [rs.canonical()],
+            "status": "draft",
+            "intent": "proposal",
+            "subject": {"reference": format!("Patient/{}", ctx.patient)},
+            "authoredOn": created,
+            "reasonCode": proposal.reason,
+            "action": actions,
+        });
+        if !proposal.episode.is_empty() {
+            group["reasonReference"] = Json::Array(proposal.episode.clone());
+        }
+        if let Some(e) = ctx.encounter {
+            group["encounter"] = json!({"reference": format!("Encounter/{e}")});
+        }
+        contained.push(group);
+    }
 
     let mut plan = json!({
         "resourceType": "CarePlan",
         "id": ctx.id,
+        "meta": {"profile": [CPG_CAREPLAN]},
         "status": "draft",
         "intent": "proposal",
         "instantiatesCanonical": [rs.canonical()],
@@ -74,7 +162,7 @@ pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Jso
         "description": summary,
         "subject": {"reference": format!("Patient/{}", ctx.patient)},
         "period": {"start": d.as_of.to_string()},
-        "created": ctx.now.format(&Rfc3339).unwrap_or_default(),
+        "created": created,
         "note": [{"text": rationale(d)}],
     });
     let obj = plan.as_object_mut().expect("a JSON object");
@@ -87,16 +175,13 @@ pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Jso
     if let Some(a) = ctx.author {
         obj.insert("author".into(), json!({"reference": a}));
     }
-    if !d.episode.is_empty() {
-        obj.insert(
-            "addresses".into(),
-            d.episode.iter().map(|r| json!({"reference": r})).collect(),
-        );
+    if !proposal.episode.is_empty() {
+        obj.insert("addresses".into(), Json::Array(proposal.episode.clone()));
     }
-    if !supporting.is_empty() {
+    if !proposal.evidence.is_empty() {
         obj.insert(
             "supportingInfo".into(),
-            supporting.iter().map(|r| json!({"reference": r})).collect(),
+            Json::Array(proposal.evidence.clone()),
         );
     }
     if !goals.is_empty() {
@@ -107,10 +192,15 @@ pub fn careplan(rs: &RuleSet, d: &Decision, ctx: &PlanContext<'_>) -> Result<Jso
                 .map(|g| json!({"reference": format!("#{}", g["id"].as_str().unwrap_or(""))}))
                 .collect(),
         );
-        obj.insert("contained".into(), Json::Array(goals));
     }
-    if !activities.is_empty() {
-        obj.insert("activity".into(), Json::Array(activities));
+    if !contained.is_empty() {
+        obj.insert("contained".into(), Json::Array(contained));
+    }
+    if has_group {
+        obj.insert(
+            "activity".into(),
+            json!([{"reference": {"reference": format!("#{RECOMMENDATIONS}")}}]),
+        );
     }
     check::<CarePlan>("CarePlan", &plan)?;
     Ok(plan)
@@ -277,27 +367,234 @@ fn goals(rs: &RuleSet, exit: Option<&Criterion>, patient: &str) -> Vec<Json> {
     out
 }
 
-fn activity(a: &PlannedActivity, local_system: &str) -> Json {
-    let mut detail = json!({
-        "status": "not-started",
-        "code": {"coding": [{"system": local_system, "code": a.id}], "text": a.text},
-        "description": describe(a),
-        "doNotPerform": a.frequency == Some(Frequency::None),
-    });
-    let timing = match a.frequency {
-        Some(Frequency::Daily) => {
-            Some(json!({"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}))
+/// What every proposal of one plan shares: who it is for, when, why, and on what evidence.
+struct Proposal<'a> {
+    rs: &'a RuleSet,
+    patient: &'a str,
+    encounter: Option<&'a str>,
+    created: &'a str,
+    /// The phase decision the plan carries out.
+    reason: Json,
+    /// The episode (Conditions) the plan addresses.
+    episode: Vec<Json>,
+    /// The records the decision rests on.
+    evidence: Vec<Json>,
+}
+
+impl Proposal<'_> {
+    /// One prescribed activity as a proposed ServiceRequest (CPG's profile for an exercise or
+    /// activity prescription): its dose as the patient's instruction, its schedule as a
+    /// Timing, "do not" as `doNotPerform`.
+    fn activity(&self, a: &PlannedActivity, id: &str, phase_title: &str) -> Json {
+        let doc = &self.rs.doc;
+        let mut sr = json!({
+            "resourceType": "ServiceRequest",
+            "id": id,
+            "meta": {"profile": [CPG_SERVICE_REQUEST]},
+            "extension": [{"url": CPG_RATIONALE, "valueMarkdown": format!(
+                "{phase_title}: rule {} of {} {}.", a.rule, doc.id, doc.version)}],
+            "instantiatesCanonical": [self.rs.canonical()],
+            "status": "draft",
+            "intent": "proposal",
+            "code": {"coding": [{"system": doc.local_system, "code": a.id}], "text": a.text},
+            "subject": {"reference": format!("Patient/{}", self.patient)},
+            "authoredOn": self.created,
+            "reasonCode": self.reason,
+            "patientInstruction": describe(a),
+        });
+        if a.frequency == Some(Frequency::None) {
+            sr["doNotPerform"] = json!(true);
         }
-        // Alternate days: once every 2 days, never on consecutive days.
-        Some(Frequency::AlternateDays) => {
-            Some(json!({"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}}))
+        let timing = match a.frequency {
+            Some(Frequency::Daily) => {
+                Some(json!({"repeat": {"frequency": 1, "period": 1, "periodUnit": "d"}}))
+            }
+            // Alternate days: once every 2 days, never on consecutive days.
+            Some(Frequency::AlternateDays) => {
+                Some(json!({"repeat": {"frequency": 1, "period": 2, "periodUnit": "d"}}))
+            }
+            _ => None,
+        };
+        if let Some(t) = timing {
+            sr["occurrenceTiming"] = t;
         }
-        _ => None,
-    };
-    if let Some(t) = timing {
-        detail["scheduledTiming"] = t;
+        if let Some(e) = self.encounter {
+            sr["encounter"] = json!({"reference": format!("Encounter/{e}")});
+        }
+        if !self.episode.is_empty() {
+            sr["reasonReference"] = Json::Array(self.episode.clone());
+        }
+        if !self.evidence.is_empty() {
+            sr["supportingInfo"] = Json::Array(self.evidence.clone());
+        }
+        sr
     }
-    json!({"detail": detail})
+}
+
+/// The guideline's sources numbered `cite`, as RelatedArtifact citations.
+fn citations(rs: &RuleSet, cite: &[u32]) -> Vec<Json> {
+    cite.iter()
+        .filter_map(|n| rs.doc.sources.iter().find(|s| s.n == *n))
+        .map(|s| {
+            json!({"type": "citation", "label": format!("[{}]", s.n),
+                   "display": format!("{} ({}, {})", s.title, s.publisher, s.year)})
+        })
+        .collect()
+}
+
+/// One recommendation of a plan as staff read and revise it: the contained request (or, in
+/// a plan drafted before the CPG shape, the activity) and its text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recommendation {
+    /// The contained resource's id (`activity-1`, `imaging-1`), or the activity's index.
+    pub id: String,
+    pub text: String,
+}
+
+/// The recommendations of `plan`, in order: the RequestGroup's actions (options included),
+/// each with the instruction of the request it proposes; a plan of the older shape gives
+/// its activities' descriptions.
+pub fn recommendations(plan: &Json) -> Vec<Recommendation> {
+    let contained = plan["contained"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let by_id = |id: &str| contained.iter().find(|r| r["id"] == id);
+    let Some(group) = group(plan) else {
+        return plan["activity"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, a)| Recommendation {
+                id: i.to_string(),
+                text: a["detail"]["description"].as_str().unwrap_or("").to_owned(),
+            })
+            .collect();
+    };
+    let mut out = Vec::new();
+    let mut stack: Vec<&Json> = group["action"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .rev()
+        .collect();
+    while let Some(action) = stack.pop() {
+        stack.extend(action["action"].as_array().into_iter().flatten().rev());
+        let Some(id) = action["resource"]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix('#'))
+        else {
+            continue;
+        };
+        let Some(request) = by_id(id) else { continue };
+        let text = request["patientInstruction"]
+            .as_str()
+            .or_else(|| request["code"]["text"].as_str())
+            .unwrap_or("");
+        out.push(Recommendation {
+            id: id.to_owned(),
+            text: text.to_owned(),
+        });
+    }
+    out
+}
+
+/// The contained RequestGroup the plan's activity references, if the plan has the CPG shape.
+fn group(plan: &Json) -> Option<&Json> {
+    let id = plan["activity"][0]["reference"]["reference"]
+        .as_str()?
+        .strip_prefix('#')?;
+    plan["contained"]
+        .as_array()?
+        .iter()
+        .find(|r| r["id"] == id && r["resourceType"] == "RequestGroup")
+}
+
+/// `plan` with recommendations revised: each `(id, text)` gives a recommendation its new
+/// instruction, and an empty text removes it (its action and its contained request; an
+/// option group left empty goes too). Ids the plan does not hold are refused.
+pub fn revise(plan: &Json, edits: &[(String, String)]) -> Result<Json, String> {
+    let known: Vec<String> = recommendations(plan).into_iter().map(|r| r.id).collect();
+    if let Some((unknown, _)) = edits.iter().find(|(id, _)| !known.contains(id)) {
+        return Err(format!("no recommendation `{unknown}` in this plan"));
+    }
+    let mut plan = plan.clone();
+    let removed: Vec<&str> = edits
+        .iter()
+        .filter(|(_, t)| t.trim().is_empty())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    if group(&plan).is_none() {
+        // The older shape: activities by index.
+        let activities = plan["activity"].as_array().cloned().unwrap_or_default();
+        let kept: Vec<Json> = activities
+            .into_iter()
+            .enumerate()
+            .filter_map(
+                |(i, mut a)| match edits.iter().find(|(id, _)| *id == i.to_string()) {
+                    Some((_, t)) if t.trim().is_empty() => None,
+                    Some((_, t)) => {
+                        a["detail"]["description"] = json!(t.trim());
+                        Some(a)
+                    }
+                    None => Some(a),
+                },
+            )
+            .collect();
+        plan["activity"] = Json::Array(kept);
+        return Ok(plan);
+    }
+    if let Some(contained) = plan["contained"].as_array_mut() {
+        contained.retain(|r| !removed.contains(&r["id"].as_str().unwrap_or("")));
+        for r in contained.iter_mut() {
+            let Some((_, text)) = edits.iter().find(|(id, _)| r["id"] == id.as_str()) else {
+                continue;
+            };
+            if r.get("patientInstruction").is_some() {
+                r["patientInstruction"] = json!(text.trim());
+            } else {
+                r["code"]["text"] = json!(text.trim());
+            }
+        }
+        for r in contained
+            .iter_mut()
+            .filter(|r| r["resourceType"] == "RequestGroup")
+        {
+            prune(&mut r["action"], &removed, edits);
+        }
+    }
+    Ok(plan)
+}
+
+/// Drop the actions proposing a removed request, and groups left with none; keep each kept
+/// action's description in step with its request's new text.
+fn prune(actions: &mut Json, removed: &[&str], edits: &[(String, String)]) {
+    let Some(list) = actions.as_array_mut() else {
+        return;
+    };
+    for a in list.iter_mut() {
+        if a.get("action").is_some() {
+            prune(&mut a["action"], removed, edits);
+        }
+        let target = a["resource"]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix('#'));
+        if let Some((_, text)) = edits.iter().find(|(id, _)| Some(id.as_str()) == target) {
+            if a.get("description").is_some() && !text.trim().is_empty() {
+                a["description"] = json!(text.trim());
+            }
+        }
+    }
+    list.retain(|a| {
+        let target = a["resource"]["reference"]
+            .as_str()
+            .and_then(|r| r.strip_prefix('#'));
+        let gone = target.is_some_and(|t| removed.contains(&t));
+        let empty_group =
+            a.get("action").is_some() && a["action"].as_array().is_some_and(|v| v.is_empty());
+        !gone && !empty_group
+    });
 }
 
 fn describe(a: &PlannedActivity) -> String {
@@ -355,4 +652,107 @@ pub fn rationale(d: &Decision) -> String {
         lines.push(format!("{}: {}", r.rule, r.summary));
     }
     lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan of the CPG shape: two activities and a group of two imaging options.
+    fn plan() -> Json {
+        json!({
+            "resourceType": "CarePlan",
+            "activity": [{"reference": {"reference": "#recommendations"}}],
+            "contained": [
+                {"resourceType": "Goal", "id": "goal-1"},
+                {"resourceType": "ServiceRequest", "id": "activity-1", "patientInstruction": "walk"},
+                {"resourceType": "ServiceRequest", "id": "activity-2", "patientInstruction": "run"},
+                {"resourceType": "ServiceRequest", "id": "imaging-1", "code": {"text": "knee X-ray"}},
+                {"resourceType": "ServiceRequest", "id": "imaging-2", "code": {"text": "knee MRI"}},
+                {"resourceType": "RequestGroup", "id": "recommendations", "action": [
+                    {"description": "walk", "resource": {"reference": "#activity-1"}},
+                    {"description": "run", "resource": {"reference": "#activity-2"}},
+                    {"selectionBehavior": "at-most-one", "action": [
+                        {"resource": {"reference": "#imaging-1"}},
+                        {"resource": {"reference": "#imaging-2"}}]}]}
+            ]
+        })
+    }
+
+    fn texts(p: &Json) -> Vec<(String, String)> {
+        recommendations(p)
+            .into_iter()
+            .map(|r| (r.id, r.text))
+            .collect()
+    }
+
+    fn edit(id: &str, text: &str) -> (String, String) {
+        (id.to_owned(), text.to_owned())
+    }
+
+    #[test]
+    fn recommendations_are_the_requests_the_group_proposes_in_order() {
+        let ids: Vec<String> = texts(&plan()).into_iter().map(|(id, _)| id).collect();
+        assert_eq!(ids, ["activity-1", "activity-2", "imaging-1", "imaging-2"]);
+        assert_eq!(
+            texts(&plan())[2].1,
+            "knee X-ray",
+            "an order reads as its code's text"
+        );
+    }
+
+    #[test]
+    fn a_revision_edits_removes_and_prunes_emptied_option_groups() {
+        let out = revise(
+            &plan(),
+            &[
+                edit("activity-1", " walk 20 min "),
+                edit("activity-2", ""),
+                edit("imaging-1", ""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            texts(&out),
+            [
+                edit("activity-1", "walk 20 min"),
+                edit("imaging-2", "knee MRI")
+            ]
+        );
+        let group = group(&out).unwrap();
+        assert_eq!(group["action"][0]["description"], "walk 20 min");
+        let ids: Vec<&str> = out["contained"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            !ids.contains(&"activity-2") && !ids.contains(&"imaging-1"),
+            "{ids:?}"
+        );
+        // The last option removed: the group goes too.
+        let out = revise(&out, &[edit("imaging-2", " ")]).unwrap();
+        assert_eq!(group_of(&out)["action"].as_array().unwrap().len(), 1);
+        assert!(revise(&plan(), &[edit("nope", "x")])
+            .unwrap_err()
+            .contains("nope"));
+    }
+
+    fn group_of(p: &Json) -> &Json {
+        group(p).unwrap()
+    }
+
+    #[test]
+    fn plans_of_the_older_inline_shape_are_read_and_revised_by_index() {
+        let old = json!({"activity": [
+            {"detail": {"description": "walk", "status": "not-started"}},
+            {"detail": {"description": "run", "status": "not-started"}}]});
+        assert_eq!(texts(&old), [edit("0", "walk"), edit("1", "run")]);
+        let out = revise(&old, &[edit("0", "walk more"), edit("1", "")]).unwrap();
+        assert_eq!(
+            out["activity"],
+            json!([{"detail": {"description": "walk more", "status": "not-started"}}])
+        );
+    }
 }

@@ -48,6 +48,24 @@ fn plan_apply(id_param: &Json) -> Json {
     }})
 }
 
+/// CarePlan/$review (its own function, for the same reason as `plan_apply`).
+fn careplan_review(id_param: &Json) -> Json {
+    json!({"post": {
+        "summary": "Approve, revise (edited recommendations, reason) or reject (reason) a drafted CarePlan (staff, careplan.review)",
+        "security": [{"staffJwt": []}],
+        "parameters": [id_param],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["action", "version"], "properties": {
+            "action": {"type": "string", "enum": ["approve", "revise", "reject"]}, "version": {"type": "integer"},
+            "reason": {"type": "string"},
+            "recommendations": {"type": "array", "items": {"type": "object", "required": ["id", "text"], "properties": {"id": {"type": "string"}, "text": {"type": "string"}}}},
+            "activity": {"type": "array", "items": {"type": "object"}}}}}}},
+        "responses": {"200": {"description": "The reviewed CarePlan", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+                      "400": outcome("Bad review (missing reason, unknown recommendation, invalid activities)"), "401": outcome("No valid staff token"),
+                      "403": outcome("Scope careplan.review missing"), "404": outcome("No such CarePlan"),
+                      "409": outcome("Already decided by someone else: reload")},
+    }})
+}
+
 pub fn document(public_url: &str) -> Json {
     let auth_errors = |mut r: serde_json::Map<String, Json>| {
         r.insert(
@@ -141,18 +159,7 @@ pub fn document(public_url: &str) -> Json {
                 "responses": {"200": {"description": "Bundle (searchset)", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
                               "400": outcome("Bad search parameter"), "401": outcome("No valid staff token"), "403": outcome("Scope careplan.read missing")},
             }},
-            "/fhir/CarePlan/{id}/$review": {"post": {
-                "summary": "Approve, revise (edited activities, reason) or reject (reason) a drafted CarePlan (staff, careplan.review)",
-                "security": [{"staffJwt": []}],
-                "parameters": [id_param],
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["action", "version"], "properties": {
-                    "action": {"type": "string", "enum": ["approve", "revise", "reject"]}, "version": {"type": "integer"},
-                    "reason": {"type": "string"}, "activity": {"type": "array", "items": {"type": "object"}}}}}}},
-                "responses": {"200": {"description": "The reviewed CarePlan", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
-                              "400": outcome("Bad review (missing reason, invalid activities)"), "401": outcome("No valid staff token"),
-                              "403": outcome("Scope careplan.review missing"), "404": outcome("No such CarePlan"),
-                              "409": outcome("Already decided by someone else: reload")},
-            }},
+            "/fhir/CarePlan/{id}/$review": careplan_review(&id_param),
             "/ui/careplans/{id}": {"get": {
                 "summary": "The CarePlan review page (HTML; staff, careplan.read)",
                 "security": [{"staffJwt": []}],

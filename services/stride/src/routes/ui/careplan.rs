@@ -17,7 +17,8 @@ use crate::auth::{CareplanRead, CareplanReview, Scope};
 use crate::error::ApiError;
 use crate::state::AppState;
 use stride_app::catalog::Draw;
-use stride_app::review::{load_visible, ReviewError, ReviewRequest};
+use stride_app::review::{load_visible, RecommendationEdit, ReviewError, ReviewRequest};
+use stride_fhir::careplan::recommendations;
 use stride_store::ReviewAction;
 
 /// The decision behind a plan: its stored facts, re-evaluated with the stored rule-set version.
@@ -273,12 +274,9 @@ fn trace(html: &mut String, d: &Decision) {
 }
 
 fn activities_and_goals(html: &mut String, r: &Json) {
-    html.push_str("<h2>Activities</h2><ul>");
-    for a in r["activity"].as_array().into_iter().flatten() {
-        html.push_str(&format!(
-            "<li>{}</li>",
-            esc(a["detail"]["description"].as_str().unwrap_or(""))
-        ));
+    html.push_str("<h2>Recommendations</h2><ul>");
+    for rec in recommendations(r) {
+        html.push_str(&format!("<li>{}</li>", esc(&rec.text)));
     }
     html.push_str("</ul><h2>Goals</h2><ul>");
     for g in r["contained"]
@@ -353,18 +351,13 @@ fn review_section(html: &mut String, viewer: &Viewer, plan: &CarePlanRecord) {
          <label for=\"reject-reason\">Reason for rejecting (required)</label><textarea id=\"reject-reason\" name=\"reason\" required rows=\"2\"></textarea>\
          <button type=\"submit\">Reject</button></form>\
          <form method=\"post\" action=\"{action}\" id=\"revise\">{common}<input type=\"hidden\" name=\"action\" value=\"revise\">\
-         <fieldset><legend>Activities (clear a box to remove that activity)</legend>"
+         <fieldset><legend>Recommendations (clear a box to remove that recommendation)</legend>"
     ));
-    for (i, a) in plan.resource["activity"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, rec) in recommendations(&plan.resource).iter().enumerate() {
         html.push_str(&format!(
-            "<label for=\"activity-{i}\">Activity {}</label><textarea id=\"activity-{i}\" name=\"activity-{i}\" rows=\"3\">{}</textarea>",
+            "<label for=\"activity-{i}\">Recommendation {}</label><textarea id=\"activity-{i}\" name=\"activity-{i}\" rows=\"3\">{}</textarea>",
             i + 1,
-            esc(a["detail"]["description"].as_str().unwrap_or(""))
+            esc(&rec.text)
         ));
     }
     html.push_str(
@@ -374,27 +367,20 @@ fn review_section(html: &mut String, viewer: &Viewer, plan: &CarePlanRecord) {
     );
 }
 
-/// The activities as the reviewer left them: each kept one with its edited text; a cleared
-/// box drops that activity.
-fn edited_activities(current: &Json, form: &HashMap<String, String>) -> Json {
-    let kept: Vec<Json> = current
-        .as_array()
+/// What the reviewer changed in the form: a new text for each recommendation whose box they
+/// edited, an empty one for each box they cleared (the boxes follow `recommendations`).
+fn edits(current: &Json, form: &HashMap<String, String>) -> Vec<RecommendationEdit> {
+    recommendations(current)
         .into_iter()
-        .flatten()
         .enumerate()
-        .filter_map(
-            |(i, a)| match form.get(&format!("activity-{i}")).map(|t| t.trim()) {
-                Some("") => None,
-                Some(text) => {
-                    let mut a = a.clone();
-                    a["detail"]["description"] = Json::String(text.to_owned());
-                    Some(a)
-                }
-                None => Some(a.clone()),
-            },
-        )
-        .collect();
-    Json::Array(kept)
+        .filter_map(|(i, rec)| {
+            let sent = form.get(&format!("activity-{i}"))?.trim();
+            (sent != rec.text.trim()).then(|| RecommendationEdit {
+                id: rec.id,
+                text: sent.to_owned(),
+            })
+        })
+        .collect()
 }
 
 #[post("/ui/careplans/{id}/review")]
@@ -423,9 +409,9 @@ pub async fn review(
         .get("version")
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| ApiError::BadRequest("version: the version you saw is required".into()))?;
-    let activity = if chosen == ReviewAction::Revise {
+    let recommendations = if chosen == ReviewAction::Revise {
         let current = load_visible(state.store.as_ref(), &viewer.caller, &path).await?;
-        Some(edited_activities(&current.resource["activity"], &form))
+        Some(edits(&current.resource, &form))
     } else {
         None
     };
@@ -433,7 +419,8 @@ pub async fn review(
         action: chosen,
         version,
         reason: form.get("reason").cloned(),
-        activity,
+        recommendations,
+        activity: None,
     };
     let entry = audit::entry(
         &req,
@@ -483,24 +470,28 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn revision_keeps_edits_and_drops_cleared_activities() {
-        let current = json!([
+    fn the_form_sends_only_the_boxes_the_reviewer_changed() {
+        let current = json!({"activity": [
             {"detail": {"description": "walk", "status": "not-started"}},
             {"detail": {"description": "run", "status": "not-started"}},
             {"detail": {"description": "bike", "status": "not-started"}}
-        ]);
+        ]});
         let form: HashMap<String, String> = [
             ("activity-0".to_owned(), " walk 20 min ".to_owned()),
             ("activity-1".to_owned(), "  ".to_owned()),
+            ("activity-2".to_owned(), "bike ".to_owned()),
         ]
         .into();
-        let out = edited_activities(&current, &form);
+        let sent: Vec<(String, String)> = edits(&current, &form)
+            .into_iter()
+            .map(|e| (e.id, e.text))
+            .collect();
         assert_eq!(
-            out,
-            json!([
-                {"detail": {"description": "walk 20 min", "status": "not-started"}},
-                {"detail": {"description": "bike", "status": "not-started"}}
-            ])
+            sent,
+            [
+                ("0".to_owned(), "walk 20 min".to_owned()),
+                ("1".to_owned(), String::new())
+            ]
         );
     }
 }
