@@ -556,6 +556,12 @@ async fn every_red_flag_holds_progression_with_one_imaging_suggestion() {
             .collect();
         assert_eq!(imaging.len(), 1, "{flag}: one imaging suggestion");
         assert_eq!(imaging[0]["actions"][0]["resource"]["status"], "draft");
+        // The source names no modality: the order is coded as imaging, the modality open.
+        assert_eq!(
+            imaging[0]["actions"][0]["resource"]["code"]["coding"][0],
+            json!({"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}),
+            "{flag}"
+        );
         // The draft CarePlan proposes the same imaging, as options of which at most one is
         // ordered, for the same reasons.
         let plan = &cards[0]["suggestions"][0]["actions"][0]["resource"];

@@ -306,7 +306,33 @@ fn coded_imaging_orders_are_orders_an_ehr_can_place() {
         assert_eq!(r["intent"], "proposal");
         assert_eq!(r["reasonCode"][0]["text"], d.red_flags[0].summary, "{r}");
     }
-    validate(&resources);
+    // The CarePlan drafted with them proposes the same orders as options, at most one to be
+    // ordered; it too passes the independent checker.
+    let ctx = stride_fhir::careplan::PlanContext {
+        id: "plan-1",
+        patient: "p1",
+        encounter: Some("e1"),
+        author: None,
+        now: time::OffsetDateTime::now_utc(),
+    };
+    let plan = stride_fhir::careplan::careplan(&rs, &d, &ctx, &orders).unwrap();
+    check_bindings(&plan);
+    let group = plan["contained"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resourceType"] == "RequestGroup")
+        .unwrap();
+    let options = group["action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["selectionBehavior"] == "at-most-one")
+        .expect("the imaging options");
+    assert_eq!(options["action"].as_array().unwrap().len(), 3);
+    let mut emitted = resources;
+    emitted.push(plan);
+    validate(&emitted);
 }
 
 #[test]

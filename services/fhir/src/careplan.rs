@@ -20,6 +20,10 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 pub const UCUM: &str = "http://unitsofmeasure.org";
+const SNOMED: &str = "http://snomed.info/sct";
+/// SNOMED CT 363679005 |Imaging (procedure)|: an imaging order's category, and the code of
+/// one whose modality the guideline leaves open.
+const IMAGING: &str = "363679005";
 const CPG_CAREPLAN: &str = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-careplan";
 const CPG_STRATEGY: &str = "http://hl7.org/fhir/uv/cpg/StructureDefinition/cpg-strategy";
 const CPG_SERVICE_REQUEST: &str =
@@ -246,7 +250,7 @@ pub fn imaging_requests(
             "id": id,
             "status": "draft",
             "intent": "proposal",
-            "category": [{"coding": [{"system": "http://snomed.info/sct", "code": "363679005", "display": "Imaging"}]}],
+            "category": [{"coding": [{"system": SNOMED, "code": IMAGING, "display": "Imaging"}]}],
             "code": code,
             "subject": {"reference": format!("Patient/{patient}")},
             "reasonCode": reasons.iter().map(|r| json!({"text": r})).collect::<Vec<_>>(),
@@ -282,9 +286,12 @@ pub fn imaging_requests(
         });
     }
     if !uncoded.is_empty() {
+        // Coded as far as the guideline goes: imaging, the root of SNOMED CT's imaging
+        // procedures (COVERAGE section 12); the modality is the clinician's.
         let sr = request(
             ids(),
-            json!({"text": "Imaging of the painful region (modality per clinician: the guideline names none)"}),
+            json!({"coding": [{"system": SNOMED, "code": IMAGING, "display": "Imaging"}],
+                   "text": "Imaging of the painful region (modality per clinician: the guideline names none)"}),
             &uncoded,
         );
         check::<ServiceRequest>("ServiceRequest", &sr)?;
