@@ -123,3 +123,36 @@ pub fn prefetch(conditions: &[Json], observations: &[Json]) -> Json {
         "Observation": bundle(observations),
     })
 }
+
+/// The contained resource of a CarePlan with this id (`#id` or `id`).
+pub fn contained<'p>(plan: &'p Json, id: &str) -> &'p Json {
+    let id = id.strip_prefix('#').unwrap_or(id);
+    plan["contained"]
+        .as_array()
+        .expect("contained resources")
+        .iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("no contained #{id}"))
+}
+
+/// The RequestGroup a CarePlan of the CPG shape proposes its recommendations in: what its one
+/// activity references.
+pub fn recommendation_group(plan: &Json) -> &Json {
+    let target = plan["activity"][0]["reference"]["reference"]
+        .as_str()
+        .expect("the activity references the RequestGroup");
+    let group = contained(plan, target);
+    assert_eq!(group["resourceType"], "RequestGroup", "{group}");
+    group
+}
+
+/// The group of imaging options (at most one to be ordered) among the plan's recommendations.
+pub fn imaging_options(plan: &Json) -> &Json {
+    let group = recommendation_group(plan);
+    group["action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["selectionBehavior"] == "at-most-one")
+        .unwrap_or_else(|| panic!("no imaging options in {group}"))
+}

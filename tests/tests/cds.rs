@@ -113,14 +113,10 @@ fn check_card(card: &Json) {
 /// The plan's proposal (a contained ServiceRequest that the RequestGroup's actions name) for
 /// the activity coded `code`.
 fn proposal<'p>(plan: &'p Json, code: &str) -> &'p Json {
-    let contained = plan["contained"].as_array().expect("contained resources");
-    let group_id = plan["activity"][0]["reference"]["reference"]
-        .as_str()
-        .and_then(|r| r.strip_prefix('#'))
-        .expect("the activity references the RequestGroup");
-    let group = contained.iter().find(|r| r["id"] == group_id).unwrap();
-    assert_eq!(group["resourceType"], "RequestGroup");
-    let request = contained
+    let group = recommendation_group(plan);
+    let request = plan["contained"]
+        .as_array()
+        .unwrap()
         .iter()
         .find(|r| r["resourceType"] == "ServiceRequest" && r["code"]["coding"][0]["code"] == code)
         .unwrap_or_else(|| panic!("no proposal for {code}"));
@@ -565,24 +561,10 @@ async fn every_red_flag_holds_progression_with_one_imaging_suggestion() {
         // The draft CarePlan proposes the same imaging, as options of which at most one is
         // ordered, for the same reasons.
         let plan = &cards[0]["suggestions"][0]["actions"][0]["resource"];
-        let contained = plan["contained"].as_array().unwrap();
-        let group = contained
-            .iter()
-            .find(|r| r["resourceType"] == "RequestGroup")
-            .unwrap();
-        let options = group["action"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["selectionBehavior"] == "at-most-one")
-            .unwrap_or_else(|| panic!("{flag}: an imaging group in {group}"));
-        let id = options["action"][0]["resource"]["reference"]
+        let first = imaging_options(plan)["action"][0]["resource"]["reference"]
             .as_str()
             .unwrap();
-        let order = contained
-            .iter()
-            .find(|r| format!("#{}", r["id"].as_str().unwrap()) == id)
-            .unwrap();
+        let order = contained(plan, first);
         let suggested = &imaging[0]["actions"][0]["resource"];
         assert_eq!(order["code"], suggested["code"], "{flag}");
         assert_eq!(order["reasonCode"], suggested["reasonCode"], "{flag}");

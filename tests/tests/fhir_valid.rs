@@ -38,16 +38,6 @@ fn validate(resources: &[Json]) {
     );
 }
 
-/// The contained resource of `plan` with this id.
-fn contained<'p>(plan: &'p Json, id: &str) -> &'p Json {
-    plan["contained"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id)
-        .unwrap_or_else(|| panic!("no contained #{id}"))
-}
-
 fn check_bindings(plan: &Json) {
     assert!([
         "draft",
@@ -64,9 +54,7 @@ fn check_bindings(plan: &Json) {
     let activities = plan["activity"].as_array().cloned().unwrap_or_default();
     if !activities.is_empty() {
         assert_eq!(activities.len(), 1, "one activity: the RequestGroup");
-        let target = activities[0]["reference"]["reference"].as_str().unwrap();
-        let group = contained(plan, target.strip_prefix('#').unwrap());
-        assert_eq!(group["resourceType"], "RequestGroup");
+        let group = recommendation_group(plan);
         for r in plan["contained"].as_array().into_iter().flatten() {
             if ["RequestGroup", "ServiceRequest"].contains(&r["resourceType"].as_str().unwrap()) {
                 assert_eq!(r["intent"], "proposal", "{r}");
@@ -87,7 +75,7 @@ fn check_bindings(plan: &Json) {
                 }
                 None => {
                     let id = a["resource"]["reference"].as_str().unwrap();
-                    let request = contained(plan, id.strip_prefix('#').unwrap());
+                    let request = contained(plan, id);
                     assert_eq!(request["resourceType"], "ServiceRequest", "{request}");
                     assert!(
                         request["reasonCode"].is_array() || request["reasonReference"].is_array()
@@ -317,18 +305,7 @@ fn coded_imaging_orders_are_orders_an_ehr_can_place() {
     };
     let plan = stride_fhir::careplan::careplan(&rs, &d, &ctx, &orders).unwrap();
     check_bindings(&plan);
-    let group = plan["contained"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["resourceType"] == "RequestGroup")
-        .unwrap();
-    let options = group["action"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["selectionBehavior"] == "at-most-one")
-        .expect("the imaging options");
+    let options = imaging_options(&plan);
     assert_eq!(options["action"].as_array().unwrap().len(), 3);
     let mut emitted = resources;
     emitted.push(plan);

@@ -5,8 +5,9 @@
 //! The plan has the HL7 CPG-on-FHIR shape (what `PlanDefinition/$apply` returns in R4): it
 //! `instantiatesCanonical` the rule-set version, and its one activity references a contained
 //! RequestGroup (CPG Strategy) whose actions are the recommendations, each a contained
-//! proposal (`intent=proposal`) with its reason (the phase, the episode) and the evidence it
-//! rests on (the records behind the decision, the guideline's sources).
+//! proposal (`intent=proposal`) with its reason (the phase, the episode, a rationale) and the
+//! evidence it rests on (the guideline's sources on its action; the records behind the
+//! decision on the plan).
 
 use fhir_sdk::r4b::resources::{CarePlan, ServiceRequest};
 use serde::de::DeserializeOwned;
@@ -384,7 +385,10 @@ struct Proposal<'a> {
     reason: Json,
     /// The episode (Conditions) the plan addresses.
     episode: Vec<Json>,
-    /// The records the decision rests on.
+    /// The records the decision rests on: once, on the CarePlan (`supportingInfo`), not on
+    /// every proposal. Repeated on each, they made the plan and the stored answer several
+    /// times larger and a patient-view call measurably slower (docs/benchmarks.md, "The
+    /// CarePlan in the CPG shape").
     evidence: Vec<Json>,
 }
 
@@ -430,9 +434,6 @@ impl Proposal<'_> {
         }
         if !self.episode.is_empty() {
             sr["reasonReference"] = Json::Array(self.episode.clone());
-        }
-        if !self.evidence.is_empty() {
-            sr["supportingInfo"] = Json::Array(self.evidence.clone());
         }
         sr
     }
