@@ -14,11 +14,15 @@ use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::RecordKind;
 use stride_guideline::model::Status;
 use stride_guideline::{evaluate, Facts, RuleSet};
-use stride_store::{CarePlanStatus, HookRecord, NewAuditEntry, NewCarePlan, Store};
+use stride_hooks::request::is_fhir_id;
+use stride_store::{HookRecord, NewAuditEntry, Store};
 use time::OffsetDateTime;
 
 use crate::discovery;
-use crate::hook::{approved_phase, decision_key, record_decision, Fetch, HookError, Unfetched};
+use crate::hook::{
+    approved_phase, decision_key, draft_row, pending_draft, record_decision, Fetch, HookError,
+    Unfetched,
+};
 
 /// Why $apply drafted nothing.
 #[derive(Debug, thiserror::Error)]
@@ -101,13 +105,6 @@ struct Reference {
     reference: Option<String>,
 }
 
-/// A FHIR id (R4: 1 to 64 of `A-Z a-z 0-9 - .`).
-fn fhir_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
 impl Apply {
     /// Read the operation's Parameters. `subject` (one `Patient/{id}`, as a string or a
     /// reference) is required, and either `data` (a Bundle) or `fhirServer` (an absolute
@@ -138,7 +135,7 @@ impl Apply {
         };
         let patient = subject
             .strip_prefix("Patient/")
-            .filter(|id| fhir_id(id))
+            .filter(|id| is_fhir_id(id))
             .ok_or_else(|| invalid("subject: must be Patient/{id} with a FHIR id"))?
             .to_owned();
         let encounter = match named("encounter").next() {
@@ -146,7 +143,7 @@ impl Apply {
             Some(e) => Some(
                 text(e)
                     .and_then(|s| s.strip_prefix("Encounter/").map(str::to_owned))
-                    .filter(|id| fhir_id(id))
+                    .filter(|id| is_fhir_id(id))
                     .ok_or_else(|| invalid("encounter: must be Encounter/{id} with a FHIR id"))?,
             ),
         };
@@ -254,15 +251,8 @@ pub async fn apply(
             "no active episode among the patient's Conditions".into(),
         ));
     }
-    let key = decision_key(&decision);
     let pending = if input.store {
-        store
-            .pending_draft(tenant, &patient_ref, &key)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "pending drafts could not be read: answering 503");
-                HookError::Unavailable("pending drafts")
-            })?
+        pending_draft(store, tenant, &patient_ref, &decision_key(&decision)).await?
     } else {
         None
     };
@@ -306,19 +296,15 @@ pub async fn apply(
         (None, true) => {
             audit.careplan_id = Some(plan_id);
             audit.details["stored"] = serde_json::json!("new draft");
-            let plan = NewCarePlan {
-                id: plan_id,
-                tenant: tenant.to_owned(),
-                patient_ref,
-                status: CarePlanStatus::Draft,
-                rule_set_id: rs.doc.id.clone(),
-                rule_set_version: rs.doc.version.to_string(),
-                phase: decision.phase.clone().unwrap_or_default(),
-                red_flag: !decision.red_flags.is_empty(),
-                resource: careplan.clone(),
-                created_at: now,
-                decision_key: Some(key),
-            };
+            let plan = draft_row(
+                rs,
+                &decision,
+                plan_id,
+                tenant,
+                &patient_ref,
+                careplan.clone(),
+                now,
+            );
             store
                 .record_hook(HookRecord {
                     careplan: Some(plan),

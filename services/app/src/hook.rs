@@ -239,6 +239,48 @@ async fn gather(
     }
 }
 
+/// The draft of the same decision already waiting for review, if any: it is the answer, and
+/// no second draft is stored.
+pub(crate) async fn pending_draft(
+    store: &dyn Store,
+    tenant: &str,
+    patient_ref: &str,
+    key: &str,
+) -> Result<Option<stride_store::CarePlanRecord>, HookError> {
+    store
+        .pending_draft(tenant, patient_ref, key)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "pending drafts could not be read: answering 503");
+            HookError::Unavailable("pending drafts")
+        })
+}
+
+/// The stored row of a new draft CarePlan `resource` for `decision`, awaiting review.
+pub(crate) fn draft_row(
+    rs: &RuleSet,
+    decision: &Decision,
+    id: Uuid,
+    tenant: &str,
+    patient_ref: &str,
+    resource: Json,
+    now: OffsetDateTime,
+) -> NewCarePlan {
+    NewCarePlan {
+        id,
+        tenant: tenant.to_owned(),
+        patient_ref: patient_ref.to_owned(),
+        status: CarePlanStatus::Draft,
+        rule_set_id: rs.doc.id.clone(),
+        rule_set_version: rs.doc.version.to_string(),
+        phase: decision.phase.clone().unwrap_or_default(),
+        red_flag: !decision.red_flags.is_empty(),
+        resource,
+        created_at: now,
+        decision_key: Some(decision_key(decision)),
+    }
+}
+
 /// What makes two drafts the same decision: the rule set and version, the decision ids and
 /// the activities prescribed.
 pub(crate) fn decision_key(d: &Decision) -> String {
@@ -432,13 +474,7 @@ pub async fn decide(
     // reused (the review queue never holds two alike); every call keeps its own audit entry.
     let key = drafting.then(|| decision_key(&decision));
     let pending = match &key {
-        Some(k) => store
-            .pending_draft(call.tenant, &patient_ref, k)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "pending drafts could not be read: answering 503");
-                HookError::Unavailable("pending drafts")
-            })?,
+        Some(k) => pending_draft(store, call.tenant, &patient_ref, k).await?,
         None => None,
     };
     let plan_id = pending
@@ -489,18 +525,16 @@ pub async fn decide(
 
     // A reused draft is stored already: the call's cards and audit entry point at it.
     let reused = pending.is_some();
-    let careplan_row = plan.filter(|_| !reused).map(|resource| NewCarePlan {
-        id: plan_id,
-        tenant: call.tenant.to_owned(),
-        patient_ref: patient_ref.clone(),
-        status: CarePlanStatus::Draft,
-        rule_set_id: rs.doc.id.clone(),
-        rule_set_version: rs.doc.version.to_string(),
-        phase: decision.phase.clone().unwrap_or_default(),
-        red_flag: !decision.red_flags.is_empty(),
-        resource,
-        created_at: now,
-        decision_key: key.clone(),
+    let careplan_row = plan.filter(|_| !reused).map(|resource| {
+        draft_row(
+            rs,
+            &decision,
+            plan_id,
+            call.tenant,
+            &patient_ref,
+            resource,
+            now,
+        )
     });
     audit.hook = Some(call.service.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());

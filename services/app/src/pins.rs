@@ -86,10 +86,7 @@ impl Pins {
             if cfg.kind != stride_auth::Kind::CdsClient {
                 continue;
             }
-            tenants.push((
-                cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
-                cfg.iss.clone(),
-            ));
+            tenants.push((cfg.tenant().to_owned(), cfg.iss.clone()));
             // An issuer's map of `guideline-id` → version, each checked as `ok` says.
             let versions = |map: &BTreeMap<String, String>,
                             origin: &str,

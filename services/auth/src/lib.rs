@@ -246,7 +246,7 @@ impl Verifier {
     /// review as a `smart` link).
     pub fn smart_tenant(&self, tenant: &str) -> bool {
         self.issuers()
-            .any(|i| i.smart.is_some() && i.tenant.as_deref().unwrap_or(i.iss.as_str()) == tenant)
+            .any(|i| i.smart.is_some() && i.tenant() == tenant)
     }
 
     /// What the trust file lets `iss` do, if it lists it.
@@ -384,7 +384,7 @@ fn caller(cfg: &IssuerConfig, c: Claims, kind: Kind) -> Caller {
     Caller {
         issuer: c.iss,
         subject,
-        tenant: cfg.tenant.clone().unwrap_or_else(|| cfg.iss.clone()),
+        tenant: cfg.tenant().to_owned(),
         all_tenants: cfg.all_tenants && kind == Kind::Staff,
         timezone: cfg.timezone.clone(),
         kind,

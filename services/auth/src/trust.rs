@@ -59,6 +59,13 @@ pub struct IssuerConfig {
     pub smart: Option<SmartRegistration>,
 }
 
+impl IssuerConfig {
+    /// The tenant this issuer's callers belong to: the trust file's `tenant`, else the issuer.
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(self.iss.as_str())
+    }
+}
+
 /// Stride's registration as a SMART app with one EHR.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -69,15 +69,17 @@ fn optional_text(
     }
 }
 
-/// FHIR ids are [A-Za-z0-9-.]{1,64}; anything else is not an id we can search with.
+/// Whether `s` is a FHIR logical id (R4 `id`: 1 to 64 of `A-Z a-z 0-9 - .`); anything else is
+/// not an id Stride can search with or refer to.
+pub fn is_fhir_id(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 fn fhir_id(s: &str, path: &str) -> Result<String, String> {
     let id = s.strip_prefix("Patient/").unwrap_or(s);
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-    {
+    if !is_fhir_id(id) {
         return Err(format!("{path}: not a FHIR id"));
     }
     Ok(id.to_owned())

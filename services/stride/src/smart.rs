@@ -8,6 +8,7 @@ use serde::Deserialize;
 use stride_auth::{IssuerConfig, SmartRegistration};
 
 use crate::oidc::{challenge, discovery_document, OidcError};
+use stride_hooks::request::is_fhir_id;
 
 /// The scopes of a launch: identity (`openid fhirUser`), the launch context, and Stride's own
 /// staff permissions, which the EHR's authorization server grants per person.
@@ -145,14 +146,7 @@ pub fn is_practitioner(fhir_user: &str) -> bool {
     let mut parts = fhir_user.trim_end_matches('/').rsplit('/');
     let id = parts.next().unwrap_or_default();
     let kind = parts.next().unwrap_or_default();
-    matches!(kind, "Practitioner" | "PractitionerRole") && fhir_id(id)
-}
-
-/// A FHIR logical id (R4 `id`: 1–64 of `A-Z a-z 0-9 - .`).
-pub fn fhir_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    matches!(kind, "Practitioner" | "PractitionerRole") && is_fhir_id(id)
 }
 
 /// The CarePlan a card's `appContext` names: `{"careplan": "<id>"}`, as a JSON string (CDS

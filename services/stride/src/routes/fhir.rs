@@ -82,21 +82,17 @@ pub async fn apply(
     })?;
     // The FHIR server to fetch from is read as a hook's `fhirServer` is: an absolute URL, and
     // then only where the caller's issuer may fetch from (the egress policy).
-    let server = match &input.source {
-        Source::Fetch { server, .. } => {
+    let (server, token) = match &input.source {
+        Source::Fetch { server, token } => {
             let url = url::Url::parse(server)
                 .map_err(|_| ApiError::BadRequest("fhirServer: not a URL".into()))?;
             // As for hooks: the token travels to it, so plain http only in local development.
             if url.scheme() != "https" && !state.settings.public_url.is_loopback() {
                 return Err(ApiError::BadRequest("fhirServer: must be https".into()));
             }
-            Some(url)
+            (Some(url), token.as_deref())
         }
-        Source::Data(_) => None,
-    };
-    let token = match &input.source {
-        Source::Fetch { token, .. } => token.as_deref(),
-        Source::Data(_) => None,
+        Source::Data(_) => (None, None),
     };
     let slot = state
         .admission

@@ -11,6 +11,7 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use stride_app::review::patient_ref;
+use stride_hooks::request::is_fhir_id;
 
 use super::signin::{self, answer, begin, limit_starts, open_session, refuse, Callback};
 use super::UiError;
@@ -158,7 +159,7 @@ pub async fn callback(
         ));
     }
     // The launch is for one patient; without one there is nothing to open.
-    let Some(patient) = tokens.patient.as_deref().filter(|p| smart::fhir_id(p)) else {
+    let Some(patient) = tokens.patient.as_deref().filter(|p| is_fhir_id(p)) else {
         return Ok(refused(
             StatusCode::FORBIDDEN,
             "smart_patient",
