@@ -221,7 +221,8 @@ pub async fn apply(
     if rs.doc.status == Status::Draft {
         return Err(ApplyError::Draft(rs.doc.version.to_string()));
     }
-    let mut intake = Intake::default();
+    // Resources about anyone else are never used.
+    let mut intake = Intake::for_patient(&input.patient);
     intake.read_patients = rs.reads(RecordKind::Patient);
     match &input.source {
         Source::Data(bundle) => intake.add(bundle),

@@ -373,7 +373,8 @@ async fn facts(
     fetch: &mut impl Fetch,
 ) -> Result<(Facts, time::Date, Vec<String>), HookError> {
     let req = call.request;
-    let mut intake = Intake::default();
+    // Resources about anyone else are never used.
+    let mut intake = Intake::for_patient(&req.context.patient_id);
     gather(call, CONDITION, &mut intake, fetch).await?;
     if let Some(orders) = req.context.draft_orders {
         intake.add(orders);

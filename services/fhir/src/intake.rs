@@ -5,11 +5,14 @@
 use std::borrow::Cow;
 
 use fhir_sdk::r4b::resources::{
-    CarePlan, Condition, ConditionOnset, DeviceRequest, DeviceRequestCode, Observation,
+    CarePlan, Condition, ConditionAbatement, ConditionOnset, DeviceRequest, DeviceRequestCode,
+    DiagnosticReport, DiagnosticReportEffective, ImagingStudy, Observation,
     ObservationComponentValue, ObservationEffective, ObservationValue, Patient, ServiceRequest,
     ServiceRequestOccurrence,
 };
-use fhir_sdk::r4b::types::{CodeableConcept, Quantity, Timing};
+use fhir_sdk::r4b::types::{
+    CodeableConcept, Identifier, Meta, Period, Quantity, Reference, Timing,
+};
 use fhir_sdk::DateTime;
 use serde_json::value::RawValue;
 use stride_guideline::facts::RecordKind;
@@ -32,9 +35,14 @@ pub struct Intake {
     pub problems: Vec<Problem>,
     /// Resources read, by type (for the audit trail and supportingInfo).
     pub sources: Vec<String>,
-    /// The instant each record's date was read from (`None` for a date without a time), in
+    /// The instants each record's dates were read from (`None` for a date without a time), in
     /// the order of `records`: `localise` re-reads the dates on the clinic's calendar.
-    instants: Vec<Option<OffsetDateTime>>,
+    instants: Vec<Instants>,
+    /// Who each record read so far is, to count a record sent twice once.
+    seen: std::collections::HashMap<String, String>,
+    /// The patient the call is about (`context.patientId`): a resource about another patient
+    /// is never used. `None`: not checked.
+    pub patient: Option<String>,
     /// CarePlans the EHR sent (an approved plan is the patient's phase state).
     pub plans: Vec<PlanSeen>,
     /// Read Patient resources (their birth date): only when the rule set reads one, so no
@@ -54,6 +62,24 @@ pub struct PlanSeen {
     pub since_day: Option<Date>,
 }
 
+/// The instants behind a record's dates: its day, the start of its period, its end (a
+/// Condition's abatement).
+#[derive(Debug, Default, Clone, Copy)]
+struct Instants {
+    date: Option<OffsetDateTime>,
+    start: Option<OffsetDateTime>,
+    end: Option<OffsetDateTime>,
+}
+
+/// One resource read: its record, the instants behind its dates, who it is about, and the
+/// keys that say it is the same record as another (identifiers, id and version).
+struct Read {
+    record: Record,
+    at: Instants,
+    subject: Option<String>,
+    keys: Vec<String>,
+}
+
 /// The code system of the code a Patient's record carries: its resource type, `Patient` in
 /// FHIR's resource-types system (a rule set that reads a birth date names that code).
 pub const RESOURCE_TYPES: &str = "http://hl7.org/fhir/resource-types";
@@ -67,6 +93,8 @@ const READ: &[&str] = &[
     "Condition",
     "ServiceRequest",
     "DeviceRequest",
+    "DiagnosticReport",
+    "ImagingStudy",
 ];
 
 /// Just enough of a resource to route it: its type and id. Everything else is skipped
@@ -137,7 +165,7 @@ impl Intake {
     fn fallback_offset(&self) -> UtcOffset {
         self.instants
             .iter()
-            .flatten()
+            .filter_map(|i| i.date)
             .max()
             .map_or(UtcOffset::UTC, |t| t.offset())
     }
@@ -152,11 +180,17 @@ impl Intake {
     /// the order they were added (taking `records` out and putting it back is fine).
     pub fn localise(&mut self, zone: &ClinicZone, now: OffsetDateTime) -> Date {
         let fallback = self.fallback_offset();
-        if let ClinicZone::Named(_) = zone {
-            for (r, instant) in self.records.iter_mut().zip(&self.instants) {
-                if let Some(t) = instant {
-                    r.date = Some(zone.date_of(*t, fallback));
-                }
+        // Every date on the clinic's calendar (onsets, abatements, exams, runs), not only
+        // "today": without a named zone, in the clinic's offset as the records tell it.
+        for (r, at) in self.records.iter_mut().zip(&self.instants) {
+            if let Some(t) = at.date {
+                r.date = Some(zone.date_of(t, fallback));
+            }
+            if let Some(t) = at.start {
+                r.start = Some(zone.date_of(t, fallback));
+            }
+            if let Some(t) = at.end {
+                r.end = Some(zone.date_of(t, fallback));
             }
         }
         zone.date_of(now, fallback)
@@ -204,6 +238,16 @@ impl Intake {
         let json = raw.get();
         if kind == "CarePlan" {
             match serde_json::from_str::<CarePlan>(json) {
+                Ok(p)
+                    if self.patient.as_ref().is_some_and(|want| {
+                        subject_of(Some(&p.subject)).is_some_and(|about| &about != want)
+                    }) =>
+                {
+                    self.problems.push(Problem {
+                        source: source(p.id.as_deref()),
+                        message: "about another patient: not used".into(),
+                    });
+                }
                 Ok(p) => {
                     let (since_day, since) = p
                         .period
@@ -243,15 +287,15 @@ impl Intake {
             "Patient" => {
                 serde_json::from_str::<Patient>(json).map(|p| patient(&p, source(p.id.as_deref())))
             }
+            "DiagnosticReport" => serde_json::from_str::<DiagnosticReport>(json)
+                .map(|d| diagnostic_report(&d, source(d.id.as_deref()))),
+            "ImagingStudy" => serde_json::from_str::<ImagingStudy>(json)
+                .map(|i| imaging_study(&i, source(i.id.as_deref()))),
             _ => serde_json::from_str::<DeviceRequest>(json)
                 .map(|d| device_request(&d, source(d.id.as_deref()))),
         };
         match read {
-            Ok((record, instant)) => {
-                self.sources.push(record.source.clone());
-                self.records.push(record);
-                self.instants.push(instant);
-            }
+            Ok(read) => self.keep(read),
             Err(e) => {
                 let id = serde_json::from_str::<Head>(json)
                     .ok()
@@ -267,6 +311,104 @@ impl Intake {
 
 /// The entries of a Bundle that does not read in one pass: whatever in `entry` is an object
 /// counts, junk beside it is skipped.
+impl Intake {
+    /// An intake for a call about `patient`: resources about anyone else are never used.
+    pub fn for_patient(patient: &str) -> Intake {
+        Intake {
+            patient: Some(patient.to_owned()),
+            ..Intake::default()
+        }
+    }
+
+    /// Keep a record read, unless it is about another patient or was read already (the same
+    /// identifier, or the same id and version, sent again): those are named, not used.
+    fn keep(&mut self, read: Read) {
+        let Read {
+            record,
+            at,
+            subject,
+            keys,
+        } = read;
+        if let (Some(want), Some(about)) = (&self.patient, &subject) {
+            if want != about {
+                self.problems.push(Problem {
+                    source: record.source,
+                    message: "about another patient: not used".into(),
+                });
+                return;
+            }
+        }
+        for key in &keys {
+            if let Some(first) = self.seen.get(key) {
+                let message = if *first == record.source {
+                    "sent twice: counted once".to_owned()
+                } else {
+                    format!(
+                        "the same record as {first} (same identifier), sent again: counted once"
+                    )
+                };
+                self.problems.push(Problem {
+                    source: record.source,
+                    message,
+                });
+                return;
+            }
+        }
+        for key in keys {
+            self.seen.insert(key, record.source.clone());
+        }
+        self.sources.push(record.source.clone());
+        self.records.push(record);
+        self.instants.push(at);
+    }
+}
+
+/// The patient id a reference names (`Patient/p1`, `https://ehr/fhir/Patient/p1`,
+/// `Patient/p1/_history/2`); `None` when it names none (a `urn:uuid:` or a contained one).
+pub fn patient_id(reference: &str) -> Option<&str> {
+    let path = reference.split(['?', '#']).next()?;
+    let path = match path.find("/_history/") {
+        Some(i) => &path[..i],
+        None => path,
+    };
+    let (head, id) = path.rsplit_once('/')?;
+    (head == "Patient" || head.ends_with("/Patient"))
+        .then_some(id)
+        .filter(|id| !id.is_empty())
+}
+
+fn subject_of(r: Option<&Reference>) -> Option<String> {
+    r.and_then(|r| r.reference.as_deref())
+        .and_then(patient_id)
+        .map(str::to_owned)
+}
+
+/// What says two resources are one record: each business identifier (system and value), and
+/// the id with its version.
+fn identity(
+    kind: &str,
+    id: Option<&str>,
+    meta: Option<&Meta>,
+    identifiers: &[Option<Identifier>],
+) -> Vec<String> {
+    let mut keys: Vec<String> = identifiers
+        .iter()
+        .flatten()
+        .filter_map(|i| {
+            Some(format!(
+                "{kind}|{}|{}",
+                i.system.as_deref()?,
+                i.value.as_deref()?
+            ))
+        })
+        .collect();
+    if let Some(id) = id {
+        let version = meta.and_then(|m| m.version_id.as_deref()).unwrap_or("");
+        keys.push(format!("{kind}/{id}/{version}"));
+    }
+    keys
+}
+
 fn lenient_entries(raw: &RawValue) -> Vec<Entry<'_>> {
     serde_json::from_str::<Head>(raw.get())
         .ok()
@@ -328,21 +470,83 @@ fn quantity(q: &Quantity) -> Option<Value> {
         .code
         .clone()
         .or_else(|| q.system.is_none().then(|| q.unit.clone()).flatten());
-    Some(Value::Quantity { value, unit })
+    // `< 5 cm` is a bound, never the number 5.
+    Some(match &q.comparator {
+        Some(c) => Value::Bound {
+            comparator: c.to_string(),
+            unit,
+            value,
+        },
+        None => Value::Quantity { value, unit },
+    })
 }
 
-fn observation(o: &Observation, source: String) -> (Record, Option<OffsetDateTime>) {
-    let (date, at) = match &o.effective {
-        Some(ObservationEffective::DateTime(dt)) => when(dt),
-        Some(ObservationEffective::Period(p)) => p.start.as_ref().map_or((None, None), when),
-        Some(ObservationEffective::Instant(i)) => instant(i),
-        _ => o.issued.as_ref().map_or((None, None), instant),
+/// A period: its last day (as recent as its end) and its first; an open-ended one is dated
+/// by its start.
+fn period(p: &Period) -> (Option<Date>, Option<Date>, Instants) {
+    let (start_day, start) = p.start.as_ref().map_or((None, None), when);
+    match p.end.as_ref().map(when) {
+        Some((Some(end_day), end)) => (
+            Some(end_day),
+            start_day,
+            Instants {
+                date: end,
+                start,
+                end: None,
+            },
+        ),
+        _ => (
+            start_day,
+            None,
+            Instants {
+                date: start,
+                start: None,
+                end: None,
+            },
+        ),
+    }
+}
+
+fn dated(d: Option<Date>, at: Option<OffsetDateTime>) -> (Option<Date>, Option<Date>, Instants) {
+    (
+        d,
+        None,
+        Instants {
+            date: at,
+            ..Instants::default()
+        },
+    )
+}
+
+fn observation(o: &Observation, source: String) -> Read {
+    let (date, start, at) = match &o.effective {
+        Some(ObservationEffective::DateTime(dt)) => {
+            let (d, at) = when(dt);
+            dated(d, at)
+        }
+        Some(ObservationEffective::Period(p)) => period(p),
+        Some(ObservationEffective::Instant(i)) => {
+            let (d, at) = instant(i);
+            dated(d, at)
+        }
+        _ => {
+            let (d, at) = o.issued.as_ref().map_or((None, None), instant);
+            dated(d, at)
+        }
     };
     let value = match &o.value {
         Some(ObservationValue::Quantity(q)) => quantity(q),
         Some(ObservationValue::Integer(i)) => Some(Value::Integer(i64::from(*i))),
         Some(ObservationValue::Boolean(b)) => Some(Value::Boolean(*b)),
         Some(ObservationValue::CodeableConcept(cc)) => Some(Value::Coded(codes(Some(cc)))),
+        // Recorded, in a form not read: never "no value" (free text is not a "no").
+        Some(ObservationValue::String(_)) => Some(Value::Other("string".into())),
+        Some(ObservationValue::Range(_)) => Some(Value::Other("a range".into())),
+        Some(ObservationValue::Ratio(_)) => Some(Value::Other("a ratio".into())),
+        Some(ObservationValue::SampledData(_)) => Some(Value::Other("sampled data".into())),
+        Some(ObservationValue::Time(_)) => Some(Value::Other("a time".into())),
+        Some(ObservationValue::DateTime(_)) => Some(Value::Other("a date".into())),
+        Some(ObservationValue::Period(_)) => Some(Value::Other("a period".into())),
         _ => None,
     };
     let components = o
@@ -358,11 +562,19 @@ fn observation(o: &Observation, source: String) -> (Record, Option<OffsetDateTim
                 Some(ObservationComponentValue::CodeableConcept(cc)) => {
                     Some(Value::Coded(codes(Some(cc))))
                 }
+                Some(ObservationComponentValue::String(_)) => Some(Value::Other("string".into())),
                 _ => None,
             },
         })
         .collect();
     let record = Record {
+        end: None,
+        sites: o
+            .body_site
+            .as_ref()
+            .map(|b| codes(Some(b)))
+            .unwrap_or_default(),
+        start,
         source,
         kind: RecordKind::Observation,
         codes: codes(Some(&o.code)),
@@ -371,10 +583,20 @@ fn observation(o: &Observation, source: String) -> (Record, Option<OffsetDateTim
         value,
         components,
     };
-    (record, at)
+    Read {
+        keys: identity(
+            "Observation",
+            o.id.as_deref(),
+            o.meta.as_ref(),
+            &o.identifier,
+        ),
+        subject: subject_of(o.subject.as_ref()),
+        record,
+        at,
+    }
 }
 
-fn condition(c: &Condition, source: String) -> (Record, Option<OffsetDateTime>) {
+fn condition(c: &Condition, source: String) -> Read {
     let verification = codes(c.verification_status.as_ref());
     let clinical = codes(c.clinical_status.as_ref());
     // A refuted or mistaken diagnosis is no episode, whatever its clinical status says.
@@ -391,7 +613,24 @@ fn condition(c: &Condition, source: String) -> (Record, Option<OffsetDateTime>) 
         Some(ConditionOnset::Period(p)) => p.start.as_ref().map_or((None, None), when),
         _ => (None, None),
     };
+    let (end, end_at) = match &c.abatement {
+        Some(ConditionAbatement::DateTime(dt)) => when(dt),
+        Some(ConditionAbatement::Period(p)) => p
+            .end
+            .as_ref()
+            .or(p.start.as_ref())
+            .map_or((None, None), when),
+        _ => (None, None),
+    };
     let record = Record {
+        end,
+        sites: c
+            .body_site
+            .iter()
+            .flatten()
+            .flat_map(|b| codes(Some(b)))
+            .collect(),
+        start: None,
         source,
         kind: RecordKind::Condition,
         codes: codes(c.code.as_ref()),
@@ -400,17 +639,37 @@ fn condition(c: &Condition, source: String) -> (Record, Option<OffsetDateTime>) 
         value: None,
         components: vec![],
     };
-    (record, at)
+    Read {
+        keys: identity("Condition", c.id.as_deref(), c.meta.as_ref(), &c.identifier),
+        subject: subject_of(Some(&c.subject)),
+        record,
+        at: Instants {
+            date: at,
+            start: None,
+            end: end_at,
+        },
+    }
 }
 
-/// A Patient as the rule set reads it: its birth date, nothing else (a year or a month alone
-/// is no day to count an age from).
-fn patient(p: &Patient, source: String) -> (Record, Option<OffsetDateTime>) {
-    let date = match &p.birth_date {
-        Some(fhir_sdk::Date::Date(d)) => Some(*d),
-        _ => None,
+/// A Patient as the rule set reads it: its birth date, nothing else. A year or a month alone
+/// is a range of days: from its first day (`start`) to its last (`date`), an age range.
+fn patient(p: &Patient, source: String) -> Read {
+    let (start, date) = match &p.birth_date {
+        Some(fhir_sdk::Date::Date(d)) => (None, Some(*d)),
+        Some(fhir_sdk::Date::YearMonth(y, m)) => (
+            Date::from_calendar_date(*y, *m, 1).ok(),
+            Date::from_calendar_date(*y, *m, m.length(*y)).ok(),
+        ),
+        Some(fhir_sdk::Date::Year(y)) => (
+            Date::from_calendar_date(*y, time::Month::January, 1).ok(),
+            Date::from_calendar_date(*y, time::Month::December, 31).ok(),
+        ),
+        None => (None, None),
     };
     let record = Record {
+        end: None,
+        sites: Vec::new(),
+        start,
         source,
         kind: RecordKind::Patient,
         codes: vec![Code {
@@ -422,16 +681,36 @@ fn patient(p: &Patient, source: String) -> (Record, Option<OffsetDateTime>) {
         value: None,
         components: vec![],
     };
-    (record, None)
+    Read {
+        keys: identity("Patient", p.id.as_deref(), p.meta.as_ref(), &[]),
+        subject: p.id.clone(),
+        record,
+        at: Instants::default(),
+    }
 }
 
-fn service_request(s: &ServiceRequest, source: String) -> (Record, Option<OffsetDateTime>) {
+fn service_request(s: &ServiceRequest, source: String) -> Read {
     let (date, at) = s.authored_on.as_ref().map_or((None, None), when);
+    let status = s.status.to_string();
+    // An order carried out is a result: the imaging a red flag asked for was done.
+    let kind = if status == "completed" {
+        RecordKind::Report
+    } else {
+        RecordKind::Order
+    };
     let record = Record {
+        end: None,
+        sites: s
+            .body_site
+            .iter()
+            .flatten()
+            .flat_map(|b| codes(Some(b)))
+            .collect(),
+        start: None,
         source,
-        kind: RecordKind::Order,
+        kind,
         codes: codes(s.code.as_ref()),
-        status: Some(s.status.to_string()),
+        status: Some(status),
         date,
         value: match &s.occurrence {
             Some(ServiceRequestOccurrence::Timing(t)) => session_interval(t),
@@ -439,7 +718,20 @@ fn service_request(s: &ServiceRequest, source: String) -> (Record, Option<Offset
         },
         components: vec![],
     };
-    (record, at)
+    Read {
+        keys: identity(
+            "ServiceRequest",
+            s.id.as_deref(),
+            s.meta.as_ref(),
+            &s.identifier,
+        ),
+        subject: subject_of(Some(&s.subject)),
+        record,
+        at: Instants {
+            date: at,
+            ..Instants::default()
+        },
+    }
 }
 
 /// An order's `occurrenceTiming` as the time between two sessions (period / frequency), in
@@ -455,13 +747,16 @@ fn session_interval(t: &Timing) -> Option<Value> {
     })
 }
 
-fn device_request(d: &DeviceRequest, source: String) -> (Record, Option<OffsetDateTime>) {
+fn device_request(d: &DeviceRequest, source: String) -> Read {
     let code = match &d.code {
         DeviceRequestCode::CodeableConcept(cc) => codes(Some(cc)),
         _ => vec![],
     };
     let (date, at) = d.authored_on.as_ref().map_or((None, None), when);
     let record = Record {
+        end: None,
+        sites: Vec::new(),
+        start: None,
         source,
         kind: RecordKind::Order,
         codes: code,
@@ -470,7 +765,94 @@ fn device_request(d: &DeviceRequest, source: String) -> (Record, Option<OffsetDa
         value: None,
         components: vec![],
     };
-    (record, at)
+    Read {
+        keys: identity(
+            "DeviceRequest",
+            d.id.as_deref(),
+            d.meta.as_ref(),
+            &d.identifier,
+        ),
+        subject: subject_of(Some(&d.subject)),
+        record,
+        at: Instants {
+            date: at,
+            ..Instants::default()
+        },
+    }
+}
+
+/// A report of a study done (imaging): its code and day.
+fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
+    let (date, start, at) = match &d.effective {
+        Some(DiagnosticReportEffective::DateTime(dt)) => {
+            let (day, at) = when(dt);
+            dated(day, at)
+        }
+        Some(DiagnosticReportEffective::Period(p)) => period(p),
+        _ => {
+            let (day, at) = d.issued.as_ref().map_or((None, None), instant);
+            dated(day, at)
+        }
+    };
+    let record = Record {
+        end: None,
+        sites: Vec::new(),
+        start,
+        source,
+        kind: RecordKind::Report,
+        codes: codes(Some(&d.code)),
+        status: Some(d.status.to_string()),
+        date,
+        value: None,
+        components: vec![],
+    };
+    Read {
+        keys: identity(
+            "DiagnosticReport",
+            d.id.as_deref(),
+            d.meta.as_ref(),
+            &d.identifier,
+        ),
+        subject: subject_of(d.subject.as_ref()),
+        record,
+        at,
+    }
+}
+
+/// An imaging study: its procedure codes and the day it started.
+fn imaging_study(i: &ImagingStudy, source: String) -> Read {
+    let (date, at) = i.started.as_ref().map_or((None, None), when);
+    let record = Record {
+        end: None,
+        sites: Vec::new(),
+        start: None,
+        source,
+        kind: RecordKind::Report,
+        codes: i
+            .procedure_code
+            .iter()
+            .flatten()
+            .flat_map(|c| codes(Some(c)))
+            .collect(),
+        status: Some(i.status.to_string()),
+        date,
+        value: None,
+        components: vec![],
+    };
+    Read {
+        keys: identity(
+            "ImagingStudy",
+            i.id.as_deref(),
+            i.meta.as_ref(),
+            &i.identifier,
+        ),
+        subject: subject_of(Some(&i.subject)),
+        record,
+        at: Instants {
+            date: at,
+            ..Instants::default()
+        },
+    }
 }
 
 #[cfg(test)]
@@ -675,9 +1057,25 @@ mod tests {
         assert_eq!(r.codes[0].system, RESOURCE_TYPES);
         // Nothing but the day: no name, no gender.
         assert!(r.value.is_none() && r.components.is_empty());
-        // A year or a month alone is no day to count an age from.
-        add(&mut intake, patient("2014-05"));
-        assert_eq!(intake.records[1].date, None);
+        // A month or a year alone is a range of days: an age range, never a guessed day.
+        let mut partial = Intake {
+            read_patients: true,
+            ..Intake::default()
+        };
+        add(&mut partial, patient("2014-05"));
+        add(
+            &mut partial,
+            json!({"resourceType": "Patient", "id": "p2", "birthDate": "2011"}),
+        );
+        let days: Vec<_> = partial.records.iter().map(|r| (r.start, r.date)).collect();
+        use time::macros::date;
+        assert_eq!(
+            days,
+            vec![
+                (Some(date!(2014 - 05 - 01)), Some(date!(2014 - 05 - 31))),
+                (Some(date!(2011 - 01 - 01)), Some(date!(2011 - 12 - 31)))
+            ]
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@ const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
 
 fn obs(n: usize, code: &str, day: i64, value: Option<Value>, components: Vec<Component>) -> Record {
     Record {
+        end: None,
+        sites: Vec::new(),
+        start: None,
         source: format!("Observation/{n}"),
         kind: RecordKind::Observation,
         codes: vec![Code {
@@ -36,6 +39,9 @@ fn comp(code: &str, value: Value) -> Component {
 
 pub fn patient() -> Facts {
     let mut r = vec![Record {
+        end: None,
+        sites: Vec::new(),
+        start: None,
         source: "Condition/1".into(),
         kind: RecordKind::Condition,
         codes: vec![Code {

@@ -43,6 +43,9 @@ pub struct Decision {
     /// Set when the episode looks like a problem-list entry left active: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_episode: Option<String>,
+    /// The open episodes, by side, when there is more than one: the phase is the newest's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub episodes: Vec<String>,
     /// Facts whose absence kept the phase from being placed further (or at all).
     pub missing: Vec<MissingFact>,
     pub activities: Vec<PlannedActivity>,
@@ -97,6 +100,10 @@ pub struct Finding {
     /// Conflicting records the finding was decided on (a red flag counts the positive one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conflicts: Vec<String>,
+    /// A red flag that fired on this day and was not evaluated since (no imaging, no review):
+    /// a later negative record alone does not clear it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Date>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -13,7 +13,7 @@ use crate::ruleset::RuleSet;
 use crate::units;
 
 pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
-    decide(rs, resolve(rs, facts, as_of), as_of)
+    decide(rs, facts, resolve(rs, facts, as_of), as_of)
 }
 
 /// What the decision would be if the named facts were unknown. Explains which data a verdict
@@ -26,10 +26,10 @@ pub fn evaluate_without(rs: &RuleSet, facts: &Facts, as_of: Date, unknown: &[&st
             v.reason = Some("withheld".into());
         }
     }
-    decide(rs, table, as_of)
+    decide(rs, facts, table, as_of)
 }
 
-fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
+fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decision {
     let mut ev = Evaluator {
         rs,
         table: &table,
@@ -58,6 +58,7 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
         preliminary_red_flags: Vec::new(),
         phase_notes: Vec::new(),
         stale_episode: None,
+        episodes: table.episodes.clone(),
         missing: Vec::new(),
         activities: Vec::new(),
         rehab: Vec::new(),
@@ -83,6 +84,11 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
     decision.red_flags = ev.findings(&doc.red_flags, Some(&mut flags_unknown), true);
     if doc.data_quality.preliminary_red_flags_shown {
         decision.preliminary_red_flags = ev.preliminary(&doc.red_flags, &decision.red_flags);
+    }
+    if doc.data_quality.imaging_red_flags_stick {
+        let sticky = sticky_red_flags(rs, facts, &table, as_of, &decision.red_flags);
+        flags_unknown.retain(|u| !sticky.iter().any(|f| f.id == u.id));
+        decision.red_flags.extend(sticky);
     }
     decision.unassessed_red_flags = flags_unknown;
     decision.warnings = ev.findings(&doc.warnings, None, false);
@@ -184,6 +190,88 @@ fn decide(rs: &RuleSet, table: FactTable, as_of: Date) -> Decision {
     decision.phase = Some(phase.to_owned());
     decision.trace = ev.trace;
     decision
+}
+
+/// Red flags that ask for imaging and fired earlier in the episode, but not today: each stays
+/// until imaging of the region is recorded on or after the last day it fired
+/// (`Rule::cleared_by`), or clinic staff approved a plan since. A later negative record alone
+/// leaves it standing, not evaluated. Each earlier day a record of the rule's facts was made
+/// is decided again as of that day, newest first.
+fn sticky_red_flags(
+    rs: &RuleSet,
+    facts: &Facts,
+    table: &FactTable,
+    as_of: Date,
+    fired: &[Finding],
+) -> Vec<Finding> {
+    let Some(onset) = table.onset else {
+        return Vec::new();
+    };
+    let mut pending: Vec<&Rule> = rs
+        .doc
+        .red_flags
+        .iter()
+        .filter(|r| r.cleared_by.is_some() && !fired.iter().any(|f| f.id == r.id))
+        .collect();
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    let probe = Evaluator {
+        rs,
+        table,
+        trace: Vec::new(),
+        quiet: true,
+        phase: None,
+    };
+    let mut read: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    for r in &pending {
+        probe.facts_of(&r.when, &mut |f| {
+            if let Some(i) = rs.doc.facts.keys().position(|k| k == f) {
+                read.insert(i);
+            }
+        });
+    }
+    let days: std::collections::BTreeSet<Date> = facts
+        .records
+        .iter()
+        .filter(|r| {
+            rs.readers(&r.codes)
+                .is_some_and(|mut hits| hits.any(|(f, _)| read.contains(&f)))
+        })
+        .filter_map(|r| r.date)
+        .filter(|d| *d >= onset && *d < as_of)
+        .collect();
+    let mut out = Vec::new();
+    for day in days.into_iter().rev() {
+        if pending.is_empty() {
+            break;
+        }
+        let then = crate::resolve::resolve_only(rs, facts, day, Some(&read));
+        if then.onset != Some(onset) {
+            // Another episode then: its red flags are its own.
+            continue;
+        }
+        let mut ev = Evaluator {
+            rs,
+            table: &then,
+            trace: Vec::new(),
+            quiet: false,
+            phase: None,
+        };
+        pending.retain(|r| {
+            let start = ev.trace.len();
+            if ev.verdict(&r.rule, &r.when) != Verdict::Met {
+                return true;
+            }
+            if !crate::resolve::cleared(rs, facts, r, day, as_of) {
+                let mut f = finding(r, &r.card, ev.evidence(start));
+                f.since = Some(day);
+                out.push(f);
+            }
+            false
+        });
+    }
+    out
 }
 
 fn missing_fact(rs: &RuleSet, table: &FactTable, fact: String) -> MissingFact {
@@ -563,14 +651,20 @@ impl<'a> Evaluator<'a> {
         let fact = self.table.values.get(cmp.fact.as_str());
         let (threshold, note) = self.threshold(cmp);
         let value = fact.and_then(|f| f.value);
-        let verdict = match (value, threshold) {
-            (Some(v), Some(t)) => {
+        let verdict = match (value, threshold, fact.and_then(|f| f.bound)) {
+            (Some(v), Some(t), _) => {
                 if cmp.op.holds(v, t) {
                     Verdict::Met
                 } else {
                     Verdict::NotMet
                 }
             }
+            // Known only as a bound: decided when every value it allows decides alike.
+            (None, Some(t), Some(iv)) => match iv.decides(cmp.op, t) {
+                Some(true) => Verdict::Met,
+                Some(false) => Verdict::NotMet,
+                None => Verdict::Unknown,
+            },
             _ => Verdict::Unknown,
         };
         if self.quiet {
@@ -659,5 +753,6 @@ fn finding(r: &Rule, card: &CardText, evidence: Vec<String>) -> Finding {
         cite: card.cite.clone(),
         evidence,
         conflicts: Vec::new(),
+        since: None,
     }
 }

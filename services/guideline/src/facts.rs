@@ -32,12 +32,23 @@ pub struct Record {
     pub codes: Vec<Code>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<Component>,
-    /// The clinically relevant day: effective day, onset day, authored day.
+    /// The clinically relevant day: effective day (the end of a period), onset day, authored
+    /// day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub date: Option<Date>,
+    /// When the record stopped holding: a Condition's abatement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Date>,
     pub kind: RecordKind,
+    /// Body sites the record names (`bodySite`): the episode it belongs to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<Code>,
     /// Where it came from, e.g. `Observation/123`; quoted in the trace.
     pub source: String,
+    /// The first day of a record over a period (`effectivePeriod.start`, or the earliest day a
+    /// partial date can mean): it holds on every day from here to `date`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<Date>,
     /// Observation.status, Condition.clinicalStatus or an order's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
@@ -73,10 +84,22 @@ pub struct Component {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum Value {
-    Quantity { unit: Option<String>, value: f64 },
+    Quantity {
+        unit: Option<String>,
+        value: f64,
+    },
     Integer(i64),
     Boolean(bool),
     Coded(Vec<Code>),
+    /// A quantity with a comparator (`< 5 cm`): a bound on the value, not the value.
+    Bound {
+        comparator: String,
+        unit: Option<String>,
+        value: f64,
+    },
+    /// A value of a type the engine does not read (free text, a range …), by its FHIR type
+    /// name only: it says something was recorded, never what (and carries no text).
+    Other(String),
 }
 
 /// SNOMED CT yes / no, the coded way to say a boolean finding.
@@ -97,6 +120,9 @@ mod tests {
         let facts = Facts {
             phase_state: None,
             records: vec![Record {
+                end: None,
+                sites: Vec::new(),
+                start: None,
                 codes: vec![code("a")],
                 components: vec![Component {
                     codes: vec![code("b")],

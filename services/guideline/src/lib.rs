@@ -1,6 +1,7 @@
 //! Stride's guideline engine: versioned rule sets as data, and the pure function that
 //! evaluates them. No I/O, no FHIR types, no HTTP: the service and the FHIR crate build on it.
 
+pub mod bound;
 pub mod decision;
 pub mod evaluate;
 pub mod facts;

@@ -133,6 +133,15 @@ pub struct DataQuality {
     /// An approved plan's phase is where placement starts: the exits of the phases before it
     /// were judged by clinic staff, and are not asked for again.
     pub approved_phase_holds: bool,
+    /// Episodes by body side (`applicability.sides`): a trigger Condition far older than the
+    /// protocol (`applicability.stale`) does not date a newer one; a new episode of another
+    /// side, a recurrence, or a new onset after an abatement starts the patient over in the
+    /// first phase; an encounter diagnosis without a clinical status counts while recent.
+    pub episodes_by_side: bool,
+    /// A red flag that asks for imaging, once it fired in the episode, stays until imaging is
+    /// recorded (`Rule::cleared_by`) or clinic staff approved a plan since: a later negative
+    /// record alone leaves it "not evaluated".
+    pub imaging_red_flags_stick: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +260,22 @@ pub struct FactBinding {
     /// The range of believable values in `unit`; a value outside it is unknown, never used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plausible: Option<[f64; 2]>,
+    /// A newer record of another fact that ends this one: a pain-free streak recorded as a
+    /// count ends on a painful day recorded since (the value becomes 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_by: Option<EndedBy>,
+    /// For `adjacent-days`: two records on one day count too (less than 24 hours apart).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub same_day: bool,
+}
+
+/// Records of `fact` whose value meets `op value`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndedBy {
+    pub fact: String,
+    pub op: Op,
+    pub value: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -296,6 +321,8 @@ pub enum RecordKind {
     Order,
     /// The Patient resource: its birth date, for an age.
     Patient,
+    /// A result: a DiagnosticReport or an ImagingStudy (imaging done).
+    Report,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -378,6 +405,18 @@ pub struct Applicability {
     /// When an episode counts as stale (named on the card).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale: Option<Staleness>,
+    /// The value sets that name a side (a Condition's code or a record's body site):
+    /// `right`, `left`, `bilateral` (`episodes_by_side`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sides: BTreeMap<Side, Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    Right,
+    Left,
+    Bilateral,
 }
 
 /// An episode older than `after_days` with no record of the last `recent_days`: a problem-list
@@ -441,6 +480,10 @@ pub struct Rule {
     /// not its own (not ruled out, preliminary, could not be checked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finding: Option<String>,
+    /// A fact whose records (imaging done) clear the red flag when dated on or after the last
+    /// day it fired (`imaging_red_flags_stick`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleared_by: Option<String>,
     pub card: CardText,
 }
 

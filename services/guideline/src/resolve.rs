@@ -5,9 +5,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::Date;
 
+use crate::bound::Interval;
 use crate::decision::{Ignored, Sources};
 use crate::facts::{Facts, Record, Value};
-use crate::model::{Aggregation, DataQuality, FactBinding, FactSource, RecordKind, ValueKind};
+use crate::model::{
+    Aggregation, DataQuality, FactBinding, FactSource, RecordKind, Side, ValueKind,
+};
 use crate::ruleset::RuleSet;
 use crate::units;
 
@@ -24,6 +27,8 @@ pub struct FactValue {
     pub alternatives: Vec<f64>,
     /// Values of preliminary records, with their sources: shown, never counted.
     pub preliminary: Vec<(f64, String)>,
+    /// With no value: what a bound (`< 5 cm`) says of it, decided in three-valued logic.
+    pub bound: Option<Interval>,
 }
 
 impl FactValue {
@@ -35,6 +40,7 @@ impl FactValue {
             reason: None,
             alternatives: Vec::new(),
             preliminary: Vec::new(),
+            bound: None,
         }
     }
 
@@ -46,6 +52,7 @@ impl FactValue {
             reason: Some(reason.into()),
             alternatives: Vec::new(),
             preliminary: Vec::new(),
+            bound: None,
         }
     }
 }
@@ -62,6 +69,8 @@ pub struct FactTable<'r> {
     /// The approved phase (rule sets with `approved_phase_holds`): index into the phases, and
     /// the approved plan.
     pub approved: Option<(usize, crate::facts::PhaseState)>,
+    /// The open episodes, in clinical words, when there is more than one (`episodes_by_side`).
+    pub episodes: Vec<String>,
 }
 
 /// A record value after status, date and unit checks, ready to aggregate.
@@ -75,6 +84,10 @@ struct Point<'a> {
     /// Read through `absent_means` (a finding recorded absent standing for a number): a record
     /// of the number itself on the same day says more, and wins.
     stand_in: bool,
+    /// Known only as a bound (`value` is then its nearer end).
+    bound: Option<Interval>,
+    /// The first day a record over a range of days can mean (a birth year's 1 January).
+    earliest: Option<Date>,
 }
 
 /// One fact source reading one record (the fact numbered in `doc.facts` order).
@@ -100,7 +113,12 @@ enum Read {
     NoValue,
     /// A value that cannot be used (unit, type, plausibility), and why.
     Bad(String),
+    /// A bound (`< 5 cm`) on a fact whose latest value is read: the interval it allows.
+    Bound(Interval),
 }
+
+/// The longest period a record over a period is spread over, day by day.
+const MAX_PERIOD_DAYS: i64 = 366;
 
 /// Why a fact with no usable record is unknown, in the words a card shows.
 pub const NOT_RECORDED: &str = "not recorded";
@@ -108,19 +126,74 @@ pub const NOT_RECORDED: &str = "not recorded";
 const OBSERVATION_COUNTS: &[&str] = &["final", "amended", "corrected"];
 const CONDITION_ACTIVE: &[&str] = &["active", "recurrence", "relapse"];
 const ORDER_COUNTS: &[&str] = &["draft", "active", "on-hold"];
+/// A result that stands (a report, an imaging study available, an order carried out).
+const REPORT_COUNTS: &[&str] = &[
+    "final",
+    "amended",
+    "corrected",
+    "appended",
+    "available",
+    "completed",
+];
 
-fn status_counts(r: &Record) -> bool {
+fn status_counts(r: &Record, dq: &DataQuality) -> bool {
     let listed = |allowed: &[&str]| r.status.as_deref().is_some_and(|s| allowed.contains(&s));
     match r.kind {
         // A Patient has no status: its record is its birth date.
         RecordKind::Patient => true,
         RecordKind::Observation => listed(OBSERVATION_COUNTS),
-        RecordKind::Condition => listed(CONDITION_ACTIVE),
+        // An encounter diagnosis may come without a clinical status (FHIR allows it outside
+        // the problem list): it counts, while recent (`episode_groups`).
+        RecordKind::Condition => {
+            listed(CONDITION_ACTIVE) || (dq.episodes_by_side && r.status.is_none())
+        }
         RecordKind::Order => listed(ORDER_COUNTS),
+        RecordKind::Report => listed(REPORT_COUNTS),
     }
 }
 
 pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r> {
+    resolve_only(rs, facts, as_of, None)
+}
+
+/// Whether imaging (a record of the rule's `cleared_by` fact) or a plan approved by clinic
+/// staff is dated from `since` to `as_of`: the red flag was evaluated.
+pub(crate) fn cleared(
+    rs: &RuleSet,
+    facts: &Facts,
+    rule: &crate::model::Rule,
+    since: Date,
+    as_of: Date,
+) -> bool {
+    let within = |d: Date| d >= since && d <= as_of;
+    if facts
+        .phase_state
+        .as_ref()
+        .is_some_and(|ps| within(ps.since))
+    {
+        return true;
+    }
+    let Some(b) = rule.cleared_by.as_ref().and_then(|f| rs.doc.facts.get(f)) else {
+        return false;
+    };
+    let dq = &rs.doc.data_quality;
+    facts.records.iter().any(|r| {
+        r.date.is_some_and(within)
+            && status_counts(r, dq)
+            && b.sources
+                .iter()
+                .any(|s| s.record == r.kind && s.matches(&r.codes))
+    })
+}
+
+/// `resolve`, for the facts numbered in `only` when given (and the episode): what a
+/// criterion over those facts needs, at a fraction of the cost.
+pub(crate) fn resolve_only<'r>(
+    rs: &'r RuleSet,
+    facts: &Facts,
+    as_of: Date,
+    only: Option<&BTreeSet<usize>>,
+) -> FactTable<'r> {
     let mut ignored = Vec::new();
     let mut noted: BTreeSet<(String, String)> = BTreeSet::new();
     let mut ignore = |source: &str, reason: String, ignored: &mut Vec<Ignored>| {
@@ -146,7 +219,7 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
             && r.kind == RecordKind::Observation
             && r.status.as_deref() == Some("preliminary")
             && dated_now;
-        let counts = status_counts(r);
+        let counts = status_counts(r, dq);
         let usable = if !counts {
             let st = r.status.as_deref().unwrap_or("missing");
             ignore(
@@ -199,11 +272,21 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
         all.split_at(all.partition_point(|h| !h.preliminary))
     };
 
-    // The episode: latest onset among active trigger Conditions.
+    // The episode: latest onset among active trigger Conditions (1.0.0), the earliest (1.0.1),
+    // or the newest open episode by side (`episodes_by_side`).
     let episode = rs.episode_binding();
+    let stale_after = rs
+        .doc
+        .applicability
+        .stale
+        .as_ref()
+        .and_then(|st| rs.doc.parameters.get(&st.after_days))
+        .and_then(|p| p.threshold())
+        .map(|d| d as i64);
     let mut applies = false;
     let mut onset: Option<Date> = None;
     let mut onset_sources = Vec::new();
+    let mut triggers: Vec<Trigger<'_>> = Vec::new();
     // Why the onset is unknown; stays None while no episode is found (said below).
     let mut onset_reason: Option<String> = None;
     for h in of_fact(rs.episode_index()).0 {
@@ -211,10 +294,33 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
         if r.kind != src.record {
             continue;
         }
+        // An encounter diagnosis without a clinical status is an open episode while recent.
+        if dq.episodes_by_side && r.status.is_none() {
+            let recent = match (r.date, stale_after) {
+                (Some(d), Some(limit)) => (as_of - d).whole_days() <= limit,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if !recent {
+                ignore(
+                    &r.source,
+                    "a diagnosis without a clinical status and without a recent onset: not an open episode".into(),
+                    &mut ignored,
+                );
+                continue;
+            }
+        }
         applies = true;
         onset_sources.push(r.source.clone());
         match r.date {
             Some(d) if d <= as_of => {
+                triggers.push(Trigger {
+                    onset: d,
+                    end: r.end.filter(|e| *e <= as_of),
+                    recurrence: matches!(r.status.as_deref(), Some("recurrence" | "relapse")),
+                    side: rs.side_of(r),
+                    source: &r.source,
+                });
                 // Latest onset (1.0.0), or the earliest: a diagnosis added or refined
                 // later in the same episode does not restart it.
                 let replaces = if dq.episode_onset_earliest {
@@ -234,12 +340,17 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
             }
         }
     }
-    if onset.is_some() {
-        onset_reason = None;
-    } else if !applies {
-        onset_reason = Some("no active episode".to_owned());
+    let mut episodes = Vec::new();
+    if dq.episodes_by_side && !triggers.is_empty() {
+        let open = episode_groups(&triggers, as_of, stale_after, &mut |source, reason| {
+            ignore(source, reason, &mut ignored)
+        });
+        onset = Some(open.onset);
+        // Conditions without an onset stay named: they are part of the picture.
+        onset_sources.retain(|s| !triggers.iter().any(|t| t.source == s.as_str()));
+        onset_sources.extend(open.sources);
+        episodes = open.notes;
     }
-
     let mut values = BTreeMap::new();
     let episode_value = match onset {
         Some(d) => FactValue::known(day_number(d), Some("d".into()), onset_sources.clone()),
@@ -305,8 +416,18 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
 
     // The newest day an Observation gave a value (a value-less record is no recent data).
     let mut newest_observation: Option<Date> = None;
+    // Facts that end another (`ended_by`): their readings, kept for the pass after the loop.
+    let enders: BTreeSet<&str> = rs
+        .doc
+        .facts
+        .values()
+        .filter_map(|b| b.ended_by.as_ref().map(|e| e.fact.as_str()))
+        .collect();
+    let mut readings: BTreeMap<&str, Vec<(Date, f64, String)>> = BTreeMap::new();
+    // The newest day of a fact that can be ended, and its bound of days.
+    let mut ends_on: Vec<(&str, Date)> = Vec::new();
     for (f, (name, binding)) in rs.doc.facts.iter().enumerate() {
-        if f == rs.episode_index() {
+        if f == rs.episode_index() || only.is_some_and(|o| !o.contains(&f)) {
             continue;
         }
         let (counted, preliminary) = of_fact(f);
@@ -329,12 +450,47 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
                     if r.kind == RecordKind::Observation {
                         newest_observation = newest_observation.max(Some(date));
                     }
-                    points.push(Point {
+                    let point = Point {
                         date,
                         value: v,
                         source: &r.source,
                         correction: is_correction(r),
                         stand_in: src.absent_means.is_some(),
+                        bound: None,
+                        earliest: r.start,
+                    };
+                    // A finding over a period (a symptom diary) holds on every day of it.
+                    if let (Some(start), Aggregation::ConsecutiveDays) =
+                        (r.start, binding.aggregation)
+                    {
+                        let mut day = start.max(date - time::Duration::days(MAX_PERIOD_DAYS));
+                        while day < date {
+                            if in_window(binding, day, &anchors, as_of) {
+                                points.push(Point {
+                                    date: day,
+                                    ..point.clone()
+                                });
+                            }
+                            day = match day.next_day() {
+                                Some(d) => d,
+                                None => break,
+                            };
+                        }
+                    }
+                    points.push(point);
+                }
+                Read::Bound(iv) => {
+                    if r.kind == RecordKind::Observation {
+                        newest_observation = newest_observation.max(Some(date));
+                    }
+                    points.push(Point {
+                        date,
+                        value: f64::NAN,
+                        source: &r.source,
+                        correction: is_correction(r),
+                        stand_in: false,
+                        bound: Some(iv),
+                        earliest: None,
                     })
                 }
                 Read::Nothing => {}
@@ -370,7 +526,22 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
         for (source, reason, _) in &bad {
             ignore(source, format!("{}: {reason}", binding.text), &mut ignored);
         }
+        if enders.contains(name.as_str()) {
+            readings.insert(
+                name.as_str(),
+                points
+                    .iter()
+                    .filter(|p| p.bound.is_none())
+                    .map(|p| (p.date, p.value, p.source.to_owned()))
+                    .collect(),
+            );
+        }
         let mut fv = aggregate(binding, dq, &mut points, as_of);
+        if binding.ended_by.is_some() && fv.value.is_some() {
+            if let Some(last) = points.last() {
+                ends_on.push((name.as_str(), last.date));
+            }
+        }
         fv.preliminary = prelim_values;
         // Finite inputs can still sum to infinity; an infinite or NaN value is not a fact.
         if fv.value.is_some_and(|v| !v.is_finite()) {
@@ -423,6 +594,36 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
         values.insert(name.as_str(), fv);
     }
 
+    // The newest evidence wins across representations: a streak recorded as a count ends on a
+    // day recorded since that breaks it (a painful walking day after "12 pain-free days").
+    for (name, day) in ends_on {
+        let Some(e) = rs.doc.facts.get(name).and_then(|b| b.ended_by.as_ref()) else {
+            continue;
+        };
+        let breaker = readings
+            .get(e.fact.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(d, v, _)| *d > day && e.op.holds(*v, e.value))
+            .max_by_key(|(d, _, _)| *d);
+        if let Some((d, _, source)) = breaker {
+            let unit = rs
+                .doc
+                .facts
+                .get(name)
+                .and_then(|b| b.output_unit())
+                .map(str::to_owned);
+            for old in values[name].sources.iter() {
+                ignore(
+                    old,
+                    format!("superseded by a newer record on {d} ({source})"),
+                    &mut ignored,
+                );
+            }
+            values.insert(name, FactValue::known(0.0, unit, vec![source.clone()]));
+        }
+    }
+
     FactTable {
         values,
         onset,
@@ -430,6 +631,129 @@ pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r>
         ignored,
         newest_observation,
         approved,
+        episodes,
+    }
+}
+
+/// A trigger Condition with an onset, as the episode model reads it.
+struct Trigger<'a> {
+    onset: Date,
+    /// Its abatement, when on or before the as-of day.
+    end: Option<Date>,
+    /// `clinicalStatus` recurrence or relapse: the pain came back, a new episode.
+    recurrence: bool,
+    side: Option<Side>,
+    source: &'a str,
+}
+
+/// The episode the patient is placed in, and the others that are open.
+struct OpenEpisode {
+    onset: Date,
+    sources: Vec<String>,
+    notes: Vec<String>,
+}
+
+/// Episodes by side. A trigger far older than the protocol does not date a newer episode (it
+/// is a problem-list entry left active); a side's episode starts at its earliest onset, or over
+/// at a recurrence or at an onset after an earlier abatement; a Condition with no side belongs
+/// to every side's episode. Running stops while any episode is in rest, so the patient is
+/// placed by the newest open episode: every record from its onset on.
+fn episode_groups(
+    triggers: &[Trigger<'_>],
+    as_of: Date,
+    stale_after: Option<i64>,
+    ignore: &mut dyn FnMut(&str, String),
+) -> OpenEpisode {
+    let fresh =
+        |t: &Trigger<'_>| stale_after.is_none_or(|limit| (as_of - t.onset).whole_days() <= limit);
+    let any_fresh = triggers.iter().any(fresh);
+    let mut live: Vec<&Trigger<'_>> = Vec::new();
+    for t in triggers {
+        if any_fresh && !fresh(t) {
+            ignore(
+                t.source,
+                format!(
+                    "onset {} is far older than the protocol and a newer episode is open: a problem-list entry left active, not used to date this episode",
+                    t.onset
+                ),
+            );
+        } else {
+            live.push(t);
+        }
+    }
+    let mut sides: BTreeSet<Side> = BTreeSet::new();
+    for t in &live {
+        match t.side {
+            Some(Side::Bilateral) => {
+                sides.insert(Side::Right);
+                sides.insert(Side::Left);
+            }
+            Some(s) => {
+                sides.insert(s);
+            }
+            None => {}
+        }
+    }
+    let keys: Vec<Option<Side>> = if sides.is_empty() {
+        vec![None]
+    } else {
+        sides.into_iter().map(Some).collect()
+    };
+    let mut groups: Vec<(Option<Side>, Date, Vec<&Trigger<'_>>)> = Vec::new();
+    for key in keys {
+        let members: Vec<&Trigger<'_>> = live
+            .iter()
+            .copied()
+            .filter(|t| match (key, t.side) {
+                (None, _) | (_, None) | (_, Some(Side::Bilateral)) => true,
+                (Some(k), Some(s)) => k == s,
+            })
+            .collect();
+        let Some(earliest) = members.iter().map(|t| t.onset).min() else {
+            continue;
+        };
+        let restart = members
+            .iter()
+            .filter(|t| {
+                t.recurrence
+                    || members
+                        .iter()
+                        .any(|o| o.onset < t.onset && o.end.is_some_and(|e| e <= t.onset))
+            })
+            .map(|t| t.onset)
+            .max();
+        let start = restart.map_or(earliest, |r| r.max(earliest));
+        let current: Vec<&Trigger<'_>> = members.into_iter().filter(|t| t.onset >= start).collect();
+        groups.push((key, start, current));
+    }
+    // `live` is never empty (every trigger is fresh when none is), so neither is `groups`.
+    let onset = groups.iter().map(|g| g.1).max().unwrap_or(as_of);
+    let mut sources: Vec<String> = groups
+        .iter()
+        .filter(|g| g.1 == onset)
+        .flat_map(|g| g.2.iter().map(|t| t.source.to_owned()))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    let notes = if groups.len() > 1 {
+        groups
+            .iter()
+            .map(|(side, start, _)| {
+                let side = match side {
+                    Some(Side::Right) => "Right side",
+                    Some(Side::Left) => "Left side",
+                    _ => "Side not recorded",
+                };
+                format!("{side}: episode since {start}")
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    OpenEpisode {
+        onset,
+        sources,
+        notes,
     }
 }
 
@@ -506,6 +830,21 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
     let Some(value) = value else {
         return Read::NoValue;
     };
+    // Free text, a range, a time …: something was recorded, and it is not a value read here.
+    // Never "absent": a red-flag finding so recorded is not ruled out.
+    if let Value::Other(kind) = value {
+        let what = if kind == "string" {
+            "free text"
+        } else {
+            kind.as_str()
+        };
+        return Read::Bad(format!(
+            "recorded as {what}, not a value this rule set reads: not ruled out"
+        ));
+    }
+    if let (Value::Bound { .. }, ValueKind::Number, None) = (value, b.kind, src.absent_means) {
+        return bounded(rs, b, value);
+    }
     // A finding recorded absent stands for a number (no tenderness: extent 0); recorded
     // present, it says nothing about the number.
     if let Some(absent) = src.absent_means {
@@ -532,6 +871,68 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
     }
 }
 
+/// A bound on a number (`< 5 cm`): the interval for a fact read by its latest value or its
+/// maximum, a stand-in value where it decides the fact's `matching`, else unusable.
+fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
+    let Value::Bound {
+        comparator,
+        unit,
+        value: v,
+    } = value
+    else {
+        return Read::Bad("not a bound".into());
+    };
+    let end = match number(
+        rs,
+        b,
+        &Value::Quantity {
+            unit: unit.clone(),
+            value: *v,
+        },
+    ) {
+        Ok(x) => x,
+        Err(e) => return Read::Bad(e),
+    };
+    let Some(mut iv) = Interval::from_comparator(comparator, end) else {
+        return Read::Bad(format!("comparator `{comparator}` is not a bound"));
+    };
+    if let Some([lo, hi]) = b.plausible {
+        iv = iv.within(lo, hi);
+    }
+    let text = format!(
+        "recorded as {} {}",
+        iv.describe(),
+        b.unit.as_deref().unwrap_or_default()
+    );
+    match (b.aggregation, &b.matching) {
+        (Aggregation::Latest | Aggregation::Max, _) => Read::Bound(iv),
+        (
+            Aggregation::Count
+            | Aggregation::Exists
+            | Aggregation::ConsecutiveDays
+            | Aggregation::ConsecutiveRecords,
+            Some(m),
+        ) => match iv.decides(m.op, m.value) {
+            Some(holds) => Read::Value(stand_in(m.op, m.value, holds)),
+            None => Read::Bad(format!("{text}: cannot tell")),
+        },
+        _ => Read::Bad(format!("{text}, not a value")),
+    }
+}
+
+/// A number that meets (or fails) `op t` as a decided bound does: what a count or a run of
+/// matching records needs to know of it.
+fn stand_in(op: crate::model::Op, t: f64, holds: bool) -> f64 {
+    use crate::model::Op;
+    let v = match (op, holds) {
+        (Op::Le | Op::Ge | Op::Eq, true) | (Op::Lt | Op::Gt | Op::Ne, false) => t,
+        (Op::Lt, true) | (Op::Ge, false) => t - 1.0,
+        (Op::Gt | Op::Ne, true) | (Op::Le | Op::Eq, false) => t + 1.0,
+    };
+    debug_assert_eq!(op.holds(v, t), holds);
+    v
+}
+
 /// A number as a trace shows it (no float noise from unit conversion).
 fn round(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
@@ -556,7 +957,7 @@ fn number(rs: &RuleSet, b: &FactBinding, value: &Value) -> Result<f64, String> {
             Some(u) => units::convert(*value, u, canonical)
                 .ok_or_else(|| format!("unit `{u}` cannot be converted to {canonical}"))?,
         },
-        Value::Boolean(_) | Value::Coded(_) => {
+        Value::Boolean(_) | Value::Coded(_) | Value::Bound { .. } | Value::Other(_) => {
             return Err(format!("expected a number in {canonical}"))
         }
     };
@@ -582,6 +983,19 @@ fn boolean(rs: &RuleSet, value: &Value) -> Result<bool, String> {
             }
         }
         Value::Quantity { .. } => Err("not a finite number".into()),
+        // A score given as a bound: `> 3` is pain, `< 2` cannot tell.
+        Value::Bound {
+            comparator, value, ..
+        } => match Interval::from_comparator(comparator, *value)
+            .map(|iv| iv.within(0.0, f64::INFINITY))
+            .and_then(|iv| iv.decides(crate::model::Op::Gt, 0.0))
+        {
+            Some(present) => Ok(present),
+            None => Err(format!(
+                "recorded as {comparator} {value}: cannot tell whether it is present"
+            )),
+        },
+        Value::Other(_) => Err("not a yes or no".into()),
     }
 }
 
@@ -634,6 +1048,90 @@ fn aggregate(
     let unit = b.unit.clone();
 
     match b.aggregation {
+        Aggregation::Latest
+            if points
+                .last()
+                .is_some_and(|l| points.iter().any(|p| p.date == l.date && p.bound.is_some())) =>
+        {
+            let day = points[points.len() - 1].date;
+            let same_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == day).collect();
+            let sources: Vec<String> = same_day.iter().map(|p| p.source.to_owned()).collect();
+            let bounds: Vec<Interval> = same_day.iter().filter_map(|p| p.bound).collect();
+            let values: Vec<f64> = same_day
+                .iter()
+                .filter(|p| p.bound.is_none())
+                .map(|p| p.value)
+                .collect();
+            // A measured value inside the day's bounds says more than they do.
+            if let Some(v) = values.first() {
+                if values.iter().all(|x| (x - v).abs() <= 1e-9)
+                    && bounds.iter().all(|iv| iv.contains(*v))
+                {
+                    return FactValue::known(*v, unit, sources);
+                }
+                return FactValue::unknown(format!("contradictory records on {day}"), sources);
+            }
+            if bounds.iter().any(|iv| *iv != bounds[0]) {
+                return FactValue::unknown(format!("contradictory records on {day}"), sources);
+            }
+            let mut fv = FactValue::unknown(
+                format!(
+                    "recorded as {} {}",
+                    bounds[0].describe(),
+                    unit.as_deref().unwrap_or_default()
+                ),
+                sources,
+            );
+            fv.bound = Some(bounds[0]);
+            fv
+        }
+        Aggregation::Max if points.iter().any(|p| p.bound.is_some()) => {
+            // The largest of values known only by bounds lies between the largest lower end
+            // and the largest upper end.
+            let ends = |p: &Point<'_>| match p.bound {
+                Some(iv) => (iv.lo, iv.hi),
+                None => (Some((p.value, true)), Some((p.value, true))),
+            };
+            let mut lo: Option<(f64, bool)> = None;
+            let mut hi: Option<(f64, bool)> = Some((f64::NEG_INFINITY, true));
+            for p in limited {
+                let (l, h) = ends(p);
+                if let Some((v, inc)) = l {
+                    lo = match lo {
+                        Some((w, winc)) if w > v => Some((w, winc)),
+                        // On a tie the strict end wins: one of them is strictly above it.
+                        Some((w, winc)) if w == v => Some((v, inc && winc)),
+                        _ => Some((v, inc)),
+                    };
+                }
+                hi = match (hi, h) {
+                    (None, _) | (_, None) => None,
+                    (Some((w, winc)), Some((v, inc))) => {
+                        if v > w || (v == w && inc) {
+                            Some((v, inc))
+                        } else {
+                            Some((w, winc))
+                        }
+                    }
+                };
+            }
+            let iv = Interval { lo, hi };
+            if let (Some((l, true)), Some((h, true))) = (iv.lo, iv.hi) {
+                if l == h {
+                    return FactValue::known(l, unit, srcs(limited));
+                }
+            }
+            let mut fv = FactValue::unknown(
+                format!(
+                    "recorded as {} {}",
+                    iv.describe(),
+                    unit.as_deref().unwrap_or_default()
+                ),
+                srcs(limited),
+            );
+            fv.bound = Some(iv);
+            fv
+        }
         Aggregation::Latest => {
             let Some(last) = points.last() else {
                 return FactValue::unknown(NOT_RECORDED, vec![]);
@@ -717,6 +1215,25 @@ fn aggregate(
             FactValue::known(run.len() as f64, Some("1".into()), srcs(&run))
         }
         Aggregation::AdjacentDays => {
+            // Two sessions on one day are less than 24 hours apart too.
+            if b.same_day {
+                let mut seen: BTreeMap<Date, &str> = BTreeMap::new();
+                for p in points.iter() {
+                    match seen.get(&p.date) {
+                        Some(other) if *other != p.source => {
+                            let used: Vec<String> = points
+                                .iter()
+                                .filter(|q| q.date == p.date)
+                                .map(|q| q.source.to_owned())
+                                .collect();
+                            return FactValue::known(1.0, None, used);
+                        }
+                        _ => {
+                            seen.insert(p.date, p.source);
+                        }
+                    }
+                }
+            }
             let days: BTreeSet<Date> = points.iter().map(|p| p.date).collect();
             let pair = days
                 .iter()
@@ -785,12 +1302,30 @@ fn aggregate(
             let Some(last) = points.last() else {
                 return FactValue::unknown(NOT_RECORDED, vec![]);
             };
-            let born = last.date;
-            let mut years = i64::from(as_of.year() - born.year());
-            if (as_of.month() as u8, as_of.day()) < (born.month() as u8, born.day()) {
-                years -= 1;
+            let age = |born: Date| {
+                let mut years = i64::from(as_of.year() - born.year());
+                if (as_of.month() as u8, as_of.day()) < (born.month() as u8, born.day()) {
+                    years -= 1;
+                }
+                years as f64
+            };
+            let youngest = age(last.date);
+            // A birth year or month alone: every age it allows, decided as a bound (a rule
+            // that depends on age is not ruled out when the range straddles its limit).
+            match last.earliest.map(age).filter(|oldest| *oldest != youngest) {
+                Some(oldest) => {
+                    let mut fv = FactValue::unknown(
+                        format!("between {youngest} and {oldest} years (birth date not given to the day)"),
+                        vec![last.source.to_owned()],
+                    );
+                    fv.bound = Some(Interval {
+                        lo: Some((youngest, true)),
+                        hi: Some((oldest, true)),
+                    });
+                    fv
+                }
+                None => FactValue::known(youngest, Some("a".into()), vec![last.source.to_owned()]),
             }
-            FactValue::known(years as f64, Some("a".into()), vec![last.source.to_owned()])
         }
         Aggregation::Decrease => {
             let (Some(first), Some(last)) = (points.first(), points.last()) else {
@@ -815,7 +1350,7 @@ pub fn series(rs: &RuleSet, facts: &Facts, fact: &str, as_of: Date) -> Vec<(Date
     let mut points: Vec<(Date, f64)> = facts
         .records
         .iter()
-        .filter(|r| status_counts(r))
+        .filter(|r| status_counts(r, &rs.doc.data_quality))
         .filter_map(|r| r.date.filter(|d| *d <= as_of).map(|d| (d, r)))
         .flat_map(|(d, r)| {
             b.sources

@@ -43,6 +43,8 @@ pub struct RuleSet {
     pub no: Vec<Code>,
     /// UCUM units read (`units`, else 1.0.0's metric list).
     units: Vec<String>,
+    /// The side each code of `applicability.sides` names.
+    sides: HashMap<Code, crate::model::Side>,
 }
 
 /// The units rule set 1.0.0 read: a rule set without `units` keeps them.
@@ -133,6 +135,14 @@ impl RuleSet {
             .keys()
             .position(|k| *k == doc.applicability.episode_fact)
             .unwrap_or(usize::MAX);
+        let mut sides = HashMap::new();
+        for (side, sets) in &doc.applicability.sides {
+            for c in sets.iter().flat_map(|v| &expanded[v]) {
+                if let Some(code) = codes.get(c) {
+                    sides.insert(code.clone(), *side);
+                }
+            }
+        }
         Ok(RuleSet {
             doc,
             content_hash,
@@ -142,6 +152,7 @@ impl RuleSet {
             yes,
             no,
             units,
+            sides,
         })
     }
 
@@ -166,6 +177,23 @@ impl RuleSet {
     /// The episode fact's number in `doc.facts` order (the numbering `readers` uses).
     pub(crate) fn episode_index(&self) -> usize {
         self.episode
+    }
+
+    /// The side a record names by its code or its body site: both sides, or one named
+    /// bilateral, is bilateral.
+    pub fn side_of(&self, r: &Record) -> Option<crate::model::Side> {
+        use crate::model::Side;
+        let mut found: Option<Side> = None;
+        for c in r.codes.iter().chain(&r.sites) {
+            if let Some(s) = self.sides.get(c) {
+                found = Some(match found {
+                    None => *s,
+                    Some(f) if f == *s => f,
+                    Some(_) => Side::Bilateral,
+                });
+            }
+        }
+        found
     }
 
     /// Whether the record carries any code this rule set reads (others are not its business).
@@ -340,6 +368,37 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
 
 fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     let app = &doc.applicability;
+    for (side, sets) in &app.sides {
+        for v in sets.iter().filter(|v| !doc.value_sets.contains_key(*v)) {
+            problems.push(format!(
+                "applicability.sides.{side:?}: unknown value set `{v}`"
+            ));
+        }
+    }
+    for r in &doc.red_flags {
+        if let Some(f) = r
+            .cleared_by
+            .as_ref()
+            .filter(|f| !doc.facts.contains_key(*f))
+        {
+            problems.push(format!(
+                "red flag {}: cleared_by names unknown fact `{f}`",
+                r.id
+            ));
+        }
+    }
+    for (name, b) in &doc.facts {
+        if let Some(e) = b
+            .ended_by
+            .as_ref()
+            .filter(|e| !doc.facts.contains_key(&e.fact))
+        {
+            problems.push(format!(
+                "facts.{name}: ended_by names unknown fact `{}`",
+                e.fact
+            ));
+        }
+    }
     let mut fact_names: BTreeSet<&str> = doc.facts.keys().map(String::as_str).collect();
     if !doc.facts.contains_key(&app.episode_fact) {
         problems.push(format!(

@@ -58,6 +58,15 @@ pub struct VRecord {
     pub value: Option<VValue>,
     #[serde(default)]
     pub components: Vec<VComponent>,
+    /// A body site (`alias#code`), e.g. the side of a Condition.
+    #[serde(default)]
+    pub site: Option<String>,
+    /// The first day of a record over a period (`day` is its last).
+    #[serde(default)]
+    pub from: Option<i64>,
+    /// A Condition's abatement day.
+    #[serde(default)]
+    pub end: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,8 +94,23 @@ pub struct VComponent {
 pub enum VValue {
     Boolean(bool),
     Integer(i64),
-    Quantity { quantity: f64, unit: Option<String> },
-    Coded { coded: String },
+    Quantity {
+        quantity: f64,
+        unit: Option<String>,
+    },
+    Coded {
+        coded: String,
+    },
+    /// A quantity with a comparator: `{bound: "<", quantity: 5, unit: cm}`.
+    Bound {
+        bound: String,
+        quantity: f64,
+        unit: Option<String>,
+    },
+    /// Free text (its words are not kept).
+    Text {
+        text: String,
+    },
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -161,6 +185,16 @@ impl Vignette {
                     unit: unit.clone(),
                 },
                 VValue::Coded { coded } => Value::Coded(vec![code(coded)?]),
+                VValue::Bound {
+                    bound,
+                    quantity,
+                    unit,
+                } => Value::Bound {
+                    comparator: bound.clone(),
+                    unit: unit.clone(),
+                    value: *quantity,
+                },
+                VValue::Text { .. } => Value::Other("string".into()),
             })
         };
         let mut records = Vec::new();
@@ -173,15 +207,25 @@ impl Vignette {
                 (None, day) => vec![day],
                 (Some(_), Some(_)) => return Err(format!("record {i}: both day and days")),
             };
-            let status = r.status.clone().or_else(|| {
-                match r.kind {
-                    RecordKind::Observation => Some("final"),
+            // `status: none` is a record without one (an encounter diagnosis).
+            let status = match r.status.as_deref() {
+                Some("none") => None,
+                Some(s) => Some(s.to_owned()),
+                None => match r.kind {
+                    RecordKind::Observation | RecordKind::Report => Some("final"),
                     RecordKind::Condition => Some("active"),
                     RecordKind::Order => Some("draft"),
                     RecordKind::Patient => None,
                 }
-                .map(str::to_owned)
-            });
+                .map(str::to_owned),
+            };
+            let sites = r
+                .site
+                .as_deref()
+                .map(code)
+                .transpose()?
+                .into_iter()
+                .collect::<Vec<_>>();
             let components = r
                 .components
                 .iter()
@@ -202,6 +246,9 @@ impl Vignette {
                     base
                 };
                 records.push(Record {
+                    end: r.end.map(|d| self.as_of + Duration::days(d)),
+                    sites: sites.clone(),
+                    start: r.from.map(|d| self.as_of + Duration::days(d)),
                     source,
                     kind: r.kind,
                     codes: vec![code(&r.code)?],
@@ -241,6 +288,7 @@ fn kind_name(k: RecordKind) -> &'static str {
         RecordKind::Condition => "Condition",
         RecordKind::Order => "ServiceRequest",
         RecordKind::Patient => "Patient",
+        RecordKind::Report => "DiagnosticReport",
     }
 }
 

@@ -69,6 +69,9 @@ fn positive(finding: usize, day: i64) -> Record {
         ),
     };
     Record {
+        end: None,
+        sites: Vec::new(),
+        start: None,
         source: format!("Observation/positive-{code}"),
         kind: RecordKind::Observation,
         codes: local(code),
@@ -189,6 +192,9 @@ proptest! {
         let code = codes[pick.index(codes.len())];
         let mut more = facts.clone();
         more.records.push(Record {
+            end: None,
+            sites: Vec::new(),
+            start: None,
             source: format!("Observation/absent-{code}"),
             kind: RecordKind::Observation,
             codes: local(code),

@@ -29,6 +29,9 @@ fn obs(
     components: Vec<Component>,
 ) -> Record {
     Record {
+        end: None,
+        sites: Vec::new(),
+        start: None,
         source: format!("Observation/{code_}-{day}"),
         kind: RecordKind::Observation,
         codes: code(code_),

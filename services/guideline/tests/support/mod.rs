@@ -81,6 +81,9 @@ pub fn observation() -> impl Strategy<Value = Record> {
         0u32..1_000_000,
     )
         .prop_map(|(code, status, day, value, comps, n)| Record {
+            end: None,
+            sites: Vec::new(),
+            start: None,
             source: format!("Observation/{code}-{n}"),
             kind: RecordKind::Observation,
             codes: local(code),
@@ -109,6 +112,9 @@ pub fn patient() -> impl Strategy<Value = Facts> {
         .prop_map(|(episode, mut records, lipus)| {
             if let Some((onset, active)) = episode {
                 records.push(Record {
+                    end: None,
+                    sites: Vec::new(),
+                    start: None,
                     source: "Condition/episode".into(),
                     kind: RecordKind::Condition,
                     codes: vec![Code {
@@ -123,6 +129,9 @@ pub fn patient() -> impl Strategy<Value = Facts> {
             }
             if lipus {
                 records.push(Record {
+                    end: None,
+                    sites: Vec::new(),
+                    start: None,
                     source: "ServiceRequest/lipus".into(),
                     kind: RecordKind::Order,
                     codes: local("lipus"),
