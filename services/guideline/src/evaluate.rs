@@ -140,7 +140,24 @@ fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decisio
                 });
                 *i
             });
-            let placed = ev.place(&mut missing_facts, start);
+            let mut placed = ev.place(&mut missing_facts, start);
+            // Pain now stops progression and regresses, whatever phase a plan holds.
+            if let Some(current) = &regression.current {
+                let first = &doc.phases[0].id;
+                if placed != first.as_str()
+                    && doc.phases.iter().any(|p| p.id == placed)
+                    && ev.verdict(&regression.rule, current) == Verdict::Met
+                {
+                    decision.regression = Some(RegressionState {
+                        rule: regression.rule.clone(),
+                        resolved: false,
+                        summary: regression.card.summary.clone(),
+                        detail: regression.card.detail.clone(),
+                        cite: regression.card.cite.clone(),
+                    });
+                    placed = first;
+                }
+            }
             // Before progression, the red flags are ruled out: one that can be neither
             // confirmed nor ruled out keeps the patient where they are (the approved phase,
             // else the first), and what it needs is asked for.
@@ -263,9 +280,21 @@ fn sticky_red_flags(
             if ev.verdict(&r.rule, &r.when) != Verdict::Met {
                 return true;
             }
-            if !crate::resolve::cleared(rs, facts, r, day, as_of) {
-                let mut f = finding(r, &r.card, ev.evidence(start));
-                f.since = Some(day);
+            // Evaluated when imaging or a review is dated on or after the newest record the
+            // red flag rested on (not the day it was decided on: an old finding is still
+            // "the latest" on the days after it).
+            let evidence = ev.evidence(start);
+            let since = facts
+                .records
+                .iter()
+                .filter(|rec| rec.kind != crate::facts::RecordKind::Condition)
+                .filter(|rec| evidence.contains(&rec.source))
+                .filter_map(|rec| rec.date)
+                .max()
+                .unwrap_or(day);
+            if !crate::resolve::cleared(rs, facts, r, since, as_of) {
+                let mut f = finding(r, &r.card, evidence);
+                f.since = Some(since);
                 out.push(f);
             }
             false

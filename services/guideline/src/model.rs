@@ -536,6 +536,11 @@ pub struct Regression {
     pub when: Criterion,
     /// Symptoms completely resolved: resume one phase lower.
     pub resolved: Criterion,
+    /// Pain now, whatever its context: a patient who would be placed past the first phase
+    /// (an approved plan's phase included) goes back to it until `resolved` (never progress
+    /// while experiencing any pain; regress instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<Criterion>,
     pub card: CardText,
 }
 

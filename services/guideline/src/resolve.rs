@@ -899,6 +899,13 @@ fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
     if let Some([lo, hi]) = b.plausible {
         iv = iv.within(lo, hi);
     }
+    // Where absence is a finding of its own (no tenderness: extent 0), a measured bound says
+    // the thing is there: `< 5 cm` is an extent above 0 and under 5.
+    if let Some(absent) = b.sources.iter().find_map(|s| s.absent_means) {
+        if iv.lo == Some((absent, true)) {
+            iv.lo = Some((absent, false));
+        }
+    }
     let text = format!(
         "recorded as {} {}",
         iv.describe(),

@@ -94,18 +94,19 @@ pub struct VComponent {
 pub enum VValue {
     Boolean(bool),
     Integer(i64),
+    /// A quantity with a comparator: `{bound: "<", quantity: 5, unit: cm}` (before `Quantity`,
+    /// which would otherwise take it without its comparator).
+    Bound {
+        bound: String,
+        quantity: f64,
+        unit: Option<String>,
+    },
     Quantity {
         quantity: f64,
         unit: Option<String>,
     },
     Coded {
         coded: String,
-    },
-    /// A quantity with a comparator: `{bound: "<", quantity: 5, unit: cm}`.
-    Bound {
-        bound: String,
-        quantity: f64,
-        unit: Option<String>,
     },
     /// Free text (its words are not kept).
     Text {
