@@ -7,7 +7,7 @@ use stride_tests::fhir::*;
 use stride_tests::{audit_entries, spawn_app, TestApp};
 
 const PV: &str = "/cds-services/running-knee-patient-view";
-const APPLY: &str = "/fhir/PlanDefinition/medial-knee-pain-running-1.0.1/$apply";
+const APPLY: &str = "/fhir/PlanDefinition/medial-knee-pain-running-1.0.2/$apply";
 
 fn parameters(conditions: &[Json], observations: &[Json]) -> Json {
     let mut everything = conditions.to_vec();
@@ -70,7 +70,7 @@ async fn apply_returns_the_careplan_a_hook_call_drafts_and_stores_nothing() {
     assert_eq!(plan["subject"]["reference"], "Patient/p1");
     assert_eq!(plan["encounter"]["reference"], "Encounter/e1");
     let canonical = plan["instantiatesCanonical"][0].as_str().unwrap();
-    assert!(canonical.ends_with("|1.0.1"), "{canonical}");
+    assert!(canonical.ends_with("|1.0.2"), "{canonical}");
     assert_eq!(stored_plans(&app).await, 0, "$apply stores no CarePlan");
     let entry = audit_entries(&app)
         .await
@@ -78,7 +78,7 @@ async fn apply_returns_the_careplan_a_hook_call_drafts_and_stores_nothing() {
         .find(|e| e.entry.action == "plan-apply")
         .expect("a plan-apply audit entry");
     assert_eq!(entry.entry.patient_ref.as_deref(), Some("Patient/p1"));
-    assert_eq!(entry.entry.rule_set_version.as_deref(), Some("1.0.1"));
+    assert_eq!(entry.entry.rule_set_version.as_deref(), Some("1.0.2"));
     assert!(entry.entry.facts.is_some(), "facts kept for replay");
     assert_eq!(entry.entry.decision_ids, ["walk-run"]);
 

@@ -125,7 +125,7 @@ async fn every_kind_of_event_lands_in_the_log() {
     assert_eq!(e.patient_ref.as_deref(), Some("Patient/p1"));
     assert_eq!(
         e.rule_set_version.as_deref(),
-        Some("1.0.1"),
+        Some("1.0.2"),
         "the newest active version"
     );
     assert_eq!(e.rule_set_hash.as_ref().unwrap().len(), 64);

@@ -392,7 +392,7 @@ async fn early_pain_is_rest_with_a_draft_careplan_stored_for_review() {
     assert_eq!(plan["category"][0]["coding"][0]["code"], "rest");
     assert_eq!(
         plan["instantiatesCanonical"][0],
-        "http://stride-cds.org/fhir/PlanDefinition/medial-knee-pain-running|1.0.1"
+        "http://stride-cds.org/fhir/PlanDefinition/medial-knee-pain-running|1.0.2"
     );
     assert_eq!(plan["addresses"][0]["reference"], "Condition/knee");
     assert_eq!(plan["subject"]["reference"], "Patient/p1");
@@ -976,10 +976,10 @@ async fn the_guideline_version_a_card_points_at_is_published() {
         .unwrap()
         .to_owned();
     assert!(
-        url.ends_with("/guidelines/medial-knee-pain-running/1.0.1"),
+        url.ends_with("/guidelines/medial-knee-pain-running/1.0.2"),
         "the newest active version decides: {url}"
     );
-    for version in ["1.0.1", "1.0.0"] {
+    for version in ["1.0.2", "1.0.1", "1.0.0"] {
         let res = app
             .client
             .get(app.url(&format!("/guidelines/medial-knee-pain-running/{version}")))

@@ -58,7 +58,7 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
         &[],
     )
     .await;
-    assert_eq!(version_for(&app, false).await, "1.0.1");
+    assert_eq!(version_for(&app, false).await, "1.0.2");
     assert_eq!(version_for(&app, true).await, "1.0.0");
 
     let listed = get_json(&app, "/guidelines", None).await;
@@ -75,10 +75,14 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
             )
         })
         .collect();
-    assert!(versions.contains(&("1.0.0", "active")) && versions.contains(&("1.0.1", "active")));
-    assert_eq!(g["default"]["version"], "1.0.1");
+    assert!(
+        versions.contains(&("1.0.0", "active"))
+            && versions.contains(&("1.0.1", "active"))
+            && versions.contains(&("1.0.2", "active"))
+    );
+    assert_eq!(g["default"]["version"], "1.0.2");
     assert_eq!(g["default"]["chosenBy"], "newest active");
-    assert_eq!(g["tenants"][TENANT]["version"], "1.0.1");
+    assert_eq!(g["tenants"][TENANT]["version"], "1.0.2");
     assert_eq!(g["tenants"][TENANT_B]["version"], "1.0.0");
     assert_eq!(g["tenants"][TENANT_B]["chosenBy"], "trust file");
 
@@ -93,9 +97,9 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
     assert_eq!(
         versions,
         [
-            ("running-knee-patient-view", "1.0.1"),
-            ("running-knee-order-select", "1.0.1"),
-            ("running-knee-order-sign", "1.0.1"),
+            ("running-knee-patient-view", "1.0.2"),
+            ("running-knee-order-select", "1.0.2"),
+            ("running-knee-order-sign", "1.0.2"),
             ("synthetic-patient-view", "1.1.0"),
             ("synthetic-order-sign", "1.1.0"),
         ]
@@ -121,7 +125,7 @@ async fn every_change_of_the_version_in_force_is_audited_once() {
     let mut app = stride_tests::spawn_app_trusting(&[clinic_b(json!({}))], &[]).await;
     let first = version_entries(&app, TENANT_B).await;
     assert_eq!(first.len(), 1, "{first:?}");
-    assert_eq!(first[0]["version"], "1.0.1");
+    assert_eq!(first[0]["version"], "1.0.2");
     assert_eq!(first[0]["chosenBy"], "newest active");
     assert!(first[0].get("previous").is_none());
     // Unchanged at a restart: nothing new.
@@ -137,7 +141,7 @@ async fn every_change_of_the_version_in_force_is_audited_once() {
         let entries = version_entries(&app, tenant).await;
         assert_eq!(entries.len(), 2, "{tenant}: {entries:?}");
         assert_eq!(entries[1]["version"], "1.0.0");
-        assert_eq!(entries[1]["previous"], "1.0.1");
+        assert_eq!(entries[1]["previous"], "1.0.2");
         assert_eq!(entries[1]["chosenBy"], "STRIDE_GUIDELINE_VERSIONS");
     }
     let token = stride_tests::tokens::staff_token("audit.read");

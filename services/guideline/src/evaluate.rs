@@ -146,7 +146,9 @@ fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decisio
                 let first = &doc.phases[0].id;
                 if placed != first.as_str()
                     && doc.phases.iter().any(|p| p.id == placed)
-                    && ev.verdict(&regression.rule, current) == Verdict::Met
+                    && (ev.verdict(&regression.rule, current) == Verdict::Met
+                        // Two pain scores today that disagree: one of them is pain.
+                        || ev.possibly(current, false))
                 {
                     decision.regression = Some(RegressionState {
                         rule: regression.rule.clone(),
@@ -221,7 +223,9 @@ fn sticky_red_flags(
     as_of: Date,
     fired: &[Finding],
 ) -> Vec<Finding> {
-    let Some(onset) = table.onset else {
+    // From the start of the oldest open episode: a newer episode does not wipe out the red
+    // flags of the one before it.
+    let Some(onset) = table.episode_start else {
         return Vec::new();
     };
     let mut pending: Vec<&Rule> = rs
@@ -264,10 +268,6 @@ fn sticky_red_flags(
             break;
         }
         let then = crate::resolve::resolve_only(rs, facts, day, Some(&read));
-        if then.onset != Some(onset) {
-            // Another episode then: its red flags are its own.
-            continue;
-        }
         let mut ev = Evaluator {
             rs,
             table: &then,
@@ -277,7 +277,10 @@ fn sticky_red_flags(
         };
         pending.retain(|r| {
             let start = ev.trace.len();
-            if ev.verdict(&r.rule, &r.when) != Verdict::Met {
+            let positive = rs.doc.data_quality.red_flag_conflicts_positive;
+            if ev.verdict(&r.rule, &r.when) != Verdict::Met
+                && !(positive && ev.possibly(&r.when, false))
+            {
                 return true;
             }
             // Evaluated when imaging or a review is dated on or after the newest record the

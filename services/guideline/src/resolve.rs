@@ -71,6 +71,8 @@ pub struct FactTable<'r> {
     pub approved: Option<(usize, crate::facts::PhaseState)>,
     /// The open episodes, in clinical words, when there is more than one (`episodes_by_side`).
     pub episodes: Vec<String>,
+    /// The start of the oldest open episode: its red flags stay in the history the card shows.
+    pub episode_start: Option<Date>,
 }
 
 /// A record value after status, date and unit checks, ready to aggregate.
@@ -341,11 +343,13 @@ pub(crate) fn resolve_only<'r>(
         }
     }
     let mut episodes = Vec::new();
+    let mut episode_start = None;
     if dq.episodes_by_side && !triggers.is_empty() {
         let open = episode_groups(&triggers, as_of, stale_after, &mut |source, reason| {
             ignore(source, reason, &mut ignored)
         });
         onset = Some(open.onset);
+        episode_start = Some(open.earliest);
         // Conditions without an onset stay named: they are part of the picture.
         onset_sources.retain(|s| !triggers.iter().any(|t| t.source == s.as_str()));
         onset_sources.extend(open.sources);
@@ -561,14 +565,29 @@ pub(crate) fn resolve_only<'r>(
                 _ => true,
             })
             .collect();
-        if let Some((_, reason, _)) = blocking.first() {
-            fv = FactValue::unknown(
-                reason.clone(),
-                blocking
-                    .iter()
-                    .map(|(s, _, _)| s.clone())
-                    .collect::<Vec<_>>(),
-            );
+        if let Some((_, reason, day)) = blocking.first() {
+            // Readable records of the same day stay possible readings: a red flag recorded
+            // present beside an unreadable record of that day still fires on it.
+            let mut alternatives: Vec<f64> = points
+                .iter()
+                .filter(|p| p.date >= *day && p.bound.is_none())
+                .map(|p| p.value)
+                .collect();
+            alternatives.sort_by(f64::total_cmp);
+            alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+            let mut sources: Vec<String> = blocking.iter().map(|(s, _, _)| s.clone()).collect();
+            if binding.aggregation == Aggregation::Latest && !alternatives.is_empty() {
+                sources.extend(
+                    points
+                        .iter()
+                        .filter(|p| p.date >= *day)
+                        .map(|p| p.source.to_owned()),
+                );
+            } else {
+                alternatives.clear();
+            }
+            fv = FactValue::unknown(reason.clone(), sources);
+            fv.alternatives = alternatives;
         }
         if fv.value.is_none()
             && fv
@@ -632,6 +651,7 @@ pub(crate) fn resolve_only<'r>(
         newest_observation,
         approved,
         episodes,
+        episode_start: episode_start.or(onset),
     }
 }
 
@@ -649,6 +669,7 @@ struct Trigger<'a> {
 /// The episode the patient is placed in, and the others that are open.
 struct OpenEpisode {
     onset: Date,
+    earliest: Date,
     sources: Vec<String>,
     notes: Vec<String>,
 }
@@ -752,6 +773,7 @@ fn episode_groups(
     };
     OpenEpisode {
         onset,
+        earliest: groups.iter().map(|g| g.1).min().unwrap_or(onset),
         sources,
         notes,
     }

@@ -1,0 +1,698 @@
+//! Safety invariants over every vignette of every rule set (issue 30, "Safe on any record").
+//!
+//! Each vignette is rendered once as the FHIR resources an EHR would send (a Bundle about
+//! `Patient/p1`, instants written in UTC for a clinic in Pacific/Auckland, far from UTC), read
+//! through `Intake` and decided by `evaluate`, as a hook call is. Each transformation below
+//! rewrites that rendering and the decision is taken again:
+//!
+//! - **Unchanged** (every rule set): the same facts written differently must give the same
+//!   decision (applies, phase, red flags, warnings, pitfalls).
+//! - **Never less cautious** (rule sets from 1.0.2, the ones in force; 1.0.0 and 1.0.1 are kept
+//!   for replay and their counts are printed, not enforced): adding evidence of harm, or
+//!   removing a negative record, never advances the phase and never removes a red flag. The
+//!   caution order is insufficient-data = hold-for-evaluation = rest (no running in any of
+//!   them) < walk-run < progressive-loading < full-return.
+//!
+//! A violation prints the vignette, the transformation and both decisions. The test ends by
+//! printing the count of vignettes × transformations checked.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{json, Value as Json};
+use stride_fhir::clinic::ClinicZone;
+use stride_fhir::intake::Intake;
+use stride_guideline::facts::{Facts, Record, RecordKind, Value};
+use stride_guideline::vignettes::{parse, Vignette};
+use stride_guideline::{evaluate, Decision, RuleSet, RuleSetVersion};
+use time::{Date, Duration, OffsetDateTime, UtcOffset};
+
+const ZONE: &str = "Pacific/Auckland";
+const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
+const LOINC: &str = "http://loinc.org";
+const UCUM: &str = "http://unitsofmeasure.org";
+const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
+
+/// A rendered patient: the resources, and the approved phase (which a hook reads from the
+/// store, not from FHIR: passed through untouched).
+#[derive(Clone)]
+struct Rendered {
+    resources: Vec<Json>,
+}
+
+/// The parts of a decision the invariants speak of.
+#[derive(Debug, Clone, PartialEq)]
+struct Outcome {
+    applies: bool,
+    phase: Option<String>,
+    red_flags: BTreeSet<String>,
+    warnings: BTreeSet<String>,
+    pitfalls: BTreeSet<String>,
+}
+
+impl Outcome {
+    fn of(d: &Decision) -> Outcome {
+        let ids =
+            |fs: &[stride_guideline::decision::Finding]| fs.iter().map(|f| f.id.clone()).collect();
+        Outcome {
+            applies: d.applies,
+            phase: d.phase.clone(),
+            red_flags: ids(&d.red_flags),
+            warnings: ids(&d.warnings),
+            pitfalls: ids(&d.pitfalls),
+        }
+    }
+
+    /// The caution rank of the phase: lower is more cautious.
+    /// Insufficient data, a hold and rest all mean no running: equally cautious (a new injury
+    /// that moves an undecidable patient into rest is what the episode model asks for).
+    fn rank(&self) -> u8 {
+        match self.phase.as_deref() {
+            None | Some("insufficient-data") | Some("hold-for-evaluation") | Some("rest") => 0,
+            Some("walk-run") => 1,
+            Some("progressive-loading") => 2,
+            Some("full-return") => 3,
+            // Another guideline's phases (the synthetic one) rank by nothing: equal.
+            Some(_) => 1,
+        }
+    }
+}
+
+fn zone() -> ClinicZone {
+    ClinicZone::named(ZONE).unwrap()
+}
+
+/// The instant of the clinic's `hour`:00 on `day`, in UTC.
+fn instant(day: Date, hour: u8) -> OffsetDateTime {
+    let tz = jiff::tz::TimeZone::get(ZONE).unwrap();
+    let local = jiff::civil::date(day.year() as i16, day.month() as i8, day.day() as i8)
+        .at(hour as i8, 0, 0, 0);
+    let ts = tz.to_ambiguous_timestamp(local).compatible().unwrap();
+    OffsetDateTime::from_unix_timestamp(ts.as_second()).unwrap()
+}
+
+fn stamp(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+fn coding(codes: &[stride_guideline::Code]) -> Json {
+    json!({"coding": codes.iter().map(|c| json!({"system": c.system, "code": c.code})).collect::<Vec<_>>()})
+}
+
+fn value_json(v: &Value, prefix: &str) -> (String, Json) {
+    let key = |k: &str| format!("{prefix}{k}");
+    match v {
+        Value::Quantity { unit, value } => {
+            let mut q = json!({"value": value});
+            if let Some(u) = unit {
+                q["unit"] = json!(u);
+                q["system"] = json!(UCUM);
+                q["code"] = json!(u);
+            }
+            (key("Quantity"), q)
+        }
+        Value::Bound {
+            comparator,
+            unit,
+            value,
+        } => {
+            let mut q = json!({"value": value, "comparator": comparator});
+            if let Some(u) = unit {
+                q["unit"] = json!(u);
+                q["system"] = json!(UCUM);
+                q["code"] = json!(u);
+            }
+            (key("Quantity"), q)
+        }
+        Value::Integer(i) => (key("Integer"), json!(i)),
+        Value::Boolean(b) => (key("Boolean"), json!(b)),
+        Value::Coded(c) => (key("CodeableConcept"), coding(c)),
+        Value::Other(_) => (key("String"), json!("recorded in words")),
+    }
+}
+
+/// One record as the FHIR resource an EHR would send.
+fn resource(r: &Record, n: usize) -> Json {
+    let id = format!("r{n}");
+    let ident = json!([{"system": "urn:stride:test:record", "value": format!("rec-{n}")}]);
+    let subject = json!({"reference": "Patient/p1"});
+    let at = |d: Date| stamp(instant(d, 10));
+    match r.kind {
+        RecordKind::Observation => {
+            let mut o = json!({"resourceType": "Observation", "id": id, "identifier": ident,
+                "status": r.status.clone().unwrap_or_else(|| "final".into()),
+                "code": coding(&r.codes), "subject": subject});
+            match (r.start, r.date) {
+                (Some(s), Some(d)) => {
+                    o["effectivePeriod"] = json!({"start": stamp(instant(s, 8)), "end": at(d)})
+                }
+                (_, Some(d)) => o["effectiveDateTime"] = json!(at(d)),
+                _ => {}
+            }
+            if let Some(v) = &r.value {
+                let (k, j) = value_json(v, "value");
+                o[k] = j;
+            }
+            if !r.sites.is_empty() {
+                o["bodySite"] = coding(&r.sites);
+            }
+            if !r.components.is_empty() {
+                o["component"] = r
+                    .components
+                    .iter()
+                    .map(|c| {
+                        let mut j = json!({"code": coding(&c.codes)});
+                        if let Some(v) = &c.value {
+                            let (k, x) = value_json(v, "value");
+                            j[k] = x;
+                        }
+                        j
+                    })
+                    .collect();
+            }
+            o
+        }
+        RecordKind::Condition => {
+            let mut c = json!({"resourceType": "Condition", "id": id, "identifier": ident,
+                "code": coding(&r.codes), "subject": subject});
+            match r.status.as_deref() {
+                Some("entered-in-error") => {
+                    c["verificationStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "entered-in-error"}]})
+                }
+                Some(s) => {
+                    c["clinicalStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": s}]})
+                }
+                None => {}
+            }
+            if let Some(d) = r.date {
+                c["onsetDateTime"] = json!(at(d));
+            }
+            if let Some(e) = r.end {
+                c["abatementDateTime"] = json!(at(e));
+            }
+            if !r.sites.is_empty() {
+                c["bodySite"] = json!([coding(&r.sites)]);
+            }
+            c
+        }
+        RecordKind::Order | RecordKind::Report
+            if r.kind == RecordKind::Order || r.status.as_deref() == Some("completed") =>
+        {
+            let mut s = json!({"resourceType": "ServiceRequest", "id": id, "identifier": ident,
+                "status": r.status.clone().unwrap_or_else(|| "draft".into()), "intent": "order",
+                "code": coding(&r.codes), "subject": subject});
+            if let Some(d) = r.date {
+                s["authoredOn"] = json!(at(d));
+            }
+            if let Some(Value::Quantity {
+                value,
+                unit: Some(u),
+            }) = &r.value
+            {
+                s["occurrenceTiming"] =
+                    json!({"repeat": {"frequency": 1, "period": value, "periodUnit": u}});
+            }
+            s
+        }
+        RecordKind::Report => {
+            let mut d = json!({"resourceType": "DiagnosticReport", "id": id, "identifier": ident,
+                "status": r.status.clone().unwrap_or_else(|| "final".into()),
+                "code": coding(&r.codes), "subject": subject});
+            if let Some(day) = r.date {
+                d["effectiveDateTime"] = json!(at(day));
+            }
+            d
+        }
+        RecordKind::Order => unreachable!("orders are rendered above"),
+        RecordKind::Patient => {
+            let mut p = json!({"resourceType": "Patient", "id": "p1"});
+            match (r.start, r.date) {
+                (Some(s), Some(d))
+                    if s.month() == time::Month::January
+                        && s.day() == 1
+                        && d.day() == 31
+                        && d.month() == time::Month::December =>
+                {
+                    p["birthDate"] = json!(format!("{:04}", d.year()))
+                }
+                (Some(_), Some(d)) => {
+                    p["birthDate"] = json!(format!("{:04}-{:02}", d.year(), d.month() as u8))
+                }
+                (None, Some(d)) => p["birthDate"] = json!(d.to_string()),
+                _ => {}
+            }
+            p
+        }
+    }
+}
+
+fn render(facts: &Facts) -> Rendered {
+    Rendered {
+        resources: facts
+            .records
+            .iter()
+            .enumerate()
+            .map(|(n, r)| resource(r, n))
+            .collect(),
+    }
+}
+
+fn bundle(resources: &[Json]) -> Json {
+    json!({"resourceType": "Bundle", "type": "searchset",
+           "entry": resources.iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()})
+}
+
+/// Decide a rendering as a hook call does: intake (pages in order), the clinic's calendar,
+/// evaluate. `now` is the clinic's 09:30 on the vignette's day.
+fn decide(rs: &RuleSet, v: &Vignette, pages: &[Vec<Json>], phase_state: &Facts) -> Decision {
+    let mut intake = Intake::for_patient("p1");
+    intake.read_patients = true;
+    for page in pages {
+        let raw = serde_json::value::to_raw_value(&bundle(page)).unwrap();
+        intake.add(&raw);
+    }
+    let now = instant(v.as_of, 9) + Duration::minutes(30);
+    let as_of = intake.localise(&zone(), now);
+    assert_eq!(as_of, v.as_of, "{}: the clinic's today", v.name);
+    let facts = Facts {
+        phase_state: phase_state.phase_state.clone(),
+        records: intake.records,
+    };
+    evaluate(rs, &facts, as_of)
+}
+
+/// Every timestamp of a JSON tree (an RFC 3339 string with a time) rewritten in `offset`.
+fn shift_offsets(j: &mut Json, offset: UtcOffset) {
+    match j {
+        Json::String(s) if s.len() > 10 && s.as_bytes().get(10) == Some(&b'T') => {
+            if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+            {
+                *s = stamp(t.to_offset(offset));
+            }
+        }
+        Json::Array(a) => a.iter_mut().for_each(|x| shift_offsets(x, offset)),
+        Json::Object(o) => o.values_mut().for_each(|x| shift_offsets(x, offset)),
+        _ => {}
+    }
+}
+
+/// Quantities in another unit of the same dimension (exact factors).
+fn other_units(j: &mut Json) {
+    match j {
+        Json::Object(o) => {
+            let unit = o.get("code").and_then(Json::as_str).map(str::to_owned);
+            let system_ucum = o.get("system").and_then(Json::as_str) == Some(UCUM);
+            if let (Some(u), true, Some(v)) =
+                (unit, system_ucum, o.get("value").and_then(Json::as_f64))
+            {
+                let to = match u.as_str() {
+                    "cm" => Some(("mm", 10.0)),
+                    "km" => Some(("m", 1000.0)),
+                    "h" => Some(("min", 60.0)),
+                    "min" => Some(("s", 60.0)),
+                    _ => None,
+                };
+                if let Some((nu, f)) = to {
+                    o.insert("value".into(), json!(v * f));
+                    o.insert("code".into(), json!(nu));
+                    o.insert("unit".into(), json!(nu));
+                }
+            }
+            o.values_mut().for_each(other_units);
+        }
+        Json::Array(a) => a.iter_mut().for_each(other_units),
+        _ => {}
+    }
+}
+
+/// `Patient/p1` written as an absolute URL on the EHR's FHIR base.
+fn absolute_refs(j: &mut Json) {
+    match j {
+        Json::Object(o) => {
+            if let Some(Json::String(r)) = o.get_mut("reference") {
+                if r.starts_with("Patient/") {
+                    *r = format!("https://ehr.example.org/fhir/{r}");
+                }
+            }
+            o.values_mut().for_each(absolute_refs);
+        }
+        Json::Array(a) => a.iter_mut().for_each(absolute_refs),
+        _ => {}
+    }
+}
+
+type Pages = Vec<Vec<Json>>;
+
+/// The transformations that must leave the decision unchanged, each with its name.
+fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
+    let base = r.resources.clone();
+    let mut out: Vec<(&'static str, Pages)> = Vec::new();
+    for (name, offset) in [
+        (
+            "instants written in UTC-11:00",
+            UtcOffset::from_hms(-11, 0, 0).unwrap(),
+        ),
+        (
+            "instants written in UTC+14:00",
+            UtcOffset::from_hms(14, 0, 0).unwrap(),
+        ),
+        (
+            "instants written in UTC+05:45",
+            UtcOffset::from_hms(5, 45, 0).unwrap(),
+        ),
+    ] {
+        let mut rs = base.clone();
+        rs.iter_mut().for_each(|x| shift_offsets(x, offset));
+        out.push((name, vec![rs]));
+    }
+    let mut units = base.clone();
+    units.iter_mut().for_each(other_units);
+    out.push((
+        "quantities in other units of the same dimension",
+        vec![units],
+    ));
+    let mut twice = base.clone();
+    twice.extend(base.iter().cloned());
+    out.push(("every resource sent twice", vec![twice]));
+    let mut reimported = base.clone();
+    reimported.extend(
+        base.iter()
+            .filter(|x| x["resourceType"] != "Patient")
+            .map(|x| {
+                let mut y = x.clone();
+                y["id"] = json!(format!("again-{}", x["id"].as_str().unwrap_or("")));
+                y
+            }),
+    );
+    out.push((
+        "every record imported again under a new id, same identifier",
+        vec![reimported],
+    ));
+    let mut reversed = base.clone();
+    reversed.reverse();
+    out.push(("entries in reverse order", vec![reversed]));
+    let mut absolute = base.clone();
+    absolute.iter_mut().for_each(absolute_refs);
+    out.push(("absolute references to the patient", vec![absolute]));
+    let half = base.len() / 2;
+    out.push((
+        "the prefetch split into two fetched pages",
+        vec![base[..half].to_vec(), base[half..].to_vec()],
+    ));
+    let mut others = base.clone();
+    others.extend(
+        base.iter()
+            .filter(|x| x["resourceType"] != "Patient")
+            .map(|x| {
+                let mut y = x.clone();
+                y["id"] = json!(format!("other-{}", x["id"].as_str().unwrap_or("")));
+                y["identifier"] =
+                    json!([{"system": "urn:stride:test:other", "value": y["id"].clone()}]);
+                y["subject"] = json!({"reference": "Patient/p2"});
+                y
+            }),
+    );
+    out.push(("the same records about another patient added", vec![others]));
+    let mut noise = base.clone();
+    noise.push(json!({"resourceType": "Observation", "id": "hr", "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "8867-4"}]}, "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2020-01-01T10:00:00Z", "valueQuantity": {"value": 60, "unit": "/min", "system": UCUM, "code": "/min"}}));
+    noise.push(json!({"resourceType": "Condition", "id": "cold", "subject": {"reference": "Patient/p1"},
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "code": {"coding": [{"system": ICD10, "code": "J06.9"}]}, "onsetDateTime": "2020-01-01"}));
+    noise.push(json!({"resourceType": "MedicationRequest", "id": "med", "status": "active", "intent": "order",
+        "subject": {"reference": "Patient/p1"}}));
+    out.push(("resources of other codes and types added", vec![noise]));
+    out
+}
+
+fn obs(id: &str, code: (&str, &str), day: Date, value: (&str, Json)) -> Json {
+    let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
+        "code": {"coding": [{"system": code.0, "code": code.1}]},
+        "subject": {"reference": "Patient/p1"}, "effectiveDateTime": stamp(instant(day, 11))});
+    o[value.0] = value.1;
+    o
+}
+
+/// Is `r` a record of `code` that says "no" (absent, 0)?
+fn negative(r: &Json) -> bool {
+    let zero = r.get("valueInteger") == Some(&json!(0))
+        || r.get("valueBoolean") == Some(&json!(false))
+        || r["valueQuantity"]["value"].as_f64() == Some(0.0)
+        || r["valueCodeableConcept"]["coding"][0]["code"] == "373067005";
+    r["resourceType"] == "Observation" && zero
+}
+
+/// The transformations that add evidence of harm (or remove a negative record): the
+/// decision must not become less cautious.
+fn harmful(r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec<(String, Pages)> {
+    let base = r.resources.clone();
+    let today = v.as_of;
+    let mut days = vec![today];
+    if let Some(o) = onset.filter(|o| *o <= today) {
+        days.push(o);
+        days.push(o + (today - o) / 2);
+    }
+    days.sort();
+    days.dedup();
+    let mut out = Vec::new();
+    let night = (LOCAL, "pain-night");
+    let rest = (LOCAL, "pain-rest");
+    for day in &days {
+        let forms: Vec<(&str, (&str, Json))> = vec![
+            ("boolean", ("valueBoolean", json!(true))),
+            (
+                "coded yes",
+                (
+                    "valueCodeableConcept",
+                    json!({"coding": [{"system": "http://snomed.info/sct", "code": "373066001"}]}),
+                ),
+            ),
+            ("free text", ("valueString", json!("aching at night"))),
+            ("a score", ("valueInteger", json!(6))),
+            (
+                "a comparator",
+                ("valueQuantity", json!({"value": 3, "comparator": ">"})),
+            ),
+        ];
+        for (form, value) in forms {
+            for code in [night, rest] {
+                let mut rs = base.clone();
+                rs.push(obs("harm", code, *day, value.clone()));
+                out.push((format!("{} present as {form} on {day}", code.1), vec![rs]));
+            }
+        }
+        let mut period = base.clone();
+        let mut p = obs("harm", night, *day, ("valueBoolean", json!(true)));
+        p.as_object_mut().unwrap().remove("effectiveDateTime");
+        p["effectivePeriod"] = json!({"start": stamp(instant(*day - Duration::days(2), 8)), "end": stamp(instant(*day, 11))});
+        period.push(p);
+        out.push((
+            format!("pain-night present over a period ending {day}"),
+            vec![period],
+        ));
+        for (name, code) in [
+            ("pain score 5", (LOINC, "72514-3")),
+            ("walking pain 4", (LOCAL, "pain-walking")),
+        ] {
+            let mut rs = base.clone();
+            rs.push(obs("harm", code, *day, ("valueInteger", json!(5))));
+            out.push((format!("{name} on {day}"), vec![rs]));
+        }
+        let mut run = base.clone();
+        run.push(obs("harm", (LOCAL, "running-session"), *day, ("component", json!([{"code": {"coding": [{"system": LOCAL, "code": "pain-running"}]}, "valueInteger": 3}]))));
+        out.push((format!("a painful run on {day}"), vec![run]));
+    }
+    let mut trigger = base.clone();
+    trigger.push(json!({"resourceType": "Condition", "id": "new-injury", "subject": {"reference": "Patient/p1"},
+        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+        "code": {"coding": [{"system": ICD10, "code": "M25.562"}]}, "onsetDateTime": stamp(instant(today - Duration::days(1), 10))}));
+    out.push((
+        "a new left-knee pain Condition since yesterday".into(),
+        vec![trigger],
+    ));
+    for (i, r) in base.iter().enumerate().filter(|(_, r)| negative(r)) {
+        let mut rs = base.clone();
+        rs.remove(i);
+        out.push((format!("negative record {} removed", r["id"]), vec![rs]));
+    }
+    out
+}
+
+fn rule_sets() -> Vec<(RuleSet, Vec<Vignette>)> {
+    let mut out = Vec::new();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guidelines");
+    for dir in std::fs::read_dir(&root).unwrap().flatten() {
+        for f in std::fs::read_dir(dir.path()).unwrap().flatten() {
+            let p = f.path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            if !name.ends_with(".yaml") || name.contains("vignettes") || name == "guideline.yaml" {
+                continue;
+            }
+            let rs = RuleSet::from_yaml(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            let vp = p.with_file_name(name.replace(".yaml", ".vignettes.yaml"));
+            let Ok(text) = std::fs::read_to_string(&vp) else {
+                continue;
+            };
+            out.push((rs, parse(&text).unwrap().vignettes));
+        }
+    }
+    out.sort_by_key(|(rs, _)| rs.doc.version);
+    out
+}
+
+/// Violations found by this harness and not fixed yet (issue 30 stays open for them): each
+/// is (vignette name, transformation), both as prefixes. A known violation that no longer
+/// happens fails the test too, so the list only shrinks.
+const KNOWN: &[(&str, &str)] = &[
+    // A red flag that fires today on the older episode's clock (bony tenderness 14 days
+    // after its onset) is not re-checked on that clock once a newer episode opens.
+    (
+        "localized bony tenderness on day 19 of the episode",
+        "a new left-knee pain Condition",
+    ),
+    (
+        "bony tenderness recorded both present and absent on the same day",
+        "a new left-knee pain Condition",
+    ),
+    (
+        "bony tenderness present on day 19, no correction",
+        "a new left-knee pain Condition",
+    ),
+    (
+        "knee pain active for 200 days, nothing recorded for 60",
+        "a new left-knee pain Condition",
+    ),
+    // "Improvement" is a fall from the first score of the episode: a high score added on the
+    // onset day reads as improvement and clears RF-04.
+    (
+        "knee pain active for 200 days, nothing recorded for 60",
+        "pain score 5 on",
+    ),
+    (
+        "knee pain active for 200 days, nothing recorded for 60",
+        "walking pain 4 on",
+    ),
+    (
+        "knee pain active for 200 days, pain recorded last week",
+        "pain score 5 on",
+    ),
+    (
+        "knee pain active for 200 days, pain recorded last week",
+        "walking pain 4 on",
+    ),
+    // Without an onset, a same-day unreadable record hides the positive reading.
+    (
+        "Condition without an onset date but night pain",
+        "pain-night present as free text",
+    ),
+];
+
+#[test]
+fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {
+    let enforced_from: RuleSetVersion = "1.0.2".parse().unwrap();
+    let mut checked = 0usize;
+    let mut vignettes = 0usize;
+    let mut violations: Vec<String> = Vec::new();
+    let mut tolerated: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut seen_known: BTreeSet<usize> = BTreeSet::new();
+    for (rs, vs) in rule_sets() {
+        // Enforced on the versions EHRs are answered by (1.0.2 on); 1.0.0 and 1.0.1 are kept
+        // for replay, 1.1.0 is a draft to be superseded by 1.1.1.
+        let enforce = rs.doc.version >= enforced_from
+            && rs.doc.status == stride_guideline::model::Status::Active;
+        for v in &vs {
+            let facts = v.facts(&rs).unwrap();
+            let rendered = render(&facts);
+            let base = decide(&rs, v, &[rendered.resources.clone()], &facts);
+            let before = Outcome::of(&base);
+            vignettes += 1;
+            // The rendering says what the vignette says: FHIR in, the same decision out.
+            let direct = Outcome::of(&evaluate(&rs, &facts, v.as_of));
+            checked += 1;
+            if direct != before {
+                violations.push(format!(
+                    "{} {} — {}\n  transformation: rendered as FHIR and read back\n  before: {direct:?}\n  after:  {before:?}",
+                    rs.doc.id, rs.doc.version, v.name
+                ));
+            }
+            for (name, pages) in unchanged(&rendered) {
+                checked += 1;
+                let after = Outcome::of(&decide(&rs, v, &pages, &facts));
+                if after != before {
+                    violations.push(format!(
+                        "{} {} — {}\n  transformation: {name} (must not change the decision)\n  before: {before:?}\n  after:  {after:?}",
+                        rs.doc.id, rs.doc.version, v.name
+                    ));
+                }
+            }
+            if !before.applies {
+                continue;
+            }
+            let onset = facts
+                .records
+                .iter()
+                .filter(|r| r.kind == RecordKind::Condition)
+                .filter_map(|r| r.date)
+                .max();
+            for (name, pages) in harmful(&rendered, v, onset) {
+                checked += 1;
+                let after = Outcome::of(&decide(&rs, v, &pages, &facts));
+                let advanced = after.applies && after.rank() > before.rank();
+                let lost: Vec<&String> = before.red_flags.difference(&after.red_flags).collect();
+                if advanced || !lost.is_empty() {
+                    let line = format!(
+                        "{} {} — {}\n  transformation: {name} (must not be less cautious)\n  before: {before:?}\n  after:  {after:?}",
+                        rs.doc.id, rs.doc.version, v.name
+                    );
+                    let known = KNOWN
+                        .iter()
+                        .position(|(n, t)| v.name.starts_with(n) && name.starts_with(t));
+                    if let (true, Some(k)) = (enforce, known) {
+                        seen_known.insert(k);
+                    } else if enforce {
+                        violations.push(line);
+                    } else {
+                        *tolerated
+                            .entry(format!("{} {}", rs.doc.id, rs.doc.version))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    eprintln!(
+        "metamorphic harness: {vignettes} vignettes, {checked} vignette × transformation checks, {} violations",
+        violations.len()
+    );
+    for (version, n) in &tolerated {
+        eprintln!("  not enforced, {version}: {n} less-cautious outcomes (replay-only or draft)");
+    }
+    eprintln!("  known violations still open: {}", seen_known.len());
+    assert!(
+        vignettes > 300,
+        "every rule set's vignettes are checked: {vignettes}"
+    );
+    let fixed: Vec<&(&str, &str)> = KNOWN
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| !seen_known.contains(k))
+        .map(|(_, p)| p)
+        .collect();
+    assert!(
+        fixed.is_empty(),
+        "known violations that no longer happen (remove them from KNOWN): {fixed:?}"
+    );
+    assert!(
+        violations.is_empty(),
+        "{} violations:\n{}",
+        violations.len(),
+        violations
+            .iter()
+            .take(40)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}
