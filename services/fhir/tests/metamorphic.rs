@@ -564,6 +564,10 @@ const KNOWN: &[(&str, &str)] = &[
         "knee pain active for 200 days, nothing recorded for 60",
         "a new left-knee pain Condition",
     ),
+    (
+        "knee pain active for 200 days, pain recorded last week",
+        "a new left-knee pain Condition",
+    ),
     // "Improvement" is a fall from the first score of the episode: a high score added on the
     // onset day reads as improvement and clears RF-04.
     (
