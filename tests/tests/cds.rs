@@ -1052,7 +1052,11 @@ async fn running_prescriptions_that_break_the_pitfalls_are_flagged_on_the_order_
         .unwrap()
         .iter()
         .for_each(check_card);
-    assert_eq!(topics(&body), ["consecutive-day-running"]);
+    // Day 10 is rest: any running order is running during rest, a card of its own.
+    assert_eq!(
+        topics(&body),
+        ["consecutive-day-running", "running-during-rest"]
+    );
 
     let alternate = running_order(
         "run-alt",
@@ -1065,9 +1069,10 @@ async fn running_prescriptions_that_break_the_pitfalls_are_flagged_on_the_order_
         &order_request("order-sign", &[alternate]),
     )
     .await;
-    assert!(
-        topics(&body).is_empty(),
-        "alternate days keep to the guideline: {body}"
+    assert_eq!(
+        topics(&body),
+        ["running-during-rest"],
+        "alternate days keep to the pitfall, but not to rest: {body}"
     );
 
     let speed = running_order("intervals", "speed-work", None);
@@ -1162,4 +1167,135 @@ async fn a_retried_hook_instance_gets_the_stored_answer_and_no_second_decision()
     let actions: Vec<String> = stride_tests::audit_actions(&app).await;
     assert_eq!(actions.iter().filter(|a| *a == "hook-call").count(), 2);
     assert_eq!(actions.iter().filter(|a| *a == "hook-retry").count(), 2);
+}
+
+fn drafted(id: &str, system: &str, code: &str) -> Json {
+    json!({"resourceType": "ServiceRequest", "id": id, "status": "draft", "intent": "order",
+           "code": {"coding": [{"system": system, "code": code}]}, "subject": {"reference": "Patient/p1"}})
+}
+
+#[tokio::test]
+async fn a_running_order_during_rest_gets_a_card_of_its_own_on_the_order_hooks() {
+    let app = spawn_app().await;
+    let run = drafted(
+        "run-1",
+        "http://stride-cds.org/fhir/CodeSystem/running-knee",
+        "running-prescription",
+    );
+    for hook_name in ["order-select", "order-sign"] {
+        let (status, body) = hook(
+            &app,
+            &format!("/cds-services/running-knee-{hook_name}"),
+            &order_request(hook_name, std::slice::from_ref(&run)),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .for_each(check_card);
+        let card = body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"]["topic"]["code"] == "running-during-rest")
+            .unwrap_or_else(|| panic!("{hook_name}: no running-during-rest card: {body}"));
+        assert_eq!(card["indicator"], "warning");
+        assert!(card["summary"]
+            .as_str()
+            .unwrap()
+            .contains("running during rest"));
+    }
+    // Day 10 with no running order: no such card.
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request(
+            "order-sign",
+            &[drafted("xr", "http://www.ama-assn.org/go/cpt", "73562")],
+        ),
+    )
+    .await;
+    assert!(
+        !topics(&body).contains(&"running-during-rest".to_owned()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_cpt_coded_image_of_the_region_answers_a_red_flag_and_an_image_elsewhere_does_not() {
+    let app = spawn_app().await;
+    let night_pain = [obs("n", "pain-night", 1, boolean(true))];
+    let offered = |body: &Json| -> usize {
+        body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["suggestions"].as_array().into_iter().flatten())
+            .filter(|s| s["actions"][0]["resource"]["resourceType"] == "ServiceRequest")
+            .count()
+    };
+    let cpt = "http://www.ama-assn.org/go/cpt";
+    // MRI of a lower-extremity joint, coded in CPT only (no imaging category): the imaging
+    // the red flag asks for.
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request_with("order-sign", &[drafted("mri", cpt, "73721")], &night_pain),
+    )
+    .await;
+    assert!(
+        topics(&body).contains(&"rest-or-night-pain".to_owned()),
+        "{body}"
+    );
+    assert_eq!(offered(&body), 0, "{body}");
+    // A chest radiograph, even with the imaging category, is not of the region: the red flag
+    // still offers its order.
+    let mut chest = drafted("cxr", cpt, "71046");
+    chest["category"] =
+        json!([{"coding": [{"system": "http://snomed.info/sct", "code": "363679005"}]}]);
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request_with("order-sign", &[chest], &night_pain),
+    )
+    .await;
+    assert_eq!(offered(&body), 1, "{body}");
+    assert!(
+        !body.to_string().contains("Imaging already drafted"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_medication_order_is_not_given_the_red_flags_again() {
+    let app = spawn_app().await;
+    let night_pain = [obs("n", "pain-night", 1, boolean(true))];
+    let med = json!({"resourceType": "MedicationRequest", "id": "ibu", "status": "draft", "intent": "order",
+        "subject": {"reference": "Patient/p1"}});
+    let (status, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request_with("order-sign", &[med], &night_pain),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(topics(&body).is_empty(), "{body}");
+    // The same red flag with a service request being drafted is shown.
+    let (_, body) = hook(
+        &app,
+        "/cds-services/running-knee-order-sign",
+        &order_request_with(
+            "order-sign",
+            &[json!({"resourceType": "ServiceRequest", "id": "pt", "status": "draft", "intent": "order",
+                "code": {"text": "Physiotherapy referral"}, "subject": {"reference": "Patient/p1"}})],
+            &night_pain,
+        ),
+    )
+    .await;
+    assert!(
+        topics(&body).contains(&"rest-or-night-pain".to_owned()),
+        "{body}"
+    );
 }

@@ -79,6 +79,18 @@ pub struct CardInputs<'a> {
     pub phase_card: bool,
 }
 
+/// Whether a drafted order is the imaging a red flag asks for: a study of the region the
+/// rule set names (LOINC, SNOMED CT or CPT), or, where the rule set names none or the order
+/// carries no code, an order whose category says imaging. A coded study of another region
+/// (a chest radiograph) does not answer a knee or thigh red flag.
+pub fn answers_imaging(rs: &RuleSet, o: &DraftOrder) -> bool {
+    let region = rs.imaging_codes();
+    if region.is_empty() || o.codes.is_empty() {
+        return o.imaging;
+    }
+    o.codes.iter().any(|c| region.contains(&c))
+}
+
 pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
     let d = inp.decision;
     let mut out = Vec::new();
@@ -87,26 +99,38 @@ pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
             out.push(c);
         }
     }
+    // On an order hook the cards concern the orders: the findings patient-view showed are
+    // repeated when a service request is being drafted (imaging, running, a referral), not on
+    // a call that drafts only medications (which are not read as orders here). Pitfalls about
+    // the drafted orders always show.
+    let concerned = inp.phase_card || !inp.drafted.is_empty();
     // One imaging order for however many flags fired, and none when the clinician is already
     // drafting one: a second order is noise, and the draft answers the red flag.
-    let mut imaging_offered = inp.drafted.iter().any(|o| o.imaging);
-    for f in &d.red_flags {
+    let mut imaging_offered = inp.drafted.iter().any(|o| answers_imaging(inp.rs, o));
+    for f in d.red_flags.iter().filter(|_| concerned) {
         let offer = f.suggest_imaging && !imaging_offered;
         imaging_offered |= offer;
         out.push(finding_card(inp, f, offer));
     }
-    for f in d.warnings.iter().chain(&d.pitfalls) {
+    for f in d.warnings.iter().filter(|_| concerned).chain(&d.pitfalls) {
         out.push(finding_card(inp, f, false));
+    }
+    // On an order hook there is no phase card to name the phase notes (running during rest):
+    // each is a card of its own, topic its id.
+    if !inp.phase_card {
+        for f in &d.phase_notes {
+            out.push(finding_card(inp, f, false));
+        }
     }
     // A red flag that can be neither confirmed nor ruled out, or that only a preliminary
     // record shows, is a warning of its own on every call, never a line inside another card.
     // They come after what fired, whose cards keep their places.
-    if d.applies {
+    if d.applies && concerned {
         for u in &d.unassessed_red_flags {
             out.push(unassessed_card(inp, u));
         }
     }
-    for p in &d.preliminary_red_flags {
+    for p in d.preliminary_red_flags.iter().filter(|_| concerned) {
         out.push(preliminary_card(inp, p));
     }
     out
@@ -321,6 +345,14 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     if let Some(note) = &d.stale_episode {
         detail.push_str(&format!("\n\n**Stale episode?** {note}"));
     }
+    if !d.episodes.is_empty() {
+        detail.push_str(
+            "\n\n**Open episodes** (running stops while any is in rest; the phase follows the newest):\n",
+        );
+        for e in &d.episodes {
+            detail.push_str(&format!("\n- {e}"));
+        }
+    }
     if !d.ignored.is_empty() || !inp.unread.is_empty() {
         detail.push_str("\n\n**Not used**:\n");
         for i in &d.ignored {
@@ -367,6 +399,17 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
             detail.push_str(&format!("\n- {c}"));
         }
     }
+    if let Some(since) = f.since {
+        let day = since
+            .format(time::macros::format_description!(
+                "[day padding:none] [month repr:short] [year]"
+            ))
+            .unwrap_or_else(|_| since.to_string());
+        detail.push_str(&format!(
+            "\n\n**Not evaluated:** recorded on {day}. A later record alone does not clear a \
+             red flag that calls for imaging: record the imaging of the region, or review the plan."
+        ));
+    }
     if !f.evidence.is_empty() {
         detail.push_str(&format!("\n\nBased on: {}", f.evidence.join(", ")));
     }
@@ -374,7 +417,7 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
         let imaging: Vec<String> = inp
             .drafted
             .iter()
-            .filter(|o| o.imaging)
+            .filter(|o| answers_imaging(inp.rs, o))
             .map(|o| match &o.label {
                 Some(l) => format!("{} ({l})", o.reference),
                 None => o.reference.clone(),

@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use stride_guideline::terminology::{canonical_code, canonical_system};
+use stride_guideline::Code;
 
 /// ServiceRequest.category codes that mark an imaging order: SNOMED CT "Imaging" (US Core's
 /// ServiceRequest category, and the category of the orders Stride suggests) and HL7 v2 table
@@ -20,7 +22,11 @@ pub struct DraftOrder {
     pub reference: String,
     /// What the order is, as the EHR wrote it (code text or display), if it says.
     pub label: Option<String>,
+    /// Its category says imaging (SNOMED CT Imaging, HL7 v2 RAD).
     pub imaging: bool,
+    /// Its codes (canonical systems and codes): what it orders, e.g. a LOINC or CPT study of
+    /// a region, for the rule set to judge.
+    pub codes: Vec<Code>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +100,22 @@ pub fn draft_orders(draft_orders: &RawValue) -> Vec<DraftOrder> {
                 reference: format!("ServiceRequest/{id}"),
                 label: o.code.as_ref().and_then(Concept::label),
                 imaging: o.category.iter().any(Concept::is_imaging),
+                codes: o
+                    .code
+                    .as_ref()
+                    .map(|c| {
+                        c.coding
+                            .iter()
+                            .filter_map(|k| {
+                                let system = canonical_system(k.system.as_deref()?).to_owned();
+                                Some(Code {
+                                    code: canonical_code(&system, k.code.as_deref()?).into_owned(),
+                                    system,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
             })
         })
         .collect()
@@ -132,17 +154,23 @@ mod tests {
                 DraftOrder {
                     reference: "ServiceRequest/mri".into(),
                     label: Some("MR Knee WO contrast".into()),
-                    imaging: true
+                    imaging: true,
+                    codes: vec![Code {
+                        system: "http://loinc.org".into(),
+                        code: "30691-0".into()
+                    }],
                 },
                 DraftOrder {
                     reference: "ServiceRequest/xr".into(),
                     label: Some("Knee radiographs".into()),
-                    imaging: true
+                    imaging: true,
+                    codes: vec![],
                 },
                 DraftOrder {
                     reference: "ServiceRequest/pt".into(),
                     label: Some("Physiotherapy".into()),
-                    imaging: false
+                    imaging: false,
+                    codes: vec![],
                 },
             ]
         );

@@ -196,6 +196,27 @@ impl RuleSet {
         found
     }
 
+    /// Whether any fact reads this code (an order of it concerns the guideline).
+    pub fn reads_code(&self, c: &Code) -> bool {
+        self.index.contains_key(c)
+    }
+
+    /// The codes of the imaging that evaluates a red flag (its `cleared_by` fact's sources):
+    /// studies of the region the red flags concern. Empty when the rule set names none.
+    pub fn imaging_codes(&self) -> Vec<&Code> {
+        let mut out: Vec<&Code> = self
+            .doc
+            .red_flags
+            .iter()
+            .filter_map(|r| r.cleared_by.as_ref())
+            .filter_map(|f| self.doc.facts.get(f))
+            .flat_map(|b| b.sources.iter().flat_map(|s| &s.resolved))
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Whether the record carries any code this rule set reads (others are not its business).
     pub fn is_relevant(&self, r: &Record) -> bool {
         r.codes.iter().any(|c| self.index.contains_key(c))
@@ -554,6 +575,9 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     }
     ctx.criterion(&doc.regression.when, "regression.when", problems);
     ctx.criterion(&doc.regression.resolved, "regression.resolved", problems);
+    if let Some(c) = &doc.regression.current {
+        ctx.criterion(c, "regression.current", problems);
+    }
     ctx.cites(&doc.regression.card.cite, "regression", problems);
     ctx.cites(&doc.insufficient_data.cite, "insufficient_data", problems);
     for (name, p) in &doc.parameters {

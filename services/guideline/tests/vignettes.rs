@@ -117,6 +117,9 @@ fn known_ids(d: &RuleSetDoc) -> BTreeSet<String> {
     ids.insert(d.regression.rule.clone());
     criterion_ids(&d.regression.when, &mut ids);
     criterion_ids(&d.regression.resolved, &mut ids);
+    if let Some(c) = &d.regression.current {
+        criterion_ids(c, &mut ids);
+    }
     ids
 }
 
