@@ -85,6 +85,27 @@ fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decisio
     if doc.data_quality.preliminary_red_flags_shown {
         decision.preliminary_red_flags = ev.preliminary(&doc.red_flags, &decision.red_flags);
     }
+    // A newer episode does not silence the older one: its red flags are read on its own clock
+    // too (persistent tenderness after 2 weeks of *its* rest).
+    if let (Some(start), Some(onset)) = (table.episode_start, table.onset) {
+        if doc.data_quality.episodes_by_side && start < onset {
+            let older = crate::resolve::resolve_only(rs, facts, as_of, None, Some(start));
+            let mut ev_old = Evaluator {
+                rs,
+                table: &older,
+                trace: Vec::new(),
+                quiet: false,
+                phase: None,
+            };
+            let more: Vec<Finding> = ev_old
+                .findings(&doc.red_flags, None, true)
+                .into_iter()
+                .filter(|f| !decision.red_flags.iter().any(|g| g.id == f.id))
+                .collect();
+            flags_unknown.retain(|u| !more.iter().any(|f| f.id == u.id));
+            decision.red_flags.extend(more);
+        }
+    }
     if doc.data_quality.imaging_red_flags_stick {
         let sticky = sticky_red_flags(rs, facts, &table, as_of, &decision.red_flags);
         flags_unknown.retain(|u| !sticky.iter().any(|f| f.id == u.id));
@@ -267,7 +288,7 @@ fn sticky_red_flags(
         if pending.is_empty() {
             break;
         }
-        let then = crate::resolve::resolve_only(rs, facts, day, Some(&read));
+        let then = crate::resolve::resolve_only(rs, facts, day, Some(&read), None);
         let mut ev = Evaluator {
             rs,
             table: &then,
@@ -475,7 +496,9 @@ impl<'a> Evaluator<'a> {
             let Some(v) = self.table.values.get(fact) else {
                 return;
             };
-            if v.alternatives.len() > 1 {
+            // Readings that disagree, or a record that could not be read beside (or after)
+            // what could.
+            if v.alternatives.len() > 1 || (v.value.is_none() && !v.alternatives.is_empty()) {
                 let text = self
                     .rs
                     .doc

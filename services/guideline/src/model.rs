@@ -142,6 +142,9 @@ pub struct DataQuality {
     /// recorded (`Rule::cleared_by`) or clinic staff approved a plan since: a later negative
     /// record alone leaves it "not evaluated".
     pub imaging_red_flags_stick: bool,
+    /// A red-flag finding recorded in a form not read (free text, an unknown code, a wrong
+    /// type) may be present: the red flag fires on that reading, and the card says why.
+    pub unreadable_red_flags_possible: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

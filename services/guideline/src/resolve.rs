@@ -155,7 +155,7 @@ fn status_counts(r: &Record, dq: &DataQuality) -> bool {
 }
 
 pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r> {
-    resolve_only(rs, facts, as_of, None)
+    resolve_only(rs, facts, as_of, None, None)
 }
 
 /// Whether imaging (a record of the rule's `cleared_by` fact) or a plan approved by clinic
@@ -190,11 +190,14 @@ pub(crate) fn cleared(
 
 /// `resolve`, for the facts numbered in `only` when given (and the episode): what a
 /// criterion over those facts needs, at a fraction of the cost.
+/// `episode_from`: the episode is read from this day (an older open episode's start), not
+/// from the onset the episode model picks.
 pub(crate) fn resolve_only<'r>(
     rs: &'r RuleSet,
     facts: &Facts,
     as_of: Date,
     only: Option<&BTreeSet<usize>>,
+    episode_from: Option<Date>,
 ) -> FactTable<'r> {
     let mut ignored = Vec::new();
     let mut noted: BTreeSet<(String, String)> = BTreeSet::new();
@@ -348,7 +351,7 @@ pub(crate) fn resolve_only<'r>(
         let open = episode_groups(&triggers, as_of, stale_after, &mut |source, reason| {
             ignore(source, reason, &mut ignored)
         });
-        onset = Some(open.onset);
+        onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
         // Conditions without an onset stay named: they are part of the picture.
         onset_sources.retain(|s| !triggers.iter().any(|t| t.source == s.as_str()));
@@ -576,6 +579,14 @@ pub(crate) fn resolve_only<'r>(
             alternatives.sort_by(f64::total_cmp);
             alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
             let mut sources: Vec<String> = blocking.iter().map(|(s, _, _)| s.clone()).collect();
+            // A yes/no finding recorded in a form not read may be a yes.
+            if dq.unreadable_red_flags_possible
+                && binding.kind == ValueKind::Boolean
+                && binding.aggregation == Aggregation::Latest
+                && !alternatives.contains(&1.0)
+            {
+                alternatives.push(1.0);
+            }
             if binding.aggregation == Aggregation::Latest && !alternatives.is_empty() {
                 sources.extend(
                     points
