@@ -180,6 +180,12 @@ fn bench(c: &mut Criterion) {
             "evaluate-1.0.1/60-observations",
             "rule-set-1.0.1/load-and-check",
         ),
+        // 1.0.2: the episode model, sticky imaging red flags (earlier days decided again).
+        (
+            "1.0.2",
+            "evaluate-1.0.2/60-observations",
+            "rule-set-1.0.2/load-and-check",
+        ),
         // The draft evaluated in shadow beside the version in force: its cost per call.
         (
             "1.1.0",
