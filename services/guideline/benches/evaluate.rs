@@ -88,6 +88,23 @@ pub fn patient() -> Facts {
         ];
         r.push(obs(next(), "running-session", d, None, components));
     }
+    // Knee radiographs after the tenderness of day -20 (day 20 of the episode): 1.0.2 keeps a
+    // red flag that asks for imaging until imaging is recorded, so it looks back and finds it.
+    r.push(Record {
+        end: None,
+        sites: Vec::new(),
+        start: None,
+        source: "DiagnosticReport/xr".into(),
+        kind: RecordKind::Report,
+        codes: vec![Code {
+            system: "http://loinc.org".into(),
+            code: "28565-0".into(),
+        }],
+        status: Some("final".into()),
+        date: Some(AS_OF - Duration::days(18)),
+        value: None,
+        components: vec![],
+    });
     for d in [-30, -20, -10, -3] {
         r.push(obs(
             next(),

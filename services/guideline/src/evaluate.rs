@@ -8,28 +8,37 @@ use crate::decision::{
 };
 use crate::facts::Facts;
 use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
-use crate::resolve::{resolve, FactTable, NOT_RECORDED};
+use crate::resolve::{prepare, resolve_with, FactTable, Prepared, NOT_RECORDED};
 use crate::ruleset::RuleSet;
 use crate::units;
 
 pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
-    decide(rs, facts, resolve(rs, facts, as_of), as_of)
+    let prepared = prepare(rs, facts);
+    let table = resolve_with(rs, facts, &prepared, as_of, None, None);
+    decide(rs, facts, &prepared, table, as_of)
 }
 
 /// What the decision would be if the named facts were unknown. Explains which data a verdict
 /// rests on, and lets tests prove that missing data never silences a red flag.
 pub fn evaluate_without(rs: &RuleSet, facts: &Facts, as_of: Date, unknown: &[&str]) -> Decision {
-    let mut table = resolve(rs, facts, as_of);
+    let prepared = prepare(rs, facts);
+    let mut table = resolve_with(rs, facts, &prepared, as_of, None, None);
     for name in unknown {
         if let Some(v) = table.values.get_mut(*name) {
             v.value = None;
             v.reason = Some("withheld".into());
         }
     }
-    decide(rs, facts, table, as_of)
+    decide(rs, facts, &prepared, table, as_of)
 }
 
-fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decision {
+fn decide(
+    rs: &RuleSet,
+    facts: &Facts,
+    prepared: &Prepared,
+    table: FactTable,
+    as_of: Date,
+) -> Decision {
     let mut ev = Evaluator {
         rs,
         table: &table,
@@ -89,7 +98,7 @@ fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decisio
     // too (persistent tenderness after 2 weeks of *its* rest).
     if let (Some(start), Some(onset)) = (table.episode_start, table.onset) {
         if doc.data_quality.episodes_by_side && start < onset {
-            let older = crate::resolve::resolve_only(rs, facts, as_of, None, Some(start));
+            let older = resolve_with(rs, facts, prepared, as_of, None, Some(start));
             let mut ev_old = Evaluator {
                 rs,
                 table: &older,
@@ -107,7 +116,7 @@ fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decisio
         }
     }
     if doc.data_quality.imaging_red_flags_stick {
-        let sticky = sticky_red_flags(rs, facts, &table, as_of, &decision.red_flags);
+        let sticky = sticky_red_flags(rs, facts, prepared, &table, as_of, &decision.red_flags);
         flags_unknown.retain(|u| !sticky.iter().any(|f| f.id == u.id));
         decision.red_flags.extend(sticky);
     }
@@ -240,6 +249,7 @@ fn decide(rs: &RuleSet, facts: &Facts, table: FactTable, as_of: Date) -> Decisio
 fn sticky_red_flags(
     rs: &RuleSet,
     facts: &Facts,
+    prepared: &Prepared,
     table: &FactTable,
     as_of: Date,
     fired: &[Finding],
@@ -249,7 +259,7 @@ fn sticky_red_flags(
     let Some(onset) = table.episode_start else {
         return Vec::new();
     };
-    let mut pending: Vec<&Rule> = rs
+    let pending: Vec<&Rule> = rs
         .doc
         .red_flags
         .iter()
@@ -265,30 +275,59 @@ fn sticky_red_flags(
         quiet: true,
         phase: None,
     };
-    let mut read: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    // Each rule is decided again only on the days a record of its facts said more than "no"
+    // (a positive, a bound, an unreadable value): on no other day can it have begun to fire.
+    // Deciding every day with a record cost six times the rest of `evaluate`
+    // (docs/benchmarks.md, "Rule set 1.0.2").
+    let mut per_rule: Vec<std::collections::BTreeSet<usize>> = Vec::new();
     for r in &pending {
+        let mut mine = std::collections::BTreeSet::new();
         probe.facts_of(&r.when, &mut |f| {
             if let Some(i) = rs.doc.facts.keys().position(|k| k == f) {
-                read.insert(i);
+                mine.insert(i);
             }
         });
+        per_rule.push(mine);
     }
-    let days: std::collections::BTreeSet<Date> = facts
-        .records
-        .iter()
-        .filter(|r| {
-            rs.readers(&r.codes)
-                .is_some_and(|mut hits| hits.any(|(f, _)| read.contains(&f)))
-        })
-        .filter_map(|r| r.date)
-        .filter(|d| *d >= onset && *d < as_of)
-        .collect();
+    let bindings: Vec<&crate::model::FactBinding> = rs.doc.facts.values().collect();
+    let mut candidates: Vec<std::collections::BTreeSet<Date>> =
+        vec![std::collections::BTreeSet::new(); pending.len()];
+    for (fact, record, source) in prepared.counted() {
+        let rec = &facts.records[record];
+        let Some(d) = rec.date.filter(|d| *d >= onset && *d < as_of) else {
+            continue;
+        };
+        for (k, mine) in per_rule.iter().enumerate() {
+            if mine.contains(&fact)
+                && !candidates[k].contains(&d)
+                && crate::resolve::says_more_than_no(rs, bindings[fact], source, rec)
+            {
+                candidates[k].insert(d);
+            }
+        }
+    }
+    let days: std::collections::BTreeSet<Date> = candidates.iter().flatten().copied().collect();
+    let rules = pending.clone();
+    let mut pending: Vec<(&Rule, std::collections::BTreeSet<Date>)> =
+        pending.into_iter().zip(candidates).collect();
     let mut out = Vec::new();
     for day in days.into_iter().rev() {
         if pending.is_empty() {
             break;
         }
-        let then = crate::resolve::resolve_only(rs, facts, day, Some(&read), None);
+        // Only the facts of the rules that may have begun to fire that day.
+        let mut needed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+        for (r, on) in &pending {
+            if on.contains(&day) {
+                if let Some(k) = rules.iter().position(|x| std::ptr::eq(*x, *r)) {
+                    needed.extend(per_rule[k].iter().copied());
+                }
+            }
+        }
+        if needed.is_empty() {
+            continue;
+        }
+        let then = resolve_with(rs, facts, prepared, day, Some(&needed), None);
         let mut ev = Evaluator {
             rs,
             table: &then,
@@ -296,7 +335,10 @@ fn sticky_red_flags(
             quiet: false,
             phase: None,
         };
-        pending.retain(|r| {
+        pending.retain(|(r, on)| {
+            if !on.contains(&day) {
+                return true;
+            }
             let start = ev.trace.len();
             let positive = rs.doc.data_quality.red_flag_conflicts_positive;
             if ev.verdict(&r.rule, &r.when) != Verdict::Met

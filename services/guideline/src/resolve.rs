@@ -102,8 +102,61 @@ struct Hit {
     record: usize,
     /// Index in the fact's sources.
     source: usize,
-    /// Counts and is dated within the as-of day (else it only opens the episode).
-    usable: bool,
+    /// Its status counts (dated within the as-of day, it is usable; else it only opens the
+    /// episode).
+    counts: bool,
+}
+
+/// The records matched to the fact sources that read them, once per call: a look back at an
+/// earlier day (sticky red flags) reuses it instead of hashing every code and sorting again.
+pub(crate) struct Prepared {
+    hits: Vec<Hit>,
+    /// Records some fact reads, and whether their status counts (for the notes of what was
+    /// left out).
+    relevant: Vec<(usize, bool)>,
+}
+
+impl Prepared {
+    /// (fact, record, source) for each record whose status counts.
+    pub(crate) fn counted(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        self.hits
+            .iter()
+            .filter(|h| h.counts && !h.preliminary)
+            .map(|h| (h.fact, h.record, h.source))
+    }
+}
+
+pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
+    let dq = &rs.doc.data_quality;
+    let mut hits: Vec<Hit> = Vec::with_capacity(facts.records.len() + facts.records.len() / 2);
+    let mut relevant = Vec::with_capacity(facts.records.len());
+    for (record, r) in facts.records.iter().enumerate() {
+        let Some(readers) = rs.readers(&r.codes) else {
+            continue;
+        };
+        // Preliminary Observations, kept aside: shown when they would fire a red flag.
+        let preliminary = dq.preliminary_red_flags_shown
+            && r.kind == RecordKind::Observation
+            && r.status.as_deref() == Some("preliminary");
+        let counts = status_counts(r, dq);
+        relevant.push((record, counts));
+        // Records that count but are out of time still open the episode (or say why its
+        // onset is unknown).
+        if counts || preliminary {
+            hits.extend(readers.map(|(fact, source)| Hit {
+                fact,
+                preliminary,
+                record,
+                source,
+                counts,
+            }));
+        }
+    }
+    // By fact, then record, then source: the order the records were sent in, so traces and
+    // reasons do not depend on the index. A record with two codes of one source is one hit.
+    hits.sort_unstable();
+    hits.dedup();
+    Prepared { hits, relevant }
 }
 
 /// What one record says for one fact source.
@@ -154,10 +207,6 @@ fn status_counts(r: &Record, dq: &DataQuality) -> bool {
     }
 }
 
-pub fn resolve<'r>(rs: &'r RuleSet, facts: &Facts, as_of: Date) -> FactTable<'r> {
-    resolve_only(rs, facts, as_of, None, None)
-}
-
 /// Whether imaging (a record of the rule's `cleared_by` fact) or a plan approved by clinic
 /// staff is dated from `since` to `as_of`: the red flag was evaluated.
 pub(crate) fn cleared(
@@ -192,17 +241,21 @@ pub(crate) fn cleared(
 /// criterion over those facts needs, at a fraction of the cost.
 /// `episode_from`: the episode is read from this day (an older open episode's start), not
 /// from the onset the episode model picks.
-pub(crate) fn resolve_only<'r>(
+pub(crate) fn resolve_with<'r>(
     rs: &'r RuleSet,
     facts: &Facts,
+    prepared: &Prepared,
     as_of: Date,
     only: Option<&BTreeSet<usize>>,
     episode_from: Option<Date>,
 ) -> FactTable<'r> {
     let mut ignored = Vec::new();
     let mut noted: BTreeSet<(String, String)> = BTreeSet::new();
+    // A look back at an earlier day (`only`) reads what it needs: the notes of what was left
+    // out, one formatted string per record after that day, were most of its cost.
+    let noting = only.is_none();
     let mut ignore = |source: &str, reason: String, ignored: &mut Vec<Ignored>| {
-        if noted.insert((source.to_owned(), reason.clone())) {
+        if noting && noted.insert((source.to_owned(), reason.clone())) {
             ignored.push(Ignored {
                 source: source.to_owned(),
                 reason,
@@ -210,66 +263,45 @@ pub(crate) fn resolve_only<'r>(
         }
     };
 
-    // Records that count at all: right status, dated, not in the future. Each record is
-    // looked up once in the rule set's code index; the hits say which fact sources read it.
+    // Records that count at all: right status, dated, not in the future. What is left out is
+    // named, once per record.
     let dq = &rs.doc.data_quality;
-    let mut hits: Vec<Hit> = Vec::with_capacity(facts.records.len() + facts.records.len() / 2);
-    for (record, r) in facts.records.iter().enumerate() {
-        let Some(readers) = rs.readers(&r.codes) else {
-            continue;
-        };
-        let dated_now = r.date.is_some_and(|d| d <= as_of);
-        // Preliminary Observations, kept aside: shown when they would fire a red flag.
-        let preliminary = dq.preliminary_red_flags_shown
-            && r.kind == RecordKind::Observation
-            && r.status.as_deref() == Some("preliminary")
-            && dated_now;
-        let counts = status_counts(r, dq);
-        let usable = if !counts {
-            let st = r.status.as_deref().unwrap_or("missing");
-            ignore(
-                &r.source,
-                format!("status `{st}` does not count"),
-                &mut ignored,
-            );
-            false
-        } else {
-            match r.date {
-                None if r.kind != RecordKind::Order => {
-                    ignore(
-                        &r.source,
-                        "no date: cannot be placed in time".into(),
-                        &mut ignored,
-                    );
-                    false
-                }
-                Some(d) if d > as_of => {
-                    ignore(
-                        &r.source,
-                        format!("dated {d}, after the as-of day {as_of}"),
-                        &mut ignored,
-                    );
-                    false
-                }
-                _ => true,
+    if noting {
+        for &(record, counts) in &prepared.relevant {
+            let r = &facts.records[record];
+            if !counts {
+                let st = r.status.as_deref().unwrap_or("missing");
+                ignore(
+                    &r.source,
+                    format!("status `{st}` does not count"),
+                    &mut ignored,
+                );
+                continue;
             }
-        };
-        // Records that count but are out of time still open the episode (or say why its
-        // onset is unknown).
-        if counts || preliminary {
-            hits.extend(readers.map(|(fact, source)| Hit {
-                fact,
-                preliminary,
-                record,
-                source,
-                usable,
-            }));
+            match r.date {
+                None if r.kind != RecordKind::Order => ignore(
+                    &r.source,
+                    "no date: cannot be placed in time".into(),
+                    &mut ignored,
+                ),
+                Some(d) if d > as_of => ignore(
+                    &r.source,
+                    format!("dated {d}, after the as-of day {as_of}"),
+                    &mut ignored,
+                ),
+                _ => {}
+            }
         }
     }
-    // By fact, then record, then source: the order the records were sent in, so traces and
-    // reasons do not depend on the index. A record with two codes of one source is one hit.
-    hits.sort_unstable();
-    hits.dedup();
+    let hits = &prepared.hits;
+    // Counts and is dated within the as-of day (a draft order without a date is about today).
+    let usable = |h: &Hit| {
+        h.counts
+            && match facts.records[h.record].date {
+                None => facts.records[h.record].kind == RecordKind::Order,
+                Some(d) => d <= as_of,
+            }
+    };
     let of_fact = |f: usize| {
         let start = hits.partition_point(|h| h.fact < f);
         let end = hits.partition_point(|h| h.fact <= f);
@@ -430,7 +462,7 @@ pub(crate) fn resolve_only<'r>(
         .values()
         .filter_map(|b| b.ended_by.as_ref().map(|e| e.fact.as_str()))
         .collect();
-    let mut readings: BTreeMap<&str, Vec<(Date, f64, String)>> = BTreeMap::new();
+    let mut readings: BTreeMap<&str, Vec<(Date, f64, &str)>> = BTreeMap::new();
     // The newest day of a fact that can be ended, and its bound of days.
     let mut ends_on: Vec<(&str, Date)> = Vec::new();
     for (f, (name, binding)) in rs.doc.facts.iter().enumerate() {
@@ -440,7 +472,7 @@ pub(crate) fn resolve_only<'r>(
         let (counted, preliminary) = of_fact(f);
         let mut points = Vec::new();
         let mut bad: Vec<(String, String, Date)> = Vec::new();
-        for h in counted.iter().filter(|h| h.usable) {
+        for h in counted.iter().filter(|h| usable(h)) {
             let (r, src) = (&facts.records[h.record], &binding.sources[h.source]);
             if r.kind != src.record {
                 continue;
@@ -520,7 +552,9 @@ pub(crate) fn resolve_only<'r>(
             if r.kind != src.record {
                 continue;
             }
-            let Some(date) = r.date else { continue };
+            let Some(date) = r.date.filter(|d| *d <= as_of) else {
+                continue;
+            };
             if !in_window(binding, date, &anchors, as_of) {
                 continue;
             }
@@ -539,7 +573,7 @@ pub(crate) fn resolve_only<'r>(
                 points
                     .iter()
                     .filter(|p| p.bound.is_none())
-                    .map(|p| (p.date, p.value, p.source.to_owned()))
+                    .map(|p| (p.date, p.value, p.source))
                     .collect(),
             );
         }
@@ -650,7 +684,7 @@ pub(crate) fn resolve_only<'r>(
                     &mut ignored,
                 );
             }
-            values.insert(name, FactValue::known(0.0, unit, vec![source.clone()]));
+            values.insert(name, FactValue::known(0.0, unit, vec![source.to_string()]));
         }
     }
 
@@ -842,6 +876,21 @@ fn in_window(b: &FactBinding, date: Date, at: &Anchors<'_>, as_of: Date) -> bool
         // Facts from before the episode describe another episode.
         Some(o) => date >= o + time::Duration::days(w.min_days_after_onset.unwrap_or(0)),
         None => w.min_days_after_onset.is_none(),
+    }
+}
+
+/// Whether `r` says something other than "no" (absent, 0) for a fact numbered `fact` that
+/// reads values: a positive, a bound or an unreadable value. Days with such a record are the
+/// only days a red flag can have started to fire on.
+pub(crate) fn says_more_than_no(rs: &RuleSet, b: &FactBinding, source: usize, r: &Record) -> bool {
+    let src = &b.sources[source];
+    if !b.needs_value() || src.record != r.kind {
+        return false;
+    }
+    match read_value(rs, b, src, r) {
+        Read::Value(v) => v != 0.0,
+        Read::Bound(_) | Read::Bad(_) => true,
+        Read::NoValue | Read::Nothing => false,
     }
 }
 
