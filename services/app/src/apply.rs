@@ -224,6 +224,7 @@ pub async fn apply(
     // Resources about anyone else are never used.
     let mut intake = Intake::for_patient(&input.patient);
     intake.read_patients = rs.reads(RecordKind::Patient);
+    intake.read_gender = rs.reads_patient_codes();
     match &input.source {
         Source::Data(bundle) => intake.add(bundle),
         Source::Fetch { .. } => {

@@ -391,16 +391,15 @@ async fn facts(
     let mut phase_state = None;
     if episode.applies {
         gather(call, OBSERVATION, &mut intake, fetch).await?;
-        // A rule set that reads an age gets the Patient's birth date (prefetched; without it
-        // the age is unknown and said so in the trace).
+        // A rule set that reads an age gets the Patient's birth date: prefetched, else fetched
+        // like the other keys, so an age rule is not silent for want of it. Without a FHIR
+        // server to fetch from, the age is unknown and the rule says it is not ruled out.
         if call.read().iter().any(|r| r.reads(RecordKind::Patient)) {
-            if let Some(patient) = req
-                .prefetch
-                .get(PATIENT)
-                .filter(|v| resource_type(v).is_some())
-            {
-                intake.read_patients = true;
-                intake.add(patient);
+            intake.read_patients = true;
+            intake.read_gender = call.read().iter().any(|r| r.reads_patient_codes());
+            match gather(call, PATIENT, &mut intake, fetch).await {
+                Err(HookError::Unfetched(_)) if !fetch.available() => {}
+                other => other?,
             }
         }
         // An approved plan sent in the prefetch (optional: no fetch when it is absent).

@@ -109,6 +109,7 @@ fn judge(rs: &RuleSet, case: &Json) -> Judged {
     .unwrap();
     let mut intake = Intake::for_patient(case["patient"].as_str().unwrap());
     intake.read_patients = true;
+    intake.read_gender = rs.reads_patient_codes();
     let resources: Vec<Json> = case["resources"].as_array().unwrap().clone();
     intake.add(&bundle(&resources));
     let orders: Vec<Json> = case["draftOrders"].as_array().cloned().unwrap_or_default();

@@ -48,6 +48,8 @@ pub struct Intake {
     /// Read Patient resources (their birth date): only when the rule set reads one, so no
     /// birth date is stored with facts that do not need it.
     pub read_patients: bool,
+    /// Also read a Patient's administrative gender (a rule set with an age limit by sex).
+    pub read_gender: bool,
 }
 
 /// What a CarePlan says of the patient's place in a protocol.
@@ -79,6 +81,9 @@ struct Read {
     subject: Option<String>,
     keys: Vec<String>,
 }
+
+/// FHIR's administrative-gender code system (a Patient's gender, when read).
+pub const GENDER: &str = "http://hl7.org/fhir/administrative-gender";
 
 /// The code system of the code a Patient's record carries: its resource type, `Patient` in
 /// FHIR's resource-types system (a rule set that reads a birth date names that code).
@@ -284,9 +289,22 @@ impl Intake {
                 .map(|c| condition(&c, source(c.id.as_deref()))),
             "ServiceRequest" => serde_json::from_str::<ServiceRequest>(json)
                 .map(|s| service_request(&s, source(s.id.as_deref()))),
-            "Patient" => {
-                serde_json::from_str::<Patient>(json).map(|p| patient(&p, source(p.id.as_deref())))
-            }
+            "Patient" => serde_json::from_str::<Patient>(json).map(|p| {
+                let mut read = patient(&p, source(p.id.as_deref()));
+                if self.read_gender {
+                    // The administrative gender's code alone (none recorded: no code).
+                    read.record.value = Some(Value::Coded(
+                        p.gender
+                            .iter()
+                            .map(|g| Code {
+                                system: GENDER.into(),
+                                code: g.to_string(),
+                            })
+                            .collect(),
+                    ));
+                }
+                read
+            }),
             "DiagnosticReport" => serde_json::from_str::<DiagnosticReport>(json)
                 .map(|d| diagnostic_report(&d, source(d.id.as_deref()))),
             "ImagingStudy" => serde_json::from_str::<ImagingStudy>(json)

@@ -7,8 +7,9 @@
 //!
 //! - **Unchanged** (every rule set): the same facts written differently must give the same
 //!   decision (applies, phase, red flags, warnings, pitfalls).
-//! - **Never less cautious** (rule sets from 1.0.2, the ones in force; 1.0.0 and 1.0.1 are kept
-//!   for replay and their counts are printed, not enforced): adding evidence of harm, or
+//! - **Never less cautious** (rule sets on 1.0.2's decision model: 1.0.2 and 1.1.1; 1.0.0 and
+//!   1.0.1 are kept for replay, 1.1.0 is superseded, and their counts are printed, not
+//!   enforced): adding evidence of harm, or
 //!   removing a negative record, never advances the phase and never removes a red flag. The
 //!   caution order is insufficient-data = hold-for-evaluation = rest (no running in any of
 //!   them) < walk-run < progressive-loading < full-return.
@@ -227,6 +228,11 @@ fn resource(r: &Record, n: usize) -> Json {
         RecordKind::Order => unreachable!("orders are rendered above"),
         RecordKind::Patient => {
             let mut p = json!({"resourceType": "Patient", "id": "p1"});
+            if let Some(Value::Coded(codes)) = &r.value {
+                if let Some(g) = codes.first() {
+                    p["gender"] = json!(g.code);
+                }
+            }
             match (r.start, r.date) {
                 (Some(s), Some(d))
                     if s.month() == time::Month::January
@@ -268,6 +274,7 @@ fn bundle(resources: &[Json]) -> Json {
 fn decide(rs: &RuleSet, v: &Vignette, pages: &[Vec<Json>], phase_state: &Facts) -> Decision {
     let mut intake = Intake::for_patient("p1");
     intake.read_patients = true;
+    intake.read_gender = rs.reads_patient_codes();
     for page in pages {
         let raw = serde_json::value::to_raw_value(&bundle(page)).unwrap();
         intake.add(&raw);
@@ -587,10 +594,10 @@ fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {
     let mut tolerated: std::collections::BTreeMap<String, usize> = Default::default();
     let mut seen_known: BTreeSet<usize> = BTreeSet::new();
     for (rs, vs) in rule_sets() {
-        // Enforced on the versions EHRs are answered by (1.0.2 on); 1.0.0 and 1.0.1 are kept
-        // for replay, 1.1.0 is a draft to be superseded by 1.1.1.
-        let enforce = rs.doc.version >= enforced_from
-            && rs.doc.status == stride_guideline::model::Status::Active;
+        // Enforced on every rule set built on 1.0.2's decision model (1.0.2, the draft 1.1.1
+        // and later); 1.0.0 and 1.0.1 are kept for replay, 1.1.0 is a draft 1.1.1 supersedes.
+        let enforce =
+            rs.doc.version >= enforced_from && rs.doc.data_quality.imaging_red_flags_stick;
         for v in &vs {
             let facts = v.facts(&rs).unwrap();
             let rendered = render(&facts);

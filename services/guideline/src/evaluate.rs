@@ -457,7 +457,7 @@ impl<'a> Evaluator<'a> {
             // Safety first: a red-flag finding recorded both ways on one day fires on the
             // positive record, and the card says so.
             if positive && verdict != Verdict::Met && self.possibly(&r.when, false) {
-                let mut f = finding(r, &r.card, self.evidence(start));
+                let mut f = self.variant(r, finding(r, &r.card, self.evidence(start)));
                 let (notes, sources) = self.conflicts(&r.when);
                 f.conflicts = notes;
                 f.evidence.extend(sources);
@@ -467,7 +467,9 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             match verdict {
-                Verdict::Met => out.push(finding(r, &r.card, self.evidence(start))),
+                Verdict::Met => {
+                    out.push(self.variant(r, finding(r, &r.card, self.evidence(start))))
+                }
                 // Holds when it fires; its inputs are not demanded.
                 Verdict::Unknown if !r.rule_out => {}
                 Verdict::Unknown => {
@@ -488,6 +490,24 @@ impl<'a> Evaluator<'a> {
             }
         }
         out
+    }
+
+    /// The card of the first variant whose criterion is met (a DVT on record rather than signs
+    /// of one), else the rule's own.
+    fn variant(&self, r: &Rule, mut f: Finding) -> Finding {
+        if let Some(v) = r
+            .variants
+            .iter()
+            .find(|v| self.peek(&v.when) == Verdict::Met)
+        {
+            f.summary = v.card.summary.clone();
+            f.detail = v.card.detail.clone();
+            f.cite = v.card.cite.clone();
+            if let Some(s) = v.severity {
+                f.severity = s;
+            }
+        }
+        f
     }
 
     /// Red flags that did not fire but would on a preliminary record: to be confirmed.

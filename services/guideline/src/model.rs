@@ -301,6 +301,13 @@ pub struct FactSource {
     /// Read the record's date rather than its value (e.g. a Condition's onset).
     #[serde(default)]
     pub value_from_date: bool,
+    /// A coded value read as yes or no by this source's own lists (e.g. a Patient's
+    /// administrative gender): a code in `no` is no, one in `yes` is yes, and with `yes`
+    /// empty any other code (or none) is yes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answers: Option<Answers>,
+    #[serde(skip)]
+    pub resolved_answers: Option<(Vec<Code>, Vec<Code>)>,
     /// `codes` and `component` as codes, filled in once when the rule set loads: records are
     /// matched against these for every fact on every call.
     #[serde(skip)]
@@ -487,6 +494,19 @@ pub struct Rule {
     /// day it fired (`imaging_red_flags_stick`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleared_by: Option<String>,
+    pub card: CardText,
+    /// Cards by what fired: the first variant whose `when` is met gives the finding its card
+    /// (and severity), e.g. a DVT on record against signs of one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub when: Criterion,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
     pub card: CardText,
 }
 

@@ -936,9 +936,19 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
             Err(e) => Read::Bad(e),
         };
     }
-    let read = match b.kind {
-        ValueKind::Number | ValueKind::Date => number(rs, b, value),
-        ValueKind::Boolean => boolean(rs, value).map(|v| if v { 1.0 } else { 0.0 }),
+    let read = match (b.kind, &src.resolved_answers, value) {
+        // This source's own coded answers (a Patient's gender read as "not female").
+        (ValueKind::Boolean, Some((yes, no)), Value::Coded(codes)) => {
+            if codes.iter().any(|c| no.contains(c)) {
+                Ok(0.0)
+            } else if yes.is_empty() || codes.iter().any(|c| yes.contains(c)) {
+                Ok(1.0)
+            } else {
+                Err("coded answer is neither yes nor no".into())
+            }
+        }
+        (ValueKind::Number | ValueKind::Date, _, _) => number(rs, b, value),
+        (ValueKind::Boolean, _, _) => boolean(rs, value).map(|v| if v { 1.0 } else { 0.0 }),
     };
     match read {
         Ok(v) => match b.plausible {

@@ -98,6 +98,12 @@ impl RuleSet {
             resolved.dedup();
             s.resolved = resolved;
             s.resolved_component = s.component.as_ref().and_then(|p| codes.get(p)).cloned();
+            s.resolved_answers = s.answers.as_ref().map(|a| {
+                let list = |l: &Vec<String>| -> Vec<Code> {
+                    l.iter().filter_map(|p| codes.get(p)).cloned().collect()
+                };
+                (list(&a.yes), list(&a.no))
+            });
         }
         // Records are relevant when a fact reads their code (answer codes name no record).
         let mut index: HashMap<Code, Vec<(usize, usize)>> = HashMap::new();
@@ -194,6 +200,15 @@ impl RuleSet {
             }
         }
         found
+    }
+
+    /// Whether a fact reads a Patient's coded values (its gender) beside its birth date.
+    pub fn reads_patient_codes(&self) -> bool {
+        self.doc.facts.values().any(|b| {
+            b.sources
+                .iter()
+                .any(|s| s.record == crate::model::RecordKind::Patient && s.answers.is_some())
+        })
     }
 
     /// Whether any fact reads this code (an order of it concerns the guideline).
@@ -381,6 +396,11 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
             if let Some(c) = &s.component {
                 add(c, &format!("facts.{name}.component"));
             }
+            if let Some(a) = &s.answers {
+                for c in a.yes.iter().chain(&a.no) {
+                    add(c, &format!("facts.{name}.answers"));
+                }
+            }
         }
     }
     problems.extend(shape);
@@ -519,6 +539,10 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             }
             ctx.criterion(&r.when, &place, problems);
             ctx.cites(&r.card.cite, &place, problems);
+            for v in &r.variants {
+                ctx.criterion(&v.when, &place, problems);
+                ctx.cites(&v.card.cite, &place, problems);
+            }
             if r.card.summary.chars().count() > 140 {
                 problems.push(format!("{place}: card summary is over 140 characters"));
             }

@@ -19,6 +19,9 @@ const UNITS: &[(&str, &str, f64)] = &[
     // UCUM's year: the mean Julian year, 365.25 days.
     ("a", "time", 31_557_600.0),
     ("%", "percent", 1.0),
+    // Degrees Celsius only: Fahrenheit is not a multiple of it (a body temperature in
+    // [degF] is unknown, never guessed).
+    ("Cel", "temperature", 1.0),
     ("{score}", "score", 1.0),
     ("1", "score", 1.0),
 ];
