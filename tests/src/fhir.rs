@@ -156,3 +156,14 @@ pub fn imaging_options(plan: &Json) -> &Json {
         .find(|a| a["selectionBehavior"] == "at-most-one")
         .unwrap_or_else(|| panic!("no imaging options in {group}"))
 }
+
+/// The records of these helpers name `Patient/p1`; a call about another patient carries them
+/// as that patient's (a resource about anyone else is never used).
+pub fn as_patient(resources: &Json, patient: &str) -> Json {
+    serde_json::from_str(
+        &resources
+            .to_string()
+            .replace("\"Patient/p1\"", &format!("\"Patient/{patient}\"")),
+    )
+    .expect("JSON stays JSON")
+}

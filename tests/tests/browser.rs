@@ -217,7 +217,7 @@ async fn draft_card(
     conditions: &[Json],
     obs: &[Json],
 ) -> (String, Json) {
-    let mut body = patient_view(prefetch(conditions, obs));
+    let mut body = patient_view(as_patient(&prefetch(conditions, obs), patient));
     body["context"]["patientId"] = json!(patient);
     body["prefetch"]["Patient"]["id"] = json!(patient);
     let res = app

@@ -645,6 +645,17 @@ async fn running_pitfalls_each_get_a_warning_card() {
     }
 }
 
+/// How many orders the cards suggest (an imaging order a red flag offers).
+fn imaging_suggestions(body: &Json) -> usize {
+    body["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["suggestions"].as_array().into_iter().flatten())
+        .filter(|s| s["actions"][0]["resource"]["resourceType"] == "ServiceRequest")
+        .count()
+}
+
 fn order_request(hook: &str, orders: &[Json]) -> Json {
     order_request_with(hook, orders, &[])
 }
@@ -720,15 +731,6 @@ async fn an_imaging_order_being_drafted_answers_the_red_flag_instead_of_a_second
         "subject": {"reference": "Patient/p1"}});
     let physio = json!({"resourceType": "ServiceRequest", "id": "pt-1", "status": "draft", "intent": "order",
         "code": {"text": "Physiotherapy referral"}, "subject": {"reference": "Patient/p1"}});
-    let imaging_suggestions = |body: &Json| -> usize {
-        body["cards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|c| c["suggestions"].as_array().into_iter().flatten())
-            .filter(|s| s["actions"][0]["resource"]["resourceType"] == "ServiceRequest")
-            .count()
-    };
     let flag_card = |body: &Json| -> Json {
         body["cards"]
             .as_array()
@@ -1227,15 +1229,6 @@ async fn a_running_order_during_rest_gets_a_card_of_its_own_on_the_order_hooks()
 async fn a_cpt_coded_image_of_the_region_answers_a_red_flag_and_an_image_elsewhere_does_not() {
     let app = spawn_app().await;
     let night_pain = [obs("n", "pain-night", 1, boolean(true))];
-    let offered = |body: &Json| -> usize {
-        body["cards"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .flat_map(|c| c["suggestions"].as_array().into_iter().flatten())
-            .filter(|s| s["actions"][0]["resource"]["resourceType"] == "ServiceRequest")
-            .count()
-    };
     let cpt = "http://www.ama-assn.org/go/cpt";
     // MRI of a lower-extremity joint, coded in CPT only (no imaging category): the imaging
     // the red flag asks for.
@@ -1249,7 +1242,7 @@ async fn a_cpt_coded_image_of_the_region_answers_a_red_flag_and_an_image_elsewhe
         topics(&body).contains(&"rest-or-night-pain".to_owned()),
         "{body}"
     );
-    assert_eq!(offered(&body), 0, "{body}");
+    assert_eq!(imaging_suggestions(&body), 0, "{body}");
     // A chest radiograph, even with the imaging category, is not of the region: the red flag
     // still offers its order.
     let mut chest = drafted("cxr", cpt, "71046");
@@ -1261,7 +1254,7 @@ async fn a_cpt_coded_image_of_the_region_answers_a_red_flag_and_an_image_elsewhe
         &order_request_with("order-sign", &[chest], &night_pain),
     )
     .await;
-    assert_eq!(offered(&body), 1, "{body}");
+    assert_eq!(imaging_suggestions(&body), 1, "{body}");
     assert!(
         !body.to_string().contains("Imaging already drafted"),
         "{body}"

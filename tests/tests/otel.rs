@@ -10,7 +10,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use serde_json::{json, Value as Json};
+use serde_json::json;
 use stride_tests::fhir::*;
 use stride_tests::spawn_app;
 
@@ -83,12 +83,7 @@ async fn spans_reach_an_otlp_receiver_with_names_parents_and_no_phi() {
             bundle(&recovered_walker())
         };
         // The records are this patient's (a resource about anyone else is never used).
-        let body: Json = serde_json::from_str(
-            &body
-                .to_string()
-                .replace("\"Patient/p1\"", &format!("\"Patient/{PATIENT}\"")),
-        )
-        .unwrap();
+        let body = as_patient(&body, PATIENT);
         HttpResponse::Ok()
             .content_type("application/fhir+json")
             .json(body)

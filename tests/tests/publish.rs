@@ -30,6 +30,11 @@ const CONTRACT_IDS: &[&str] = &[
     "dvt-signs",
     "intra-articular-knee",
     "bone-health-screen",
+    // Named by issue 30 (CONTRACT.md): the card of a running order during rest on order hooks.
+    "running-during-rest",
+    // Added by the draft 1.1.1 (README, decision vocabulary): fever, weight loss or night pain
+    // in a child.
+    "systemic-red-flags",
 ];
 
 /// The local codes of FACTS.md.

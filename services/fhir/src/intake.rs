@@ -16,7 +16,7 @@ use fhir_sdk::r4b::types::{
 use fhir_sdk::DateTime;
 use serde_json::value::RawValue;
 use stride_guideline::facts::RecordKind;
-use stride_guideline::terminology::{canonical_code, canonical_system};
+use stride_guideline::terminology::canonical;
 use stride_guideline::{Code, Component, Record, Value};
 use time::{Date, OffsetDateTime, UtcOffset};
 
@@ -455,13 +455,7 @@ fn codes(cc: Option<&CodeableConcept>) -> Vec<Code> {
         cc.coding
             .iter()
             .flatten()
-            .filter_map(|c| {
-                let system = canonical_system(c.system.as_deref()?).to_owned();
-                Some(Code {
-                    code: canonical_code(&system, c.code.as_deref()?).into_owned(),
-                    system,
-                })
-            })
+            .filter_map(|c| Some(canonical(c.system.as_deref()?, c.code.as_deref()?)))
             .collect()
     })
     .unwrap_or_default()

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use stride_guideline::terminology::{canonical_code, canonical_system};
+use stride_guideline::terminology::canonical;
 use stride_guideline::Code;
 
 /// ServiceRequest.category codes that mark an imaging order: SNOMED CT "Imaging" (US Core's
@@ -107,11 +107,7 @@ pub fn draft_orders(draft_orders: &RawValue) -> Vec<DraftOrder> {
                         c.coding
                             .iter()
                             .filter_map(|k| {
-                                let system = canonical_system(k.system.as_deref()?).to_owned();
-                                Some(Code {
-                                    code: canonical_code(&system, k.code.as_deref()?).into_owned(),
-                                    system,
-                                })
+                                Some(canonical(k.system.as_deref()?, k.code.as_deref()?))
                             })
                             .collect()
                     })

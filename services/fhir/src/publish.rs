@@ -135,7 +135,14 @@ pub fn code_system(
             "insufficient-data".into(),
             d.insufficient_data.summary.clone(),
         );
-        for r in d.red_flags.iter().chain(&d.warnings).chain(&d.pitfalls) {
+        // Phase notes too: on an order hook each is a card of its own whose topic is its id.
+        for r in d
+            .red_flags
+            .iter()
+            .chain(&d.warnings)
+            .chain(&d.pitfalls)
+            .chain(&d.phase_notes)
+        {
             concepts.insert(r.id.clone(), r.card.summary.clone());
         }
         (&d.decision_system, titles.decisions, concepts)

@@ -20,6 +20,16 @@ const OIDS: &[(&str, &str)] = &[
 ];
 
 /// The canonical URI of a code system named by URI or OID; other names are returned as given.
+/// A coding as the engine compares it: the system named canonically (an OID becomes the
+/// system's URI) and the code in that system's canonical form.
+pub fn canonical(system: &str, code: &str) -> crate::facts::Code {
+    let system = canonical_system(system).to_owned();
+    crate::facts::Code {
+        code: canonical_code(&system, code).into_owned(),
+        system,
+    }
+}
+
 pub fn canonical_system(system: &str) -> &str {
     let oid = system.strip_prefix("urn:oid:").unwrap_or(system);
     OIDS.iter()

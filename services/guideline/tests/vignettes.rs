@@ -101,6 +101,9 @@ fn known_ids(d: &RuleSetDoc) -> BTreeSet<String> {
     {
         ids.insert(r.rule.clone());
         criterion_ids(&r.when, &mut ids);
+        for v in &r.variants {
+            criterion_ids(&v.when, &mut ids);
+        }
     }
     for p in &d.phases {
         ids.insert(p.rule.clone());
