@@ -369,3 +369,59 @@ async fn apply_fetches_only_where_the_callers_issuer_may() {
         "nothing was asked of the server"
     );
 }
+
+#[tokio::test]
+async fn apply_takes_a_fhir_server_only_as_a_hook_would() {
+    let app = spawn_app().await;
+    let with_server = |server: &str| {
+        json!({"resourceType": "Parameters", "parameter": [
+            {"name": "subject", "valueString": "Patient/p1"},
+            {"name": "fhirServer", "valueUrl": server}]})
+    };
+    for bad in [
+        "https://ehr.example.org/fhir?_format=json",
+        "https://ehr.example.org/fhir#x",
+        "https://user:secret@ehr.example.org/fhir",
+        "http://ehr.example.org/fhir",
+    ] {
+        let (status, oo) = apply(&app, APPLY, &with_server(bad)).await;
+        assert_eq!(status, 400, "{bad}: {oo}");
+        assert!(
+            oo["issue"][0]["details"]["text"]
+                .as_str()
+                .unwrap()
+                .contains("fhirServer"),
+            "{bad}: {oo}"
+        );
+    }
+    assert_eq!(stored_plans(&app).await, 0);
+}
+
+#[tokio::test]
+async fn a_malformed_parameters_body_is_refused_without_quoting_it() {
+    let app = spawn_app().await;
+    // The patient's name where the parser stops: serde's message would quote it.
+    let body = r#"{"resourceType": "Parameters", "parameter": [{"name": "subject", "valueString": "Patient/p1"}, {"name": "data", "resource": {"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Patient", "id": "p1", "name": [{"family": "Zyxwvut-Secretname"}]}}]}}], "extra": Zyxwvut-Secretname}"#;
+    let res = app
+        .cds(APPLY)
+        .header("content-type", "application/fhir+json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("Zyxwvut"), "{text}");
+    assert!(text.contains("line 1"), "{text}");
+    // A wrong type, where serde names the value it found.
+    let res = app
+        .cds(APPLY)
+        .header("content-type", "application/fhir+json")
+        .body(r#"{"resourceType": "Parameters", "parameter": "Zyxwvut-Secretname"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("Zyxwvut"), "{text}");
+}

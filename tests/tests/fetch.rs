@@ -18,6 +18,8 @@ enum Mode {
     Fail,
     Slow,
     ForeignNextPage,
+    /// A next link that leaves the base path by dot segments (`/fhir/x/../../secret`).
+    DotSegmentsNextPage,
     /// The Condition answer and the first Observation page carry ~40 KiB of narrative each
     /// (valid FHIR; ignored by the intake).
     Big,
@@ -54,6 +56,7 @@ async fn fhir(req: HttpRequest, ehr: web::Data<Ehr>) -> HttpResponse {
         let mut b = bundle(&recovered_walker()[..6]);
         let next = match ehr.mode {
             Mode::ForeignNextPage => "http://127.0.0.1:9/fhir/Observation?page=2".to_owned(),
+            Mode::DotSegmentsNextPage => format!("{}/x/../../secret/Observation?page=2", ehr.base),
             _ => format!("{}/Observation?patient=p1&page=2", ehr.base),
         };
         b["link"] = json!([{"relation": "self", "url": target}, {"relation": "next", "url": next}]);
@@ -254,6 +257,20 @@ async fn a_closed_port_reads_like_any_other_failure() {
         "unreachable",
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_next_page_outside_the_base_path_by_dot_segments_is_not_followed() {
+    let app = spawn_app().await;
+    let ehr = start_ehr(Mode::DotSegmentsNextPage).await;
+    fetch_failed(&app, &request(&ehr, json!({})), "foreign_page").await;
+    // The token never went to the path outside the base.
+    assert!(ehr
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|(path, _)| !path.contains("secret")));
 }
 
 #[tokio::test]

@@ -732,3 +732,26 @@ async fn the_first_refusal_of_a_kind_is_on_record_at_once_the_rest_in_one_entry(
         "{d}"
     );
 }
+
+#[tokio::test]
+async fn every_answer_forbids_framing_and_https_adds_hsts() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/cds-services", "/ui/careplans", "/nowhere"] {
+        let res = app.client.get(app.url(path)).send().await.unwrap();
+        let h = res.headers();
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        // The test app's public URL is plain http on loopback: no HSTS there.
+        assert!(h.get("strict-transport-security").is_none(), "{path}");
+    }
+    let app = stride_tests::spawn_app_with(&[("STRIDE_PUBLIC_URL", "https://cds.example.org")]).await;
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert!(
+        res.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age="),
+        "{:?}",
+        res.headers()
+    );
+}

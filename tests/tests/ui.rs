@@ -200,6 +200,18 @@ async fn sign_in_starts_with_pkce_and_refuses_a_state_this_browser_was_not_given
         "/ui/login?next=%2Fui%2Faudit%3Faction%3Drefused"
     );
 
+    // A return path with CR/LF in it: 400, and nothing set (no login state, no session).
+    for bad in ["/ui/x%0d%0aSet-Cookie:%20stride_session=forged", "/ui/careplans%0a"] {
+        let res = app
+            .client
+            .get(app.url(&format!("/ui/login?next={bad}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{bad}");
+        assert!(res.headers().get("set-cookie").is_none(), "{bad}");
+    }
+
     // The authorization request: code flow, S256 challenge, state and nonce; state bound by cookie.
     let res = app
         .client

@@ -27,6 +27,9 @@ async fn version_for(app: &TestApp, clinic_b: bool) -> String {
     decided_by(&res.json().await.unwrap())
 }
 
+/// A staff issuer of the trust file that sees every tenant.
+const ALL_TENANTS: &str = "https://auditors.example.org";
+
 async fn get_json(app: &TestApp, path: &str, token: Option<String>) -> Json {
     let mut req = app.client.get(app.url(path));
     if let Some(t) = token {
@@ -54,14 +57,35 @@ async fn version_entries(app: &TestApp, tenant: &str) -> Vec<Json> {
 async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
     // Clinic B stays on 1.0.0 (its trust-file entry); clinic A follows the newest active.
     let app = stride_tests::spawn_app_trusting(
-        &[clinic_b(json!({"guidelines": {GUIDELINE: "1.0.0"}}))],
+        &[
+            clinic_b(json!({"guidelines": {GUIDELINE: "1.0.0"}})),
+            json!({"iss": ALL_TENANTS, "kind": "staff", "all_tenants": true,
+                   "jwks": {"keys": [stride_tests::tokens::jwk("ehr-es384")]}}),
+        ],
         &[],
     )
     .await;
     assert_eq!(version_for(&app, false).await, "1.0.2");
     assert_eq!(version_for(&app, true).await, "1.0.0");
 
-    let listed = get_json(&app, "/guidelines", None).await;
+    // Anonymous readers see the versions and the default, never the clinics.
+    let anonymous = get_json(&app, "/guidelines", None).await;
+    assert!(anonymous["guidelines"][0].get("tenants").is_none(), "{anonymous}");
+    assert_eq!(anonymous["guidelines"][0]["default"]["version"], "1.0.2");
+    // Staff of clinic A see clinic A's pin only.
+    let own = get_json(
+        &app,
+        "/guidelines",
+        Some(stride_tests::tokens::staff_token("careplan.read")),
+    )
+    .await;
+    let own_tenants = own["guidelines"][0]["tenants"].as_object().unwrap();
+    assert!(own_tenants.contains_key(TENANT) && !own_tenants.contains_key(TENANT_B), "{own}");
+    // An issuer that sees every tenant sees both.
+    let all = stride_tests::tokens::Signer::es384("ehr-es384");
+    let mut c = stride_tests::tokens::claims(ALL_TENANTS, stride_tests::tokens::PUBLIC_URL);
+    c["scope"] = json!("audit.read");
+    let listed = get_json(&app, "/guidelines", Some(all.sign(&all.header(), &c))).await;
     let g = &listed["guidelines"][0];
     assert_eq!(g["id"], GUIDELINE);
     let versions: Vec<(&str, &str)> = g["versions"]

@@ -113,8 +113,18 @@ impl Apply {
     /// nothing Stride drafts and are accepted as sent.
     pub fn parse(body: &str) -> Result<Apply, ApplyError> {
         let invalid = |m: &str| ApplyError::Invalid(m.to_owned());
+        // Never serde's message: it quotes the offending value, which may be the patient's
+        // name or id, and the message reaches the log and the response.
         let p: Parameters = serde_json::from_str(body).map_err(|e| {
-            ApplyError::Invalid(format!("the body is not a Parameters resource: {e}"))
+            let what = match e.classify() {
+                serde_json::error::Category::Data => "a field is missing or has the wrong type",
+                _ => "the JSON cannot be read",
+            };
+            ApplyError::Invalid(format!(
+                "the body is not a Parameters resource: {what} (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
         })?;
         if p.resource_type != "Parameters" {
             return Err(invalid("resourceType: must be Parameters"));
@@ -176,6 +186,9 @@ impl Apply {
                     .or_else(|| s.value_string.clone())
                     .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
                     .ok_or_else(|| invalid("fhirServer: an absolute http(s) URL (valueUrl)"))?;
+                // The hook's rule: a base URL, no query, fragment or credentials (plain HTTP
+                // on loopback only; the egress policy still decides where a fetch may go).
+                stride_hooks::request::server_url(&url, true).map_err(|e| invalid(&e))?;
                 let token = named("fhirAccessToken")
                     .next()
                     .map(|t| {

@@ -231,8 +231,10 @@ fn read<'a>(
     })
 }
 
-/// The EHR's FHIR server: HTTPS, or plain HTTP only on loopback (tests, local development).
-fn server_url(s: &str, loopback_http: bool) -> Result<Url, String> {
+/// The EHR's FHIR server: HTTPS, or plain HTTP only on loopback (tests, local development),
+/// and a base URL only: no query, fragment or credentials. One rule for a hook's `fhirServer`
+/// and `$apply`'s.
+pub fn server_url(s: &str, loopback_http: bool) -> Result<Url, String> {
     let url = Url::parse(s).map_err(|_| "fhirServer: not an absolute URL".to_owned())?;
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),

@@ -205,6 +205,26 @@ pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<C
     result.map_err(ApiError::from)
 }
 
+/// A staff member with any scope (a read that only needs to know whose clinic it is).
+pub async fn staff_any(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    let result = async {
+        let token = bearer(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+        )?;
+        state
+            .verifier
+            .verify(token, Kind::Staff, state.settings.public_url.as_str())
+            .await
+    }
+    .await;
+    if let Err(e) = &result {
+        refused(req, state, e, "refused a staff request");
+    }
+    result.map_err(ApiError::from)
+}
+
 /// Every refusal is logged (reason only), counted and audited.
 pub fn refused(req: &HttpRequest, state: &AppState, e: &AuthError, what: &'static str) {
     refused_for(req, state, e.reason(), what);

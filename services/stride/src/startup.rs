@@ -185,8 +185,22 @@ impl Application {
             metrics,
             refusals,
         });
+        // Every page and API answer: no framing anywhere (X-Frame-Options beside the pages'
+        // CSP frame-ancestors, for browsers that only know the header), no MIME sniffing, and
+        // HSTS when callers reach Stride over https.
+        let hsts = settings.public_url.as_str().starts_with("https://");
         let server = HttpServer::new(move || {
+            let mut security = actix_web::middleware::DefaultHeaders::new()
+                .add(("x-frame-options", "DENY"))
+                .add(("x-content-type-options", "nosniff"));
+            if hsts {
+                security = security.add((
+                    "strict-transport-security",
+                    "max-age=31536000; includeSubDomains",
+                ));
+            }
             App::new()
+                .wrap(security)
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::default().limit(limit))
                 .app_data(

@@ -171,10 +171,10 @@ impl Fetcher {
             if pages.len() >= self.max_pages {
                 return Err(FetchError::TooManyPages(self.max_pages));
             }
-            if !url.starts_with(&format!("{root}/")) && url != root {
-                return Err(FetchError::ForeignPage);
-            }
-            let page = self.get(client, &url, token, budget).await?;
+            // Compared as parsed URLs: a `next` link with dot segments (`/fhir/x/../../secret`)
+            // or credentials must not carry the EHR's token outside the listed base.
+            let url = within(base, &url).ok_or(FetchError::ForeignPage)?;
+            let page = self.get(client, url.as_str(), token, budget).await?;
             next = next_link(&page);
             pages.push(page);
         }
@@ -239,6 +239,20 @@ impl Fetcher {
     }
 }
 
+/// `url` as a normalised URL when it lies under `base` (same origin, path at or below the
+/// base's, no credentials); `None` otherwise.
+fn within(base: &Url, url: &str) -> Option<Url> {
+    let u = Url::parse(url).ok()?;
+    let root = base.path().trim_end_matches('/');
+    let path_ok = u.path() == root || u.path().starts_with(&format!("{root}/"));
+    (u.origin() == base.origin()
+        && path_ok
+        && u.username().is_empty()
+        && u.password().is_none()
+        && u.fragment().is_none())
+    .then_some(u)
+}
+
 fn next_link(page: &RawValue) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Links {
@@ -254,3 +268,27 @@ fn next_link(page: &RawValue) -> Option<String> {
         .as_str()
         .map(str::to_owned)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_next_link_is_followed_only_below_the_fhir_base_once_normalised() {
+        let base = Url::parse("https://ehr.example.org/fhir/r4").unwrap();
+        let ok = "https://ehr.example.org/fhir/r4/Observation?page=2";
+        assert_eq!(within(&base, ok).unwrap().as_str(), ok);
+        for bad in [
+            "https://ehr.example.org/fhir/r4/../../secret",
+            "https://ehr.example.org/fhir/r4/%2e%2e/%2e%2e/secret",
+            "https://ehr.example.org/fhir/r4x/Observation",
+            "https://evil.example.org/fhir/r4/Observation",
+            "http://ehr.example.org/fhir/r4/Observation",
+            "https://user:pw@ehr.example.org/fhir/r4/Observation",
+            "https://ehr.example.org:8443/fhir/r4/Observation",
+        ] {
+            assert!(within(&base, bad).is_none(), "{bad}");
+        }
+    }
+}
+

@@ -1,16 +1,22 @@
 //! The rule sets Stride decides with, published read-only: every version stays reachable,
 //! because cards and CarePlans point at the exact version that made them.
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use stride_guideline::RuleSetVersion;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Every guideline, its versions with their status and effective period, and which version
-/// answers for whom: the default and each tenant.
+/// Every guideline, its versions with their status and effective period, and the default
+/// version. Which version answers each clinic names the clinics: only for staff, and only
+/// their own clinic unless their issuer sees every tenant. A token that does not verify is
+/// refused (as on every staff endpoint); no token is an anonymous reader.
 #[get("/guidelines")]
-pub async fn list(state: web::Data<AppState>) -> HttpResponse {
+pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let caller = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+        None => None,
+        Some(_) => Some(crate::auth::staff_any(&req, &state).await?),
+    };
     let public = state.settings.public_url.as_str();
     let mut out: Vec<serde_json::Value> = Vec::new();
     let mut ids: Vec<&str> = state.catalog.iter().map(|rs| rs.doc.id.as_str()).collect();
@@ -34,6 +40,7 @@ pub async fn list(state: web::Data<AppState>) -> HttpResponse {
             .pins
             .tenants_with_shadow(&state.catalog, id)
             .into_iter()
+            .filter(|(t, ..)| caller.as_ref().is_some_and(|c| c.may_see(t)))
             .map(|(t, rs, source, shadow)| {
                 let mut entry = serde_json::json!({"version": rs.doc.version.to_string(), "chosenBy": source.as_str()});
                 if let Some(candidate) = shadow {
@@ -52,7 +59,7 @@ pub async fn list(state: web::Data<AppState>) -> HttpResponse {
         }
         out.push(g);
     }
-    HttpResponse::Ok().json(serde_json::json!({ "guidelines": out }))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "guidelines": out })))
 }
 
 #[get("/guidelines/{id}/{version}")]

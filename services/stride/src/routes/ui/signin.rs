@@ -41,6 +41,7 @@ fn safe_next(next: Option<&str>) -> String {
             if n.starts_with("/ui/")
                 && !n.contains("//")
                 && !n.contains('\\')
+                && !n.chars().any(char::is_control)
                 && !n.starts_with("/ui/auth")
                 && n.len() < 2048 =>
         {
@@ -130,6 +131,15 @@ pub async fn login(
     q: web::Query<LoginQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
+    // A return path with a control character (CR/LF) is no path: refused before any session
+    // or state is made (it could not be a Location header afterwards).
+    if q.next.as_deref().is_some_and(|n| n.chars().any(char::is_control)) {
+        return Ok(message(
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is not valid",
+            "The page to return to after signing in is not a page of Stride.",
+        ));
+    }
     let Some(oidc) = &state.oidc else {
         return Err(ApiError::Auth(stride_auth::AuthError::Missing).into());
     };
