@@ -744,7 +744,8 @@ async fn every_answer_forbids_framing_and_https_adds_hsts() {
         // The test app's public URL is plain http on loopback: no HSTS there.
         assert!(h.get("strict-transport-security").is_none(), "{path}");
     }
-    let app = stride_tests::spawn_app_with(&[("STRIDE_PUBLIC_URL", "https://cds.example.org")]).await;
+    let app =
+        stride_tests::spawn_app_with(&[("STRIDE_PUBLIC_URL", "https://cds.example.org")]).await;
     let res = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert!(
         res.headers()["strict-transport-security"]

@@ -201,7 +201,10 @@ async fn sign_in_starts_with_pkce_and_refuses_a_state_this_browser_was_not_given
     );
 
     // A return path with CR/LF in it: 400, and nothing set (no login state, no session).
-    for bad in ["/ui/x%0d%0aSet-Cookie:%20stride_session=forged", "/ui/careplans%0a"] {
+    for bad in [
+        "/ui/x%0d%0aSet-Cookie:%20stride_session=forged",
+        "/ui/careplans%0a",
+    ] {
         let res = app
             .client
             .get(app.url(&format!("/ui/login?next={bad}")))

@@ -70,7 +70,10 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
 
     // Anonymous readers see the versions and the default, never the clinics.
     let anonymous = get_json(&app, "/guidelines", None).await;
-    assert!(anonymous["guidelines"][0].get("tenants").is_none(), "{anonymous}");
+    assert!(
+        anonymous["guidelines"][0].get("tenants").is_none(),
+        "{anonymous}"
+    );
     assert_eq!(anonymous["guidelines"][0]["default"]["version"], "1.0.2");
     // Staff of clinic A see clinic A's pin only.
     let own = get_json(
@@ -80,7 +83,10 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
     )
     .await;
     let own_tenants = own["guidelines"][0]["tenants"].as_object().unwrap();
-    assert!(own_tenants.contains_key(TENANT) && !own_tenants.contains_key(TENANT_B), "{own}");
+    assert!(
+        own_tenants.contains_key(TENANT) && !own_tenants.contains_key(TENANT_B),
+        "{own}"
+    );
     // An issuer that sees every tenant sees both.
     let all = stride_tests::tokens::Signer::es384("ehr-es384");
     let mut c = stride_tests::tokens::claims(ALL_TENANTS, stride_tests::tokens::PUBLIC_URL);

@@ -85,6 +85,8 @@ async fn open(settings: &Settings, migrate: bool) -> Result<Arc<dyn Store>, Star
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartError> {
+        // Every page and API answer gets HSTS when callers reach Stride over https.
+        let hsts = settings.public_url.as_str().starts_with("https://");
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
         let verifier = Arc::new(verifier(&settings)?);
         let pins = stride_app::pins::Pins::new(
@@ -187,8 +189,7 @@ impl Application {
         });
         // Every page and API answer: no framing anywhere (X-Frame-Options beside the pages'
         // CSP frame-ancestors, for browsers that only know the header), no MIME sniffing, and
-        // HSTS when callers reach Stride over https.
-        let hsts = settings.public_url.as_str().starts_with("https://");
+        // HSTS (above).
         let server = HttpServer::new(move || {
             let mut security = actix_web::middleware::DefaultHeaders::new()
                 .add(("x-frame-options", "DENY"))

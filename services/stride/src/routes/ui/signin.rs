@@ -133,7 +133,10 @@ pub async fn login(
 ) -> Result<HttpResponse, UiError> {
     // A return path with a control character (CR/LF) is no path: refused before any session
     // or state is made (it could not be a Location header afterwards).
-    if q.next.as_deref().is_some_and(|n| n.chars().any(char::is_control)) {
+    if q.next
+        .as_deref()
+        .is_some_and(|n| n.chars().any(char::is_control))
+    {
         return Ok(message(
             StatusCode::BAD_REQUEST,
             "This sign-in link is not valid",
