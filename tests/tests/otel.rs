@@ -91,6 +91,8 @@ async fn spans_reach_an_otlp_receiver_with_names_parents_and_no_phi() {
 
     // SAFETY of set_var: this test binary has this one test; nothing reads the environment concurrently.
     std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &otlp);
+    // An operator quiets the log: the trace export must not go quiet with it.
+    std::env::set_var("RUST_LOG", "warn");
     std::env::set_var("OTEL_SERVICE_NAME", "stride-under-test");
     let telemetry = stride::telemetry::init(stride::config::LogFormat::Json);
     let app = spawn_app().await;

@@ -756,3 +756,71 @@ async fn every_answer_forbids_framing_and_https_adds_hsts() {
         res.headers()
     );
 }
+
+/// A staff issuer that signs RS256 with no `kid`, as OpenID Connect providers and the SMART
+/// launcher do.
+const RS256_STAFF: &str = "https://login.rsa.example.org";
+
+fn rs256_staff_token(alg: Algorithm, scope: &str) -> String {
+    let key = EncodingKey::from_rsa_pem(key_file("ehr-rs384.pem").as_bytes()).unwrap();
+    let mut c = claims(RS256_STAFF, PUBLIC_URL);
+    c["sub"] = json!("reviewer-rsa");
+    c["scope"] = json!(scope);
+    // No kid: the issuer's one key answers.
+    jsonwebtoken::encode(&Header::new(alg), &c, &key).unwrap()
+}
+
+#[tokio::test]
+async fn staff_tokens_signed_rs256_are_accepted_and_cds_tokens_keep_cds_hooks_rules() {
+    let rsa_staff = json!({"iss": RS256_STAFF, "kind": "staff", "tenant": TENANT,
+        "jwks": {"keys": [jwk("ehr-rs384")]}});
+    let app = spawn_app_trusting(&[rsa_staff], &[]).await;
+    let search = |token: String| {
+        app.client
+            .get(app.url("/fhir/CarePlan?patient=p1"))
+            .bearer_auth(token)
+            .send()
+    };
+    // RS256 without STRIDE_JWT_ALGORITHMS widened: a staff issuer's token.
+    assert_eq!(
+        search(rs256_staff_token(Algorithm::RS256, "careplan.read"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Never an HMAC, whoever claims it.
+    let hs = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims(RS256_STAFF, PUBLIC_URL),
+        &EncodingKey::from_secret(b"guessable"),
+    )
+    .unwrap();
+    assert_eq!(search(hs).await.unwrap().status(), 401);
+    // A CDS client signing RS256 is still refused: CDS Hooks' algorithms for CDS tokens.
+    let s = Signer::rs384("ehr-rs384");
+    let mut h = s.header();
+    h.alg = Algorithm::RS256;
+    let (status, _, _) = call(&app, Some(&s.sign(&h, &claims(EHR, &aud())))).await;
+    assert_eq!(status, 401);
+    // An issuer narrowed to RS384 in the trust file refuses its RS256 tokens.
+    let narrowed = json!({"iss": RS256_STAFF, "kind": "staff", "tenant": TENANT,
+        "algorithms": ["RS384"], "jwks": {"keys": [jwk("ehr-rs384")]}});
+    let app = spawn_app_trusting(&[narrowed], &[]).await;
+    let res = app
+        .client
+        .get(app.url("/fhir/CarePlan?patient=p1"))
+        .bearer_auth(rs256_staff_token(Algorithm::RS256, "careplan.read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = app
+        .client
+        .get(app.url("/fhir/CarePlan?patient=p1"))
+        .bearer_auth(rs256_staff_token(Algorithm::RS384, "careplan.read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}

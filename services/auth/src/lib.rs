@@ -156,9 +156,26 @@ impl AuthError {
     }
 }
 
+/// The staff (OpenID Connect) algorithms: RSA, RSA-PSS and ECDSA. No HMAC, never `none`.
+pub const STAFF_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
+
 #[derive(Debug, Clone)]
 pub struct VerifierOptions {
+    /// What CDS clients may sign with (CDS Hooks' rules, `STRIDE_JWT_ALGORITHMS`).
     pub algorithms: Vec<Algorithm>,
+    /// What staff issuers may sign with: the public-key algorithms OpenID Connect providers
+    /// use (RS256 is every provider's default), never `none` or an HMAC. An issuer's own
+    /// `algorithms` in the trust file narrows it.
+    pub staff_algorithms: Vec<Algorithm>,
     pub clock_skew: Duration,
     pub jwks_ttl: Duration,
     /// At most one fetch per issuer key source in this interval when an unknown kid shows up.
@@ -174,6 +191,7 @@ impl Default for VerifierOptions {
         VerifierOptions {
             // CDS Hooks 2.0 recommends ES384 and RS384; ES256/RS256 are opt-in.
             algorithms: vec![Algorithm::ES384, Algorithm::RS384],
+            staff_algorithms: STAFF_ALGORITHMS.to_vec(),
             clock_skew: Duration::from_secs(60),
             jwks_ttl: Duration::from_secs(300),
             refresh_interval: Duration::from_secs(30),
@@ -315,7 +333,13 @@ impl Verifier {
             return Err(AuthError::TooLarge);
         }
         let header = decode_header(token).map_err(|_| AuthError::Malformed)?;
-        if !self.options.algorithms.contains(&header.alg) {
+        // Algorithms belong to the kind of token: a CDS client's keep CDS Hooks' rules, a
+        // staff issuer's are what OpenID Connect providers sign with.
+        let allowed = match kind {
+            Kind::CdsClient => &self.options.algorithms,
+            Kind::Staff => &self.options.staff_algorithms,
+        };
+        if !allowed.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed);
         }
         // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` names an extension it
@@ -331,6 +355,9 @@ impl Verifier {
         let (cfg, keys) = self.issuers.get(&iss).ok_or(AuthError::UntrustedIssuer)?;
         if cfg.kind != kind {
             return Err(AuthError::WrongKind);
+        }
+        if cfg.algorithms.as_ref().is_some_and(|a| !a.contains(&header.alg)) {
+            return Err(AuthError::AlgorithmNotAllowed);
         }
         let jwk = keys
             .key(header.jku.as_deref(), header.kid.as_deref())

@@ -57,6 +57,11 @@ pub struct IssuerConfig {
     /// SMART App Launch client, and the EHR launches the review pages (issue 23).
     #[serde(default)]
     pub smart: Option<SmartRegistration>,
+    /// The signing algorithms this issuer's tokens may use, narrowing what their kind
+    /// accepts (a staff issuer: what OpenID Connect providers sign with; a CDS client: the
+    /// service's `STRIDE_JWT_ALGORITHMS`). Never `none` or an HMAC.
+    #[serde(default)]
+    pub algorithms: Option<Vec<jsonwebtoken::Algorithm>>,
 }
 
 impl IssuerConfig {
@@ -137,7 +142,25 @@ impl TrustFile {
                     )));
                 }
             }
+            if let Some(algs) = &i.algorithms {
+                use jsonwebtoken::Algorithm as A;
+                if algs.is_empty() || algs.iter().any(|a| matches!(a, A::HS256 | A::HS384 | A::HS512)) {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: algorithms must name public-key algorithms (no HMAC)",
+                        i.iss
+                    )));
+                }
+            }
             if let Some(smart) = &i.smart {
+                // A launched session belongs to one clinic: an issuer that serves every
+                // tenant would open any clinic's plan.
+                if i.all_tenants {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: a smart registration belongs to one clinic's issuer, not \
+                         one with all_tenants",
+                        i.iss
+                    )));
+                }
                 if i.kind != Kind::Staff {
                     return Err(TrustError::Invalid(format!(
                         "issuer {}: only a staff issuer (the EHR's authorization server) has a \
@@ -227,6 +250,22 @@ mod tests {
             r#"{{"issuers": [{{"iss": "https://login.ehr.test", "kind": "{kind}",
                  "jwks_uri": "https://login.ehr.test/jwks", "smart": {smart}}}]}}"#
         ))
+    }
+
+    #[test]
+    fn a_smart_registration_on_an_issuer_of_every_tenant_is_refused() {
+        let t = TrustFile::parse(
+            r#"{"issuers": [{"iss": "https://login.ehr.test", "kind": "staff", "all_tenants": true,
+                 "jwks_uri": "https://login.ehr.test/jwks",
+                 "smart": {"fhir_base": "https://ehr.test/fhir", "client_id": "stride"}}]}"#,
+        );
+        assert!(t.is_err(), "{t:?}");
+        // HMAC is no issuer's algorithm.
+        let t = TrustFile::parse(
+            r#"{"issuers": [{"iss": "https://login.ehr.test", "kind": "staff", "algorithms": ["HS256"],
+                 "jwks_uri": "https://login.ehr.test/jwks"}]}"#,
+        );
+        assert!(t.is_err(), "{t:?}");
     }
 
     #[test]

@@ -73,15 +73,25 @@ fn otlp() -> Option<opentelemetry_sdk::trace::SdkTracerProvider> {
     Some(provider)
 }
 
-/// Install the global subscriber once. `RUST_LOG` filters (default `info`).
+/// Install the global subscriber once. `RUST_LOG` filters the log (default `info`); the trace
+/// export has a filter of its own, `STRIDE_TRACE_FILTER` (default `info`), and follows
+/// `OTEL_TRACES_SAMPLER`: an operator who quiets the log with `RUST_LOG=warn` keeps the traces.
 pub fn init(format: LogFormat) -> Telemetry {
     use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer as _;
     let provider = otlp();
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("stride")));
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let trace_filter = std::env::var("STRIDE_TRACE_FILTER")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("stride"))
+            .with_filter(trace_filter)
+    });
+    let log_filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(otel);
     let result = match format {
         LogFormat::Json => registry
             .with(
@@ -91,10 +101,13 @@ pub fn init(format: LogFormat) -> Telemetry {
                     .with_current_span(true)
                     .with_span_list(false)
                     // One line per finished request, with its route, status and duration.
-                    .with_span_events(FmtSpan::CLOSE),
+                    .with_span_events(FmtSpan::CLOSE)
+                    .with_filter(log_filter()),
             )
             .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(log_filter()))
+            .try_init(),
     };
     // A second init (tests spawning several apps) keeps the first subscriber.
     let _ = result;
