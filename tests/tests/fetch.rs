@@ -450,3 +450,55 @@ async fn a_silent_fhir_server_starves_no_other_clinic() {
         "shed calls fetched nothing"
     );
 }
+
+#[tokio::test]
+async fn one_clinics_apply_calls_take_only_its_share() {
+    // As for hook calls: clinic A's $apply calls on a silent server hold its share only; the
+    // rest are shed, and clinic B's hook call is answered meanwhile.
+    let app = stride_tests::spawn_app_trusting(
+        &[clinic_b(json!({}))],
+        &[
+            ("STRIDE_MAX_CONCURRENT_HOOKS", "2"),
+            ("STRIDE_MAX_CALLS_PER_TENANT", "8"),
+        ],
+    )
+    .await;
+    let app = Arc::new(app);
+    let ehr = start_ehr(Mode::Slow).await;
+    const APPLY: &str = "/fhir/PlanDefinition/medial-knee-pain-running-1.0.2/$apply";
+    let body = json!({"resourceType": "Parameters", "parameter": [
+        {"name": "subject", "valueString": "Patient/p1"},
+        {"name": "fhirServer", "valueUrl": ehr.base},
+        {"name": "fhirAccessToken", "valueString": "ehr-token-123"}]});
+    let silent: Vec<_> = (0..24)
+        .map(|_| {
+            let (app, body) = (app.clone(), body.clone());
+            tokio::spawn(async move {
+                app.cds(APPLY)
+                    .header("content-type", "application/fhir+json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    while ehr.seen.lock().unwrap().len() < 8 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = call_as_b(&app, &patient_view(prefetch(&[], &[]))).await;
+    assert_eq!(status, 200, "the other clinic is answered: {body}");
+    let mut answers: Vec<u16> = Vec::new();
+    for t in silent {
+        answers.push(t.await.unwrap());
+    }
+    assert_eq!(
+        answers.iter().filter(|&&s| s == 503).count(),
+        16,
+        "the rest of clinic A's burst was shed at once: {answers:?}"
+    );
+    assert_eq!(ehr.seen.lock().unwrap().len(), 8, "shed calls fetched nothing");
+}
+

@@ -94,6 +94,13 @@ pub async fn apply(
         }
         Source::Data(_) => (None, None),
     };
+    // The same admission as a hook call: the clinic's share of calls in flight, then a
+    // processing slot (and the fetch budget that comes with it), so one clinic's $apply calls
+    // cannot crowd out another clinic's hooks.
+    let _share = state
+        .tenant_share
+        .enter(&caller.tenant)
+        .map_err(|refused| shed(&state, refused))?;
     let slot = state
         .admission
         .admit()
