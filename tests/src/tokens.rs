@@ -126,3 +126,20 @@ pub fn staff_token_at(public: &str, scope: &str) -> String {
     c["scope"] = json!(scope);
     s.sign(&s.header(), &c)
 }
+
+/// A staff issuer that sees every tenant (an organisation's auditors): its trust-file entry.
+pub const AUDITORS: &str = "https://auditors.example.org";
+
+pub fn auditors() -> Json {
+    json!({"iss": AUDITORS, "kind": "staff", "all_tenants": true,
+           "jwks": {"keys": [jwk("ehr-es384")]}})
+}
+
+/// A token of the all-tenants staff issuer (add `auditors()` to the app's trust file).
+pub fn auditors_token(scope: &str) -> String {
+    let s = Signer::es384("ehr-es384");
+    let mut c = claims(AUDITORS, PUBLIC_URL);
+    c["sub"] = json!("auditor-1");
+    c["scope"] = json!(scope);
+    s.sign(&s.header(), &c)
+}

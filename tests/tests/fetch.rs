@@ -499,6 +499,9 @@ async fn one_clinics_apply_calls_take_only_its_share() {
         16,
         "the rest of clinic A's burst was shed at once: {answers:?}"
     );
-    assert_eq!(ehr.seen.lock().unwrap().len(), 8, "shed calls fetched nothing");
+    assert_eq!(
+        ehr.seen.lock().unwrap().len(),
+        8,
+        "shed calls fetched nothing"
+    );
 }
-

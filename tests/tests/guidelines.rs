@@ -229,7 +229,10 @@ async fn each_clinic_is_pinned_per_guideline() {
     // Clinic B keeps the synthetic guideline at 1.0.0; the running-knee guideline follows the
     // setting for everyone (1.0.0), so each guideline is pinned on its own.
     let app = stride_tests::spawn_app_trusting(
-        &[clinic_b(json!({"guidelines": {GUIDELINE: "1.0.0"}}))],
+        &[
+            clinic_b(json!({"guidelines": {GUIDELINE: "1.0.0"}})),
+            stride_tests::tokens::auditors(),
+        ],
         &[(
             "STRIDE_GUIDELINE_VERSIONS",
             "medial-knee-pain-running=1.0.0",
@@ -253,8 +256,18 @@ async fn each_clinic_is_pinned_per_guideline() {
         assert_eq!(phase_of(&answer).2, "1.0.0", "clinic b: {clinic_b}");
     }
 
-    // GET /guidelines lists both, each with who uses which version and why.
-    let listed = app.get_json("/guidelines").await;
+    // GET /guidelines lists both, each with who uses which version and why (to staff who
+    // see every clinic).
+    let listed: Json = app
+        .client
+        .get(app.url("/guidelines"))
+        .bearer_auth(stride_tests::tokens::auditors_token("audit.read"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let by_id = |id: &str| {
         listed["guidelines"]
             .as_array()

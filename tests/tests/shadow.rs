@@ -127,9 +127,10 @@ async fn the_candidate_gets_the_data_it_reads_the_prefetch_and_the_birth_date() 
 #[tokio::test]
 async fn a_clinic_can_shadow_on_its_own_and_get_guidelines_says_who_does() {
     let app = stride_tests::spawn_app_trusting(
-        &[clinic_b(
-            json!({"shadow": {"medial-knee-pain-running": "1.1.0"}}),
-        )],
+        &[
+            clinic_b(json!({"shadow": {"medial-knee-pain-running": "1.1.0"}})),
+            stride_tests::tokens::auditors(),
+        ],
         &[],
     )
     .await;
@@ -138,7 +139,17 @@ async fn a_clinic_can_shadow_on_its_own_and_get_guidelines_says_who_does() {
     let (_, b) = call(&app, &walker_day_20(&groin), true).await;
     assert!(a.is_none(), "clinic A shadows nothing");
     assert_eq!(b.expect("clinic B's shadow")["differs"], true);
-    let listed = app.get_json("/guidelines").await;
+    // Who shadows what is for staff (here, an issuer that sees every clinic).
+    let listed: Json = app
+        .client
+        .get(app.url("/guidelines"))
+        .bearer_auth(stride_tests::tokens::auditors_token("audit.read"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let g = &listed["guidelines"][0];
     assert_eq!(g["tenants"][TENANT_B]["shadow"], "1.1.0");
     assert!(g["tenants"][stride_tests::tokens::TENANT]

@@ -27,9 +27,6 @@ async fn version_for(app: &TestApp, clinic_b: bool) -> String {
     decided_by(&res.json().await.unwrap())
 }
 
-/// A staff issuer of the trust file that sees every tenant.
-const ALL_TENANTS: &str = "https://auditors.example.org";
-
 async fn get_json(app: &TestApp, path: &str, token: Option<String>) -> Json {
     let mut req = app.client.get(app.url(path));
     if let Some(t) = token {
@@ -59,8 +56,7 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
     let app = stride_tests::spawn_app_trusting(
         &[
             clinic_b(json!({"guidelines": {GUIDELINE: "1.0.0"}})),
-            json!({"iss": ALL_TENANTS, "kind": "staff", "all_tenants": true,
-                   "jwks": {"keys": [stride_tests::tokens::jwk("ehr-es384")]}}),
+            stride_tests::tokens::auditors(),
         ],
         &[],
     )
@@ -88,10 +84,12 @@ async fn each_clinic_is_answered_by_the_version_it_is_pinned_to() {
         "{own}"
     );
     // An issuer that sees every tenant sees both.
-    let all = stride_tests::tokens::Signer::es384("ehr-es384");
-    let mut c = stride_tests::tokens::claims(ALL_TENANTS, stride_tests::tokens::PUBLIC_URL);
-    c["scope"] = json!("audit.read");
-    let listed = get_json(&app, "/guidelines", Some(all.sign(&all.header(), &c))).await;
+    let listed = get_json(
+        &app,
+        "/guidelines",
+        Some(stride_tests::tokens::auditors_token("audit.read")),
+    )
+    .await;
     let g = &listed["guidelines"][0];
     assert_eq!(g["id"], GUIDELINE);
     let versions: Vec<(&str, &str)> = g["versions"]

@@ -356,7 +356,11 @@ impl Verifier {
         if cfg.kind != kind {
             return Err(AuthError::WrongKind);
         }
-        if cfg.algorithms.as_ref().is_some_and(|a| !a.contains(&header.alg)) {
+        if cfg
+            .algorithms
+            .as_ref()
+            .is_some_and(|a| !a.contains(&header.alg))
+        {
             return Err(AuthError::AlgorithmNotAllowed);
         }
         let jwk = keys

@@ -144,7 +144,11 @@ impl TrustFile {
             }
             if let Some(algs) = &i.algorithms {
                 use jsonwebtoken::Algorithm as A;
-                if algs.is_empty() || algs.iter().any(|a| matches!(a, A::HS256 | A::HS384 | A::HS512)) {
+                if algs.is_empty()
+                    || algs
+                        .iter()
+                        .any(|a| matches!(a, A::HS256 | A::HS384 | A::HS512))
+                {
                     return Err(TrustError::Invalid(format!(
                         "issuer {}: algorithms must name public-key algorithms (no HMAC)",
                         i.iss
