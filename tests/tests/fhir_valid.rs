@@ -332,4 +332,11 @@ fn the_validator_is_not_a_rubber_stamp() {
         !out.status.success(),
         "a CarePlan without intent must be refused"
     );
+    // Refused for the missing intent, not because the validator is missing or broken.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("intent") && said.contains("0/1 resources valid"),
+        "the validator's complaint: {said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
