@@ -308,5 +308,20 @@ mod tests {
         ] {
             assert!(forged.verify(&keys.verify).is_err(), "{forged:?}");
         }
+        // Every field right, the seal made by another key under the same id: only the
+        // signature can tell, and it does.
+        let other = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
+        let by_other = Checkpoint::new(
+            other.sealer.as_ref().unwrap(),
+            "a",
+            7,
+            "abc",
+            "2026-12-01T00:00:00Z",
+        );
+        assert!(by_other.verify(&other.verify).is_ok());
+        assert!(
+            by_other.verify(&keys.verify).is_err(),
+            "a checkpoint signed by another key verifies"
+        );
     }
 }
