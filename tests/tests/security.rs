@@ -538,23 +538,41 @@ async fn an_unauthenticated_caller_never_gets_its_body_read() {
 
 #[tokio::test]
 async fn a_flood_of_bad_tokens_does_not_starve_real_calls() {
-    let app = spawn_app().await;
-    let calls = (0..600).map(|_| {
-        app.client
-            .post(app.url(PV))
-            .bearer_auth("forged")
-            .json(&json!({}))
-            .send()
-    });
-    for chunk in calls.collect::<Vec<_>>().chunks_mut(50) {
-        for res in futures_util::future::join_all(chunk.iter_mut()).await {
-            assert_eq!(res.unwrap().status(), 401);
-        }
+    const FLOOD: usize = 1200;
+    let app = Arc::new(spawn_app().await);
+    let done = Arc::new(AtomicUsize::new(0));
+    let flood = {
+        let (app, done) = (app.clone(), done.clone());
+        tokio::spawn(async move {
+            let calls = (0..FLOOD).map(|_| {
+                app.client
+                    .post(app.url(PV))
+                    .bearer_auth("forged")
+                    .json(&json!({}))
+                    .send()
+            });
+            for chunk in calls.collect::<Vec<_>>().chunks_mut(50) {
+                for res in futures_util::future::join_all(chunk.iter_mut()).await {
+                    assert_eq!(res.unwrap().status(), 401);
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    // A real hook call during the flood, not after it: it is not queued behind the refusals
+    // or their log.
+    while done.load(Ordering::SeqCst) < 100 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    // Real hook calls are not queued behind the refusal log.
     let s = es();
     let (status, _, _) = call(&app, Some(&s.sign(&s.header(), &claims(EHR, &aud())))).await;
     assert_eq!(status, 200);
+    let refused_meanwhile = done.load(Ordering::SeqCst);
+    assert!(
+        refused_meanwhile < FLOOD,
+        "the real call was answered while the flood went on ({refused_meanwhile} of {FLOOD} refused)"
+    );
+    flood.await.unwrap();
     // The evidence is kept, aggregated: one entry per reason, client and route per interval
     // with its count, not 600 rows. What the log could not take is counted.
     let dropped = stride_tests::metric(&app.metrics().await, "stride_audit_refusals_dropped_total")
@@ -572,17 +590,17 @@ async fn a_flood_of_bad_tokens_does_not_starve_real_calls() {
             .iter()
             .map(|e| e.entry.details["count"].as_f64().unwrap())
             .sum();
-        if counted + dropped >= 600.0 {
+        if counted + dropped >= FLOOD as f64 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(
         counted + dropped,
-        600.0,
+        FLOOD as f64,
         "every refusal is in the log or counted"
     );
-    assert!(rows <= 20, "aggregated: {rows} rows for 600 refusals");
+    assert!(rows <= 20, "aggregated: {rows} rows for {FLOOD} refusals");
 }
 
 /// Send the head of a request and `sent` of its body, then nothing more; return the status
