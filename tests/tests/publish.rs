@@ -153,7 +153,12 @@ async fn the_capability_statement_lists_what_is_served() {
     assert_eq!(status, 200);
     assert_eq!(cs["resourceType"], "CapabilityStatement");
     assert_eq!(cs["fhirVersion"], "4.0.1");
-    for r in cs["rest"][0]["resource"].as_array().unwrap() {
+    let listed = cs["rest"][0]["resource"].as_array().unwrap();
+    // An empty list would make the loop below check nothing.
+    let mut kinds: Vec<&str> = listed.iter().map(|r| r["type"].as_str().unwrap()).collect();
+    kinds.sort();
+    assert_eq!(kinds, ["CarePlan", "CodeSystem", "PlanDefinition"]);
+    for r in listed {
         let kind = r["type"].as_str().unwrap();
         let (path, status) = match kind {
             "PlanDefinition" => ("/fhir/PlanDefinition/medial-knee-pain-running-1.0.0", 200),
@@ -189,7 +194,13 @@ async fn every_path_in_openapi_is_served() {
             )
             .replace("{id}", "running-knee-patient-view")
     };
-    for (path, ops) in doc["paths"].as_object().unwrap() {
+    let paths = doc["paths"].as_object().unwrap();
+    // The loop below checks what is listed; a shrinking list must show too.
+    assert!(paths.len() >= 10, "{} paths listed", paths.len());
+    for must in ["/cds-services", "/cds-services/{id}", "/guidelines", "/fhir/metadata"] {
+        assert!(paths.contains_key(must), "{must} is not in the OpenAPI document");
+    }
+    for (path, ops) in paths {
         let url = app.url(&sample(path));
         for method in ops.as_object().unwrap().keys() {
             let res = match method.as_str() {

@@ -130,9 +130,10 @@ pub fn document(public_url: &str) -> Json {
                 "responses": auth_errors(feedback_responses),
             }},
             "/guidelines": {"get": {
-                "summary": "Every guideline, its versions (status, effective period) and which version answers for whom",
+                "summary": "Every guideline, its versions (status, effective period) and the default; with a staff token, which version answers each clinic the caller may see",
                 "responses": {"200": ok_json("Guidelines, versions and the versions in force", json!({"type": "object",
-                    "required": ["guidelines"], "properties": {"guidelines": {"type": "array", "items": {"type": "object"}}}}))},
+                    "required": ["guidelines"], "properties": {"guidelines": {"type": "array", "items": {"type": "object"}}}})),
+                    "401": outcome("A bearer token that is not a valid staff token")},
             }},
             "/guidelines/{id}/{version}": {"get": {
                 "summary": "A rule-set version as loaded (JSON)",
