@@ -215,3 +215,31 @@ proptest! {
         prop_assert_eq!(direct.trace, through_oids.trace);
     }
 }
+
+/// The OID property above is only as good as its generator: every system an OID names must
+/// turn up in the patients it draws (once, only local and ICD-10-CM codes did).
+#[test]
+fn the_generated_patients_use_every_system_an_oid_can_name() {
+    use proptest::strategy::ValueTree;
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let strategy = patient();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..300 {
+        let facts = strategy.new_tree(&mut runner).unwrap().current();
+        for r in &facts.records {
+            seen.extend(r.codes.iter().map(|c| c.system.clone()));
+            if let Some(Value::Coded(cs)) = &r.value {
+                seen.extend(cs.iter().map(|c| c.system.clone()));
+            }
+        }
+    }
+    for system in [
+        "http://hl7.org/fhir/sid/icd-10-cm",
+        "http://snomed.info/sct",
+        "http://loinc.org",
+        "http://www.ama-assn.org/go/cpt",
+        "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+    ] {
+        assert!(seen.contains(system), "{system} never generated: {seen:?}");
+    }
+}

@@ -35,6 +35,11 @@ pub fn value() -> impl Strategy<Value = Option<Value>> {
             value: v,
             unit: None
         })),
+        // Yes / no as SNOMED CT answers (an OID can name their system too).
+        any::<bool>().prop_map(|b| Some(Value::Coded(vec![Code {
+            system: "http://snomed.info/sct".into(),
+            code: if b { "373066001" } else { "373067005" }.into(),
+        }]))),
     ]
 }
 
@@ -108,8 +113,41 @@ pub fn patient() -> impl Strategy<Value = Facts> {
         ),
         prop::collection::vec(observation(), 0..60),
         any::<bool>(),
+        // The systems the codes come in, so that every system an OID can name is exercised:
+        // the episode in ICD-10-CM or SNOMED CT, LIPUS as a local, CPT or HCPCS code, pain
+        // scores in LOINC.
+        prop::sample::select(vec![
+            ("http://hl7.org/fhir/sid/icd-10-cm", "M25.561"),
+            ("http://snomed.info/sct", "1003722009"),
+        ]),
+        prop::sample::select(vec![
+            ("http://stride-cds.org/fhir/CodeSystem/running-knee", "lipus"),
+            ("http://www.ama-assn.org/go/cpt", "20979"),
+            (
+                "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
+                "E0760",
+            ),
+        ]),
+        prop::collection::vec((-30i64..=0, 0i64..=10), 0..4),
     )
-        .prop_map(|(episode, mut records, lipus)| {
+        .prop_map(|(episode, mut records, lipus, trigger, lipus_code, scores)| {
+            for (n, (day, score)) in scores.into_iter().enumerate() {
+                records.push(Record {
+                    end: None,
+                    sites: Vec::new(),
+                    start: None,
+                    source: format!("Observation/loinc-{n}"),
+                    kind: RecordKind::Observation,
+                    codes: vec![Code {
+                        system: "http://loinc.org".into(),
+                        code: "72514-3".into(),
+                    }],
+                    status: Some("final".into()),
+                    date: Some(AS_OF + Duration::days(day)),
+                    value: Some(Value::Integer(score)),
+                    components: vec![],
+                });
+            }
             if let Some((onset, active)) = episode {
                 records.push(Record {
                     end: None,
@@ -118,8 +156,8 @@ pub fn patient() -> impl Strategy<Value = Facts> {
                     source: "Condition/episode".into(),
                     kind: RecordKind::Condition,
                     codes: vec![Code {
-                        system: "http://hl7.org/fhir/sid/icd-10-cm".into(),
-                        code: "M25.561".into(),
+                        system: trigger.0.into(),
+                        code: trigger.1.into(),
                     }],
                     status: Some(if active { "active" } else { "resolved" }.into()),
                     date: onset.map(|d| AS_OF + Duration::days(d)),
@@ -134,7 +172,10 @@ pub fn patient() -> impl Strategy<Value = Facts> {
                     start: None,
                     source: "ServiceRequest/lipus".into(),
                     kind: RecordKind::Order,
-                    codes: local("lipus"),
+                    codes: vec![Code {
+                        system: lipus_code.0.into(),
+                        code: lipus_code.1.into(),
+                    }],
                     status: Some("draft".into()),
                     date: None,
                     value: None,
