@@ -86,7 +86,7 @@ pub const TENANT_B: &str = "clinic-b";
 
 pub fn clinic_b(extra: Json) -> Json {
     let mut issuer = json!({"iss": EHR_B, "kind": "cds-client", "tenant": TENANT_B,
-                            "jwks": {"keys": [jwk("ehr-es384")]}});
+                            "jwks": {"keys": [jwk("clinic-b-es384")]}});
     if let (Some(i), Some(e)) = (issuer.as_object_mut(), extra.as_object()) {
         i.extend(e.clone());
     }
@@ -95,7 +95,7 @@ pub fn clinic_b(extra: Json) -> Json {
 
 /// A valid token of the second clinic for a call to `path`.
 pub fn cds_token_b(path: &str) -> String {
-    let s = Signer::es384("ehr-es384");
+    let s = Signer::es384("clinic-b-es384");
     let mut c = claims(EHR_B, &format!("{PUBLIC_URL}{path}"));
     c["tenant"] = json!(TENANT_B);
     s.sign(&s.header(), &c)
@@ -107,7 +107,8 @@ pub fn trust_file(extra: &[Json]) -> Json {
         // The tests' fake FHIR servers listen on loopback.
         json!({"iss": EHR, "kind": "cds-client", "tenant": TENANT, "fhir_internal_networks": true,
                "jwks": {"keys": [jwk("ehr-es384"), jwk("ehr-rs384")]}}),
-        json!({"iss": STAFF, "kind": "staff", "tenant": TENANT, "jwks": {"keys": [jwk("ehr-es384")]}}),
+        // Each issuer its own key: a token signed by one cannot pass as another's.
+        json!({"iss": STAFF, "kind": "staff", "tenant": TENANT, "jwks": {"keys": [jwk("staff-es384")]}}),
     ];
     issuers.extend(extra.iter().cloned());
     json!({ "issuers": issuers })
@@ -120,7 +121,7 @@ pub fn staff_token(scope: &str) -> String {
 
 /// A staff access token with `scope` for a service whose public URL is `public`.
 pub fn staff_token_at(public: &str, scope: &str) -> String {
-    let s = Signer::es384("ehr-es384");
+    let s = Signer::es384("staff-es384");
     let mut c = claims(STAFF, public);
     c["sub"] = json!("reviewer-1");
     c["scope"] = json!(scope);

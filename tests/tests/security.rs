@@ -842,3 +842,23 @@ async fn staff_tokens_signed_rs256_are_accepted_and_cds_tokens_keep_cds_hooks_ru
         .unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn a_token_signed_by_one_clinic_and_claiming_another_is_refused() {
+    let app = spawn_app_trusting(&[clinic_b(json!({}))], &[]).await;
+    // Clinic A's key, clinic B's issuer and tenant.
+    let a = Signer::es384("ehr-es384");
+    let mut c = claims(EHR_B, &aud());
+    c["tenant"] = json!(TENANT_B);
+    let (status, _, _) = call(&app, Some(&a.sign(&a.header(), &c))).await;
+    assert_eq!(status, 401);
+    // The staff issuer's key does not make an EHR's token either.
+    let staff = Signer::es384("staff-es384");
+    let (status, _, _) = call(&app, Some(&staff.sign(&staff.header(), &claims(EHR, &aud())))).await;
+    assert_eq!(status, 401);
+    // Each with its own key is answered.
+    let b = Signer::es384("clinic-b-es384");
+    let (status, _, _) = call(&app, Some(&b.sign(&b.header(), &c))).await;
+    assert_eq!(status, 200);
+}
+
