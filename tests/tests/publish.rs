@@ -197,8 +197,16 @@ async fn every_path_in_openapi_is_served() {
     let paths = doc["paths"].as_object().unwrap();
     // The loop below checks what is listed; a shrinking list must show too.
     assert!(paths.len() >= 10, "{} paths listed", paths.len());
-    for must in ["/cds-services", "/cds-services/{id}", "/guidelines", "/fhir/metadata"] {
-        assert!(paths.contains_key(must), "{must} is not in the OpenAPI document");
+    for must in [
+        "/cds-services",
+        "/cds-services/{id}",
+        "/guidelines",
+        "/fhir/metadata",
+    ] {
+        assert!(
+            paths.contains_key(must),
+            "{must} is not in the OpenAPI document"
+        );
     }
     for (path, ops) in paths {
         let url = app.url(&sample(path));

@@ -854,11 +854,14 @@ async fn a_token_signed_by_one_clinic_and_claiming_another_is_refused() {
     assert_eq!(status, 401);
     // The staff issuer's key does not make an EHR's token either.
     let staff = Signer::es384("staff-es384");
-    let (status, _, _) = call(&app, Some(&staff.sign(&staff.header(), &claims(EHR, &aud())))).await;
+    let (status, _, _) = call(
+        &app,
+        Some(&staff.sign(&staff.header(), &claims(EHR, &aud()))),
+    )
+    .await;
     assert_eq!(status, 401);
     // Each with its own key is answered.
     let b = Signer::es384("clinic-b-es384");
     let (status, _, _) = call(&app, Some(&b.sign(&b.header(), &c))).await;
     assert_eq!(status, 200);
 }
-

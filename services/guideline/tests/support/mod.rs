@@ -121,7 +121,10 @@ pub fn patient() -> impl Strategy<Value = Facts> {
             ("http://snomed.info/sct", "1003722009"),
         ]),
         prop::sample::select(vec![
-            ("http://stride-cds.org/fhir/CodeSystem/running-knee", "lipus"),
+            (
+                "http://stride-cds.org/fhir/CodeSystem/running-knee",
+                "lipus",
+            ),
             ("http://www.ama-assn.org/go/cpt", "20979"),
             (
                 "http://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets",
@@ -130,61 +133,63 @@ pub fn patient() -> impl Strategy<Value = Facts> {
         ]),
         prop::collection::vec((-30i64..=0, 0i64..=10), 0..4),
     )
-        .prop_map(|(episode, mut records, lipus, trigger, lipus_code, scores)| {
-            for (n, (day, score)) in scores.into_iter().enumerate() {
-                records.push(Record {
-                    end: None,
-                    sites: Vec::new(),
-                    start: None,
-                    source: format!("Observation/loinc-{n}"),
-                    kind: RecordKind::Observation,
-                    codes: vec![Code {
-                        system: "http://loinc.org".into(),
-                        code: "72514-3".into(),
-                    }],
-                    status: Some("final".into()),
-                    date: Some(AS_OF + Duration::days(day)),
-                    value: Some(Value::Integer(score)),
-                    components: vec![],
-                });
-            }
-            if let Some((onset, active)) = episode {
-                records.push(Record {
-                    end: None,
-                    sites: Vec::new(),
-                    start: None,
-                    source: "Condition/episode".into(),
-                    kind: RecordKind::Condition,
-                    codes: vec![Code {
-                        system: trigger.0.into(),
-                        code: trigger.1.into(),
-                    }],
-                    status: Some(if active { "active" } else { "resolved" }.into()),
-                    date: onset.map(|d| AS_OF + Duration::days(d)),
-                    value: None,
-                    components: vec![],
-                });
-            }
-            if lipus {
-                records.push(Record {
-                    end: None,
-                    sites: Vec::new(),
-                    start: None,
-                    source: "ServiceRequest/lipus".into(),
-                    kind: RecordKind::Order,
-                    codes: vec![Code {
-                        system: lipus_code.0.into(),
-                        code: lipus_code.1.into(),
-                    }],
-                    status: Some("draft".into()),
-                    date: None,
-                    value: None,
-                    components: vec![],
-                });
-            }
-            Facts {
-                phase_state: None,
-                records,
-            }
-        })
+        .prop_map(
+            |(episode, mut records, lipus, trigger, lipus_code, scores)| {
+                for (n, (day, score)) in scores.into_iter().enumerate() {
+                    records.push(Record {
+                        end: None,
+                        sites: Vec::new(),
+                        start: None,
+                        source: format!("Observation/loinc-{n}"),
+                        kind: RecordKind::Observation,
+                        codes: vec![Code {
+                            system: "http://loinc.org".into(),
+                            code: "72514-3".into(),
+                        }],
+                        status: Some("final".into()),
+                        date: Some(AS_OF + Duration::days(day)),
+                        value: Some(Value::Integer(score)),
+                        components: vec![],
+                    });
+                }
+                if let Some((onset, active)) = episode {
+                    records.push(Record {
+                        end: None,
+                        sites: Vec::new(),
+                        start: None,
+                        source: "Condition/episode".into(),
+                        kind: RecordKind::Condition,
+                        codes: vec![Code {
+                            system: trigger.0.into(),
+                            code: trigger.1.into(),
+                        }],
+                        status: Some(if active { "active" } else { "resolved" }.into()),
+                        date: onset.map(|d| AS_OF + Duration::days(d)),
+                        value: None,
+                        components: vec![],
+                    });
+                }
+                if lipus {
+                    records.push(Record {
+                        end: None,
+                        sites: Vec::new(),
+                        start: None,
+                        source: "ServiceRequest/lipus".into(),
+                        kind: RecordKind::Order,
+                        codes: vec![Code {
+                            system: lipus_code.0.into(),
+                            code: lipus_code.1.into(),
+                        }],
+                        status: Some("draft".into()),
+                        date: None,
+                        value: None,
+                        components: vec![],
+                    });
+                }
+                Facts {
+                    phase_state: None,
+                    records,
+                }
+            },
+        )
 }
