@@ -244,6 +244,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A GET of `path` with a bearer `token`, as JSON.
+    pub async fn get_json_as(&self, path: &str, token: &str) -> serde_json::Value {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// The `/metrics` text as it is now.
     pub async fn metrics(&self) -> String {
         self.client

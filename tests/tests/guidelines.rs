@@ -258,16 +258,12 @@ async fn each_clinic_is_pinned_per_guideline() {
 
     // GET /guidelines lists both, each with who uses which version and why (to staff who
     // see every clinic).
-    let listed: Json = app
-        .client
-        .get(app.url("/guidelines"))
-        .bearer_auth(stride_tests::tokens::auditors_token("audit.read"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app
+        .get_json_as(
+            "/guidelines",
+            &stride_tests::tokens::auditors_token("audit.read"),
+        )
+        .await;
     let by_id = |id: &str| {
         listed["guidelines"]
             .as_array()

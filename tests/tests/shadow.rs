@@ -140,16 +140,12 @@ async fn a_clinic_can_shadow_on_its_own_and_get_guidelines_says_who_does() {
     assert!(a.is_none(), "clinic A shadows nothing");
     assert_eq!(b.expect("clinic B's shadow")["differs"], true);
     // Who shadows what is for staff (here, an issuer that sees every clinic).
-    let listed: Json = app
-        .client
-        .get(app.url("/guidelines"))
-        .bearer_auth(stride_tests::tokens::auditors_token("audit.read"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = app
+        .get_json_as(
+            "/guidelines",
+            &stride_tests::tokens::auditors_token("audit.read"),
+        )
+        .await;
     let g = &listed["guidelines"][0];
     assert_eq!(g["tenants"][TENANT_B]["shadow"], "1.1.0");
     assert!(g["tenants"][stride_tests::tokens::TENANT]

@@ -183,6 +183,21 @@ impl<S: Scope> FromRequest for Staff<S> {
 
 /// A staff member (clinic reviewer, auditor) with `scope`; `aud` is the service's public URL.
 pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<Caller, ApiError> {
+    staff_with(req, state, Some(scope)).await
+}
+
+/// A staff member with any scope (a read that only needs to know whose clinic it is).
+pub async fn staff_any(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
+    staff_with(req, state, None).await
+}
+
+/// The staff token of the request, verified, with `scope` when one is asked for; a refusal
+/// is logged, counted and audited.
+async fn staff_with(
+    req: &HttpRequest,
+    state: &AppState,
+    scope: Option<&str>,
+) -> Result<Caller, ApiError> {
     let result = async {
         let token = bearer(
             req.headers()
@@ -193,30 +208,10 @@ pub async fn staff(req: &HttpRequest, state: &AppState, scope: &str) -> Result<C
             .verifier
             .verify(token, Kind::Staff, state.settings.public_url.as_str())
             .await?;
-        if !caller.has_scope(scope) {
+        if let Some(scope) = scope.filter(|s| !caller.has_scope(s)) {
             return Err(AuthError::MissingScope(scope.to_owned()));
         }
         Ok(caller)
-    }
-    .await;
-    if let Err(e) = &result {
-        refused(req, state, e, "refused a staff request");
-    }
-    result.map_err(ApiError::from)
-}
-
-/// A staff member with any scope (a read that only needs to know whose clinic it is).
-pub async fn staff_any(req: &HttpRequest, state: &AppState) -> Result<Caller, ApiError> {
-    let result = async {
-        let token = bearer(
-            req.headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok()),
-        )?;
-        state
-            .verifier
-            .verify(token, Kind::Staff, state.settings.public_url.as_str())
-            .await
     }
     .await;
     if let Err(e) = &result {
