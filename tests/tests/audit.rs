@@ -375,6 +375,25 @@ async fn replay_reproduces_the_decision_and_shows_another_versions_view() {
     )
     .await;
     assert_eq!(res.status(), 400, "an unknown version is said, not guessed");
+    // Another version's view of the same stored facts: decided by that version, said so.
+    let res = get(
+        &app,
+        &format!("/audit/{}/replay?version=1.0.0", call.entry.id),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let other: Json = res.json().await.unwrap();
+    assert_eq!(other["recordedVersion"], "1.0.2", "{other}");
+    assert_eq!(other["replayedVersion"], "1.0.0", "{other}");
+    assert_eq!(other["sameRuleSetContent"], false, "{other}");
+    assert_eq!(other["recorded"], json!(call.entry.decision_ids));
+    let replayed = other["replayed"].as_array().unwrap();
+    assert!(!replayed.is_empty(), "{other}");
+    assert_eq!(
+        other["identical"],
+        json!(other["replayed"] == other["recorded"]),
+        "{other}"
+    );
 }
 
 #[tokio::test]
