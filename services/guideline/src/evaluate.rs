@@ -142,13 +142,7 @@ fn decide(
             Verdict::NotMet
         };
         if painful == Verdict::Met {
-            decision.regression = Some(RegressionState {
-                rule: regression.rule.clone(),
-                resolved: resolved == Verdict::Met,
-                summary: regression.card.summary.clone(),
-                detail: regression.card.detail.clone(),
-                cite: regression.card.cite.clone(),
-            });
+            decision.regression = Some(regression_state(regression, resolved == Verdict::Met));
         }
         if painful == Verdict::Met && resolved != Verdict::Met {
             &doc.phases[0].id
@@ -180,13 +174,7 @@ fn decide(
                         // Two pain scores today that disagree: one of them is pain.
                         || ev.possibly(current, false))
                 {
-                    decision.regression = Some(RegressionState {
-                        rule: regression.rule.clone(),
-                        resolved: false,
-                        summary: regression.card.summary.clone(),
-                        detail: regression.card.detail.clone(),
-                        cite: regression.card.cite.clone(),
-                    });
+                    decision.regression = Some(regression_state(regression, false));
                     placed = first;
                 }
             }
@@ -242,10 +230,10 @@ fn decide(
 }
 
 /// Red flags that ask for imaging and fired earlier in the episode, but not today: each stays
-/// until imaging of the region is recorded on or after the last day it fired
+/// until imaging of the region is recorded on or after the newest record it rested on
 /// (`Rule::cleared_by`), or clinic staff approved a plan since. A later negative record alone
-/// leaves it standing, not evaluated. Each earlier day a record of the rule's facts was made
-/// is decided again as of that day, newest first.
+/// leaves it standing, not evaluated. Each earlier day one of the rule's records said more
+/// than "no" is decided again as of that day, newest first.
 fn sticky_red_flags(
     rs: &RuleSet,
     facts: &Facts,
@@ -307,9 +295,17 @@ fn sticky_red_flags(
         }
     }
     let days: std::collections::BTreeSet<Date> = candidates.iter().flatten().copied().collect();
-    let rules = pending.clone();
-    let mut pending: Vec<(&Rule, std::collections::BTreeSet<Date>)> =
-        pending.into_iter().zip(candidates).collect();
+    // Each pending rule with its facts and the days it may have begun to fire.
+    let mut pending: Vec<(
+        &Rule,
+        std::collections::BTreeSet<usize>,
+        std::collections::BTreeSet<Date>,
+    )> = pending
+        .into_iter()
+        .zip(per_rule)
+        .zip(candidates)
+        .map(|((r, f), d)| (r, f, d))
+        .collect();
     let mut out = Vec::new();
     for day in days.into_iter().rev() {
         if pending.is_empty() {
@@ -317,11 +313,9 @@ fn sticky_red_flags(
         }
         // Only the facts of the rules that may have begun to fire that day.
         let mut needed: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
-        for (r, on) in &pending {
+        for (_, read, on) in &pending {
             if on.contains(&day) {
-                if let Some(k) = rules.iter().position(|x| std::ptr::eq(*x, *r)) {
-                    needed.extend(per_rule[k].iter().copied());
-                }
+                needed.extend(read.iter().copied());
             }
         }
         if needed.is_empty() {
@@ -335,7 +329,7 @@ fn sticky_red_flags(
             quiet: false,
             phase: None,
         };
-        pending.retain(|(r, on)| {
+        pending.retain(|(r, _, on)| {
             if !on.contains(&day) {
                 return true;
             }
@@ -367,6 +361,17 @@ fn sticky_red_flags(
         });
     }
     out
+}
+
+/// The regression the decision names: the rule's card, resolved or not.
+fn regression_state(r: &crate::model::Regression, resolved: bool) -> RegressionState {
+    RegressionState {
+        rule: r.rule.clone(),
+        resolved,
+        summary: r.card.summary.clone(),
+        detail: r.card.detail.clone(),
+        cite: r.card.cite.clone(),
+    }
 }
 
 fn missing_fact(rs: &RuleSet, table: &FactTable, fact: String) -> MissingFact {
