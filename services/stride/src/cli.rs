@@ -35,7 +35,8 @@ pub enum Command {
         /// service the rule-set folder declares.
         #[arg(long)]
         service: Option<String>,
-        /// Space-separated scopes (staff), e.g. "careplan.read audit.read".
+        /// Space-separated scopes (staff), e.g. "careplan.read audit.read"; default: what the
+        /// staff pages offer (careplan.read careplan.review audit.read).
         #[arg(long)]
         scope: Option<String>,
         /// Lifetime in seconds.

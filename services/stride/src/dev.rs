@@ -17,6 +17,8 @@ pub const DEV_EHR: &str = "http://localhost/stride-dev/ehr";
 pub const DEV_STAFF: &str = "http://localhost/stride-dev/staff";
 pub const DEV_TENANT: &str = "dev";
 const KID: &str = "stride-dev-es384";
+/// A development staff token may do what the pages offer: read, review, audit.
+pub const DEV_STAFF_SCOPES: &str = "careplan.read careplan.review audit.read";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
@@ -114,8 +116,23 @@ pub fn trust(settings: &Settings) -> Result<Json, DevError> {
     };
     // A FHIR server tried by hand is usually on this machine.
     issuers.push(json!({"iss": DEV_EHR, "kind": "cds-client", "tenant": DEV_TENANT, "fhir_internal_networks": true, "jwks": {"keys": [key.clone()]}}));
-    issuers.push(json!({"iss": DEV_STAFF, "kind": "staff", "jwks": {"keys": [key]}}));
+    // The staff issuer belongs to the development EHR's clinic, so the pages show what the
+    // development hook calls drafted.
+    issuers.push(
+        json!({"iss": DEV_STAFF, "kind": "staff", "tenant": DEV_TENANT, "jwks": {"keys": [key]}}),
+    );
     Ok(json!({ "issuers": issuers }))
+}
+
+/// What a newcomer does next, printed when development mode starts.
+pub fn how_to(settings: &Settings) -> String {
+    let public = settings.public_url.as_str().trim_end_matches('/');
+    format!(
+        "Development mode is on.\n\
+         - Call a hook: mint a token per call with `stride token` (see the README).\n\
+         - Open the review queue: go to {public}/ui/dev/sign-in and paste the output of \
+         `stride token --kind staff`; the queue is {public}/ui/careplans."
+    )
 }
 
 /// A token signed with the development key: for a CDS service (`aud` = its URL) or for staff
@@ -152,8 +169,9 @@ pub fn token(
         "staff" => {
             claims["iss"] = json!(DEV_STAFF);
             claims["sub"] = json!("stride-dev-staff");
+            claims["tenant"] = json!(DEV_TENANT);
             claims["aud"] = json!(public);
-            claims["scope"] = json!(scope.unwrap_or("careplan.read"));
+            claims["scope"] = json!(scope.unwrap_or(DEV_STAFF_SCOPES));
         }
         other => {
             return Err(DevError::Key(format!(

@@ -75,6 +75,7 @@ fn main() -> ExitCode {
                     key_dir = %stride::dev::dir().display(),
                     "DEVELOPMENT MODE: Stride trusts a local key; `stride token` mints tokens. Never use this in production."
                 );
+                eprintln!("{}", stride::dev::how_to(&settings));
             }
             let code = runtime.block_on(async move {
                 let result = if serve {

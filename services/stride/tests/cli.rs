@@ -447,6 +447,129 @@ fn dev_mode_trusts_its_own_key_so_a_token_from_stride_token_works_once() {
     );
 }
 
+/// The README's development path, followed as a newcomer would: a hook call drafts a plan, and
+/// the staff token `stride token --kind staff` prints opens the queue that shows it, by bearer
+/// token and through the sign-in page `stride dev` names.
+#[test]
+fn dev_mode_staff_pages_show_what_the_development_hook_drafted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = stride(&dir);
+    command
+        .env("STRIDE_PUBLIC_URL", "http://localhost")
+        .env("STRIDE_DEV_DIR", dir.path());
+    let (mut child, port, _logs) = serve_with(command, "dev");
+    let (said, heard) = std::sync::mpsc::channel();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = said.send(line);
+        }
+    });
+    let mut printed = String::new();
+    while let Ok(line) = heard.recv_timeout(Duration::from_secs(5)) {
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("/ui/dev/sign-in") {
+            break;
+        }
+    }
+    assert!(
+        printed.contains("http://localhost/ui/dev/sign-in")
+            && printed.contains("stride token --kind staff"),
+        "dev mode says how to open the queue: {printed}"
+    );
+    let mint = |args: &[&str]| {
+        let out = run(stride(&dir)
+            .arg("token")
+            .args(args)
+            .env("STRIDE_PUBLIC_URL", "http://localhost")
+            .env("STRIDE_DEV_DIR", dir.path()));
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let exchange = |request: String| {
+        let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        conn.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        conn.read_to_string(&mut response).unwrap();
+        response
+    };
+    // The README's hook call: an M25.561 Condition from 2026-11-20 drafts a plan for p1.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let start = readme
+        .find("localhost:8080/cds-services/running-knee-patient-view -d '")
+        .unwrap();
+    let body = readme[start..]
+        .split_once("-d '")
+        .unwrap()
+        .1
+        .split_once("'\n")
+        .unwrap()
+        .0;
+    let token = mint(&["--service", "running-knee-patient-view"]);
+    let answer = exchange(format!(
+        "POST /cds-services/running-knee-patient-view HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let staff = mint(&["--kind", "staff"]);
+    let queue = exchange(format!(
+        "GET /ui/careplans HTTP/1.1\r\nHost: s\r\nAuthorization: Bearer {staff}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(queue.starts_with("HTTP/1.1 200"), "{queue}");
+    assert!(
+        queue.contains("p1") && !queue.contains("No CarePlans match"),
+        "the staff token sees the development clinic's draft: {queue}"
+    );
+
+    // The browser's way: the sign-in page takes the pasted token and opens a session.
+    let form =
+        exchange("GET /ui/dev/sign-in HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n".into());
+    assert!(
+        form.starts_with("HTTP/1.1 200") && form.contains("name=\"token\""),
+        "{form}"
+    );
+    let staff = mint(&["--kind", "staff"]);
+    let posted = format!("token={staff}");
+    let signed_in = exchange(format!(
+        "POST /ui/dev/sign-in HTTP/1.1\r\nHost: s\r\nOrigin: http://localhost\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{posted}",
+        posted.len()
+    ));
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
+    let cookie = signed_in
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: stride_session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let queue = exchange(format!(
+        "GET /ui/careplans HTTP/1.1\r\nHost: s\r\nCookie: stride_session={cookie}\r\nConnection: close\r\n\r\n"
+    ));
+    assert!(
+        queue.starts_with("HTTP/1.1 200") && queue.contains("p1"),
+        "{queue}"
+    );
+    // A token that is not a staff token of a trusted issuer opens nothing.
+    let bad = "token=not-a-token";
+    let refused = exchange(format!(
+        "POST /ui/dev/sign-in HTTP/1.1\r\nHost: s\r\nOrigin: http://localhost\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{bad}",
+        bad.len()
+    ));
+    assert!(
+        refused.starts_with("HTTP/1.1 401")
+            && !refused
+                .to_lowercase()
+                .contains("set-cookie: stride_session"),
+        "{refused}"
+    );
+    sigterm(&child);
+    child.wait().unwrap();
+}
+
 #[test]
 fn audit_verify_export_and_replay_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod careplan;
 pub mod chart;
+pub mod dev;
 pub mod impact;
 pub mod launch;
 pub mod queue;
@@ -340,6 +341,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(signin::login)
         .service(signin::callback)
         .service(signin::logout)
+        .service(dev::sign_in_form)
+        .service(dev::sign_in)
         .service(launch::launch)
         .service(launch::callback)
         .service(queue::queue)
