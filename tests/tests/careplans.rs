@@ -540,9 +540,14 @@ async fn an_active_careplan_in_the_prefetch_is_the_phase_state_too() {
 async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
     let app = spawn_app().await;
     let call = || patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    // The draft the phase card links to (the first call also offers it for creation).
     let plan_of = |res: &Json| {
-        res["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
-            .as_str()
+        res["cards"][0]["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["label"] == "Review the draft CarePlan")
+            .and_then(|l| l["url"].as_str()?.rsplit('/').next())
             .unwrap()
             .to_owned()
     };

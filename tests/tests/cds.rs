@@ -205,19 +205,36 @@ fn citations_survive_markdown(detail: &str) {
         );
     }
     let (text, sources) = detail.split_once("**Sources**").unwrap_or((detail, ""));
+    // Numbered in the order a reader meets them: the first number cited is [1], each new one
+    // the next, and the list under Sources runs [1], [2], … in that order.
+    let mut met: Vec<u32> = Vec::new();
     for part in text.split('[').skip(1) {
         let Some((inside, _)) = part.split_once(']') else {
             continue;
         };
         for n in inside.split(',').map(str::trim) {
-            if n.parse::<u32>().is_ok() {
+            if let Ok(k) = n.parse::<u32>() {
                 assert!(
                     sources.contains(&format!("- [{n}] ")),
                     "[{n}] is cited but not listed under Sources: {detail}"
                 );
+                if !met.contains(&k) {
+                    met.push(k);
+                }
             }
         }
     }
+    let expected: Vec<u32> = (1..=met.len() as u32).collect();
+    assert_eq!(
+        met, expected,
+        "citations numbered in the order shown: {detail}"
+    );
+    let listed: Vec<u32> = sources
+        .lines()
+        .filter_map(|l| l.strip_prefix("- [")?.split_once(']')?.0.parse().ok())
+        .collect();
+    let expected: Vec<u32> = (1..=listed.len() as u32).collect();
+    assert_eq!(listed, expected, "sources listed [1], [2], … : {detail}");
 }
 
 fn knee(onset: i64) -> Vec<Json> {
@@ -434,12 +451,20 @@ async fn running_during_rest_is_named_on_the_phase_card_and_is_no_progress() {
     assert_eq!(card["indicator"], "warning");
     let detail = card["detail"].as_str().unwrap();
     assert!(detail.contains("Pitfall: running during rest"), "{detail}");
+    // "Based on" names the finding, its value and the newest day, not resource ids.
+    let newest = time::OffsetDateTime::now_utc().date() - time::Duration::days(3);
     assert!(
-        detail.contains("Observation/r1") && detail.contains("Observation/r2"),
+        detail.contains(&format!(
+            "Based on: Running sessions during rest (the 2 weeks after the onset day, or since \
+             staff approved rest), last 14 days: 2, recorded {}",
+            stride_guideline::display::day(newest)
+        )),
         "{detail}"
     );
     assert!(
-        !detail.contains("PF-05") && !detail.contains("rest_runs"),
+        !detail.contains("Observation/")
+            && !detail.contains("PF-05")
+            && !detail.contains("rest_runs"),
         "{detail}"
     );
     citations_survive_markdown(detail);
@@ -1290,5 +1315,88 @@ async fn a_medication_order_is_not_given_the_red_flags_again() {
     assert!(
         topics(&body).contains(&"rest-or-night-pain".to_owned()),
         "{body}"
+    );
+}
+
+/// "Based on" names each finding a card rests on, with its value and the day it was
+/// recorded, in words (no resource ids, no UCUM codes).
+#[tokio::test]
+async fn based_on_names_the_finding_its_value_and_its_day() {
+    let app = spawn_app().await;
+    let night = today() - time::Duration::days(2);
+    let records = [
+        obs("n", "pain-night", 2, boolean(true)),
+        obs("t", "tenderness-extent", 1, qty(40.0, "mm")),
+    ];
+    let (body, t) = patient_view_cards(&app, &knee(10), &records).await;
+    assert!(t.contains(&"rest-or-night-pain".to_owned()), "{t:?}");
+    let card = |code: &str| {
+        body["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["source"]["topic"]["code"] == code)
+            .unwrap_or_else(|| panic!("{code}: {body}"))["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let detail = card("rest-or-night-pain");
+    assert!(
+        detail.contains(&format!(
+            "Based on: Pain at night: yes, recorded {}",
+            stride_guideline::display::day(night)
+        )),
+        "{detail}"
+    );
+    let detail = card("focal-bony-tenderness");
+    assert!(
+        detail.contains(&format!(
+            "Extent of focal tenderness: 4 cm, recorded {}",
+            stride_guideline::display::day(today() - time::Duration::days(1))
+        )),
+        "the value in the rule set's unit, as a person writes it: {detail}"
+    );
+    for c in body["cards"].as_array().unwrap() {
+        let detail = c["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains("Observation/") && !detail.contains("{score}"),
+            "{detail}"
+        );
+    }
+}
+
+/// The phase card offers to create the draft CarePlan only on the call that drafted it; a
+/// later call for the same patient and decision links to the waiting draft instead.
+#[tokio::test]
+async fn a_waiting_draft_is_linked_to_not_offered_again() {
+    let app = spawn_app().await;
+    let records = [obs("p", "pain-walking", 0, int(4))];
+    let (first, _) = patient_view_cards(&app, &knee(3), &records).await;
+    let (again, _) = patient_view_cards(&app, &knee(3), &records).await;
+    let phase = |body: &Json| body["cards"][0].clone();
+    let review = |card: &Json| {
+        card["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["label"] == "Review the draft CarePlan")
+            .map(|l| l["url"].clone())
+    };
+    let creates = |card: &Json| {
+        card["suggestions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["actions"][0]["type"] == "create")
+            .count()
+    };
+    assert_eq!(creates(&phase(&first)), 1, "{first}");
+    assert_eq!(creates(&phase(&again)), 0, "{again}");
+    assert!(review(&phase(&first)).is_some(), "{first}");
+    assert_eq!(
+        review(&phase(&first)),
+        review(&phase(&again)),
+        "both link to the one draft"
     );
 }

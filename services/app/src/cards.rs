@@ -6,7 +6,7 @@ use serde_json::{json, Value as Json};
 use stride_fhir::careplan::ImagingSuggestion;
 use stride_fhir::orders::DraftOrder;
 use stride_guideline::decision::{
-    Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
+    Basis, Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use stride_guideline::model::{CardText, Rule, Severity};
 use stride_guideline::RuleSet;
@@ -66,8 +66,10 @@ pub struct CardInputs<'a> {
     pub decision: &'a Decision,
     /// Where the guideline version is published (absolute).
     pub guideline_url: String,
-    /// The draft CarePlan (patient-view) and where staff read it.
+    /// The draft CarePlan this call drafted (patient-view), offered to the EHR to create; `None`
+    /// when no plan was drafted or the patient's draft already waits for review.
     pub careplan: Option<&'a Json>,
+    /// Where staff read the draft (new or waiting).
     pub review: Option<ReviewLink>,
     /// The imaging orders the red flags suggest (coded where the rule set codes them).
     pub imaging: &'a [ImagingSuggestion],
@@ -203,22 +205,94 @@ fn indicator(s: Severity) -> &'static str {
     }
 }
 
-/// The cited sources as a bullet list labelled `[n]`: an ordered Markdown list would be
-/// renumbered 1, 2, 3 … by the EHR's renderer, so "[5]" in the text would point at the wrong
-/// source.
-fn sources_md(rs: &RuleSet, cite: &[u32]) -> String {
-    let mut cite = cite.to_vec();
-    cite.sort_unstable();
-    cite.dedup();
-    let mut lines = Vec::new();
-    for n in cite {
-        if let Some(s) = rs.doc.sources.iter().find(|s| s.n == n) {
-            lines.push(format!(
-                "- [{}] {} — *{}*, {}",
-                s.n, s.title, s.publisher, s.year
-            ));
+/// "Based on: Pain at night: yes, recorded 3 Dec 2026." — the findings a card rests on, with
+/// their values and days; resource ids stay in the audit entry.
+fn based_on(basis: &[Basis]) -> Option<String> {
+    (!basis.is_empty()).then(|| {
+        let said: Vec<String> = basis.iter().map(Basis::describe).collect();
+        format!("Based on: {}.", said.join("; "))
+    })
+}
+
+/// Renumbers the citations of a card's texts in the order a reader meets them ([1] first),
+/// then the card's other cited sources; returns the rule set's source numbers in that order.
+/// A number that names no source of the rule set is dropped, so every number on a card
+/// resolves to a listed source.
+fn cite_in_order(rs: &RuleSet, texts: [&mut String; 2], cite: &[u32]) -> Vec<u32> {
+    let known = |n: u32| rs.doc.sources.iter().any(|s| s.n == n);
+    let mut order: Vec<u32> = Vec::new();
+    let shown = |n: u32, order: &mut Vec<u32>| -> usize {
+        match order.iter().position(|&m| m == n) {
+            Some(i) => i + 1,
+            None => {
+                order.push(n);
+                order.len()
+            }
         }
+    };
+    for text in texts {
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(open) = rest.find('[') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after.find(']');
+            let inner = close.map(|c| &after[..c]);
+            match inner.filter(|i| {
+                !i.trim().is_empty()
+                    && i.chars()
+                        .all(|c| c.is_ascii_digit() || c == ',' || c == ' ')
+            }) {
+                Some(i) => {
+                    let numbers: Vec<String> = i
+                        .split(',')
+                        .filter_map(|n| n.trim().parse::<u32>().ok())
+                        .filter(|&n| known(n))
+                        .map(|n| shown(n, &mut order).to_string())
+                        .collect();
+                    if numbers.is_empty() {
+                        // Nothing left to cite: drop the bracket and the space before it.
+                        while out.ends_with(' ') {
+                            out.pop();
+                        }
+                    } else {
+                        out.push_str(&format!("[{}]", numbers.join(", ")));
+                    }
+                    rest = &after[i.len() + 1..];
+                }
+                None => {
+                    out.push('[');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        *text = out;
     }
+    for &n in cite.iter().filter(|&&n| known(n)) {
+        shown(n, &mut order);
+    }
+    order
+}
+
+/// The cited sources as a bullet list labelled `[n]` in the card's own numbering: an ordered
+/// Markdown list would be renumbered 1, 2, 3 … by the EHR's renderer anyway, and a bullet
+/// list keeps the label the text cites.
+fn sources_md(rs: &RuleSet, order: &[u32]) -> String {
+    let lines: Vec<String> = order
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| {
+            let s = rs.doc.sources.iter().find(|s| s.n == *n)?;
+            Some(format!(
+                "- [{}] {} — *{}*, {}",
+                i + 1,
+                s.title,
+                s.publisher,
+                s.year
+            ))
+        })
+        .collect();
     if lines.is_empty() {
         String::new()
     } else {
@@ -235,14 +309,19 @@ fn base_card(
     detail: String,
 ) -> (Uuid, Json) {
     let uuid = stride_store::new_row_id();
-    let mut summary: String = text.summary.chars().take(139).collect();
-    if summary.is_empty() {
-        summary = display.chars().take(139).collect();
-    }
+    let mut summary = if text.summary.is_empty() {
+        display.to_owned()
+    } else {
+        text.summary.clone()
+    };
+    let mut detail = detail;
+    let order = cite_in_order(inp.rs, [&mut summary, &mut detail], &text.cite);
+    // The specification's limit (under 140 characters), after renumbering.
+    let summary: String = summary.chars().take(139).collect();
     let card = json!({
         "uuid": uuid.to_string(),
         "summary": summary,
-        "detail": format!("{detail}{}", sources_md(inp.rs, &text.cite)),
+        "detail": format!("{detail}{}", sources_md(inp.rs, &order)),
         "indicator": indicator,
         "source": {
             "label": format!("Stride — {} {}", inp.rs.doc.title, inp.rs.doc.version),
@@ -308,8 +387,8 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     // Pitfalls without a decision id of their own are told here, and weigh on the card.
     for n in &d.phase_notes {
         detail.push_str(&format!("\n\n**{}** — {}", n.summary, n.detail));
-        if !n.evidence.is_empty() {
-            detail.push_str(&format!(" Based on: {}.", n.evidence.join(", ")));
+        if let Some(b) = based_on(&n.basis) {
+            detail.push_str(&format!(" {b}"));
         }
         for c in &n.cite {
             if !text.cite.contains(c) {
@@ -410,8 +489,8 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
              red flag that calls for imaging: record the imaging of the region, or review the plan."
         ));
     }
-    if !f.evidence.is_empty() {
-        detail.push_str(&format!("\n\nBased on: {}", f.evidence.join(", ")));
+    if let Some(b) = based_on(&f.basis) {
+        detail.push_str(&format!("\n\n{b}"));
     }
     if f.suggest_imaging {
         let imaging: Vec<String> = inp

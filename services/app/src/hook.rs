@@ -506,7 +506,9 @@ pub async fn decide(
         rs,
         decision: &decision,
         guideline_url: crate::guideline_url(public, &rs.doc.id, &rs.doc.version),
-        careplan: plan.as_ref(),
+        // A draft waiting for review already exists: creating it again does nothing new, so
+        // the card only links to it.
+        careplan: plan.as_ref().filter(|_| pending.is_none()),
         review: plan.as_ref().map(|_| {
             if call.smart_launch {
                 ReviewLink::Smart {

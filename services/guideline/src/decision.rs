@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use crate::model::{Frequency, Severity};
+use crate::model::{Frequency, Severity, ValueKind};
 use crate::version::RuleSetVersion;
 
 /// Decision ids that the engine itself produces (the rest come from the rule set).
@@ -104,6 +104,48 @@ pub struct Finding {
     /// a later negative record alone does not clear it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<Date>,
+    /// The verdict's inputs as a clinician reads them (fact, value, day): what "Based on"
+    /// names, where `evidence` names resource ids for the audit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basis: Vec<Basis>,
+}
+
+/// One fact a finding rests on: its clinical name, its value and the newest day recorded.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Basis {
+    pub fact: String,
+    /// The fact's clinical name (the rule set's `text`).
+    pub text: String,
+    pub kind: ValueKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The newest day among the records it rests on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<Date>,
+    pub sources: Vec<String>,
+}
+
+impl Basis {
+    /// "Pain at night: yes, recorded 3 Dec 2026"; "Current pain …: 6/10, recorded 3 Dec 2026";
+    /// a date fact (an onset) reads as its day.
+    pub fn describe(&self) -> String {
+        use crate::display;
+        let value = match (self.kind, self.value) {
+            (ValueKind::Boolean, Some(v)) => Some(display::yes_no(v).to_owned()),
+            (ValueKind::Number, Some(v)) => Some(display::quantity(v, self.unit.as_deref())),
+            _ => None,
+        };
+        let day = self.date.map(display::day);
+        match (value, day, self.kind) {
+            (_, Some(d), ValueKind::Date) => format!("{}: since {d}", self.text),
+            (Some(v), Some(d), _) => format!("{}: {v}, recorded {d}", self.text),
+            (Some(v), None, _) => format!("{}: {v}", self.text),
+            (None, Some(d), _) => format!("{}, recorded {d}", self.text),
+            (None, None, _) => self.text.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,7 +3,7 @@
 use time::Date;
 
 use crate::decision::{
-    Decision, Dose, Finding, MissingFact, PlannedActivity, Preliminary, RegressionState,
+    Basis, Decision, Dose, Finding, MissingFact, PlannedActivity, Preliminary, RegressionState,
     TraceEntry, Unassessed, Verdict, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use crate::facts::Facts;
@@ -86,6 +86,7 @@ fn decide(
             .collect();
         decision.pitfalls = ev.findings(&order_pitfalls, None, false);
         decision.trace = ev.trace;
+        dated(&mut decision, facts);
         return decision;
     }
 
@@ -226,7 +227,29 @@ fn decide(
     }
     decision.phase = Some(phase.to_owned());
     decision.trace = ev.trace;
+    dated(&mut decision, facts);
     decision
+}
+
+/// Each basis gets the newest day of the records it rests on. Findings are few, records may
+/// be many: the day of a source is looked up only for the sources findings name.
+fn dated(decision: &mut Decision, facts: &Facts) {
+    let findings = decision
+        .red_flags
+        .iter_mut()
+        .chain(&mut decision.warnings)
+        .chain(&mut decision.pitfalls)
+        .chain(&mut decision.phase_notes);
+    for f in findings {
+        for b in &mut f.basis {
+            b.date = facts
+                .records
+                .iter()
+                .filter(|r| b.sources.contains(&r.source))
+                .filter_map(|r| r.date)
+                .max();
+        }
+    }
 }
 
 /// Red flags that ask for imaging and fired earlier in the episode, but not today: each stays
@@ -354,6 +377,7 @@ fn sticky_red_flags(
                 .unwrap_or(day);
             if !crate::resolve::cleared(rs, facts, r, since, as_of) {
                 let mut f = finding(r, &r.card, evidence);
+                f.basis = ev.basis(start);
                 f.since = Some(since);
                 out.push(f);
             }
@@ -462,7 +486,7 @@ impl<'a> Evaluator<'a> {
             // Safety first: a red-flag finding recorded both ways on one day fires on the
             // positive record, and the card says so.
             if positive && verdict != Verdict::Met && self.possibly(&r.when, false) {
-                let mut f = self.variant(r, finding(r, &r.card, self.evidence(start)));
+                let mut f = self.variant(r, self.found(r, start));
                 let (notes, sources) = self.conflicts(&r.when);
                 f.conflicts = notes;
                 f.evidence.extend(sources);
@@ -472,9 +496,7 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             match verdict {
-                Verdict::Met => {
-                    out.push(self.variant(r, finding(r, &r.card, self.evidence(start))))
-                }
+                Verdict::Met => out.push(self.variant(r, self.found(r, start))),
                 // Holds when it fires; its inputs are not demanded.
                 Verdict::Unknown if !r.rule_out => {}
                 Verdict::Unknown => {
@@ -642,6 +664,48 @@ impl<'a> Evaluator<'a> {
             }
         }
         false
+    }
+
+    /// Rule `r`'s finding, resting on what was traced since `start`.
+    fn found(&self, r: &Rule, start: usize) -> Finding {
+        let mut f = finding(r, &r.card, self.evidence(start));
+        f.basis = self.basis(start);
+        f
+    }
+
+    /// The facts a finding rests on, once each, as a clinician reads them (days are filled
+    /// in from the records by `dated`).
+    fn basis(&self, from: usize) -> Vec<Basis> {
+        let mut out: Vec<Basis> = Vec::new();
+        for t in self.trace[from..]
+            .iter()
+            .filter(|t| t.verdict == Verdict::Met)
+        {
+            let Some(b) = self.rs.doc.facts.get(&t.fact) else {
+                continue;
+            };
+            if let Some(seen) = out.iter_mut().find(|x| x.fact == t.fact) {
+                for s in t.sources.iter() {
+                    if !seen.sources.contains(s) {
+                        seen.sources.push(s.clone());
+                    }
+                }
+                continue;
+            }
+            out.push(Basis {
+                fact: t.fact.clone(),
+                text: b.text.clone(),
+                kind: b.kind,
+                value: t.value,
+                unit: t
+                    .unit
+                    .clone()
+                    .or_else(|| b.output_unit().map(str::to_owned)),
+                date: None,
+                sources: t.sources.to_vec(),
+            });
+        }
+        out
     }
 
     fn evidence(&self, from: usize) -> Vec<String> {
@@ -876,5 +940,6 @@ fn finding(r: &Rule, card: &CardText, evidence: Vec<String>) -> Finding {
         evidence,
         conflicts: Vec::new(),
         since: None,
+        basis: Vec::new(),
     }
 }

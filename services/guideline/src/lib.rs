@@ -3,6 +3,7 @@
 
 pub mod bound;
 pub mod decision;
+pub mod display;
 pub mod evaluate;
 pub mod facts;
 pub mod model;
