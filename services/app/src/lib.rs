@@ -10,9 +10,11 @@ pub mod discovery;
 pub mod feedback;
 pub mod hook;
 pub mod impact;
+pub mod pdf;
 pub mod pins;
 pub mod replay;
 pub mod review;
+pub mod take_home;
 
 /// Microseconds since the epoch: the audit log's clock.
 pub fn now_us() -> i64 {

@@ -96,6 +96,7 @@ fn action<'de, D: Deserializer<'de>>(d: D) -> Result<ReviewAction, D::Error> {
 /// never overwritten.
 pub async fn apply(
     store: &dyn Store,
+    catalog: &crate::catalog::Catalog,
     caller: &Caller,
     id: &str,
     body: &ReviewRequest,
@@ -144,6 +145,19 @@ pub async fn apply(
                     "recommendations: required to revise (or activity)".into(),
                 ))
             }
+        }
+    }
+    // The plan in force links the take-home plan written from it, so the EHR can file both.
+    if body.action.status() == CarePlanStatus::Active
+        && crate::take_home::has_wording(catalog, &current)
+    {
+        let link = json!({"reference": format!("DocumentReference/{id}"), "display": "The patient's take-home plan"});
+        match resource
+            .get_mut("supportingInfo")
+            .and_then(Json::as_array_mut)
+        {
+            Some(info) => info.push(link),
+            None => resource["supportingInfo"] = json!([link]),
         }
     }
     let mut note = format!("{} by {}", body.action.as_str(), caller.subject);

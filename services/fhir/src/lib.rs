@@ -4,6 +4,7 @@
 pub mod audit_event;
 pub mod careplan;
 pub mod clinic;
+pub mod document;
 pub mod intake;
 pub mod orders;
 pub mod outcome;

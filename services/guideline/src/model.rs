@@ -46,6 +46,10 @@ pub struct RuleSetDoc {
     pub insufficient_data: CardText,
     #[serde(default)]
     pub hold: Option<CardText>,
+    /// The take-home plan's wording. Rule sets before 1.0.2 have none: their plans have no
+    /// patient page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<PatientWords>,
     /// Named sets of codes (explicit codes and ICD-10-CM stems with their 7th characters) that
     /// fact sources read by name: one place per clinical concept, checked against the code
     /// systems' own releases by the test suite.
@@ -549,6 +553,45 @@ pub struct Phase {
     pub beyond_evidence: Option<Criterion>,
     pub activities: Vec<Activity>,
     pub card: CardText,
+    /// The same phase in the patient's words (the take-home plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<PatientText>,
+}
+
+/// What a patient reads about a phase: plain words, about a sixth-grade reading level, written
+/// beside the clinical card so that both change together under one rule-set version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientText {
+    pub title: String,
+    pub summary: String,
+    #[serde(rename = "do")]
+    pub to_do: Vec<String>,
+    pub avoid: Vec<String>,
+    /// The calendar's words for a session day and a rest day; which days are which follows
+    /// the phase's activities (alternate days, daily).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days: Option<PatientDays>,
+    pub come_back: String,
+    #[serde(default)]
+    pub cite: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientDays {
+    pub session: String,
+    pub rest: String,
+}
+
+/// The patient's wording beyond the phases: when to stop and call, and the two states the
+/// engine decides itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatientWords {
+    pub stop: String,
+    pub hold: PatientText,
+    pub insufficient_data: PatientText,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -408,6 +408,38 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
 }
 
 fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
+    // Patient wording for some phases and not others would leave a take-home plan without
+    // its words: all or none, and every citation a listed source.
+    if let Some(words) = &doc.patient {
+        for p in doc.phases.iter().filter(|p| p.patient.is_none()) {
+            problems.push(format!(
+                "phase {}: the rule set has patient wording, this phase has none",
+                p.id
+            ));
+        }
+        let texts = doc
+            .phases
+            .iter()
+            .filter_map(|p| p.patient.as_ref().map(|t| (p.id.as_str(), t)))
+            .chain([
+                ("patient.hold", &words.hold),
+                ("patient.insufficient_data", &words.insufficient_data),
+            ]);
+        for (at, t) in texts {
+            for n in t
+                .cite
+                .iter()
+                .filter(|n| !doc.sources.iter().any(|s| s.n == **n))
+            {
+                problems.push(format!("{at}: patient wording cites unknown source {n}"));
+            }
+        }
+    } else if let Some(p) = doc.phases.iter().find(|p| p.patient.is_some()) {
+        problems.push(format!(
+            "phase {}: patient wording without the rule set's `patient` (stop rules, hold)",
+            p.id
+        ));
+    }
     let app = &doc.applicability;
     for (side, sets) in &app.sides {
         for v in sets.iter().filter(|v| !doc.value_sets.contains_key(*v)) {

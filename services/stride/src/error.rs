@@ -160,6 +160,17 @@ impl From<stride_app::review::ReviewError> for ApiError {
     }
 }
 
+impl From<stride_app::take_home::TakeHomeError> for ApiError {
+    fn from(e: stride_app::take_home::TakeHomeError) -> Self {
+        use stride_app::take_home::TakeHomeError;
+        match e {
+            TakeHomeError::Review(e) => e.into(),
+            TakeHomeError::NotApproved(_) => ApiError::Conflict(e.to_string()),
+            TakeHomeError::NoWording(_) => ApiError::Unprocessable(e.to_string()),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.table().1

@@ -114,14 +114,124 @@ pub async fn review(
         "success",
         Some(&caller),
     );
-    let updated =
-        stride_app::review::apply(state.store.as_ref(), &caller, &path, &body, entry).await?;
+    let updated = stride_app::review::apply(
+        state.store.as_ref(),
+        &state.catalog,
+        &caller,
+        &path,
+        &body,
+        entry,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .content_type("application/fhir+json")
         .json(resource(&updated)))
 }
 
 /// This module's endpoints (the order is the order they are matched in).
+/// The take-home plan of an approved CarePlan as a DocumentReference (the PDF inline), and
+/// what it was recorded as read.
+async fn take_home_document(
+    req: &HttpRequest,
+    state: &AppState,
+    caller: &stride_auth::Caller,
+    careplan: &str,
+) -> Result<Json, ApiError> {
+    let (plan, home) =
+        stride_app::take_home::approved(state.store.as_ref(), &state.catalog, caller, careplan)
+            .await?;
+    let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
+    entry.patient_ref = Some(plan.patient_ref.clone());
+    entry.careplan_id = Some(plan.id);
+    entry.details["view"] = json!("take-home document");
+    state.store.append_audit(&entry).await?;
+    let pdf = stride_app::pdf::render(&home, stride_app::pdf::Paper::A4);
+    let id = plan.id.to_string();
+    let url = format!(
+        "{}/ui/careplans/{id}/patient.pdf",
+        state.settings.public_url.as_str().trim_end_matches('/')
+    );
+    let title = format!("Take-home plan: {}", home.title);
+    Ok(stride_fhir::document::take_home_document(
+        &stride_fhir::document::TakeHomeDocument {
+            id: &id,
+            patient: &plan.patient_ref,
+            careplan: &id,
+            date: plan.updated_at,
+            title: &title,
+            pdf: &pdf,
+            url: &url,
+        },
+    ))
+}
+
+/// The take-home plan's DocumentReference (its id is the CarePlan's).
+#[get("/fhir/DocumentReference/{id}")]
+#[tracing::instrument(name = "document read", skip_all)]
+pub async fn document_read(
+    req: HttpRequest,
+    staff: Staff<CareplanRead>,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let doc = take_home_document(&req, &state, &staff.caller, &path).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(doc))
+}
+
+#[derive(Deserialize)]
+pub struct DocumentSearch {
+    related: Option<String>,
+}
+
+/// `GET /fhir/DocumentReference?related=CarePlan/{id}`: the take-home plan written from that
+/// CarePlan, once it is approved; an empty searchset before (or for a plan not visible).
+#[get("/fhir/DocumentReference")]
+#[tracing::instrument(name = "document search", skip_all)]
+pub async fn document_search(
+    req: HttpRequest,
+    staff: Staff<CareplanRead>,
+    q: web::Query<DocumentSearch>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let related = q
+        .related
+        .as_deref()
+        .ok_or_else(|| ApiError::BadRequest("related: required (related=CarePlan/{id})".into()))?;
+    // A reference, relative or absolute: the CarePlan id is what follows `CarePlan/`.
+    let careplan = related
+        .rsplit_once("CarePlan/")
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty() && !id.contains('/'))
+        .ok_or_else(|| {
+            ApiError::BadRequest("related: a CarePlan reference (CarePlan/{id})".into())
+        })?;
+    let found = match take_home_document(&req, &state, &staff.caller, careplan).await {
+        Ok(doc) => Some(doc),
+        Err(ApiError::UnknownResource(_) | ApiError::Conflict(_) | ApiError::Unprocessable(_)) => {
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let public = state.settings.public_url.as_str().trim_end_matches('/');
+    let entries: Vec<Json> = found
+        .into_iter()
+        .map(|d| json!({"fullUrl": format!("{public}/fhir/DocumentReference/{}", d["id"].as_str().unwrap_or_default()), "resource": d, "search": {"mode": "match"}}))
+        .collect();
+    let mut bundle = json!({"resourceType": "Bundle", "type": "searchset", "total": entries.len()});
+    if !entries.is_empty() {
+        bundle["entry"] = Json::Array(entries);
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("application/fhir+json")
+        .json(bundle))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(search).service(review).service(read);
+    cfg.service(search)
+        .service(review)
+        .service(read)
+        .service(document_search)
+        .service(document_read);
 }

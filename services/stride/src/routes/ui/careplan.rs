@@ -428,7 +428,15 @@ pub async fn review(
         "success",
         Some(&viewer.caller),
     );
-    match stride_app::review::apply(state.store.as_ref(), &viewer.caller, &path, &body, entry).await
+    match stride_app::review::apply(
+        state.store.as_ref(),
+        &state.catalog,
+        &viewer.caller,
+        &path,
+        &body,
+        entry,
+    )
+    .await
     {
         Ok(updated) => Ok(see_other(&format!(
             "/ui/careplans/{}?done={action}",

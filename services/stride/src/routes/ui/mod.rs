@@ -11,6 +11,7 @@ pub mod impact;
 pub mod launch;
 pub mod queue;
 pub mod signin;
+pub mod take_home;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse, ResponseError};
@@ -128,6 +129,12 @@ pub enum UiError {
 
 impl From<stride_store::StoreError> for UiError {
     fn from(e: stride_store::StoreError) -> Self {
+        UiError::Api(e.into())
+    }
+}
+
+impl From<stride_app::take_home::TakeHomeError> for UiError {
+    fn from(e: stride_app::take_home::TakeHomeError) -> Self {
         UiError::Api(e.into())
     }
 }
@@ -348,6 +355,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(queue::queue)
         .service(careplan::careplan)
         .service(careplan::review)
+        .service(take_home::page_html)
+        .service(take_home::page_pdf)
         .service(audit::search)
         .service(audit::export)
         .service(audit::entry)
