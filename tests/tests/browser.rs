@@ -162,6 +162,34 @@ impl Browser {
         assert_eq!(v["h1"], 1);
         assert_eq!(v["lang"], "en");
         assert_eq!(v["overflow"], false, "the page scrolls sideways");
+        self.axe().await;
+    }
+
+    /// axe-core (npm, pinned in tests/oidc) judges the page as it is rendered: no serious or
+    /// critical violation of WCAG 2.1 A/AA (contrast included) may remain.
+    async fn axe(&self) {
+        let source = std::fs::read_to_string(
+            stride_tests::repo_root().join("tests/oidc/node_modules/axe-core/axe.min.js"),
+        )
+        .expect("axe-core is installed (scripts/test runs npm ci in tests/oidc)");
+        self.client.execute(&source, vec![]).await.unwrap();
+        let found = self
+            .client
+            .execute_async(
+                r#"const done = arguments[arguments.length - 1];
+                   axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
+                                      resultTypes: ['violations']})
+                     .then(r => done(r.violations
+                        .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                        .map(v => v.id + ' (' + v.impact + '): ' +
+                             v.nodes.slice(0, 3).map(n => n.target.join(' ') + ' ' + (n.failureSummary || '')).join(' | '))))
+                     .catch(e => done(['axe failed: ' + e]));"#,
+                vec![],
+            )
+            .await
+            .unwrap();
+        let path = self.path().await;
+        assert_eq!(found, json!([]), "axe on {path}");
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -373,13 +401,35 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     b.check_accessible().await;
     b.shot("review-queue").await;
 
-    // The red-flag plan: findings with rule ids, trace, timeline; approve it.
+    // The red-flag plan: why first, the red flag with the finding it rests on and its day;
+    // rule ids only in the folded trace. Approve it.
     b.click_element(rows[0].find(Locator::Css("a")).await.unwrap())
         .await;
     assert_eq!(b.path().await, format!("/ui/careplans/{red}"));
     let text = b.text().await;
-    assert!(text.contains("RF-02"), "the red flag's rule id is shown");
-    assert!(text.contains("Why: the decision trace"));
+    let night = stride_guideline::display::day(today() - time::Duration::days(1));
+    assert!(text.contains("Why this phase"), "{text}");
+    assert!(
+        text.contains(&format!("Based on: Pain at night: yes, recorded {night}")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("RF-02") && !text.contains("pain_night"),
+        "no rule or fact ids outside the folded trace: {text}"
+    );
+    // Unfolding is a click on the summary, by keyboard as well as by mouse (no page load).
+    b.client
+        .find(Locator::Css("details.trace summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert!(
+        b.text().await.contains("RF-02"),
+        "the folded trace keeps the rule ids"
+    );
+    b.check_accessible().await;
     b.shot("careplan-red-flag").await;
     b.click("#approve button").await;
     assert_eq!(
@@ -392,6 +442,63 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     assert_eq!(status_of(&app, &red).await, ("active".into(), 2));
     b.shot("careplan-approved").await;
 
+    // The approved plan goes home with the patient: the page in plain words, checked like
+    // every staff page, and the PDF, rendered to PNG beside the screenshots and read back.
+    b.click(".take-home-link a").await;
+    assert_eq!(b.path().await, format!("/ui/careplans/{red}/patient"));
+    let text = b.text().await;
+    assert!(
+        text.contains("Do not run until your leg is checked"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Stop and call the clinic if you have pain at night"),
+        "{text}"
+    );
+    b.check_accessible().await;
+    b.shot("patient-plan").await;
+    let pdf = app
+        .client
+        .get(app.url(&format!("/ui/careplans/{red}/patient.pdf?paper=letter")))
+        .bearer_auth(stride_tests::tokens::staff_token_at(
+            &public,
+            "careplan.read",
+        ))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let pdf_file = shots.join("patient-plan.pdf");
+    std::fs::write(&pdf_file, &pdf).unwrap();
+    let rendered = std::process::Command::new("pdftoppm")
+        .args(["-png", "-r", "72", "-singlefile"])
+        .arg(&pdf_file)
+        .arg(shots.join("99-patient-plan-pdf"))
+        .status()
+        .expect("pdftoppm (poppler-utils) is installed: run scripts/test");
+    assert!(rendered.success());
+    let png = std::fs::metadata(shots.join("99-patient-plan-pdf.png")).unwrap();
+    assert!(
+        png.len() > 5_000,
+        "a rendered page, not a blank: {} bytes",
+        png.len()
+    );
+    let read = std::process::Command::new("pdftotext")
+        .arg(&pdf_file)
+        .arg("-")
+        .output()
+        .unwrap();
+    let read = String::from_utf8_lossy(&read.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        read.contains("Your plan: Do not run until your leg is checked"),
+        "{read}"
+    );
+
     // The walker: the timeline is drawn; revise the first activity with a reason.
     b.client
         .goto(&app_url(&public, &format!("/ui/careplans/{walker}")))
@@ -402,6 +509,22 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         .find(Locator::Css("svg.timeline"))
         .await
         .expect("a timeline chart");
+    // Why this phase, criterion by criterion, as a clinician reads it: the finding, its value
+    // with its unit and day, what the protocol needs, and whether it is met.
+    let text = b.text().await;
+    let day = |n: i64| stride_guideline::display::day(today() - time::Duration::days(n));
+    for said in [
+        format!("Consecutive pain-free walking days, as recorded: 12 days, recorded {} — needs 10–14 days: met", day(1)),
+        format!("Days since the pain began: 21 days (onset {}) — needs at least 35 days: not met", day(21)),
+    ] {
+        assert!(text.contains(&said), "{said}: {text}");
+    }
+    for internal in ["{score}", "days_since_onset", "EX1-", "-0 ", "seed"] {
+        assert!(
+            !text.contains(internal),
+            "{internal} on the plan page: {text}"
+        );
+    }
     let circles = svg.find_all(Locator::Css("circle")).await.unwrap();
     assert!(
         circles.len() >= 3,
@@ -447,6 +570,7 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(b.path().await, format!("/ui/careplans/{early}"));
+    b.check_accessible().await;
     assert_eq!(status_of(&app, &early).await, ("draft".into(), 1));
     b.fill(
         "#reject-reason",

@@ -433,9 +433,22 @@ async fn the_review_page_shows_the_plan_and_the_decision_trace() {
     );
     let html = res.text().await.unwrap();
     assert!(html.starts_with("<!doctype html>") && html.contains("lang=\"en\""));
+    // The red flag in words, with the finding it rests on; its rule id only in the folded
+    // trace that follows.
+    let (read, folded) = html
+        .split_once("<details class=\"trace\">")
+        .expect("the trace, folded");
     assert!(
-        html.contains("focal-bony-tenderness") && html.contains("RF-01"),
-        "the red flag with its rule id"
+        read.contains("Red flag") && read.contains("Extent of focal tenderness: 4 cm, recorded"),
+        "{read}"
+    );
+    assert!(
+        !read.contains("RF-01") && !read.contains("tenderness_extent"),
+        "{read}"
+    );
+    assert!(
+        folded.contains("RF-01"),
+        "the folded trace keeps the rule id"
     );
     assert!(
         html.contains("<caption>") && html.contains("scope=\"col\""),

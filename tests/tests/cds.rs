@@ -490,10 +490,16 @@ async fn recovered_walker_moves_to_walk_run_on_alternate_days() {
         intervals["occurrenceTiming"]["repeat"],
         json!({"frequency": 1, "period": 2, "periodUnit": "d"})
     );
-    assert!(intervals["patientInstruction"]
-        .as_str()
-        .unwrap()
-        .contains("run-interval: 30–60 s"));
+    // The dose written into the sentence, with no machine suffix after it.
+    let said = intervals["patientInstruction"].as_str().unwrap();
+    assert!(
+        said.contains("Run 30–60 seconds at 30–50 % of pre-injury pace"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("run-interval") && !said.contains("sources"),
+        "{said}"
+    );
 }
 
 #[tokio::test]

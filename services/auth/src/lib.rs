@@ -247,6 +247,13 @@ impl Verifier {
         self.issuers.values().map(|(cfg, _)| cfg)
     }
 
+    /// The clinic's IANA time zone: the first issuer of `tenant` that names one.
+    pub fn tenant_timezone(&self, tenant: &str) -> Option<&str> {
+        self.issuers()
+            .filter(|i| i.tenant() == tenant)
+            .find_map(|i| i.timezone.as_deref())
+    }
+
     /// The trust-file entry of `iss`, if it lists it.
     pub fn issuer(&self, iss: &str) -> Option<&IssuerConfig> {
         self.issuers.get(iss).map(|(cfg, _)| cfg)

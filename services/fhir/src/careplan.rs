@@ -13,7 +13,7 @@ use fhir_sdk::r4b::resources::{CarePlan, ServiceRequest};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value as Json};
 use stride_guideline::decision::{
-    Decision, Dose, PlannedActivity, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
+    Decision, PlannedActivity, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use stride_guideline::model::{Criterion, Frequency};
 use stride_guideline::RuleSet;
@@ -168,7 +168,7 @@ pub fn careplan(
         "subject": {"reference": format!("Patient/{}", ctx.patient)},
         "period": {"start": d.as_of.to_string()},
         "created": created,
-        "note": [{"text": rationale(d)}],
+        "note": [{"text": rationale(rs, d, &title)}],
     });
     let obj = plan.as_object_mut().expect("a JSON object");
     if let Some(e) = ctx.encounter {
@@ -333,6 +333,7 @@ pub(crate) fn checked<T: DeserializeOwned>(
 /// One contained Goal per exit criterion of the phase that compares a fact with a parameter.
 fn goals(rs: &RuleSet, exit: Option<&Criterion>, patient: &str) -> Vec<Json> {
     let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
     let mut stack: Vec<&Criterion> = exit.into_iter().collect();
     while let Some(c) = stack.pop() {
         match c {
@@ -347,6 +348,11 @@ fn goals(rs: &RuleSet, exit: Option<&Criterion>, patient: &str) -> Vec<Json> {
                 let Some(p) = rs.doc.parameters.get(pname) else {
                     continue;
                 };
+                // Two ways to meet one target (a streak reported or counted day by day) are
+                // one goal.
+                if !seen.insert(pname.as_str()) {
+                    continue;
+                }
                 let Some(code) = rs.fact_code(&cmp.fact) else {
                     continue;
                 };
@@ -457,6 +463,8 @@ pub struct Recommendation {
     /// The contained resource's id (`activity-1`, `imaging-1`), or the activity's index.
     pub id: String,
     pub text: String,
+    /// The rule set's source numbers the action cites (its `documentation` labels).
+    pub cite: Vec<u32>,
 }
 
 /// The recommendations of `plan`, in order: the RequestGroup's actions (options included),
@@ -477,6 +485,7 @@ pub fn recommendations(plan: &Json) -> Vec<Recommendation> {
             .map(|(i, a)| Recommendation {
                 id: i.to_string(),
                 text: a["detail"]["description"].as_str().unwrap_or("").to_owned(),
+                cite: Vec::new(),
             })
             .collect();
     };
@@ -500,9 +509,16 @@ pub fn recommendations(plan: &Json) -> Vec<Recommendation> {
             .as_str()
             .or_else(|| request["code"]["text"].as_str())
             .unwrap_or("");
+        let cite = action["documentation"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["label"].as_str()?.trim_matches(['[', ']']).parse().ok())
+            .collect();
         out.push(Recommendation {
             id: id.to_owned(),
             text: text.to_owned(),
+            cite,
         });
     }
     out
@@ -606,35 +622,22 @@ fn prune(actions: &mut Json, removed: &[&str], edits: &[(String, String)]) {
 }
 
 fn describe(a: &PlannedActivity) -> String {
-    let mut parts = vec![a.text.clone()];
-    let dose = |d: &Dose| {
-        if (d.low - d.high).abs() < f64::EPSILON {
-            format!("{}: {} {}", d.name, d.low, d.unit)
-        } else {
-            format!("{}: {}–{} {}", d.name, d.low, d.high, d.unit)
-        }
-    };
-    parts.extend(a.dosing.iter().map(dose));
-    if !a.surfaces.is_empty() {
-        parts.push(format!("surfaces: {}", a.surfaces.join(", ")));
-    }
-    if !a.avoid.is_empty() {
-        parts.push(format!("avoid: {}", a.avoid.join(", ")));
-    }
-    if !a.cite.is_empty() {
-        parts.push(format!("sources {:?}", a.cite));
-    }
-    parts.join("; ")
+    // The rule set writes each activity's parameters into its sentence ("Run 30–60 seconds at
+    // 30–50 % of pre-injury pace"); the structured dose stays in the ServiceRequest's timing
+    // and the trace, its sources in the action's `documentation`.
+    a.text.clone()
 }
 
-/// Why this plan: the phase, what fired, what is missing, in a clinician's words.
-pub fn rationale(d: &Decision) -> String {
+/// Why this plan, in a clinician's words (the plan's first note, read in the EHR and on the
+/// review page): the phase, what fired and the findings it rests on, what to record. Rule and
+/// fact ids stay in the decision trace.
+pub fn rationale(rs: &RuleSet, d: &Decision, phase_title: &str) -> String {
+    use stride_guideline::display::day;
     let mut lines = vec![format!(
-        "Decided by {} {} on {} (phase: {}).",
-        d.rule_set.id,
+        "Drafted from {}, version {}, on {}: {phase_title}.",
+        rs.doc.title,
         d.rule_set.version,
-        d.as_of,
-        d.phase.as_deref().unwrap_or("not applicable")
+        day(d.as_of),
     )];
     for f in d
         .red_flags
@@ -643,21 +646,31 @@ pub fn rationale(d: &Decision) -> String {
         .chain(&d.pitfalls)
         .chain(&d.phase_notes)
     {
-        lines.push(format!("{} ({}): {}", f.id, f.rule, f.summary));
+        let basis: Vec<String> = f.basis.iter().map(|b| b.describe()).collect();
+        if basis.is_empty() {
+            lines.push(f.summary.clone());
+        } else {
+            lines.push(format!("{}. Based on: {}.", f.summary, basis.join("; ")));
+        }
     }
     for u in &d.unassessed_red_flags {
+        let name = rs
+            .doc
+            .red_flags
+            .iter()
+            .find(|r| r.id == u.id)
+            .map_or(u.id.as_str(), |r| r.finding_name());
+        let needs: Vec<&str> = u.needs.iter().map(|n| n.text.as_str()).collect();
         lines.push(format!(
-            "Could not rule out {} ({}): missing {}",
-            u.id,
-            u.rule,
-            u.missing.join(", ")
+            "Not ruled out: {name}. Record: {}.",
+            needs.join("; ")
         ));
     }
     for m in &d.missing {
-        lines.push(format!("Missing: {} ({})", m.text, m.reason));
+        lines.push(format!("Record: {} ({}).", m.text, m.reason));
     }
     if let Some(r) = &d.regression {
-        lines.push(format!("{}: {}", r.rule, r.summary));
+        lines.push(r.summary.clone());
     }
     lines.join("\n")
 }

@@ -45,6 +45,24 @@ impl ClinicZone {
         }
     }
 
+    /// `instant` on the clinic's clock (UTC without a named zone: staff pages then say so).
+    pub fn local(&self, instant: OffsetDateTime) -> OffsetDateTime {
+        match self {
+            ClinicZone::Named(tz) => {
+                let offset = jiff::Timestamp::from_second(instant.unix_timestamp())
+                    .map(|ts| tz.to_offset(ts).seconds())
+                    .unwrap_or(0);
+                instant.to_offset(UtcOffset::from_whole_seconds(offset).unwrap_or(UtcOffset::UTC))
+            }
+            ClinicZone::FromRecords => instant.to_offset(UtcOffset::UTC),
+        }
+    }
+
+    /// The zone's name as a page names it: the IANA name, or UTC.
+    pub fn label(&self) -> &str {
+        self.name().unwrap_or("UTC")
+    }
+
     /// The clinic's date of `instant`; `fallback` is the offset to read it in without a name.
     pub fn date_of(&self, instant: OffsetDateTime, fallback: UtcOffset) -> Date {
         match self {

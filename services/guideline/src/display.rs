@@ -5,6 +5,10 @@
 
 use time::Date;
 
+use crate::decision::{TraceEntry, Verdict};
+use crate::model::ValueKind;
+use crate::RuleSet;
+
 /// A number as people write it: no `-0`, no trailing zeros, at most two decimals.
 pub fn number(x: f64) -> String {
     let rounded = (x * 100.0).round() / 100.0;
@@ -57,6 +61,72 @@ pub fn day(d: Date) -> String {
         "[day padding:none] [month repr:short] [year]"
     ))
     .unwrap_or_else(|_| d.to_string())
+}
+
+/// What a criterion asks for, in words: "10–14 days", "at least 30 min", "no".
+fn needs(rs: &RuleSet, t: &TraceEntry, boolean: bool, unit: Option<&str>) -> Option<String> {
+    let threshold = t.threshold?;
+    if boolean {
+        return Some(yes_no(threshold).to_owned());
+    }
+    let param = t
+        .parameter
+        .as_deref()
+        .and_then(|p| rs.doc.parameters.get(p));
+    if let (Some([lo, hi]), "≥" | ">") = (param.and_then(|p| p.range), t.op.as_str()) {
+        if (threshold - lo).abs() < 1e-9 {
+            return Some(format!("{}–{}", number(lo), quantity(hi, unit)));
+        }
+    }
+    let words = match t.op.as_str() {
+        "≥" => "at least ",
+        ">" => "more than ",
+        "≤" => "at most ",
+        "<" => "less than ",
+        "≠" => "not ",
+        _ => "",
+    };
+    Some(format!("{words}{}", quantity(threshold, unit)))
+}
+
+/// One criterion of a decision as a clinician reads it, with no fact or rule ids: "Consecutive
+/// pain-free walking days: 12, recorded 3 Dec 2026 — needs 10–14 days: met". `recorded` is the
+/// newest day of the records it rests on.
+pub fn criterion(rs: &RuleSet, t: &TraceEntry, recorded: Option<Date>) -> String {
+    let binding = rs.doc.facts.get(&t.fact);
+    // The days since onset are the engine's own fact, dated by the onset.
+    let elapsed = t.fact == rs.doc.applicability.elapsed_fact;
+    let name = match binding {
+        Some(b) => b.text.as_str(),
+        None if elapsed => "Days since the pain began",
+        None => t.fact.as_str(),
+    };
+    let boolean = binding.is_some_and(|b| b.kind == ValueKind::Boolean);
+    let unit = t
+        .unit
+        .as_deref()
+        .or_else(|| binding.and_then(|b| b.output_unit()))
+        .or(elapsed.then_some("d"));
+    let value = match t.value {
+        Some(v) if boolean => yes_no(v).to_owned(),
+        Some(v) => quantity(v, unit),
+        None => "not recorded".to_owned(),
+    };
+    let mut text = format!("{name}: {value}");
+    match (recorded, t.value) {
+        (Some(d), Some(_)) if elapsed => text.push_str(&format!(" (onset {})", day(d))),
+        (Some(d), Some(_)) => text.push_str(&format!(", recorded {}", day(d))),
+        _ => {}
+    }
+    if let Some(n) = needs(rs, t, boolean, unit) {
+        text.push_str(&format!(" — needs {n}"));
+    }
+    let verdict = match t.verdict {
+        Verdict::Met => "met",
+        Verdict::NotMet => "not met",
+        Verdict::Unknown => "unknown",
+    };
+    format!("{text}: {verdict}")
 }
 
 #[cfg(test)]

@@ -192,16 +192,27 @@ async fn render(
         esc(plan.status.as_str()),
         esc(plan.status.as_str()),
         plan.version,
-        plan.created_at.date(),
+        esc(&super::clinic_time(state, &plan.tenant, plan.created_at)),
         esc(&plan.rule_set_id),
         esc(&plan.rule_set_version),
         esc(&plan.rule_set_id),
         esc(&plan.rule_set_version),
     ));
+    if plan.status == stride_store::CarePlanStatus::Active
+        && stride_app::take_home::has_wording(&state.catalog, &plan)
+    {
+        html.push_str(&format!(
+            "<p class=\"take-home-link\"><a href=\"/ui/careplans/{id}/patient\">The patient's take-home plan</a> \
+             (<a href=\"/ui/careplans/{id}/patient.pdf?paper=a4\">PDF, A4</a> · \
+             <a href=\"/ui/careplans/{id}/patient.pdf?paper=letter\">PDF, US Letter</a>)</p>"
+        ));
+    }
+    let mut cited = Citations::default();
     let entry = state.store.drafting_entry(id).await.ok();
     match entry.as_ref().and_then(|e| drafted(state, e)) {
         Some(d) => {
-            findings(&mut html, &d.decision);
+            why(&mut html, &d);
+            findings(&mut html, &d, &mut cited);
             let t = timeline(state, &plan, &d).await;
             if let Some(svg) = t.svg() {
                 html.push_str("<h2>Timeline</h2><figure class=\"chart\">");
@@ -210,11 +221,15 @@ async fn render(
                 html.push_str(&t.table());
                 html.push_str("</details>");
             }
+            activities_and_goals(&mut html, r, &mut cited);
+            cited.list(&mut html, d.rs);
             trace(&mut html, &d.decision);
         }
-        None => html.push_str("<p>The decision behind this plan could not be re-evaluated (its rule-set version is not loaded).</p>"),
+        None => {
+            html.push_str("<p>The decision behind this plan could not be re-evaluated (its rule-set version is not loaded).</p>");
+            activities_and_goals(&mut html, r, &mut cited);
+        }
     }
-    activities_and_goals(&mut html, r);
     review_section(&mut html, viewer, &plan);
     Ok(page(
         status,
@@ -224,35 +239,250 @@ async fn render(
     ))
 }
 
-fn findings(html: &mut String, d: &Decision) {
-    let findings: Vec<_> = d
+/// Source numbers as this page cites them: [1] is the first source the page names, and the
+/// list at the end resolves every number shown.
+#[derive(Default)]
+struct Citations(Vec<u32>);
+
+impl Citations {
+    /// " [1, 2]" for the rule set's sources `cite`, numbered for this page.
+    fn cite(&mut self, cite: &[u32]) -> String {
+        let mut shown: Vec<usize> = Vec::new();
+        for n in cite {
+            let i = match self.0.iter().position(|m| m == n) {
+                Some(i) => i + 1,
+                None => {
+                    self.0.push(*n);
+                    self.0.len()
+                }
+            };
+            if !shown.contains(&i) {
+                shown.push(i);
+            }
+        }
+        if shown.is_empty() {
+            return String::new();
+        }
+        let labels: Vec<String> = shown.iter().map(usize::to_string).collect();
+        format!(" <span class=\"cite\">[{}]</span>", labels.join(", "))
+    }
+
+    fn list(&self, html: &mut String, rs: &RuleSet) {
+        if self.0.is_empty() {
+            return;
+        }
+        html.push_str("<h2>Sources</h2><ol class=\"sources\">");
+        for n in &self.0 {
+            if let Some(s) = rs.doc.sources.iter().find(|s| s.n == *n) {
+                html.push_str(&format!(
+                    "<li>{} — <em>{}</em>, {}</li>",
+                    esc(&s.title),
+                    esc(&s.publisher),
+                    s.year
+                ));
+            }
+        }
+        html.push_str("</ol>");
+    }
+}
+
+/// "Why this phase", first and in sentences: each criterion that decided the placement with
+/// its value, the day it was recorded and what the protocol needs; what to record; red flags
+/// with the findings they rest on. Ids stay in the folded trace.
+fn why(html: &mut String, d: &Drafted<'_>) {
+    use stride_guideline::decision::{HOLD_FOR_EVALUATION, INSUFFICIENT_DATA};
+    use stride_guideline::display;
+    let dec = &d.decision;
+    let rs = d.rs;
+    let recorded = |sources: &[String]| {
+        d.facts
+            .records
+            .iter()
+            .filter(|r| sources.contains(&r.source))
+            .filter_map(|r| r.date)
+            .max()
+    };
+    html.push_str(
+        "<section class=\"why\" aria-labelledby=\"why-h\"><h2 id=\"why-h\">Why this phase</h2>",
+    );
+    match dec.phase.as_deref() {
+        Some(HOLD_FOR_EVALUATION) => html.push_str(
+            "<p>Progression is <strong>on hold</strong>: a red flag needs evaluation first.</p>",
+        ),
+        Some(INSUFFICIENT_DATA) => html.push_str(
+            "<p>No phase can be placed with the records Stride has: <strong>insufficient data</strong>.</p>",
+        ),
+        Some(id) => {
+            let title = rs.doc.phases.iter().find(|p| p.id == id).map_or(id, |p| p.title.as_str());
+            html.push_str(&format!("<p>Placed in <strong>{}</strong>.</p>", esc(title)));
+        }
+        None => html.push_str("<p>The guideline does not apply to this patient.</p>"),
+    }
+    if !dec.red_flags.is_empty() {
+        html.push_str("<h3>Red flags</h3><ul>");
+        for f in &dec.red_flags {
+            let basis: Vec<String> = f.basis.iter().map(|b| esc(&b.describe())).collect();
+            html.push_str(&format!(
+                "<li><strong>{}</strong>{}</li>",
+                esc(&f.summary),
+                if basis.is_empty() {
+                    String::new()
+                } else {
+                    format!("<br>Based on: {}", basis.join("; "))
+                }
+            ));
+        }
+        html.push_str("</ul>");
+    }
+    if let Some(r) = &dec.regression {
+        html.push_str(&format!(
+            "<p><strong>{}</strong> {}</p>",
+            esc(&r.summary),
+            esc(&r.detail)
+        ));
+    }
+    // Each phase's exit criteria as evaluated, once each, in the order of the protocol.
+    for phase in &rs.doc.phases {
+        let mut seen: Vec<&str> = Vec::new();
+        let items: Vec<String> = dec
+            .trace
+            .iter()
+            .filter(|t| t.rule == phase.rule)
+            .filter(|t| match t.check.as_deref() {
+                Some(c) if !seen.contains(&c) => {
+                    seen.push(c);
+                    true
+                }
+                _ => false,
+            })
+            .map(|t| {
+                format!(
+                    "<li class=\"{}\">{}</li>",
+                    verdict(t.verdict).replace(' ', "-"),
+                    esc(&display::criterion(rs, t, recorded(&t.sources)))
+                )
+            })
+            .collect();
+        if !items.is_empty() {
+            html.push_str(&format!(
+                "<h3>To leave {}</h3><ul class=\"criteria\">{}</ul>",
+                esc(&phase.title),
+                items.concat()
+            ));
+        }
+    }
+    if !dec.missing.is_empty() {
+        html.push_str("<h3>Record to place the phase</h3><ul>");
+        for m in &dec.missing {
+            html.push_str(&format!(
+                "<li>Record {} ({})</li>",
+                esc(&lower_first(&m.text)),
+                esc(&m.reason)
+            ));
+        }
+        html.push_str("</ul>");
+    }
+    for u in &dec.unassessed_red_flags {
+        let name = rs
+            .doc
+            .red_flags
+            .iter()
+            .find(|r| r.id == u.id)
+            .map_or(u.id.as_str(), |r| r.finding_name());
+        let needs: Vec<String> = u.needs.iter().map(|n| esc(&lower_first(&n.text))).collect();
+        html.push_str(&format!(
+            "<p>Not ruled out: <strong>{}</strong>. Record {}.</p>",
+            esc(name),
+            needs.join(", ")
+        ));
+    }
+    if !dec.episodes.is_empty() {
+        html.push_str("<h3>Open episodes</h3><ul>");
+        for e in &dec.episodes {
+            html.push_str(&format!("<li>{}</li>", esc(e)));
+        }
+        html.push_str("</ul>");
+    }
+    html.push_str("</section>");
+}
+
+/// "Pain at night" → "pain at night", for "Record pain at night".
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) if !s.chars().nth(1).is_some_and(char::is_uppercase) => {
+            f.to_lowercase().chain(c).collect()
+        }
+        _ => s.to_owned(),
+    }
+}
+
+fn findings(html: &mut String, d: &Drafted<'_>, cited: &mut Citations) {
+    let dec = &d.decision;
+    let findings: Vec<_> = dec
         .red_flags
         .iter()
-        .chain(&d.warnings)
-        .chain(&d.pitfalls)
-        .chain(&d.phase_notes)
+        .chain(&dec.warnings)
+        .chain(&dec.pitfalls)
+        .chain(&dec.phase_notes)
         .collect();
     if findings.is_empty() {
         return;
     }
     html.push_str("<h2>Red flags, warnings and pitfalls</h2><ul class=\"findings\">");
     for f in findings {
+        let basis: Vec<String> = f.basis.iter().map(|b| esc(&b.describe())).collect();
+        let based = if basis.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<br><span class=\"basis\">Based on: {}</span>",
+                basis.join("; ")
+            )
+        };
+        // The rule set's card text cites its own numbers inline; the page cites its own list.
+        let detail = strip_citations(&f.detail);
         html.push_str(&format!(
-            "<li class=\"{:?}\"><strong>{}</strong> <span class=\"rule\">{} · {}</span><br>{} <span class=\"cite\">sources {:?}</span></li>",
+            "<li class=\"{:?}\"><strong>{}</strong><br>{}{}{based}</li>",
             f.severity,
             esc(&f.summary),
-            esc(&f.id),
-            esc(&f.rule),
-            esc(&f.detail),
-            f.cite
+            esc(&detail),
+            cited.cite(&f.cite),
         ));
     }
     html.push_str("</ul>");
 }
 
+/// The text without its inline citation brackets ("… healing [1, 2]." → "… healing."): the
+/// page numbers its sources itself.
+fn strip_citations(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        match after.find(']') {
+            Some(close)
+                if close > 0
+                    && after[..close]
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == ',' || c == ' ') =>
+            {
+                out.push_str(rest[..open].trim_end());
+                rest = &after[close + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 fn trace(html: &mut String, d: &Decision) {
     html.push_str(
-        "<h2>Why: the decision trace</h2><div class=\"scroll\"><table><caption>Each criterion with the value Stride saw</caption>\
+        "<details class=\"trace\"><summary>The full decision trace (rule ids, for audit)</summary><div class=\"scroll\"><table><caption>Each criterion with the value Stride saw</caption>\
          <thead><tr><th scope=\"col\">Rule</th><th scope=\"col\">Criterion</th><th scope=\"col\">Fact</th>\
          <th scope=\"col\">Value seen</th><th scope=\"col\">Threshold</th><th scope=\"col\">Verdict</th></tr></thead><tbody>",
     );
@@ -270,39 +500,51 @@ fn trace(html: &mut String, d: &Decision) {
             verdict(t.verdict),
         ));
     }
-    html.push_str("</tbody></table></div>");
+    html.push_str("</tbody></table></div></details>");
 }
 
-fn activities_and_goals(html: &mut String, r: &Json) {
+fn activities_and_goals(html: &mut String, r: &Json, cited: &mut Citations) {
+    use stride_guideline::display::{number, quantity};
     html.push_str("<h2>Recommendations</h2><ul>");
     for rec in recommendations(r) {
-        html.push_str(&format!("<li>{}</li>", esc(&rec.text)));
+        html.push_str(&format!(
+            "<li>{}{}</li>",
+            esc(&rec.text),
+            cited.cite(&rec.cite)
+        ));
     }
     html.push_str("</ul><h2>Goals</h2><ul>");
+    let mut said: Vec<&str> = Vec::new();
     for g in r["contained"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|g| g["resourceType"] == "Goal")
     {
+        let text = g["description"]["text"].as_str().unwrap_or("");
+        // Plans drafted before goals were one per target may hold one twice.
+        if said.contains(&text) {
+            continue;
+        }
+        said.push(text);
         let t = &g["target"][0];
         let range = match (
-            &t["detailRange"]["low"]["value"],
-            &t["detailRange"]["high"]["value"],
+            t["detailRange"]["low"]["value"].as_f64(),
+            t["detailRange"]["high"]["value"].as_f64(),
         ) {
-            (Json::Number(lo), Json::Number(hi)) => format!(
-                "{lo}–{hi} {}",
-                t["detailRange"]["low"]["unit"].as_str().unwrap_or("")
+            (Some(lo), Some(hi)) => format!(
+                "{}–{}",
+                number(lo),
+                quantity(hi, t["detailRange"]["high"]["code"].as_str())
             ),
-            _ => format!(
-                "{} {}",
-                t["detailQuantity"]["value"],
-                t["detailQuantity"]["unit"].as_str().unwrap_or("")
-            ),
+            _ => t["detailQuantity"]["value"]
+                .as_f64()
+                .map(|v| quantity(v, t["detailQuantity"]["code"].as_str()))
+                .unwrap_or_default(),
         };
         html.push_str(&format!(
-            "<li>{} <span class=\"target\">{}</span></li>",
-            esc(g["description"]["text"].as_str().unwrap_or("")),
+            "<li>{} <span class=\"target\">Target: {}</span></li>",
+            esc(text),
             esc(&range)
         ));
     }

@@ -330,6 +330,19 @@ pub fn check_form(
     }
 }
 
+/// A moment on the clinic's clock, its zone named: "6 Dec 2026, 05:45 (Europe/Berlin)". The
+/// zone is the tenant's (the one its decisions were made in); UTC, said so, without one.
+pub fn clinic_time(state: &AppState, tenant: &str, instant: time::OffsetDateTime) -> String {
+    let zone = stride_fhir::clinic::ClinicZone::for_tenant(state.verifier.tenant_timezone(tenant));
+    let local = zone.local(instant);
+    let text = local
+        .format(time::macros::format_description!(
+            "[day padding:none] [month repr:short] [year], [hour]:[minute]"
+        ))
+        .unwrap_or_default();
+    format!("{text} ({})", zone.label())
+}
+
 pub fn number(v: Option<f64>) -> String {
     v.map(|x| {
         if x.fract() == 0.0 {

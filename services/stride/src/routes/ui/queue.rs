@@ -101,12 +101,7 @@ pub async fn queue(
             } else {
                 ""
             };
-            let drafted = p
-                .created_at
-                .format(&time::macros::format_description!(
-                    "[year]-[month]-[day] [hour]:[minute] UTC"
-                ))
-                .unwrap_or_default();
+            let drafted = esc(&super::clinic_time(&state, &p.tenant, p.created_at));
             html.push_str(&format!(
                 "<tr class=\"{}\"><td>{priority}</td><td>{drafted}</td><td>{}</td><td>{}</td><td>{} (v{})</td>\
                  <td><a href=\"/ui/careplans/{}\">Open<span class=\"visually-hidden\"> plan for {}</span></a></td></tr>",
