@@ -622,3 +622,62 @@ async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
     assert_ne!(plan_of(&res), ids[0]);
     app.stop().await;
 }
+
+/// The queue and the plan page name the patient from the Patient the EHR prefetched (a
+/// teenager's plan does not look like anyone's), and say so when the EHR sent none.
+#[tokio::test]
+async fn the_queue_and_the_plan_name_the_patient_the_ehr_sent() {
+    let app = spawn_app().await;
+    let mut body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    body["prefetch"]["Patient"] = json!({"resourceType": "Patient", "id": "p1", "gender": "female",
+        "birthDate": "2013-04-01", "name": [{"use": "official", "given": ["Ana"], "family": "Lima"}]});
+    let named: Json = answer(&app, &body).await;
+    let mut body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    body["context"]["patientId"] = json!("p2");
+    body["prefetch"]["Patient"] = Json::Null;
+    for r in ["Condition"] {
+        for e in body["prefetch"][r]["entry"].as_array_mut().unwrap() {
+            e["resource"]["subject"]["reference"] = json!("Patient/p2");
+        }
+    }
+    let unnamed: Json = answer(&app, &body).await;
+    let page = |res: &Json| {
+        let id = res["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a draft: {res}"))
+            .to_owned();
+        let app = &app;
+        async move {
+            app.client
+                .get(app.url(&format!("/ui/careplans/{id}")))
+                .bearer_auth(staff_token("careplan.read"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let today = time::OffsetDateTime::now_utc().date();
+    let age = today.year() - 2013 - i32::from((today.month() as u8, today.day()) < (4, 1));
+    let said = format!("Ana Lima, born 1 Apr 2013 ({age} years), female");
+    let html = page(&named).await;
+    assert!(html.contains(&said), "{said}: {html}");
+    let html = page(&unnamed).await;
+    assert!(html.contains("the EHR sent no Patient"), "{html}");
+    let queue = app
+        .client
+        .get(app.url("/ui/careplans"))
+        .bearer_auth(staff_token("careplan.read"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        queue.contains(&said),
+        "the queue shows the same identity: {queue}"
+    );
+}

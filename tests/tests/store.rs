@@ -31,6 +31,7 @@ fn plan(red_flag: bool) -> NewCarePlan {
         // Whole seconds: both backends keep at least that precision.
         created_at: OffsetDateTime::from_unix_timestamp(1_790_000_000).unwrap(),
         decision_key: None,
+        patient: None,
     }
 }
 
@@ -166,6 +167,22 @@ async fn every_status_reads_back_as_written() {
         store.insert_careplan(&p).await.unwrap();
         assert_eq!(store.careplan(p.id).await.unwrap().status, status);
     }
+}
+
+#[tokio::test]
+async fn who_the_plan_is_for_reads_back_as_written_and_may_be_unknown() {
+    let (_db, store) = store().await;
+    let who = json!({"name": "Ana Lima", "birthDate": "2013-04-01", "gender": "female"});
+    let named = NewCarePlan {
+        patient: Some(who.clone()),
+        ..plan(false)
+    };
+    let unnamed = plan(false);
+    for p in [&named, &unnamed] {
+        store.insert_careplan(p).await.unwrap();
+    }
+    assert_eq!(store.careplan(named.id).await.unwrap().patient, Some(who));
+    assert_eq!(store.careplan(unnamed.id).await.unwrap().patient, None);
 }
 
 #[tokio::test]

@@ -319,6 +319,7 @@ pub async fn apply(
                 &patient_ref,
                 careplan.clone(),
                 now,
+                None,
             );
             store
                 .record_hook(HookRecord {

@@ -265,6 +265,7 @@ pub(crate) fn draft_row(
     patient_ref: &str,
     resource: Json,
     now: OffsetDateTime,
+    patient: Option<Json>,
 ) -> NewCarePlan {
     NewCarePlan {
         id,
@@ -278,6 +279,7 @@ pub(crate) fn draft_row(
         resource,
         created_at: now,
         decision_key: Some(decision_key(decision)),
+        patient,
     }
 }
 
@@ -536,6 +538,11 @@ pub async fn decide(
             &patient_ref,
             resource,
             now,
+            // Who it is for, from the Patient the EHR prefetched.
+            match slot(req, PATIENT) {
+                Slot::Data(raw) => stride_fhir::identity::identity(raw, &req.context.patient_id),
+                _ => None,
+            },
         )
     });
     audit.hook = Some(call.service.hook.name().to_owned());

@@ -5,6 +5,7 @@ pub mod audit_event;
 pub mod careplan;
 pub mod clinic;
 pub mod document;
+pub mod identity;
 pub mod intake;
 pub mod orders;
 pub mod outcome;

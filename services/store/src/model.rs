@@ -114,6 +114,8 @@ pub struct NewCarePlan {
     /// Rule set, version, decision ids and activities: a pending draft is unique per patient
     /// and key (`Store::pending_draft`).
     pub decision_key: Option<String>,
+    /// Who the plan is for, as the EHR's Patient said (name, birthDate, gender), if it sent one.
+    pub patient: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +132,8 @@ pub struct CarePlanRecord {
     pub resource: serde_json::Value,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// Who the plan is for, as the EHR's Patient said when it was drafted (see `NewCarePlan`).
+    pub patient: Option<serde_json::Value>,
 }
 
 /// A card as sent, tied to its decision and (for patient-view) its CarePlan.

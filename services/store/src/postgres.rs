@@ -579,7 +579,7 @@ async fn insert_careplans(
     }
     let mut q = sqlx::QueryBuilder::new(
         "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
-                                phase, red_flag, resource, created_at, updated_at, decision_key) ",
+                                phase, red_flag, resource, created_at, updated_at, decision_key, patient) ",
     );
     q.push_values(plans, |mut b, p| {
         b.push_bind(p.id)
@@ -594,7 +594,8 @@ async fn insert_careplans(
             .push_bind(&p.resource)
             .push_bind(p.created_at)
             .push_bind(p.created_at)
-            .push_bind(&p.decision_key);
+            .push_bind(&p.decision_key)
+            .push_bind(&p.patient);
     });
     q.build().execute(tx).await?;
     Ok(())
@@ -707,6 +708,7 @@ fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreE
         resource: row.try_get("resource")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        patient: row.try_get("patient")?,
     })
 }
 

@@ -582,8 +582,8 @@ impl Store for SqliteStore {
 
 const INSERT_CAREPLAN: &str =
     "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
-                            phase, red_flag, resource, created_at, updated_at, decision_key)
-     VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)";
+                            phase, red_flag, resource, created_at, updated_at, decision_key, patient)
+     VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_CARDS: &str =
     "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at) VALUES ";
 const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
@@ -606,6 +606,7 @@ fn bind_careplan<'q>(q: SqliteQuery<'q>, p: &'q NewCarePlan, resource: &'q str) 
         .bind(p.created_at)
         .bind(p.created_at)
         .bind(&p.decision_key)
+        .bind(p.patient.as_ref().map(|v| v.to_string()))
 }
 
 impl SqliteStore {
@@ -764,6 +765,11 @@ fn row_to_careplan(row: &sqlx::sqlite::SqliteRow) -> Result<CarePlanRecord, Stor
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
         created_at: row.try_get::<OffsetDateTime, _>("created_at")?,
         updated_at: row.try_get::<OffsetDateTime, _>("updated_at")?,
+        patient: row
+            .try_get::<Option<String>, _>("patient")?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }
 

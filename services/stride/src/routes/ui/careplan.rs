@@ -184,10 +184,19 @@ async fn render(
         )),
         None => {}
     }
+    let today =
+        stride_fhir::clinic::ClinicZone::for_tenant(state.verifier.tenant_timezone(&plan.tenant))
+            .date_of(time::OffsetDateTime::now_utc(), time::UtcOffset::UTC);
+    let who = match super::identity(plan.patient.as_ref(), today) {
+        Some(w) => format!("<strong>{}</strong> <span class=\"ref\">({})</span>", esc(&w), esc(&plan.patient_ref)),
+        None => format!(
+            "{} <span class=\"unknown\">— the EHR sent no Patient with this call: name, birth date and sex unknown</span>",
+            esc(&plan.patient_ref)
+        ),
+    };
     html.push_str(&format!(
-        "<dl><dt>Patient</dt><dd>{}</dd><dt>Phase</dt><dd>{}</dd><dt>Status</dt><dd><span class=\"status {}\">{}</span> (version {})</dd>\
+        "<dl><dt>Patient</dt><dd>{who}</dd><dt>Phase</dt><dd>{}</dd><dt>Status</dt><dd><span class=\"status {}\">{}</span> (version {})</dd>\
          <dt>Drafted</dt><dd>{}</dd><dt>Rule set</dt><dd><a href=\"/guidelines/{}/{}\">{} {}</a></dd></dl>",
-        esc(&plan.patient_ref),
         esc(&phase),
         esc(plan.status.as_str()),
         esc(plan.status.as_str()),
@@ -305,6 +314,17 @@ fn why(html: &mut String, d: &Drafted<'_>) {
     html.push_str(
         "<section class=\"why\" aria-labelledby=\"why-h\"><h2 id=\"why-h\">Why this phase</h2>",
     );
+    let onset = series(rs, &d.facts, &rs.doc.applicability.episode_fact, d.as_of)
+        .last()
+        .and_then(|(_, julian)| Date::from_julian_day(*julian as i32).ok());
+    if let Some(onset) = onset {
+        html.push_str(&format!(
+            "<p class=\"episode\">Episode: pain since {}, day {} on {}.</p>",
+            display::day(onset),
+            (d.as_of - onset).whole_days(),
+            display::day(d.as_of)
+        ));
+    }
     match dec.phase.as_deref() {
         Some(HOLD_FOR_EVALUATION) => html.push_str(
             "<p>Progression is <strong>on hold</strong>: a red flag needs evaluation first.</p>",

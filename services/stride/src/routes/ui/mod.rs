@@ -343,6 +343,38 @@ pub fn clinic_time(state: &AppState, tenant: &str, instant: time::OffsetDateTime
     format!("{text} ({})", zone.label())
 }
 
+/// Who a plan is for, as the EHR's Patient said when it was drafted: "Ana Lima, born 1 Apr
+/// 2013 (13 years), female". `on` is the day the age is counted to.
+pub fn identity(patient: Option<&serde_json::Value>, on: time::Date) -> Option<String> {
+    let p = patient?;
+    let mut parts = Vec::new();
+    if let Some(n) = p["name"].as_str() {
+        parts.push(n.to_owned());
+    }
+    if let Some(b) = p["birthDate"].as_str() {
+        let born =
+            time::Date::parse(b, time::macros::format_description!("[year]-[month]-[day]")).ok();
+        match born {
+            Some(d) => {
+                let mut age = on.year() - d.year();
+                if (on.month() as u8, on.day()) < (d.month() as u8, d.day()) {
+                    age -= 1;
+                }
+                parts.push(format!(
+                    "born {} ({age} years)",
+                    stride_guideline::display::day(d)
+                ));
+            }
+            // A year or a year and month only: shown as sent.
+            None => parts.push(format!("born {b}")),
+        }
+    }
+    if let Some(g) = p["gender"].as_str() {
+        parts.push(g.to_owned());
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
 pub fn number(v: Option<f64>) -> String {
     v.map(|x| {
         if x.fract() == 0.0 {

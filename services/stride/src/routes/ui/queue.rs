@@ -92,6 +92,7 @@ pub async fn queue(
             plans.len(),
             if plans.len() == 1 { "" } else { "s" }
         ));
+        let today = time::OffsetDateTime::now_utc().date();
         for p in &plans {
             let phase = p.resource["category"][0]["coding"][0]["display"]
                 .as_str()
@@ -106,7 +107,10 @@ pub async fn queue(
                 "<tr class=\"{}\"><td>{priority}</td><td>{drafted}</td><td>{}</td><td>{}</td><td>{} (v{})</td>\
                  <td><a href=\"/ui/careplans/{}\">Open<span class=\"visually-hidden\"> plan for {}</span></a></td></tr>",
                 if p.red_flag { "red-flag" } else { "" },
-                esc(&p.patient_ref),
+                match super::identity(p.patient.as_ref(), today) {
+                    Some(w) => format!("{}<br><span class=\"ref\">{}</span>", esc(&w), esc(&p.patient_ref)),
+                    None => esc(&p.patient_ref),
+                },
                 esc(phase),
                 esc(p.status.as_str()),
                 p.version,
