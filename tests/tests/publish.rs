@@ -1,8 +1,9 @@
 //! The guideline published as FHIR (PlanDefinition per version, CodeSystems), the
 //! CapabilityStatement, and the OpenAPI document that lists every endpoint.
 
-use serde_json::Value as Json;
+use serde_json::{json, Value as Json};
 use stride_tests::spawn_app;
+use stride_tests::tokens::PUBLIC_URL;
 
 /// The stable decision vocabulary of CONTRACT.md, with the ids its extensions name.
 const CONTRACT_IDS: &[&str] = &[
@@ -118,11 +119,37 @@ async fn each_rule_set_version_is_a_plan_definition() {
         pd["url"],
         "http://stride-cds.org/fhir/PlanDefinition/medial-knee-pain-running"
     );
+    // The source it derives from, the page of its source attributes, the five references.
+    let related = pd["relatedArtifact"].as_array().unwrap();
     assert_eq!(
-        pd["relatedArtifact"].as_array().unwrap().len(),
+        related.iter().filter(|r| r["type"] == "citation").count(),
         5,
-        "the seed's five references"
+        "the source's five references"
     );
+    assert!(related
+        .iter()
+        .any(|r| r["type"] == "derived-from"
+            && r["citation"].as_str().unwrap().contains("Dr.Oracle")));
+    assert!(related.iter().any(|r| r["type"] == "documentation"
+        && r["url"] == format!("{PUBLIC_URL}/guidelines/medial-knee-pain-running/1.0.0/about")));
+    assert_eq!(pd["publisher"], "The Stride project");
+    assert_eq!(
+        pd["date"], "2026-02-02",
+        "the version's release (not revised)"
+    );
+    assert_eq!(pd["useContext"][0]["code"]["code"], "focus");
+    let attributes = &pd["extension"][0];
+    assert_eq!(
+        attributes["url"],
+        "http://stride-cds.org/fhir/StructureDefinition/dsi-source-attributes"
+    );
+    let parts: Vec<&str> = attributes["extension"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["url"].as_str().unwrap())
+        .collect();
+    assert!(parts.contains(&"developer") && parts.contains(&"funding") && parts.contains(&"input"));
     let action_codes: Vec<&str> = pd["action"]
         .as_array()
         .unwrap()
@@ -157,7 +184,15 @@ async fn the_capability_statement_lists_what_is_served() {
     // An empty list would make the loop below check nothing.
     let mut kinds: Vec<&str> = listed.iter().map(|r| r["type"].as_str().unwrap()).collect();
     kinds.sort();
-    assert_eq!(kinds, ["CarePlan", "CodeSystem", "PlanDefinition"]);
+    assert_eq!(
+        kinds,
+        [
+            "CarePlan",
+            "CodeSystem",
+            "DocumentReference",
+            "PlanDefinition"
+        ]
+    );
     for r in listed {
         let kind = r["type"].as_str().unwrap();
         let (path, status) = match kind {
@@ -165,6 +200,7 @@ async fn the_capability_statement_lists_what_is_served() {
             "CodeSystem" => ("/fhir/CodeSystem/running-knee", 200),
             // Served to staff only: without a token it is a 401, not a 404.
             "CarePlan" => ("/fhir/CarePlan", 401),
+            "DocumentReference" => ("/fhir/DocumentReference?related=CarePlan/x", 401),
             other => panic!("listed but not tested: {other}"),
         };
         assert_eq!(
@@ -235,4 +271,88 @@ async fn every_path_in_openapi_is_served() {
             );
         }
     }
+}
+
+/// The DSI source attributes (45 CFR 170.315(b)(11)(iv)(A)): on each service in discovery, on
+/// the rule-set endpoint and on the page every card links to; the inputs are what the version
+/// reads (1.0.x no demographics, 1.1.x date of birth and sex).
+#[tokio::test]
+async fn source_attributes_are_published_where_each_reader_looks() {
+    let app = spawn_app().await;
+    const KEY: &str = "org.stride-cds.dsi-source-attributes";
+    let (_, discovery) = get(&app, "/cds-services").await;
+    for s in discovery["services"].as_array().unwrap() {
+        let a = &s["extension"][KEY];
+        for field in [
+            "citation",
+            "developer",
+            "funding",
+            "releaseDate",
+            "revisionDate",
+        ] {
+            assert!(
+                a[field].as_str().is_some_and(|v| !v.is_empty()),
+                "{}: {field}: {a}",
+                s["id"]
+            );
+        }
+        assert!(
+            a["inputs"].as_array().is_some_and(|i| !i.is_empty()),
+            "{}: inputs: {a}",
+            s["id"]
+        );
+    }
+    let version = |v: &str| {
+        let app = &app;
+        let path = format!("/guidelines/medial-knee-pain-running/{v}");
+        async move { get(app, &path).await.1["extension"][KEY].clone() }
+    };
+    let plain = version("1.0.2").await;
+    assert_eq!(plain["demographics"], json!([]), "{plain}");
+    assert_eq!(plain["healthStatusAssessments"], true);
+    assert_eq!(plain["releaseDate"], "2026-12-06");
+    let with_age = version("1.1.1").await;
+    assert_eq!(
+        with_age["demographics"],
+        json!(["date of birth", "sex"]),
+        "{with_age}"
+    );
+    assert!(with_age["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i == "date of birth (Patient)"));
+    // A version revised after its release says both (the synthetic fixture declares them).
+    let (_, synthetic) = get(&app, "/guidelines/synthetic-two-phase/1.0.0").await;
+    assert_eq!(synthetic["extension"][KEY]["releaseDate"], "2026-01-01");
+    assert_eq!(synthetic["extension"][KEY]["revisionDate"], "2026-02-01");
+
+    // The page, in words, open like the rule set.
+    let res = app
+        .client
+        .get(app.url("/guidelines/medial-knee-pain-running/1.1.1/about"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    for said in [
+        "About this guidance",
+        "Developed by",
+        "Funding",
+        "date of birth",
+        "sex",
+        "Dr.Oracle",
+    ] {
+        assert!(html.contains(said), "{said}: {html}");
+    }
+    assert_eq!(
+        app.client
+            .get(app.url("/guidelines/medial-knee-pain-running/9.9.9/about"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }

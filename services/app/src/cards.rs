@@ -329,7 +329,11 @@ fn base_card(
             "topic": {"system": inp.rs.doc.decision_system, "code": id, "display": display},
         },
         "overrideReasons": OVERRIDE_REASONS.iter().map(|(c, d)| json!({"system": OVERRIDE_SYSTEM, "code": c, "display": d})).collect::<Vec<_>>(),
-        "links": [{"label": format!("Guideline {} {}", inp.rs.doc.id, inp.rs.doc.version), "url": inp.guideline_url, "type": "absolute"}],
+        "links": [
+            {"label": format!("Guideline {} {}", inp.rs.doc.id, inp.rs.doc.version), "url": inp.guideline_url, "type": "absolute"},
+            // The DSI source attributes, in words (developer, funding, dates, inputs).
+            {"label": "About this guidance (source attributes)", "url": format!("{}/about", inp.guideline_url), "type": "absolute"},
+        ],
     });
     (uuid, card)
 }

@@ -31,6 +31,9 @@ pub struct Declaration {
     #[serde(default)]
     pub timeline: Vec<Series>,
     pub published: Published,
+    /// Who made this intervention and from what, as the US decision-support criterion asks
+    /// (45 CFR 170.315(b)(11)(iv)(A)); dates per version where they differ from `effective`.
+    pub source_attributes: crate::attributes::Declared,
 }
 
 #[derive(Debug, Deserialize)]

@@ -79,6 +79,8 @@ pub fn discovery<'a>(
                 // answers by default (a tenant may be pinned to another, see GET /guidelines).
                 "version": rs.doc.version.to_string(),
                 "prefetch": prefetch,
+                // The DSI source attributes of the version that answers by default.
+                "extension": {crate::attributes::EXTENSION: crate::attributes::of(rs, &d.source_attributes)},
                 "usageRequirements": format!(
                     "Requires a signed JWT from a trusted CDS client. Decides with rule set {} {}. {} \
                      Its own code system: {}.",

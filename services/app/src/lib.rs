@@ -4,6 +4,7 @@
 //! line calls the same functions.
 
 pub mod apply;
+pub mod attributes;
 pub mod cards;
 pub mod catalog;
 pub mod discovery;

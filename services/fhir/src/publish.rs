@@ -23,16 +23,47 @@ pub fn plan_definition_id(rs: &RuleSet) -> String {
     format!("{}-{}", rs.doc.id, rs.doc.version)
 }
 
-pub fn plan_definition(rs: &RuleSet) -> Result<Json, RenderError> {
+/// Who made a rule-set version and from what (its source attributes), for the PlanDefinition.
+pub struct Attribution<'a> {
+    /// Who publishes the intervention (PlanDefinition.publisher).
+    pub publisher: &'a str,
+    /// The source the intervention is derived from: its bibliographic citation.
+    pub citation: &'a str,
+    pub developer: &'a str,
+    pub funding: &'a str,
+    /// The version's revision date (PlanDefinition.date).
+    pub date: &'a str,
+    /// The patient inputs, in words.
+    pub inputs: &'a [String],
+    /// The page that shows them (linked from every card).
+    pub page: &'a str,
+}
+
+/// Where the source attributes sit as an extension of the PlanDefinition.
+pub const ATTRIBUTES_EXTENSION: &str =
+    "http://stride-cds.org/fhir/StructureDefinition/dsi-source-attributes";
+
+pub fn plan_definition(rs: &RuleSet, about: &Attribution<'_>) -> Result<Json, RenderError> {
     let d = &rs.doc;
-    let related: Vec<Json> = d
-        .sources
-        .iter()
-        .map(|s| {
-            json!({"type": "citation", "label": s.n.to_string(),
-                   "citation": format!("{}. {}, {}. ({})", s.title, s.publisher, s.year, s.kind)})
-        })
-        .collect();
+    let mut related: Vec<Json> = vec![
+        json!({"type": "derived-from", "label": "source", "display": d.title, "citation": about.citation}),
+        json!({"type": "documentation", "label": "source attributes",
+               "display": "Source attributes (45 CFR 170.315(b)(11)(iv)(A))", "url": about.page}),
+    ];
+    related.extend(d.sources.iter().map(|s| {
+        json!({"type": "citation", "label": s.n.to_string(),
+               "citation": format!("{}. {}, {}. ({})", s.title, s.publisher, s.year, s.kind)})
+    }));
+    let mut attributes = vec![
+        json!({"url": "developer", "valueString": about.developer}),
+        json!({"url": "funding", "valueString": about.funding}),
+    ];
+    attributes.extend(
+        about
+            .inputs
+            .iter()
+            .map(|i| json!({"url": "input", "valueString": i})),
+    );
     let finding = |r: &stride_guideline::model::Rule, kind: &str| {
         json!({
             "id": r.rule, "title": r.card.summary, "description": r.card.detail,
@@ -75,6 +106,13 @@ pub fn plan_definition(rs: &RuleSet) -> Result<Json, RenderError> {
             "status": status(rs),
             "effectivePeriod": period,
             "description": d.description,
+            "publisher": about.publisher,
+            "date": about.date,
+            "useContext": [{
+                "code": {"system": "http://terminology.hl7.org/CodeSystem/usage-context-type", "code": "focus"},
+                "valueCodeableConcept": {"text": d.title},
+            }],
+            "extension": [{"url": ATTRIBUTES_EXTENSION, "extension": attributes}],
             "relatedArtifact": related,
             "identifier": [{"system": "urn:ietf:rfc:3986", "value": format!("urn:sha256:{}", rs.content_hash)}],
             "action": actions,
@@ -186,7 +224,7 @@ pub fn capability_statement(
             "rest": [{
                 "mode": "server",
                 "documentation": "The guidelines Stride decides with, published as FHIR knowledge artifacts.",
-                "security": {"description": "OAuth 2.0 bearer access tokens (JWT) from the clinic's issuer; CarePlan needs the scope careplan.read; PlanDefinition/$apply a CDS client's token."},
+                "security": {"description": "OAuth 2.0 bearer access tokens (JWT) from the clinic's issuer; CarePlan and DocumentReference need the scope careplan.read; PlanDefinition/$apply a CDS client's token."},
                 "resource": [
                     {"type": "CarePlan", "interaction": [{"code": "read"}, {"code": "search-type"}],
                      "searchParam": [{"name": "patient", "type": "reference"}, {"name": "status", "type": "token"}]},
@@ -194,6 +232,9 @@ pub fn capability_statement(
                      "operation": [{"name": "apply", "definition": "http://hl7.org/fhir/OperationDefinition/PlanDefinition-apply",
                                     "documentation": "POST [base]/PlanDefinition/[id]/$apply with Parameters subject (Patient/[id]) and either data (a Bundle of the patient's Conditions and Observations) or fhirServer (valueUrl) and fhirAccessToken (valueString), Stride's parameters for fetching them as a hook's prefetch fallback does: the CarePlan a patient-view hook call would draft with this version. Not stored unless store (valueBoolean) is true: then it is a draft for clinic review (201, Location), or the identical draft already waiting (200). A CDS client token whose aud is the operation's URL."}]},
                     {"type": "CodeSystem", "interaction": [{"code": "read"}]},
+                    {"type": "DocumentReference", "interaction": [{"code": "read"}, {"code": "search-type"}],
+                     "documentation": "The patient's take-home plan (PDF) of an approved CarePlan; its id is the CarePlan's. Scope careplan.read.",
+                     "searchParam": [{"name": "related", "type": "reference"}]},
                 ],
             }],
         }),

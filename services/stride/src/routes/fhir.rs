@@ -48,8 +48,19 @@ pub async fn plan_definition(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let rs = plan(&state, &path)?;
+    let declared = state
+        .catalog
+        .declaration(&rs.doc.id)
+        .ok_or_else(|| ApiError::UnknownResource("no PlanDefinition with this id".into()))?;
+    let attributes = stride_app::attributes::of(rs, &declared.source_attributes);
+    let page = stride_app::attributes::page_url(
+        state.settings.public_url.as_str().trim_end_matches('/'),
+        &rs.doc.id,
+        &rs.doc.version,
+    );
     Ok(fhir_json(
-        publish::plan_definition(rs).map_err(|e| ApiError::internal(&e))?,
+        publish::plan_definition(rs, &attributes.attribution(&page))
+            .map_err(|e| ApiError::internal(&e))?,
     ))
 }
 

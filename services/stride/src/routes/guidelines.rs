@@ -75,12 +75,83 @@ pub async fn rule_set(
         .catalog
         .get(&id, &version)
         .ok_or_else(|| ApiError::UnknownResource("no such rule-set version".into()))?;
+    let mut body = serde_json::to_value(&rs.doc).map_err(|e| ApiError::internal(&e))?;
+    if let Some(d) = state.catalog.declaration(&id) {
+        body["extension"] = serde_json::json!({
+            stride_app::attributes::EXTENSION: stride_app::attributes::of(rs, &d.source_attributes)
+        });
+    }
     Ok(HttpResponse::Ok()
         .insert_header(("etag", format!("\"{}\"", rs.content_hash)))
-        .json(&rs.doc))
+        .json(body))
+}
+
+/// A version's source attributes for the people who read cards: who made this guidance, from
+/// what, funded by whom, released when, and which patient data it reads. Every card links
+/// here; open like the rule set itself.
+#[get("/guidelines/{id}/{version}/about")]
+pub async fn about(
+    path: web::Path<(String, String)>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::routes::ui::esc;
+    let (id, version) = path.into_inner();
+    let version: RuleSetVersion = version
+        .parse()
+        .map_err(|_| ApiError::UnknownResource("no such rule-set version".into()))?;
+    let rs = state
+        .catalog
+        .get(&id, &version)
+        .ok_or_else(|| ApiError::UnknownResource("no such rule-set version".into()))?;
+    let d = state
+        .catalog
+        .declaration(&id)
+        .ok_or_else(|| ApiError::UnknownResource("no such rule-set version".into()))?;
+    let a = stride_app::attributes::of(rs, &d.source_attributes);
+    let bullets = |items: &[String]| -> String {
+        if items.is_empty() {
+            return "<p>None.</p>".into();
+        }
+        let li: String = items
+            .iter()
+            .map(|i| format!("<li>{}</li>", esc(i)))
+            .collect();
+        format!("<ul>{li}</ul>")
+    };
+    let html = format!(
+        "<h1>About this guidance</h1><p>{} — version {} ({}).</p>\
+         <dl><dt>Based on</dt><dd>{}</dd><dt>Developed by</dt><dd>{}</dd><dt>Funding</dt><dd>{}</dd>\
+         <dt>Released</dt><dd>{}</dd><dt>Last revised</dt><dd>{}</dd></dl>\
+         <h2>Patient data it reads</h2>{}\
+         <h2>Demographics it uses</h2>{}<h2>Social determinants of health it uses</h2>{}\
+         <h2>References the rule set cites</h2>{}\
+         <p class=\"small\">These are the source attributes the US certification criterion for decision \
+         support interventions lists (45 CFR 170.315(b)(11)(iv)(A)). Machine-readable: \
+         <a href=\"/guidelines/{}/{}\">the rule set</a> (its <code>extension</code>) and discovery.</p>",
+        esc(&rs.doc.title),
+        esc(&rs.doc.version.to_string()),
+        esc(&format!("{:?}", rs.doc.status).to_lowercase()),
+        esc(&a.citation),
+        esc(&a.developer),
+        esc(&a.funding),
+        esc(&a.release_date),
+        esc(&a.revision_date),
+        bullets(&a.inputs),
+        bullets(&a.demographics),
+        bullets(&a.social_determinants),
+        bullets(&a.references),
+        esc(&id),
+        esc(&rs.doc.version.to_string()),
+    );
+    Ok(crate::routes::ui::page(
+        actix_web::http::StatusCode::OK,
+        None,
+        "About this guidance",
+        &html,
+    ))
 }
 
 /// This module's endpoints (the order is the order they are matched in).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(list).service(rule_set);
+    cfg.service(list).service(about).service(rule_set);
 }

@@ -140,6 +140,42 @@ pub fn document(public_url: &str) -> Json {
                 "parameters": [id_param, {"name": "version", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": ok_json("The rule set", json!({"type": "object"})), "404": outcome("No such version")},
             }},
+            "/guidelines/{id}/{version}/about": {"get": {
+                "summary": "A version's source attributes in words (HTML; the page every card links to)",
+                "parameters": [id_param, {"name": "version", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "404": outcome("No such version")},
+            }},
+            "/fhir/DocumentReference": {"get": {
+                "summary": "The take-home plan of an approved CarePlan (staff, careplan.read): related=CarePlan/{id}",
+                "security": [{"staffJwt": []}],
+                "parameters": [{"name": "related", "in": "query", "required": true, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "Bundle (searchset): the DocumentReference, or none before approval", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+                              "400": outcome("related is missing or not a CarePlan reference"), "401": outcome("No valid staff token"), "403": outcome("Scope careplan.read missing")},
+            }},
+            "/fhir/DocumentReference/{id}": {"get": {
+                "summary": "The take-home plan (PDF inline) of the approved CarePlan with this id (staff, careplan.read)",
+                "security": [{"staffJwt": []}],
+                "parameters": [id_param],
+                "responses": {"200": {"description": "DocumentReference", "content": {"application/fhir+json": {"schema": {"type": "object"}}}},
+                              "401": outcome("No valid staff token"), "403": outcome("Scope careplan.read missing"), "404": outcome("No such CarePlan"),
+                              "409": outcome("The CarePlan is not approved"), "422": outcome("Its rule-set version has no patient wording")},
+            }},
+            "/ui/careplans/{id}/patient": {"get": {
+                "summary": "The patient's take-home plan of an approved CarePlan (HTML; staff, careplan.read)",
+                "security": [{"staffJwt": []}],
+                "parameters": [id_param],
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                              "401": outcome("No valid staff token"), "403": outcome("Scope careplan.read missing"), "404": outcome("No such CarePlan"),
+                              "409": outcome("The CarePlan is not approved"), "422": outcome("Its rule-set version has no patient wording")},
+            }},
+            "/ui/careplans/{id}/patient.pdf": {"get": {
+                "summary": "The same take-home plan as a PDF, A4 or US Letter (staff, careplan.read)",
+                "security": [{"staffJwt": []}],
+                "parameters": [id_param, {"name": "paper", "in": "query", "schema": {"type": "string", "enum": ["a4", "letter"]}}],
+                "responses": {"200": {"description": "PDF", "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}},
+                              "400": outcome("paper is not a4 or letter"), "401": outcome("No valid staff token"), "403": outcome("Scope careplan.read missing"),
+                              "404": outcome("No such CarePlan"), "409": outcome("The CarePlan is not approved"), "422": outcome("Its rule-set version has no patient wording")},
+            }},
             "/fhir/metadata": {"get": {"summary": "CapabilityStatement", "responses": {
                 "200": {"description": "CapabilityStatement", "content": {"application/fhir+json": {"schema": {"type": "object"}}}}}}},
             "/fhir/CarePlan/{id}": {"get": {
