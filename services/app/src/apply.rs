@@ -319,7 +319,6 @@ pub async fn apply(
                 &patient_ref,
                 careplan.clone(),
                 now,
-                None,
             );
             store
                 .record_hook(HookRecord {

@@ -265,7 +265,6 @@ pub(crate) fn draft_row(
     patient_ref: &str,
     resource: Json,
     now: OffsetDateTime,
-    patient: Option<Json>,
 ) -> NewCarePlan {
     NewCarePlan {
         id,
@@ -279,7 +278,7 @@ pub(crate) fn draft_row(
         resource,
         created_at: now,
         decision_key: Some(decision_key(decision)),
-        patient,
+        patient: None,
     }
 }
 
@@ -530,7 +529,7 @@ pub async fn decide(
     // A reused draft is stored already: the call's cards and audit entry point at it.
     let reused = pending.is_some();
     let careplan_row = plan.filter(|_| !reused).map(|resource| {
-        draft_row(
+        let mut row = draft_row(
             rs,
             &decision,
             plan_id,
@@ -538,12 +537,13 @@ pub async fn decide(
             &patient_ref,
             resource,
             now,
-            // Who it is for, from the Patient the EHR prefetched.
-            match slot(req, PATIENT) {
-                Slot::Data(raw) => stride_fhir::identity::identity(raw, &req.context.patient_id),
-                _ => None,
-            },
-        )
+        );
+        // Who it is for, from the Patient the EHR prefetched.
+        row.patient = match slot(req, PATIENT) {
+            Slot::Data(raw) => stride_fhir::identity::identity(raw, &req.context.patient_id),
+            _ => None,
+        };
+        row
     });
     audit.hook = Some(call.service.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());
