@@ -88,8 +88,20 @@ async fn the_candidate_replays_every_stored_decision_and_reads_shadow_records() 
         &walker_day_20(&[obs("hip", "hip-internal-rotation-pain", 1, boolean(true))]),
     )
     .await;
+    let first_hash = summary.impact_hash.clone();
     let (summary, seen) = changes(&app).await;
     assert_eq!((summary.decisions, summary.changed), (3, 2));
+    // The impact hash is the SHA-256 of the changed-decision lines in NDJSON order: what a
+    // signer saw, so a report with other changes has another hash.
+    let lines: String = seen
+        .iter()
+        .map(|c| format!("{}\n", serde_json::to_string(c).unwrap()))
+        .collect();
+    assert_eq!(
+        summary.impact_hash,
+        stride_store::audit::sha256_hex(lines.as_bytes())
+    );
+    assert_ne!(summary.impact_hash, first_hash);
     assert_eq!(summary.from_shadow, 1);
     assert_eq!(summary.transitions.get(GROIN), Some(&2));
     assert_eq!(seen.iter().filter(|c| c.from == "shadow").count(), 1);
@@ -114,6 +126,10 @@ async fn the_candidate_replays_every_stored_decision_and_reads_shadow_records() 
     .await
     .unwrap();
     assert_eq!(later.decisions, 0);
+    assert_eq!(
+        later.impact_hash, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        "no change: the hash of nothing"
+    );
     assert!(stride::rules_cmd::impact(
         &settings,
         "medial-knee-pain-running=9.9.9",

@@ -346,6 +346,8 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
             decision_id: "phase".into(),
             careplan_id: Some(careplan.id),
             created_at: careplan.created_at,
+            rule_set_id: Some("medial-knee-pain-running".into()),
+            rule_set_version: Some("1.0.2".into()),
         }],
         careplan: Some(careplan),
         audit,

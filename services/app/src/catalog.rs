@@ -308,7 +308,8 @@ mod tests {
 
     const DECLARED: &str =
         "services:\n  - {id: x-view, hook: patient-view, title: T, description: D}\n\
-                            usage: U\npublished: {findings: F, decisions: C}\n";
+                            usage: U\npublished: {findings: F, decisions: C}\n\
+                            source_attributes: {publisher: P, citation: S, developer: D, funding: F}\n";
 
     /// A guidelines folder holding the synthetic test guideline's 1.0.0 under `id`, with
     /// `declaration`.
@@ -330,10 +331,10 @@ mod tests {
     }
 
     fn refusal(dir: &tempfile::TempDir) -> String {
-        Catalog::load(dir.path())
-            .err()
-            .expect("refused")
-            .to_string()
+        match Catalog::load(dir.path()) {
+            Ok(_) => panic!("refused"),
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
@@ -392,7 +393,9 @@ mod tests {
             ),
             (format!("{DECLARED}colour: red\n"), "unknown field `colour`"),
             (
-                "services: []\nusage: U\npublished: {findings: F, decisions: C}\n".into(),
+                "services: []\nusage: U\npublished: {findings: F, decisions: C}\n\
+                 source_attributes: {publisher: P, citation: S, developer: D, funding: F}\n"
+                    .into(),
                 "declares no CDS service",
             ),
         ] {

@@ -563,6 +563,10 @@ pub async fn decide(
         audit.details["careplan_reused"] = json!(true);
     }
     audit.details["user"] = json!(req.context.user_id);
+    // Where the card was shown (the DSI feedback export names a location).
+    if let Some(e) = &req.context.encounter_id {
+        audit.details["encounter"] = json!(e);
+    }
     let shadow_differs = shadowed.map(|(record, differs)| {
         audit.details["shadow"] = record;
         differs
@@ -600,6 +604,8 @@ pub async fn decide(
                 decision_id: c.decision_id.clone(),
                 careplan_id: planned,
                 created_at: now,
+                rule_set_id: Some(rs.doc.id.clone()),
+                rule_set_version: Some(rs.doc.version.to_string()),
             })
             .collect(),
     };

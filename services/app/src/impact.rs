@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use futures_util::StreamExt;
 use serde::Serialize;
+use sha2::Digest;
 use stride_guideline::RuleSetVersion;
 use stride_store::{AuditEntry, AuditQuery, Store, StoreError};
 
@@ -83,6 +84,15 @@ pub struct Summary {
     pub unreadable: u64,
     /// `before → after` (the phases, then ids added and removed) → how many.
     pub transitions: BTreeMap<String, u64>,
+    /// Hex SHA-256 of the changed-decision lines in NDJSON order (each line as `stride rules
+    /// impact --format ndjson` prints it, newline included): what a sign-off names as the
+    /// report its signer saw.
+    pub impact_hash: String,
+}
+
+/// The NDJSON line of a change, as the report and its hash have it.
+pub fn ndjson_line(c: &Change) -> String {
+    format!("{}\n", serde_json::to_string(c).unwrap_or_default())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +192,7 @@ pub async fn report(
         candidate: c.to_string(),
         ..Summary::default()
     };
+    let mut hash = sha2::Sha256::new();
     let mut rows = store.audit_stream(&query, true);
     while let Some(row) = rows.next().await {
         let a = row?;
@@ -226,8 +237,10 @@ pub async fn report(
             .transitions
             .entry(change.transition.clone())
             .or_default() += 1;
+        hash.update(ndjson_line(&change).as_bytes());
         on_change(&change);
     }
+    summary.impact_hash = hex::encode(hash.finalize());
     progress(summary.decisions);
     Ok(summary)
 }

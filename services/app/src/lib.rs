@@ -3,6 +3,7 @@
 //! crate extracts and admits a request, calls one of these and maps its error; the command
 //! line calls the same functions.
 
+pub mod analytics;
 pub mod apply;
 pub mod attributes;
 pub mod cards;

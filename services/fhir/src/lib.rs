@@ -7,6 +7,7 @@ pub mod clinic;
 pub mod document;
 pub mod identity;
 pub mod intake;
+pub mod measure;
 pub mod orders;
 pub mod outcome;
 pub mod publish;

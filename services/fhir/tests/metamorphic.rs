@@ -601,7 +601,7 @@ fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {
         for v in &vs {
             let facts = v.facts(&rs).unwrap();
             let rendered = render(&facts);
-            let base = decide(&rs, v, &[rendered.resources.clone()], &facts);
+            let base = decide(&rs, v, std::slice::from_ref(&rendered.resources), &facts);
             let before = Outcome::of(&base);
             vignettes += 1;
             // The rendering says what the vignette says: FHIR in, the same decision out.

@@ -206,10 +206,12 @@ pub enum Action {
     GuidelineVersion,
     /// PlanDefinition/$apply: a CarePlan drafted for a caller, not stored.
     PlanApply,
+    /// Card effectiveness or the feedback export read (who read which clinic's figures).
+    AnalyticsRead,
 }
 
 impl Action {
-    pub const ALL: [Action; 15] = [
+    pub const ALL: [Action; 16] = [
         Action::HookCall,
         Action::HookRetry,
         Action::Feedback,
@@ -225,6 +227,7 @@ impl Action {
         Action::RetentionCheckpoint,
         Action::GuidelineVersion,
         Action::PlanApply,
+        Action::AnalyticsRead,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -244,6 +247,7 @@ impl Action {
             Action::RetentionCheckpoint => "retention-checkpoint",
             Action::GuidelineVersion => "guideline-version",
             Action::PlanApply => "plan-apply",
+            Action::AnalyticsRead => "analytics-read",
         }
     }
 }

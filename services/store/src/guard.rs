@@ -11,9 +11,9 @@ use std::time::Duration;
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, FeedbackRecord, HookAnswer,
-    HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, Review,
-    StaffSession, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord,
+    FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCarePlan,
+    NewFeedback, PendingLogin, Review, StaffSession, Store, StoreError,
 };
 
 /// How often the background probe tries a database that is down: recovery is seen within
@@ -173,6 +173,12 @@ impl Store for Guarded {
             .audit_stream(query, chain_order)
             .map(move |r| self.saw(r))
             .boxed()
+    }
+    async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
+        guarded!(self, self.inner.card_outcomes(q))
+    }
+    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError> {
+        guarded!(self, self.inner.feedback_rows(q))
     }
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
         guarded!(self, self.inner.feedback_for_card(card_uuid))

@@ -68,8 +68,9 @@ impl JtiClaim {
 }
 
 pub use model::{
-    CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord, HookAnswer, HookRecord, NewCard,
-    NewCarePlan, NewFeedback, NotOneOf, PendingLogin, Review, ReviewAction, StaffSession,
+    CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord,
+    FeedbackRow, HookAnswer, HookRecord, NewCard, NewCarePlan, NewFeedback, NotOneOf, PendingLogin,
+    Review, ReviewAction, StaffSession,
 };
 
 /// Whether the applied migrations (`applied`: the highest successful version in sqlx's
@@ -208,6 +209,13 @@ pub trait Store: Send + Sync + 'static {
         chain_order: bool,
     ) -> futures_util::stream::BoxStream<'a, Result<AuditEntry, StoreError>>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
+
+    /// Card effectiveness: shown, accepted, overridden (by reason) and without feedback, per
+    /// rule-set version, card, tenant and month.
+    async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError>;
+
+    /// Every feedback on the cards `q` selects, oldest first, with whom the card was shown to.
+    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError>;
     /// The stored answers of the calls sent under a hookInstance (kept for `HOOK_ANSWER_DAYS`;
     /// one per distinct request, a few at most).
     async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError>;

@@ -147,6 +147,61 @@ pub struct NewCard {
     pub decision_id: String,
     pub careplan_id: Option<Uuid>,
     pub created_at: OffsetDateTime,
+    /// The rule set and version that decided it (card effectiveness is asked per version).
+    pub rule_set_id: Option<String>,
+    pub rule_set_version: Option<String>,
+}
+
+/// Which cards' outcomes to count: a tenant (or every tenant), a period of the cards'
+/// sending, a guideline and version.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CardOutcomeQuery {
+    pub tenant: Option<String>,
+    /// Sent at or after.
+    pub from: Option<OffsetDateTime>,
+    /// Sent before.
+    pub to: Option<OffsetDateTime>,
+    pub rule_set_id: Option<String>,
+    pub rule_set_version: Option<String>,
+}
+
+/// The outcomes of one card (decision id) of one rule-set version and tenant in one month.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardOutcome {
+    pub rule_set_id: String,
+    pub rule_set_version: String,
+    pub decision_id: String,
+    pub tenant: String,
+    /// `YYYY-MM` (UTC).
+    pub period: String,
+    pub shown: i64,
+    /// Cards with feedback "accepted" (a card may be reported both ways: counted in both).
+    pub accepted: i64,
+    pub overridden: i64,
+    pub without_feedback: i64,
+    /// Overridden cards by the override reason's code (`unspecified` when none was given).
+    pub reasons: Vec<(String, i64)>,
+}
+
+/// One feedback as the decision-support criterion's export names it (45 CFR
+/// 170.315(b)(11)(ii)(C)): the intervention, the action taken, the feedback, the user, the
+/// date and the location.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRow {
+    pub card_uuid: String,
+    /// The card's decision id, rule set and version; none for an unknown card.
+    pub decision_id: Option<String>,
+    pub rule_set_id: Option<String>,
+    pub rule_set_version: Option<String>,
+    pub tenant: String,
+    pub service_id: String,
+    pub outcome: String,
+    /// The feedback entry as the EHR sent it (override reason, comment, accepted suggestions).
+    pub details: serde_json::Value,
+    pub outcome_timestamp: OffsetDateTime,
+    /// The user the card was shown to and the encounter, from the hook call's audit entry.
+    pub user: Option<String>,
+    pub encounter: Option<String>,
 }
 
 /// What one hook call leaves behind, written in one transaction.

@@ -7,9 +7,9 @@ use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord,
-    HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin,
-    PoolOptions, StaffSession, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord,
+    CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, JtiClaim, NewAuditEntry,
+    NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession, Store, StoreError,
 };
 
 mod group;
@@ -241,6 +241,119 @@ impl Store for PgStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
+        // One row per card with whether any feedback accepted or overrode it, then counted
+        // per version, card, tenant and month; the override reasons in a second pass.
+        let counts_sql = format!(
+            "WITH fb AS (SELECT card_uuid, tenant,
+                                bool_or(outcome = 'accepted')::int AS accepted,
+                                bool_or(outcome = 'overridden')::int AS overridden
+                           FROM feedback WHERE known_card GROUP BY card_uuid, tenant)
+             SELECT c.rule_set_id, c.rule_set_version, c.decision_id, c.tenant,
+                    to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS period, COUNT(*) AS shown,
+                    COALESCE(SUM(fb.accepted), 0)::bigint AS accepted,
+                    COALESCE(SUM(fb.overridden), 0)::bigint AS overridden,
+                    COUNT(*) FILTER (WHERE fb.card_uuid IS NULL) AS without_feedback
+               FROM cards c LEFT JOIN fb ON fb.card_uuid = c.uuid::text AND fb.tenant = c.tenant
+              WHERE {CARD_FILTER}
+              GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+        );
+        let counts = bind_card_filter(sqlx::query(&counts_sql), q)
+            .fetch_all(&self.pool)
+            .await?;
+        let reasons_sql = format!(
+            "SELECT c.rule_set_id, c.rule_set_version, c.decision_id, c.tenant,
+                    to_char(c.created_at AT TIME ZONE 'UTC', 'YYYY-MM') AS period,
+                    COALESCE(f.details #>> '{{overrideReason,reason,code}}', 'unspecified') AS reason,
+                    COUNT(DISTINCT c.uuid) AS n
+               FROM cards c JOIN feedback f ON f.card_uuid = c.uuid::text AND f.tenant = c.tenant
+                                          AND f.known_card AND f.outcome = 'overridden'
+              WHERE {CARD_FILTER}
+              GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 7 DESC, 6"
+        );
+        let reasons = bind_card_filter(sqlx::query(&reasons_sql), q)
+            .fetch_all(&self.pool)
+            .await?;
+        let key = |r: &sqlx::postgres::PgRow| -> Result<[String; 5], StoreError> {
+            Ok([
+                r.try_get::<Option<String>, _>("rule_set_id")?
+                    .unwrap_or_default(),
+                r.try_get::<Option<String>, _>("rule_set_version")?
+                    .unwrap_or_default(),
+                r.try_get("decision_id")?,
+                r.try_get("tenant")?,
+                r.try_get("period")?,
+            ])
+        };
+        let mut out = Vec::new();
+        for r in &counts {
+            let [rule_set_id, rule_set_version, decision_id, tenant, period] = key(r)?;
+            out.push(CardOutcome {
+                rule_set_id,
+                rule_set_version,
+                decision_id,
+                tenant,
+                period,
+                shown: r.try_get("shown")?,
+                accepted: r.try_get("accepted")?,
+                overridden: r.try_get("overridden")?,
+                without_feedback: r.try_get("without_feedback")?,
+                reasons: Vec::new(),
+            });
+        }
+        for r in &reasons {
+            let k = key(r)?;
+            if let Some(o) = out.iter_mut().find(|o| {
+                [
+                    &o.rule_set_id,
+                    &o.rule_set_version,
+                    &o.decision_id,
+                    &o.tenant,
+                    &o.period,
+                ] == [&k[0], &k[1], &k[2], &k[3], &k[4]]
+            }) {
+                o.reasons.push((r.try_get("reason")?, r.try_get("n")?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError> {
+        let rows_sql = format!(
+            "SELECT f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
+                    f.service_id, f.outcome, f.details, f.outcome_timestamp,
+                    (SELECT a.details ->> 'user' FROM audit_entries a
+                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
+                        AND a.tenant = c.tenant LIMIT 1) AS \"user\",
+                    (SELECT a.details ->> 'encounter' FROM audit_entries a
+                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
+                        AND a.tenant = c.tenant LIMIT 1) AS encounter
+               FROM feedback f JOIN cards c ON c.uuid::text = f.card_uuid AND c.tenant = f.tenant
+              WHERE {CARD_FILTER}
+              ORDER BY f.outcome_timestamp, f.id"
+        );
+        let rows = bind_card_filter(sqlx::query(&rows_sql), q)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FeedbackRow {
+                    card_uuid: r.try_get("card_uuid")?,
+                    decision_id: r.try_get("decision_id")?,
+                    rule_set_id: r.try_get("rule_set_id")?,
+                    rule_set_version: r.try_get("rule_set_version")?,
+                    tenant: r.try_get("tenant")?,
+                    service_id: r.try_get("service_id")?,
+                    outcome: r.try_get("outcome")?,
+                    details: r.try_get("details")?,
+                    outcome_timestamp: r.try_get("outcome_timestamp")?,
+                    user: r.try_get("user")?,
+                    encounter: r.try_get("encounter")?,
+                })
+            })
+            .collect()
+    }
+
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT card_uuid, known_card, outcome, details, outcome_timestamp FROM feedback
@@ -855,4 +968,20 @@ fn row_to_audit(row: &sqlx::postgres::PgRow) -> Result<AuditEntry, StoreError> {
             _ => None,
         },
     })
+}
+
+/// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
+/// `bind_card_filter` in this order.
+const CARD_FILTER: &str = "($1::text IS NULL OR c.tenant = $1)
+    AND ($2::timestamptz IS NULL OR c.created_at >= $2) AND ($3::timestamptz IS NULL OR c.created_at < $3)
+    AND ($4::text IS NULL OR c.rule_set_id = $4) AND ($5::text IS NULL OR c.rule_set_version = $5)";
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_card_filter<'q>(q: PgQuery<'q>, f: &'q CardOutcomeQuery) -> PgQuery<'q> {
+    q.bind(&f.tenant)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(&f.rule_set_id)
+        .bind(&f.rule_set_version)
 }

@@ -12,9 +12,9 @@ use crate::audit::AuditFacts;
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord,
-    HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin,
-    PoolOptions, StaffSession, Store, StoreError,
+    AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord,
+    CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, JtiClaim, NewAuditEntry,
+    NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession, Store, StoreError,
 };
 
 mod chain;
@@ -220,6 +220,119 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
+        // One row per card with whether any feedback accepted or overrode it, then counted
+        // per version, card, tenant and month; the override reasons in a second pass.
+        let counts_sql = format!(
+            "WITH fb AS (SELECT card_uuid, tenant,
+                                MAX(outcome = 'accepted') AS accepted, MAX(outcome = 'overridden') AS overridden
+                           FROM feedback WHERE known_card GROUP BY card_uuid, tenant)
+             SELECT c.rule_set_id, c.rule_set_version, c.decision_id, c.tenant,
+                    substr(c.created_at, 1, 7) AS period, COUNT(*) AS shown,
+                    SUM(COALESCE(fb.accepted, 0)) AS accepted, SUM(COALESCE(fb.overridden, 0)) AS overridden,
+                    SUM(fb.card_uuid IS NULL) AS without_feedback
+               FROM cards c LEFT JOIN fb ON fb.card_uuid = c.uuid AND fb.tenant = c.tenant
+              WHERE {CARD_FILTER}
+              GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+        );
+        let counts = bind_card_filter(sqlx::query(&counts_sql), q)
+            .fetch_all(&self.pool)
+            .await?;
+        let reasons_sql = format!(
+            "SELECT c.rule_set_id, c.rule_set_version, c.decision_id, c.tenant,
+                    substr(c.created_at, 1, 7) AS period,
+                    COALESCE(json_extract(f.details, '$.overrideReason.reason.code'), 'unspecified') AS reason,
+                    COUNT(DISTINCT c.uuid) AS n
+               FROM cards c JOIN feedback f ON f.card_uuid = c.uuid AND f.tenant = c.tenant
+                                          AND f.known_card AND f.outcome = 'overridden'
+              WHERE {CARD_FILTER}
+              GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 7 DESC, 6"
+        );
+        let reasons = bind_card_filter(sqlx::query(&reasons_sql), q)
+            .fetch_all(&self.pool)
+            .await?;
+        let key = |r: &sqlx::sqlite::SqliteRow| -> Result<[String; 5], StoreError> {
+            Ok([
+                r.try_get::<Option<String>, _>("rule_set_id")?
+                    .unwrap_or_default(),
+                r.try_get::<Option<String>, _>("rule_set_version")?
+                    .unwrap_or_default(),
+                r.try_get("decision_id")?,
+                r.try_get("tenant")?,
+                r.try_get("period")?,
+            ])
+        };
+        let mut out = Vec::new();
+        for r in &counts {
+            let [rule_set_id, rule_set_version, decision_id, tenant, period] = key(r)?;
+            out.push(CardOutcome {
+                rule_set_id,
+                rule_set_version,
+                decision_id,
+                tenant,
+                period,
+                shown: r.try_get("shown")?,
+                accepted: r.try_get("accepted")?,
+                overridden: r.try_get("overridden")?,
+                without_feedback: r.try_get("without_feedback")?,
+                reasons: Vec::new(),
+            });
+        }
+        for r in &reasons {
+            let k = key(r)?;
+            if let Some(o) = out.iter_mut().find(|o| {
+                [
+                    &o.rule_set_id,
+                    &o.rule_set_version,
+                    &o.decision_id,
+                    &o.tenant,
+                    &o.period,
+                ] == [&k[0], &k[1], &k[2], &k[3], &k[4]]
+            }) {
+                o.reasons.push((r.try_get("reason")?, r.try_get("n")?));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError> {
+        let rows_sql = format!(
+            "SELECT f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
+                    f.service_id, f.outcome, f.details, f.outcome_timestamp,
+                    (SELECT json_extract(a.details, '$.user') FROM audit_entries a
+                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
+                        AND a.tenant = c.tenant LIMIT 1) AS user,
+                    (SELECT json_extract(a.details, '$.encounter') FROM audit_entries a
+                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
+                        AND a.tenant = c.tenant LIMIT 1) AS encounter
+               FROM feedback f JOIN cards c ON c.uuid = f.card_uuid AND c.tenant = f.tenant
+              WHERE {CARD_FILTER}
+              ORDER BY f.outcome_timestamp, f.id"
+        );
+        let rows = bind_card_filter(sqlx::query(&rows_sql), q)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let details: String = r.try_get("details")?;
+                Ok(FeedbackRow {
+                    card_uuid: r.try_get("card_uuid")?,
+                    decision_id: r.try_get("decision_id")?,
+                    rule_set_id: r.try_get("rule_set_id")?,
+                    rule_set_version: r.try_get("rule_set_version")?,
+                    tenant: r.try_get("tenant")?,
+                    service_id: r.try_get("service_id")?,
+                    outcome: r.try_get("outcome")?,
+                    details: serde_json::from_str(&details)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    outcome_timestamp: r.try_get("outcome_timestamp")?,
+                    user: r.try_get("user")?,
+                    encounter: r.try_get("encounter")?,
+                })
+            })
+            .collect()
+    }
+
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT card_uuid, known_card, outcome, details, outcome_timestamp FROM feedback
@@ -585,8 +698,23 @@ const INSERT_CAREPLAN: &str =
                             phase, red_flag, resource, created_at, updated_at, decision_key, patient)
      VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_CARDS: &str =
-    "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at) VALUES ";
-const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?)";
+    "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at,
+                        rule_set_id, rule_set_version) VALUES ";
+const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
+/// `bind_card_filter` in this order.
+const CARD_FILTER: &str = "(?1 IS NULL OR c.tenant = ?1) AND (?2 IS NULL OR c.created_at >= ?2)
+    AND (?3 IS NULL OR c.created_at < ?3) AND (?4 IS NULL OR c.rule_set_id = ?4)
+    AND (?5 IS NULL OR c.rule_set_version = ?5)";
+
+fn bind_card_filter<'q>(q: SqliteQuery<'q>, f: &'q CardOutcomeQuery) -> SqliteQuery<'q> {
+    q.bind(&f.tenant)
+        .bind(f.from)
+        .bind(f.to)
+        .bind(&f.rule_set_id)
+        .bind(&f.rule_set_version)
+}
 const INSERT_ANSWER: &str =
     "INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at)
      VALUES (?, ?, ?, ?, ?, ?)";
@@ -663,7 +791,9 @@ impl SqliteStore {
                         .bind(&card.hook_instance)
                         .bind(&card.decision_id)
                         .bind(card.careplan_id.map(|u| u.to_string()))
-                        .bind(card.created_at);
+                        .bind(card.created_at)
+                        .bind(&card.rule_set_id)
+                        .bind(&card.rule_set_version);
                 }
                 let mut q = bind_audit(q, &audit, &place);
                 if let Some(a) = &answer {

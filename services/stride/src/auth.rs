@@ -155,6 +155,8 @@ scopes! {
     CareplanReview = "careplan.review";
     /// Read, verify, export and replay the audit log.
     AuditRead = "audit.read";
+    /// Card effectiveness and the feedback export (a clinic's CDS committee).
+    AnalyticsRead = "analytics.read";
 }
 
 /// A staff member with scope `S`, from the request's bearer token (refused, counted and

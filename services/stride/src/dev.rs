@@ -17,8 +17,8 @@ pub const DEV_EHR: &str = "http://localhost/stride-dev/ehr";
 pub const DEV_STAFF: &str = "http://localhost/stride-dev/staff";
 pub const DEV_TENANT: &str = "dev";
 const KID: &str = "stride-dev-es384";
-/// A development staff token may do what the pages offer: read, review, audit.
-pub const DEV_STAFF_SCOPES: &str = "careplan.read careplan.review audit.read";
+/// A development staff token may do what the pages offer: read, review, audit, analytics.
+pub const DEV_STAFF_SCOPES: &str = "careplan.read careplan.review audit.read analytics.read";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {

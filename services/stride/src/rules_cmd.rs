@@ -160,9 +160,8 @@ pub async fn impact(
         &scope,
         |c| {
             let written = match format {
-                ImpactFormat::Ndjson => serde_json::to_string(c)
-                    .map_err(std::io::Error::other)
-                    .and_then(|line| writeln!(out, "{line}")),
+                // The exact bytes the summary's impactHash is the hash of.
+                ImpactFormat::Ndjson => write!(out, "{}", stride_app::impact::ndjson_line(c)),
                 ImpactFormat::Csv => writeln!(
                     out,
                     "{},{},{},{},{},{},{},{},{}",

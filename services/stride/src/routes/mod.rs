@@ -1,3 +1,4 @@
+pub mod analytics;
 pub mod audit;
 pub mod careplans;
 pub mod cds;
@@ -17,6 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     guidelines::routes(cfg);
     fhir::routes(cfg);
     audit::routes(cfg);
+    analytics::routes(cfg);
     careplans::routes(cfg);
     ui::routes(cfg);
     openapi::routes(cfg);

@@ -145,6 +145,39 @@ pub fn document(public_url: &str) -> Json {
                 "parameters": [id_param, {"name": "version", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}, "404": outcome("No such version")},
             }},
+            "/analytics/cards": {"get": {
+                "summary": "Card effectiveness per rule-set version, card, clinic and month: shown, accepted, overridden (by reason), without feedback (staff, analytics.read)",
+                "security": [{"staffJwt": []}],
+                "parameters": [
+                    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "guideline", "in": "query", "schema": {"type": "string"}},
+                    {"name": "version", "in": "query", "schema": {"type": "string"}},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "ndjson", "fhir"]}},
+                ],
+                "responses": {"200": {"description": "NDJSON (default), CSV, or a Bundle of MeasureReports (fhir)", "content": {
+                                  "application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}},
+                                  "application/fhir+json": {"schema": {"type": "object"}}}},
+                              "400": outcome("A bad filter or format"), "401": outcome("No valid staff token"), "403": outcome("Scope analytics.read missing")},
+            }},
+            "/analytics/feedback": {"get": {
+                "summary": "Every card feedback as the DSI criterion's export names it: intervention, action, feedback, user, date, location (staff, analytics.read)",
+                "security": [{"staffJwt": []}],
+                "parameters": [
+                    {"name": "from", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "to", "in": "query", "schema": {"type": "string", "format": "date"}},
+                    {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["csv", "ndjson"]}},
+                ],
+                "responses": {"200": {"description": "NDJSON (default) or CSV", "content": {
+                                  "application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}},
+                              "400": outcome("A bad filter or format"), "401": outcome("No valid staff token"), "403": outcome("Scope analytics.read missing")},
+            }},
+            "/ui/analytics": {"get": {
+                "summary": "The card-effectiveness page (HTML; staff, analytics.read)",
+                "security": [{"staffJwt": []}],
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                              "400": outcome("A bad filter"), "401": outcome("No valid staff token"), "403": outcome("Scope analytics.read missing")},
+            }},
             "/fhir/DocumentReference": {"get": {
                 "summary": "The take-home plan of an approved CarePlan (staff, careplan.read): related=CarePlan/{id}",
                 "security": [{"staffJwt": []}],

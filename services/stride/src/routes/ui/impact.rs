@@ -127,7 +127,8 @@ pub async fn impact(
 
     html.push_str(&format!(
         "<h2>Summary</h2><p role=\"status\">{}: {} decisions read, <strong>{} would change</strong>, {} unchanged \
-         ({} from shadow records{}).</p>",
+         ({} from shadow records{}).</p><p>Impact hash (what a sign-off names as the report its signer saw): \
+         <code class=\"hash\">{}</code></p>",
         esc(&summary.candidate),
         summary.decisions,
         summary.changed,
@@ -137,7 +138,8 @@ pub async fn impact(
             format!(", {} could not be read", summary.unreadable)
         } else {
             String::new()
-        }
+        },
+        esc(&summary.impact_hash),
     ));
     if !summary.transitions.is_empty() {
         html.push_str("<table><caption>Changes by transition</caption><thead><tr><th scope=\"col\">Transition</th><th scope=\"col\">Decisions</th></tr></thead><tbody>");

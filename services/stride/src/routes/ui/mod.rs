@@ -3,6 +3,7 @@
 //! Content-Security-Policy. Staff sign in with OpenID Connect (a session cookie scoped to
 //! `/ui`), or a reverse proxy in front of Stride adds a bearer token.
 
+pub mod analytics;
 pub mod audit;
 pub mod careplan;
 pub mod chart;
@@ -68,7 +69,7 @@ pub fn page(status: StatusCode, viewer: Option<&Viewer>, title: &str, body: &str
             let nav = if v.caller.patient.is_some() {
                 "<a href=\"/ui/careplans?status=any\">This patient's plans</a>"
             } else {
-                "<a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a> <a href=\"/ui/rules/impact\">Impact</a>"
+                "<a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a> <a href=\"/ui/rules/impact\">Impact</a> <a href=\"/ui/analytics\">Card effectiveness</a>"
             };
             format!(
                 "<header><nav aria-label=\"Stride\">{nav}</nav>\
@@ -405,5 +406,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(audit::search)
         .service(audit::export)
         .service(audit::entry)
-        .service(impact::impact);
+        .service(impact::impact)
+        .service(analytics::effectiveness);
 }

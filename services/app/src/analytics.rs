@@ -1,0 +1,225 @@
+//! Card effectiveness and the decision-support feedback export: are clinicians following the
+//! cards, which do they override and why. Counted by the store per rule-set version, card,
+//! tenant and month (indexed queries, no re-evaluation), shown only within the reader's clinic
+//! (all clinics for an all-tenants issuer), and every read is an audit entry. The feedback
+//! export carries what 45 CFR 170.315(b)(11)(ii)(C) names: the intervention, the action taken,
+//! the feedback, the user, the date and the location.
+
+use serde_json::{json, Value as Json};
+use stride_auth::Caller;
+use stride_store::{CardOutcome, CardOutcomeQuery, FeedbackRow, NewAuditEntry, Store, StoreError};
+use time::{Date, Duration, OffsetDateTime, Time};
+
+use crate::catalog::Catalog;
+
+/// What the reader asked for: sent from / to (days, inclusive, UTC), a guideline, a version.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub from: Option<Date>,
+    pub to: Option<Date>,
+    pub guideline: Option<String>,
+    pub version: Option<String>,
+}
+
+impl Filter {
+    /// The store query within what `caller` may see.
+    pub fn query(&self, caller: &Caller) -> CardOutcomeQuery {
+        CardOutcomeQuery {
+            tenant: caller.tenant_scope().map(str::to_owned),
+            from: self.from.map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
+            to: self.to.map(|d| {
+                (d + Duration::days(1))
+                    .with_time(Time::MIDNIGHT)
+                    .assume_utc()
+            }),
+            rule_set_id: self.guideline.clone(),
+            rule_set_version: self.version.clone(),
+        }
+    }
+
+    fn describe(&self) -> Json {
+        json!({"from": self.from.map(|d| d.to_string()), "to": self.to.map(|d| d.to_string()),
+               "guideline": self.guideline, "version": self.version})
+    }
+}
+
+/// Card effectiveness within what `caller` may see; `audit` (an analytics-read entry by the
+/// caller) is written first: figures nobody can trace are not shown.
+pub async fn cards(
+    store: &dyn Store,
+    caller: &Caller,
+    filter: &Filter,
+    mut audit: NewAuditEntry,
+) -> Result<Vec<CardOutcome>, StoreError> {
+    audit.details["read"] = json!("card effectiveness");
+    audit.details["filter"] = filter.describe();
+    store.append_audit(&audit).await?;
+    store.card_outcomes(&filter.query(caller)).await
+}
+
+/// Every feedback on the cards `filter` selects, within what `caller` may see (audited).
+pub async fn feedback(
+    store: &dyn Store,
+    caller: &Caller,
+    filter: &Filter,
+    mut audit: NewAuditEntry,
+) -> Result<Vec<FeedbackRow>, StoreError> {
+    audit.details["read"] = json!("feedback export");
+    audit.details["filter"] = filter.describe();
+    store.append_audit(&audit).await?;
+    store.feedback_rows(&filter.query(caller)).await
+}
+
+/// Overridden / shown, to three places; none when nothing was shown.
+pub fn override_rate(o: &CardOutcome) -> Option<f64> {
+    (o.shown > 0).then(|| (o.overridden as f64 / o.shown as f64 * 1000.0).round() / 1000.0)
+}
+
+fn card_json(o: &CardOutcome) -> Json {
+    json!({
+        "guideline": o.rule_set_id, "version": o.rule_set_version, "decisionId": o.decision_id,
+        "tenant": o.tenant, "period": o.period, "shown": o.shown, "accepted": o.accepted,
+        "overridden": o.overridden, "withoutFeedback": o.without_feedback,
+        "overrideRate": override_rate(o),
+        "overriddenByReason": o.reasons.iter().map(|(r, n)| (r.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// One JSON object per line.
+pub fn cards_ndjson(rows: &[CardOutcome]) -> String {
+    rows.iter().map(|o| format!("{}\n", card_json(o))).collect()
+}
+
+/// A CSV field, quoted where it must be (RFC 4180).
+fn field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+pub fn cards_csv(rows: &[CardOutcome]) -> String {
+    let mut out = String::from(
+        "guideline,version,decision_id,tenant,period,shown,accepted,overridden,without_feedback,override_rate,overridden_by_reason\r\n",
+    );
+    for o in rows {
+        let reasons: Vec<String> = o.reasons.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        let cells = [
+            field(&o.rule_set_id),
+            field(&o.rule_set_version),
+            field(&o.decision_id),
+            field(&o.tenant),
+            field(&o.period),
+            o.shown.to_string(),
+            o.accepted.to_string(),
+            o.overridden.to_string(),
+            o.without_feedback.to_string(),
+            override_rate(o).map(|r| r.to_string()).unwrap_or_default(),
+            field(&reasons.join(";")),
+        ];
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+/// A Bundle (collection) of MeasureReports, one per card and month.
+pub fn cards_bundle(rows: &[CardOutcome], catalog: &Catalog) -> Json {
+    let entries: Vec<Json> = rows
+        .iter()
+        .map(|o| {
+            let rs = o
+                .rule_set_version
+                .parse()
+                .ok()
+                .and_then(|v| catalog.get(&o.rule_set_id, &v));
+            let (url, system) = rs.map_or((o.rule_set_id.as_str(), ""), |rs| {
+                (rs.doc.url.as_str(), rs.doc.decision_system.as_str())
+            });
+            let report = stride_fhir::measure::measure_report(&stride_fhir::measure::CardFigures {
+                rule_set_url: url,
+                rule_set_version: &o.rule_set_version,
+                decision_system: system,
+                decision_id: &o.decision_id,
+                tenant: &o.tenant,
+                period: &o.period,
+                shown: o.shown,
+                accepted: o.accepted,
+                overridden: o.overridden,
+                without_feedback: o.without_feedback,
+                reasons: &o.reasons,
+                override_system: crate::cards::OVERRIDE_SYSTEM,
+            });
+            json!({"fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()), "resource": report})
+        })
+        .collect();
+    json!({"resourceType": "Bundle", "type": "collection", "timestamp": now(), "entry": entries})
+}
+
+fn now() -> String {
+    OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// One feedback as the criterion's export names it.
+fn feedback_json(f: &FeedbackRow) -> Json {
+    let reason = &f.details["overrideReason"]["reason"];
+    json!({
+        "intervention": {"guideline": f.rule_set_id, "version": f.rule_set_version,
+                         "decisionId": f.decision_id, "card": f.card_uuid, "service": f.service_id},
+        "action": f.outcome,
+        "acceptedSuggestions": f.details.get("acceptedSuggestions").cloned().unwrap_or(json!([])),
+        "feedback": {"reason": reason.get("code"), "reasonDisplay": reason.get("display"),
+                     "comment": f.details["overrideReason"].get("userComment")},
+        "user": f.user,
+        "date": f.outcome_timestamp.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "location": {"tenant": f.tenant, "encounter": f.encounter},
+    })
+}
+
+pub fn feedback_ndjson(rows: &[FeedbackRow]) -> String {
+    rows.iter()
+        .map(|f| format!("{}\n", feedback_json(f)))
+        .collect()
+}
+
+pub fn feedback_csv(rows: &[FeedbackRow]) -> String {
+    let mut out = String::from(
+        "guideline,version,decision_id,card,service,action,reason,comment,user,date,tenant,encounter\r\n",
+    );
+    for f in rows {
+        let j = feedback_json(f);
+        let s = |v: &Json| field(v.as_str().unwrap_or_default());
+        let cells = [
+            s(&j["intervention"]["guideline"]),
+            s(&j["intervention"]["version"]),
+            s(&j["intervention"]["decisionId"]),
+            s(&j["intervention"]["card"]),
+            s(&j["intervention"]["service"]),
+            s(&j["action"]),
+            s(&j["feedback"]["reason"]),
+            s(&j["feedback"]["comment"]),
+            s(&j["user"]),
+            s(&j["date"]),
+            s(&j["location"]["tenant"]),
+            s(&j["location"]["encounter"]),
+        ];
+        out.push_str(&cells.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_where_they_must_be() {
+        assert_eq!(field("plain"), "plain");
+        assert_eq!(field("a,b"), "\"a,b\"");
+        assert_eq!(field("say \"no\""), "\"say \"\"no\"\"\"");
+    }
+}

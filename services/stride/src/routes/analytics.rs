@@ -1,0 +1,126 @@
+//! Card effectiveness and the DSI feedback export for a clinic's CDS committee (scope
+//! `analytics.read`): extract the filter, call the use case, write its format.
+
+use actix_web::{get, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use stride_app::analytics::{self, Filter};
+use time::Date;
+
+use crate::audit;
+use crate::auth::{AnalyticsRead, Staff};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct Params {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub guideline: Option<String>,
+    pub version: Option<String>,
+    pub format: Option<String>,
+}
+
+fn day(field: &str, v: &Option<String>) -> Result<Option<Date>, ApiError> {
+    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => Date::parse(s, &time::format_description::well_known::Iso8601::DATE)
+            .map(Some)
+            .map_err(|_| ApiError::BadRequest(format!("{field}: a day such as 2026-12-01"))),
+    }
+}
+
+impl Params {
+    pub fn filter(&self) -> Result<Filter, ApiError> {
+        let text = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let f = Filter {
+            from: day("from", &self.from)?,
+            to: day("to", &self.to)?,
+            guideline: text(&self.guideline),
+            version: text(&self.version),
+        };
+        if let (Some(a), Some(b)) = (f.from, f.to) {
+            if a > b {
+                return Err(ApiError::BadRequest("from: after to".into()));
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// `GET /analytics/cards?from=&to=&guideline=&version=&format=csv|ndjson|fhir`: per rule-set
+/// version, card, tenant and month, cards shown, accepted, overridden (by reason) and without
+/// feedback; `fhir` is a Bundle of MeasureReports, one per card and month.
+#[get("/analytics/cards")]
+#[tracing::instrument(name = "analytics cards", skip_all)]
+pub async fn cards(
+    req: HttpRequest,
+    staff: Staff<AnalyticsRead>,
+    q: web::Query<Params>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let format = q.format.as_deref().unwrap_or("ndjson");
+    if !["csv", "ndjson", "fhir"].contains(&format) {
+        return Err(ApiError::BadRequest("format: csv, ndjson or fhir".into()));
+    }
+    let filter = q.filter()?;
+    let entry = audit::entry(
+        &req,
+        audit::Action::AnalyticsRead,
+        "success",
+        Some(&staff.caller),
+    );
+    let rows = analytics::cards(state.store.as_ref(), &staff.caller, &filter, entry).await?;
+    Ok(match format {
+        "csv" => HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(analytics::cards_csv(&rows)),
+        "fhir" => HttpResponse::Ok()
+            .content_type("application/fhir+json")
+            .json(analytics::cards_bundle(&rows, &state.catalog)),
+        _ => HttpResponse::Ok()
+            .content_type("application/x-ndjson")
+            .body(analytics::cards_ndjson(&rows)),
+    })
+}
+
+/// `GET /analytics/feedback?from=&to=&format=csv|ndjson`: every feedback with what the DSI
+/// criterion names (intervention, action, feedback, user, date, location).
+#[get("/analytics/feedback")]
+#[tracing::instrument(name = "analytics feedback", skip_all)]
+pub async fn feedback(
+    req: HttpRequest,
+    staff: Staff<AnalyticsRead>,
+    q: web::Query<Params>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let format = q.format.as_deref().unwrap_or("ndjson");
+    if !["csv", "ndjson"].contains(&format) {
+        return Err(ApiError::BadRequest("format: csv or ndjson".into()));
+    }
+    let filter = q.filter()?;
+    let entry = audit::entry(
+        &req,
+        audit::Action::AnalyticsRead,
+        "success",
+        Some(&staff.caller),
+    );
+    let rows = analytics::feedback(state.store.as_ref(), &staff.caller, &filter, entry).await?;
+    Ok(if format == "csv" {
+        HttpResponse::Ok()
+            .content_type("text/csv; charset=utf-8")
+            .body(analytics::feedback_csv(&rows))
+    } else {
+        HttpResponse::Ok()
+            .content_type("application/x-ndjson")
+            .body(analytics::feedback_ndjson(&rows))
+    })
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(cards).service(feedback);
+}

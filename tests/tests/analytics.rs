@@ -1,0 +1,248 @@
+//! Card effectiveness and the DSI feedback export, end to end on the test backend: cards sent
+//! by hook calls, feedback from the EHR, and what a committee reads (scope analytics.read):
+//! counts per version, card, clinic and month, reasons, the three formats, the page, and only
+//! the reader's clinic.
+
+use serde_json::{json, Value as Json};
+use stride_tests::fhir::*;
+use stride_tests::tokens::*;
+use stride_tests::{audit_actions, spawn_app_trusting, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+
+/// A patient-view call for `patient` with night pain: the red flag's card, and its uuid.
+async fn night_pain(app: &TestApp, patient: &str, clinic_b: bool) -> String {
+    let mut body = patient_view(prefetch(
+        &[condition("k", "M25.561", Some(10))],
+        &[obs("n", "pain-night", 1, boolean(true))],
+    ));
+    body["context"]["patientId"] = json!(patient);
+    for key in ["Condition", "Observation"] {
+        for e in body["prefetch"][key]["entry"].as_array_mut().unwrap() {
+            e["resource"]["subject"]["reference"] = json!(format!("Patient/{patient}"));
+        }
+    }
+    body["prefetch"]["Patient"]["id"] = json!(patient);
+    let call = if clinic_b { app.cds_b(PV) } else { app.cds(PV) };
+    let res: Json = call.json(&body).send().await.unwrap().json().await.unwrap();
+    res["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source"]["topic"]["code"] == "rest-or-night-pain")
+        .unwrap_or_else(|| panic!("a red-flag card: {res}"))["uuid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn feedback(app: &TestApp, entry: Json) {
+    let res = app
+        .cds(&format!("{PV}/feedback"))
+        .json(&json!({"feedback": [entry]}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    assert_eq!(status, 200, "{}", res.text().await.unwrap());
+}
+
+async fn read(app: &TestApp, path: &str, scope: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .bearer_auth(staff_token(scope))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_committee_reads_how_each_card_fared_in_its_clinic_only() {
+    let app = spawn_app_trusting(&[clinic_b(json!({}))], &[]).await;
+    let accepted = night_pain(&app, "p1", false).await;
+    let overridden = night_pain(&app, "p2", false).await;
+    let _silent = night_pain(&app, "p3", false).await;
+    let _elsewhere = night_pain(&app, "p4", true).await;
+    feedback(
+        &app,
+        json!({"card": accepted, "outcome": "accepted",
+        "outcomeTimestamp": "2026-12-01T10:00:00Z"}),
+    )
+    .await;
+    feedback(&app, json!({"card": overridden, "outcome": "overridden",
+        "overrideReason": {"reason": {"system": "http://stride-cds.org/fhir/CodeSystem/override-reason", "code": "already-addressed"},
+                           "userComment": "imaged last week"},
+        "outcomeTimestamp": "2026-12-01T10:05:00Z"}))
+    .await;
+
+    let res = read(&app, "/analytics/cards?format=ndjson", "analytics.read").await;
+    assert_eq!(res.status(), 200);
+    let rows: Vec<Json> = res
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        rows.iter().all(|r| r["tenant"] == TENANT),
+        "only the reader's clinic: {rows:?}"
+    );
+    let flag = rows
+        .iter()
+        .find(|r| r["decisionId"] == "rest-or-night-pain")
+        .expect("the red flag's row");
+    let month = time::OffsetDateTime::now_utc().date().to_string()[..7].to_owned();
+    assert_eq!(flag["guideline"], "medial-knee-pain-running");
+    assert_eq!(flag["version"], "1.0.2");
+    assert_eq!(flag["period"], month);
+    assert_eq!(flag["shown"], 3);
+    assert_eq!(flag["accepted"], 1);
+    assert_eq!(flag["overridden"], 1);
+    assert_eq!(flag["withoutFeedback"], 1);
+    assert_eq!(flag["overriddenByReason"], json!({"already-addressed": 1}));
+    let hold = rows
+        .iter()
+        .find(|r| r["decisionId"] == "hold-for-evaluation")
+        .expect("the phase card's row");
+    assert_eq!(hold["shown"], 3);
+    assert_eq!(hold["withoutFeedback"], 3);
+
+    // The same figures as CSV and as MeasureReports.
+    let csv = read(&app, "/analytics/cards?format=csv", "analytics.read")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with(
+        "guideline,version,decision_id,tenant,period,shown,accepted,overridden,without_feedback"
+    ));
+    assert!(csv.contains(&format!(
+        "medial-knee-pain-running,1.0.2,rest-or-night-pain,{TENANT},{month},3,1,1,1,0.333,already-addressed=1"
+    )), "{csv}");
+    let bundle: Json = read(&app, "/analytics/cards?format=fhir", "analytics.read")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    let report = bundle["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .find(|r| r["group"][0]["code"]["coding"][0]["code"] == "rest-or-night-pain")
+        .expect("a MeasureReport of the red flag");
+    assert_eq!(report["resourceType"], "MeasureReport");
+    assert_eq!(report["status"], "complete");
+    assert_eq!(report["period"]["start"], format!("{month}-01"));
+    let population = |code: &str| {
+        report["group"][0]["population"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["code"]["coding"][0]["code"] == code)
+            .map(|p| p["count"].clone())
+    };
+    assert_eq!(population("shown"), Some(json!(3)));
+    assert_eq!(population("overridden"), Some(json!(1)));
+    assert_eq!(
+        report["group"][0]["stratifier"][0]["stratum"][0]["value"]["coding"][0]["code"],
+        "already-addressed"
+    );
+
+    // The DSI feedback export: intervention, action, feedback, user, date, location.
+    let lines: Vec<Json> = read(&app, "/analytics/feedback?format=ndjson", "analytics.read")
+        .await
+        .text()
+        .await
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let o = &lines[1];
+    assert_eq!(o["intervention"]["decisionId"], "rest-or-night-pain");
+    assert_eq!(o["intervention"]["version"], "1.0.2");
+    assert_eq!(o["action"], "overridden");
+    assert_eq!(o["feedback"]["reason"], "already-addressed");
+    assert_eq!(o["feedback"]["comment"], "imaged last week");
+    assert_eq!(o["user"], "Practitioner/dr-1");
+    assert_eq!(o["date"], "2026-12-01T10:05:00Z");
+    assert_eq!(o["location"]["tenant"], TENANT);
+    assert_eq!(o["location"]["encounter"], "e1");
+    let csv = read(&app, "/analytics/feedback?format=csv", "analytics.read")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains("overridden,already-addressed,imaged last week,Practitioner/dr-1"),
+        "{csv}"
+    );
+
+    // The page, with its bars and links to the decisions behind each figure.
+    let res = read(&app, "/ui/analytics", "analytics.read").await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Card effectiveness") && html.contains("rest-or-night-pain"));
+    assert!(
+        html.contains("<svg class=\"bar\""),
+        "the override rate drawn"
+    );
+    assert!(
+        html.contains("/ui/audit?decision=rest-or-night-pain&amp;version=1.0.2"),
+        "{html}"
+    );
+    assert!(html.contains("already-addressed"), "the reasons");
+
+    // Other scopes are refused; bad filters are a 400; every read is audited.
+    assert_eq!(
+        read(&app, "/analytics/cards", "audit.read").await.status(),
+        403
+    );
+    assert_eq!(
+        read(&app, "/analytics/feedback", "careplan.read")
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        read(&app, "/analytics/cards?from=yesterday", "analytics.read")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        read(&app, "/analytics/cards?format=xml", "analytics.read")
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        read(
+            &app,
+            "/analytics/cards?from=2026-12-02&to=2026-12-01",
+            "analytics.read"
+        )
+        .await
+        .status(),
+        400
+    );
+    let empty = read(
+        &app,
+        "/analytics/cards?from=2020-01-01&to=2020-01-31",
+        "analytics.read",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(empty, "", "no cards in that period");
+    let reads = audit_actions(&app)
+        .await
+        .iter()
+        .filter(|a| *a == "analytics-read")
+        .count();
+    assert!(reads >= 6, "{reads} analytics reads audited");
+}
