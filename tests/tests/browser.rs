@@ -692,6 +692,25 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     b.check_accessible().await;
     b.shot("rules-impact-traces").await;
 
+    // Card effectiveness: the morning's cards, each card's override rate drawn, read by the
+    // committee with the same session (scope analytics.read).
+    b.client
+        .goto(&app_url(&public, "/ui/analytics"))
+        .await
+        .unwrap();
+    let text = b.text().await;
+    assert!(text.contains("Card effectiveness") && text.contains("Shown"), "{text}");
+    assert!(
+        !b.client
+            .find_all(Locator::Css("svg.bar"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the override rates are drawn"
+    );
+    b.check_accessible().await;
+    b.shot("card-effectiveness").await;
+
     // Export what the filters select, with the browser's session.
     b.client
         .goto(&app_url(&public, "/ui/audit?action=careplan-review"))
