@@ -121,9 +121,18 @@ pub fn staff_token(scope: &str) -> String {
 
 /// A staff access token with `scope` for a service whose public URL is `public`.
 pub fn staff_token_at(public: &str, scope: &str) -> String {
+    staff_token_of(public, "reviewer-1", scope)
+}
+
+/// A staff access token of another member of the same clinic (a second signer).
+pub fn staff_token_as(subject: &str, scope: &str) -> String {
+    staff_token_of(PUBLIC_URL, subject, scope)
+}
+
+fn staff_token_of(public: &str, subject: &str, scope: &str) -> String {
     let s = Signer::es384("staff-es384");
     let mut c = claims(STAFF, public);
-    c["sub"] = json!("reviewer-1");
+    c["sub"] = json!(subject);
     c["scope"] = json!(scope);
     s.sign(&s.header(), &c)
 }

@@ -699,7 +699,10 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         .await
         .unwrap();
     let text = b.text().await;
-    assert!(text.contains("Card effectiveness") && text.contains("Shown"), "{text}");
+    assert!(
+        text.contains("Card effectiveness") && text.contains("Shown"),
+        "{text}"
+    );
     assert!(
         !b.client
             .find_all(Locator::Css("svg.bar"))

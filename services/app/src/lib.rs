@@ -10,6 +10,7 @@ pub mod cards;
 pub mod catalog;
 pub mod discovery;
 pub mod feedback;
+pub mod governance;
 pub mod hook;
 pub mod impact;
 pub mod pdf;

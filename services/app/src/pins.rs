@@ -23,6 +23,8 @@ pub enum Source {
     TrustFile,
     Setting,
     NewestActive,
+    /// Put in force for the clinic through recorded sign-offs (`governance`).
+    SignedOff,
 }
 
 impl Source {
@@ -31,6 +33,7 @@ impl Source {
             Source::TrustFile => "trust file",
             Source::Setting => "STRIDE_GUIDELINE_VERSIONS",
             Source::NewestActive => "newest active",
+            Source::SignedOff => "sign-off",
         }
     }
 }
@@ -44,6 +47,10 @@ pub struct Pins {
     shadow_by_issuer: HashMap<String, BTreeMap<String, RuleSetVersion>>,
     /// Every CDS client's tenant and issuer, for reporting and the audit of changes.
     tenants: Vec<(String, String)>,
+    /// (tenant, guideline) → the version its sign-offs put in force: over every other choice,
+    /// and changed while serving (an activation, or another replica's, read back from the
+    /// store), so a lock rather than a value fixed at start.
+    activated: std::sync::RwLock<HashMap<(String, String), RuleSetVersion>>,
 }
 
 impl Pins {
@@ -113,7 +120,73 @@ impl Pins {
             shadow_global: shadow.clone(),
             shadow_by_issuer,
             tenants,
+            activated: Default::default(),
         })
+    }
+
+    /// The activations in force: the newest per clinic and guideline, for the file content it
+    /// was signed off for (a version whose file changed since answers no more until signed off
+    /// again). Returns how many clinics' versions it set.
+    pub fn load_activations(&self, catalog: &Catalog, all: &[stride_store::Activation]) -> usize {
+        let mut newest: HashMap<(String, String), &stride_store::Activation> = HashMap::new();
+        for a in all {
+            newest.insert((a.tenant.clone(), a.guideline_id.clone()), a);
+        }
+        let mut map = HashMap::new();
+        for (key, a) in newest {
+            let Ok(v) = a.version.parse::<RuleSetVersion>() else {
+                continue;
+            };
+            match catalog.get(&a.guideline_id, &v) {
+                Some(rs) if rs.content_hash == a.content_hash => {
+                    map.insert(key, v);
+                }
+                _ => tracing::warn!(
+                    guideline = %a.guideline_id, version = %a.version,
+                    "an activated version is not loaded with the content signed off: it does not answer"
+                ),
+            }
+        }
+        let n = map.len();
+        if let Ok(mut guard) = self.activated.write() {
+            *guard = map;
+        }
+        n
+    }
+
+    /// Put `version` in force for `tenant` now (after its activation was recorded).
+    pub fn activate(&self, tenant: &str, guideline: &str, version: RuleSetVersion) {
+        if let Ok(mut guard) = self.activated.write() {
+            guard.insert((tenant.to_owned(), guideline.to_owned()), version);
+        }
+    }
+
+    fn activated_for(&self, tenant: &str, guideline: &str) -> Option<RuleSetVersion> {
+        self.activated
+            .read()
+            .ok()?
+            .get(&(tenant.to_owned(), guideline.to_owned()))
+            .copied()
+    }
+
+    /// The version of `guideline` in force for `tenant` (through any of its issuers).
+    pub fn in_force_for_tenant<'c>(
+        &self,
+        catalog: &'c Catalog,
+        guideline: &str,
+        tenant: &str,
+    ) -> Option<(&'c Arc<RuleSet>, Source)> {
+        if let Some(v) = self.activated_for(tenant, guideline) {
+            if let Some(rs) = catalog.get(guideline, &v) {
+                return Some((rs, Source::SignedOff));
+            }
+        }
+        let issuer = self
+            .tenants
+            .iter()
+            .find(|(t, _)| t == tenant)
+            .map(|(_, iss)| iss.as_str());
+        self.in_force(catalog, guideline, issuer)
     }
 
     /// The candidate of `guideline` evaluated in shadow for `issuer` (`None` for a caller not
@@ -154,6 +227,15 @@ impl Pins {
         guideline: &str,
         issuer: Option<&str>,
     ) -> Option<(&'c Arc<RuleSet>, Source)> {
+        // What a clinic's sign-offs put in force answers first.
+        if let Some(i) = issuer {
+            let tenant = self.tenants.iter().find(|(_, iss)| iss == i);
+            if let Some(v) = tenant.and_then(|(t, _)| self.activated_for(t, guideline)) {
+                if let Some(rs) = catalog.get(guideline, &v) {
+                    return Some((rs, Source::SignedOff));
+                }
+            }
+        }
         let own = issuer
             .and_then(|i| self.by_issuer.get(i))
             .and_then(|m| m.get(guideline));

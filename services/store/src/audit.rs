@@ -208,10 +208,14 @@ pub enum Action {
     PlanApply,
     /// Card effectiveness or the feedback export read (who read which clinic's figures).
     AnalyticsRead,
+    /// A staff member approved or rejected a rule-set version for a clinic.
+    GuidelineSignOff,
+    /// A signed-off rule-set version was put in force for a clinic.
+    GuidelineActivation,
 }
 
 impl Action {
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 18] = [
         Action::HookCall,
         Action::HookRetry,
         Action::Feedback,
@@ -228,6 +232,8 @@ impl Action {
         Action::GuidelineVersion,
         Action::PlanApply,
         Action::AnalyticsRead,
+        Action::GuidelineSignOff,
+        Action::GuidelineActivation,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -248,6 +254,8 @@ impl Action {
             Action::GuidelineVersion => "guideline-version",
             Action::PlanApply => "plan-apply",
             Action::AnalyticsRead => "analytics-read",
+            Action::GuidelineSignOff => "guideline-sign-off",
+            Action::GuidelineActivation => "guideline-activation",
         }
     }
 }

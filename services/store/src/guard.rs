@@ -11,9 +11,10 @@ use std::time::Duration;
 use futures_util::stream::{self, BoxStream, StreamExt};
 
 use crate::{
-    AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord,
-    FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCarePlan,
-    NewFeedback, PendingLogin, Review, StaffSession, Store, StoreError,
+    Activation, AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery,
+    CarePlanRecord, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, ImpactReport, JtiClaim,
+    NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, Review, SignOff, StaffSession, Store,
+    StoreError,
 };
 
 /// How often the background probe tries a database that is down: recovery is seen within
@@ -173,6 +174,38 @@ impl Store for Guarded {
             .audit_stream(query, chain_order)
             .map(move |r| self.saw(r))
             .boxed()
+    }
+    async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError> {
+        guarded!(self, self.inner.record_impact_report(r))
+    }
+    async fn impact_report(
+        &self,
+        impact_hash: &str,
+        guideline_id: &str,
+        version: &str,
+        tenant: &str,
+    ) -> Result<Option<ImpactReport>, StoreError> {
+        guarded!(
+            self,
+            self.inner
+                .impact_report(impact_hash, guideline_id, version, tenant)
+        )
+    }
+    async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError> {
+        guarded!(self, self.inner.record_sign_off(s, audit))
+    }
+    async fn sign_offs(&self, guideline_id: &str) -> Result<Vec<SignOff>, StoreError> {
+        guarded!(self, self.inner.sign_offs(guideline_id))
+    }
+    async fn record_activation(
+        &self,
+        a: &Activation,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        guarded!(self, self.inner.record_activation(a, audit))
+    }
+    async fn activations(&self) -> Result<Vec<Activation>, StoreError> {
+        guarded!(self, self.inner.activations())
     }
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
         guarded!(self, self.inner.card_outcomes(q))

@@ -68,9 +68,9 @@ impl JtiClaim {
 }
 
 pub use model::{
-    CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord, CarePlanStatus, FeedbackRecord,
-    FeedbackRow, HookAnswer, HookRecord, NewCard, NewCarePlan, NewFeedback, NotOneOf, PendingLogin,
-    Review, ReviewAction, StaffSession,
+    Activation, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord, CarePlanStatus,
+    FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, ImpactReport, NewCard, NewCarePlan,
+    NewFeedback, NotOneOf, PendingLogin, Review, ReviewAction, SignOff, StaffSession,
 };
 
 /// Whether the applied migrations (`applied`: the highest successful version in sqlx's
@@ -213,6 +213,34 @@ pub trait Store: Send + Sync + 'static {
     /// Card effectiveness: shown, accepted, overridden (by reason) and without feedback, per
     /// rule-set version, card, tenant and month.
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError>;
+
+    /// Keep an impact report computed for signers (the same report twice is kept once).
+    async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError>;
+
+    /// The kept impact report with this hash for this version and clinic, if any.
+    async fn impact_report(
+        &self,
+        impact_hash: &str,
+        guideline_id: &str,
+        version: &str,
+        tenant: &str,
+    ) -> Result<Option<ImpactReport>, StoreError>;
+
+    /// A sign-off and its audit entry, in one write.
+    async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError>;
+
+    /// Every sign-off on a version of `guideline_id`, oldest first.
+    async fn sign_offs(&self, guideline_id: &str) -> Result<Vec<SignOff>, StoreError>;
+
+    /// An activation and its audit entry, in one write.
+    async fn record_activation(
+        &self,
+        a: &Activation,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError>;
+
+    /// Every activation, oldest first (the newest per clinic and guideline is in force).
+    async fn activations(&self) -> Result<Vec<Activation>, StoreError>;
 
     /// Every feedback on the cards `q` selects, oldest first, with whom the card was shown to.
     async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError>;

@@ -373,3 +373,49 @@ impl StaffSession {
         })
     }
 }
+
+/// A staff member's decision on a rule-set version for a clinic: approve or reject, having
+/// seen the impact report whose hash it names, for the file content it names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignOff {
+    pub id: Uuid,
+    pub guideline_id: String,
+    pub version: String,
+    /// SHA-256 of the rule-set file signed off: a changed file needs new sign-offs.
+    pub content_hash: String,
+    pub tenant: String,
+    /// `issuer|subject` of the signer.
+    pub signer: String,
+    /// `approve` or `reject`.
+    pub decision: String,
+    pub reason: Option<String>,
+    pub impact_hash: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// A rule-set version put in force for a clinic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activation {
+    pub id: Uuid,
+    pub guideline_id: String,
+    pub version: String,
+    pub content_hash: String,
+    pub tenant: String,
+    /// `issuer|subject` of who activated it.
+    pub activated_by: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// An impact report as computed for signers: what it compared, for which clinic, and its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpactReport {
+    pub impact_hash: String,
+    pub guideline_id: String,
+    pub version: String,
+    pub content_hash: String,
+    pub in_force_version: String,
+    pub tenant: String,
+    pub decisions: i64,
+    pub changed: i64,
+    pub computed_at: OffsetDateTime,
+}

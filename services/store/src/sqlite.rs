@@ -12,9 +12,10 @@ use crate::audit::AuditFacts;
 use crate::model::Review;
 use crate::stream::async_stream;
 use crate::{
-    AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord,
-    CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, JtiClaim, NewAuditEntry,
-    NewCarePlan, NewFeedback, PendingLogin, PoolOptions, StaffSession, Store, StoreError,
+    Activation, AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery,
+    CarePlanRecord, CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord,
+    ImpactReport, JtiClaim, NewAuditEntry, NewCarePlan, NewFeedback, PendingLogin, PoolOptions,
+    SignOff, StaffSession, Store, StoreError,
 };
 
 mod chain;
@@ -220,6 +221,165 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError> {
+        let r = r.clone();
+        self.write(move |c, _| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO impact_reports (impact_hash, guideline_id, version, content_hash, in_force_version,
+                                                 tenant, decisions, changed, computed_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                )
+                .bind(&r.impact_hash)
+                .bind(&r.guideline_id)
+                .bind(&r.version)
+                .bind(&r.content_hash)
+                .bind(&r.in_force_version)
+                .bind(&r.tenant)
+                .bind(r.decisions)
+                .bind(r.changed)
+                .bind(r.computed_at)
+                .execute(&mut *c)
+                .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn impact_report(
+        &self,
+        impact_hash: &str,
+        guideline_id: &str,
+        version: &str,
+        tenant: &str,
+    ) -> Result<Option<ImpactReport>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM impact_reports WHERE impact_hash = ? AND guideline_id = ? AND version = ? AND tenant = ?",
+        )
+        .bind(impact_hash)
+        .bind(guideline_id)
+        .bind(version)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(ImpactReport {
+                impact_hash: r.try_get("impact_hash")?,
+                guideline_id: r.try_get("guideline_id")?,
+                version: r.try_get("version")?,
+                content_hash: r.try_get("content_hash")?,
+                in_force_version: r.try_get("in_force_version")?,
+                tenant: r.try_get("tenant")?,
+                decisions: r.try_get("decisions")?,
+                changed: r.try_get("changed")?,
+                computed_at: r.try_get("computed_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError> {
+        let (s, audit) = (s.clone(), Prepared::new(audit.clone()));
+        self.write(move |c, heads| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO guideline_sign_offs (id, guideline_id, version, content_hash, tenant, signer,
+                                                      decision, reason, impact_hash, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(s.id.to_string())
+                .bind(&s.guideline_id)
+                .bind(&s.version)
+                .bind(&s.content_hash)
+                .bind(&s.tenant)
+                .bind(&s.signer)
+                .bind(&s.decision)
+                .bind(&s.reason)
+                .bind(&s.impact_hash)
+                .bind(s.created_at)
+                .execute(&mut *c)
+                .await?;
+                append(c, heads, &audit).await
+            })
+        })
+        .await
+    }
+
+    async fn sign_offs(&self, guideline_id: &str) -> Result<Vec<SignOff>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM guideline_sign_offs WHERE guideline_id = ? ORDER BY created_at, id",
+        )
+        .bind(guideline_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                Ok(SignOff {
+                    id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    guideline_id: r.try_get("guideline_id")?,
+                    version: r.try_get("version")?,
+                    content_hash: r.try_get("content_hash")?,
+                    tenant: r.try_get("tenant")?,
+                    signer: r.try_get("signer")?,
+                    decision: r.try_get("decision")?,
+                    reason: r.try_get("reason")?,
+                    impact_hash: r.try_get("impact_hash")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_activation(
+        &self,
+        a: &Activation,
+        audit: &NewAuditEntry,
+    ) -> Result<(), StoreError> {
+        let (a, audit) = (a.clone(), Prepared::new(audit.clone()));
+        self.write(move |c, heads| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO guideline_activations (id, guideline_id, version, content_hash, tenant,
+                                                        activated_by, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(a.id.to_string())
+                .bind(&a.guideline_id)
+                .bind(&a.version)
+                .bind(&a.content_hash)
+                .bind(&a.tenant)
+                .bind(&a.activated_by)
+                .bind(a.created_at)
+                .execute(&mut *c)
+                .await?;
+                append(c, heads, &audit).await
+            })
+        })
+        .await
+    }
+
+    async fn activations(&self) -> Result<Vec<Activation>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM guideline_activations ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get("id")?;
+                Ok(Activation {
+                    id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    guideline_id: r.try_get("guideline_id")?,
+                    version: r.try_get("version")?,
+                    content_hash: r.try_get("content_hash")?,
+                    tenant: r.try_get("tenant")?,
+                    activated_by: r.try_get("activated_by")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
         // One row per card with whether any feedback accepted or overrode it, then counted
         // per version, card, tenant and month; the override reasons in a second pass.

@@ -157,6 +157,8 @@ scopes! {
     AuditRead = "audit.read";
     /// Card effectiveness and the feedback export (a clinic's CDS committee).
     AnalyticsRead = "analytics.read";
+    /// Sign off rule-set versions and activate them for a clinic.
+    GuidelineApprove = "guideline.approve";
 }
 
 /// A staff member with scope `S`, from the request's bearer token (refused, counted and

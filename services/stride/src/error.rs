@@ -160,6 +160,19 @@ impl From<stride_app::review::ReviewError> for ApiError {
     }
 }
 
+impl From<stride_app::governance::GovernanceError> for ApiError {
+    fn from(e: stride_app::governance::GovernanceError) -> Self {
+        use stride_app::governance::GovernanceError as G;
+        match e {
+            G::UnknownVersion => ApiError::UnknownResource(e.to_string()),
+            G::Invalid(m) => ApiError::BadRequest(m),
+            G::Conflict(m) => ApiError::Conflict(m),
+            G::Forbidden => ApiError::Auth(stride_auth::AuthError::WrongTenant),
+            G::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<stride_app::take_home::TakeHomeError> for ApiError {
     fn from(e: stride_app::take_home::TakeHomeError) -> Self {
         use stride_app::take_home::TakeHomeError;

@@ -10,7 +10,12 @@ use tokio::sync::OnceCell;
 use crate::config::OidcSettings;
 
 /// The scopes Stride asks for; the provider grants a subset per person.
-pub const SCOPES: &[&str] = &["careplan.read", "careplan.review", "audit.read", "analytics.read"];
+pub const SCOPES: &[&str] = &[
+    "careplan.read",
+    "careplan.review",
+    "audit.read",
+    "analytics.read",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum OidcError {

@@ -5,6 +5,10 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::{Server, ServerHandle, Service};
+
+/// How often activations are read back from the store: another replica's activation answers
+/// here within this time (one small indexed read).
+const ACTIVATIONS_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, App, HttpMessage, HttpServer};
 use stride_store::{PoolOptions, Store};
@@ -112,6 +116,15 @@ impl Application {
         } else {
             connect_checked(&settings).await?
         };
+        // The versions clinics' sign-offs put in force answer first.
+        let activations = store
+            .activations()
+            .await
+            .map_err(|source| StartError::Database {
+                url: settings.database.redacted(),
+                source,
+            })?;
+        pins.load_activations(&catalog, &activations);
         // A change of the version in force is on the record before the first call it answers.
         let changed = pins
             .record_changes(&catalog, store.as_ref())
@@ -126,6 +139,22 @@ impl Application {
         let guarded = Arc::new(stride_store::Guarded::new(store));
         let db_health = guarded.health();
         let store: Arc<dyn Store> = guarded;
+        // Another replica's activation takes effect here within seconds, without a restart.
+        let pins = Arc::new(pins);
+        let (refresh_pins, refresh_catalog, refresh_store) =
+            (pins.clone(), catalog.clone(), store.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ACTIVATIONS_REFRESH);
+            loop {
+                every.tick().await;
+                match refresh_store.activations().await {
+                    Ok(all) => {
+                        refresh_pins.load_activations(&refresh_catalog, &all);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "activations not read back (tried again)"),
+                }
+            }
+        });
         // Upkeep that cannot wait for the next deployment: this month's audit partitions.
         let upkeep = store.clone();
         tokio::spawn(async move {

@@ -24,7 +24,7 @@ pub struct AppState {
     /// Sign-in starts per client.
     pub sign_ins: crate::admission::PerClient,
     /// Which guideline version answers for whom.
-    pub pins: stride_app::pins::Pins,
+    pub pins: Arc<stride_app::pins::Pins>,
     /// Each tenant's share of the calls in flight.
     pub tenant_share: crate::admission::TenantShare,
     /// Staff sign-in with OpenID Connect, when configured.

@@ -22,17 +22,52 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let mut ids: Vec<&str> = state.catalog.iter().map(|rs| rs.doc.id.as_str()).collect();
     ids.dedup();
     for id in ids {
+        // Sign-offs and the clinics a version answers for name clinics and staff: for staff,
+        // within the clinics they may see.
+        let sign_offs = match &caller {
+            Some(_) => state.store.sign_offs(id).await?,
+            None => Vec::new(),
+        };
+        let visible = |t: &str| caller.as_ref().is_some_and(|c| c.may_see(t));
+        let in_force: Vec<(String, String)> = state
+            .pins
+            .tenants(&state.catalog, id)
+            .into_iter()
+            .map(|(t, rs, _)| (t, rs.doc.version.to_string()))
+            .collect();
         let versions: Vec<serde_json::Value> = state
             .catalog
             .iter()
             .filter(|rs| rs.doc.id == id)
             .map(|rs| {
-                serde_json::json!({
-                    "version": rs.doc.version.to_string(),
+                let v = rs.doc.version.to_string();
+                let mut entry = serde_json::json!({
+                    "version": v,
                     "status": rs.doc.status,
                     "effective": rs.doc.effective,
                     "url": stride_app::guideline_url(public, id, &rs.doc.version),
-                })
+                    "contentHash": rs.content_hash,
+                });
+                if caller.is_some() {
+                    let signed: Vec<serde_json::Value> = sign_offs
+                        .iter()
+                        .filter(|s| s.version == v && visible(&s.tenant))
+                        .map(|s| serde_json::json!({
+                            "tenant": s.tenant, "signer": s.signer, "decision": s.decision,
+                            "reason": s.reason, "impact": s.impact_hash, "contentHash": s.content_hash,
+                            "current": s.content_hash == rs.content_hash,
+                            "at": s.created_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+                        }))
+                        .collect();
+                    let active: Vec<&str> = in_force
+                        .iter()
+                        .filter(|(t, iv)| *iv == v && visible(t))
+                        .map(|(t, _)| t.as_str())
+                        .collect();
+                    entry["signOffs"] = serde_json::json!(signed);
+                    entry["activeFor"] = serde_json::json!(active);
+                }
+                entry
             })
             .collect();
         let default = state.pins.in_force(&state.catalog, id, None);
@@ -153,5 +188,122 @@ pub async fn about(
 
 /// This module's endpoints (the order is the order they are matched in).
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(list).service(about).service(rule_set);
+    cfg.service(list)
+        .service(about)
+        .service(sign_off)
+        .service(activate)
+        .service(rule_set);
+}
+
+fn version_of(id: &str, version: &str, state: &AppState) -> Result<RuleSetVersion, ApiError> {
+    let v: RuleSetVersion = version
+        .parse()
+        .map_err(|_| ApiError::UnknownResource("no such rule-set version".into()))?;
+    state
+        .catalog
+        .get(id, &v)
+        .map(|_| v)
+        .ok_or_else(|| ApiError::UnknownResource("no such rule-set version".into()))
+}
+
+/// `POST /guidelines/{id}/{version}/$sign-off` (`guideline.approve`): approve or reject the
+/// version for the signer's clinic, naming the impact report's hash they saw.
+#[actix_web::post("/guidelines/{id}/{version}/$sign-off")]
+#[tracing::instrument(name = "guideline sign-off", skip_all)]
+pub async fn sign_off(
+    req: HttpRequest,
+    staff: crate::auth::Staff<crate::auth::GuidelineApprove>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, version) = path.into_inner();
+    let version = version_of(&id, &version, &state)?;
+    let body: stride_app::governance::SignOffRequest = json_body(&req, payload, &state).await?;
+    let entry = crate::audit::entry(
+        &req,
+        crate::audit::Action::GuidelineSignOff,
+        "success",
+        Some(&staff.caller),
+    );
+    let s = stride_app::governance::sign_off(
+        state.store.as_ref(),
+        &state.catalog,
+        &state.pins,
+        &staff.caller,
+        &id,
+        version,
+        &body,
+        entry,
+    )
+    .await?;
+    Ok(HttpResponse::Created().json(serde_json::json!({
+        "guideline": s.guideline_id, "version": s.version, "tenant": s.tenant, "signer": s.signer,
+        "decision": s.decision, "reason": s.reason, "impact": s.impact_hash, "contentHash": s.content_hash,
+    })))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    tenant: String,
+}
+
+/// `POST /guidelines/{id}/{version}/$activate` with `{"tenant": "…"}` (`guideline.approve`):
+/// put the version in force for that clinic, once two distinct staff approved it.
+#[actix_web::post("/guidelines/{id}/{version}/$activate")]
+#[tracing::instrument(name = "guideline activation", skip_all)]
+pub async fn activate(
+    req: HttpRequest,
+    staff: crate::auth::Staff<crate::auth::GuidelineApprove>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, version) = path.into_inner();
+    let version = version_of(&id, &version, &state)?;
+    let body: ActivateRequest = json_body(&req, payload, &state).await?;
+    let entry = crate::audit::entry(
+        &req,
+        crate::audit::Action::GuidelineActivation,
+        "success",
+        Some(&staff.caller),
+    );
+    let a = stride_app::governance::activate(
+        state.store.as_ref(),
+        &state.catalog,
+        &state.pins,
+        &staff.caller,
+        &id,
+        version,
+        &body.tenant,
+        entry,
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "guideline": a.guideline_id, "version": a.version, "tenant": a.tenant,
+        "activatedBy": a.activated_by, "contentHash": a.content_hash,
+    })))
+}
+
+/// A JSON body, read within the limits; a body that is not what the endpoint takes is a 400
+/// naming the field, never serde's echo of the value.
+async fn json_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<T, ApiError> {
+    let raw =
+        crate::body::read_body(req, payload, crate::body::BodyLimits::of(&state.settings)).await?;
+    serde_json::from_slice(&raw).map_err(|e| {
+        if e.is_data() {
+            ApiError::BadRequest(format!(
+                "the request body does not have the fields this endpoint takes (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        } else {
+            ApiError::MalformedJson(format!("line {}, column {}", e.line(), e.column()))
+        }
+    })
 }

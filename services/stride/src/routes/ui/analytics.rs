@@ -182,7 +182,7 @@ pub async fn effectiveness(
         let silent: i64 = months.iter().map(|o| o.without_feedback).sum();
         html.push_str(&format!(
             "<section class=\"card-figures\"><h2>{} <span class=\"ref\">({}, {} {})</span></h2>\
-             <p>Shown {shown} times: accepted {accepted}, overridden {overridden}, no feedback {silent}.</p>\
+             <p>Shown {shown} {}: accepted {accepted}, overridden {overridden}, no feedback {silent}.</p>\
              <table><caption>Override rate by month</caption><thead><tr><th scope=\"col\">Month</th><th scope=\"col\">Clinic</th>\
              <th scope=\"col\">Shown</th><th scope=\"col\">Accepted</th><th scope=\"col\">Overridden</th><th scope=\"col\">No feedback</th>\
              <th scope=\"col\">Override rate</th><th scope=\"col\">Decisions</th></tr></thead><tbody>",
@@ -190,6 +190,7 @@ pub async fn effectiveness(
             esc(decision),
             esc(guideline),
             esc(version),
+            if shown == 1 { "time" } else { "times" },
         ));
         for o in months {
             let rate = override_rate(o);

@@ -124,6 +124,19 @@ pub async fn impact(
         }
         stride_app::impact::ImpactError::Store(e) => ApiError::from(e),
     })?;
+    // The whole of a clinic's log is a report signers may sign off on: kept by its hash.
+    if let (Some(tenant), None) = (viewer.caller.tenant_scope(), since_us) {
+        stride_app::governance::keep_report(
+            state.store.as_ref(),
+            &state.catalog,
+            &state.pins,
+            tenant,
+            &candidate,
+            &summary,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    }
 
     html.push_str(&format!(
         "<h2>Summary</h2><p role=\"status\">{}: {} decisions read, <strong>{} would change</strong>, {} unchanged \

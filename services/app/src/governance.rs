@@ -1,0 +1,277 @@
+//! Rule-set versions go live for a clinic only through recorded sign-offs. Two distinct staff
+//! holding `guideline.approve` each acknowledge the impact report of the version against the
+//! one in force for their clinic (naming its hash), for the rule-set file as it is now (its
+//! content hash: a changed file needs new sign-offs); a rejection carries its reason and stops
+//! activation until a later approval by the same signer. Activation puts the version in force
+//! for the clinic at once, on this replica now and on the others when they read it back.
+//! Every sign-off and activation is an audit entry, written with it.
+
+use serde::Deserialize;
+use serde_json::json;
+use stride_auth::Caller;
+use stride_guideline::RuleSetVersion;
+use stride_store::{Activation, NewAuditEntry, SignOff, Store, StoreError};
+
+use crate::catalog::Catalog;
+use crate::impact::{report, Candidate, ImpactError, Scope};
+use crate::pins::Pins;
+
+/// Distinct approvals a version needs before it may be activated for a clinic.
+pub const APPROVALS_NEEDED: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GovernanceError {
+    #[error("no such rule-set version")]
+    UnknownVersion,
+    /// The request is incomplete: what to fix.
+    #[error("{0}")]
+    Invalid(String),
+    /// Not now: the impact report moved on, approvals are missing, or a signer rejected it.
+    #[error("{0}")]
+    Conflict(String),
+    /// A clinic the caller may not act for.
+    #[error("not your clinic")]
+    Forbidden,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<ImpactError> for GovernanceError {
+    fn from(e: ImpactError) -> Self {
+        match e {
+            ImpactError::UnknownCandidate(_) => GovernanceError::UnknownVersion,
+            ImpactError::Store(e) => GovernanceError::Store(e),
+        }
+    }
+}
+
+/// `POST /guidelines/{id}/{version}/$sign-off`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignOffRequest {
+    pub decision: String,
+    pub reason: Option<String>,
+    /// The `impactHash` of the impact report the signer saw.
+    pub impact: String,
+}
+
+fn signer(caller: &Caller) -> String {
+    format!("{}|{}", caller.issuer, caller.subject)
+}
+
+/// Keep the impact report a signer read (over all the clinic's stored decisions, against the
+/// version in force for it now): a sign-off names it by its hash, so decisions recorded after
+/// the signer read it do not make the sign-off stale. Reports over part of the log (`since`)
+/// are not kept: nobody signs off on part.
+pub async fn keep_report(
+    store: &dyn Store,
+    catalog: &Catalog,
+    pins: &Pins,
+    tenant: &str,
+    candidate: &Candidate,
+    summary: &crate::impact::Summary,
+) -> Result<(), GovernanceError> {
+    let rs = catalog
+        .get(&candidate.guideline, &candidate.version)
+        .ok_or(GovernanceError::UnknownVersion)?;
+    let Some((in_force, _)) = pins.in_force_for_tenant(catalog, &candidate.guideline, tenant)
+    else {
+        return Ok(());
+    };
+    store
+        .record_impact_report(&stride_store::ImpactReport {
+            impact_hash: summary.impact_hash.clone(),
+            guideline_id: candidate.guideline.clone(),
+            version: candidate.version.to_string(),
+            content_hash: rs.content_hash.clone(),
+            in_force_version: in_force.doc.version.to_string(),
+            tenant: tenant.to_owned(),
+            decisions: summary.decisions as i64,
+            changed: summary.changed as i64,
+            computed_at: time::OffsetDateTime::now_utc(),
+        })
+        .await?;
+    Ok(())
+}
+
+/// The impact report of `version` against what is in force for `tenant`, over the clinic's
+/// stored decisions: its hash is what a signer acknowledges.
+pub async fn impact_hash(
+    store: &dyn Store,
+    catalog: &Catalog,
+    guideline: &str,
+    version: RuleSetVersion,
+    tenant: &str,
+) -> Result<String, GovernanceError> {
+    let scope = Scope {
+        candidate: Candidate {
+            guideline: guideline.to_owned(),
+            version,
+        },
+        since_us: None,
+        tenant: Some(tenant.to_owned()),
+    };
+    let summary = report(store, catalog, &scope, |_| {}, 0, |_| {}).await?;
+    Ok(summary.impact_hash)
+}
+
+/// Record `caller`'s decision on `guideline` `version` for their clinic.
+#[allow(clippy::too_many_arguments)]
+pub async fn sign_off(
+    store: &dyn Store,
+    catalog: &Catalog,
+    pins: &Pins,
+    caller: &Caller,
+    guideline: &str,
+    version: RuleSetVersion,
+    request: &SignOffRequest,
+    mut audit: NewAuditEntry,
+) -> Result<SignOff, GovernanceError> {
+    let rs = catalog
+        .get(guideline, &version)
+        .ok_or(GovernanceError::UnknownVersion)?;
+    let decision = request.decision.as_str();
+    if !["approve", "reject"].contains(&decision) {
+        return Err(GovernanceError::Invalid(
+            "decision: approve or reject".into(),
+        ));
+    }
+    let reason = request
+        .reason
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned);
+    if decision == "reject" && reason.is_none() {
+        return Err(GovernanceError::Invalid(
+            "reason: required to reject".into(),
+        ));
+    }
+    let tenant = caller.tenant.clone();
+    if let Some((now, _)) = pins.in_force_for_tenant(catalog, guideline, &tenant) {
+        if now.doc.version == version && now.content_hash == rs.content_hash {
+            return Err(GovernanceError::Conflict(format!(
+                "{guideline} {version} is already in force for this clinic"
+            )));
+        }
+    }
+    // The report the signer read, as kept when it was computed: of this file content, against
+    // the version in force for the clinic now.
+    let in_force = pins
+        .in_force_for_tenant(catalog, guideline, &tenant)
+        .map(|(rs, _)| rs.doc.version.to_string())
+        .unwrap_or_default();
+    let seen = store
+        .impact_report(
+            request.impact.trim(),
+            guideline,
+            &version.to_string(),
+            &tenant,
+        )
+        .await?
+        .filter(|r| r.content_hash == rs.content_hash && r.in_force_version == in_force);
+    let Some(seen) = seen else {
+        return Err(GovernanceError::Conflict(format!(
+            "impact: no impact report of {guideline} {version} against {in_force} for this clinic \
+             has this hash; read the report (the impact page) and sign off on its impactHash"
+        )));
+    };
+    let current = seen.impact_hash;
+    let s = SignOff {
+        id: stride_store::new_row_id(),
+        guideline_id: guideline.to_owned(),
+        version: version.to_string(),
+        content_hash: rs.content_hash.clone(),
+        tenant,
+        signer: signer(caller),
+        decision: decision.to_owned(),
+        reason: reason.clone(),
+        impact_hash: current,
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    audit.rule_set_id = Some(guideline.to_owned());
+    audit.rule_set_version = Some(version.to_string());
+    audit.rule_set_hash = Some(rs.content_hash.clone());
+    audit.details["signOff"] =
+        json!({"decision": decision, "reason": reason, "impact": s.impact_hash});
+    store.record_sign_off(&s, &audit).await?;
+    Ok(s)
+}
+
+/// The sign-offs that count for `tenant` now: of this file content, each signer's latest.
+pub fn standing<'a>(
+    all: &'a [SignOff],
+    version: &str,
+    content_hash: &str,
+    tenant: &str,
+) -> Vec<&'a SignOff> {
+    let mut latest: Vec<&SignOff> = Vec::new();
+    for s in all
+        .iter()
+        .filter(|s| s.version == version && s.content_hash == content_hash && s.tenant == tenant)
+    {
+        latest.retain(|l| l.signer != s.signer);
+        latest.push(s);
+    }
+    latest
+}
+
+/// Put `guideline` `version` in force for `tenant`, if two distinct staff approved it for this
+/// content and nobody's latest word is a rejection.
+#[allow(clippy::too_many_arguments)]
+pub async fn activate(
+    store: &dyn Store,
+    catalog: &Catalog,
+    pins: &Pins,
+    caller: &Caller,
+    guideline: &str,
+    version: RuleSetVersion,
+    tenant: &str,
+    mut audit: NewAuditEntry,
+) -> Result<Activation, GovernanceError> {
+    let rs = catalog
+        .get(guideline, &version)
+        .ok_or(GovernanceError::UnknownVersion)?;
+    if tenant.trim().is_empty() {
+        return Err(GovernanceError::Invalid("tenant: required".into()));
+    }
+    if !caller.may_see(tenant) {
+        return Err(GovernanceError::Forbidden);
+    }
+    let all = store.sign_offs(guideline).await?;
+    let standing = standing(&all, &version.to_string(), &rs.content_hash, tenant);
+    if let Some(r) = standing.iter().find(|s| s.decision == "reject") {
+        return Err(GovernanceError::Conflict(format!(
+            "rejected by {}: {}",
+            r.signer.rsplit('|').next().unwrap_or(&r.signer),
+            r.reason.as_deref().unwrap_or("")
+        )));
+    }
+    let approvals = standing.iter().filter(|s| s.decision == "approve").count();
+    if approvals < APPROVALS_NEEDED {
+        return Err(GovernanceError::Conflict(format!(
+            "{guideline} {version} needs {APPROVALS_NEEDED} approvals by distinct staff for this \
+             clinic and this file content; it has {approvals}"
+        )));
+    }
+    let a = Activation {
+        id: stride_store::new_row_id(),
+        guideline_id: guideline.to_owned(),
+        version: version.to_string(),
+        content_hash: rs.content_hash.clone(),
+        tenant: tenant.to_owned(),
+        activated_by: signer(caller),
+        created_at: time::OffsetDateTime::now_utc(),
+    };
+    audit.tenant = tenant.to_owned();
+    audit.rule_set_id = Some(guideline.to_owned());
+    audit.rule_set_version = Some(version.to_string());
+    audit.rule_set_hash = Some(rs.content_hash.clone());
+    audit.details["activation"] = json!({
+        "tenant": tenant,
+        "signOffs": standing.iter().map(|s| json!({"signer": s.signer, "impact": s.impact_hash})).collect::<Vec<_>>(),
+    });
+    store.record_activation(&a, &audit).await?;
+    pins.activate(tenant, guideline, version);
+    Ok(a)
+}

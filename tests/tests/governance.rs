@@ -1,0 +1,229 @@
+//! Rule-set versions go live for a clinic only through recorded sign-offs: two distinct staff
+//! with guideline.approve, each naming the impact report they saw, for the file as it is; the
+//! activation answers the next call without a restart, survives one, and is audited.
+
+use serde_json::{json, Value as Json};
+use stride_tests::fhir::*;
+use stride_tests::tokens::*;
+use stride_tests::{audit_actions, spawn_app, TestApp};
+
+const PV: &str = "/cds-services/running-knee-patient-view";
+const G: &str = "medial-knee-pain-running";
+
+async fn version_answering(app: &TestApp) -> String {
+    let body = patient_view(prefetch(
+        &[condition("k", "M25.561", Some(20))],
+        &recovered_walker(),
+    ));
+    let res: Json = app
+        .cds(PV)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let label = res["cards"][0]["source"]["label"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    label.rsplit(' ').next().unwrap().to_owned()
+}
+
+/// The impact hash a signer reads on the impact page of `version` (for their clinic, over all
+/// its stored decisions): the report is kept, and a sign-off names it.
+async fn impact(app: &TestApp, version: &str) -> String {
+    let html = app
+        .client
+        .get(app.url(&format!("/ui/rules/impact?candidate={G}%3D{version}")))
+        .bearer_auth(staff_token("audit.read"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    html.split("<code class=\"hash\">")
+        .nth(1)
+        .and_then(|h| h.split('<').next())
+        .unwrap_or_else(|| panic!("an impact hash on the page: {html}"))
+        .to_owned()
+}
+
+async fn post(app: &TestApp, path: &str, token: String, body: Json) -> (u16, Json) {
+    let res = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (
+        res.status().as_u16(),
+        res.json().await.unwrap_or(Json::Null),
+    )
+}
+
+#[tokio::test]
+async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for_a_clinic() {
+    let mut app = spawn_app().await;
+    assert_eq!(version_answering(&app).await, "1.0.2");
+    let sign = |who: &str| staff_token_as(who, "guideline.approve");
+    let off = format!("/guidelines/{G}/1.1.1/$sign-off");
+    let activate = format!("/guidelines/{G}/1.1.1/$activate");
+    let hash = impact(&app, "1.1.1").await;
+
+    // The report a signer names must be one that was read (kept), of this version.
+    let (status, body) = post(
+        &app,
+        &off,
+        sign("ana"),
+        json!({"decision": "approve", "impact": "0".repeat(64)}),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = post(
+        &app,
+        &off,
+        sign("ana"),
+        json!({"decision": "approve", "impact": hash}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["signer"], format!("{STAFF}|ana"));
+    // One approval, even given twice, is not two.
+    let (status, _) = post(
+        &app,
+        &off,
+        sign("ana"),
+        json!({"decision": "approve", "impact": hash}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Decisions made since the report was read do not make it stale.
+    assert_eq!(version_answering(&app).await, "1.0.2");
+    let (status, body) = post(&app, &activate, sign("ana"), json!({"tenant": TENANT})).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        version_answering(&app).await,
+        "1.0.2",
+        "nothing changed yet"
+    );
+
+    let (status, _) = post(
+        &app,
+        &off,
+        sign("ben"),
+        json!({"decision": "approve", "impact": hash}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Another clinic is not theirs to activate; a scope is needed.
+    let (status, _) = post(&app, &activate, sign("ben"), json!({"tenant": TENANT_B})).await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &app,
+        &activate,
+        staff_token("careplan.review"),
+        json!({"tenant": TENANT}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = post(&app, &activate, sign("ben"), json!({"tenant": TENANT})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        version_answering(&app).await,
+        "1.1.1",
+        "the next call, without a restart"
+    );
+
+    // GET /guidelines shows the sign-offs and where each version is in force (staff only).
+    let g = app
+        .get_json_as("/guidelines", &staff_token("careplan.read"))
+        .await;
+    let versions = g["guidelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == G)
+        .unwrap()["versions"]
+        .clone();
+    let v = |n: &str| {
+        versions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["version"] == n)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(v("1.1.1")["activeFor"], json!([TENANT]));
+    assert_eq!(v("1.0.2")["activeFor"], json!([]));
+    let signed = v("1.1.1")["signOffs"].as_array().unwrap().clone();
+    assert_eq!(signed.len(), 3);
+    assert!(signed
+        .iter()
+        .all(|s| s["impact"] == hash && s["current"] == true));
+    let anonymous = app.get_json("/guidelines").await;
+    assert!(!anonymous.to_string().contains("signOffs"), "{anonymous}");
+
+    // A rejection needs its reason, and stops activation until its signer approves.
+    let off = format!("/guidelines/{G}/1.1.0/$sign-off");
+    let hash = impact(&app, "1.1.0").await;
+    let (status, _) = post(
+        &app,
+        &off,
+        sign("ana"),
+        json!({"decision": "reject", "impact": hash}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = post(
+        &app,
+        &off,
+        sign("ana"),
+        json!({"decision": "reject", "reason": "superseded by 1.1.1", "impact": hash}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    for who in ["ben", "cleo"] {
+        let (status, _) = post(
+            &app,
+            &off,
+            sign(who),
+            json!({"decision": "approve", "impact": hash}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, body) = post(
+        &app,
+        &format!("/guidelines/{G}/1.1.0/$activate"),
+        sign("ben"),
+        json!({"tenant": TENANT}),
+    )
+    .await;
+    assert_eq!(status, 409);
+    assert!(body.to_string().contains("superseded by 1.1.1"), "{body}");
+
+    // Every sign-off and the activation are on the record; the activation survives a restart.
+    let actions = audit_actions(&app).await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "guideline-sign-off")
+            .count(),
+        6
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "guideline-activation")
+            .count(),
+        1
+    );
+    app.restart().await;
+    assert_eq!(version_answering(&app).await, "1.1.1");
+}
