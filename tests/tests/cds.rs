@@ -965,9 +965,11 @@ async fn a_failed_write_answers_503_and_shows_no_card() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 503);
-    assert!(res.headers().contains_key("retry-after"));
+    let status = res.status();
+    let retry = res.headers().contains_key("retry-after");
     let body: Json = res.json().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(retry);
     assert_eq!(body["resourceType"], "OperationOutcome");
     assert!(body.get("cards").is_none());
 }

@@ -144,7 +144,11 @@ impl Application {
         let (refresh_pins, refresh_catalog, refresh_store) =
             (pins.clone(), catalog.clone(), store.clone());
         tokio::spawn(async move {
-            let mut every = tokio::time::interval(ACTIVATIONS_REFRESH);
+            // Loaded at start already: the first read back is one period from now.
+            let mut every = tokio::time::interval_at(
+                tokio::time::Instant::now() + ACTIVATIONS_REFRESH,
+                ACTIVATIONS_REFRESH,
+            );
             loop {
                 every.tick().await;
                 match refresh_store.activations().await {
