@@ -348,6 +348,8 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
             created_at: careplan.created_at,
             rule_set_id: Some("medial-knee-pain-running".into()),
             rule_set_version: Some("1.0.2".into()),
+            user_ref: Some("Practitioner/1".into()),
+            encounter: None,
         }],
         careplan: Some(careplan),
         audit,

@@ -606,6 +606,8 @@ pub async fn decide(
                 created_at: now,
                 rule_set_id: Some(rs.doc.id.clone()),
                 rule_set_version: Some(rs.doc.version.to_string()),
+                user_ref: Some(req.context.user_id.to_owned()),
+                encounter: req.context.encounter_id.clone(),
             })
             .collect(),
     };

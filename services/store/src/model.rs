@@ -150,6 +150,10 @@ pub struct NewCard {
     /// The rule set and version that decided it (card effectiveness is asked per version).
     pub rule_set_id: Option<String>,
     pub rule_set_version: Option<String>,
+    /// Who it was shown to and where (the hook's `userId` and `encounterId`): the feedback
+    /// export's user and location.
+    pub user_ref: Option<String>,
+    pub encounter: Option<String>,
 }
 
 /// Which cards' outcomes to count: a tenant (or every tenant), a period of the cards'

@@ -470,12 +470,7 @@ impl Store for PgStore {
         let rows_sql = format!(
             "SELECT f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
                     f.service_id, f.outcome, f.details, f.outcome_timestamp,
-                    (SELECT a.details ->> 'user' FROM audit_entries a
-                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
-                        AND a.tenant = c.tenant LIMIT 1) AS \"user\",
-                    (SELECT a.details ->> 'encounter' FROM audit_entries a
-                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
-                        AND a.tenant = c.tenant LIMIT 1) AS encounter
+                    c.user_ref AS \"user\", c.encounter AS encounter
                FROM feedback f JOIN cards c ON c.uuid::text = f.card_uuid AND c.tenant = f.tenant
               WHERE {CARD_FILTER}
               ORDER BY f.outcome_timestamp, f.id"

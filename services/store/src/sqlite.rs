@@ -459,12 +459,7 @@ impl Store for SqliteStore {
         let rows_sql = format!(
             "SELECT f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
                     f.service_id, f.outcome, f.details, f.outcome_timestamp,
-                    (SELECT json_extract(a.details, '$.user') FROM audit_entries a
-                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
-                        AND a.tenant = c.tenant LIMIT 1) AS user,
-                    (SELECT json_extract(a.details, '$.encounter') FROM audit_entries a
-                      WHERE a.hook_instance = c.hook_instance AND a.action = 'hook-call'
-                        AND a.tenant = c.tenant LIMIT 1) AS encounter
+                    c.user_ref AS user, c.encounter AS encounter
                FROM feedback f JOIN cards c ON c.uuid = f.card_uuid AND c.tenant = f.tenant
               WHERE {CARD_FILTER}
               ORDER BY f.outcome_timestamp, f.id"
@@ -859,8 +854,8 @@ const INSERT_CAREPLAN: &str =
      VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_CARDS: &str =
     "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at,
-                        rule_set_id, rule_set_version) VALUES ";
-const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                        rule_set_id, rule_set_version, user_ref, encounter) VALUES ";
+const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
 /// `bind_card_filter` in this order.
@@ -953,7 +948,9 @@ impl SqliteStore {
                         .bind(card.careplan_id.map(|u| u.to_string()))
                         .bind(card.created_at)
                         .bind(&card.rule_set_id)
-                        .bind(&card.rule_set_version);
+                        .bind(&card.rule_set_version)
+                        .bind(&card.user_ref)
+                        .bind(&card.encounter);
                 }
                 let mut q = bind_audit(q, &audit, &place);
                 if let Some(a) = &answer {

@@ -139,6 +139,38 @@ pub enum RulesCommand {
         #[arg(long, value_enum, default_value_t = ImpactFormat::Ndjson)]
         format: ImpactFormat,
     },
+    /// Sign off a version for a clinic, as `POST …/$sign-off` does: approve it (or reject it
+    /// with `--reason`), naming the impactHash of the report read (`rules impact --tenant`).
+    Approve {
+        /// `guideline-id=version`.
+        #[arg(long)]
+        candidate: String,
+        #[arg(long)]
+        tenant: String,
+        /// Who signs off (recorded as `stride-cli|NAME`).
+        #[arg(long = "as")]
+        signer: String,
+        /// The impactHash of the report read.
+        #[arg(long)]
+        impact: String,
+        /// Reject instead of approving (a reason is required).
+        #[arg(long)]
+        reject: bool,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Put a signed-off version in force for a clinic, as `POST …/$activate` does (running
+    /// servers read it back within seconds).
+    Activate {
+        /// `guideline-id=version`.
+        #[arg(long)]
+        candidate: String,
+        #[arg(long)]
+        tenant: String,
+        /// Who activates (recorded as `stride-cli|NAME`).
+        #[arg(long = "as")]
+        signer: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -117,6 +117,21 @@ fn rules(command: RulesCommand, settings: &Settings) -> ExitCode {
     let result = match &command {
         RulesCommand::Validate { paths } => rules_cmd::validate(paths, dir),
         RulesCommand::Test { paths, verbose } => rules_cmd::test(paths, dir, *verbose),
+        RulesCommand::Approve { .. } | RulesCommand::Activate { .. } => {
+            let Some(runtime) = runtime() else {
+                return ExitCode::FAILURE;
+            };
+            return match runtime.block_on(rules_cmd::govern(settings, &command)) {
+                Ok(line) => {
+                    println!("{line}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("stride: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         RulesCommand::Impact {
             candidate,
             since,

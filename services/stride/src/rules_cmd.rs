@@ -145,6 +145,8 @@ pub async fn impact(
         since_us,
         tenant,
     };
+    let keep = scope.tenant.clone().filter(|_| scope.since_us.is_none());
+    let candidate_kept = scope.candidate.clone();
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     if format == ImpactFormat::Csv {
@@ -195,6 +197,19 @@ pub async fn impact(
     if let Some(e) = failed {
         return Err(e.into());
     }
+    // A whole clinic's report is one its staff may sign off on: kept, as the impact page keeps it.
+    if let Some(tenant) = keep {
+        let pins = pins(settings, &catalog)?;
+        stride_app::governance::keep_report(
+            store.as_ref(),
+            &catalog,
+            &pins,
+            &tenant,
+            &candidate_kept,
+            &summary,
+        )
+        .await?;
+    }
     match format {
         ImpactFormat::Ndjson => {
             writeln!(out, "{}", serde_json::json!({ "summary": summary }))?;
@@ -232,5 +247,106 @@ fn csv(field: &str) -> String {
         format!("\"{}\"", field.replace('"', "\"\""))
     } else {
         field.to_owned()
+    }
+}
+
+/// The versions in force as the service sees them (its configuration and the activations
+/// recorded so far).
+fn pins(
+    settings: &crate::config::Settings,
+    catalog: &stride_app::catalog::Catalog,
+) -> Result<stride_app::pins::Pins, Box<dyn std::error::Error>> {
+    let verifier = crate::startup::verifier(settings)?;
+    Ok(stride_app::pins::Pins::new(
+        catalog,
+        &settings.guideline_versions,
+        &settings.shadow_versions,
+        &verifier,
+    )?)
+}
+
+/// `stride rules approve` and `stride rules activate`: the same use cases as the API, by an
+/// operator named with `--as`, audited like a staff member's.
+pub async fn govern(
+    settings: &crate::config::Settings,
+    command: &crate::cli::RulesCommand,
+) -> Result<String, Box<dyn std::error::Error>> {
+    use crate::cli::RulesCommand;
+    use stride_store::audit::Action;
+    let (candidate, tenant, signer) = match command {
+        RulesCommand::Approve { candidate, tenant, signer, .. }
+        | RulesCommand::Activate { candidate, tenant, signer } => (candidate, tenant, signer),
+        _ => return Err("not a governance command".into()),
+    };
+    let candidate: stride_app::impact::Candidate =
+        candidate.parse().map_err(|e| format!("--candidate: {e}"))?;
+    let catalog = stride_app::catalog::Catalog::load(settings.guidelines()?)?;
+    let store = crate::startup::connect_checked(settings).await?;
+    let pins = pins(settings, &catalog)?;
+    pins.load_activations(&catalog, &store.activations().await?);
+    let caller = stride_auth::Caller {
+        issuer: "stride-cli".into(),
+        subject: signer.clone(),
+        tenant: tenant.clone(),
+        all_tenants: false,
+        timezone: None,
+        kind: stride_auth::Kind::Staff,
+        jti: None,
+        expires_at: 0,
+        scopes: vec!["guideline.approve".into()],
+        patient: None,
+        fhir_user: None,
+    };
+    let entry = |action: Action| stride_store::NewAuditEntry {
+        id: stride_store::new_row_id(),
+        tenant: tenant.clone(),
+        recorded_us: stride_app::now_us(),
+        action: action.as_str().into(),
+        outcome: "success".into(),
+        caller_issuer: Some(caller.issuer.clone()),
+        caller_subject: Some(caller.subject.clone()),
+        details: serde_json::json!({"via": "command line"}),
+        ..stride_store::NewAuditEntry::default()
+    };
+    match command {
+        RulesCommand::Approve { impact, reject, reason, .. } => {
+            let request = stride_app::governance::SignOffRequest {
+                decision: if *reject { "reject" } else { "approve" }.into(),
+                reason: reason.clone(),
+                impact: impact.clone(),
+            };
+            let s = stride_app::governance::sign_off(
+                store.as_ref(),
+                &catalog,
+                &pins,
+                &caller,
+                &candidate.guideline,
+                candidate.version,
+                &request,
+                entry(Action::GuidelineSignOff),
+            )
+            .await?;
+            Ok(format!(
+                "{}: {} {} for {} by {}",
+                s.decision, s.guideline_id, s.version, s.tenant, s.signer
+            ))
+        }
+        _ => {
+            let a = stride_app::governance::activate(
+                store.as_ref(),
+                &catalog,
+                &pins,
+                &caller,
+                &candidate.guideline,
+                candidate.version,
+                tenant,
+                entry(Action::GuidelineActivation),
+            )
+            .await?;
+            Ok(format!(
+                "activated: {} {} for {} by {}",
+                a.guideline_id, a.version, a.tenant, a.activated_by
+            ))
+        }
     }
 }

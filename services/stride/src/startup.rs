@@ -325,7 +325,7 @@ impl Application {
 }
 
 /// The token verifier for the trusted issuers. Without a trust file no caller is trusted.
-fn verifier(settings: &Settings) -> Result<stride_auth::Verifier, StartError> {
+pub fn verifier(settings: &Settings) -> Result<stride_auth::Verifier, StartError> {
     let trust = match (&settings.dev_trust, &settings.trust_file) {
         (Some(dev), _) => stride_auth::TrustFile::parse(&dev.to_string())?,
         (None, Some(path)) => stride_auth::TrustFile::load(path)?,

@@ -570,6 +570,71 @@ fn dev_mode_staff_pages_show_what_the_development_hook_drafted() {
     child.wait().unwrap();
 }
 
+/// A committee's path from the command line: read the impact for the clinic (the report is
+/// kept), two operators approve, one activates; one approval is not enough.
+#[test]
+fn rules_approve_and_activate_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = "/cds-services/running-knee-patient-view";
+    let (mut child, port, _, tokens) = serve_trusted(&dir, path, 1);
+    assert!(hook_call(port, path, &tokens[0], 1).is_some());
+    sigterm(&child);
+    child.wait().unwrap();
+    let cli = || {
+        let mut c = stride(&dir);
+        c.env("STRIDE_TRUST_FILE", dir.path().join("trust.json"))
+            .env("STRIDE_PUBLIC_URL", "http://localhost");
+        c
+    };
+    let tenant = "https://ehr.test";
+    let candidate = "medial-knee-pain-running=1.1.1";
+    let out = run(cli().args(["rules", "impact", "--candidate", candidate, "--tenant", tenant]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let hash = summary["summary"]["impactHash"].as_str().unwrap().to_owned();
+    assert_eq!(hash.len(), 64, "{summary}");
+    let approve = |who: &str, impact: &str| {
+        run(cli().args([
+            "rules", "approve", "--candidate", candidate, "--tenant", tenant, "--as", who,
+            "--impact", impact,
+        ]))
+    };
+    let activate = || {
+        run(cli().args(["rules", "activate", "--candidate", candidate, "--tenant", tenant, "--as", "ana"]))
+    };
+    let wrong = approve("ana", &"0".repeat(64));
+    assert_eq!(wrong.status.code(), Some(2), "an impact report nobody read");
+    let out = approve("ana", &hash);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("approve: medial-knee-pain-running 1.1.1"));
+    let out = activate();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("needs 2 approvals"), "{}", stderr(&out));
+    assert!(approve("ben", &hash).status.success());
+    let out = activate();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("activated"));
+
+    // The served version for that clinic is now 1.1.1 (read back at start).
+    let (mut child, _port, logs, _) = serve_trusted(&dir, path, 1);
+    sigterm(&child);
+    child.wait().unwrap();
+    let out = run(cli().args(["audit", "verify"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let export = dir.path().join("log.ndjson");
+    assert!(run(cli().args(["audit", "export", "--out"]).arg(&export)).status.success());
+    let log = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(log.matches("\"guideline-sign-off\"").count(), 2, "{log}");
+    assert_eq!(log.matches("\"guideline-activation\"").count(), 1);
+    assert!(
+        log.lines().any(|l| l.contains("\"guideline-version\"") && l.contains("\"1.1.1\"") && l.contains("sign-off")),
+        "the version in force changed by sign-off, on the record at the next start: {:?}",
+        logs.lock().unwrap().len()
+    );
+}
+
 #[test]
 fn audit_verify_export_and_replay_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
