@@ -13,6 +13,9 @@ CREATE TABLE guideline_sign_offs (
     decision      TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
     reason        TEXT,
     impact_hash   TEXT NOT NULL,
+    -- The version in force for the clinic when the report signed off on was computed: an
+    -- approval counts only while that version is still the one in force.
+    in_force_version TEXT NOT NULL,
     created_at    TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX guideline_sign_offs_version ON guideline_sign_offs (guideline_id, version, tenant);

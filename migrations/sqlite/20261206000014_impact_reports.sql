@@ -11,5 +11,5 @@ CREATE TABLE impact_reports (
     decisions         BIGINT NOT NULL,
     changed           BIGINT NOT NULL,
     computed_at       TEXT NOT NULL,
-    PRIMARY KEY (impact_hash, guideline_id, version, tenant)
+    PRIMARY KEY (impact_hash, guideline_id, version, content_hash, in_force_version, tenant)
 );

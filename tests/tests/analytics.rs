@@ -194,7 +194,14 @@ async fn a_committee_reads_how_each_card_fared_in_its_clinic_only() {
         html.contains("/ui/audit?decision=rest-or-night-pain&amp;version=1.0.2"),
         "{html}"
     );
-    assert!(html.contains("already-addressed"), "the reasons");
+    assert!(
+        html.contains("Already addressed"),
+        "the reasons, in words: {html}"
+    );
+    assert!(
+        html.contains("The last 90 days"),
+        "without dates, the last quarter"
+    );
 
     // Other scopes are refused; bad filters are a 400; every read is audited.
     assert_eq!(

@@ -8,7 +8,7 @@
 use serde_json::{json, Value as Json};
 use stride_auth::Caller;
 use stride_store::{CardOutcome, CardOutcomeQuery, FeedbackRow, NewAuditEntry, Store, StoreError};
-use time::{Date, Duration, OffsetDateTime, Time};
+use time::{Date, OffsetDateTime, Time};
 
 use crate::catalog::Catalog;
 
@@ -27,11 +27,11 @@ impl Filter {
         CardOutcomeQuery {
             tenant: caller.tenant_scope().map(str::to_owned),
             from: self.from.map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
-            to: self.to.map(|d| {
-                (d + Duration::days(1))
-                    .with_time(Time::MIDNIGHT)
-                    .assume_utc()
-            }),
+            // The day after `to`, when there is one (9999-12-31 has none: no upper bound).
+            to: self
+                .to
+                .and_then(Date::next_day)
+                .map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
             rule_set_id: self.guideline.clone(),
             rule_set_version: self.version.clone(),
         }
@@ -90,8 +90,15 @@ pub fn cards_ndjson(rows: &[CardOutcome]) -> String {
     rows.iter().map(|o| format!("{}\n", card_json(o))).collect()
 }
 
-/// A CSV field, quoted where it must be (RFC 4180).
+/// A CSV field, quoted where it must be (RFC 4180). Text the EHR sent (a comment, a reason)
+/// that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR) starts with `'`.
 fn field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    let s = s.as_str();
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
@@ -221,5 +228,7 @@ mod tests {
         assert_eq!(field("plain"), "plain");
         assert_eq!(field("a,b"), "\"a,b\"");
         assert_eq!(field("say \"no\""), "\"say \"\"no\"\"\"");
+        assert_eq!(field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(field("@SUM(A1)"), "'@SUM(A1)");
     }
 }

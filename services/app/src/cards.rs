@@ -24,6 +24,14 @@ const OVERRIDE_REASONS: &[(&str, &str)] = &[
     ("data-incorrect", "The data shown is incorrect or outdated"),
 ];
 
+/// The words of an override reason Stride offers, by its code.
+pub fn override_reason(code: &str) -> Option<&'static str> {
+    OVERRIDE_REASONS
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, d)| *d)
+}
+
 /// A card and the decision id it carries (stored so feedback can be tied to it).
 pub struct Card {
     pub uuid: Uuid,

@@ -169,7 +169,8 @@ pub async fn sign_off(
             &tenant,
         )
         .await?
-        .filter(|r| r.content_hash == rs.content_hash && r.in_force_version == in_force);
+        .into_iter()
+        .find(|r| r.content_hash == rs.content_hash && r.in_force_version == in_force);
     let Some(seen) = seen else {
         return Err(GovernanceError::Conflict(format!(
             "impact: no impact report of {guideline} {version} against {in_force} for this clinic \
@@ -187,6 +188,7 @@ pub async fn sign_off(
         decision: decision.to_owned(),
         reason: reason.clone(),
         impact_hash: current,
+        in_force_version: in_force,
         created_at: time::OffsetDateTime::now_utc(),
     };
     audit.rule_set_id = Some(guideline.to_owned());
@@ -198,18 +200,26 @@ pub async fn sign_off(
     Ok(s)
 }
 
-/// The sign-offs that count for `tenant` now: of this file content, each signer's latest.
+/// Signers a sign-off through the command line is recorded under: an operator names
+/// themselves (`--as`), so all of them together count as one approver.
+pub const CLI_ISSUER: &str = "stride-cli";
+
+/// The sign-offs that count for `tenant` now: of this file content, against the version in
+/// force now (`in_force`), each signer's latest.
 pub fn standing<'a>(
     all: &'a [SignOff],
     version: &str,
     content_hash: &str,
     tenant: &str,
+    in_force: &str,
 ) -> Vec<&'a SignOff> {
     let mut latest: Vec<&SignOff> = Vec::new();
-    for s in all
-        .iter()
-        .filter(|s| s.version == version && s.content_hash == content_hash && s.tenant == tenant)
-    {
+    for s in all.iter().filter(|s| {
+        s.version == version
+            && s.content_hash == content_hash
+            && s.tenant == tenant
+            && s.in_force_version == in_force
+    }) {
         latest.retain(|l| l.signer != s.signer);
         latest.push(s);
     }
@@ -238,8 +248,23 @@ pub async fn activate(
     if !caller.may_see(tenant) {
         return Err(GovernanceError::Forbidden);
     }
+    if rs.doc.status == stride_guideline::model::Status::Retired {
+        return Err(GovernanceError::Conflict(format!(
+            "{guideline} {version} is retired: it stays loadable for replay, never in force again"
+        )));
+    }
+    let in_force = pins
+        .in_force_for_tenant(catalog, guideline, tenant)
+        .map(|(rs, _)| rs.doc.version.to_string())
+        .unwrap_or_default();
     let all = store.sign_offs(guideline).await?;
-    let standing = standing(&all, &version.to_string(), &rs.content_hash, tenant);
+    let standing = standing(
+        &all,
+        &version.to_string(),
+        &rs.content_hash,
+        tenant,
+        &in_force,
+    );
     if let Some(r) = standing.iter().find(|s| s.decision == "reject") {
         return Err(GovernanceError::Conflict(format!(
             "rejected by {}: {}",
@@ -247,11 +272,27 @@ pub async fn activate(
             r.reason.as_deref().unwrap_or("")
         )));
     }
-    let approvals = standing.iter().filter(|s| s.decision == "approve").count();
+    // Distinct people: signers through the command line name themselves, so together they
+    // count once.
+    let mut approvers: Vec<&str> = standing
+        .iter()
+        .filter(|s| s.decision == "approve")
+        .map(|s| {
+            if s.signer.starts_with(&format!("{CLI_ISSUER}|")) {
+                CLI_ISSUER
+            } else {
+                s.signer.as_str()
+            }
+        })
+        .collect();
+    approvers.sort_unstable();
+    approvers.dedup();
+    let approvals = approvers.len();
     if approvals < APPROVALS_NEEDED {
         return Err(GovernanceError::Conflict(format!(
             "{guideline} {version} needs {APPROVALS_NEEDED} approvals by distinct staff for this \
-             clinic and this file content; it has {approvals}"
+             clinic, this file content and the version in force ({in_force}); it has {approvals} \
+             (sign-offs from the command line count as one)"
         )));
     }
     let a = Activation {
@@ -272,6 +313,6 @@ pub async fn activate(
         "signOffs": standing.iter().map(|s| json!({"signer": s.signer, "impact": s.impact_hash})).collect::<Vec<_>>(),
     });
     store.record_activation(&a, &audit).await?;
-    pins.activate(tenant, guideline, version);
+    pins.activate(tenant, guideline, version, a.created_at);
     Ok(a)
 }

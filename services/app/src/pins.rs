@@ -50,7 +50,7 @@ pub struct Pins {
     /// (tenant, guideline) → the version its sign-offs put in force: over every other choice,
     /// and changed while serving (an activation, or another replica's, read back from the
     /// store), so a lock rather than a value fixed at start.
-    activated: std::sync::RwLock<HashMap<(String, String), RuleSetVersion>>,
+    activated: std::sync::RwLock<HashMap<(String, String), (RuleSetVersion, time::OffsetDateTime)>>,
 }
 
 impl Pins {
@@ -130,34 +130,54 @@ impl Pins {
     pub fn load_activations(&self, catalog: &Catalog, all: &[stride_store::Activation]) -> usize {
         let mut newest: HashMap<(String, String), &stride_store::Activation> = HashMap::new();
         for a in all {
-            newest.insert((a.tenant.clone(), a.guideline_id.clone()), a);
+            let key = (a.tenant.clone(), a.guideline_id.clone());
+            if newest
+                .get(&key)
+                .is_none_or(|b| b.created_at <= a.created_at)
+            {
+                newest.insert(key, a);
+            }
         }
-        let mut map = HashMap::new();
+        let Ok(mut map) = self.activated.write() else {
+            return 0;
+        };
+        let mut set = 0;
         for (key, a) in newest {
             let Ok(v) = a.version.parse::<RuleSetVersion>() else {
                 continue;
             };
             match catalog.get(&a.guideline_id, &v) {
+                // Merged, never replaced: an activation made here after the store was read is
+                // newer than what was read, and stays.
                 Some(rs) if rs.content_hash == a.content_hash => {
-                    map.insert(key, v);
+                    if map.get(&key).is_none_or(|(_, at)| *at <= a.created_at) {
+                        map.insert(key, (v, a.created_at));
+                        set += 1;
+                    }
                 }
-                _ => tracing::warn!(
-                    guideline = %a.guideline_id, version = %a.version,
-                    "an activated version is not loaded with the content signed off: it does not answer"
-                ),
+                _ => {
+                    if map.remove(&key).is_some() {
+                        tracing::warn!(
+                            guideline = %a.guideline_id, version = %a.version,
+                            "an activated version is not loaded with the content signed off: it does not answer"
+                        );
+                    }
+                }
             }
         }
-        let n = map.len();
-        if let Ok(mut guard) = self.activated.write() {
-            *guard = map;
-        }
-        n
+        set
     }
 
-    /// Put `version` in force for `tenant` now (after its activation was recorded).
-    pub fn activate(&self, tenant: &str, guideline: &str, version: RuleSetVersion) {
+    /// Put `version` in force for `tenant` now (after its activation, made `at`, was recorded).
+    pub fn activate(
+        &self,
+        tenant: &str,
+        guideline: &str,
+        version: RuleSetVersion,
+        at: time::OffsetDateTime,
+    ) {
         if let Ok(mut guard) = self.activated.write() {
-            guard.insert((tenant.to_owned(), guideline.to_owned()), version);
+            guard.insert((tenant.to_owned(), guideline.to_owned()), (version, at));
         }
     }
 
@@ -166,7 +186,7 @@ impl Pins {
             .read()
             .ok()?
             .get(&(tenant.to_owned(), guideline.to_owned()))
-            .copied()
+            .map(|(v, _)| *v)
     }
 
     /// The version of `guideline` in force for `tenant` (through any of its issuers).

@@ -35,6 +35,17 @@ pub fn patient_ref(p: &str) -> String {
     }
 }
 
+/// Whether a reviewer revised the plan (its review note says so): the rule set's wording no
+/// longer describes it.
+pub fn was_revised(resource: &Json) -> bool {
+    resource["note"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["text"].as_str())
+        .any(|t| t.starts_with(&format!("{} by ", ReviewAction::Revise.as_str())))
+}
+
 /// The plan as a FHIR resource, with its stored version and status.
 pub fn resource(r: &CarePlanRecord) -> Json {
     let mut v = r.resource.clone();
@@ -147,10 +158,9 @@ pub async fn apply(
             }
         }
     }
-    // The plan in force links the take-home plan written from it, so the EHR can file both.
-    if body.action.status() == CarePlanStatus::Active
-        && crate::take_home::has_wording(catalog, &current)
-    {
+    // The plan approved as drafted links the take-home plan written from it, so the EHR can
+    // file both (a revised plan is no longer what the rule set's patient wording describes).
+    if body.action == ReviewAction::Approve && crate::take_home::has_wording(catalog, &current) {
         let link = json!({"reference": format!("DocumentReference/{id}"), "display": "The patient's take-home plan"});
         match resource
             .get_mut("supportingInfo")

@@ -28,6 +28,9 @@ pub enum TakeHomeError {
     /// The plan's rule-set version carries no patient wording (versions before 1.0.2).
     #[error("rule set {0} has no patient wording: no take-home plan for its CarePlans")]
     NoWording(String),
+    /// A reviewer revised the plan: the rule set's patient wording no longer describes it.
+    #[error("this CarePlan was revised: the take-home plan is written from the guideline's wording, which no longer describes it; give the patient the revised plan")]
+    Revised,
 }
 
 /// One day of the calendar.
@@ -144,7 +147,8 @@ pub fn compose(rs: &RuleSet, phase: &str, from: Date) -> Option<TakeHome> {
 /// Whether a plan under this rule-set version can have a take-home plan (what the approved
 /// CarePlan links to).
 pub fn has_wording(catalog: &Catalog, plan: &CarePlanRecord) -> bool {
-    rule_set(catalog, plan).is_some_and(|rs| wording(rs, &plan.phase).is_some())
+    !crate::review::was_revised(&plan.resource)
+        && rule_set(catalog, plan).is_some_and(|rs| wording(rs, &plan.phase).is_some())
 }
 
 fn rule_set<'c>(catalog: &'c Catalog, plan: &CarePlanRecord) -> Option<&'c RuleSet> {
@@ -154,26 +158,32 @@ fn rule_set<'c>(catalog: &'c Catalog, plan: &CarePlanRecord) -> Option<&'c RuleS
         .map(|rs| rs.as_ref())
 }
 
-/// The take-home plan of the CarePlan `id`, if `caller` may see it and it was approved. The
-/// calendar starts on the day it was approved, on the clinic's calendar.
+/// The take-home plan of the CarePlan `id`, if `caller` may see it and it was approved as
+/// drafted. The calendar starts on the day it was approved, on the clinic's calendar
+/// (`clinic_zone`: the tenant's IANA zone, if it has one).
 pub async fn approved(
     store: &dyn Store,
     catalog: &Catalog,
     caller: &Caller,
     id: &str,
+    clinic_zone: impl FnOnce(&str) -> Option<String>,
 ) -> Result<(CarePlanRecord, TakeHome), TakeHomeError> {
     let plan = load_visible(store, caller, id).await?;
     if plan.status != CarePlanStatus::Active {
         let said = match plan.status {
             CarePlanStatus::Draft => "still a draft",
-            _ => "rejected",
+            CarePlanStatus::Revoked => "rejected",
+            _ => "not in force",
         };
         return Err(TakeHomeError::NotApproved(said.into()));
+    }
+    if crate::review::was_revised(&plan.resource) {
+        return Err(TakeHomeError::Revised);
     }
     let missing =
         || TakeHomeError::NoWording(format!("{} {}", plan.rule_set_id, plan.rule_set_version));
     let rs = rule_set(catalog, &plan).ok_or_else(missing)?;
-    let zone = ClinicZone::for_tenant(caller.timezone.as_deref());
+    let zone = ClinicZone::for_tenant(clinic_zone(&plan.tenant).as_deref());
     let from = zone.date_of(plan.updated_at, time::UtcOffset::UTC);
     let home = compose(rs, &plan.phase, from).ok_or_else(missing)?;
     Ok((plan, home))

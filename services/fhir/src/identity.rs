@@ -12,7 +12,8 @@ pub fn identity(raw: &serde_json::value::RawValue, patient_id: &str) -> Option<J
     if p["resourceType"] != "Patient" {
         return None;
     }
-    if p["id"].as_str().is_some_and(|id| id != patient_id) {
+    // Only this patient's Patient: one without an id cannot be told from someone else's.
+    if p["id"].as_str() != Some(patient_id) {
         return None;
     }
     let mut out = json!({});
@@ -72,8 +73,15 @@ mod tests {
         assert_eq!(identity(&p, "p2"), None, "another patient's Patient");
         let bare = raw(json!({"resourceType": "Patient", "id": "p1"}));
         assert_eq!(identity(&bare, "p1"), Some(json!({})));
-        let text = raw(json!({"resourceType": "Patient", "name": [{"text": " Jo Doe "}]}));
+        let text =
+            raw(json!({"resourceType": "Patient", "id": "p1", "name": [{"text": " Jo Doe "}]}));
         assert_eq!(identity(&text, "p1"), Some(json!({"name": "Jo Doe"})));
+        let anonymous = raw(json!({"resourceType": "Patient", "name": [{"text": "Jo Doe"}]}));
+        assert_eq!(
+            identity(&anonymous, "p1"),
+            None,
+            "no id: not known to be this patient"
+        );
         let obs = raw(json!({"resourceType": "Observation", "id": "p1"}));
         assert_eq!(identity(&obs, "p1"), None);
     }

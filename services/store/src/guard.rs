@@ -184,7 +184,7 @@ impl Store for Guarded {
         guideline_id: &str,
         version: &str,
         tenant: &str,
-    ) -> Result<Option<ImpactReport>, StoreError> {
+    ) -> Result<Vec<ImpactReport>, StoreError> {
         guarded!(
             self,
             self.inner

@@ -217,14 +217,14 @@ pub trait Store: Send + Sync + 'static {
     /// Keep an impact report computed for signers (the same report twice is kept once).
     async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError>;
 
-    /// The kept impact report with this hash for this version and clinic, if any.
+    /// The kept impact reports with this hash for this version and clinic.
     async fn impact_report(
         &self,
         impact_hash: &str,
         guideline_id: &str,
         version: &str,
         tenant: &str,
-    ) -> Result<Option<ImpactReport>, StoreError>;
+    ) -> Result<Vec<ImpactReport>, StoreError>;
 
     /// A sign-off and its audit entry, in one write.
     async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError>;

@@ -394,6 +394,8 @@ pub struct SignOff {
     pub decision: String,
     pub reason: Option<String>,
     pub impact_hash: String,
+    /// The version in force for the clinic the report compared with.
+    pub in_force_version: String,
     pub created_at: OffsetDateTime,
 }
 

@@ -268,38 +268,39 @@ impl Store for PgStore {
         guideline_id: &str,
         version: &str,
         tenant: &str,
-    ) -> Result<Option<ImpactReport>, StoreError> {
-        let row = sqlx::query(
+    ) -> Result<Vec<ImpactReport>, StoreError> {
+        let rows = sqlx::query(
             "SELECT * FROM impact_reports WHERE impact_hash = $1 AND guideline_id = $2 AND version = $3 AND tenant = $4",
         )
         .bind(impact_hash)
         .bind(guideline_id)
         .bind(version)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(ImpactReport {
-                impact_hash: r.try_get("impact_hash")?,
-                guideline_id: r.try_get("guideline_id")?,
-                version: r.try_get("version")?,
-                content_hash: r.try_get("content_hash")?,
-                in_force_version: r.try_get("in_force_version")?,
-                tenant: r.try_get("tenant")?,
-                decisions: r.try_get("decisions")?,
-                changed: r.try_get("changed")?,
-                computed_at: r.try_get("computed_at")?,
+        rows.iter()
+            .map(|r| {
+                Ok(ImpactReport {
+                    impact_hash: r.try_get("impact_hash")?,
+                    guideline_id: r.try_get("guideline_id")?,
+                    version: r.try_get("version")?,
+                    content_hash: r.try_get("content_hash")?,
+                    in_force_version: r.try_get("in_force_version")?,
+                    tenant: r.try_get("tenant")?,
+                    decisions: r.try_get("decisions")?,
+                    changed: r.try_get("changed")?,
+                    computed_at: r.try_get("computed_at")?,
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 
     async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
                     "INSERT INTO guideline_sign_offs (id, guideline_id, version, content_hash, tenant, signer,
-                                                      decision, reason, impact_hash, created_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                                      decision, reason, impact_hash, in_force_version, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(s.id.to_string())
         .bind(&s.guideline_id)
@@ -310,6 +311,7 @@ impl Store for PgStore {
         .bind(&s.decision)
         .bind(&s.reason)
         .bind(&s.impact_hash)
+        .bind(&s.in_force_version)
         .bind(s.created_at)
         .execute(&mut *tx)
         .await?;
@@ -319,12 +321,11 @@ impl Store for PgStore {
     }
 
     async fn sign_offs(&self, guideline_id: &str) -> Result<Vec<SignOff>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM guideline_sign_offs WHERE guideline_id = $1 ORDER BY created_at, id",
-        )
-        .bind(guideline_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM guideline_sign_offs WHERE guideline_id = $1 ORDER BY id")
+                .bind(guideline_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("id")?;
@@ -338,6 +339,7 @@ impl Store for PgStore {
                     decision: r.try_get("decision")?,
                     reason: r.try_get("reason")?,
                     impact_hash: r.try_get("impact_hash")?,
+                    in_force_version: r.try_get("in_force_version")?,
                     created_at: r.try_get("created_at")?,
                 })
             })
@@ -370,7 +372,7 @@ impl Store for PgStore {
     }
 
     async fn activations(&self) -> Result<Vec<Activation>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM guideline_activations ORDER BY created_at, id")
+        let rows = sqlx::query("SELECT * FROM guideline_activations ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()

@@ -253,30 +253,31 @@ impl Store for SqliteStore {
         guideline_id: &str,
         version: &str,
         tenant: &str,
-    ) -> Result<Option<ImpactReport>, StoreError> {
-        let row = sqlx::query(
+    ) -> Result<Vec<ImpactReport>, StoreError> {
+        let rows = sqlx::query(
             "SELECT * FROM impact_reports WHERE impact_hash = ? AND guideline_id = ? AND version = ? AND tenant = ?",
         )
         .bind(impact_hash)
         .bind(guideline_id)
         .bind(version)
         .bind(tenant)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.map(|r| {
-            Ok(ImpactReport {
-                impact_hash: r.try_get("impact_hash")?,
-                guideline_id: r.try_get("guideline_id")?,
-                version: r.try_get("version")?,
-                content_hash: r.try_get("content_hash")?,
-                in_force_version: r.try_get("in_force_version")?,
-                tenant: r.try_get("tenant")?,
-                decisions: r.try_get("decisions")?,
-                changed: r.try_get("changed")?,
-                computed_at: r.try_get("computed_at")?,
+        rows.iter()
+            .map(|r| {
+                Ok(ImpactReport {
+                    impact_hash: r.try_get("impact_hash")?,
+                    guideline_id: r.try_get("guideline_id")?,
+                    version: r.try_get("version")?,
+                    content_hash: r.try_get("content_hash")?,
+                    in_force_version: r.try_get("in_force_version")?,
+                    tenant: r.try_get("tenant")?,
+                    decisions: r.try_get("decisions")?,
+                    changed: r.try_get("changed")?,
+                    computed_at: r.try_get("computed_at")?,
+                })
             })
-        })
-        .transpose()
+            .collect()
     }
 
     async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError> {
@@ -285,8 +286,8 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO guideline_sign_offs (id, guideline_id, version, content_hash, tenant, signer,
-                                                      decision, reason, impact_hash, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                                      decision, reason, impact_hash, in_force_version, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(s.id.to_string())
                 .bind(&s.guideline_id)
@@ -297,6 +298,7 @@ impl Store for SqliteStore {
                 .bind(&s.decision)
                 .bind(&s.reason)
                 .bind(&s.impact_hash)
+                .bind(&s.in_force_version)
                 .bind(s.created_at)
                 .execute(&mut *c)
                 .await?;
@@ -307,12 +309,11 @@ impl Store for SqliteStore {
     }
 
     async fn sign_offs(&self, guideline_id: &str) -> Result<Vec<SignOff>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM guideline_sign_offs WHERE guideline_id = ? ORDER BY created_at, id",
-        )
-        .bind(guideline_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT * FROM guideline_sign_offs WHERE guideline_id = ? ORDER BY id")
+                .bind(guideline_id)
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("id")?;
@@ -326,6 +327,7 @@ impl Store for SqliteStore {
                     decision: r.try_get("decision")?,
                     reason: r.try_get("reason")?,
                     impact_hash: r.try_get("impact_hash")?,
+                    in_force_version: r.try_get("in_force_version")?,
                     created_at: r.try_get("created_at")?,
                 })
             })
@@ -361,7 +363,7 @@ impl Store for SqliteStore {
     }
 
     async fn activations(&self) -> Result<Vec<Activation>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM guideline_activations ORDER BY created_at, id")
+        let rows = sqlx::query("SELECT * FROM guideline_activations ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -864,9 +866,21 @@ const CARD_FILTER: &str = "(?1 IS NULL OR c.tenant = ?1) AND (?2 IS NULL OR c.cr
     AND (?5 IS NULL OR c.rule_set_version = ?5)";
 
 fn bind_card_filter<'q>(q: SqliteQuery<'q>, f: &'q CardOutcomeQuery) -> SqliteQuery<'q> {
+    // Times are stored as RFC 3339 text in UTC (`…T09:00:00.5Z`, fractions trimmed), which
+    // sorts as text except at the zone letter: a bound without it (`…T00:00:00`) is below
+    // every time of that second and above every earlier one.
+    let bound = |t: Option<OffsetDateTime>| {
+        t.and_then(|t| {
+            t.to_offset(time::UtcOffset::UTC)
+                .format(time::macros::format_description!(
+                    "[year]-[month]-[day]T[hour]:[minute]:[second]"
+                ))
+                .ok()
+        })
+    };
     q.bind(&f.tenant)
-        .bind(f.from)
-        .bind(f.to)
+        .bind(bound(f.from))
+        .bind(bound(f.to))
         .bind(&f.rule_set_id)
         .bind(&f.rule_set_version)
 }

@@ -178,7 +178,9 @@ impl From<stride_app::take_home::TakeHomeError> for ApiError {
         use stride_app::take_home::TakeHomeError;
         match e {
             TakeHomeError::Review(e) => e.into(),
-            TakeHomeError::NotApproved(_) => ApiError::Conflict(e.to_string()),
+            TakeHomeError::NotApproved(_) | TakeHomeError::Revised => {
+                ApiError::Conflict(e.to_string())
+            }
             TakeHomeError::NoWording(_) => ApiError::Unprocessable(e.to_string()),
         }
     }

@@ -200,6 +200,7 @@ pub async fn impact(
     // A whole clinic's report is one its staff may sign off on: kept, as the impact page keeps it.
     if let Some(tenant) = keep {
         let pins = pins(settings, &catalog)?;
+        pins.load_activations(&catalog, &store.activations().await?);
         stride_app::governance::keep_report(
             store.as_ref(),
             &catalog,
@@ -274,8 +275,17 @@ pub async fn govern(
     use crate::cli::RulesCommand;
     use stride_store::audit::Action;
     let (candidate, tenant, signer) = match command {
-        RulesCommand::Approve { candidate, tenant, signer, .. }
-        | RulesCommand::Activate { candidate, tenant, signer } => (candidate, tenant, signer),
+        RulesCommand::Approve {
+            candidate,
+            tenant,
+            signer,
+            ..
+        }
+        | RulesCommand::Activate {
+            candidate,
+            tenant,
+            signer,
+        } => (candidate, tenant, signer),
         _ => return Err("not a governance command".into()),
     };
     let candidate: stride_app::impact::Candidate =
@@ -285,7 +295,7 @@ pub async fn govern(
     let pins = pins(settings, &catalog)?;
     pins.load_activations(&catalog, &store.activations().await?);
     let caller = stride_auth::Caller {
-        issuer: "stride-cli".into(),
+        issuer: stride_app::governance::CLI_ISSUER.into(),
         subject: signer.clone(),
         tenant: tenant.clone(),
         all_tenants: false,
@@ -309,7 +319,12 @@ pub async fn govern(
         ..stride_store::NewAuditEntry::default()
     };
     match command {
-        RulesCommand::Approve { impact, reject, reason, .. } => {
+        RulesCommand::Approve {
+            impact,
+            reject,
+            reason,
+            ..
+        } => {
             let request = stride_app::governance::SignOffRequest {
                 decision: if *reject { "reject" } else { "approve" }.into(),
                 reason: reason.clone(),

@@ -571,7 +571,8 @@ fn dev_mode_staff_pages_show_what_the_development_hook_drafted() {
 }
 
 /// A committee's path from the command line: read the impact for the clinic (the report is
-/// kept), two operators approve, one activates; one approval is not enough.
+/// kept), approve, activate. Operators name themselves (`--as`), so command-line sign-offs
+/// count as one person: the second approval comes with a verified staff token.
 #[test]
 fn rules_approve_and_activate_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -580,59 +581,150 @@ fn rules_approve_and_activate_from_the_command_line() {
     assert!(hook_call(port, path, &tokens[0], 1).is_some());
     sigterm(&child);
     child.wait().unwrap();
+    // The clinic's staff issuer joins the trust file (its tenant: the EHR's).
+    let tenant = "https://ehr.test";
+    let keys = repo().join("tests/fixtures/keys");
+    let trust_path = dir.path().join("trust.json");
+    let mut trust: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&trust_path).unwrap()).unwrap();
+    let staff_jwk: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(keys.join("staff-es384.jwk.json")).unwrap())
+            .unwrap();
+    trust["issuers"].as_array_mut().unwrap().push(serde_json::json!({
+        "iss": "https://staff.test", "kind": "staff", "tenant": tenant, "jwks": {"keys": [staff_jwk]}}));
+    std::fs::write(&trust_path, trust.to_string()).unwrap();
     let cli = || {
         let mut c = stride(&dir);
-        c.env("STRIDE_TRUST_FILE", dir.path().join("trust.json"))
+        c.env("STRIDE_TRUST_FILE", &trust_path)
             .env("STRIDE_PUBLIC_URL", "http://localhost");
         c
     };
-    let tenant = "https://ehr.test";
     let candidate = "medial-knee-pain-running=1.1.1";
-    let out = run(cli().args(["rules", "impact", "--candidate", candidate, "--tenant", tenant]));
+    let out = run(cli().args([
+        "rules",
+        "impact",
+        "--candidate",
+        candidate,
+        "--tenant",
+        tenant,
+    ]));
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    let summary: serde_json::Value =
-        serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    let hash = summary["summary"]["impactHash"].as_str().unwrap().to_owned();
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let hash = summary["summary"]["impactHash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(hash.len(), 64, "{summary}");
     let approve = |who: &str, impact: &str| {
         run(cli().args([
-            "rules", "approve", "--candidate", candidate, "--tenant", tenant, "--as", who,
-            "--impact", impact,
+            "rules",
+            "approve",
+            "--candidate",
+            candidate,
+            "--tenant",
+            tenant,
+            "--as",
+            who,
+            "--impact",
+            impact,
         ]))
     };
     let activate = || {
-        run(cli().args(["rules", "activate", "--candidate", candidate, "--tenant", tenant, "--as", "ana"]))
+        run(cli().args([
+            "rules",
+            "activate",
+            "--candidate",
+            candidate,
+            "--tenant",
+            tenant,
+            "--as",
+            "ana",
+        ]))
     };
     let wrong = approve("ana", &"0".repeat(64));
     assert_eq!(wrong.status.code(), Some(2), "an impact report nobody read");
     let out = approve("ana", &hash);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("approve: medial-knee-pain-running 1.1.1"));
-    let out = activate();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("needs 2 approvals"), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("approve: medial-knee-pain-running 1.1.1")
+    );
     assert!(approve("ben", &hash).status.success());
+    let out = activate();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "two names on one command line are one person"
+    );
+    assert!(stderr(&out).contains("count as one"), "{}", stderr(&out));
+
+    // The second approval, by a member of staff with a verified token, on the served API.
+    let (mut child, port, _, _) = serve_trusted_with(&dir, &trust_path);
+    let pem = std::fs::read_to_string(keys.join("staff-es384.pem")).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some("staff-es384".into());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({"iss": "https://staff.test", "sub": "cleo", "aud": "http://localhost", "tenant": tenant,
+        "iat": now, "exp": now + 300, "scope": "guideline.approve"});
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let body = serde_json::json!({"decision": "approve", "impact": hash}).to_string();
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        conn,
+        "POST /guidelines/medial-knee-pain-running/1.1.1/$sign-off HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\r\n\
+         Authorization: Bearer {token}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    sigterm(&child);
+    child.wait().unwrap();
     let out = activate();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("activated"));
 
-    // The served version for that clinic is now 1.1.1 (read back at start).
-    let (mut child, _port, logs, _) = serve_trusted(&dir, path, 1);
+    // At the next start the version in force for that clinic is 1.1.1, on the record.
+    let (mut child, _, _, _) = serve_trusted_with(&dir, &trust_path);
     sigterm(&child);
     child.wait().unwrap();
     let out = run(cli().args(["audit", "verify"]));
     assert!(out.status.success(), "{}", stderr(&out));
     let export = dir.path().join("log.ndjson");
-    assert!(run(cli().args(["audit", "export", "--out"]).arg(&export)).status.success());
+    assert!(run(cli().args(["audit", "export", "--out"]).arg(&export))
+        .status
+        .success());
     let log = std::fs::read_to_string(&export).unwrap();
-    assert_eq!(log.matches("\"guideline-sign-off\"").count(), 2, "{log}");
+    assert_eq!(log.matches("\"guideline-sign-off\"").count(), 3, "{log}");
     assert_eq!(log.matches("\"guideline-activation\"").count(), 1);
     assert!(
-        log.lines().any(|l| l.contains("\"guideline-version\"") && l.contains("\"1.1.1\"") && l.contains("sign-off")),
-        "the version in force changed by sign-off, on the record at the next start: {:?}",
-        logs.lock().unwrap().len()
+        log.lines().any(|l| l.contains("\"guideline-version\"")
+            && l.contains("\"1.1.1\"")
+            && l.contains("sign-off")),
+        "the version in force changed by sign-off, on the record at the next start"
     );
+}
+
+/// Serve `dir`'s database with the trust file at `trust`.
+fn serve_trusted_with(
+    dir: &tempfile::TempDir,
+    trust: &std::path::Path,
+) -> (Child, u16, Logs, Vec<String>) {
+    let mut command = stride(dir);
+    command
+        .env("STRIDE_TRUST_FILE", trust)
+        .env("STRIDE_PUBLIC_URL", "http://localhost");
+    let (child, port, logs) = serve_with(command, "serve");
+    (child, port, logs, Vec::new())
 }
 
 #[test]

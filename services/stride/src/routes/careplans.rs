@@ -137,9 +137,14 @@ async fn take_home_document(
     caller: &stride_auth::Caller,
     careplan: &str,
 ) -> Result<Json, ApiError> {
-    let (plan, home) =
-        stride_app::take_home::approved(state.store.as_ref(), &state.catalog, caller, careplan)
-            .await?;
+    let (plan, home) = stride_app::take_home::approved(
+        state.store.as_ref(),
+        &state.catalog,
+        caller,
+        careplan,
+        |t| state.verifier.tenant_timezone(t).map(str::to_owned),
+    )
+    .await?;
     let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
     entry.patient_ref = Some(plan.patient_ref.clone());
     entry.careplan_id = Some(plan.id);

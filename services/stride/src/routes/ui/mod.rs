@@ -67,9 +67,21 @@ pub fn page(status: StatusCode, viewer: Option<&Viewer>, title: &str, body: &str
             };
             // A session launched for one patient reaches only that patient's plans.
             let nav = if v.caller.patient.is_some() {
-                "<a href=\"/ui/careplans?status=any\">This patient's plans</a>"
+                "<a href=\"/ui/careplans?status=any\">This patient's plans</a>".to_owned()
             } else {
-                "<a href=\"/ui/careplans\">Review queue</a> <a href=\"/ui/audit\">Decision log</a> <a href=\"/ui/rules/impact\">Impact</a> <a href=\"/ui/analytics\">Card effectiveness</a>"
+                // Each page linked for those who may open it.
+                let links = [
+                    ("/ui/careplans", "Review queue", "careplan.read"),
+                    ("/ui/audit", "Decision log", "audit.read"),
+                    ("/ui/rules/impact", "Impact", "audit.read"),
+                    ("/ui/analytics", "Card effectiveness", "analytics.read"),
+                ];
+                links
+                    .iter()
+                    .filter(|(_, _, scope)| v.caller.has_scope(scope))
+                    .map(|(href, label, _)| format!("<a href=\"{href}\">{label}</a>"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             };
             format!(
                 "<header><nav aria-label=\"Stride\">{nav}</nav>\

@@ -23,8 +23,10 @@ async fn load(
     id: &str,
     form: &str,
 ) -> Result<(uuid::Uuid, TakeHome), UiError> {
-    let (plan, home) =
-        take_home::approved(state.store.as_ref(), &state.catalog, caller, id).await?;
+    let (plan, home) = take_home::approved(state.store.as_ref(), &state.catalog, caller, id, |t| {
+        state.verifier.tenant_timezone(t).map(str::to_owned)
+    })
+    .await?;
     let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
     entry.patient_ref = Some(plan.patient_ref.clone());
     entry.careplan_id = Some(plan.id);
