@@ -29,3 +29,5 @@ CREATE TABLE guideline_activations (
     created_at    TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX guideline_activations_tenant ON guideline_activations (tenant, guideline_id, created_at);
+-- The service role records and reads them; it never changes or removes one.
+GRANT SELECT, INSERT ON guideline_sign_offs, guideline_activations TO stride_service;

@@ -13,3 +13,4 @@ CREATE TABLE impact_reports (
     computed_at       TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (impact_hash, guideline_id, version, content_hash, in_force_version, tenant)
 );
+GRANT SELECT, INSERT ON impact_reports TO stride_service;

@@ -169,9 +169,31 @@ async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for
     let anonymous = app.get_json("/guidelines").await;
     assert!(!anonymous.to_string().contains("signOffs"), "{anonymous}");
 
-    // A rejection needs its reason, and stops activation until its signer approves.
+    // A report nobody kept yet is accepted when it is the clinic's report as it is now (what
+    // `stride rules impact` prints over a log of this clinic alone).
     let off = format!("/guidelines/{G}/1.1.0/$sign-off");
+    let catalog = stride_app::catalog::Catalog::load(stride_tests::guidelines_dir()).unwrap();
+    let now = stride_app::governance::impact_hash(
+        app.store.as_ref(),
+        &catalog,
+        G,
+        "1.1.0".parse().unwrap(),
+        TENANT,
+    )
+    .await
+    .unwrap();
+    let (status, body) = post(
+        &app,
+        &off,
+        sign("dora"),
+        json!({"decision": "approve", "impact": now}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A rejection needs its reason, and stops activation until its signer approves.
     let hash = impact(&app, "1.1.0").await;
+    assert_eq!(hash, now, "the page shows the same report");
     let (status, _) = post(
         &app,
         &off,
@@ -215,7 +237,7 @@ async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for
             .iter()
             .filter(|a| *a == "guideline-sign-off")
             .count(),
-        6
+        7
     );
     assert_eq!(
         actions

@@ -95,14 +95,14 @@ pub async fn keep_report(
 }
 
 /// The impact report of `version` against what is in force for `tenant`, over the clinic's
-/// stored decisions: its hash is what a signer acknowledges.
-pub async fn impact_hash(
+/// stored decisions as they are now.
+async fn current_report(
     store: &dyn Store,
     catalog: &Catalog,
     guideline: &str,
     version: RuleSetVersion,
     tenant: &str,
-) -> Result<String, GovernanceError> {
+) -> Result<crate::impact::Summary, GovernanceError> {
     let scope = Scope {
         candidate: Candidate {
             guideline: guideline.to_owned(),
@@ -111,8 +111,20 @@ pub async fn impact_hash(
         since_us: None,
         tenant: Some(tenant.to_owned()),
     };
-    let summary = report(store, catalog, &scope, |_| {}, 0, |_| {}).await?;
-    Ok(summary.impact_hash)
+    Ok(report(store, catalog, &scope, |_| {}, 0, |_| {}).await?)
+}
+
+/// That report's hash: what a signer acknowledges.
+pub async fn impact_hash(
+    store: &dyn Store,
+    catalog: &Catalog,
+    guideline: &str,
+    version: RuleSetVersion,
+    tenant: &str,
+) -> Result<String, GovernanceError> {
+    Ok(current_report(store, catalog, guideline, version, tenant)
+        .await?
+        .impact_hash)
 }
 
 /// Record `caller`'s decision on `guideline` `version` for their clinic.
@@ -171,6 +183,32 @@ pub async fn sign_off(
         .await?
         .into_iter()
         .find(|r| r.content_hash == rs.content_hash && r.in_force_version == in_force);
+    // A report nobody kept may still be the one the signer read: the clinic's report as it
+    // is now (read with `stride rules impact` over a log of this clinic alone, say). Then it
+    // is kept now, and signed off on.
+    let seen = match seen {
+        Some(r) => Some(r),
+        None => {
+            let now = current_report(store, catalog, guideline, version, &tenant).await?;
+            if now.impact_hash == request.impact.trim() {
+                let report = stride_store::ImpactReport {
+                    impact_hash: now.impact_hash.clone(),
+                    guideline_id: guideline.to_owned(),
+                    version: version.to_string(),
+                    content_hash: rs.content_hash.clone(),
+                    in_force_version: in_force.clone(),
+                    tenant: tenant.clone(),
+                    decisions: now.decisions as i64,
+                    changed: now.changed as i64,
+                    computed_at: time::OffsetDateTime::now_utc(),
+                };
+                store.record_impact_report(&report).await?;
+                Some(report)
+            } else {
+                None
+            }
+        }
+    };
     let Some(seen) = seen else {
         return Err(GovernanceError::Conflict(format!(
             "impact: no impact report of {guideline} {version} against {in_force} for this clinic \
