@@ -60,7 +60,7 @@ server.listen(0, '127.0.0.1', () => {
     }],
     jwks: { keys: [signing] },
     enabledJWA: { idTokenSigningAlgValues: ['ES384'] },
-    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'careplan.read', 'careplan.review', 'audit.read', 'analytics.read'],
+    scopes: ['openid', 'fhirUser', 'launch', 'launch/patient', 'careplan.read', 'careplan.review', 'audit.read', 'analytics.read', 'guideline.approve'],
     claims: { openid: ['sub'], profile: ['name'], fhirUser: ['fhirUser'] },
     // Scope claims (fhirUser) go into the ID token, as SMART App Launch expects.
     conformIdTokenClaims: false,

@@ -714,6 +714,16 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     b.check_accessible().await;
     b.shot("card-effectiveness").await;
 
+    // The committee's page of guideline versions (scope guideline.approve).
+    b.client
+        .goto(&app_url(&public, "/ui/guidelines"))
+        .await
+        .unwrap();
+    let text = b.text().await;
+    assert!(text.contains("Guideline versions") && text.contains("1.1.1"), "{text}");
+    b.check_accessible().await;
+    b.shot("guideline-versions").await;
+
     // Export what the filters select, with the browser's session.
     b.client
         .goto(&app_url(&public, "/ui/audit?action=careplan-review"))

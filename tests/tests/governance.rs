@@ -230,6 +230,34 @@ async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for
     assert_eq!(status, 409);
     assert!(body.to_string().contains("superseded by 1.1.1"), "{body}");
 
+    // The committee's page: each version, where it is in force, who signed off and why.
+    let page = app
+        .client
+        .get(app.url("/ui/guidelines"))
+        .bearer_auth(sign("ana"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    for said in [
+        format!("Approved by ben for {TENANT}"),
+        format!("Rejected by ana for {TENANT}"),
+        "superseded by 1.1.1".to_owned(),
+        format!("<td>{TENANT}</td>"),
+        "/ui/rules/impact?candidate=medial-knee-pain-running%3D1.1.0".to_owned(),
+    ] {
+        assert!(html.contains(&said), "{said}: {html}");
+    }
+    let refused = app
+        .client
+        .get(app.url("/ui/guidelines"))
+        .bearer_auth(staff_token("careplan.read"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
     // Every sign-off and the activation are on the record; the activation survives a restart.
     let actions = audit_actions(&app).await;
     assert_eq!(

@@ -36,7 +36,8 @@ pub enum Command {
         #[arg(long)]
         service: Option<String>,
         /// Space-separated scopes (staff), e.g. "careplan.read audit.read"; default: what the
-        /// staff pages offer (careplan.read careplan.review audit.read analytics.read).
+        /// staff pages offer (careplan.read careplan.review audit.read analytics.read
+        /// guideline.approve).
         #[arg(long)]
         scope: Option<String>,
         /// Lifetime in seconds.

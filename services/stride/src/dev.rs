@@ -18,7 +18,8 @@ pub const DEV_STAFF: &str = "http://localhost/stride-dev/staff";
 pub const DEV_TENANT: &str = "dev";
 const KID: &str = "stride-dev-es384";
 /// A development staff token may do what the pages offer: read, review, audit, analytics.
-pub const DEV_STAFF_SCOPES: &str = "careplan.read careplan.review audit.read analytics.read";
+pub const DEV_STAFF_SCOPES: &str =
+    "careplan.read careplan.review audit.read analytics.read guideline.approve";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {

@@ -194,6 +194,12 @@ pub fn document(public_url: &str) -> Json {
                                   "application/x-ndjson": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}},
                               "400": outcome("A bad filter or format"), "401": outcome("No valid staff token"), "403": outcome("Scope analytics.read missing")},
             }},
+            "/ui/guidelines": {"get": {
+                "summary": "The committee's page of guideline versions, sign-offs and where each is in force (HTML; staff, guideline.approve)",
+                "security": [{"staffJwt": []}],
+                "responses": {"200": {"description": "HTML page", "content": {"text/html": {"schema": {"type": "string"}}}},
+                              "401": outcome("No valid staff token"), "403": outcome("Scope guideline.approve missing")},
+            }},
             "/ui/analytics": {"get": {
                 "summary": "The card-effectiveness page (HTML; staff, analytics.read)",
                 "security": [{"staffJwt": []}],

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod careplan;
 pub mod chart;
 pub mod dev;
+pub mod guidelines;
 pub mod impact;
 pub mod launch;
 pub mod queue;
@@ -75,6 +76,7 @@ pub fn page(status: StatusCode, viewer: Option<&Viewer>, title: &str, body: &str
                     ("/ui/audit", "Decision log", "audit.read"),
                     ("/ui/rules/impact", "Impact", "audit.read"),
                     ("/ui/analytics", "Card effectiveness", "analytics.read"),
+                    ("/ui/guidelines", "Guideline versions", "guideline.approve"),
                 ];
                 links
                     .iter()
@@ -419,5 +421,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(audit::export)
         .service(audit::entry)
         .service(impact::impact)
-        .service(analytics::effectiveness);
+        .service(analytics::effectiveness)
+        .service(guidelines::guidelines);
 }
