@@ -720,7 +720,10 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
         .await
         .unwrap();
     let text = b.text().await;
-    assert!(text.contains("Guideline versions") && text.contains("1.1.1"), "{text}");
+    assert!(
+        text.contains("Guideline versions") && text.contains("1.1.1"),
+        "{text}"
+    );
     b.check_accessible().await;
     b.shot("guideline-versions").await;
 

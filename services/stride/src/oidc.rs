@@ -15,6 +15,7 @@ pub const SCOPES: &[&str] = &[
     "careplan.review",
     "audit.read",
     "analytics.read",
+    "guideline.approve",
 ];
 
 #[derive(Debug, thiserror::Error)]

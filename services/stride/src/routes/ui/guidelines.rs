@@ -71,11 +71,7 @@ pub async fn guidelines(
             } else {
                 format!("<ul>{}</ul>", signed.concat())
             };
-            let impact = format!(
-                "/ui/rules/impact?candidate={}%3D{}",
-                esc(id),
-                esc(&v)
-            );
+            let impact = format!("/ui/rules/impact?candidate={}%3D{}", esc(id), esc(&v));
             rows.push_str(&format!(
                 "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{signed}</td>\
                  <td><a href=\"{impact}\">Read the impact<span class=\"visually-hidden\"> of {}</span></a></td></tr>",
@@ -97,5 +93,10 @@ pub async fn guidelines(
             esc(id)
         ));
     }
-    Ok(page(StatusCode::OK, Some(&viewer), "Guideline versions", &html))
+    Ok(page(
+        StatusCode::OK,
+        Some(&viewer),
+        "Guideline versions",
+        &html,
+    ))
 }
