@@ -692,6 +692,41 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     b.check_accessible().await;
     b.shot("rules-impact-traces").await;
 
+    // A plan of each later phase, read as a reviewer reads it: why, in words; axe on each.
+    let mut loading = recovered_walker();
+    loading.extend([
+        stride_tests::fhir::session("r1", 5, 2.0, 0, false),
+        stride_tests::fhir::session("r2", 3, 2.0, 0, false),
+        stride_tests::fhir::session("r3", 1, 2.2, 0, false),
+    ]);
+    let mut returned = recovered_walker();
+    returned.push(obs(
+        "base",
+        "preinjury-weekly-distance",
+        90,
+        qty(10.0, "km"),
+    ));
+    for (id, km) in [("a", 13), ("b", 11), ("c", 9), ("d", 5), ("e", 3), ("f", 1)] {
+        returned.push(stride_tests::fhir::session(id, km, 4.0, 0, false));
+    }
+    for (patient, onset, records, phase) in [
+        ("p-loading", 40, &loading, "Phase 3: progressive loading"),
+        ("p-returned", 75, &returned, "Protocol complete"),
+    ] {
+        let plan = draft(&app, &public, patient, &[knee(onset)], records).await;
+        b.client
+            .goto(&app_url(&public, &format!("/ui/careplans/{plan}")))
+            .await
+            .unwrap();
+        let text = b.text().await;
+        assert!(
+            text.contains("Why this phase") && text.contains(phase),
+            "{phase}: {text}"
+        );
+        b.check_accessible().await;
+        b.shot(&format!("careplan-{patient}")).await;
+    }
+
     // Card effectiveness: the morning's cards, each card's override rate drawn, read by the
     // committee with the same session (scope analytics.read).
     b.client
