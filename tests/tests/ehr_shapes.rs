@@ -193,6 +193,17 @@ async fn every_patient_of_the_ehr_shapes_corpus_gets_its_expected_decision() {
                 strings(&e["not_ruled_out"])
             ));
         }
+        // A preliminary record is named by its finding, value and day, not by its resource id.
+        for c in cards.iter().filter(|c| {
+            c["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("Recorded as preliminary"))
+        }) {
+            let detail = c["detail"].as_str().unwrap_or_default();
+            if detail.contains("Observation/") || !detail.contains(", recorded ") {
+                bad.push(format!("preliminary card names resource ids: {detail}"));
+            }
+        }
         let prelim = codes(&cards, |s| s.starts_with("Recorded as preliminary"));
         for p in strings(&e["preliminary"]) {
             if !prelim.contains(&p) {

@@ -192,10 +192,16 @@ fn preliminary_card(inp: &CardInputs<'_>, p: &Preliminary) -> Card {
         detail: String::new(),
         cite,
     };
+    // The records in words (finding, value, day); their ids stay in the audit entry.
+    let said: Vec<String> = if p.basis.is_empty() {
+        p.sources.clone()
+    } else {
+        p.basis.iter().map(Basis::describe).collect()
+    };
     let detail = format!(
         "A preliminary record would raise this red flag. Preliminary results do not count \
-         until they are final: confirm or correct them.\n\nPreliminary: {}",
-        p.sources.join(", ")
+         until they are final: confirm or correct them.\n\nPreliminary: {}.",
+        said.join("; ")
     );
     let (uuid, card) = base_card(inp, &p.id, &name, "warning", &text, detail);
     Card {

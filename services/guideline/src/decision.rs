@@ -154,6 +154,9 @@ pub struct Preliminary {
     pub rule: String,
     /// The preliminary records that would fire it.
     pub sources: Vec<String>,
+    /// Those records as a clinician reads them (fact, value, day).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basis: Vec<Basis>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -239,9 +239,16 @@ fn dated(decision: &mut Decision, facts: &Facts) {
         .iter_mut()
         .chain(&mut decision.warnings)
         .chain(&mut decision.pitfalls)
-        .chain(&mut decision.phase_notes);
-    for f in findings {
-        for b in &mut f.basis {
+        .chain(&mut decision.phase_notes)
+        .map(|f| &mut f.basis)
+        .chain(
+            decision
+                .preliminary_red_flags
+                .iter_mut()
+                .map(|p| &mut p.basis),
+        );
+    for basis in findings {
+        for b in basis.iter_mut() {
             b.date = facts
                 .records
                 .iter()
@@ -545,17 +552,37 @@ impl<'a> Evaluator<'a> {
             .filter(|r| self.possibly(&r.when, true))
             .map(|r| {
                 let mut sources = Vec::new();
+                let mut basis: Vec<Basis> = Vec::new();
                 self.facts_of(&r.when, &mut |fact| {
-                    if let Some(v) = self.table.values.get(fact) {
-                        sources.extend(v.preliminary.iter().map(|(_, s)| s.clone()));
+                    let (Some(v), Some(b)) =
+                        (self.table.values.get(fact), self.rs.doc.facts.get(fact))
+                    else {
+                        return;
+                    };
+                    for (value, source) in &v.preliminary {
+                        sources.push(source.clone());
+                        basis.push(Basis {
+                            fact: fact.to_owned(),
+                            text: b.text.clone(),
+                            kind: b.kind,
+                            value: Some(*value),
+                            unit: v
+                                .unit
+                                .clone()
+                                .or_else(|| b.output_unit().map(str::to_owned)),
+                            date: None,
+                            sources: vec![source.clone()],
+                        });
                     }
                 });
                 sources.sort();
                 sources.dedup();
+                basis.dedup_by(|a, b| a.fact == b.fact && a.sources == b.sources);
                 Preliminary {
                     id: r.id.clone(),
                     rule: r.rule.clone(),
                     sources,
+                    basis,
                 }
             })
             .collect()
