@@ -103,13 +103,7 @@ pub async fn rule_set(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, version) = path.into_inner();
-    let version: RuleSetVersion = version
-        .parse()
-        .map_err(|_| ApiError::UnknownResource("no such rule-set version".into()))?;
-    let rs = state
-        .catalog
-        .get(&id, &version)
-        .ok_or_else(|| ApiError::UnknownResource("no such rule-set version".into()))?;
+    let rs = loaded(&state, &id, &version)?;
     let mut body = serde_json::to_value(&rs.doc).map_err(|e| ApiError::internal(&e))?;
     if let Some(d) = state.catalog.declaration(&id) {
         body["extension"] = serde_json::json!({
@@ -131,13 +125,7 @@ pub async fn about(
 ) -> Result<HttpResponse, ApiError> {
     use crate::routes::ui::esc;
     let (id, version) = path.into_inner();
-    let version: RuleSetVersion = version
-        .parse()
-        .map_err(|_| ApiError::UnknownResource("no such rule-set version".into()))?;
-    let rs = state
-        .catalog
-        .get(&id, &version)
-        .ok_or_else(|| ApiError::UnknownResource("no such rule-set version".into()))?;
+    let rs = loaded(&state, &id, &version)?;
     let d = state
         .catalog
         .declaration(&id)
@@ -195,14 +183,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(rule_set);
 }
 
-fn version_of(id: &str, version: &str, state: &AppState) -> Result<RuleSetVersion, ApiError> {
-    let v: RuleSetVersion = version
-        .parse()
-        .map_err(|_| ApiError::UnknownResource("no such rule-set version".into()))?;
-    state
-        .catalog
-        .get(id, &v)
-        .map(|_| v)
+/// The loaded rule set `id` `version` names; 404 for a version that is not one or not loaded.
+fn loaded<'a>(
+    state: &'a AppState,
+    id: &str,
+    version: &str,
+) -> Result<&'a std::sync::Arc<stride_guideline::RuleSet>, ApiError> {
+    version
+        .parse::<RuleSetVersion>()
+        .ok()
+        .and_then(|v| state.catalog.get(id, &v))
         .ok_or_else(|| ApiError::UnknownResource("no such rule-set version".into()))
 }
 
@@ -218,7 +208,7 @@ pub async fn sign_off(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, version) = path.into_inner();
-    let version = version_of(&id, &version, &state)?;
+    let version = loaded(&state, &id, &version)?.doc.version;
     let body: stride_app::governance::SignOffRequest = json_body(&req, payload, &state).await?;
     let entry = crate::audit::entry(
         &req,
@@ -261,7 +251,7 @@ pub async fn activate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, version) = path.into_inner();
-    let version = version_of(&id, &version, &state)?;
+    let version = loaded(&state, &id, &version)?.doc.version;
     let body: ActivateRequest = json_body(&req, payload, &state).await?;
     let entry = crate::audit::entry(
         &req,
