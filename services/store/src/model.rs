@@ -187,6 +187,25 @@ pub struct CardOutcome {
     pub reasons: Vec<(String, i64)>,
 }
 
+impl CardOutcome {
+    /// Count `n` overridden cards with `reason` on the row `key` names (rule set, version,
+    /// decision id, tenant, period), as both backends' second query gives them.
+    pub(crate) fn add_reason(rows: &mut [CardOutcome], key: &[String; 5], reason: String, n: i64) {
+        let row = rows.iter_mut().find(|o| {
+            [
+                &o.rule_set_id,
+                &o.rule_set_version,
+                &o.decision_id,
+                &o.tenant,
+                &o.period,
+            ] == [&key[0], &key[1], &key[2], &key[3], &key[4]]
+        });
+        if let Some(o) = row {
+            o.reasons.push((reason, n));
+        }
+    }
+}
+
 /// One feedback as the decision-support criterion's export names it (45 CFR
 /// 170.315(b)(11)(ii)(C)): the intervention, the action taken, the feedback, the user, the
 /// date and the location.

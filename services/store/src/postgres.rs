@@ -452,18 +452,7 @@ impl Store for PgStore {
             });
         }
         for r in &reasons {
-            let k = key(r)?;
-            if let Some(o) = out.iter_mut().find(|o| {
-                [
-                    &o.rule_set_id,
-                    &o.rule_set_version,
-                    &o.decision_id,
-                    &o.tenant,
-                    &o.period,
-                ] == [&k[0], &k[1], &k[2], &k[3], &k[4]]
-            }) {
-                o.reasons.push((r.try_get("reason")?, r.try_get("n")?));
-            }
+            CardOutcome::add_reason(&mut out, &key(r)?, r.try_get("reason")?, r.try_get("n")?);
         }
         Ok(out)
     }
