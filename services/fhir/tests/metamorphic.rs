@@ -552,38 +552,7 @@ fn rule_sets() -> Vec<(RuleSet, Vec<Vignette>)> {
 /// Violations found by this harness and not fixed yet (issue 30 stays open for them): each
 /// is (vignette name, transformation), both as prefixes. A known violation that no longer
 /// happens fails the test too, so the list only shrinks.
-const KNOWN: &[(&str, &str)] = &[
-    // A problem-list entry 200 days old beside a new injury is stale: it no longer dates an
-    // episode, so the "no improvement" it carried is not shown with the new episode. The stale
-    // entry is named under "Not used"; whether its course should still hold is open.
-    (
-        "knee pain active for 200 days, nothing recorded for 60",
-        "a new left-knee pain Condition",
-    ),
-    (
-        "knee pain active for 200 days, pain recorded last week",
-        "a new left-knee pain Condition",
-    ),
-    // "Improvement" is a fall from the first score of the episode (a 1.0.0 proposal): a high
-    // score added on the onset day reads as improvement and clears RF-04. Improvement needs a
-    // definition that more pain can never satisfy.
-    (
-        "knee pain active for 200 days, nothing recorded for 60",
-        "pain score 5 on",
-    ),
-    (
-        "knee pain active for 200 days, nothing recorded for 60",
-        "walking pain 4 on",
-    ),
-    (
-        "knee pain active for 200 days, pain recorded last week",
-        "pain score 5 on",
-    ),
-    (
-        "knee pain active for 200 days, pain recorded last week",
-        "walking pain 4 on",
-    ),
-];
+const KNOWN: &[(&str, &str)] = &[];
 
 #[test]
 fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {

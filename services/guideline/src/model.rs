@@ -362,6 +362,12 @@ pub enum Aggregation {
     Trend,
     /// How much the value fell: the earliest value in the window minus the latest.
     Decrease,
+    /// How far the latest day's highest value lies below the lowest value of the baseline: the
+    /// first `period_days` days of the episode (unknown without a value there). Unlike
+    /// `decrease`, more pain recorded on any day never makes it larger: the baseline is a
+    /// stretch of the calendar, not the first record, so a high score added before the first
+    /// one cannot become the baseline of a fall that was not measured.
+    DecreaseFromBaseline,
     /// The largest percent rise of a record's value over the largest value of the records in
     /// the `period_days` before its day: each run against the runs before it. 0 when nothing
     /// came before (a first run is no jump).

@@ -259,6 +259,7 @@ pub(crate) fn resolve_with<'r>(
             ignored.push(Ignored {
                 source: source.to_owned(),
                 reason,
+                date: None,
             });
         }
     };
@@ -577,7 +578,7 @@ pub(crate) fn resolve_with<'r>(
                     .collect(),
             );
         }
-        let mut fv = aggregate(binding, dq, &mut points, as_of);
+        let mut fv = aggregate(binding, dq, &mut points, as_of, anchors.onset);
         if binding.ended_by.is_some() && fv.value.is_some() {
             if let Some(last) = points.last() {
                 ends_on.push((name.as_str(), last.date));
@@ -680,7 +681,10 @@ pub(crate) fn resolve_with<'r>(
             for old in values[name].sources.iter() {
                 ignore(
                     old,
-                    format!("superseded by a newer record on {d} ({source})"),
+                    format!(
+                        "superseded by a newer record of {}",
+                        crate::display::day(*d)
+                    ),
                     &mut ignored,
                 );
             }
@@ -734,8 +738,12 @@ fn episode_groups(
         |t: &Trigger<'_>| stale_after.is_none_or(|limit| (as_of - t.onset).whole_days() <= limit);
     let any_fresh = triggers.iter().any(fresh);
     let mut live: Vec<&Trigger<'_>> = Vec::new();
+    // A stale entry dates no episode, but its red flags are still read on its own clock (from
+    // `earliest`): a new injury must not erase what the old entry's course already showed.
+    let mut set_aside: Option<Date> = None;
     for t in triggers {
         if any_fresh && !fresh(t) {
+            set_aside = Some(set_aside.map_or(t.onset, |d| d.min(t.onset)));
             ignore(
                 t.source,
                 format!(
@@ -818,7 +826,12 @@ fn episode_groups(
     };
     OpenEpisode {
         onset,
-        earliest: groups.iter().map(|g| g.1).min().unwrap_or(onset),
+        earliest: groups
+            .iter()
+            .map(|g| g.1)
+            .chain(set_aside)
+            .min()
+            .unwrap_or(onset),
         sources,
         notes,
     }
@@ -1103,6 +1116,7 @@ fn aggregate(
     dq: &DataQuality,
     points: &mut Vec<Point<'_>>,
     as_of: Date,
+    onset: Option<Date>,
 ) -> FactValue {
     // Oldest first; ties broken by source so the result never depends on input order.
     points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
@@ -1168,10 +1182,16 @@ fn aggregate(
                 {
                     return FactValue::known(*v, unit, sources);
                 }
-                return FactValue::unknown(format!("contradictory records on {day}"), sources);
+                return FactValue::unknown(
+                    format!("contradictory records on {}", crate::display::day(day)),
+                    sources,
+                );
             }
             if bounds.iter().any(|iv| *iv != bounds[0]) {
-                return FactValue::unknown(format!("contradictory records on {day}"), sources);
+                return FactValue::unknown(
+                    format!("contradictory records on {}", crate::display::day(day)),
+                    sources,
+                );
             }
             let mut fv = FactValue::unknown(
                 format!(
@@ -1239,8 +1259,13 @@ fn aggregate(
             let first = same_day[0].value;
             let sources: Vec<String> = same_day.iter().map(|p| p.source.to_owned()).collect();
             if same_day.iter().any(|p| (p.value - first).abs() > 1e-9) {
-                let mut fv =
-                    FactValue::unknown(format!("contradictory records on {}", last.date), sources);
+                let mut fv = FactValue::unknown(
+                    format!(
+                        "contradictory records on {}",
+                        crate::display::day(last.date)
+                    ),
+                    sources,
+                );
                 let mut alternatives: Vec<f64> = same_day.iter().map(|p| p.value).collect();
                 alternatives.sort_by(f64::total_cmp);
                 alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
@@ -1435,6 +1460,40 @@ fn aggregate(
                 unit,
                 vec![first.source.to_owned(), last.source.to_owned()],
             )
+        }
+        Aggregation::DecreaseFromBaseline => {
+            let Some(last) = points.last() else {
+                return FactValue::unknown(NOT_RECORDED, vec![]);
+            };
+            let Some(onset) = onset else {
+                return FactValue::unknown(
+                    "no episode onset to take a baseline from",
+                    srcs(points),
+                );
+            };
+            let days = i64::from(b.period_days.unwrap_or(3));
+            // The latest day's highest value against the lowest of the baseline days: a
+            // painful score on either side can only shrink the fall.
+            let latest = points
+                .iter()
+                .filter(|p| p.date == last.date)
+                .max_by(|a, b| a.value.total_cmp(&b.value))
+                .unwrap_or(last);
+            let lowest = points
+                .iter()
+                .filter(|p| (p.date - onset).whole_days() < days)
+                .min_by(|a, b| a.value.total_cmp(&b.value));
+            match lowest {
+                Some(low) => FactValue::known(
+                    low.value - latest.value,
+                    unit,
+                    vec![low.source.to_owned(), latest.source.to_owned()],
+                ),
+                None => FactValue::unknown(
+                    format!("no score in the first {days} days of the episode to compare with"),
+                    srcs(points),
+                ),
+            }
         }
     }
 }
