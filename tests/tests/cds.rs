@@ -805,7 +805,8 @@ async fn an_imaging_order_being_drafted_answers_the_red_flag_instead_of_a_second
         let detail = card["detail"].as_str().unwrap();
         assert!(
             detail.contains("Imaging already drafted")
-                && detail.contains("ServiceRequest/mri-1 (MR Knee WO contrast)"),
+                && detail.contains("the draft order \"MR Knee WO contrast\"")
+                && !detail.contains("mri-1"),
             "{detail}"
         );
     }
@@ -821,8 +822,10 @@ async fn a_draft_order_advised_against_is_named_on_its_card() {
     )
     .await;
     let detail = body["cards"][0]["detail"].as_str().unwrap();
+    // Named by what it orders, never by its id (the suggestion that removes it carries that).
     assert!(
-        detail.contains("About the draft order:** ServiceRequest/lipus-1"),
+        detail.contains("About the draft order:** the draft order coded CPT 20979")
+            && !detail.contains("lipus-1"),
         "{detail}"
     );
 }
@@ -1406,5 +1409,64 @@ async fn a_waiting_draft_is_linked_to_not_offered_again() {
         review(&phase(&first)),
         review(&phase(&again)),
         "both link to the one draft"
+    );
+}
+
+/// Issue 31, "false outages": one call sent to three replicas at once (each copy with a token
+/// of its own, as an EHR retrying through a load balancer sends it) is recorded once, and every
+/// replica answers it: those that lose the race on the unique keys give the winner's answer,
+/// never a 503.
+#[tokio::test]
+async fn one_call_sent_to_three_replicas_at_once_is_recorded_once_and_answered_by_each() {
+    let app = spawn_app().await;
+    let replicas = [app.replica().await, app.replica().await];
+    let mut addresses = vec![app.address.clone()];
+    addresses.extend(replicas.iter().map(|r| r.address.clone()));
+    let rounds = 4;
+    for _ in 0..rounds {
+        let call = patient_view(prefetch(&knee(3), &[]));
+        let sends = addresses.iter().map(|a| {
+            let (client, call) = (app.client.clone(), call.clone());
+            let url = format!("{a}{PV}");
+            async move {
+                let res = client
+                    .post(url)
+                    .bearer_auth(stride_tests::tokens::cds_token(PV))
+                    .json(&call)
+                    .send()
+                    .await
+                    .unwrap();
+                (res.status().as_u16(), res.text().await.unwrap())
+            }
+        });
+        let answers = futures_util::future::join_all(sends).await;
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "every replica answers the call: {body}");
+            assert_eq!(body, &answers[0].1, "the same answer from every replica");
+        }
+    }
+    let plans = app
+        .store
+        .search_careplans(&stride_store::CarePlanQuery {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        plans.len(),
+        1,
+        "one draft for the patient, linked to by later calls"
+    );
+    let actions = stride_tests::audit_actions(&app).await;
+    assert_eq!(
+        actions.iter().filter(|a| *a == "hook-call").count(),
+        rounds,
+        "one decision recorded per call: {actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "hook-retry").count(),
+        rounds * 2,
+        "each copy answered from the stored call is audited: {actions:?}"
     );
 }

@@ -84,8 +84,8 @@ pub struct CardInputs<'a> {
     /// The orders being drafted (order-select, order-sign): an imaging order among them
     /// answers a red flag's call for imaging.
     pub drafted: &'a [DraftOrder],
-    /// Resources Stride could not read.
-    pub unread: &'a [String],
+    /// Resources Stride could not read: (source, why).
+    pub unread: &'a [(String, String)],
     pub phase_card: bool,
 }
 
@@ -453,10 +453,14 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     if !d.ignored.is_empty() || !inp.unread.is_empty() {
         detail.push_str("\n\n**Not used**:\n");
         for i in &d.ignored {
-            detail.push_str(&format!("\n- {} — {}", i.source, i.reason));
+            detail.push_str(&format!(
+                "\n- {} — {}",
+                record_words(&i.source, i.date),
+                i.reason
+            ));
         }
-        for u in inp.unread {
-            detail.push_str(&format!("\n- {u}"));
+        for (source, why) in inp.unread {
+            detail.push_str(&format!("\n- {} — {why}", record_words(source, None)));
         }
     }
     let (uuid, mut card) = base_card(inp, phase_id, &title, indicator(level), &text, detail);
@@ -497,11 +501,7 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
         }
     }
     if let Some(since) = f.since {
-        let day = since
-            .format(time::macros::format_description!(
-                "[day padding:none] [month repr:short] [year]"
-            ))
-            .unwrap_or_else(|_| since.to_string());
+        let day = stride_guideline::display::day(since);
         detail.push_str(&format!(
             "\n\n**Not evaluated:** recorded on {day}. A later record alone does not clear a \
              red flag that calls for imaging: record the imaging of the region, or review the plan."
@@ -515,10 +515,7 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
             .drafted
             .iter()
             .filter(|o| answers_imaging(inp.rs, o))
-            .map(|o| match &o.label {
-                Some(l) => format!("{} ({l})", o.reference),
-                None => o.reference.clone(),
-            })
+            .map(order_words)
             .collect();
         if !imaging.is_empty() {
             detail.push_str(&format!(
@@ -528,21 +525,19 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
             ));
         }
     }
-    // A draft order the finding advises against is named by its id (and removed below).
-    let against: Vec<&String> = f
-        .evidence
+    // A draft order the finding advises against is named by what it orders (its id is in the
+    // suggestion that removes it, below, not in the text).
+    let against: Vec<String> = inp
+        .drafted
         .iter()
-        .filter(|e| inp.drafted.iter().any(|o| &o.reference == *e))
+        .filter(|o| f.evidence.contains(&o.reference))
+        .map(order_words)
         .collect();
     if !against.is_empty() {
         detail.push_str(&format!(
             "\n\n**About the draft order{}:** {}",
             if against.len() == 1 { "" } else { "s" },
-            against
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            against.join(", ")
         ));
     }
     let (uuid, card) = base_card(inp, &f.id, &f.summary, indicator(f.severity), &text, detail);
@@ -577,5 +572,46 @@ fn finding_card(inp: &CardInputs<'_>, f: &Finding, offer_imaging: bool) -> Card 
         uuid,
         decision_id: f.id.clone(),
         json: with_suggestions(card, suggestions),
+    }
+}
+
+/// A record as a clinician is told of it: what kind of record and its day, never its id (ids
+/// stay in the folded trace and the audit).
+pub fn record_words(source: &str, date: Option<time::Date>) -> String {
+    let kind = match source.split('/').next().unwrap_or("") {
+        "Observation" => "An observation",
+        "Condition" => "A condition",
+        "ServiceRequest" => "An order",
+        "MedicationRequest" => "A medication order",
+        "DiagnosticReport" => "A report",
+        "ImagingStudy" => "An imaging study",
+        "CarePlan" => "A care plan",
+        "Patient" => "A patient record",
+        "Encounter" => "An encounter",
+        _ => "A record",
+    };
+    match date {
+        Some(d) => format!("{kind} of {}", stride_guideline::display::day(d)),
+        None => kind.to_owned(),
+    }
+}
+
+/// A draft order as a clinician is told of it: what it orders, as the EHR wrote it.
+fn order_words(o: &stride_fhir::orders::DraftOrder) -> String {
+    if let Some(l) = &o.label {
+        return format!("the draft order \"{l}\"");
+    }
+    // No text: its code, which a clinician can look up (an id they cannot).
+    match o.codes.first() {
+        Some(c) => {
+            let system = match c.system.as_str() {
+                "http://www.ama-assn.org/go/cpt" => "CPT ",
+                "http://loinc.org" => "LOINC ",
+                "http://snomed.info/sct" => "SNOMED CT ",
+                _ => "",
+            };
+            format!("the draft order coded {system}{}", c.code)
+        }
+        None => "a draft order that does not say what it orders".to_owned(),
     }
 }

@@ -98,6 +98,8 @@ fn approved(rs: &RuleSet, intake: &Intake, zone: &ClinicZone) -> Option<PhaseSta
 struct Judged {
     decision: Decision,
     topics: BTreeSet<String>,
+    /// What a clinician reads on each card: its decision id, summary and detail.
+    texts: Vec<(String, Json, Json)>,
 }
 
 fn judge(rs: &RuleSet, case: &Json) -> Judged {
@@ -135,12 +137,26 @@ fn judge(rs: &RuleSet, case: &Json) -> Judged {
         unread: &[],
         phase_card: hook == "patient-view",
     });
+    let texts = made
+        .iter()
+        .map(|c| {
+            (
+                c.decision_id.clone(),
+                c.json["summary"].clone(),
+                c.json["detail"].clone(),
+            )
+        })
+        .collect();
     let mut topics: BTreeSet<String> = made.iter().map(|c| c.decision_id.clone()).collect();
     // On patient-view the phase notes are named on the phase card.
     if hook == "patient-view" {
         topics.extend(decision.phase_notes.iter().map(|f| f.id.clone()));
     }
-    Judged { decision, topics }
+    Judged {
+        decision,
+        topics,
+        texts,
+    }
 }
 
 /// What is wrong with the answer to `case`, if anything.
@@ -248,4 +264,77 @@ fn the_adversarial_records_are_answered_as_the_source_asks() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// Every resource id in `case` (but the patient's, which the hook names) given another label,
+/// and every reference to it rewritten: the same record, as another EHR would number it.
+fn relabelled(case: &Json) -> Json {
+    fn rewrite(v: &mut Json, map: &std::collections::BTreeMap<String, String>) {
+        match v {
+            Json::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    if k == "reference" {
+                        if let Some(new) = x.as_str().and_then(|r| map.get(r)) {
+                            *x = Json::String(new.clone());
+                        }
+                    } else {
+                        rewrite(x, map);
+                    }
+                }
+            }
+            Json::Array(a) => a.iter_mut().for_each(|x| rewrite(x, map)),
+            _ => {}
+        }
+    }
+    let mut out = case.clone();
+    let mut map = std::collections::BTreeMap::new();
+    for key in ["resources", "draftOrders"] {
+        for (n, r) in out[key].as_array_mut().into_iter().flatten().enumerate() {
+            let (Some(t), Some(id)) = (r["resourceType"].as_str(), r["id"].as_str()) else {
+                continue;
+            };
+            if t == "Patient" {
+                continue;
+            }
+            let new = format!("zz{n}-{}", id.chars().rev().collect::<String>());
+            map.insert(format!("{t}/{id}"), format!("{t}/{new}"));
+            r["id"] = Json::String(new);
+        }
+    }
+    for key in ["resources", "draftOrders"] {
+        if let Some(x) = out.get_mut(key) {
+            rewrite(x, &map);
+        }
+    }
+    out
+}
+
+/// Issue 33: what a card says is about the patient, never about how the EHR numbered its
+/// records. Every adversarial record, relabelled, gives the same decision and the same card
+/// texts, word for word (ids belong in the folded trace, not in the text a clinician reads).
+#[test]
+fn card_texts_do_not_depend_on_resource_ids() {
+    let rs = rule_set();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
+    let mut checked = 0;
+    let mut differ = Vec::new();
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        let p = f.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let case: Json = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let (a, b) = (judge(&rs, &case), judge(&rs, &relabelled(&case)));
+        checked += 1;
+        if a.decision.decision_ids() != b.decision.decision_ids() || a.texts != b.texts {
+            differ.push(format!(
+                "{}:\n  {:?}\n  {:?}",
+                p.display(),
+                a.texts,
+                b.texts
+            ));
+        }
+    }
+    assert!(checked >= 40, "{checked}");
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
 }

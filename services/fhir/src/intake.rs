@@ -361,9 +361,10 @@ impl Intake {
                 let message = if *first == record.source {
                     "sent twice: counted once".to_owned()
                 } else {
-                    format!(
-                        "the same record as {first} (same identifier), sent again: counted once"
-                    )
+                    // The other record is named in the trace and the audit, by this one's
+                    // source; the text a clinician reads names no ids.
+                    "the same record sent again under another id (same identifier): counted once"
+                        .to_owned()
                 };
                 self.problems.push(Problem {
                     source: record.source,

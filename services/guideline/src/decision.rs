@@ -207,6 +207,9 @@ pub struct Dose {
 pub struct Ignored {
     pub source: String,
     pub reason: String,
+    /// The record's day, where it has one: how a card names it (ids stay in the trace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<Date>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -257,6 +257,20 @@ fn dated(decision: &mut Decision, facts: &Facts) {
                 .max();
         }
     }
+    if decision.ignored.is_empty() {
+        return;
+    }
+    // Many records may be left out (everything before the episode): one pass over the records.
+    let mut days: std::collections::HashMap<&str, Date> = std::collections::HashMap::new();
+    for r in &facts.records {
+        if let Some(d) = r.date {
+            let day = days.entry(r.source.as_str()).or_insert(d);
+            *day = (*day).max(d);
+        }
+    }
+    for i in &mut decision.ignored {
+        i.date = days.get(i.source.as_str()).copied();
+    }
 }
 
 /// Red flags that ask for imaging and fired earlier in the episode, but not today: each stays
@@ -621,10 +635,10 @@ impl<'a> Evaluator<'a> {
                     .facts
                     .get(fact)
                     .map_or(fact, |b| b.text.as_str());
+                // The records are named in the trace (`sources`); a card's text names none.
                 notes.push(format!(
-                    "{text}: {} ({})",
-                    v.reason.as_deref().unwrap_or("contradictory records"),
-                    v.sources.join(", ")
+                    "{text}: {}",
+                    v.reason.as_deref().unwrap_or("contradictory records")
                 ));
                 sources.extend(v.sources.iter().cloned());
             }
