@@ -109,6 +109,19 @@ pub struct TestApp {
     handle: ServerHandle,
 }
 
+/// A second server of a `TestApp` (`TestApp::replica`).
+pub struct Replica {
+    pub address: String,
+    handle: ServerHandle,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
+
 /// The guidelines every test app loads: the repository's, and beside them the synthetic
 /// two-phase guideline of `tests/fixtures/guidelines` (not clinical), so every end-to-end test
 /// runs with two guidelines and nothing can quietly assume one. Links, made once per process.
@@ -212,6 +225,16 @@ impl TestApp {
         self.port = port;
         self.handle = handle;
         self.store = store;
+    }
+
+    /// Another replica: a second server on this app's database and trust file, as a
+    /// Deployment with several pods runs. It stops when dropped.
+    pub async fn replica(&self) -> Replica {
+        let (port, handle, _) = start(&self.env).await;
+        Replica {
+            address: format!("http://127.0.0.1:{port}"),
+            handle,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

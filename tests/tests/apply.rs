@@ -425,3 +425,25 @@ async fn a_malformed_parameters_body_is_refused_without_quoting_it() {
     let text = res.text().await.unwrap();
     assert!(!text.contains("Zyxwvut"), "{text}");
 }
+
+/// Issue 31: twelve concurrent identical `$apply` calls with `store=true` store one draft for
+/// the patient (a unique key in both backends, not a read-then-write), and every call answers
+/// with that draft: the calls that lose the race find it and answer with it.
+#[tokio::test]
+async fn concurrent_apply_calls_store_one_draft_for_the_patient() {
+    let app = spawn_app().await;
+    let mut body = parameters(&[condition("k", "M25.561", Some(20))], &recovered_walker());
+    body["parameter"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "store", "valueBoolean": true}));
+    let calls = (0..12).map(|_| apply(&app, APPLY, &body));
+    let answers = futures_util::future::join_all(calls).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for (status, plan) in &answers {
+        assert!(*status == 200 || *status == 201, "{status}: {plan}");
+        ids.insert(plan["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(stored_plans(&app).await, 1, "one draft for the patient");
+    assert_eq!(ids.len(), 1, "every call answers with that draft: {ids:?}");
+}

@@ -318,3 +318,69 @@ async fn a_sqlite_database_that_cannot_be_written_gives_503_then_recovers() {
         "the unwritable file was seen as 503s"
     );
 }
+
+/// Issue 31, "false outages": saturation is load, not an outage. Two pooled connections and the
+/// shortest acquire time, under bursts of concurrent calls: the calls that wait too long for a
+/// connection are answered 503 `overloaded` with `Retry-After`, never `unavailable`, and the
+/// database is never marked down (`/readyz` 200, `stride_db_up` 1). On the old code the first
+/// such wait marked the database down and the calls after it failed fast as `unavailable`.
+#[tokio::test]
+async fn saturation_is_answered_overloaded_and_never_marks_the_database_down() {
+    let app = Arc::new(
+        spawn_app_with(&[
+            ("STRIDE_DB_MAX_CONNECTIONS", "2"),
+            ("STRIDE_DB_ACQUIRE_TIMEOUT_MS", "10"),
+        ])
+        .await,
+    );
+    let (mut answered, mut overloaded) = (0, 0);
+    for round in 0..30 {
+        let burst = (0..48).map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let mut body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+                body["hookInstance"] = Json::String(uuid::Uuid::new_v4().to_string());
+                let res = app.cds(PV).json(&body).send().await.unwrap();
+                let status = res.status().as_u16();
+                let retry = res
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (
+                    status,
+                    retry,
+                    res.json::<Json>().await.unwrap_or(Json::Null),
+                )
+            })
+        });
+        for h in futures_util::future::join_all(burst).await {
+            let (status, retry, body) = h.unwrap();
+            match status {
+                200 => answered += 1,
+                503 => {
+                    let code = &body["issue"][0]["details"]["coding"][0]["code"];
+                    assert_eq!(code, "overloaded", "load answered as an outage: {body}");
+                    assert_eq!(retry.as_deref(), Some("1"), "{body}");
+                    overloaded += 1;
+                }
+                other => panic!("status {other} under load: {body}"),
+            }
+        }
+        assert_eq!(
+            status(&app, "/readyz").await,
+            200,
+            "the database was marked down under load (round {round})"
+        );
+        let m = app.metrics().await;
+        if stride_tests::metric(&m, "stride_db_overloaded_total").unwrap_or(0.0) > 0.0 {
+            break;
+        }
+    }
+    let m = app.metrics().await;
+    assert!(
+        stride_tests::metric(&m, "stride_db_overloaded_total").unwrap_or(0.0) > 0.0,
+        "the bursts never found the pool busy ({answered} answered, {overloaded} shed)"
+    );
+    assert_eq!(stride_tests::metric(&m, "stride_db_up"), Some(1.0));
+    assert!(answered > 0);
+}

@@ -482,14 +482,14 @@ async fn a_claim_is_durable_with_the_call_record_or_on_its_own_when_dropped() {
         .await
         .unwrap();
     // Carried by the hook record: durable once the record is, seen from another connection.
-    let claim = store
+    let mut claim = store
         .claim_jti("iss", "with-record", i64::MAX, 0)
         .await
         .unwrap();
     assert!(claim.fresh);
     let p = plan(false);
     store
-        .record_hook_claimed(hook_record(1, p, uuid::Uuid::new_v4()), claim)
+        .record_hook_claimed(hook_record(1, p, uuid::Uuid::new_v4()), &mut claim)
         .await
         .unwrap();
     assert!(!other
@@ -527,7 +527,7 @@ async fn a_claim_is_durable_with_the_call_record_or_on_its_own_when_dropped() {
     // id meanwhile) fails whole rather than serve the call. (PostgreSQL commits a claim when
     // it is made: there the other use is the one refused.)
     if store.backend() == stride_store::Backend::Sqlite {
-        let claim = store.claim_jti("iss", "raced", i64::MAX, 0).await.unwrap();
+        let mut claim = store.claim_jti("iss", "raced", i64::MAX, 0).await.unwrap();
         assert!(other
             .remember_jti("iss", "raced", i64::MAX, 0)
             .await
@@ -535,7 +535,7 @@ async fn a_claim_is_durable_with_the_call_record_or_on_its_own_when_dropped() {
         let p = plan(false);
         let id = p.id;
         let written = store
-            .record_hook_claimed(hook_record(3, p, uuid::Uuid::new_v4()), claim)
+            .record_hook_claimed(hook_record(3, p, uuid::Uuid::new_v4()), &mut claim)
             .await;
         assert!(written.is_err());
         assert!(

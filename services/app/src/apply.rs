@@ -15,7 +15,7 @@ use stride_guideline::facts::RecordKind;
 use stride_guideline::model::Status;
 use stride_guideline::{evaluate, Facts, RuleSet};
 use stride_hooks::request::is_fhir_id;
-use stride_store::{HookRecord, NewAuditEntry, Store};
+use stride_store::{HookRecord, NewAuditEntry, Store, StoreError};
 use time::OffsetDateTime;
 
 use crate::discovery;
@@ -266,77 +266,86 @@ pub async fn apply(
             "no active episode among the patient's Conditions".into(),
         ));
     }
-    let pending = if input.store {
-        pending_draft(store, tenant, &patient_ref, &decision_key(&decision)).await?
-    } else {
-        None
-    };
-    let plan_id = pending
-        .as_ref()
-        .map_or_else(stride_store::new_row_id, |p| p.id);
-    let ctx = PlanContext {
-        id: &plan_id.to_string(),
-        patient: &input.patient,
-        encounter: input.encounter.as_deref(),
-        author: None,
-        now,
-    };
-    let internal = |e| ApplyError::Hook(HookError::Internal(Box::new(e)));
-    let careplan = match &pending {
-        Some(p) => p.resource.clone(),
-        None => {
-            let imaging = imaging_requests(rs, &decision, &input.patient, || {
-                uuid::Uuid::new_v4().to_string()
-            })
-            .map_err(internal)?;
-            careplan(rs, &decision, &ctx, &imaging).map_err(internal)?
-        }
-    };
     let ids = decision
         .decision_ids()
         .iter()
         .map(|d| d.to_string())
         .collect();
     record_decision(&mut audit, rs, patient_ref.clone(), &facts, as_of, ids)?;
-    audit.details["careplan"] = serde_json::json!(plan_id);
-    let stored = match (&pending, input.store) {
-        (Some(_), _) => {
-            audit.careplan_id = Some(plan_id);
-            audit.details["stored"] = serde_json::json!("pending draft");
-            store
-                .append_audit(&audit)
-                .await
-                .map(|_| Some(Stored::Pending))
-        }
-        (None, true) => {
-            audit.careplan_id = Some(plan_id);
-            audit.details["stored"] = serde_json::json!("new draft");
-            let plan = draft_row(
-                rs,
-                &decision,
-                plan_id,
-                tenant,
-                &patient_ref,
-                careplan.clone(),
-                now,
-            );
-            store
-                .record_hook(HookRecord {
-                    careplan: Some(plan),
-                    cards: Vec::new(),
-                    audit: audit.clone(),
-                    answer: None,
+    let internal = |e| ApplyError::Hook(HookError::Internal(Box::new(e)));
+    // One pending draft per patient and decision, a unique key in both backends: a call that
+    // loses the race to store it (another `$apply`, a hook call) finds the winner's draft on
+    // its second pass and answers with it.
+    let mut raced = false;
+    loop {
+        let pending = if input.store {
+            pending_draft(store, tenant, &patient_ref, &decision_key(&decision)).await?
+        } else {
+            None
+        };
+        let plan_id = pending
+            .as_ref()
+            .map_or_else(stride_store::new_row_id, |p| p.id);
+        let ctx = PlanContext {
+            id: &plan_id.to_string(),
+            patient: &input.patient,
+            encounter: input.encounter.as_deref(),
+            author: None,
+            now,
+        };
+        let careplan = match &pending {
+            Some(p) => p.resource.clone(),
+            None => {
+                let imaging = imaging_requests(rs, &decision, &input.patient, || {
+                    uuid::Uuid::new_v4().to_string()
                 })
-                .await
-                .map(|_| Some(Stored::New))
+                .map_err(internal)?;
+                careplan(rs, &decision, &ctx, &imaging).map_err(internal)?
+            }
+        };
+        let mut audit = audit.clone();
+        audit.details["careplan"] = serde_json::json!(plan_id);
+        let stored = match (&pending, input.store) {
+            (Some(_), _) => {
+                audit.careplan_id = Some(plan_id);
+                audit.details["stored"] = serde_json::json!("pending draft");
+                store
+                    .append_audit(&audit)
+                    .await
+                    .map(|_| Some(Stored::Pending))
+            }
+            (None, true) => {
+                audit.careplan_id = Some(plan_id);
+                audit.details["stored"] = serde_json::json!("new draft");
+                let plan = draft_row(
+                    rs,
+                    &decision,
+                    plan_id,
+                    tenant,
+                    &patient_ref,
+                    careplan.clone(),
+                    now,
+                );
+                store
+                    .record_hook(HookRecord {
+                        careplan: Some(plan),
+                        cards: Vec::new(),
+                        audit,
+                        answer: None,
+                    })
+                    .await
+                    .map(|_| Some(Stored::New))
+            }
+            (None, false) => store.append_audit(&audit).await.map(|_| None),
+        };
+        match stored {
+            Err(StoreError::Duplicate(_)) if !raced => raced = true,
+            stored => {
+                let stored = stored.map_err(HookError::store("the $apply record"))?;
+                return Ok(Applied { careplan, stored });
+            }
         }
-        (None, false) => store.append_audit(&audit).await.map(|_| None),
     }
-    .map_err(|e| {
-        tracing::error!(error = %e, "$apply record not written: answering 503");
-        HookError::Unavailable("the call's audit entry")
-    })?;
-    Ok(Applied { careplan, stored })
 }
 
 #[cfg(test)]

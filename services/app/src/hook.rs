@@ -15,6 +15,7 @@ use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::{PhaseState, RecordKind};
 use stride_guideline::{evaluate, Decision, Facts, RuleSet};
 use stride_hooks::request::HookRequest;
+use stride_store::StoreError;
 use stride_store::{
     AuditFacts, CarePlanStatus, HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCard,
     NewCarePlan, Store,
@@ -32,6 +33,17 @@ pub enum HookError {
     /// A read or the write the answer depends on failed: no answer (fail closed).
     #[error("the database is unavailable ({0})")]
     Unavailable(&'static str),
+    /// The database answers, but too slowly for this call (every connection busy, the file
+    /// locked): load, not an outage. No answer now; retry in a moment.
+    #[error("the database is busy ({0})")]
+    Busy(&'static str),
+    /// Another call took a key this call's record needs, at the same moment: the same call
+    /// sent again under this token, or another call that drafted this patient's plan first
+    /// (one pending draft per patient and decision). Sent again, it is answered in full.
+    #[error(
+        "another call for this patient was being recorded at the same moment; send this one again"
+    )]
+    InFlight,
     /// The fallback fetch found no capacity free.
     #[error("no fetch capacity")]
     Overloaded,
@@ -49,6 +61,20 @@ pub enum HookError {
 impl HookError {
     fn internal(e: impl std::error::Error + Send + Sync + 'static) -> HookError {
         HookError::Internal(Box::new(e))
+    }
+
+    /// A store failure that leaves the call without an answer (fail closed): busy is load,
+    /// said as a warning; anything else is an outage, said as an error.
+    pub(crate) fn store(what: &'static str) -> impl FnOnce(StoreError) -> HookError {
+        move |e| {
+            if e.is_overloaded() {
+                tracing::warn!(error = %e, "{what}: the database is busy; answering 503");
+                HookError::Busy(what)
+            } else {
+                tracing::error!(error = %e, "{what}: not read or written; answering 503");
+                HookError::Unavailable(what)
+            }
+        }
     }
 }
 
@@ -156,10 +182,10 @@ pub async fn answered_before(
     hook_instance: &str,
     fingerprint: &str,
 ) -> Result<Option<String>, HookError> {
-    let stored = store.hook_answers(hook_instance).await.map_err(|e| {
-        tracing::error!(error = %e, "stored answers could not be read: answering 503");
-        HookError::Unavailable("stored answers")
-    })?;
+    let stored = store
+        .hook_answers(hook_instance)
+        .await
+        .map_err(HookError::store("stored answers"))?;
     if !stored
         .iter()
         .all(|a| a.tenant == tenant && a.caller_issuer == issuer)
@@ -250,10 +276,7 @@ pub(crate) async fn pending_draft(
     store
         .pending_draft(tenant, patient_ref, key)
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "pending drafts could not be read: answering 503");
-            HookError::Unavailable("pending drafts")
-        })
+        .map_err(HookError::store("pending drafts"))
 }
 
 /// The stored row of a new draft CarePlan `resource` for `decision`, awaiting review.
@@ -320,12 +343,9 @@ pub(crate) async fn approved_phase(
     let stored = store
         .latest_approved(tenant, patient_ref, &rs.doc.id)
         .await
-        .map_err(|e| {
-            // Without the approved phase the decision could differ: no answer (fail closed,
-            // as for the write).
-            tracing::error!(error = %e, "approved CarePlans could not be read: answering 503");
-            HookError::Unavailable("approved CarePlans")
-        })?;
+        // Without the approved phase the decision could differ: no answer (fail closed, as
+        // for the write).
+        .map_err(HookError::store("approved CarePlans"))?;
     if let Some(p) = stored {
         consider(
             p.updated_at,
@@ -372,7 +392,7 @@ async fn facts(
     store: &dyn Store,
     call: &Call<'_>,
     fetch: &mut impl Fetch,
-) -> Result<(Facts, time::Date, Vec<String>), HookError> {
+) -> Result<(Facts, time::Date, Vec<(String, String)>), HookError> {
     let req = call.request;
     // Resources about anyone else are never used.
     let mut intake = Intake::for_patient(&req.context.patient_id);
@@ -425,7 +445,7 @@ async fn facts(
     let unread = intake
         .problems
         .iter()
-        .map(|p| format!("{} — {}", p.source, p.message))
+        .map(|p| (p.source.clone(), p.message.clone()))
         .collect();
     let facts = Facts {
         phase_state,
@@ -572,7 +592,8 @@ pub async fn decide(
         differs
     });
     if !unread.is_empty() {
-        audit.details["unread"] = json!(unread);
+        let named: Vec<String> = unread.iter().map(|(s, m)| format!("{s} — {m}")).collect();
+        audit.details["unread"] = json!(named);
     }
     // The answer is made before the record, so that it is stored with it for a retry.
     #[derive(serde::Serialize)]
@@ -619,6 +640,66 @@ pub async fn decide(
     })
 }
 
+/// What a hook call is answered with.
+pub enum Answer {
+    /// Decided now and recorded: the body, its decision ids, whether the candidate in shadow
+    /// decided otherwise, and how long the record's write took.
+    Decided {
+        response: String,
+        decision_ids: Vec<String>,
+        shadow_differs: Option<bool>,
+        write: std::time::Duration,
+    },
+    /// Another replica recorded the same call first: its stored answer.
+    Stored(String),
+}
+
+/// A hook call from decision to record, as one use case: `decide`, then `record` with the
+/// token's claim. One pending draft per patient and decision is a unique key in both backends:
+/// a call that loses the race for the patient's draft to another call is decided once more, and
+/// then links that draft. The same call recorded first by another replica is answered from its
+/// record, and `retry` (the audit entry of a retry) is written for it.
+pub async fn answer(
+    store: &dyn Store,
+    call: &Call<'_>,
+    fetch: &mut impl Fetch,
+    base: NewAuditEntry,
+    claim: &mut JtiClaim,
+    retry: NewAuditEntry,
+) -> Result<Answer, HookError> {
+    let mut raced = false;
+    loop {
+        let Drafted {
+            response,
+            record: rec,
+            decision_ids,
+            shadow_differs,
+        } = decide(store, call, fetch, base.clone()).await?;
+        let started = std::time::Instant::now();
+        let written = record(store, rec, claim).await;
+        let write = started.elapsed();
+        match written {
+            Ok(None) => {
+                return Ok(Answer::Decided {
+                    response,
+                    decision_ids,
+                    shadow_differs,
+                    write,
+                })
+            }
+            Ok(Some(stored)) => {
+                store
+                    .append_audit(&retry)
+                    .await
+                    .map_err(HookError::store("the retry's audit entry"))?;
+                return Ok(Answer::Stored(stored));
+            }
+            Err(HookError::InFlight) if !raced => raced = true,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// What the audit entry of any decision records (a hook call, `$apply`): whom it was about,
 /// the facts and the day, the exact version and the decision ids — what a replay needs.
 pub(crate) fn record_decision(
@@ -642,13 +723,41 @@ pub(crate) fn record_decision(
 /// No record, no answer: a card the clinic cannot trace must not be shown. The CarePlan,
 /// cards, answer and audit entry are written with the token's claim in one write; whatever
 /// made it fail, the caller may retry, and gets no card now (fail closed).
+///
+/// The same call sent to several replicas at once is recorded once: the others lose on the
+/// unique keys (the token's id, the hookInstance and fingerprint) after the winner committed.
+/// Losing that race is not an outage: they answer what the winner stored (`Some`).
 pub async fn record(
     store: &dyn Store,
     record: HookRecord,
-    claim: JtiClaim,
-) -> Result<(), HookError> {
-    store.record_hook_claimed(record, claim).await.map_err(|e| {
-        tracing::error!(error = %e, "hook record (CarePlan, cards, audit entry) not written: answering 503");
-        HookError::Unavailable("the call's record")
-    })
+    claim: &mut JtiClaim,
+) -> Result<Option<String>, HookError> {
+    let key = record.answer.as_ref().map(|a| {
+        (
+            a.tenant.clone(),
+            a.caller_issuer.clone(),
+            a.hook_instance.clone(),
+            a.fingerprint.clone(),
+        )
+    });
+    match store.record_hook_claimed(record, claim).await {
+        Ok(()) => Ok(None),
+        Err(StoreError::Duplicate(_)) => {
+            let Some((tenant, issuer, instance, fingerprint)) = key else {
+                return Err(HookError::InFlight);
+            };
+            match answered_before(store, &tenant, &issuer, &instance, &fingerprint).await? {
+                Some(stored) => {
+                    tracing::info!(
+                        "the same call was recorded by another replica first: its answer is given"
+                    );
+                    Ok(Some(stored))
+                }
+                // Another call's draft for this patient (or this token, used for another
+                // call): nothing of this one is stored; sent again, it links that draft.
+                None => Err(HookError::InFlight),
+            }
+        }
+        Err(e) => Err(HookError::store("the call's record")(e)),
+    }
 }

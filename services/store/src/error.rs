@@ -11,6 +11,15 @@ pub enum StoreError {
     Conflict(i32),
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// The database answers but not in time for this call: every pooled connection was busy
+    /// for the whole acquire time, or SQLite's file was busy or locked. Load, not an outage:
+    /// retried later (503 `overloaded`), and it never marks the database down (`guard`).
+    #[error("the database is busy ({0})")]
+    Overloaded(&'static str),
+    /// A row with this key exists already: another call (another replica, say) wrote it
+    /// first. Not a failure of the database.
+    #[error("a row with this key exists already")]
+    Duplicate(#[source] sqlx::Error),
     /// Known to be down (see `guard`): refused without trying.
     #[error("the database is down (failing fast until it answers again)")]
     Down,
@@ -35,10 +44,27 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(e),
+            // Waiting out the acquire time means every connection was in use: load. (A pool
+            // that holds no connection at all is a database that cannot be reached: `guard`
+            // tells the two apart, as only it knows the pool.)
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Overloaded("no pooled connection free within the acquire time")
+            }
+            sqlx::Error::Database(ref d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                StoreError::Duplicate(e)
+            }
+            // SQLite busy (5) or locked (6): another writer holds the file; it answers.
+            sqlx::Error::Database(ref d)
+                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && d.code()
+                        .and_then(|c| c.parse::<i32>().ok())
+                        .is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+            {
+                StoreError::Overloaded("the database file is busy")
+            }
+            sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+                StoreError::Unavailable(e)
+            }
             // The database went away or refused us: as unavailable as a dead socket.
             sqlx::Error::Database(ref d)
                 if d.code()
@@ -46,13 +72,13 @@ impl From<sqlx::Error> for StoreError {
             {
                 StoreError::Unavailable(e)
             }
-            // SQLite that cannot write now (busy, locked, read-only, I/O error, disk full,
-            // cannot open): retry later, as with a server that went away.
+            // SQLite that cannot write at all (read-only, I/O error, disk full, cannot open):
+            // retry later, as with a server that went away.
             sqlx::Error::Database(ref d)
                 if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
                     && d.code()
                         .and_then(|c| c.parse::<i32>().ok())
-                        .is_some_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14)) =>
+                        .is_some_and(|c| matches!(c & 0xff, 8 | 10 | 13 | 14)) =>
             {
                 StoreError::Unavailable(e)
             }
@@ -62,7 +88,13 @@ impl From<sqlx::Error> for StoreError {
 }
 
 impl StoreError {
-    /// Worth retrying later (503) rather than a bug (500).
+    /// Busy, not down: worth retrying in a moment (503 `overloaded`).
+    pub fn is_overloaded(&self) -> bool {
+        matches!(self, StoreError::Overloaded(_))
+    }
+
+    /// The database is unreachable or cannot write: worth retrying later (503), and a reason
+    /// to fail fast until it answers again (`guard`). Overload is not this.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
@@ -71,5 +103,64 @@ impl StoreError {
                 | StoreError::FileGone(_)
                 | StoreError::CommitFailed(_)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_wait_for_a_connection_is_load_not_an_outage() {
+        let e = StoreError::from(sqlx::Error::PoolTimedOut);
+        assert!(e.is_overloaded() && !e.is_unavailable(), "{e:?}");
+        let e = StoreError::from(sqlx::Error::PoolClosed);
+        assert!(e.is_unavailable() && !e.is_overloaded(), "{e:?}");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(StoreError::from(sqlx::Error::Io(refused)).is_unavailable());
+    }
+
+    /// Real SQLite errors, as the store meets them: a second row under a key, and a file that
+    /// another connection holds for writing.
+    #[tokio::test]
+    async fn sqlite_duplicates_and_a_busy_file_are_told_apart_from_an_outage() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+        use sqlx::{ConnectOptions, Connection};
+        let dir = tempfile::tempdir().unwrap();
+        let opts = SqliteConnectOptions::new()
+            .filename(dir.path().join("t.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let mut a: SqliteConnection = opts.connect().await.unwrap();
+        sqlx::query("CREATE TABLE t (k TEXT PRIMARY KEY)")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t VALUES ('x')")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        let dup = sqlx::query("INSERT INTO t VALUES ('x')")
+            .execute(&mut a)
+            .await
+            .unwrap_err();
+        let dup = StoreError::from(dup);
+        assert!(matches!(dup, StoreError::Duplicate(_)), "{dup:?}");
+        assert!(!dup.is_unavailable());
+
+        let mut b: SqliteConnection = opts.connect().await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut a)
+            .await
+            .unwrap();
+        let busy = sqlx::query("INSERT INTO t VALUES ('y')")
+            .execute(&mut b)
+            .await
+            .unwrap_err();
+        let busy = StoreError::from(busy);
+        assert!(busy.is_overloaded() && !busy.is_unavailable(), "{busy:?}");
+        sqlx::query("ROLLBACK").execute(&mut a).await.unwrap();
+        a.close().await.unwrap();
+        b.close().await.unwrap();
     }
 }

@@ -27,6 +27,8 @@ pub struct Health {
     down: AtomicBool,
     /// Operations answered `Down` without touching the database.
     fast_failures: AtomicU64,
+    /// Operations the database was too busy for (`StoreError::Overloaded`): load, not down.
+    overloads: AtomicU64,
 }
 
 impl Health {
@@ -36,6 +38,10 @@ impl Health {
 
     pub fn fast_failures(&self) -> u64 {
         self.fast_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn overloads(&self) -> u64 {
+        self.overloads.load(Ordering::Relaxed)
     }
 }
 
@@ -66,10 +72,19 @@ impl Guarded {
     }
 
     fn saw<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
-        if let Err(e) = &r {
-            if e.is_unavailable() && !matches!(e, StoreError::Down) {
+        match &r {
+            Err(e) if e.is_unavailable() && !matches!(e, StoreError::Down) => self.went_down(),
+            // A long wait for a connection is load while the pool holds connections (they are
+            // all in use); a pool that could not open a single one is a database that does not
+            // answer (sqlx retries a refused connection until the acquire time is out).
+            Err(e) if e.is_overloaded() && self.inner.pool_state().0 == 0 => {
                 self.went_down();
+                return Err(StoreError::Down);
             }
+            Err(e) if e.is_overloaded() => {
+                self.health.overloads.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
         r
     }
@@ -269,7 +284,7 @@ impl Store for Guarded {
     async fn record_hook_claimed(
         &self,
         record: HookRecord,
-        claim: JtiClaim,
+        claim: &mut JtiClaim,
     ) -> Result<(), StoreError> {
         guarded!(self, self.inner.record_hook_claimed(record, claim))
     }

@@ -58,6 +58,11 @@ impl JtiClaim {
         self.pending.take()
     }
 
+    /// Give back a row that was not written after all (its record failed).
+    pub(crate) fn restore(&mut self, row: Box<dyn PendingClaim>) {
+        self.pending = Some(row);
+    }
+
     /// Make the claim durable (write it now if it is still to be written) and wait for that.
     pub async fn durable(self) -> Result<(), StoreError> {
         match self.pending {
@@ -288,12 +293,17 @@ pub trait Store: Send + Sync + 'static {
     /// Write a hook call's record and make its token's claim durable with it: nothing of the
     /// call is stored unless both are. (SQLite writes a claim still to be written in the
     /// record's transaction; elsewhere the claim is made durable first.)
+    ///
+    /// On a failure the claim stays with the caller, still to be made durable, so that the call
+    /// may be decided again and recorded under it (a lost race for the patient's draft).
     async fn record_hook_claimed(
         &self,
         record: HookRecord,
-        claim: JtiClaim,
+        claim: &mut JtiClaim,
     ) -> Result<(), StoreError> {
-        claim.durable().await?;
+        if let Some(row) = claim.take_pending() {
+            row.write().await?;
+        }
         self.record_hook(record).await
     }
     /// Remember a JWT id until it expires, durably. `false`: it was seen before (a replay).

@@ -172,7 +172,7 @@ impl Store for SqliteStore {
     async fn record_hook_claimed(
         &self,
         record: HookRecord,
-        mut claim: JtiClaim,
+        claim: &mut JtiClaim,
     ) -> Result<(), StoreError> {
         // Without a row still to write, the claim is durable already.
         let Some(pending) = claim.take_pending() else {
@@ -182,9 +182,17 @@ impl Store for SqliteStore {
             .into_any()
             .downcast::<Deferred>()
             .map_err(|_| StoreError::CommitFailed("a token claim of another backend".into()))?;
-        self.record(record, deferred.row()).await?;
-        deferred.written();
-        Ok(())
+        match self.record(record, deferred.row()).await {
+            Ok(()) => {
+                deferred.written();
+                Ok(())
+            }
+            // Not written with the record: still the caller's, for another try.
+            Err(e) => {
+                claim.restore(deferred);
+                Err(e)
+            }
+        }
     }
 
     #[tracing::instrument(skip_all, fields(entries = entries.len()))]

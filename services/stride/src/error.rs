@@ -140,6 +140,9 @@ impl From<stride_store::StoreError> for ApiError {
         } else if e.is_unavailable() {
             tracing::warn!(error = %e, cause = ?std::error::Error::source(&e).map(ToString::to_string), "database unavailable");
             ApiError::Unavailable
+        } else if e.is_overloaded() {
+            tracing::warn!(error = %e, "database busy: answering 503 overloaded");
+            ApiError::Overloaded
         } else if matches!(e, stride_store::StoreError::NotFound) {
             ApiError::NotFound
         } else {

@@ -28,6 +28,7 @@ pub struct Metrics {
     pub db_up: prometheus::IntGauge,
     /// Brought up to the store's own count at each scrape.
     pub db_fast_failures: prometheus::IntCounter,
+    pub db_overloads: prometheus::IntCounter,
     pub prefetch_failures: IntCounterVec,
     pub shadow_evaluations: IntCounterVec,
 }
@@ -141,9 +142,18 @@ impl Metrics {
         registry
             .register(Box::new(db_fast_failures.clone()))
             .expect("registered once");
+        let db_overloads = prometheus::IntCounter::new(
+            "db_overloaded_total",
+            "Database operations that found every connection busy (or the SQLite file locked): load, answered 503 overloaded, never an outage",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(db_overloads.clone()))
+            .expect("registered once");
         Metrics {
             db_up,
             db_fast_failures,
+            db_overloads,
             hooks_shed,
             hooks_refused,
             prefetch_failures,
@@ -197,6 +207,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         .metrics
         .db_fast_failures
         .inc_by(state.db_health.fast_failures().saturating_sub(counted));
+    let counted = state.metrics.db_overloads.get();
+    state
+        .metrics
+        .db_overloads
+        .inc_by(state.db_health.overloads().saturating_sub(counted));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())

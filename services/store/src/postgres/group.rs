@@ -53,6 +53,13 @@ async fn writer(pool: PgPool, mut queue: mpsc::Receiver<Job>, sealer: Sealer) {
                     j.answer(Err(e));
                 }
             }
+            // Busy, not down: each caller is told so (503 `overloaded`), and none of them
+            // marks the database down.
+            Err(StoreError::Overloaded(why)) => {
+                for j in jobs {
+                    j.answer(Err(StoreError::Overloaded(why)));
+                }
+            }
             Err(e) if e.is_unavailable() => {
                 tracing::warn!(error = %e, writes = jobs.len(), "a group of hook records was not stored");
                 let said = e.to_string();

@@ -64,7 +64,8 @@ fn service<'s>(state: &'s AppState, id: &str) -> Result<&'s Service, ApiError> {
 fn hook_error(state: &AppState, e: HookError) -> ApiError {
     match e {
         HookError::Unavailable(_) => ApiError::Unavailable,
-        HookError::Overloaded => ApiError::Overloaded,
+        HookError::Overloaded | HookError::Busy(_) => ApiError::Overloaded,
+        HookError::InFlight => ApiError::Conflict(e.to_string()),
         HookError::Unfetched(m) => ApiError::PreconditionFailed(m),
         HookError::InstanceOfAnother => {
             state
@@ -138,66 +139,82 @@ pub async fn call(
             .content_type("application/json")
             .body(response));
     }
+    // The token's claim becomes durable with the call's record, in one write.
+    let (caller, mut claim) = cds_caller.into_parts();
     let mut fetch = EhrFetch::new(
         &state,
         req.fhir_server.as_ref(),
         req.access_token.as_deref(),
-        cds_caller.issuer(),
+        &caller.issuer,
         slot,
     );
     // "Today" and every record's day are the clinic's local dates (its trust-file zone, else
     // the offsets its EHR writes).
-    let zone = ClinicZone::for_tenant(cds_caller.timezone());
-    let base = audit::entry(
-        &http,
-        audit::Action::HookCall,
-        "success",
-        Some(cds_caller.caller()),
+    let zone = ClinicZone::for_tenant(caller.timezone.as_deref());
+    let base = audit::entry(&http, audit::Action::HookCall, "success", Some(&caller));
+    let retry = hook::retry_entry(
+        audit::entry(&http, audit::Action::HookRetry, "success", Some(&caller)),
+        svc,
+        &req,
     );
     let call = Call {
         service: svc,
         rule_set: &rs,
         shadow: shadow.as_ref(),
         request: &req,
-        tenant: cds_caller.tenant(),
-        issuer: cds_caller.issuer(),
+        tenant: &caller.tenant,
+        issuer: &caller.issuer,
         zone: &zone,
         now: OffsetDateTime::now_utc(),
         public_url: state.settings.public_url.as_str(),
         fingerprint,
-        smart_launch: state.verifier.smart_tenant(cds_caller.tenant()),
+        smart_launch: state.verifier.smart_tenant(&caller.tenant),
     };
-    let drafted = hook::decide(state.store.as_ref(), &call, &mut fetch, base)
-        .await
-        .map_err(|e| hook_error(&state, e))?;
-    tracing::Span::current().record(
-        "decision",
-        tracing::field::display(drafted.decision_ids.join(",")),
-    );
-    if let Some(differs) = drafted.shadow_differs {
+    let answered = hook::answer(
+        state.store.as_ref(),
+        &call,
+        &mut fetch,
+        base,
+        &mut claim,
+        retry,
+    )
+    .await
+    .map_err(|e| hook_error(&state, e))?;
+    let (response, decision_ids, shadow_differs, write) = match answered {
+        hook::Answer::Decided {
+            response,
+            decision_ids,
+            shadow_differs,
+            write,
+        } => (response, decision_ids, shadow_differs, write),
+        // Another replica recorded the same call first: its answer, not a second decision.
+        hook::Answer::Stored(stored) => {
+            tracing::Span::current().record("outcome", "answered by another replica");
+            return Ok(HttpResponse::Ok()
+                .content_type("application/json")
+                .body(stored));
+        }
+    };
+    state
+        .metrics
+        .store_write
+        .with_label_values(&["hook_record"])
+        .observe(write.as_secs_f64());
+    tracing::Span::current().record("decision", tracing::field::display(decision_ids.join(",")));
+    if let Some(differs) = shadow_differs {
         state
             .metrics
             .shadow_evaluations
             .with_label_values(&[if differs { "differs" } else { "same" }])
             .inc();
     }
-    // The token's claim becomes durable with the call's record, in one write.
-    let (_, claim) = cds_caller.into_parts();
-    let started = std::time::Instant::now();
-    let written = hook::record(state.store.as_ref(), drafted.record, claim).await;
-    state
-        .metrics
-        .store_write
-        .with_label_values(&["hook_record"])
-        .observe(started.elapsed().as_secs_f64());
-    written.map_err(|e| hook_error(&state, e))?;
-    for id in &drafted.decision_ids {
+    for id in &decision_ids {
         state.metrics.decisions.with_label_values(&[id]).inc();
     }
     tracing::Span::current().record("outcome", "answered");
     Ok(HttpResponse::Ok()
         .content_type("application/json")
-        .body(drafted.response))
+        .body(response))
 }
 
 #[post("/cds-services/{id}/feedback")]

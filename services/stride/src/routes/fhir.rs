@@ -164,7 +164,12 @@ fn apply_error(e: ApplyError) -> ApiError {
         ApplyError::Hook(stride_app::hook::HookError::Unfetched(m)) => {
             ApiError::PreconditionFailed(m)
         }
-        ApplyError::Hook(stride_app::hook::HookError::Overloaded) => ApiError::Overloaded,
+        ApplyError::Hook(
+            stride_app::hook::HookError::Overloaded | stride_app::hook::HookError::Busy(_),
+        ) => ApiError::Overloaded,
+        ApplyError::Hook(stride_app::hook::HookError::InFlight) => {
+            ApiError::Conflict(e.to_string())
+        }
         ApplyError::Hook(_) => ApiError::Unavailable,
     }
 }
