@@ -867,3 +867,179 @@ async fn a_rotated_key_keeps_old_seals_verifiable_and_an_auditor_needs_only_publ
     };
     assert_eq!(cli(&app, verify).await, std::process::ExitCode::SUCCESS);
 }
+
+/// Issue 31, "the auditor who trusts nothing": with keys and an anchor file in use, someone
+/// who can write the database strips every seal, deletes the oldest entries of the clinic's
+/// chain (its first decision among them) and appends an unsealed retention checkpoint naming
+/// the last entry deleted, so that the rest looks like a chain retention cut. Verify calls it
+/// broken: that checkpoint is not sealed by the service (and on SQLite, where retention never
+/// runs, none may exist), and the anchor file holds a checkpoint of a deleted entry.
+#[tokio::test]
+async fn deleting_the_oldest_entries_behind_a_forged_retention_checkpoint_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = key_file(dir.path(), "k1");
+    let app = stride_tests::spawn_app_with(&[("STRIDE_AUDIT_KEY_FILE", &keys)]).await;
+    let anchor = dir.path().join("anchor.ndjson");
+    let anchored = || stride::cli::AuditCommand::Anchor {
+        out: Some(anchor.clone()),
+    };
+    // The first decision, cemented in the anchor file; then two more and a second anchor.
+    hook(&app, 3).await;
+    let first = stride_tests::guideline_count() as i64 + 1;
+    assert_eq!(cli(&app, anchored()).await, std::process::ExitCode::SUCCESS);
+    for onset in [20, 40] {
+        hook(&app, onset).await;
+    }
+    assert_eq!(cli(&app, anchored()).await, std::process::ExitCode::SUCCESS);
+    assert_eq!(std::fs::read_to_string(&anchor).unwrap().lines().count(), 2);
+    assert_eq!(
+        cli(&app, verify_with(&anchor)).await,
+        std::process::ExitCode::SUCCESS
+    );
+
+    // The attack: no seals, entries 1..=first gone, a checkpoint vouching for the cut.
+    let chain: Vec<AuditEntry> = entries(&app)
+        .await
+        .into_iter()
+        .filter(|e| e.entry.tenant == TENANT)
+        .collect();
+    let last_hash = chain.iter().find(|e| e.seq == first).unwrap().hash.clone();
+    assert_eq!(
+        chain.iter().find(|e| e.seq == first).unwrap().entry.action,
+        "hook-call"
+    );
+    let unlock = if app.db.backend == Backend::Sqlite {
+        "DROP TRIGGER IF EXISTS audit_no_update; DROP TRIGGER IF EXISTS audit_no_delete;"
+    } else {
+        ""
+    };
+    owner_exec(
+        &app,
+        &format!(
+            "{unlock} UPDATE audit_entries SET seal = NULL, seal_kid = NULL WHERE tenant = '{TENANT}';
+             DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq <= {first};"
+        ),
+    )
+    .await;
+    // Appended as the database writer can: through a store without the service's key.
+    let forger = stride_store::connect(&app.db.url, &stride_store::PoolOptions::default())
+        .await
+        .unwrap();
+    forger
+        .append_audit(&stride_store::NewAuditEntry {
+            id: uuid::Uuid::new_v4(),
+            tenant: TENANT.into(),
+            recorded_us: stride::audit::now_us(),
+            action: stride_store::RETENTION_CHECKPOINT.into(),
+            outcome: "success".into(),
+            details: json!({"before": "2026-01-01", "lastSeq": first, "lastHash": last_hash}),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert_eq!(res["status"], "broken", "{res}");
+    assert!(
+        res["firstBrokenLink"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("retention checkpoint"),
+        "{res}"
+    );
+    assert_eq!(
+        cli(&app, verify_with(&anchor)).await,
+        std::process::ExitCode::FAILURE
+    );
+    // Without the keys the forged checkpoint cannot be told from a real one on PostgreSQL;
+    // on SQLite it is a break whatever the keys.
+    if app.db.backend == Backend::Sqlite {
+        let q = AuditQuery::default();
+        let check = stride::routes::audit::check_chain(app.store.as_ref(), &q, None, &[])
+            .await
+            .unwrap();
+        assert!(check.broken.is_some(), "a retention checkpoint on SQLite");
+    }
+}
+
+/// Issue 31: a retired key seals nothing written after its rotation. The key file records
+/// when each key was rotated out; a seal by it on a later entry (beyond the rollout's grace)
+/// is a break, while what it sealed before the rotation still verifies.
+#[tokio::test]
+async fn a_retired_key_cannot_reseal_an_entry_written_after_its_rotation() {
+    use stride_store::seal::AuditKeys;
+    let dir = tempfile::tempdir().unwrap();
+    let k1 = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
+    // Rotated to k2 two days ago.
+    let mut rotated: Json =
+        serde_json::from_str(&AuditKeys::generate("k2", Some(&k1)).unwrap()).unwrap();
+    let two_days_ago = time::OffsetDateTime::now_utc() - time::Duration::days(2);
+    rotated["retired"]["k1"] = json!(two_days_ago
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap());
+    let keys = dir.path().join("audit-keys.json");
+    std::fs::write(&keys, rotated.to_string()).unwrap();
+    let app =
+        stride_tests::spawn_app_with(&[("STRIDE_AUDIT_KEY_FILE", keys.to_str().unwrap())]).await;
+    let verify = || stride::cli::AuditCommand::Verify {
+        anchor: None,
+        keys: None,
+    };
+    // Something k1 sealed before its rotation (three days ago) still verifies beside k2's.
+    let k1_store = stride_store::connect(
+        &app.db.url,
+        &stride_store::PoolOptions {
+            sealer: k1.sealer.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let three_days_ago = stride::audit::now_us() - 3 * 86_400 * 1_000_000;
+    k1_store
+        .append_audit(&stride_store::NewAuditEntry {
+            id: uuid::Uuid::new_v4(),
+            tenant: TENANT.into(),
+            recorded_us: three_days_ago,
+            action: "audit-verify".into(),
+            outcome: "success".into(),
+            details: json!({}),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    hook(&app, 3).await;
+    assert_eq!(cli(&app, verify()).await, std::process::ExitCode::SUCCESS);
+
+    // The holder of k1's private key re-seals the decision just written under k2.
+    let last = entries(&app)
+        .await
+        .into_iter()
+        .filter(|e| e.entry.tenant == TENANT)
+        .last()
+        .unwrap();
+    assert_eq!(last.seal.as_ref().unwrap().kid, "k2");
+    let forged = k1.sealer.as_ref().unwrap().seal(last.hash.as_bytes());
+    let unlock = if app.db.backend == Backend::Sqlite {
+        "DROP TRIGGER IF EXISTS audit_no_update;"
+    } else {
+        ""
+    };
+    owner_exec(
+        &app,
+        &format!(
+            "{unlock} UPDATE audit_entries SET seal_kid = 'k1', seal = '{}' WHERE tenant = '{TENANT}' AND seq = {};",
+            forged.sig, last.seq
+        ),
+    )
+    .await;
+    assert_eq!(cli(&app, verify()).await, std::process::ExitCode::FAILURE);
+    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    assert!(
+        res["firstBrokenLink"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("retired"),
+        "{res}"
+    );
+}

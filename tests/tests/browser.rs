@@ -924,7 +924,7 @@ async fn the_ehr_launches_the_review_as_a_smart_app_in_chromium() {
     }
     let port = stride_tests::oidc::free_port();
     let public = format!("http://localhost:{port}");
-    let smart_callback = format!("{public}/ui/auth/smart-callback");
+    let smart_callback = format!("{public}/ui/auth/smart-callback/{TENANT}");
     let provider = start_provider_with(
         &format!("{public}/ui/auth/callback"),
         &[

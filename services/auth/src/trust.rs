@@ -69,6 +69,26 @@ impl IssuerConfig {
     pub fn tenant(&self) -> &str {
         self.tenant.as_deref().unwrap_or(self.iss.as_str())
     }
+
+    /// The last segment of this EHR's SMART redirect URI (`/ui/auth/smart-callback/{key}`): the
+    /// tenant where a path can carry it as it is, else a digest of it (a tenant defaulting to
+    /// the issuer URL). One per clinic; logged at start with the URI to register.
+    pub fn smart_callback_key(&self) -> String {
+        let t = self.tenant();
+        if !t.is_empty()
+            && t.len() <= 64
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return t.to_owned();
+        }
+        // FNV-1a: a stable name for a path, not a secret.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in t.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        format!("t-{h:016x}")
+    }
 }
 
 /// Stride's registration as a SMART app with one EHR.
@@ -118,6 +138,7 @@ impl TrustFile {
             serde_json::from_str(text).map_err(|e| TrustError::Invalid(e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
         let mut smart_bases = std::collections::HashSet::new();
+        let mut smart_tenants = std::collections::HashSet::new();
         for i in &t.issuers {
             if !seen.insert(&i.iss) {
                 return Err(TrustError::Invalid(format!(
@@ -177,6 +198,18 @@ impl TrustFile {
                         "issuer {}: smart needs an https fhir_base without query, fragment or \
                          credentials, and a client_id",
                         i.iss
+                    )));
+                }
+                // The redirect URI names the clinic (`/ui/auth/smart-callback/{key}`), so that
+                // an answer is only taken at the address of the EHR the sign-in began at (the
+                // OAuth mix-up): one registration per clinic.
+                let key = i.smart_callback_key();
+                if !smart_tenants.insert(key.clone()) {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: tenant {} has a smart registration already (one per \
+                         clinic: its redirect URI is /ui/auth/smart-callback/{key})",
+                        i.iss,
+                        i.tenant()
                     )));
                 }
                 if !smart_bases.insert(smart.iss().to_owned()) {
@@ -254,6 +287,30 @@ mod tests {
             r#"{{"issuers": [{{"iss": "https://login.ehr.test", "kind": "{kind}",
                  "jwks_uri": "https://login.ehr.test/jwks", "smart": {smart}}}]}}"#
         ))
+    }
+
+    #[test]
+    fn one_smart_registration_per_clinic_whose_name_a_path_can_carry() {
+        let two = |t1: &str, t2: &str| {
+            TrustFile::parse(&format!(
+                r#"{{"issuers": [
+                {{"iss": "https://a.test", "kind": "staff", "tenant": "{t1}", "jwks_uri": "https://a.test/jwks",
+                  "smart": {{"fhir_base": "https://a.test/fhir", "client_id": "stride"}}}},
+                {{"iss": "https://b.test", "kind": "staff", "tenant": "{t2}", "jwks_uri": "https://b.test/jwks",
+                  "smart": {{"fhir_base": "https://b.test/fhir", "client_id": "stride"}}}}]}}"#
+            ))
+        };
+        let t = two("clinic-a", "clinic b/2").unwrap();
+        assert_eq!(t.issuers[0].smart_callback_key(), "clinic-a");
+        // A tenant a path cannot carry as it is gets a stable digest.
+        let key = t.issuers[1].smart_callback_key();
+        assert!(key.starts_with("t-") && key.len() == 18, "{key}");
+        assert_eq!(
+            key,
+            two("x", "clinic b/2").unwrap().issuers[1].smart_callback_key()
+        );
+        let same = two("clinic-a", "clinic-a").unwrap_err().to_string();
+        assert!(same.contains("smart-callback/clinic-a"), "{same}");
     }
 
     #[test]

@@ -116,7 +116,14 @@ pub fn parse(body: &[u8], hook: Hook, loopback_http: bool) -> Result<HookRequest
                 "the request must be a JSON object".into(),
             ))
         }
-        Err(e) => return Err(ParseError::Malformed(e.to_string())),
+        // Never serde's message: the position only (see `stride::body::refused`).
+        Err(e) => {
+            return Err(ParseError::Malformed(format!(
+                "line {}, column {}",
+                e.line(),
+                e.column()
+            )))
+        }
     };
     let mut request = read(&obj, hook, loopback_http).map_err(ParseError::Invalid)?;
     request.members = obj;

@@ -179,7 +179,12 @@ pub struct ChainCheck {
     outside_heads: std::collections::BTreeMap<String, i64>,
     /// The last seq seen per tenant.
     seen_heads: std::collections::HashMap<String, i64>,
+    /// Outside checkpoints whose entry was seen (and compared).
+    outside_seen: std::collections::HashSet<(String, i64)>,
     pub checkpoints: u64,
+    /// Whether retention can have cut these chains (it runs on PostgreSQL only): elsewhere a
+    /// retention checkpoint is a forgery that would hide deleted entries.
+    retention_runs: bool,
 }
 
 /// What an audit entry records. Stored as its name; every name Stride writes is here, so a
@@ -272,6 +277,13 @@ impl ChainCheck {
         }
     }
 
+    /// Whether retention runs on this backend (PostgreSQL): only there may a chain begin at a
+    /// retention checkpoint.
+    pub fn retention_runs(mut self, runs: bool) -> ChainCheck {
+        self.retention_runs = runs;
+        self
+    }
+
     /// Hold the chains to signed checkpoints kept outside the database (`stride audit
     /// anchor`). A checkpoint whose signature does not verify is itself a broken link.
     pub fn outside_checkpoint(&mut self, cp: &crate::seal::Checkpoint) {
@@ -295,10 +307,46 @@ impl ChainCheck {
         *head = (*head).max(cp.seq);
     }
 
-    /// After the last entry: every checkpointed entry must have been seen.
+    /// After the last entry: every checkpointed entry must have been seen, or removed by a
+    /// retention that a trusted checkpoint in the chain vouches for (every checkpoint of the
+    /// file, not only the newest: a deleted oldest entry shows against the one that held it).
     pub fn finish(&mut self) {
         if self.broken.is_some() {
             return;
+        }
+        let mut unseen: Vec<&(String, i64)> = self
+            .outside
+            .keys()
+            .filter(|k| !self.outside_seen.contains(*k))
+            .collect();
+        unseen.sort();
+        for (tenant, seq) in unseen {
+            let head = self.seen_heads.get(tenant).copied().unwrap_or(0);
+            if *seq > head {
+                continue; // a lost tail: said below, with its range
+            }
+            let cut = self
+                .anchors
+                .keys()
+                .filter(|(t, last)| t == tenant && last >= seq)
+                .map(|(_, last)| *last)
+                .min();
+            let vouched = cut.is_some_and(|last| {
+                last > *seq
+                    || self.anchors.get(&(tenant.clone(), last))
+                        == self.outside.get(&(tenant.clone(), *seq))
+            });
+            if !vouched {
+                self.broken = Some(Broken {
+                    tenant: tenant.clone(),
+                    seq: *seq,
+                    id: String::new(),
+                    reason: format!(
+                        "entry {seq} is missing: a checkpoint outside the database holds it, and no sealed retention checkpoint vouches for its removal"
+                    ),
+                });
+                return;
+            }
         }
         for (tenant, &seq) in &self.outside_heads {
             let last = self.seen_heads.get(tenant).copied().unwrap_or(0);
@@ -318,7 +366,34 @@ impl ChainCheck {
     }
 
     /// Learn where retention cut the chains (call with every checkpoint entry before `push`).
+    /// A checkpoint vouches for removed entries only where retention runs, and, with keys,
+    /// only sealed by the service: anyone who can write the database could append one.
     pub fn anchor(&mut self, checkpoint: &AuditEntry) {
+        let refuse = |reason: &str| Broken {
+            tenant: checkpoint.entry.tenant.clone(),
+            seq: checkpoint.seq,
+            id: checkpoint.entry.id.to_string(),
+            reason: reason.to_owned(),
+        };
+        if !self.retention_runs {
+            self.broken.get_or_insert(refuse(
+                "a retention checkpoint in a database where retention never runs (SQLite): forged",
+            ));
+            return;
+        }
+        if let Some(keys) = &self.keys {
+            let trusted = sealed(checkpoint).is_ok()
+                && checkpoint.seal.as_ref().is_some_and(|s| {
+                    keys.verify_at(s, checkpoint.hash.as_bytes(), checkpoint.entry.recorded_us)
+                        .is_ok()
+                });
+            if !trusted {
+                self.broken.get_or_insert(refuse(
+                    "a retention checkpoint not sealed by the service's key: it vouches for nothing",
+                ));
+                return;
+            }
+        }
         let d = &checkpoint.entry.details;
         if let (Some(seq), Some(hash)) = (d["lastSeq"].as_i64(), d["lastHash"].as_str()) {
             self.anchors
@@ -368,7 +443,9 @@ impl ChainCheck {
         if let Some(keys) = &self.keys {
             match &a.seal {
                 Some(seal) => {
-                    if let Err(reason) = keys.verify(seal, a.hash.as_bytes()) {
+                    if let Err(reason) =
+                        keys.verify_at(seal, a.hash.as_bytes(), a.entry.recorded_us)
+                    {
                         self.broken = Some(fail(reason.into()));
                         return;
                     }
@@ -388,6 +465,7 @@ impl ChainCheck {
             }
         }
         if let Some(hash) = self.outside.get(&(a.entry.tenant.clone(), a.seq)) {
+            self.outside_seen.insert((a.entry.tenant.clone(), a.seq));
             if *hash != a.hash {
                 self.broken = Some(fail(
                     "differs from the checkpoint kept outside the database (re-chained)".into(),

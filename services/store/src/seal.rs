@@ -60,15 +60,35 @@ impl Sealer {
     }
 }
 
-/// Public keys by id: what verifies seals. Retired keys stay here so old entries verify.
+/// How long a rotated key may still seal after its rotation: the rolling update that brings
+/// the new key file to every replica. A rotated key file is deployed the day it is made.
+pub const ROTATION_GRACE_US: i64 = 24 * 3600 * 1_000_000;
+
+/// Public keys by id: what verifies seals. Retired keys stay here so old entries verify, each
+/// with the time it was rotated: a seal it made on an entry written after that (and the
+/// rollout's grace) is a forgery by whoever kept the old private key.
 #[derive(Debug, Clone, Default)]
 pub struct SealKeys {
     keys: BTreeMap<String, Vec<u8>>,
+    /// Rotated keys: kid → when (µs since the epoch).
+    retired: BTreeMap<String, i64>,
 }
 
 impl SealKeys {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// `verify`, and the key was not retired before `at` (µs since the epoch: when the entry
+    /// or checkpoint says it was made) by more than the rollout's grace.
+    pub fn verify_at(&self, seal: &Seal, message: &[u8], at: i64) -> Result<(), &'static str> {
+        self.verify(seal, message)?;
+        match self.retired.get(&seal.kid) {
+            Some(rotated) if at > rotated.saturating_add(ROTATION_GRACE_US) => {
+                Err("sealed by a key that had been rotated out before (a retired key)")
+            }
+            _ => Ok(()),
+        }
     }
 
     pub fn verify(&self, seal: &Seal, message: &[u8]) -> Result<(), &'static str> {
@@ -97,6 +117,25 @@ struct KeyFile {
     sign: Option<SignKey>,
     #[serde(default)]
     verify: BTreeMap<String, String>,
+    /// Keys rotated out, with when (RFC 3339): the end of each one's validity window.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    retired: BTreeMap<String, String>,
+}
+
+fn rfc3339_us(t: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| (t.unix_timestamp_nanos() / 1000) as i64)
+}
+
+fn us_rfc3339(us: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -130,6 +169,14 @@ impl AuditKeys {
             }
             verify.keys.insert(kid.clone(), key);
         }
+        for (kid, at) in &file.retired {
+            let at =
+                rfc3339_us(at).ok_or_else(|| format!("retired.{kid}: not an RFC 3339 time"))?;
+            if !verify.keys.contains_key(kid) {
+                return Err(format!("retired.{kid}: not a key of `verify`"));
+            }
+            verify.retired.insert(kid.clone(), at);
+        }
         let sealer = match file.sign {
             Some(k) => {
                 if k.kid.is_empty() || k.kid.len() > 64 {
@@ -139,6 +186,9 @@ impl AuditKeys {
                 let pair = Ed25519KeyPair::from_pkcs8(&der)
                     .or_else(|_| Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der))
                     .map_err(|_| "sign.pkcs8: not an Ed25519 PKCS#8 key".to_owned())?;
+                if file.retired.contains_key(&k.kid) {
+                    return Err(format!("sign.kid: {} was rotated out (retired)", k.kid));
+                }
                 let sealer = Sealer { kid: k.kid, pair };
                 // The signing key verifies its own seals, whatever `verify` lists.
                 let public = sealer.public();
@@ -180,12 +230,27 @@ impl AuditKeys {
             return Err(format!("key id {kid} is used already; choose a new one"));
         }
         verify.insert(kid.to_owned(), b64(pair.public_key().as_ref()));
+        // The key this one replaces ends its window now (and earlier rotations stay recorded).
+        let mut retired: BTreeMap<String, String> = previous
+            .map(|p| {
+                p.verify
+                    .retired
+                    .iter()
+                    .map(|(k, at)| (k.clone(), us_rfc3339(*at)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(old) = previous.and_then(|p| p.sealer.as_ref()) {
+            let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64;
+            retired.insert(old.kid().to_owned(), us_rfc3339(now));
+        }
         let file = KeyFile {
             sign: Some(SignKey {
                 kid: kid.to_owned(),
                 pkcs8: b64(der.as_ref()),
             }),
             verify,
+            retired,
         };
         serde_json::to_string_pretty(&file).map_err(|e| e.to_string())
     }
@@ -199,6 +264,12 @@ impl AuditKeys {
                 .keys
                 .iter()
                 .map(|(k, v)| (k.clone(), b64(v)))
+                .collect(),
+            retired: self
+                .verify
+                .retired
+                .iter()
+                .map(|(k, at)| (k.clone(), us_rfc3339(*at)))
                 .collect(),
         };
         serde_json::to_string_pretty(&file).expect("a map of strings")
@@ -237,12 +308,14 @@ impl Checkpoint {
     }
 
     pub fn verify(&self, keys: &SealKeys) -> Result<(), &'static str> {
-        keys.verify(
+        let at = rfc3339_us(&self.time).ok_or("the checkpoint's time is not RFC 3339")?;
+        keys.verify_at(
             &Seal {
                 kid: self.kid.clone(),
                 sig: self.sig.clone(),
             },
             &Self::message(&self.tenant, self.seq, &self.hash, &self.time),
+            at,
         )
     }
 }
@@ -279,6 +352,40 @@ mod tests {
             AuditKeys::generate("k1", Some(&old)).is_err(),
             "ids are not reused"
         );
+    }
+
+    #[test]
+    fn a_rotated_key_seals_nothing_written_after_its_rotation() {
+        let old = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
+        let sealer = old.sealer.as_ref().unwrap().clone();
+        let text = AuditKeys::generate("k2", Some(&old)).unwrap();
+        let new = AuditKeys::parse(&text).unwrap();
+        let rotated = *new
+            .verify
+            .retired
+            .get("k1")
+            .expect("k1's rotation recorded");
+        let seal = sealer.seal(b"h");
+        // Before the rotation, and during the rollout that follows it: k1's seals hold.
+        assert!(new.verify.verify_at(&seal, b"h", rotated - 1).is_ok());
+        assert!(new
+            .verify
+            .verify_at(&seal, b"h", rotated + ROTATION_GRACE_US)
+            .is_ok());
+        // After it: an entry of that time sealed by k1 is a forgery.
+        assert!(new
+            .verify
+            .verify_at(&seal, b"h", rotated + ROTATION_GRACE_US + 1)
+            .is_err());
+        // The window travels to the auditor's public file and to the next rotation.
+        let auditor = AuditKeys::parse(&new.public_only()).unwrap();
+        assert_eq!(auditor.verify.retired.get("k1"), Some(&rotated));
+        let third = AuditKeys::parse(&AuditKeys::generate("k3", Some(&new)).unwrap()).unwrap();
+        assert_eq!(third.verify.retired.get("k1"), Some(&rotated));
+        assert!(third.verify.retired.contains_key("k2"));
+        // A retired key cannot be made the signing key again.
+        let revived = text.replacen("\"kid\": \"k2\"", "\"kid\": \"k1\"", 1);
+        assert!(AuditKeys::parse(&revived).is_err());
     }
 
     #[test]

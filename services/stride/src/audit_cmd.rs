@@ -134,6 +134,15 @@ async fn execute(
             ExitCode::SUCCESS
         }
         AuditCommand::Retention { keep_months } => {
+            // Retention appends a checkpoint where it cuts each chain; in a sealed log an
+            // unsealed checkpoint vouches for nothing, and verify would call the cut a break.
+            let sealing = settings
+                .audit_keys
+                .as_ref()
+                .is_some_and(|k| k.sealer.is_some());
+            if !sealing && store.chain_heads().await?.iter().any(|h| h.seal.is_some()) {
+                return Err("the audit log is sealed: retention must seal the checkpoint it writes; run it with the service's key file (STRIDE_AUDIT_KEY_FILE)".into());
+            }
             let today = time::OffsetDateTime::now_utc().date();
             // The first day of the month `keep_months` before this one.
             let months =

@@ -40,7 +40,21 @@ pub async fn read_json(
 }
 
 pub fn parse_json(body: &[u8]) -> Result<Json, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    serde_json::from_slice(body).map_err(|e| refused(&e, "the request body"))
+}
+
+/// A body that could not be read, said by the parser's category and position only: serde's
+/// message quotes the value it stopped at (a patient's name, a reason typed by staff, a token),
+/// and this error reaches the response, the log and the span.
+pub fn refused(e: &serde_json::Error, what: &str) -> ApiError {
+    let (line, column) = (e.line(), e.column());
+    if e.is_data() {
+        ApiError::BadRequest(format!(
+            "{what} does not have the fields this endpoint takes: one is missing or has the wrong type (line {line}, column {column})"
+        ))
+    } else {
+        ApiError::MalformedJson(format!("line {line}, column {column}"))
+    }
 }
 
 fn mime(req: &HttpRequest) -> String {

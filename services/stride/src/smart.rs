@@ -24,6 +24,10 @@ pub struct SmartConfiguration {
     pub code_challenge_methods_supported: Vec<String>,
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// RFC 9207: the authorization server names itself (`iss`) in every authorization
+    /// response, so a client can tell which server a code came from.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 /// One EHR where Stride is registered: the trust-file entry and the configuration it serves.

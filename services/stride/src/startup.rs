@@ -93,6 +93,21 @@ impl Application {
         let hsts = settings.public_url.as_str().starts_with("https://");
         let catalog = Arc::new(Catalog::load(&settings.guidelines_dir)?);
         let verifier = Arc::new(verifier(&settings)?);
+        // What an operator registers at each EHR: its own redirect URI (the OAuth mix-up).
+        for issuer in verifier.issuers() {
+            if let Some(smart) = &issuer.smart {
+                tracing::info!(
+                    fhir_base = smart.iss(),
+                    redirect_uri = %format!(
+                        "{}{}/{}",
+                        settings.public_url.as_str(),
+                        crate::routes::ui::launch::CALLBACK_PATH,
+                        issuer.smart_callback_key()
+                    ),
+                    "SMART app registration: the redirect URI to register at this EHR"
+                );
+            }
+        }
         let pins = stride_app::pins::Pins::new(
             &catalog,
             &settings.guideline_versions,

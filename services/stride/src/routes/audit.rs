@@ -178,10 +178,11 @@ pub async fn check_chain(
     keys: Option<&stride_store::seal::SealKeys>,
     outside: &[stride_store::seal::Checkpoint],
 ) -> Result<ChainCheck, stride_store::StoreError> {
-    let mut check = match keys {
+    let check = match keys {
         Some(k) => ChainCheck::with_keys(k.clone()),
         None => ChainCheck::default(),
     };
+    let mut check = check.retention_runs(store.backend() == stride_store::Backend::Postgres);
     for cp in outside
         .iter()
         .filter(|cp| query.tenant.as_ref().is_none_or(|t| *t == cp.tenant))

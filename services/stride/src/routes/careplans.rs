@@ -101,13 +101,8 @@ pub async fn review(
 ) -> Result<HttpResponse, ApiError> {
     let caller = staff.caller;
     let raw = read_body(&req, payload, BodyLimits::of(&state.settings)).await?;
-    let body: ReviewRequest = serde_json::from_slice(&raw).map_err(|e| {
-        if e.is_data() {
-            ApiError::BadRequest(format!("the review request: {e}"))
-        } else {
-            ApiError::MalformedJson(e.to_string())
-        }
-    })?;
+    let body: ReviewRequest =
+        serde_json::from_slice(&raw).map_err(|e| crate::body::refused(&e, "the review request"))?;
     let entry = audit::entry(
         &req,
         audit::Action::CareplanReview,

@@ -285,15 +285,5 @@ async fn json_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let raw =
         crate::body::read_body(req, payload, crate::body::BodyLimits::of(&state.settings)).await?;
-    serde_json::from_slice(&raw).map_err(|e| {
-        if e.is_data() {
-            ApiError::BadRequest(format!(
-                "the request body does not have the fields this endpoint takes (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        } else {
-            ApiError::MalformedJson(format!("line {}, column {}", e.line(), e.column()))
-        }
-    })
+    serde_json::from_slice(&raw).map_err(|e| crate::body::refused(&e, "the request body"))
 }

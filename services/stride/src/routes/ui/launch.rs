@@ -19,6 +19,11 @@ use crate::oidc::{self, Client};
 use crate::smart::{self, STAFF_SCOPES};
 use crate::state::AppState;
 
+/// Each registered EHR has a redirect URI of its own, `CALLBACK_PATH/{key}` (its clinic's
+/// `IssuerConfig::smart_callback_key`): an answer that
+/// comes back at another EHR's address than the one the sign-in began at is an OAuth mix-up
+/// (a code from one authorization server sent, with its PKCE verifier, to another's token
+/// endpoint), and is refused before anything is exchanged.
 pub const CALLBACK_PATH: &str = "/ui/auth/smart-callback";
 /// Longest `launch` value accepted (an opaque EHR handle; a few dozen bytes in practice).
 const MAX_LAUNCH: usize = 1024;
@@ -69,7 +74,7 @@ pub async fn launch(
             return Ok(signin::unavailable("The EHR's sign-in"));
         }
     };
-    let redirect = redirect_uri(&state);
+    let redirect = redirect_uri(&state, &issuer.smart_callback_key());
     begin(
         &state,
         "/ui/careplans?status=any".into(),
@@ -79,14 +84,18 @@ pub async fn launch(
     .await
 }
 
-fn redirect_uri(state: &AppState) -> String {
-    format!("{}{CALLBACK_PATH}", state.settings.public_url.as_str())
+fn redirect_uri(state: &AppState, key: &str) -> String {
+    format!(
+        "{}{CALLBACK_PATH}/{key}",
+        state.settings.public_url.as_str()
+    )
 }
 
-#[get("/ui/auth/smart-callback")]
+#[get("/ui/auth/smart-callback/{key}")]
 #[tracing::instrument(name = "ui smart launch callback", skip_all)]
 pub async fn callback(
     req: HttpRequest,
+    path: web::Path<String>,
     q: web::Query<Callback>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
@@ -106,6 +115,14 @@ pub async fn callback(
             "This sign-in was not started by a launch from a registered EHR.",
         ));
     };
+    // Answered at another EHR's address than the one the sign-in began at: a mix-up.
+    if issuer.smart_callback_key() != path.as_str() {
+        return Ok(refused(
+            StatusCode::UNAUTHORIZED,
+            "smart_mixup",
+            "This sign-in answer came back from another EHR than the one it was started at, so Stride did not use it.",
+        ));
+    }
     let ehr = match smart::discover(&state.smart_http, issuer).await {
         Ok(e) => e,
         Err(e) => {
@@ -113,8 +130,23 @@ pub async fn callback(
             return Ok(signin::unavailable("The EHR's sign-in"));
         }
     };
+    // RFC 9207: the answering server names itself; it must be this EHR's, and a server that
+    // says it always names itself must have done so.
+    let named = q.iss.as_deref().map(|i| i.trim_end_matches('/'));
+    let expected = issuer.iss.trim_end_matches('/');
+    let wrong = match named {
+        Some(i) => i != expected,
+        None => ehr.config.authorization_response_iss_parameter_supported,
+    };
+    if wrong {
+        return Ok(refused(
+            StatusCode::UNAUTHORIZED,
+            "smart_mixup",
+            "This sign-in answer does not come from the EHR's authorization server, so Stride did not use it.",
+        ));
+    }
     let secret = smart::client_secret(ehr.registration);
-    let redirect = redirect_uri(&state);
+    let redirect = redirect_uri(&state, &issuer.smart_callback_key());
     let client = Client {
         id: &ehr.registration.client_id,
         secret: secret.as_deref(),

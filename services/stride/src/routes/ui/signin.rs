@@ -165,6 +165,8 @@ pub struct Callback {
     code: Option<String>,
     state: Option<String>,
     error: Option<String>,
+    /// RFC 9207: the authorization server that answered.
+    pub(super) iss: Option<String>,
 }
 
 /// A refused sign-in: recorded (without the reason's details) and shown.
@@ -324,6 +326,19 @@ pub async fn callback(
             StatusCode::UNAUTHORIZED,
             "oidc_state",
             "This sign-in was started by an EHR launch.",
+        ));
+    }
+    // RFC 9207: a provider that names itself in its answer must name the configured one.
+    if q.iss
+        .as_deref()
+        .is_some_and(|i| i.trim_end_matches('/') != oidc.settings.issuer.trim_end_matches('/'))
+    {
+        return Ok(refuse(
+            &req,
+            &state,
+            StatusCode::UNAUTHORIZED,
+            "oidc_issuer",
+            "This sign-in answer does not come from the configured sign-in provider.",
         ));
     }
     let tokens = match oidc.exchange(&code, &pending.verifier).await {
