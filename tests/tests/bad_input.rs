@@ -164,13 +164,18 @@ async fn odd_but_wellformed_clinical_data_is_decided_or_reported_never_a_crash()
     let out: Json = res.json().await.unwrap();
     let phase = &out["cards"][0];
     let detail = phase["detail"].as_str().unwrap();
+    // Named by kind and day, never by id (issue 33: ids stay in the trace).
     assert!(
-        detail.contains("Observation/future") && detail.contains("after the as-of day"),
-        "the future-dated record is reported"
+        detail.contains("An observation of") && detail.contains("after the as-of day"),
+        "the future-dated record is reported: {detail}"
     );
     assert!(
-        detail.contains("Observation/furlong"),
-        "the unknown unit is reported"
+        detail.contains("[fur_us]"),
+        "the unknown unit is reported: {detail}"
+    );
+    assert!(
+        !detail.contains("Observation/future") && !detail.contains("Observation/furlong"),
+        "no ids in the text a clinician reads: {detail}"
     );
     let night: Vec<&Json> = out["cards"]
         .as_array()

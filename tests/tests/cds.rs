@@ -1470,3 +1470,83 @@ async fn one_call_sent_to_three_replicas_at_once_is_recorded_once_and_answered_b
         "each copy answered from the stored call is audited: {actions:?}"
     );
 }
+
+/// Issue 30: a red flag that stays until evaluated (night pain on day 10, a "no" since, no
+/// imaging) clears when a clinician records the decision: an override with a reason on its
+/// card. An override without a reason is a dismissal and clears nothing. The next decision
+/// records the clinician's decision among its facts, so a replay decides the same.
+#[tokio::test]
+async fn an_override_with_a_reason_evaluates_a_red_flag_that_stays_until_evaluated() {
+    let app = spawn_app().await;
+    let call = || walker_day_20(&[obs("night-pain-10", "pain-night", 10, boolean(true))]);
+    let (status, body) = hook(&app, PV, &call()).await;
+    assert_eq!(status, 200, "{body}");
+    let flag = body["cards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["source"]["topic"]["code"] == "rest-or-night-pain")
+        .expect("the red flag stays, not evaluated")
+        .clone();
+    assert!(
+        topics(&body).contains(&"hold-for-evaluation".to_owned()),
+        "{body}"
+    );
+    let feedback = |card: &Json, reason: bool| {
+        let a_minute_ago = (time::OffsetDateTime::now_utc() - time::Duration::minutes(1))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let mut f = json!({"card": card["uuid"], "outcome": "overridden",
+                           "outcomeTimestamp": a_minute_ago});
+        if reason {
+            f["overrideReason"] = json!({"reason": {"system": "http://stride-cds.org/fhir/CodeSystem/override-reason",
+                "code": "clinical-judgement"}, "userComment": "examined, no bone stress"});
+        }
+        json!({"feedback": [f]})
+    };
+    let send = |fb: Json| {
+        let req = app.cds(&format!("{PV}/feedback")).json(&fb);
+        async move { req.send().await.unwrap().status() }
+    };
+    // Dismissed without a reason: still held.
+    assert_eq!(send(feedback(&flag, false)).await, 200);
+    let (_, body) = hook(&app, PV, &call()).await;
+    assert!(
+        topics(&body).contains(&"rest-or-night-pain".to_owned()),
+        "{body}"
+    );
+    // Overridden with a reason: the clinician decided; the plan goes on (walk-run).
+    assert_eq!(send(feedback(&flag, true)).await, 200);
+    let (_, body) = hook(&app, PV, &call()).await;
+    let t = topics(&body);
+    assert!(!t.contains(&"rest-or-night-pain".to_owned()), "{body}");
+    assert!(t.contains(&"walk-run".to_owned()), "{t:?}");
+    // The decision it rests on is in the audit entry's facts, and a replay reproduces it.
+    let entry = stride_tests::audit_entries(&app)
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| e.entry.action == "hook-call")
+        .unwrap();
+    let facts = entry
+        .entry
+        .facts
+        .as_ref()
+        .map_or("", |f| f.text())
+        .to_owned();
+    assert!(
+        facts.contains("rest-or-night-pain") && facts.contains("\"decision\""),
+        "{facts}"
+    );
+    let res: Json = app
+        .client
+        .get(app.url(&format!("/audit/{}/replay", entry.entry.id)))
+        .bearer_auth(stride_tests::tokens::staff_token("audit.read"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["identical"], true, "{res}");
+}

@@ -350,6 +350,7 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
             rule_set_version: Some("1.0.2".into()),
             user_ref: Some("Practitioner/1".into()),
             encounter: None,
+            patient_ref: Some("Patient/p1".into()),
         }],
         careplan: Some(careplan),
         audit,

@@ -89,6 +89,8 @@ pub fn of(rs: &RuleSet, declared: &Declared) -> SourceAttributes {
                 RecordKind::Observation => assessments.push(b.text.clone()),
                 RecordKind::Condition => conditions.push(b.text.clone()),
                 RecordKind::Order | RecordKind::Report => orders.push(b.text.clone()),
+                // No fact reads a clinician's decision: it is not an input attribute.
+                RecordKind::Decision => {}
             }
         }
     }

@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use stride_fhir::careplan::{careplan, imaging_requests, PlanContext};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
-use stride_guideline::facts::{PhaseState, RecordKind};
+use stride_guideline::facts::{Code, PhaseState, Record, RecordKind};
 use stride_guideline::{evaluate, Decision, Facts, RuleSet};
 use stride_hooks::request::HookRequest;
 use stride_store::StoreError;
@@ -326,6 +326,48 @@ pub(crate) fn decision_key(d: &Decision) -> String {
 /// The patient's phase as clinic staff approved it: the newest active CarePlan of this
 /// guideline, from Stride's store (approved on the review page) or from the prefetch. Its
 /// phase and the day it took effect (the clinic's date) are the phase state.
+/// The red flags clinic staff overrode with a reason on this patient's cards, as records of
+/// the clinician's decision on the day they decided: a red flag that stays until evaluated is
+/// evaluated by it, as by imaging or a review of the plan. Read only for rule sets with such
+/// red flags (one indexed query).
+pub(crate) async fn clinician_decisions(
+    store: &dyn Store,
+    rule_sets: &[&RuleSet],
+    tenant: &str,
+    patient_ref: &str,
+    zone: &ClinicZone,
+    intake: &Intake,
+) -> Result<Vec<Record>, HookError> {
+    let Some(rs) = rule_sets
+        .iter()
+        .find(|rs| rs.doc.data_quality.imaging_red_flags_stick)
+    else {
+        return Ok(Vec::new());
+    };
+    let overridden = store
+        .overridden(tenant, patient_ref)
+        .await
+        .map_err(HookError::store("overridden red flags"))?;
+    Ok(overridden
+        .into_iter()
+        .map(|o| Record {
+            codes: vec![Code {
+                system: rs.doc.decision_system.clone(),
+                code: o.decision_id.clone(),
+            }],
+            components: Vec::new(),
+            date: Some(intake.clinic_date(zone, o.at)),
+            end: None,
+            kind: RecordKind::Decision,
+            sites: Vec::new(),
+            source: format!("Feedback/override-of-{}", o.decision_id),
+            start: None,
+            status: None,
+            value: None,
+        })
+        .collect())
+}
+
 pub(crate) async fn approved_phase(
     store: &dyn Store,
     rs: &RuleSet,
@@ -441,6 +483,16 @@ async fn facts(
             &intake,
         )
         .await?;
+        let decided = clinician_decisions(
+            store,
+            &call.read(),
+            call.tenant,
+            &call.patient_ref(),
+            call.zone,
+            &intake,
+        )
+        .await?;
+        intake.records.extend(decided);
     }
     let unread = intake
         .problems
@@ -629,6 +681,7 @@ pub async fn decide(
                 rule_set_version: Some(rs.doc.version.to_string()),
                 user_ref: Some(req.context.user_id.to_owned()),
                 encounter: req.context.encounter_id.clone(),
+                patient_ref: Some(call.patient_ref()),
             })
             .collect(),
     };

@@ -140,6 +140,7 @@ fn resource(r: &Record, n: usize) -> Json {
     let subject = json!({"reference": "Patient/p1"});
     let at = |d: Date| stamp(instant(d, 10));
     match r.kind {
+        RecordKind::Decision => unreachable!("a clinician's decision is passed through (render)"),
         RecordKind::Observation => {
             let mut o = json!({"resourceType": "Observation", "id": id, "identifier": ident,
                 "status": r.status.clone().unwrap_or_else(|| "final".into()),
@@ -259,6 +260,8 @@ fn render(facts: &Facts) -> Rendered {
             .records
             .iter()
             .enumerate()
+            // A clinician's decision comes from the store, not from FHIR: passed through.
+            .filter(|(_, r)| r.kind != RecordKind::Decision)
             .map(|(n, r)| resource(r, n))
             .collect(),
     }
@@ -282,9 +285,17 @@ fn decide(rs: &RuleSet, v: &Vignette, pages: &[Vec<Json>], phase_state: &Facts) 
     let now = instant(v.as_of, 9) + Duration::minutes(30);
     let as_of = intake.localise(&zone(), now);
     assert_eq!(as_of, v.as_of, "{}: the clinic's today", v.name);
+    let mut records = intake.records;
+    records.extend(
+        phase_state
+            .records
+            .iter()
+            .filter(|r| r.kind == RecordKind::Decision)
+            .cloned(),
+    );
     let facts = Facts {
         phase_state: phase_state.phase_state.clone(),
-        records: intake.records,
+        records,
     };
     evaluate(rs, &facts, as_of)
 }

@@ -337,6 +337,10 @@ pub enum RecordKind {
     Patient,
     /// A result: a DiagnosticReport or an ImagingStudy (imaging done).
     Report,
+    /// A clinician's recorded decision on a red flag: an override with a reason on its card.
+    /// Its code is the decision id, in the rule set's decision system; its day, the override's.
+    /// Read by no fact: it evaluates a red flag that stays until evaluated (`cleared_by`).
+    Decision,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

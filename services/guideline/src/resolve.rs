@@ -204,6 +204,7 @@ fn status_counts(r: &Record, dq: &DataQuality) -> bool {
         }
         RecordKind::Order => listed(ORDER_COUNTS),
         RecordKind::Report => listed(REPORT_COUNTS),
+        RecordKind::Decision => true,
     }
 }
 
@@ -222,6 +223,16 @@ pub(crate) fn cleared(
         .as_ref()
         .is_some_and(|ps| within(ps.since))
     {
+        return true;
+    }
+    // A clinician recorded a decision on this red flag since (an override with a reason).
+    if facts.records.iter().any(|r| {
+        r.kind == RecordKind::Decision
+            && r.date.is_some_and(within)
+            && r.codes
+                .iter()
+                .any(|c| c.code == rule.id && c.system == rs.doc.decision_system)
+    }) {
         return true;
     }
     let Some(b) = rule.cleared_by.as_ref().and_then(|f| rs.doc.facts.get(f)) else {

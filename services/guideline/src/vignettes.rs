@@ -167,11 +167,12 @@ impl Vignette {
             let (alias, code) = pattern
                 .split_once('#')
                 .ok_or_else(|| format!("code `{pattern}` is not alias#code"))?;
-            let system = rs
-                .doc
-                .systems
-                .get(alias)
-                .ok_or_else(|| format!("unknown alias `{alias}`"))?;
+            // `decision#…`: a decision id of the rule set (a clinician's recorded decision).
+            let system = match alias {
+                "decision" => Some(&rs.doc.decision_system),
+                _ => rs.doc.systems.get(alias),
+            }
+            .ok_or_else(|| format!("unknown alias `{alias}`"))?;
             Ok(Code {
                 system: system.clone(),
                 code: code.to_owned(),
@@ -216,7 +217,7 @@ impl Vignette {
                     RecordKind::Observation | RecordKind::Report => Some("final"),
                     RecordKind::Condition => Some("active"),
                     RecordKind::Order => Some("draft"),
-                    RecordKind::Patient => None,
+                    RecordKind::Patient | RecordKind::Decision => None,
                 }
                 .map(str::to_owned),
             };
@@ -290,6 +291,7 @@ fn kind_name(k: RecordKind) -> &'static str {
         RecordKind::Order => "ServiceRequest",
         RecordKind::Patient => "Patient",
         RecordKind::Report => "DiagnosticReport",
+        RecordKind::Decision => "Feedback",
     }
 }
 

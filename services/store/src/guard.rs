@@ -228,6 +228,13 @@ impl Store for Guarded {
     async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError> {
         guarded!(self, self.inner.feedback_rows(q))
     }
+    async fn overridden(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+    ) -> Result<Vec<crate::Overridden>, StoreError> {
+        guarded!(self, self.inner.overridden(tenant, patient_ref))
+    }
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
         guarded!(self, self.inner.feedback_for_card(card_uuid))
     }

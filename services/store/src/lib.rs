@@ -75,7 +75,7 @@ impl JtiClaim {
 pub use model::{
     Activation, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord, CarePlanStatus,
     FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, ImpactReport, NewCard, NewCarePlan,
-    NewFeedback, NotOneOf, PendingLogin, Review, ReviewAction, SignOff, StaffSession,
+    NewFeedback, NotOneOf, Overridden, PendingLogin, Review, ReviewAction, SignOff, StaffSession,
 };
 
 /// Whether the applied migrations (`applied`: the highest successful version in sqlx's
@@ -213,6 +213,13 @@ pub trait Store: Send + Sync + 'static {
         query: &'a AuditQuery,
         chain_order: bool,
     ) -> futures_util::stream::BoxStream<'a, Result<AuditEntry, StoreError>>;
+    /// The red-flag cards about `patient_ref` that clinic staff overrode with a reason, oldest
+    /// first: each is a clinician's recorded decision on that red flag.
+    async fn overridden(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+    ) -> Result<Vec<Overridden>, StoreError>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
 
     /// Card effectiveness: shown, accepted, overridden (by reason) and without feedback, per
@@ -358,4 +365,10 @@ mod tests {
         assert!(!purge.due(now + 59));
         assert!(purge.due(now + 60));
     }
+}
+
+/// Whether a feedback entry overrode its card with a reason (CDS Hooks `overrideReason`): only
+/// then did a clinician record a decision; an override without one is a dismissal.
+pub(crate) fn overridden_with_reason(details: &serde_json::Value) -> bool {
+    details["outcome"] == "overridden" && details["overrideReason"].is_object()
 }

@@ -154,6 +154,16 @@ pub struct NewCard {
     /// export's user and location.
     pub user_ref: Option<String>,
     pub encounter: Option<String>,
+    /// Whom it is about (`Patient/…`): a clinician's override of it is found for the patient.
+    pub patient_ref: Option<String>,
+}
+
+/// A red-flag card clinic staff overrode with a reason: the clinician's recorded decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overridden {
+    pub decision_id: String,
+    /// When the clinician decided (the feedback's `outcomeTimestamp`).
+    pub at: OffsetDateTime,
 }
 
 /// Which cards' outcomes to count: a tenant (or every tenant), a period of the cards'

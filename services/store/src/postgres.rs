@@ -488,6 +488,35 @@ impl Store for PgStore {
             .collect()
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn overridden(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+    ) -> Result<Vec<crate::Overridden>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.decision_id, f.details, f.outcome_timestamp
+               FROM cards c JOIN feedback f ON f.card_uuid = c.uuid::text AND f.tenant = c.tenant
+              WHERE c.tenant = $1 AND c.patient_ref = $2 AND f.outcome = 'overridden'
+              ORDER BY f.outcome_timestamp",
+        )
+        .bind(tenant)
+        .bind(patient_ref)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let details: serde_json::Value = r.try_get("details")?;
+            if crate::overridden_with_reason(&details) {
+                out.push(crate::Overridden {
+                    decision_id: r.try_get("decision_id")?,
+                    at: r.try_get("outcome_timestamp")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT card_uuid, known_card, outcome, details, outcome_timestamp FROM feedback

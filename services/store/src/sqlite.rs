@@ -487,6 +487,37 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn overridden(
+        &self,
+        tenant: &str,
+        patient_ref: &str,
+    ) -> Result<Vec<crate::Overridden>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.decision_id, f.details, f.outcome_timestamp
+               FROM cards c JOIN feedback f ON f.card_uuid = c.uuid AND f.tenant = c.tenant
+              WHERE c.tenant = ? AND c.patient_ref = ? AND f.outcome = 'overridden'
+              ORDER BY f.outcome_timestamp",
+        )
+        .bind(tenant)
+        .bind(patient_ref)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in &rows {
+            let details: String = r.try_get("details")?;
+            let details: serde_json::Value =
+                serde_json::from_str(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if crate::overridden_with_reason(&details) {
+                out.push(crate::Overridden {
+                    decision_id: r.try_get("decision_id")?,
+                    at: r.try_get("outcome_timestamp")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT card_uuid, known_card, outcome, details, outcome_timestamp FROM feedback
@@ -853,8 +884,8 @@ const INSERT_CAREPLAN: &str =
      VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 const INSERT_CARDS: &str =
     "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at,
-                        rule_set_id, rule_set_version, user_ref, encounter) VALUES ";
-const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                        rule_set_id, rule_set_version, user_ref, encounter, patient_ref) VALUES ";
+const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
 /// `bind_card_filter` in this order.
@@ -961,7 +992,8 @@ impl SqliteStore {
                         .bind(&card.rule_set_id)
                         .bind(&card.rule_set_version)
                         .bind(&card.user_ref)
-                        .bind(&card.encounter);
+                        .bind(&card.encounter)
+                        .bind(&card.patient_ref);
                 }
                 let mut q = bind_audit(q, &audit, &place);
                 if let Some(a) = &answer {

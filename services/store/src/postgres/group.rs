@@ -90,7 +90,7 @@ async fn write(
     let cards: Vec<_> = records.iter().flat_map(|r| &r.cards).collect();
     if !cards.is_empty() {
         let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at, rule_set_id, rule_set_version, user_ref, encounter) ",
+            "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at, rule_set_id, rule_set_version, user_ref, encounter, patient_ref) ",
         );
         q.push_values(cards, |mut b, c| {
             b.push_bind(c.uuid)
@@ -103,7 +103,8 @@ async fn write(
                 .push_bind(&c.rule_set_id)
                 .push_bind(&c.rule_set_version)
                 .push_bind(&c.user_ref)
-                .push_bind(&c.encounter);
+                .push_bind(&c.encounter)
+                .push_bind(&c.patient_ref);
         });
         q.build().execute(&mut *tx).await?;
     }
