@@ -20,8 +20,8 @@ use time::OffsetDateTime;
 
 use crate::discovery;
 use crate::hook::{
-    approved_phase, clinician_decisions, decision_key, draft_row, pending_draft, record_decision,
-    Fetch, HookError, Unfetched,
+    approved_phase, decision_key, draft_row, pending_draft, record_decision,
+    with_clinician_decisions, Fetch, HookError, Unfetched,
 };
 
 /// Why $apply drafted nothing.
@@ -256,14 +256,26 @@ pub async fn apply(
     let as_of = intake.localise(zone, now);
     let patient_ref = format!("Patient/{}", input.patient);
     let phase_state = approved_phase(store, rs, tenant, &patient_ref, zone, &intake).await?;
-    let decided = clinician_decisions(store, &[rs], tenant, &patient_ref, zone, &intake).await?;
-    let mut records = intake.records;
-    records.extend(decided);
-    let facts = Facts {
+    let offset = intake.fallback_offset();
+    let mut facts = Facts {
         phase_state,
-        records,
+        records: intake.records,
     };
-    let decision = evaluate(rs, &facts, as_of);
+    let mut decision = evaluate(rs, &facts, as_of);
+    if with_clinician_decisions(
+        store,
+        &[rs],
+        &[&decision],
+        tenant,
+        &patient_ref,
+        zone,
+        offset,
+        &mut facts,
+    )
+    .await?
+    {
+        decision = evaluate(rs, &facts, as_of);
+    }
     if !decision.applies {
         return Err(ApplyError::NotApplicable(
             "no active episode among the patient's Conditions".into(),

@@ -328,15 +328,15 @@ pub(crate) fn decision_key(d: &Decision) -> String {
 /// phase and the day it took effect (the clinic's date) are the phase state.
 /// The red flags clinic staff overrode with a reason on this patient's cards, as records of
 /// the clinician's decision on the day they decided: a red flag that stays until evaluated is
-/// evaluated by it, as by imaging or a review of the plan. Read only for rule sets with such
-/// red flags (one indexed query).
+/// evaluated by it, as by imaging or a review of the plan. Read only when a decision holds
+/// such a red flag (`with_clinician_decisions`), for rule sets that have them.
 pub(crate) async fn clinician_decisions(
     store: &dyn Store,
     rule_sets: &[&RuleSet],
     tenant: &str,
     patient_ref: &str,
     zone: &ClinicZone,
-    intake: &Intake,
+    offset: time::UtcOffset,
 ) -> Result<Vec<Record>, HookError> {
     let Some(rs) = rule_sets
         .iter()
@@ -356,7 +356,7 @@ pub(crate) async fn clinician_decisions(
                 code: o.decision_id.clone(),
             }],
             components: Vec::new(),
-            date: Some(intake.clinic_date(zone, o.at)),
+            date: Some(zone.date_of(o.at, offset)),
             end: None,
             kind: RecordKind::Decision,
             sites: Vec::new(),
@@ -434,7 +434,7 @@ async fn facts(
     store: &dyn Store,
     call: &Call<'_>,
     fetch: &mut impl Fetch,
-) -> Result<(Facts, time::Date, Vec<(String, String)>), HookError> {
+) -> Result<(Facts, time::Date, Vec<(String, String)>, time::UtcOffset), HookError> {
     let req = call.request;
     // Resources about anyone else are never used.
     let mut intake = Intake::for_patient(&req.context.patient_id);
@@ -483,27 +483,47 @@ async fn facts(
             &intake,
         )
         .await?;
-        let decided = clinician_decisions(
-            store,
-            &call.read(),
-            call.tenant,
-            &call.patient_ref(),
-            call.zone,
-            &intake,
-        )
-        .await?;
-        intake.records.extend(decided);
     }
     let unread = intake
         .problems
         .iter()
         .map(|p| (p.source.clone(), p.message.clone()))
         .collect();
+    let offset = intake.fallback_offset();
     let facts = Facts {
         phase_state,
         records: intake.records,
     };
-    Ok((facts, as_of, unread))
+    Ok((facts, as_of, unread, offset))
+}
+
+/// A clinician's recorded decision (an override with a reason) can only evaluate a red flag
+/// that stays until evaluated: when `decided` shows one (in any of `rule_sets`' decisions), the
+/// patient's overrides are read, added to `facts`, and `true` says to decide again. Every other
+/// call pays nothing for it (a query per call cost the load check's PostgreSQL run dearly).
+pub(crate) async fn with_clinician_decisions(
+    store: &dyn Store,
+    rule_sets: &[&RuleSet],
+    decided: &[&Decision],
+    tenant: &str,
+    patient_ref: &str,
+    zone: &ClinicZone,
+    offset: time::UtcOffset,
+    facts: &mut Facts,
+) -> Result<bool, HookError> {
+    let waiting = decided
+        .iter()
+        .any(|d| d.red_flags.iter().any(|f| f.since.is_some()));
+    if !waiting {
+        return Ok(false);
+    }
+    let decisions =
+        clinician_decisions(store, rule_sets, tenant, patient_ref, zone, offset).await?;
+    if decisions.is_empty() {
+        return Ok(false);
+    }
+    facts.records.extend(decisions);
+    Ok(true)
 }
 
 /// Gather, decide and render one call; `base` is its hook-call audit entry by the caller.
@@ -518,18 +538,38 @@ pub async fn decide(
     let req = call.request;
     let now = call.now;
     let patient_ref = call.patient_ref();
-    let (facts, as_of, unread) = facts(store, call, fetch).await?;
-    let decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
+    let (mut facts, as_of, unread, offset) = facts(store, call, fetch).await?;
+    let mut decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
         .in_scope(|| evaluate(rs, &facts, as_of));
+    // Shadow: the candidate decides the same facts on the same day; only the record shows it.
+    let mut shadow_decision = call.shadow.map(|candidate| {
+        tracing::info_span!("evaluate shadow", version = %candidate.doc.version)
+            .in_scope(|| evaluate(candidate, &facts, as_of))
+    });
+    let decided: Vec<&Decision> = std::iter::once(&decision).chain(&shadow_decision).collect();
+    if with_clinician_decisions(
+        store,
+        &call.read(),
+        &decided,
+        call.tenant,
+        &patient_ref,
+        call.zone,
+        offset,
+        &mut facts,
+    )
+    .await?
+    {
+        decision = evaluate(rs, &facts, as_of);
+        shadow_decision = call
+            .shadow
+            .map(|candidate| evaluate(candidate, &facts, as_of));
+    }
     let decision_ids: Vec<String> = decision
         .decision_ids()
         .iter()
         .map(|d| d.to_string())
         .collect();
-    // Shadow: the candidate decides the same facts on the same day; only the record shows it.
-    let shadowed = call.shadow.map(|candidate| {
-        let d = tracing::info_span!("evaluate shadow", version = %candidate.doc.version)
-            .in_scope(|| evaluate(candidate, &facts, as_of));
+    let shadowed = call.shadow.zip(shadow_decision).map(|(candidate, d)| {
         let ids: Vec<String> = d.decision_ids().iter().map(|s| s.to_string()).collect();
         let differs = ids != decision_ids;
         let record = json!({

@@ -167,7 +167,7 @@ pub fn resource_type(raw: &RawValue) -> Option<String> {
 impl Intake {
     /// Without a named zone, "today" is read in the offset the EHR wrote its newest timestamp
     /// with: the clinic's own offset, as far as the request can tell (UTC without any).
-    fn fallback_offset(&self) -> UtcOffset {
+    pub fn fallback_offset(&self) -> UtcOffset {
         self.instants
             .iter()
             .filter_map(|i| i.date)

@@ -207,8 +207,10 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         for f in entries {
             sqlx::query(
-                "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at, tenant)
-                 VALUES ($1, $2, $3, EXISTS (SELECT 1 FROM cards WHERE uuid::text = $3 AND tenant = $8), $4, $5, $6, $7, $8)",
+                "INSERT INTO feedback (id, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at, tenant, patient_ref, decision_id)
+                 VALUES ($1, $2, $3, EXISTS (SELECT 1 FROM cards WHERE uuid::text = $3 AND tenant = $8), $4, $5, $6, $7, $8,
+                         (SELECT patient_ref FROM cards WHERE uuid::text = $3 AND tenant = $8),
+                         (SELECT decision_id FROM cards WHERE uuid::text = $3 AND tenant = $8))",
             )
             .bind(f.id)
             .bind(&f.service_id)
@@ -495,10 +497,10 @@ impl Store for PgStore {
         patient_ref: &str,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         let rows = sqlx::query(
-            "SELECT c.decision_id, f.details, f.outcome_timestamp
-               FROM cards c JOIN feedback f ON f.card_uuid = c.uuid::text AND f.tenant = c.tenant
-              WHERE c.tenant = $1 AND c.patient_ref = $2 AND f.outcome = 'overridden'
-              ORDER BY f.outcome_timestamp",
+            "SELECT decision_id, details, outcome_timestamp FROM feedback
+              WHERE tenant = $1 AND patient_ref = $2 AND outcome = 'overridden'
+                AND decision_id IS NOT NULL
+              ORDER BY outcome_timestamp",
         )
         .bind(tenant)
         .bind(patient_ref)

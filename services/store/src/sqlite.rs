@@ -206,15 +206,15 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 for f in &entries {
                     sqlx::query(
-                        "INSERT INTO feedback (id, tenant, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at)
-                         VALUES (?, ?, ?, ?, EXISTS (SELECT 1 FROM cards WHERE uuid = ? AND tenant = ?), ?, ?, ?, ?)",
+                        "INSERT INTO feedback (id, tenant, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at, patient_ref, decision_id)
+                         VALUES (?1, ?2, ?3, ?4, EXISTS (SELECT 1 FROM cards WHERE uuid = ?4 AND tenant = ?2), ?5, ?6, ?7, ?8,
+                                 (SELECT patient_ref FROM cards WHERE uuid = ?4 AND tenant = ?2),
+                                 (SELECT decision_id FROM cards WHERE uuid = ?4 AND tenant = ?2))",
                     )
                     .bind(f.id.to_string())
                     .bind(&f.tenant)
                     .bind(&f.service_id)
                     .bind(&f.card_uuid)
-                    .bind(&f.card_uuid)
-                    .bind(&f.tenant)
                     .bind(&f.outcome)
                     .bind(f.details.to_string())
                     .bind(f.outcome_timestamp)
@@ -494,10 +494,10 @@ impl Store for SqliteStore {
         patient_ref: &str,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         let rows = sqlx::query(
-            "SELECT c.decision_id, f.details, f.outcome_timestamp
-               FROM cards c JOIN feedback f ON f.card_uuid = c.uuid AND f.tenant = c.tenant
-              WHERE c.tenant = ? AND c.patient_ref = ? AND f.outcome = 'overridden'
-              ORDER BY f.outcome_timestamp",
+            "SELECT decision_id, details, outcome_timestamp FROM feedback
+              WHERE tenant = ? AND patient_ref = ? AND outcome = 'overridden'
+                AND decision_id IS NOT NULL
+              ORDER BY outcome_timestamp",
         )
         .bind(tenant)
         .bind(patient_ref)
