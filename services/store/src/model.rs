@@ -454,3 +454,92 @@ pub struct ImpactReport {
     pub changed: i64,
     pub computed_at: OffsetDateTime,
 }
+
+// The governance tables read the same on either backend (ids stored as text): one mapping
+// each, the SQL text per backend.
+
+/// A row's `id`, stored as text.
+fn text_id<R>(r: &R) -> Result<Uuid, crate::StoreError>
+where
+    R: sqlx::Row,
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+{
+    let id: String = r.try_get("id")?;
+    Uuid::parse_str(&id).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+}
+
+impl ImpactReport {
+    /// An `impact_reports` row, on either backend.
+    pub(crate) fn from_row<R>(r: &R) -> Result<Self, crate::StoreError>
+    where
+        R: sqlx::Row,
+        for<'c> &'c str: sqlx::ColumnIndex<R>,
+        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(ImpactReport {
+            impact_hash: r.try_get("impact_hash")?,
+            guideline_id: r.try_get("guideline_id")?,
+            version: r.try_get("version")?,
+            content_hash: r.try_get("content_hash")?,
+            in_force_version: r.try_get("in_force_version")?,
+            tenant: r.try_get("tenant")?,
+            decisions: r.try_get("decisions")?,
+            changed: r.try_get("changed")?,
+            computed_at: r.try_get("computed_at")?,
+        })
+    }
+}
+
+impl SignOff {
+    /// A `guideline_sign_offs` row, on either backend.
+    pub(crate) fn from_row<R>(r: &R) -> Result<Self, crate::StoreError>
+    where
+        R: sqlx::Row,
+        for<'c> &'c str: sqlx::ColumnIndex<R>,
+        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(SignOff {
+            id: text_id(r)?,
+            guideline_id: r.try_get("guideline_id")?,
+            version: r.try_get("version")?,
+            content_hash: r.try_get("content_hash")?,
+            tenant: r.try_get("tenant")?,
+            signer: r.try_get("signer")?,
+            decision: r.try_get("decision")?,
+            reason: r.try_get("reason")?,
+            impact_hash: r.try_get("impact_hash")?,
+            in_force_version: r.try_get("in_force_version")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}
+
+impl Activation {
+    /// A `guideline_activations` row, on either backend.
+    pub(crate) fn from_row<R>(r: &R) -> Result<Self, crate::StoreError>
+    where
+        R: sqlx::Row,
+        for<'c> &'c str: sqlx::ColumnIndex<R>,
+        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Activation {
+            id: text_id(r)?,
+            guideline_id: r.try_get("guideline_id")?,
+            version: r.try_get("version")?,
+            content_hash: r.try_get("content_hash")?,
+            tenant: r.try_get("tenant")?,
+            activated_by: r.try_get("activated_by")?,
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}

@@ -280,21 +280,7 @@ impl Store for PgStore {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ImpactReport {
-                    impact_hash: r.try_get("impact_hash")?,
-                    guideline_id: r.try_get("guideline_id")?,
-                    version: r.try_get("version")?,
-                    content_hash: r.try_get("content_hash")?,
-                    in_force_version: r.try_get("in_force_version")?,
-                    tenant: r.try_get("tenant")?,
-                    decisions: r.try_get("decisions")?,
-                    changed: r.try_get("changed")?,
-                    computed_at: r.try_get("computed_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(ImpactReport::from_row).collect()
     }
 
     async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError> {
@@ -328,24 +314,7 @@ impl Store for PgStore {
                 .bind(guideline_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                Ok(SignOff {
-                    id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    guideline_id: r.try_get("guideline_id")?,
-                    version: r.try_get("version")?,
-                    content_hash: r.try_get("content_hash")?,
-                    tenant: r.try_get("tenant")?,
-                    signer: r.try_get("signer")?,
-                    decision: r.try_get("decision")?,
-                    reason: r.try_get("reason")?,
-                    impact_hash: r.try_get("impact_hash")?,
-                    in_force_version: r.try_get("in_force_version")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(SignOff::from_row).collect()
     }
 
     async fn record_activation(
@@ -377,20 +346,7 @@ impl Store for PgStore {
         let rows = sqlx::query("SELECT * FROM guideline_activations ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get("id")?;
-                Ok(Activation {
-                    id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    guideline_id: r.try_get("guideline_id")?,
-                    version: r.try_get("version")?,
-                    content_hash: r.try_get("content_hash")?,
-                    tenant: r.try_get("tenant")?,
-                    activated_by: r.try_get("activated_by")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(Activation::from_row).collect()
     }
 
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
