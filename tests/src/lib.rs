@@ -326,6 +326,18 @@ pub async fn audit_entries(app: &TestApp) -> Vec<stride_store::AuditEntry> {
         .await
 }
 
+/// How many CarePlans are stored, for anyone (a test's few; at most 50 are counted).
+pub async fn stored_plans(app: &TestApp) -> usize {
+    app.store
+        .search_careplans(&stride_store::CarePlanQuery {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
 /// The action of every audit entry, in chain order.
 pub async fn audit_actions(app: &TestApp) -> Vec<String> {
     audit_entries(app)

@@ -34,18 +34,6 @@ async fn apply(app: &TestApp, path: &str, body: &Json) -> (u16, Json) {
     (status, res.json().await.unwrap_or(Json::Null))
 }
 
-/// How many CarePlans are stored (for anyone).
-async fn stored_plans(app: &TestApp) -> usize {
-    app.store
-        .search_careplans(&stride_store::CarePlanQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .len()
-}
-
 /// What makes two drafts the same plan: everything but their ids and creation times (the
 /// plan's, and its contained proposals' `authoredOn`).
 fn plan_content(plan: &Json) -> Json {
@@ -71,7 +59,11 @@ async fn apply_returns_the_careplan_a_hook_call_drafts_and_stores_nothing() {
     assert_eq!(plan["encounter"]["reference"], "Encounter/e1");
     let canonical = plan["instantiatesCanonical"][0].as_str().unwrap();
     assert!(canonical.ends_with("|1.0.2"), "{canonical}");
-    assert_eq!(stored_plans(&app).await, 0, "$apply stores no CarePlan");
+    assert_eq!(
+        stride_tests::stored_plans(&app).await,
+        0,
+        "$apply stores no CarePlan"
+    );
     let entry = audit_entries(&app)
         .await
         .into_iter()
@@ -172,7 +164,11 @@ async fn apply_refuses_what_it_cannot_decide_on() {
     assert_eq!(status, 422, "{oo}");
     assert_eq!(oo["issue"][0]["code"], "processing");
     // Nothing above was drafted or stored.
-    assert_eq!(stored_plans(&app).await, 0, "nothing drafted or stored");
+    assert_eq!(
+        stride_tests::stored_plans(&app).await,
+        0,
+        "nothing drafted or stored"
+    );
 }
 
 #[tokio::test]
@@ -278,7 +274,7 @@ async fn apply_fetches_the_patients_data_from_the_fhir_server_it_names() {
     )
     .await;
     assert_eq!(plan_content(&fetched), plan_content(&sent));
-    assert_eq!(stored_plans(&app).await, 0);
+    assert_eq!(stride_tests::stored_plans(&app).await, 0);
 
     // A server that cannot be read: 412, as for a hook call, and nothing drafted.
     let closed = format!("http://127.0.0.1:{}/fhir", stride_tests::oidc::free_port());
@@ -336,7 +332,7 @@ async fn apply_stores_the_plan_for_review_when_asked() {
     assert_eq!(res.status(), 200);
     let again: Json = res.json().await.unwrap();
     assert_eq!(again["id"], plan["id"]);
-    assert_eq!(stored_plans(&app).await, 1);
+    assert_eq!(stride_tests::stored_plans(&app).await, 1);
 
     // `store` is a boolean; anything else is refused by name.
     let mut bad = parameters(&[condition("k", "M25.561", Some(20))], &[]);
@@ -394,7 +390,7 @@ async fn apply_takes_a_fhir_server_only_as_a_hook_would() {
             "{bad}: {oo}"
         );
     }
-    assert_eq!(stored_plans(&app).await, 0);
+    assert_eq!(stride_tests::stored_plans(&app).await, 0);
 }
 
 #[tokio::test]
@@ -444,6 +440,10 @@ async fn concurrent_apply_calls_store_one_draft_for_the_patient() {
         assert!(*status == 200 || *status == 201, "{status}: {plan}");
         ids.insert(plan["id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(stored_plans(&app).await, 1, "one draft for the patient");
+    assert_eq!(
+        stride_tests::stored_plans(&app).await,
+        1,
+        "one draft for the patient"
+    );
     assert_eq!(ids.len(), 1, "every call answers with that draft: {ids:?}");
 }

@@ -340,16 +340,9 @@ async fn a_failed_audit_write_answers_503_and_leaves_nothing_behind() {
     let out: Json = res.json().await.unwrap();
     assert_eq!(out["resourceType"], "OperationOutcome");
     assert!(out.get("cards").is_none());
-    let plans = app
-        .store
-        .search_careplans(&stride_store::CarePlanQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert!(
-        plans.is_empty(),
+    assert_eq!(
+        stride_tests::stored_plans(&app).await,
+        0,
         "the CarePlan was rolled back with the audit entry"
     );
 }

@@ -1161,15 +1161,7 @@ async fn a_retried_hook_instance_gets_the_stored_answer_and_no_second_decision()
     let (status, again) = hook(&app, PV, &call).await;
     assert_eq!(status, 200);
     assert_eq!(again, first, "the same cards, the same uuids");
-    let plans = app
-        .store
-        .search_careplans(&stride_store::CarePlanQuery {
-            limit: 50,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(plans.len(), 1, "no second draft");
+    assert_eq!(stride_tests::stored_plans(&app).await, 1, "no second draft");
     let actions: Vec<String> = stride_tests::audit_actions(&app).await;
     assert_eq!(
         actions.iter().filter(|a| *a == "hook-call").count(),
@@ -1445,16 +1437,8 @@ async fn one_call_sent_to_three_replicas_at_once_is_recorded_once_and_answered_b
             assert_eq!(body, &answers[0].1, "the same answer from every replica");
         }
     }
-    let plans = app
-        .store
-        .search_careplans(&stride_store::CarePlanQuery {
-            limit: 50,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     assert_eq!(
-        plans.len(),
+        stride_tests::stored_plans(&app).await,
         1,
         "one draft for the patient, linked to by later calls"
     );
