@@ -109,6 +109,48 @@ async fn a_pending_draft_is_found_by_patient_and_decision_key() {
     );
 }
 
+/// Issue 31: concurrent writers of a second pending draft for the same patient and decision
+/// are refused as duplicates, and a refused writer that then looks for the draft finds the
+/// one that was stored: the refusal is never answered before the winner is readable.
+#[tokio::test]
+async fn a_writer_refused_as_a_duplicate_finds_the_draft_that_was_stored() {
+    let (_db, store) = store().await;
+    let key = "medial-knee-pain-running|1.0.2|rest|stop-running";
+    let writes = (0..16).map(|_| {
+        let store = store.clone();
+        async move {
+            let p = NewCarePlan {
+                decision_key: Some(key.into()),
+                ..plan(false)
+            };
+            match store.insert_careplan(&p).await {
+                Ok(()) => Some(p.id),
+                Err(StoreError::Duplicate(_)) => {
+                    let found = store
+                        .pending_draft("clinic-a", "Patient/p1", key)
+                        .await
+                        .unwrap();
+                    assert!(found.is_some(), "refused, yet no draft is readable");
+                    None
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    });
+    let stored: Vec<_> = futures_util::future::join_all(writes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(stored.len(), 1, "one draft stored: {stored:?}");
+    let found = store
+        .pending_draft("clinic-a", "Patient/p1", key)
+        .await
+        .unwrap()
+        .map(|p| p.id);
+    assert_eq!(found, stored.first().copied());
+}
+
 #[tokio::test]
 async fn migrations_are_idempotent() {
     let (_db, store) = store().await;

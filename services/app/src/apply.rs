@@ -355,6 +355,10 @@ pub async fn apply(
         };
         match stored {
             Err(StoreError::Duplicate(_)) if !raced => raced = true,
+            // Lost a second race in a row (the winner's draft gone again, say, approved
+            // between the two passes): nothing of this call is stored; sent again, it is
+            // answered in full. Not an outage.
+            Err(StoreError::Duplicate(_)) => return Err(ApplyError::Hook(HookError::InFlight)),
             stored => {
                 let stored = stored.map_err(HookError::store("the $apply record"))?;
                 return Ok(Applied { careplan, stored });

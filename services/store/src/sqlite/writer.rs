@@ -293,13 +293,19 @@ where
                         }),
                     }
                 }
+                // A refused write is answered only once its group has ended: refused for a
+                // key another write of the group took (a second pending draft, a token used
+                // twice), its caller looks for that row next, and finds it only once the
+                // group is committed. Answered at once, it read too early, found nothing and
+                // tried again into the same key (a 503 under twelve concurrent `$apply`s).
                 Err(e) => {
                     let reconnect = e.is_unavailable();
-                    let _ = early_tx.send(Err(e));
                     Ran {
                         keep: false,
                         reconnect,
-                        deliver: Box::new(|_: Option<&StoreError>| {}),
+                        deliver: Box::new(move |_: Option<&StoreError>| {
+                            let _ = early_tx.send(Err(e));
+                        }),
                     }
                 }
             }
