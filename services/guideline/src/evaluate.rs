@@ -8,28 +8,31 @@ use crate::decision::{
 };
 use crate::facts::Facts;
 use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
+use crate::panels::with_panel_findings;
 use crate::resolve::{prepare, resolve_with, FactTable, Prepared, NOT_RECORDED};
 use crate::ruleset::RuleSet;
 use crate::units;
 
 pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
-    let prepared = prepare(rs, facts);
-    let table = resolve_with(rs, facts, &prepared, as_of, None, None);
-    decide(rs, facts, &prepared, table, as_of)
+    let facts = with_panel_findings(rs, facts);
+    let prepared = prepare(rs, &facts);
+    let table = resolve_with(rs, &facts, &prepared, as_of, None, None);
+    decide(rs, &facts, &prepared, table, as_of)
 }
 
 /// What the decision would be if the named facts were unknown. Explains which data a verdict
 /// rests on, and lets tests prove that missing data never silences a red flag.
 pub fn evaluate_without(rs: &RuleSet, facts: &Facts, as_of: Date, unknown: &[&str]) -> Decision {
-    let prepared = prepare(rs, facts);
-    let mut table = resolve_with(rs, facts, &prepared, as_of, None, None);
+    let facts = with_panel_findings(rs, facts);
+    let prepared = prepare(rs, &facts);
+    let mut table = resolve_with(rs, &facts, &prepared, as_of, None, None);
     for name in unknown {
         if let Some(v) = table.values.get_mut(*name) {
             v.value = None;
             v.reason = Some("withheld".into());
         }
     }
-    decide(rs, facts, &prepared, table, as_of)
+    decide(rs, &facts, &prepared, table, as_of)
 }
 
 fn decide(

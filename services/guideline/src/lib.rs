@@ -7,6 +7,7 @@ pub mod display;
 pub mod evaluate;
 pub mod facts;
 pub mod model;
+mod panels;
 mod resolve;
 pub mod ruleset;
 pub mod terminology;

@@ -149,6 +149,13 @@ pub struct DataQuality {
     /// A red-flag finding recorded in a form not read (free text, an unknown code, a wrong
     /// type) may be present: the red flag fires on that reading, and the card says why.
     pub unreadable_red_flags_possible: bool,
+    /// Findings recorded as the components of a panel (a flowsheet group, an exam form) are
+    /// read as records of their own, with the panel's date, status and body site.
+    pub panel_components_read: bool,
+    /// A finding recorded for the other side than the episode the patient is placed by
+    /// (`bodySite`) counts there only when it says more than "no": an exam of the uninjured
+    /// knee does not clear the injured one; a finding present in either limb still counts.
+    pub findings_by_side: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

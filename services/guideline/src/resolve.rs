@@ -391,12 +391,17 @@ pub(crate) fn resolve_with<'r>(
     }
     let mut episodes = Vec::new();
     let mut episode_start = None;
+    let mut placing_side = None;
     if dq.episodes_by_side && !triggers.is_empty() {
         let open = episode_groups(&triggers, as_of, stale_after, &mut |source, reason| {
             ignore(source, reason, &mut ignored)
         });
         onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
+        // An older episode's look back (`episode_from`) reads every side.
+        if dq.findings_by_side && episode_from.is_none() {
+            placing_side = open.side.filter(|s| *s != Side::Bilateral);
+        }
         // Conditions without an onset stay named: they are part of the picture.
         onset_sources.retain(|s| !triggers.iter().any(|t| t.source == s.as_str()));
         onset_sources.extend(open.sources);
@@ -488,6 +493,28 @@ pub(crate) fn resolve_with<'r>(
             let (r, src) = (&facts.records[h.record], &binding.sources[h.source]);
             if r.kind != src.record {
                 continue;
+            }
+            // A finding recorded for the other side says nothing of this episode's knee or
+            // thigh when it is a "no" (no tenderness, pain 0): an exam of the uninjured knee
+            // must not clear the injured one. Found present, it still counts: a red flag or
+            // pain in either limb stops running (and may be a new episode there).
+            if let Some(side) = placing_side {
+                if r.kind == RecordKind::Observation
+                    && binding.needs_value()
+                    && opposite(rs.side_of(r), side)
+                    && !says_more_than_no(rs, binding, h.source, r)
+                {
+                    ignore(
+                        &r.source,
+                        format!(
+                            "{}: a negative finding recorded for the other side; the open episode is the {} side's",
+                            binding.text,
+                            side_word(side)
+                        ),
+                        &mut ignored,
+                    );
+                    continue;
+                }
             }
             // A draft order is about today.
             let Some(date) = r.date.or((r.kind == RecordKind::Order).then_some(as_of)) else {
@@ -643,8 +670,25 @@ pub(crate) fn resolve_with<'r>(
             } else {
                 alternatives.clear();
             }
+            let readable = fv.value;
             fv = FactValue::unknown(reason.clone(), sources);
             fv.alternatives = alternatives;
+            // The largest (smallest) value is still at least (at most) the largest (smallest)
+            // readable one: an implausible temperature recorded after a fever of 38.4 °C must
+            // not make the fever unknown (the metamorphic harness found it).
+            if dq.unreadable_red_flags_possible {
+                fv.bound = match (binding.aggregation, readable) {
+                    (Aggregation::Max, Some(m)) => Some(Interval {
+                        lo: Some((m, true)),
+                        hi: None,
+                    }),
+                    (Aggregation::Min, Some(m)) => Some(Interval {
+                        lo: None,
+                        hi: Some((m, true)),
+                    }),
+                    _ => None,
+                };
+            }
         }
         if fv.value.is_none()
             && fv
@@ -729,6 +773,9 @@ struct Trigger<'a> {
 /// The episode the patient is placed in, and the others that are open.
 struct OpenEpisode {
     onset: Date,
+    /// The side of the episode the patient is placed by, when one side's episode is the
+    /// newest (`findings_by_side`).
+    side: Option<Side>,
     earliest: Date,
     sources: Vec<String>,
     notes: Vec<String>,
@@ -813,6 +860,12 @@ fn episode_groups(
     }
     // `live` is never empty (every trigger is fresh when none is), so neither is `groups`.
     let onset = groups.iter().map(|g| g.1).max().unwrap_or(as_of);
+    // Two sides' episodes begun on the same day: neither places the patient alone.
+    let mut newest = groups.iter().filter(|g| g.1 == onset).map(|g| g.0);
+    let side = match (newest.next(), newest.next()) {
+        (Some(side), None) => side,
+        _ => None,
+    };
     let mut sources: Vec<String> = groups
         .iter()
         .filter(|g| g.1 == onset)
@@ -837,6 +890,7 @@ fn episode_groups(
     };
     OpenEpisode {
         onset,
+        side,
         earliest: groups
             .iter()
             .map(|g| g.1)
@@ -845,6 +899,22 @@ fn episode_groups(
             .unwrap_or(onset),
         sources,
         notes,
+    }
+}
+
+/// Whether a record of side `record` is about the other limb than an episode of `episode`.
+fn opposite(record: Option<Side>, episode: Side) -> bool {
+    matches!(
+        (record, episode),
+        (Some(Side::Left), Side::Right) | (Some(Side::Right), Side::Left)
+    )
+}
+
+fn side_word(side: Side) -> &'static str {
+    match side {
+        Side::Right => "right",
+        Side::Left => "left",
+        Side::Bilateral => "both sides'",
     }
 }
 

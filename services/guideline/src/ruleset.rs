@@ -45,6 +45,10 @@ pub struct RuleSet {
     units: Vec<String>,
     /// The side each code of `applicability.sides` names.
     sides: HashMap<Code, crate::model::Side>,
+    /// Codes an Observation is read by for its own value, and (record code, component code)
+    /// pairs read as a component: how a panel's components are told apart (`panels`).
+    alone: std::collections::HashSet<Code>,
+    components: std::collections::HashSet<(Code, Code)>,
 }
 
 /// The units rule set 1.0.0 read: a rule set without `units` keeps them.
@@ -107,10 +111,21 @@ impl RuleSet {
         }
         // Records are relevant when a fact reads their code (answer codes name no record).
         let mut index: HashMap<Code, Vec<(usize, usize)>> = HashMap::new();
+        let mut alone = std::collections::HashSet::new();
+        let mut components = std::collections::HashSet::new();
         for (f, binding) in doc.facts.values().enumerate() {
             for (i, s) in binding.sources.iter().enumerate() {
                 for c in &s.resolved {
                     index.entry(c.clone()).or_default().push((f, i));
+                    match &s.resolved_component {
+                        Some(k) => {
+                            components.insert((c.clone(), k.clone()));
+                        }
+                        None if s.record == crate::model::RecordKind::Observation => {
+                            alone.insert(c.clone());
+                        }
+                        None => {}
+                    }
                 }
                 if let Some(c) = &s.resolved_component {
                     index.entry(c.clone()).or_default();
@@ -159,6 +174,8 @@ impl RuleSet {
             no,
             units,
             sides,
+            alone,
+            components,
         })
     }
 
@@ -247,6 +264,17 @@ impl RuleSet {
         let mut hits = codes.iter().filter_map(|c| self.index.get(c)).peekable();
         hits.peek()?;
         Some(hits.flatten().copied())
+    }
+
+    /// Whether a fact reads an Observation carrying `code` by its own value: a panel's
+    /// component so coded is a finding of its own (`panels`).
+    pub(crate) fn reads_alone(&self, code: &Code) -> bool {
+        self.alone.contains(code)
+    }
+
+    /// Whether a fact reads a record coded `record` through its component `component`.
+    pub(crate) fn reads_component(&self, record: &Code, component: &Code) -> bool {
+        self.components.contains(&(record.clone(), component.clone()))
     }
 
     /// The system and code an `alias#code` of this rule set names (any it checked at load).
