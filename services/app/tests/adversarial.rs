@@ -32,13 +32,6 @@ const DISAGREE: &[(&str, &str)] = &[
          one (issue 30: a red flag is repeated on the orders it is about, imaging among them).",
     ),
     (
-        "89-",
-        "A pain score given as text only is not read as a number, so the pain-on-return red flag \
-         is neither fired nor ruled out: its card is shown (\"not ruled out\", with what it needs) \
-         and the patient stays in rest, running stopped. Only a yes/no red-flag finding so \
-         recorded is read as a possible yes (COVERAGE.md D52).",
-    ),
-    (
         "69-",
         "As 68: the drafted radiographs are named on the red flag's card.",
     ),

@@ -502,12 +502,20 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
         && base.iter().any(|x| x["resourceType"] == "Condition");
     if rs.doc.data_quality.findings_by_side && right_only {
         let mut codes: Vec<(Json, &'static str, Json)> = Vec::new();
+        // A "no" is what says nothing is wrong: a finding absent, a 0–10 score of 0, no
+        // tenderness (an extent of 0). A count of pain-free days or minutes walked of 0 is
+        // not one: it says the limb is not ready.
+        let score = |x: &Json| {
+            let code = x["code"]["coding"][0]["code"].as_str().unwrap_or("");
+            code == "72514-3" || (code.starts_with("pain-") && !code.starts_with("pain-free"))
+        };
+        let extent = |x: &Json| x["code"]["coding"][0]["code"] == "tenderness-extent";
         for x in base.iter().filter(|x| is_finding(x)) {
             let no = if x.get("valueBoolean").is_some() {
                 ("valueBoolean", json!(false))
-            } else if x.get("valueInteger").is_some() {
+            } else if x.get("valueInteger").is_some() && score(x) {
                 ("valueInteger", json!(0))
-            } else if let Some(q) = x.get("valueQuantity") {
+            } else if let (Some(q), true) = (x.get("valueQuantity"), score(x) || extent(x)) {
                 let mut q = q.clone();
                 q["value"] = json!(0);
                 q.as_object_mut().unwrap().remove("comparator");

@@ -488,7 +488,8 @@ pub(crate) fn resolve_with<'r>(
         }
         let (counted, preliminary) = of_fact(f);
         let mut points = Vec::new();
-        let mut bad: Vec<(String, String, Date)> = Vec::new();
+        // (source, why, day, recorded in a form not read: free text, a wrong type)
+        let mut bad: Vec<(String, String, Date, bool)> = Vec::new();
         for h in counted.iter().filter(|h| usable(h)) {
             let (r, src) = (&facts.records[h.record], &binding.sources[h.source]);
             if r.kind != src.record {
@@ -496,13 +497,14 @@ pub(crate) fn resolve_with<'r>(
             }
             // A finding recorded for the other side says nothing of this episode's knee or
             // thigh when it is a "no" (no tenderness, pain 0): an exam of the uninjured knee
-            // must not clear the injured one. Found present, it still counts: a red flag or
-            // pain in either limb stops running (and may be a new episode there).
+            // must not clear the injured one. Anything else still counts: a red flag or pain
+            // in either limb stops running (and may be a new episode there), and so does a
+            // count that says the limb is not ready (0 pain-free days).
             if let Some(side) = placing_side {
                 if r.kind == RecordKind::Observation
                     && binding.needs_value()
                     && opposite(rs.side_of(r), side)
-                    && !says_more_than_no(rs, binding, h.source, r)
+                    && says_no(rs, binding, h.source, r)
                 {
                     ignore(
                         &r.source,
@@ -581,8 +583,10 @@ pub(crate) fn resolve_with<'r>(
                     ),
                     &mut ignored,
                 ),
-                Read::NoValue => bad.push((r.source.clone(), "no value".into(), date)),
-                Read::Bad(reason) => bad.push((r.source.clone(), reason, date)),
+                Read::NoValue => bad.push((r.source.clone(), "no value".into(), date, false)),
+                Read::Bad(reason) => {
+                    bad.push((r.source.clone(), reason, date, unread_form(src, r)))
+                }
             }
         }
         let mut prelim_values = Vec::new();
@@ -603,7 +607,7 @@ pub(crate) fn resolve_with<'r>(
         }
         // Clinical words on the card ("Extent of focal tenderness: …"); the fact id stays in
         // the trace.
-        for (source, reason, _) in &bad {
+        for (source, reason, _, _) in &bad {
             ignore(source, format!("{}: {reason}", binding.text), &mut ignored);
         }
         if enders.contains(name.as_str()) {
@@ -631,9 +635,9 @@ pub(crate) fn resolve_with<'r>(
         // other records must not stand in for it, or an older value would hide a newer finding.
         // Only a newer readable record supersedes it (`latest`), and a trend looks at its two
         // periods only.
-        let blocking: Vec<&(String, String, Date)> = bad
+        let blocking: Vec<&(String, String, Date, bool)> = bad
             .iter()
-            .filter(|(_, _, d)| match binding.aggregation {
+            .filter(|(_, _, d, _)| match binding.aggregation {
                 Aggregation::Latest => points.last().is_none_or(|p| *d >= p.date),
                 Aggregation::Trend | Aggregation::StepUp => {
                     (as_of - *d).whole_days() < 2 * i64::from(binding.period_days.unwrap_or(7))
@@ -641,7 +645,7 @@ pub(crate) fn resolve_with<'r>(
                 _ => true,
             })
             .collect();
-        if let Some((_, reason, day)) = blocking.first() {
+        if let Some((_, reason, day, _)) = blocking.first() {
             // Readable records of the same day stay possible readings: a red flag recorded
             // present beside an unreadable record of that day still fires on it.
             let mut alternatives: Vec<f64> = points
@@ -651,7 +655,7 @@ pub(crate) fn resolve_with<'r>(
                 .collect();
             alternatives.sort_by(f64::total_cmp);
             alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
-            let mut sources: Vec<String> = blocking.iter().map(|(s, _, _)| s.clone()).collect();
+            let mut sources: Vec<String> = blocking.iter().map(|(s, _, _, _)| s.clone()).collect();
             // A yes/no finding recorded in a form not read may be a yes.
             if dq.unreadable_red_flags_possible
                 && binding.kind == ValueKind::Boolean
@@ -670,24 +674,60 @@ pub(crate) fn resolve_with<'r>(
             } else {
                 alternatives.clear();
             }
-            let readable = fv.value;
+            let (readable, read_bound) = (fv.value, fv.bound);
+            let read_sources = fv.sources.clone();
             fv = FactValue::unknown(reason.clone(), sources);
             fv.alternatives = alternatives;
             // The largest (smallest) value is still at least (at most) the largest (smallest)
             // readable one: an implausible temperature recorded after a fever of 38.4 °C must
             // not make the fever unknown (the metamorphic harness found it).
+            // Not for the first n records: an unreadable one among them moves another in.
             if dq.unreadable_red_flags_possible {
-                fv.bound = match (binding.aggregation, readable) {
-                    (Aggregation::Max, Some(m)) => Some(Interval {
-                        lo: Some((m, true)),
-                        hi: None,
-                    }),
-                    (Aggregation::Min, Some(m)) => Some(Interval {
-                        lo: None,
-                        hi: Some((m, true)),
-                    }),
+                let lo = readable.map(|m| (m, true)).or(read_bound.and_then(|b| b.lo));
+                let hi = readable.map(|m| (m, true)).or(read_bound.and_then(|b| b.hi));
+                fv.bound = match (binding.aggregation, binding.first_n) {
+                    (Aggregation::Max, None) if lo.is_some() => Some(Interval { lo, hi: None }),
+                    (Aggregation::Min, None) if hi.is_some() => Some(Interval { lo: None, hi }),
                     _ => None,
                 };
+                // The records read are evidence too: the card names the 38.4 °C beside the
+                // record it could not read.
+                if fv.bound.is_some() {
+                    let mut all: Vec<String> = fv.sources.iter().cloned().collect();
+                    all.extend(read_sources.iter().cloned());
+                    all.sort();
+                    all.dedup();
+                    fv.sources = all.into();
+                }
+                // A number recorded in a form not read (a pain score as text) may be any
+                // believable value: the fact's readings at both ends of the believable range
+                // are its possible values, so a red flag that either reading fires holds, as
+                // for a yes/no finding (the reading of independent adversarial case 89).
+                // (Not a number outside the believable range: that one is unknown, never used.)
+                let unread = blocking.iter().all(|(_, _, _, form)| *form);
+                if let (ValueKind::Number, Some([lo, hi]), true) =
+                    (binding.kind, binding.plausible, unread)
+                {
+                    for end in [lo, hi] {
+                        let mut read = points.clone();
+                        read.extend(blocking.iter().map(|(source, _, date, _)| Point {
+                            date: *date,
+                            value: end,
+                            source: source.as_str(),
+                            correction: false,
+                            stand_in: false,
+                            bound: None,
+                            earliest: None,
+                        }));
+                        if let Some(v) =
+                            aggregate(binding, dq, &mut read, as_of, anchors.onset).value
+                        {
+                            fv.alternatives.push(v);
+                        }
+                    }
+                    fv.alternatives.sort_by(f64::total_cmp);
+                    fv.alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+                }
             }
         }
         if fv.value.is_none()
@@ -986,6 +1026,42 @@ pub(crate) fn says_more_than_no(rs: &RuleSet, b: &FactBinding, source: usize, r:
         Read::Bound(_) | Read::Bad(_) => true,
         Read::NoValue | Read::Nothing => false,
     }
+}
+
+/// Whether `r` says "no" for this fact: a yes/no finding recorded absent, a 0–10 score of 0,
+/// or the number a finding recorded absent stands for (no tenderness: an extent of 0). Not a
+/// count of pain-free days, minutes walked or a symmetry of 0: those say the limb is not ready.
+fn says_no(rs: &RuleSet, b: &FactBinding, source: usize, r: &Record) -> bool {
+    let src = &b.sources[source];
+    if !b.needs_value() || src.record != r.kind {
+        return false;
+    }
+    let no = match b.kind {
+        ValueKind::Boolean => Some(0.0),
+        _ => b
+            .sources
+            .iter()
+            .find_map(|s| s.absent_means)
+            .or((b.unit.as_deref() == Some("{score}")).then_some(0.0)),
+    };
+    match (read_value(rs, b, src, r), no) {
+        (Read::Value(v), Some(no)) => v == no,
+        _ => false,
+    }
+}
+
+/// Whether the value this source reads of `r` is in a form not read at all (free text, a
+/// range, a wrong type), rather than a number that cannot be used (a unit, a range of belief).
+fn unread_form(src: &FactSource, r: &Record) -> bool {
+    let value = match &src.resolved_component {
+        Some(code) => r
+            .components
+            .iter()
+            .find(|c| c.codes.contains(code))
+            .and_then(|c| c.value.as_ref()),
+        None => r.value.as_ref(),
+    };
+    matches!(value, Some(Value::Other(_)))
 }
 
 /// What the record says for this fact, in the binding's kind and unit.
