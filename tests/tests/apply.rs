@@ -294,7 +294,11 @@ async fn apply_fetches_the_patients_data_from_the_fhir_server_it_names() {
 #[tokio::test]
 async fn apply_stores_the_plan_for_review_when_asked() {
     let app = spawn_app().await;
-    let mut body = parameters(&[condition("k", "M25.561", Some(20))], &recovered_walker());
+    // The Patient in the data says who the stored draft is for (issue 33).
+    let mut data = recovered_walker();
+    data.push(json!({"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1988-07-09",
+        "name": [{"use": "official", "given": ["Ines"], "family": "Moreau"}]}));
+    let mut body = parameters(&[condition("k", "M25.561", Some(20))], &data);
     body["parameter"]
         .as_array_mut()
         .unwrap()
@@ -316,6 +320,10 @@ async fn apply_stores_the_plan_for_review_when_asked() {
         .unwrap();
     assert_eq!(stored.status.as_str(), "draft");
     assert_eq!(stored.patient_ref, "Patient/p1");
+    assert_eq!(
+        stored.patient,
+        Some(json!({"name": "Ines Moreau", "birthDate": "1988-07-09", "gender": "female"}))
+    );
     assert_eq!(plan_content(&stored.resource), plan_content(&plan));
     let entry = audit_entries(&app)
         .await

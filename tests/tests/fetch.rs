@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use serde_json::{json, Value as Json};
 use stride_tests::fhir::*;
+use stride_tests::tokens::staff_token;
 use stride_tests::{spawn_app, TestApp};
 
 const PV: &str = "/cds-services/running-knee-patient-view";
@@ -63,6 +64,9 @@ async fn fhir(req: HttpRequest, ehr: web::Data<Ehr>) -> HttpResponse {
         b
     } else if path.ends_with("/Observation") {
         bundle(&recovered_walker()[6..])
+    } else if path.ends_with("/Patient/p1") {
+        json!({"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1990-02-03",
+            "name": [{"use": "official", "given": ["Tomas"], "family": "Reyes"}]})
     } else {
         return HttpResponse::NotFound().finish();
     };
@@ -183,21 +187,63 @@ async fn absent_prefetch_is_fetched_with_the_token_across_pages() {
     let seen = ehr.seen.lock().unwrap().clone();
     assert_eq!(
         seen.len(),
-        3,
-        "Condition, Observation page 1 and page 2: {seen:?}"
+        4,
+        "Condition, Observation page 1 and page 2, and the Patient the new draft is for: {seen:?}"
     );
+    assert!(seen[3].0.ends_with("/Patient/p1"), "{seen:?}");
     for (target, auth) in &seen {
         assert_eq!(
             auth.as_deref(),
             Some("Bearer ehr-token-123"),
             "req 61: token on every call ({target})"
         );
-        assert!(target.contains("patient=p1"), "{target}");
+        assert!(
+            target.contains("patient=p1") || target.ends_with("/Patient/p1"),
+            "{target}"
+        );
     }
     assert!(
         seen[1].0.contains("code="),
         "the search asks only for the rule set's codes"
     );
+}
+
+/// Issue 33: the reviewer sees whose plan it is when the EHR prefetched no Patient: it is
+/// fetched once for a new draft; a draft already waiting fetches nothing more.
+#[tokio::test]
+async fn a_new_draft_names_the_patient_fetched_for_it() {
+    let app = spawn_app().await;
+    let ehr = start_ehr(Mode::Ok).await;
+    let (status, body) = call(&app, &request(&ehr, json!({}))).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["cards"][0]["suggestions"][0]["actions"][0]["resource"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a draft: {body}"))
+        .to_owned();
+    let html = app
+        .client
+        .get(app.url(&format!("/ui/careplans/{id}")))
+        .bearer_auth(staff_token("careplan.read"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Tomas Reyes, born 3 Feb 1990"), "{html}");
+    let patients = |ehr: &Ehr| {
+        ehr.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| t.ends_with("/Patient/p1"))
+            .count()
+    };
+    assert_eq!(patients(&ehr), 1);
+    // The same call again links the waiting draft: no second Patient fetch.
+    let (status, _) = call(&app, &request(&ehr, json!({}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(patients(&ehr), 1);
 }
 
 #[tokio::test]
@@ -216,7 +262,9 @@ async fn an_operation_outcome_or_null_slot_is_fetched_when_a_server_is_given() {
     assert_eq!(status, 200);
     assert_eq!(
         ehr.seen.lock().unwrap().len(),
-        2 + 3,
+        // The first call: two Observation pages and the Patient its new draft is for; the
+        // second: Condition and two Observation pages (its draft is the first's).
+        2 + 1 + 3,
         "null slots are fetched too (CONTRACT)"
     );
 }
@@ -326,7 +374,8 @@ async fn an_ehr_cannot_point_stride_at_internal_addresses() {
     // The same server, for the clinic whose entry says its EHR is internal, is fetched.
     let (status, _) = call(&app, &request(&ehr, json!({}))).await;
     assert_eq!(status, 200);
-    assert_eq!(ehr.seen.lock().unwrap().len(), 3);
+    // Condition, two Observation pages, and the Patient the new draft is for.
+    assert_eq!(ehr.seen.lock().unwrap().len(), 4);
 }
 
 #[tokio::test]

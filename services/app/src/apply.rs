@@ -257,6 +257,8 @@ pub async fn apply(
     let patient_ref = format!("Patient/{}", input.patient);
     let phase_state = approved_phase(store, rs, tenant, &patient_ref, zone, &intake).await?;
     let offset = intake.fallback_offset();
+    // Who the patient is, from a Patient in the data or fetched: kept with a stored draft.
+    let identity = intake.identity.take();
     let mut facts = Facts {
         phase_state,
         records: intake.records,
@@ -332,7 +334,7 @@ pub async fn apply(
             (None, true) => {
                 audit.careplan_id = Some(plan_id);
                 audit.details["stored"] = serde_json::json!("new draft");
-                let plan = draft_row(
+                let mut plan = draft_row(
                     rs,
                     &decision,
                     plan_id,
@@ -341,6 +343,7 @@ pub async fn apply(
                     careplan.clone(),
                     now,
                 );
+                plan.patient = identity.clone();
                 store
                     .record_hook(HookRecord {
                         careplan: Some(plan),

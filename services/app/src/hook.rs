@@ -429,12 +429,22 @@ pub(crate) async fn approved_phase(
     Ok(best.map(|(_, ps)| ps))
 }
 
+/// What a call's resources say: the facts, the day they are read on, the records that could
+/// not be read, the clinic's offset as the records give it, and who the patient is.
+struct Read {
+    facts: Facts,
+    as_of: time::Date,
+    unread: Vec<(String, String)>,
+    offset: time::UtcOffset,
+    identity: Option<Json>,
+}
+
 /// The facts of the call and the day they are read on.
 async fn facts(
     store: &dyn Store,
     call: &Call<'_>,
     fetch: &mut impl Fetch,
-) -> Result<(Facts, time::Date, Vec<(String, String)>, time::UtcOffset), HookError> {
+) -> Result<Read, HookError> {
     let req = call.request;
     // Resources about anyone else are never used.
     let mut intake = Intake::for_patient(&req.context.patient_id);
@@ -494,7 +504,30 @@ async fn facts(
         phase_state,
         records: intake.records,
     };
-    Ok((facts, as_of, unread, offset))
+    Ok(Read {
+        facts,
+        as_of,
+        unread,
+        offset,
+        identity: intake.identity,
+    })
+}
+
+/// Who a new draft is for: the Patient the EHR prefetched, else fetched once for the draft
+/// (a reviewer must see whose plan it is). A failed or shed fetch leaves it unknown, and the
+/// plan page says the EHR sent no Patient: it never costs the call its answer.
+async fn draft_identity(call: &Call<'_>, fetch: &mut impl Fetch) -> Option<Json> {
+    let req = call.request;
+    match slot(req, PATIENT) {
+        Slot::Data(raw) => return stride_fhir::identity::identity(raw, &req.context.patient_id),
+        _ if !fetch.available() => return None,
+        _ => {}
+    }
+    let query = discovery::fill("Patient/{{context.patientId}}", &req.context.patient_id);
+    let pages = fetch.fetch(PATIENT, &query).await.ok()?;
+    let mut intake = Intake::for_patient(&req.context.patient_id);
+    pages.iter().for_each(|p| intake.add(p));
+    intake.identity
 }
 
 /// A clinician's recorded decision (an override with a reason) can only evaluate a red flag
@@ -538,7 +571,13 @@ pub async fn decide(
     let req = call.request;
     let now = call.now;
     let patient_ref = call.patient_ref();
-    let (mut facts, as_of, unread, offset) = facts(store, call, fetch).await?;
+    let Read {
+        mut facts,
+        as_of,
+        unread,
+        offset,
+        mut identity,
+    } = facts(store, call, fetch).await?;
     let mut decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
         .in_scope(|| evaluate(rs, &facts, as_of));
     // Shadow: the candidate decides the same facts on the same day; only the record shows it.
@@ -640,7 +679,13 @@ pub async fn decide(
 
     // A reused draft is stored already: the call's cards and audit entry point at it.
     let reused = pending.is_some();
-    let careplan_row = plan.filter(|_| !reused).map(|resource| {
+    let new_plan = plan.filter(|_| !reused);
+    // Who it is for: the Patient read with the other keys (a rule set that reads one), else
+    // the prefetched one, else fetched now for the new draft.
+    if new_plan.is_some() && identity.is_none() {
+        identity = draft_identity(call, fetch).await;
+    }
+    let careplan_row = new_plan.map(|resource| {
         let mut row = draft_row(
             rs,
             &decision,
@@ -650,11 +695,7 @@ pub async fn decide(
             resource,
             now,
         );
-        // Who it is for, from the Patient the EHR prefetched.
-        row.patient = match slot(req, PATIENT) {
-            Slot::Data(raw) => stride_fhir::identity::identity(raw, &req.context.patient_id),
-            _ => None,
-        };
+        row.patient = identity;
         row
     });
     audit.hook = Some(call.service.hook.name().to_owned());

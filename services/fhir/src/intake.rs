@@ -50,6 +50,10 @@ pub struct Intake {
     pub read_patients: bool,
     /// Also read a Patient's administrative gender (a rule set with an age limit by sex).
     pub read_gender: bool,
+    /// Who the patient is (name, birth date, sex), from the first Patient about the called
+    /// patient among the resources added (prefetched, fetched or sent to `$apply`): kept with
+    /// a drafted plan so that its reviewer sees who it is for.
+    pub identity: Option<serde_json::Value>,
 }
 
 /// What a CarePlan says of the patient's place in a protocol.
@@ -236,6 +240,11 @@ impl Intake {
     /// Deserialise one resource of type `kind` into its record, or report why it cannot be.
     /// Its id comes from the parsed resource; the text is read for it only when that fails.
     fn read(&mut self, raw: &RawValue, kind: &str) {
+        if kind == "Patient" && self.identity.is_none() {
+            if let Some(patient) = &self.patient {
+                self.identity = crate::identity::identity(raw, patient);
+            }
+        }
         if !READ.contains(&kind) || (kind == "Patient" && !self.read_patients) {
             return;
         }
