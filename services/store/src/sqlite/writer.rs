@@ -303,8 +303,13 @@ where
                     Ran {
                         keep: false,
                         reconnect,
-                        deliver: Box::new(move |_: Option<&StoreError>| {
-                            let _ = early_tx.send(Err(e));
+                        // Refused in a group whose commit then failed: the row it was refused
+                        // for is gone too, so it is told what the others are (retry later).
+                        deliver: Box::new(move |failed: Option<&StoreError>| {
+                            let _ = early_tx.send(Err(match failed {
+                                Some(f) => StoreError::CommitFailed(f.to_string()),
+                                None => e,
+                            }));
                         }),
                     }
                 }
