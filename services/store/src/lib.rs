@@ -190,6 +190,12 @@ pub trait Store: Send + Sync + 'static {
     async fn drop_audit_before(&self, cutoff: time::Date) -> Result<Vec<String>, StoreError>;
     /// Open and idle connections of the pool (for metrics).
     fn pool_state(&self) -> (u32, usize);
+    /// Whether the database accepts a new connection now, outside the pool: tells a pool
+    /// whose connections are all busy (load) from one still counting connections to a server
+    /// that has died. Backends without a server to lose answer `Ok`.
+    async fn reachable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn insert_careplan(&self, plan: &NewCarePlan) -> Result<(), StoreError>;
     async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError>;
     /// The CarePlan, cards and audit entry of one hook call, all or nothing.

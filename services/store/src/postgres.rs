@@ -179,6 +179,14 @@ impl Store for PgStore {
         (self.pool.size(), self.pool.num_idle())
     }
 
+    async fn reachable(&self) -> Result<(), StoreError> {
+        use sqlx::Connection;
+        let options = self.pool.connect_options();
+        let conn = sqlx::PgConnection::connect_with(&options).await?;
+        let _ = conn.close().await;
+        Ok(())
+    }
+
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
