@@ -502,13 +502,7 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
         && base.iter().any(|x| x["resourceType"] == "Condition");
     if rs.doc.data_quality.findings_by_side && right_only {
         let mut codes: Vec<(Json, &'static str, Json)> = Vec::new();
-        // A "no" is what says nothing is wrong: a finding absent, a 0–10 score of 0, no
-        // tenderness (an extent of 0). A count of pain-free days or minutes walked of 0 is
-        // not one: it says the limb is not ready.
-        let score = |x: &Json| {
-            let code = x["code"]["coding"][0]["code"].as_str().unwrap_or("");
-            code == "72514-3" || (code.starts_with("pain-") && !code.starts_with("pain-free"))
-        };
+        // A "no" is what says nothing is wrong (`negative`).
         let extent = |x: &Json| x["code"]["coding"][0]["code"] == "tenderness-extent";
         for x in base.iter().filter(|x| is_finding(x)) {
             let no = if x.get("valueBoolean").is_some() {
@@ -565,11 +559,20 @@ fn obs(id: &str, code: (&str, &str), day: Date, value: (&str, Json)) -> Json {
     o
 }
 
-/// Is `r` a record of `code` that says "no" (absent, 0)?
+/// Is `r` a 0–10 score (LOINC 72514-3, or a local pain score; not a pain-free count)?
+fn score(r: &Json) -> bool {
+    let code = r["code"]["coding"][0]["code"].as_str().unwrap_or("");
+    code == "72514-3" || (code.starts_with("pain-") && !code.starts_with("pain-free"))
+}
+
+/// Is `r` a record that says "no": a finding absent, a score of 0, no tenderness? (A count of
+/// 0 pain-free days or 0 minutes walked is not one: it says the limb is not ready.)
 fn negative(r: &Json) -> bool {
-    let zero = r.get("valueInteger") == Some(&json!(0))
+    let measured = score(r) || r["code"]["coding"][0]["code"] == "tenderness-extent";
+    let zero = (measured
+        && (r.get("valueInteger") == Some(&json!(0))
+            || r["valueQuantity"]["value"].as_f64() == Some(0.0)))
         || r.get("valueBoolean") == Some(&json!(false))
-        || r["valueQuantity"]["value"].as_f64() == Some(0.0)
         || r["valueCodeableConcept"]["coding"][0]["code"] == "373067005";
     r["resourceType"] == "Observation" && zero
 }

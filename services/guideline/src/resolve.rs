@@ -1051,7 +1051,8 @@ fn says_no(rs: &RuleSet, b: &FactBinding, source: usize, r: &Record) -> bool {
 }
 
 /// Whether the value this source reads of `r` is in a form not read at all (free text, a
-/// range, a wrong type), rather than a number that cannot be used (a unit, a range of belief).
+/// range, a code or a yes where a number is read), rather than a number that cannot be used
+/// (an unknown unit, a value outside the believable range).
 fn unread_form(src: &FactSource, r: &Record) -> bool {
     let value = match &src.resolved_component {
         Some(code) => r
@@ -1061,7 +1062,10 @@ fn unread_form(src: &FactSource, r: &Record) -> bool {
             .and_then(|c| c.value.as_ref()),
         None => r.value.as_ref(),
     };
-    matches!(value, Some(Value::Other(_)))
+    !matches!(
+        value,
+        None | Some(Value::Quantity { .. } | Value::Integer(_) | Value::Bound { .. })
+    )
 }
 
 /// What the record says for this fact, in the binding's kind and unit.
