@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use crate::facts::{Code, Facts, Record};
+use crate::facts::{Facts, Record};
 use crate::model::RecordKind;
 use crate::ruleset::RuleSet;
 
@@ -19,11 +19,16 @@ pub(crate) fn with_panel_findings<'f>(rs: &RuleSet, facts: &'f Facts) -> Cow<'f,
     }
     let mut found = Vec::new();
     for r in &facts.records {
-        if r.kind != RecordKind::Observation {
+        if r.kind != RecordKind::Observation || r.components.is_empty() {
             continue;
         }
+        // What is read of this record as its components (a running session's pain): one
+        // lookup per record, so a session costs nothing more per call.
+        let as_components = r.codes.iter().find_map(|c| rs.components_read(c));
         for c in &r.components {
-            if read_alone(rs, &c.codes) && !read_as_component(rs, &r.codes, &c.codes) {
+            let read_as_component =
+                as_components.is_some_and(|read| c.codes.iter().any(|k| read.contains(k)));
+            if !read_as_component && c.codes.iter().any(|k| rs.reads_alone(k)) {
                 found.push(Record {
                     codes: c.codes.clone(),
                     components: Vec::new(),
@@ -45,16 +50,4 @@ pub(crate) fn with_panel_findings<'f>(rs: &RuleSet, facts: &'f Facts) -> Cow<'f,
     let mut facts = facts.clone();
     facts.records.extend(found);
     Cow::Owned(facts)
-}
-
-/// Whether some fact reads an Observation carrying one of `codes` by its own value.
-fn read_alone(rs: &RuleSet, codes: &[Code]) -> bool {
-    codes.iter().any(|c| rs.reads_alone(c))
-}
-
-/// Whether some fact reads a record carrying `record` through a component in `component`.
-fn read_as_component(rs: &RuleSet, record: &[Code], component: &[Code]) -> bool {
-    record
-        .iter()
-        .any(|r| component.iter().any(|c| rs.reads_component(r, c)))
 }

@@ -501,7 +501,9 @@ pub(crate) fn resolve_with<'r>(
             // in either limb stops running (and may be a new episode there), and so does a
             // count that says the limb is not ready (0 pain-free days).
             if let Some(side) = placing_side {
+                // (An Observation names a side by its body site only: without one, no lookup.)
                 if r.kind == RecordKind::Observation
+                    && !r.sites.is_empty()
                     && binding.needs_value()
                     && opposite(rs.side_of(r), side)
                     && says_no(rs, binding, h.source, r)

@@ -45,10 +45,10 @@ pub struct RuleSet {
     units: Vec<String>,
     /// The side each code of `applicability.sides` names.
     sides: HashMap<Code, crate::model::Side>,
-    /// Codes an Observation is read by for its own value, and (record code, component code)
-    /// pairs read as a component: how a panel's components are told apart (`panels`).
+    /// Codes an Observation is read by for its own value, and the components read of a record
+    /// by its code: how a panel's components are told apart (`panels`).
     alone: std::collections::HashSet<Code>,
-    components: std::collections::HashSet<(Code, Code)>,
+    components: HashMap<Code, Vec<Code>>,
 }
 
 /// The units rule set 1.0.0 read: a rule set without `units` keeps them.
@@ -112,14 +112,17 @@ impl RuleSet {
         // Records are relevant when a fact reads their code (answer codes name no record).
         let mut index: HashMap<Code, Vec<(usize, usize)>> = HashMap::new();
         let mut alone = std::collections::HashSet::new();
-        let mut components = std::collections::HashSet::new();
+        let mut components: HashMap<Code, Vec<Code>> = HashMap::new();
         for (f, binding) in doc.facts.values().enumerate() {
             for (i, s) in binding.sources.iter().enumerate() {
                 for c in &s.resolved {
                     index.entry(c.clone()).or_default().push((f, i));
                     match &s.resolved_component {
                         Some(k) => {
-                            components.insert((c.clone(), k.clone()));
+                            let read = components.entry(c.clone()).or_default();
+                            if !read.contains(k) {
+                                read.push(k.clone());
+                            }
                         }
                         None if s.record == crate::model::RecordKind::Observation => {
                             alone.insert(c.clone());
@@ -272,9 +275,9 @@ impl RuleSet {
         self.alone.contains(code)
     }
 
-    /// Whether a fact reads a record coded `record` through its component `component`.
-    pub(crate) fn reads_component(&self, record: &Code, component: &Code) -> bool {
-        self.components.contains(&(record.clone(), component.clone()))
+    /// The component codes a fact reads of a record coded `record`, if any.
+    pub(crate) fn components_read(&self, record: &Code) -> Option<&[Code]> {
+        self.components.get(record).map(Vec::as_slice)
     }
 
     /// The system and code an `alias#code` of this rule set names (any it checked at load).
