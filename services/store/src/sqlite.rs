@@ -63,12 +63,19 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(group_writer(pool.clone(), queue, options.sealer.clone()));
+        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        tokio::spawn(group_writer(
+            pool.clone(),
+            queue,
+            options.sealer.clone(),
+            busy.clone(),
+        ));
         Ok(SqliteStore {
             pool,
             writer: Writer {
                 queue: writer,
                 path,
+                busy,
             },
             held: Default::default(),
             jti_purge: Default::default(),

@@ -16,6 +16,9 @@ use crate::StoreError;
 pub(crate) struct Writer {
     pub(super) queue: tokio::sync::mpsc::Sender<Job>,
     pub(super) path: Option<PathBuf>,
+    /// Why the writer last dropped a group unrun: `true` when no pooled connection came free
+    /// within the acquire time (load, answered `overloaded`), `false` for anything else.
+    pub(super) busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.
@@ -94,6 +97,7 @@ pub(super) async fn group_writer(
     pool: SqlitePool,
     mut queue: tokio::sync::mpsc::Receiver<Job>,
     sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
+    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     use futures_util::FutureExt;
     let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
@@ -128,12 +132,19 @@ pub(super) async fn group_writer(
             Ok(c) => c,
             Err(e) => {
                 // Dropping the jobs drops their answer channels: each caller is told the
-                // write could not be made durable (503), and nothing was written.
+                // write could not be made durable (503), and nothing was written. A pool whose
+                // connections were all in use for the acquire time is load, told as such: the
+                // saturation test saw it answered as an outage.
+                busy.store(
+                    matches!(e, sqlx::Error::PoolTimedOut),
+                    std::sync::atomic::Ordering::Release,
+                );
                 tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
                 continue;
             }
         };
         if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
+            busy.store(false, std::sync::atomic::Ordering::Release);
             tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
             conn.close_on_drop();
             continue;
@@ -231,7 +242,13 @@ impl Writer {
             .await
             .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
         let value = ran.await.map_err(|_| {
-            StoreError::CommitFailed("the write could not be started (database unavailable)".into())
+            if self.busy.load(std::sync::atomic::Ordering::Acquire) {
+                StoreError::Overloaded("no pooled connection free for the write within the acquire time")
+            } else {
+                StoreError::CommitFailed(
+                    "the write could not be started (database unavailable)".into(),
+                )
+            }
         })??;
         commit.wait().await?;
         Ok(value)
