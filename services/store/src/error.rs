@@ -44,9 +44,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            // Waiting out the acquire time means every connection was in use: load. (A pool
-            // that holds no connection at all is a database that cannot be reached: `guard`
-            // tells the two apart, as only it knows the pool.)
+            // Waiting out the acquire time means every connection was in use: load. (Or a
+            // database that no longer answers: `guard` tells the two apart by opening a
+            // connection outside the pool.)
             sqlx::Error::PoolTimedOut => {
                 StoreError::Overloaded("no pooled connection free within the acquire time")
             }
