@@ -296,8 +296,10 @@ async fn apply_stores_the_plan_for_review_when_asked() {
     let app = spawn_app().await;
     // The Patient in the data says who the stored draft is for (issue 33).
     let mut data = recovered_walker();
-    data.push(json!({"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1988-07-09",
-        "name": [{"use": "official", "given": ["Ines"], "family": "Moreau"}]}));
+    data.push(
+        json!({"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1988-07-09",
+        "name": [{"use": "official", "given": ["Ines"], "family": "Moreau"}]}),
+    );
     let mut body = parameters(&[condition("k", "M25.561", Some(20))], &data);
     body["parameter"]
         .as_array_mut()

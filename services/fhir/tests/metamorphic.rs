@@ -456,7 +456,8 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
     let is_finding = |x: &Json| {
         x["resourceType"] == "Observation" && x.get("component").is_none() && {
             let o = x.as_object().unwrap();
-            o.keys().any(|k| k.starts_with("value") || k == "dataAbsentReason")
+            o.keys()
+                .any(|k| k.starts_with("value") || k == "dataAbsentReason")
         }
     };
     // The flowsheet shape: each finding the only component of a panel under the EHR's own

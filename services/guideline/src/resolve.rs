@@ -685,8 +685,12 @@ pub(crate) fn resolve_with<'r>(
             // not make the fever unknown (the metamorphic harness found it).
             // Not for the first n records: an unreadable one among them moves another in.
             if dq.unreadable_red_flags_possible {
-                let lo = readable.map(|m| (m, true)).or(read_bound.and_then(|b| b.lo));
-                let hi = readable.map(|m| (m, true)).or(read_bound.and_then(|b| b.hi));
+                let lo = readable
+                    .map(|m| (m, true))
+                    .or(read_bound.and_then(|b| b.lo));
+                let hi = readable
+                    .map(|m| (m, true))
+                    .or(read_bound.and_then(|b| b.hi));
                 fv.bound = match (binding.aggregation, binding.first_n) {
                     (Aggregation::Max, None) if lo.is_some() => Some(Interval { lo, hi: None }),
                     (Aggregation::Min, None) if hi.is_some() => Some(Interval { lo: None, hi }),

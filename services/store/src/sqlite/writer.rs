@@ -243,7 +243,9 @@ impl Writer {
             .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
         let value = ran.await.map_err(|_| {
             if self.busy.load(std::sync::atomic::Ordering::Acquire) {
-                StoreError::Overloaded("no pooled connection free for the write within the acquire time")
+                StoreError::Overloaded(
+                    "no pooled connection free for the write within the acquire time",
+                )
             } else {
                 StoreError::CommitFailed(
                     "the write could not be started (database unavailable)".into(),
