@@ -280,6 +280,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A GET of `path` with a bearer `token`, as text (a page).
+    pub async fn get_text_as(&self, path: &str, token: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The `/metrics` text as it is now.
     pub async fn metrics(&self) -> String {
         self.client

@@ -202,15 +202,11 @@ async fn tampering_and_deletion_are_caught_by_verify() {
             .unwrap()
     };
     let html = app
-        .client
-        .get(app.url(&format!("/ui/audit/{}", edited.entry.id)))
-        .bearer_auth(staff_token("audit.read"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text_as(
+            &format!("/ui/audit/{}", edited.entry.id),
+            &staff_token("audit.read"),
+        )
+        .await;
     assert!(
         html.contains("Not sealed: the entry does not match its hash (edited)"),
         "{html}"

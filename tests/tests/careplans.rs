@@ -648,15 +648,11 @@ async fn the_queue_and_the_plan_name_the_patient_the_ehr_sent() {
             .to_owned();
         let app = &app;
         async move {
-            app.client
-                .get(app.url(&format!("/ui/careplans/{id}")))
-                .bearer_auth(staff_token("careplan.read"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+            app.get_text_as(
+                &format!("/ui/careplans/{id}"),
+                &staff_token("careplan.read"),
+            )
+            .await
         }
     };
     let today = time::OffsetDateTime::now_utc().date();
@@ -667,15 +663,8 @@ async fn the_queue_and_the_plan_name_the_patient_the_ehr_sent() {
     let html = page(&unnamed).await;
     assert!(html.contains("the EHR sent no Patient"), "{html}");
     let queue = app
-        .client
-        .get(app.url("/ui/careplans"))
-        .bearer_auth(staff_token("careplan.read"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text_as("/ui/careplans", &staff_token("careplan.read"))
+        .await;
     assert!(
         queue.contains(&said),
         "the queue shows the same identity: {queue}"

@@ -221,15 +221,11 @@ async fn a_new_draft_names_the_patient_fetched_for_it() {
         .unwrap_or_else(|| panic!("a draft: {body}"))
         .to_owned();
     let html = app
-        .client
-        .get(app.url(&format!("/ui/careplans/{id}")))
-        .bearer_auth(staff_token("careplan.read"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text_as(
+            &format!("/ui/careplans/{id}"),
+            &staff_token("careplan.read"),
+        )
+        .await;
     assert!(html.contains("Tomas Reyes, born 3 Feb 1990"), "{html}");
     let patients = |ehr: &Ehr| {
         ehr.seen

@@ -35,15 +35,11 @@ async fn version_answering(app: &TestApp) -> String {
 /// its stored decisions): the report is kept, and a sign-off names it.
 async fn impact(app: &TestApp, version: &str) -> String {
     let html = app
-        .client
-        .get(app.url(&format!("/ui/rules/impact?candidate={G}%3D{version}")))
-        .bearer_auth(staff_token("audit.read"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text_as(
+            &format!("/ui/rules/impact?candidate={G}%3D{version}"),
+            &staff_token("audit.read"),
+        )
+        .await;
     html.split("<code class=\"hash\">")
         .nth(1)
         .and_then(|h| h.split('<').next())
