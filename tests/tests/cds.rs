@@ -1522,15 +1522,11 @@ async fn an_override_with_a_reason_evaluates_a_red_flag_that_stays_until_evaluat
         facts.contains("rest-or-night-pain") && facts.contains("\"decision\""),
         "{facts}"
     );
-    let res: Json = app
-        .client
-        .get(app.url(&format!("/audit/{}/replay", entry.entry.id)))
-        .bearer_auth(stride_tests::tokens::staff_token("audit.read"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = app
+        .get_json_as(
+            &format!("/audit/{}/replay", entry.entry.id),
+            &stride_tests::tokens::staff_token("audit.read"),
+        )
+        .await;
     assert_eq!(res["identical"], true, "{res}");
 }
