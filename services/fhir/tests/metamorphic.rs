@@ -646,6 +646,39 @@ fn harmful(r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec<(String, Page
         "a new left-knee pain Condition since yesterday".into(),
         vec![trigger],
     ));
+    // A score a clinician typed into a text box: as a string ("3/10"), or as a concept with
+    // text only. Either way it no longer reads as a number, so it can only be "not ruled
+    // out"; a typed "0/10" must not stand as a pain-free day, nor a typed "6" be missed.
+    let typed: [(&str, fn(&Json) -> (&'static str, Json)); 2] = [
+        ("as text", |n| ("valueString", json!(format!("{n}/10")))),
+        ("as a concept with text only", |n| {
+            (
+                "valueCodeableConcept",
+                json!({"text": format!("{n} out of 10")}),
+            )
+        }),
+    ];
+    let scores: Vec<usize> = (0..base.len())
+        .filter(|&i| score(&base[i]) && base[i]["resourceType"] == "Observation")
+        .filter(|&i| {
+            base[i].get("valueInteger").is_some() || base[i]["valueQuantity"]["value"].is_number()
+        })
+        .collect();
+    if !scores.is_empty() {
+        for (form, write) in typed {
+            let mut rs = base.clone();
+            for &i in &scores {
+                let o = rs[i].as_object_mut().unwrap();
+                let n = o
+                    .remove("valueInteger")
+                    .or_else(|| o.remove("valueQuantity").map(|q| q["value"].clone()))
+                    .unwrap();
+                let (key, value) = write(&n);
+                o.insert(key.into(), value);
+            }
+            out.push((format!("every 0–10 score written {form}"), vec![rs]));
+        }
+    }
     for (i, r) in base.iter().enumerate().filter(|(_, r)| negative(r)) {
         let mut rs = base.clone();
         rs.remove(i);
