@@ -453,13 +453,6 @@ const RIGHT_SIDED: &[&str] = &["M25.561", "M79.651", "M79.661"];
 fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
     let base = &r.resources;
     let mut out: Vec<(&'static str, Pages)> = Vec::new();
-    let is_finding = |x: &Json| {
-        x["resourceType"] == "Observation" && x.get("component").is_none() && {
-            let o = x.as_object().unwrap();
-            o.keys()
-                .any(|k| k.starts_with("value") || k == "dataAbsentReason")
-        }
-    };
     // The flowsheet shape: each finding the only component of a panel under the EHR's own
     // code, with the panel's date, status, body site and identifier.
     if rs.doc.data_quality.panel_components_read {
@@ -496,60 +489,85 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
     }
     // A "no" about the uninjured knee says nothing of the injured one: for every finding
     // recorded, a "no" (false, 0) recorded today for the other knee changes nothing.
+    if let Some(other) = other_knee_noes(rs, base) {
+        let mut with = base.clone();
+        with.extend(other);
+        out.push((
+            "a \"no\" for every finding recorded on the newest day for the other (left) knee",
+            vec![with],
+        ));
+    }
+    out
+}
+
+/// For a vignette whose Conditions are all of the right side: a "no" (false, 0, absent) for
+/// every finding it records, each recorded on its newest day for the left knee.
+fn other_knee_noes(rs: &RuleSet, base: &[Json]) -> Option<Vec<Json>> {
     let right_only = base
         .iter()
         .filter(|x| x["resourceType"] == "Condition")
         .all(|x| RIGHT_SIDED.contains(&x["code"]["coding"][0]["code"].as_str().unwrap_or("")))
         && base.iter().any(|x| x["resourceType"] == "Condition");
-    if rs.doc.data_quality.findings_by_side && right_only {
-        let mut codes: Vec<(Json, &'static str, Json)> = Vec::new();
-        // A "no" is what says nothing is wrong (`negative`).
-        let extent = |x: &Json| x["code"]["coding"][0]["code"] == "tenderness-extent";
-        for x in base.iter().filter(|x| is_finding(x)) {
-            let no = if x.get("valueBoolean").is_some() {
-                ("valueBoolean", json!(false))
-            } else if x.get("valueInteger").is_some() && score(x) {
-                ("valueInteger", json!(0))
-            } else if let (Some(q), true) = (x.get("valueQuantity"), score(x) || extent(x)) {
-                let mut q = q.clone();
-                q["value"] = json!(0);
-                q.as_object_mut().unwrap().remove("comparator");
-                ("valueQuantity", q)
-            } else if x.get("valueCodeableConcept").is_some() {
-                (
-                    "valueCodeableConcept",
-                    json!({"coding": [{"system": "http://snomed.info/sct", "code": "373067005"}]}),
-                )
-            } else {
-                continue;
-            };
-            if !codes.iter().any(|(c, _, _)| *c == x["code"]) {
-                codes.push((x["code"].clone(), no.0, no.1));
-            }
-        }
-        let today = base
-            .iter()
-            .filter_map(|x| x["effectiveDateTime"].as_str())
-            .max()
-            .map(str::to_owned);
-        if let (false, Some(today)) = (codes.is_empty(), today) {
-            let mut other = base.clone();
-            for (n, (code, key, value)) in codes.into_iter().enumerate() {
-                let mut o = json!({"resourceType": "Observation", "id": format!("left-{n}"),
-                    "identifier": [{"system": "urn:stride:test:left", "value": format!("left-{n}")}],
-                    "status": "final", "code": code, "subject": {"reference": "Patient/p1"},
-                    "effectiveDateTime": today,
-                    "bodySite": {"coding": [{"system": "http://snomed.info/sct", "code": "82169009"}]}});
-                o[key] = value;
-                other.push(o);
-            }
-            out.push((
-                "a \"no\" for every finding recorded on the newest day for the other (left) knee",
-                vec![other],
-            ));
+    if !rs.doc.data_quality.findings_by_side || !right_only {
+        return None;
+    }
+    let mut codes: Vec<(Json, &'static str, Json)> = Vec::new();
+    // A "no" is what says nothing is wrong (`negative`).
+    let extent = |x: &Json| x["code"]["coding"][0]["code"] == "tenderness-extent";
+    for x in base.iter().filter(|x| is_finding(x)) {
+        let no = if x.get("valueBoolean").is_some() {
+            ("valueBoolean", json!(false))
+        } else if x.get("valueInteger").is_some() && score(x) {
+            ("valueInteger", json!(0))
+        } else if let (Some(q), true) = (x.get("valueQuantity"), score(x) || extent(x)) {
+            let mut q = q.clone();
+            q["value"] = json!(0);
+            q.as_object_mut().unwrap().remove("comparator");
+            ("valueQuantity", q)
+        } else if x.get("valueCodeableConcept").is_some() {
+            (
+                "valueCodeableConcept",
+                json!({"coding": [{"system": "http://snomed.info/sct", "code": "373067005"}]}),
+            )
+        } else {
+            continue;
+        };
+        if !codes.iter().any(|(c, _, _)| *c == x["code"]) {
+            codes.push((x["code"].clone(), no.0, no.1));
         }
     }
-    out
+    let today = base
+        .iter()
+        .filter_map(|x| x["effectiveDateTime"].as_str())
+        .max()?
+        .to_owned();
+    if codes.is_empty() {
+        return None;
+    }
+    Some(codes
+        .into_iter()
+        .enumerate()
+        .map(|(n, (code, key, value))| {
+            let mut o = json!({"resourceType": "Observation", "id": format!("left-{n}"),
+                "identifier": [{"system": "urn:stride:test:left", "value": format!("left-{n}")}],
+                "status": "final", "code": code, "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": today,
+                "bodySite": {"coding": [{"system": "http://snomed.info/sct", "code": "82169009"}]}});
+            o[key] = value;
+            o
+        })
+        .collect())
+}
+
+/// A finding recorded on its own (not a panel): an Observation with a value or a reason
+/// for its absence.
+fn is_finding(x: &Json) -> bool {
+    x["resourceType"] == "Observation"
+        && x.get("component").is_none()
+        && x.as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("value") || k == "dataAbsentReason")
 }
 
 fn obs(id: &str, code: (&str, &str), day: Date, value: (&str, Json)) -> Json {
@@ -580,7 +598,7 @@ fn negative(r: &Json) -> bool {
 
 /// The transformations that add evidence of harm (or remove a negative record): the
 /// decision must not become less cautious.
-fn harmful(r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec<(String, Pages)> {
+fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec<(String, Pages)> {
     let base = r.resources.clone();
     let today = v.as_of;
     let mut days = vec![today];
@@ -644,8 +662,18 @@ fn harmful(r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec<(String, Page
         "code": {"coding": [{"system": ICD10, "code": "M25.562"}]}, "onsetDateTime": stamp(instant(today - Duration::days(1), 10))}));
     out.push((
         "a new left-knee pain Condition since yesterday".into(),
-        vec![trigger],
+        vec![trigger.clone()],
     ));
+    // A second injury, of the other knee, with that knee's exam all "no": the older knee's
+    // course is read by its own side, so nothing of it clears.
+    if let Some(noes) = other_knee_noes(rs, &base) {
+        let mut rs = trigger;
+        rs.extend(noes);
+        out.push((
+            "a new left-knee pain Condition since yesterday, and a \"no\" for every finding recorded on the newest day for the left knee".into(),
+            vec![rs],
+        ));
+    }
     // A score a clinician typed into a text box: as a string ("3/10"), or as a concept with
     // text only. Either way it no longer reads as a number, so it can only be "not ruled
     // out"; a typed "0/10" must not stand as a pain-free day, nor a typed "6" be missed.
@@ -764,7 +792,7 @@ fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {
                 .filter(|r| r.kind == RecordKind::Condition)
                 .filter_map(|r| r.date)
                 .max();
-            for (name, pages) in harmful(&rendered, v, onset) {
+            for (name, pages) in harmful(&rs, &rendered, v, onset) {
                 checked += 1;
                 let after = Outcome::of(&decide(&rs, v, &pages, &facts));
                 let advanced = after.applies && after.rank() > before.rank();

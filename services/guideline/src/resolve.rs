@@ -398,9 +398,16 @@ pub(crate) fn resolve_with<'r>(
         });
         onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
-        // An older episode's look back (`episode_from`) reads every side.
-        if dq.findings_by_side && episode_from.is_none() {
-            placing_side = open.side.filter(|s| *s != Side::Bilateral);
+        // The look back at an older episode (`episode_from`) is read by that episode's side,
+        // as the newest one is by its own: a "no" of the newer injury's knee must not clear a
+        // red flag of the older one.
+        if dq.findings_by_side {
+            let side = if episode_from.is_some() {
+                open.earliest_side
+            } else {
+                open.side
+            };
+            placing_side = side.filter(|s| *s != Side::Bilateral);
         }
         // Conditions without an onset stay named: they are part of the picture.
         onset_sources.retain(|s| !triggers.iter().any(|t| t.source == s.as_str()));
@@ -823,6 +830,9 @@ struct OpenEpisode {
     /// newest (`findings_by_side`).
     side: Option<Side>,
     earliest: Date,
+    /// The side of the oldest open episode, when one side's episode is the oldest and no
+    /// stale entry set aside is older still.
+    earliest_side: Option<Side>,
     sources: Vec<String>,
     notes: Vec<String>,
 }
@@ -907,10 +917,24 @@ fn episode_groups(
     // `live` is never empty (every trigger is fresh when none is), so neither is `groups`.
     let onset = groups.iter().map(|g| g.1).max().unwrap_or(as_of);
     // Two sides' episodes begun on the same day: neither places the patient alone.
-    let mut newest = groups.iter().filter(|g| g.1 == onset).map(|g| g.0);
-    let side = match (newest.next(), newest.next()) {
-        (Some(side), None) => side,
-        _ => None,
+    let only = |day: Date| {
+        let mut on = groups.iter().filter(|g| g.1 == day).map(|g| g.0);
+        match (on.next(), on.next()) {
+            (Some(side), None) => side,
+            _ => None,
+        }
+    };
+    let side = only(onset);
+    let earliest = groups
+        .iter()
+        .map(|g| g.1)
+        .chain(set_aside)
+        .min()
+        .unwrap_or(onset);
+    let earliest_side = if set_aside.is_some_and(|d| d <= earliest) {
+        None
+    } else {
+        only(earliest)
     };
     let mut sources: Vec<String> = groups
         .iter()
@@ -937,12 +961,8 @@ fn episode_groups(
     OpenEpisode {
         onset,
         side,
-        earliest: groups
-            .iter()
-            .map(|g| g.1)
-            .chain(set_aside)
-            .min()
-            .unwrap_or(onset),
+        earliest,
+        earliest_side,
         sources,
         notes,
     }
