@@ -351,6 +351,7 @@ pub(crate) async fn clinician_decisions(
     Ok(overridden
         .into_iter()
         .map(|o| Record {
+            text: None,
             codes: vec![Code {
                 system: rs.doc.decision_system.clone(),
                 code: o.decision_id.clone(),

@@ -460,6 +460,43 @@ fn describe(e: &serde_json::Error) -> &'static str {
 
 /// The codings of a concept, each with its code system named canonically (an OID becomes the
 /// system's URI) and its code in the system's canonical form.
+/// What a CodeableConcept says in words: its text and its codings' displays, lowercased,
+/// for an order that may name what it orders in words only.
+fn words(cc: Option<&CodeableConcept>) -> Option<String> {
+    let cc = cc?;
+    let mut said: Vec<&str> = cc.text.as_deref().into_iter().collect();
+    said.extend(
+        cc.coding
+            .iter()
+            .flatten()
+            .filter_map(|c| c.display.as_deref()),
+    );
+    let text = said.join(" · ").to_lowercase();
+    (!text.trim().is_empty()).then_some(text)
+}
+
+/// A whole number typed as text, as flowsheets and patient apps send a score: "4", "3/10",
+/// "2 out of 10". Only these exact shapes: anything else ("pain 2", "3-4", "7/20") stays a
+/// form not read, which a fact takes as "not ruled out", never as a number guessed from it.
+fn typed_number(text: &str) -> Option<Value> {
+    let t = text.trim().to_ascii_lowercase();
+    let n = match t.split_once('/') {
+        Some((n, d)) if d.trim() == "10" => n.trim(),
+        Some(_) => return None,
+        None => t.strip_suffix("out of 10").map(str::trim_end).unwrap_or(&t),
+    };
+    let whole = !n.is_empty() && n.len() <= 3 && n.bytes().all(|b| b.is_ascii_digit());
+    whole.then(|| n.parse().ok().map(Value::Integer)).flatten()
+}
+
+/// A ratio over 10 ("3:10" as `valueRatio`) is a 0–10 score; any other ratio is not read.
+fn ratio_of_ten(r: &fhir_sdk::r4b::types::Ratio) -> Option<Value> {
+    let num = r.numerator.as_ref()?.value?;
+    let den = r.denominator.as_ref()?.value?;
+    (den == 10.0 && num.fract() == 0.0 && (0.0..=10.0).contains(&num))
+        .then(|| Value::Integer(num as i64))
+}
+
 fn codes(cc: Option<&CodeableConcept>) -> Vec<Code> {
     cc.map(|cc| {
         cc.coding
@@ -562,9 +599,13 @@ fn observation(o: &Observation, source: String) -> Read {
         Some(ObservationValue::Boolean(b)) => Some(Value::Boolean(*b)),
         Some(ObservationValue::CodeableConcept(cc)) => Some(Value::Coded(codes(Some(cc)))),
         // Recorded, in a form not read: never "no value" (free text is not a "no").
-        Some(ObservationValue::String(_)) => Some(Value::Other("string".into())),
+        Some(ObservationValue::String(t)) => {
+            Some(typed_number(t).unwrap_or_else(|| Value::Other("string".into())))
+        }
         Some(ObservationValue::Range(_)) => Some(Value::Other("a range".into())),
-        Some(ObservationValue::Ratio(_)) => Some(Value::Other("a ratio".into())),
+        Some(ObservationValue::Ratio(r)) => {
+            Some(ratio_of_ten(r).unwrap_or_else(|| Value::Other("a ratio".into())))
+        }
         Some(ObservationValue::SampledData(_)) => Some(Value::Other("sampled data".into())),
         Some(ObservationValue::Time(_)) => Some(Value::Other("a time".into())),
         Some(ObservationValue::DateTime(_)) => Some(Value::Other("a date".into())),
@@ -584,12 +625,15 @@ fn observation(o: &Observation, source: String) -> Read {
                 Some(ObservationComponentValue::CodeableConcept(cc)) => {
                     Some(Value::Coded(codes(Some(cc))))
                 }
-                Some(ObservationComponentValue::String(_)) => Some(Value::Other("string".into())),
+                Some(ObservationComponentValue::String(t)) => {
+                    Some(typed_number(t).unwrap_or_else(|| Value::Other("string".into())))
+                }
                 _ => None,
             },
         })
         .collect();
     let record = Record {
+        text: None,
         end: None,
         sites: o
             .body_site
@@ -645,6 +689,7 @@ fn condition(c: &Condition, source: String) -> Read {
         _ => (None, None),
     };
     let record = Record {
+        text: None,
         end,
         sites: c
             .body_site
@@ -689,6 +734,7 @@ fn patient(p: &Patient, source: String) -> Read {
         None => (None, None),
     };
     let record = Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start,
@@ -734,6 +780,7 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
         codes: codes(s.code.as_ref()),
         status: Some(status),
         date,
+        text: words(s.code.as_ref()),
         value: match &s.occurrence {
             Some(ServiceRequestOccurrence::Timing(t)) => session_interval(t),
             _ => None,
@@ -781,6 +828,10 @@ fn device_request(d: &DeviceRequest, source: String) -> Read {
         start: None,
         source,
         kind: RecordKind::Order,
+        text: match &d.code {
+            DeviceRequestCode::CodeableConcept(cc) => words(Some(cc)),
+            _ => None,
+        },
         codes: code,
         status: d.status.as_ref().map(|s| s.to_string()),
         date,
@@ -817,6 +868,7 @@ fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
         }
     };
     let record = Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start,
@@ -845,6 +897,7 @@ fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
 fn imaging_study(i: &ImagingStudy, source: String) -> Read {
     let (date, at) = i.started.as_ref().map_or((None, None), when);
     let record = Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start: None,
@@ -1228,5 +1281,53 @@ mod tests {
         );
         assert_eq!(resource_type(&raw(json!({"resourceType": null}))), None);
         assert_eq!(resource_type(&raw(json!("Bundle"))), None);
+    }
+
+    #[test]
+    fn a_score_typed_as_text_reads_only_in_its_exact_shapes() {
+        for (text, want) in [
+            ("4", Some(4)),
+            (" 0/10 ", Some(0)),
+            ("3 / 10", Some(3)),
+            ("2 out of 10", Some(2)),
+            ("10/10", Some(10)),
+        ] {
+            assert_eq!(typed_number(text), want.map(Value::Integer), "{text}");
+        }
+        for text in [
+            "pain 2 out of 10",
+            "3-4",
+            "7/20",
+            "3.5/10",
+            "",
+            "/10",
+            "aching",
+            "-1",
+            "1000",
+        ] {
+            assert_eq!(typed_number(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_ratio_over_ten_is_a_score_and_any_other_ratio_is_not_read() {
+        let mut intake = Intake::default();
+        for (id, den) in [("a", 10), ("b", 20)] {
+            add(
+                &mut intake,
+                json!({"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-01",
+                "valueRatio": {"numerator": {"value": 3}, "denominator": {"value": den}}}),
+            );
+        }
+        let values: Vec<Option<Value>> = intake.records.iter().map(|r| r.value.clone()).collect();
+        assert_eq!(
+            values,
+            vec![
+                Some(Value::Integer(3)),
+                Some(Value::Other("a ratio".into()))
+            ]
+        );
     }
 }

@@ -207,6 +207,9 @@ fn resource(r: &Record, n: usize) -> Json {
             if let Some(d) = r.date {
                 s["authoredOn"] = json!(at(d));
             }
+            if let Some(t) = &r.text {
+                s["code"]["text"] = json!(t);
+            }
             if let Some(Value::Quantity {
                 value,
                 unit: Some(u),

@@ -11,6 +11,7 @@ const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
 
 fn obs(n: usize, code: &str, day: i64, value: Option<Value>, components: Vec<Component>) -> Record {
     Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start: None,
@@ -39,6 +40,7 @@ fn comp(code: &str, value: Value) -> Component {
 
 pub fn patient() -> Facts {
     let mut r = vec![Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start: None,
@@ -91,6 +93,7 @@ pub fn patient() -> Facts {
     // Knee radiographs after the tenderness of day -20 (day 20 of the episode): 1.0.2 keeps a
     // red flag that asks for imaging until imaging is recorded, so it looks back and finds it.
     r.push(Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start: None,

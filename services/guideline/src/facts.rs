@@ -54,6 +54,12 @@ pub struct Record {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// What an order orders in words, when it says so in text (`code.text`, the codings'
+    /// displays), lowercased: read only where no code of the order is (a value set's
+    /// `words`). Kept for orders alone: it is the one place a clinician's words say what
+    /// a record is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -120,6 +126,7 @@ mod tests {
         let facts = Facts {
             phase_state: None,
             records: vec![Record {
+                text: None,
                 end: None,
                 sites: Vec::new(),
                 start: None,

@@ -79,6 +79,15 @@ pub struct ValueSet {
     /// that complete it (A, D, S; fractures also G, K, P).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stems: Vec<Stem>,
+    /// Phrases that name the concept in an order's own words ("return to running"), for an
+    /// order that carries no code any fact reads: EHRs order programmes and activities by
+    /// orderables of their own, or by text alone. Matched whole-word in the order's text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub words: Vec<String>,
+    /// Phrases that make such a text something else ("referral to sports medicine for a
+    /// return to running" is a referral, not a running order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except_words: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -132,6 +132,23 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
     let mut relevant = Vec::with_capacity(facts.records.len());
     for (record, r) in facts.records.iter().enumerate() {
         let Some(readers) = rs.readers(&r.codes) else {
+            // An order no fact reads by code may say what it orders in words.
+            if let (RecordKind::Order, Some(text)) = (r.kind, &r.text) {
+                let counts = status_counts(r, dq);
+                let before = hits.len();
+                if counts {
+                    hits.extend(rs.word_readers(text).map(|(fact, source)| Hit {
+                        fact,
+                        preliminary: false,
+                        record,
+                        source,
+                        counts,
+                    }));
+                }
+                if hits.len() > before || !counts && rs.word_readers(text).next().is_some() {
+                    relevant.push((record, counts));
+                }
+            }
             continue;
         };
         // Preliminary Observations, kept aside: shown when they would fire a red flag.

@@ -49,6 +49,24 @@ pub struct RuleSet {
     /// by its code: how a panel's components are told apart (`panels`).
     alone: std::collections::HashSet<Code>,
     components: HashMap<Code, Vec<Code>>,
+    /// Value sets with `words`, each with the (fact, source) pairs of the order sources that
+    /// read it: how an order named in text only is read.
+    worded: Vec<Worded>,
+}
+
+#[derive(Debug)]
+struct Worded {
+    words: Vec<String>,
+    except: Vec<String>,
+    readers: Vec<(usize, usize)>,
+}
+
+/// Whether `phrase` occurs in `text` as whole words ("run" in "walk-run", not in "rerun").
+fn says(text: &str, phrase: &str) -> bool {
+    let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    text.match_indices(phrase).any(|(at, p)| {
+        boundary(text[..at].chars().next_back()) && boundary(text[at + p.len()..].chars().next())
+    })
 }
 
 /// The units rule set 1.0.0 read: a rule set without `units` keeps them.
@@ -167,7 +185,29 @@ impl RuleSet {
                 }
             }
         }
+        let worded = doc
+            .value_sets
+            .iter()
+            .filter(|(_, vs)| !vs.words.is_empty())
+            .map(|(name, vs)| Worded {
+                words: vs.words.iter().map(|w| w.to_lowercase()).collect(),
+                except: vs.except_words.iter().map(|w| w.to_lowercase()).collect(),
+                readers: doc
+                    .facts
+                    .values()
+                    .enumerate()
+                    .flat_map(|(f, b)| {
+                        b.sources.iter().enumerate().filter_map(move |(i, s)| {
+                            (s.record == crate::model::RecordKind::Order
+                                && s.value_sets.contains(name))
+                            .then_some((f, i))
+                        })
+                    })
+                    .collect(),
+            })
+            .collect();
         Ok(RuleSet {
+            worded,
             doc,
             content_hash,
             codes,
@@ -252,9 +292,16 @@ impl RuleSet {
         out
     }
 
-    /// Whether the record carries any code this rule set reads (others are not its business).
-    pub fn is_relevant(&self, r: &Record) -> bool {
-        r.codes.iter().any(|c| self.index.contains_key(c))
+    /// The (fact, source) pairs that read an order by its words (`words` of a value set),
+    /// for an order none of whose codes a fact reads.
+    pub(crate) fn word_readers(&self, text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let text = text.to_owned();
+        self.worded
+            .iter()
+            .filter(move |w| {
+                w.words.iter().any(|p| says(&text, p)) && !w.except.iter().any(|p| says(&text, p))
+            })
+            .flat_map(|w| w.readers.iter().copied())
     }
 
     /// The (fact, source) pairs that read a record carrying `codes` (facts numbered in

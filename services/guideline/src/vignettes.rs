@@ -67,6 +67,9 @@ pub struct VRecord {
     /// A Condition's abatement day.
     #[serde(default)]
     pub end: Option<i64>,
+    /// What an order says it orders in words (`code.text`), e.g. an EHR's own orderable.
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -248,6 +251,7 @@ impl Vignette {
                     base
                 };
                 records.push(Record {
+                    text: r.text.as_ref().map(|t| t.to_lowercase()),
                     end: r.end.map(|d| self.as_of + Duration::days(d)),
                     sites: sites.clone(),
                     start: r.from.map(|d| self.as_of + Duration::days(d)),

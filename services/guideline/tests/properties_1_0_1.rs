@@ -69,6 +69,7 @@ fn positive(finding: usize, day: i64) -> Record {
         ),
     };
     Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start: None,
@@ -192,6 +193,7 @@ proptest! {
         let code = codes[pick.index(codes.len())];
         let mut more = facts.clone();
         more.records.push(Record {
+            text: None,
             end: None,
             sites: Vec::new(),
             start: None,

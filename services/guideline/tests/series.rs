@@ -29,6 +29,7 @@ fn obs(
     components: Vec<Component>,
 ) -> Record {
     Record {
+        text: None,
         end: None,
         sites: Vec::new(),
         start: None,

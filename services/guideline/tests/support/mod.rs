@@ -86,6 +86,7 @@ pub fn observation() -> impl Strategy<Value = Record> {
         0u32..1_000_000,
     )
         .prop_map(|(code, status, day, value, comps, n)| Record {
+            text: None,
             end: None,
             sites: Vec::new(),
             start: None,
@@ -137,6 +138,7 @@ pub fn patient() -> impl Strategy<Value = Facts> {
             |(episode, mut records, lipus, trigger, lipus_code, scores)| {
                 for (n, (day, score)) in scores.into_iter().enumerate() {
                     records.push(Record {
+                        text: None,
                         end: None,
                         sites: Vec::new(),
                         start: None,
@@ -154,6 +156,7 @@ pub fn patient() -> impl Strategy<Value = Facts> {
                 }
                 if let Some((onset, active)) = episode {
                     records.push(Record {
+                        text: None,
                         end: None,
                         sites: Vec::new(),
                         start: None,
@@ -171,6 +174,7 @@ pub fn patient() -> impl Strategy<Value = Facts> {
                 }
                 if lipus {
                     records.push(Record {
+                        text: None,
                         end: None,
                         sites: Vec::new(),
                         start: None,
