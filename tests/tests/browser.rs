@@ -207,6 +207,63 @@ impl Browser {
         self.click_element(el).await;
     }
 
+    /// Press Tab from where the focus is until the element `css` names has it; every element
+    /// the focus stops on on the way must show it (an outline or a box shadow when focused).
+    async fn tab_to(&self, css: &str) -> fantoccini::elements::Element {
+        let target = self.client.find(Locator::Css(css)).await.unwrap();
+        let tab = char::from(fantoccini::key::Key::Tab).to_string();
+        for _ in 0..200 {
+            self.client
+                .active_element()
+                .await
+                .unwrap()
+                .send_keys(&tab)
+                .await
+                .unwrap();
+            let shown = self
+                .client
+                .execute(
+                    "const e = document.activeElement; const s = getComputedStyle(e);
+                     return [e.tagName + (e.id ? '#' + e.id : ''),
+                             (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== 'none'];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                shown[1],
+                json!(true),
+                "the focus is visible on {}",
+                shown[0]
+            );
+            let focused = self.client.active_element().await.unwrap();
+            if focused.element_id() == target.element_id() {
+                return focused;
+            }
+        }
+        panic!("{css} is not reachable by Tab");
+    }
+
+    /// Press Enter on `el` and wait for the page it submits.
+    async fn enter(&self, el: fantoccini::elements::Element) {
+        let old = self.client.find(Locator::Css("html")).await.unwrap();
+        el.send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
+            .await
+            .unwrap();
+        for _ in 0..200 {
+            if old.tag_name().await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("body"))
+            .await
+            .unwrap();
+    }
+
     /// Click and wait for the next page: the old document's root goes stale, a new one loads.
     async fn click_element(&self, el: fantoccini::elements::Element) {
         let old = self.client.find(Locator::Css("html")).await.unwrap();
@@ -572,12 +629,16 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     assert_eq!(b.path().await, format!("/ui/careplans/{early}"));
     b.check_accessible().await;
     assert_eq!(status_of(&app, &early).await, ("draft".into(), 1));
-    b.fill(
-        "#reject-reason",
-        "Duplicate of the plan from the last visit",
-    )
-    .await;
-    b.click("#reject button").await;
+    // By keyboard alone: Tab from the top of the page to the reason, type it, Tab to the
+    // button, Enter. Every stop on the way shows where the focus is.
+    b.client.refresh().await.unwrap();
+    let reason = b.tab_to("#reject-reason").await;
+    reason
+        .send_keys("Duplicate of the plan from the last visit")
+        .await
+        .unwrap();
+    let button = b.tab_to("#reject button").await;
+    b.enter(button).await;
     assert_eq!(b.path().await, format!("/ui/careplans/{early}?done=reject"));
     assert_eq!(status_of(&app, &early).await, ("revoked".into(), 2));
     b.shot("careplan-rejected").await;
@@ -709,11 +770,24 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     for (id, km) in [("a", 13), ("b", 11), ("c", 9), ("d", 5), ("e", 3), ("f", 1)] {
         returned.push(stride_tests::fhir::session(id, km, 4.0, 0, false));
     }
+    // And a plan Stride could not place: knee pain with no onset recorded says what is
+    // missing, in words, and holds running.
+    let none: Vec<Json> = Vec::new();
     for (patient, onset, records, phase) in [
-        ("p-loading", 40, &loading, "Phase 3: progressive loading"),
-        ("p-returned", 75, &returned, "Protocol complete"),
+        (
+            "p-loading",
+            Some(40),
+            &loading,
+            "Phase 3: progressive loading",
+        ),
+        ("p-returned", Some(75), &returned, "Protocol complete"),
+        ("p-unplaced", None, &none, "Phase cannot be placed"),
     ] {
-        let plan = draft(&app, &public, patient, &[knee(onset)], records).await;
+        let knee_pain = match onset {
+            Some(days) => knee(days),
+            None => condition("k", "M25.561", None),
+        };
+        let plan = draft(&app, &public, patient, &[knee_pain], records).await;
         b.client
             .goto(&app_url(&public, &format!("/ui/careplans/{plan}")))
             .await

@@ -458,6 +458,15 @@ async fn the_review_page_shows_the_plan_and_the_decision_trace() {
         html.contains("<td>tenderness_extent</td><td>4 cm</td>"),
         "the value seen, converted from 40 mm"
     );
+    // The timeline: the phase by day from the onset (rest, then the hold from the day the
+    // tenderness was recorded), the red flag marked where it fired, all in the table too.
+    assert_eq!(html.matches("class=\"red-flag\"").count(), 1, "{html}");
+    assert!(
+        html.contains("<td>Phase from this day</td><td>Hold for evaluation</td>")
+            && html.contains("<td>Red flag</td><td>focal tenderness under 5 cm"),
+        "{html}"
+    );
+    assert!(!html.contains(">wk "), "the axis is dated");
     assert!(!html.contains("<script"), "no scripts");
     let css = app
         .client

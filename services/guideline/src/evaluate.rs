@@ -35,7 +35,7 @@ pub fn evaluate_without(rs: &RuleSet, facts: &Facts, as_of: Date, unknown: &[&st
     decide(rs, &facts, &prepared, table, as_of)
 }
 
-fn decide(
+pub(crate) fn decide(
     rs: &RuleSet,
     facts: &Facts,
     prepared: &Prepared,

@@ -2,6 +2,7 @@
 //! evaluates them. No I/O, no FHIR types, no HTTP: the service and the FHIR crate build on it.
 
 pub mod bound;
+pub mod course;
 pub mod decision;
 pub mod display;
 pub mod evaluate;

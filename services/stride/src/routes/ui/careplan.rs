@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde_json::Value as Json;
-use stride_guideline::{decision::Verdict, series, Decision, Facts, RuleSet};
+use stride_guideline::{course, decision::Verdict, series, Decision, Facts, RuleSet};
 use stride_store::CarePlanRecord;
 use time::Date;
 
@@ -64,14 +64,14 @@ async fn timeline(state: &AppState, plan: &CarePlanRecord, d: &Drafted<'_>) -> T
         })
         .await
         .unwrap_or_default();
-    let mut phases: Vec<(Date, String)> = history
+    let mut plans: Vec<(Date, String)> = history
         .iter()
         .filter(|p| p.created_at <= plan.created_at)
         .map(|p| (p.created_at.date(), phase_label(p)))
         .collect();
-    phases.sort_by_key(|p| p.0);
+    plans.sort_by_key(|p| p.0);
     // Several plans on one day: the last one drafted that day holds.
-    phases.dedup_by(|later, earlier| {
+    plans.dedup_by(|later, earlier| {
         if later.0 == earlier.0 {
             earlier.1 = later.1.clone();
             true
@@ -79,10 +79,39 @@ async fn timeline(state: &AppState, plan: &CarePlanRecord, d: &Drafted<'_>) -> T
             false
         }
     });
+    // The bands: the phase the guideline gives on each day, from the records dated up to it
+    // (from the onset; four weeks back when it is unknown).
+    let from = onset.unwrap_or(d.as_of - time::Duration::weeks(4));
+    let phases = course::phases(d.rs, &d.facts, from, d.as_of)
+        .into_iter()
+        .map(|(day, phase)| {
+            let name = phase.map_or_else(
+                || "Guideline does not apply".to_owned(),
+                |p| course::title(d.rs, &p),
+            );
+            (day, name)
+        })
+        .collect();
+    let red_flags = d
+        .decision
+        .red_flags
+        .iter()
+        .map(|f| {
+            let day = f
+                .since
+                .or_else(|| f.basis.iter().filter_map(|b| b.date).max())
+                .unwrap_or(d.as_of);
+            let finding = d.rs.doc.red_flags.iter().find(|r| r.id == f.id);
+            let name = finding.and_then(|r| r.finding.clone());
+            (day, name.unwrap_or_else(|| f.summary.clone()))
+        })
+        .collect();
     let mut timeline = Timeline {
         start: onset,
         end: Some(d.as_of),
         phases,
+        plans,
+        red_flags,
         ..Timeline::default()
     };
     // The guideline's declaration says which facts are drawn, and how; a version without one
@@ -226,7 +255,7 @@ async fn render(
             if let Some(svg) = t.svg() {
                 html.push_str("<h2>Timeline</h2><figure class=\"chart\">");
                 html.push_str(&svg);
-                html.push_str("<figcaption>Weeks since the onset of pain. Bands: the phase of each plan drafted for this patient.</figcaption></figure><details><summary>Timeline as a table</summary>");
+                html.push_str("<figcaption>From the onset of pain. Bands: the phase the guideline gives on each day, from the records dated up to that day; a dark tick on the band: a plan drafted for this patient; a red triangle: a red flag, where it fired.</figcaption></figure><details><summary>Timeline as a table</summary>");
                 html.push_str(&t.table());
                 html.push_str("</details>");
             }

@@ -1,7 +1,8 @@
 //! The timeline on a CarePlan page: inline SVG drawn on the server (no script), with the same
-//! numbers as a table for screen readers. Rows share one time axis in weeks: the phase each
-//! drafted plan placed the patient in, pain scores, pain-free walking days, and the running
-//! distance of each week.
+//! numbers as a table for screen readers. Rows share one time axis, dated: the phase the
+//! guideline gives on each day (bands, with the plans drafted marked on them), pain scores with
+//! the red flags marked where they fired, pain-free walking days, and the running distance of
+//! each week.
 
 use std::fmt::Write;
 
@@ -32,8 +33,12 @@ pub struct Timeline {
     pub walking_days: Vec<(Date, f64)>,
     /// Distance of each run, km.
     pub distance: Vec<(Date, f64)>,
-    /// From each day on, the phase a drafted plan named.
+    /// From each day on, the phase the guideline gives (its name).
     pub phases: Vec<(Date, String)>,
+    /// The day each plan for this patient was drafted, and its phase.
+    pub plans: Vec<(Date, String)>,
+    /// The day each red flag of the decision fired (or its newest record), and its finding.
+    pub red_flags: Vec<(Date, String)>,
 }
 
 const WIDTH: f64 = 720.0;
@@ -53,6 +58,8 @@ impl Timeline {
             .chain(&self.distance)
             .map(|p| p.0)
             .chain(self.phases.iter().map(|p| p.0))
+            .chain(self.plans.iter().map(|p| p.0))
+            .chain(self.red_flags.iter().map(|p| p.0))
             .chain(self.start)
             .chain(self.end);
         let (mut lo, mut hi) = (None::<Date>, None::<Date>);
@@ -84,6 +91,7 @@ impl Timeline {
             && self.walking_days.is_empty()
             && self.distance.is_empty()
             && self.phases.is_empty()
+            && self.plans.is_empty()
     }
 
     /// The chart, or `None` when there is nothing to draw.
@@ -132,14 +140,27 @@ impl Timeline {
                 esc(phase)
             );
             if x1 - x0 > 60.0 {
+                // The band says when it began: a reviewer reads the dates, not the axis.
+                let text = format!("{phase} · from {}", short(*from));
                 let _ = write!(
                     s,
                     "<text x=\"{:.1}\" y=\"{}\" class=\"band\">{}</text>",
                     x0 + 4.0,
                     y + 17.0,
-                    esc(&truncate(phase, ((x1 - x0) / 7.0) as usize))
+                    esc(&truncate(&text, ((x1 - x0) / 6.5) as usize))
                 );
             }
+        }
+        // Each plan drafted: a tick on the band.
+        for (day, phase) in &self.plans {
+            let _ = write!(
+                s,
+                "<path d=\"M{0:.1},{1:.1} l-4,-7 h8 z\" class=\"plan\" fill=\"#333\"><title>Plan drafted {2}: {3}</title></path>",
+                x(*day),
+                y + 7.0,
+                short(*day),
+                esc(phase)
+            );
         }
         y += phase_h + ROW_GAP;
 
@@ -166,6 +187,17 @@ impl Timeline {
                     esc(&self.labels.score)
                 );
             }
+        }
+        // Red flags, where they fired: a red triangle above the pain row.
+        for (day, finding) in &self.red_flags {
+            let _ = write!(
+                s,
+                "<path d=\"M{0:.1},{1:.1} l-6,10 h12 z\" fill=\"#b00020\" class=\"red-flag\"><title>Red flag {2}: {3}</title></path>",
+                x(*day),
+                y - 12.0,
+                short(*day),
+                esc(finding)
+            );
         }
         y += pain_h + ROW_GAP;
 
@@ -218,9 +250,9 @@ impl Timeline {
         }
         y += dist_h + 4.0;
 
-        // Week ticks along the bottom.
+        // Weekly ticks along the bottom, dated.
         let weeks = (span / 7.0).ceil() as i64;
-        let step = ((weeks as f64) / 12.0).ceil().max(1.0) as i64;
+        let step = ((weeks as f64) / 10.0).ceil().max(1.0) as i64;
         for w in (0..=weeks).step_by(step as usize) {
             let xw = LEFT + (w as f64 * 7.0) / span * plot;
             if xw > WIDTH - RIGHT + 0.5 {
@@ -228,8 +260,9 @@ impl Timeline {
             }
             let _ = write!(
                 s,
-                "<line x1=\"{xw:.1}\" y1=\"8\" x2=\"{xw:.1}\" y2=\"{y}\" class=\"grid\"/><text x=\"{xw:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">wk {w}</text>",
-                y + 14.0
+                "<line x1=\"{xw:.1}\" y1=\"8\" x2=\"{xw:.1}\" y2=\"{y}\" class=\"grid\"/><text x=\"{xw:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
+                y + 14.0,
+                short(lo + time::Duration::weeks(w))
             );
         }
         s.push_str("</svg>");
@@ -261,7 +294,17 @@ impl Timeline {
         rows.extend(
             self.phases
                 .iter()
-                .map(|(d, p)| (*d, "Phase".to_owned(), esc(p))),
+                .map(|(d, p)| (*d, "Phase from this day".to_owned(), esc(p))),
+        );
+        rows.extend(
+            self.plans
+                .iter()
+                .map(|(d, p)| (*d, "Plan drafted".to_owned(), esc(p))),
+        );
+        rows.extend(
+            self.red_flags
+                .iter()
+                .map(|(d, f)| (*d, "Red flag".to_owned(), esc(f))),
         );
         rows.extend(
             self.pain
@@ -282,11 +325,23 @@ impl Timeline {
             "<table><caption>Timeline data</caption><thead><tr><th scope=\"col\">Day</th><th scope=\"col\">Series</th><th scope=\"col\">Value</th></tr></thead><tbody>",
         );
         for (d, series, v) in rows {
-            let _ = write!(t, "<tr><td>{d}</td><td>{series}</td><td>{v}</td></tr>");
+            let _ = write!(
+                t,
+                "<tr><td>{}</td><td>{series}</td><td>{v}</td></tr>",
+                stride_guideline::display::day(d)
+            );
         }
         t.push_str("</tbody></table>");
         t
     }
+}
+
+/// "3 Nov": a day on the axis, where the year is the caption's.
+fn short(d: Date) -> String {
+    d.format(time::macros::format_description!(
+        "[day padding:none] [month repr:short]"
+    ))
+    .unwrap_or_else(|_| d.to_string())
 }
 
 fn truncate(s: &str, chars: usize) -> String {
@@ -325,6 +380,8 @@ mod tests {
                 (date!(2026 - 10 - 01), "Rest <and> walk".into()),
                 (date!(2026 - 11 - 01), "Walk-run".into()),
             ],
+            plans: vec![(date!(2026 - 11 - 12), "Walk-run".into())],
+            red_flags: vec![(date!(2026 - 10 - 20), "pain at night".into())],
         }
     }
 
@@ -353,7 +410,21 @@ mod tests {
             .collect();
         assert!(ys[0] < ys[1], "{ys:?}");
         let table = sample().table();
-        assert_eq!(table.matches("<tr><td>").count(), 8);
+        assert_eq!(table.matches("<tr><td>").count(), 10);
+        assert!(
+            table.contains("<tr><td>20 Oct 2026</td><td>Red flag</td><td>pain at night</td></tr>")
+        );
+    }
+
+    #[test]
+    fn bands_ticks_and_marks_are_dated() {
+        let svg = sample().svg().unwrap();
+        // The band names its first day; the axis is in days, not week numbers.
+        assert!(svg.contains("Walk-run · from 1 Nov"), "{svg}");
+        assert!(svg.contains(">8 Oct<") && !svg.contains(">wk "), "{svg}");
+        assert_eq!(svg.matches("class=\"red-flag\"").count(), 1);
+        assert!(svg.contains("<title>Red flag 20 Oct: pain at night</title>"));
+        assert!(svg.contains("<title>Plan drafted 12 Nov: Walk-run</title>"));
     }
 
     #[test]
