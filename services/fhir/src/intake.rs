@@ -38,8 +38,9 @@ pub struct Intake {
     /// The instants each record's dates were read from (`None` for a date without a time), in
     /// the order of `records`: `localise` re-reads the dates on the clinic's calendar.
     instants: Vec<Instants>,
-    /// Who each record read so far is, to count a record sent twice once.
-    seen: std::collections::HashMap<String, String>,
+    /// Who each record read so far is (its source and version), to count a record sent twice
+    /// once.
+    seen: std::collections::HashMap<String, (String, Version)>,
     /// The patient the call is about (`context.patientId`): a resource about another patient
     /// is never used. `None`: not checked.
     pub patient: Option<String>,
@@ -84,6 +85,18 @@ struct Read {
     at: Instants,
     subject: Option<String>,
     keys: Vec<String>,
+    /// Which of two copies of one record is the later version (`Version`).
+    version: Version,
+}
+
+/// How late a version of a record is: a correction (status `amended` or `corrected`) over
+/// any other status, then the later `meta.lastUpdated` (or `issued`). Of two copies with the
+/// same identifier the later version is the one used: an amended extent of 3 cm replaces the
+/// 6 cm first sent, in whichever order the two arrive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Version {
+    correction: bool,
+    updated: Option<OffsetDateTime>,
 }
 
 /// FHIR's administrative-gender code system (a Patient's gender, when read).
@@ -355,6 +368,7 @@ impl Intake {
             at,
             subject,
             keys,
+            version,
         } = read;
         if let (Some(want), Some(about)) = (&self.patient, &subject) {
             if want != about {
@@ -366,24 +380,42 @@ impl Intake {
             }
         }
         for key in &keys {
-            if let Some(first) = self.seen.get(key) {
-                let message = if *first == record.source {
-                    "sent twice: counted once".to_owned()
-                } else {
-                    // The other record is named in the trace and the audit, by this one's
-                    // source; the text a clinician reads names no ids.
-                    "the same record sent again under another id (same identifier): counted once"
-                        .to_owned()
-                };
+            let Some((first, kept)) = self.seen.get(key).cloned() else {
+                continue;
+            };
+            let index = self.sources.iter().position(|s| *s == first);
+            if let (true, Some(i)) = (version > kept, index) {
+                // A later version of a record already kept (a correction): it takes the
+                // earlier one's place, and the earlier one is named as replaced.
                 self.problems.push(Problem {
-                    source: record.source,
-                    message,
+                    source: first,
+                    message: "replaced by a later version of the same record (same identifier)"
+                        .into(),
                 });
+                for key in keys {
+                    self.seen.insert(key, (record.source.clone(), version));
+                }
+                self.sources[i] = record.source.clone();
+                self.records[i] = record;
+                self.instants[i] = at;
                 return;
             }
+            let message = if first == record.source {
+                "sent twice: counted once".to_owned()
+            } else {
+                // The other record is named in the trace and the audit, by this one's
+                // source; the text a clinician reads names no ids.
+                "the same record sent again under another id (same identifier): counted once"
+                    .to_owned()
+            };
+            self.problems.push(Problem {
+                source: record.source,
+                message,
+            });
+            return;
         }
         for key in keys {
-            self.seen.insert(key, record.source.clone());
+            self.seen.insert(key, (record.source.clone(), version));
         }
         self.sources.push(record.source.clone());
         self.records.push(record);
@@ -413,6 +445,31 @@ fn subject_of(r: Option<&Reference>) -> Option<String> {
 
 /// What says two resources are one record: each business identifier (system and value), and
 /// the id with its version.
+/// An identifier system as a key: its scheme and host in lower case, as RFC 3986 compares
+/// them (`HTTPS://EHR.Example.org/ids` and `https://ehr.example.org/ids` are one system, as
+/// an interface that rewrites the case sends it); the path stays as written.
+fn uri_key(system: &str) -> String {
+    let Some((scheme, rest)) = system.split_once(':') else {
+        return system.to_owned();
+    };
+    match rest.strip_prefix("//") {
+        Some(rest) => {
+            let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            format!(
+                "{}://{}{path}",
+                scheme.to_ascii_lowercase(),
+                host.to_ascii_lowercase()
+            )
+        }
+        None => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+    }
+}
+
+/// When a resource was last changed, as its server says (`meta.lastUpdated`).
+fn last_updated(meta: Option<&Meta>) -> Option<OffsetDateTime> {
+    meta.and_then(|m| m.last_updated.as_ref()).map(|i| i.0)
+}
+
 fn identity(
     kind: &str,
     id: Option<&str>,
@@ -425,7 +482,7 @@ fn identity(
         .filter_map(|i| {
             Some(format!(
                 "{kind}|{}|{}",
-                i.system.as_deref()?,
+                uri_key(i.system.as_deref()?),
                 i.value.as_deref()?
             ))
         })
@@ -656,6 +713,10 @@ fn observation(o: &Observation, source: String) -> Read {
             o.meta.as_ref(),
             &o.identifier,
         ),
+        version: Version {
+            correction: matches!(o.status.to_string().as_str(), "amended" | "corrected"),
+            updated: last_updated(o.meta.as_ref()).or(o.issued.as_ref().map(|i| i.0)),
+        },
         subject: subject_of(o.subject.as_ref()),
         record,
         at,
@@ -676,7 +737,14 @@ fn condition(c: &Condition, source: String) -> Read {
     };
     let (date, at) = match &c.onset {
         Some(ConditionOnset::DateTime(dt)) => when(dt),
-        Some(ConditionOnset::Period(p)) => p.start.as_ref().map_or((None, None), when),
+        // Day 0 is the day running stopped (INTERPRETATION 9): of an onset known only as a
+        // period, its last day, the latest the pain can have begun. Read from the first, the
+        // days of rest would count from before the patient stopped running.
+        Some(ConditionOnset::Period(p)) => p
+            .end
+            .as_ref()
+            .or(p.start.as_ref())
+            .map_or((None, None), when),
         _ => (None, None),
     };
     let (end, end_at) = match &c.abatement {
@@ -708,6 +776,10 @@ fn condition(c: &Condition, source: String) -> Read {
     };
     Read {
         keys: identity("Condition", c.id.as_deref(), c.meta.as_ref(), &c.identifier),
+        version: Version {
+            correction: false,
+            updated: last_updated(c.meta.as_ref()),
+        },
         subject: subject_of(Some(&c.subject)),
         record,
         at: Instants {
@@ -751,6 +823,7 @@ fn patient(p: &Patient, source: String) -> Read {
     };
     Read {
         keys: identity("Patient", p.id.as_deref(), p.meta.as_ref(), &[]),
+        version: Version::default(),
         subject: p.id.clone(),
         record,
         at: Instants::default(),
@@ -794,6 +867,7 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
             s.meta.as_ref(),
             &s.identifier,
         ),
+        version: Version::default(),
         subject: subject_of(Some(&s.subject)),
         record,
         at: Instants {
@@ -845,6 +919,7 @@ fn device_request(d: &DeviceRequest, source: String) -> Read {
             d.meta.as_ref(),
             &d.identifier,
         ),
+        version: Version::default(),
         subject: subject_of(Some(&d.subject)),
         record,
         at: Instants {
@@ -887,6 +962,7 @@ fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
             d.meta.as_ref(),
             &d.identifier,
         ),
+        version: Version::default(),
         subject: subject_of(d.subject.as_ref()),
         record,
         at,
@@ -921,6 +997,7 @@ fn imaging_study(i: &ImagingStudy, source: String) -> Read {
             i.meta.as_ref(),
             &i.identifier,
         ),
+        version: Version::default(),
         subject: subject_of(Some(&i.subject)),
         record,
         at: Instants {
@@ -1328,6 +1405,80 @@ mod tests {
                 Some(Value::Integer(3)),
                 Some(Value::Other("a ratio".into()))
             ]
+        );
+    }
+
+    fn extent(id: &str, status: &str, cm: f64, updated: &str) -> Json {
+        json!({"resourceType": "Observation", "id": id, "status": status,
+            "identifier": [{"system": "https://ehr.example.org/obs", "value": "exam-1"}],
+            "meta": {"lastUpdated": updated},
+            "code": {"coding": [{"system": LOCAL, "code": "tenderness-extent"}]},
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-03",
+            "valueQuantity": {"value": cm, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"}})
+    }
+
+    #[test]
+    fn the_later_version_of_a_record_is_used_in_whichever_order_the_two_arrive() {
+        let first = extent("a", "final", 6.0, "2026-12-03T10:00:00Z");
+        let amended = extent("b", "amended", 3.0, "2026-12-04T10:00:00Z");
+        for order in [[&first, &amended], [&amended, &first]] {
+            let mut intake = Intake::default();
+            for r in order {
+                add(&mut intake, r.clone());
+            }
+            let values: Vec<_> = intake.records.iter().map(|r| r.value.clone()).collect();
+            assert_eq!(
+                values,
+                vec![Some(Value::Quantity {
+                    value: 3.0,
+                    unit: Some("cm".into())
+                })]
+            );
+            assert_eq!(intake.sources, vec!["Observation/b".to_owned()]);
+            assert!(intake.problems.iter().any(|p| p.source == "Observation/a"));
+        }
+        // The same version sent twice is counted once, the first kept.
+        let mut intake = Intake::default();
+        add(&mut intake, first.clone());
+        add(
+            &mut intake,
+            extent("c", "final", 6.0, "2026-12-03T10:00:00Z"),
+        );
+        assert_eq!(intake.sources, vec!["Observation/a".to_owned()]);
+    }
+
+    #[test]
+    fn an_identifier_system_differing_only_in_the_case_of_its_host_is_one_system() {
+        assert_eq!(
+            uri_key("HTTPS://EHR.Example.org/Identifier/obs"),
+            "https://ehr.example.org/Identifier/obs"
+        );
+        assert_eq!(uri_key("URN:oid:1.2.3"), "urn:oid:1.2.3");
+        assert_eq!(uri_key("no-scheme"), "no-scheme");
+        let mut intake = Intake::default();
+        let mut other = extent("b", "final", 6.0, "2026-12-03T10:00:00Z");
+        other["identifier"][0]["system"] = json!("HTTPS://EHR.EXAMPLE.ORG/obs");
+        add(
+            &mut intake,
+            extent("a", "final", 6.0, "2026-12-03T10:00:00Z"),
+        );
+        add(&mut intake, other);
+        assert_eq!(intake.records.len(), 1);
+    }
+
+    #[test]
+    fn an_onset_known_as_a_period_is_its_last_day() {
+        let mut intake = Intake::default();
+        add(
+            &mut intake,
+            json!({"resourceType": "Condition", "id": "c",
+            "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
+            "subject": {"reference": "Patient/p1"},
+            "onsetPeriod": {"start": "2026-11-08", "end": "2026-11-24"}}),
+        );
+        assert_eq!(
+            intake.records[0].date,
+            Some(time::macros::date!(2026 - 11 - 24))
         );
     }
 }

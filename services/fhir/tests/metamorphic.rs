@@ -573,6 +573,57 @@ fn is_finding(x: &Json) -> bool {
             .any(|k| k.starts_with("value") || k == "dataAbsentReason")
 }
 
+/// The newest negative record amended to say the opposite (false → true, 0 → 5): the
+/// resources with that record edited in place, and the resources with the amendment sent as
+/// a later version beside it (same identifier, status `amended`, updated later): after the
+/// original, and before it.
+fn amended(r: &Rendered) -> Option<(Vec<Json>, [Vec<Json>; 2])> {
+    let base = &r.resources;
+    let (i, _) = base
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| negative(x) && x.get("identifier").is_some())
+        .max_by_key(|(_, x)| x["effectiveDateTime"].as_str().map(str::to_owned))?;
+    let mut amendment = base[i].clone();
+    let o = amendment.as_object_mut().unwrap();
+    for key in [
+        "valueBoolean",
+        "valueInteger",
+        "valueQuantity",
+        "valueCodeableConcept",
+    ] {
+        match (key, o.get(key).cloned()) {
+            ("valueBoolean", Some(_)) => {
+                o.insert(key.into(), json!(true));
+            }
+            ("valueInteger", Some(_)) => {
+                o.insert(key.into(), json!(5));
+            }
+            ("valueQuantity", Some(mut q)) => {
+                q["value"] = json!(5);
+                o.insert(key.into(), q);
+            }
+            ("valueCodeableConcept", Some(_)) => {
+                o.insert(
+                    key.into(),
+                    json!({"coding": [{"system": "http://snomed.info/sct", "code": "373066001"}]}),
+                );
+            }
+            _ => {}
+        }
+    }
+    o.insert("status".into(), json!("amended"));
+    let mut edited = base.clone();
+    edited[i] = amendment.clone();
+    amendment["id"] = json!("amendment");
+    amendment["meta"] = json!({"lastUpdated": "2030-01-01T00:00:00Z"});
+    let mut after = base.clone();
+    after.push(amendment.clone());
+    let mut first = vec![amendment];
+    first.extend(base.iter().cloned());
+    Some((edited, [after, first]))
+}
+
 fn obs(id: &str, code: (&str, &str), day: Date, value: (&str, Json)) -> Json {
     let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
         "code": {"coding": [{"system": code.0, "code": code.1}]},
@@ -784,6 +835,21 @@ fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {
                         "{} {} — {}\n  transformation: {name} (must not change the decision)\n  before: {before:?}\n  after:  {after:?}",
                         rs.doc.id, rs.doc.version, v.name
                     ));
+                }
+            }
+            // An amendment sent beside the record it amends decides as the record edited in
+            // place: the later version is used, in whichever order the two arrive.
+            if let Some((edited, sent)) = amended(&rendered) {
+                let want = Outcome::of(&decide(&rs, v, &[edited], &facts));
+                for sent in sent {
+                    checked += 1;
+                    let got = Outcome::of(&decide(&rs, v, &[sent], &facts));
+                    if want != got {
+                        violations.push(format!(
+                        "{} {} — {}\n  transformation: the newest \"no\" amended to a \"yes\" by a later version sent beside it (must decide as the record edited)\n  edited: {want:?}\n  sent:   {got:?}",
+                        rs.doc.id, rs.doc.version, v.name
+                    ));
+                    }
                 }
             }
             if !before.applies {

@@ -165,6 +165,8 @@ pub struct DataQuality {
     /// (`bodySite`) counts there only when it says more than "no": an exam of the uninjured
     /// knee does not clear the injured one; a finding present in either limb still counts.
     pub findings_by_side: bool,
+    /// A value in UCUM's unity (`1`) where a percentage is read is a fraction: 0.84 is 84 %.
+    pub fraction_as_percent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

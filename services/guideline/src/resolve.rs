@@ -1271,6 +1271,13 @@ fn number(rs: &RuleSet, b: &FactBinding, value: &Value) -> Result<f64, String> {
                 return Err(format!("unit `{u}` cannot be converted to {canonical}"))
             }
             Some(u) => units::convert(*value, u, canonical)
+                .or_else(|| {
+                    rs.doc
+                        .data_quality
+                        .fraction_as_percent
+                        .then(|| units::fraction_as_percent(*value, u, canonical))
+                        .flatten()
+                })
                 .ok_or_else(|| format!("unit `{u}` cannot be converted to {canonical}"))?,
         },
         Value::Boolean(_) | Value::Coded(_) | Value::Bound { .. } | Value::Other(_) => {

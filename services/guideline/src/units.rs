@@ -45,6 +45,14 @@ pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
     (df == dt).then(|| value * ff / ft)
 }
 
+/// A fraction where a percentage is read (`fraction_as_percent`): UCUM's unity, 0.84 [1], is
+/// 84 % (a dynamometer exporting a limb symmetry ratio). `1` stays a score's unit everywhere
+/// else; a value that was a percentage already (84 [1]) becomes 8400 % and fails the fact's
+/// plausible range, so it is unknown, never read as 84.
+pub fn fraction_as_percent(value: f64, from: &str, to: &str) -> Option<f64> {
+    ((from, to) == ("1", "%")).then_some(value * 100.0)
+}
+
 /// A score may arrive without a unit; every other quantity needs one.
 pub fn unitless_ok(canonical: &str) -> bool {
     matches!(lookup(canonical), Some(("score", _)))
@@ -53,6 +61,15 @@ pub fn unitless_ok(canonical: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fraction_reads_as_a_percentage_and_only_there() {
+        assert_eq!(fraction_as_percent(0.84, "1", "%"), Some(84.0));
+        assert_eq!(fraction_as_percent(84.0, "%", "1"), None);
+        assert_eq!(fraction_as_percent(0.84, "1", "{score}"), None);
+        // Without the rule set's switch, unity and percent do not convert.
+        assert_eq!(convert(0.84, "1", "%"), None);
+    }
 
     #[test]
     fn converts_within_a_dimension() {
