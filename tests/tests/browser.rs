@@ -836,6 +836,33 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     b.check_accessible().await;
     b.shot("guideline-versions").await;
 
+    // A member of the committee signs off on the draft from its impact page, on the report
+    // just read; the versions page says so and lists the approval.
+    b.client
+        .goto(&app_url(
+            &public,
+            "/ui/rules/impact?candidate=medial-knee-pain-running%3D1.1.1",
+        ))
+        .await
+        .unwrap();
+    b.check_accessible().await;
+    b.client
+        .find(Locator::Css("#so-approve"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.click("form.sign-off button").await;
+    assert_eq!(b.path().await, "/ui/guidelines?done=sign-off");
+    let text = b.text().await;
+    assert!(
+        text.contains("Your sign-off was recorded.") && text.contains("Approved by"),
+        "{text}"
+    );
+    b.check_accessible().await;
+    b.shot("guideline-signed-off").await;
+
     // Export what the filters select, with the browser's session.
     b.client
         .goto(&app_url(&public, "/ui/audit?action=careplan-review"))

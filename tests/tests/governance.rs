@@ -273,3 +273,139 @@ async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for
     app.restart().await;
     assert_eq!(version_answering(&app).await, "1.1.1");
 }
+
+/// A form on a staff page, posted from Stride's own origin with `who`'s token.
+async fn form(
+    app: &TestApp,
+    path: &str,
+    who: &str,
+    fields: &[(&str, &str)],
+) -> (u16, String, String) {
+    let res = app
+        .client
+        .post(app.url(path))
+        .bearer_auth(staff_token_as(who, "audit.read guideline.approve"))
+        .header("origin", PUBLIC_URL)
+        .form(fields)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, location, res.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn a_committee_signs_off_on_the_impact_page_and_activates_from_its_versions_page() {
+    let app = spawn_app().await;
+    assert_eq!(version_answering(&app).await, "1.0.2");
+    let off = format!("/ui/guidelines/{G}/1.1.1/sign-off");
+    let activate = format!("/ui/guidelines/{G}/1.1.1/activate");
+
+    // The impact page of a signer holds the sign-off form, naming the report just read.
+    let page = app
+        .get_text_as(
+            &format!("/ui/rules/impact?candidate={G}%3D1.1.1"),
+            &staff_token_as("ana", "audit.read guideline.approve"),
+        )
+        .await;
+    let hash = page
+        .split("<code class=\"hash\">")
+        .nth(1)
+        .and_then(|h| h.split('<').next())
+        .unwrap()
+        .to_owned();
+    assert!(
+        page.contains(&format!("action=\"{off}\""))
+            && page.contains(&format!("name=\"impact\" value=\"{hash}\"")),
+        "{page}"
+    );
+    // A reader without the committee's scope gets no form.
+    let reader = app
+        .get_text_as(
+            &format!("/ui/rules/impact?candidate={G}%3D1.1.1"),
+            &staff_token("audit.read"),
+        )
+        .await;
+    assert!(!reader.contains("sign-off\""), "{reader}");
+
+    let (status, location, _) = form(
+        &app,
+        &off,
+        "ana",
+        &[("decision", "approve"), ("impact", &hash)],
+    )
+    .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/guidelines?done=sign-off")
+    );
+    // One approval is not enough: no button is offered, a post anyway says why, and nothing
+    // changes.
+    let versions = app
+        .get_text_as(
+            "/ui/guidelines",
+            &staff_token_as("ana", "guideline.approve"),
+        )
+        .await;
+    assert!(
+        versions.contains("1 of 2 approvals for")
+            && !versions.contains(&format!("action=\"{activate}\"")),
+        "{versions}"
+    );
+    let (status, _, body) = form(&app, &activate, "ana", &[]).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("Your activation was not recorded"), "{body}");
+    assert_eq!(version_answering(&app).await, "1.0.2");
+    // A rejection needs its reason.
+    let (status, _, body) = form(
+        &app,
+        &off,
+        "ben",
+        &[("decision", "reject"), ("impact", &hash)],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("reason: required to reject"), "{body}");
+
+    let (status, _, _) = form(
+        &app,
+        &off,
+        "ben",
+        &[("decision", "approve"), ("impact", &hash)],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let versions = app
+        .get_text_as(
+            "/ui/guidelines",
+            &staff_token_as("ben", "guideline.approve"),
+        )
+        .await;
+    assert!(
+        versions.contains(&format!("action=\"{activate}\""))
+            && versions.contains("Approved by ben"),
+        "{versions}"
+    );
+    let (status, location, _) = form(&app, &activate, "ben", &[]).await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/guidelines?done=activate")
+    );
+    assert_eq!(version_answering(&app).await, "1.1.1", "the next call");
+    // From another site, nothing is recorded.
+    let res = app
+        .client
+        .post(app.url(&off))
+        .bearer_auth(staff_token_as("cy", "guideline.approve"))
+        .header("origin", "https://evil.example")
+        .form(&[("decision", "approve"), ("impact", hash.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}

@@ -154,6 +154,34 @@ pub async fn impact(
         },
         esc(&summary.impact_hash),
     ));
+    // A member of the committee signs off here, on the report just read: its hash is what
+    // the sign-off names. Only a clinic's whole log is a report one may sign off on.
+    if let (true, Some(tenant), None) = (
+        viewer.caller.has_scope("guideline.approve"),
+        viewer.caller.tenant_scope(),
+        since_us,
+    ) {
+        let (id, version) = (&candidate.guideline, candidate.version.to_string());
+        html.push_str(&format!(
+            "<form method=\"post\" action=\"/ui/guidelines/{}/{}/sign-off\" class=\"sign-off\">{}\
+             <input type=\"hidden\" name=\"impact\" value=\"{}\">\
+             <fieldset><legend>Your sign-off on {} {} for {}, having read this report</legend>\
+             <input type=\"radio\" id=\"so-approve\" name=\"decision\" value=\"approve\" required>\
+             <label for=\"so-approve\">Approve</label>\
+             <input type=\"radio\" id=\"so-reject\" name=\"decision\" value=\"reject\">\
+             <label for=\"so-reject\">Reject</label></fieldset>\
+             <label for=\"so-reason\">Reason (required to reject)</label>\
+             <textarea id=\"so-reason\" name=\"reason\" rows=\"2\"></textarea>\
+             <button type=\"submit\">Record my sign-off</button></form>",
+            esc(id),
+            esc(&version),
+            viewer.csrf_field(),
+            esc(&summary.impact_hash),
+            esc(id),
+            esc(&version),
+            esc(tenant),
+        ));
+    }
     if !summary.transitions.is_empty() {
         html.push_str("<table><caption>Changes by transition</caption><thead><tr><th scope=\"col\">Transition</th><th scope=\"col\">Decisions</th></tr></thead><tbody>");
         for (t, n) in &summary.transitions {

@@ -422,5 +422,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(audit::entry)
         .service(impact::impact)
         .service(analytics::effectiveness)
-        .service(guidelines::guidelines);
+        .service(guidelines::guidelines)
+        .service(guidelines::sign_off)
+        .service(guidelines::activate);
 }
