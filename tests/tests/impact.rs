@@ -75,7 +75,7 @@ async fn the_candidate_replays_every_stored_decision_and_reads_shadow_records() 
     assert_eq!(c.before, ["walk-run"]);
     assert_eq!(c.after, ["hold-for-evaluation", "femoral-neck-bone-stress"]);
     assert_eq!(
-        (c.from, c.patient.as_deref()),
+        (c.from.as_ref(), c.patient.as_deref()),
         ("replay", Some("Patient/p1"))
     );
 
@@ -190,4 +190,63 @@ async fn the_staff_page_shows_the_report_and_two_traces_side_by_side() {
         .await
         .iter()
         .any(|a| a == "audit-read"));
+}
+
+/// The summary line of the impact page: "… <strong>N would change</strong> …".
+fn would_change(html: &str) -> String {
+    html.split("<strong>")
+        .nth(1)
+        .and_then(|s| s.split("</strong>").next())
+        .unwrap_or_else(|| panic!("a summary: {html}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_clinic_s_report_is_computed_once_kept_and_computed_again_on_request() {
+    let app = stride_tests::spawn_app().await;
+    let groin = walker_day_20(&[obs("groin", "groin-pain", 1, boolean(true))]);
+    call(&app, &groin).await;
+    let q = format!("candidate={CANDIDATE}");
+    let (status, first) = page(&app, &q).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(would_change(&first), "1 would change");
+    assert!(
+        first.contains("The report kept for your clinic, computed"),
+        "{first}"
+    );
+    let kept = app
+        .store
+        .latest_impact_report(
+            "medial-knee-pain-running",
+            "1.1.0",
+            &stride_app::catalog::Catalog::load(stride_tests::guidelines_dir())
+                .unwrap()
+                .get("medial-knee-pain-running", &"1.1.0".parse().unwrap())
+                .unwrap()
+                .content_hash,
+            "1.0.2",
+            stride_tests::tokens::TENANT,
+        )
+        .await
+        .unwrap()
+        .expect("the report is kept with its body");
+    assert!(kept.report.unwrap().contains("femoral-neck-bone-stress"));
+
+    // A decision recorded since is not in the kept report: the page shows the report as
+    // kept, without deciding every stored decision again.
+    let mut again = groin.clone();
+    again["hookInstance"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+    call(&app, &again).await;
+    let (_, second) = page(&app, &q).await;
+    assert_eq!(would_change(&second), "1 would change", "{second}");
+    // Computed again on request, it counts.
+    let (status, third) = page(&app, &format!("{q}&again=1")).await;
+    assert_eq!(status, 200, "{third}");
+    assert_eq!(would_change(&third), "2 would change", "{third}");
+    let (_, fourth) = page(&app, &q).await;
+    assert_eq!(
+        would_change(&fourth),
+        "2 would change",
+        "the newest kept report"
+    );
 }

@@ -63,6 +63,8 @@ fn signer(caller: &Caller) -> String {
 /// version in force for it now): a sign-off names it by its hash, so decisions recorded after
 /// the signer read it do not make the sign-off stale. Reports over part of the log (`since`)
 /// are not kept: nobody signs off on part.
+///
+/// `report`: the report as its page shows it (JSON), when it was computed to be read there.
 pub async fn keep_report(
     store: &dyn Store,
     catalog: &Catalog,
@@ -70,6 +72,7 @@ pub async fn keep_report(
     tenant: &str,
     candidate: &Candidate,
     summary: &crate::impact::Summary,
+    report: Option<String>,
 ) -> Result<(), GovernanceError> {
     let rs = catalog
         .get(&candidate.guideline, &candidate.version)
@@ -89,6 +92,7 @@ pub async fn keep_report(
             decisions: summary.decisions as i64,
             changed: summary.changed as i64,
             computed_at: time::OffsetDateTime::now_utc(),
+            report,
         })
         .await?;
     Ok(())
@@ -201,6 +205,7 @@ pub async fn sign_off(
                     decisions: now.decisions as i64,
                     changed: now.changed as i64,
                     computed_at: time::OffsetDateTime::now_utc(),
+                    report: None,
                 };
                 store.record_impact_report(&report).await?;
                 Some(report)

@@ -52,7 +52,7 @@ pub struct Scope {
 }
 
 /// One decision the candidate would change.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub audit_entry: String,
@@ -67,10 +67,10 @@ pub struct Change {
     pub after: Vec<String>,
     pub transition: String,
     /// `shadow` (the call's own shadow record) or `replay` (decided again now).
-    pub from: &'static str,
+    pub from: std::borrow::Cow<'static, str>,
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Summary {
     pub candidate: String,
@@ -231,7 +231,7 @@ pub async fn report(
             transition: transition(&e.decision_ids, &after, is_phase),
             before: e.decision_ids.clone(),
             after,
-            from,
+            from: from.into(),
         };
         *summary
             .transitions

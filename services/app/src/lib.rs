@@ -13,6 +13,7 @@ pub mod feedback;
 pub mod governance;
 pub mod hook;
 pub mod impact;
+pub mod impact_jobs;
 pub mod pdf;
 pub mod pins;
 pub mod replay;

@@ -223,6 +223,25 @@ impl Store for Guarded {
     async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError> {
         guarded!(self, self.inner.record_impact_report(r))
     }
+    async fn latest_impact_report(
+        &self,
+        guideline_id: &str,
+        version: &str,
+        content_hash: &str,
+        in_force_version: &str,
+        tenant: &str,
+    ) -> Result<Option<ImpactReport>, StoreError> {
+        guarded!(
+            self,
+            self.inner.latest_impact_report(
+                guideline_id,
+                version,
+                content_hash,
+                in_force_version,
+                tenant
+            )
+        )
+    }
     async fn impact_report(
         &self,
         impact_hash: &str,

@@ -232,8 +232,20 @@ pub trait Store: Send + Sync + 'static {
     /// rule-set version, card, tenant and month.
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError>;
 
-    /// Keep an impact report computed for signers (the same report twice is kept once).
+    /// Keep an impact report computed for signers (the same report twice is kept once; a
+    /// body given for a report kept without one fills it in).
     async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError>;
+
+    /// The newest kept report with a body of this version (its file content) against the
+    /// version in force, for this clinic: what the impact page shows without computing it.
+    async fn latest_impact_report(
+        &self,
+        guideline_id: &str,
+        version: &str,
+        content_hash: &str,
+        in_force_version: &str,
+        tenant: &str,
+    ) -> Result<Option<ImpactReport>, StoreError>;
 
     /// The kept impact reports with this hash for this version and clinic.
     async fn impact_report(

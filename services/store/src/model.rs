@@ -453,6 +453,9 @@ pub struct ImpactReport {
     pub decisions: i64,
     pub changed: i64,
     pub computed_at: OffsetDateTime,
+    /// The report as its page shows it (JSON: the summary and the first changed decisions),
+    /// when it was computed to be read; `None` where only its hash and counts were kept.
+    pub report: Option<String>,
 }
 
 // The governance tables read the same on either backend (ids stored as text): one mapping
@@ -490,6 +493,7 @@ impl ImpactReport {
             decisions: r.try_get("decisions")?,
             changed: r.try_get("changed")?,
             computed_at: r.try_get("computed_at")?,
+            report: r.try_get("report")?,
         })
     }
 }

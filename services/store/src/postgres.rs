@@ -255,8 +255,10 @@ impl Store for PgStore {
     async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO impact_reports (impact_hash, guideline_id, version, content_hash, in_force_version,
-                                         tenant, decisions, changed, computed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                                         tenant, decisions, changed, computed_at, report)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (impact_hash, guideline_id, version, content_hash, in_force_version, tenant)
+             DO UPDATE SET report = COALESCE(impact_reports.report, excluded.report)",
         )
         .bind(&r.impact_hash)
         .bind(&r.guideline_id)
@@ -267,9 +269,33 @@ impl Store for PgStore {
         .bind(r.decisions)
         .bind(r.changed)
         .bind(r.computed_at)
+        .bind(&r.report)
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn latest_impact_report(
+        &self,
+        guideline_id: &str,
+        version: &str,
+        content_hash: &str,
+        in_force_version: &str,
+        tenant: &str,
+    ) -> Result<Option<ImpactReport>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM impact_reports WHERE guideline_id = $1 AND version = $2 AND content_hash = $3
+               AND in_force_version = $4 AND tenant = $5 AND report IS NOT NULL
+             ORDER BY computed_at DESC LIMIT 1",
+        )
+        .bind(guideline_id)
+        .bind(version)
+        .bind(content_hash)
+        .bind(in_force_version)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ImpactReport::from_row).transpose()
     }
 
     async fn impact_report(

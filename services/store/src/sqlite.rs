@@ -242,8 +242,10 @@ impl Store for SqliteStore {
             Box::pin(async move {
                 sqlx::query(
                     "INSERT INTO impact_reports (impact_hash, guideline_id, version, content_hash, in_force_version,
-                                                 tenant, decisions, changed, computed_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                                                 tenant, decisions, changed, computed_at, report)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (impact_hash, guideline_id, version, content_hash, in_force_version, tenant)
+                     DO UPDATE SET report = COALESCE(impact_reports.report, excluded.report)",
                 )
                 .bind(&r.impact_hash)
                 .bind(&r.guideline_id)
@@ -254,12 +256,36 @@ impl Store for SqliteStore {
                 .bind(r.decisions)
                 .bind(r.changed)
                 .bind(r.computed_at)
+                .bind(&r.report)
                 .execute(&mut *c)
                 .await?;
                 Ok(())
             })
         })
         .await
+    }
+
+    async fn latest_impact_report(
+        &self,
+        guideline_id: &str,
+        version: &str,
+        content_hash: &str,
+        in_force_version: &str,
+        tenant: &str,
+    ) -> Result<Option<ImpactReport>, StoreError> {
+        let row = sqlx::query(
+            "SELECT * FROM impact_reports WHERE guideline_id = ? AND version = ? AND content_hash = ?
+               AND in_force_version = ? AND tenant = ? AND report IS NOT NULL
+             ORDER BY computed_at DESC LIMIT 1",
+        )
+        .bind(guideline_id)
+        .bind(version)
+        .bind(content_hash)
+        .bind(in_force_version)
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(ImpactReport::from_row).transpose()
     }
 
     async fn impact_report(

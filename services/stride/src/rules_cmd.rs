@@ -208,6 +208,7 @@ pub async fn impact(
             &tenant,
             &candidate_kept,
             &summary,
+            None,
         )
         .await?;
     }

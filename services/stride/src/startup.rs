@@ -234,6 +234,7 @@ impl Application {
             started: time::OffsetDateTime::now_utc(),
             metrics,
             refusals,
+            impact_jobs: Default::default(),
         });
         // Every page and API answer: no framing anywhere (X-Frame-Options beside the pages'
         // CSP frame-ancestors, for browsers that only know the header), no MIME sniffing, and

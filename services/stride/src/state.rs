@@ -33,6 +33,8 @@ pub struct AppState {
     pub smart_http: reqwest::Client,
     /// Refused requests on their way to the audit log (see `audit::refused`).
     pub refusals: tokio::sync::mpsc::Sender<crate::audit::Refusal>,
+    /// Impact reports being computed for the impact page (their results are kept in the store).
+    pub impact_jobs: Arc<stride_app::impact_jobs::Jobs>,
 }
 
 /// The application state, for an extractor (handlers take it as `web::Data<AppState>`).

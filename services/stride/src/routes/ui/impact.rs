@@ -14,10 +14,8 @@ use crate::auth::AuditRead;
 use crate::error::ApiError;
 use crate::state::AppState;
 use stride_app::impact::{report, Candidate, Change, Scope};
+use stride_app::impact_jobs::{View, LISTED};
 use stride_app::replay::Inputs;
-
-/// Changed decisions listed on the page; the summary counts them all. The CLI lists every one.
-const LISTED: usize = 200;
 
 #[derive(Deserialize, Default)]
 pub struct Form {
@@ -25,6 +23,16 @@ pub struct Form {
     since: Option<String>,
     /// An audit entry whose two traces to show side by side.
     entry: Option<String>,
+    /// Compute the kept report again (decisions recorded since it was computed count then).
+    again: Option<String>,
+}
+
+/// How long a view waits for a report it started before showing its progress: a clinic's
+/// log of thousands of decisions is done within it; a million-decision log is not.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -99,45 +107,87 @@ pub async fn impact(
         json!({"candidate": candidate.to_string(), "since": f.since, "entry": f.entry});
     state.store.append_audit(&log).await?;
 
-    let scope = Scope {
-        candidate: candidate.clone(),
-        since_us,
-        tenant: viewer.caller.tenant_scope().map(str::to_owned),
-    };
-    let mut listed: Vec<Change> = Vec::new();
-    let summary = report(
-        state.store.as_ref(),
-        &state.catalog,
-        &scope,
-        |c| {
-            if listed.len() < LISTED {
-                listed.push(c.clone());
-            }
-        },
-        0,
-        |_| {},
-    )
-    .await
-    .map_err(|e| match e {
-        stride_app::impact::ImpactError::UnknownCandidate(c) => {
-            ApiError::BadRequest(format!("{c} is not a loaded rule-set version"))
-        }
-        stride_app::impact::ImpactError::Store(e) => ApiError::from(e),
-    })?;
-    // The whole of a clinic's log is a report signers may sign off on: kept by its hash.
-    if let (Some(tenant), None) = (viewer.caller.tenant_scope(), since_us) {
-        stride_app::governance::keep_report(
-            state.store.as_ref(),
-            &state.catalog,
-            &state.pins,
-            tenant,
-            &candidate,
-            &summary,
-        )
-        .await
-        .map_err(ApiError::from)?;
+    if state
+        .catalog
+        .get(&candidate.guideline, &candidate.version)
+        .is_none()
+    {
+        return Err(
+            ApiError::BadRequest(format!("{candidate} is not a loaded rule-set version")).into(),
+        );
     }
+    // A clinic's whole log is the report signers read: computed once, in the background, and
+    // kept (`impact_jobs`). Part of a log, or every clinic's, is computed for this view.
+    let (summary, listed, computed) = match (viewer.caller.tenant_scope(), since_us) {
+        (Some(tenant), None) => {
+            let again = nonempty(&f.again).is_some();
+            match state
+                .impact_jobs
+                .view(
+                    state.store.clone(),
+                    state.catalog.clone(),
+                    state.pins.clone(),
+                    tenant,
+                    &candidate,
+                    again,
+                    WAIT,
+                )
+                .await
+                .map_err(ApiError::from)?
+            {
+                View::Ready(kept) => (kept.summary, kept.changes, Some(kept.computed_at)),
+                View::Running { read, since } => {
+                    html.push_str(&format!(
+                        "<h2>Summary</h2><p role=\"status\">The report is being computed: {read} decisions read so far \
+                         (started {}). <a href=\"/ui/rules/impact?candidate={}\">Show it when done</a></p>",
+                        esc(&super::clinic_time(&state, tenant, since)),
+                        esc(&url_encode(&candidate.to_string())),
+                    ));
+                    return Ok(page(StatusCode::ACCEPTED, Some(&viewer), "Impact", &html));
+                }
+                View::Failed(e) => {
+                    return Err(ApiError::Internal(format!("the impact report failed: {e}")).into())
+                }
+            }
+        }
+        _ => {
+            let scope = Scope {
+                candidate: candidate.clone(),
+                since_us,
+                tenant: viewer.caller.tenant_scope().map(str::to_owned),
+            };
+            let mut listed: Vec<Change> = Vec::new();
+            let summary = report(
+                state.store.as_ref(),
+                &state.catalog,
+                &scope,
+                |c| {
+                    if listed.len() < LISTED {
+                        listed.push(c.clone());
+                    }
+                },
+                0,
+                |_| {},
+            )
+            .await
+            .map_err(|e| match e {
+                stride_app::impact::ImpactError::UnknownCandidate(c) => {
+                    ApiError::BadRequest(format!("{c} is not a loaded rule-set version"))
+                }
+                stride_app::impact::ImpactError::Store(e) => ApiError::from(e),
+            })?;
+            (summary, listed, None)
+        }
+    };
 
+    if let (Some(at), Some(tenant)) = (computed, viewer.caller.tenant_scope()) {
+        html.push_str(&format!(
+            "<p class=\"note\">The report kept for your clinic, computed {}: decisions recorded since are not in it. \
+             <a href=\"/ui/rules/impact?candidate={}&amp;again=1\">Compute it again</a></p>",
+            esc(&super::clinic_time(&state, tenant, at)),
+            esc(&url_encode(&candidate.to_string())),
+        ));
+    }
     html.push_str(&format!(
         "<h2>Summary</h2><p role=\"status\">{}: {} decisions read, <strong>{} would change</strong>, {} unchanged \
          ({} from shadow records{}).</p><p>Impact hash (what a sign-off names as the report its signer saw): \
