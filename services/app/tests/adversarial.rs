@@ -32,6 +32,12 @@ const DISAGREE: &[(&str, &str)] = &[
          one (issue 30: a red flag is repeated on the orders it is about, imaging among them).",
     ),
     (
+        "139-",
+        "Each draft order's schedule is read on its own (PF-03b: the shortest gap between two \
+         of its sessions, from its period or its days of the week); two orders on complementary \
+         days (Mon/Wed/Fri and Tue/Thu/Sat) are not merged into one schedule. Left for later.",
+    ),
+    (
         "69-",
         "As 68: the drafted radiographs are named on the red flag's card.",
     ),

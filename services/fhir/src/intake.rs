@@ -546,6 +546,21 @@ fn typed_number(text: &str) -> Option<Value> {
     whole.then(|| n.parse().ok().map(Value::Integer)).flatten()
 }
 
+/// A `valueRange`: each end a quantity in its own unit (a comparator on an end is not a range
+/// FHIR allows); with neither end it says nothing.
+fn range(r: &fhir_sdk::r4b::types::Range) -> Option<Value> {
+    let end = |q: &Option<Quantity>| {
+        let q = q.as_ref()?;
+        let unit = q
+            .code
+            .clone()
+            .or_else(|| q.system.is_none().then(|| q.unit.clone()).flatten());
+        Some((q.value?, unit))
+    };
+    let (low, high) = (end(&r.low), end(&r.high));
+    (low.is_some() || high.is_some()).then_some(Value::Range { low, high })
+}
+
 /// A ratio over 10 ("3:10" as `valueRatio`) is a 0–10 score; any other ratio is not read.
 fn ratio_of_ten(r: &fhir_sdk::r4b::types::Ratio) -> Option<Value> {
     let num = r.numerator.as_ref()?.value?;
@@ -659,7 +674,9 @@ fn observation(o: &Observation, source: String) -> Read {
         Some(ObservationValue::String(t)) => {
             Some(typed_number(t).unwrap_or_else(|| Value::Other("string".into())))
         }
-        Some(ObservationValue::Range(_)) => Some(Value::Other("a range".into())),
+        Some(ObservationValue::Range(r)) => {
+            Some(range(r).unwrap_or_else(|| Value::Other("a range".into())))
+        }
         Some(ObservationValue::Ratio(r)) => {
             Some(ratio_of_ten(r).unwrap_or_else(|| Value::Other("a ratio".into())))
         }
@@ -685,7 +702,16 @@ fn observation(o: &Observation, source: String) -> Read {
                 Some(ObservationComponentValue::String(t)) => {
                     Some(typed_number(t).unwrap_or_else(|| Value::Other("string".into())))
                 }
-                _ => None,
+                // A component is read as its Observation's value would be: a range, a ratio
+                // over 10, and any other form recorded but not read.
+                Some(ObservationComponentValue::Range(r)) => {
+                    Some(range(r).unwrap_or_else(|| Value::Other("a range".into())))
+                }
+                Some(ObservationComponentValue::Ratio(r)) => {
+                    Some(ratio_of_ten(r).unwrap_or_else(|| Value::Other("a ratio".into())))
+                }
+                Some(_) => Some(Value::Other("another type".into())),
+                None => None,
             },
         })
         .collect();
@@ -754,10 +780,20 @@ fn condition(c: &Condition, source: String) -> Read {
             .as_ref()
             .or(p.start.as_ref())
             .map_or((None, None), when),
+        // Marked ended with no abatement: it ended no later than its last change.
+        _ if matches!(
+            status.as_deref(),
+            Some("inactive" | "remission" | "resolved")
+        ) =>
+        {
+            c.meta
+                .as_ref()
+                .and_then(|m| m.last_updated.as_ref())
+                .map_or((None, None), instant)
+        }
         _ => (None, None),
     };
     let record = Record {
-        text: None,
         end,
         sites: c
             .body_site
@@ -769,6 +805,17 @@ fn condition(c: &Condition, source: String) -> Read {
         source,
         kind: RecordKind::Condition,
         codes: codes(c.code.as_ref()),
+        // A diagnosis given in words only ("medial knee pain, right, while running"): its
+        // words, for a rule set that names its trigger in words too. A coded one keeps none.
+        text: if c
+            .code
+            .as_ref()
+            .is_some_and(|cc| cc.coding.iter().flatten().all(|c| c.code.is_none()))
+        {
+            words(c.code.as_ref())
+        } else {
+            None
+        },
         status,
         date,
         value: None,
@@ -881,6 +928,34 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
 /// the timing's own unit: "once every 2 days" is 2 d, "twice a week" 0.5 wk.
 fn session_interval(t: &Timing) -> Option<Value> {
     let repeat = t.repeat.as_ref()?;
+    // Days of the week (Mon, Wed, Fri): the shortest gap between two sessions, the week
+    // wrapping round (Fri to Mon is 3 days); Mon and Tue are 1 day apart.
+    let days: Vec<i64> = repeat
+        .day_of_week
+        .iter()
+        .flatten()
+        .filter_map(|d| {
+            ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                .iter()
+                .position(|w| *w == d.to_string())
+        })
+        .map(|i| i as i64)
+        .collect();
+    if repeat.period.is_none() && !days.is_empty() {
+        let mut days = days;
+        days.sort_unstable();
+        days.dedup();
+        let gap = days
+            .iter()
+            .zip(days.iter().cycle().skip(1))
+            .map(|(a, b)| (b - a).rem_euclid(7))
+            .map(|g| if g == 0 { 7 } else { g })
+            .min()?;
+        return Some(Value::Quantity {
+            value: gap as f64,
+            unit: Some("d".into()),
+        });
+    }
     let period = repeat.period?;
     let frequency = repeat.frequency.map_or(1, |f| f.get());
     let unit = repeat.period_unit.clone()?;
@@ -1464,6 +1539,24 @@ mod tests {
         );
         add(&mut intake, other);
         assert_eq!(intake.records.len(), 1);
+    }
+
+    #[test]
+    fn sessions_on_days_of_the_week_are_as_far_apart_as_the_closest_two() {
+        let gap = |days: &[&str]| {
+            let t: Timing = serde_json::from_value(json!({"repeat": {"dayOfWeek": days}})).unwrap();
+            session_interval(&t)
+        };
+        let d = |v: f64| {
+            Some(Value::Quantity {
+                value: v,
+                unit: Some("d".into()),
+            })
+        };
+        assert_eq!(gap(&["mon", "wed", "fri"]), d(2.0));
+        assert_eq!(gap(&["fri", "mon"]), d(3.0));
+        assert_eq!(gap(&["sun", "mon"]), d(1.0));
+        assert_eq!(gap(&["tue"]), d(7.0));
     }
 
     #[test]

@@ -129,6 +129,22 @@ fn value_json(v: &Value, prefix: &str) -> (String, Json) {
         Value::Integer(i) => (key("Integer"), json!(i)),
         Value::Boolean(b) => (key("Boolean"), json!(b)),
         Value::Coded(c) => (key("CodeableConcept"), coding(c)),
+        Value::Range { low, high } => {
+            let end = |e: &Option<(f64, Option<String>)>| {
+                e.as_ref().map(|(v, u)| match u {
+                    Some(u) => json!({"value": v, "unit": u, "system": UCUM, "code": u}),
+                    None => json!({"value": v}),
+                })
+            };
+            let mut r = json!({});
+            if let Some(l) = end(low) {
+                r["low"] = l;
+            }
+            if let Some(h) = end(high) {
+                r["high"] = h;
+            }
+            (key("Range"), r)
+        }
         Value::Other(_) => (key("String"), json!("recorded in words")),
     }
 }
@@ -176,8 +192,13 @@ fn resource(r: &Record, n: usize) -> Json {
             o
         }
         RecordKind::Condition => {
+            // A diagnosis in words is sent as words alone, as EHRs send a typed diagnosis.
+            let code = match &r.text {
+                Some(t) => json!({"text": t}),
+                None => coding(&r.codes),
+            };
             let mut c = json!({"resourceType": "Condition", "id": id, "identifier": ident,
-                "code": coding(&r.codes), "subject": subject});
+                "code": code, "subject": subject});
             match r.status.as_deref() {
                 Some("entered-in-error") => {
                     c["verificationStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "entered-in-error"}]})

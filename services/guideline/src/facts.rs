@@ -54,10 +54,10 @@ pub struct Record {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
-    /// What an order orders in words, when it says so in text (`code.text`, the codings'
-    /// displays), lowercased: read only where no code of the order is (a value set's
-    /// `words`). Kept for orders alone: it is the one place a clinician's words say what
-    /// a record is.
+    /// What an order orders in words (`code.text`, the codings' displays), or what a diagnosis
+    /// given in words only is, lowercased: read only where no code of the record is (a value
+    /// set's `words`). Kept for orders and for uncoded diagnoses alone: the places where a
+    /// clinician's words are all that says what a record is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
 }
@@ -102,6 +102,12 @@ pub enum Value {
         comparator: String,
         unit: Option<String>,
         value: f64,
+    },
+    /// A value known only to lie in a range (`valueRange`): each end, when given, a quantity in
+    /// its own unit (2 cm to 40 mm). Read as a bound on both sides.
+    Range {
+        low: Option<(f64, Option<String>)>,
+        high: Option<(f64, Option<String>)>,
     },
     /// A value of a type the engine does not read (free text, a range …), by its FHIR type
     /// name only: it says something was recorded, never what (and carries no text).

@@ -167,6 +167,9 @@ pub struct DataQuality {
     pub findings_by_side: bool,
     /// A value in UCUM's unity (`1`) where a percentage is read is a fraction: 0.84 is 84 %.
     pub fraction_as_percent: bool,
+    /// A trigger Condition marked ended (inactive, remission, resolved) is an episode again
+    /// from the first day after it ended on which pain or a red-flag finding is recorded.
+    pub ended_episode_reopens: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -114,6 +114,10 @@ pub(crate) struct Prepared {
     /// Records some fact reads, and whether their status counts (for the notes of what was
     /// left out).
     relevant: Vec<(usize, bool)>,
+    /// Trigger Conditions marked ended (inactive, in remission, resolved): an episode again
+    /// when the record shows pain or a red-flag finding after they ended
+    /// (`ended_episode_reopens`).
+    ended: Vec<usize>,
 }
 
 impl Prepared {
@@ -130,20 +134,33 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
     let dq = &rs.doc.data_quality;
     let mut hits: Vec<Hit> = Vec::with_capacity(facts.records.len() + facts.records.len() / 2);
     let mut relevant = Vec::with_capacity(facts.records.len());
+    let mut ended = Vec::new();
     for (record, r) in facts.records.iter().enumerate() {
         let Some(readers) = rs.readers(&r.codes) else {
-            // An order no fact reads by code may say what it orders in words.
-            if let (RecordKind::Order, Some(text)) = (r.kind, &r.text) {
+            // An order no fact reads by code may say what it orders in words, and a diagnosis
+            // given in words only what it is (the source must read that kind of record).
+            if let (RecordKind::Order | RecordKind::Condition, Some(text)) = (r.kind, &r.text) {
                 let counts = status_counts(r, dq);
                 let before = hits.len();
                 if counts {
-                    hits.extend(rs.word_readers(text).map(|(fact, source)| Hit {
-                        fact,
-                        preliminary: false,
-                        record,
-                        source,
-                        counts,
-                    }));
+                    let kind = r.kind;
+                    hits.extend(
+                        rs.word_readers(text)
+                            .filter(|(f, s)| {
+                                rs.doc
+                                    .facts
+                                    .values()
+                                    .nth(*f)
+                                    .is_some_and(|b| b.sources[*s].record == kind)
+                            })
+                            .map(|(fact, source)| Hit {
+                                fact,
+                                preliminary: false,
+                                record,
+                                source,
+                                counts,
+                            }),
+                    );
                 }
                 if hits.len() > before || !counts && rs.word_readers(text).next().is_some() {
                     relevant.push((record, counts));
@@ -157,6 +174,19 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
             && r.status.as_deref() == Some("preliminary");
         let counts = status_counts(r, dq);
         relevant.push((record, counts));
+        if dq.ended_episode_reopens
+            && r.kind == RecordKind::Condition
+            && matches!(
+                r.status.as_deref(),
+                Some("inactive" | "remission" | "resolved")
+            )
+        {
+            let episode = rs.episode_index();
+            let mut of_episode = rs.readers(&r.codes).into_iter().flatten();
+            if of_episode.any(|(fact, _)| fact == episode) {
+                ended.push(record);
+            }
+        }
         // Records that count but are out of time still open the episode (or say why its
         // onset is unknown).
         if counts || preliminary {
@@ -173,7 +203,11 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
     // reasons do not depend on the index. A record with two codes of one source is one hit.
     hits.sort_unstable();
     hits.dedup();
-    Prepared { hits, relevant }
+    Prepared {
+        hits,
+        relevant,
+        ended,
+    }
 }
 
 /// What one record says for one fact source.
@@ -403,6 +437,59 @@ pub(crate) fn resolve_with<'r>(
             }
             None => {
                 onset_reason.get_or_insert_with(|| "onset not recorded".into());
+            }
+        }
+    }
+    // A problem marked ended while the record goes on showing pain or a red-flag finding after
+    // it: the pain came back, an episode from the first such day (the safe reading: rest
+    // counts from there, and its red flags are read).
+    for &i in &prepared.ended {
+        let r = &facts.records[i];
+        let Some(since) = r.end.or(r.date) else {
+            continue;
+        };
+        let back = hits
+            .iter()
+            .filter(|h| h.counts && h.fact != rs.episode_index())
+            .filter(|h| facts.records[h.record].kind == RecordKind::Observation)
+            .filter_map(|h| {
+                // Within the protocol's length of the end: pain months on is another matter.
+                let near =
+                    |d: Date| stale_after.is_none_or(|limit| (d - since).whole_days() <= limit);
+                let day = facts.records[h.record]
+                    .date
+                    .filter(|d| *d > since && *d <= as_of && near(*d))?;
+                let b = rs.doc.facts.values().nth(h.fact)?;
+                // Pain (a 0–10 score above 0), or a red-flag finding present.
+                let harm = match read_value(rs, b, &b.sources[h.source], &facts.records[h.record]) {
+                    Read::Value(v) if v > 0.0 => {
+                        b.unit.as_deref() == Some("{score}")
+                            || (b.kind == crate::model::ValueKind::Boolean
+                                && rs.decides_red_flags(h.fact))
+                    }
+                    _ => false,
+                };
+                harm.then_some(day)
+            })
+            .min();
+        if let Some(day) = back {
+            applies = true;
+            onset_sources.push(r.source.clone());
+            triggers.push(Trigger {
+                onset: day,
+                end: None,
+                recurrence: true,
+                side: rs.side_of(r),
+                source: &r.source,
+            });
+            if onset.is_none_or(|o| {
+                if dq.episode_onset_earliest {
+                    day < o
+                } else {
+                    day > o
+                }
+            }) {
+                onset = Some(day);
             }
         }
     }
@@ -1107,7 +1194,9 @@ fn unread_form(src: &FactSource, r: &Record) -> bool {
     };
     !matches!(
         value,
-        None | Some(Value::Quantity { .. } | Value::Integer(_) | Value::Bound { .. })
+        None | Some(
+            Value::Quantity { .. } | Value::Integer(_) | Value::Bound { .. } | Value::Range { .. }
+        )
     )
 }
 
@@ -1141,7 +1230,9 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
             "recorded as {what}, not a value this rule set reads: not ruled out"
         ));
     }
-    if let (Value::Bound { .. }, ValueKind::Number, None) = (value, b.kind, src.absent_means) {
+    if let (Value::Bound { .. } | Value::Range { .. }, ValueKind::Number, None) =
+        (value, b.kind, src.absent_means)
+    {
         return bounded(rs, b, value);
     }
     // A finding recorded absent stands for a number (no tenderness: extent 0); recorded
@@ -1183,27 +1274,54 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
 /// A bound on a number (`< 5 cm`): the interval for a fact read by its latest value or its
 /// maximum, a stand-in value where it decides the fact's `matching`, else unusable.
 fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
-    let Value::Bound {
-        comparator,
-        unit,
-        value: v,
-    } = value
-    else {
-        return Read::Bad("not a bound".into());
+    // One end in the fact's unit.
+    let end = |v: f64, unit: &Option<String>| {
+        number(
+            rs,
+            b,
+            &Value::Quantity {
+                unit: unit.clone(),
+                value: v,
+            },
+        )
     };
-    let end = match number(
-        rs,
-        b,
-        &Value::Quantity {
-            unit: unit.clone(),
-            value: *v,
-        },
-    ) {
-        Ok(x) => x,
-        Err(e) => return Read::Bad(e),
-    };
-    let Some(mut iv) = Interval::from_comparator(comparator, end) else {
-        return Read::Bad(format!("comparator `{comparator}` is not a bound"));
+    let mut iv = match value {
+        Value::Bound {
+            comparator,
+            unit,
+            value: v,
+        } => {
+            let x = match end(*v, unit) {
+                Ok(x) => x,
+                Err(e) => return Read::Bad(e),
+            };
+            match Interval::from_comparator(comparator, x) {
+                Some(iv) => iv,
+                None => return Read::Bad(format!("comparator `{comparator}` is not a bound")),
+            }
+        }
+        // A range is a bound on both sides, each end in its own unit.
+        Value::Range { low, high } => {
+            let mut ends = [None, None];
+            for (i, e) in [low, high].into_iter().enumerate() {
+                if let Some((v, unit)) = e {
+                    match end(*v, unit) {
+                        Ok(x) => ends[i] = Some((x, true)),
+                        Err(e) => return Read::Bad(e),
+                    }
+                }
+            }
+            if let [Some((lo, _)), Some((hi, _))] = ends {
+                if lo > hi {
+                    return Read::Bad("a range whose low end is above its high end".into());
+                }
+            }
+            Interval {
+                lo: ends[0],
+                hi: ends[1],
+            }
+        }
+        _ => return Read::Bad("not a bound".into()),
     };
     if let Some([lo, hi]) = b.plausible {
         iv = iv.within(lo, hi);
@@ -1280,9 +1398,11 @@ fn number(rs: &RuleSet, b: &FactBinding, value: &Value) -> Result<f64, String> {
                 })
                 .ok_or_else(|| format!("unit `{u}` cannot be converted to {canonical}"))?,
         },
-        Value::Boolean(_) | Value::Coded(_) | Value::Bound { .. } | Value::Other(_) => {
-            return Err(format!("expected a number in {canonical}"))
-        }
+        Value::Boolean(_)
+        | Value::Coded(_)
+        | Value::Bound { .. }
+        | Value::Range { .. }
+        | Value::Other(_) => return Err(format!("expected a number in {canonical}")),
     };
     if !v.is_finite() {
         return Err("not a finite number".into());
@@ -1318,6 +1438,11 @@ fn boolean(rs: &RuleSet, value: &Value) -> Result<bool, String> {
                 "recorded as {comparator} {value}: cannot tell whether it is present"
             )),
         },
+        // A range of a score above 0 is pain; one that reaches 0 cannot tell.
+        Value::Range {
+            low: Some((lo, _)), ..
+        } if *lo > 0.0 => Ok(true),
+        Value::Range { .. } => Err("recorded as a range: cannot tell whether it is present".into()),
         Value::Other(_) => Err("not a yes or no".into()),
     }
 }

@@ -49,8 +49,10 @@ pub struct RuleSet {
     /// by its code: how a panel's components are told apart (`panels`).
     alone: std::collections::HashSet<Code>,
     components: HashMap<Code, Vec<Code>>,
-    /// Value sets with `words`, each with the (fact, source) pairs of the order sources that
-    /// read it: how an order named in text only is read.
+    /// The facts (numbered in `doc.facts` order) red flags are decided on.
+    red_flag_facts: std::collections::HashSet<usize>,
+    /// Value sets with `words`, each with the (fact, source) pairs of the order and Condition
+    /// sources that read it: how an order or a diagnosis named in text only is read.
     worded: Vec<Worded>,
 }
 
@@ -59,6 +61,24 @@ struct Worded {
     words: Vec<String>,
     except: Vec<String>,
     readers: Vec<(usize, usize)>,
+}
+
+/// Every fact a criterion reads.
+fn facts_of(c: &crate::model::Criterion, f: &mut dyn FnMut(&str)) {
+    use crate::model::Criterion;
+    match c {
+        Criterion::All { all: cs } | Criterion::Any { any: cs } => {
+            cs.iter().for_each(|c| facts_of(c, f))
+        }
+        Criterion::Not { not } => facts_of(not, f),
+        Criterion::PhaseIn { .. } => {}
+        Criterion::Compare(cmp) => {
+            f(&cmp.fact);
+            if let Some(p) = &cmp.percent_of {
+                f(p);
+            }
+        }
+    }
 }
 
 /// Whether `phrase` occurs in `text` as whole words ("run" in "walk-run", not in "rerun").
@@ -198,15 +218,27 @@ impl RuleSet {
                     .enumerate()
                     .flat_map(|(f, b)| {
                         b.sources.iter().enumerate().filter_map(move |(i, s)| {
-                            (s.record == crate::model::RecordKind::Order
-                                && s.value_sets.contains(name))
+                            (matches!(
+                                s.record,
+                                crate::model::RecordKind::Order
+                                    | crate::model::RecordKind::Condition
+                            ) && s.value_sets.contains(name))
                             .then_some((f, i))
                         })
                     })
                     .collect(),
             })
             .collect();
+        let mut red_flag_facts = std::collections::HashSet::new();
+        for r in &doc.red_flags {
+            facts_of(&r.when, &mut |f| {
+                if let Some(i) = doc.facts.keys().position(|k| k == f) {
+                    red_flag_facts.insert(i);
+                }
+            });
+        }
         Ok(RuleSet {
+            red_flag_facts,
             worded,
             doc,
             content_hash,
@@ -292,8 +324,13 @@ impl RuleSet {
         out
     }
 
-    /// The (fact, source) pairs that read an order by its words (`words` of a value set),
-    /// for an order none of whose codes a fact reads.
+    /// Whether red flags are decided on this fact (numbered in `doc.facts` order).
+    pub(crate) fn decides_red_flags(&self, fact: usize) -> bool {
+        self.red_flag_facts.contains(&fact)
+    }
+
+    /// The (fact, source) pairs that read an order or a diagnosis by its words (`words` of a
+    /// value set), for one none of whose codes a fact reads.
     pub(crate) fn word_readers(&self, text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
         let text = text.to_owned();
         self.worded

@@ -108,6 +108,12 @@ pub enum VValue {
         quantity: f64,
         unit: Option<String>,
     },
+    /// A range (`valueRange`) with both ends: `{low: 2, high: 4, unit: cm}`.
+    Range {
+        low: f64,
+        high: f64,
+        unit: Option<String>,
+    },
     Coded {
         coded: String,
     },
@@ -198,6 +204,10 @@ impl Vignette {
                     comparator: bound.clone(),
                     unit: unit.clone(),
                     value: *quantity,
+                },
+                VValue::Range { low, high, unit } => Value::Range {
+                    low: Some((*low, unit.clone())),
+                    high: Some((*high, unit.clone())),
                 },
                 VValue::Text { .. } => Value::Other("string".into()),
             })
