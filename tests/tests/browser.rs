@@ -250,24 +250,18 @@ impl Browser {
         el.send_keys(&char::from(fantoccini::key::Key::Enter).to_string())
             .await
             .unwrap();
-        for _ in 0..200 {
-            if old.tag_name().await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("body"))
-            .await
-            .unwrap();
+        self.next_page(old).await;
     }
 
-    /// Click and wait for the next page: the old document's root goes stale, a new one loads.
+    /// Click and wait for the next page.
     async fn click_element(&self, el: fantoccini::elements::Element) {
         let old = self.client.find(Locator::Css("html")).await.unwrap();
         el.click().await.unwrap();
+        self.next_page(old).await;
+    }
+
+    /// Wait for the next page: the old document's root (`old`) goes stale, a new one loads.
+    async fn next_page(&self, old: fantoccini::elements::Element) {
         for _ in 0..200 {
             if old.tag_name().await.is_err() {
                 break;

@@ -11,7 +11,7 @@ use stride_store::CarePlanRecord;
 use time::Date;
 
 use super::chart::Timeline;
-use super::{check_form, esc, number, page, see_other, PatientPage, UiError, Viewer};
+use super::{checked_form, esc, number, page, see_other, PatientPage, UiError, Viewer};
 use crate::audit;
 use crate::auth::{CareplanRead, CareplanReview, Scope};
 use crate::error::ApiError;
@@ -684,14 +684,7 @@ pub async fn review(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let viewer = signed_in.viewer;
-    let limits = crate::body::BodyLimits::of(&state.settings);
-    let form: HashMap<String, String> = crate::body::read_form(&req, payload, limits).await?;
-    check_form(
-        &req,
-        &state,
-        Some(&viewer),
-        form.get("csrf").map(String::as_str),
-    )?;
+    let form = checked_form(&req, payload, &state, &viewer).await?;
     let action = form.get("action").cloned().unwrap_or_default();
     let chosen: ReviewAction = action
         .parse()

@@ -11,7 +11,7 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use stride_app::governance::{GovernanceError, SignOffRequest};
 use stride_guideline::RuleSetVersion;
 
-use super::{check_form, esc, page, see_other, Page, UiError, Viewer};
+use super::{checked_form, esc, page, see_other, Page, UiError, Viewer};
 use crate::auth::GuidelineApprove;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -205,14 +205,7 @@ pub async fn sign_off(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let viewer = signed_in.viewer;
-    let limits = crate::body::BodyLimits::of(&state.settings);
-    let form: HashMap<String, String> = crate::body::read_form(&req, payload, limits).await?;
-    check_form(
-        &req,
-        &state,
-        Some(&viewer),
-        form.get("csrf").map(String::as_str),
-    )?;
+    let form = checked_form(&req, payload, &state, &viewer).await?;
     let (id, v) = path.into_inner();
     let v = version(&state, &id, &v)?;
     let body = SignOffRequest {
@@ -257,14 +250,7 @@ pub async fn activate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let viewer = signed_in.viewer;
-    let limits = crate::body::BodyLimits::of(&state.settings);
-    let form: HashMap<String, String> = crate::body::read_form(&req, payload, limits).await?;
-    check_form(
-        &req,
-        &state,
-        Some(&viewer),
-        form.get("csrf").map(String::as_str),
-    )?;
+    let form = checked_form(&req, payload, &state, &viewer).await?;
     let (id, v) = path.into_inner();
     let v = version(&state, &id, &v)?;
     let Some(tenant) = viewer.caller.tenant_scope().map(str::to_owned) else {

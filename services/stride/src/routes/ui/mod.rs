@@ -311,6 +311,21 @@ pub async fn session(req: &HttpRequest, state: &AppState) -> Result<Option<Viewe
     }))
 }
 
+/// A staff form posted to its handler: read within the body limits, and refused unless it
+/// came from Stride's own pages (`check_form`).
+pub async fn checked_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    viewer: &Viewer,
+) -> Result<std::collections::HashMap<String, String>, UiError> {
+    let limits = crate::body::BodyLimits::of(&state.settings);
+    let form: std::collections::HashMap<String, String> =
+        crate::body::read_form(req, payload, limits).await?;
+    check_form(req, state, Some(viewer), form.get("csrf").map(String::as_str))?;
+    Ok(form)
+}
+
 /// A form post must come from Stride's own pages: the browser's `Origin` is Stride's, and a
 /// signed-in session's form carries its CSRF token.
 pub fn check_form(
