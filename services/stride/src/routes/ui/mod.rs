@@ -322,7 +322,12 @@ pub async fn checked_form(
     let limits = crate::body::BodyLimits::of(&state.settings);
     let form: std::collections::HashMap<String, String> =
         crate::body::read_form(req, payload, limits).await?;
-    check_form(req, state, Some(viewer), form.get("csrf").map(String::as_str))?;
+    check_form(
+        req,
+        state,
+        Some(viewer),
+        form.get("csrf").map(String::as_str),
+    )?;
     Ok(form)
 }
 
