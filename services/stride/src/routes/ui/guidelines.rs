@@ -250,7 +250,8 @@ pub async fn activate(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let viewer = signed_in.viewer;
-    let form = checked_form(&req, payload, &state, &viewer).await?;
+    // The form carries nothing but its CSRF token: the clinic is the signer's own.
+    checked_form(&req, payload, &state, &viewer).await?;
     let (id, v) = path.into_inner();
     let v = version(&state, &id, &v)?;
     let Some(tenant) = viewer.caller.tenant_scope().map(str::to_owned) else {
