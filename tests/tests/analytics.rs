@@ -151,9 +151,16 @@ async fn a_committee_reads_how_each_card_fared_in_its_clinic_only() {
         "already-addressed"
     );
 
-    // The DSI feedback export: intervention, action, feedback, user, date, location.
-    let lines: Vec<Json> = read(&app, "/analytics/feedback?format=ndjson", "analytics.read")
-        .await
+    // The DSI feedback export: intervention, action, feedback, user, date, location; written
+    // as it is read (chunked, no length known in advance).
+    let res = read(&app, "/analytics/feedback?format=ndjson", "analytics.read").await;
+    assert!(
+        res.headers().get("content-length").is_none()
+            && res.headers()["transfer-encoding"] == "chunked",
+        "{:?}",
+        res.headers()
+    );
+    let lines: Vec<Json> = res
         .text()
         .await
         .unwrap()
@@ -176,6 +183,10 @@ async fn a_committee_reads_how_each_card_fared_in_its_clinic_only() {
         .text()
         .await
         .unwrap();
+    assert!(
+        csv.starts_with("guideline,version,decision_id,card,") && csv.lines().count() == 3,
+        "the header, then a line per feedback: {csv}"
+    );
     assert!(
         csv.contains("overridden,already-addressed,imaged last week,Practitioner/dr-1"),
         "{csv}"

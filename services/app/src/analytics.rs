@@ -5,6 +5,9 @@
 //! export carries what 45 CFR 170.315(b)(11)(ii)(C) names: the intervention, the action taken,
 //! the feedback, the user, the date and the location.
 
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value as Json};
 use stride_auth::Caller;
 use stride_store::{CardOutcome, CardOutcomeQuery, FeedbackRow, NewAuditEntry, Store, StoreError};
@@ -57,17 +60,43 @@ pub async fn cards(
     store.card_outcomes(&filter.query(caller)).await
 }
 
-/// Every feedback on the cards `filter` selects, within what `caller` may see (audited).
+/// Every feedback on the cards `filter` selects, within what `caller` may see (audited before
+/// the first line): the export's lines as they are read from the store, CSV with its header
+/// line first. A task reads the store and hands the lines over, so a year of a large clinic's
+/// feedback is never held whole in memory; the lines stop when the reader goes away.
 pub async fn feedback(
-    store: &dyn Store,
+    store: Arc<dyn Store>,
     caller: &Caller,
     filter: &Filter,
     mut audit: NewAuditEntry,
-) -> Result<Vec<FeedbackRow>, StoreError> {
+    csv: bool,
+) -> Result<impl Stream<Item = Result<String, StoreError>> + Send + 'static, StoreError> {
     audit.details["read"] = json!("feedback export");
     audit.details["filter"] = filter.describe();
     store.append_audit(&audit).await?;
-    store.feedback_rows(&filter.query(caller)).await
+    let query = filter.query(caller);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        if csv && tx.send(Ok(FEEDBACK_CSV_HEADER.to_owned())).await.is_err() {
+            return;
+        }
+        let mut rows = store.feedback_stream(&query);
+        while let Some(row) = rows.next().await {
+            let line = row.map(|f| {
+                if csv {
+                    feedback_csv_line(&f)
+                } else {
+                    format!("{}\n", feedback_json(&f))
+                }
+            });
+            if tx.send(line).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|line| (line, rx))
+    }))
 }
 
 /// Overridden / shown, to three places; none when nothing was shown.
@@ -186,37 +215,28 @@ fn feedback_json(f: &FeedbackRow) -> Json {
     })
 }
 
-pub fn feedback_ndjson(rows: &[FeedbackRow]) -> String {
-    rows.iter()
-        .map(|f| format!("{}\n", feedback_json(f)))
-        .collect()
-}
+const FEEDBACK_CSV_HEADER: &str =
+    "guideline,version,decision_id,card,service,action,reason,comment,user,date,tenant,encounter\r\n";
 
-pub fn feedback_csv(rows: &[FeedbackRow]) -> String {
-    let mut out = String::from(
-        "guideline,version,decision_id,card,service,action,reason,comment,user,date,tenant,encounter\r\n",
-    );
-    for f in rows {
-        let j = feedback_json(f);
-        let s = |v: &Json| field(v.as_str().unwrap_or_default());
-        let cells = [
-            s(&j["intervention"]["guideline"]),
-            s(&j["intervention"]["version"]),
-            s(&j["intervention"]["decisionId"]),
-            s(&j["intervention"]["card"]),
-            s(&j["intervention"]["service"]),
-            s(&j["action"]),
-            s(&j["feedback"]["reason"]),
-            s(&j["feedback"]["comment"]),
-            s(&j["user"]),
-            s(&j["date"]),
-            s(&j["location"]["tenant"]),
-            s(&j["location"]["encounter"]),
-        ];
-        out.push_str(&cells.join(","));
-        out.push_str("\r\n");
-    }
-    out
+/// One feedback as a CSV line (the columns of `FEEDBACK_CSV_HEADER`).
+pub fn feedback_csv_line(f: &FeedbackRow) -> String {
+    let j = feedback_json(f);
+    let s = |v: &Json| field(v.as_str().unwrap_or_default());
+    let cells = [
+        s(&j["intervention"]["guideline"]),
+        s(&j["intervention"]["version"]),
+        s(&j["intervention"]["decisionId"]),
+        s(&j["intervention"]["card"]),
+        s(&j["intervention"]["service"]),
+        s(&j["action"]),
+        s(&j["feedback"]["reason"]),
+        s(&j["feedback"]["comment"]),
+        s(&j["user"]),
+        s(&j["date"]),
+        s(&j["location"]["tenant"]),
+        s(&j["location"]["encounter"]),
+    ];
+    format!("{}\r\n", cells.join(","))
 }
 
 #[cfg(test)]

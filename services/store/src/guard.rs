@@ -274,8 +274,14 @@ impl Store for Guarded {
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
         guarded!(self, self.inner.card_outcomes(q))
     }
-    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError> {
-        guarded!(self, self.inner.feedback_rows(q))
+    fn feedback_stream<'a>(
+        &'a self,
+        q: &'a CardOutcomeQuery,
+    ) -> BoxStream<'a, Result<FeedbackRow, StoreError>> {
+        self.inner
+            .feedback_stream(q)
+            .map(move |r| self.saw(r))
+            .boxed()
     }
     async fn overridden(
         &self,

@@ -272,8 +272,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every activation, oldest first (the newest per clinic and guideline is in force).
     async fn activations(&self) -> Result<Vec<Activation>, StoreError>;
 
-    /// Every feedback on the cards `q` selects, oldest first, with whom the card was shown to.
-    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError>;
+    /// Every feedback on the cards `q` selects, oldest first, with whom the card was shown to:
+    /// a stream, so an export of a year of a large clinic's feedback is written as it is read
+    /// rather than held whole in memory.
+    fn feedback_stream<'a>(
+        &'a self,
+        q: &'a CardOutcomeQuery,
+    ) -> futures_util::stream::BoxStream<'a, Result<FeedbackRow, StoreError>>;
     /// The stored answers of the calls sent under a hookInstance (kept for `HOOK_ANSWER_DAYS`;
     /// one per distinct request, a few at most).
     async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError>;

@@ -449,8 +449,11 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError> {
-        let rows_sql = format!(
+    fn feedback_stream<'a>(
+        &'a self,
+        q: &'a CardOutcomeQuery,
+    ) -> BoxStream<'a, Result<FeedbackRow, StoreError>> {
+        let sql = format!(
             "SELECT f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
                     f.service_id, f.outcome, f.details, f.outcome_timestamp,
                     c.user_ref AS \"user\", c.encounter AS encounter
@@ -458,26 +461,17 @@ impl Store for PgStore {
               WHERE {CARD_FILTER}
               ORDER BY f.outcome_timestamp, f.id"
         );
-        let rows = bind_card_filter(sqlx::query(&rows_sql), q)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FeedbackRow {
-                    card_uuid: r.try_get("card_uuid")?,
-                    decision_id: r.try_get("decision_id")?,
-                    rule_set_id: r.try_get("rule_set_id")?,
-                    rule_set_version: r.try_get("rule_set_version")?,
-                    tenant: r.try_get("tenant")?,
-                    service_id: r.try_get("service_id")?,
-                    outcome: r.try_get("outcome")?,
-                    details: r.try_get("details")?,
-                    outcome_timestamp: r.try_get("outcome_timestamp")?,
-                    user: r.try_get("user")?,
-                    encounter: r.try_get("encounter")?,
-                })
-            })
-            .collect()
+        let pool = self.pool.clone();
+        let q = q.clone();
+        Box::pin(async_stream(move |tx| async move {
+            let mut rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
+            while let Some(row) = rows.next().await {
+                let item = row.map_err(StoreError::from).and_then(|r| feedback_row(&r));
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -1139,4 +1133,21 @@ fn bind_card_filter<'q>(q: PgQuery<'q>, f: &'q CardOutcomeQuery) -> PgQuery<'q> 
         .bind(f.to)
         .bind(&f.rule_set_id)
         .bind(&f.rule_set_version)
+}
+
+/// A feedback export row.
+fn feedback_row(r: &sqlx::postgres::PgRow) -> Result<FeedbackRow, StoreError> {
+    Ok(FeedbackRow {
+        card_uuid: r.try_get("card_uuid")?,
+        decision_id: r.try_get("decision_id")?,
+        rule_set_id: r.try_get("rule_set_id")?,
+        rule_set_version: r.try_get("rule_set_version")?,
+        tenant: r.try_get("tenant")?,
+        service_id: r.try_get("service_id")?,
+        outcome: r.try_get("outcome")?,
+        details: r.try_get("details")?,
+        outcome_timestamp: r.try_get("outcome_timestamp")?,
+        user: r.try_get("user")?,
+        encounter: r.try_get("encounter")?,
+    })
 }

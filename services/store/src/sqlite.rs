@@ -443,8 +443,11 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    async fn feedback_rows(&self, q: &CardOutcomeQuery) -> Result<Vec<FeedbackRow>, StoreError> {
-        let rows_sql = format!(
+    fn feedback_stream<'a>(
+        &'a self,
+        q: &'a CardOutcomeQuery,
+    ) -> BoxStream<'a, Result<FeedbackRow, StoreError>> {
+        let sql = format!(
             "SELECT f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
                     f.service_id, f.outcome, f.details, f.outcome_timestamp,
                     c.user_ref AS user, c.encounter AS encounter
@@ -452,28 +455,17 @@ impl Store for SqliteStore {
               WHERE {CARD_FILTER}
               ORDER BY f.outcome_timestamp, f.id"
         );
-        let rows = bind_card_filter(sqlx::query(&rows_sql), q)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                let details: String = r.try_get("details")?;
-                Ok(FeedbackRow {
-                    card_uuid: r.try_get("card_uuid")?,
-                    decision_id: r.try_get("decision_id")?,
-                    rule_set_id: r.try_get("rule_set_id")?,
-                    rule_set_version: r.try_get("rule_set_version")?,
-                    tenant: r.try_get("tenant")?,
-                    service_id: r.try_get("service_id")?,
-                    outcome: r.try_get("outcome")?,
-                    details: serde_json::from_str(&details)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    outcome_timestamp: r.try_get("outcome_timestamp")?,
-                    user: r.try_get("user")?,
-                    encounter: r.try_get("encounter")?,
-                })
-            })
-            .collect()
+        let pool = self.pool.clone();
+        let q = q.clone();
+        Box::pin(async_stream(move |tx| async move {
+            let mut rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
+            while let Some(row) = rows.next().await {
+                let item = row.map_err(StoreError::from).and_then(|r| feedback_row(&r));
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        }))
     }
 
     #[tracing::instrument(skip_all)]
@@ -1145,5 +1137,23 @@ fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError>
             (Some(kid), Some(sig)) => Some(crate::seal::Seal { kid, sig }),
             _ => None,
         },
+    })
+}
+
+/// A feedback export row.
+fn feedback_row(r: &sqlx::sqlite::SqliteRow) -> Result<FeedbackRow, StoreError> {
+    let details: String = r.try_get("details")?;
+    Ok(FeedbackRow {
+        card_uuid: r.try_get("card_uuid")?,
+        decision_id: r.try_get("decision_id")?,
+        rule_set_id: r.try_get("rule_set_id")?,
+        rule_set_version: r.try_get("rule_set_version")?,
+        tenant: r.try_get("tenant")?,
+        service_id: r.try_get("service_id")?,
+        outcome: r.try_get("outcome")?,
+        details: serde_json::from_str(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        outcome_timestamp: r.try_get("outcome_timestamp")?,
+        user: r.try_get("user")?,
+        encounter: r.try_get("encounter")?,
     })
 }

@@ -2,6 +2,7 @@
 //! `analytics.read`): extract the filter, call the use case, write its format.
 
 use actix_web::{get, web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use stride_app::analytics::{self, Filter};
 use time::Date;
@@ -109,16 +110,24 @@ pub async fn feedback(
         "success",
         Some(&staff.caller),
     );
-    let rows = analytics::feedback(state.store.as_ref(), &staff.caller, &filter, entry).await?;
-    Ok(if format == "csv" {
-        HttpResponse::Ok()
-            .content_type("text/csv; charset=utf-8")
-            .body(analytics::feedback_csv(&rows))
-    } else {
-        HttpResponse::Ok()
-            .content_type("application/x-ndjson")
-            .body(analytics::feedback_ndjson(&rows))
-    })
+    let csv = format == "csv";
+    let lines =
+        analytics::feedback(state.store.clone(), &staff.caller, &filter, entry, csv).await?;
+    // Written as read: a failure after the first line ends the body early (logged), as a
+    // status can no longer be sent.
+    let body = lines.map(|line| {
+        line.map(actix_web::web::Bytes::from).map_err(|e| {
+            tracing::warn!(error = %e, "the feedback export stopped early");
+            ApiError::from(e)
+        })
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(if csv {
+            "text/csv; charset=utf-8"
+        } else {
+            "application/x-ndjson"
+        })
+        .streaming(body))
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
