@@ -38,6 +38,13 @@ const DISAGREE: &[(&str, &str)] = &[
          days (Mon/Wed/Fri and Tue/Thu/Sat) are not merged into one schedule. Left for later.",
     ),
     (
+        "164-",
+        "Pain on return (RF-05) is read on the first sessions of the return after the episode's \
+         rest. A run that hurts after a regression during progressive loading is read as pain in \
+         a session: rest with regression and the progressing-with-pain card, not the red flag \
+         that asks for imaging. Left for later: a return after any rest for symptoms.",
+    ),
+    (
         "69-",
         "As 68: the drafted radiographs are named on the red flag's card.",
     ),

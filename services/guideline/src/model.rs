@@ -279,6 +279,10 @@ pub struct FactBinding {
     /// For `trend`: the length of each of the two compared periods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_days: Option<u32>,
+    /// For `trend`: the change is given per this many days, compounded (7: a weekly rate
+    /// from two 14-day periods). Without it, the change between the two periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_days: Option<u32>,
     /// For `max`: only the first N records of the window, oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_n: Option<u32>,

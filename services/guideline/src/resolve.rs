@@ -1727,11 +1727,14 @@ fn aggregate(
             if before <= 0.0 {
                 return FactValue::unknown("no earlier period to compare with", srcs(points));
             }
-            FactValue::known(
-                (recent - before) / before * 100.0,
-                Some("%".into()),
-                srcs(points),
-            )
+            let ratio = recent / before;
+            // A change per `rate_days` (compounded): two weeks of ~10 % a week is ~10 % a week,
+            // not the 21 % the two fortnights' totals differ by.
+            let change = match b.rate_days {
+                Some(days) if days > 0 => ratio.powf(f64::from(days) / period as f64) - 1.0,
+                _ => ratio - 1.0,
+            };
+            FactValue::known(change * 100.0, Some("%".into()), srcs(points))
         }
         Aggregation::StepUp => {
             if points.is_empty() {
