@@ -551,11 +551,7 @@ fn typed_number(text: &str) -> Option<Value> {
 fn range(r: &fhir_sdk::r4b::types::Range) -> Option<Value> {
     let end = |q: &Option<Quantity>| {
         let q = q.as_ref()?;
-        let unit = q
-            .code
-            .clone()
-            .or_else(|| q.system.is_none().then(|| q.unit.clone()).flatten());
-        Some((q.value?, unit))
+        Some((q.value?, unit_of(q)))
     };
     let (low, high) = (end(&r.low), end(&r.high));
     (low.is_some() || high.is_some()).then_some(Value::Range { low, high })
@@ -594,13 +590,17 @@ fn instant(i: &fhir_sdk::Instant) -> (Option<Date>, Option<OffsetDateTime>) {
     (Some(i.0.date()), Some(i.0))
 }
 
+/// A quantity's unit: the UCUM code; the human-readable `unit` is only trusted without a
+/// system.
+fn unit_of(q: &Quantity) -> Option<String> {
+    q.code
+        .clone()
+        .or_else(|| q.system.is_none().then(|| q.unit.clone()).flatten())
+}
+
 fn quantity(q: &Quantity) -> Option<Value> {
     let value = q.value?;
-    // The UCUM code is the unit; the human-readable `unit` is only trusted without a system.
-    let unit = q
-        .code
-        .clone()
-        .or_else(|| q.system.is_none().then(|| q.unit.clone()).flatten());
+    let unit = unit_of(q);
     // `< 5 cm` is a bound, never the number 5.
     Some(match &q.comparator {
         Some(c) => Value::Bound {
@@ -786,10 +786,7 @@ fn condition(c: &Condition, source: String) -> Read {
             Some("inactive" | "remission" | "resolved")
         ) =>
         {
-            c.meta
-                .as_ref()
-                .and_then(|m| m.last_updated.as_ref())
-                .map_or((None, None), instant)
+            last_updated(c.meta.as_ref()).map_or((None, None), |t| (Some(t.date()), Some(t)))
         }
         _ => (None, None),
     };

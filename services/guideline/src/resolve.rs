@@ -138,32 +138,21 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
     for (record, r) in facts.records.iter().enumerate() {
         let Some(readers) = rs.readers(&r.codes) else {
             // An order no fact reads by code may say what it orders in words, and a diagnosis
-            // given in words only what it is (the source must read that kind of record).
-            if let (RecordKind::Order | RecordKind::Condition, Some(text)) = (r.kind, &r.text) {
+            // given in words only what it is (read by sources of its kind of record).
+            if let Some(text) = &r.text {
                 let counts = status_counts(r, dq);
-                let before = hits.len();
-                if counts {
-                    let kind = r.kind;
-                    hits.extend(
-                        rs.word_readers(text)
-                            .filter(|(f, s)| {
-                                rs.doc
-                                    .facts
-                                    .values()
-                                    .nth(*f)
-                                    .is_some_and(|b| b.sources[*s].record == kind)
-                            })
-                            .map(|(fact, source)| Hit {
-                                fact,
-                                preliminary: false,
-                                record,
-                                source,
-                                counts,
-                            }),
-                    );
-                }
-                if hits.len() > before || !counts && rs.word_readers(text).next().is_some() {
+                let mut read = rs.word_readers(text, r.kind).peekable();
+                if read.peek().is_some() {
                     relevant.push((record, counts));
+                    if counts {
+                        hits.extend(read.map(|(fact, source)| Hit {
+                            fact,
+                            preliminary: false,
+                            record,
+                            source,
+                            counts,
+                        }));
+                    }
                 }
             }
             continue;

@@ -60,7 +60,8 @@ pub struct RuleSet {
 struct Worded {
     words: Vec<String>,
     except: Vec<String>,
-    readers: Vec<(usize, usize)>,
+    /// (fact, source, the kind of record the source reads).
+    readers: Vec<(usize, usize, crate::model::RecordKind)>,
 }
 
 /// Every fact a criterion reads.
@@ -223,7 +224,7 @@ impl RuleSet {
                                 crate::model::RecordKind::Order
                                     | crate::model::RecordKind::Condition
                             ) && s.value_sets.contains(name))
-                            .then_some((f, i))
+                            .then_some((f, i, s.record))
                         })
                     })
                     .collect(),
@@ -331,14 +332,22 @@ impl RuleSet {
 
     /// The (fact, source) pairs that read an order or a diagnosis by its words (`words` of a
     /// value set), for one none of whose codes a fact reads.
-    pub(crate) fn word_readers(&self, text: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
-        let text = text.to_owned();
+    pub(crate) fn word_readers<'a>(
+        &'a self,
+        text: &'a str,
+        kind: crate::model::RecordKind,
+    ) -> impl Iterator<Item = (usize, usize)> + 'a {
         self.worded
             .iter()
             .filter(move |w| {
-                w.words.iter().any(|p| says(&text, p)) && !w.except.iter().any(|p| says(&text, p))
+                w.words.iter().any(|p| says(text, p)) && !w.except.iter().any(|p| says(text, p))
             })
-            .flat_map(|w| w.readers.iter().copied())
+            .flat_map(move |w| {
+                w.readers
+                    .iter()
+                    .filter(move |r| r.2 == kind)
+                    .map(|&(fact, source, _)| (fact, source))
+            })
     }
 
     /// The (fact, source) pairs that read a record carrying `codes` (facts numbered in
