@@ -817,95 +817,150 @@ fn rule_sets() -> Vec<(RuleSet, Vec<Vignette>)> {
 /// happens fails the test too, so the list only shrinks.
 const KNOWN: &[(&str, &str)] = &[];
 
-#[test]
-fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {
-    let enforced_from: RuleSetVersion = "1.0.2".parse().unwrap();
-    let mut checked = 0usize;
-    let mut vignettes = 0usize;
-    let mut violations: Vec<String> = Vec::new();
-    let mut tolerated: std::collections::BTreeMap<String, usize> = Default::default();
-    let mut seen_known: BTreeSet<usize> = BTreeSet::new();
-    for (rs, vs) in rule_sets() {
-        // Enforced on every rule set built on 1.0.2's decision model (1.0.2, the draft 1.1.1
-        // and later); 1.0.0 and 1.0.1 are kept for replay, 1.1.0 is a draft 1.1.1 supersedes.
-        let enforce =
-            rs.doc.version >= enforced_from && rs.doc.data_quality.imaging_red_flags_stick;
-        for v in &vs {
-            let facts = v.facts(&rs).unwrap();
-            let rendered = render(&facts);
-            let base = decide(&rs, v, std::slice::from_ref(&rendered.resources), &facts);
-            let before = Outcome::of(&base);
-            vignettes += 1;
-            // The rendering says what the vignette says: FHIR in, the same decision out.
-            let direct = Outcome::of(&evaluate(&rs, &facts, v.as_of));
-            checked += 1;
-            if direct != before {
-                violations.push(format!(
-                    "{} {} — {}\n  transformation: rendered as FHIR and read back\n  before: {direct:?}\n  after:  {before:?}",
+/// What checking one vignette found.
+#[derive(Default)]
+struct Report {
+    checked: usize,
+    violations: Vec<String>,
+    /// Less-cautious outcomes on a rule set where the invariant is not enforced.
+    tolerated: usize,
+    /// Indexes into `KNOWN` seen again.
+    known: BTreeSet<usize>,
+}
+
+/// Every transformation of one vignette, checked against its base decision.
+fn check(rs: &RuleSet, v: &Vignette, enforce: bool) -> Report {
+    let mut report = Report::default();
+    let facts = v.facts(rs).unwrap();
+    let rendered = render(&facts);
+    let base = decide(rs, v, std::slice::from_ref(&rendered.resources), &facts);
+    let before = Outcome::of(&base);
+    // The rendering says what the vignette says: FHIR in, the same decision out.
+    let direct = Outcome::of(&evaluate(rs, &facts, v.as_of));
+    report.checked += 1;
+    if direct != before {
+        report.violations.push(format!(
+            "{} {} — {}\n  transformation: rendered as FHIR and read back\n  before: {direct:?}\n  after:  {before:?}",
+            rs.doc.id, rs.doc.version, v.name
+        ));
+    }
+    for (name, pages) in unchanged(&rendered)
+        .into_iter()
+        .chain(unchanged_by_rule(rs, &rendered))
+    {
+        report.checked += 1;
+        let after = Outcome::of(&decide(rs, v, &pages, &facts));
+        if after != before {
+            report.violations.push(format!(
+                "{} {} — {}\n  transformation: {name} (must not change the decision)\n  before: {before:?}\n  after:  {after:?}",
+                rs.doc.id, rs.doc.version, v.name
+            ));
+        }
+    }
+    // An amendment sent beside the record it amends decides as the record edited in
+    // place: the later version is used, in whichever order the two arrive.
+    if let Some((edited, sent)) = amended(&rendered) {
+        let want = Outcome::of(&decide(rs, v, &[edited], &facts));
+        for sent in sent {
+            report.checked += 1;
+            let got = Outcome::of(&decide(rs, v, &[sent], &facts));
+            if want != got {
+                report.violations.push(format!(
+                    "{} {} — {}\n  transformation: the newest \"no\" amended to a \"yes\" by a later version sent beside it (must decide as the record edited)\n  edited: {want:?}\n  sent:   {got:?}",
                     rs.doc.id, rs.doc.version, v.name
                 ));
             }
-            for (name, pages) in unchanged(&rendered)
-                .into_iter()
-                .chain(unchanged_by_rule(&rs, &rendered))
-            {
-                checked += 1;
-                let after = Outcome::of(&decide(&rs, v, &pages, &facts));
-                if after != before {
-                    violations.push(format!(
-                        "{} {} — {}\n  transformation: {name} (must not change the decision)\n  before: {before:?}\n  after:  {after:?}",
-                        rs.doc.id, rs.doc.version, v.name
-                    ));
-                }
-            }
-            // An amendment sent beside the record it amends decides as the record edited in
-            // place: the later version is used, in whichever order the two arrive.
-            if let Some((edited, sent)) = amended(&rendered) {
-                let want = Outcome::of(&decide(&rs, v, &[edited], &facts));
-                for sent in sent {
-                    checked += 1;
-                    let got = Outcome::of(&decide(&rs, v, &[sent], &facts));
-                    if want != got {
-                        violations.push(format!(
-                        "{} {} — {}\n  transformation: the newest \"no\" amended to a \"yes\" by a later version sent beside it (must decide as the record edited)\n  edited: {want:?}\n  sent:   {got:?}",
-                        rs.doc.id, rs.doc.version, v.name
-                    ));
-                    }
-                }
-            }
-            if !before.applies {
-                continue;
-            }
-            let onset = facts
-                .records
+        }
+    }
+    if !before.applies {
+        return report;
+    }
+    let onset = facts
+        .records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Condition)
+        .filter_map(|r| r.date)
+        .max();
+    for (name, pages) in harmful(rs, &rendered, v, onset) {
+        report.checked += 1;
+        let after = Outcome::of(&decide(rs, v, &pages, &facts));
+        let advanced = after.applies && after.rank() > before.rank();
+        let lost: Vec<&String> = before.red_flags.difference(&after.red_flags).collect();
+        if advanced || !lost.is_empty() {
+            let line = format!(
+                "{} {} — {}\n  transformation: {name} (must not be less cautious)\n  before: {before:?}\n  after:  {after:?}",
+                rs.doc.id, rs.doc.version, v.name
+            );
+            let known = KNOWN
                 .iter()
-                .filter(|r| r.kind == RecordKind::Condition)
-                .filter_map(|r| r.date)
-                .max();
-            for (name, pages) in harmful(&rs, &rendered, v, onset) {
-                checked += 1;
-                let after = Outcome::of(&decide(&rs, v, &pages, &facts));
-                let advanced = after.applies && after.rank() > before.rank();
-                let lost: Vec<&String> = before.red_flags.difference(&after.red_flags).collect();
-                if advanced || !lost.is_empty() {
-                    let line = format!(
-                        "{} {} — {}\n  transformation: {name} (must not be less cautious)\n  before: {before:?}\n  after:  {after:?}",
-                        rs.doc.id, rs.doc.version, v.name
-                    );
-                    let known = KNOWN
-                        .iter()
-                        .position(|(n, t)| v.name.starts_with(n) && name.starts_with(t));
-                    if let (true, Some(k)) = (enforce, known) {
-                        seen_known.insert(k);
-                    } else if enforce {
-                        violations.push(line);
-                    } else {
-                        *tolerated
-                            .entry(format!("{} {}", rs.doc.id, rs.doc.version))
-                            .or_default() += 1;
-                    }
-                }
+                .position(|(n, t)| v.name.starts_with(n) && name.starts_with(t));
+            if let (true, Some(k)) = (enforce, known) {
+                report.known.insert(k);
+            } else if enforce {
+                report.violations.push(line);
+            } else {
+                report.tolerated += 1;
             }
+        }
+    }
+    report
+}
+
+#[test]
+fn every_vignette_keeps_the_safety_invariants_under_every_transformation() {
+    let enforced_from: RuleSetVersion = "1.0.2".parse().unwrap();
+    let sets = rule_sets();
+    // (rule set, vignette, enforced): every vignette is independent, so the checks are shared
+    // among the machine's cores (the harness was about 100 s of the test command on one).
+    let work: Vec<(&RuleSet, &Vignette, bool)> = sets
+        .iter()
+        .flat_map(|(rs, vs)| {
+            // Enforced on every rule set built on 1.0.2's decision model (1.0.2, the draft
+            // 1.1.1 and later); 1.0.0 and 1.0.1 are kept for replay, 1.1.0 is a draft 1.1.1
+            // supersedes.
+            let enforce =
+                rs.doc.version >= enforced_from && rs.doc.data_quality.imaging_red_flags_stick;
+            vs.iter().map(move |v| (rs, v, enforce))
+        })
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let reports: Vec<(usize, Report)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&(rs, v, enforce)) = work.get(i) else {
+                            break done;
+                        };
+                        done.push((i, check(rs, v, enforce)));
+                    }
+                })
+            })
+            .collect();
+        let mut all: Vec<(usize, Report)> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        all.sort_by_key(|(i, _)| *i);
+        all
+    });
+    let vignettes = reports.len();
+    let mut checked = 0usize;
+    let mut violations: Vec<String> = Vec::new();
+    let mut tolerated: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut seen_known: BTreeSet<usize> = BTreeSet::new();
+    for (i, r) in reports {
+        let (rs, _, _) = work[i];
+        checked += r.checked;
+        violations.extend(r.violations);
+        seen_known.extend(r.known);
+        if r.tolerated > 0 {
+            *tolerated
+                .entry(format!("{} {}", rs.doc.id, rs.doc.version))
+                .or_default() += r.tolerated;
         }
     }
     eprintln!(
