@@ -152,7 +152,8 @@ fn value_json(v: &Value, prefix: &str) -> (String, Json) {
 /// One record as the FHIR resource an EHR would send.
 fn resource(r: &Record, n: usize) -> Json {
     let id = format!("r{n}");
-    let ident = json!([{"system": "urn:stride:test:record", "value": format!("rec-{n}")}]);
+    let ident =
+        json!([{"system": "https://ehr.example.org/ids/record", "value": format!("rec-{n}")}]);
     let subject = json!({"reference": "Patient/p1"});
     let at = |d: Date| stamp(instant(d, 10));
     match r.kind {
@@ -368,6 +369,24 @@ fn other_units(j: &mut Json) {
     }
 }
 
+/// Every UCUM `%` quantity written in unity as a fraction (84 % as 0.84).
+fn percent_as_fraction(j: &mut Json) {
+    match j {
+        Json::Object(o) => {
+            let percent = o.get("system").and_then(Json::as_str) == Some(UCUM)
+                && o.get("code").and_then(Json::as_str) == Some("%");
+            if let (true, Some(v)) = (percent, o.get("value").and_then(Json::as_f64)) {
+                o.insert("value".into(), json!(v / 100.0));
+                o.insert("code".into(), json!("1"));
+                o.insert("unit".into(), json!("1"));
+            }
+            o.values_mut().for_each(percent_as_fraction);
+        }
+        Json::Array(a) => a.iter_mut().for_each(percent_as_fraction),
+        _ => {}
+    }
+}
+
 /// `Patient/p1` written as an absolute URL on the EHR's FHIR base.
 fn absolute_refs(j: &mut Json) {
     match j {
@@ -430,6 +449,72 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
     out.push((
         "every record imported again under a new id, same identifier",
         vec![reimported],
+    ));
+    // RFC 3986: an identifier system's scheme and host are case-insensitive (D71).
+    let mut shouted = base.clone();
+    shouted.extend(
+        base.iter()
+            .filter(|x| x["resourceType"] != "Patient")
+            .map(|x| {
+                let mut y = x.clone();
+                y["id"] = json!(format!("loud-{}", x["id"].as_str().unwrap_or("")));
+                if let Some(ids) = y["identifier"].as_array_mut() {
+                    for i in ids {
+                        let s = i["system"].as_str().unwrap_or("");
+                        i["system"] =
+                            json!(s.replace("https://ehr.example.org", "HTTPS://EHR.Example.ORG"));
+                    }
+                }
+                y
+            }),
+    );
+    out.push((
+        "every record imported again with its identifier system's scheme and host in capitals",
+        vec![shouted],
+    ));
+    // An onset known only as a period is dated by its last day (D72): a period that ends on
+    // the onset day says what the onset day says.
+    let mut periods = base.clone();
+    for c in periods
+        .iter_mut()
+        .filter(|x| x["resourceType"] == "Condition")
+    {
+        let Some(onset) = c.as_object_mut().unwrap().remove("onsetDateTime") else {
+            continue;
+        };
+        let end = OffsetDateTime::parse(
+            onset.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        c["onsetPeriod"] = json!({"start": stamp(end - Duration::days(4)), "end": onset});
+    }
+    out.push((
+        "every onset written as a period of five days ending on it",
+        vec![periods],
+    ));
+    // A whole score typed as text, as flowsheets and patient apps send it (D68).
+    let mut typed = base.clone();
+    for (n, o) in typed.iter_mut().filter(|x| score(x)).enumerate() {
+        let whole = o.get("valueInteger").and_then(Json::as_i64).or_else(|| {
+            let q = o.get("valueQuantity")?;
+            let v = q["value"].as_f64()?;
+            (v.fract() == 0.0 && q.get("comparator").is_none()).then_some(v as i64)
+        });
+        let Some(v) = whole else { continue };
+        let obj = o.as_object_mut().unwrap();
+        obj.remove("valueInteger");
+        obj.remove("valueQuantity");
+        let text = match n % 3 {
+            0 => format!("{v}/10"),
+            1 => format!("{v} out of 10"),
+            _ => format!("{v}"),
+        };
+        obj.insert("valueString".into(), json!(text));
+    }
+    out.push((
+        "every whole score typed as text (\"3/10\", \"3 out of 10\", \"3\")",
+        vec![typed],
     ));
     let mut reversed = base.clone();
     reversed.reverse();
@@ -509,6 +594,15 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
         out.push((
             "every finding written as a component of a flowsheet panel",
             vec![panels],
+        ));
+    }
+    // A percentage written as a fraction of one, as dynamometers and watches send it (D73).
+    if rs.doc.data_quality.fraction_as_percent {
+        let mut fractions = base.clone();
+        fractions.iter_mut().for_each(percent_as_fraction);
+        out.push((
+            "every percentage written as a fraction in UCUM's unity (84 % as 0.84)",
+            vec![fractions],
         ));
     }
     // A "no" about the uninjured knee says nothing of the injured one: for every finding

@@ -49,8 +49,11 @@ pub fn convert(value: f64, from: &str, to: &str) -> Option<f64> {
 /// 84 % (a dynamometer exporting a limb symmetry ratio). `1` stays a score's unit everywhere
 /// else; a value that was a percentage already (84 [1]) becomes 8400 % and fails the fact's
 /// plausible range, so it is unknown, never read as 84.
+///
+/// Rounded to a billionth: in binary 0.57 × 100 is 56.99999999999999, which a threshold of
+/// 57 % would read as under it, though the device said 57 %.
 pub fn fraction_as_percent(value: f64, from: &str, to: &str) -> Option<f64> {
-    ((from, to) == ("1", "%")).then_some(value * 100.0)
+    ((from, to) == ("1", "%")).then_some((value * 100.0 * 1e9).round() / 1e9)
 }
 
 /// A score may arrive without a unit; every other quantity needs one.
@@ -65,6 +68,8 @@ mod tests {
     #[test]
     fn a_fraction_reads_as_a_percentage_and_only_there() {
         assert_eq!(fraction_as_percent(0.84, "1", "%"), Some(84.0));
+        assert_eq!(fraction_as_percent(0.57, "1", "%"), Some(57.0));
+        assert_eq!(fraction_as_percent(0.29, "1", "%"), Some(29.0));
         assert_eq!(fraction_as_percent(84.0, "%", "1"), None);
         assert_eq!(fraction_as_percent(0.84, "1", "{score}"), None);
         // Without the rule set's switch, unity and percent do not convert.
