@@ -250,6 +250,69 @@ impl Intake {
         }
     }
 
+    /// The findings a resource carries inside it (`contained`): an external report's results,
+    /// an app's check-in panel whose members are contained. Each is read as a record of its
+    /// own, named after its container (`DiagnosticReport/dr1#te`), with the container's subject
+    /// and date where it states none (FHIR: a contained resource takes its container's
+    /// context). Only what a guideline reads from a record: findings, diagnoses, imaging.
+    fn read_contained(&mut self, container: &str) {
+        let Ok(serde_json::Value::Object(outer)) = serde_json::from_str(container) else {
+            return;
+        };
+        let Some(serde_json::Value::Array(inner)) = outer.get("contained") else {
+            return;
+        };
+        let context = |key: &str| outer.get(key).cloned();
+        let effective_keys = [
+            "effectiveDateTime",
+            "effectivePeriod",
+            "effectiveInstant",
+            "issued",
+        ];
+        for item in inner {
+            let serde_json::Value::Object(mut r) = item.clone() else {
+                continue;
+            };
+            let kind = match r.get("resourceType").and_then(|k| k.as_str()) {
+                Some(k @ ("Observation" | "Condition" | "DiagnosticReport" | "ImagingStudy")) => {
+                    k.to_owned()
+                }
+                _ => continue,
+            };
+            // Never nested further (FHIR forbids it; a crafted one is not followed).
+            r.remove("contained");
+            let id = r.get("id").and_then(|i| i.as_str()).unwrap_or("");
+            let outer_id = outer
+                .get("id")
+                .and_then(|i| i.as_str())
+                .unwrap_or("(no id)");
+            let outer_kind = outer
+                .get("resourceType")
+                .and_then(|k| k.as_str())
+                .unwrap_or("");
+            r.insert(
+                "id".into(),
+                serde_json::Value::String(format!("{outer_kind}-{outer_id}#{id}")),
+            );
+            if !r.contains_key("subject") {
+                if let Some(subject) = context("subject") {
+                    r.insert("subject".into(), subject);
+                }
+            }
+            if kind == "Observation" && !effective_keys.iter().any(|k| r.contains_key(*k)) {
+                for k in effective_keys {
+                    if let Some(v) = context(k) {
+                        r.insert(k.into(), v);
+                    }
+                }
+            }
+            let Ok(raw) = serde_json::value::to_raw_value(&serde_json::Value::Object(r)) else {
+                continue;
+            };
+            self.read(&raw, &kind);
+        }
+    }
+
     /// Deserialise one resource of type `kind` into its record, or report why it cannot be.
     /// Its id comes from the parsed resource; the text is read for it only when that fails.
     fn read(&mut self, raw: &RawValue, kind: &str) {
@@ -263,6 +326,10 @@ impl Intake {
         }
         let source = |id: Option<&str>| format!("{kind}/{}", id.unwrap_or("(no id)"));
         let json = raw.get();
+        // A substring test first: the tree is built only for the rare resource that contains.
+        if json.contains("\"contained\"") {
+            self.read_contained(json);
+        }
         if kind == "CarePlan" {
             match serde_json::from_str::<CarePlan>(json) {
                 Ok(p)
@@ -894,10 +961,21 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
         start: None,
         source,
         kind,
-        codes: codes(s.code.as_ref()),
+        // What is ordered may be refined in `orderDetail` (a running prescription with a
+        // speed-work detail): its codes and words are the order's too.
+        codes: std::iter::once(s.code.as_ref())
+            .chain(s.order_detail.iter().flatten().map(Some))
+            .flat_map(codes)
+            .collect(),
         status: Some(status),
         date,
-        text: words(s.code.as_ref()),
+        text: {
+            let said: Vec<String> = std::iter::once(s.code.as_ref())
+                .chain(s.order_detail.iter().flatten().map(Some))
+                .filter_map(words)
+                .collect();
+            (!said.is_empty()).then(|| said.join(" · "))
+        },
         value: match &s.occurrence {
             Some(ServiceRequestOccurrence::Timing(t)) => session_interval(t),
             _ => None,
@@ -922,12 +1000,14 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
 }
 
 /// An order's `occurrenceTiming` as the time between two sessions (period / frequency), in
-/// the timing's own unit: "once every 2 days" is 2 d, "twice a week" 0.5 wk.
+/// the timing's own unit: "once every 2 days" is 2 d, "twice a week" 0.5 wk. With days of
+/// the week as well, the closer of the two readings, in days: "twice a week, on Saturday and
+/// Sunday" puts two sessions on consecutive days whatever the weekly count says.
 fn session_interval(t: &Timing) -> Option<Value> {
     let repeat = t.repeat.as_ref()?;
     // Days of the week (Mon, Wed, Fri): the shortest gap between two sessions, the week
     // wrapping round (Fri to Mon is 3 days); Mon and Tue are 1 day apart.
-    let days: Vec<i64> = repeat
+    let mut days: Vec<i64> = repeat
         .day_of_week
         .iter()
         .flatten()
@@ -938,28 +1018,45 @@ fn session_interval(t: &Timing) -> Option<Value> {
         })
         .map(|i| i as i64)
         .collect();
-    if repeat.period.is_none() && !days.is_empty() {
-        let mut days = days;
-        days.sort_unstable();
-        days.dedup();
-        let gap = days
-            .iter()
-            .zip(days.iter().cycle().skip(1))
-            .map(|(a, b)| (b - a).rem_euclid(7))
-            .map(|g| if g == 0 { 7 } else { g })
-            .min()?;
-        return Some(Value::Quantity {
+    days.sort_unstable();
+    days.dedup();
+    let by_day = days
+        .iter()
+        .zip(days.iter().cycle().skip(1))
+        .map(|(a, b)| (b - a).rem_euclid(7))
+        .map(|g| if g == 0 { 7 } else { g })
+        .min();
+    let by_period = repeat.period.filter(|p| *p > 0.0).and_then(|period| {
+        let frequency = repeat.frequency.map_or(1, |f| f.get());
+        Some((period / f64::from(frequency), repeat.period_unit.clone()?))
+    });
+    match (by_day, by_period) {
+        (Some(gap), Some((every, unit))) => {
+            let days_per = match unit.to_string().as_str() {
+                "s" => 1.0 / 86_400.0,
+                "min" => 1.0 / 1_440.0,
+                "h" => 1.0 / 24.0,
+                "d" => 1.0,
+                "wk" => 7.0,
+                "mo" => 30.0,
+                "a" => 365.0,
+                _ => f64::INFINITY,
+            };
+            Some(Value::Quantity {
+                value: (gap as f64).min(every * days_per),
+                unit: Some("d".into()),
+            })
+        }
+        (Some(gap), None) => Some(Value::Quantity {
             value: gap as f64,
             unit: Some("d".into()),
-        });
+        }),
+        (None, Some((every, unit))) => Some(Value::Quantity {
+            value: every,
+            unit: Some(unit.to_string()),
+        }),
+        (None, None) => None,
     }
-    let period = repeat.period?;
-    let frequency = repeat.frequency.map_or(1, |f| f.get());
-    let unit = repeat.period_unit.clone()?;
-    (period > 0.0).then(|| Value::Quantity {
-        value: period / f64::from(frequency),
-        unit: Some(unit),
-    })
 }
 
 fn device_request(d: &DeviceRequest, source: String) -> Read {
@@ -1554,6 +1651,60 @@ mod tests {
         assert_eq!(gap(&["fri", "mon"]), d(3.0));
         assert_eq!(gap(&["sun", "mon"]), d(1.0));
         assert_eq!(gap(&["tue"]), d(7.0));
+        // A weekly count beside the days: the closer reading.
+        let both = |repeat: Json| {
+            let t: Timing = serde_json::from_value(json!({ "repeat": repeat })).unwrap();
+            session_interval(&t)
+        };
+        assert_eq!(
+            both(
+                json!({"frequency": 1, "period": 1, "periodUnit": "wk", "dayOfWeek": ["sat", "sun"]})
+            ),
+            d(1.0)
+        );
+        assert_eq!(
+            both(
+                json!({"frequency": 3, "period": 1, "periodUnit": "wk", "dayOfWeek": ["mon", "wed", "fri"]})
+            ),
+            d(2.0)
+        );
+        assert_eq!(
+            both(
+                json!({"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "thu"]})
+            ),
+            d(1.0)
+        );
+    }
+
+    #[test]
+    fn a_contained_finding_is_read_with_its_containers_subject_and_date() {
+        let report = |patient: &str| {
+            json!({"resourceType": "DiagnosticReport", "id": "dr", "status": "final",
+                "code": {"text": "Physiotherapy assessment"},
+                "subject": {"reference": format!("Patient/{patient}")},
+                "effectiveDateTime": "2026-12-05T11:00:00+13:00",
+                "result": [{"reference": "#te"}],
+                "contained": [{"resourceType": "Observation", "id": "te", "status": "final",
+                    "code": {"coding": [{"system": LOCAL, "code": "tenderness-extent"}]},
+                    "valueQuantity": {"value": 2.5, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"}}]})
+        };
+        let mut intake = Intake::for_patient("p1");
+        add(&mut intake, report("p1"));
+        let extent: Vec<&Record> = intake
+            .records
+            .iter()
+            .filter(|r| r.codes.iter().any(|c| c.code == "tenderness-extent"))
+            .collect();
+        assert_eq!(extent.len(), 1, "{:?}", intake.records);
+        assert_eq!(extent[0].source, "Observation/DiagnosticReport-dr#te");
+        assert_eq!(extent[0].date, Some(time::macros::date!(2026 - 12 - 05)));
+        // The container is about another patient: so is what it contains.
+        let mut other = Intake::for_patient("p1");
+        add(&mut other, report("p2"));
+        assert!(other
+            .records
+            .iter()
+            .all(|r| !r.codes.iter().any(|c| c.code == "tenderness-extent")));
     }
 
     #[test]

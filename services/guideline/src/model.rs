@@ -308,6 +308,11 @@ pub struct EndedBy {
     pub fact: String,
     pub op: Op,
     pub value: f64,
+    /// A breaking record dated within the days a count covers ends it too: a count of N
+    /// pain-free days dated D says D-N+1..D were pain-free, and a painful day d among them
+    /// leaves at most D-d (1.0.2, 1.1.1; earlier rule sets end a count only by a newer record).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub within_count: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -330,6 +335,12 @@ pub struct FactSource {
     /// Read the record's date rather than its value (e.g. a Condition's onset).
     #[serde(default)]
     pub value_from_date: bool,
+    /// With `component`: a record without that component, or with no value in it, is one
+    /// not known to match (a running session whose pain was not recorded is not a pain-free
+    /// session), unless a record of the same day says (a pain score logged beside the
+    /// session). It ends a `consecutive-records` run (1.0.2, 1.1.1; COVERAGE.md D81).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unrecorded_ends: bool,
     /// A coded value read as yes or no by this source's own lists (e.g. a Patient's
     /// administrative gender): a code in `no` is no, one in `yes` is yes, and with `yes`
     /// empty any other code (or none) is yes.

@@ -179,6 +179,7 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
         // Records that count but are out of time still open the episode (or say why its
         // onset is unknown).
         if counts || preliminary {
+            let before = hits.len();
             hits.extend(readers.map(|(fact, source)| Hit {
                 fact,
                 preliminary,
@@ -186,6 +187,23 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
                 source,
                 counts,
             }));
+            // An order read by its code may say more in its words: a running prescription
+            // whose text is "track intervals at race pace" is speed work too. Its words are
+            // read for the facts its codes do not already answer.
+            if let (RecordKind::Order, Some(text)) = (r.kind, &r.text) {
+                let coded: Vec<usize> = hits[before..].iter().map(|h| h.fact).collect();
+                let worded: Vec<(usize, usize)> = rs
+                    .word_readers(text, r.kind)
+                    .filter(|(fact, _)| !coded.contains(fact))
+                    .collect();
+                hits.extend(worded.into_iter().map(|(fact, source)| Hit {
+                    fact,
+                    preliminary,
+                    record,
+                    source,
+                    counts,
+                }));
+            }
         }
     }
     // By fact, then record, then source: the order the records were sent in, so traces and
@@ -210,6 +228,9 @@ enum Read {
     Bad(String),
     /// A bound (`< 5 cm`) on a fact whose latest value is read: the interval it allows.
     Bound(Interval),
+    /// The record is there and the component read is not (`unrecorded_ends`): not known to
+    /// match, unless another record of its day says.
+    Unrecorded,
 }
 
 /// The longest period a record over a period is spread over, day by day.
@@ -581,7 +602,7 @@ pub(crate) fn resolve_with<'r>(
         .collect();
     let mut readings: BTreeMap<&str, Vec<(Date, f64, &str)>> = BTreeMap::new();
     // The newest day of a fact that can be ended, and its bound of days.
-    let mut ends_on: Vec<(&str, Date)> = Vec::new();
+    let mut ends_on: Vec<(&str, Date, f64)> = Vec::new();
     for (f, (name, binding)) in rs.doc.facts.iter().enumerate() {
         if f == rs.episode_index() || only.is_some_and(|o| !o.contains(&f)) {
             continue;
@@ -676,6 +697,17 @@ pub(crate) fn resolve_with<'r>(
                     })
                 }
                 Read::Nothing => {}
+                // A stand-in that matches nothing: a measured value of its day replaces it
+                // (`aggregate`), else it ends the run.
+                Read::Unrecorded => points.push(Point {
+                    date,
+                    value: f64::NAN,
+                    source: &r.source,
+                    correction: false,
+                    stand_in: true,
+                    bound: None,
+                    earliest: None,
+                }),
                 // No evidence is not evidence: it never supersedes an earlier value.
                 Read::NoValue if dq.value_less_ignored => ignore(
                     &r.source,
@@ -723,9 +755,9 @@ pub(crate) fn resolve_with<'r>(
             );
         }
         let mut fv = aggregate(binding, dq, &mut points, as_of, anchors.onset);
-        if binding.ended_by.is_some() && fv.value.is_some() {
+        if let (Some(_), Some(count)) = (&binding.ended_by, fv.value) {
             if let Some(last) = points.last() {
-                ends_on.push((name.as_str(), last.date));
+                ends_on.push((name.as_str(), last.date, count));
             }
         }
         fv.preliminary = prelim_values;
@@ -862,17 +894,28 @@ pub(crate) fn resolve_with<'r>(
 
     // The newest evidence wins across representations: a streak recorded as a count ends on a
     // day recorded since that breaks it (a painful walking day after "12 pain-free days").
-    for (name, day) in ends_on {
+    // With `within_count`, a breaking day among the days the count covers ends it there:
+    // "14 pain-free days" dated today, with a painful walking day 3 days ago, is 3 at most.
+    for (name, day, count) in ends_on {
         let Some(e) = rs.doc.facts.get(name).and_then(|b| b.ended_by.as_ref()) else {
             continue;
         };
+        // The first day the count covers (a count of 0 covers none).
+        let covered_from = day - time::Duration::days(count.max(0.0).ceil() as i64 - 1);
         let breaker = readings
             .get(e.fact.as_str())
             .into_iter()
             .flatten()
-            .filter(|(d, v, _)| *d > day && e.op.holds(*v, e.value))
+            .filter(|(d, v, _)| {
+                (*d > day || (e.within_count && *d >= covered_from)) && e.op.holds(*v, e.value)
+            })
             .max_by_key(|(d, _, _)| *d);
         if let Some((d, _, source)) = breaker {
+            let left = if *d > day {
+                0.0
+            } else {
+                (day - *d).whole_days() as f64
+            };
             let unit = rs
                 .doc
                 .facts
@@ -882,14 +925,21 @@ pub(crate) fn resolve_with<'r>(
             for old in values[name].sources.iter() {
                 ignore(
                     old,
-                    format!(
-                        "superseded by a newer record of {}",
-                        crate::display::day(*d)
-                    ),
+                    if *d > day {
+                        format!(
+                            "superseded by a newer record of {}",
+                            crate::display::day(*d)
+                        )
+                    } else {
+                        format!(
+                            "contradicted by a record of {}, among the days it counts",
+                            crate::display::day(*d)
+                        )
+                    },
                     &mut ignored,
                 );
             }
-            values.insert(name, FactValue::known(0.0, unit, vec![source.to_string()]));
+            values.insert(name, FactValue::known(left, unit, vec![source.to_string()]));
         }
     }
 
@@ -1143,7 +1193,7 @@ pub(crate) fn says_more_than_no(rs: &RuleSet, b: &FactBinding, source: usize, r:
     match read_value(rs, b, src, r) {
         Read::Value(v) => v != 0.0,
         Read::Bound(_) | Read::Bad(_) => true,
-        Read::NoValue | Read::Nothing => false,
+        Read::NoValue | Read::Nothing | Read::Unrecorded => false,
     }
 }
 
@@ -1200,12 +1250,17 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
     let value = match &src.resolved_component {
         Some(code) => match r.components.iter().find(|c| c.codes.contains(code)) {
             Some(c) => c.value.as_ref(),
+            None if src.unrecorded_ends => return Read::Unrecorded,
             None => return Read::Nothing,
         },
         None => r.value.as_ref(),
     };
     let Some(value) = value else {
-        return Read::NoValue;
+        return if src.unrecorded_ends {
+            Read::Unrecorded
+        } else {
+            Read::NoValue
+        };
     };
     // Free text, a range, a time …: something was recorded, and it is not a value read here.
     // Never "absent": a red-flag finding so recorded is not ruled out.

@@ -595,6 +595,17 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
                 e.fact
             ));
         }
+        // An unrecorded component stands in as "does not match": only a run reads that.
+        for (i, src) in b.sources.iter().enumerate() {
+            if src.unrecorded_ends
+                && (src.component.is_none()
+                    || b.aggregation != crate::model::Aggregation::ConsecutiveRecords)
+            {
+                problems.push(format!(
+                    "facts.{name}.sources[{i}]: unrecorded_ends needs a component and the consecutive-records aggregation"
+                ));
+            }
+        }
     }
     let mut fact_names: BTreeSet<&str> = doc.facts.keys().map(String::as_str).collect();
     if !doc.facts.contains_key(&app.episode_fact) {
