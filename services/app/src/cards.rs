@@ -94,6 +94,12 @@ pub struct CardInputs<'a> {
 /// carries no code, an order whose category says imaging. A coded study of another region
 /// (a chest radiograph) does not answer a knee or thigh red flag.
 pub fn answers_imaging(rs: &RuleSet, o: &DraftOrder) -> bool {
+    // A study whose body site or words are of another region (an ankle MRI coded for any
+    // lower-limb joint) answers no knee or thigh red flag, however it is coded (D84).
+    let label = o.label.as_deref().map(str::to_lowercase);
+    if rs.imaging_elsewhere(&o.sites, label.as_deref()) {
+        return false;
+    }
     let region = rs.imaging_codes();
     if region.is_empty() || o.codes.is_empty() {
         return o.imaging;
@@ -613,5 +619,58 @@ fn order_words(o: &stride_fhir::orders::DraftOrder) -> String {
             format!("the draft order coded {system}{}", c.code)
         }
         None => "a draft order that does not say what it orders".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stride_guideline::facts::Code;
+
+    fn rule_set() -> RuleSet {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../guidelines/medial-knee-pain-running/1.0.2.yaml"
+        );
+        RuleSet::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn order(label: &str, sites: Vec<Code>) -> DraftOrder {
+        DraftOrder {
+            reference: "ServiceRequest/mri".into(),
+            label: Some(label.into()),
+            imaging: true,
+            codes: vec![Code {
+                system: "http://www.ama-assn.org/go/cpt".into(),
+                code: "73721".into(),
+            }],
+            sites,
+        }
+    }
+
+    #[test]
+    fn a_lower_limb_joint_study_answers_a_red_flag_only_when_it_is_of_the_region() {
+        let rs = rule_set();
+        let snomed = |code: &str| Code {
+            system: "http://snomed.info/sct".into(),
+            code: code.into(),
+        };
+        // CPT 73721 is "any joint of lower extremity": the words or the body site say which.
+        assert!(answers_imaging(&rs, &order("MRI right knee", vec![])));
+        assert!(answers_imaging(
+            &rs,
+            &order("MRI any joint of lower extremity", vec![])
+        ));
+        assert!(answers_imaging(&rs, &order("MRI", vec![snomed("6757004")])));
+        assert!(!answers_imaging(&rs, &order("MRI right ankle", vec![])));
+        assert!(!answers_imaging(
+            &rs,
+            &order("MRI", vec![snomed("6685009")])
+        ));
+        // A laterality qualifier alone names no other region.
+        assert!(answers_imaging(
+            &rs,
+            &order("MRI knee", vec![snomed("24028007")])
+        ));
     }
 }

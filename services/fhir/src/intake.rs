@@ -870,7 +870,9 @@ fn condition(c: &Condition, source: String) -> Read {
         kind: RecordKind::Condition,
         codes: codes(c.code.as_ref()),
         // A diagnosis given in words only ("medial knee pain, right, while running"): its
-        // words, for a rule set that names its trigger in words too. A coded one keeps none.
+        // words, for a rule set that names its trigger in words too. A coded one keeps its
+        // clinician's text alone ("Night pain right knee" beside a code no fact reads), never
+        // its codes' displays: a code left out on purpose is not let back in by its display.
         text: if c
             .code
             .as_ref()
@@ -878,7 +880,11 @@ fn condition(c: &Condition, source: String) -> Read {
         {
             words(c.code.as_ref())
         } else {
-            None
+            c.code
+                .as_ref()
+                .and_then(|cc| cc.text.as_deref())
+                .map(str::to_lowercase)
+                .filter(|t| !t.trim().is_empty())
         },
         status,
         date,
@@ -1112,7 +1118,9 @@ fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
         }
     };
     let record = Record {
-        text: None,
+        // What was imaged, in words ("MRI right ankle"): a code for any lower-limb joint
+        // does not say which.
+        text: words(Some(&d.code)),
         end: None,
         sites: Vec::new(),
         start,
@@ -1141,10 +1149,23 @@ fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
 /// An imaging study: its procedure codes and the day it started.
 fn imaging_study(i: &ImagingStudy, source: String) -> Read {
     let (date, at) = i.started.as_ref().map_or((None, None), when);
+    let said: Vec<String> = i
+        .procedure_code
+        .iter()
+        .flatten()
+        .filter_map(|c| words(Some(c)))
+        .collect();
     let record = Record {
-        text: None,
+        text: (!said.is_empty()).then(|| said.join(" · ")),
         end: None,
-        sites: Vec::new(),
+        // The series' body sites: what was imaged, whatever the procedure code says.
+        sites: i
+            .series
+            .iter()
+            .flatten()
+            .filter_map(|s| s.body_site.as_ref())
+            .filter_map(|c| Some(canonical(c.system.as_deref()?, c.code.as_deref()?)))
+            .collect(),
         start: None,
         source,
         kind: RecordKind::Report,
@@ -1705,6 +1726,23 @@ mod tests {
             .records
             .iter()
             .all(|r| !r.codes.iter().any(|c| c.code == "tenderness-extent")));
+    }
+
+    #[test]
+    fn an_imaging_study_keeps_its_series_body_sites_and_its_words() {
+        let mut intake = Intake::for_patient("p1");
+        add(
+            &mut intake,
+            json!({"resourceType": "ImagingStudy", "id": "img", "status": "available",
+                "subject": {"reference": "Patient/p1"}, "started": "2026-12-01T13:30:00+13:00",
+                "procedureCode": [{"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "73721"}],
+                    "text": "MRI right ankle"}],
+                "series": [{"uid": "1.2", "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"},
+                    "bodySite": {"system": "http://snomed.info/sct", "code": "6685009"}}]}),
+        );
+        let r = &intake.records[0];
+        assert_eq!(r.sites[0].code, "6685009");
+        assert!(r.text.as_deref().unwrap().contains("mri right ankle"));
     }
 
     #[test]

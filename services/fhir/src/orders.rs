@@ -27,6 +27,9 @@ pub struct DraftOrder {
     /// Its codes (canonical systems and codes): what it orders, e.g. a LOINC or CPT study of
     /// a region, for the rule set to judge.
     pub codes: Vec<Code>,
+    /// Its body sites (`bodySite` codings): which region a study coded for "any joint of
+    /// the lower extremity" is of.
+    pub sites: Vec<Code>,
 }
 
 #[derive(Deserialize)]
@@ -49,6 +52,8 @@ struct Order {
     #[serde(default)]
     category: Vec<Concept>,
     code: Option<Concept>,
+    #[serde(default)]
+    body_site: Vec<Concept>,
 }
 
 #[derive(Deserialize)]
@@ -112,6 +117,12 @@ pub fn draft_orders(draft_orders: &RawValue) -> Vec<DraftOrder> {
                             .collect()
                     })
                     .unwrap_or_default(),
+                sites: o
+                    .body_site
+                    .iter()
+                    .flat_map(|c| &c.coding)
+                    .filter_map(|k| Some(canonical(k.system.as_deref()?, k.code.as_deref()?)))
+                    .collect(),
             })
         })
         .collect()
@@ -155,18 +166,21 @@ mod tests {
                         system: "http://loinc.org".into(),
                         code: "30691-0".into()
                     }],
+                    sites: vec![],
                 },
                 DraftOrder {
                     reference: "ServiceRequest/xr".into(),
                     label: Some("Knee radiographs".into()),
                     imaging: true,
                     codes: vec![],
+                    sites: vec![],
                 },
                 DraftOrder {
                     reference: "ServiceRequest/pt".into(),
                     label: Some("Physiotherapy".into()),
                     imaging: false,
                     codes: vec![],
+                    sites: vec![],
                 },
             ]
         );
@@ -176,5 +190,23 @@ mod tests {
     fn a_bundle_that_does_not_read_has_no_orders() {
         assert!(draft_orders(&raw(json!({"resourceType": "Bundle", "entry": "x"}))).is_empty());
         assert!(draft_orders(&raw(json!({"resourceType": "Bundle"}))).is_empty());
+    }
+
+    #[test]
+    fn an_orders_body_sites_are_kept() {
+        let bundle = raw(
+            json!({"resourceType": "Bundle", "type": "collection", "entry": [
+            {"resource": {"resourceType": "ServiceRequest", "id": "mri", "status": "draft", "intent": "order",
+              "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "73721"}], "text": "MRI"},
+              "bodySite": [{"coding": [{"system": "http://snomed.info/sct", "code": "6685009"}]}, {"text": "ankle"}]}}]}),
+        );
+        let got = draft_orders(&bundle);
+        assert_eq!(
+            got[0].sites,
+            vec![Code {
+                system: "http://snomed.info/sct".into(),
+                code: "6685009".into()
+            }]
+        );
     }
 }

@@ -249,6 +249,10 @@ fn resource(r: &Record, n: usize) -> Json {
             if let Some(day) = r.date {
                 d["effectiveDateTime"] = json!(at(day));
             }
+            // What was imaged, in words ("MRI right ankle"): a code may not say (D84).
+            if let Some(t) = &r.text {
+                d["code"]["text"] = json!(t);
+            }
             d
         }
         RecordKind::Order => unreachable!("orders are rendered above"),
@@ -874,6 +878,30 @@ fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec
                 o.insert(key.into(), value);
             }
             out.push((format!("every 0–10 score written {form}"), vec![rs]));
+        }
+    }
+    // Imaging of another region coded for any lower-limb joint (CPT 73721) answers no red
+    // flag of the knee, thigh or lower leg: its words, or its series' body site, say the
+    // ankle (D84). Where the rule set names the region its imaging must be of.
+    let ankle = stride_guideline::Code {
+        system: "http://snomed.info/sct".into(),
+        code: "6685009".into(),
+    };
+    if rs.imaging_elsewhere(std::slice::from_ref(&ankle), Some("mri right ankle")) {
+        for day in &days {
+            let mut rs = base.clone();
+            rs.push(json!({"resourceType": "DiagnosticReport", "id": "ankle-report", "status": "final",
+                "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "73721"}], "text": "MRI right ankle"},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": stamp(instant(*day, 12))}));
+            rs.push(json!({"resourceType": "ImagingStudy", "id": "ankle-study", "status": "available",
+                "subject": {"reference": "Patient/p1"}, "started": stamp(instant(*day, 12)),
+                "procedureCode": [{"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "73721"}]}],
+                "series": [{"uid": "2.25.1", "modality": {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "MR"},
+                    "bodySite": {"system": ankle.system, "code": ankle.code}}]}));
+            out.push((
+                format!("an ankle MRI coded for any lower-limb joint added on {day}"),
+                vec![rs],
+            ));
         }
     }
     for (i, r) in base.iter().enumerate().filter(|(_, r)| negative(r)) {

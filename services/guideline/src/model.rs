@@ -301,6 +301,38 @@ pub struct FactBinding {
     pub same_day: bool,
 }
 
+/// A body region as `FactSource::site_in` reads it, resolved when the rule set loads.
+#[derive(Debug, Clone, Default)]
+pub struct Region {
+    pub codes: Vec<crate::facts::Code>,
+    pub words: Vec<String>,
+    pub others: Vec<String>,
+}
+
+impl Region {
+    /// Why `r` is of another region, if it is: a body site none of the region's structures
+    /// (or laterality), or words that name another region and not this one. A record that
+    /// names no site and no region is taken as of the region, as before.
+    pub fn excludes(&self, r: &crate::facts::Record) -> Option<&'static str> {
+        self.excludes_parts(&r.sites, r.text.as_deref())
+    }
+
+    /// As `excludes`, for body sites and lowercased words given apart (a draft order).
+    pub fn excludes_parts(
+        &self,
+        sites: &[crate::facts::Code],
+        text: Option<&str>,
+    ) -> Option<&'static str> {
+        if !sites.is_empty() && !sites.iter().any(|c| self.codes.contains(c)) {
+            return Some("its body site is another region");
+        }
+        let text = text?;
+        let says = |w: &String| crate::ruleset::says(text, w);
+        (self.others.iter().any(says) && !self.words.iter().any(says))
+            .then_some("its words name another region")
+    }
+}
+
 /// Records of `fact` whose value meets `op value`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -335,12 +367,25 @@ pub struct FactSource {
     /// Read the record's date rather than its value (e.g. a Condition's onset).
     #[serde(default)]
     pub value_from_date: bool,
+    /// A record of this source says the finding is there (yes, 1) on its date: a problem-list
+    /// entry or an encounter diagnosis that names a symptom, read while it counts (active).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub present: bool,
     /// With `component`: a record without that component, or with no value in it, is one
     /// not known to match (a running session whose pain was not recorded is not a pain-free
     /// session), unless a record of the same day says (a pain score logged beside the
     /// session). It ends a `consecutive-records` run (1.0.2, 1.1.1; COVERAGE.md D81).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unrecorded_ends: bool,
+    /// A value set naming a body region (its codes the region's body structures and the
+    /// laterality qualifiers, its words the region's names, its `except_words` other
+    /// regions'): a record whose body site is none of those structures, or whose words name
+    /// another region and not this one, is not read by this source. Imaging coded for "any
+    /// joint of the lower extremity" of the ankle does not answer a knee red flag (D84).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_in: Option<String>,
+    #[serde(skip)]
+    pub resolved_region: Option<Region>,
     /// A coded value read as yes or no by this source's own lists (e.g. a Patient's
     /// administrative gender): a code in `no` is no, one in `yes` is yes, and with `yes`
     /// empty any other code (or none) is yes.
@@ -469,6 +514,11 @@ pub struct Applicability {
     /// `right`, `left`, `bilateral` (`episodes_by_side`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sides: BTreeMap<Side, Vec<String>>,
+    /// A parameter in days: a trigger Condition of a side whose onset is more than this
+    /// after that side's episode began is a new injury (the episode starts over in rest),
+    /// not the diagnosis refined; the older course keeps its red flags (D85).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_injury_after: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

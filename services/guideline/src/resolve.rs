@@ -303,9 +303,13 @@ pub(crate) fn cleared(
     facts.records.iter().any(|r| {
         r.date.is_some_and(within)
             && status_counts(r, dq)
-            && b.sources
-                .iter()
-                .any(|s| s.record == r.kind && s.matches(&r.codes))
+            && b.sources.iter().any(|s| {
+                s.record == r.kind
+                    && s.matches(&r.codes)
+                    && s.resolved_region
+                        .as_ref()
+                        .is_none_or(|g| g.excludes(r).is_none())
+            })
     })
 }
 
@@ -391,6 +395,14 @@ pub(crate) fn resolve_with<'r>(
         .stale
         .as_ref()
         .and_then(|st| rs.doc.parameters.get(&st.after_days))
+        .and_then(|p| p.threshold())
+        .map(|d| d as i64);
+    let new_injury_after = rs
+        .doc
+        .applicability
+        .new_injury_after
+        .as_ref()
+        .and_then(|p| rs.doc.parameters.get(p))
         .and_then(|p| p.threshold())
         .map(|d| d as i64);
     let mut applies = false;
@@ -507,9 +519,12 @@ pub(crate) fn resolve_with<'r>(
     let mut episode_start = None;
     let mut placing_side = None;
     if dq.episodes_by_side && !triggers.is_empty() {
-        let open = episode_groups(&triggers, as_of, stale_after, &mut |source, reason| {
-            ignore(source, reason, &mut ignored)
-        });
+        let open = episode_groups(
+            &triggers,
+            as_of,
+            (stale_after, new_injury_after),
+            &mut |source, reason| ignore(source, reason, &mut ignored),
+        );
         onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
         // The look back at an older episode (`episode_from`) is read by that episode's side,
@@ -614,6 +629,10 @@ pub(crate) fn resolve_with<'r>(
         for h in counted.iter().filter(|h| usable(h)) {
             let (r, src) = (&facts.records[h.record], &binding.sources[h.source]);
             if r.kind != src.record {
+                continue;
+            }
+            if let Some(why) = src.resolved_region.as_ref().and_then(|g| g.excludes(r)) {
+                ignore(&r.source, format!("{}: {why}", binding.text), &mut ignored);
                 continue;
             }
             // A finding recorded for the other side says nothing of this episode's knee or
@@ -988,7 +1007,7 @@ struct OpenEpisode {
 fn episode_groups(
     triggers: &[Trigger<'_>],
     as_of: Date,
-    stale_after: Option<i64>,
+    (stale_after, new_injury_after): (Option<i64>, Option<i64>),
     ignore: &mut dyn FnMut(&str, String),
 ) -> OpenEpisode {
     let fresh =
@@ -1030,7 +1049,8 @@ fn episode_groups(
     } else {
         sides.into_iter().map(Some).collect()
     };
-    let mut groups: Vec<(Option<Side>, Date, Vec<&Trigger<'_>>)> = Vec::new();
+    // (side, start, its triggers, the day its red flags are looked for from)
+    let mut groups: Vec<(Option<Side>, Date, Vec<&Trigger<'_>>, Date)> = Vec::new();
     for key in keys {
         let members: Vec<&Trigger<'_>> = live
             .iter()
@@ -1053,9 +1073,29 @@ fn episode_groups(
             })
             .map(|t| t.onset)
             .max();
-        let start = restart.map_or(earliest, |r| r.max(earliest));
+        let restart_at = restart.map_or(earliest, |r| r.max(earliest));
+        // A new injury: a trigger begun past the minimum rest of the episode before it (its
+        // start counted from the last restart), not that diagnosis refined. The side starts
+        // over, and its red flags are still looked for from the older episode's start.
+        let mut start = restart_at;
+        let mut injured = false;
+        if let Some(after) = new_injury_after {
+            let mut onsets: Vec<Date> = members
+                .iter()
+                .map(|t| t.onset)
+                .filter(|d| *d > restart_at)
+                .collect();
+            onsets.sort_unstable();
+            for d in onsets {
+                if (d - start).whole_days() > after {
+                    start = d;
+                    injured = true;
+                }
+            }
+        }
+        let look_back = if injured { restart_at } else { start };
         let current: Vec<&Trigger<'_>> = members.into_iter().filter(|t| t.onset >= start).collect();
-        groups.push((key, start, current));
+        groups.push((key, start, current, look_back));
     }
     // `live` is never empty (every trigger is fresh when none is), so neither is `groups`.
     let onset = groups.iter().map(|g| g.1).max().unwrap_or(as_of);
@@ -1070,7 +1110,7 @@ fn episode_groups(
     let side = only(onset);
     let earliest = groups
         .iter()
-        .map(|g| g.1)
+        .map(|g| g.3)
         .chain(set_aside)
         .min()
         .unwrap_or(onset);
@@ -1089,7 +1129,7 @@ fn episode_groups(
     let notes = if groups.len() > 1 {
         groups
             .iter()
-            .map(|(side, start, _)| {
+            .map(|(side, start, _, _)| {
                 let side = match side {
                     Some(Side::Right) => "Right side",
                     Some(Side::Left) => "Left side",
@@ -1241,7 +1281,7 @@ fn unread_form(src: &FactSource, r: &Record) -> bool {
 
 /// What the record says for this fact, in the binding's kind and unit.
 fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Read {
-    if !b.needs_value() {
+    if !b.needs_value() || src.present {
         return Read::Value(1.0);
     }
     if src.value_from_date {

@@ -83,7 +83,7 @@ fn facts_of(c: &crate::model::Criterion, f: &mut dyn FnMut(&str)) {
 }
 
 /// Whether `phrase` occurs in `text` as whole words ("run" in "walk-run", not in "rerun").
-fn says(text: &str, phrase: &str) -> bool {
+pub(crate) fn says(text: &str, phrase: &str) -> bool {
     let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
     text.match_indices(phrase).any(|(at, p)| {
         boundary(text[..at].chars().next_back()) && boundary(text[at + p.len()..].chars().next())
@@ -141,6 +141,19 @@ impl RuleSet {
             resolved.dedup();
             s.resolved = resolved;
             s.resolved_component = s.component.as_ref().and_then(|p| codes.get(p)).cloned();
+            s.resolved_region = s.site_in.as_ref().map(|v| {
+                let vs = &doc.value_sets[v];
+                let lower = |l: &Vec<String>| l.iter().map(|w| w.to_lowercase()).collect();
+                crate::model::Region {
+                    codes: expanded[v]
+                        .iter()
+                        .filter_map(|p| codes.get(p))
+                        .cloned()
+                        .collect(),
+                    words: lower(&vs.words),
+                    others: lower(&vs.except_words),
+                }
+            });
             s.resolved_answers = s.answers.as_ref().map(|a| {
                 let list = |l: &Vec<String>| -> Vec<Code> {
                     l.iter().filter_map(|p| codes.get(p)).cloned().collect()
@@ -323,6 +336,22 @@ impl RuleSet {
         out.sort();
         out.dedup();
         out
+    }
+
+    /// Whether imaging of these body sites and these (lowercased) words is of another region
+    /// than every region the red flags' imaging names (`site_in` of their `cleared_by`
+    /// sources): an ankle study coded for any lower-limb joint answers no knee red flag.
+    /// False where the rule set names no region.
+    pub fn imaging_elsewhere(&self, sites: &[Code], text: Option<&str>) -> bool {
+        let mut regions = self
+            .doc
+            .red_flags
+            .iter()
+            .filter_map(|r| r.cleared_by.as_ref())
+            .filter_map(|f| self.doc.facts.get(f))
+            .flat_map(|b| b.sources.iter().filter_map(|s| s.resolved_region.as_ref()))
+            .peekable();
+        regions.peek().is_some() && regions.all(|g| g.excludes_parts(sites, text).is_some())
     }
 
     /// Whether red flags are decided on this fact (numbered in `doc.facts` order).
@@ -509,7 +538,7 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
             if s.codes.is_empty() && s.value_sets.is_empty() {
                 shape.push(format!("facts.{name}: a source needs codes or value_sets"));
             }
-            for v in &s.value_sets {
+            for v in s.value_sets.iter().chain(&s.site_in) {
                 if !doc.value_sets.contains_key(v) {
                     shape.push(format!("facts.{name}: unknown value set `{v}`"));
                 }
@@ -636,6 +665,17 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     for u in doc.units.iter().flatten() {
         if !units::is_known(u) {
             problems.push(format!("units: `{u}` is not a UCUM unit Stride converts"));
+        }
+    }
+    if let Some(p) = &app.new_injury_after {
+        match doc.parameters.get(p) {
+            Some(param) if param.unit == "d" => {}
+            Some(_) => problems.push(format!(
+                "applicability.new_injury_after: `{p}` must be in d"
+            )),
+            None => problems.push(format!(
+                "applicability.new_injury_after: unknown parameter `{p}`"
+            )),
         }
     }
     if let Some(st) = &app.stale {
