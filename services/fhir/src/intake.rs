@@ -41,6 +41,8 @@ pub struct Intake {
     /// Who each record read so far is (its source and version), to count a record sent twice
     /// once.
     seen: std::collections::HashMap<String, (String, Version)>,
+    /// Panels whose members (`hasMember`) are not linked yet: (panel source, member sources).
+    members: Vec<(String, Vec<String>)>,
     /// The patient the call is about (`context.patientId`): a resource about another patient
     /// is never used. `None`: not checked.
     pub patient: Option<String>,
@@ -87,6 +89,8 @@ struct Read {
     keys: Vec<String>,
     /// Which of two copies of one record is the later version (`Version`).
     version: Version,
+    /// The Observations a panel names as its members (`hasMember`), as `Observation/{id}`.
+    members: Vec<String>,
 }
 
 /// How late a version of a record is: a correction (status `amended` or `corrected`) over
@@ -201,6 +205,7 @@ impl Intake {
     /// Idempotent: call it again after more resources were added. Records must still be in
     /// the order they were added (taking `records` out and putting it back is fine).
     pub fn localise(&mut self, zone: &ClinicZone, now: OffsetDateTime) -> Date {
+        self.link_members();
         let fallback = self.fallback_offset();
         // Every date on the clinic's calendar (onsets, abatements, exams, runs), not only
         // "today": without a named zone, in the clinic's offset as the records tell it.
@@ -436,6 +441,7 @@ impl Intake {
             subject,
             keys,
             version,
+            members,
         } = read;
         if let (Some(want), Some(about)) = (&self.patient, &subject) {
             if want != about {
@@ -450,19 +456,26 @@ impl Intake {
             let Some((first, kept)) = self.seen.get(key).cloned() else {
                 continue;
             };
-            let index = self.sources.iter().position(|s| *s == first);
+            // By the records' own sources: `sources` also lists CarePlans, which are no
+            // records, so its positions are not the records'.
+            let index = self.records.iter().position(|r| r.source == first);
             if let (true, Some(i)) = (version > kept, index) {
                 // A later version of a record already kept (a correction): it takes the
                 // earlier one's place, and the earlier one is named as replaced.
                 self.problems.push(Problem {
-                    source: first,
+                    source: first.clone(),
                     message: "replaced by a later version of the same record (same identifier)"
                         .into(),
                 });
                 for key in keys {
                     self.seen.insert(key, (record.source.clone(), version));
                 }
-                self.sources[i] = record.source.clone();
+                if let Some(k) = self.sources.iter().position(|s| *s == first) {
+                    self.sources[k] = record.source.clone();
+                }
+                if !members.is_empty() {
+                    self.members.push((record.source.clone(), members));
+                }
                 self.records[i] = record;
                 self.instants[i] = at;
                 return;
@@ -484,9 +497,72 @@ impl Intake {
         for key in keys {
             self.seen.insert(key, (record.source.clone(), version));
         }
+        if !members.is_empty() {
+            self.members.push((record.source.clone(), members));
+        }
         self.sources.push(record.source.clone());
         self.records.push(record);
         self.instants.push(at);
+    }
+
+    /// A panel whose members are Observations of their own (`hasMember`: an app's running
+    /// session with its distance, pace, speed work and pain as separate results) reads as if
+    /// they were its components, as a device that sends components writes it: each member
+    /// that counts (final, amended, corrected) and carries no components of its own becomes
+    /// the panel's component and is no longer a record apart (a pain score must not count
+    /// twice, once in the session and once beside it). Members not received yet stay pending:
+    /// a later page may bring them.
+    fn link_members(&mut self) {
+        for (panel, refs) in std::mem::take(&mut self.members) {
+            let mut pending = Vec::new();
+            let mut moved = Vec::new();
+            for m in refs {
+                match self.records.iter().position(|r| r.source == m) {
+                    Some(i) => {
+                        let r = &self.records[i];
+                        let counts =
+                            matches!(r.status.as_deref(), Some("final" | "amended" | "corrected"));
+                        if r.source != panel
+                            && r.kind == RecordKind::Observation
+                            && r.components.is_empty()
+                            && counts
+                        {
+                            moved.push(i);
+                        }
+                    }
+                    None => pending.push(m),
+                }
+            }
+            let Some(p) = self.records.iter().position(|r| r.source == panel) else {
+                continue;
+            };
+            moved.sort_unstable();
+            moved.dedup();
+            for &i in &moved {
+                let component = stride_guideline::facts::Component {
+                    codes: self.records[i].codes.clone(),
+                    value: self.records[i].value.clone(),
+                };
+                if !self.records[p]
+                    .components
+                    .iter()
+                    .any(|c| c.codes == component.codes)
+                {
+                    self.records[p].components.push(component);
+                }
+            }
+            for i in moved.into_iter().rev() {
+                let member = self.records.remove(i);
+                self.instants.remove(i);
+                self.problems.push(Problem {
+                    source: member.source,
+                    message: format!("a member of {panel}: read as its component"),
+                });
+            }
+            if !pending.is_empty() {
+                self.members.push((panel, pending));
+            }
+        }
     }
 }
 
@@ -813,7 +889,29 @@ fn observation(o: &Observation, source: String) -> Read {
         subject: subject_of(o.subject.as_ref()),
         record,
         at,
+        members: o
+            .has_member
+            .iter()
+            .flatten()
+            .filter_map(|m| m.reference.as_deref())
+            .filter_map(|r| member_source(r, o.id.as_deref()))
+            .collect(),
     }
+}
+
+/// The source a panel's member reference names: `Observation/{id}` (relative, absolute or
+/// versioned), or a contained member (`#id`) as the contained reading names it.
+fn member_source(reference: &str, panel_id: Option<&str>) -> Option<String> {
+    if let Some(local) = reference.strip_prefix('#') {
+        return Some(format!(
+            "Observation/Observation-{}#{local}",
+            panel_id.unwrap_or("(no id)")
+        ));
+    }
+    let path = reference.split('?').next()?;
+    let path = path.find("/_history/").map_or(path, |i| &path[..i]);
+    let at = path.rfind("Observation/")?;
+    Some(path[at..].to_owned())
 }
 
 fn condition(c: &Condition, source: String) -> Read {
@@ -904,6 +1002,7 @@ fn condition(c: &Condition, source: String) -> Read {
             start: None,
             end: end_at,
         },
+        members: Vec::new(),
     }
 }
 
@@ -944,6 +1043,7 @@ fn patient(p: &Patient, source: String) -> Read {
         subject: p.id.clone(),
         record,
         at: Instants::default(),
+        members: Vec::new(),
     }
 }
 
@@ -1002,6 +1102,7 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
             date: at,
             ..Instants::default()
         },
+        members: Vec::new(),
     }
 }
 
@@ -1101,6 +1202,7 @@ fn device_request(d: &DeviceRequest, source: String) -> Read {
             date: at,
             ..Instants::default()
         },
+        members: Vec::new(),
     }
 }
 
@@ -1143,6 +1245,7 @@ fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
         subject: subject_of(d.subject.as_ref()),
         record,
         at,
+        members: Vec::new(),
     }
 }
 
@@ -1194,6 +1297,7 @@ fn imaging_study(i: &ImagingStudy, source: String) -> Read {
             date: at,
             ..Instants::default()
         },
+        members: Vec::new(),
     }
 }
 
@@ -1605,6 +1709,94 @@ mod tests {
             "code": {"coding": [{"system": LOCAL, "code": "tenderness-extent"}]},
             "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-03",
             "valueQuantity": {"value": cm, "unit": "cm", "system": "http://unitsofmeasure.org", "code": "cm"}})
+    }
+
+    #[test]
+    fn a_later_version_replaces_its_own_record_when_a_care_plan_came_first() {
+        // A CarePlan is listed among the sources read but is no record: the replaced record
+        // is found by its own source, not by its place in that list.
+        let mut intake = Intake::for_patient("p1");
+        add(
+            &mut intake,
+            json!({"resourceType": "CarePlan", "id": "plan", "status": "active", "intent": "plan",
+                "subject": {"reference": "Patient/p1"}}),
+        );
+        add(
+            &mut intake,
+            extent("a", "final", 6.0, "2026-12-03T10:00:00Z"),
+        );
+        add(
+            &mut intake,
+            json!({"resourceType": "Observation", "id": "walk", "status": "final",
+                "code": {"coding": [{"system": LOCAL, "code": "pain-walking"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-03",
+                "valueInteger": 0}),
+        );
+        add(
+            &mut intake,
+            extent("b", "amended", 3.0, "2026-12-04T10:00:00Z"),
+        );
+        let sources: Vec<&str> = intake.records.iter().map(|r| r.source.as_str()).collect();
+        assert_eq!(sources, ["Observation/b", "Observation/walk"]);
+    }
+
+    #[test]
+    fn a_panels_members_are_read_as_its_components_and_counted_once() {
+        let member = |id: &str, code: &str, value: (&str, Json)| {
+            let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": LOCAL, "code": code}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-05T07:00:00+13:00"});
+            o[value.0] = value.1;
+            o
+        };
+        let mut intake = Intake::for_patient("p1");
+        // Members before and after the panel, one named by an absolute URL, one pending.
+        add(
+            &mut intake,
+            member("pain", "pain-running", ("valueInteger", json!(0))),
+        );
+        add(
+            &mut intake,
+            json!({"resourceType": "Observation", "id": "run", "status": "final",
+                "code": {"coding": [{"system": LOCAL, "code": "running-session"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-05T07:00:00+13:00",
+                "hasMember": [{"reference": "Observation/pain"},
+                    {"reference": "https://ehr.example.org/fhir/Observation/speed/_history/2"},
+                    {"reference": "Observation/later"}]}),
+        );
+        add(
+            &mut intake,
+            member("speed", "speed-work", ("valueBoolean", json!(true))),
+        );
+        let zone = crate::clinic::ClinicZone::named("Pacific/Auckland").unwrap();
+        let now = OffsetDateTime::parse(
+            "2026-12-06T09:00:00+13:00",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        intake.localise(&zone, now);
+        assert_eq!(intake.records.len(), 1, "{:?}", intake.records);
+        let codes: Vec<&str> = intake.records[0]
+            .components
+            .iter()
+            .map(|c| c.codes[0].code.as_str())
+            .collect();
+        assert_eq!(codes, ["pain-running", "speed-work"]);
+        // A member sent on a later page is linked when the intake is localised again.
+        add(
+            &mut intake,
+            member(
+                "later",
+                "run-distance",
+                (
+                    "valueQuantity",
+                    json!({"value": 3, "unit": "km", "system": "http://unitsofmeasure.org", "code": "km"}),
+                ),
+            ),
+        );
+        intake.localise(&zone, now);
+        assert_eq!(intake.records.len(), 1);
+        assert_eq!(intake.records[0].components.len(), 3);
     }
 
     #[test]

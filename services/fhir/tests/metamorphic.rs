@@ -520,6 +520,42 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
         "every whole score typed as text (\"3/10\", \"3 out of 10\", \"3\")",
         vec![typed],
     ));
+    // A session's parts sent as Observations of their own that the session names as its
+    // members (hasMember), as running apps send them: read as its components.
+    let mut members = Vec::new();
+    for x in &base {
+        let Some(parts) = x.get("component").and_then(Json::as_array) else {
+            members.push(x.clone());
+            continue;
+        };
+        let mut panel = x.clone();
+        let o = panel.as_object_mut().unwrap();
+        o.remove("component");
+        let mut refs = Vec::new();
+        for (k, part) in parts.iter().enumerate() {
+            let id = format!("{}-m{k}", x["id"].as_str().unwrap_or(""));
+            let mut m = json!({"resourceType": "Observation", "id": id, "status": x["status"],
+                "subject": x["subject"], "code": part["code"]});
+            for key in ["effectiveDateTime", "effectivePeriod"] {
+                if let Some(v) = x.get(key) {
+                    m[key] = v.clone();
+                }
+            }
+            for (key, v) in part.as_object().unwrap() {
+                if key.starts_with("value") || key == "dataAbsentReason" {
+                    m[key] = v.clone();
+                }
+            }
+            refs.push(json!({"reference": format!("Observation/{id}")}));
+            members.push(m);
+        }
+        o.insert("hasMember".into(), json!(refs));
+        members.push(panel);
+    }
+    out.push((
+        "every panel's components sent as its members (hasMember)",
+        vec![members],
+    ));
     let mut reversed = base.clone();
     reversed.reverse();
     out.push(("entries in reverse order", vec![reversed]));
