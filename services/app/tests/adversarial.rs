@@ -59,6 +59,27 @@ const DISAGREE: &[(&str, &str)] = &[
          issue 30, left for later.)",
     ),
     (
+        "286-",
+        "As 68: the red flag's card stays beside a drafted knee radiograph (coded here in LOINC \
+         only, 24806-2, a code not among the imaging codes verified for the rule set).",
+    ),
+    (
+        "268-",
+        "A whole number where a percentage is read is that percentage (1.0.2's reading of \
+         integers for scores, days and percentages): 85 for a limb symmetry index has no other \
+         reading, as a fraction would not be whole. FACTS' rule on units is about quantities \
+         whose unit is missing or unknown, which is kept (a bare 45 for a length stays unknown).",
+    ),
+    (
+        "266-",
+        "A red flag neither confirmed nor ruled out (tenderness present, its extent in a unit \
+         typed in words, which FACTS says is never guessed) keeps the patient from any phase past \
+         the first and is shown as its own 'Not ruled out' card asking for the extent; on day 9 \
+         that first phase is rest, where running has stopped already. hold-for-evaluation is \
+         for a red flag that fired, or one not ruled out where the patient would otherwise \
+         progress.",
+    ),
+    (
         "178-",
         "Two runs on one day are less than 24 hours apart: the source's reason for alternate \
          days is that 'bone and muscle cells require 24 hours to regain 98% mechanosensitivity \
@@ -70,6 +91,13 @@ const DISAGREE: &[(&str, &str)] = &[
 /// Cases not answered as they expect yet, each with what is missing: issue 30 stays open for
 /// them. A listed case that starts to pass fails the test, so the list only shrinks.
 const OPEN: &[(&str, &str)] = &[
+    (
+        "267-",
+        "A unit written as a UCUM expression ('10*3.m' for km) is not among the units read, so \
+         the pre-injury distance is unknown; premature speed work, recorded but not comparable, \
+         is listed on the phase card as a pitfall that could not be checked, not shown as a \
+         card of its own.",
+    ),
     (
         "204-",
         "A 'no' whose note says the opposite in words: notes are not read.",

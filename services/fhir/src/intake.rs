@@ -97,8 +97,13 @@ struct Read {
 /// any other status, then the later `meta.lastUpdated` (or `issued`). Of two copies with the
 /// same identifier the later version is the one used: an amended extent of 3 cm replaces the
 /// 6 cm first sent, in whichever order the two arrive.
+///
+/// A copy marked entered-in-error is no version of the record at all (the resource should not
+/// have existed, as when an interface's resend is retracted): it never replaces a copy that
+/// counts, whenever it was updated, and any copy that counts replaces it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 struct Version {
+    standing: bool,
     correction: bool,
     updated: Option<OffsetDateTime>,
 }
@@ -883,6 +888,7 @@ fn observation(o: &Observation, source: String) -> Read {
             &o.identifier,
         ),
         version: Version {
+            standing: o.status.to_string() != "entered-in-error",
             correction: matches!(o.status.to_string().as_str(), "amended" | "corrected"),
             updated: last_updated(o.meta.as_ref()).or(o.issued.as_ref().map(|i| i.0)),
         },
@@ -992,6 +998,7 @@ fn condition(c: &Condition, source: String) -> Read {
     Read {
         keys: identity("Condition", c.id.as_deref(), c.meta.as_ref(), &c.identifier),
         version: Version {
+            standing: record.status.as_deref() != Some("entered-in-error"),
             correction: false,
             updated: last_updated(c.meta.as_ref()),
         },
@@ -1108,8 +1115,9 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
 
 /// An order's `occurrenceTiming` as the time between two sessions (period / frequency), in
 /// the timing's own unit: "once every 2 days" is 2 d, "twice a week" 0.5 wk. With days of
-/// the week as well, the closer of the two readings, in days: "twice a week, on Saturday and
-/// Sunday" puts two sessions on consecutive days whatever the weekly count says.
+/// the week as well, the days decide, in days: "on Saturday and Sunday" puts two sessions on
+/// consecutive days whatever the weekly count says, and "daily, on Mon, Wed and Fri" is every
+/// other day; only a period that puts two sessions on one day says less than the days.
 fn session_interval(t: &Timing) -> Option<Value> {
     let repeat = t.repeat.as_ref()?;
     // Days of the week (Mon, Wed, Fri): the shortest gap between two sessions, the week
@@ -1149,8 +1157,15 @@ fn session_interval(t: &Timing) -> Option<Value> {
                 "a" => 365.0,
                 _ => f64::INFINITY,
             };
+            // The days say on which days sessions fall (FHIR: `dayOfWeek` restricts the
+            // schedule); the period adds to that only when it puts more than one on a day.
+            let every_days = every * days_per;
             Some(Value::Quantity {
-                value: (gap as f64).min(every * days_per),
+                value: if every_days < 1.0 {
+                    every_days.min(gap as f64)
+                } else {
+                    gap as f64
+                },
                 unit: Some("d".into()),
             })
         }
@@ -1800,6 +1815,24 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_entered_in_error_never_replaces_the_record_it_copies() {
+        for order in [false, true] {
+            let kept = extent("a", "final", 3.0, "2026-12-03T10:00:00Z");
+            let retracted = extent("b", "entered-in-error", 3.0, "2026-12-05T10:00:00Z");
+            let mut intake = Intake::for_patient("p1");
+            let (one, two) = if order {
+                (retracted, kept)
+            } else {
+                (kept, retracted)
+            };
+            add(&mut intake, one);
+            add(&mut intake, two);
+            assert_eq!(intake.records.len(), 1);
+            assert_eq!(intake.records[0].source, "Observation/a", "order {order}");
+        }
+    }
+
+    #[test]
     fn the_later_version_of_a_record_is_used_in_whichever_order_the_two_arrive() {
         let first = extent("a", "final", 6.0, "2026-12-03T10:00:00Z");
         let amended = extent("b", "amended", 3.0, "2026-12-04T10:00:00Z");
@@ -1883,9 +1916,15 @@ mod tests {
         );
         assert_eq!(
             both(
-                json!({"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "thu"]})
+                json!({"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]})
             ),
-            d(1.0)
+            d(2.0)
+        );
+        assert_eq!(
+            both(
+                json!({"frequency": 2, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "thu"]})
+            ),
+            d(0.5)
         );
     }
 
