@@ -556,6 +556,26 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
         "every panel's components sent as its members (hasMember)",
         vec![members],
     ));
+    // Every Observation sent only inside another resource (an external report's contained
+    // results), without a subject of its own: read with its container's (D82).
+    let contained: Vec<Json> = base
+        .iter()
+        .map(|x| {
+            if x["resourceType"] != "Observation" {
+                return x.clone();
+            }
+            let mut inner = x.clone();
+            inner.as_object_mut().unwrap().remove("subject");
+            let id = x["id"].as_str().unwrap_or("");
+            json!({"resourceType": "DiagnosticReport", "id": format!("report-{id}"), "status": "final",
+                "code": {"text": "Physiotherapy assessment"}, "subject": x["subject"],
+                "result": [{"reference": format!("#{id}")}], "contained": [inner]})
+        })
+        .collect();
+    out.push((
+        "every Observation sent contained in a report, with the report's subject",
+        vec![contained],
+    ));
     let mut reversed = base.clone();
     reversed.reverse();
     out.push(("entries in reverse order", vec![reversed]));
