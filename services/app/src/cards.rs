@@ -665,6 +665,16 @@ mod tests {
         assert!(!answers_imaging(&rs, &order("MRI right ankle", vec![])));
         assert!(!answers_imaging(
             &rs,
+            &order("MRI right hip – femoral neck", vec![])
+        ));
+        // A site coded in a system the region is not written in says nothing.
+        let local = Code {
+            system: "https://ehr.example.org/sites".into(),
+            code: "RKNEE".into(),
+        };
+        assert!(answers_imaging(&rs, &order("MRI", vec![local])));
+        assert!(!answers_imaging(
+            &rs,
             &order("MRI", vec![snomed("6685009")])
         ));
         // A laterality qualifier alone names no other region.

@@ -272,6 +272,22 @@ impl Intake {
         let Some(serde_json::Value::Array(inner)) = outer.get("contained") else {
             return;
         };
+        // What a container retracts or is about another patient, so is what it contains.
+        if outer.get("status").and_then(|s| s.as_str()) == Some("entered-in-error") {
+            return;
+        }
+        if let (Some(want), Some(about)) = (
+            &self.patient,
+            outer
+                .get("subject")
+                .and_then(|s| s.get("reference"))
+                .and_then(|r| r.as_str())
+                .and_then(patient_id),
+        ) {
+            if want != about {
+                return;
+            }
+        }
         let context = |key: &str| outer.get(key).cloned();
         let effective_keys = [
             "effectiveDateTime",
@@ -279,7 +295,7 @@ impl Intake {
             "effectiveInstant",
             "issued",
         ];
-        for item in inner {
+        for (n, item) in inner.iter().enumerate() {
             let serde_json::Value::Object(mut r) = item.clone() else {
                 continue;
             };
@@ -291,7 +307,11 @@ impl Intake {
             };
             // Never nested further (FHIR forbids it; a crafted one is not followed).
             r.remove("contained");
-            let id = r.get("id").and_then(|i| i.as_str()).unwrap_or("");
+            // Without an id of its own, its place among the contained names it.
+            let id = r
+                .get("id")
+                .and_then(|i| i.as_str())
+                .map_or_else(|| n.to_string(), str::to_owned);
             let outer_id = outer
                 .get("id")
                 .and_then(|i| i.as_str())
@@ -304,9 +324,20 @@ impl Intake {
                 "id".into(),
                 serde_json::Value::String(format!("{outer_kind}-{outer_id}#{id}")),
             );
-            if !r.contains_key("subject") {
-                if let Some(subject) = context("subject") {
-                    r.insert("subject".into(), subject);
+            // No subject, or one that points inside the container (`#pt`): the container's.
+            let local_subject = r
+                .get("subject")
+                .and_then(|s| s.get("reference"))
+                .and_then(|x| x.as_str())
+                .is_some_and(|x| x.starts_with('#'));
+            if !r.contains_key("subject") || local_subject {
+                match context("subject") {
+                    Some(subject) => {
+                        r.insert("subject".into(), subject);
+                    }
+                    None => {
+                        r.remove("subject");
+                    }
                 }
             }
             if kind == "Observation" && !effective_keys.iter().any(|k| r.contains_key(*k)) {
@@ -464,7 +495,17 @@ impl Intake {
             // By the records' own sources: `sources` also lists CarePlans, which are no
             // records, so its positions are not the records'.
             let index = self.records.iter().position(|r| r.source == first);
-            if let (true, Some(i)) = (version > kept, index) {
+            // A later version of the same resource is its own retraction or correction,
+            // entered in error included; a copy under another id is weighed by `Version`.
+            let later = if first == record.source {
+                match (version.updated, kept.updated) {
+                    (Some(now), Some(before)) => now > before,
+                    _ => version.correction && !kept.correction,
+                }
+            } else {
+                version > kept
+            };
+            if let (true, Some(i)) = (later, index) {
                 // A later version of a record already kept (a correction): it takes the
                 // earlier one's place, and the earlier one is named as replaced.
                 self.problems.push(Problem {
@@ -512,56 +553,62 @@ impl Intake {
 
     /// A panel whose members are Observations of their own (`hasMember`: an app's running
     /// session with its distance, pace, speed work and pain as separate results) reads as if
-    /// they were its components, as a device that sends components writes it: each member
-    /// that counts (final, amended, corrected) and carries no components of its own becomes
-    /// the panel's component and is no longer a record apart (a pain score must not count
-    /// twice, once in the session and once beside it). Members not received yet stay pending:
-    /// a later page may bring them.
+    /// they were its components, as a device that sends components writes it, so a session's
+    /// pain counts once. Only a member that is a part of that panel is merged: one that counts
+    /// (final, amended, corrected), of the panel's day, of its body site (or none), in a panel
+    /// that counts. Any other member stays a record of its own, with its own date, side and
+    /// status (a diary panel's seven days, a left-knee exam in a panel without a side). A
+    /// member whose code the panel already carries merges only when it says the same;
+    /// otherwise it stays apart, as evidence of its own. Members not received yet stay
+    /// pending: a later page may bring them.
     fn link_members(&mut self) {
+        let counts =
+            |r: &Record| matches!(r.status.as_deref(), Some("final" | "amended" | "corrected"));
         for (panel, refs) in std::mem::take(&mut self.members) {
-            let mut pending = Vec::new();
-            let mut moved = Vec::new();
-            for m in refs {
-                match self.records.iter().position(|r| r.source == m) {
-                    Some(i) => {
-                        let r = &self.records[i];
-                        let counts =
-                            matches!(r.status.as_deref(), Some("final" | "amended" | "corrected"));
-                        if r.source != panel
-                            && r.kind == RecordKind::Observation
-                            && r.components.is_empty()
-                            && counts
-                        {
-                            moved.push(i);
-                        }
-                    }
-                    None => pending.push(m),
-                }
-            }
             let Some(p) = self.records.iter().position(|r| r.source == panel) else {
+                self.members.push((panel, refs));
                 continue;
             };
-            moved.sort_unstable();
-            moved.dedup();
-            for &i in &moved {
-                let component = stride_guideline::facts::Component {
-                    codes: self.records[i].codes.clone(),
-                    value: self.records[i].value.clone(),
+            let mut pending = Vec::new();
+            let mut merged = Vec::new();
+            for m in refs {
+                let Some(i) = self.records.iter().position(|r| r.source == m) else {
+                    pending.push(m);
+                    continue;
                 };
-                if !self.records[p]
-                    .components
-                    .iter()
-                    .any(|c| c.codes == component.codes)
-                {
-                    self.records[p].components.push(component);
+                let (r, host) = (&self.records[i], &self.records[p]);
+                let part = i != p
+                    && r.kind == RecordKind::Observation
+                    && r.components.is_empty()
+                    && counts(r)
+                    && counts(host)
+                    && r.date == host.date
+                    && (r.sites.is_empty() || r.sites == host.sites);
+                if !part {
+                    continue;
+                }
+                match host.components.iter().find(|c| c.codes == r.codes) {
+                    Some(c) if c.value == r.value => merged.push(i),
+                    Some(_) => {}
+                    None => {
+                        let component = stride_guideline::facts::Component {
+                            codes: r.codes.clone(),
+                            value: r.value.clone(),
+                        };
+                        self.records[p].components.push(component);
+                        merged.push(i);
+                    }
                 }
             }
-            for i in moved.into_iter().rev() {
+            merged.sort_unstable();
+            merged.dedup();
+            for i in merged.into_iter().rev() {
                 let member = self.records.remove(i);
                 self.instants.remove(i);
                 self.problems.push(Problem {
                     source: member.source,
-                    message: format!("a member of {panel}: read as its component"),
+                    message: "a part of the panel that names it: read as one of its components"
+                        .into(),
                 });
             }
             if !pending.is_empty() {
@@ -1117,7 +1164,8 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
 /// the timing's own unit: "once every 2 days" is 2 d, "twice a week" 0.5 wk. With days of
 /// the week as well, the days decide, in days: "on Saturday and Sunday" puts two sessions on
 /// consecutive days whatever the weekly count says, and "daily, on Mon, Wed and Fri" is every
-/// other day; only a period that puts two sessions on one day says less than the days.
+/// other day; only a period that puts more sessions on the days than there are days says
+/// less than the days.
 fn session_interval(t: &Timing) -> Option<Value> {
     let repeat = t.repeat.as_ref()?;
     // Days of the week (Mon, Wed, Fri): the shortest gap between two sessions, the week
@@ -1160,8 +1208,13 @@ fn session_interval(t: &Timing) -> Option<Value> {
             // The days say on which days sessions fall (FHIR: `dayOfWeek` restricts the
             // schedule); the period adds to that only when it puts more than one on a day.
             let every_days = every * days_per;
+            // More than one a day, or more a week than days named ("4 a week, on Mon and
+            // Wed"), puts two on one day: then the period's reading is the closer one. A daily
+            // period is only narrowed by the days ("daily, on Mon, Wed and Fri").
+            let weekly = repeat_days(repeat) >= 7.0;
+            let crowded = every_days < 1.0 || (weekly && 7.0 / every_days > days.len() as f64);
             Some(Value::Quantity {
-                value: if every_days < 1.0 {
+                value: if crowded {
                     every_days.min(gap as f64)
                 } else {
                     gap as f64
@@ -1179,6 +1232,23 @@ fn session_interval(t: &Timing) -> Option<Value> {
         }),
         (None, None) => None,
     }
+}
+
+/// A timing's period in days (its unit's length; unknown units give 0).
+fn repeat_days(repeat: &fhir_sdk::r4b::types::TimingRepeat) -> f64 {
+    let unit = repeat
+        .period_unit
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    let per = match unit.as_str() {
+        "d" => 1.0,
+        "wk" => 7.0,
+        "mo" => 30.0,
+        "a" => 365.0,
+        _ => 0.0,
+    };
+    repeat.period.unwrap_or(0.0) * per
 }
 
 fn device_request(d: &DeviceRequest, source: String) -> Read {
@@ -1815,6 +1885,82 @@ mod tests {
     }
 
     #[test]
+    fn members_that_are_not_parts_of_their_panel_stay_records_of_their_own() {
+        let score = |id: &str, day: &str, value: i64| {
+            json!({"resourceType": "Observation", "id": id, "status": "final",
+                "code": {"coding": [{"system": LOCAL, "code": "pain-walking"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": day,
+                "valueInteger": value})
+        };
+        let mut intake = Intake::for_patient("p1");
+        // A week's diary: its days are not the panel's day, and a second score of the
+        // panel's day that says otherwise is evidence of its own.
+        add(
+            &mut intake,
+            json!({"resourceType": "Observation", "id": "week", "status": "final",
+                "code": {"coding": [{"system": LOCAL, "code": "walking-diary"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-05",
+                "component": [{"code": {"coding": [{"system": LOCAL, "code": "pain-walking"}]}, "valueInteger": 0}],
+                "hasMember": [{"reference": "Observation/d1"}, {"reference": "Observation/d2"},
+                    {"reference": "Observation/d3"}]}),
+        );
+        add(&mut intake, score("d1", "2026-12-03", 4));
+        add(&mut intake, score("d2", "2026-12-05", 6));
+        add(&mut intake, score("d3", "2026-12-05", 0));
+        let zone = crate::clinic::ClinicZone::named("Pacific/Auckland").unwrap();
+        let now = OffsetDateTime::parse(
+            "2026-12-06T09:00:00+13:00",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        intake.localise(&zone, now);
+        let sources: Vec<&str> = intake.records.iter().map(|r| r.source.as_str()).collect();
+        // d3 repeats the panel's own 0 of its day: merged. d1 (another day) and d2 (another
+        // value) stay.
+        assert_eq!(
+            sources,
+            ["Observation/week", "Observation/d1", "Observation/d2"]
+        );
+        assert_eq!(intake.records[0].components.len(), 1);
+    }
+
+    #[test]
+    fn a_later_version_of_the_same_resource_entered_in_error_retracts_it() {
+        let mut intake = Intake::for_patient("p1");
+        add(
+            &mut intake,
+            extent("a", "final", 3.0, "2026-12-03T10:00:00Z"),
+        );
+        add(
+            &mut intake,
+            extent("a", "entered-in-error", 3.0, "2026-12-05T10:00:00Z"),
+        );
+        assert_eq!(intake.records.len(), 1);
+        assert_eq!(
+            intake.records[0].status.as_deref(),
+            Some("entered-in-error")
+        );
+    }
+
+    #[test]
+    fn a_contained_finding_of_a_retracted_report_is_not_read() {
+        let mut intake = Intake::for_patient("p1");
+        add(
+            &mut intake,
+            json!({"resourceType": "DiagnosticReport", "id": "dr", "status": "entered-in-error",
+                "code": {"text": "Physiotherapy assessment"}, "subject": {"reference": "Patient/p1"},
+                "effectiveDateTime": "2026-12-05",
+                "contained": [{"resourceType": "Observation", "status": "final",
+                    "code": {"coding": [{"system": LOCAL, "code": "pain-night"}]},
+                    "valueBoolean": true}]}),
+        );
+        assert!(intake
+            .records
+            .iter()
+            .all(|r| !r.codes.iter().any(|c| c.code == "pain-night")));
+    }
+
+    #[test]
     fn a_copy_entered_in_error_never_replaces_the_record_it_copies() {
         for order in [false, true] {
             let kept = extent("a", "final", 3.0, "2026-12-03T10:00:00Z");
@@ -1919,6 +2065,12 @@ mod tests {
                 json!({"frequency": 1, "period": 1, "periodUnit": "d", "dayOfWeek": ["mon", "wed", "fri"]})
             ),
             d(2.0)
+        );
+        assert_eq!(
+            both(
+                json!({"frequency": 4, "period": 1, "periodUnit": "wk", "dayOfWeek": ["mon", "wed"]})
+            ),
+            d(1.75)
         );
         assert_eq!(
             both(

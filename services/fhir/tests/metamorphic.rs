@@ -193,11 +193,16 @@ fn resource(r: &Record, n: usize) -> Json {
             o
         }
         RecordKind::Condition => {
-            // A diagnosis in words is sent as words alone, as EHRs send a typed diagnosis.
-            let code = match &r.text {
-                Some(t) => json!({"text": t}),
-                None => coding(&r.codes),
-            };
+            // A diagnosis in words is sent as words alone, as EHRs send a typed diagnosis; a
+            // coded one with the clinician's text beside its codes.
+            let mut code = coding(&r.codes);
+            if let Some(t) = &r.text {
+                if r.codes.is_empty() {
+                    code = json!({"text": t});
+                } else {
+                    code["text"] = json!(t);
+                }
+            }
             let mut c = json!({"resourceType": "Condition", "id": id, "identifier": ident,
                 "code": code, "subject": subject});
             match r.status.as_deref() {

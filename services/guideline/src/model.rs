@@ -323,7 +323,13 @@ impl Region {
         sites: &[crate::facts::Code],
         text: Option<&str>,
     ) -> Option<&'static str> {
-        if !sites.is_empty() && !sites.iter().any(|c| self.codes.contains(c)) {
+        // Only sites in a system the region is written in say anything (a local site code
+        // is not known to be elsewhere).
+        let said: Vec<&crate::facts::Code> = sites
+            .iter()
+            .filter(|c| self.codes.iter().any(|k| k.system == c.system))
+            .collect();
+        if !said.is_empty() && !said.iter().any(|c| self.codes.contains(c)) {
             return Some("its body site is another region");
         }
         let text = text?;

@@ -141,7 +141,9 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
             // given in words only what it is (read by sources of its kind of record).
             if let Some(text) = &r.text {
                 let counts = status_counts(r, dq);
-                let mut read = rs.word_readers(text, r.kind).peekable();
+                let mut read = rs
+                    .word_readers(text, r.kind, !r.codes.is_empty())
+                    .peekable();
                 if read.peek().is_some() {
                     relevant.push((record, counts));
                     if counts {
@@ -193,7 +195,7 @@ pub(crate) fn prepare(rs: &RuleSet, facts: &Facts) -> Prepared {
             if let (RecordKind::Order, Some(text)) = (r.kind, &r.text) {
                 let coded: Vec<usize> = hits[before..].iter().map(|h| h.fact).collect();
                 let worded: Vec<(usize, usize)> = rs
-                    .word_readers(text, r.kind)
+                    .word_readers(text, r.kind, false)
                     .filter(|(fact, _)| !coded.contains(fact))
                     .collect();
                 hits.extend(worded.into_iter().map(|(fact, source)| Hit {
@@ -919,8 +921,14 @@ pub(crate) fn resolve_with<'r>(
         let Some(e) = rs.doc.facts.get(name).and_then(|b| b.ended_by.as_ref()) else {
             continue;
         };
-        // The first day the count covers (a count of 0 covers none).
-        let covered_from = day - time::Duration::days(count.max(0.0).ceil() as i64 - 1);
+        // The first day the count covers (a count of 0 covers none); checked, as a count
+        // without a plausible range may be any number.
+        let covered = (count.max(0.0).ceil() as i64)
+            .saturating_sub(1)
+            .min(100_000);
+        let covered_from = day
+            .checked_sub(time::Duration::days(covered))
+            .unwrap_or(Date::MIN);
         let breaker = readings
             .get(e.fact.as_str())
             .into_iter()

@@ -60,8 +60,9 @@ pub struct RuleSet {
 struct Worded {
     words: Vec<String>,
     except: Vec<String>,
-    /// (fact, source, the kind of record the source reads).
-    readers: Vec<(usize, usize, crate::model::RecordKind)>,
+    /// (fact, source, the kind of record the source reads, whether the source reads a
+    /// finding as present: `FactSource::present`).
+    readers: Vec<(usize, usize, crate::model::RecordKind, bool)>,
 }
 
 /// Every fact a criterion reads.
@@ -237,7 +238,7 @@ impl RuleSet {
                                 crate::model::RecordKind::Order
                                     | crate::model::RecordKind::Condition
                             ) && s.value_sets.contains(name))
-                            .then_some((f, i, s.record))
+                            .then_some((f, i, s.record, s.present))
                         })
                     })
                     .collect(),
@@ -365,7 +366,12 @@ impl RuleSet {
         &'a self,
         text: &'a str,
         kind: crate::model::RecordKind,
+        coded: bool,
     ) -> impl Iterator<Item = (usize, usize)> + 'a {
+        // A coded diagnosis keeps its clinician's words only for the symptoms a source reads
+        // as present (night pain on the problem list): its code decides what it is, so a code
+        // left out of the triggers on purpose is not let back in by its text (D74, D86).
+        let diagnosis = kind == crate::model::RecordKind::Condition && coded;
         self.worded
             .iter()
             .filter(move |w| {
@@ -374,8 +380,8 @@ impl RuleSet {
             .flat_map(move |w| {
                 w.readers
                     .iter()
-                    .filter(move |r| r.2 == kind)
-                    .map(|&(fact, source, _)| (fact, source))
+                    .filter(move |r| r.2 == kind && (!diagnosis || r.3))
+                    .map(|&(fact, source, _, _)| (fact, source))
             })
     }
 

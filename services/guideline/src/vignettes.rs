@@ -267,7 +267,13 @@ impl Vignette {
                     start: r.from.map(|d| self.as_of + Duration::days(d)),
                     source,
                     kind: r.kind,
-                    codes: vec![code(&r.code)?],
+                    // `code: ""`: a record given in words only (`text`), as EHRs send a
+                    // diagnosis typed as text.
+                    codes: if r.code.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![code(&r.code)?]
+                    },
                     status: status.clone(),
                     date: day.map(|d| self.as_of + Duration::days(d)),
                     value: r.value.as_ref().map(value).transpose()?,
