@@ -80,6 +80,24 @@ const DISAGREE: &[(&str, &str)] = &[
          progress.",
     ),
     (
+        "300-",
+        "Pain the morning after a pain-free first run is not pain while running: pain on return \
+         (RF-05) reads the first sessions' running pain. The patient is held for evaluation on \
+         'no improvement after rest' all the same, and the walking pain recorded this morning \
+         ends the pain-free walking.",
+    ),
+    (
+        "302-",
+        "A run during rest is no return (it is the running-during-rest pitfall, shown): pain on \
+         return (RF-05) reads the first sessions after the minimum rest. The patient stays in \
+         rest.",
+    ),
+    (
+        "308-",
+        "A pre-injury distance per month (km/mo) is not among the units read (FACTS: km, m), so \
+         it is unknown and full return is not granted: the cautious side of a control.",
+    ),
+    (
         "178-",
         "Two runs on one day are less than 24 hours apart: the source's reason for alternate \
          days is that 'bone and muscle cells require 24 hours to regain 98% mechanosensitivity \
@@ -97,6 +115,11 @@ const OPEN: &[(&str, &str)] = &[
          the pre-injury distance is unknown; premature speed work, recorded but not comparable, \
          is listed on the phase card as a pitfall that could not be checked, not shown as a \
          card of its own.",
+    ),
+    (
+        "309-",
+        "As 267: a pre-injury distance per run (km/{run}) is not read, and premature speed work, \
+         recorded but not comparable, is listed on the phase card, not shown as a card of its own.",
     ),
     (
         "204-",

@@ -279,6 +279,11 @@ pub struct FactBinding {
     /// For `trend`: the length of each of the two compared periods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_days: Option<u32>,
+    /// For `step-up`: only runs of these last days are judged; the window reaches further
+    /// back for what they are compared with, so a run after a week without running is
+    /// compared with the last week that had runs (D90).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_days: Option<u32>,
     /// For `trend`: the change is given per this many days, compounded (7: a weekly rate
     /// from two 14-day periods). Without it, the change between the two periods.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1835,14 +1835,39 @@ fn aggregate(
             // Each run against the longest run of the `period_days` before its day; the largest
             // rise counts (a run that doubled is a jump even if later runs held).
             let period = i64::from(b.period_days.unwrap_or(7));
+            let judged = b.judged_days.map(i64::from);
             let mut rise = 0.0f64;
             let mut used = Vec::new();
-            for p in points.iter() {
-                let prev = points
+            for p in points
+                .iter()
+                .filter(|p| judged.is_none_or(|j| (as_of - p.date).whole_days() <= j))
+            {
+                let longest_before = |end: Date| {
+                    points
+                        .iter()
+                        .filter(|q| {
+                            q.date < p.date && q.date <= end && (end - q.date).whole_days() < period
+                        })
+                        .map(|q| q.value)
+                        .reduce(f64::max)
+                };
+                let mut prev = points
                     .iter()
                     .filter(|q| q.date < p.date && (p.date - q.date).whole_days() <= period)
                     .map(|q| q.value)
                     .reduce(f64::max);
+                // After a break (`judged_days`): the last period that had runs, ending on the
+                // last run before this one. A week off is no baseline of 0 km.
+                if prev.is_none() && judged.is_some() {
+                    if let Some(last) = points
+                        .iter()
+                        .filter(|q| q.date < p.date)
+                        .map(|q| q.date)
+                        .max()
+                    {
+                        prev = longest_before(last);
+                    }
+                }
                 if let Some(prev) = prev.filter(|v| *v > 0.0) {
                     let r = (p.value - prev) / prev * 100.0;
                     if r > rise {
