@@ -98,6 +98,12 @@ const DISAGREE: &[(&str, &str)] = &[
          it is unknown and full return is not granted: the cautious side of a control.",
     ),
     (
+        "331-",
+        "As 42: persistent localized bony tenderness after 2 weeks of rest (RF-03) is judged on \
+         an exam from day 14 of the episode; the last exam is from day 12, so RF-03 is not ruled \
+         out (its own card asks for the exam) and the patient stays in rest until it is.",
+    ),
+    (
         "178-",
         "Two runs on one day are less than 24 hours apart: the source's reason for alternate \
          days is that 'bone and muscle cells require 24 hours to regain 98% mechanosensitivity \
@@ -120,6 +126,12 @@ const OPEN: &[(&str, &str)] = &[
         "309-",
         "As 267: a pre-injury distance per run (km/{run}) is not read, and premature speed work, \
          recorded but not comparable, is listed on the phase card, not shown as a card of its own.",
+    ),
+    (
+        "334-",
+        "Premature speed work (PF-02b) compares the last 7 days' distance, as of today, with 50 % \
+         of the pre-injury week, not the 7 days ending with the speed session: a speed session \
+         that opened the first week at 50 % is not caught once that week is complete.",
     ),
     (
         "204-",

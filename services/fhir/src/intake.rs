@@ -505,6 +505,19 @@ impl Intake {
             } else {
                 version > kept
             };
+            // Two copies of a finding with no version to order them that say different things
+            // are not one record sent twice: both stand (a painful walk that carries another
+            // record's identifier is still a painful walk), the safe reading of a clash (D91).
+            // Not for panels and sessions: two copies of a run would count its distance twice.
+            let differs = index.is_some_and(|i| {
+                let r = &self.records[i];
+                r.components.is_empty()
+                    && record.components.is_empty()
+                    && (&r.codes, &r.value, &r.date) != (&record.codes, &record.value, &record.date)
+            });
+            if !later && version == kept && differs {
+                continue;
+            }
             if let (true, Some(i)) = (later, index) {
                 // A later version of a record already kept (a correction): it takes the
                 // earlier one's place, and the earlier one is named as replaced.
@@ -727,6 +740,22 @@ fn words(cc: Option<&CodeableConcept>) -> Option<String> {
     (!text.trim().is_empty()).then_some(text)
 }
 
+/// A value typed as text: a whole number (`typed_number`), or a yes or a no in one of the
+/// exact words forms and apps use ("Y", "yes", "N", "no", "nil", "none", "no pain"), read as
+/// that answer. Anything else ("unknown", "mild", "worse at night") stays a form not read,
+/// "not ruled out" (D52, D91).
+fn typed_value(text: &str) -> Value {
+    if let Some(n) = typed_number(text) {
+        return n;
+    }
+    let t = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    match t.as_str() {
+        "y" | "yes" | "present" | "positive" => Value::Boolean(true),
+        "n" | "no" | "nil" | "none" | "absent" | "negative" | "no pain" => Value::Boolean(false),
+        _ => Value::Other("string".into()),
+    }
+}
+
 /// A whole number typed as text, as flowsheets and patient apps send a score: "4", "3/10",
 /// "2 out of 10". Only these exact shapes: anything else ("pain 2", "3-4", "7/20") stays a
 /// form not read, which a fact takes as "not ruled out", never as a number guessed from it.
@@ -866,9 +895,7 @@ fn observation(o: &Observation, source: String) -> Read {
         Some(ObservationValue::Boolean(b)) => Some(Value::Boolean(*b)),
         Some(ObservationValue::CodeableConcept(cc)) => Some(Value::Coded(codes(Some(cc)))),
         // Recorded, in a form not read: never "no value" (free text is not a "no").
-        Some(ObservationValue::String(t)) => {
-            Some(typed_number(t).unwrap_or_else(|| Value::Other("string".into())))
-        }
+        Some(ObservationValue::String(t)) => Some(typed_value(t)),
         Some(ObservationValue::Range(r)) => {
             Some(range(r).unwrap_or_else(|| Value::Other("a range".into())))
         }
@@ -894,9 +921,7 @@ fn observation(o: &Observation, source: String) -> Read {
                 Some(ObservationComponentValue::CodeableConcept(cc)) => {
                     Some(Value::Coded(codes(Some(cc))))
                 }
-                Some(ObservationComponentValue::String(t)) => {
-                    Some(typed_number(t).unwrap_or_else(|| Value::Other("string".into())))
-                }
+                Some(ObservationComponentValue::String(t)) => Some(typed_value(t)),
                 // A component is read as its Observation's value would be: a range, a ratio
                 // over 10, and any other form recorded but not read.
                 Some(ObservationComponentValue::Range(r)) => {
@@ -1958,6 +1983,42 @@ mod tests {
             .records
             .iter()
             .all(|r| !r.codes.iter().any(|c| c.code == "pain-night")));
+    }
+
+    #[test]
+    fn two_unordered_copies_of_a_finding_that_disagree_both_stand() {
+        let mut intake = Intake::for_patient("p1");
+        let walk = |id: &str, pain: i64| {
+            json!({"resourceType": "Observation", "id": id, "status": "final",
+                "identifier": [{"system": "https://ehr.example.org/obs", "value": "walk-1"}],
+                "code": {"coding": [{"system": LOCAL, "code": "pain-walking"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-02",
+                "valueInteger": pain})
+        };
+        add(&mut intake, walk("clinic", 0));
+        add(&mut intake, walk("app", 3));
+        add(&mut intake, walk("again", 3));
+        let sources: Vec<&str> = intake.records.iter().map(|r| r.source.as_str()).collect();
+        assert_eq!(sources, ["Observation/clinic", "Observation/app"]);
+    }
+
+    #[test]
+    fn a_yes_or_a_no_typed_in_exact_words_is_that_answer() {
+        for (text, want) in [
+            ("Y", Value::Boolean(true)),
+            (" yes ", Value::Boolean(true)),
+            ("N", Value::Boolean(false)),
+            ("nil", Value::Boolean(false)),
+            ("No pain", Value::Boolean(false)),
+            ("3/10", Value::Integer(3)),
+            ("unknown", Value::Other("string".into())),
+            (
+                "no pain at rest but wakes at night",
+                Value::Other("string".into()),
+            ),
+        ] {
+            assert_eq!(typed_value(text), want, "{text}");
+        }
     }
 
     #[test]
