@@ -1,11 +1,11 @@
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::BoxStream;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::audit::{entry_hash, AuditFacts, GENESIS};
 use crate::model::Review;
-use crate::stream::async_stream;
+use crate::stream::{async_stream, forward};
 use crate::{
     Activation, AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery,
     CarePlanRecord, CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord,
@@ -464,13 +464,8 @@ impl Store for PgStore {
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
-            let mut rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
-            while let Some(row) = rows.next().await {
-                let item = row.map_err(StoreError::from).and_then(|r| feedback_row(&r));
-                if tx.send(item).await.is_err() {
-                    break;
-                }
-            }
+            let rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
+            forward(rows, &tx, feedback_row).await;
         }))
     }
 
@@ -767,7 +762,7 @@ impl Store for PgStore {
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
-            let mut rows = sqlx::query(&sql)
+            let rows = sqlx::query(&sql)
                 .bind(&q.tenant)
                 .bind(&q.patient_ref)
                 .bind(&q.caller_subject)
@@ -778,12 +773,7 @@ impl Store for PgStore {
                 .bind(&q.decision_id)
                 .bind(&q.action)
                 .fetch(&pool);
-            while let Some(row) = rows.next().await {
-                let item = row.map_err(StoreError::from).and_then(|r| row_to_audit(&r));
-                if tx.send(item).await.is_err() {
-                    break;
-                }
-            }
+            forward(rows, &tx, row_to_audit).await;
         }))
     }
 

@@ -1,6 +1,6 @@
 use std::str::FromStr;
 
-use futures_util::stream::{BoxStream, StreamExt};
+use futures_util::stream::BoxStream;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::audit::AuditFacts;
 use crate::model::Review;
-use crate::stream::async_stream;
+use crate::stream::{async_stream, forward};
 use crate::{
     Activation, AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery,
     CarePlanRecord, CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord,
@@ -458,13 +458,8 @@ impl Store for SqliteStore {
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
-            let mut rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
-            while let Some(row) = rows.next().await {
-                let item = row.map_err(StoreError::from).and_then(|r| feedback_row(&r));
-                if tx.send(item).await.is_err() {
-                    break;
-                }
-            }
+            let rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
+            forward(rows, &tx, feedback_row).await;
         }))
     }
 
@@ -795,7 +790,7 @@ impl Store for SqliteStore {
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
-            let mut rows = sqlx::query(&sql)
+            let rows = sqlx::query(&sql)
                 .bind(&q.tenant)
                 .bind(&q.patient_ref)
                 .bind(&q.caller_subject)
@@ -806,12 +801,7 @@ impl Store for SqliteStore {
                 .bind(&q.decision_id)
                 .bind(&q.action)
                 .fetch(&pool);
-            while let Some(row) = rows.next().await {
-                let item = row.map_err(StoreError::from).and_then(|r| row_to_audit(&r));
-                if tx.send(item).await.is_err() {
-                    break;
-                }
-            }
+            forward(rows, &tx, row_to_audit).await;
         }))
     }
 
