@@ -1421,6 +1421,27 @@ mod tests {
         intake.add(&serde_json::value::to_raw_value(&value).unwrap());
     }
 
+    /// A final finding about `Patient/p1` in Stride's code system: `code` = `value` (a
+    /// `value[x]` key and its JSON) at `when`.
+    fn finding(id: &str, code: &str, when: &str, value: (&str, Json)) -> Json {
+        let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "code": {"coding": [{"system": LOCAL, "code": code}]},
+            "subject": {"reference": "Patient/p1"}, "effectiveDateTime": when});
+        o[value.0] = value.1;
+        o
+    }
+
+    /// The intake read on an Auckland clinic's calendar at 09:00 on 2026-12-06.
+    fn localise_in_auckland(intake: &mut Intake) {
+        let zone = crate::clinic::ClinicZone::named("Pacific/Auckland").unwrap();
+        let now = OffsetDateTime::parse(
+            "2026-12-06T09:00:00+13:00",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        intake.localise(&zone, now);
+    }
+
     const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
 
     #[test]
@@ -1853,11 +1874,7 @@ mod tests {
     #[test]
     fn a_panels_members_are_read_as_its_components_and_counted_once() {
         let member = |id: &str, code: &str, value: (&str, Json)| {
-            let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
-                "code": {"coding": [{"system": LOCAL, "code": code}]},
-                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-05T07:00:00+13:00"});
-            o[value.0] = value.1;
-            o
+            finding(id, code, "2026-12-05T07:00:00+13:00", value)
         };
         let mut intake = Intake::for_patient("p1");
         // Members before and after the panel, one named by an absolute URL, one pending.
@@ -1878,13 +1895,7 @@ mod tests {
             &mut intake,
             member("speed", "speed-work", ("valueBoolean", json!(true))),
         );
-        let zone = crate::clinic::ClinicZone::named("Pacific/Auckland").unwrap();
-        let now = OffsetDateTime::parse(
-            "2026-12-06T09:00:00+13:00",
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
-        intake.localise(&zone, now);
+        localise_in_auckland(&mut intake);
         assert_eq!(intake.records.len(), 1, "{:?}", intake.records);
         let codes: Vec<&str> = intake.records[0]
             .components
@@ -1904,7 +1915,7 @@ mod tests {
                 ),
             ),
         );
-        intake.localise(&zone, now);
+        localise_in_auckland(&mut intake);
         assert_eq!(intake.records.len(), 1);
         assert_eq!(intake.records[0].components.len(), 3);
     }
@@ -1912,10 +1923,7 @@ mod tests {
     #[test]
     fn members_that_are_not_parts_of_their_panel_stay_records_of_their_own() {
         let score = |id: &str, day: &str, value: i64| {
-            json!({"resourceType": "Observation", "id": id, "status": "final",
-                "code": {"coding": [{"system": LOCAL, "code": "pain-walking"}]},
-                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": day,
-                "valueInteger": value})
+            finding(id, "pain-walking", day, ("valueInteger", json!(value)))
         };
         let mut intake = Intake::for_patient("p1");
         // A week's diary: its days are not the panel's day, and a second score of the
@@ -1932,13 +1940,7 @@ mod tests {
         add(&mut intake, score("d1", "2026-12-03", 4));
         add(&mut intake, score("d2", "2026-12-05", 6));
         add(&mut intake, score("d3", "2026-12-05", 0));
-        let zone = crate::clinic::ClinicZone::named("Pacific/Auckland").unwrap();
-        let now = OffsetDateTime::parse(
-            "2026-12-06T09:00:00+13:00",
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
-        intake.localise(&zone, now);
+        localise_in_auckland(&mut intake);
         let sources: Vec<&str> = intake.records.iter().map(|r| r.source.as_str()).collect();
         // d3 repeats the panel's own 0 of its day: merged. d1 (another day) and d2 (another
         // value) stay.
@@ -1989,11 +1991,14 @@ mod tests {
     fn two_unordered_copies_of_a_finding_that_disagree_both_stand() {
         let mut intake = Intake::for_patient("p1");
         let walk = |id: &str, pain: i64| {
-            json!({"resourceType": "Observation", "id": id, "status": "final",
-                "identifier": [{"system": "https://ehr.example.org/obs", "value": "walk-1"}],
-                "code": {"coding": [{"system": LOCAL, "code": "pain-walking"}]},
-                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": "2026-12-02",
-                "valueInteger": pain})
+            let mut o = finding(
+                id,
+                "pain-walking",
+                "2026-12-02",
+                ("valueInteger", json!(pain)),
+            );
+            o["identifier"] = json!([{"system": "https://ehr.example.org/obs", "value": "walk-1"}]);
+            o
         };
         add(&mut intake, walk("clinic", 0));
         add(&mut intake, walk("app", 3));
