@@ -414,6 +414,23 @@ fn absolute_refs(j: &mut Json) {
 
 type Pages = Vec<Vec<Json>>;
 
+/// `base` and, after it, a copy of every record (not the Patient) under the id
+/// `{prefix}-{id}`, edited by `edit`: the same records sent again in another shape.
+fn with_copies(base: &[Json], prefix: &str, edit: impl Fn(&mut Json)) -> Vec<Json> {
+    let mut out = base.to_vec();
+    out.extend(
+        base.iter()
+            .filter(|x| x["resourceType"] != "Patient")
+            .map(|x| {
+                let mut y = x.clone();
+                y["id"] = json!(format!("{prefix}-{}", x["id"].as_str().unwrap_or("")));
+                edit(&mut y);
+                y
+            }),
+    );
+    out
+}
+
 /// The transformations that must leave the decision unchanged, each with its name.
 fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
     let base = r.resources.clone();
@@ -445,38 +462,20 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
     let mut twice = base.clone();
     twice.extend(base.iter().cloned());
     out.push(("every resource sent twice", vec![twice]));
-    let mut reimported = base.clone();
-    reimported.extend(
-        base.iter()
-            .filter(|x| x["resourceType"] != "Patient")
-            .map(|x| {
-                let mut y = x.clone();
-                y["id"] = json!(format!("again-{}", x["id"].as_str().unwrap_or("")));
-                y
-            }),
-    );
     out.push((
         "every record imported again under a new id, same identifier",
-        vec![reimported],
+        vec![with_copies(&base, "again", |_| {})],
     ));
     // RFC 3986: an identifier system's scheme and host are case-insensitive (D71).
-    let mut shouted = base.clone();
-    shouted.extend(
-        base.iter()
-            .filter(|x| x["resourceType"] != "Patient")
-            .map(|x| {
-                let mut y = x.clone();
-                y["id"] = json!(format!("loud-{}", x["id"].as_str().unwrap_or("")));
-                if let Some(ids) = y["identifier"].as_array_mut() {
-                    for i in ids {
-                        let s = i["system"].as_str().unwrap_or("");
-                        i["system"] =
-                            json!(s.replace("https://ehr.example.org", "HTTPS://EHR.Example.ORG"));
-                    }
-                }
-                y
-            }),
-    );
+    let shouted = with_copies(&base, "loud", |y| {
+        if let Some(ids) = y["identifier"].as_array_mut() {
+            for i in ids {
+                let s = i["system"].as_str().unwrap_or("");
+                i["system"] =
+                    json!(s.replace("https://ehr.example.org", "HTTPS://EHR.Example.ORG"));
+            }
+        }
+    });
     out.push((
         "every record imported again with its identifier system's scheme and host in capitals",
         vec![shouted],
@@ -592,19 +591,10 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
         "the prefetch split into two fetched pages",
         vec![base[..half].to_vec(), base[half..].to_vec()],
     ));
-    let mut others = base.clone();
-    others.extend(
-        base.iter()
-            .filter(|x| x["resourceType"] != "Patient")
-            .map(|x| {
-                let mut y = x.clone();
-                y["id"] = json!(format!("other-{}", x["id"].as_str().unwrap_or("")));
-                y["identifier"] =
-                    json!([{"system": "urn:stride:test:other", "value": y["id"].clone()}]);
-                y["subject"] = json!({"reference": "Patient/p2"});
-                y
-            }),
-    );
+    let others = with_copies(&base, "other", |y| {
+        y["identifier"] = json!([{"system": "urn:stride:test:other", "value": y["id"].clone()}]);
+        y["subject"] = json!({"reference": "Patient/p2"});
+    });
     out.push(("the same records about another patient added", vec![others]));
     let mut noise = base.clone();
     noise.push(json!({"resourceType": "Observation", "id": "hr", "status": "final",
