@@ -1214,12 +1214,13 @@ fn session_interval(t: &Timing) -> Option<Value> {
         .map(|(a, b)| (b - a).rem_euclid(7))
         .map(|g| if g == 0 { 7 } else { g })
         .min();
-    let by_period = repeat.period.filter(|p| *p > 0.0).and_then(|period| {
-        let frequency = repeat.frequency.map_or(1, |f| f.get());
-        Some((period / f64::from(frequency), repeat.period_unit.clone()?))
-    });
+    let frequency = f64::from(repeat.frequency.map_or(1, |f| f.get()));
+    let by_period = repeat
+        .period
+        .filter(|p| *p > 0.0)
+        .and_then(|period| Some((period, repeat.period_unit.clone()?)));
     match (by_day, by_period) {
-        (Some(gap), Some((every, unit))) => {
+        (Some(gap), Some((period, unit))) => {
             let days_per = match unit.to_string().as_str() {
                 "s" => 1.0 / 86_400.0,
                 "min" => 1.0 / 1_440.0,
@@ -1231,12 +1232,12 @@ fn session_interval(t: &Timing) -> Option<Value> {
                 _ => f64::INFINITY,
             };
             // The days say on which days sessions fall (FHIR: `dayOfWeek` restricts the
-            // schedule); the period adds to that only when it puts more than one on a day.
-            let every_days = every * days_per;
-            // More than one a day, or more a week than days named ("4 a week, on Mon and
-            // Wed"), puts two on one day: then the period's reading is the closer one. A daily
-            // period is only narrowed by the days ("daily, on Mon, Wed and Fri").
-            let weekly = repeat_days(repeat) >= 7.0;
+            // schedule). More than one a day, or more a week than days named ("4 a week, on
+            // Mon and Wed"), puts two on one day: then the period's reading is the closer
+            // one. A daily period is only narrowed by the days ("daily, on Mon, Wed and Fri").
+            let period_days = period * days_per;
+            let every_days = period_days / frequency;
+            let weekly = period_days >= 7.0;
             let crowded = every_days < 1.0 || (weekly && 7.0 / every_days > days.len() as f64);
             Some(Value::Quantity {
                 value: if crowded {
@@ -1251,29 +1252,12 @@ fn session_interval(t: &Timing) -> Option<Value> {
             value: gap as f64,
             unit: Some("d".into()),
         }),
-        (None, Some((every, unit))) => Some(Value::Quantity {
-            value: every,
+        (None, Some((period, unit))) => Some(Value::Quantity {
+            value: period / frequency,
             unit: Some(unit.to_string()),
         }),
         (None, None) => None,
     }
-}
-
-/// A timing's period in days (its unit's length; unknown units give 0).
-fn repeat_days(repeat: &fhir_sdk::r4b::types::TimingRepeat) -> f64 {
-    let unit = repeat
-        .period_unit
-        .as_ref()
-        .map(|u| u.to_string())
-        .unwrap_or_default();
-    let per = match unit.as_str() {
-        "d" => 1.0,
-        "wk" => 7.0,
-        "mo" => 30.0,
-        "a" => 365.0,
-        _ => 0.0,
-    };
-    repeat.period.unwrap_or(0.0) * per
 }
 
 fn device_request(d: &DeviceRequest, source: String) -> Read {
