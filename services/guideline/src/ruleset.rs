@@ -326,14 +326,7 @@ impl RuleSet {
     /// The codes of the imaging that evaluates a red flag (its `cleared_by` fact's sources):
     /// studies of the region the red flags concern. Empty when the rule set names none.
     pub fn imaging_codes(&self) -> Vec<&Code> {
-        let mut out: Vec<&Code> = self
-            .doc
-            .red_flags
-            .iter()
-            .filter_map(|r| r.cleared_by.as_ref())
-            .filter_map(|f| self.doc.facts.get(f))
-            .flat_map(|b| b.sources.iter().flat_map(|s| &s.resolved))
-            .collect();
+        let mut out: Vec<&Code> = self.imaging_sources().flat_map(|s| &s.resolved).collect();
         out.sort();
         out.dedup();
         out
@@ -345,14 +338,20 @@ impl RuleSet {
     /// False where the rule set names no region.
     pub fn imaging_elsewhere(&self, sites: &[Code], text: Option<&str>) -> bool {
         let mut regions = self
-            .doc
+            .imaging_sources()
+            .filter_map(|s| s.resolved_region.as_ref())
+            .peekable();
+        regions.peek().is_some() && regions.all(|g| g.excludes_parts(sites, text).is_some())
+    }
+
+    /// The sources of the facts that clear a red flag (`cleared_by`): the imaging it asks for.
+    fn imaging_sources(&self) -> impl Iterator<Item = &crate::model::FactSource> + '_ {
+        self.doc
             .red_flags
             .iter()
             .filter_map(|r| r.cleared_by.as_ref())
             .filter_map(|f| self.doc.facts.get(f))
-            .flat_map(|b| b.sources.iter().filter_map(|s| s.resolved_region.as_ref()))
-            .peekable();
-        regions.peek().is_some() && regions.all(|g| g.excludes_parts(sites, text).is_some())
+            .flat_map(|b| &b.sources)
     }
 
     /// Whether red flags are decided on this fact (numbered in `doc.facts` order).
