@@ -263,6 +263,36 @@ async fn a_vanished_database_is_unavailable_not_a_bug() {
     assert!(e.is_unavailable(), "{e:?}");
 }
 
+/// A PostgreSQL server that answers "no connection slot free" (SQLSTATE 53300) is alive and
+/// busy: load, which never marks the database down, as a pool waited out is. (On SQLite there
+/// is no server with slots; its busy file is checked in the store's own tests.)
+#[tokio::test]
+async fn a_server_with_no_slot_free_is_busy_not_down() {
+    let (db, _store) = store().await;
+    let Backend::Postgres = db.backend else {
+        return;
+    };
+    let role = format!("full_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN CONNECTION LIMIT 0"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&db.url).unwrap();
+    url.set_username(&role).unwrap();
+    let refused = <sqlx::PgConnection as sqlx::Connection>::connect(url.as_str())
+        .await
+        .unwrap_err();
+    let e = StoreError::from(refused);
+    assert!(e.is_overloaded() && !e.is_unavailable(), "{e:?}");
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
 fn audit_entry(n: i64) -> stride_store::NewAuditEntry {
     stride_store::NewAuditEntry {
         id: uuid::Uuid::new_v4(),

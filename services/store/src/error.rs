@@ -50,6 +50,11 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::PoolTimedOut => {
                 StoreError::Overloaded("no pooled connection free within the acquire time")
             }
+            // PostgreSQL's `too_many_connections`: the server answered, with every slot taken
+            // (other replicas, a migration, an operator's session). Load, as a busy pool is.
+            sqlx::Error::Database(ref d) if d.code().as_deref() == Some("53300") => {
+                StoreError::Overloaded("the database server has no connection slot free")
+            }
             sqlx::Error::Database(ref d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation => {
                 StoreError::Duplicate(e)
             }

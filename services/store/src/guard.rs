@@ -102,8 +102,11 @@ impl Guarded {
         }
         let (inner, health) = (self.inner.clone(), self.health.clone());
         tokio::spawn(async move {
+            // Down only when nothing answers: a server that says it has no slot free, or
+            // answers with any other error, is alive (marking it down would refuse every call
+            // for a probe interval: the false outage the guard exists to avoid).
             let answered = tokio::time::timeout(Duration::from_secs(2), inner.reachable()).await;
-            if !matches!(answered, Ok(Ok(()))) {
+            if matches!(answered, Err(_)) || matches!(&answered, Ok(Err(e)) if e.is_unavailable()) {
                 mark_down(inner, health.clone());
             }
             // Not again at once: under saturation, one check per probe interval at most.
