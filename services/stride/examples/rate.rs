@@ -1,7 +1,9 @@
 //! Open-loop load at a fixed rate: sends the load fixture's patient-view request N times per
 //! second whatever the answers, each with its own token, and measures every latency from the
 //! moment the request was due (so a stalled server cannot hide its queue: no coordinated
-//! omission). Prints one JSON line with the percentiles.
+//! omission). Prints one JSON line with the percentiles and the answers by kind: 200, shed
+//! (503 `overloaded` with `Retry-After`: the admission's answer to more than the host can take,
+//! which a slow host gives more of), any other status, transport errors.
 //! `cargo run --release --example rate -- URL FIXTURE_DIR RATE SECONDS`
 
 use std::sync::Arc;
@@ -41,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let url = format!("{url}/cds-services/running-knee-patient-view");
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(total)));
-    let outcome = Arc::new(Mutex::new((0usize, 0usize, 0usize))); // ok, non-200, errors
+    let outcome = Arc::new(Mutex::new(Outcome::default()));
     let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut dropped = 0usize;
     let start = Instant::now();
@@ -64,11 +66,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (latencies.clone(), outcome.clone(), in_flight.clone());
         tasks.push(tokio::spawn(async move {
             let result = req.send().await;
-            let status = match result {
+            let answer = match result {
                 Ok(res) => {
-                    let s = res.status().as_u16();
-                    let _ = res.bytes().await;
-                    Some(s)
+                    let status = res.status().as_u16();
+                    let retry = res.headers().contains_key("retry-after");
+                    let body = res.bytes().await.unwrap_or_default();
+                    Some((status, retry && overloaded(&body)))
                 }
                 Err(_) => None,
             };
@@ -76,10 +79,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             latencies.lock().await.push(took);
             let mut o = outcome.lock().await;
-            match status {
-                Some(200) => o.0 += 1,
-                Some(_) => o.1 += 1,
-                None => o.2 += 1,
+            match answer {
+                Some((200, _)) => o.ok += 1,
+                Some((503, true)) => o.shed += 1,
+                Some(_) => o.other += 1,
+                None => o.errors += 1,
             }
         }));
     }
@@ -94,16 +98,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|d| d.as_secs_f64() * 1000.0)
             .unwrap_or(f64::NAN)
     };
-    let (ok, non200, errors) = *outcome.lock().await;
+    let o = *outcome.lock().await;
     println!(
         "{}",
         serde_json::json!({
             "target_rate": rate, "seconds": seconds, "sent": l.len(), "dropped": dropped,
-            "ok": ok, "non_200": non200, "errors": errors,
+            "ok": o.ok, "shed": o.shed, "other_status": o.other, "errors": o.errors,
             "achieved_rate": (l.len() as f64 / elapsed).round(),
             "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99), "p999_ms": pct(0.999),
             "max_ms": l.last().map(|d| d.as_secs_f64() * 1000.0),
         })
     );
     Ok(())
+}
+
+#[derive(Clone, Copy, Default)]
+struct Outcome {
+    ok: usize,
+    shed: usize,
+    other: usize,
+    errors: usize,
+}
+
+/// The OperationOutcome of a call shed for load (`overloaded`), as the error table writes it.
+fn overloaded(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .is_ok_and(|b| b["issue"][0]["details"]["coding"][0]["code"] == "overloaded")
 }
