@@ -138,11 +138,11 @@ async fn call(app: &TestApp, n: usize) -> (u16, Json) {
     }
 }
 
-/// Calls from four clients until `stop`: every (status, body) seen.
-fn load(
-    app: &Arc<TestApp>,
-    stop: &Arc<Mutex<bool>>,
-) -> Vec<tokio::task::JoinHandle<Vec<(u16, Json)>>> {
+/// One answer under load: its status, its body, and how long the client waited for it.
+type Seen = (u16, Json, Duration);
+
+/// Calls from four clients until `stop`: every answer seen.
+fn load(app: &Arc<TestApp>, stop: &Arc<Mutex<bool>>) -> Vec<tokio::task::JoinHandle<Vec<Seen>>> {
     (0..4)
         .map(|c| {
             let (app, stop) = (app.clone(), stop.clone());
@@ -150,7 +150,9 @@ fn load(
                 let mut seen = Vec::new();
                 let mut n = 0;
                 while !*stop.lock().unwrap() {
-                    seen.push(call(&app, c * 100_000 + n).await);
+                    let sent = Instant::now();
+                    let (status, body) = call(&app, c * 100_000 + n).await;
+                    seen.push((status, body, sent.elapsed()));
                     n += 1;
                 }
                 seen
@@ -170,9 +172,9 @@ async fn status(app: &TestApp, path: &str) -> u16 {
 }
 
 /// Every answer during the outage is a 200 with cards or a 503 OperationOutcome.
-fn check_answers(all: &[(u16, Json)]) -> usize {
+fn check_answers(all: &[Seen]) -> usize {
     let mut unavailable = 0;
-    for (status, body) in all {
+    for (status, body, _) in all {
         match status {
             200 => assert!(body["cards"].is_array()),
             503 => {
@@ -220,6 +222,9 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
         spawn_app_with(&[
             ("STRIDE_DATABASE_URL", &url),
             ("STRIDE_DB_STATEMENT_TIMEOUT_MS", "2000"),
+            // Long enough that a call left to wait it out shows: the calls in flight when
+            // the server stops must be released once it is known to be down, not after this.
+            ("STRIDE_DB_ACQUIRE_TIMEOUT_MS", "5000"),
         ])
         .await,
     );
@@ -252,6 +257,30 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
         all.extend(c.await.unwrap());
     }
     assert!(check_answers(&all) > 0, "the outage was seen as 503s");
+    // Issue 31: no call waits for the server to come back, those in flight at the stop
+    // included. Before the guard watched operations in flight, a call waiting for a pooled
+    // connection at the stop waited through the whole outage (2.4 s here, answered 200 after
+    // the restart); now 0.06-0.15 s. The bound leaves room for a slow host.
+    let longest = |s: u16| {
+        all.iter()
+            .filter(|(status, ..)| *status == s)
+            .map(|(.., took)| *took)
+            .max()
+            .unwrap_or_default()
+    };
+    eprintln!(
+        "longest wait: 503 {:?}, 200 {:?} ({} calls)",
+        longest(503),
+        longest(200),
+        all.len()
+    );
+    for s in [200, 503] {
+        assert!(
+            longest(s) < Duration::from_millis(1500),
+            "a call waited {:?} for its {s}",
+            longest(s)
+        );
+    }
 }
 
 #[tokio::test]

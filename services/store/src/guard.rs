@@ -21,6 +21,14 @@ use crate::{
 /// this, and a dead database costs one connection attempt per interval.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long an operation may wait before the guard checks, beside it, whether the database
+/// still answers. A call in flight when PostgreSQL stopped waited out the whole acquire time
+/// (1 s, twice the CDS Hooks budget) while the pool retried a refused port; checked at this
+/// age, a refused server is marked down and every operation still waiting is released with
+/// `Down` at once. Ordinary operations take 1-10 ms (docs/benchmarks.md); one slower than this
+/// costs at most one connection opened per probe interval (`suspect`).
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(100);
+
 /// Whether the database is known to be down, for the whole process.
 #[derive(Debug, Default)]
 pub struct Health {
@@ -31,6 +39,8 @@ pub struct Health {
     overloads: AtomicU64,
     /// A check that the database still accepts connections is under way (`suspect`).
     checking: AtomicBool,
+    /// Woken when the database is marked down: operations still waiting give up (`watched`).
+    went_down: tokio::sync::Notify,
 }
 
 impl Health {
@@ -63,6 +73,31 @@ impl Guarded {
 
     pub fn health(&self) -> Arc<Health> {
         self.health.clone()
+    }
+
+    /// Run one operation, and stop waiting for it once the database is marked down: a call
+    /// in flight when the server went away is answered with the calls after it, not after
+    /// the pool's acquire time. An operation still waiting at `SUSPECT_AFTER` has the
+    /// database checked beside it.
+    async fn watched<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let down = self.health.went_down.notified();
+        tokio::pin!(down);
+        // Registered before the check below, so a mark between the two is not missed.
+        down.as_mut().enable();
+        self.refuse()?;
+        let slow = async {
+            tokio::time::sleep(SUSPECT_AFTER).await;
+            self.suspect();
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            r = call => r,
+            _ = &mut down => Err(StoreError::Down),
+            _ = slow => unreachable!("pending never completes"),
+        }
     }
 
     fn refuse(&self) -> Result<(), StoreError> {
@@ -126,6 +161,7 @@ fn mark_down(inner: Arc<dyn Store>, health: Arc<Health>) {
     if health.down.swap(true, Ordering::AcqRel) {
         return;
     }
+    health.went_down.notify_waiters();
     tracing::warn!("the database is unavailable: failing fast until it answers again");
     tokio::spawn(async move {
         loop {
@@ -144,8 +180,7 @@ fn mark_down(inner: Arc<dyn Store>, health: Arc<Health>) {
 /// outcome watched for the database going away.
 macro_rules! guarded {
     ($self:ident, $call:expr) => {{
-        $self.refuse()?;
-        let r = $call.await;
+        let r = $self.watched($call).await;
         $self.saw(r)
     }};
 }
