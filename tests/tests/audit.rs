@@ -621,10 +621,10 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
             tenant: Some(OLD.into()),
             ..Default::default()
         };
-        let check = stride::routes::audit::check_chain(app.store.as_ref(), &q, None, &[])
+        let check = stride_app::decision_log::check_chain(app.store.as_ref(), &q, None, &[])
             .await
             .unwrap();
-        stride::routes::audit::report(&check)
+        stride_app::decision_log::report(&check)
     };
     let before = verify().await;
     assert_eq!(before["status"], "intact", "{before}");
@@ -944,7 +944,7 @@ async fn deleting_the_oldest_entries_behind_a_forged_retention_checkpoint_is_cau
     // on SQLite it is a break whatever the keys.
     if app.db.backend == Backend::Sqlite {
         let q = AuditQuery::default();
-        let check = stride::routes::audit::check_chain(app.store.as_ref(), &q, None, &[])
+        let check = stride_app::decision_log::check_chain(app.store.as_ref(), &q, None, &[])
             .await
             .unwrap();
         assert!(check.broken.is_some(), "a retention checkpoint on SQLite");

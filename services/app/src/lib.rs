@@ -3,11 +3,14 @@
 //! crate extracts and admits a request, calls one of these and maps its error; the command
 //! line calls the same functions.
 
+pub mod actor;
 pub mod analytics;
 pub mod apply;
 pub mod attributes;
 pub mod cards;
+pub mod careplans;
 pub mod catalog;
+pub mod decision_log;
 pub mod discovery;
 pub mod feedback;
 pub mod governance;

@@ -12,13 +12,26 @@ use tracing_actix_web::RequestId;
 
 use crate::state::AppState;
 
-/// The chain of callers that could not be authenticated.
-pub const UNAUTHENTICATED: &str = "(unauthenticated)";
-
+pub use stride_app::actor::{Actor, UNAUTHENTICATED};
 pub use stride_app::now_us;
 
 pub fn tenant_of(caller: &Caller) -> String {
     caller.tenant.clone()
+}
+
+/// The request an audit entry belongs to: its trace id (OpenTelemetry's, else the request
+/// id), route and method.
+pub fn stamp(req: &HttpRequest) -> stride_app::actor::Stamp {
+    stride_app::actor::Stamp {
+        trace_id: trace_id().or_else(|| req.extensions().get::<RequestId>().map(|r| r.to_string())),
+        route: req.match_pattern().unwrap_or_default(),
+        method: req.method().as_str().to_owned(),
+    }
+}
+
+/// `caller` making this request, as the use cases take it.
+pub fn actor(req: &HttpRequest, caller: &Caller) -> Actor {
+    Actor::new(caller.clone(), stamp(req))
 }
 
 /// An entry for `action` by `caller`, with the request's id as its trace id.
@@ -28,20 +41,7 @@ pub fn entry(
     outcome: &str,
     caller: Option<&Caller>,
 ) -> NewAuditEntry {
-    NewAuditEntry {
-        id: stride_store::new_row_id(),
-        tenant: caller
-            .map(tenant_of)
-            .unwrap_or_else(|| UNAUTHENTICATED.to_owned()),
-        recorded_us: now_us(),
-        action: action.as_str().to_owned(),
-        outcome: outcome.to_owned(),
-        caller_issuer: caller.map(|c| c.issuer.clone()),
-        caller_subject: caller.map(|c| c.subject.clone()),
-        trace_id: trace_id().or_else(|| req.extensions().get::<RequestId>().map(|r| r.to_string())),
-        details: json!({"route": req.match_pattern().unwrap_or_default(), "method": req.method().as_str()}),
-        ..NewAuditEntry::default()
-    }
+    stride_app::actor::entry(caller, &stamp(req), action, outcome)
 }
 
 /// The OpenTelemetry trace id of the current request, when traces are being recorded.

@@ -71,14 +71,14 @@ async fn execute(
             if !outside.is_empty() && keys.is_none() {
                 return Err("--anchor needs the keys that signed the checkpoints (--keys or STRIDE_AUDIT_KEY_FILE)".into());
             }
-            let check = crate::routes::audit::check_chain(
+            let check = stride_app::decision_log::check_chain(
                 store.as_ref(),
                 &AuditQuery::default(),
                 keys.as_ref().map(|k| &k.verify),
                 &outside,
             )
             .await?;
-            println!("{}", crate::routes::audit::report(&check));
+            println!("{}", stride_app::decision_log::report(&check));
             if check.broken.is_some() {
                 ExitCode::FAILURE
             } else {

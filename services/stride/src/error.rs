@@ -151,6 +151,21 @@ impl From<stride_store::StoreError> for ApiError {
     }
 }
 
+impl From<stride_app::decision_log::LogError> for ApiError {
+    fn from(e: stride_app::decision_log::LogError) -> Self {
+        use stride_app::decision_log::LogError as L;
+        use stride_app::replay::ReplayError as R;
+        match e {
+            L::NotFound => ApiError::UnknownResource(e.to_string()),
+            L::Replay(R::UnknownVersion(..) | R::NotADecision) => {
+                ApiError::BadRequest(e.to_string())
+            }
+            L::Replay(R::Unreadable(m)) => ApiError::Internal(m),
+            L::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<stride_app::review::ReviewError> for ApiError {
     fn from(e: stride_app::review::ReviewError) -> Self {
         use stride_app::review::ReviewError;

@@ -6,10 +6,10 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use stride_store::{AuditQuery, ChainCheck};
+use stride_store::AuditQuery;
 use tokio::sync::mpsc;
 
-use stride_app::replay::{replay, ReplayError};
+use stride_app::decision_log;
 use stride_app::review::patient_ref;
 
 use crate::audit;
@@ -52,14 +52,14 @@ pub async fn search(
     q: web::Query<Search>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = staff.caller;
     let bundle = match q.format.as_deref() {
         None | Some("ndjson") => false,
         Some("bundle") | Some("json") => true,
         Some(_) => return Err(ApiError::BadRequest("_format: ndjson or bundle".into())),
     };
+    // The tenant is the actor's (`decision_log::search`).
     let query = AuditQuery {
-        tenant: caller.tenant_scope().map(str::to_owned),
+        tenant: None,
         patient_ref: q.patient.as_deref().map(patient_ref),
         caller_subject: q.caller.clone(),
         rule_set_version: q.rule_set_version.clone(),
@@ -69,12 +69,10 @@ pub async fn search(
         limit: q.count.map(|c| c.clamp(1, 1_000_000)),
         action: None,
     };
-    let mut entry = audit::entry(&req, audit::Action::AuditRead, "success", Some(&caller));
-    entry.patient_ref = query.patient_ref.clone();
-    entry.details["query"] = json!({"caller": q.caller, "ruleSetVersion": q.rule_set_version, "decision": q.decision,
-                                    "since": q.since, "until": q.until, "format": if bundle { "bundle" } else { "ndjson" }});
-    state.store.append_audit(&entry).await?;
-
+    let asked = json!({"caller": q.caller, "ruleSetVersion": q.rule_set_version, "decision": q.decision,
+                       "since": q.since, "until": q.until, "format": if bundle { "bundle" } else { "ndjson" }});
+    let actor = audit::actor(&req, &staff.caller);
+    let query = decision_log::search(state.store.as_ref(), &actor, query, None, asked).await?;
     Ok(export(state.store.clone(), query, bundle))
 }
 
@@ -153,90 +151,10 @@ pub async fn verify(
     staff: Staff<AuditRead>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = staff.caller;
-    let query = AuditQuery {
-        tenant: caller.tenant_scope().map(str::to_owned),
-        ..AuditQuery::default()
-    };
-    let check = verify_chain(&state, &query).await?;
-    let mut entry = audit::entry(&req, audit::Action::AuditVerify, "success", Some(&caller));
-    entry.details["result"] = report(&check);
-    state.store.append_audit(&entry).await?;
-    Ok(HttpResponse::Ok().json(report(&check)))
-}
-
-pub async fn verify_chain(state: &AppState, query: &AuditQuery) -> Result<ChainCheck, ApiError> {
+    let actor = audit::actor(&req, &staff.caller);
     let keys = state.settings.audit_keys.as_ref().map(|k| &k.verify);
-    Ok(check_chain(state.store.as_ref(), query, keys, &[]).await?)
-}
-
-/// Walk the chains `query` selects: first the retention checkpoints (where chains were cut),
-/// then every entry in chain order.
-pub async fn check_chain(
-    store: &dyn stride_store::Store,
-    query: &AuditQuery,
-    keys: Option<&stride_store::seal::SealKeys>,
-    outside: &[stride_store::seal::Checkpoint],
-) -> Result<ChainCheck, stride_store::StoreError> {
-    let check = match keys {
-        Some(k) => ChainCheck::with_keys(k.clone()),
-        None => ChainCheck::default(),
-    };
-    let mut check = check.retention_runs(store.backend() == stride_store::Backend::Postgres);
-    for cp in outside
-        .iter()
-        .filter(|cp| query.tenant.as_ref().is_none_or(|t| *t == cp.tenant))
-    {
-        check.outside_checkpoint(cp);
-    }
-    let checkpoints = AuditQuery {
-        action: Some(stride_store::RETENTION_CHECKPOINT.into()),
-        ..query.clone()
-    };
-    let mut rows = store.audit_stream(&checkpoints, true);
-    while let Some(row) = rows.next().await {
-        check.anchor(&row?);
-    }
-    let mut rows = store.audit_stream(query, true);
-    while let Some(row) = rows.next().await {
-        check.push(&row?);
-    }
-    check.finish();
-    Ok(check)
-}
-
-pub fn report(check: &ChainCheck) -> serde_json::Value {
-    let mut r = json!({"status": if check.broken.is_none() { "intact" } else { "broken" }, "entries": check.entries, "tenants": check.tenants});
-    if check.sealed + check.unsealed > 0 {
-        r["sealed"] = json!(check.sealed);
-        r["unsealed"] = json!(check.unsealed);
-    }
-    if check.checkpoints > 0 {
-        r["checkpoints"] = json!(check.checkpoints);
-    }
-    if let Some(b) = &check.broken {
-        r["firstBrokenLink"] =
-            json!({"tenant": b.tenant, "seq": b.seq, "id": b.id, "reason": b.reason});
-    }
-    r
-}
-
-async fn load(
-    staff: Staff<AuditRead>,
-    state: &AppState,
-    id: &str,
-) -> Result<(stride_auth::Caller, stride_store::AuditEntry), ApiError> {
-    let caller = staff.caller;
-    let not_found = || ApiError::UnknownResource("no audit entry with this id".into());
-    let id = uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    let a = state.store.audit_entry(id).await.map_err(|e| match e {
-        stride_store::StoreError::NotFound => not_found(),
-        other => other.into(),
-    })?;
-    if !caller.may_see(&a.entry.tenant) {
-        return Err(not_found());
-    }
-    Ok((caller, a))
+    let check = decision_log::verify(state.store.as_ref(), &actor, keys).await?;
+    Ok(HttpResponse::Ok().json(decision_log::report(&check)))
 }
 
 #[get("/audit/{id}")]
@@ -246,11 +164,8 @@ pub async fn read(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (caller, a) = load(staff, &state, &path).await?;
-    let mut entry = audit::entry(&req, audit::Action::AuditRead, "success", Some(&caller));
-    entry.patient_ref = a.entry.patient_ref.clone();
-    entry.details["entry"] = json!(a.entry.id);
-    state.store.append_audit(&entry).await?;
+    let actor = audit::actor(&req, &staff.caller);
+    let a = decision_log::read(state.store.as_ref(), &actor, &path).await?;
     Ok(HttpResponse::Ok().json(audit::to_json(&a)))
 }
 
@@ -267,18 +182,15 @@ pub async fn replay_entry(
     q: web::Query<ReplayQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let (caller, a) = load(staff, &state, &path).await?;
-    let result = replay(&state.catalog, &a, q.version.as_deref()).map_err(|e| match e {
-        ReplayError::UnknownVersion(..) | ReplayError::NotADecision => {
-            ApiError::BadRequest(e.to_string())
-        }
-        ReplayError::Unreadable(m) => ApiError::Internal(m),
-    })?;
-    let mut entry = audit::entry(&req, audit::Action::AuditReplay, "success", Some(&caller));
-    entry.patient_ref = a.entry.patient_ref.clone();
-    entry.details["entry"] = json!(a.entry.id);
-    entry.details["identical"] = json!(result.identical);
-    state.store.append_audit(&entry).await?;
+    let actor = audit::actor(&req, &staff.caller);
+    let result = decision_log::replay(
+        state.store.as_ref(),
+        &state.catalog,
+        &actor,
+        &path,
+        q.version.as_deref(),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(result))
 }
 

@@ -4,8 +4,8 @@
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
-use stride_app::review::{load_visible, patient_ref, resource, ReviewRequest};
-use stride_store::{CarePlanQuery, CarePlanStatus};
+use stride_app::review::{patient_ref, resource, ReviewRequest};
+use stride_store::CarePlanStatus;
 
 use crate::audit;
 use crate::auth::{CareplanRead, CareplanReview, Staff};
@@ -21,12 +21,8 @@ pub async fn read(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = staff.caller;
-    let record = load_visible(state.store.as_ref(), &caller, &path).await?;
-    let mut entry = audit::entry(&req, audit::Action::CareplanRead, "success", Some(&caller));
-    entry.patient_ref = Some(record.patient_ref.clone());
-    entry.careplan_id = Some(record.id);
-    state.store.append_audit(&entry).await?;
+    let actor = audit::actor(&req, &staff.caller);
+    let record = stride_app::careplans::read(state.store.as_ref(), &actor, &path, None).await?;
     Ok(HttpResponse::Ok()
         .content_type("application/fhir+json")
         .json(resource(&record)))
@@ -48,31 +44,20 @@ pub async fn search(
     q: web::Query<Search>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = staff.caller;
-    let patient = q.patient.as_deref().map(patient_ref);
     let status = q
         .status
         .as_deref()
         .map(str::parse::<CarePlanStatus>)
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
-    let query = CarePlanQuery {
-        tenant: caller.tenant_scope().map(str::to_owned),
-        patient_ref: patient,
+    let search = stride_app::careplans::Search {
+        patient: q.patient.as_deref().map(patient_ref),
         status,
         limit: q.count.unwrap_or(50).clamp(1, 500),
-        ..CarePlanQuery::default()
+        ..Default::default()
     };
-    let plans = state.store.search_careplans(&query).await?;
-    let mut entry = audit::entry(
-        &req,
-        audit::Action::CareplanSearch,
-        "success",
-        Some(&caller),
-    );
-    entry.patient_ref = query.patient_ref.clone();
-    entry.details["results"] = json!(plans.len());
-    state.store.append_audit(&entry).await?;
+    let actor = audit::actor(&req, &staff.caller);
+    let plans = stride_app::careplans::search(state.store.as_ref(), &actor, search).await?;
     let public = state.settings.public_url.as_str();
     let entries: Vec<Json> = plans
         .iter()

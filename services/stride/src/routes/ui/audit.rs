@@ -13,9 +13,9 @@ use super::{esc, page, Page, UiError};
 use crate::audit;
 use crate::auth::AuditRead;
 use crate::error::ApiError;
-use crate::routes::audit::{check_chain, export as export_stream};
+use crate::routes::audit::export as export_stream;
 use crate::state::AppState;
-use stride_app::replay::replay;
+use stride_app::decision_log;
 use stride_app::review::patient_ref;
 
 #[derive(Deserialize, Default)]
@@ -97,17 +97,18 @@ pub async fn search(
 ) -> Result<HttpResponse, UiError> {
     let viewer = signed_in.viewer;
     let query = f.query(viewer.caller.tenant_scope(), Some(100))?;
-    let mut log = audit::entry(
-        &req,
-        audit::Action::AuditRead,
-        "success",
-        Some(&viewer.caller),
-    );
-    log.patient_ref = query.patient_ref.clone();
-    log.details["view"] = json!("decision log");
-    log.details["query"] = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
-                                    "decision": query.decision_id, "action": query.action, "from": f.from, "to": f.to});
-    state.store.append_audit(&log).await?;
+    let asked = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
+                       "decision": query.decision_id, "action": query.action, "from": f.from, "to": f.to});
+    let actor = audit::actor(&req, &viewer.caller);
+    let query = decision_log::search(
+        state.store.as_ref(),
+        &actor,
+        query,
+        Some("decision log"),
+        asked,
+    )
+    .await
+    .map_err(ApiError::from)?;
 
     let field = |id: &str, label: &str, v: &Option<String>, kind: &str| {
         format!(
@@ -185,18 +186,13 @@ pub async fn export(
     let viewer = signed_in.viewer;
     let bundle = f.format.as_deref() == Some("bundle");
     let query = f.query(viewer.caller.tenant_scope(), None)?;
-    let mut log = audit::entry(
-        &req,
-        audit::Action::AuditRead,
-        "success",
-        Some(&viewer.caller),
-    );
-    log.patient_ref = query.patient_ref.clone();
-    log.details["view"] = json!("export");
-    log.details["query"] = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
-                                    "decision": query.decision_id, "action": query.action, "from": f.from, "to": f.to,
-                                    "format": if bundle { "bundle" } else { "ndjson" }});
-    state.store.append_audit(&log).await?;
+    let asked = json!({"caller": query.caller_subject, "ruleSetVersion": query.rule_set_version,
+                       "decision": query.decision_id, "action": query.action, "from": f.from, "to": f.to,
+                       "format": if bundle { "bundle" } else { "ndjson" }});
+    let actor = audit::actor(&req, &viewer.caller);
+    let query = decision_log::search(state.store.as_ref(), &actor, query, Some("export"), asked)
+        .await
+        .map_err(ApiError::from)?;
     let mut res = export_stream(state.store.clone(), query, bundle);
     let name = if bundle {
         "stride-audit.json"
@@ -221,52 +217,25 @@ pub async fn entry(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, UiError> {
     let viewer = signed_in.viewer;
-    let not_found = || ApiError::UnknownResource("no audit entry with this id".into());
-    let id = uuid::Uuid::parse_str(&path).map_err(|_| not_found())?;
-    let a = state.store.audit_entry(id).await.map_err(|e| match e {
-        stride_store::StoreError::NotFound => not_found(),
-        other => other.into(),
-    })?;
-    if !viewer.caller.may_see(&a.entry.tenant) {
-        return Err(not_found().into());
-    }
+    let actor = audit::actor(&req, &viewer.caller);
     // The entry itself is checked on every view (cheap); the whole chain of its tenant only when
     // asked for, since that reads every entry.
-    let own = stride_store::audit::sealed(&a);
-    let check = if q.get("chain").map(String::as_str) == Some("full") {
-        Some(
-            check_chain(
-                state.store.as_ref(),
-                &AuditQuery {
-                    tenant: Some(a.entry.tenant.clone()),
-                    ..AuditQuery::default()
-                },
-                state.settings.audit_keys.as_ref().map(|k| &k.verify),
-                &[],
-            )
-            .await?,
-        )
-    } else {
-        None
-    };
-    let replayed = replay(&state.catalog, &a, None).ok();
-    let mut log = audit::entry(
-        &req,
-        audit::Action::AuditRead,
-        "success",
-        Some(&viewer.caller),
-    );
-    log.patient_ref = a.entry.patient_ref.clone();
-    log.details["entry"] = json!(a.entry.id);
-    log.details["sealed"] = json!(own.is_ok());
-    if let Some(c) = &check {
-        log.details["chain"] = json!(if c.broken.is_none() {
-            "intact"
-        } else {
-            "broken"
-        });
-    }
-    state.store.append_audit(&log).await?;
+    let full_chain = q.get("chain").map(String::as_str) == Some("full");
+    let decision_log::Viewed {
+        entry: a,
+        sealed: own,
+        chain: check,
+        replayed,
+    } = decision_log::view(
+        state.store.as_ref(),
+        &state.catalog,
+        &actor,
+        &path,
+        state.settings.audit_keys.as_ref().map(|k| &k.verify),
+        full_chain,
+    )
+    .await
+    .map_err(ApiError::from)?;
 
     let e = &a.entry;
     let mut html = format!("<h1>Audit entry {}</h1>", a.seq);

@@ -4,8 +4,6 @@
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
-use stride_store::CarePlanQuery;
 use time::Date;
 
 use super::{esc, page, PatientPage, UiError};
@@ -51,24 +49,18 @@ pub async fn queue(
         return Err(ApiError::BadRequest("status: draft, active, revoked or any".into()).into());
     }
     let (from, to) = (day("from", &q.from)?, day("to", &q.to)?);
-    let query = CarePlanQuery {
-        tenant: viewer.caller.tenant_scope().map(str::to_owned),
-        patient_ref: viewer.caller.patient.clone(),
+    let search = stride_app::careplans::Search {
         status: status.parse::<stride_store::CarePlanStatus>().ok(),
         created_from: from,
         created_to: to,
         limit: 200,
+        view: Some("review queue"),
+        ..Default::default()
     };
-    let plans = state.store.search_careplans(&query).await?;
-    let mut entry = audit::entry(
-        &req,
-        audit::Action::CareplanSearch,
-        "success",
-        Some(&viewer.caller),
-    );
-    entry.details["results"] = json!(plans.len());
-    entry.details["view"] = json!("review queue");
-    state.store.append_audit(&entry).await?;
+    let actor = audit::actor(&req, &viewer.caller);
+    let plans = stride_app::careplans::search(state.store.as_ref(), &actor, search)
+        .await
+        .map_err(ApiError::from)?;
 
     let mut html = String::from("<h1>Review queue</h1><form method=\"get\" action=\"/ui/careplans\" class=\"filters\"><label for=\"status\">Status</label><select id=\"status\" name=\"status\">");
     for (value, label) in STATUSES {

@@ -1,0 +1,85 @@
+//! Reading the CarePlans Stride drafted: one plan, or a search of them, each read audited with
+//! who read what. The API (`/fhir/CarePlan`) and the staff pages (the review queue) read
+//! through here, so a plan outside the caller's tenant, or outside the patient an EHR launched
+//! them for, is never shown by one and shown by the other.
+
+use serde_json::json;
+use stride_store::audit::Action;
+use stride_store::{CarePlanQuery, CarePlanRecord, CarePlanStatus, Store};
+
+use crate::actor::Actor;
+use crate::review::{load_visible, ReviewError};
+
+/// One plan the actor may see, its read recorded (`careplan-read`, with the plan and patient).
+/// `view` names the page it was read for, when not the API.
+pub async fn read(
+    store: &dyn Store,
+    actor: &Actor,
+    id: &str,
+    view: Option<&str>,
+) -> Result<CarePlanRecord, ReviewError> {
+    let record = load_visible(store, &actor.caller, id).await?;
+    let mut entry = actor.entry(Action::CareplanRead, "success");
+    entry.patient_ref = Some(record.patient_ref.clone());
+    entry.careplan_id = Some(record.id);
+    if let Some(view) = view {
+        entry.details["view"] = json!(view);
+    }
+    store
+        .append_audit(&entry)
+        .await
+        .map_err(ReviewError::Store)?;
+    Ok(record)
+}
+
+/// What a search asks for; the tenant and any launch's patient come from the actor.
+#[derive(Debug, Default)]
+pub struct Search {
+    /// `Patient/ID`, or none for every patient the actor may see.
+    pub patient: Option<String>,
+    pub status: Option<CarePlanStatus>,
+    pub created_from: Option<time::Date>,
+    pub created_to: Option<time::Date>,
+    pub limit: i64,
+    /// The page it was searched for, when not the API.
+    pub view: Option<&'static str>,
+}
+
+/// The plans the actor may see that match, newest first, red flags first; the search recorded
+/// (`careplan-search`, with the patient asked for and the number of results). A staff member
+/// launched for one patient sees that patient's plans only, whatever patient they ask for.
+pub async fn search(
+    store: &dyn Store,
+    actor: &Actor,
+    search: Search,
+) -> Result<Vec<CarePlanRecord>, ReviewError> {
+    let caller = &actor.caller;
+    let patient = match (&caller.patient, search.patient) {
+        (Some(launched), Some(asked)) if *launched != asked => return Ok(Vec::new()),
+        (Some(launched), _) => Some(launched.clone()),
+        (None, asked) => asked,
+    };
+    let query = CarePlanQuery {
+        tenant: caller.tenant_scope().map(str::to_owned),
+        patient_ref: patient,
+        status: search.status,
+        created_from: search.created_from,
+        created_to: search.created_to,
+        limit: search.limit,
+    };
+    let plans = store
+        .search_careplans(&query)
+        .await
+        .map_err(ReviewError::Store)?;
+    let mut entry = actor.entry(Action::CareplanSearch, "success");
+    entry.patient_ref = query.patient_ref.clone();
+    entry.details["results"] = json!(plans.len());
+    if let Some(view) = search.view {
+        entry.details["view"] = json!(view);
+    }
+    store
+        .append_audit(&entry)
+        .await
+        .map_err(ReviewError::Store)?;
+    Ok(plans)
+}
