@@ -3,7 +3,6 @@
 //! the stop rules. One use case with no HTTP: the staff page, the PDF and the FHIR
 //! DocumentReference all show what `approved` composes, so they cannot drift apart.
 
-use stride_auth::Caller;
 use stride_fhir::clinic::ClinicZone;
 use stride_guideline::decision::{HOLD_FOR_EVALUATION, INSUFFICIENT_DATA};
 use stride_guideline::model::{Frequency, PatientText};
@@ -164,11 +163,12 @@ fn rule_set<'c>(catalog: &'c Catalog, plan: &CarePlanRecord) -> Option<&'c RuleS
 pub async fn approved(
     store: &dyn Store,
     catalog: &Catalog,
-    caller: &Caller,
+    actor: &crate::actor::Actor,
     id: &str,
+    view: &str,
     clinic_zone: impl FnOnce(&str) -> Option<String>,
 ) -> Result<(CarePlanRecord, TakeHome), TakeHomeError> {
-    let plan = load_visible(store, caller, id).await?;
+    let plan = load_visible(store, &actor.caller, id).await?;
     if plan.status != CarePlanStatus::Active {
         let said = match plan.status {
             CarePlanStatus::Draft => "still a draft",
@@ -186,5 +186,13 @@ pub async fn approved(
     let zone = ClinicZone::for_tenant(clinic_zone(&plan.tenant).as_deref());
     let from = zone.date_of(plan.updated_at, time::UtcOffset::UTC);
     let home = compose(rs, &plan.phase, from).ok_or_else(missing)?;
+    let mut entry = actor.entry(stride_store::audit::Action::CareplanRead, "success");
+    entry.patient_ref = Some(plan.patient_ref.clone());
+    entry.careplan_id = Some(plan.id);
+    entry.details["view"] = serde_json::json!(view);
+    store
+        .append_audit(&entry)
+        .await
+        .map_err(|e| TakeHomeError::Review(ReviewError::Store(e)))?;
     Ok((plan, home))
 }

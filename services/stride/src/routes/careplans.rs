@@ -120,16 +120,12 @@ async fn take_home_document(
     let (plan, home) = stride_app::take_home::approved(
         state.store.as_ref(),
         &state.catalog,
-        caller,
+        &audit::actor(req, caller),
         careplan,
+        "take-home document",
         |t| state.verifier.tenant_timezone(t).map(str::to_owned),
     )
     .await?;
-    let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
-    entry.patient_ref = Some(plan.patient_ref.clone());
-    entry.careplan_id = Some(plan.id);
-    entry.details["view"] = json!("take-home document");
-    state.store.append_audit(&entry).await?;
     let pdf = stride_app::pdf::render(&home, stride_app::pdf::Paper::A4);
     let id = plan.id.to_string();
     let url = format!(

@@ -187,14 +187,10 @@ async fn render(
     notice: Option<Notice>,
     status: StatusCode,
 ) -> Result<HttpResponse, UiError> {
-    let caller = &viewer.caller;
-    let plan = load_visible(state.store.as_ref(), caller, id).await?;
+    let actor = audit::actor(req, &viewer.caller);
+    let plan =
+        stride_app::careplans::read(state.store.as_ref(), &actor, id, Some("review page")).await?;
     let id = plan.id;
-    let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
-    entry.patient_ref = Some(plan.patient_ref.clone());
-    entry.careplan_id = Some(id);
-    entry.details["view"] = serde_json::json!("review page");
-    state.store.append_audit(&entry).await?;
 
     let r = &plan.resource;
     let phase = phase_label(&plan);

@@ -23,15 +23,15 @@ async fn load(
     id: &str,
     form: &str,
 ) -> Result<(uuid::Uuid, TakeHome), UiError> {
-    let (plan, home) = take_home::approved(state.store.as_ref(), &state.catalog, caller, id, |t| {
-        state.verifier.tenant_timezone(t).map(str::to_owned)
-    })
+    let (plan, home) = take_home::approved(
+        state.store.as_ref(),
+        &state.catalog,
+        &audit::actor(req, caller),
+        id,
+        form,
+        |t| state.verifier.tenant_timezone(t).map(str::to_owned),
+    )
     .await?;
-    let mut entry = audit::entry(req, audit::Action::CareplanRead, "success", Some(caller));
-    entry.patient_ref = Some(plan.patient_ref.clone());
-    entry.careplan_id = Some(plan.id);
-    entry.details["view"] = serde_json::json!(form);
-    state.store.append_audit(&entry).await?;
     Ok((plan.id, home))
 }
 
