@@ -524,6 +524,58 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
         "every whole score typed as text (\"3/10\", \"3 out of 10\", \"3\")",
         vec![typed],
     ));
+    // A yes or a no typed as a word, as forms and patient apps send it (D91): read as that
+    // answer, in each of the spellings Intake names.
+    let mut words = base.clone();
+    for (n, o) in words
+        .iter_mut()
+        .filter(|x| x.get("valueBoolean").is_some())
+        .enumerate()
+    {
+        let obj = o.as_object_mut().unwrap();
+        let yes = obj.remove("valueBoolean").unwrap() == json!(true);
+        let said = match (yes, n % 3) {
+            (true, 0) => "Yes",
+            (true, 1) => "Y",
+            (true, _) => "present.",
+            (false, 0) => "No",
+            (false, 1) => "N",
+            (false, _) => "none",
+        };
+        obj.insert("valueString".into(), json!(said));
+    }
+    out.push((
+        "every yes/no finding typed as a word (\"Yes\", \"Y\", \"present.\", \"No\", \"N\", \"none\")",
+        vec![words],
+    ));
+    // An interface that sends a record again under a new id and then marks that copy entered
+    // in error retracts its copy, never the record it copied (D88).
+    out.push((
+        "every record sent again under a new id with its identifier, the copy entered in error",
+        vec![with_copies(&base, "mistake", |y| {
+            if y["resourceType"] == "Condition" {
+                y["verificationStatus"] = json!({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "entered-in-error"}]});
+            } else {
+                y["status"] = json!("entered-in-error");
+            }
+        })],
+    ));
+    // The same resource sent again as its next version, unchanged (an EHR re-sends what it
+    // updated for another reason): the later version of a resource replaces the earlier (D88).
+    let mut versions = base.clone();
+    versions.extend(
+        base.iter()
+            .filter(|x| x["resourceType"] != "Patient")
+            .map(|x| {
+                let mut y = x.clone();
+                y["meta"] = json!({"versionId": "2", "lastUpdated": "2030-01-01T00:00:00Z"});
+                y
+            }),
+    );
+    out.push((
+        "every record sent again as its next version, unchanged",
+        vec![versions],
+    ));
     // A session's parts sent as Observations of their own that the session names as its
     // members (hasMember), as running apps send them: read as its components.
     let mut members = Vec::new();
