@@ -15,6 +15,7 @@ use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::{Code, PhaseState, Record, RecordKind};
 use stride_guideline::{evaluate, Decision, Facts, RuleSet};
 use stride_hooks::request::HookRequest;
+use stride_store::audit::Action;
 use stride_store::StoreError;
 use stride_store::{
     AuditFacts, CarePlanStatus, HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCard,
@@ -23,6 +24,7 @@ use stride_store::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::actor::Actor;
 use crate::cards::{cards, CardInputs, ReviewLink};
 use crate::catalog::Service;
 use crate::discovery::{self, Hook, CAREPLAN, CONDITION, OBSERVATION, PATIENT};
@@ -175,7 +177,7 @@ pub fn fingerprint(svc: &Service, req: &HookRequest<'_>) -> String {
 /// decision, no second draft; anyone else naming that hookInstance is refused. The same caller
 /// may send other calls under it (test harnesses reuse the specification's example uuid):
 /// each is a call of its own.
-pub async fn answered_before(
+async fn answered_before(
     store: &dyn Store,
     tenant: &str,
     issuer: &str,
@@ -201,7 +203,7 @@ pub async fn answered_before(
 
 /// The audit entry of a retry answered from the store: `base` (a hook-retry entry by the
 /// caller) with what names the call.
-pub fn retry_entry(mut base: NewAuditEntry, svc: &Service, req: &HookRequest<'_>) -> NewAuditEntry {
+fn retry_entry(mut base: NewAuditEntry, svc: &Service, req: &HookRequest<'_>) -> NewAuditEntry {
     base.hook = Some(svc.hook.name().to_owned());
     base.hook_instance = Some(req.hook_instance.clone());
     base.service_id = Some(svc.id.clone());
@@ -777,6 +779,9 @@ pub async fn decide(
 
 /// What a hook call is answered with.
 pub enum Answer {
+    /// The caller sent this call before and it was recorded: the stored answer, no second
+    /// decision (the retry is recorded as one).
+    Retried(String),
     /// Decided now and recorded: the body, its decision ids, whether the candidate in shadow
     /// decided otherwise, and how long the record's write took.
     Decided {
@@ -789,19 +794,46 @@ pub enum Answer {
     Stored(String),
 }
 
-/// A hook call from decision to record, as one use case: `decide`, then `record` with the
-/// token's claim. One pending draft per patient and decision is a unique key in both backends:
-/// a call that loses the race for the patient's draft to another call is decided once more, and
+/// A hook call, as one use case: a retry of a call already recorded is answered from the
+/// store; any other call is decided (`decide`) and recorded with the token's claim
+/// (`record`). One pending draft per patient and decision is a unique key in both backends: a
+/// call that loses the race for the patient's draft to another call is decided once more, and
 /// then links that draft. The same call recorded first by another replica is answered from its
-/// record, and `retry` (the audit entry of a retry) is written for it.
+/// record. Every outcome leaves its audit entry, written from `actor`: the call's with its
+/// decision, or a retry's.
 pub async fn answer(
     store: &dyn Store,
+    actor: &Actor,
     call: &Call<'_>,
     fetch: &mut impl Fetch,
-    base: NewAuditEntry,
-    claim: &mut JtiClaim,
-    retry: NewAuditEntry,
+    mut claim: JtiClaim,
 ) -> Result<Answer, HookError> {
+    let retry = retry_entry(
+        actor.entry(Action::HookRetry, "success"),
+        call.service,
+        call.request,
+    );
+    let earlier = answered_before(
+        store,
+        call.tenant,
+        call.issuer,
+        &call.request.hook_instance,
+        &call.fingerprint,
+    )
+    .await?;
+    if let Some(response) = earlier {
+        // A replayed token is burnt before its retry is answered, as any call's is.
+        claim
+            .durable()
+            .await
+            .map_err(HookError::store("the token's claim"))?;
+        store
+            .append_audit(&retry)
+            .await
+            .map_err(HookError::store("the retry's audit entry"))?;
+        return Ok(Answer::Retried(response));
+    }
+    let base = actor.entry(Action::HookCall, "success");
     let mut raced = false;
     loop {
         let Drafted {
@@ -811,7 +843,7 @@ pub async fn answer(
             shadow_differs,
         } = decide(store, call, fetch, base.clone()).await?;
         let started = std::time::Instant::now();
-        let written = record(store, rec, claim).await;
+        let written = record(store, rec, &mut claim).await;
         let write = started.elapsed();
         match written {
             Ok(None) => {

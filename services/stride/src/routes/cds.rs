@@ -117,30 +117,9 @@ pub async fn call(
         },
     )?;
     let fingerprint = hook::fingerprint(svc, &req);
-    let earlier = hook::answered_before(
-        state.store.as_ref(),
-        cds_caller.tenant(),
-        cds_caller.issuer(),
-        &req.hook_instance,
-        &fingerprint,
-    )
-    .await
-    .map_err(|e| hook_error(&state, e))?;
-    if let Some(response) = earlier {
-        let caller = cds_caller.settled().await?;
-        let entry = audit::entry(&http, audit::Action::HookRetry, "success", Some(&caller));
-        let entry = hook::retry_entry(entry, svc, &req);
-        state.store.append_audit(&entry).await.map_err(|e| {
-            tracing::error!(error = %e, "retry audit entry not written: answering 503");
-            ApiError::Unavailable
-        })?;
-        tracing::Span::current().record("outcome", "retry answered");
-        return Ok(HttpResponse::Ok()
-            .content_type("application/json")
-            .body(response));
-    }
-    // The token's claim becomes durable with the call's record, in one write.
-    let (caller, mut claim) = cds_caller.into_parts();
+    // The token's claim becomes durable with the call's record, in one write (or on its own,
+    // for a retry answered from the store).
+    let (caller, claim) = cds_caller.into_parts();
     let mut fetch = EhrFetch::new(
         &state,
         req.fhir_server.as_ref(),
@@ -151,12 +130,6 @@ pub async fn call(
     // "Today" and every record's day are the clinic's local dates (its trust-file zone, else
     // the offsets its EHR writes).
     let zone = ClinicZone::for_tenant(caller.timezone.as_deref());
-    let base = audit::entry(&http, audit::Action::HookCall, "success", Some(&caller));
-    let retry = hook::retry_entry(
-        audit::entry(&http, audit::Action::HookRetry, "success", Some(&caller)),
-        svc,
-        &req,
-    );
     let call = Call {
         service: svc,
         rule_set: &rs,
@@ -170,16 +143,10 @@ pub async fn call(
         fingerprint,
         smart_launch: state.verifier.smart_tenant(&caller.tenant),
     };
-    let answered = hook::answer(
-        state.store.as_ref(),
-        &call,
-        &mut fetch,
-        base,
-        &mut claim,
-        retry,
-    )
-    .await
-    .map_err(|e| hook_error(&state, e))?;
+    let actor = audit::actor(&http, &caller);
+    let answered = hook::answer(state.store.as_ref(), &actor, &call, &mut fetch, claim)
+        .await
+        .map_err(|e| hook_error(&state, e))?;
     let (response, decision_ids, shadow_differs, write) = match answered {
         hook::Answer::Decided {
             response,
@@ -187,6 +154,12 @@ pub async fn call(
             shadow_differs,
             write,
         } => (response, decision_ids, shadow_differs, write),
+        hook::Answer::Retried(stored) => {
+            tracing::Span::current().record("outcome", "retry answered");
+            return Ok(HttpResponse::Ok()
+                .content_type("application/json")
+                .body(stored));
+        }
         // Another replica recorded the same call first: its answer, not a second decision.
         hook::Answer::Stored(stored) => {
             tracing::Span::current().record("outcome", "answered by another replica");
