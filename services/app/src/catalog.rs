@@ -51,14 +51,12 @@ pub struct Service {
 
 fn hook<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Hook, D::Error> {
     let name = String::deserialize(d)?;
-    [Hook::PatientView, Hook::OrderSelect, Hook::OrderSign]
-        .into_iter()
-        .find(|h| h.name() == name)
-        .ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "hook `{name}` is not one Stride answers (patient-view, order-select, order-sign)"
-            ))
-        })
+    Hook::from_name(&name).ok_or_else(|| {
+        serde::de::Error::custom(format!(
+            "hook `{name}` is not one Stride answers ({})",
+            Hook::names().join(", ")
+        ))
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -12,6 +12,20 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook Stride answers: the one list the catalog's service declarations, the OpenAPI
+    /// description and the request checks read.
+    pub const ALL: [Hook; 3] = [Hook::PatientView, Hook::OrderSelect, Hook::OrderSign];
+
+    /// The hook of this name, if Stride answers it.
+    pub fn from_name(name: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.name() == name)
+    }
+
+    /// The names of every hook, for messages and schemas.
+    pub fn names() -> [&'static str; 3] {
+        Hook::ALL.map(Hook::name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Hook::PatientView => "patient-view",
@@ -22,5 +36,23 @@ impl Hook {
 
     pub fn is_order(self) -> bool {
         matches!(self, Hook::OrderSelect | Hook::OrderSign)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Hook;
+
+    #[test]
+    fn every_hook_is_found_by_its_name_and_only_those() {
+        for h in Hook::ALL {
+            assert_eq!(Hook::from_name(h.name()), Some(h));
+        }
+        assert_eq!(
+            Hook::names(),
+            ["patient-view", "order-select", "order-sign"]
+        );
+        assert_eq!(Hook::from_name("encounter-start"), None);
+        assert_eq!(Hook::from_name("Patient-View"), None);
     }
 }

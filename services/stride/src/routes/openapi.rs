@@ -275,7 +275,7 @@ pub fn document(public_url: &str) -> Json {
                     "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
                     "issue": {"type": "array", "minItems": 1, "items": {"type": "object", "required": ["severity", "code"]}}}},
                 "HookRequest": {"type": "object", "required": ["hook", "hookInstance", "context"], "properties": {
-                    "hook": {"type": "string", "enum": ["patient-view", "order-select", "order-sign"]},
+                    "hook": {"type": "string", "enum": stride_hooks::Hook::names()},
                     "hookInstance": {"type": "string", "minLength": 1},
                     "fhirServer": {"type": "string", "format": "uri"},
                     "fhirAuthorization": {"type": "object", "required": ["access_token", "token_type", "expires_in", "scope", "subject"]},
