@@ -128,12 +128,6 @@ const OPEN: &[(&str, &str)] = &[
          recorded but not comparable, is listed on the phase card, not shown as a card of its own.",
     ),
     (
-        "334-",
-        "Premature speed work (PF-02b) compares the last 7 days' distance, as of today, with 50 % \
-         of the pre-injury week, not the 7 days ending with the speed session: a speed session \
-         that opened the first week at 50 % is not caught once that week is complete.",
-    ),
-    (
         "204-",
         "A 'no' whose note says the opposite in words: notes are not read.",
     ),

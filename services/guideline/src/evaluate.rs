@@ -203,6 +203,14 @@ pub(crate) fn decide(
 
     let mut pitfalls_unknown = Vec::new();
     decision.pitfalls = ev.findings(&doc.pitfalls, Some(&mut pitfalls_unknown), false);
+    let back = judged_back(rs, facts, prepared, &table, as_of, &decision.pitfalls);
+    if !back.is_empty() {
+        pitfalls_unknown.retain(|u| !back.iter().any(|f| f.id == u.id));
+        decision.pitfalls.extend(back);
+        // In the rule set's order, as the cards are.
+        let rank = |id: &str| doc.pitfalls.iter().position(|r| r.id == id);
+        decision.pitfalls.sort_by_key(|f| rank(&f.id));
+    }
     decision.unassessed_pitfalls = pitfalls_unknown;
     decision.phase_notes = ev.findings(&doc.phase_notes, None, false);
     if let Some(p) = doc.phases.iter().find(|p| p.id == phase) {
@@ -232,6 +240,79 @@ pub(crate) fn decide(
     decision.trace = ev.trace;
     dated(&mut decision, facts);
     decision
+}
+
+/// The pitfalls with `judged_when` that did not fire today, decided again as of each day in
+/// their window on which a record of their act says more than "no" (a speed session), newest
+/// first: the first such day on which one holds gives its finding (COVERAGE D92). Speed work
+/// begun when the week before it held less than half the pre-injury distance is premature
+/// even once the runs after it have made up the week. The phase on those days is not known,
+/// so a criterion on the phase is unknown there; only the facts decide.
+fn judged_back(
+    rs: &RuleSet,
+    facts: &Facts,
+    prepared: &Prepared,
+    table: &FactTable,
+    as_of: Date,
+    fired: &[Finding],
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let probe = Evaluator {
+        rs,
+        table,
+        trace: Vec::new(),
+        quiet: true,
+        phase: None,
+    };
+    for r in &rs.doc.pitfalls {
+        let Some(j) = r.judged_when.as_ref() else {
+            continue;
+        };
+        if fired.iter().any(|f| f.id == r.id) {
+            continue;
+        }
+        let (Some(act), Some(binding)) = (
+            rs.doc.facts.keys().position(|k| *k == j.fact),
+            rs.doc.facts.get(&j.fact),
+        ) else {
+            continue;
+        };
+        let from = as_of - time::Duration::days(j.days);
+        let mut days = std::collections::BTreeSet::new();
+        for (_, record, source) in prepared.counted().filter(|(f, ..)| *f == act) {
+            let rec = &facts.records[record];
+            if let Some(d) = rec.date.filter(|d| *d >= from && *d < as_of) {
+                if !days.contains(&d) && crate::resolve::says_more_than_no(rs, binding, source, rec)
+                {
+                    days.insert(d);
+                }
+            }
+        }
+        if days.is_empty() {
+            continue;
+        }
+        let mut needed = std::collections::BTreeSet::new();
+        probe.facts_of(&r.when, &mut |f| {
+            if let Some(i) = rs.doc.facts.keys().position(|k| k == f) {
+                needed.insert(i);
+            }
+        });
+        for day in days.into_iter().rev() {
+            let then = resolve_with(rs, facts, prepared, day, Some(&needed), None);
+            let mut ev = Evaluator {
+                rs,
+                table: &then,
+                trace: Vec::new(),
+                quiet: false,
+                phase: None,
+            };
+            if let Some(f) = ev.findings(std::slice::from_ref(r), None, false).pop() {
+                out.push(f);
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Each basis gets the newest day of the records it rests on. Findings are few, records may

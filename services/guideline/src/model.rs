@@ -605,11 +605,25 @@ pub struct Rule {
     /// day it fired (`imaging_red_flags_stick`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cleared_by: Option<String>,
+    /// A pitfall about an act (a speed session) is also decided as it stood on the day of the
+    /// act, not only by what came after it (COVERAGE D92).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judged_when: Option<JudgedWhen>,
     pub card: CardText,
     /// Cards by what fired: the first variant whose `when` is met gives the finding its card
     /// (and severity), e.g. a DVT on record against signs of one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<Variant>,
+}
+
+/// The days a rule is decided again (`Rule::judged_when`): each of the last `days` on which a
+/// record of `fact` says more than "no" (a speed session recorded), as of that day. The rule
+/// is found when it holds on any of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgedWhen {
+    pub fact: String,
+    pub days: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

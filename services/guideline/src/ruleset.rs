@@ -618,6 +618,27 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             ));
         }
     }
+    for r in doc
+        .red_flags
+        .iter()
+        .chain(&doc.warnings)
+        .chain(&doc.pitfalls)
+    {
+        if let Some(j) = &r.judged_when {
+            if !doc.facts.contains_key(&j.fact) {
+                problems.push(format!(
+                    "{}: judged_when names unknown fact `{}`",
+                    r.id, j.fact
+                ));
+            }
+            if !(1..=366).contains(&j.days) {
+                problems.push(format!(
+                    "{}: judged_when.days must be 1 to 366, not {}",
+                    r.id, j.days
+                ));
+            }
+        }
+    }
     for (name, b) in &doc.facts {
         if let Some(e) = b
             .ended_by
