@@ -799,8 +799,8 @@ pub enum Answer {
 /// (`record`). One pending draft per patient and decision is a unique key in both backends: a
 /// call that loses the race for the patient's draft to another call is decided once more, and
 /// then links that draft. The same call recorded first by another replica is answered from its
-/// record. Every outcome leaves its audit entry, written from `actor`: the call's with its
-/// decision, or a retry's.
+/// record. Every answer leaves its audit entry, written from `actor`: the call's with its
+/// decision, or a retry's; a refusal leaves none.
 pub async fn answer(
     store: &dyn Store,
     actor: &Actor,

@@ -161,6 +161,14 @@ async fn a_call_is_decided_recorded_and_its_retry_answered_from_the_store() {
         panic!("the same call again is a retry");
     };
     assert_eq!(again, response);
+    // The retry's token was burnt before it was answered: it cannot be used again.
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let reused = w
+        .store
+        .claim_jti("https://ehr.example/a", "jti-2", now + 300, now)
+        .await
+        .unwrap();
+    assert!(!reused.fresh, "the retry's token was not recorded as used");
 
     let entries = log(w.store.as_ref()).await;
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();

@@ -12,7 +12,8 @@ pub enum StoreError {
     #[error("the database is unavailable")]
     Unavailable(#[source] sqlx::Error),
     /// The database answers but not in time for this call: every pooled connection was busy
-    /// for the whole acquire time, or SQLite's file was busy or locked. Load, not an outage:
+    /// for the whole acquire time, SQLite's file was busy or locked, or PostgreSQL had no
+    /// connection slot free (SQLSTATE 53300). Load, not an outage:
     /// retried later (503 `overloaded`), and it never marks the database down (`guard`).
     #[error("the database is busy ({0})")]
     Overloaded(&'static str),

@@ -1,5 +1,5 @@
 //! Failing fast while the database is down. Without this, every call during an outage waited
-//! out the pool's acquire timeout (3 s: six times the CDS Hooks 500 ms budget) before its
+//! out the pool's acquire timeout (3 s then, 1 s now: twice the CDS Hooks 500 ms budget) before its
 //! 503, so EHRs timed out first and retried into the same wait. Once an operation finds the
 //! database unavailable, every operation answers `StoreError::Down` at once, and one task
 //! probes the database in the background until it answers again.
@@ -75,10 +75,11 @@ impl Guarded {
         self.health.clone()
     }
 
-    /// Run one operation, and stop waiting for it once the database is marked down: a call
-    /// in flight when the server went away is answered with the calls after it, not after
-    /// the pool's acquire time. An operation still waiting at `SUSPECT_AFTER` has the
-    /// database checked beside it.
+    /// Run one read, and stop waiting for it once the database is marked down: a call in
+    /// flight when the server went away is answered with the calls after it, not after the
+    /// pool's acquire time. Only reads: a write dropped half way could still commit (its job
+    /// handed to a writer task, its COMMIT sent) while its caller is told it failed, or lose a
+    /// token's claim it had taken; writes are bounded by the acquire and statement times.
     async fn watched<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, StoreError>>,
@@ -88,14 +89,31 @@ impl Guarded {
         // Registered before the check below, so a mark between the two is not missed.
         down.as_mut().enable();
         self.refuse()?;
+        tokio::select! {
+            // A result that is ready wins over a mark made at the same moment.
+            biased;
+            r = self.checked(call) => r,
+            _ = &mut down => {
+                self.health.fast_failures.fetch_add(1, Ordering::Relaxed);
+                Err(StoreError::Down)
+            }
+        }
+    }
+
+    /// Run one operation; one still waiting at `SUSPECT_AFTER` has the database checked
+    /// beside it (`suspect`), so that a server that died is marked down while it waits.
+    async fn checked<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
         let slow = async {
             tokio::time::sleep(SUSPECT_AFTER).await;
             self.suspect();
             std::future::pending::<()>().await
         };
         tokio::select! {
+            biased;
             r = call => r,
-            _ = &mut down => Err(StoreError::Down),
             _ = slow => unreachable!("pending never completes"),
         }
     }
@@ -123,14 +141,16 @@ impl Guarded {
         r
     }
 
-    /// A wait for a connection ran out: load, unless the server has died. The pool cannot
+    /// A wait for a connection ran out, or an operation is still waiting at `SUSPECT_AFTER`:
+    /// load, unless the server has died. The pool cannot
     /// say which: it counts the connections it held and those it is still opening, so an
     /// empty pool was no sign either (on PostgreSQL, a saturated pool opening connections
     /// slower than the acquire time was marked down; just after the server died, a pool still
     /// counting its old connections answered "busy" two seconds into the outage: each in
     /// about one run in four of the database-loss tests). One check at a time opens a
-    /// connection outside the pool; refused or silent, the database is down. The call itself
-    /// is answered `overloaded` either way.
+    /// connection outside the pool; refused or silent, the database is down (a server that
+    /// answers with an error, such as no connection slot free, is up). A call that ran out of
+    /// acquire time is answered `overloaded` either way.
     fn suspect(&self) {
         if self.health.is_down() || self.health.checking.swap(true, Ordering::AcqRel) {
             return;
@@ -176,9 +196,19 @@ fn mark_down(inner: Arc<dyn Store>, health: Arc<Health>) {
     });
 }
 
-/// Every operation that touches the database: refused at once while it is down, and its
-/// outcome watched for the database going away.
+/// Every operation that writes: refused at once while the database is down, and its outcome
+/// watched for the database going away; never dropped half way (`watched`).
 macro_rules! guarded {
+    ($self:ident, $call:expr) => {{
+        $self.refuse()?;
+        let r = $self.checked($call).await;
+        $self.saw(r)
+    }};
+}
+
+/// Every operation that only reads: as `guarded!`, and released with `Down` as soon as the
+/// database is marked down while it waits.
+macro_rules! read {
     ($self:ident, $call:expr) => {{
         let r = $self.watched($call).await;
         $self.saw(r)
@@ -203,13 +233,13 @@ impl Store for Guarded {
         self.inner.maintain().await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        guarded!(self, self.inner.ping())
+        read!(self, self.inner.ping())
     }
     async fn close(&self) {
         self.inner.close().await
     }
     async fn describe(&self) -> Result<serde_json::Value, StoreError> {
-        guarded!(self, self.inner.describe())
+        read!(self, self.inner.describe())
     }
     async fn drop_audit_before(&self, cutoff: time::Date) -> Result<Vec<String>, StoreError> {
         guarded!(self, self.inner.drop_audit_before(cutoff))
@@ -224,7 +254,7 @@ impl Store for Guarded {
         guarded!(self, self.inner.insert_careplan(plan))
     }
     async fn careplan(&self, id: uuid::Uuid) -> Result<CarePlanRecord, StoreError> {
-        guarded!(self, self.inner.careplan(id))
+        read!(self, self.inner.careplan(id))
     }
     async fn record_hook(&self, record: HookRecord) -> Result<(), StoreError> {
         guarded!(self, self.inner.record_hook(record))
@@ -240,10 +270,10 @@ impl Store for Guarded {
         guarded!(self, self.inner.append_audit(entry))
     }
     async fn audit_entry(&self, id: uuid::Uuid) -> Result<AuditEntry, StoreError> {
-        guarded!(self, self.inner.audit_entry(id))
+        read!(self, self.inner.audit_entry(id))
     }
     async fn chain_heads(&self) -> Result<Vec<AuditEntry>, StoreError> {
-        guarded!(self, self.inner.chain_heads())
+        read!(self, self.inner.chain_heads())
     }
     fn audit_stream<'a>(
         &'a self,
@@ -269,7 +299,7 @@ impl Store for Guarded {
         in_force_version: &str,
         tenant: &str,
     ) -> Result<Option<ImpactReport>, StoreError> {
-        guarded!(
+        read!(
             self,
             self.inner.latest_impact_report(
                 guideline_id,
@@ -287,7 +317,7 @@ impl Store for Guarded {
         version: &str,
         tenant: &str,
     ) -> Result<Vec<ImpactReport>, StoreError> {
-        guarded!(
+        read!(
             self,
             self.inner
                 .impact_report(impact_hash, guideline_id, version, tenant)
@@ -297,7 +327,7 @@ impl Store for Guarded {
         guarded!(self, self.inner.record_sign_off(s, audit))
     }
     async fn sign_offs(&self, guideline_id: &str) -> Result<Vec<SignOff>, StoreError> {
-        guarded!(self, self.inner.sign_offs(guideline_id))
+        read!(self, self.inner.sign_offs(guideline_id))
     }
     async fn record_activation(
         &self,
@@ -307,10 +337,10 @@ impl Store for Guarded {
         guarded!(self, self.inner.record_activation(a, audit))
     }
     async fn activations(&self) -> Result<Vec<Activation>, StoreError> {
-        guarded!(self, self.inner.activations())
+        read!(self, self.inner.activations())
     }
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
-        guarded!(self, self.inner.card_outcomes(q))
+        read!(self, self.inner.card_outcomes(q))
     }
     fn feedback_stream<'a>(
         &'a self,
@@ -326,13 +356,13 @@ impl Store for Guarded {
         tenant: &str,
         patient_ref: &str,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
-        guarded!(self, self.inner.overridden(tenant, patient_ref))
+        read!(self, self.inner.overridden(tenant, patient_ref))
     }
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError> {
-        guarded!(self, self.inner.feedback_for_card(card_uuid))
+        read!(self, self.inner.feedback_for_card(card_uuid))
     }
     async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError> {
-        guarded!(self, self.inner.hook_answers(hook_instance))
+        read!(self, self.inner.hook_answers(hook_instance))
     }
     async fn pending_draft(
         &self,
@@ -340,7 +370,7 @@ impl Store for Guarded {
         patient_ref: &str,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
-        guarded!(
+        read!(
             self,
             self.inner.pending_draft(tenant, patient_ref, decision_key)
         )
@@ -351,7 +381,7 @@ impl Store for Guarded {
         patient_ref: &str,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
-        guarded!(
+        read!(
             self,
             self.inner.latest_approved(tenant, patient_ref, rule_set_id)
         )
@@ -360,7 +390,7 @@ impl Store for Guarded {
         &self,
         query: &CarePlanQuery,
     ) -> Result<Vec<CarePlanRecord>, StoreError> {
-        guarded!(self, self.inner.search_careplans(query))
+        read!(self, self.inner.search_careplans(query))
     }
     async fn review_careplan(
         &self,
@@ -370,7 +400,7 @@ impl Store for Guarded {
         guarded!(self, self.inner.review_careplan(review, audit))
     }
     async fn drafting_entry(&self, careplan_id: uuid::Uuid) -> Result<AuditEntry, StoreError> {
-        guarded!(self, self.inner.drafting_entry(careplan_id))
+        read!(self, self.inner.drafting_entry(careplan_id))
     }
     async fn claim_jti(
         &self,
@@ -411,7 +441,7 @@ impl Store for Guarded {
         guarded!(self, self.inner.create_session(session, now))
     }
     async fn session(&self, id_hash: &str, now: i64) -> Result<Option<StaffSession>, StoreError> {
-        guarded!(self, self.inner.session(id_hash, now))
+        read!(self, self.inner.session(id_hash, now))
     }
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
         guarded!(self, self.inner.end_session(id_hash))
