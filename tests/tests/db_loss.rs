@@ -396,6 +396,59 @@ async fn a_role_at_its_connection_limit_is_load_not_an_outage() {
     saturate(Arc::new(app)).await;
 }
 
+/// Readiness while the pool's one connection is held, with the default-like long acquire
+/// time, asked as Kubernetes asks (a 1 s probe timeout): answered ready within the second (the
+/// pool is busy, not down), where before the ping waited for a connection and the probe timed
+/// out, which takes a replica out of its Service while it is busiest. A query is held by a lock
+/// taken from outside (PostgreSQL only: SQLite's readers are not blocked by a writer in WAL).
+#[tokio::test]
+async fn readiness_answers_within_a_probes_second_while_the_pool_is_busy() {
+    let app = Arc::new(
+        spawn_app_with(&[
+            ("STRIDE_DB_MAX_CONNECTIONS", "1"),
+            ("STRIDE_DB_ACQUIRE_TIMEOUT_MS", "3000"),
+        ])
+        .await,
+    );
+    if app.db.backend != stride_tests::Backend::Postgres {
+        return;
+    }
+    let mut owner = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.url)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE hook_answers IN ACCESS EXCLUSIVE MODE;")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    // A hook call looks up its hookInstance first: it waits on the lock, holding the pool's
+    // one connection.
+    let held = {
+        let app = app.clone();
+        tokio::spawn(async move { call(&app, 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let status = probe
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
+    sqlx::raw_sql("ROLLBACK").execute(&mut owner).await.unwrap();
+    assert_eq!(
+        status.as_ref().ok(),
+        Some(&200),
+        "readiness while the pool is busy: {status:?}"
+    );
+    assert_eq!(held.await.unwrap().0, 200, "the held call goes on");
+    assert_eq!(
+        stride_tests::metric(&app.metrics().await, "stride_db_up"),
+        Some(1.0)
+    );
+}
+
 const SATURABLE: [(&str, &str); 2] = [
     ("STRIDE_DB_MAX_CONNECTIONS", "2"),
     ("STRIDE_DB_ACQUIRE_TIMEOUT_MS", "25"),

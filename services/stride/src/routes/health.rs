@@ -12,24 +12,43 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "pass" }))
 }
 
+/// How long readiness waits for the database: under Kubernetes' default probe timeout (1 s)
+/// and the pool's acquire time, so a busy pool is reported before the probe gives up.
+const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Ready for traffic: the database answers and rule sets are loaded.
 #[get("/readyz")]
 #[tracing::instrument(name = "readiness", skip_all)]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db = match state.store.ping().await {
-        Ok(()) => "pass".to_owned(),
-        // Every pooled connection busy is load, not an outage: failing readiness would take
-        // this replica out of the Service while it is busiest and pile its calls onto the
-        // others. A server that has died is told apart by the guard, which marks it down;
-        // the next probe then answers `Down` here.
-        Err(e) if e.is_overloaded() => "pass".to_owned(),
-        Err(e) => {
+    // Busy is not down: every pooled connection in use is load, and failing readiness would
+    // take this replica out of its Service while it is busiest and pile its calls onto the
+    // others. A server that has died is told apart by the guard, which marks it down; the
+    // next probe then answers `Down` here. A pool that holds no connection at all and cannot
+    // get one is not busy but unusable (a role at its connection limit from the start).
+    // Kubernetes waits 1 s for a probe: the ping waits less, then the pool's state decides.
+    let open = state.store.pool_state().0 > 0;
+    let pinged = tokio::time::timeout(READY_WAIT, state.store.ping()).await;
+    let answered = matches!(pinged, Ok(Ok(())));
+    let db = match pinged {
+        Ok(Ok(())) => "pass".to_owned(),
+        Ok(Err(e)) if e.is_overloaded() && open => "pass".to_owned(),
+        Err(_) if open => "pass".to_owned(),
+        Err(_) => {
+            tracing::warn!("readiness: no database connection within the probe's wait");
+            "fail".to_owned()
+        }
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness: database check failed");
             "fail".to_owned()
         }
     };
-    let settings = if db == "pass" {
-        state.store.describe().await.ok()
+    // The settings only when the database answered at once (a busy pool would make the probe
+    // wait again for them).
+    let settings = if answered {
+        tokio::time::timeout(READY_WAIT, state.store.describe())
+            .await
+            .ok()
+            .and_then(Result::ok)
     } else {
         None
     };
