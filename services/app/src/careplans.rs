@@ -19,17 +19,25 @@ pub async fn read(
     view: Option<&str>,
 ) -> Result<CarePlanRecord, ReviewError> {
     let record = load_visible(store, &actor.caller, id).await?;
+    record_read(store, actor, &record, view).await?;
+    Ok(record)
+}
+
+/// The `careplan-read` entry of a plan the actor was shown (with the plan, its patient and the
+/// page it was shown on).
+pub(crate) async fn record_read(
+    store: &dyn Store,
+    actor: &Actor,
+    plan: &CarePlanRecord,
+    view: Option<&str>,
+) -> Result<(), ReviewError> {
     let mut entry = actor.entry(Action::CareplanRead, "success");
-    entry.patient_ref = Some(record.patient_ref.clone());
-    entry.careplan_id = Some(record.id);
+    entry.patient_ref = Some(plan.patient_ref.clone());
+    entry.careplan_id = Some(plan.id);
     if let Some(view) = view {
         entry.details["view"] = json!(view);
     }
-    store
-        .append_audit(&entry)
-        .await
-        .map_err(ReviewError::Store)?;
-    Ok(record)
+    store.append_audit(&entry).await.map_err(ReviewError::Store)
 }
 
 /// What a search asks for; the tenant and any launch's patient come from the actor.

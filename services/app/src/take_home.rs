@@ -186,13 +186,6 @@ pub async fn approved(
     let zone = ClinicZone::for_tenant(clinic_zone(&plan.tenant).as_deref());
     let from = zone.date_of(plan.updated_at, time::UtcOffset::UTC);
     let home = compose(rs, &plan.phase, from).ok_or_else(missing)?;
-    let mut entry = actor.entry(stride_store::audit::Action::CareplanRead, "success");
-    entry.patient_ref = Some(plan.patient_ref.clone());
-    entry.careplan_id = Some(plan.id);
-    entry.details["view"] = serde_json::json!(view);
-    store
-        .append_audit(&entry)
-        .await
-        .map_err(|e| TakeHomeError::Review(ReviewError::Store(e)))?;
+    crate::careplans::record_read(store, actor, &plan, Some(view)).await?;
     Ok((plan, home))
 }
