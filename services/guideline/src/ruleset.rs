@@ -24,6 +24,11 @@ pub enum LoadError {
     Semantic(Vec<String>),
 }
 
+/// A map looked up by the codes of every record on every call: keys are the rule set's own
+/// codes, so a hasher without SipHash's resistance to chosen keys is safe here (a record's
+/// code only looks up, never inserts).
+type CodeMap<V> = HashMap<Code, V, foldhash::fast::RandomState>;
+
 /// A loaded, checked rule set. Once you hold one, every reference in it resolves.
 #[derive(Debug)]
 pub struct RuleSet {
@@ -35,7 +40,7 @@ pub struct RuleSet {
     /// every source of every fact against every record was a third of `evaluate`
     /// (docs/benchmarks.md, "Code index"). A component code maps to no pair: it makes a
     /// record relevant without naming it.
-    index: HashMap<Code, Vec<(usize, usize)>>,
+    index: CodeMap<Vec<(usize, usize)>>,
     /// The episode fact's number in `doc.facts` order.
     episode: usize,
     /// Coded answers that read as yes / no (`answers`, else SNOMED CT's).
@@ -44,11 +49,11 @@ pub struct RuleSet {
     /// UCUM units read (`units`, else 1.0.0's metric list).
     units: Vec<String>,
     /// The side each code of `applicability.sides` names.
-    sides: HashMap<Code, crate::model::Side>,
+    sides: CodeMap<crate::model::Side>,
     /// Codes an Observation is read by for its own value, and the components read of a record
     /// by its code: how a panel's components are told apart (`panels`).
-    alone: std::collections::HashSet<Code>,
-    components: HashMap<Code, Vec<Code>>,
+    alone: std::collections::HashSet<Code, foldhash::fast::RandomState>,
+    components: CodeMap<Vec<Code>>,
     /// The facts (numbered in `doc.facts` order) red flags are decided on.
     red_flag_facts: std::collections::HashSet<usize>,
     /// Value sets with `words`, each with the (fact, source) pairs of the order and Condition
@@ -163,9 +168,9 @@ impl RuleSet {
             });
         }
         // Records are relevant when a fact reads their code (answer codes name no record).
-        let mut index: HashMap<Code, Vec<(usize, usize)>> = HashMap::new();
-        let mut alone = std::collections::HashSet::new();
-        let mut components: HashMap<Code, Vec<Code>> = HashMap::new();
+        let mut index: CodeMap<Vec<(usize, usize)>> = CodeMap::default();
+        let mut alone = std::collections::HashSet::with_hasher(Default::default());
+        let mut components: CodeMap<Vec<Code>> = CodeMap::default();
         for (f, binding) in doc.facts.values().enumerate() {
             for (i, s) in binding.sources.iter().enumerate() {
                 for c in &s.resolved {
@@ -212,7 +217,7 @@ impl RuleSet {
             .keys()
             .position(|k| *k == doc.applicability.episode_fact)
             .unwrap_or(usize::MAX);
-        let mut sides = HashMap::new();
+        let mut sides = CodeMap::default();
         for (side, sets) in &doc.applicability.sides {
             for c in sets.iter().flat_map(|v| &expanded[v]) {
                 if let Some(code) = codes.get(c) {
