@@ -560,20 +560,45 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
             }
         })],
     ));
-    // The same resource sent again as its next version, unchanged (an EHR re-sends what it
-    // updated for another reason): the later version of a resource replaces the earlier (D88).
-    let mut versions = base.clone();
-    versions.extend(
-        base.iter()
-            .filter(|x| x["resourceType"] != "Patient")
-            .map(|x| {
-                let mut y = x.clone();
+    // The same resource known in an earlier version that said otherwise, the earlier sent
+    // after the later (an interface replaying its history out of order): the version last
+    // updated is the record (D88), whatever order they arrive in. A reader that kept the
+    // earlier version, or both, would decide on what the record no longer says.
+    let mut versions: Vec<Json> = base
+        .iter()
+        .map(|x| {
+            let mut y = x.clone();
+            if x["resourceType"] != "Patient" {
                 y["meta"] = json!({"versionId": "2", "lastUpdated": "2030-01-01T00:00:00Z"});
-                y
-            }),
-    );
+            }
+            y
+        })
+        .collect();
+    let earlier: Vec<Json> = base
+        .iter()
+        .filter(|x| x["resourceType"] == "Observation")
+        .filter_map(|x| {
+            let mut y = x.clone();
+            let o = y.as_object_mut().unwrap();
+            if let Some(b) = o.get("valueBoolean").and_then(Json::as_bool) {
+                o.insert("valueBoolean".into(), json!(!b));
+            } else if let Some(n) = o.get("valueInteger").and_then(Json::as_i64) {
+                o.insert("valueInteger".into(), json!((n + 5) % 11));
+            } else if let Some(v) = o.get("valueQuantity").and_then(|q| q["value"].as_f64()) {
+                o.get_mut("valueQuantity").unwrap()["value"] = json!(v * 2.0 + 1.0);
+            } else {
+                return None;
+            }
+            o.insert(
+                "meta".into(),
+                json!({"versionId": "1", "lastUpdated": "2000-01-01T00:00:00Z"}),
+            );
+            Some(y)
+        })
+        .collect();
+    versions.extend(earlier);
     out.push((
-        "every record sent again as its next version, unchanged",
+        "every finding's earlier version, saying otherwise, sent after the later one",
         vec![versions],
     ));
     // A session's parts sent as Observations of their own that the session names as its
