@@ -227,6 +227,30 @@ impl TestApp {
         self.store = store;
     }
 
+    /// `restart`, tried up to `tries` times: for an app started with an acquire time shorter
+    /// than opening a connection can take on a loaded machine (the saturation tests' 25 ms),
+    /// whose start then fails now and then for want of its first connection.
+    pub async fn restart_retrying(&mut self, tries: usize) {
+        self.handle.stop(true).await;
+        let settings = || Settings::from_sources(None, &self.env).expect("test settings");
+        let mut last = None;
+        for _ in 0..tries {
+            match Application::build(settings()).await {
+                Ok(app) => {
+                    self.port = app.port();
+                    self.address = format!("http://127.0.0.1:{}", self.port);
+                    self.handle = app.handle();
+                    self.store = app.store();
+                    tokio::spawn(app.run_until_stopped());
+                    return;
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        panic!("application did not start in {tries} tries: {last:?}");
+    }
+
     /// Another replica: a second server on this app's database and trust file, as a
     /// Deployment with several pods runs. It stops when dropped.
     pub async fn replica(&self) -> Replica {

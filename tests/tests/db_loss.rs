@@ -224,7 +224,7 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
             ("STRIDE_DB_STATEMENT_TIMEOUT_MS", "2000"),
             // The default, said here because the bound below rests on it: a write in flight
             // when the server stops waits for a connection at most this long.
-            ("STRIDE_DB_ACQUIRE_TIMEOUT_MS", "1000"),
+            ("STRIDE_DB_ACQUIRE_TIMEOUT_MS", "300"),
         ])
         .await,
     );
@@ -261,7 +261,8 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
     // marked down are released at once; a write waits for a connection at most the acquire
     // time (dropped half way it could commit while its caller is told it failed). With a 5 s
     // acquire time a write in flight at the stop waited through the outage, 2.4 s here, and
-    // was answered 200 after the restart.
+    // was answered 200 after the restart; with 1 s, 1.1 s. The bound is the CDS Hooks budget
+    // with room for a slow host (measured: docs/benchmarks.md).
     let longest = |s: u16| {
         all.iter()
             .filter(|(status, ..)| *status == s)
@@ -277,7 +278,7 @@ async fn postgres_stopped_under_load_gives_503_then_recovers_without_a_restart()
     );
     for s in [200, 503] {
         assert!(
-            longest(s) < Duration::from_millis(1500),
+            longest(s) < Duration::from_millis(1000),
             "a call waited {:?} for its {s}",
             longest(s)
         );
@@ -392,7 +393,7 @@ async fn a_role_at_its_connection_limit_is_load_not_an_outage() {
         .push(("STRIDE_DATABASE_URL".into(), url.to_string()));
     app.env
         .push(("STRIDE_MIGRATE_ON_START".into(), "false".into()));
-    app.restart().await;
+    app.restart_retrying(5).await;
     saturate(Arc::new(app)).await;
 }
 

@@ -1,5 +1,5 @@
 //! Failing fast while the database is down. Without this, every call during an outage waited
-//! out the pool's acquire timeout (3 s then, 1 s now: twice the CDS Hooks 500 ms budget) before its
+//! out the pool's acquire timeout (3 s then; 300 ms now, within the CDS Hooks 500 ms budget) before its
 //! 503, so EHRs timed out first and retried into the same wait. Once an operation finds the
 //! database unavailable, every operation answers `StoreError::Down` at once, and one task
 //! probes the database in the background until it answers again.

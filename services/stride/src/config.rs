@@ -501,12 +501,15 @@ impl Settings {
             1024,
             1 << 40,
         )? as usize;
-        // 1 s: twice the CDS Hooks 500 ms budget, for the few calls that find an outage first;
-        // a pool under ordinary load hands out a connection in microseconds.
+        // 300 ms: under the CDS Hooks 500 ms budget with the rest of a call. A write in flight when the database
+        // stops waits this long for a connection (reads are released at once; a write is
+        // never dropped half way: `guard`); with 1 s it waited 1.1 s (docs/benchmarks.md,
+        // "Calls in flight when the database stops"). A pool under ordinary load hands out a
+        // connection in microseconds; a call that waits longer is shed as `overloaded`.
         let acquire_ms = number(
             "STRIDE_DB_ACQUIRE_TIMEOUT_MS",
             raw.db_acquire_timeout_ms,
-            1000,
+            300,
             10,
             60_000,
         )?;

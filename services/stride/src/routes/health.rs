@@ -12,8 +12,8 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "pass" }))
 }
 
-/// How long readiness waits for the database: under Kubernetes' default probe timeout (1 s)
-/// and the pool's acquire time, so a busy pool is reported before the probe gives up.
+/// How long readiness waits for the database: under Kubernetes' default probe timeout (1 s), so
+/// a busy pool is reported before the probe gives up (whatever acquire time an operator set).
 const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Ready for traffic: the database answers and rule sets are loaded.
