@@ -116,16 +116,10 @@ const DISAGREE: &[(&str, &str)] = &[
 /// them. A listed case that starts to pass fails the test, so the list only shrinks.
 const OPEN: &[(&str, &str)] = &[
     (
-        "267-",
-        "A unit written as a UCUM expression ('10*3.m' for km) is not among the units read, so \
-         the pre-injury distance is unknown; premature speed work, recorded but not comparable, \
-         is listed on the phase card as a pitfall that could not be checked, not shown as a \
-         card of its own.",
-    ),
-    (
         "309-",
-        "As 267: a pre-injury distance per run (km/{run}) is not read, and premature speed work, \
-         recorded but not comparable, is listed on the phase card, not shown as a card of its own.",
+        "A pre-injury distance per run (km/{run}) is not a distance per week and is not read \
+         (D93); premature speed work, recorded but not comparable, is listed on the phase card \
+         as a pitfall that could not be checked, not shown as a card of its own.",
     ),
     (
         "204-",

@@ -378,6 +378,29 @@ fn other_units(j: &mut Json) {
     }
 }
 
+/// Units written as UCUM terms of one unit: kilometres as `10*3.m`, minutes and metres
+/// annotated (`min{walked}`, `m{run}`), as devices write them (D93).
+fn ucum_terms(j: &mut Json) {
+    match j {
+        Json::Object(o) => {
+            if o.get("system").and_then(Json::as_str) == Some(UCUM) {
+                let term = match o.get("code").and_then(Json::as_str) {
+                    Some("km") => Some("10*3.m"),
+                    Some("min") => Some("min{walked}"),
+                    Some("m") => Some("m{run}"),
+                    _ => None,
+                };
+                if let Some(t) = term {
+                    o.insert("code".into(), json!(t));
+                }
+            }
+            o.values_mut().for_each(ucum_terms);
+        }
+        Json::Array(a) => a.iter_mut().for_each(ucum_terms),
+        _ => {}
+    }
+}
+
 /// Every UCUM `%` quantity written in unity as a fraction (84 % as 0.84).
 fn percent_as_fraction(j: &mut Json) {
     match j {
@@ -726,6 +749,15 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
         out.push((
             "every finding written as a component of a flowsheet panel",
             vec![panels],
+        ));
+    }
+    // Units as UCUM terms of one unit, as devices write them (D93).
+    if rs.doc.data_quality.ucum_terms_read {
+        let mut terms = base.clone();
+        terms.iter_mut().for_each(ucum_terms);
+        out.push((
+            "units written as UCUM terms of one unit (10*3.m, min{walked}, m{run})",
+            vec![terms],
         ));
     }
     // A percentage written as a fraction of one, as dynamometers and watches send it (D73).

@@ -167,6 +167,9 @@ pub struct DataQuality {
     pub findings_by_side: bool,
     /// A value in UCUM's unity (`1`) where a percentage is read is a fraction: 0.84 is 84 %.
     pub fraction_as_percent: bool,
+    /// A unit written as a UCUM term of one unit the rule set reads is that unit: a power of
+    /// ten times it (`10*3.m`, a kilometre) or it annotated (`km{run}`) (COVERAGE D93).
+    pub ucum_terms_read: bool,
     /// A trigger Condition marked ended (inactive, remission, resolved) is an episode again
     /// from the first day after it ended on which pain or a red-flag finding is recorded.
     pub ended_episode_reopens: bool,

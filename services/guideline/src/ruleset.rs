@@ -438,9 +438,13 @@ impl RuleSet {
         }
     }
 
-    /// Whether this rule set reads values in the UCUM unit `unit`.
+    /// Whether this rule set reads values in the UCUM unit `unit` (or, with `ucum_terms_read`,
+    /// a UCUM term of one unit it reads).
     pub fn reads_unit(&self, unit: &str) -> bool {
-        self.units.iter().any(|u| u == unit)
+        let listed = |u: &str| self.units.iter().any(|x| x == u);
+        listed(unit)
+            || (self.doc.data_quality.ucum_terms_read
+                && crate::units::base_of(unit).is_some_and(listed))
     }
 
     /// Every `alias#code` a value set expands to, or `None` for an unknown name.

@@ -1,5 +1,6 @@
-//! UCUM unit conversion for the units the guideline's facts use. A unit outside this table
-//! makes the value unknown: Stride never guesses a unit.
+//! UCUM unit conversion for the units the guideline's facts use, and UCUM terms made of one
+//! of them (a power of ten times it, or it annotated). A unit outside these makes the value
+//! unknown: Stride never guesses a unit.
 
 /// (UCUM code, dimension, factor to the dimension's base unit)
 const UNITS: &[(&str, &str, f64)] = &[
@@ -27,10 +28,58 @@ const UNITS: &[(&str, &str, f64)] = &[
 ];
 
 fn lookup(unit: &str) -> Option<(&'static str, f64)> {
+    exact(unit).or_else(|| term(unit))
+}
+
+fn exact(unit: &str) -> Option<(&'static str, f64)> {
     UNITS
         .iter()
         .find(|(u, _, _)| *u == unit)
         .map(|(_, d, f)| (*d, *f))
+}
+
+/// A UCUM term made of one unit of the table (UCUM's grammar, unitsofmeasure.org, sections
+/// 2–3): multiplied by powers of ten (`10*3.m` is 1000 m, a kilometre; `10^3` is the same
+/// factor), or carrying an annotation (`km{run}`: "annotations do not contribute to the
+/// semantics of the unit"). Anything else is not read: a quotient (`km/{run}`, a distance per
+/// run, not a distance), two units multiplied, an exponent on a unit.
+fn term(unit: &str) -> Option<(&'static str, f64)> {
+    let (base, factor) = parse_term(unit)?;
+    let (dimension, f) = exact(base)?;
+    Some((dimension, f * factor))
+}
+
+/// The one unit of the table a UCUM term is made of (`term`), if it is one.
+pub fn base_of(unit: &str) -> Option<&str> {
+    parse_term(unit).map(|(base, _)| base)
+}
+
+/// A term's unit of the table and its power-of-ten factor.
+fn parse_term(unit: &str) -> Option<(&str, f64)> {
+    if unit.contains('/') {
+        return None;
+    }
+    let mut factor = 1.0_f64;
+    let mut found: Option<&str> = None;
+    for part in unit.split('.') {
+        if let Some(exp) = part
+            .strip_prefix("10*")
+            .or_else(|| part.strip_prefix("10^"))
+        {
+            let e: i32 = exp.parse().ok().filter(|e: &i32| e.abs() <= 24)?;
+            factor *= 10f64.powi(e);
+            continue;
+        }
+        let bare = match part.find('{') {
+            Some(i) if i > 0 && part.ends_with('}') => &part[..i],
+            _ => part,
+        };
+        exact(bare)?;
+        if found.replace(bare).is_some() {
+            return None;
+        }
+    }
+    Some((found?, factor))
 }
 
 /// Whether `unit` is a UCUM code Stride understands.
@@ -82,6 +131,25 @@ mod tests {
         assert_eq!(convert(1.5, "h", "min"), Some(90.0));
         assert_eq!(convert(2500.0, "m", "km"), Some(2.5));
         assert_eq!(convert(2.0, "wk", "d"), Some(14.0));
+    }
+
+    #[test]
+    fn reads_a_term_of_one_unit_and_nothing_more() {
+        assert_eq!(convert(5.0, "10*3.m", "km"), Some(5.0));
+        assert_eq!(convert(5.0, "m.10^3", "km"), Some(5.0));
+        assert_eq!(convert(2.0, "km{run}", "m"), Some(2000.0));
+        assert_eq!(convert(30.0, "min{walked}", "h"), Some(0.5));
+        assert!(is_known("10*3.m"));
+        assert_eq!(base_of("10*3.m"), Some("m"));
+        assert_eq!(base_of("km{run}"), Some("km"));
+        assert_eq!(base_of("km/{run}"), None);
+        // A distance per run is not a distance; two units are an area; an exponent is not read.
+        assert_eq!(convert(5.0, "km/{run}", "km"), None);
+        assert_eq!(convert(1.0, "m.m", "m"), None);
+        assert_eq!(convert(1.0, "m2", "m"), None);
+        assert_eq!(convert(1.0, "10*3", "m"), None);
+        assert_eq!(convert(1.0, "{run}", "m"), None);
+        assert_eq!(convert(1.0, "10*x.m", "m"), None);
     }
 
     #[test]
