@@ -125,11 +125,6 @@ const OPEN: &[(&str, &str)] = &[
         "204-",
         "A 'no' whose note says the opposite in words: notes are not read.",
     ),
-    (
-        "214-",
-        "Tenderness recorded with SNOMED CT's general 'Tenderness' and a bone as its body site is \
-         not read as localized bony tenderness.",
-    ),
 ];
 
 fn order(phase: &str) -> u8 {

@@ -325,6 +325,11 @@ impl Region {
         self.excludes_parts(&r.sites, r.text.as_deref())
     }
 
+    /// Whether a record's body sites name one of the region's structures.
+    pub fn named_by(&self, r: &crate::facts::Record) -> bool {
+        r.sites.iter().any(|c| self.codes.contains(c))
+    }
+
     /// As `excludes`, for body sites and lowercased words given apart (a draft order).
     pub fn excludes_parts(
         &self,
@@ -398,6 +403,12 @@ pub struct FactSource {
     /// joint of the lower extremity" of the ankle does not answer a knee red flag (D84).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site_in: Option<String>,
+    /// With `site_in`: only a record whose body site is one of the region's structures is
+    /// read, not one that names none. A general finding says which one it is by its site:
+    /// SNOMED CT's "Tenderness" over a bone is localized bony tenderness, tenderness anywhere
+    /// else is not (D94).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub site_named: bool,
     #[serde(skip)]
     pub resolved_region: Option<Region>,
     /// A coded value read as yes or no by this source's own lists (e.g. a Patient's

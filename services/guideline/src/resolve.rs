@@ -633,7 +633,12 @@ pub(crate) fn resolve_with<'r>(
             if r.kind != src.record {
                 continue;
             }
-            if let Some(why) = src.resolved_region.as_ref().and_then(|g| g.excludes(r)) {
+            if let Some(why) = src.resolved_region.as_ref().and_then(|g| {
+                g.excludes(r).or_else(|| {
+                    (src.site_named && !g.named_by(r))
+                        .then_some("its body site is not one this finding is read at")
+                })
+            }) {
                 ignore(&r.source, format!("{}: {why}", binding.text), &mut ignored);
                 continue;
             }

@@ -659,6 +659,13 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
                 e.fact
             ));
         }
+        for (i, src) in b.sources.iter().enumerate() {
+            if src.site_named && src.site_in.is_none() {
+                problems.push(format!(
+                    "facts.{name}.sources[{i}]: site_named needs site_in (the region whose structures it names)"
+                ));
+            }
+        }
         // An unrecorded component stands in as "does not match": only a run reads that.
         for (i, src) in b.sources.iter().enumerate() {
             if src.unrecorded_ends
