@@ -291,12 +291,7 @@ fn judged_back(
         if days.is_empty() {
             continue;
         }
-        let mut needed = std::collections::BTreeSet::new();
-        probe.facts_of(&r.when, &mut |f| {
-            if let Some(i) = rs.doc.facts.keys().position(|k| k == f) {
-                needed.insert(i);
-            }
-        });
+        let needed = probe.fact_numbers(&r.when);
         for day in days.into_iter().rev() {
             let then = resolve_with(rs, facts, prepared, day, Some(&needed), None);
             let mut ev = Evaluator {
@@ -395,16 +390,10 @@ fn sticky_red_flags(
     // (a positive, a bound, an unreadable value): on no other day can it have begun to fire.
     // Deciding every day with a record cost six times the rest of `evaluate`
     // (docs/benchmarks.md, "Rule set 1.0.2").
-    let mut per_rule: Vec<std::collections::BTreeSet<usize>> = Vec::new();
-    for r in &pending {
-        let mut mine = std::collections::BTreeSet::new();
-        probe.facts_of(&r.when, &mut |f| {
-            if let Some(i) = rs.doc.facts.keys().position(|k| k == f) {
-                mine.insert(i);
-            }
-        });
-        per_rule.push(mine);
-    }
+    let per_rule: Vec<std::collections::BTreeSet<usize>> = pending
+        .iter()
+        .map(|r| probe.fact_numbers(&r.when))
+        .collect();
     let bindings: Vec<&crate::model::FactBinding> = rs.doc.facts.values().collect();
     let mut candidates: Vec<std::collections::BTreeSet<Date>> =
         vec![std::collections::BTreeSet::new(); pending.len()];
@@ -687,6 +676,17 @@ impl<'a> Evaluator<'a> {
     }
 
     /// Every fact a criterion compares (and the facts its thresholds are percentages of).
+    /// The facts `c` reads, numbered in `doc.facts` order (what a look-back resolves again).
+    fn fact_numbers(&self, c: &Criterion) -> std::collections::BTreeSet<usize> {
+        let mut out = std::collections::BTreeSet::new();
+        self.facts_of(c, &mut |f| {
+            if let Some(i) = self.rs.doc.facts.keys().position(|k| k == f) {
+                out.insert(i);
+            }
+        });
+        out
+    }
+
     fn facts_of(&self, c: &Criterion, f: &mut dyn FnMut(&str)) {
         match c {
             Criterion::All { all: cs } | Criterion::Any { any: cs } => {
