@@ -65,13 +65,20 @@ async fn visible(store: &dyn Store, actor: &Actor, id: &str) -> Result<AuditEntr
     Ok(a)
 }
 
+/// The entry recording that `actor` did `action` with the stored entry `a` (its patient, its id).
+fn about(actor: &Actor, action: Action, a: &AuditEntry) -> stride_store::NewAuditEntry {
+    let mut entry = actor.entry(action, "success");
+    entry.patient_ref = a.entry.patient_ref.clone();
+    entry.details["entry"] = json!(a.entry.id);
+    entry
+}
+
 /// One entry, its read recorded (`audit-read`, naming the entry).
 pub async fn read(store: &dyn Store, actor: &Actor, id: &str) -> Result<AuditEntry, LogError> {
     let a = visible(store, actor, id).await?;
-    let mut entry = actor.entry(Action::AuditRead, "success");
-    entry.patient_ref = a.entry.patient_ref.clone();
-    entry.details["entry"] = json!(a.entry.id);
-    store.append_audit(&entry).await?;
+    store
+        .append_audit(&about(actor, Action::AuditRead, &a))
+        .await?;
     Ok(a)
 }
 
@@ -109,9 +116,7 @@ pub async fn view(
         None
     };
     let replayed = crate::replay::replay(catalog, &a, None).ok();
-    let mut entry = actor.entry(Action::AuditRead, "success");
-    entry.patient_ref = a.entry.patient_ref.clone();
-    entry.details["entry"] = json!(a.entry.id);
+    let mut entry = about(actor, Action::AuditRead, &a);
     entry.details["sealed"] = json!(sealed.is_ok());
     if let Some(c) = &chain {
         entry.details["chain"] = json!(if c.broken.is_none() {
@@ -140,9 +145,7 @@ pub async fn replay(
 ) -> Result<Replay, LogError> {
     let a = visible(store, actor, id).await?;
     let result = crate::replay::replay(catalog, &a, version).map_err(LogError::Replay)?;
-    let mut entry = actor.entry(Action::AuditReplay, "success");
-    entry.patient_ref = a.entry.patient_ref.clone();
-    entry.details["entry"] = json!(a.entry.id);
+    let mut entry = about(actor, Action::AuditReplay, &a);
     entry.details["identical"] = json!(result.identical);
     store.append_audit(&entry).await?;
     Ok(result)
