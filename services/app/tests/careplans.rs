@@ -1,40 +1,25 @@
 //! The CarePlan reads as use cases, in process on a fresh SQLite database: what each caller
 //! sees, and the audit entry each read leaves (issue 32: use cases tested without HTTP).
 
-use std::sync::Arc;
+mod support;
 
-use futures_util::StreamExt;
 use serde_json::json;
 use stride_app::actor::{Actor, Stamp};
 use stride_app::careplans::{read, search, Search};
 use stride_app::review::ReviewError;
-use stride_auth::{Caller, Kind};
-use stride_store::{AuditQuery, CarePlanStatus, NewAuditEntry, NewCarePlan, PoolOptions, Store};
-
-async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("stride.db").display());
-    let store = stride_store::connect(&url, &PoolOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    (dir, store)
-}
+use stride_auth::Kind;
+use stride_store::{CarePlanStatus, NewAuditEntry, NewCarePlan, Store};
+use support::{audit_log as entries, fresh_store as store};
 
 fn staff(tenant: &str, patient: Option<&str>) -> Actor {
-    let caller = Caller {
-        issuer: format!("https://{tenant}.example/oauth"),
-        subject: format!("nurse-of-{tenant}"),
-        tenant: tenant.into(),
-        all_tenants: false,
-        timezone: None,
-        kind: Kind::Staff,
-        jti: None,
-        expires_at: i64::MAX,
-        scopes: vec!["careplan.read".into()],
-        patient: patient.map(str::to_owned),
-        fhir_user: None,
-    };
+    let mut caller = support::caller(
+        &format!("https://{tenant}.example/oauth"),
+        &format!("nurse-of-{tenant}"),
+        tenant,
+        Kind::Staff,
+    );
+    caller.scopes = vec!["careplan.read".into()];
+    caller.patient = patient.map(str::to_owned);
     let stamp = Stamp {
         trace_id: Some("trace-1".into()),
         route: "/fhir/CarePlan/{id}".into(),
@@ -63,18 +48,6 @@ async fn plan(store: &dyn Store, tenant: &str, patient: &str) -> uuid::Uuid {
         .await
         .unwrap();
     id
-}
-
-async fn entries(store: &dyn Store, tenant: &str) -> Vec<NewAuditEntry> {
-    let query = AuditQuery {
-        tenant: Some(tenant.into()),
-        ..AuditQuery::default()
-    };
-    store
-        .audit_stream(&query, true)
-        .map(|e| e.unwrap().entry)
-        .collect()
-        .await
 }
 
 #[tokio::test]

@@ -3,17 +3,18 @@
 //! answered from the store, and a hookInstance of another caller refused, each with the audit
 //! entries it leaves (issue 32: use cases tested without HTTP).
 
+mod support;
+
 use std::path::Path;
 use std::sync::Arc;
 
-use futures_util::StreamExt;
 use serde_json::{json, value::RawValue, Value as Json};
 use stride_app::actor::{Actor, Stamp};
 use stride_app::catalog::Catalog;
 use stride_app::hook::{answer, fingerprint, Answer, Call, Fetch, HookError, Unfetched};
-use stride_auth::{Caller, Kind};
+use stride_auth::Kind;
 use stride_fhir::clinic::ClinicZone;
-use stride_store::{AuditQuery, NewAuditEntry, PoolOptions, Store};
+use stride_store::{NewAuditEntry, Store};
 use time::{Duration, OffsetDateTime};
 
 /// Everything is in the prefetch: a fetch would be a bug.
@@ -31,19 +32,7 @@ impl Fetch for NoFetch {
 const TENANT: &str = "clinic-a";
 
 fn actor(issuer: &str, tenant: &str) -> Actor {
-    let caller = Caller {
-        issuer: issuer.into(),
-        subject: "ehr-client".into(),
-        tenant: tenant.into(),
-        all_tenants: false,
-        timezone: None,
-        kind: Kind::CdsClient,
-        jti: None,
-        expires_at: i64::MAX,
-        scopes: Vec::new(),
-        patient: None,
-        fhir_user: None,
-    };
+    let caller = support::caller(issuer, "ehr-client", tenant, Kind::CdsClient);
     let stamp = Stamp {
         trace_id: None,
         route: "/cds-services/{id}".into(),
@@ -84,12 +73,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("stride.db").display());
-    let store = stride_store::connect(&url, &PoolOptions::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (dir, store) = support::fresh_store().await;
     let guidelines = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guidelines");
     World {
         _dir: dir,
@@ -126,17 +110,13 @@ async fn call(w: &World, actor: &Actor, body: &[u8], jti: &str) -> Result<Answer
     answer(w.store.as_ref(), actor, &c, &mut NoFetch, claim).await
 }
 
+/// The hook calls' and retries' entries of the clinic's chain.
 async fn log(store: &dyn Store) -> Vec<NewAuditEntry> {
-    let query = AuditQuery {
-        tenant: Some(TENANT.into()),
-        ..AuditQuery::default()
-    };
-    store
-        .audit_stream(&query, true)
-        .map(|e| e.unwrap().entry)
-        .filter(|e| std::future::ready(e.action.starts_with("hook-")))
-        .collect()
+    support::audit_log(store, TENANT)
         .await
+        .into_iter()
+        .filter(|e| e.action.starts_with("hook-"))
+        .collect()
 }
 
 #[tokio::test]
