@@ -205,26 +205,29 @@ pub async fn spawn_app_trusting(issuers: &[serde_json::Value], extra: &[(&str, &
 }
 
 async fn start(env: &[(String, String)]) -> (u16, ServerHandle, Arc<dyn Store>) {
+    try_start(env).await.expect("application starts")
+}
+
+async fn try_start(
+    env: &[(String, String)],
+) -> Result<(u16, ServerHandle, Arc<dyn Store>), String> {
     let settings = Settings::from_sources(None, env).expect("test settings");
     let app = Application::build(settings)
         .await
-        .expect("application starts");
+        .map_err(|e| e.to_string())?;
     let port = app.port();
     let handle = app.handle();
     let store = app.store();
     tokio::spawn(app.run_until_stopped());
-    (port, handle, store)
+    Ok((port, handle, store))
 }
 
 impl TestApp {
     /// Stop this server and start a new one on the same database and trust file: a restart.
     pub async fn restart(&mut self) {
         self.handle.stop(true).await;
-        let (port, handle, store) = start(&self.env).await;
-        self.address = format!("http://127.0.0.1:{port}");
-        self.port = port;
-        self.handle = handle;
-        self.store = store;
+        let started = start(&self.env).await;
+        self.started(started);
     }
 
     /// `restart`, tried up to `tries` times: for an app started with an acquire time shorter
@@ -232,23 +235,22 @@ impl TestApp {
     /// whose start then fails now and then for want of its first connection.
     pub async fn restart_retrying(&mut self, tries: usize) {
         self.handle.stop(true).await;
-        let settings = || Settings::from_sources(None, &self.env).expect("test settings");
         let mut last = None;
         for _ in 0..tries {
-            match Application::build(settings()).await {
-                Ok(app) => {
-                    self.port = app.port();
-                    self.address = format!("http://127.0.0.1:{}", self.port);
-                    self.handle = app.handle();
-                    self.store = app.store();
-                    tokio::spawn(app.run_until_stopped());
-                    return;
-                }
-                Err(e) => last = Some(e.to_string()),
+            match try_start(&self.env).await {
+                Ok(started) => return self.started(started),
+                Err(e) => last = Some(e),
             }
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
         panic!("application did not start in {tries} tries: {last:?}");
+    }
+
+    fn started(&mut self, (port, handle, store): (u16, ServerHandle, Arc<dyn Store>)) {
+        self.address = format!("http://127.0.0.1:{port}");
+        self.port = port;
+        self.handle = handle;
+        self.store = store;
     }
 
     /// Another replica: a second server on this app's database and trust file, as a
