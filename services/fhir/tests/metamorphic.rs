@@ -31,6 +31,7 @@ use time::{Date, Duration, OffsetDateTime, UtcOffset};
 const ZONE: &str = "Pacific/Auckland";
 const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
 const LOINC: &str = "http://loinc.org";
+const SNOMED: &str = "http://snomed.info/sct";
 const UCUM: &str = "http://unitsofmeasure.org";
 const ICD10: &str = "http://hl7.org/fhir/sid/icd-10-cm";
 
@@ -749,6 +750,30 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
         out.push((
             "every finding written as a component of a flowsheet panel",
             vec![panels],
+        ));
+    }
+    // Localized bony tenderness found written as SNOMED CT's general "Tenderness" over the
+    // tibia, as a GP's record writes it (D94). Only findings of tenderness present that name no
+    // site: a site of a side says which knee, and the tibia would lose that. (A "no" so written
+    // is not read as no tenderness, extent 0: more cautious, and not checked here.)
+    if rs.doc.value_sets.contains_key("bone_structures") {
+        let tender: Vec<Json> = base
+            .iter()
+            .map(|x| {
+                let local = x["code"]["coding"][0]["system"] == LOCAL
+                    && x["code"]["coding"][0]["code"] == "bony-tenderness";
+                if !local || x.get("bodySite").is_some() || x["valueBoolean"] != json!(true) {
+                    return x.clone();
+                }
+                let mut y = x.clone();
+                y["code"] = json!({"coding": [{"system": SNOMED, "code": "247348008", "display": "Tenderness"}]});
+                y["bodySite"] = json!({"coding": [{"system": SNOMED, "code": "12611008", "display": "Bone structure of tibia"}]});
+                y
+            })
+            .collect();
+        out.push((
+            "localized bony tenderness found, written as SNOMED CT Tenderness over the tibia",
+            vec![tender],
         ));
     }
     // Units as UCUM terms of one unit, as devices write them (D93).
