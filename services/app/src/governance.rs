@@ -6,15 +6,24 @@
 //! for the clinic at once, on this replica now and on the others when they read it back.
 //! Every sign-off and activation is an audit entry, written with it.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use serde_json::json;
 use stride_auth::Caller;
 use stride_guideline::RuleSetVersion;
-use stride_store::{Activation, NewAuditEntry, SignOff, Store, StoreError};
+use stride_store::audit::Action;
+use stride_store::{Activation, SignOff, Store, StoreError};
 
+use crate::actor::Actor;
 use crate::catalog::Catalog;
 use crate::impact::{report, Candidate, ImpactError, Scope};
+use crate::impact_jobs::{Ask, Jobs, View};
 use crate::pins::Pins;
+
+/// How long a sign-off over the API waits for the clinic's report when none is kept yet: a
+/// clinic's log of thousands of decisions is done within it.
+pub const SIGN_OFF_WAIT: Duration = Duration::from_secs(2);
 
 /// Distinct approvals a version needs before it may be activated for a clinic.
 pub const APPROVALS_NEEDED: usize = 2;
@@ -131,18 +140,21 @@ pub async fn impact_hash(
         .impact_hash)
 }
 
-/// Record `caller`'s decision on `guideline` `version` for their clinic.
-#[allow(clippy::too_many_arguments)]
+/// Record `actor`'s decision on `guideline` `version` for their clinic. The report they name
+/// must be kept (read on the impact page, or with `stride rules impact --tenant`); when none
+/// is kept for the clinic yet, its job is started (or joined) and waited for up to `wait`,
+/// and a report still being computed then is a conflict to try again, never a wait as long
+/// as the log.
 pub async fn sign_off(
-    store: &dyn Store,
-    catalog: &Catalog,
-    pins: &Pins,
-    caller: &Caller,
+    jobs: &Jobs,
+    actor: &Actor,
     guideline: &str,
     version: RuleSetVersion,
     request: &SignOffRequest,
-    mut audit: NewAuditEntry,
+    wait: Duration,
 ) -> Result<SignOff, GovernanceError> {
+    let (store, catalog, pins) = (jobs.store(), jobs.catalog(), jobs.pins());
+    let caller = &actor.caller;
     let rs = catalog
         .get(guideline, &version)
         .ok_or(GovernanceError::UnknownVersion)?;
@@ -177,50 +189,52 @@ pub async fn sign_off(
         .in_force_for_tenant(catalog, guideline, &tenant)
         .map(|(rs, _)| rs.doc.version.to_string())
         .unwrap_or_default();
-    let seen = store
-        .impact_report(
-            request.impact.trim(),
-            guideline,
-            &version.to_string(),
-            &tenant,
+    let named = request.impact.trim();
+    let find = || async {
+        Ok::<_, GovernanceError>(
+            store
+                .impact_report(named, guideline, &version.to_string(), &tenant)
+                .await?
+                .into_iter()
+                .find(|r| r.content_hash == rs.content_hash && r.in_force_version == in_force),
         )
-        .await?
-        .into_iter()
-        .find(|r| r.content_hash == rs.content_hash && r.in_force_version == in_force);
-    // A report nobody kept may still be the one the signer read: the clinic's report as it
-    // is now (read with `stride rules impact` over a log of this clinic alone, say). Then it
-    // is kept now, and signed off on.
-    let seen = match seen {
-        Some(r) => Some(r),
-        None => {
-            let now = current_report(store, catalog, guideline, version, &tenant).await?;
-            if now.impact_hash == request.impact.trim() {
-                let report = stride_store::ImpactReport {
-                    impact_hash: now.impact_hash.clone(),
-                    guideline_id: guideline.to_owned(),
-                    version: version.to_string(),
-                    content_hash: rs.content_hash.clone(),
-                    in_force_version: in_force.clone(),
-                    tenant: tenant.clone(),
-                    decisions: now.decisions as i64,
-                    changed: now.changed as i64,
-                    computed_at: time::OffsetDateTime::now_utc(),
-                    report: None,
-                };
-                store.record_impact_report(&report).await?;
-                Some(report)
-            } else {
-                None
+    };
+    let mut seen = find().await?;
+    if seen.is_none() {
+        // A report nobody kept may still be the clinic's report as it is now (read with
+        // `stride rules impact` over a log of this clinic alone, say): the job computes and
+        // keeps it, unless a report is kept already (then the signer read another).
+        let ask = Ask {
+            candidate: Candidate {
+                guideline: guideline.to_owned(),
+                version,
+            },
+            tenant: Some(tenant.clone()),
+            since_us: None,
+            again: false,
+        };
+        match jobs.view(&ask, wait).await? {
+            View::Ready(_) => seen = find().await?,
+            View::Running { read, .. } => {
+                return Err(GovernanceError::Conflict(format!(
+                    "impact: the clinic's impact report of {guideline} {version} is being \
+                     computed ({read} decisions read so far); read it on the impact page when \
+                     it is done and sign off on its impactHash"
+                )))
+            }
+            View::Failed(e) => {
+                return Err(GovernanceError::Conflict(format!(
+                    "impact: the clinic's impact report could not be computed: {e}"
+                )))
             }
         }
-    };
+    }
     let Some(seen) = seen else {
         return Err(GovernanceError::Conflict(format!(
             "impact: no impact report of {guideline} {version} against {in_force} for this clinic \
              has this hash; read the report (the impact page) and sign off on its impactHash"
         )));
     };
-    let current = seen.impact_hash;
     let s = SignOff {
         id: stride_store::new_row_id(),
         guideline_id: guideline.to_owned(),
@@ -230,10 +244,11 @@ pub async fn sign_off(
         signer: signer(caller),
         decision: decision.to_owned(),
         reason: reason.clone(),
-        impact_hash: current,
+        impact_hash: seen.impact_hash,
         in_force_version: in_force,
         created_at: time::OffsetDateTime::now_utc(),
     };
+    let mut audit = actor.entry(Action::GuidelineSignOff, "success");
     audit.rule_set_id = Some(guideline.to_owned());
     audit.rule_set_version = Some(version.to_string());
     audit.rule_set_hash = Some(rs.content_hash.clone());
@@ -276,12 +291,12 @@ pub async fn activate(
     store: &dyn Store,
     catalog: &Catalog,
     pins: &Pins,
-    caller: &Caller,
+    actor: &Actor,
     guideline: &str,
     version: RuleSetVersion,
     tenant: &str,
-    mut audit: NewAuditEntry,
 ) -> Result<Activation, GovernanceError> {
+    let caller = &actor.caller;
     let rs = catalog
         .get(guideline, &version)
         .ok_or(GovernanceError::UnknownVersion)?;
@@ -347,6 +362,7 @@ pub async fn activate(
         activated_by: signer(caller),
         created_at: time::OffsetDateTime::now_utc(),
     };
+    let mut audit = actor.entry(Action::GuidelineActivation, "success");
     audit.tenant = tenant.to_owned();
     audit.rule_set_id = Some(guideline.to_owned());
     audit.rule_set_version = Some(version.to_string());

@@ -5,110 +5,13 @@
 
 mod support;
 
-use std::path::Path;
-use std::sync::Arc;
-
-use serde_json::{json, value::RawValue, Value as Json};
-use stride_app::actor::{Actor, Stamp};
-use stride_app::catalog::Catalog;
-use stride_app::hook::{answer, fingerprint, Answer, Call, Fetch, HookError, Unfetched};
-use stride_auth::Kind;
-use stride_fhir::clinic::ClinicZone;
+use serde_json::Value as Json;
+use stride_app::hook::{Answer, HookError};
 use stride_store::{NewAuditEntry, Store};
-use time::{Duration, OffsetDateTime};
-
-/// Everything is in the prefetch: a fetch would be a bug.
-struct NoFetch;
-
-impl Fetch for NoFetch {
-    fn available(&self) -> bool {
-        false
-    }
-    async fn fetch(&mut self, _: &str, _: &str) -> Result<Vec<Box<RawValue>>, Unfetched> {
-        Err(Unfetched::Failed)
-    }
-}
+use support::{actor, body, call, world};
+use time::OffsetDateTime;
 
 const TENANT: &str = "clinic-a";
-
-fn actor(issuer: &str, tenant: &str) -> Actor {
-    let caller = support::caller(issuer, "ehr-client", tenant, Kind::CdsClient);
-    let stamp = Stamp {
-        trace_id: None,
-        route: "/cds-services/{id}".into(),
-        method: "POST".into(),
-    };
-    Actor::new(caller, stamp)
-}
-
-/// A runner three days into knee pain: decided as rest.
-fn body(instance: &str) -> Vec<u8> {
-    let onset = (OffsetDateTime::now_utc() - Duration::days(3)).date();
-    let bundle = |entries: Vec<Json>| {
-        json!({"resourceType": "Bundle", "type": "searchset",
-               "entry": entries.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()})
-    };
-    let knee = json!({"resourceType": "Condition", "id": "k",
-        "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
-        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "M25.561"}]},
-        "subject": {"reference": "Patient/p1"}, "onsetDateTime": onset.to_string()});
-    serde_json::to_vec(&json!({
-        "hook": "patient-view",
-        "hookInstance": instance,
-        "context": {"userId": "Practitioner/dr-1", "patientId": "p1"},
-        "prefetch": {
-            "Patient": {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1990-04-01"},
-            "Condition": bundle(vec![knee]),
-            "Observation": bundle(Vec::new()),
-            "CarePlan": bundle(Vec::new()),
-        },
-    }))
-    .unwrap()
-}
-
-struct World {
-    _dir: tempfile::TempDir,
-    store: Arc<dyn Store>,
-    catalog: Catalog,
-}
-
-async fn world() -> World {
-    let (dir, store) = support::fresh_store().await;
-    let guidelines = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guidelines");
-    World {
-        _dir: dir,
-        store,
-        catalog: Catalog::load(&guidelines).unwrap(),
-    }
-}
-
-/// One call of `body` by `actor` with a fresh token (`jti`), as the route makes it.
-async fn call(w: &World, actor: &Actor, body: &[u8], jti: &str) -> Result<Answer, HookError> {
-    let svc = w.catalog.service("running-knee-patient-view").unwrap();
-    let rs = w.catalog.current(&svc.guideline).unwrap().clone();
-    let req = stride_hooks::request::parse(body, svc.hook, true).unwrap();
-    let zone = ClinicZone::for_tenant(None);
-    let c = Call {
-        service: svc,
-        rule_set: &rs,
-        shadow: None,
-        request: &req,
-        tenant: &actor.caller.tenant,
-        issuer: &actor.caller.issuer,
-        zone: &zone,
-        now: OffsetDateTime::now_utc(),
-        public_url: "https://stride.example",
-        fingerprint: fingerprint(svc, &req),
-        smart_launch: false,
-    };
-    let now = OffsetDateTime::now_utc().unix_timestamp();
-    let claim = w
-        .store
-        .claim_jti(&actor.caller.issuer, jti, now + 300, now)
-        .await
-        .unwrap();
-    answer(w.store.as_ref(), actor, &c, &mut NoFetch, claim).await
-}
 
 /// The hook calls' and retries' entries of the clinic's chain.
 async fn log(store: &dyn Store) -> Vec<NewAuditEntry> {

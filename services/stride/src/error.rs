@@ -166,6 +166,16 @@ impl From<stride_app::decision_log::LogError> for ApiError {
     }
 }
 
+impl From<stride_app::impact_jobs::TracesError> for ApiError {
+    fn from(e: stride_app::impact_jobs::TracesError) -> Self {
+        use stride_app::impact_jobs::TracesError as T;
+        match e {
+            T::Log(e) => e.into(),
+            T::Undecidable => ApiError::BadRequest(e.to_string()),
+        }
+    }
+}
+
 impl From<stride_app::review::ReviewError> for ApiError {
     fn from(e: stride_app::review::ReviewError) -> Self {
         use stride_app::review::ReviewError;

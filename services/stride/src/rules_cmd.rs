@@ -274,7 +274,7 @@ pub async fn govern(
     command: &crate::cli::RulesCommand,
 ) -> Result<String, Box<dyn std::error::Error>> {
     use crate::cli::RulesCommand;
-    use stride_store::audit::Action;
+    use std::sync::Arc;
     let (candidate, tenant, signer) = match command {
         RulesCommand::Approve {
             candidate,
@@ -308,17 +308,19 @@ pub async fn govern(
         patient: None,
         fhir_user: None,
     };
-    let entry = |action: Action| stride_store::NewAuditEntry {
-        id: stride_store::new_row_id(),
-        tenant: tenant.clone(),
-        recorded_us: stride_app::now_us(),
-        action: action.as_str().into(),
-        outcome: "success".into(),
-        caller_issuer: Some(caller.issuer.clone()),
-        caller_subject: Some(caller.subject.clone()),
-        details: serde_json::json!({"via": "command line"}),
-        ..stride_store::NewAuditEntry::default()
-    };
+    // Entries say which command did it, where a request would give its route.
+    let actor = stride_app::actor::Actor::new(
+        caller,
+        stride_app::actor::Stamp {
+            trace_id: None,
+            route: match command {
+                RulesCommand::Approve { .. } => "stride rules approve",
+                _ => "stride rules activate",
+            }
+            .into(),
+            method: "command line".into(),
+        },
+    );
     match command {
         RulesCommand::Approve {
             impact,
@@ -331,15 +333,15 @@ pub async fn govern(
                 reason: reason.clone(),
                 impact: impact.clone(),
             };
+            // An operator at a terminal waits for the clinic's report however long it takes.
+            let jobs = stride_app::impact_jobs::Jobs::new(store, Arc::new(catalog), Arc::new(pins));
             let s = stride_app::governance::sign_off(
-                store.as_ref(),
-                &catalog,
-                &pins,
-                &caller,
+                &jobs,
+                &actor,
                 &candidate.guideline,
                 candidate.version,
                 &request,
-                entry(Action::GuidelineSignOff),
+                std::time::Duration::from_secs(24 * 3600),
             )
             .await?;
             Ok(format!(
@@ -352,11 +354,10 @@ pub async fn govern(
                 store.as_ref(),
                 &catalog,
                 &pins,
-                &caller,
+                &actor,
                 &candidate.guideline,
                 candidate.version,
                 tenant,
-                entry(Action::GuidelineActivation),
             )
             .await?;
             Ok(format!(

@@ -218,6 +218,11 @@ impl Application {
             metrics.audit_refusals_dropped.clone(),
         );
         let sign_ins = crate::admission::PerClient::per_minute(settings.sign_in_per_minute);
+        let impact_jobs = Arc::new(stride_app::impact_jobs::Jobs::new(
+            store.clone(),
+            catalog.clone(),
+            pins.clone(),
+        ));
         let state = web::Data::new(AppState {
             store: store.clone(),
             catalog,
@@ -234,7 +239,7 @@ impl Application {
             started: time::OffsetDateTime::now_utc(),
             metrics,
             refusals,
-            impact_jobs: Default::default(),
+            impact_jobs,
         });
         // Every page and API answer: no framing anywhere (X-Frame-Options beside the pages'
         // CSP frame-ancestors, for browsers that only know the header), no MIME sniffing, and

@@ -210,21 +210,13 @@ pub async fn sign_off(
     let (id, version) = path.into_inner();
     let version = loaded(&state, &id, &version)?.doc.version;
     let body: stride_app::governance::SignOffRequest = json_body(&req, payload, &state).await?;
-    let entry = crate::audit::entry(
-        &req,
-        crate::audit::Action::GuidelineSignOff,
-        "success",
-        Some(&staff.caller),
-    );
     let s = stride_app::governance::sign_off(
-        state.store.as_ref(),
-        &state.catalog,
-        &state.pins,
-        &staff.caller,
+        &state.impact_jobs,
+        &crate::audit::actor(&req, &staff.caller),
         &id,
         version,
         &body,
-        entry,
+        stride_app::governance::SIGN_OFF_WAIT,
     )
     .await?;
     Ok(HttpResponse::Created().json(serde_json::json!({
@@ -253,21 +245,14 @@ pub async fn activate(
     let (id, version) = path.into_inner();
     let version = loaded(&state, &id, &version)?.doc.version;
     let body: ActivateRequest = json_body(&req, payload, &state).await?;
-    let entry = crate::audit::entry(
-        &req,
-        crate::audit::Action::GuidelineActivation,
-        "success",
-        Some(&staff.caller),
-    );
     let a = stride_app::governance::activate(
         state.store.as_ref(),
         &state.catalog,
         &state.pins,
-        &staff.caller,
+        &crate::audit::actor(&req, &staff.caller),
         &id,
         version,
         &body.tenant,
-        entry,
     )
     .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({

@@ -216,21 +216,13 @@ pub async fn sign_off(
             .filter(|r| !r.is_empty()),
         impact: form.get("impact").cloned().unwrap_or_default(),
     };
-    let entry = crate::audit::entry(
-        &req,
-        crate::audit::Action::GuidelineSignOff,
-        "success",
-        Some(&viewer.caller),
-    );
     match stride_app::governance::sign_off(
-        state.store.as_ref(),
-        &state.catalog,
-        &state.pins,
-        &viewer.caller,
+        &state.impact_jobs,
+        &crate::audit::actor(&req, &viewer.caller),
         &id,
         v,
         &body,
-        entry,
+        stride_app::governance::SIGN_OFF_WAIT,
     )
     .await
     {
@@ -260,21 +252,14 @@ pub async fn activate(
         )
         .into());
     };
-    let entry = crate::audit::entry(
-        &req,
-        crate::audit::Action::GuidelineActivation,
-        "success",
-        Some(&viewer.caller),
-    );
     match stride_app::governance::activate(
         state.store.as_ref(),
         &state.catalog,
         &state.pins,
-        &viewer.caller,
+        &crate::audit::actor(&req, &viewer.caller),
         &id,
         v,
         &tenant,
-        entry,
     )
     .await
     {

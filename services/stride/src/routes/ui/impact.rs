@@ -13,9 +13,8 @@ use crate::audit;
 use crate::auth::AuditRead;
 use crate::error::ApiError;
 use crate::state::AppState;
-use stride_app::impact::{report, Candidate, Change, Scope};
-use stride_app::impact_jobs::{View, LISTED};
-use stride_app::replay::Inputs;
+use stride_app::impact::Candidate;
+use stride_app::impact_jobs::{self, Ask, Traces, View};
 
 #[derive(Deserialize, Default)]
 pub struct Form {
@@ -31,8 +30,17 @@ pub struct Form {
 /// log of thousands of decisions is done within it; a million-decision log is not.
 const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
-fn url_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// The page's query for `candidate` (and `since`, and an `entry` whose traces to show).
+fn query(candidate: &Candidate, since: Option<&str>, entry: Option<&str>) -> String {
+    let mut s = url::form_urlencoded::Serializer::new(String::new());
+    s.append_pair("candidate", &candidate.to_string());
+    if let Some(since) = since {
+        s.append_pair("since", since);
+    }
+    if let Some(entry) = entry {
+        s.append_pair("entry", entry);
+    }
+    s.finish()
 }
 
 fn nonempty(v: &Option<String>) -> Option<&str> {
@@ -96,17 +104,6 @@ pub async fn impact(
     let Some(candidate) = candidate else {
         return Ok(page(StatusCode::OK, Some(&viewer), "Impact", &html));
     };
-    let mut log = audit::entry(
-        &req,
-        audit::Action::AuditRead,
-        "success",
-        Some(&viewer.caller),
-    );
-    log.details["view"] = json!("rules impact");
-    log.details["query"] =
-        json!({"candidate": candidate.to_string(), "since": f.since, "entry": f.entry});
-    state.store.append_audit(&log).await?;
-
     if state
         .catalog
         .get(&candidate.guideline, &candidate.version)
@@ -116,78 +113,54 @@ pub async fn impact(
             ApiError::BadRequest(format!("{candidate} is not a loaded rule-set version")).into(),
         );
     }
-    // A clinic's whole log is the report signers read: computed once, in the background, and
-    // kept (`impact_jobs`). Part of a log, or every clinic's, is computed for this view.
-    let (summary, listed, computed) = match (viewer.caller.tenant_scope(), since_us) {
-        (Some(tenant), None) => {
-            let again = nonempty(&f.again).is_some();
-            match state
-                .impact_jobs
-                .view(
-                    state.store.clone(),
-                    state.catalog.clone(),
-                    state.pins.clone(),
-                    tenant,
-                    &candidate,
-                    again,
-                    WAIT,
-                )
-                .await
-                .map_err(ApiError::from)?
-            {
-                View::Ready(kept) => (kept.summary, kept.changes, Some(kept.computed_at)),
-                View::Running { read, since } => {
-                    html.push_str(&format!(
-                        "<h2>Summary</h2><p role=\"status\">The report is being computed: {read} decisions read so far \
-                         (started {}). <a href=\"/ui/rules/impact?candidate={}\">Show it when done</a></p>",
-                        esc(&super::clinic_time(&state, tenant, since)),
-                        esc(&url_encode(&candidate.to_string())),
-                    ));
-                    return Ok(page(StatusCode::ACCEPTED, Some(&viewer), "Impact", &html));
-                }
-                View::Failed(e) => {
-                    return Err(ApiError::Internal(format!("the impact report failed: {e}")).into())
-                }
-            }
+    let actor = audit::actor(&req, &viewer.caller);
+    let ask = Ask {
+        candidate: candidate.clone(),
+        tenant: viewer.caller.tenant_scope().map(str::to_owned),
+        since_us,
+        again: nonempty(&f.again).is_some(),
+    };
+    let asked = json!({"candidate": candidate.to_string(), "since": f.since, "entry": f.entry});
+    let (summary, listed, computed) = match impact_jobs::read(
+        &state.impact_jobs,
+        &actor,
+        &ask,
+        asked,
+        WAIT,
+    )
+    .await
+    .map_err(ApiError::from)?
+    {
+        View::Ready(kept) => (kept.summary, kept.changes, kept.computed_at),
+        View::Running { read, since } => {
+            html.push_str(&format!(
+                    "<h2>Summary</h2><p role=\"status\">The report is being computed: {read} decisions read so far \
+                     (started {}). <a href=\"/ui/rules/impact?{}\">Show it when done</a></p>",
+                    esc(&super::clinic_time(&state, ask.tenant.as_deref().unwrap_or_default(), since)),
+                    esc(&query(&candidate, nonempty(&f.since), None)),
+                ));
+            return Ok(page(StatusCode::ACCEPTED, Some(&viewer), "Impact", &html));
         }
-        _ => {
-            let scope = Scope {
-                candidate: candidate.clone(),
-                since_us,
-                tenant: viewer.caller.tenant_scope().map(str::to_owned),
-            };
-            let mut listed: Vec<Change> = Vec::new();
-            let summary = report(
-                state.store.as_ref(),
-                &state.catalog,
-                &scope,
-                |c| {
-                    if listed.len() < LISTED {
-                        listed.push(c.clone());
-                    }
-                },
-                0,
-                |_| {},
-            )
-            .await
-            .map_err(|e| match e {
-                stride_app::impact::ImpactError::UnknownCandidate(c) => {
-                    ApiError::BadRequest(format!("{c} is not a loaded rule-set version"))
-                }
-                stride_app::impact::ImpactError::Store(e) => ApiError::from(e),
-            })?;
-            (summary, listed, None)
+        View::Failed(e) => {
+            return Err(ApiError::Internal(format!("the impact report failed: {e}")).into())
         }
     };
 
-    if let (Some(at), Some(tenant)) = (computed, viewer.caller.tenant_scope()) {
-        html.push_str(&format!(
-            "<p class=\"note\">The report kept for your clinic, computed {}: decisions recorded since are not in it. \
-             <a href=\"/ui/rules/impact?candidate={}&amp;again=1\">Compute it again</a></p>",
-            esc(&super::clinic_time(&state, tenant, at)),
-            esc(&url_encode(&candidate.to_string())),
-        ));
-    }
+    let whose = if ask.signable() {
+        "The report kept for your clinic"
+    } else {
+        "This report"
+    };
+    html.push_str(&format!(
+        "<p class=\"note\">{whose}, computed {}: decisions recorded since are not in it. \
+         <a href=\"/ui/rules/impact?{}&amp;again=1\">Compute it again</a></p>",
+        esc(&super::clinic_time(
+            &state,
+            ask.tenant.as_deref().unwrap_or_default(),
+            computed
+        )),
+        esc(&query(&candidate, nonempty(&f.since), None)),
+    ));
     html.push_str(&format!(
         "<h2>Summary</h2><p role=\"status\">{}: {} decisions read, <strong>{} would change</strong>, {} unchanged \
          ({} from shadow records{}).</p><p>Impact hash (what a sign-off names as the report its signer saw): \
@@ -206,10 +179,10 @@ pub async fn impact(
     ));
     // A member of the committee signs off here, on the report just read: its hash is what
     // the sign-off names. Only a clinic's whole log is a report one may sign off on.
-    if let (true, Some(tenant), None) = (
+    if let (true, Some(tenant), true) = (
         viewer.caller.has_scope("guideline.approve"),
-        viewer.caller.tenant_scope(),
-        since_us,
+        ask.tenant.as_deref(),
+        ask.signable(),
     ) {
         let (id, version) = (&candidate.guideline, candidate.version.to_string());
         html.push_str(&format!(
@@ -254,15 +227,7 @@ pub async fn impact(
              <th scope=\"col\">Audit entry</th><th scope=\"col\">Traces</th></tr></thead><tbody>",
             esc(&more)
         ));
-        let q = |entry: &str| {
-            let mut s = url::form_urlencoded::Serializer::new(String::new());
-            s.append_pair("candidate", &candidate.to_string());
-            if let Some(since) = nonempty(&f.since) {
-                s.append_pair("since", since);
-            }
-            s.append_pair("entry", entry);
-            s.finish()
-        };
+        let q = |entry: &str| query(&candidate, nonempty(&f.since), Some(entry));
         for c in &listed {
             html.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/audit/{}\">Open<span class=\"visually-hidden\"> entry</span></a></td>\
@@ -278,40 +243,19 @@ pub async fn impact(
         html.push_str("</tbody></table></div>");
     }
     if let Some(entry) = nonempty(&f.entry) {
-        side_by_side(&mut html, &state, &viewer, entry, &candidate).await?;
+        let traces = impact_jobs::traces(&state.impact_jobs, &actor, entry, &candidate)
+            .await
+            .map_err(ApiError::from)?;
+        side_by_side(&mut html, entry, &candidate, &traces);
     }
     Ok(page(StatusCode::OK, Some(&viewer), "Impact", &html))
 }
 
 /// The decision as recorded (decided again with its own version) and the candidate's, check by
 /// check.
-async fn side_by_side(
-    html: &mut String,
-    state: &AppState,
-    viewer: &super::Viewer,
-    entry: &str,
-    candidate: &Candidate,
-) -> Result<(), UiError> {
-    let id = uuid::Uuid::parse_str(entry)
-        .map_err(|_| ApiError::UnknownResource("no such audit entry".into()))?;
-    let a = state.store.audit_entry(id).await?;
-    // Another clinic's entry is as good as absent.
-    if viewer
-        .caller
-        .tenant_scope()
-        .is_some_and(|t| t != a.entry.tenant)
-    {
-        return Err(ApiError::UnknownResource("no such audit entry".into()).into());
-    }
-    let e = &a.entry;
-    // One reading of the stored inputs, decided under both versions.
-    let cannot = |_| ApiError::BadRequest("this entry's facts cannot be decided again".into());
-    let inputs = Inputs::of(&a).map_err(cannot)?;
-    let (_, before) = inputs.decide(&state.catalog, None).map_err(cannot)?;
-    let candidate_version = candidate.version.to_string();
-    let (_, after) = inputs
-        .decide(&state.catalog, Some(&candidate_version))
-        .map_err(cannot)?;
+fn side_by_side(html: &mut String, entry: &str, candidate: &Candidate, traces: &Traces) {
+    let e = &traces.entry.entry;
+    let (before, after) = (&traces.recorded, &traces.candidate);
     html.push_str(&format!(
         "<h2 id=\"traces\">Traces side by side</h2><p>Entry <a href=\"/ui/audit/{}\">{}</a>: {} {} decided {}; {} decides {}.</p>",
         esc(entry),
@@ -360,7 +304,6 @@ async fn side_by_side(
         ));
     }
     html.push_str("</tbody></table></div>");
-    Ok(())
 }
 
 fn verdict(v: Verdict) -> &'static str {
