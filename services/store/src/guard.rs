@@ -342,6 +342,13 @@ impl Store for Guarded {
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
         read!(self, self.inner.card_outcomes(q))
     }
+
+    async fn card_outcomes_recounted(
+        &self,
+        q: &CardOutcomeQuery,
+    ) -> Result<Vec<CardOutcome>, StoreError> {
+        read!(self, self.inner.card_outcomes_recounted(q))
+    }
     fn feedback_stream<'a>(
         &'a self,
         q: &'a CardOutcomeQuery,

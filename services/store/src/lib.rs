@@ -229,8 +229,16 @@ pub trait Store: Send + Sync + 'static {
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
 
     /// Card effectiveness: shown, accepted, overridden (by reason) and without feedback, per
-    /// rule-set version, card, tenant and month.
+    /// rule-set version, card, tenant and month. Read from the daily roll-up (`card_days`,
+    /// kept by the database as cards and feedback are recorded) when the query covers whole
+    /// UTC days, else counted from the cards.
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError>;
+    /// The same counts, always counted from the cards and their feedback: what the roll-up
+    /// must equal.
+    async fn card_outcomes_recounted(
+        &self,
+        q: &CardOutcomeQuery,
+    ) -> Result<Vec<CardOutcome>, StoreError>;
 
     /// Keep an impact report computed for signers (the same report twice is kept once; a
     /// body given for a report kept without one fills it in).
