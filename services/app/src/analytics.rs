@@ -10,9 +10,11 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Value as Json};
 use stride_auth::Caller;
-use stride_store::{CardOutcome, CardOutcomeQuery, FeedbackRow, NewAuditEntry, Store, StoreError};
+use stride_store::audit::Action;
+use stride_store::{CardOutcome, CardOutcomeQuery, FeedbackRow, Store, StoreError};
 use time::{Date, OffsetDateTime, Time};
 
+use crate::actor::Actor;
 use crate::catalog::Catalog;
 
 /// What the reader asked for: sent from / to (days, inclusive, UTC), a guideline, a version.
@@ -50,10 +52,11 @@ impl Filter {
 /// caller) is written first: figures nobody can trace are not shown.
 pub async fn cards(
     store: &dyn Store,
-    caller: &Caller,
+    actor: &Actor,
     filter: &Filter,
-    mut audit: NewAuditEntry,
 ) -> Result<Vec<CardOutcome>, StoreError> {
+    let caller = &actor.caller;
+    let mut audit = actor.entry(Action::AnalyticsRead, "success");
     audit.details["read"] = json!("card effectiveness");
     audit.details["filter"] = filter.describe();
     store.append_audit(&audit).await?;
@@ -66,11 +69,12 @@ pub async fn cards(
 /// feedback is never held whole in memory; the lines stop when the reader goes away.
 pub async fn feedback(
     store: Arc<dyn Store>,
-    caller: &Caller,
+    actor: &Actor,
     filter: &Filter,
-    mut audit: NewAuditEntry,
     csv: bool,
 ) -> Result<impl Stream<Item = Result<String, StoreError>> + Send + 'static, StoreError> {
+    let caller = &actor.caller;
+    let mut audit = actor.entry(Action::AnalyticsRead, "success");
     audit.details["read"] = json!("feedback export");
     audit.details["filter"] = filter.describe();
     store.append_audit(&audit).await?;

@@ -15,7 +15,7 @@ use stride_guideline::facts::RecordKind;
 use stride_guideline::model::Status;
 use stride_guideline::{evaluate, Facts, RuleSet};
 use stride_hooks::request::is_fhir_id;
-use stride_store::{HookRecord, NewAuditEntry, Store, StoreError};
+use stride_store::{HookRecord, Store, StoreError};
 use time::OffsetDateTime;
 
 use crate::discovery;
@@ -216,21 +216,21 @@ impl Apply {
     }
 }
 
-/// Decide `input` with `rs` for `tenant` (its approved plans count, as on a hook call), draft
-/// the CarePlan and record `audit` (a plan-apply entry by the caller) with what the decision
+/// Decide `input` with `rs` for the actor's clinic (its approved plans count, as on a hook
+/// call), draft the CarePlan and record the actor's plan-apply entry with what the decision
 /// rests on, with the plan when `input.store` asks for it. Fail closed, as a hook call:
 /// nothing is answered that was not recorded.
-#[allow(clippy::too_many_arguments)]
 pub async fn apply(
     store: &dyn Store,
     rs: &RuleSet,
-    tenant: &str,
+    actor: &crate::actor::Actor,
     zone: &ClinicZone,
     now: OffsetDateTime,
     input: &Apply,
     fetch: &mut impl Fetch,
-    mut audit: NewAuditEntry,
 ) -> Result<Applied, ApplyError> {
+    let tenant = actor.caller.tenant.as_str();
+    let mut audit = actor.entry(stride_store::audit::Action::PlanApply, "success");
     if rs.doc.status == Status::Draft {
         return Err(ApplyError::Draft(rs.doc.version.to_string()));
     }

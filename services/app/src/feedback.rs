@@ -2,7 +2,7 @@
 //! stored with one audit entry naming the cards and their outcomes.
 
 use serde_json::{json, Value as Json};
-use stride_store::{NewAuditEntry, NewFeedback, Store};
+use stride_store::{NewFeedback, Store};
 use time::OffsetDateTime;
 
 use crate::catalog::Service;
@@ -18,14 +18,15 @@ pub enum FeedbackError {
     Unavailable,
 }
 
-/// Store `entries` (from `read`) with `audit`, an entry for the feedback action by the caller,
+/// Store `entries` (from `read`) with the feedback entry of `actor`, the EHR that sent them,
 /// in one write.
 pub async fn take(
     store: &dyn Store,
     service: &Service,
     entries: &[NewFeedback],
-    mut audit: NewAuditEntry,
+    actor: &crate::actor::Actor,
 ) -> Result<(), FeedbackError> {
+    let mut audit = actor.entry(stride_store::audit::Action::Feedback, "success");
     audit.service_id = Some(service.id.clone());
     audit.card_uuids = entries.iter().map(|f| f.card_uuid.clone()).collect();
     audit.details["outcomes"] = entries

@@ -21,6 +21,7 @@ pub mod pdf;
 pub mod pins;
 pub mod replay;
 pub mod review;
+pub mod sessions;
 pub mod take_home;
 
 /// Microseconds since the epoch: the audit log's clock.

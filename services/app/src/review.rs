@@ -5,9 +5,7 @@
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value as Json};
 use stride_auth::Caller;
-use stride_store::{
-    CarePlanRecord, CarePlanStatus, NewAuditEntry, ReviewAction, Store, StoreError,
-};
+use stride_store::{CarePlanRecord, CarePlanStatus, ReviewAction, Store, StoreError};
 use uuid::Uuid;
 
 /// Why a CarePlan could not be shown or reviewed.
@@ -102,17 +100,18 @@ fn action<'de, D: Deserializer<'de>>(d: D) -> Result<ReviewAction, D::Error> {
         .map_err(|e| serde::de::Error::custom(format!("action {e}")))
 }
 
-/// One review: checked, applied with `audit` (a careplan-review entry by `caller`), or
-/// refused with a conflict when the plan moved on. A plan someone else decided meanwhile is
-/// never overwritten.
+/// One review by `actor`: checked, applied with its careplan-review entry, or refused with a
+/// conflict when the plan moved on. A plan someone else decided meanwhile is never
+/// overwritten.
 pub async fn apply(
     store: &dyn Store,
     catalog: &crate::catalog::Catalog,
-    caller: &Caller,
+    actor: &crate::actor::Actor,
     id: &str,
     body: &ReviewRequest,
-    mut audit: NewAuditEntry,
 ) -> Result<CarePlanRecord, ReviewError> {
+    let caller = &actor.caller;
+    let mut audit = actor.entry(stride_store::audit::Action::CareplanReview, "success");
     let current = load_visible(store, caller, id).await?;
     let id = current.id;
     let reason = body

@@ -34,16 +34,6 @@ pub fn actor(req: &HttpRequest, caller: &Caller) -> Actor {
     Actor::new(caller.clone(), stamp(req))
 }
 
-/// An entry for `action` by `caller`, with the request's id as its trace id.
-pub fn entry(
-    req: &HttpRequest,
-    action: Action,
-    outcome: &str,
-    caller: Option<&Caller>,
-) -> NewAuditEntry {
-    stride_app::actor::entry(caller, &stamp(req), action, outcome)
-}
-
 /// The OpenTelemetry trace id of the current request, when traces are being recorded.
 fn trace_id() -> Option<String> {
     use opentelemetry::trace::TraceContextExt;

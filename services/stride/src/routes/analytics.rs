@@ -69,13 +69,8 @@ pub async fn cards(
         return Err(ApiError::BadRequest("format: csv, ndjson or fhir".into()));
     }
     let filter = q.filter()?;
-    let entry = audit::entry(
-        &req,
-        audit::Action::AnalyticsRead,
-        "success",
-        Some(&staff.caller),
-    );
-    let rows = analytics::cards(state.store.as_ref(), &staff.caller, &filter, entry).await?;
+    let actor = audit::actor(&req, &staff.caller);
+    let rows = analytics::cards(state.store.as_ref(), &actor, &filter).await?;
     Ok(match format {
         "csv" => HttpResponse::Ok()
             .content_type("text/csv; charset=utf-8")
@@ -104,15 +99,9 @@ pub async fn feedback(
         return Err(ApiError::BadRequest("format: csv or ndjson".into()));
     }
     let filter = q.filter()?;
-    let entry = audit::entry(
-        &req,
-        audit::Action::AnalyticsRead,
-        "success",
-        Some(&staff.caller),
-    );
+    let actor = audit::actor(&req, &staff.caller);
     let csv = format == "csv";
-    let lines =
-        analytics::feedback(state.store.clone(), &staff.caller, &filter, entry, csv).await?;
+    let lines = analytics::feedback(state.store.clone(), &actor, &filter, csv).await?;
     // Written as read: a failure after the first line ends the body early (logged), as a
     // status can no longer be sent.
     let body = lines.map(|line| {

@@ -88,19 +88,12 @@ pub async fn review(
     let raw = read_body(&req, payload, BodyLimits::of(&state.settings)).await?;
     let body: ReviewRequest =
         serde_json::from_slice(&raw).map_err(|e| crate::body::refused(&e, "the review request"))?;
-    let entry = audit::entry(
-        &req,
-        audit::Action::CareplanReview,
-        "success",
-        Some(&caller),
-    );
     let updated = stride_app::review::apply(
         state.store.as_ref(),
         &state.catalog,
-        &caller,
+        &audit::actor(&req, &caller),
         &path,
         &body,
-        entry,
     )
     .await?;
     Ok(HttpResponse::Ok()

@@ -205,8 +205,8 @@ pub async fn feedback(
         stride_app::feedback::read(svc, cds_caller.tenant(), &body, OffsetDateTime::now_utc())
             .map_err(feedback_error)?;
     let caller = cds_caller.settled().await?;
-    let entry = audit::entry(&http, audit::Action::Feedback, "success", Some(&caller));
-    stride_app::feedback::take(state.store.as_ref(), svc, &entries, entry)
+    let actor = audit::actor(&http, &caller);
+    stride_app::feedback::take(state.store.as_ref(), svc, &entries, &actor)
         .await
         .map_err(feedback_error)?;
     Ok(HttpResponse::Ok().finish())

@@ -119,16 +119,15 @@ pub async fn apply(
         .map_err(|refused| shed(&state, refused))?;
     let mut fetch = EhrFetch::new(&state, server.as_ref(), token, &caller.issuer, slot);
     let zone = ClinicZone::for_tenant(caller.timezone.as_deref());
-    let entry = audit::entry(&http, audit::Action::PlanApply, "success", Some(&caller));
+    let actor = audit::actor(&http, &caller);
     let applied = stride_app::apply::apply(
         state.store.as_ref(),
         rs,
-        &caller.tenant,
+        &actor,
         &zone,
         time::OffsetDateTime::now_utc(),
         &input,
         &mut fetch,
-        entry,
     )
     .await
     .map_err(apply_error)?;

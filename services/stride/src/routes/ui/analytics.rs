@@ -99,13 +99,8 @@ pub async fn effectiveness(
         format: None,
     };
     let filter = params.filter()?;
-    let entry = audit::entry(
-        &req,
-        audit::Action::AnalyticsRead,
-        "success",
-        Some(&viewer.caller),
-    );
-    let mut rows = analytics::cards(state.store.as_ref(), &viewer.caller, &filter, entry).await?;
+    let actor = audit::actor(&req, &viewer.caller);
+    let mut rows = analytics::cards(state.store.as_ref(), &actor, &filter).await?;
     let card = q.card.as_deref().map(str::trim).filter(|c| !c.is_empty());
     if let Some(c) = card {
         rows.retain(|o| o.decision_id == c);

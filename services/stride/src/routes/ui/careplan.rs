@@ -702,19 +702,12 @@ pub async fn review(
         recommendations,
         activity: None,
     };
-    let entry = audit::entry(
-        &req,
-        audit::Action::CareplanReview,
-        "success",
-        Some(&viewer.caller),
-    );
     match stride_app::review::apply(
         state.store.as_ref(),
         &state.catalog,
-        &viewer.caller,
+        &audit::actor(&req, &viewer.caller),
         &path,
         &body,
-        entry,
     )
     .await
     {

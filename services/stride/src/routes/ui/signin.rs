@@ -287,13 +287,14 @@ pub(super) async fn open_session(
         patient: caller.patient.clone(),
         fhir_user: caller.fhir_user.clone(),
     };
-    state.store.create_session(&session, now).await?;
-    let mut entry = audit::entry(req, audit::Action::StaffSignIn, "success", Some(caller));
-    entry.patient_ref = caller.patient.clone();
-    entry.details = details;
-    entry.details["scopes"] = json!(caller.scopes);
-    entry.details["expiresAt"] = json!(session.expires_at);
-    state.store.append_audit(&entry).await?;
+    stride_app::sessions::sign_in(
+        state.store.as_ref(),
+        &audit::actor(req, caller),
+        &session,
+        details,
+        now,
+    )
+    .await?;
 
     let mut res = see_other(next_path);
     let mut clear = cookie(LOGIN_COOKIE, String::new(), "/ui/auth", 0);
@@ -406,21 +407,12 @@ pub async fn logout(
         None => None,
     };
     super::check_form(&req, &state, viewer.as_ref(), csrf.as_deref())?;
-    if let Some(c) = req.cookie(SESSION_COOKIE) {
-        state
-            .store
-            .end_session(&sha256_hex(c.value().as_bytes()))
-            .await?;
-    }
-    if let Some(v) = &viewer {
-        let entry = audit::entry(
-            &req,
-            audit::Action::StaffSignOut,
-            "success",
-            Some(&v.caller),
-        );
-        state.store.append_audit(&entry).await?;
-    }
+    let session = req
+        .cookie(SESSION_COOKIE)
+        .map(|c| sha256_hex(c.value().as_bytes()));
+    let actor = viewer.as_ref().map(|v| audit::actor(&req, &v.caller));
+    stride_app::sessions::sign_out(state.store.as_ref(), actor.as_ref(), session.as_deref())
+        .await?;
     let mut res = page(
         StatusCode::OK,
         None,
