@@ -27,6 +27,37 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The filter a reader typed: days such as `2026-12-01` (blank is none), a guideline and
+    /// a version (blank is any). What is wrong with it, for the reader, when it is not one.
+    pub fn parse(
+        from: Option<&str>,
+        to: Option<&str>,
+        guideline: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<Filter, String> {
+        fn text(v: Option<&str>) -> Option<&str> {
+            v.map(str::trim).filter(|s| !s.is_empty())
+        }
+        let day = |field: &str, v: Option<&str>| match text(v) {
+            None => Ok(None),
+            Some(s) => Date::parse(s, &time::format_description::well_known::Iso8601::DATE)
+                .map(Some)
+                .map_err(|_| format!("{field}: a day such as 2026-12-01")),
+        };
+        let f = Filter {
+            from: day("from", from)?,
+            to: day("to", to)?,
+            guideline: text(guideline).map(str::to_owned),
+            version: text(version).map(str::to_owned),
+        };
+        if let (Some(a), Some(b)) = (f.from, f.to) {
+            if a > b {
+                return Err("from: after to".into());
+            }
+        }
+        Ok(f)
+    }
+
     /// The store query within what `caller` may see.
     pub fn query(&self, caller: &Caller) -> CardOutcomeQuery {
         CardOutcomeQuery {

@@ -1,11 +1,12 @@
 //! Fill a database with N copies of one hook-call audit entry (for the decision-log benchmark),
 //! the entry's guideline, version and facts read from a template:
-//! `cargo run --release -p stride-store --example fill_audit -- sqlite:///tmp/a.db 100000 tests/fixtures/bench/hook-call.json`
+//! `cargo run --release -p stride-store --example fill_audit -- sqlite:///tmp/a.db 100000 tests/fixtures/bench/hook-call.json [TENANT]`
+//! (the clinic defaults to `clinic-a`; `dev` is the clinic of `stride dev`'s staff tokens).
 
 use serde_json::{json, Value};
 use stride_store::{NewAuditEntry, PoolOptions};
 
-const USAGE: &str = "usage: fill_audit DATABASE_URL N TEMPLATE_JSON";
+const USAGE: &str = "usage: fill_audit DATABASE_URL N TEMPLATE_JSON [TENANT]";
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -14,6 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = args.next().ok_or(USAGE)?.parse()?;
     let template: Value =
         serde_json::from_str(&std::fs::read_to_string(args.next().ok_or(USAGE)?)?)?;
+    let tenant = args.next().unwrap_or_else(|| "clinic-a".into());
     let text = |key: &str| -> Result<String, String> {
         template[key]
             .as_str()
@@ -34,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for i in 0..n {
         let e = NewAuditEntry {
             id: uuid::Uuid::new_v4(),
-            tenant: "clinic-a".into(),
+            tenant: tenant.clone(),
             recorded_us: 1_790_000_000_000_000 + i as i64,
             action: stride_store::audit::Action::HookCall.as_str().into(),
             outcome: "success".into(),

@@ -1,13 +1,18 @@
-//! Building audit entries for what happens at the edge: hook calls, feedback, staff reads,
-//! auditor reads and refused requests. The store chains and keeps them.
+//! The decision log at the edge: who and where an entry's request came from (the Actor's
+//! stamp), refused requests on their way to the log, and entries rendered for export (NDJSON,
+//! FHIR AuditEvents, streamed). The use cases of stride-app write the entries; the store chains
+//! and keeps them.
 
-use actix_web::{HttpMessage, HttpRequest};
+use actix_web::web::Bytes;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
 use stride_auth::Caller;
 pub use stride_store::audit::Action;
-use stride_store::{AuditEntry, NewAuditEntry};
+use stride_store::{AuditEntry, AuditQuery, NewAuditEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
+use tokio::sync::mpsc;
 use tracing_actix_web::RequestId;
 
 use crate::state::AppState;
@@ -235,4 +240,72 @@ pub fn to_event(a: &AuditEntry) -> Result<Json, stride_fhir::careplan::RenderErr
         seq: a.seq,
         tenant: &e.tenant,
     })
+}
+
+/// Stream the entries `query` selects as NDJSON or a FHIR Bundle of AuditEvents.
+pub fn export(
+    store: std::sync::Arc<dyn stride_store::Store>,
+    query: AuditQuery,
+    bundle: bool,
+) -> HttpResponse {
+    // Rows flow from the database to the client through a small channel: an export of any
+    // size holds a few dozen entries in memory at a time.
+    let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(32);
+    tokio::spawn(async move {
+        let mut rows = store.audit_stream(&query, false);
+        let mut first = true;
+        if bundle
+            && tx
+                .send(Ok(Bytes::from_static(
+                    br#"{"resourceType":"Bundle","type":"searchset""#,
+                )))
+                .await
+                .is_err()
+        {
+            return;
+        }
+        while let Some(row) = rows.next().await {
+            let chunk = match row {
+                Ok(a) if bundle => match to_event(&a) {
+                    Ok(ev) => {
+                        let sep = if first { r#","entry":["# } else { "," };
+                        format!("{sep}{}", json!({"resource": ev}))
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit entry could not be rendered");
+                        // Abort the response: a well-formed but cut-short export would lie.
+                        let _ = tx.send(Err("export interrupted".into())).await;
+                        return;
+                    }
+                },
+                Ok(a) => format!("{}\n", to_json(&a)),
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export interrupted");
+                    let _ = tx.send(Err("export interrupted".into())).await;
+                    return;
+                }
+            };
+            first = false;
+            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
+                return;
+            }
+        }
+        if bundle {
+            let end = if first { "}" } else { "]}" };
+            let _ = tx.send(Ok(Bytes::from(end))).await;
+        }
+    });
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|c| (c.map_err(actix_web::error::ErrorInternalServerError), rx))
+    });
+    let content_type = if bundle {
+        "application/fhir+json"
+    } else {
+        "application/x-ndjson"
+    };
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .streaming(body)
 }

@@ -5,7 +5,6 @@ use actix_web::{get, web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
 use stride_app::analytics::{self, Filter};
-use time::Date;
 
 use crate::audit;
 use crate::auth::{AnalyticsRead, Staff};
@@ -21,35 +20,15 @@ pub struct Params {
     pub format: Option<String>,
 }
 
-fn day(field: &str, v: &Option<String>) -> Result<Option<Date>, ApiError> {
-    match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(s) => Date::parse(s, &time::format_description::well_known::Iso8601::DATE)
-            .map(Some)
-            .map_err(|_| ApiError::BadRequest(format!("{field}: a day such as 2026-12-01"))),
-    }
-}
-
 impl Params {
     pub fn filter(&self) -> Result<Filter, ApiError> {
-        let text = |v: &Option<String>| {
-            v.as_deref()
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let f = Filter {
-            from: day("from", &self.from)?,
-            to: day("to", &self.to)?,
-            guideline: text(&self.guideline),
-            version: text(&self.version),
-        };
-        if let (Some(a), Some(b)) = (f.from, f.to) {
-            if a > b {
-                return Err(ApiError::BadRequest("from: after to".into()));
-            }
-        }
-        Ok(f)
+        Filter::parse(
+            self.from.as_deref(),
+            self.to.as_deref(),
+            self.guideline.as_deref(),
+            self.version.as_deref(),
+        )
+        .map_err(ApiError::BadRequest)
     }
 }
 

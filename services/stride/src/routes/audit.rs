@@ -1,13 +1,10 @@
 //! The decision log for auditors (`audit.read`): search and export (NDJSON or a FHIR Bundle of
 //! AuditEvents, streamed), one entry, chain verification and replay. Every read is audited.
 
-use actix_web::web::Bytes;
 use actix_web::{get, web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use stride_store::AuditQuery;
-use tokio::sync::mpsc;
 
 use stride_app::decision_log;
 use stride_app::review::patient_ref;
@@ -73,75 +70,7 @@ pub async fn search(
                        "since": q.since, "until": q.until, "format": if bundle { "bundle" } else { "ndjson" }});
     let actor = audit::actor(&req, &staff.caller);
     let query = decision_log::search(state.store.as_ref(), &actor, query, None, asked).await?;
-    Ok(export(state.store.clone(), query, bundle))
-}
-
-/// Stream the entries `query` selects as NDJSON or a FHIR Bundle of AuditEvents.
-pub fn export(
-    store: std::sync::Arc<dyn stride_store::Store>,
-    query: AuditQuery,
-    bundle: bool,
-) -> HttpResponse {
-    // Rows flow from the database to the client through a small channel: an export of any
-    // size holds a few dozen entries in memory at a time.
-    let (tx, rx) = mpsc::channel::<Result<Bytes, String>>(32);
-    tokio::spawn(async move {
-        let mut rows = store.audit_stream(&query, false);
-        let mut first = true;
-        if bundle
-            && tx
-                .send(Ok(Bytes::from_static(
-                    br#"{"resourceType":"Bundle","type":"searchset""#,
-                )))
-                .await
-                .is_err()
-        {
-            return;
-        }
-        while let Some(row) = rows.next().await {
-            let chunk = match row {
-                Ok(a) if bundle => match audit::to_event(&a) {
-                    Ok(ev) => {
-                        let sep = if first { r#","entry":["# } else { "," };
-                        format!("{sep}{}", json!({"resource": ev}))
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "audit entry could not be rendered");
-                        // Abort the response: a well-formed but cut-short export would lie.
-                        let _ = tx.send(Err("export interrupted".into())).await;
-                        return;
-                    }
-                },
-                Ok(a) => format!("{}\n", audit::to_json(&a)),
-                Err(e) => {
-                    tracing::error!(error = %e, "audit export interrupted");
-                    let _ = tx.send(Err("export interrupted".into())).await;
-                    return;
-                }
-            };
-            first = false;
-            if tx.send(Ok(Bytes::from(chunk))).await.is_err() {
-                return;
-            }
-        }
-        if bundle {
-            let end = if first { "}" } else { "]}" };
-            let _ = tx.send(Ok(Bytes::from(end))).await;
-        }
-    });
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|c| (c.map_err(actix_web::error::ErrorInternalServerError), rx))
-    });
-    let content_type = if bundle {
-        "application/fhir+json"
-    } else {
-        "application/x-ndjson"
-    };
-    HttpResponse::Ok()
-        .content_type(content_type)
-        .streaming(body)
+    Ok(audit::export(state.store.clone(), query, bundle))
 }
 
 #[get("/audit/verify")]

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
-use stride_app::analytics::{self, override_rate};
+use stride_app::analytics::{self, override_rate, Filter};
 use stride_store::CardOutcome;
 
 use super::{esc, page, Page, UiError};
 use crate::audit;
 use crate::auth::AnalyticsRead;
-use crate::routes::analytics::Params;
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The period the page shows when no dates are given.
@@ -91,14 +91,13 @@ pub async fn effectiveness(
     } else {
         q.from.clone()
     };
-    let params = Params {
-        from: from.clone(),
-        to: q.to.clone(),
-        guideline: q.guideline.clone(),
-        version: q.version.clone(),
-        format: None,
-    };
-    let filter = params.filter()?;
+    let filter = Filter::parse(
+        from.as_deref(),
+        q.to.as_deref(),
+        q.guideline.as_deref(),
+        q.version.as_deref(),
+    )
+    .map_err(ApiError::BadRequest)?;
     let actor = audit::actor(&req, &viewer.caller);
     let mut rows = analytics::cards(state.store.as_ref(), &actor, &filter).await?;
     let card = q.card.as_deref().map(str::trim).filter(|c| !c.is_empty());

@@ -13,7 +13,6 @@ use super::{esc, page, Page, UiError};
 use crate::audit;
 use crate::auth::AuditRead;
 use crate::error::ApiError;
-use crate::routes::audit::export as export_stream;
 use crate::state::AppState;
 use stride_app::decision_log;
 use stride_app::review::patient_ref;
@@ -190,7 +189,7 @@ pub async fn export(
     let query = decision_log::search(state.store.as_ref(), &actor, query, Some("export"), asked)
         .await
         .map_err(ApiError::from)?;
-    let mut res = export_stream(state.store.clone(), query, bundle);
+    let mut res = audit::export(state.store.clone(), query, bundle);
     let name = if bundle {
         "stride-audit.json"
     } else {

@@ -26,9 +26,11 @@ pub struct Form {
     again: Option<String>,
 }
 
-/// How long a view waits for a report it started before showing its progress: a clinic's
-/// log of thousands of decisions is done within it; a million-decision log is not.
-const WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a view waits for a report it started before showing its progress, so that every
+/// view answers within a second: a clinic's log of a few thousand decisions is done within it
+/// (5 000–12 000 decisions a second on this machine, docs/benchmarks.md); a larger one shows
+/// its progress and is ready on a later view.
+const WAIT: std::time::Duration = std::time::Duration::from_millis(800);
 
 /// The page's query for `candidate` (and `since`, and an `entry` whose traces to show).
 fn query(candidate: &Candidate, since: Option<&str>, entry: Option<&str>) -> String {

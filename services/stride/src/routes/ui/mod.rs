@@ -11,6 +11,7 @@ pub mod dev;
 pub mod guidelines;
 pub mod impact;
 pub mod launch;
+pub mod login;
 pub mod queue;
 pub mod signin;
 pub mod take_home;
@@ -425,9 +426,9 @@ pub fn number(v: Option<f64>) -> String {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(style)
         .service(home)
-        .service(signin::login)
-        .service(signin::callback)
-        .service(signin::logout)
+        .service(login::login)
+        .service(login::callback)
+        .service(login::logout)
         .service(dev::sign_in_form)
         .service(dev::sign_in)
         .service(launch::launch)

@@ -1,13 +1,14 @@
-//! Staff sign-in with OpenID Connect: authorization code flow with PKCE, `state` bound to the
-//! browser by a short-lived cookie, `nonce` checked in the ID token. The session is a random
-//! cookie (HttpOnly, Secure, SameSite=Lax, path `/ui`) whose SHA-256 keys a database row, so
-//! every replica knows it and signing out ends it everywhere.
+//! The steps of a staff sign-in with OpenID Connect, shared by the sign-in pages (`login`), an
+//! EHR's SMART launch (`launch`) and development mode (`dev`): authorization code flow with
+//! PKCE, `state` bound to the browser by a short-lived cookie, `nonce` checked in the ID token.
+//! The session is a random cookie (HttpOnly, Secure, SameSite=Lax, path `/ui`) whose SHA-256
+//! keys a database row, so every replica knows it and signing out ends it everywhere. No
+//! handlers here: route modules do not import each other (scripts/check-architecture).
 
 use actix_web::cookie::{time::Duration as CookieDuration, Cookie, SameSite};
 use actix_web::http::StatusCode;
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use serde::Deserialize;
-use serde_json::json;
 use stride_auth::Caller;
 use stride_store::audit::sha256_hex;
 use stride_store::{PendingLogin, StaffSession};
@@ -15,16 +16,16 @@ use stride_store::{PendingLogin, StaffSession};
 use super::{esc, page, see_other, UiError, SESSION_COOKIE};
 use crate::audit;
 use crate::error::ApiError;
-use crate::oidc::{random_token, TokenResponse, SCOPES};
+use crate::oidc::{random_token, TokenResponse};
 use crate::state::AppState;
 
-const LOGIN_COOKIE: &str = "stride_login";
-const LOGIN_MINUTES: i64 = 10;
+pub(super) const LOGIN_COOKIE: &str = "stride_login";
+pub(super) const LOGIN_MINUTES: i64 = 10;
 /// A session lasts as long as the provider's grant says (`expires_in`), within these bounds.
-const SESSION_DEFAULT_SECS: i64 = 3600;
-const SESSION_MAX_SECS: i64 = 12 * 3600;
+pub(super) const SESSION_DEFAULT_SECS: i64 = 3600;
+pub(super) const SESSION_MAX_SECS: i64 = 12 * 3600;
 
-fn cookie<'c>(name: &'c str, value: String, path: &'c str, max_age: i64) -> Cookie<'c> {
+pub(super) fn cookie<'c>(name: &'c str, value: String, path: &'c str, max_age: i64) -> Cookie<'c> {
     Cookie::build(name, value)
         .path(path)
         .http_only(true)
@@ -35,7 +36,7 @@ fn cookie<'c>(name: &'c str, value: String, path: &'c str, max_age: i64) -> Cook
 }
 
 /// Only a path of the staff pages is a place to return to (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with("/ui/")
@@ -62,11 +63,6 @@ pub(super) fn message(status: StatusCode, title: &str, text: &str) -> HttpRespon
             esc(text)
         ),
     )
-}
-
-#[derive(Deserialize)]
-pub struct LoginQuery {
-    next: Option<String>,
 }
 
 /// Each start stores a pending sign-in: an anonymous client gets a bounded number.
@@ -122,42 +118,6 @@ pub(super) async fn begin(
     ))
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(res)
-}
-
-#[get("/ui/login")]
-#[tracing::instrument(name = "ui sign-in start", skip_all)]
-pub async fn login(
-    req: HttpRequest,
-    q: web::Query<LoginQuery>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, UiError> {
-    // A return path with a control character (CR/LF) is no path: refused before any session
-    // or state is made (it could not be a Location header afterwards).
-    if q.next
-        .as_deref()
-        .is_some_and(|n| n.chars().any(char::is_control))
-    {
-        return Ok(message(
-            StatusCode::BAD_REQUEST,
-            "This sign-in link is not valid",
-            "The page to return to after signing in is not a page of Stride.",
-        ));
-    }
-    let Some(oidc) = &state.oidc else {
-        return Err(ApiError::Auth(stride_auth::AuthError::Missing).into());
-    };
-    limit_starts(&req, &state)?;
-    let metadata = match oidc.metadata().await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(error = %e, "OpenID provider unavailable");
-            return Ok(unavailable("The sign-in provider"));
-        }
-    };
-    begin(&state, safe_next(q.next.as_deref()), None, |s, n, v| {
-        oidc.authorize_url(metadata, s, n, v)
-    })
-    .await
 }
 
 #[derive(Deserialize)]
@@ -301,127 +261,6 @@ pub(super) async fn open_session(
     clear.make_removal();
     res.add_cookie(&cookie(SESSION_COOKIE, session_id, "/ui", lifetime))
         .and_then(|_| res.add_cookie(&clear))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(res)
-}
-
-#[get("/ui/auth/callback")]
-#[tracing::instrument(name = "ui sign-in callback", skip_all)]
-pub async fn callback(
-    req: HttpRequest,
-    q: web::Query<Callback>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, UiError> {
-    let Some(oidc) = &state.oidc else {
-        return Err(ApiError::NotFound.into());
-    };
-    let (code, pending) = match answer(&req, &state, &q).await? {
-        Ok(a) => a,
-        Err(page) => return Ok(page),
-    };
-    // A launch's state belongs to its own callback, which knows the EHR to ask.
-    if pending.smart_iss.is_some() {
-        return Ok(refuse(
-            &req,
-            &state,
-            StatusCode::UNAUTHORIZED,
-            "oidc_state",
-            "This sign-in was started by an EHR launch.",
-        ));
-    }
-    // RFC 9207: a provider that names itself in its answer must name the configured one.
-    if q.iss
-        .as_deref()
-        .is_some_and(|i| i.trim_end_matches('/') != oidc.settings.issuer.trim_end_matches('/'))
-    {
-        return Ok(refuse(
-            &req,
-            &state,
-            StatusCode::UNAUTHORIZED,
-            "oidc_issuer",
-            "This sign-in answer does not come from the configured sign-in provider.",
-        ));
-    }
-    let tokens = match oidc.exchange(&code, &pending.verifier).await {
-        Ok(t) => t,
-        Err(e) => {
-            tracing::warn!(error = %e, "code exchange failed");
-            return Ok(refuse(
-                &req,
-                &state,
-                StatusCode::UNAUTHORIZED,
-                "oidc_token",
-                "The sign-in provider did not confirm the sign-in.",
-            ));
-        }
-    };
-    let expected = (
-        oidc.settings.issuer.as_str(),
-        oidc.settings.client_id.as_str(),
-    );
-    let caller = match identify(
-        &req,
-        &state,
-        &tokens,
-        expected,
-        &pending.nonce,
-        tokens.granted(SCOPES),
-    )
-    .await
-    {
-        Ok(c) => c,
-        Err(page) => return Ok(page),
-    };
-    open_session(
-        &req,
-        &state,
-        &caller,
-        tokens.expires_in,
-        &pending.next_path,
-        json!({}),
-    )
-    .await
-}
-
-#[derive(Deserialize)]
-pub struct LogoutForm {
-    csrf: Option<String>,
-}
-
-#[post("/ui/logout")]
-#[tracing::instrument(name = "ui sign-out", skip_all)]
-pub async fn logout(
-    req: HttpRequest,
-    payload: web::Payload,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, UiError> {
-    let viewer = super::session(&req, &state).await?;
-    // Nobody is signed in: nothing to end, and no reason to read what was sent.
-    let csrf = match &viewer {
-        Some(_) => {
-            let limits = crate::body::BodyLimits::of(&state.settings);
-            crate::body::read_form::<LogoutForm>(&req, payload, limits)
-                .await?
-                .csrf
-        }
-        None => None,
-    };
-    super::check_form(&req, &state, viewer.as_ref(), csrf.as_deref())?;
-    let session = req
-        .cookie(SESSION_COOKIE)
-        .map(|c| sha256_hex(c.value().as_bytes()));
-    let actor = viewer.as_ref().map(|v| audit::actor(&req, &v.caller));
-    stride_app::sessions::sign_out(state.store.as_ref(), actor.as_ref(), session.as_deref())
-        .await?;
-    let mut res = page(
-        StatusCode::OK,
-        None,
-        "Signed out",
-        "<h1>Signed out</h1><p role=\"status\">You are signed out of Stride.</p><p><a href=\"/ui/login\">Sign in again</a></p>",
-    );
-    let mut gone = cookie(SESSION_COOKIE, String::new(), "/ui", 0);
-    gone.make_removal();
-    res.add_cookie(&gone)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(res)
 }
