@@ -6,6 +6,7 @@ mod error;
 pub mod guard;
 mod model;
 mod postgres;
+mod rows;
 pub mod seal;
 mod sqlite;
 mod stream;

@@ -1,11 +1,11 @@
 use futures_util::stream::BoxStream;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{FromRow, Row};
+use sqlx::FromRow;
 use uuid::Uuid;
 
-use crate::audit::{entry_hash, AuditFacts, GENESIS};
+use crate::audit::{entry_hash, GENESIS};
 use crate::model::Review;
-use crate::stream::{async_stream, forward};
+use crate::stream::{async_stream, forward, paged, After};
 use crate::{
     Activation, AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery,
     CarePlanRecord, CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord,
@@ -474,7 +474,7 @@ impl Store for PgStore {
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
             let rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
-            forward(rows, &tx, feedback_row).await;
+            forward(rows, &tx, crate::rows::feedback).await;
         }))
     }
 
@@ -496,13 +496,7 @@ impl Store for PgStore {
         .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let details: serde_json::Value = r.try_get("details")?;
-            if crate::overridden_with_reason(&details) {
-                out.push(crate::Overridden {
-                    decision_id: r.try_get("decision_id")?,
-                    at: r.try_get("outcome_timestamp")?,
-                });
-            }
+            out.extend(crate::rows::overridden(r)?);
         }
         Ok(out)
     }
@@ -515,17 +509,7 @@ impl Store for PgStore {
         .bind(card_uuid)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(FeedbackRecord {
-                    card_uuid: r.try_get("card_uuid")?,
-                    known_card: r.try_get("known_card")?,
-                    outcome: r.try_get("outcome")?,
-                    details: r.try_get("details")?,
-                    outcome_timestamp: r.try_get("outcome_timestamp")?,
-                })
-            })
-            .collect()
+        rows.iter().map(crate::rows::feedback_record).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -663,7 +647,7 @@ impl Store for PgStore {
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(row_to_careplan).collect()
+        rows.iter().map(crate::rows::careplan).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -720,7 +704,7 @@ impl Store for PgStore {
         .bind(crate::audit::Action::HookCall.as_str())
         .fetch_one(&self.pool)
         .await?;
-        row_to_audit(&row)
+        crate::rows::audit_entry(&row)
     }
 
     #[tracing::instrument(skip_all)]
@@ -738,7 +722,7 @@ impl Store for PgStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(row_to_audit).collect()
+        rows.iter().map(crate::rows::audit_entry).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -747,7 +731,7 @@ impl Store for PgStore {
             .bind(id)
             .fetch_one(&self.pool)
             .await?;
-        row_to_audit(&row)
+        crate::rows::audit_entry(&row)
     }
 
     fn audit_stream<'a>(
@@ -755,34 +739,51 @@ impl Store for PgStore {
         q: &'a AuditQuery,
         chain_order: bool,
     ) -> BoxStream<'a, Result<AuditEntry, StoreError>> {
-        let order = if chain_order {
-            "tenant, seq"
+        // Each page starts after the last row of the one before, in the same order.
+        let (order, after) = if chain_order {
+            (
+                "tenant, seq",
+                "($10::text IS NULL OR (tenant, seq) > ($10, $11))",
+            )
         } else {
-            "recorded_us DESC, tenant, seq DESC"
+            (
+                "recorded_us DESC, tenant, seq DESC",
+                "($10::text IS NULL OR recorded_us < $12 OR (recorded_us = $12 AND (tenant > $10 OR (tenant = $10 AND seq < $11))))",
+            )
         };
         let sql = format!(
             "SELECT * FROM audit_entries WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR patient_ref = $2)
                AND ($3::text IS NULL OR caller_subject = $3) AND ($4::text IS NULL OR rule_set_version = $4)
                AND ($5::bigint IS NULL OR recorded_us >= $5) AND ($6::bigint IS NULL OR recorded_us < $6)
                AND ($8::text IS NULL OR decision_ids ? $8)
-               AND ($9::text IS NULL OR action = $9)
+               AND ($9::text IS NULL OR action = $9) AND {after}
              ORDER BY {order} LIMIT $7"
         );
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
-            let rows = sqlx::query(&sql)
-                .bind(&q.tenant)
-                .bind(&q.patient_ref)
-                .bind(&q.caller_subject)
-                .bind(&q.rule_set_version)
-                .bind(q.since_us)
-                .bind(q.until_us)
-                .bind(q.limit.unwrap_or(i64::MAX))
-                .bind(&q.decision_id)
-                .bind(&q.action)
-                .fetch(&pool);
-            forward(rows, &tx, row_to_audit).await;
+            let page = |after: Option<After>, n: i64| {
+                let (pool, sql, q) = (pool.clone(), sql.clone(), q.clone());
+                async move {
+                    let rows = sqlx::query(&sql)
+                        .bind(&q.tenant)
+                        .bind(&q.patient_ref)
+                        .bind(&q.caller_subject)
+                        .bind(&q.rule_set_version)
+                        .bind(q.since_us)
+                        .bind(q.until_us)
+                        .bind(n)
+                        .bind(&q.decision_id)
+                        .bind(&q.action)
+                        .bind(after.as_ref().map(|a| a.tenant.clone()))
+                        .bind(after.as_ref().map(|a| a.seq))
+                        .bind(after.as_ref().map(|a| a.recorded_us))
+                        .fetch_all(&pool)
+                        .await?;
+                    crate::rows::keyed_audit_entries(&rows)
+                }
+            };
+            paged(&tx, q.limit.unwrap_or(i64::MAX), page).await;
         }))
     }
 
@@ -807,7 +808,7 @@ impl Store for PgStore {
         .bind(rule_set_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(row_to_careplan).transpose()
+        row.as_ref().map(crate::rows::careplan).transpose()
     }
 
     #[tracing::instrument(skip_all)]
@@ -826,7 +827,7 @@ impl Store for PgStore {
         .bind(decision_key)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(row_to_careplan).transpose()
+        row.as_ref().map(crate::rows::careplan).transpose()
     }
 }
 
@@ -948,29 +949,8 @@ impl PgStore {
             .bind(id)
             .fetch_one(&self.pool)
             .await?;
-        row_to_careplan(&row)
+        crate::rows::careplan(&row)
     }
-}
-
-fn row_to_careplan(row: &sqlx::postgres::PgRow) -> Result<CarePlanRecord, StoreError> {
-    Ok(CarePlanRecord {
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant")?,
-        patient_ref: row.try_get("patient_ref")?,
-        status: row
-            .try_get::<String, _>("status")?
-            .parse()
-            .map_err(|e: crate::NotOneOf| StoreError::Corrupt(format!("careplans.status {e}")))?,
-        version: row.try_get("version")?,
-        rule_set_id: row.try_get("rule_set_id")?,
-        rule_set_version: row.try_get("rule_set_version")?,
-        phase: row.try_get("phase")?,
-        red_flag: row.try_get("red_flag")?,
-        resource: row.try_get("resource")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        patient: row.try_get("patient")?,
-    })
 }
 
 /// The advisory lock of partition upkeep: a constant (the tenant chain locks are 64-bit hashes
@@ -1071,53 +1051,6 @@ async fn append_all(
     Ok(())
 }
 
-fn row_to_audit(row: &sqlx::postgres::PgRow) -> Result<AuditEntry, StoreError> {
-    let list = |v: serde_json::Value| -> Result<Vec<String>, StoreError> {
-        serde_json::from_value(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-    };
-    Ok(AuditEntry {
-        entry: NewAuditEntry {
-            id: row.try_get("id")?,
-            tenant: row.try_get("tenant")?,
-            recorded_us: row.try_get("recorded_us")?,
-            action: row.try_get("action")?,
-            outcome: row.try_get("outcome")?,
-            caller_issuer: row.try_get("caller_issuer")?,
-            caller_subject: row.try_get("caller_subject")?,
-            hook: row.try_get("hook")?,
-            hook_instance: row.try_get("hook_instance")?,
-            service_id: row.try_get("service_id")?,
-            patient_ref: row.try_get("patient_ref")?,
-            as_of: row.try_get("as_of")?,
-            facts: row
-                .try_get::<Option<String>, _>("facts")?
-                .map(|t| {
-                    AuditFacts::from_stored(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
-                })
-                .transpose()?,
-            rule_set_id: row.try_get("rule_set_id")?,
-            rule_set_version: row.try_get("rule_set_version")?,
-            rule_set_hash: row.try_get("rule_set_hash")?,
-            decision_ids: list(row.try_get("decision_ids")?)?,
-            card_uuids: list(row.try_get("card_uuids")?)?,
-            careplan_id: row.try_get("careplan_id")?,
-            trace_id: row.try_get("trace_id")?,
-            details: row.try_get("details")?,
-        },
-        seq: row.try_get("seq")?,
-        input_digest: row.try_get("input_digest")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-        seal: match (
-            row.try_get::<Option<String>, _>("seal_kid")?,
-            row.try_get::<Option<String>, _>("seal")?,
-        ) {
-            (Some(kid), Some(sig)) => Some(crate::seal::Seal { kid, sig }),
-            _ => None,
-        },
-    })
-}
-
 /// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
 /// `bind_card_filter` in this order.
 const CARD_FILTER: &str = "($1::text IS NULL OR c.tenant = $1)
@@ -1132,21 +1065,4 @@ fn bind_card_filter<'q>(q: PgQuery<'q>, f: &'q CardOutcomeQuery) -> PgQuery<'q> 
         .bind(f.to)
         .bind(&f.rule_set_id)
         .bind(&f.rule_set_version)
-}
-
-/// A feedback export row.
-fn feedback_row(r: &sqlx::postgres::PgRow) -> Result<FeedbackRow, StoreError> {
-    Ok(FeedbackRow {
-        card_uuid: r.try_get("card_uuid")?,
-        decision_id: r.try_get("decision_id")?,
-        rule_set_id: r.try_get("rule_set_id")?,
-        rule_set_version: r.try_get("rule_set_version")?,
-        tenant: r.try_get("tenant")?,
-        service_id: r.try_get("service_id")?,
-        outcome: r.try_get("outcome")?,
-        details: r.try_get("details")?,
-        outcome_timestamp: r.try_get("outcome_timestamp")?,
-        user: r.try_get("user")?,
-        encounter: r.try_get("encounter")?,
-    })
 }

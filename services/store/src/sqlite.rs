@@ -4,13 +4,12 @@ use futures_util::stream::BoxStream;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{FromRow, Row};
+use sqlx::FromRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::AuditFacts;
 use crate::model::Review;
-use crate::stream::{async_stream, forward};
+use crate::stream::{async_stream, forward, paged, After};
 use crate::{
     Activation, AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery,
     CarePlanRecord, CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord,
@@ -471,7 +470,7 @@ impl Store for SqliteStore {
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
             let rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
-            forward(rows, &tx, feedback_row).await;
+            forward(rows, &tx, crate::rows::feedback).await;
         }))
     }
 
@@ -493,15 +492,7 @@ impl Store for SqliteStore {
         .await?;
         let mut out = Vec::new();
         for r in &rows {
-            let details: String = r.try_get("details")?;
-            let details: serde_json::Value =
-                serde_json::from_str(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if crate::overridden_with_reason(&details) {
-                out.push(crate::Overridden {
-                    decision_id: r.try_get("decision_id")?,
-                    at: r.try_get("outcome_timestamp")?,
-                });
-            }
+            out.extend(crate::rows::overridden(r)?);
         }
         Ok(out)
     }
@@ -514,19 +505,7 @@ impl Store for SqliteStore {
         .bind(card_uuid)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let details: String = r.try_get("details")?;
-                Ok(FeedbackRecord {
-                    card_uuid: r.try_get("card_uuid")?,
-                    known_card: r.try_get("known_card")?,
-                    outcome: r.try_get("outcome")?,
-                    details: serde_json::from_str(&details)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    outcome_timestamp: r.try_get("outcome_timestamp")?,
-                })
-            })
-            .collect()
+        rows.iter().map(crate::rows::feedback_record).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -690,7 +669,7 @@ impl Store for SqliteStore {
         .bind(to)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(row_to_careplan).collect()
+        rows.iter().map(crate::rows::careplan).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -750,7 +729,7 @@ impl Store for SqliteStore {
                 .bind(crate::audit::Action::HookCall.as_str())
                 .fetch_one(&self.pool)
                 .await?;
-        row_to_audit(&row)
+        crate::rows::audit_entry(&row)
     }
 
     #[tracing::instrument(skip_all)]
@@ -769,7 +748,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(row_to_audit).collect()
+        rows.iter().map(crate::rows::audit_entry).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -778,7 +757,7 @@ impl Store for SqliteStore {
             .bind(id.to_string())
             .fetch_one(&self.pool)
             .await?;
-        row_to_audit(&row)
+        crate::rows::audit_entry(&row)
     }
 
     fn audit_stream<'a>(
@@ -786,34 +765,48 @@ impl Store for SqliteStore {
         q: &'a AuditQuery,
         chain_order: bool,
     ) -> BoxStream<'a, Result<AuditEntry, StoreError>> {
-        let order = if chain_order {
-            "tenant, seq"
+        // Each page starts after the last row of the one before, in the same order.
+        let (order, after) = if chain_order {
+            ("tenant, seq", "(?10 IS NULL OR (tenant, seq) > (?10, ?11))")
         } else {
-            "recorded_at DESC, tenant, seq DESC"
+            (
+                "recorded_at DESC, tenant, seq DESC",
+                "(?10 IS NULL OR recorded_at < ?12 OR (recorded_at = ?12 AND (tenant > ?10 OR (tenant = ?10 AND seq < ?11))))",
+            )
         };
         let sql = format!(
             "SELECT * FROM audit_entries WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR patient_ref = ?2)
                AND (?3 IS NULL OR caller_subject = ?3) AND (?4 IS NULL OR rule_set_version = ?4)
                AND (?5 IS NULL OR recorded_at >= ?5) AND (?6 IS NULL OR recorded_at < ?6)
                AND (?8 IS NULL OR EXISTS (SELECT 1 FROM json_each(decision_ids) WHERE value = ?8))
-               AND (?9 IS NULL OR action = ?9)
+               AND (?9 IS NULL OR action = ?9) AND {after}
              ORDER BY {order} LIMIT ?7"
         );
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
-            let rows = sqlx::query(&sql)
-                .bind(&q.tenant)
-                .bind(&q.patient_ref)
-                .bind(&q.caller_subject)
-                .bind(&q.rule_set_version)
-                .bind(q.since_us)
-                .bind(q.until_us)
-                .bind(q.limit.unwrap_or(i64::MAX))
-                .bind(&q.decision_id)
-                .bind(&q.action)
-                .fetch(&pool);
-            forward(rows, &tx, row_to_audit).await;
+            let page = |after: Option<After>, n: i64| {
+                let (pool, sql, q) = (pool.clone(), sql.clone(), q.clone());
+                async move {
+                    let rows = sqlx::query(&sql)
+                        .bind(&q.tenant)
+                        .bind(&q.patient_ref)
+                        .bind(&q.caller_subject)
+                        .bind(&q.rule_set_version)
+                        .bind(q.since_us)
+                        .bind(q.until_us)
+                        .bind(n)
+                        .bind(&q.decision_id)
+                        .bind(&q.action)
+                        .bind(after.as_ref().map(|a| a.tenant.clone()))
+                        .bind(after.as_ref().map(|a| a.seq))
+                        .bind(after.as_ref().map(|a| a.recorded_us))
+                        .fetch_all(&pool)
+                        .await?;
+                    crate::rows::keyed_audit_entries(&rows)
+                }
+            };
+            paged(&tx, q.limit.unwrap_or(i64::MAX), page).await;
         }))
     }
 
@@ -838,7 +831,7 @@ impl Store for SqliteStore {
         .bind(rule_set_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(row_to_careplan).transpose()
+        row.as_ref().map(crate::rows::careplan).transpose()
     }
 
     #[tracing::instrument(skip_all)]
@@ -857,7 +850,7 @@ impl Store for SqliteStore {
         .bind(decision_key)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(row_to_careplan).transpose()
+        row.as_ref().map(crate::rows::careplan).transpose()
     }
 }
 
@@ -1054,108 +1047,6 @@ impl SqliteStore {
             .bind(id.to_string())
             .fetch_one(&self.pool)
             .await?;
-        row_to_careplan(&row)
+        crate::rows::careplan(&row)
     }
-}
-
-fn row_to_careplan(row: &sqlx::sqlite::SqliteRow) -> Result<CarePlanRecord, StoreError> {
-    let id: String = row.try_get("id")?;
-    let resource: String = row.try_get("resource")?;
-    Ok(CarePlanRecord {
-        id: Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        tenant: row.try_get("tenant")?,
-        patient_ref: row.try_get("patient_ref")?,
-        status: row
-            .try_get::<String, _>("status")?
-            .parse()
-            .map_err(|e: crate::NotOneOf| StoreError::Corrupt(format!("careplans.status {e}")))?,
-        version: row.try_get("version")?,
-        rule_set_id: row.try_get("rule_set_id")?,
-        rule_set_version: row.try_get("rule_set_version")?,
-        phase: row.try_get("phase")?,
-        red_flag: row.try_get("red_flag")?,
-        resource: serde_json::from_str(&resource)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        created_at: row.try_get::<OffsetDateTime, _>("created_at")?,
-        updated_at: row.try_get::<OffsetDateTime, _>("updated_at")?,
-        patient: row
-            .try_get::<Option<String>, _>("patient")?
-            .map(|t| serde_json::from_str(&t))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    })
-}
-
-fn row_to_audit(row: &sqlx::sqlite::SqliteRow) -> Result<AuditEntry, StoreError> {
-    let corrupt = |e: String| StoreError::Corrupt(e);
-    let parse = |s: Option<String>| -> Result<Option<serde_json::Value>, StoreError> {
-        s.map(|s| serde_json::from_str(&s).map_err(|e| corrupt(e.to_string())))
-            .transpose()
-    };
-    let list = |s: String| -> Result<Vec<String>, StoreError> {
-        serde_json::from_str(&s).map_err(|e| corrupt(e.to_string()))
-    };
-    let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| corrupt(e.to_string()));
-    Ok(AuditEntry {
-        entry: NewAuditEntry {
-            id: uuid(row.try_get("id")?)?,
-            tenant: row.try_get("tenant")?,
-            recorded_us: row.try_get("recorded_at")?,
-            action: row.try_get("action")?,
-            outcome: row.try_get("outcome")?,
-            caller_issuer: row.try_get("caller_issuer")?,
-            caller_subject: row.try_get("caller_subject")?,
-            hook: row.try_get("hook")?,
-            hook_instance: row.try_get("hook_instance")?,
-            service_id: row.try_get("service_id")?,
-            patient_ref: row.try_get("patient_ref")?,
-            as_of: row.try_get("as_of")?,
-            facts: row
-                .try_get::<Option<String>, _>("facts")?
-                .map(|t| {
-                    AuditFacts::from_stored(&t).map_err(|e| StoreError::Corrupt(e.to_string()))
-                })
-                .transpose()?,
-            rule_set_id: row.try_get("rule_set_id")?,
-            rule_set_version: row.try_get("rule_set_version")?,
-            rule_set_hash: row.try_get("rule_set_hash")?,
-            decision_ids: list(row.try_get("decision_ids")?)?,
-            card_uuids: list(row.try_get("card_uuids")?)?,
-            careplan_id: row
-                .try_get::<Option<String>, _>("careplan_id")?
-                .map(uuid)
-                .transpose()?,
-            trace_id: row.try_get("trace_id")?,
-            details: parse(row.try_get("details")?)?.unwrap_or(serde_json::Value::Null),
-        },
-        seq: row.try_get("seq")?,
-        input_digest: row.try_get("input_digest")?,
-        prev_hash: row.try_get("prev_hash")?,
-        hash: row.try_get("hash")?,
-        seal: match (
-            row.try_get::<Option<String>, _>("seal_kid")?,
-            row.try_get::<Option<String>, _>("seal")?,
-        ) {
-            (Some(kid), Some(sig)) => Some(crate::seal::Seal { kid, sig }),
-            _ => None,
-        },
-    })
-}
-
-/// A feedback export row.
-fn feedback_row(r: &sqlx::sqlite::SqliteRow) -> Result<FeedbackRow, StoreError> {
-    let details: String = r.try_get("details")?;
-    Ok(FeedbackRow {
-        card_uuid: r.try_get("card_uuid")?,
-        decision_id: r.try_get("decision_id")?,
-        rule_set_id: r.try_get("rule_set_id")?,
-        rule_set_version: r.try_get("rule_set_version")?,
-        tenant: r.try_get("tenant")?,
-        service_id: r.try_get("service_id")?,
-        outcome: r.try_get("outcome")?,
-        details: serde_json::from_str(&details).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        outcome_timestamp: r.try_get("outcome_timestamp")?,
-        user: r.try_get("user")?,
-        encounter: r.try_get("encounter")?,
-    })
 }

@@ -35,3 +35,50 @@ pub(crate) async fn forward<R, T>(
         }
     }
 }
+
+/// Rows per page of a paged read.
+pub(crate) const PAGE: i64 = 500;
+
+/// Where a page of the decision log ended, in the order it is read.
+#[derive(Clone, Debug)]
+pub(crate) struct After {
+    pub recorded_us: i64,
+    pub tenant: String,
+    pub seq: i64,
+}
+
+/// Inside an `async_stream` task: read up to `limit` rows a page at a time, each page one short
+/// statement that starts after the last row of the one before, and send them on until the rows
+/// end or the consumer has gone. One statement held open for a whole read was cancelled by
+/// PostgreSQL's statement timeout (5 s by default) whenever its reader was slower than that:
+/// an impact report of 100 000 decisions (18 s) failed on every try (docs/benchmarks.md).
+pub(crate) async fn paged<T, Fut>(
+    tx: &mpsc::Sender<Result<T, StoreError>>,
+    limit: i64,
+    page: impl Fn(Option<After>, i64) -> Fut,
+) where
+    Fut: Future<Output = Result<Vec<(After, Result<T, StoreError>)>, StoreError>>,
+{
+    let (mut after, mut left) = (None, limit);
+    while left > 0 {
+        let n = PAGE.min(left);
+        let rows = match page(after.clone(), n).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let got = rows.len() as i64;
+        for (key, row) in rows {
+            after = Some(key);
+            if tx.send(row).await.is_err() {
+                return;
+            }
+        }
+        if got < n {
+            return;
+        }
+        left -= got;
+    }
+}

@@ -1,0 +1,218 @@
+//! One mapping from a stored row to its record, for both backends. The backends' row mappers
+//! were written twice, about 250 lines that had to change together (issue 32); what differs is
+//! only how a column is kept: SQLite keeps ids and JSON as text, PostgreSQL as UUID and JSONB,
+//! and the audit log's time column has another name. `Columns` says that per backend; each
+//! record is read once, here.
+
+use serde_json::Value as Json;
+use sqlx::Row;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    AuditEntry, AuditFacts, CarePlanRecord, FeedbackRecord, FeedbackRow, NewAuditEntry, Overridden,
+    StoreError,
+};
+
+/// A row of either backend, read column by column.
+pub(crate) trait Columns {
+    /// The audit log's microseconds column.
+    const RECORDED_US: &'static str;
+    fn text(&self, c: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, c: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, c: &str) -> Result<i64, StoreError>;
+    fn int32(&self, c: &str) -> Result<i32, StoreError>;
+    fn flag(&self, c: &str) -> Result<bool, StoreError>;
+    fn time(&self, c: &str) -> Result<OffsetDateTime, StoreError>;
+    fn uuid(&self, c: &str) -> Result<Uuid, StoreError>;
+    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError>;
+    fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError>;
+
+    fn json(&self, c: &str) -> Result<Json, StoreError> {
+        self.opt_json(c)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{c} is empty")))
+    }
+}
+
+fn corrupt(e: impl ToString) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// The columns both backends read alike.
+macro_rules! same_columns {
+    () => {
+        fn text(&self, c: &str) -> Result<String, StoreError> {
+            Ok(self.try_get(c)?)
+        }
+        fn opt_text(&self, c: &str) -> Result<Option<String>, StoreError> {
+            Ok(self.try_get(c)?)
+        }
+        fn int(&self, c: &str) -> Result<i64, StoreError> {
+            Ok(self.try_get(c)?)
+        }
+        fn int32(&self, c: &str) -> Result<i32, StoreError> {
+            Ok(self.try_get(c)?)
+        }
+        fn flag(&self, c: &str) -> Result<bool, StoreError> {
+            Ok(self.try_get(c)?)
+        }
+        fn time(&self, c: &str) -> Result<OffsetDateTime, StoreError> {
+            Ok(self.try_get(c)?)
+        }
+    };
+}
+
+impl Columns for sqlx::sqlite::SqliteRow {
+    const RECORDED_US: &'static str = "recorded_at";
+    same_columns!();
+    fn uuid(&self, c: &str) -> Result<Uuid, StoreError> {
+        Uuid::parse_str(&self.text(c)?).map_err(corrupt)
+    }
+    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError> {
+        self.opt_text(c)?
+            .map(|t| Uuid::parse_str(&t).map_err(corrupt))
+            .transpose()
+    }
+    fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError> {
+        self.opt_text(c)?
+            .map(|t| serde_json::from_str(&t).map_err(corrupt))
+            .transpose()
+    }
+}
+
+impl Columns for sqlx::postgres::PgRow {
+    const RECORDED_US: &'static str = "recorded_us";
+    same_columns!();
+    fn uuid(&self, c: &str) -> Result<Uuid, StoreError> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError> {
+        Ok(self.try_get(c)?)
+    }
+    fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError> {
+        Ok(self.try_get(c)?)
+    }
+}
+
+/// A `careplans` row.
+pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> {
+    Ok(CarePlanRecord {
+        id: r.uuid("id")?,
+        tenant: r.text("tenant")?,
+        patient_ref: r.text("patient_ref")?,
+        status: r
+            .text("status")?
+            .parse()
+            .map_err(|e: crate::NotOneOf| corrupt(format!("careplans.status {e}")))?,
+        version: r.int32("version")?,
+        rule_set_id: r.text("rule_set_id")?,
+        rule_set_version: r.text("rule_set_version")?,
+        phase: r.text("phase")?,
+        red_flag: r.flag("red_flag")?,
+        resource: r.json("resource")?,
+        created_at: r.time("created_at")?,
+        updated_at: r.time("updated_at")?,
+        patient: r.opt_json("patient")?,
+    })
+}
+
+/// An `audit_entries` row, with its chain and seal.
+pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
+    let list = |c: &str| -> Result<Vec<String>, StoreError> {
+        serde_json::from_value(r.json(c)?).map_err(corrupt)
+    };
+    Ok(AuditEntry {
+        entry: NewAuditEntry {
+            id: r.uuid("id")?,
+            tenant: r.text("tenant")?,
+            recorded_us: r.int(R::RECORDED_US)?,
+            action: r.text("action")?,
+            outcome: r.text("outcome")?,
+            caller_issuer: r.opt_text("caller_issuer")?,
+            caller_subject: r.opt_text("caller_subject")?,
+            hook: r.opt_text("hook")?,
+            hook_instance: r.opt_text("hook_instance")?,
+            service_id: r.opt_text("service_id")?,
+            patient_ref: r.opt_text("patient_ref")?,
+            as_of: r.opt_text("as_of")?,
+            facts: r
+                .opt_text("facts")?
+                .map(|t| AuditFacts::from_stored(&t).map_err(corrupt))
+                .transpose()?,
+            rule_set_id: r.opt_text("rule_set_id")?,
+            rule_set_version: r.opt_text("rule_set_version")?,
+            rule_set_hash: r.opt_text("rule_set_hash")?,
+            decision_ids: list("decision_ids")?,
+            card_uuids: list("card_uuids")?,
+            careplan_id: r.opt_uuid("careplan_id")?,
+            trace_id: r.opt_text("trace_id")?,
+            details: r.opt_json("details")?.unwrap_or(Json::Null),
+        },
+        seq: r.int("seq")?,
+        input_digest: r.opt_text("input_digest")?,
+        prev_hash: r.text("prev_hash")?,
+        hash: r.text("hash")?,
+        seal: match (r.opt_text("seal_kid")?, r.opt_text("seal")?) {
+            (Some(kid), Some(sig)) => Some(crate::seal::Seal { kid, sig }),
+            _ => None,
+        },
+    })
+}
+
+/// A feedback export row.
+pub(crate) fn feedback<R: Columns>(r: &R) -> Result<FeedbackRow, StoreError> {
+    Ok(FeedbackRow {
+        card_uuid: r.text("card_uuid")?,
+        decision_id: r.opt_text("decision_id")?,
+        rule_set_id: r.opt_text("rule_set_id")?,
+        rule_set_version: r.opt_text("rule_set_version")?,
+        tenant: r.text("tenant")?,
+        service_id: r.text("service_id")?,
+        outcome: r.text("outcome")?,
+        details: r.json("details")?,
+        outcome_timestamp: r.time("outcome_timestamp")?,
+        user: r.opt_text("user")?,
+        encounter: r.opt_text("encounter")?,
+    })
+}
+
+/// One feedback on a card, as recorded.
+pub(crate) fn feedback_record<R: Columns>(r: &R) -> Result<FeedbackRecord, StoreError> {
+    Ok(FeedbackRecord {
+        card_uuid: r.text("card_uuid")?,
+        known_card: r.flag("known_card")?,
+        outcome: r.text("outcome")?,
+        details: r.json("details")?,
+        outcome_timestamp: r.time("outcome_timestamp")?,
+    })
+}
+
+/// An override of a card about a patient, when it gave a reason (a clinician's decision on
+/// the red flag it raised).
+pub(crate) fn overridden<R: Columns>(r: &R) -> Result<Option<Overridden>, StoreError> {
+    if !crate::overridden_with_reason(&r.json("details")?) {
+        return Ok(None);
+    }
+    Ok(Some(Overridden {
+        decision_id: r.text("decision_id")?,
+        at: r.time("outcome_timestamp")?,
+    }))
+}
+
+/// A page of `audit_entries` rows, each with where it ends the page so far (for the next
+/// page's start). A row that cannot be read is passed on as its error; one whose keys cannot
+/// be read ends the read.
+pub(crate) fn keyed_audit_entries<R: Columns>(
+    rows: &[R],
+) -> Result<Vec<(crate::stream::After, Result<AuditEntry, StoreError>)>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let after = crate::stream::After {
+                recorded_us: r.int(R::RECORDED_US)?,
+                tenant: r.text("tenant")?,
+                seq: r.int("seq")?,
+            };
+            Ok((after, audit_entry(r)))
+        })
+        .collect()
+}
