@@ -41,6 +41,9 @@ pub enum GovernanceError {
     /// A clinic the caller may not act for.
     #[error("not your clinic")]
     Forbidden,
+    /// The clinic's impact report could not be computed now (the job failed; logged).
+    #[error("the clinic's impact report could not be computed; try again")]
+    ReportFailed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -86,17 +89,18 @@ pub async fn keep_report(
     let rs = catalog
         .get(&candidate.guideline, &candidate.version)
         .ok_or(GovernanceError::UnknownVersion)?;
-    let Some((in_force, _)) = pins.in_force_for_tenant(catalog, &candidate.guideline, tenant)
-    else {
-        return Ok(());
-    };
+    // No version in force yet (a guideline's first version): the report is against none.
+    let in_force = pins
+        .in_force_for_tenant(catalog, &candidate.guideline, tenant)
+        .map(|(rs, _)| rs.doc.version.to_string())
+        .unwrap_or_default();
     store
         .record_impact_report(&stride_store::ImpactReport {
             impact_hash: summary.impact_hash.clone(),
             guideline_id: candidate.guideline.clone(),
             version: candidate.version.to_string(),
             content_hash: rs.content_hash.clone(),
-            in_force_version: in_force.doc.version.to_string(),
+            in_force_version: in_force,
             tenant: tenant.to_owned(),
             decisions: summary.decisions as i64,
             changed: summary.changed as i64,
@@ -222,11 +226,8 @@ pub async fn sign_off(
                      it is done and sign off on its impactHash"
                 )))
             }
-            View::Failed(e) => {
-                return Err(GovernanceError::Conflict(format!(
-                    "impact: the clinic's impact report could not be computed: {e}"
-                )))
-            }
+            // Said in the log by the job; the signer is told to try again.
+            View::Failed(_) => return Err(GovernanceError::ReportFailed),
         }
     }
     let Some(seen) = seen else {

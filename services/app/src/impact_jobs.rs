@@ -176,25 +176,41 @@ impl Jobs {
     /// report at once.
     pub async fn view(&self, ask: &Ask, wait: Duration) -> Result<View, GovernanceError> {
         let key = self.key(ask)?;
-        if !ask.again {
+        // A job still running for this report is what to show (its progress), even when an
+        // older report is kept: "Show it when done" after "Compute it again" must not show the
+        // old one as if it were new.
+        let running = {
+            let running = self.running.lock().expect("jobs lock");
+            running
+                .get(&key)
+                .filter(|job| !job.done.load(Ordering::Acquire))
+                .cloned()
+        };
+        if running.is_none() && !ask.again {
             if let Some(kept) = self.kept(&key).await? {
                 return Ok(View::Ready(kept));
             }
         }
-        let job = {
-            let mut running = self.running.lock().expect("jobs lock");
-            match running.get(&key) {
-                Some(job) => job.clone(),
-                None => {
-                    let job = Arc::new(Running {
-                        read: AtomicU64::new(0),
-                        since: OffsetDateTime::now_utc(),
-                        done: AtomicBool::new(false),
-                        failed: Mutex::new(None),
-                    });
-                    running.insert(key.clone(), job.clone());
-                    self.start(ask.candidate.clone(), key.clone(), job.clone());
-                    job
+        let job = match running {
+            Some(job) => job,
+            None => {
+                let mut running = self.running.lock().expect("jobs lock");
+                match running.get(&key) {
+                    // Another view started one meanwhile.
+                    Some(job) if !job.done.load(Ordering::Acquire) => job.clone(),
+                    // None, or one that ended unseen (its report kept, or its failure stale):
+                    // a new one computes the report as the log is now.
+                    _ => {
+                        let job = Arc::new(Running {
+                            read: AtomicU64::new(0),
+                            since: OffsetDateTime::now_utc(),
+                            done: AtomicBool::new(false),
+                            failed: Mutex::new(None),
+                        });
+                        running.insert(key.clone(), job.clone());
+                        self.start(ask.candidate.clone(), key.clone(), job.clone());
+                        job
+                    }
                 }
             }
         };
@@ -203,13 +219,22 @@ impl Jobs {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         if job.done.load(Ordering::Acquire) {
-            self.running.lock().expect("jobs lock").remove(&key);
+            {
+                // This job only: a newer one for the same report stays.
+                let mut running = self.running.lock().expect("jobs lock");
+                if running.get(&key).is_some_and(|j| Arc::ptr_eq(j, &job)) {
+                    running.remove(&key);
+                }
+            }
             if let Some(e) = job.failed.lock().expect("job lock").clone() {
                 return Ok(View::Failed(e));
             }
             if let Some(kept) = self.kept(&key).await? {
                 return Ok(View::Ready(kept));
             }
+            return Ok(View::Failed(
+                "the report was computed but could not be read back".into(),
+            ));
         }
         Ok(View::Running {
             read: job.read.load(Ordering::Relaxed),

@@ -239,3 +239,42 @@ async fn a_sign_off_waits_no_longer_than_its_bound_and_never_recomputes_a_kept_r
     assert_eq!(signed.len(), 2, "one entry per sign-off recorded");
     assert_eq!(signed[1].caller_subject.as_deref(), Some("ben"));
 }
+
+#[tokio::test]
+async fn computed_again_is_the_log_as_it_is_now_even_after_a_job_nobody_saw_end() {
+    let w = world().await;
+    let jobs = jobs(&w);
+    decide(&w, 1).await;
+    let auditor = staff("aud", "operators", true, &["audit.read"]);
+    let mut ask = Ask {
+        candidate: candidate(),
+        tenant: Some(TENANT.into()),
+        since_us: Some(0),
+        again: false,
+    };
+    // The first view does not wait: its job runs on, and nobody looks at its end.
+    let first = read(&jobs, &auditor, &ask, json!({}), Duration::ZERO).await;
+    assert!(matches!(first, Ok(View::Running { .. })), "{first:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    decide(&w, 2).await;
+
+    // "Compute it again" computes it again, not the job that ended unseen ...
+    ask.again = true;
+    let started = read(&jobs, &auditor, &ask, json!({}), Duration::ZERO).await;
+    assert!(matches!(started, Ok(View::Running { .. })), "{started:?}");
+    // ... and "Show it when done" shows that job, never the report kept before it.
+    ask.again = false;
+    loop {
+        match read(&jobs, &auditor, &ask, json!({}), Duration::ZERO)
+            .await
+            .unwrap()
+        {
+            View::Running { .. } => tokio::time::sleep(Duration::from_millis(20)).await,
+            View::Ready(k) => {
+                assert_eq!(k.summary.decisions, 2, "the log as it is now");
+                break;
+            }
+            View::Failed(e) => panic!("{e}"),
+        }
+    }
+}

@@ -61,6 +61,8 @@ async fn a_sign_in_opens_a_session_and_a_sign_out_ends_it_each_recorded() {
         .unwrap()
         .is_none());
 
+    let nobody = support::audit_log(store.as_ref(), stride_app::actor::UNAUTHENTICATED).await;
+    assert!(nobody.is_empty(), "{nobody:?}");
     let log = support::audit_log(store.as_ref(), "clinic-a").await;
     let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["staff-sign-in", "staff-sign-out"]);

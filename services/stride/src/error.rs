@@ -196,6 +196,7 @@ impl From<stride_app::governance::GovernanceError> for ApiError {
             G::Invalid(m) => ApiError::BadRequest(m),
             G::Conflict(m) => ApiError::Conflict(m),
             G::Forbidden => ApiError::Auth(stride_auth::AuthError::WrongTenant),
+            G::ReportFailed => ApiError::Unavailable,
             G::Store(e) => e.into(),
         }
     }
