@@ -30,7 +30,11 @@ CREATE TABLE card_day_reasons (
     PRIMARY KEY (tenant, day, rule_set_id, rule_set_version, decision_id, reason)
 );
 
--- What is recorded already.
+-- What is recorded already. Writers wait until the triggers below are in place (this migration
+-- is one transaction): a card or feedback recorded by a running replica meanwhile would be
+-- counted neither here nor by a trigger.
+LOCK TABLE cards, feedback IN SHARE ROW EXCLUSIVE MODE;
+
 INSERT INTO card_days
 SELECT c.tenant, (c.created_at AT TIME ZONE 'UTC')::date, COALESCE(c.rule_set_id, ''),
        COALESCE(c.rule_set_version, ''), c.decision_id, COUNT(*),

@@ -739,33 +739,35 @@ impl Store for PgStore {
         q: &'a AuditQuery,
         chain_order: bool,
     ) -> BoxStream<'a, Result<AuditEntry, StoreError>> {
-        // Each page starts after the last row of the one before, in the same order.
+        // Each page starts after the last row of the one before, in the same order, with a
+        // condition an index can seek on (the first page has none: "IS NULL OR" would make
+        // every page scan from the start).
         let (order, after) = if chain_order {
             (
-                "tenant, seq",
-                "($10::text IS NULL OR (tenant, seq) > ($10, $11))",
+                "tenant, seq, id",
+                "(tenant, seq, id) > ($10::text, $11::bigint, $12::uuid)",
             )
         } else {
             (
-                "recorded_us DESC, tenant, seq DESC",
-                "($10::text IS NULL OR recorded_us < $12 OR (recorded_us = $12 AND (tenant > $10 OR (tenant = $10 AND seq < $11))))",
+                "recorded_us DESC, tenant, seq DESC, id DESC",
+                "recorded_us <= $12::bigint AND (recorded_us < $12 OR (recorded_us = $12 AND (tenant > $10::text OR (tenant = $10 AND (seq < $11::bigint OR (seq = $11 AND id < $13::uuid))))))",
             )
         };
-        let sql = format!(
-            "SELECT * FROM audit_entries WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR patient_ref = $2)
+        let filter = "SELECT * FROM audit_entries WHERE ($1::text IS NULL OR tenant = $1) AND ($2::text IS NULL OR patient_ref = $2)
                AND ($3::text IS NULL OR caller_subject = $3) AND ($4::text IS NULL OR rule_set_version = $4)
                AND ($5::bigint IS NULL OR recorded_us >= $5) AND ($6::bigint IS NULL OR recorded_us < $6)
                AND ($8::text IS NULL OR decision_ids ? $8)
-               AND ($9::text IS NULL OR action = $9) AND {after}
-             ORDER BY {order} LIMIT $7"
-        );
+               AND ($9::text IS NULL OR action = $9)";
+        let first = format!("{filter} ORDER BY {order} LIMIT $7");
+        let next = format!("{filter} AND {after} ORDER BY {order} LIMIT $7");
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
             let page = |after: Option<After>, n: i64| {
-                let (pool, sql, q) = (pool.clone(), sql.clone(), q.clone());
+                let sql = if after.is_some() { &next } else { &first }.clone();
+                let (pool, q) = (pool.clone(), q.clone());
                 async move {
-                    let rows = sqlx::query(&sql)
+                    let mut query = sqlx::query(&sql)
                         .bind(&q.tenant)
                         .bind(&q.patient_ref)
                         .bind(&q.caller_subject)
@@ -774,16 +776,22 @@ impl Store for PgStore {
                         .bind(q.until_us)
                         .bind(n)
                         .bind(&q.decision_id)
-                        .bind(&q.action)
-                        .bind(after.as_ref().map(|a| a.tenant.clone()))
-                        .bind(after.as_ref().map(|a| a.seq))
-                        .bind(after.as_ref().map(|a| a.recorded_us))
-                        .fetch_all(&pool)
-                        .await?;
+                        .bind(&q.action);
+                    // Numbered as the two orders' conditions name them.
+                    if let Some(a) = after {
+                        query = query.bind(a.tenant).bind(a.seq);
+                        if !chain_order {
+                            query = query.bind(a.recorded_us);
+                        }
+                        query = query.bind(a.id);
+                    }
+                    let rows = query.fetch_all(&pool).await?;
                     crate::rows::keyed_audit_entries(&rows)
                 }
             };
-            paged(&tx, q.limit.unwrap_or(i64::MAX), page).await;
+            // No limit, or a negative one (SQLite's "no limit"), reads everything.
+            let limit = q.limit.filter(|l| *l >= 0).unwrap_or(i64::MAX);
+            paged(&tx, limit, page).await;
         }))
     }
 

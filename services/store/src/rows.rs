@@ -211,6 +211,7 @@ pub(crate) fn keyed_audit_entries<R: Columns>(
                 recorded_us: r.int(R::RECORDED_US)?,
                 tenant: r.text("tenant")?,
                 seq: r.int("seq")?,
+                id: r.uuid("id")?,
             };
             Ok((after, audit_entry(r)))
         })

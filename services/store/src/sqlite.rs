@@ -765,30 +765,32 @@ impl Store for SqliteStore {
         q: &'a AuditQuery,
         chain_order: bool,
     ) -> BoxStream<'a, Result<AuditEntry, StoreError>> {
-        // Each page starts after the last row of the one before, in the same order.
+        // Each page starts after the last row of the one before, in the same order, with a
+        // condition an index can seek on (the first page has none: "IS NULL OR" would make
+        // every page scan from the start).
         let (order, after) = if chain_order {
-            ("tenant, seq", "(?10 IS NULL OR (tenant, seq) > (?10, ?11))")
+            ("tenant, seq, id", "(tenant, seq, id) > (?10, ?11, ?12)")
         } else {
             (
-                "recorded_at DESC, tenant, seq DESC",
-                "(?10 IS NULL OR recorded_at < ?12 OR (recorded_at = ?12 AND (tenant > ?10 OR (tenant = ?10 AND seq < ?11))))",
+                "recorded_at DESC, tenant, seq DESC, id DESC",
+                "recorded_at <= ?12 AND (recorded_at < ?12 OR (recorded_at = ?12 AND (tenant > ?10 OR (tenant = ?10 AND (seq < ?11 OR (seq = ?11 AND id < ?13))))))",
             )
         };
-        let sql = format!(
-            "SELECT * FROM audit_entries WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR patient_ref = ?2)
+        let filter = "SELECT * FROM audit_entries WHERE (?1 IS NULL OR tenant = ?1) AND (?2 IS NULL OR patient_ref = ?2)
                AND (?3 IS NULL OR caller_subject = ?3) AND (?4 IS NULL OR rule_set_version = ?4)
                AND (?5 IS NULL OR recorded_at >= ?5) AND (?6 IS NULL OR recorded_at < ?6)
                AND (?8 IS NULL OR EXISTS (SELECT 1 FROM json_each(decision_ids) WHERE value = ?8))
-               AND (?9 IS NULL OR action = ?9) AND {after}
-             ORDER BY {order} LIMIT ?7"
-        );
+               AND (?9 IS NULL OR action = ?9)";
+        let first = format!("{filter} ORDER BY {order} LIMIT ?7");
+        let next = format!("{filter} AND {after} ORDER BY {order} LIMIT ?7");
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
             let page = |after: Option<After>, n: i64| {
-                let (pool, sql, q) = (pool.clone(), sql.clone(), q.clone());
+                let sql = if after.is_some() { &next } else { &first }.clone();
+                let (pool, q) = (pool.clone(), q.clone());
                 async move {
-                    let rows = sqlx::query(&sql)
+                    let mut query = sqlx::query(&sql)
                         .bind(&q.tenant)
                         .bind(&q.patient_ref)
                         .bind(&q.caller_subject)
@@ -797,16 +799,22 @@ impl Store for SqliteStore {
                         .bind(q.until_us)
                         .bind(n)
                         .bind(&q.decision_id)
-                        .bind(&q.action)
-                        .bind(after.as_ref().map(|a| a.tenant.clone()))
-                        .bind(after.as_ref().map(|a| a.seq))
-                        .bind(after.as_ref().map(|a| a.recorded_us))
-                        .fetch_all(&pool)
-                        .await?;
+                        .bind(&q.action);
+                    // Numbered as the two orders' conditions name them.
+                    if let Some(a) = after {
+                        query = query.bind(a.tenant).bind(a.seq);
+                        if !chain_order {
+                            query = query.bind(a.recorded_us);
+                        }
+                        query = query.bind(a.id.to_string());
+                    }
+                    let rows = query.fetch_all(&pool).await?;
                     crate::rows::keyed_audit_entries(&rows)
                 }
             };
-            paged(&tx, q.limit.unwrap_or(i64::MAX), page).await;
+            // No limit, or a negative one (SQLite's "no limit"), reads everything.
+            let limit = q.limit.filter(|l| *l >= 0).unwrap_or(i64::MAX);
+            paged(&tx, limit, page).await;
         }))
     }
 

@@ -45,6 +45,9 @@ pub(crate) struct After {
     pub recorded_us: i64,
     pub tenant: String,
     pub seq: i64,
+    /// The last tie-breaker: a chain forked by a bug (two entries with one `seq`) is read
+    /// whole, so that verification sees the fork.
+    pub id: uuid::Uuid,
 }
 
 /// Inside an `async_stream` task: read up to `limit` rows a page at a time, each page one short
