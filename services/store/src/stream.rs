@@ -54,7 +54,7 @@ pub(crate) struct After {
 /// statement that starts after the last row of the one before, and send them on until the rows
 /// end or the consumer has gone. One statement held open for a whole read was cancelled by
 /// PostgreSQL's statement timeout (5 s by default) whenever its reader was slower than that:
-/// an impact report of 100 000 decisions (18 s) failed on every try (docs/benchmarks.md).
+/// an impact report of 100 000 decisions (about 20 s) failed on every try (docs/benchmarks.md).
 pub(crate) async fn paged<T, Fut>(
     tx: &mpsc::Sender<Result<T, StoreError>>,
     limit: i64,

@@ -28,7 +28,7 @@ pub struct Form {
 
 /// How long a view waits for a report it started before showing its progress, so that every
 /// view answers within a second (with 0.8 s, the first view of a large log took 1.0 s): a
-/// clinic's log of a couple of thousand decisions is done within it (about 5 500 decisions a
+/// clinic's log of a couple of thousand decisions is done within it (4 600–5 500 decisions a
 /// second on this machine, docs/benchmarks.md); a larger one shows its progress and is ready
 /// on a later view.
 const WAIT: std::time::Duration = std::time::Duration::from_millis(500);
