@@ -353,3 +353,43 @@ async fn the_daily_roll_up_counts_exactly_what_the_cards_and_their_feedback_coun
         "the run gave cards accepted, overridden and overridden with reasons"
     );
 }
+
+/// The feedback export goes out at the client's pace, and the database's statement timeout
+/// must not cut it short: it is read in pages, each a short statement. 600 feedbacks of 20 KB
+/// (two pages, more than a socket holds), read through a store whose statements time out after
+/// 300 ms by a reader taking 2 ms a line, come through whole and in time order.
+#[tokio::test]
+async fn a_slow_reader_gets_the_whole_feedback_export() {
+    use futures_util::StreamExt;
+    let app = spawn_app_trusting(&[clinic_b(json!({}))], &[]).await;
+    let card = night_pain(&app, "p1", false).await;
+    const N: usize = 600;
+    for i in 0..N {
+        let at = format!("2026-12-01T10:{:02}:{:02}Z", i / 60, i % 60);
+        feedback(
+            &app,
+            json!({"card": card, "outcome": "overridden", "outcomeTimestamp": at,
+                   "overrideReason": {"reason": {"system": "http://stride-cds.org/fhir/CodeSystem/override-reason", "code": "already-addressed"},
+                                      "userComment": "x".repeat(20_000)}}),
+        )
+        .await;
+    }
+    let options = stride_store::PoolOptions {
+        statement_timeout: std::time::Duration::from_millis(300),
+        ..stride_store::PoolOptions::default()
+    };
+    let store = stride_store::connect(&app.db.url, &options).await.unwrap();
+    let q = stride_store::CardOutcomeQuery {
+        tenant: Some(TENANT.into()),
+        ..stride_store::CardOutcomeQuery::default()
+    };
+    let mut rows = store.feedback_stream(&q);
+    let mut times = Vec::new();
+    while let Some(row) = rows.next().await {
+        let r = row.unwrap_or_else(|e| panic!("line {} cut short: {e}", times.len()));
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        times.push(r.outcome_timestamp);
+    }
+    assert_eq!(times.len(), N);
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
+}

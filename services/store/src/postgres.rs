@@ -1,11 +1,11 @@
 use futures_util::stream::BoxStream;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::FromRow;
+use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
 use crate::audit::{entry_hash, GENESIS};
 use crate::model::Review;
-use crate::stream::{async_stream, forward, paged, After};
+use crate::stream::{async_stream, paged, After};
 use crate::{
     Activation, AuditEntry, AuditQuery, Backend, CardOutcome, CardOutcomeQuery, CarePlanQuery,
     CarePlanRecord, CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord,
@@ -462,19 +462,45 @@ impl Store for PgStore {
         &'a self,
         q: &'a CardOutcomeQuery,
     ) -> BoxStream<'a, Result<FeedbackRow, StoreError>> {
-        let sql = format!(
-            "SELECT f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
+        // In pages, as the decision log (`stream::paged`): the export goes out at the client's
+        // pace, and one statement held open that long is cancelled by the statement timeout.
+        let select = format!(
+            "SELECT f.id AS feedback_id, f.card_uuid, c.decision_id, c.rule_set_id, c.rule_set_version, f.tenant,
                     f.service_id, f.outcome, f.details, f.outcome_timestamp,
                     c.user_ref AS \"user\", c.encounter AS encounter
                FROM feedback f JOIN cards c ON c.uuid::text = f.card_uuid AND c.tenant = f.tenant
-              WHERE {CARD_FILTER}
-              ORDER BY f.outcome_timestamp, f.id"
+              WHERE {CARD_FILTER}"
+        );
+        let first = format!("{select} ORDER BY f.outcome_timestamp, f.id LIMIT $6");
+        let next = format!(
+            "{select} AND (f.outcome_timestamp, f.id) > ($7::timestamptz, $8::uuid) ORDER BY f.outcome_timestamp, f.id LIMIT $6"
         );
         let pool = self.pool.clone();
         let q = q.clone();
         Box::pin(async_stream(move |tx| async move {
-            let rows = bind_card_filter(sqlx::query(&sql), &q).fetch(&pool);
-            forward(rows, &tx, crate::rows::feedback).await;
+            let page = |after: Option<(time::OffsetDateTime, uuid::Uuid)>, n: i64| {
+                let sql = if after.is_some() { &next } else { &first }.clone();
+                let (pool, q) = (pool.clone(), q.clone());
+                async move {
+                    let mut query = bind_card_filter(sqlx::query(&sql), &q).bind(n);
+                    if let Some((t, id)) = after {
+                        query = query.bind(t).bind(id);
+                    }
+                    let rows = query.fetch_all(&pool).await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok((
+                                (
+                                    r.try_get::<time::OffsetDateTime, _>("outcome_timestamp")?,
+                                    r.try_get::<uuid::Uuid, _>("feedback_id")?,
+                                ),
+                                crate::rows::feedback(r),
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, StoreError>>()
+                }
+            };
+            paged(&tx, i64::MAX, page).await;
         }))
     }
 

@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use futures_util::stream::{Stream, StreamExt};
+use futures_util::stream::Stream;
 use tokio::sync::mpsc;
 
 use crate::StoreError;
@@ -21,21 +21,6 @@ where
     })
 }
 
-/// Inside an `async_stream` task: each row of `rows` mapped by `map` and sent on, until the
-/// rows end or the consumer has gone (a closed channel: nothing more is read).
-pub(crate) async fn forward<R, T>(
-    mut rows: impl Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    tx: &mpsc::Sender<Result<T, StoreError>>,
-    map: impl Fn(&R) -> Result<T, StoreError>,
-) {
-    while let Some(row) = rows.next().await {
-        let item = row.map_err(StoreError::from).and_then(|r| map(&r));
-        if tx.send(item).await.is_err() {
-            break;
-        }
-    }
-}
-
 /// Rows per page of a paged read.
 pub(crate) const PAGE: i64 = 500;
 
@@ -51,16 +36,16 @@ pub(crate) struct After {
 }
 
 /// Inside an `async_stream` task: read up to `limit` rows a page at a time, each page one short
-/// statement that starts after the last row of the one before, and send them on until the rows
-/// end or the consumer has gone. One statement held open for a whole read was cancelled by
+/// statement that starts after the key of the last row of the one before (`K`, the read's sort
+/// key), and send them on until the rows end or the consumer has gone. One statement held open for a whole read was cancelled by
 /// PostgreSQL's statement timeout (5 s by default) whenever its reader was slower than that:
 /// an impact report of 100 000 decisions (about 20 s) failed on every try (docs/benchmarks.md).
-pub(crate) async fn paged<T, Fut>(
+pub(crate) async fn paged<K: Clone, T, Fut>(
     tx: &mpsc::Sender<Result<T, StoreError>>,
     limit: i64,
-    page: impl Fn(Option<After>, i64) -> Fut,
+    page: impl Fn(Option<K>, i64) -> Fut,
 ) where
-    Fut: Future<Output = Result<Vec<(After, Result<T, StoreError>)>, StoreError>>,
+    Fut: Future<Output = Result<Vec<(K, Result<T, StoreError>)>, StoreError>>,
 {
     let (mut after, mut left) = (None, limit);
     while left > 0 {
