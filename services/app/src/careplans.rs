@@ -91,3 +91,12 @@ pub async fn search(
         .map_err(ReviewError::Store)?;
     Ok(plans)
 }
+
+/// The hook call that drafted `plan` (its decision's facts and trace, for "why this phase" and
+/// the timeline), read for a caller who may see the plan (`read` or `search` gave it).
+pub async fn drafting_entry(
+    store: &dyn Store,
+    plan: &CarePlanRecord,
+) -> Result<stride_store::AuditEntry, stride_store::StoreError> {
+    store.drafting_entry(plan.id).await
+}

@@ -55,6 +55,15 @@ pub async fn search(
     Ok(query)
 }
 
+/// The entries a recorded search selects (`search` gave the query), newest first, as they are
+/// read.
+pub fn entries<'a>(
+    store: &'a dyn Store,
+    query: &'a AuditQuery,
+) -> futures_util::stream::BoxStream<'a, Result<AuditEntry, StoreError>> {
+    store.audit_stream(query, false)
+}
+
 /// The entry `id`, when the actor may see its tenant (not recorded: the caller records how).
 async fn visible(store: &dyn Store, actor: &Actor, id: &str) -> Result<AuditEntry, LogError> {
     let id = uuid::Uuid::parse_str(id).map_err(|_| LogError::NotFound)?;

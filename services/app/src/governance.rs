@@ -259,6 +259,18 @@ pub async fn sign_off(
     Ok(s)
 }
 
+/// The sign-offs of `guideline` that `caller` may see (their clinic's, or every clinic's for
+/// staff who see them all), oldest first.
+pub async fn sign_offs(
+    store: &dyn Store,
+    caller: &Caller,
+    guideline: &str,
+) -> Result<Vec<SignOff>, StoreError> {
+    let mut all = store.sign_offs(guideline).await?;
+    all.retain(|s| caller.may_see(&s.tenant));
+    Ok(all)
+}
+
 /// Signers a sign-off through the command line is recorded under: an operator names
 /// themselves (`--as`), so all of them together count as one approver.
 pub const CLI_ISSUER: &str = "stride-cli";

@@ -31,6 +31,15 @@ pub async fn sign_in(
     store.append_audit(&entry).await
 }
 
+/// The session whose id hashes to `id_hash`, while it lasts (at `now`, seconds).
+pub async fn current(
+    store: &dyn Store,
+    id_hash: &str,
+    now: i64,
+) -> Result<Option<StaffSession>, StoreError> {
+    store.session(id_hash, now).await
+}
+
 /// End the session whose id hashes to `session` (if one was presented) and record the
 /// sign-out of `actor` (if someone was signed in).
 pub async fn sign_out(

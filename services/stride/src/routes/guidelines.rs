@@ -25,7 +25,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
         // Sign-offs and the clinics a version answers for name clinics and staff: for staff,
         // within the clinics they may see.
         let sign_offs = match &caller {
-            Some(_) => state.store.sign_offs(id).await?,
+            Some(c) => stride_app::governance::sign_offs(state.store.as_ref(), c, id).await?,
             None => Vec::new(),
         };
         let visible = |t: &str| caller.as_ref().is_some_and(|c| c.may_see(t));

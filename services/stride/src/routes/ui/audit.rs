@@ -138,7 +138,7 @@ pub async fn search(
         if q.is_empty() { "" } else { "&amp;" }
     ));
 
-    let mut rows = state.store.audit_stream(&query, false);
+    let mut rows = decision_log::entries(state.store.as_ref(), &query);
     let mut table = String::new();
     let mut n = 0;
     while let Some(row) = rows.next().await {

@@ -242,7 +242,9 @@ async fn render(
         ));
     }
     let mut cited = Citations::default();
-    let entry = state.store.drafting_entry(id).await.ok();
+    let entry = stride_app::careplans::drafting_entry(state.store.as_ref(), &plan)
+        .await
+        .ok();
     match entry.as_ref().and_then(|e| drafted(state, e)) {
         Some(d) => {
             why(&mut html, &d);

@@ -61,7 +61,7 @@ async fn render(
         None => {}
     }
     for id in ids {
-        let sign_offs = state.store.sign_offs(id).await?;
+        let sign_offs = stride_app::governance::sign_offs(state.store.as_ref(), caller, id).await?;
         let in_force = state.pins.tenants(&state.catalog, id);
         let mut title = id.to_owned();
         let mut rows = String::new();

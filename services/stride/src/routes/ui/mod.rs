@@ -289,7 +289,7 @@ pub async fn session(req: &HttpRequest, state: &AppState) -> Result<Option<Viewe
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let id_hash = stride_store::audit::sha256_hex(cookie.value().as_bytes());
-    let Some(s) = state.store.session(&id_hash, now).await? else {
+    let Some(s) = stride_app::sessions::current(state.store.as_ref(), &id_hash, now).await? else {
         return Ok(None);
     };
     let caller = Caller {
