@@ -100,3 +100,19 @@ pub async fn drafting_entry(
 ) -> Result<stride_store::AuditEntry, stride_store::StoreError> {
     store.drafting_entry(plan.id).await
 }
+
+/// The plans drafted for `plan`'s patient in its clinic (the newest 200), for the course of
+/// care the plan's page draws; read for a caller who may see the plan (its read is recorded).
+pub async fn course_of(
+    store: &dyn Store,
+    plan: &CarePlanRecord,
+) -> Result<Vec<CarePlanRecord>, stride_store::StoreError> {
+    store
+        .search_careplans(&CarePlanQuery {
+            tenant: Some(plan.tenant.clone()),
+            patient_ref: Some(plan.patient_ref.clone()),
+            limit: 200,
+            ..Default::default()
+        })
+        .await
+}

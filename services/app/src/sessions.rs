@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value as Json};
 use stride_store::audit::Action;
-use stride_store::{StaffSession, Store, StoreError};
+use stride_store::{PendingLogin, StaffSession, Store, StoreError};
 
 use crate::actor::Actor;
 
@@ -29,6 +29,25 @@ pub async fn sign_in(
     entry.details["scopes"] = json!(actor.caller.scopes);
     entry.details["expiresAt"] = json!(session.expires_at);
     store.append_audit(&entry).await
+}
+
+/// Keep a sign-in started with the identity provider (its state's hash, PKCE verifier and
+/// nonce) until the browser comes back with it, or until it expires.
+pub async fn begin_login(
+    store: &dyn Store,
+    login: &PendingLogin,
+    now: i64,
+) -> Result<(), StoreError> {
+    store.begin_login(login, now).await
+}
+
+/// The sign-in `state_hash` names, removed so that it finishes only once.
+pub async fn take_login(
+    store: &dyn Store,
+    state_hash: &str,
+    now: i64,
+) -> Result<Option<PendingLogin>, StoreError> {
+    store.take_login(state_hash, now).await
 }
 
 /// The session whose id hashes to `id_hash`, while it lasts (at `now`, seconds).

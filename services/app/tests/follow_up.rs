@@ -53,12 +53,13 @@ async fn feedback_is_recorded_counted_for_its_clinic_only_and_each_read_is_recor
     let svc = w.catalog.service("running-knee-patient-view").unwrap();
     let now = OffsetDateTime::now_utc();
 
-    // A feedback entry that breaks the specification is refused before anything is stored.
+    // A feedback entry that breaks the specification is refused, naming what is wrong (it is
+    // read before anything is stored: nothing is, below, but the one taken).
     let bad = json!({"feedback": [{"card": uuid, "outcome": "ignored"}]});
-    assert!(matches!(
-        feedback::read(svc, TENANT, &bad, now),
-        Err(feedback::FeedbackError::Invalid(_))
-    ));
+    match feedback::read(svc, TENANT, &bad, now) {
+        Err(feedback::FeedbackError::Invalid(m)) => assert!(m.contains("outcome"), "{m}"),
+        other => panic!("refused: {other:?}"),
+    }
     let sent = json!({"feedback": [{"card": uuid, "outcome": "overridden",
         "overrideReason": {"reason": {"system": "http://stride-cds.org/fhir/CodeSystem/override-reason", "code": "already-addressed"}},
         "outcomeTimestamp": now.format(&time::format_description::well_known::Rfc3339).unwrap()}]});
@@ -73,7 +74,7 @@ async fn feedback_is_recorded_counted_for_its_clinic_only_and_each_read_is_recor
     .unwrap();
     let log = audit_log(w.store.as_ref(), TENANT).await;
     let taken: Vec<_> = log.iter().filter(|e| e.action == "feedback").collect();
-    assert_eq!(taken.len(), 1);
+    assert_eq!(taken.len(), 1, "the refused entry left nothing");
     assert_eq!(taken[0].card_uuids, [uuid.to_owned()]);
     assert_eq!(taken[0].caller_issuer.as_deref(), Some(EHR));
 
@@ -112,14 +113,24 @@ async fn feedback_is_recorded_counted_for_its_clinic_only_and_each_read_is_recor
     assert_eq!(reads.len(), 2);
     assert_eq!(reads[1].caller_subject.as_deref(), Some("carla"));
     assert_eq!(reads[1].details["filter"]["from"], "2026-01-01");
+    // The other clinic's read is in its own clinic's log.
+    let theirs = audit_log(w.store.as_ref(), "clinic-b").await;
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(
+        (
+            theirs[0].action.as_str(),
+            theirs[0].caller_subject.as_deref()
+        ),
+        ("analytics-read", Some("dan"))
+    );
 
     // A filter a reader typed wrong is refused with what to fix.
-    for (from, to) in [
-        (Some("2026-13-01"), None),
-        (Some("2026-12-02"), Some("2026-12-01")),
+    for (from, to, said) in [
+        (Some("2026-13-01"), None, "from: a day such as"),
+        (Some("2026-12-02"), Some("2026-12-01"), "from: after to"),
     ] {
-        let refused = Filter::parse(from, to, None, None);
-        assert!(refused.is_err(), "{from:?} {to:?}");
+        let refused = Filter::parse(from, to, None, None).unwrap_err();
+        assert!(refused.contains(said), "{refused}");
     }
 }
 
@@ -170,6 +181,8 @@ async fn a_review_is_applied_once_and_a_stale_one_is_refused_with_where_the_plan
         .filter(|e| e.action == "careplan-review")
         .collect();
     assert_eq!(reviews.len(), 1, "only the applied review is recorded");
+    let elsewhere_log = audit_log(w.store.as_ref(), "clinic-b").await;
+    assert!(elsewhere_log.is_empty(), "{elsewhere_log:?}");
     assert_eq!(reviews[0].caller_subject.as_deref(), Some("rita"));
     assert_eq!(reviews[0].careplan_id, Some(plan.id));
 }

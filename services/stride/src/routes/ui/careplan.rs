@@ -54,14 +54,7 @@ async fn timeline(state: &AppState, plan: &CarePlanRecord, d: &Drafted<'_>) -> T
     let onset = series(d.rs, &d.facts, episode, d.as_of)
         .last()
         .and_then(|(_, julian)| Date::from_julian_day(*julian as i32).ok());
-    let history = state
-        .store
-        .search_careplans(&stride_store::CarePlanQuery {
-            tenant: Some(plan.tenant.clone()),
-            patient_ref: Some(plan.patient_ref.clone()),
-            limit: 200,
-            ..Default::default()
-        })
+    let history = stride_app::careplans::course_of(state.store.as_ref(), plan)
         .await
         .unwrap_or_default();
     let mut plans: Vec<(Date, String)> = history

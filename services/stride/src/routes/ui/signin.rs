@@ -94,20 +94,19 @@ pub(super) async fn begin(
 ) -> Result<HttpResponse, UiError> {
     let (state_token, nonce, verifier) = (random_token(), random_token(), random_token());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    state
-        .store
-        .begin_login(
-            &PendingLogin {
-                state_hash: sha256_hex(state_token.as_bytes()),
-                verifier: verifier.clone(),
-                nonce: nonce.clone(),
-                next_path,
-                expires_at: now + LOGIN_MINUTES * 60,
-                smart_iss,
-            },
-            now,
-        )
-        .await?;
+    stride_app::sessions::begin_login(
+        state.store.as_ref(),
+        &PendingLogin {
+            state_hash: sha256_hex(state_token.as_bytes()),
+            verifier: verifier.clone(),
+            nonce: nonce.clone(),
+            next_path,
+            expires_at: now + LOGIN_MINUTES * 60,
+            smart_iss,
+        },
+        now,
+    )
+    .await?;
     let to = authorize(&state_token, &nonce, &verifier);
     let mut res = see_other(&to);
     res.add_cookie(&cookie(
@@ -172,10 +171,12 @@ pub(super) async fn answer(
         )));
     }
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    match state
-        .store
-        .take_login(&sha256_hex(sent_state.as_bytes()), now)
-        .await?
+    match stride_app::sessions::take_login(
+        state.store.as_ref(),
+        &sha256_hex(sent_state.as_bytes()),
+        now,
+    )
+    .await?
     {
         Some(pending) => Ok(Ok((code.clone(), pending))),
         None => Ok(Err(refused(
