@@ -290,14 +290,7 @@ impl Settings {
     }
 
     fn parse(raw: Raw) -> Result<Settings, ConfigError> {
-        let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
-        let listen: SocketAddr = listen_s.parse().map_err(|_| {
-            invalid(
-                "STRIDE_LISTEN",
-                &listen_s,
-                "not an address:port such as 127.0.0.1:8080",
-            )
-        })?;
+        let listen = listen(raw.listen)?;
         let public_url = match raw.public_url {
             Some(u) => PublicUrl::parse(&u).map_err(|r| invalid("STRIDE_PUBLIC_URL", &u, r))?,
             None => PublicUrl(format!("http://{listen}")),
@@ -328,28 +321,7 @@ impl Settings {
                 .map_err(|r| invalid("STRIDE_SHADOW_VERSIONS", v, r))?,
             None => Default::default(),
         };
-        let trust_file = raw.trust_file.map(PathBuf::from);
-        if let Some(t) = &trust_file {
-            if !t.is_file() {
-                return Err(invalid(
-                    "STRIDE_TRUST_FILE",
-                    &t.display().to_string(),
-                    "no such file",
-                ));
-            }
-        }
-        let number =
-            |name: &'static str, v: Option<String>, default: u64, min: u64, max: u64| match v {
-                None => Ok(default),
-                Some(s) => match s.trim().parse::<u64>() {
-                    Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    _ => Err(invalid(
-                        name,
-                        &s,
-                        format!("must be a whole number from {min} to {max}"),
-                    )),
-                },
-            };
+        let trust_file = trust_file(raw.trust_file)?;
         let max_body_bytes = number(
             "STRIDE_MAX_BODY_BYTES",
             raw.max_body_bytes,
@@ -378,82 +350,12 @@ impl Settings {
             1,
             600_000,
         )?;
-        let log_format = match raw.log_format.as_deref() {
-            None | Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                return Err(invalid(
-                    "STRIDE_LOG_FORMAT",
-                    other,
-                    "must be json or pretty",
-                ))
-            }
-        };
-        let algs = raw.jwt_algorithms.unwrap_or_else(|| "ES384,RS384".into());
-        let jwt_algorithms = algs
-            .split(',')
-            .map(|a| match a.trim() {
-                "ES384" => Ok(stride_auth::Algorithm::ES384),
-                "RS384" => Ok(stride_auth::Algorithm::RS384),
-                "ES256" => Ok(stride_auth::Algorithm::ES256),
-                "RS256" => Ok(stride_auth::Algorithm::RS256),
-                _ => Err(invalid(
-                    "STRIDE_JWT_ALGORITHMS",
-                    &algs,
-                    "only ES384, RS384, ES256 and RS256 (never none or HMAC)",
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let log_format = log_format(raw.log_format.as_deref())?;
+        let jwt_algorithms = jwt_algorithms(raw.jwt_algorithms)?;
         let clock_skew_secs =
             number("STRIDE_CLOCK_SKEW_SECS", raw.clock_skew_secs, 60, 0, 300)? as i64;
-        let migrate_on_start = match raw.migrate_on_start.as_deref().map(str::trim) {
-            None | Some("true") | Some("1") | Some("yes") => true,
-            Some("false") | Some("0") | Some("no") => false,
-            Some(other) => {
-                return Err(invalid(
-                    "STRIDE_MIGRATE_ON_START",
-                    other,
-                    "must be true or false",
-                ))
-            }
-        };
-        let oidc = match (raw.oidc_issuer, raw.oidc_client_id) {
-            (None, None) => None,
-            (Some(issuer), Some(client_id)) => {
-                let issuer = issuer.trim_end_matches('/').to_owned();
-                let url = PublicUrl::parse(&issuer)
-                    .map_err(|r| invalid("STRIDE_OIDC_ISSUER", &issuer, r))?;
-                if issuer.starts_with("http://") && !url.is_loopback() {
-                    return Err(invalid(
-                        "STRIDE_OIDC_ISSUER",
-                        &issuer,
-                        "must be https:// (plain http only on loopback)",
-                    ));
-                }
-                if client_id.trim().is_empty() {
-                    return Err(invalid("STRIDE_OIDC_CLIENT_ID", "", "must not be empty"));
-                }
-                Some(OidcSettings {
-                    issuer,
-                    client_id,
-                    client_secret: raw.oidc_client_secret.filter(|s| !s.is_empty()),
-                })
-            }
-            (Some(i), None) => {
-                return Err(invalid(
-                    "STRIDE_OIDC_CLIENT_ID",
-                    "",
-                    format!("required when STRIDE_OIDC_ISSUER is set ({i})"),
-                ))
-            }
-            (None, Some(c)) => {
-                return Err(invalid(
-                    "STRIDE_OIDC_ISSUER",
-                    "",
-                    format!("required when STRIDE_OIDC_CLIENT_ID is set ({c})"),
-                ))
-            }
-        };
+        let migrate_on_start = migrate_on_start(raw.migrate_on_start.as_deref())?;
+        let oidc = oidc(raw.oidc_issuer, raw.oidc_client_id, raw.oidc_client_secret)?;
         let max_concurrent_hooks = number(
             "STRIDE_MAX_CONCURRENT_HOOKS",
             raw.max_concurrent_hooks,
@@ -573,6 +475,149 @@ impl Settings {
             log_format,
         })
     }
+}
+
+/// A whole number setting from `min` to `max`, `default` when unset.
+fn number(
+    name: &'static str,
+    v: Option<String>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match v {
+        None => Ok(default),
+        Some(s) => match s.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(invalid(
+                name,
+                &s,
+                format!("must be a whole number from {min} to {max}"),
+            )),
+        },
+    }
+}
+
+/// `STRIDE_LISTEN`: where the server listens.
+fn listen(raw: Option<String>) -> Result<SocketAddr, ConfigError> {
+    let listen_s = raw.unwrap_or_else(|| "127.0.0.1:8080".into());
+    listen_s.parse().map_err(|_| {
+        invalid(
+            "STRIDE_LISTEN",
+            &listen_s,
+            "not an address:port such as 127.0.0.1:8080",
+        )
+    })
+}
+
+/// `STRIDE_TRUST_FILE`: the issuers trusted, when set (it must exist).
+fn trust_file(raw: Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+    let trust_file = raw.map(PathBuf::from);
+    if let Some(t) = &trust_file {
+        if !t.is_file() {
+            return Err(invalid(
+                "STRIDE_TRUST_FILE",
+                &t.display().to_string(),
+                "no such file",
+            ));
+        }
+    }
+    Ok(trust_file)
+}
+
+/// `STRIDE_LOG_FORMAT`: json (the default) or pretty.
+fn log_format(raw: Option<&str>) -> Result<LogFormat, ConfigError> {
+    Ok(match raw {
+        None | Some("json") => LogFormat::Json,
+        Some("pretty") => LogFormat::Pretty,
+        Some(other) => {
+            return Err(invalid(
+                "STRIDE_LOG_FORMAT",
+                other,
+                "must be json or pretty",
+            ))
+        }
+    })
+}
+
+/// `STRIDE_JWT_ALGORITHMS`: what CDS clients may sign with (CDS Hooks' ES384 and RS384 by
+/// default; never none or an HMAC).
+fn jwt_algorithms(raw: Option<String>) -> Result<Vec<stride_auth::Algorithm>, ConfigError> {
+    let algs = raw.unwrap_or_else(|| "ES384,RS384".into());
+    algs.split(',')
+        .map(|a| match a.trim() {
+            "ES384" => Ok(stride_auth::Algorithm::ES384),
+            "RS384" => Ok(stride_auth::Algorithm::RS384),
+            "ES256" => Ok(stride_auth::Algorithm::ES256),
+            "RS256" => Ok(stride_auth::Algorithm::RS256),
+            _ => Err(invalid(
+                "STRIDE_JWT_ALGORITHMS",
+                &algs,
+                "only ES384, RS384, ES256 and RS256 (never none or HMAC)",
+            )),
+        })
+        .collect()
+}
+
+/// `STRIDE_MIGRATE_ON_START`: true (the default) or false.
+fn migrate_on_start(raw: Option<&str>) -> Result<bool, ConfigError> {
+    Ok(match raw.map(str::trim) {
+        None | Some("true") | Some("1") | Some("yes") => true,
+        Some("false") | Some("0") | Some("no") => false,
+        Some(other) => {
+            return Err(invalid(
+                "STRIDE_MIGRATE_ON_START",
+                other,
+                "must be true or false",
+            ))
+        }
+    })
+}
+
+/// Staff sign-in with OpenID Connect: `STRIDE_OIDC_ISSUER` and `STRIDE_OIDC_CLIENT_ID` both
+/// or neither (then no sign-in pages), the issuer https:// except on loopback.
+fn oidc(
+    issuer: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+) -> Result<Option<OidcSettings>, ConfigError> {
+    Ok(match (issuer, client_id) {
+        (None, None) => None,
+        (Some(issuer), Some(client_id)) => {
+            let issuer = issuer.trim_end_matches('/').to_owned();
+            let url =
+                PublicUrl::parse(&issuer).map_err(|r| invalid("STRIDE_OIDC_ISSUER", &issuer, r))?;
+            if issuer.starts_with("http://") && !url.is_loopback() {
+                return Err(invalid(
+                    "STRIDE_OIDC_ISSUER",
+                    &issuer,
+                    "must be https:// (plain http only on loopback)",
+                ));
+            }
+            if client_id.trim().is_empty() {
+                return Err(invalid("STRIDE_OIDC_CLIENT_ID", "", "must not be empty"));
+            }
+            Some(OidcSettings {
+                issuer,
+                client_id,
+                client_secret: client_secret.filter(|s| !s.is_empty()),
+            })
+        }
+        (Some(i), None) => {
+            return Err(invalid(
+                "STRIDE_OIDC_CLIENT_ID",
+                "",
+                format!("required when STRIDE_OIDC_ISSUER is set ({i})"),
+            ))
+        }
+        (None, Some(c)) => {
+            return Err(invalid(
+                "STRIDE_OIDC_ISSUER",
+                "",
+                format!("required when STRIDE_OIDC_CLIENT_ID is set ({c})"),
+            ))
+        }
+    })
 }
 
 fn mask(url: &str) -> String {
