@@ -21,7 +21,7 @@ use stride_store::{
     AuditFacts, CarePlanStatus, HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCard,
     NewCarePlan, Store,
 };
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 use crate::actor::Actor;
@@ -568,7 +568,7 @@ pub async fn decide(
     store: &dyn Store,
     call: &Call<'_>,
     fetch: &mut impl Fetch,
-    mut audit: NewAuditEntry,
+    audit: NewAuditEntry,
 ) -> Result<Drafted, HookError> {
     let rs = call.rule_set;
     let req = call.request;
@@ -581,31 +581,8 @@ pub async fn decide(
         offset,
         mut identity,
     } = facts(store, call, fetch).await?;
-    let mut decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
-        .in_scope(|| evaluate(rs, &facts, as_of));
-    // Shadow: the candidate decides the same facts on the same day; only the record shows it.
-    let mut shadow_decision = call.shadow.map(|candidate| {
-        tracing::info_span!("evaluate shadow", version = %candidate.doc.version)
-            .in_scope(|| evaluate(candidate, &facts, as_of))
-    });
-    let decided: Vec<&Decision> = std::iter::once(&decision).chain(&shadow_decision).collect();
-    if with_clinician_decisions(
-        store,
-        &call.read(),
-        &decided,
-        call.tenant,
-        &patient_ref,
-        call.zone,
-        offset,
-        &mut facts,
-    )
-    .await?
-    {
-        decision = evaluate(rs, &facts, as_of);
-        shadow_decision = call
-            .shadow
-            .map(|candidate| evaluate(candidate, &facts, as_of));
-    }
+    let (decision, shadow_decision) =
+        evaluated(store, call, &mut facts, as_of, offset, &patient_ref).await?;
     let decision_ids: Vec<String> = decision
         .decision_ids()
         .iter()
@@ -701,16 +678,102 @@ pub async fn decide(
         row.patient = identity;
         row
     });
+    let shadow_differs = shadowed.as_ref().map(|(_, differs)| *differs);
+    let (response, record) = recorded(
+        call,
+        audit,
+        Decided {
+            facts: &facts,
+            as_of,
+            decision_ids: &decision_ids,
+            shadow: shadowed.map(|(record, _)| record),
+            unread: &unread,
+        },
+        &made,
+        careplan_row,
+        (reused, plan_id),
+    )?;
+    Ok(Drafted {
+        response,
+        record,
+        decision_ids,
+        shadow_differs,
+    })
+}
+
+/// The decision (and the candidate's in shadow, on the same facts and day), decided again with
+/// the clinician's recorded decisions when one of them bears on it.
+async fn evaluated(
+    store: &dyn Store,
+    call: &Call<'_>,
+    facts: &mut Facts,
+    as_of: Date,
+    offset: UtcOffset,
+    patient_ref: &str,
+) -> Result<(Decision, Option<Decision>), HookError> {
+    let rs = call.rule_set;
+    let mut decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
+        .in_scope(|| evaluate(rs, facts, as_of));
+    // Shadow: the candidate decides the same facts on the same day; only the record shows it.
+    let mut shadow_decision = call.shadow.map(|candidate| {
+        tracing::info_span!("evaluate shadow", version = %candidate.doc.version)
+            .in_scope(|| evaluate(candidate, facts, as_of))
+    });
+    let decided: Vec<&Decision> = std::iter::once(&decision).chain(&shadow_decision).collect();
+    if with_clinician_decisions(
+        store,
+        &call.read(),
+        &decided,
+        call.tenant,
+        patient_ref,
+        call.zone,
+        offset,
+        facts,
+    )
+    .await?
+    {
+        decision = evaluate(rs, facts, as_of);
+        shadow_decision = call
+            .shadow
+            .map(|candidate| evaluate(candidate, facts, as_of));
+    }
+    Ok((decision, shadow_decision))
+}
+
+/// What a call decided, as its record keeps it.
+struct Decided<'a> {
+    facts: &'a Facts,
+    as_of: Date,
+    decision_ids: &'a [String],
+    /// The candidate in shadow: its version, content, decision ids and whether they differ.
+    shadow: Option<Json>,
+    unread: &'a [(String, String)],
+}
+
+/// The answer and the record of a decided call: its audit entry (the decision, what it rests
+/// on, its cards and plan, the shadow's decision, the records not read), the cards as sent and
+/// the answer kept for a retry. The answer is made before the record, so that it is stored
+/// with it.
+fn recorded(
+    call: &Call<'_>,
+    mut audit: NewAuditEntry,
+    decided: Decided<'_>,
+    made: &[crate::cards::Card],
+    careplan_row: Option<stride_store::NewCarePlan>,
+    // Whether the plan is the patient's pending draft reused, and its id.
+    (reused, plan_id): (bool, Uuid),
+) -> Result<(String, HookRecord), HookError> {
+    let (rs, req, now) = (call.rule_set, call.request, call.now);
     audit.hook = Some(call.service.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());
     audit.service_id = Some(call.service.id.clone());
     record_decision(
         &mut audit,
         rs,
-        patient_ref,
-        &facts,
-        as_of,
-        decision_ids.clone(),
+        call.patient_ref(),
+        decided.facts,
+        decided.as_of,
+        decided.decision_ids.to_vec(),
     )?;
     audit.card_uuids = made.iter().map(|c| c.uuid.to_string()).collect();
     let planned = (careplan_row.is_some() || reused).then_some(plan_id);
@@ -723,12 +786,15 @@ pub async fn decide(
     if let Some(e) = &req.context.encounter_id {
         audit.details["encounter"] = json!(e);
     }
-    let shadow_differs = shadowed.map(|(record, differs)| {
+    if let Some(record) = decided.shadow {
         audit.details["shadow"] = record;
-        differs
-    });
-    if !unread.is_empty() {
-        let named: Vec<String> = unread.iter().map(|(s, m)| format!("{s} — {m}")).collect();
+    }
+    if !decided.unread.is_empty() {
+        let named: Vec<String> = decided
+            .unread
+            .iter()
+            .map(|(s, m)| format!("{s} — {m}"))
+            .collect();
         audit.details["unread"] = json!(named);
     }
     // The answer is made before the record, so that it is stored with it for a retry.
@@ -769,12 +835,7 @@ pub async fn decide(
             })
             .collect(),
     };
-    Ok(Drafted {
-        response,
-        record,
-        decision_ids,
-        shadow_differs,
-    })
+    Ok((response, record))
 }
 
 /// What a hook call is answered with.
