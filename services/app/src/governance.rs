@@ -90,10 +90,7 @@ pub async fn keep_report(
         .get(&candidate.guideline, &candidate.version)
         .ok_or(GovernanceError::UnknownVersion)?;
     // No version in force yet (a guideline's first version): the report is against none.
-    let in_force = pins
-        .in_force_for_tenant(catalog, &candidate.guideline, tenant)
-        .map(|(rs, _)| rs.doc.version.to_string())
-        .unwrap_or_default();
+    let in_force = pins.version_in_force(catalog, &candidate.guideline, tenant);
     store
         .record_impact_report(&stride_store::ImpactReport {
             impact_hash: summary.impact_hash.clone(),
@@ -189,10 +186,7 @@ pub async fn sign_off(
     }
     // The report the signer read, as kept when it was computed: of this file content, against
     // the version in force for the clinic now.
-    let in_force = pins
-        .in_force_for_tenant(catalog, guideline, &tenant)
-        .map(|(rs, _)| rs.doc.version.to_string())
-        .unwrap_or_default();
+    let in_force = pins.version_in_force(catalog, guideline, &tenant);
     let named = request.impact.trim();
     let find = || async {
         Ok::<_, GovernanceError>(
@@ -324,10 +318,7 @@ pub async fn activate(
             "{guideline} {version} is retired: it stays loadable for replay, never in force again"
         )));
     }
-    let in_force = pins
-        .in_force_for_tenant(catalog, guideline, tenant)
-        .map(|(rs, _)| rs.doc.version.to_string())
-        .unwrap_or_default();
+    let in_force = pins.version_in_force(catalog, guideline, tenant);
     let all = store.sign_offs(guideline).await?;
     let standing = standing(
         &all,

@@ -156,9 +156,7 @@ impl Jobs {
         let in_force = match (&ask.tenant, ask.since_us) {
             (Some(tenant), None) => self
                 .pins
-                .in_force_for_tenant(&self.catalog, &c.guideline, tenant)
-                .map(|(rs, _)| rs.doc.version.to_string())
-                .unwrap_or_default(),
+                .version_in_force(&self.catalog, &c.guideline, tenant),
             _ => String::new(),
         };
         Ok(Key {

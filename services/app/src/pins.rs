@@ -209,6 +209,14 @@ impl Pins {
         self.in_force(catalog, guideline, issuer)
     }
 
+    /// The version of `guideline` in force for `tenant` as impact reports and sign-offs name
+    /// it: its number, or empty when none is (a guideline's first version).
+    pub fn version_in_force(&self, catalog: &Catalog, guideline: &str, tenant: &str) -> String {
+        self.in_force_for_tenant(catalog, guideline, tenant)
+            .map(|(rs, _)| rs.doc.version.to_string())
+            .unwrap_or_default()
+    }
+
     /// The candidate of `guideline` evaluated in shadow for `issuer` (`None` for a caller not
     /// yet known: everyone's), unless it is the version in force.
     pub fn shadow<'c>(
