@@ -197,65 +197,6 @@ pub struct CardOutcome {
     pub reasons: Vec<(String, i64)>,
 }
 
-impl CardOutcome {
-    /// The outcomes from both backends' two queries, rolled up or recounted alike: `counts`,
-    /// one row per rule set, version, decision id, tenant and period (`shown`, `accepted`,
-    /// `overridden`, `without_feedback`), and `reasons`, the overridden cards of each row by
-    /// `reason` (`n`).
-    pub(crate) fn from_rows<R>(counts: &[R], reasons: &[R]) -> Result<Vec<Self>, crate::StoreError>
-    where
-        R: sqlx::Row,
-        for<'c> &'c str: sqlx::ColumnIndex<R>,
-        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    {
-        let key = |r: &R| -> Result<[String; 5], crate::StoreError> {
-            Ok([
-                r.try_get::<Option<String>, _>("rule_set_id")?
-                    .unwrap_or_default(),
-                r.try_get::<Option<String>, _>("rule_set_version")?
-                    .unwrap_or_default(),
-                r.try_get("decision_id")?,
-                r.try_get("tenant")?,
-                r.try_get("period")?,
-            ])
-        };
-        let mut out = Vec::with_capacity(counts.len());
-        for r in counts {
-            let [rule_set_id, rule_set_version, decision_id, tenant, period] = key(r)?;
-            out.push(CardOutcome {
-                rule_set_id,
-                rule_set_version,
-                decision_id,
-                tenant,
-                period,
-                shown: r.try_get("shown")?,
-                accepted: r.try_get("accepted")?,
-                overridden: r.try_get("overridden")?,
-                without_feedback: r.try_get("without_feedback")?,
-                reasons: Vec::new(),
-            });
-        }
-        for r in reasons {
-            let k = key(r)?;
-            let row = out.iter_mut().find(|o| {
-                [
-                    &o.rule_set_id,
-                    &o.rule_set_version,
-                    &o.decision_id,
-                    &o.tenant,
-                    &o.period,
-                ] == [&k[0], &k[1], &k[2], &k[3], &k[4]]
-            });
-            if let Some(o) = row {
-                o.reasons.push((r.try_get("reason")?, r.try_get("n")?));
-            }
-        }
-        Ok(out)
-    }
-}
-
 impl CardOutcomeQuery {
     /// The days the query covers, when it covers whole UTC days (or is open): what the daily
     /// roll-up can answer. `None` when a bound falls inside a day.

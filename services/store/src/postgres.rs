@@ -416,7 +416,7 @@ impl Store for PgStore {
               GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 7 DESC, 6"
         );
         let reasons = bind(&reasons_sql).fetch_all(&self.pool).await?;
-        CardOutcome::from_rows(&counts, &reasons)
+        crate::rows::card_outcomes(&counts, &reasons)
     }
 
     async fn card_outcomes_recounted(
@@ -455,7 +455,7 @@ impl Store for PgStore {
         let reasons = bind_card_filter(sqlx::query(&reasons_sql), q)
             .fetch_all(&self.pool)
             .await?;
-        CardOutcome::from_rows(&counts, &reasons)
+        crate::rows::card_outcomes(&counts, &reasons)
     }
 
     fn feedback_stream<'a>(

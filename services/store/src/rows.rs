@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::{
-    AuditEntry, AuditFacts, CarePlanRecord, FeedbackRecord, FeedbackRow, NewAuditEntry, Overridden,
-    StoreError,
+    AuditEntry, AuditFacts, CardOutcome, CarePlanRecord, FeedbackRecord, FeedbackRow,
+    NewAuditEntry, Overridden, StoreError,
 };
 
 /// A row of either backend, read column by column.
@@ -216,4 +216,55 @@ pub(crate) fn keyed_audit_entries<R: Columns>(
             Ok((after, audit_entry(r)))
         })
         .collect()
+}
+
+/// Card outcomes from both backends' two queries, rolled up or recounted alike: `counts`, one
+/// row per rule set, version, decision id, tenant and period (`shown`, `accepted`,
+/// `overridden`, `without_feedback`), and `reasons`, the overridden cards of each row by
+/// `reason` (`n`).
+pub(crate) fn card_outcomes<R: Columns>(
+    counts: &[R],
+    reasons: &[R],
+) -> Result<Vec<CardOutcome>, StoreError> {
+    let key = |r: &R| -> Result<[String; 5], StoreError> {
+        Ok([
+            r.opt_text("rule_set_id")?.unwrap_or_default(),
+            r.opt_text("rule_set_version")?.unwrap_or_default(),
+            r.text("decision_id")?,
+            r.text("tenant")?,
+            r.text("period")?,
+        ])
+    };
+    let mut out = Vec::with_capacity(counts.len());
+    for r in counts {
+        let [rule_set_id, rule_set_version, decision_id, tenant, period] = key(r)?;
+        out.push(CardOutcome {
+            rule_set_id,
+            rule_set_version,
+            decision_id,
+            tenant,
+            period,
+            shown: r.int("shown")?,
+            accepted: r.int("accepted")?,
+            overridden: r.int("overridden")?,
+            without_feedback: r.int("without_feedback")?,
+            reasons: Vec::new(),
+        });
+    }
+    for r in reasons {
+        let k = key(r)?;
+        let row = out.iter_mut().find(|o| {
+            [
+                &o.rule_set_id,
+                &o.rule_set_version,
+                &o.decision_id,
+                &o.tenant,
+                &o.period,
+            ] == [&k[0], &k[1], &k[2], &k[3], &k[4]]
+        });
+        if let Some(o) = row {
+            o.reasons.push((r.text("reason")?, r.int("n")?));
+        }
+    }
+    Ok(out)
 }

@@ -414,7 +414,7 @@ impl Store for SqliteStore {
         )
         .fetch_all(&self.pool)
         .await?;
-        CardOutcome::from_rows(&counts, &reasons)
+        crate::rows::card_outcomes(&counts, &reasons)
     }
 
     async fn card_outcomes_recounted(
@@ -451,7 +451,7 @@ impl Store for SqliteStore {
         let reasons = bind_card_filter(sqlx::query(&reasons_sql), q)
             .fetch_all(&self.pool)
             .await?;
-        CardOutcome::from_rows(&counts, &reasons)
+        crate::rows::card_outcomes(&counts, &reasons)
     }
 
     fn feedback_stream<'a>(
