@@ -263,6 +263,36 @@ async fn a_vanished_database_is_unavailable_not_a_bug() {
     assert!(e.is_unavailable(), "{e:?}");
 }
 
+/// Readiness keeps a busy replica whose pool is empty for a moment ready only if the database
+/// answered lately: an answer of any kind counts (not found is one), a call that never reached
+/// the database does not.
+#[tokio::test]
+async fn the_guard_remembers_only_answers_from_the_database() {
+    let window = std::time::Duration::from_secs(3600);
+    let (_db, store) = store().await;
+    let guarded = stride_store::Guarded::new(store.clone());
+    assert!(
+        !guarded.health().answered_within(window),
+        "nothing asked yet"
+    );
+    let missing = guarded.careplan(uuid::Uuid::new_v4()).await.unwrap_err();
+    assert!(matches!(missing, StoreError::NotFound), "{missing:?}");
+    assert!(guarded.health().answered_within(window));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(!guarded
+        .health()
+        .answered_within(std::time::Duration::from_millis(1)));
+
+    let (db, store) = self::store().await;
+    let guarded = stride_store::Guarded::new(store);
+    db.destroy().await;
+    let e = guarded.ping().await.unwrap_err();
+    assert!(e.is_unavailable(), "{e:?}");
+    let refused = guarded.ping().await.unwrap_err();
+    assert!(matches!(refused, StoreError::Down), "{refused:?}");
+    assert!(!guarded.health().answered_within(window), "no answer came");
+}
+
 /// A PostgreSQL server that answers "no connection slot free" (SQLSTATE 53300) is alive and
 /// busy: load, which never marks the database down, as a pool waited out is. (On SQLite there
 /// is no server with slots; its busy file is checked in the store's own tests.)

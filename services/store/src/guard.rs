@@ -30,7 +30,7 @@ pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 pub const SUSPECT_AFTER: Duration = Duration::from_millis(100);
 
 /// Whether the database is known to be down, for the whole process.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Health {
     down: AtomicBool,
     /// Operations answered `Down` without touching the database.
@@ -41,6 +41,24 @@ pub struct Health {
     checking: AtomicBool,
     /// Woken when the database is marked down: operations still waiting give up (`watched`).
     went_down: tokio::sync::Notify,
+    /// When an operation last had an answer from the database, in milliseconds after `since`
+    /// (0: never). Readiness reads it (`answered_within`).
+    answered_ms: AtomicU64,
+    since: std::time::Instant,
+}
+
+impl Default for Health {
+    fn default() -> Health {
+        Health {
+            down: AtomicBool::new(false),
+            fast_failures: AtomicU64::new(0),
+            overloads: AtomicU64::new(0),
+            checking: AtomicBool::new(false),
+            went_down: tokio::sync::Notify::new(),
+            answered_ms: AtomicU64::new(0),
+            since: std::time::Instant::now(),
+        }
+    }
 }
 
 impl Health {
@@ -54,6 +72,21 @@ impl Health {
 
     pub fn overloads(&self) -> u64 {
         self.overloads.load(Ordering::Relaxed)
+    }
+
+    /// Whether some operation had an answer from the database within `window`. A pool whose
+    /// every connection is in use, and one that lost its idle connections to acquires that ran
+    /// out of time while checking them (sqlx drops a connection whose check it abandons, so a
+    /// saturated pool can hold none for a moment), are told apart from a process that cannot
+    /// get a connection at all by this: the first two answered a moment ago.
+    pub fn answered_within(&self, window: Duration) -> bool {
+        let at = self.answered_ms.load(Ordering::Relaxed);
+        at != 0 && self.since.elapsed().as_millis() as u64 + 1 <= at + window.as_millis() as u64
+    }
+
+    fn answered(&self) {
+        let now = self.since.elapsed().as_millis() as u64 + 1;
+        self.answered_ms.fetch_max(now, Ordering::Relaxed);
     }
 }
 
@@ -128,6 +161,10 @@ impl Guarded {
 
     fn saw<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         match &r {
+            // Not found, a duplicate key or a conflict are answers too; only a call that never
+            // reached the database is not.
+            Ok(_) => self.health.answered(),
+            Err(e) if !e.is_unavailable() && !e.is_overloaded() => self.health.answered(),
             Err(e) if e.is_unavailable() && !matches!(e, StoreError::Down) => self.went_down(),
             // A long wait for a connection is load, or a database that no longer answers (sqlx
             // retries a refused connection until the acquire time is out, and the pool counts

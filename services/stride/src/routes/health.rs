@@ -16,6 +16,10 @@ pub async fn healthz() -> HttpResponse {
 /// a busy pool is reported before the probe gives up (whatever acquire time an operator set).
 const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How recent an answer from the database keeps a busy replica ready: two of Kubernetes'
+/// default probe periods (10 s), so one probe in a burst of load never takes it out.
+const ANSWERED_LATELY: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Ready for traffic: the database answers and rule sets are loaded.
 #[get("/readyz")]
 #[tracing::instrument(name = "readiness", skip_all)]
@@ -23,10 +27,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     // Busy is not down: every pooled connection in use is load, and failing readiness would
     // take this replica out of its Service while it is busiest and pile its calls onto the
     // others. A server that has died is told apart by the guard, which marks it down; the
-    // next probe then answers `Down` here. A pool that holds no connection at all and cannot
-    // get one is not busy but unusable (a role at its connection limit from the start).
+    // next probe then answers `Down` here. A replica that holds no connection and has had no
+    // answer from the database for a while is not busy but unusable (its role's every slot
+    // taken by other sessions). A pool that is merely empty for a moment is not that: sqlx
+    // drops an idle connection whose check an acquire abandoned at its deadline, so a
+    // saturated pool can hold none between two answers (a CI run found readiness failing so).
     // Kubernetes waits 1 s for a probe: the ping waits less, then the pool's state decides.
-    let open = state.store.pool_state().0 > 0;
+    let open = state.store.pool_state().0 > 0 || state.db_health.answered_within(ANSWERED_LATELY);
     let pinged = tokio::time::timeout(READY_WAIT, state.store.ping()).await;
     let answered = matches!(pinged, Ok(Ok(())));
     let db = match pinged {
