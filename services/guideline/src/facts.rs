@@ -104,10 +104,12 @@ pub enum Value {
         value: f64,
     },
     /// A value known only to lie in a range (`valueRange`): each end, when given, a quantity in
-    /// its own unit (2 cm to 40 mm). Read as a bound on both sides.
+    /// its own unit (2 cm to 40 mm). Read as a bound on both sides. (`high` is declared
+    /// first: the fields serialise in sorted order, the canonical form the audit digest
+    /// covers.)
     Range {
-        low: Option<(f64, Option<String>)>,
         high: Option<(f64, Option<String>)>,
+        low: Option<(f64, Option<String>)>,
     },
     /// A value of a type the engine does not read (free text, a range …), by its FHIR type
     /// name only: it says something was recorded, never what (and carries no text).

@@ -29,6 +29,17 @@ fn rule_sets() -> &'static [RuleSet] {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
+    /// The facts of any record serialise with their keys already sorted: the hook path writes
+    /// them once and the audit digest covers that text, which must equal the canonical form
+    /// the log's check computes again (a range's ends came out `low` before `high`, so every
+    /// entry with a range failed the check).
+    #[test]
+    fn facts_serialise_canonically(facts in patient()) {
+        let direct = serde_json::to_string(&facts).unwrap();
+        let sorted = serde_json::to_value(&facts).unwrap().to_string();
+        prop_assert_eq!(direct, sorted);
+    }
+
     #[test]
     fn deterministic_and_independent_of_record_order(facts in patient(), seed in any::<u64>()) {
       for rs in rule_sets() {

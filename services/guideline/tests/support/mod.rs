@@ -40,7 +40,30 @@ pub fn value() -> impl Strategy<Value = Option<Value>> {
             system: "http://snomed.info/sct".into(),
             code: if b { "373066001" } else { "373067005" }.into(),
         }]))),
+        // A bound (`< 5 cm`), a range with either end missing or in its own unit, and a value
+        // of a type the engine does not read: what EHRs send beside plain quantities.
+        (
+            prop::sample::select(vec!["<", "<=", ">", ">=", "ad"]),
+            0.0f64..50.0,
+            prop::option::of(prop::sample::select(vec!["cm", "mm", "d", "%"])),
+        )
+            .prop_map(|(c, v, u)| Some(Value::Bound {
+                comparator: c.to_owned(),
+                value: v,
+                unit: u.map(str::to_owned),
+            })),
+        (end(), end()).prop_map(|(low, high)| Some(Value::Range { low, high })),
+        prop::sample::select(vec!["string", "CodeableConcept", "Period"])
+            .prop_map(|t| Some(Value::Other(t.to_owned()))),
     ]
+}
+
+/// One end of a range: absent, or a quantity with or without its unit.
+fn end() -> impl Strategy<Value = Option<(f64, Option<String>)>> {
+    prop::option::of((
+        0.0f64..80.0,
+        prop::option::of(prop::sample::select(vec!["cm", "mm", "m", "d"]).prop_map(str::to_owned)),
+    ))
 }
 
 pub const CODES: &[&str] = &[
