@@ -8,21 +8,19 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
-use stride_fhir::careplan::{careplan, imaging_requests, PlanContext};
+use stride_fhir::careplan::imaging_requests;
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::RecordKind;
 use stride_guideline::model::Status;
-use stride_guideline::{evaluate, Facts, RuleSet};
+use stride_guideline::RuleSet;
 use stride_hooks::request::is_fhir_id;
 use stride_store::{HookRecord, Store, StoreError};
 use time::OffsetDateTime;
 
+use crate::decision::{self, Subject};
 use crate::discovery;
-use crate::hook::{
-    approved_phase, decision_key, draft_row, pending_draft, record_decision,
-    with_clinician_decisions, Fetch, HookError, Unfetched,
-};
+use crate::hook::{Fetch, HookError, Unfetched};
 
 /// Why $apply drafted nothing.
 #[derive(Debug, thiserror::Error)]
@@ -253,97 +251,58 @@ pub async fn apply(
             }
         }
     }
-    let as_of = intake.localise(zone, now);
-    let patient_ref = format!("Patient/{}", input.patient);
-    let phase_state = approved_phase(store, rs, tenant, &patient_ref, zone, &intake).await?;
-    let offset = intake.fallback_offset();
-    // Who the patient is, from a Patient in the data or fetched: kept with a stored draft.
-    let identity = intake.identity.take();
-    let mut facts = Facts {
-        phase_state,
-        records: intake.records,
-    };
-    let mut decision = evaluate(rs, &facts, as_of);
-    if with_clinician_decisions(
-        store,
-        &[rs],
-        &[&decision],
+    let subject = Subject {
         tenant,
-        &patient_ref,
+        patient: &input.patient,
         zone,
-        offset,
-        &mut facts,
-    )
-    .await?
-    {
-        decision = evaluate(rs, &facts, as_of);
-    }
+        now,
+    };
+    // Decided as a patient-view call decides: the approved phase and the clinician's
+    // decisions count; an episode is required below.
+    let decided = decision::decide(store, &subject, rs, None, intake, true).await?;
+    let decision = &decided.decision;
     if !decision.applies {
         return Err(ApplyError::NotApplicable(
             "no active episode among the patient's Conditions".into(),
         ));
     }
-    let ids = decision
-        .decision_ids()
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
-    record_decision(&mut audit, rs, patient_ref.clone(), &facts, as_of, ids)?;
+    decision::record(&mut audit, rs, &subject, &decided)?;
     let internal = |e| ApplyError::Hook(HookError::Internal(Box::new(e)));
     // One pending draft per patient and decision, a unique key in both backends: a call that
     // loses the race to store it (another `$apply`, a hook call) finds the winner's draft on
     // its second pass and answers with it.
     let mut raced = false;
     loop {
-        let pending = if input.store {
-            pending_draft(store, tenant, &patient_ref, &decision_key(&decision)).await?
-        } else {
-            None
-        };
-        let plan_id = pending
-            .as_ref()
-            .map_or_else(stride_store::new_row_id, |p| p.id);
-        let ctx = PlanContext {
-            id: &plan_id.to_string(),
-            patient: &input.patient,
-            encounter: input.encounter.as_deref(),
-            author: None,
-            now,
-        };
-        let careplan = match &pending {
-            Some(p) => p.resource.clone(),
-            None => {
-                let imaging = imaging_requests(rs, &decision, &input.patient, || {
-                    uuid::Uuid::new_v4().to_string()
-                })
-                .map_err(internal)?;
-                careplan(rs, &decision, &ctx, &imaging).map_err(internal)?
-            }
-        };
+        let imaging = imaging_requests(rs, decision, &input.patient, || {
+            uuid::Uuid::new_v4().to_string()
+        })
+        .map_err(internal)?;
+        let encounter = input.encounter.as_deref();
+        let draft = decision::draft(
+            store,
+            &subject,
+            rs,
+            decision,
+            encounter,
+            &imaging,
+            input.store,
+        )
+        .await?;
         let mut audit = audit.clone();
-        audit.details["careplan"] = serde_json::json!(plan_id);
-        let stored = match (&pending, input.store) {
-            (Some(_), _) => {
-                audit.careplan_id = Some(plan_id);
+        audit.details["careplan"] = serde_json::json!(draft.id);
+        let stored = match (draft.pending, input.store) {
+            (true, _) => {
+                audit.careplan_id = Some(draft.id);
                 audit.details["stored"] = serde_json::json!("pending draft");
                 store
                     .append_audit(&audit)
                     .await
                     .map(|_| Some(Stored::Pending))
             }
-            (None, true) => {
-                audit.careplan_id = Some(plan_id);
+            (false, true) => {
+                audit.careplan_id = Some(draft.id);
                 audit.details["stored"] = serde_json::json!("new draft");
-                let mut plan = draft_row(
-                    rs,
-                    &decision,
-                    plan_id,
-                    tenant,
-                    &patient_ref,
-                    careplan.clone(),
-                    now,
-                );
-                plan.patient = identity.clone();
+                let plan = draft.row(rs, decision, &subject, decided.identity.clone());
                 store
                     .record_hook(HookRecord {
                         careplan: Some(plan),
@@ -354,7 +313,7 @@ pub async fn apply(
                     .await
                     .map(|_| Some(Stored::New))
             }
-            (None, false) => store.append_audit(&audit).await.map(|_| None),
+            (false, false) => store.append_audit(&audit).await.map(|_| None),
         };
         match stored {
             Err(StoreError::Duplicate(_)) if !raced => raced = true,
@@ -364,7 +323,10 @@ pub async fn apply(
             Err(StoreError::Duplicate(_)) => return Err(ApplyError::Hook(HookError::InFlight)),
             stored => {
                 let stored = stored.map_err(HookError::store("the $apply record"))?;
-                return Ok(Applied { careplan, stored });
+                return Ok(Applied {
+                    careplan: draft.resource,
+                    stored,
+                });
             }
         }
     }

@@ -9,24 +9,22 @@ use std::sync::Arc;
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
-use stride_fhir::careplan::{careplan, imaging_requests, PlanContext};
+use stride_fhir::careplan::imaging_requests;
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
-use stride_guideline::facts::{Code, PhaseState, Record, RecordKind};
-use stride_guideline::{evaluate, Decision, Facts, RuleSet};
+use stride_guideline::facts::RecordKind;
+use stride_guideline::{reads_any, Facts, RuleSet};
 use stride_hooks::request::HookRequest;
 use stride_store::audit::Action;
 use stride_store::StoreError;
-use stride_store::{
-    AuditFacts, CarePlanStatus, HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCard,
-    NewCarePlan, Store,
-};
-use time::{Date, OffsetDateTime, UtcOffset};
+use stride_store::{HookAnswer, HookRecord, JtiClaim, NewAuditEntry, NewCard, Store};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::actor::Actor;
 use crate::cards::{cards, CardInputs, ReviewLink};
 use crate::catalog::Service;
+use crate::decision::{self, Decided, Subject};
 use crate::discovery::{self, Hook, CAREPLAN, CONDITION, OBSERVATION, PATIENT};
 
 /// Why a hook call got no cards.
@@ -61,7 +59,7 @@ pub enum HookError {
 }
 
 impl HookError {
-    fn internal(e: impl std::error::Error + Send + Sync + 'static) -> HookError {
+    pub(crate) fn internal(e: impl std::error::Error + Send + Sync + 'static) -> HookError {
         HookError::Internal(Box::new(e))
     }
 
@@ -131,8 +129,13 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    fn patient_ref(&self) -> String {
-        format!("Patient/{}", self.request.context.patient_id)
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            tenant: self.tenant,
+            patient: &self.request.context.patient_id,
+            zone: self.zone,
+            now: self.now,
+        }
     }
 
     /// The version in force and any candidate in shadow: a fetch asks for what both read.
@@ -203,11 +206,11 @@ async fn answered_before(
 
 /// The audit entry of a retry answered from the store: `base` (a hook-retry entry by the
 /// caller) with what names the call.
-fn retry_entry(mut base: NewAuditEntry, svc: &Service, req: &HookRequest<'_>) -> NewAuditEntry {
-    base.hook = Some(svc.hook.name().to_owned());
-    base.hook_instance = Some(req.hook_instance.clone());
-    base.service_id = Some(svc.id.clone());
-    base.patient_ref = Some(format!("Patient/{}", req.context.patient_id));
+fn retry_entry(mut base: NewAuditEntry, call: &Call<'_>) -> NewAuditEntry {
+    base.hook = Some(call.service.hook.name().to_owned());
+    base.hook_instance = Some(call.request.hook_instance.clone());
+    base.service_id = Some(call.service.id.clone());
+    base.patient_ref = Some(call.subject().reference());
     base
 }
 
@@ -267,187 +270,17 @@ async fn gather(
     }
 }
 
-/// The draft of the same decision already waiting for review, if any: it is the answer, and
-/// no second draft is stored.
-pub(crate) async fn pending_draft(
-    store: &dyn Store,
-    tenant: &str,
-    patient_ref: &str,
-    key: &str,
-) -> Result<Option<stride_store::CarePlanRecord>, HookError> {
-    store
-        .pending_draft(tenant, patient_ref, key)
-        .await
-        .map_err(HookError::store("pending drafts"))
-}
-
-/// The stored row of a new draft CarePlan `resource` for `decision`, awaiting review.
-pub(crate) fn draft_row(
-    rs: &RuleSet,
-    decision: &Decision,
-    id: Uuid,
-    tenant: &str,
-    patient_ref: &str,
-    resource: Json,
-    now: OffsetDateTime,
-) -> NewCarePlan {
-    NewCarePlan {
-        id,
-        tenant: tenant.to_owned(),
-        patient_ref: patient_ref.to_owned(),
-        status: CarePlanStatus::Draft,
-        rule_set_id: rs.doc.id.clone(),
-        rule_set_version: rs.doc.version.to_string(),
-        phase: decision.phase.clone().unwrap_or_default(),
-        red_flag: !decision.red_flags.is_empty(),
-        resource,
-        created_at: now,
-        decision_key: Some(decision_key(decision)),
-        patient: None,
-    }
-}
-
-/// What makes two drafts the same decision: the rule set and version, the decision ids and
-/// the activities prescribed.
-pub(crate) fn decision_key(d: &Decision) -> String {
-    let activities: Vec<&str> = d
-        .activities
-        .iter()
-        .chain(&d.rehab)
-        .map(|a| a.id.as_str())
-        .collect();
-    format!(
-        "{}|{}|{}|{}",
-        d.rule_set.id,
-        d.rule_set.version,
-        d.decision_ids().join(","),
-        activities.join(",")
-    )
-}
-
-/// The patient's phase as clinic staff approved it: the newest active CarePlan of this
-/// guideline, from Stride's store (approved on the review page) or from the prefetch. Its
-/// phase and the day it took effect (the clinic's date) are the phase state.
-/// The red flags clinic staff overrode with a reason on this patient's cards, as records of
-/// the clinician's decision on the day they decided: a red flag that stays until evaluated is
-/// evaluated by it, as by imaging or a review of the plan. Read only when a decision holds
-/// such a red flag (`with_clinician_decisions`), for rule sets that have them.
-pub(crate) async fn clinician_decisions(
-    store: &dyn Store,
-    rule_sets: &[&RuleSet],
-    tenant: &str,
-    patient_ref: &str,
-    zone: &ClinicZone,
-    offset: time::UtcOffset,
-) -> Result<Vec<Record>, HookError> {
-    let Some(rs) = rule_sets
-        .iter()
-        .find(|rs| rs.doc.data_quality.imaging_red_flags_stick)
-    else {
-        return Ok(Vec::new());
-    };
-    let overridden = store
-        .overridden(tenant, patient_ref)
-        .await
-        .map_err(HookError::store("overridden red flags"))?;
-    Ok(overridden
-        .into_iter()
-        .map(|o| Record {
-            text: None,
-            codes: vec![Code {
-                system: rs.doc.decision_system.clone(),
-                code: o.decision_id.clone(),
-            }],
-            components: Vec::new(),
-            date: Some(zone.date_of(o.at, offset)),
-            end: None,
-            kind: RecordKind::Decision,
-            sites: Vec::new(),
-            source: format!("Feedback/override-of-{}", o.decision_id),
-            start: None,
-            status: None,
-            value: None,
-        })
-        .collect())
-}
-
-pub(crate) async fn approved_phase(
-    store: &dyn Store,
-    rs: &RuleSet,
-    tenant: &str,
-    patient_ref: &str,
-    zone: &ClinicZone,
-    intake: &Intake,
-) -> Result<Option<PhaseState>, HookError> {
-    let mut best: Option<(OffsetDateTime, PhaseState)> = None;
-    let mut consider = |at: OffsetDateTime, ps: PhaseState| {
-        if best.as_ref().is_none_or(|(t, _)| at > *t) {
-            best = Some((at, ps));
-        }
-    };
-    let stored = store
-        .latest_approved(tenant, patient_ref, &rs.doc.id)
-        .await
-        // Without the approved phase the decision could differ: no answer (fail closed, as
-        // for the write).
-        .map_err(HookError::store("approved CarePlans"))?;
-    if let Some(p) = stored {
-        consider(
-            p.updated_at,
-            PhaseState {
-                phase: p.phase,
-                since: intake.clinic_date(zone, p.updated_at),
-                source: format!("CarePlan/{}", p.id),
-            },
-        );
-    }
-    // `url` or `url|version`: any version of this guideline.
-    let ours = |canonical: &String| {
-        canonical
-            .strip_prefix(rs.doc.url.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('|'))
-    };
-    for p in &intake.plans {
-        let phase = p
-            .categories
-            .iter()
-            .find(|c| c.system == rs.doc.decision_system)
-            .map(|c| c.code.clone());
-        let (Some(phase), Some(day)) = (phase, p.since_day) else {
-            continue;
-        };
-        if p.status == "active" && p.instantiates.iter().any(ours) {
-            let at = p.since.unwrap_or_else(|| day.midnight().assume_utc());
-            let since = p.since.map_or(day, |t| intake.clinic_date(zone, t));
-            consider(
-                at,
-                PhaseState {
-                    phase,
-                    since,
-                    source: p.source.clone(),
-                },
-            );
-        }
-    }
-    Ok(best.map(|(_, ps)| ps))
-}
-
-/// What a call's resources say: the facts, the day they are read on, the records that could
-/// not be read, the clinic's offset as the records give it, and who the patient is.
-struct Read {
-    facts: Facts,
-    as_of: time::Date,
-    unread: Vec<(String, String)>,
-    offset: time::UtcOffset,
-    identity: Option<Json>,
-}
-
-/// The facts of the call and the day they are read on.
-async fn facts(
+/// The call's records, decided: the Conditions first, and the rest (Observations, the
+/// Patient, an approved plan) only when a Condition is one the guideline reads, so a patient
+/// with none is answered from the Conditions alone. Not only when the Conditions open an
+/// episode: a knee pain marked inactive, with night pain recorded after it, opens one again
+/// from the Observations (a hook call that read the Conditions alone gave no card where
+/// `$apply`, reading everything, showed the red flag: adversarial record 153).
+async fn decided(
     store: &dyn Store,
     call: &Call<'_>,
     fetch: &mut impl Fetch,
-) -> Result<Read, HookError> {
+) -> Result<Decided, HookError> {
     let req = call.request;
     // Resources about anyone else are never used.
     let mut intake = Intake::for_patient(&req.context.patient_id);
@@ -455,17 +288,13 @@ async fn facts(
     if let Some(orders) = req.context.draft_orders {
         intake.add(orders);
     }
-    let mut as_of = intake.localise(call.zone, call.now);
-    // Observations matter only when an episode activates the guideline: a patient without
-    // one is answered from the Conditions alone.
     let conditions = Facts {
         phase_state: None,
         records: std::mem::take(&mut intake.records),
     };
-    let episode = evaluate(call.rule_set, &conditions, as_of);
+    let episode = call.read().iter().any(|rs| reads_any(rs, &conditions));
     intake.records = conditions.records;
-    let mut phase_state = None;
-    if episode.applies {
+    if episode {
         gather(call, OBSERVATION, &mut intake, fetch).await?;
         // A rule set that reads an age gets the Patient's birth date: prefetched, else fetched
         // like the other keys, so an age rule is not silent for want of it. Without a FHIR
@@ -486,34 +315,17 @@ async fn facts(
         {
             intake.add(plans);
         }
-        as_of = intake.localise(call.zone, call.now);
-        phase_state = approved_phase(
-            store,
-            call.rule_set,
-            call.tenant,
-            &call.patient_ref(),
-            call.zone,
-            &intake,
-        )
-        .await?;
     }
-    let unread = intake
-        .problems
-        .iter()
-        .map(|p| (p.source.clone(), p.message.clone()))
-        .collect();
-    let offset = intake.fallback_offset();
-    let facts = Facts {
-        phase_state,
-        records: intake.records,
-    };
-    Ok(Read {
-        facts,
-        as_of,
-        unread,
-        offset,
-        identity: intake.identity,
-    })
+    let shadow = call.shadow.map(Arc::as_ref);
+    decision::decide(
+        store,
+        &call.subject(),
+        call.rule_set,
+        shadow,
+        intake,
+        episode,
+    )
+    .await
 }
 
 /// Who a new draft is for: the Patient the EHR prefetched, else fetched once for the draft
@@ -533,35 +345,6 @@ async fn draft_identity(call: &Call<'_>, fetch: &mut impl Fetch) -> Option<Json>
     intake.identity
 }
 
-/// A clinician's recorded decision (an override with a reason) can only evaluate a red flag
-/// that stays until evaluated: when `decided` shows one (in any of `rule_sets`' decisions), the
-/// patient's overrides are read, added to `facts`, and `true` says to decide again. Every other
-/// call pays nothing for it (a query per call cost the load check's PostgreSQL run dearly).
-pub(crate) async fn with_clinician_decisions(
-    store: &dyn Store,
-    rule_sets: &[&RuleSet],
-    decided: &[&Decision],
-    tenant: &str,
-    patient_ref: &str,
-    zone: &ClinicZone,
-    offset: time::UtcOffset,
-    facts: &mut Facts,
-) -> Result<bool, HookError> {
-    let waiting = decided
-        .iter()
-        .any(|d| d.red_flags.iter().any(|f| f.since.is_some()));
-    if !waiting {
-        return Ok(false);
-    }
-    let decisions =
-        clinician_decisions(store, rule_sets, tenant, patient_ref, zone, offset).await?;
-    if decisions.is_empty() {
-        return Ok(false);
-    }
-    facts.records.extend(decisions);
-    Ok(true)
-}
-
 /// Gather, decide and render one call; `base` is its hook-call audit entry by the caller.
 /// Nothing is stored: [`record`] does that.
 pub async fn decide(
@@ -572,61 +355,37 @@ pub async fn decide(
 ) -> Result<Drafted, HookError> {
     let rs = call.rule_set;
     let req = call.request;
-    let now = call.now;
-    let patient_ref = call.patient_ref();
-    let Read {
-        mut facts,
-        as_of,
-        unread,
-        offset,
-        mut identity,
-    } = facts(store, call, fetch).await?;
-    let (decision, shadow_decision) =
-        evaluated(store, call, &mut facts, as_of, offset, &patient_ref).await?;
-    let decision_ids: Vec<String> = decision
-        .decision_ids()
-        .iter()
-        .map(|d| d.to_string())
-        .collect();
-    let shadowed = call.shadow.zip(shadow_decision).map(|(candidate, d)| {
-        let ids: Vec<String> = d.decision_ids().iter().map(|s| s.to_string()).collect();
-        let differs = ids != decision_ids;
-        let record = json!({
-            "version": candidate.doc.version.to_string(),
-            "contentHash": candidate.content_hash,
-            "decisionIds": ids,
-            "differs": differs,
+    let subject = call.subject();
+    let mut decided = decided(store, call, fetch).await?;
+    let decision = &decided.decision;
+    let decision_ids = decision::ids(decision);
+    let shadowed = call
+        .shadow
+        .zip(decided.shadow.as_ref())
+        .map(|(candidate, d)| {
+            let ids = decision::ids(d);
+            let differs = ids != decision_ids;
+            let record = json!({
+                "version": candidate.doc.version.to_string(),
+                "contentHash": candidate.content_hash,
+                "decisionIds": ids,
+                "differs": differs,
+            });
+            (record, differs)
         });
-        (record, differs)
-    });
 
-    let patient_view = call.service.hook == Hook::PatientView;
-    let drafting = patient_view && decision.applies;
-    // One draft per patient and decision: the patient's pending draft of the same decision is
-    // reused (the review queue never holds two alike); every call keeps its own audit entry.
-    let key = drafting.then(|| decision_key(&decision));
-    let pending = match &key {
-        Some(k) => pending_draft(store, call.tenant, &patient_ref, k).await?,
-        None => None,
-    };
-    let plan_id = pending
-        .as_ref()
-        .map_or_else(stride_store::new_row_id, |p| p.id);
-    let ctx = PlanContext {
-        id: &plan_id.to_string(),
-        patient: &req.context.patient_id,
-        encounter: req.context.encounter_id.as_deref(),
-        author: None,
-        now,
-    };
-    let imaging = imaging_requests(rs, &decision, &req.context.patient_id, || {
+    let does = Does::of(call.service.hook);
+    let imaging = imaging_requests(rs, decision, &req.context.patient_id, || {
         Uuid::new_v4().to_string()
     })
     .map_err(HookError::internal)?;
-    let plan = match (&pending, drafting) {
-        (Some(p), _) => Some(p.resource.clone()),
-        (None, true) => Some(careplan(rs, &decision, &ctx, &imaging).map_err(HookError::internal)?),
-        (None, false) => None,
+    // One draft per patient and decision: the patient's pending draft of the same decision is
+    // reused (the review queue never holds two alike); every call keeps its own audit entry.
+    let draft = if does.draft && decision.applies {
+        let encounter = req.context.encounter_id.as_deref();
+        Some(decision::draft(store, &subject, rs, decision, encounter, &imaging, true).await?)
+    } else {
+        None
     };
     let drafted = req
         .context
@@ -636,62 +395,48 @@ pub async fn decide(
     let public = call.public_url;
     let made = cards(&CardInputs {
         rs,
-        decision: &decision,
+        decision,
         guideline_url: crate::guideline_url(public, &rs.doc.id, &rs.doc.version),
         // A draft waiting for review already exists: creating it again does nothing new, so
         // the card only links to it.
-        careplan: plan.as_ref().filter(|_| pending.is_none()),
-        review: plan.as_ref().map(|_| {
+        careplan: draft.as_ref().filter(|d| !d.pending).map(|d| &d.resource),
+        review: draft.as_ref().map(|d| {
             if call.smart_launch {
                 ReviewLink::Smart {
                     launch_url: format!("{public}/ui/smart/launch"),
-                    careplan: plan_id.to_string(),
+                    careplan: d.id.to_string(),
                 }
             } else {
-                ReviewLink::Page(format!("{public}/ui/careplans/{plan_id}"))
+                ReviewLink::Page(format!("{public}/ui/careplans/{}", d.id))
             }
         }),
         imaging: &imaging,
         drafted: &drafted,
-        unread: &unread,
-        phase_card: patient_view,
+        unread: &decided.unread,
+        phase_card: does.phase_card,
     });
 
     // A reused draft is stored already: the call's cards and audit entry point at it.
-    let reused = pending.is_some();
-    let new_plan = plan.filter(|_| !reused);
-    // Who it is for: the Patient read with the other keys (a rule set that reads one), else
-    // the prefetched one, else fetched now for the new draft.
-    if new_plan.is_some() && identity.is_none() {
-        identity = draft_identity(call, fetch).await;
+    let mut careplan_row = None;
+    if let Some(d) = draft.as_ref().filter(|d| !d.pending) {
+        // Who it is for: the Patient read with the other keys (a rule set that reads one),
+        // else the prefetched one, else fetched now for the new draft.
+        let identity = match decided.identity.take() {
+            Some(known) => Some(known),
+            None => draft_identity(call, fetch).await,
+        };
+        careplan_row = Some(d.row(rs, &decided.decision, &subject, identity));
     }
-    let careplan_row = new_plan.map(|resource| {
-        let mut row = draft_row(
-            rs,
-            &decision,
-            plan_id,
-            call.tenant,
-            &patient_ref,
-            resource,
-            now,
-        );
-        row.patient = identity;
-        row
-    });
     let shadow_differs = shadowed.as_ref().map(|(_, differs)| *differs);
+    let plan = draft.as_ref().map(|d| (d.pending, d.id));
     let (response, record) = recorded(
         call,
         audit,
-        Decided {
-            facts: &facts,
-            as_of,
-            decision_ids: &decision_ids,
-            shadow: shadowed.map(|(record, _)| record),
-            unread: &unread,
-        },
+        &decided,
+        shadowed.map(|(record, _)| record),
         &made,
         careplan_row,
-        (reused, plan_id),
+        plan,
     )?;
     Ok(Drafted {
         response,
@@ -701,53 +446,28 @@ pub async fn decide(
     })
 }
 
-/// The decision (and the candidate's in shadow, on the same facts and day), decided again with
-/// the clinician's recorded decisions when one of them bears on it.
-async fn evaluated(
-    store: &dyn Store,
-    call: &Call<'_>,
-    facts: &mut Facts,
-    as_of: Date,
-    offset: UtcOffset,
-    patient_ref: &str,
-) -> Result<(Decision, Option<Decision>), HookError> {
-    let rs = call.rule_set;
-    let mut decision = tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
-        .in_scope(|| evaluate(rs, facts, as_of));
-    // Shadow: the candidate decides the same facts on the same day; only the record shows it.
-    let mut shadow_decision = call.shadow.map(|candidate| {
-        tracing::info_span!("evaluate shadow", version = %candidate.doc.version)
-            .in_scope(|| evaluate(candidate, facts, as_of))
-    });
-    let decided: Vec<&Decision> = std::iter::once(&decision).chain(&shadow_decision).collect();
-    if with_clinician_decisions(
-        store,
-        &call.read(),
-        &decided,
-        call.tenant,
-        patient_ref,
-        call.zone,
-        offset,
-        facts,
-    )
-    .await?
-    {
-        decision = evaluate(rs, facts, as_of);
-        shadow_decision = call
-            .shadow
-            .map(|candidate| evaluate(candidate, facts, as_of));
-    }
-    Ok((decision, shadow_decision))
+/// What each hook does beyond deciding, in one place.
+struct Does {
+    /// Draft a CarePlan for review when the guideline applies (patient-view: the visit
+    /// begins; the order hooks only check the orders being written).
+    draft: bool,
+    /// Show the phase card (patient-view).
+    phase_card: bool,
 }
 
-/// What a call decided, as its record keeps it.
-struct Decided<'a> {
-    facts: &'a Facts,
-    as_of: Date,
-    decision_ids: &'a [String],
-    /// The candidate in shadow: its version, content, decision ids and whether they differ.
-    shadow: Option<Json>,
-    unread: &'a [(String, String)],
+impl Does {
+    fn of(hook: Hook) -> Does {
+        match hook {
+            Hook::PatientView => Does {
+                draft: true,
+                phase_card: true,
+            },
+            Hook::OrderSelect | Hook::OrderSign => Does {
+                draft: false,
+                phase_card: false,
+            },
+        }
+    }
 }
 
 /// The answer and the record of a decided call: its audit entry (the decision, what it rests
@@ -757,28 +477,23 @@ struct Decided<'a> {
 fn recorded(
     call: &Call<'_>,
     mut audit: NewAuditEntry,
-    decided: Decided<'_>,
+    decided: &Decided,
+    // The candidate in shadow: its version, content, decision ids and whether they differ.
+    shadow: Option<Json>,
     made: &[crate::cards::Card],
     careplan_row: Option<stride_store::NewCarePlan>,
-    // Whether the plan is the patient's pending draft reused, and its id.
-    (reused, plan_id): (bool, Uuid),
+    // The plan drafted: whether it is the patient's pending draft reused, and its id.
+    plan: Option<(bool, Uuid)>,
 ) -> Result<(String, HookRecord), HookError> {
     let (rs, req, now) = (call.rule_set, call.request, call.now);
     audit.hook = Some(call.service.hook.name().to_owned());
     audit.hook_instance = Some(req.hook_instance.clone());
     audit.service_id = Some(call.service.id.clone());
-    record_decision(
-        &mut audit,
-        rs,
-        call.patient_ref(),
-        decided.facts,
-        decided.as_of,
-        decided.decision_ids.to_vec(),
-    )?;
+    decision::record(&mut audit, rs, &call.subject(), decided)?;
     audit.card_uuids = made.iter().map(|c| c.uuid.to_string()).collect();
-    let planned = (careplan_row.is_some() || reused).then_some(plan_id);
+    let planned = plan.map(|(_, id)| id);
     audit.careplan_id = planned;
-    if reused {
+    if plan.is_some_and(|(reused, _)| reused) {
         audit.details["careplan_reused"] = json!(true);
     }
     audit.details["user"] = json!(req.context.user_id);
@@ -786,7 +501,7 @@ fn recorded(
     if let Some(e) = &req.context.encounter_id {
         audit.details["encounter"] = json!(e);
     }
-    if let Some(record) = decided.shadow {
+    if let Some(record) = shadow {
         audit.details["shadow"] = record;
     }
     if !decided.unread.is_empty() {
@@ -831,7 +546,7 @@ fn recorded(
                 rule_set_version: Some(rs.doc.version.to_string()),
                 user_ref: Some(req.context.user_id.to_owned()),
                 encounter: req.context.encounter_id.clone(),
-                patient_ref: Some(call.patient_ref()),
+                patient_ref: Some(call.subject().reference()),
             })
             .collect(),
     };
@@ -869,11 +584,7 @@ pub async fn answer(
     fetch: &mut impl Fetch,
     mut claim: JtiClaim,
 ) -> Result<Answer, HookError> {
-    let retry = retry_entry(
-        actor.entry(Action::HookRetry, "success"),
-        call.service,
-        call.request,
-    );
+    let retry = retry_entry(actor.entry(Action::HookRetry, "success"), call);
     let earlier = answered_before(
         store,
         call.tenant,
@@ -926,26 +637,6 @@ pub async fn answer(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// What the audit entry of any decision records (a hook call, `$apply`): whom it was about,
-/// the facts and the day, the exact version and the decision ids — what a replay needs.
-pub(crate) fn record_decision(
-    audit: &mut NewAuditEntry,
-    rs: &RuleSet,
-    patient_ref: String,
-    facts: &Facts,
-    as_of: time::Date,
-    decision_ids: Vec<String>,
-) -> Result<(), HookError> {
-    audit.patient_ref = Some(patient_ref);
-    audit.as_of = Some(as_of.to_string());
-    audit.facts = Some(AuditFacts::from_canonical(facts).map_err(HookError::internal)?);
-    audit.rule_set_id = Some(rs.doc.id.clone());
-    audit.rule_set_version = Some(rs.doc.version.to_string());
-    audit.rule_set_hash = Some(rs.content_hash.clone());
-    audit.decision_ids = decision_ids;
-    Ok(())
 }
 
 /// No record, no answer: a card the clinic cannot trace must not be shown. The CarePlan,

@@ -10,6 +10,7 @@ pub mod attributes;
 pub mod cards;
 pub mod careplans;
 pub mod catalog;
+pub mod decision;
 pub mod decision_log;
 pub mod discovery;
 pub mod feedback;

@@ -11,11 +11,14 @@ use std::path::Path;
 
 use serde_json::{json, Value as Json};
 use stride_app::cards::{cards, CardInputs};
+use stride_app::decision::{decide, Subject};
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::Intake;
-use stride_guideline::facts::{Facts, PhaseState};
-use stride_guideline::{evaluate, Decision, RuleSet};
+use stride_guideline::{Decision, RuleSet};
+use stride_store::Store;
 use time::OffsetDateTime;
+
+mod support;
 
 /// Cases whose expectation the rule set in force does not share, each with why.
 const DISAGREE: &[(&str, &str)] = &[
@@ -151,36 +154,6 @@ fn bundle(resources: &[Json]) -> Box<serde_json::value::RawValue> {
     serde_json::value::to_raw_value(&b).unwrap()
 }
 
-/// The approved phase an active CarePlan of this guideline in the prefetch gives, as the hook
-/// reads it.
-fn approved(rs: &RuleSet, intake: &Intake, zone: &ClinicZone) -> Option<PhaseState> {
-    intake
-        .plans
-        .iter()
-        .filter(|p| p.status == "active")
-        .filter(|p| {
-            p.instantiates.iter().any(|c| {
-                c.strip_prefix(rs.doc.url.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('|'))
-            })
-        })
-        .filter_map(|p| {
-            let phase = p
-                .categories
-                .iter()
-                .find(|c| c.system == rs.doc.decision_system)?
-                .code
-                .clone();
-            let day = p.since_day?;
-            Some(PhaseState {
-                phase,
-                since: p.since.map_or(day, |t| intake.clinic_date(zone, t)),
-                source: p.source.clone(),
-            })
-        })
-        .max_by_key(|ps| ps.since)
-}
-
 struct Judged {
     decision: Decision,
     topics: BTreeSet<String>,
@@ -188,14 +161,18 @@ struct Judged {
     texts: Vec<(String, Json, Json)>,
 }
 
-fn judge(rs: &RuleSet, case: &Json) -> Judged {
+/// `case` decided as a hook call decides it (`stride_app::decision::decide`: the approved
+/// phase from a plan in the prefetch, the clinic's zone and day), on a store that holds nothing
+/// of the patient, and its cards made.
+async fn judge(store: &dyn Store, rs: &RuleSet, case: &Json) -> Judged {
     let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
     let now = OffsetDateTime::parse(
         case["today"].as_str().unwrap(),
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
-    let mut intake = Intake::for_patient(case["patient"].as_str().unwrap());
+    let patient = case["patient"].as_str().unwrap();
+    let mut intake = Intake::for_patient(patient);
     intake.read_patients = true;
     intake.read_gender = rs.reads_patient_codes();
     let resources: Vec<Json> = case["resources"].as_array().unwrap().clone();
@@ -205,12 +182,16 @@ fn judge(rs: &RuleSet, case: &Json) -> Judged {
     if !orders.is_empty() {
         intake.add(&bundle(&orders));
     }
-    let as_of = intake.localise(&zone, now);
-    let facts = Facts {
-        phase_state: approved(rs, &intake, &zone),
-        records: intake.records.clone(),
+    let subject = Subject {
+        tenant: "clinic-a",
+        patient,
+        zone: &zone,
+        now,
     };
-    let decision = evaluate(rs, &facts, as_of);
+    let decision = decide(store, &subject, rs, None, intake, true)
+        .await
+        .unwrap()
+        .decision;
     let drafted = stride_fhir::orders::draft_orders(&bundle(&orders));
     let made = cards(&CardInputs {
         rs,
@@ -294,8 +275,9 @@ fn failures(case: &Json, j: &Judged) -> Vec<String> {
     out
 }
 
-#[test]
-fn the_adversarial_records_are_answered_as_the_source_asks() {
+#[tokio::test]
+async fn the_adversarial_records_are_answered_as_the_source_asks() {
+    let (_dir, store) = support::fresh_store().await;
     let rs = rule_set();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -312,7 +294,7 @@ fn the_adversarial_records_are_answered_as_the_source_asks() {
     for f in &files {
         let name = f.file_name().unwrap().to_string_lossy().to_string();
         let case: Json = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
-        let judged = judge(&rs, &case);
+        let judged = judge(store.as_ref(), &rs, &case).await;
         let fails = failures(&case, &judged);
         let listed = DISAGREE.iter().position(|(n, _)| name.starts_with(n));
         let open = OPEN.iter().position(|(n, _)| name.starts_with(n));
@@ -407,8 +389,9 @@ fn relabelled(case: &Json) -> Json {
 /// Issue 33: what a card says is about the patient, never about how the EHR numbered its
 /// records. Every adversarial record, relabelled, gives the same decision and the same card
 /// texts, word for word (ids belong in the folded trace, not in the text a clinician reads).
-#[test]
-fn card_texts_do_not_depend_on_resource_ids() {
+#[tokio::test]
+async fn card_texts_do_not_depend_on_resource_ids() {
+    let (_dir, store) = support::fresh_store().await;
     let rs = rule_set();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
     let mut checked = 0;
@@ -419,7 +402,8 @@ fn card_texts_do_not_depend_on_resource_ids() {
             continue;
         }
         let case: Json = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-        let (a, b) = (judge(&rs, &case), judge(&rs, &relabelled(&case)));
+        let a = judge(store.as_ref(), &rs, &case).await;
+        let b = judge(store.as_ref(), &rs, &relabelled(&case)).await;
         checked += 1;
         if a.decision.decision_ids() != b.decision.decision_ids() || a.texts != b.texts {
             differ.push(format!(

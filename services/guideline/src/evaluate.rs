@@ -13,6 +13,16 @@ use crate::resolve::{prepare, resolve_with, FactTable, Prepared, NOT_RECORDED};
 use crate::ruleset::RuleSet;
 use crate::units;
 
+/// Whether any of `facts`' records is one the rule set reads (by its codes, or by its words
+/// where a fact reads words). A patient whose Conditions hold none is outside the guideline
+/// whatever the rest of the record says; one whose Conditions hold any may be inside it once
+/// the rest is read, even where the Conditions alone do not open an episode (a problem marked
+/// ended reopens on pain recorded after it: `ended_episode_reopens`). A hook call reads a
+/// patient's Observations only then.
+pub fn reads_any(rs: &RuleSet, facts: &Facts) -> bool {
+    !prepare(rs, facts).relevant.is_empty()
+}
+
 pub fn evaluate(rs: &RuleSet, facts: &Facts, as_of: Date) -> Decision {
     let facts = with_panel_findings(rs, facts);
     let prepared = prepare(rs, &facts);

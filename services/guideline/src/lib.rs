@@ -17,7 +17,7 @@ pub mod version;
 pub mod vignettes;
 
 pub use decision::{Decision, Verdict};
-pub use evaluate::{evaluate, evaluate_without};
+pub use evaluate::{evaluate, evaluate_without, reads_any};
 pub use facts::{Code, Component, Facts, Record, Value};
 pub use resolve::series;
 pub use ruleset::{LoadError, RuleSet};

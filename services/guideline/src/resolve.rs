@@ -113,7 +113,7 @@ pub(crate) struct Prepared {
     hits: Vec<Hit>,
     /// Records some fact reads, and whether their status counts (for the notes of what was
     /// left out).
-    relevant: Vec<(usize, bool)>,
+    pub(crate) relevant: Vec<(usize, bool)>,
     /// Trigger Conditions marked ended (inactive, in remission, resolved): an episode again
     /// when the record shows pain or a red-flag finding after they ended
     /// (`ended_episode_reopens`).

@@ -1,0 +1,356 @@
+//! One patient's records decided for a clinic, and the CarePlan that decision drafts: the path
+//! a hook call and `$apply` share. Each gathers the records its own way (a hook's prefetch or
+//! fallback fetch, `$apply`'s `data` or `fhirServer`) and does its own with the result (cards
+//! and a record kept for a retry; an operation's answer); between the two, the same
+//! approved phase, the same clinician's decisions and the same draft, so that `$apply` never
+//! drafts what a patient-view call would not.
+
+use serde_json::Value as Json;
+use stride_fhir::careplan::{careplan, ImagingSuggestion, PlanContext};
+use stride_fhir::clinic::ClinicZone;
+use stride_fhir::intake::Intake;
+use stride_guideline::facts::{Code, PhaseState, Record, RecordKind};
+use stride_guideline::{evaluate, Decision, Facts, RuleSet};
+use stride_store::{AuditFacts, CarePlanStatus, NewAuditEntry, NewCarePlan, Store};
+use time::{Date, OffsetDateTime, UtcOffset};
+use uuid::Uuid;
+
+use crate::hook::HookError;
+
+/// Whose records are decided, for which clinic, and when.
+pub struct Subject<'a> {
+    pub tenant: &'a str,
+    /// The patient's FHIR id.
+    pub patient: &'a str,
+    /// The clinic's zone: "today" and every record's day are its local dates.
+    pub zone: &'a ClinicZone,
+    pub now: OffsetDateTime,
+}
+
+impl Subject<'_> {
+    /// The patient as the store and the audit log name them.
+    pub fn reference(&self) -> String {
+        format!("Patient/{}", self.patient)
+    }
+}
+
+/// What a patient's records decide.
+pub struct Decided {
+    pub facts: Facts,
+    /// The day the facts are read on (the clinic's date).
+    pub as_of: Date,
+    pub decision: Decision,
+    /// The candidate in shadow's decision on the same facts and day.
+    pub shadow: Option<Decision>,
+    /// The records that could not be read: their source and why.
+    pub unread: Vec<(String, String)>,
+    /// Who the patient is, from a Patient among the records (kept with a new draft).
+    pub identity: Option<Json>,
+}
+
+/// Decide the records read into `intake` with `rs` (and `shadow`, a candidate decided beside
+/// it on the same facts and day). `episode`: an active episode activates the guideline, so
+/// the phase clinic staff approved is read (a call without one pays no query for it). The
+/// clinician's recorded decisions are added when a decision holds a red flag they can
+/// evaluate, and both are decided again with them.
+pub async fn decide(
+    store: &dyn Store,
+    subject: &Subject<'_>,
+    rs: &RuleSet,
+    shadow: Option<&RuleSet>,
+    intake: Intake,
+    episode: bool,
+) -> Result<Decided, HookError> {
+    let mut intake = intake;
+    let as_of = intake.localise(subject.zone, subject.now);
+    let phase_state = if episode {
+        approved_phase(store, rs, subject, &intake).await?
+    } else {
+        None
+    };
+    let unread = intake
+        .problems
+        .iter()
+        .map(|p| (p.source.clone(), p.message.clone()))
+        .collect();
+    let offset = intake.fallback_offset();
+    let identity = intake.identity.take();
+    let mut facts = Facts {
+        phase_state,
+        records: intake.records,
+    };
+    let judge = |rs: &RuleSet, facts: &Facts| {
+        tracing::info_span!("evaluate", rule_set = %rs.doc.id, version = %rs.doc.version, records = facts.records.len())
+            .in_scope(|| evaluate(rs, facts, as_of))
+    };
+    let mut decision = judge(rs, &facts);
+    let mut shadow_decision = shadow.map(|candidate| judge(candidate, &facts));
+    let rule_sets: Vec<&RuleSet> = std::iter::once(rs).chain(shadow).collect();
+    let decided: Vec<&Decision> = std::iter::once(&decision).chain(&shadow_decision).collect();
+    if with_clinician_decisions(store, &rule_sets, &decided, subject, offset, &mut facts).await? {
+        decision = judge(rs, &facts);
+        shadow_decision = shadow.map(|candidate| judge(candidate, &facts));
+    }
+    Ok(Decided {
+        facts,
+        as_of,
+        decision,
+        shadow: shadow_decision,
+        unread,
+        identity,
+    })
+}
+
+/// The patient's phase as clinic staff approved it: the newest active CarePlan of this
+/// guideline, from Stride's store (approved on the review page) or among the records (a
+/// prefetched plan). Its phase and the day it took effect (the clinic's date) are the phase
+/// state.
+async fn approved_phase(
+    store: &dyn Store,
+    rs: &RuleSet,
+    subject: &Subject<'_>,
+    intake: &Intake,
+) -> Result<Option<PhaseState>, HookError> {
+    let zone = subject.zone;
+    let mut best: Option<(OffsetDateTime, PhaseState)> = None;
+    let mut consider = |at: OffsetDateTime, ps: PhaseState| {
+        if best.as_ref().is_none_or(|(t, _)| at > *t) {
+            best = Some((at, ps));
+        }
+    };
+    let stored = store
+        .latest_approved(subject.tenant, &subject.reference(), &rs.doc.id)
+        .await
+        // Without the approved phase the decision could differ: no answer (fail closed, as
+        // for the write).
+        .map_err(HookError::store("approved CarePlans"))?;
+    if let Some(p) = stored {
+        consider(
+            p.updated_at,
+            PhaseState {
+                phase: p.phase,
+                since: intake.clinic_date(zone, p.updated_at),
+                source: format!("CarePlan/{}", p.id),
+            },
+        );
+    }
+    // `url` or `url|version`: any version of this guideline.
+    let ours = |canonical: &String| {
+        canonical
+            .strip_prefix(rs.doc.url.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('|'))
+    };
+    for p in &intake.plans {
+        let phase = p
+            .categories
+            .iter()
+            .find(|c| c.system == rs.doc.decision_system)
+            .map(|c| c.code.clone());
+        let (Some(phase), Some(day)) = (phase, p.since_day) else {
+            continue;
+        };
+        if p.status == "active" && p.instantiates.iter().any(ours) {
+            let at = p.since.unwrap_or_else(|| day.midnight().assume_utc());
+            let since = p.since.map_or(day, |t| intake.clinic_date(zone, t));
+            consider(
+                at,
+                PhaseState {
+                    phase,
+                    since,
+                    source: p.source.clone(),
+                },
+            );
+        }
+    }
+    Ok(best.map(|(_, ps)| ps))
+}
+
+/// A clinician's recorded decision (an override with a reason) can only evaluate a red flag
+/// that stays until evaluated: when `decided` shows one (in any of `rule_sets`' decisions), the
+/// patient's overrides are read, added to `facts`, and `true` says to decide again. Every other
+/// call pays nothing for it (a query per call cost the load check's PostgreSQL run dearly).
+async fn with_clinician_decisions(
+    store: &dyn Store,
+    rule_sets: &[&RuleSet],
+    decided: &[&Decision],
+    subject: &Subject<'_>,
+    offset: UtcOffset,
+    facts: &mut Facts,
+) -> Result<bool, HookError> {
+    let waiting = decided
+        .iter()
+        .any(|d| d.red_flags.iter().any(|f| f.since.is_some()));
+    if !waiting {
+        return Ok(false);
+    }
+    let decisions = clinician_decisions(store, rule_sets, subject, offset).await?;
+    if decisions.is_empty() {
+        return Ok(false);
+    }
+    facts.records.extend(decisions);
+    Ok(true)
+}
+
+/// The red flags clinic staff overrode with a reason on this patient's cards, as records of
+/// the clinician's decision on the day they decided: a red flag that stays until evaluated is
+/// evaluated by it, as by imaging or a review of the plan. Read only when a decision holds
+/// such a red flag (`with_clinician_decisions`), for rule sets that have them.
+async fn clinician_decisions(
+    store: &dyn Store,
+    rule_sets: &[&RuleSet],
+    subject: &Subject<'_>,
+    offset: UtcOffset,
+) -> Result<Vec<Record>, HookError> {
+    let Some(rs) = rule_sets
+        .iter()
+        .find(|rs| rs.doc.data_quality.imaging_red_flags_stick)
+    else {
+        return Ok(Vec::new());
+    };
+    let overridden = store
+        .overridden(subject.tenant, &subject.reference())
+        .await
+        .map_err(HookError::store("overridden red flags"))?;
+    Ok(overridden
+        .into_iter()
+        .map(|o| Record {
+            text: None,
+            codes: vec![Code {
+                system: rs.doc.decision_system.clone(),
+                code: o.decision_id.clone(),
+            }],
+            components: Vec::new(),
+            date: Some(subject.zone.date_of(o.at, offset)),
+            end: None,
+            kind: RecordKind::Decision,
+            sites: Vec::new(),
+            source: format!("Feedback/override-of-{}", o.decision_id),
+            start: None,
+            status: None,
+            value: None,
+        })
+        .collect())
+}
+
+/// What the audit entry of any decision records (a hook call, `$apply`): whom it was about,
+/// the facts and the day, the exact version and the decision ids — what a replay needs.
+pub fn record(
+    audit: &mut NewAuditEntry,
+    rs: &RuleSet,
+    subject: &Subject<'_>,
+    decided: &Decided,
+) -> Result<(), HookError> {
+    audit.patient_ref = Some(subject.reference());
+    audit.as_of = Some(decided.as_of.to_string());
+    audit.facts = Some(AuditFacts::from_canonical(&decided.facts).map_err(HookError::internal)?);
+    audit.rule_set_id = Some(rs.doc.id.clone());
+    audit.rule_set_version = Some(rs.doc.version.to_string());
+    audit.rule_set_hash = Some(rs.content_hash.clone());
+    audit.decision_ids = ids(&decided.decision);
+    Ok(())
+}
+
+/// A decision's ids, as the audit log and the answers name them.
+pub fn ids(decision: &Decision) -> Vec<String> {
+    decision
+        .decision_ids()
+        .iter()
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// The CarePlan a decision drafts.
+pub struct Draft {
+    pub id: Uuid,
+    /// The patient's draft of the same decision, stored already and waiting for review: it is
+    /// the plan, and no second one is stored.
+    pub pending: bool,
+    pub resource: Json,
+}
+
+/// The draft of `decision` for the subject: the patient's pending draft of the same decision
+/// when `reuse` looks for one (one per patient and decision, a unique key in both backends),
+/// else a new plan with the `imaging` it requests.
+pub async fn draft(
+    store: &dyn Store,
+    subject: &Subject<'_>,
+    rs: &RuleSet,
+    decision: &Decision,
+    encounter: Option<&str>,
+    imaging: &[ImagingSuggestion],
+    reuse: bool,
+) -> Result<Draft, HookError> {
+    let pending = if reuse {
+        store
+            .pending_draft(subject.tenant, &subject.reference(), &key(decision))
+            .await
+            .map_err(HookError::store("pending drafts"))?
+    } else {
+        None
+    };
+    if let Some(p) = pending {
+        return Ok(Draft {
+            id: p.id,
+            pending: true,
+            resource: p.resource,
+        });
+    }
+    let id = stride_store::new_row_id();
+    let ctx = PlanContext {
+        id: &id.to_string(),
+        patient: subject.patient,
+        encounter,
+        author: None,
+        now: subject.now,
+    };
+    let resource = careplan(rs, decision, &ctx, imaging).map_err(HookError::internal)?;
+    Ok(Draft {
+        id,
+        pending: false,
+        resource,
+    })
+}
+
+impl Draft {
+    /// The stored row of this new draft, awaiting review, with who the patient is.
+    pub fn row(
+        &self,
+        rs: &RuleSet,
+        decision: &Decision,
+        subject: &Subject<'_>,
+        identity: Option<Json>,
+    ) -> NewCarePlan {
+        NewCarePlan {
+            id: self.id,
+            tenant: subject.tenant.to_owned(),
+            patient_ref: subject.reference(),
+            status: CarePlanStatus::Draft,
+            rule_set_id: rs.doc.id.clone(),
+            rule_set_version: rs.doc.version.to_string(),
+            phase: decision.phase.clone().unwrap_or_default(),
+            red_flag: !decision.red_flags.is_empty(),
+            resource: self.resource.clone(),
+            created_at: subject.now,
+            decision_key: Some(key(decision)),
+            patient: identity,
+        }
+    }
+}
+
+/// What makes two drafts the same decision: the rule set and version, the decision ids and
+/// the activities prescribed.
+fn key(d: &Decision) -> String {
+    let activities: Vec<&str> = d
+        .activities
+        .iter()
+        .chain(&d.rehab)
+        .map(|a| a.id.as_str())
+        .collect();
+    format!(
+        "{}|{}|{}|{}",
+        d.rule_set.id,
+        d.rule_set.version,
+        d.decision_ids().join(","),
+        activities.join(",")
+    )
+}

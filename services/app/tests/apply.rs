@@ -1,0 +1,190 @@
+//! `$apply` drafts what a patient-view call drafts, on any record: every adversarial patient
+//! record of `tests/fixtures/adversarial/` (written from the guideline text alone, not from
+//! this code) is sent once as a patient-view call, its resources in the prefetch keys a
+//! hook's EHR fills, and once to `$apply` as its `data`; both decide with the version in
+//! force on the same day. Same decision ids, the same plan but for its ids and times, and no
+//! plan from `$apply` where the hook call drafts none.
+
+use std::path::Path;
+
+use serde_json::{json, Value as Json};
+use stride_app::apply::{apply, Apply, ApplyError, Source};
+use stride_app::hook::{decide, fingerprint, Call};
+use stride_fhir::clinic::ClinicZone;
+use stride_store::audit::Action;
+use time::OffsetDateTime;
+
+mod support;
+
+fn bundle(resources: impl IntoIterator<Item = Json>) -> Json {
+    json!({"resourceType": "Bundle", "type": "searchset",
+        "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()})
+}
+
+/// What makes two drafts the same plan: everything but their ids and creation times (the
+/// plan's, and its contained proposals' `authoredOn`), with the contained proposals' ids
+/// and the references to them numbered in order.
+fn content(plan: &Json) -> Json {
+    let mut p = plan.clone();
+    for k in ["id", "created", "meta", "identifier"] {
+        p.as_object_mut().unwrap().remove(k);
+    }
+    let mut text = {
+        for r in p["contained"].as_array_mut().into_iter().flatten() {
+            r.as_object_mut().unwrap().remove("authoredOn");
+        }
+        p.to_string()
+    };
+    let ids: Vec<String> = p["contained"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["id"].as_str().map(str::to_owned))
+        .collect();
+    for (n, id) in ids.iter().enumerate() {
+        text = text.replace(id, &format!("contained-{n}"));
+    }
+    serde_json::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn apply_drafts_what_a_patient_view_call_drafts_on_every_adversarial_record() {
+    let w = support::world().await;
+    let svc = w.catalog.service("running-knee-patient-view").unwrap();
+    let rs = w.catalog.current(&svc.guideline).unwrap().clone();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let (mut compared, mut drafted, mut differ) = (0, 0, Vec::new());
+    for f in &files {
+        let case: Json = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        // `$apply` has no draft orders: only calls without them are the same question.
+        let orders = case["draftOrders"]
+            .as_array()
+            .is_some_and(|o| !o.is_empty());
+        if case["hook"] != "patient-view" || orders {
+            continue;
+        }
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        // A clinic per record: its audit log holds this record's entries alone.
+        let tenant = format!("clinic-{compared}");
+        let actor = support::actor("https://ehr.example", &tenant);
+        let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
+        let now = OffsetDateTime::parse(
+            case["today"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let patient = case["patient"].as_str().unwrap();
+        let resources: Vec<Json> = case["resources"].as_array().unwrap().clone();
+        let of = |t: &str| -> Vec<Json> {
+            resources
+                .iter()
+                .filter(|r| r["resourceType"] == t)
+                .cloned()
+                .collect()
+        };
+        // Every other resource type rides with the Observations, as an EHR's search with
+        // `_include` or a second query would bring it; the intake reads a resource by its type.
+        let rest: Vec<Json> = resources
+            .iter()
+            .filter(|r| {
+                !["Condition", "Patient", "CarePlan"]
+                    .contains(&r["resourceType"].as_str().unwrap_or(""))
+            })
+            .cloned()
+            .collect();
+        let body = json!({
+            "hook": "patient-view",
+            "hookInstance": uuid::Uuid::new_v4().to_string(),
+            "context": {"userId": "Practitioner/dr-1", "patientId": patient},
+            "prefetch": {
+                "Patient": of("Patient").first().cloned().unwrap_or(Json::Null),
+                "Condition": bundle(of("Condition")),
+                "Observation": bundle(rest),
+                "CarePlan": bundle(of("CarePlan")),
+            },
+        });
+        let body = serde_json::to_vec(&body).unwrap();
+        let req = stride_hooks::request::parse(&body, svc.hook, true).unwrap();
+        let call = Call {
+            service: svc,
+            rule_set: &rs,
+            shadow: None,
+            request: &req,
+            tenant: &actor.caller.tenant,
+            issuer: &actor.caller.issuer,
+            zone: &zone,
+            now,
+            public_url: "https://stride.example",
+            fingerprint: fingerprint(svc, &req),
+            smart_launch: false,
+        };
+        let hook = decide(
+            w.store.as_ref(),
+            &call,
+            &mut support::NoFetch,
+            actor.entry(Action::HookCall, "success"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: the hook call: {e}"));
+        let input = Apply {
+            patient: patient.to_owned(),
+            encounter: None,
+            source: Source::Data(
+                serde_json::value::to_raw_value(&bundle(resources.clone())).unwrap(),
+            ),
+            store: false,
+        };
+        let applied = apply(
+            w.store.as_ref(),
+            &rs,
+            &actor,
+            &zone,
+            now,
+            &input,
+            &mut support::NoFetch,
+        )
+        .await;
+        compared += 1;
+        let plan = hook.record.careplan.as_ref().map(|p| content(&p.resource));
+        match (plan, applied) {
+            (Some(from_hook), Ok(a)) => {
+                drafted += 1;
+                let log = support::audit_log(w.store.as_ref(), &tenant).await;
+                let entry = log.iter().rev().find(|e| e.action == "plan-apply").unwrap();
+                if entry.decision_ids != hook.decision_ids {
+                    differ.push(format!(
+                        "{name}: decision ids {:?} by $apply, {:?} by the hook call",
+                        entry.decision_ids, hook.decision_ids
+                    ));
+                } else if content(&a.careplan) != from_hook {
+                    differ.push(format!(
+                        "{name}: the plans differ:\n  $apply {}\n  hook   {from_hook}",
+                        content(&a.careplan)
+                    ));
+                }
+            }
+            (None, Err(ApplyError::NotApplicable(_))) => {}
+            (plan, applied) => differ.push(format!(
+                "{name}: the hook call drafted {}; $apply answered {}",
+                if plan.is_some() { "a plan" } else { "none" },
+                match applied {
+                    Ok(_) => "a plan".to_owned(),
+                    Err(e) => e.to_string(),
+                }
+            )),
+        }
+    }
+    eprintln!("{compared} records compared, {drafted} drafted by both");
+    assert!(
+        compared >= 100 && drafted >= 50,
+        "{compared} compared, {drafted} drafted"
+    );
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
