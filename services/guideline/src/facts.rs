@@ -52,14 +52,14 @@ pub struct Record {
     /// Observation.status, Condition.clinicalStatus or an order's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
     /// What an order orders in words (`code.text`, the codings' displays), or what a diagnosis
     /// given in words only is, lowercased: read only where no code of the record is (a value
     /// set's `words`). Kept for orders and for uncoded diagnoses alone: the places where a
     /// clinician's words are all that says what a record is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
