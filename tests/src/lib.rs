@@ -382,7 +382,7 @@ pub async fn audit_actions(app: &TestApp) -> Vec<String> {
     audit_entries(app)
         .await
         .into_iter()
-        .map(|e| e.entry.action)
+        .map(|e| e.entry.action.as_str().to_owned())
         .collect()
 }
 

@@ -263,6 +263,63 @@ async fn facts_changed_under_their_digest_are_caught() {
     );
 }
 
+/// An entry edited into something the service cannot read (an action it never writes, facts
+/// that are not JSON) is the broken link verify names, as an entry whose hash no longer
+/// matches is; the check is not cut short and answers 200.
+#[tokio::test]
+async fn an_entry_edited_into_something_unreadable_is_the_broken_link() {
+    let app = spawn_app().await;
+    hook(&app, 20).await;
+    hook(&app, 21).await;
+    // The two calls' entries (the clinic's chain begins with the versions put in force).
+    let calls: Vec<i64> = entries(&app)
+        .await
+        .iter()
+        .filter(|e| e.entry.tenant == TENANT && e.entry.action == "hook-call")
+        .map(|e| e.seq)
+        .collect();
+    let [first, second] = calls[..] else {
+        panic!("two calls: {calls:?}")
+    };
+    let unlock = match app.db.backend {
+        Backend::Sqlite => "DROP TRIGGER audit_no_update;",
+        Backend::Postgres => "",
+    };
+    owner_exec(
+        &app,
+        &format!("{unlock} UPDATE audit_entries SET action = 'hook-cal' WHERE tenant = '{TENANT}' AND seq = {first};"),
+    )
+    .await;
+    let res = get(&app, "/audit/verify").await;
+    assert_eq!(res.status(), 200);
+    let res: Json = res.json().await.unwrap();
+    assert_eq!(res["status"], "broken", "{res}");
+    let link = &res["firstBrokenLink"];
+    assert_eq!(link["seq"], first, "{res}");
+    assert!(link["reason"].as_str().unwrap().contains("action"), "{res}");
+    assert!(
+        !res.to_string().contains("hook-cal\""),
+        "the edit is not quoted: {res}"
+    );
+    if app.db.backend == Backend::Sqlite {
+        // Facts are JSONB on PostgreSQL, which refuses text that is not JSON.
+        owner_exec(
+            &app,
+            &format!("UPDATE audit_entries SET action = 'hook-call' WHERE tenant = '{TENANT}' AND seq = {first}; UPDATE audit_entries SET facts = 'not json' WHERE tenant = '{TENANT}' AND seq = {second};"),
+        )
+        .await;
+        let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+        assert_eq!(res["firstBrokenLink"]["seq"], second, "{res}");
+        assert!(
+            res["firstBrokenLink"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains("facts"),
+            "{res}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_database_refuses_edits_by_the_service() {
     let app = spawn_app().await;
@@ -598,7 +655,7 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
         id: uuid::Uuid::new_v4(),
         tenant: OLD.into(),
         recorded_us,
-        action: "hook-call".into(),
+        action: stride_store::audit::Action::HookCall,
         outcome: "success".into(),
         facts: Some(AuditFacts::from_json(&json!({"records": []}))),
         details: json!({}),
@@ -919,7 +976,7 @@ async fn deleting_the_oldest_entries_behind_a_forged_retention_checkpoint_is_cau
             id: uuid::Uuid::new_v4(),
             tenant: TENANT.into(),
             recorded_us: stride::audit::now_us(),
-            action: stride_store::RETENTION_CHECKPOINT.into(),
+            action: stride_store::audit::Action::RetentionCheckpoint,
             outcome: "success".into(),
             details: json!({"before": "2026-01-01", "lastSeq": first, "lastHash": last_hash}),
             ..Default::default()
@@ -990,7 +1047,7 @@ async fn a_retired_key_cannot_reseal_an_entry_written_after_its_rotation() {
             id: uuid::Uuid::new_v4(),
             tenant: TENANT.into(),
             recorded_us: three_days_ago,
-            action: "audit-verify".into(),
+            action: stride_store::audit::Action::AuditVerify,
             outcome: "success".into(),
             details: json!({}),
             ..Default::default()

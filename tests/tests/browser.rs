@@ -931,7 +931,7 @@ async fn staff_sign_in_and_review_plans_end_to_end_in_chromium() {
     let actions: Vec<String> = app
         .store
         .audit_stream(&q, true)
-        .map(|r| r.unwrap().entry.action)
+        .map(|r| r.unwrap().entry.action.as_str().to_owned())
         .collect()
         .await;
     for a in [

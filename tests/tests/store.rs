@@ -328,7 +328,7 @@ fn audit_entry(n: i64) -> stride_store::NewAuditEntry {
         id: uuid::Uuid::new_v4(),
         tenant: "clinic-a".into(),
         recorded_us: 1_790_000_000_000_000 + n,
-        action: "hook-call".into(),
+        action: stride_store::audit::Action::HookCall,
         outcome: "success".into(),
         facts: Some(AuditFacts::from_json(&json!({"records": [n]}))),
         details: json!({}),
@@ -713,7 +713,7 @@ async fn a_slow_reader_gets_the_whole_log_in_order_whatever_the_statement_timeou
             // Two tenants, and many entries sharing a time: the page boundaries fall inside both.
             tenant: if i % 3 == 0 { "clinic-b" } else { "clinic-a" }.into(),
             recorded_us: 1_790_000_000_000_000 + (i / 7) as i64,
-            action: "hook-call".into(),
+            action: stride_store::audit::Action::HookCall,
             outcome: "success".into(),
             details: json!({"n": i, "padding": "x".repeat(20_000)}),
             ..stride_store::NewAuditEntry::default()

@@ -87,6 +87,10 @@ async fn a_reverse_proxys_bearer_token_opens_the_queue_and_the_log() {
     );
     let (status, _) = page(&app, "/ui/audit?from=nope", Some("audit.read")).await;
     assert_eq!(status, 400);
+    // An action the log never holds is a mistyped filter, said as one, not an empty page.
+    let (status, html) = page(&app, "/ui/audit?action=hook-cal", Some("audit.read")).await;
+    assert_eq!(status, 400);
+    assert!(html.contains("action: one of the actions"), "{html}");
 }
 
 #[tokio::test]

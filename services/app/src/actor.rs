@@ -51,7 +51,7 @@ pub fn entry(
         id: stride_store::new_row_id(),
         tenant: caller.map_or_else(|| UNAUTHENTICATED.to_owned(), |c| c.tenant.clone()),
         recorded_us: crate::now_us(),
-        action: action.as_str().to_owned(),
+        action,
         outcome: outcome.to_owned(),
         caller_issuer: caller.map(|c| c.issuer.clone()),
         caller_subject: caller.map(|c| c.subject.clone()),

@@ -185,7 +185,7 @@ pub async fn report(
     let query = AuditQuery {
         tenant: scope.tenant.clone(),
         since_us: scope.since_us,
-        action: Some(stride_store::audit::Action::HookCall.as_str().into()),
+        action: Some(stride_store::audit::Action::HookCall),
         ..AuditQuery::default()
     };
     let mut summary = Summary {

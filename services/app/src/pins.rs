@@ -15,7 +15,7 @@ use stride_store::{AuditQuery, NewAuditEntry, Store, StoreError};
 use crate::catalog::Catalog;
 
 /// The audit action of a change of the version in force for a tenant.
-const VERSION_IN_FORCE: &str = stride_store::audit::Action::GuidelineVersion.as_str();
+const VERSION_IN_FORCE: stride_store::audit::Action = stride_store::audit::Action::GuidelineVersion;
 
 /// Where a version in force was chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,7 +326,7 @@ impl Pins {
             for (tenant, rs, source) in self.tenants(catalog, id) {
                 let q = AuditQuery {
                     tenant: Some(tenant.clone()),
-                    action: Some(VERSION_IN_FORCE.into()),
+                    action: Some(VERSION_IN_FORCE),
                     ..AuditQuery::default()
                 };
                 // Newest first: the first entry of this guideline is what was in force.
@@ -348,7 +348,7 @@ impl Pins {
                     id: stride_store::new_row_id(),
                     tenant,
                     recorded_us: crate::now_us(),
-                    action: VERSION_IN_FORCE.into(),
+                    action: VERSION_IN_FORCE,
                     outcome: "success".into(),
                     rule_set_id: Some(id.clone()),
                     rule_set_version: Some(now.clone()),

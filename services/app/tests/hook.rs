@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::Value as Json;
 use stride_app::hook::{Answer, HookError};
+use stride_store::audit::Action;
 use stride_store::{NewAuditEntry, Store};
 use support::{actor, body, call, world};
 use time::OffsetDateTime;
@@ -18,7 +19,7 @@ async fn log(store: &dyn Store) -> Vec<NewAuditEntry> {
     support::audit_log(store, TENANT)
         .await
         .into_iter()
-        .filter(|e| e.action.starts_with("hook-"))
+        .filter(|e| matches!(e.action, Action::HookCall | Action::HookRetry))
         .collect()
 }
 
@@ -96,7 +97,7 @@ async fn a_hook_instance_of_another_caller_is_refused_and_leaves_nothing() {
     let actions: Vec<String> = log(w.store.as_ref())
         .await
         .into_iter()
-        .map(|e| e.action)
+        .map(|e| e.action.as_str().to_owned())
         .collect();
     assert_eq!(actions, ["hook-call"]);
 }

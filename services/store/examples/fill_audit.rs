@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             id: uuid::Uuid::new_v4(),
             tenant: tenant.clone(),
             recorded_us: 1_790_000_000_000_000 + i as i64,
-            action: stride_store::audit::Action::HookCall.as_str().into(),
+            action: stride_store::audit::Action::HookCall,
             outcome: "success".into(),
             caller_issuer: Some("https://ehr.example.org".into()),
             caller_subject: Some("ehr".into()),

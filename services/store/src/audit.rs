@@ -15,8 +15,8 @@ pub struct NewAuditEntry {
     pub tenant: String,
     /// Unix microseconds.
     pub recorded_us: i64,
-    /// hook-call, feedback, careplan-read, careplan-search, audit-read, audit-verify, refused …
-    pub action: String,
+    /// What was done (stored and hashed as its name: hook-call, feedback, careplan-read …).
+    pub action: Action,
     /// success, refused, failed.
     pub outcome: String,
     pub caller_issuer: Option<String>,
@@ -189,8 +189,11 @@ pub struct ChainCheck {
 
 /// What an audit entry records. Stored as its name; every name Stride writes is here, so a
 /// search, a filter or a check names an action that exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Action {
+    /// The default only so that tests may write an entry with `..Default::default()`: every
+    /// entry Stride writes names its action (`stride_app::actor`).
+    #[default]
     HookCall,
     /// A retry of a hookInstance answered before: the stored answer was given again.
     HookRetry,
@@ -265,8 +268,31 @@ impl Action {
     }
 }
 
-/// The action of the entry retention appends before it removes a tenant's oldest entries.
-pub const RETENTION_CHECKPOINT: &str = Action::RetentionCheckpoint.as_str();
+impl Action {
+    /// The action of this name, if Stride writes it: a stored name read back, a filter.
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// As its name: the exports and the entry's hash carry the name, as before the type.
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Action {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 impl ChainCheck {
     /// Check seals with these public keys (see `seal`).
@@ -502,5 +528,5 @@ pub struct AuditQuery {
     pub since_us: Option<i64>,
     pub until_us: Option<i64>,
     pub limit: Option<i64>,
-    pub action: Option<String>,
+    pub action: Option<Action>,
 }

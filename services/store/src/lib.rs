@@ -14,9 +14,7 @@ mod stream;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use audit::{
-    AuditEntry, AuditFacts, AuditQuery, Broken, ChainCheck, NewAuditEntry, RETENTION_CHECKPOINT,
-};
+pub use audit::{AuditEntry, AuditFacts, AuditQuery, Broken, ChainCheck, NewAuditEntry};
 pub use error::StoreError;
 pub use guard::{Guarded, Health};
 

@@ -3,7 +3,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{FromRow, Row};
 use uuid::Uuid;
 
-use crate::audit::{entry_hash, GENESIS};
+use crate::audit::{entry_hash, Action, GENESIS};
 use crate::model::Review;
 use crate::stream::{async_stream, paged, After};
 use crate::{
@@ -158,7 +158,7 @@ impl Store for PgStore {
                 id: crate::new_row_id(),
                 tenant,
                 recorded_us: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64,
-                action: crate::audit::Action::RetentionCheckpoint.as_str().into(),
+                action: Action::RetentionCheckpoint,
                 outcome: "success".into(),
                 details: serde_json::json!({"before": cutoff.to_string(), "lastSeq": seq, "lastHash": hash}),
                 ..NewAuditEntry::default()
@@ -802,7 +802,7 @@ impl Store for PgStore {
                         .bind(q.until_us)
                         .bind(n)
                         .bind(&q.decision_id)
-                        .bind(&q.action);
+                        .bind(q.action.map(Action::as_str));
                     // Numbered as the two orders' conditions name them.
                     if let Some(a) = after {
                         query = query.bind(a.tenant).bind(a.seq);
@@ -1055,7 +1055,7 @@ async fn append_all(
                 .push_bind(seq)
                 .push_bind(recorded_at)
                 .push_bind(e.recorded_us)
-                .push_bind(&e.action)
+                .push_bind(e.action.as_str())
                 .push_bind(&e.outcome)
                 .push_bind(&e.caller_issuer)
                 .push_bind(&e.caller_subject)

@@ -9,6 +9,7 @@ use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::Action;
 use crate::{
     AuditEntry, AuditFacts, CardOutcome, CarePlanRecord, FeedbackRecord, FeedbackRow,
     NewAuditEntry, Overridden, StoreError,
@@ -117,16 +118,29 @@ pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> 
 }
 
 /// An `audit_entries` row, with its chain and seal.
+/// A row whose action or facts cannot be read is named (`StoreError::UnreadableEntry`), so
+/// that a chain check reports it as the broken link it is, not as a failure of the check.
 pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
     let list = |c: &str| -> Result<Vec<String>, StoreError> {
         serde_json::from_value(r.json(c)?).map_err(corrupt)
     };
+    let (id, tenant, seq) = (r.uuid("id")?, r.text("tenant")?, r.int("seq")?);
+    // What was edited is not quoted: a row changed in the database may hold anything.
+    let unreadable = |why: &str| {
+        StoreError::UnreadableEntry(crate::Broken {
+            tenant: tenant.clone(),
+            seq,
+            id: id.to_string(),
+            reason: format!("the entry is unreadable: {why}"),
+        })
+    };
     Ok(AuditEntry {
         entry: NewAuditEntry {
-            id: r.uuid("id")?,
-            tenant: r.text("tenant")?,
+            id,
+            tenant: tenant.clone(),
             recorded_us: r.int(R::RECORDED_US)?,
-            action: r.text("action")?,
+            action: Action::from_name(&r.text("action")?)
+                .ok_or_else(|| unreadable("it names an action Stride never writes"))?,
             outcome: r.text("outcome")?,
             caller_issuer: r.opt_text("caller_issuer")?,
             caller_subject: r.opt_text("caller_subject")?,
@@ -137,7 +151,9 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
             as_of: r.opt_text("as_of")?,
             facts: r
                 .opt_text("facts")?
-                .map(|t| AuditFacts::from_stored(&t).map_err(corrupt))
+                .map(|t| {
+                    AuditFacts::from_stored(&t).map_err(|_| unreadable("its facts are not JSON"))
+                })
                 .transpose()?,
             rule_set_id: r.opt_text("rule_set_id")?,
             rule_set_version: r.opt_text("rule_set_version")?,
@@ -148,7 +164,7 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
             trace_id: r.opt_text("trace_id")?,
             details: r.opt_json("details")?.unwrap_or(Json::Null),
         },
-        seq: r.int("seq")?,
+        seq,
         input_digest: r.opt_text("input_digest")?,
         prev_hash: r.text("prev_hash")?,
         hash: r.text("hash")?,

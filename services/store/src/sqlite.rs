@@ -8,6 +8,7 @@ use sqlx::{FromRow, Row};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::Action;
 use crate::model::Review;
 use crate::stream::{async_stream, paged, After};
 use crate::{
@@ -825,7 +826,7 @@ impl Store for SqliteStore {
                         .bind(q.until_us)
                         .bind(n)
                         .bind(&q.decision_id)
-                        .bind(&q.action);
+                        .bind(q.action.map(Action::as_str));
                     // Numbered as the two orders' conditions name them.
                     if let Some(a) = after {
                         query = query.bind(a.tenant).bind(a.seq);

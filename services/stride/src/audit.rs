@@ -154,7 +154,7 @@ async fn write_group(
         id: stride_store::new_row_id(),
         tenant: UNAUTHENTICATED.to_owned(),
         recorded_us: now_us(),
-        action: Action::Refused.as_str().into(),
+        action: Action::Refused,
         outcome: "refused".into(),
         trace_id: g.trace_id.clone(),
         details: json!({
@@ -221,7 +221,7 @@ pub fn to_event(a: &AuditEntry) -> Result<Json, stride_fhir::careplan::RenderErr
     stride_fhir::audit_event::audit_event(&stride_fhir::audit_event::AuditView {
         id: &id,
         recorded: &recorded,
-        action: &e.action,
+        action: e.action.as_str(),
         outcome: &e.outcome,
         caller_issuer: e.caller_issuer.as_deref(),
         caller_subject: e.caller_subject.as_deref(),

@@ -118,7 +118,7 @@ pub(super) fn bind_audit<'q>(
         .bind(&e.tenant)
         .bind(at.seq)
         .bind(e.recorded_us)
-        .bind(&e.action)
+        .bind(e.action.as_str())
         .bind(&e.outcome)
         .bind(&e.caller_issuer)
         .bind(&e.caller_subject)

@@ -59,7 +59,13 @@ impl Filters {
             // `to` is inclusive: up to the end of that day.
             until_us: day_us("to", &self.to, true)?.map(|us| us - 1),
             limit,
-            action: text(&self.action),
+            action: text(&self.action)
+                .map(|a| {
+                    crate::audit::Action::from_name(&a).ok_or_else(|| {
+                        ApiError::BadRequest("action: one of the actions the list offers".into())
+                    })
+                })
+                .transpose()?,
         })
     }
 
@@ -149,7 +155,7 @@ pub async fn search(
             "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/ui/audit/{}\">Open<span class=\"visually-hidden\"> entry {}</span></a></td></tr>",
             esc(&e.outcome),
             esc(&audit::recorded(&a)),
-            esc(&e.action),
+            esc(e.action.as_str()),
             esc(&e.outcome),
             esc(e.caller_subject.as_deref().unwrap_or("—")),
             esc(e.patient_ref.as_deref().unwrap_or("—")),
@@ -267,7 +273,7 @@ pub async fn entry(
     let opt = |v: &Option<String>| esc(v.as_deref().unwrap_or("—"));
     html.push_str("<dl>");
     html.push_str(&row("Recorded", esc(&audit::recorded(&a))));
-    html.push_str(&row("Action", esc(&e.action)));
+    html.push_str(&row("Action", esc(e.action.as_str())));
     html.push_str(&row("Outcome", esc(&e.outcome)));
     html.push_str(&row(
         "Caller",
