@@ -161,10 +161,12 @@ impl Guarded {
 
     fn saw<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         match &r {
-            // Not found, a duplicate key or a conflict are answers too; only a call that never
-            // reached the database is not.
-            Ok(_) => self.health.answered(),
-            Err(e) if !e.is_unavailable() && !e.is_overloaded() => self.health.answered(),
+            // Not found, a duplicate key or a conflict are the database's answers too; any
+            // other error may not have reached it (a protocol or decoding error, say).
+            Ok(_)
+            | Err(StoreError::NotFound | StoreError::Duplicate(_) | StoreError::Conflict(_)) => {
+                self.health.answered()
+            }
             Err(e) if e.is_unavailable() && !matches!(e, StoreError::Down) => self.went_down(),
             // A long wait for a connection is load, or a database that no longer answers (sqlx
             // retries a refused connection until the acquire time is out, and the pool counts

@@ -16,9 +16,12 @@ pub async fn healthz() -> HttpResponse {
 /// a busy pool is reported before the probe gives up (whatever acquire time an operator set).
 const READY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
-/// How recent an answer from the database keeps a busy replica ready: two of Kubernetes'
-/// default probe periods (10 s), so one probe in a burst of load never takes it out.
-const ANSWERED_LATELY: std::time::Duration = std::time::Duration::from_secs(20);
+/// How recent an answer from the database keeps a busy replica with an empty pool ready: two
+/// of the chart's readiness periods (5 s, `charts/stride/templates/deployment.yaml`), so a
+/// probe that lands between two answers of a saturated pool does not take it out, while a
+/// replica that gets no connection at all leaves its Service within about 20 s (this, then
+/// the chart's two failed probes).
+const ANSWERED_LATELY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Ready for traffic: the database answers and rule sets are loaded.
 #[get("/readyz")]
