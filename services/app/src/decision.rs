@@ -49,21 +49,22 @@ pub struct Decided {
 }
 
 /// Decide the records read into `intake` with `rs` (and `shadow`, a candidate decided beside
-/// it on the same facts and day). `episode`: an active episode activates the guideline, so
-/// the phase clinic staff approved is read (a call without one pays no query for it). The
-/// clinician's recorded decisions are added when a decision holds a red flag they can
-/// evaluate, and both are decided again with them.
+/// it on the same facts and day). `may_apply`: the guideline may apply to the patient (the
+/// caller's reading of the Conditions), so the phase clinic staff approved is read; a call
+/// for a patient it cannot apply to pays no query for it. The clinician's recorded decisions
+/// are added when a decision holds a red flag they can evaluate, and both are decided again
+/// with them.
 pub async fn decide(
     store: &dyn Store,
     subject: &Subject<'_>,
     rs: &RuleSet,
     shadow: Option<&RuleSet>,
     intake: Intake,
-    episode: bool,
+    may_apply: bool,
 ) -> Result<Decided, HookError> {
     let mut intake = intake;
     let as_of = intake.localise(subject.zone, subject.now);
-    let phase_state = if episode {
+    let phase_state = if may_apply {
         approved_phase(store, rs, subject, &intake).await?
     } else {
         None

@@ -13,7 +13,7 @@ use stride_fhir::careplan::imaging_requests;
 use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::{resource_type, Intake};
 use stride_guideline::facts::RecordKind;
-use stride_guideline::{reads_any, Facts, RuleSet};
+use stride_guideline::{evaluate, reads_any, Facts, RuleSet};
 use stride_hooks::request::HookRequest;
 use stride_store::audit::Action;
 use stride_store::StoreError;
@@ -271,11 +271,13 @@ async fn gather(
 }
 
 /// The call's records, decided: the Conditions first, and the rest (Observations, the
-/// Patient, an approved plan) only when a Condition is one the guideline reads, so a patient
-/// with none is answered from the Conditions alone. Not only when the Conditions open an
-/// episode: a knee pain marked inactive, with night pain recorded after it, opens one again
-/// from the Observations (a hook call that read the Conditions alone gave no card where
-/// `$apply`, reading everything, showed the red flag: adversarial record 153).
+/// Patient, an approved plan) only when the guideline may apply: a Condition is one the
+/// version in force reads, whatever its status, or the Conditions with the orders being
+/// written open an episode. Not only the latter: a knee pain marked inactive, with night pain
+/// recorded after it, opens one again from the Observations (a hook call that read the
+/// Conditions alone gave no card where `$apply`, reading everything, showed the red flag:
+/// adversarial record 153). Not the orders' codes nor a candidate's in shadow: an order-only
+/// call needs no Observations, and a candidate never decides what a call reads.
 async fn decided(
     store: &dyn Store,
     call: &Call<'_>,
@@ -285,16 +287,23 @@ async fn decided(
     // Resources about anyone else are never used.
     let mut intake = Intake::for_patient(&req.context.patient_id);
     gather(call, CONDITION, &mut intake, fetch).await?;
-    if let Some(orders) = req.context.draft_orders {
-        intake.add(orders);
-    }
-    let conditions = Facts {
+    let mut facts = Facts {
         phase_state: None,
         records: std::mem::take(&mut intake.records),
     };
-    let episode = call.read().iter().any(|rs| reads_any(rs, &conditions));
-    intake.records = conditions.records;
-    if episode {
+    let read = reads_any(call.rule_set, &facts);
+    intake.records = std::mem::take(&mut facts.records);
+    if let Some(orders) = req.context.draft_orders {
+        intake.add(orders);
+    }
+    let may_apply = read || {
+        let as_of = intake.localise(call.zone, call.now);
+        facts.records = std::mem::take(&mut intake.records);
+        let applies = evaluate(call.rule_set, &facts, as_of).applies;
+        intake.records = facts.records;
+        applies
+    };
+    if may_apply {
         gather(call, OBSERVATION, &mut intake, fetch).await?;
         // A rule set that reads an age gets the Patient's birth date: prefetched, else fetched
         // like the other keys, so an age rule is not silent for want of it. Without a FHIR
@@ -323,7 +332,7 @@ async fn decided(
         call.rule_set,
         shadow,
         intake,
-        episode,
+        may_apply,
     )
     .await
 }

@@ -161,9 +161,10 @@ struct Judged {
     texts: Vec<(String, Json, Json)>,
 }
 
-/// `case` decided as a hook call decides it (`stride_app::decision::decide`: the approved
-/// phase from a plan in the prefetch, the clinic's zone and day), on a store that holds nothing
-/// of the patient, and its cards made.
+/// `case` decided on every resource at once by the path a hook call and `$apply` share
+/// (`stride_app::decision::decide`: the approved phase from a plan in the prefetch, the
+/// clinic's zone and day), on a store that holds nothing of the patient, and its cards made.
+/// What a hook call gathers first is checked against this in `tests/apply.rs`.
 async fn judge(store: &dyn Store, rs: &RuleSet, case: &Json) -> Judged {
     let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
     let now = OffsetDateTime::parse(

@@ -1,16 +1,18 @@
-//! `$apply` drafts what a patient-view call drafts, on any record: every adversarial patient
-//! record of `tests/fixtures/adversarial/` (written from the guideline text alone, not from
-//! this code) is sent once as a patient-view call, its resources in the prefetch keys a
-//! hook's EHR fills, and once to `$apply` as its `data`; both decide with the version in
-//! force on the same day. Same decision ids, the same plan but for its ids and times, and no
-//! plan from `$apply` where the hook call drafts none.
+//! The hook call reads what the decision needs, and `$apply` drafts what a patient-view call
+//! drafts, on any record: every adversarial patient record of `tests/fixtures/adversarial/`
+//! (written from the guideline text alone, not from this code) is decided as a hook call
+//! gathers it (its resources in the prefetch keys an EHR fills; Conditions first, the rest
+//! only when the guideline may apply), and compared with the decision on every resource at
+//! once, and with `$apply` given them as its `data`.
 
 use std::path::Path;
 
 use serde_json::{json, Value as Json};
 use stride_app::apply::{apply, Apply, ApplyError, Source};
-use stride_app::hook::{decide, fingerprint, Call};
+use stride_app::decision::{self, Subject};
+use stride_app::hook::{decide, fingerprint, Call, HookError};
 use stride_fhir::clinic::ClinicZone;
+use stride_fhir::intake::Intake;
 use stride_store::audit::Action;
 use time::OffsetDateTime;
 
@@ -187,4 +189,166 @@ async fn apply_drafts_what_a_patient_view_call_drafts_on_every_adversarial_recor
         "{compared} compared, {drafted} drafted"
     );
     assert!(differ.is_empty(), "{}", differ.join("\n"));
+}
+
+/// The record's resources as the prefetch keys carry them: the Conditions, the Patient, an
+/// approved plan, and every other type with the Observations (as an EHR's search with
+/// `_include`, or a second query, brings them; the intake reads a resource by its type).
+/// `observations`: whether that key is sent at all.
+fn prefetch(resources: &[Json], observations: bool) -> Json {
+    let of = |keep: &dyn Fn(&str) -> bool| -> Vec<Json> {
+        resources
+            .iter()
+            .filter(|r| keep(r["resourceType"].as_str().unwrap_or("")))
+            .cloned()
+            .collect()
+    };
+    let mut p = json!({
+        "Patient": of(&|t| t == "Patient").first().cloned().unwrap_or(Json::Null),
+        "Condition": bundle(of(&|t| t == "Condition")),
+        "CarePlan": bundle(of(&|t| t == "CarePlan")),
+    });
+    if observations {
+        p["Observation"] = bundle(of(&|t| !["Condition", "Patient", "CarePlan"].contains(&t)));
+    }
+    p
+}
+
+/// Every adversarial record, of every hook, decided as its hook call gathers it: with every
+/// key prefetched, the same decision as on every resource at once (reading the Conditions
+/// first never changes what is decided); without the Observations and no FHIR server to fetch
+/// them from, the same decision or a refusal that names the missing key, never another
+/// decision; and for the same record with no Condition at all (the same orders for a patient
+/// with no knee problem on record), an answer without them: the orders being written are not
+/// a reason to need the patient's Observations (the first version of this stop's gate read
+/// the orders' codes and refused such a call).
+#[tokio::test]
+async fn a_hook_call_reads_what_its_decision_needs_on_every_adversarial_record() {
+    let w = support::world().await;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let (mut checked, mut refused, mut differ) = (0, 0, Vec::new());
+    for f in &files {
+        let case: Json = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let hook = case["hook"].as_str().unwrap();
+        let svc = w.catalog.service(&format!("running-knee-{hook}")).unwrap();
+        let rs = w.catalog.current(&svc.guideline).unwrap().clone();
+        let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
+        let now = OffsetDateTime::parse(
+            case["today"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
+        let patient = case["patient"].as_str().unwrap();
+        let resources: Vec<Json> = case["resources"].as_array().unwrap().clone();
+        let orders: Vec<Json> = case["draftOrders"].as_array().cloned().unwrap_or_default();
+        let actor = support::actor("https://ehr.example", "clinic-a");
+        let subject = Subject {
+            tenant: "clinic-a",
+            patient,
+            zone: &zone,
+            now,
+        };
+        // Everything at once.
+        let whole = |resources: &[Json]| {
+            let mut intake = Intake::for_patient(patient);
+            intake.read_patients = true;
+            intake.read_gender = rs.reads_patient_codes();
+            intake.add(&serde_json::value::to_raw_value(&bundle(resources.to_vec())).unwrap());
+            if !orders.is_empty() {
+                intake.add(&serde_json::value::to_raw_value(&bundle(orders.clone())).unwrap());
+            }
+            intake
+        };
+        let call_with = |resources: &[Json], observations: bool| {
+            let mut context = json!({"userId": "Practitioner/dr-1", "patientId": patient});
+            if hook != "patient-view" {
+                context["draftOrders"] = bundle(orders.clone());
+            }
+            serde_json::to_vec(&json!({
+                "hook": hook,
+                "hookInstance": uuid::Uuid::new_v4().to_string(),
+                "context": context,
+                "prefetch": prefetch(resources, observations),
+            }))
+            .unwrap()
+        };
+        let ids_of = |r: Result<stride_app::hook::Drafted, HookError>| r.map(|d| d.decision_ids);
+        let no_conditions: Vec<Json> = resources
+            .iter()
+            .filter(|r| r["resourceType"] != "Condition")
+            .cloned()
+            .collect();
+        for (label, resources) in [
+            ("as written", &resources),
+            ("without its Conditions", &no_conditions),
+        ] {
+            let expected = decision::ids(
+                &decision::decide(
+                    w.store.as_ref(),
+                    &subject,
+                    &rs,
+                    None,
+                    whole(resources),
+                    true,
+                )
+                .await
+                .unwrap()
+                .decision,
+            );
+            for observations in [true, false] {
+                let body = call_with(resources, observations);
+                let req = stride_hooks::request::parse(&body, svc.hook, true).unwrap();
+                let call = Call {
+                    service: svc,
+                    rule_set: &rs,
+                    shadow: None,
+                    request: &req,
+                    tenant: &actor.caller.tenant,
+                    issuer: &actor.caller.issuer,
+                    zone: &zone,
+                    now,
+                    public_url: "https://stride.example",
+                    fingerprint: fingerprint(svc, &req),
+                    smart_launch: false,
+                };
+                let entry = actor.entry(Action::HookCall, "success");
+                let got =
+                    ids_of(decide(w.store.as_ref(), &call, &mut support::NoFetch, entry).await);
+                checked += 1;
+                match got {
+                    Ok(ids) if ids == expected => {}
+                    Err(HookError::Unfetched(m))
+                        if !observations && m.contains("Observation") && label == "as written" =>
+                    {
+                        refused += 1
+                    }
+                    other => differ.push(format!(
+                        "{name}, {label}, {}: {:?} where the whole record decides {expected:?}",
+                        if observations {
+                            "every key"
+                        } else {
+                            "no Observations key"
+                        },
+                        other.map_err(|e| e.to_string())
+                    )),
+                }
+            }
+        }
+    }
+    eprintln!("{checked} calls checked, {refused} refused for want of the Observations");
+    assert!(checked >= 1500, "{checked}");
+    assert!(
+        differ.is_empty(),
+        "{} calls:\n{}",
+        differ.len(),
+        differ.join("\n")
+    );
 }
