@@ -161,12 +161,18 @@ impl Guarded {
 
     fn saw<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
         match &r {
-            // Not found, a duplicate key or a conflict are the database's answers too; any
-            // other error may not have reached it (a protocol or decoding error, say).
+            // Not found, a duplicate key, a conflict, an error the server sent (a statement
+            // timeout, say) or a row it sent that cannot be read are the database's answers
+            // too; a protocol or decoding error may not have reached it.
             Ok(_)
-            | Err(StoreError::NotFound | StoreError::Duplicate(_) | StoreError::Conflict(_)) => {
-                self.health.answered()
-            }
+            | Err(
+                StoreError::NotFound
+                | StoreError::Duplicate(_)
+                | StoreError::Conflict(_)
+                | StoreError::Database(sqlx::Error::Database(_))
+                | StoreError::Corrupt(_)
+                | StoreError::UnreadableEntry(_),
+            ) => self.health.answered(),
             Err(e) if e.is_unavailable() && !matches!(e, StoreError::Down) => self.went_down(),
             // A long wait for a connection is load, or a database that no longer answers (sqlx
             // retries a refused connection until the acquire time is out, and the pool counts
