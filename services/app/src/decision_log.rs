@@ -202,8 +202,9 @@ pub async fn check_chain(
         action: Some(stride_store::audit::Action::RetentionCheckpoint),
         ..query.clone()
     };
-    // An entry that cannot be read was edited in the database: the first broken link, as an
-    // entry whose hash no longer matches is (the walk goes on to count the rest).
+    // An entry that cannot be read was edited in the database: a broken link, as an entry
+    // whose hash no longer matches is, reported if it is the first (the walk goes on, and
+    // the check counts no entry after the first broken link).
     let mut rows = store.audit_stream(&checkpoints, true);
     while let Some(row) = rows.next().await {
         match row {

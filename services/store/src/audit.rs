@@ -187,13 +187,10 @@ pub struct ChainCheck {
     retention_runs: bool,
 }
 
-/// What an audit entry records. Stored as its name; every name Stride writes is here, so a
-/// search, a filter or a check names an action that exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What an audit entry records. Stored as its name; every name this version writes is here,
+/// so a search, a filter or a check names an action that exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// The default only so that tests may write an entry with `..Default::default()`: every
-    /// entry Stride writes names its action (`stride_app::actor`).
-    #[default]
     HookCall,
     /// A retry of a hookInstance answered before: the stored answer was given again.
     HookRetry,
@@ -220,6 +217,18 @@ pub enum Action {
     GuidelineSignOff,
     /// A signed-off rule-set version was put in force for a clinic.
     GuidelineActivation,
+    /// A name this version does not write, read back as it is stored: an entry a later
+    /// version wrote (while a rollout or a rollback runs two versions on one log), or one
+    /// edited in the database. Kept as written, so that the entry's hash, which covers the
+    /// name, decides whether it was altered. Never written by this version; empty in a
+    /// default entry (tests), as the text was before this type.
+    Other(String),
+}
+
+impl Default for Action {
+    fn default() -> Action {
+        Action::Other(String::new())
+    }
 }
 
 impl Action {
@@ -244,7 +253,7 @@ impl Action {
         Action::GuidelineActivation,
     ];
 
-    pub const fn as_str(self) -> &'static str {
+    pub const fn as_str(&self) -> &str {
         match self {
             Action::HookCall => "hook-call",
             Action::HookRetry => "hook-retry",
@@ -264,14 +273,20 @@ impl Action {
             Action::AnalyticsRead => "analytics-read",
             Action::GuidelineSignOff => "guideline-sign-off",
             Action::GuidelineActivation => "guideline-activation",
+            Action::Other(name) => name.as_str(),
         }
     }
 }
 
 impl Action {
-    /// The action of this name, if Stride writes it: a stored name read back, a filter.
+    /// The action of this name, if this version writes it (a filter, a search).
     pub fn from_name(name: &str) -> Option<Action> {
         Action::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    /// A stored name read back: any name, an unknown one kept as `Other`.
+    pub fn read(name: String) -> Action {
+        Action::from_name(&name).unwrap_or(Action::Other(name))
     }
 }
 

@@ -802,7 +802,7 @@ impl Store for PgStore {
                         .bind(q.until_us)
                         .bind(n)
                         .bind(&q.decision_id)
-                        .bind(q.action.map(Action::as_str));
+                        .bind(q.action.as_ref().map(Action::as_str));
                     // Numbered as the two orders' conditions name them.
                     if let Some(a) = after {
                         query = query.bind(a.tenant).bind(a.seq);

@@ -118,8 +118,8 @@ pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> 
 }
 
 /// An `audit_entries` row, with its chain and seal.
-/// A row whose action or facts cannot be read is named (`StoreError::UnreadableEntry`), so
-/// that a chain check reports it as the broken link it is, not as a failure of the check.
+/// A row whose facts cannot be read is named (`StoreError::UnreadableEntry`), so that a chain
+/// check reports it as the broken link it is, not as a failure of the check.
 pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
     let list = |c: &str| -> Result<Vec<String>, StoreError> {
         serde_json::from_value(r.json(c)?).map_err(corrupt)
@@ -131,7 +131,7 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
             tenant: tenant.clone(),
             seq,
             id: id.to_string(),
-            reason: format!("the entry is unreadable: {why}"),
+            reason: why.to_owned(),
         })
     };
     Ok(AuditEntry {
@@ -139,8 +139,7 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
             id,
             tenant: tenant.clone(),
             recorded_us: r.int(R::RECORDED_US)?,
-            action: Action::from_name(&r.text("action")?)
-                .ok_or_else(|| unreadable("it names an action Stride never writes"))?,
+            action: Action::read(r.text("action")?),
             outcome: r.text("outcome")?,
             caller_issuer: r.opt_text("caller_issuer")?,
             caller_subject: r.opt_text("caller_subject")?,
@@ -152,7 +151,8 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
             facts: r
                 .opt_text("facts")?
                 .map(|t| {
-                    AuditFacts::from_stored(&t).map_err(|_| unreadable("its facts are not JSON"))
+                    AuditFacts::from_stored(&t)
+                        .map_err(|_| unreadable("its facts are not JSON (edited)"))
                 })
                 .transpose()?,
             rule_set_id: r.opt_text("rule_set_id")?,

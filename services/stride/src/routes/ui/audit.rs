@@ -126,7 +126,10 @@ pub async fn search(
     html.push_str(&field("version", "Rule-set version", &f.version, "text"));
     html.push_str(&field("decision", "Decision id", &f.decision, "text"));
     html.push_str("<label for=\"action\">Action</label><select id=\"action\" name=\"action\"><option value=\"\">Any</option>");
-    for a in crate::audit::Action::ALL.map(crate::audit::Action::as_str) {
+    for a in crate::audit::Action::ALL
+        .iter()
+        .map(crate::audit::Action::as_str)
+    {
         let sel = if f.action.as_deref() == Some(a) {
             " selected"
         } else {
