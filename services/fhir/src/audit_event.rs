@@ -28,13 +28,20 @@ pub struct AuditView<'a> {
 
 pub const ACTION_SYSTEM: &str = "http://stride-cds.org/fhir/CodeSystem/audit-action";
 
-pub fn audit_event(v: &AuditView<'_>) -> Result<Json, RenderError> {
-    // R4 AuditEvent.action: C create, R read, U update, D delete, E execute.
-    let action = match v.action {
-        "careplan-read" | "careplan-search" | "audit-read" | "audit-verify" => "R",
+/// R4 AuditEvent.action: C create, R read, U update, D delete, E execute. Reading a clinic's
+/// figures is a read as reading its plans is; a replay executes the engine again.
+fn event_action(action: &str) -> &'static str {
+    match action {
+        "careplan-read" | "careplan-search" | "audit-read" | "audit-verify" | "analytics-read" => {
+            "R"
+        }
         "careplan-review" => "U",
         _ => "E",
-    };
+    }
+}
+
+pub fn audit_event(v: &AuditView<'_>) -> Result<Json, RenderError> {
+    let action = event_action(v.action);
     // R4 AuditEvent.outcome: 0 success, 4 minor failure, 8 serious failure.
     let outcome = match v.outcome {
         "success" => "0",
@@ -91,4 +98,25 @@ pub fn audit_event(v: &AuditView<'_>) -> Result<Json, RenderError> {
         "entity": entities,
     });
     checked::<AuditEvent>("AuditEvent", event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_action;
+
+    #[test]
+    fn reads_are_read_and_decisions_executed() {
+        for read in ["careplan-read", "audit-verify", "analytics-read"] {
+            assert_eq!(event_action(read), "R", "{read}");
+        }
+        assert_eq!(event_action("careplan-review"), "U");
+        for run in [
+            "hook-call",
+            "audit-replay",
+            "plan-apply",
+            "a-later-version's",
+        ] {
+            assert_eq!(event_action(run), "E", "{run}");
+        }
+    }
 }
