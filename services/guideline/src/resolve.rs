@@ -315,79 +315,58 @@ pub(crate) fn cleared(
     })
 }
 
-/// `resolve`, for the facts numbered in `only` when given (and the episode): what a
-/// criterion over those facts needs, at a fraction of the cost.
-/// `episode_from`: the episode is read from this day (an older open episode's start), not
-/// from the onset the episode model picks.
-pub(crate) fn resolve_with<'r>(
-    rs: &'r RuleSet,
-    facts: &Facts,
-    prepared: &Prepared,
-    as_of: Date,
-    only: Option<&BTreeSet<usize>>,
-    episode_from: Option<Date>,
-) -> FactTable<'r> {
-    let mut ignored = Vec::new();
-    let mut noted: BTreeSet<(String, String)> = BTreeSet::new();
-    // A look back at an earlier day (`only`) reads what it needs: the notes of what was left
-    // out, one formatted string per record after that day, were most of its cost.
-    let noting = only.is_none();
-    let mut ignore = |source: &str, reason: String, ignored: &mut Vec<Ignored>| {
-        if noting && noted.insert((source.to_owned(), reason.clone())) {
-            ignored.push(Ignored {
-                source: source.to_owned(),
-                reason,
-                date: None,
-            });
-        }
-    };
-
-    // Records that count at all: right status, dated, not in the future. What is left out is
-    // named, once per record.
-    let dq = &rs.doc.data_quality;
-    if noting {
+/// Name, once per record, what does not count at all: a status that does not count, no date,
+/// a date after the as-of day.
+fn note_left_out(facts: &Facts, prepared: &Prepared, as_of: Date, notes: &mut Notes) {
+    if notes.noting {
         for &(record, counts) in &prepared.relevant {
             let r = &facts.records[record];
             if !counts {
                 let st = r.status.as_deref().unwrap_or("missing");
-                ignore(
-                    &r.source,
-                    format!("status `{st}` does not count"),
-                    &mut ignored,
-                );
+                notes.ignore(&r.source, format!("status `{st}` does not count"));
                 continue;
             }
             match r.date {
-                None if r.kind != RecordKind::Order => ignore(
-                    &r.source,
-                    "no date: cannot be placed in time".into(),
-                    &mut ignored,
-                ),
-                Some(d) if d > as_of => ignore(
-                    &r.source,
-                    format!("dated {d}, after the as-of day {as_of}"),
-                    &mut ignored,
-                ),
+                None if r.kind != RecordKind::Order => {
+                    notes.ignore(&r.source, "no date: cannot be placed in time".into())
+                }
+                Some(d) if d > as_of => {
+                    notes.ignore(&r.source, format!("dated {d}, after the as-of day {as_of}"))
+                }
                 _ => {}
             }
         }
     }
-    let hits = &prepared.hits;
-    // Counts and is dated within the as-of day (a draft order without a date is about today).
-    let usable = |h: &Hit| {
-        h.counts
-            && match facts.records[h.record].date {
-                None => facts.records[h.record].kind == RecordKind::Order,
-                Some(d) => d <= as_of,
-            }
-    };
-    let of_fact = |f: usize| {
-        let start = hits.partition_point(|h| h.fact < f);
-        let end = hits.partition_point(|h| h.fact <= f);
-        let all = &hits[start..end];
-        all.split_at(all.partition_point(|h| !h.preliminary))
-    };
+}
 
+/// The patient's episode as the records tell it, before any other fact is read.
+struct Episode {
+    applies: bool,
+    onset: Option<Date>,
+    onset_sources: Vec<String>,
+    /// Why the onset is unknown; None while no episode is found.
+    onset_reason: Option<String>,
+    /// The start of the oldest open episode (`episodes_by_side`).
+    episode_start: Option<Date>,
+    /// The side findings are read by (`findings_by_side`).
+    placing_side: Option<Side>,
+    /// The open episodes, in clinical words, when there is more than one.
+    episodes: Vec<String>,
+}
+
+/// The episode: the trigger Conditions (latest onset, or the earliest; by side where the rule
+/// set groups episodes so), a problem marked ended that the record shows came back, and where
+/// the look back at an older episode (`episode_from`) reads it from.
+fn episode(
+    rs: &RuleSet,
+    facts: &Facts,
+    prepared: &Prepared,
+    as_of: Date,
+    episode_from: Option<Date>,
+    notes: &mut Notes,
+) -> Episode {
+    let dq = &rs.doc.data_quality;
+    let hits = &prepared.hits;
     // The episode: latest onset among active trigger Conditions (1.0.0), the earliest (1.0.1),
     // or the newest open episode by side (`episodes_by_side`).
     let episode = rs.episode_binding();
@@ -413,7 +392,7 @@ pub(crate) fn resolve_with<'r>(
     let mut triggers: Vec<Trigger<'_>> = Vec::new();
     // Why the onset is unknown; stays None while no episode is found (said below).
     let mut onset_reason: Option<String> = None;
-    for h in of_fact(rs.episode_index()).0 {
+    for h in prepared.of_fact(rs.episode_index()).0 {
         let (r, src) = (&facts.records[h.record], &episode.sources[h.source]);
         if r.kind != src.record {
             continue;
@@ -426,11 +405,7 @@ pub(crate) fn resolve_with<'r>(
                 (None, _) => false,
             };
             if !recent {
-                ignore(
-                    &r.source,
-                    "a diagnosis without a clinical status and without a recent onset: not an open episode".into(),
-                    &mut ignored,
-                );
+                notes.ignore(&r.source, "a diagnosis without a clinical status and without a recent onset: not an open episode".into());
                 continue;
             }
         }
@@ -525,7 +500,7 @@ pub(crate) fn resolve_with<'r>(
             &triggers,
             as_of,
             (stale_after, new_injury_after),
-            &mut |source, reason| ignore(source, reason, &mut ignored),
+            &mut |source, reason| notes.ignore(source, reason),
         );
         onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
@@ -545,6 +520,311 @@ pub(crate) fn resolve_with<'r>(
         onset_sources.extend(open.sources);
         episodes = open.notes;
     }
+    Episode {
+        applies,
+        onset,
+        onset_sources,
+        onset_reason,
+        episode_start,
+        placing_side,
+        episodes,
+    }
+}
+
+/// The approved phase: an approved plan counts for a phase of this rule set, approved on or
+/// before the as-of day and not before the episode began; anything else is reported, never
+/// guessed into a phase.
+fn approved_phase(
+    rs: &RuleSet,
+    facts: &Facts,
+    onset: Option<Date>,
+    as_of: Date,
+    notes: &mut Notes,
+) -> Option<(usize, crate::facts::PhaseState)> {
+    let dq = &rs.doc.data_quality;
+    // An approved plan counts for a phase of this rule set, approved on or before the as-of
+    // day; anything else is reported, never guessed into a phase.
+    let approved = match &facts.phase_state {
+        Some(ps) if dq.approved_phase_holds => {
+            match rs.doc.phases.iter().position(|p| p.id == ps.phase) {
+                // A plan approved before this episode began is another episode's.
+                Some(_) if onset.is_some_and(|o| ps.since < o) => {
+                    notes.ignore(&ps.source, "approved before this episode began".into());
+                    None
+                }
+                Some(i) if ps.since <= as_of => Some((i, ps.clone())),
+                Some(_) => {
+                    notes.ignore(&ps.source, format!("approved after the as-of day {as_of}"));
+                    None
+                }
+                None => {
+                    notes.ignore(
+                        &ps.source,
+                        format!(
+                            "approved phase `{}` is not a phase of this rule set",
+                            ps.phase
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    approved
+}
+
+impl Prepared {
+    /// The hits of fact `f`: those that count, then the preliminary ones.
+    fn of_fact(&self, f: usize) -> (&[Hit], &[Hit]) {
+        let start = self.hits.partition_point(|h| h.fact < f);
+        let end = self.hits.partition_point(|h| h.fact <= f);
+        let all = &self.hits[start..end];
+        all.split_at(all.partition_point(|h| !h.preliminary))
+    }
+}
+
+/// The newest evidence wins across representations: a streak recorded as a count ends on a
+/// day recorded since that breaks it (a painful walking day after "12 pain-free days").
+/// With `within_count`, a breaking day among the days the count covers ends it there:
+/// "14 pain-free days" dated today, with a painful walking day 3 days ago, is 3 at most.
+fn end_counts<'r>(
+    rs: &'r RuleSet,
+    ends_on: Vec<(&'r str, Date, f64)>,
+    readings: &BTreeMap<&'r str, Vec<(Date, f64, &str)>>,
+    values: &mut BTreeMap<&'r str, FactValue>,
+    notes: &mut Notes,
+) {
+    for (name, day, count) in ends_on {
+        let Some(e) = rs.doc.facts.get(name).and_then(|b| b.ended_by.as_ref()) else {
+            continue;
+        };
+        // The first day the count covers (a count of 0 covers none); checked, as a count
+        // without a plausible range may be any number.
+        let covered = (count.max(0.0).ceil() as i64)
+            .saturating_sub(1)
+            .min(100_000);
+        let covered_from = day
+            .checked_sub(time::Duration::days(covered))
+            .unwrap_or(Date::MIN);
+        let breaker = readings
+            .get(e.fact.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(d, v, _)| {
+                (*d > day || (e.within_count && *d >= covered_from)) && e.op.holds(*v, e.value)
+            })
+            .max_by_key(|(d, _, _)| *d);
+        if let Some((d, _, source)) = breaker {
+            let left = if *d > day {
+                0.0
+            } else {
+                (day - *d).whole_days() as f64
+            };
+            let unit = rs
+                .doc
+                .facts
+                .get(name)
+                .and_then(|b| b.output_unit())
+                .map(str::to_owned);
+            for old in values[name].sources.iter() {
+                notes.ignore(
+                    old,
+                    if *d > day {
+                        format!(
+                            "superseded by a newer record of {}",
+                            crate::display::day(*d)
+                        )
+                    } else {
+                        format!(
+                            "contradicted by a record of {}, among the days it counts",
+                            crate::display::day(*d)
+                        )
+                    },
+                );
+            }
+            values.insert(name, FactValue::known(left, unit, vec![source.to_string()]));
+        }
+    }
+}
+
+/// A record that cannot be read (unknown unit, wrong type) makes the fact unknown: the
+/// other records must not stand in for it, or an older value would hide a newer finding.
+/// Only a newer readable record supersedes it (`latest`), and a trend looks at its two
+/// periods only.
+/// `bad`: (source, why, day, recorded in a form not read).
+fn with_unreadable(
+    binding: &FactBinding,
+    dq: &DataQuality,
+    mut fv: FactValue,
+    points: &[Point<'_>],
+    bad: &[(String, String, Date, bool)],
+    as_of: Date,
+    onset: Option<Date>,
+) -> FactValue {
+    let blocking: Vec<&(String, String, Date, bool)> = bad
+        .iter()
+        .filter(|(_, _, d, _)| match binding.aggregation {
+            Aggregation::Latest => points.last().is_none_or(|p| *d >= p.date),
+            Aggregation::Trend | Aggregation::StepUp => {
+                (as_of - *d).whole_days() < 2 * i64::from(binding.period_days.unwrap_or(7))
+            }
+            _ => true,
+        })
+        .collect();
+    if let Some((_, reason, day, _)) = blocking.first() {
+        // Readable records of the same day stay possible readings: a red flag recorded
+        // present beside an unreadable record of that day still fires on it.
+        let mut alternatives: Vec<f64> = points
+            .iter()
+            .filter(|p| p.date >= *day && p.bound.is_none())
+            .map(|p| p.value)
+            .collect();
+        alternatives.sort_by(f64::total_cmp);
+        alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+        let mut sources: Vec<String> = blocking.iter().map(|(s, _, _, _)| s.clone()).collect();
+        // A yes/no finding recorded in a form not read may be a yes.
+        if dq.unreadable_red_flags_possible
+            && binding.kind == ValueKind::Boolean
+            && binding.aggregation == Aggregation::Latest
+            && !alternatives.contains(&1.0)
+        {
+            alternatives.push(1.0);
+        }
+        if binding.aggregation == Aggregation::Latest && !alternatives.is_empty() {
+            sources.extend(
+                points
+                    .iter()
+                    .filter(|p| p.date >= *day)
+                    .map(|p| p.source.to_owned()),
+            );
+        } else {
+            alternatives.clear();
+        }
+        let (readable, read_bound) = (fv.value, fv.bound);
+        let read_sources = fv.sources.clone();
+        fv = FactValue::unknown(reason.clone(), sources);
+        fv.alternatives = alternatives;
+        // The largest (smallest) value is still at least (at most) the largest (smallest)
+        // readable one: an implausible temperature recorded after a fever of 38.4 °C must
+        // not make the fever unknown (the metamorphic harness found it).
+        // Not for the first n records: an unreadable one among them moves another in.
+        if dq.unreadable_red_flags_possible {
+            let lo = readable
+                .map(|m| (m, true))
+                .or(read_bound.and_then(|b| b.lo));
+            let hi = readable
+                .map(|m| (m, true))
+                .or(read_bound.and_then(|b| b.hi));
+            fv.bound = match (binding.aggregation, binding.first_n) {
+                (Aggregation::Max, None) if lo.is_some() => Some(Interval { lo, hi: None }),
+                (Aggregation::Min, None) if hi.is_some() => Some(Interval { lo: None, hi }),
+                _ => None,
+            };
+            // The records read are evidence too: the card names the 38.4 °C beside the
+            // record it could not read.
+            if fv.bound.is_some() {
+                let mut all: Vec<String> = fv.sources.iter().cloned().collect();
+                all.extend(read_sources.iter().cloned());
+                all.sort();
+                all.dedup();
+                fv.sources = all.into();
+            }
+            // A number recorded in a form not read (a pain score as text) may be any
+            // believable value: the fact's readings at both ends of the believable range
+            // are its possible values, so a red flag that either reading fires holds, as
+            // for a yes/no finding (the reading of independent adversarial case 89).
+            // (Not a number outside the believable range: that one is unknown, never used.)
+            let unread = blocking.iter().all(|(_, _, _, form)| *form);
+            if let (ValueKind::Number, Some([lo, hi]), true) =
+                (binding.kind, binding.plausible, unread)
+            {
+                for end in [lo, hi] {
+                    let mut read = points.to_vec();
+                    read.extend(blocking.iter().map(|(source, _, date, _)| Point {
+                        date: *date,
+                        value: end,
+                        source: source.as_str(),
+                        correction: false,
+                        stand_in: false,
+                        bound: None,
+                        earliest: None,
+                    }));
+                    if let Some(v) = aggregate(binding, dq, &mut read, as_of, onset).value {
+                        fv.alternatives.push(v);
+                    }
+                }
+                fv.alternatives.sort_by(f64::total_cmp);
+                fv.alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+            }
+        }
+    }
+    fv
+}
+
+/// What a resolution left out and why (the decision's `ignored`): once per record and reason,
+/// and nothing at all for a look back at an earlier day, which reads only what it needs.
+struct Notes {
+    noting: bool,
+    noted: BTreeSet<(String, String)>,
+    ignored: Vec<Ignored>,
+}
+
+impl Notes {
+    fn new(noting: bool) -> Notes {
+        Notes {
+            noting,
+            noted: BTreeSet::new(),
+            ignored: Vec::new(),
+        }
+    }
+
+    fn ignore(&mut self, source: &str, reason: String) {
+        if self.noting && self.noted.insert((source.to_owned(), reason.clone())) {
+            self.ignored.push(Ignored {
+                source: source.to_owned(),
+                reason,
+                date: None,
+            });
+        }
+    }
+}
+
+/// `resolve`, for the facts numbered in `only` when given (and the episode): what a
+/// criterion over those facts needs, at a fraction of the cost.
+/// `episode_from`: the episode is read from this day (an older open episode's start), not
+/// from the onset the episode model picks.
+pub(crate) fn resolve_with<'r>(
+    rs: &'r RuleSet,
+    facts: &Facts,
+    prepared: &Prepared,
+    as_of: Date,
+    only: Option<&BTreeSet<usize>>,
+    episode_from: Option<Date>,
+) -> FactTable<'r> {
+    // A look back at an earlier day (`only`) reads what it needs: the notes of what was left
+    // out, one formatted string per record after that day, were most of its cost.
+    let mut notes = Notes::new(only.is_none());
+
+    let dq = &rs.doc.data_quality;
+    note_left_out(facts, prepared, as_of, &mut notes);
+    // Counts and is dated within the as-of day (a draft order without a date is about today).
+    let usable = |h: &Hit| {
+        h.counts
+            && match facts.records[h.record].date {
+                None => facts.records[h.record].kind == RecordKind::Order,
+                Some(d) => d <= as_of,
+            }
+    };
+    let Episode {
+        applies,
+        onset,
+        onset_sources,
+        onset_reason,
+        episode_start,
+        placing_side,
+        episodes,
+    } = episode(rs, facts, prepared, as_of, episode_from, &mut notes);
     let mut values = BTreeMap::new();
     let episode_value = match onset {
         Some(d) => FactValue::known(day_number(d), Some("d".into()), onset_sources.clone()),
@@ -564,44 +844,7 @@ pub(crate) fn resolve_with<'r>(
     };
     values.insert(rs.doc.applicability.elapsed_fact.as_str(), elapsed);
 
-    // An approved plan counts for a phase of this rule set, approved on or before the as-of
-    // day; anything else is reported, never guessed into a phase.
-    let approved = match &facts.phase_state {
-        Some(ps) if dq.approved_phase_holds => {
-            match rs.doc.phases.iter().position(|p| p.id == ps.phase) {
-                // A plan approved before this episode began is another episode's.
-                Some(_) if onset.is_some_and(|o| ps.since < o) => {
-                    ignore(
-                        &ps.source,
-                        "approved before this episode began".into(),
-                        &mut ignored,
-                    );
-                    None
-                }
-                Some(i) if ps.since <= as_of => Some((i, ps.clone())),
-                Some(_) => {
-                    ignore(
-                        &ps.source,
-                        format!("approved after the as-of day {as_of}"),
-                        &mut ignored,
-                    );
-                    None
-                }
-                None => {
-                    ignore(
-                        &ps.source,
-                        format!(
-                            "approved phase `{}` is not a phase of this rule set",
-                            ps.phase
-                        ),
-                        &mut ignored,
-                    );
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
+    let approved = approved_phase(rs, facts, onset, as_of, &mut notes);
     let anchors = Anchors {
         onset,
         entry: approved.as_ref().map(|(i, ps)| (*i, ps.since)),
@@ -624,7 +867,7 @@ pub(crate) fn resolve_with<'r>(
         if f == rs.episode_index() || only.is_some_and(|o| !o.contains(&f)) {
             continue;
         }
-        let (counted, preliminary) = of_fact(f);
+        let (counted, preliminary) = prepared.of_fact(f);
         let mut points = Vec::new();
         // (source, why, day, recorded in a form not read: free text, a wrong type)
         let mut bad: Vec<(String, String, Date, bool)> = Vec::new();
@@ -639,7 +882,7 @@ pub(crate) fn resolve_with<'r>(
                         .then_some("its body site is not one this finding is read at")
                 })
             }) {
-                ignore(&r.source, format!("{}: {why}", binding.text), &mut ignored);
+                notes.ignore(&r.source, format!("{}: {why}", binding.text));
                 continue;
             }
             // A finding recorded for the other side says nothing of this episode's knee or
@@ -655,15 +898,11 @@ pub(crate) fn resolve_with<'r>(
                     && opposite(rs.side_of(r), side)
                     && says_no(rs, binding, h.source, r)
                 {
-                    ignore(
-                        &r.source,
-                        format!(
+                    notes.ignore(&r.source, format!(
                             "{}: a negative finding recorded for the other side; the open episode is the {} side's",
                             binding.text,
                             side_word(side)
-                        ),
-                        &mut ignored,
-                    );
+                        ));
                     continue;
                 }
             }
@@ -735,13 +974,12 @@ pub(crate) fn resolve_with<'r>(
                     earliest: None,
                 }),
                 // No evidence is not evidence: it never supersedes an earlier value.
-                Read::NoValue if dq.value_less_ignored => ignore(
+                Read::NoValue if dq.value_less_ignored => notes.ignore(
                     &r.source,
                     format!(
                         "{}: no value recorded, not evidence either way",
                         binding.text
                     ),
-                    &mut ignored,
                 ),
                 Read::NoValue => bad.push((r.source.clone(), "no value".into(), date, false)),
                 Read::Bad(reason) => {
@@ -768,7 +1006,7 @@ pub(crate) fn resolve_with<'r>(
         // Clinical words on the card ("Extent of focal tenderness: …"); the fact id stays in
         // the trace.
         for (source, reason, _, _) in &bad {
-            ignore(source, format!("{}: {reason}", binding.text), &mut ignored);
+            notes.ignore(source, format!("{}: {reason}", binding.text));
         }
         if enders.contains(name.as_str()) {
             readings.insert(
@@ -791,109 +1029,7 @@ pub(crate) fn resolve_with<'r>(
         if fv.value.is_some_and(|v| !v.is_finite()) {
             fv = FactValue::unknown("not a finite number", fv.sources);
         }
-        // A record that cannot be read (unknown unit, wrong type) makes the fact unknown: the
-        // other records must not stand in for it, or an older value would hide a newer finding.
-        // Only a newer readable record supersedes it (`latest`), and a trend looks at its two
-        // periods only.
-        let blocking: Vec<&(String, String, Date, bool)> = bad
-            .iter()
-            .filter(|(_, _, d, _)| match binding.aggregation {
-                Aggregation::Latest => points.last().is_none_or(|p| *d >= p.date),
-                Aggregation::Trend | Aggregation::StepUp => {
-                    (as_of - *d).whole_days() < 2 * i64::from(binding.period_days.unwrap_or(7))
-                }
-                _ => true,
-            })
-            .collect();
-        if let Some((_, reason, day, _)) = blocking.first() {
-            // Readable records of the same day stay possible readings: a red flag recorded
-            // present beside an unreadable record of that day still fires on it.
-            let mut alternatives: Vec<f64> = points
-                .iter()
-                .filter(|p| p.date >= *day && p.bound.is_none())
-                .map(|p| p.value)
-                .collect();
-            alternatives.sort_by(f64::total_cmp);
-            alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
-            let mut sources: Vec<String> = blocking.iter().map(|(s, _, _, _)| s.clone()).collect();
-            // A yes/no finding recorded in a form not read may be a yes.
-            if dq.unreadable_red_flags_possible
-                && binding.kind == ValueKind::Boolean
-                && binding.aggregation == Aggregation::Latest
-                && !alternatives.contains(&1.0)
-            {
-                alternatives.push(1.0);
-            }
-            if binding.aggregation == Aggregation::Latest && !alternatives.is_empty() {
-                sources.extend(
-                    points
-                        .iter()
-                        .filter(|p| p.date >= *day)
-                        .map(|p| p.source.to_owned()),
-                );
-            } else {
-                alternatives.clear();
-            }
-            let (readable, read_bound) = (fv.value, fv.bound);
-            let read_sources = fv.sources.clone();
-            fv = FactValue::unknown(reason.clone(), sources);
-            fv.alternatives = alternatives;
-            // The largest (smallest) value is still at least (at most) the largest (smallest)
-            // readable one: an implausible temperature recorded after a fever of 38.4 °C must
-            // not make the fever unknown (the metamorphic harness found it).
-            // Not for the first n records: an unreadable one among them moves another in.
-            if dq.unreadable_red_flags_possible {
-                let lo = readable
-                    .map(|m| (m, true))
-                    .or(read_bound.and_then(|b| b.lo));
-                let hi = readable
-                    .map(|m| (m, true))
-                    .or(read_bound.and_then(|b| b.hi));
-                fv.bound = match (binding.aggregation, binding.first_n) {
-                    (Aggregation::Max, None) if lo.is_some() => Some(Interval { lo, hi: None }),
-                    (Aggregation::Min, None) if hi.is_some() => Some(Interval { lo: None, hi }),
-                    _ => None,
-                };
-                // The records read are evidence too: the card names the 38.4 °C beside the
-                // record it could not read.
-                if fv.bound.is_some() {
-                    let mut all: Vec<String> = fv.sources.iter().cloned().collect();
-                    all.extend(read_sources.iter().cloned());
-                    all.sort();
-                    all.dedup();
-                    fv.sources = all.into();
-                }
-                // A number recorded in a form not read (a pain score as text) may be any
-                // believable value: the fact's readings at both ends of the believable range
-                // are its possible values, so a red flag that either reading fires holds, as
-                // for a yes/no finding (the reading of independent adversarial case 89).
-                // (Not a number outside the believable range: that one is unknown, never used.)
-                let unread = blocking.iter().all(|(_, _, _, form)| *form);
-                if let (ValueKind::Number, Some([lo, hi]), true) =
-                    (binding.kind, binding.plausible, unread)
-                {
-                    for end in [lo, hi] {
-                        let mut read = points.clone();
-                        read.extend(blocking.iter().map(|(source, _, date, _)| Point {
-                            date: *date,
-                            value: end,
-                            source: source.as_str(),
-                            correction: false,
-                            stand_in: false,
-                            bound: None,
-                            earliest: None,
-                        }));
-                        if let Some(v) =
-                            aggregate(binding, dq, &mut read, as_of, anchors.onset).value
-                        {
-                            fv.alternatives.push(v);
-                        }
-                    }
-                    fv.alternatives.sort_by(f64::total_cmp);
-                    fv.alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
-                }
-            }
-        }
+        let mut fv = with_unreadable(binding, dq, fv, &points, &bad, as_of, anchors.onset);
         if fv.value.is_none()
             && fv
                 .reason
@@ -901,14 +1037,13 @@ pub(crate) fn resolve_with<'r>(
                 .is_some_and(|r| r.starts_with("contradictory"))
         {
             for source in fv.sources.iter() {
-                ignore(
+                notes.ignore(
                     source,
                     format!(
                         "{}: {}",
                         binding.text,
                         fv.reason.as_deref().unwrap_or_default()
                     ),
-                    &mut ignored,
                 );
             }
         }
@@ -918,68 +1053,13 @@ pub(crate) fn resolve_with<'r>(
         values.insert(name.as_str(), fv);
     }
 
-    // The newest evidence wins across representations: a streak recorded as a count ends on a
-    // day recorded since that breaks it (a painful walking day after "12 pain-free days").
-    // With `within_count`, a breaking day among the days the count covers ends it there:
-    // "14 pain-free days" dated today, with a painful walking day 3 days ago, is 3 at most.
-    for (name, day, count) in ends_on {
-        let Some(e) = rs.doc.facts.get(name).and_then(|b| b.ended_by.as_ref()) else {
-            continue;
-        };
-        // The first day the count covers (a count of 0 covers none); checked, as a count
-        // without a plausible range may be any number.
-        let covered = (count.max(0.0).ceil() as i64)
-            .saturating_sub(1)
-            .min(100_000);
-        let covered_from = day
-            .checked_sub(time::Duration::days(covered))
-            .unwrap_or(Date::MIN);
-        let breaker = readings
-            .get(e.fact.as_str())
-            .into_iter()
-            .flatten()
-            .filter(|(d, v, _)| {
-                (*d > day || (e.within_count && *d >= covered_from)) && e.op.holds(*v, e.value)
-            })
-            .max_by_key(|(d, _, _)| *d);
-        if let Some((d, _, source)) = breaker {
-            let left = if *d > day {
-                0.0
-            } else {
-                (day - *d).whole_days() as f64
-            };
-            let unit = rs
-                .doc
-                .facts
-                .get(name)
-                .and_then(|b| b.output_unit())
-                .map(str::to_owned);
-            for old in values[name].sources.iter() {
-                ignore(
-                    old,
-                    if *d > day {
-                        format!(
-                            "superseded by a newer record of {}",
-                            crate::display::day(*d)
-                        )
-                    } else {
-                        format!(
-                            "contradicted by a record of {}, among the days it counts",
-                            crate::display::day(*d)
-                        )
-                    },
-                    &mut ignored,
-                );
-            }
-            values.insert(name, FactValue::known(left, unit, vec![source.to_string()]));
-        }
-    }
+    end_counts(rs, ends_on, &readings, &mut values, &mut notes);
 
     FactTable {
         values,
         onset,
         applies,
-        ignored,
+        ignored: notes.ignored,
         newest_observation,
         approved,
         episodes,
