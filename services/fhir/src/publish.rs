@@ -18,7 +18,7 @@ fn status(rs: &RuleSet) -> &'static str {
     }
 }
 
-/// `medial-knee-pain-running-1.0.0`: a FHIR id naming one version.
+/// `{guideline id}-{version}` (say `my-guideline-1.0.0`): a FHIR id naming one version.
 pub fn plan_definition_id(rs: &RuleSet) -> String {
     format!("{}-{}", rs.doc.id, rs.doc.version)
 }
