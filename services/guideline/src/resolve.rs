@@ -1631,45 +1631,10 @@ fn aggregate(
     as_of: Date,
     onset: Option<Date>,
 ) -> FactValue {
-    // Oldest first; ties broken by source so the result never depends on input order.
-    points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
-    // A measured value outranks a stand-in of the same day (an extent of 5 cm beside
-    // "localized tenderness absent" is a measured, non-focal tenderness, not a conflict).
-    // (Only facts with a stand-in source pay for it: evaluate runs on every hook call.)
-    if points.iter().any(|p| p.stand_in) {
-        let measured: BTreeSet<Date> = points
-            .iter()
-            .filter(|p| !p.stand_in)
-            .map(|p| p.date)
-            .collect();
-        points.retain(|p| !p.stand_in || !measured.contains(&p.date));
-    }
-    // A correction supersedes the record it corrects: on a day with an amended or corrected
-    // record, the day's other records are the ones corrected. Only for facts that hold one
-    // value per day; sessions and counts keep every record of the day.
-    if dq.corrections_supersede
-        && matches!(
-            b.aggregation,
-            Aggregation::Latest | Aggregation::ConsecutiveDays
-        )
-        && points.iter().any(|p| p.correction)
-    {
-        let corrected: BTreeSet<Date> = points
-            .iter()
-            .filter(|p| p.correction)
-            .map(|p| p.date)
-            .collect();
-        points.retain(|p| p.correction || !corrected.contains(&p.date));
-    }
+    settle(b, dq, points);
     let limited: &[Point<'_>] = match b.first_n {
         Some(n) => &points[..points.len().min(n as usize)],
         None => points,
-    };
-    let srcs = |ps: &[Point<'_>]| ps.iter().map(|p| p.source.to_owned()).collect::<Vec<_>>();
-    let matches = |p: &Point<'_>| {
-        b.matching
-            .as_ref()
-            .is_none_or(|m| m.op.holds(p.value, m.value))
     };
     let unit = b.unit.clone();
 
@@ -1679,90 +1644,10 @@ fn aggregate(
                 .last()
                 .is_some_and(|l| points.iter().any(|p| p.date == l.date && p.bound.is_some())) =>
         {
-            let day = points[points.len() - 1].date;
-            let same_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == day).collect();
-            let sources: Vec<String> = same_day.iter().map(|p| p.source.to_owned()).collect();
-            let bounds: Vec<Interval> = same_day.iter().filter_map(|p| p.bound).collect();
-            let values: Vec<f64> = same_day
-                .iter()
-                .filter(|p| p.bound.is_none())
-                .map(|p| p.value)
-                .collect();
-            // A measured value inside the day's bounds says more than they do.
-            if let Some(v) = values.first() {
-                if values.iter().all(|x| (x - v).abs() <= 1e-9)
-                    && bounds.iter().all(|iv| iv.contains(*v))
-                {
-                    return FactValue::known(*v, unit, sources);
-                }
-                return FactValue::unknown(
-                    format!("contradictory records on {}", crate::display::day(day)),
-                    sources,
-                );
-            }
-            if bounds.iter().any(|iv| *iv != bounds[0]) {
-                return FactValue::unknown(
-                    format!("contradictory records on {}", crate::display::day(day)),
-                    sources,
-                );
-            }
-            let mut fv = FactValue::unknown(
-                format!(
-                    "recorded as {} {}",
-                    bounds[0].describe(),
-                    unit.as_deref().unwrap_or_default()
-                ),
-                sources,
-            );
-            fv.bound = Some(bounds[0]);
-            fv
+            latest_of_bounds(points, unit)
         }
         Aggregation::Max if points.iter().any(|p| p.bound.is_some()) => {
-            // The largest of values known only by bounds lies between the largest lower end
-            // and the largest upper end.
-            let ends = |p: &Point<'_>| match p.bound {
-                Some(iv) => (iv.lo, iv.hi),
-                None => (Some((p.value, true)), Some((p.value, true))),
-            };
-            let mut lo: Option<(f64, bool)> = None;
-            let mut hi: Option<(f64, bool)> = Some((f64::NEG_INFINITY, true));
-            for p in limited {
-                let (l, h) = ends(p);
-                if let Some((v, inc)) = l {
-                    lo = match lo {
-                        Some((w, winc)) if w > v => Some((w, winc)),
-                        // On a tie the strict end wins: one of them is strictly above it.
-                        Some((w, winc)) if w == v => Some((v, inc && winc)),
-                        _ => Some((v, inc)),
-                    };
-                }
-                hi = match (hi, h) {
-                    (None, _) | (_, None) => None,
-                    (Some((w, winc)), Some((v, inc))) => {
-                        if v > w || (v == w && inc) {
-                            Some((v, inc))
-                        } else {
-                            Some((w, winc))
-                        }
-                    }
-                };
-            }
-            let iv = Interval { lo, hi };
-            if let (Some((l, true)), Some((h, true))) = (iv.lo, iv.hi) {
-                if l == h {
-                    return FactValue::known(l, unit, srcs(limited));
-                }
-            }
-            let mut fv = FactValue::unknown(
-                format!(
-                    "recorded as {} {}",
-                    iv.describe(),
-                    unit.as_deref().unwrap_or_default()
-                ),
-                srcs(limited),
-            );
-            fv.bound = Some(iv);
-            fv
+            max_of_bounds(limited, unit)
         }
         Aggregation::Latest => {
             let Some(last) = points.last() else {
@@ -1788,57 +1673,34 @@ fn aggregate(
             FactValue::known(first, unit, sources)
         }
         Aggregation::Max => match limited.iter().map(|p| p.value).reduce(f64::max) {
-            Some(m) => FactValue::known(m, unit, srcs(limited)),
+            Some(m) => FactValue::known(m, unit, sources_of(limited)),
             None => FactValue::unknown(NOT_RECORDED, vec![]),
         },
         Aggregation::Min => match limited.iter().map(|p| p.value).reduce(f64::min) {
-            Some(m) => FactValue::known(m, unit, srcs(limited)),
+            Some(m) => FactValue::known(m, unit, sources_of(limited)),
             None => FactValue::unknown(NOT_RECORDED, vec![]),
         },
         Aggregation::Sum => {
             // No record in the window means nothing was done: a known zero.
-            FactValue::known(points.iter().map(|p| p.value).sum(), unit, srcs(points))
+            FactValue::known(
+                points.iter().map(|p| p.value).sum(),
+                unit,
+                sources_of(points),
+            )
         }
         Aggregation::Count => {
-            let hits: Vec<Point<'_>> = points.iter().filter(|p| matches(p)).cloned().collect();
-            FactValue::known(hits.len() as f64, Some("1".into()), srcs(&hits))
+            let hits: Vec<Point<'_>> = points.iter().filter(|p| matching(b, p)).cloned().collect();
+            FactValue::known(hits.len() as f64, Some("1".into()), sources_of(&hits))
         }
         Aggregation::Exists => {
-            let hits: Vec<Point<'_>> = points.iter().filter(|p| matches(p)).cloned().collect();
-            FactValue::known(if hits.is_empty() { 0.0 } else { 1.0 }, None, srcs(&hits))
+            let hits: Vec<Point<'_>> = points.iter().filter(|p| matching(b, p)).cloned().collect();
+            FactValue::known(
+                if hits.is_empty() { 0.0 } else { 1.0 },
+                None,
+                sources_of(&hits),
+            )
         }
-        Aggregation::ConsecutiveDays => {
-            let Some(last) = points.last() else {
-                return FactValue::unknown(NOT_RECORDED, vec![]);
-            };
-            // Points are sorted by day: walk the days backwards once, each day's records
-            // together (linear in the number of records).
-            let mut day = last.date;
-            let mut run = 0i64;
-            let mut used = Vec::new();
-            let mut end = points.len();
-            while end > 0 && points[end - 1].date == day {
-                let start = points[..end]
-                    .iter()
-                    .rposition(|p| p.date != day)
-                    .map_or(0, |i| i + 1);
-                let on_day = &points[start..end];
-                if !on_day.iter().all(&matches) {
-                    break;
-                }
-                run += 1;
-                used.extend(on_day.iter().map(|p| p.source.to_owned()));
-                end = start;
-                day = match day.previous_day() {
-                    Some(d) => d,
-                    None => break,
-                };
-            }
-            if run == 0 {
-                used = srcs(&points[points.len() - 1..]);
-            }
-            FactValue::known(run as f64, Some("d".into()), used)
-        }
+        Aggregation::ConsecutiveDays => consecutive_days(b, points),
         Aggregation::ConsecutiveRecords => {
             if points.is_empty() {
                 return FactValue::unknown(NOT_RECORDED, vec![]);
@@ -1846,123 +1708,14 @@ fn aggregate(
             let run: Vec<Point<'_>> = points
                 .iter()
                 .rev()
-                .take_while(|p| matches(p))
+                .take_while(|p| matching(b, p))
                 .cloned()
                 .collect();
-            FactValue::known(run.len() as f64, Some("1".into()), srcs(&run))
+            FactValue::known(run.len() as f64, Some("1".into()), sources_of(&run))
         }
-        Aggregation::AdjacentDays => {
-            // Two sessions on one day are less than 24 hours apart too.
-            if b.same_day {
-                let mut seen: BTreeMap<Date, &str> = BTreeMap::new();
-                for p in points.iter() {
-                    match seen.get(&p.date) {
-                        Some(other) if *other != p.source => {
-                            let used: Vec<String> = points
-                                .iter()
-                                .filter(|q| q.date == p.date)
-                                .map(|q| q.source.to_owned())
-                                .collect();
-                            return FactValue::known(1.0, None, used);
-                        }
-                        _ => {
-                            seen.insert(p.date, p.source);
-                        }
-                    }
-                }
-            }
-            let days: BTreeSet<Date> = points.iter().map(|p| p.date).collect();
-            let pair = days
-                .iter()
-                .zip(days.iter().skip(1))
-                .find(|(a, b)| (**b - **a).whole_days() == 1);
-            match pair {
-                Some((a, b)) => {
-                    let used = points
-                        .iter()
-                        .filter(|p| p.date == *a || p.date == *b)
-                        .cloned()
-                        .collect::<Vec<_>>();
-                    FactValue::known(1.0, None, srcs(&used))
-                }
-                None => FactValue::known(0.0, None, srcs(points)),
-            }
-        }
-        Aggregation::Trend => {
-            let period = i64::from(b.period_days.unwrap_or(7));
-            let age = |p: &Point<'_>| (as_of - p.date).whole_days();
-            let recent: f64 = points
-                .iter()
-                .filter(|p| age(p) < period)
-                .map(|p| p.value)
-                .sum();
-            let before: f64 = points
-                .iter()
-                .filter(|p| (period..2 * period).contains(&age(p)))
-                .map(|p| p.value)
-                .sum();
-            if before <= 0.0 {
-                return FactValue::unknown("no earlier period to compare with", srcs(points));
-            }
-            let ratio = recent / before;
-            // A change per `rate_days` (compounded): two weeks of ~10 % a week is ~10 % a week,
-            // not the 21 % the two fortnights' totals differ by.
-            let change = match b.rate_days {
-                Some(days) if days > 0 => ratio.powf(f64::from(days) / period as f64) - 1.0,
-                _ => ratio - 1.0,
-            };
-            FactValue::known(change * 100.0, Some("%".into()), srcs(points))
-        }
-        Aggregation::StepUp => {
-            if points.is_empty() {
-                return FactValue::unknown(NOT_RECORDED, vec![]);
-            }
-            // Each run against the longest run of the `period_days` before its day; the largest
-            // rise counts (a run that doubled is a jump even if later runs held).
-            let period = i64::from(b.period_days.unwrap_or(7));
-            let judged = b.judged_days.map(i64::from);
-            let mut rise = 0.0f64;
-            let mut used = Vec::new();
-            for p in points
-                .iter()
-                .filter(|p| judged.is_none_or(|j| (as_of - p.date).whole_days() <= j))
-            {
-                let longest_before = |end: Date| {
-                    points
-                        .iter()
-                        .filter(|q| {
-                            q.date < p.date && q.date <= end && (end - q.date).whole_days() < period
-                        })
-                        .map(|q| q.value)
-                        .reduce(f64::max)
-                };
-                let mut prev = points
-                    .iter()
-                    .filter(|q| q.date < p.date && (p.date - q.date).whole_days() <= period)
-                    .map(|q| q.value)
-                    .reduce(f64::max);
-                // After a break (`judged_days`): the last period that had runs, ending on the
-                // last run before this one. A week off is no baseline of 0 km.
-                if prev.is_none() && judged.is_some() {
-                    if let Some(last) = points
-                        .iter()
-                        .filter(|q| q.date < p.date)
-                        .map(|q| q.date)
-                        .max()
-                    {
-                        prev = longest_before(last);
-                    }
-                }
-                if let Some(prev) = prev.filter(|v| *v > 0.0) {
-                    let r = (p.value - prev) / prev * 100.0;
-                    if r > rise {
-                        rise = r;
-                        used = vec![p.source.to_owned()];
-                    }
-                }
-            }
-            FactValue::known(rise, Some("%".into()), used)
-        }
+        Aggregation::AdjacentDays => adjacent_days(b, points),
+        Aggregation::Trend => trend(b, points, as_of),
+        Aggregation::StepUp => step_up(b, points, as_of),
         Aggregation::Age => {
             let Some(last) = points.last() else {
                 return FactValue::unknown(NOT_RECORDED, vec![]);
@@ -2009,7 +1762,7 @@ fn aggregate(
             let Some(onset) = onset else {
                 return FactValue::unknown(
                     "no episode onset to take a baseline from",
-                    srcs(points),
+                    sources_of(points),
                 );
             };
             let days = i64::from(b.period_days.unwrap_or(3));
@@ -2032,11 +1785,299 @@ fn aggregate(
                 ),
                 None => FactValue::unknown(
                     format!("no score in the first {days} days of the episode to compare with"),
-                    srcs(points),
+                    sources_of(points),
                 ),
             }
         }
     }
+}
+/// The points a fact is aggregated over, oldest first (ties broken by source, so the result
+/// never depends on input order), a measured value in place of a stand-in of its day, and a
+/// correction in place of the records of its day it corrects.
+fn settle(b: &FactBinding, dq: &DataQuality, points: &mut Vec<Point<'_>>) {
+    // Oldest first; ties broken by source so the result never depends on input order.
+    points.sort_by(|a, b| a.date.cmp(&b.date).then_with(|| a.source.cmp(b.source)));
+    // A measured value outranks a stand-in of the same day (an extent of 5 cm beside
+    // "localized tenderness absent" is a measured, non-focal tenderness, not a conflict).
+    // (Only facts with a stand-in source pay for it: evaluate runs on every hook call.)
+    if points.iter().any(|p| p.stand_in) {
+        let measured: BTreeSet<Date> = points
+            .iter()
+            .filter(|p| !p.stand_in)
+            .map(|p| p.date)
+            .collect();
+        points.retain(|p| !p.stand_in || !measured.contains(&p.date));
+    }
+    // A correction supersedes the record it corrects: on a day with an amended or corrected
+    // record, the day's other records are the ones corrected. Only for facts that hold one
+    // value per day; sessions and counts keep every record of the day.
+    if dq.corrections_supersede
+        && matches!(
+            b.aggregation,
+            Aggregation::Latest | Aggregation::ConsecutiveDays
+        )
+        && points.iter().any(|p| p.correction)
+    {
+        let corrected: BTreeSet<Date> = points
+            .iter()
+            .filter(|p| p.correction)
+            .map(|p| p.date)
+            .collect();
+        points.retain(|p| p.correction || !corrected.contains(&p.date));
+    }
+}
+
+/// The records a value rests on.
+fn sources_of(ps: &[Point<'_>]) -> Vec<String> {
+    ps.iter().map(|p| p.source.to_owned()).collect()
+}
+
+/// Whether a record meets the fact's `matching` test (every record does without one).
+fn matching(b: &FactBinding, p: &Point<'_>) -> bool {
+    b.matching
+        .as_ref()
+        .is_none_or(|m| m.op.holds(p.value, m.value))
+}
+
+/// The newest day's records where one of them is known only by its bounds: a measured
+/// value within them, the bound they agree on, or contradictory records.
+fn latest_of_bounds(points: &[Point<'_>], unit: Option<String>) -> FactValue {
+    let day = points[points.len() - 1].date;
+    let same_day: Vec<&Point<'_>> = points.iter().filter(|p| p.date == day).collect();
+    let sources: Vec<String> = same_day.iter().map(|p| p.source.to_owned()).collect();
+    let bounds: Vec<Interval> = same_day.iter().filter_map(|p| p.bound).collect();
+    let values: Vec<f64> = same_day
+        .iter()
+        .filter(|p| p.bound.is_none())
+        .map(|p| p.value)
+        .collect();
+    // A measured value inside the day's bounds says more than they do.
+    if let Some(v) = values.first() {
+        if values.iter().all(|x| (x - v).abs() <= 1e-9) && bounds.iter().all(|iv| iv.contains(*v)) {
+            return FactValue::known(*v, unit, sources);
+        }
+        return FactValue::unknown(
+            format!("contradictory records on {}", crate::display::day(day)),
+            sources,
+        );
+    }
+    if bounds.iter().any(|iv| *iv != bounds[0]) {
+        return FactValue::unknown(
+            format!("contradictory records on {}", crate::display::day(day)),
+            sources,
+        );
+    }
+    let mut fv = FactValue::unknown(
+        format!(
+            "recorded as {} {}",
+            bounds[0].describe(),
+            unit.as_deref().unwrap_or_default()
+        ),
+        sources,
+    );
+    fv.bound = Some(bounds[0]);
+    fv
+}
+
+/// The largest of values some of which are known only by their bounds.
+fn max_of_bounds(limited: &[Point<'_>], unit: Option<String>) -> FactValue {
+    // The largest of values known only by bounds lies between the largest lower end
+    // and the largest upper end.
+    let ends = |p: &Point<'_>| match p.bound {
+        Some(iv) => (iv.lo, iv.hi),
+        None => (Some((p.value, true)), Some((p.value, true))),
+    };
+    let mut lo: Option<(f64, bool)> = None;
+    let mut hi: Option<(f64, bool)> = Some((f64::NEG_INFINITY, true));
+    for p in limited {
+        let (l, h) = ends(p);
+        if let Some((v, inc)) = l {
+            lo = match lo {
+                Some((w, winc)) if w > v => Some((w, winc)),
+                // On a tie the strict end wins: one of them is strictly above it.
+                Some((w, winc)) if w == v => Some((v, inc && winc)),
+                _ => Some((v, inc)),
+            };
+        }
+        hi = match (hi, h) {
+            (None, _) | (_, None) => None,
+            (Some((w, winc)), Some((v, inc))) => {
+                if v > w || (v == w && inc) {
+                    Some((v, inc))
+                } else {
+                    Some((w, winc))
+                }
+            }
+        };
+    }
+    let iv = Interval { lo, hi };
+    if let (Some((l, true)), Some((h, true))) = (iv.lo, iv.hi) {
+        if l == h {
+            return FactValue::known(l, unit, sources_of(limited));
+        }
+    }
+    let mut fv = FactValue::unknown(
+        format!(
+            "recorded as {} {}",
+            iv.describe(),
+            unit.as_deref().unwrap_or_default()
+        ),
+        sources_of(limited),
+    );
+    fv.bound = Some(iv);
+    fv
+}
+
+/// The days in a row, back from the newest, whose every record matches.
+fn consecutive_days(b: &FactBinding, points: &[Point<'_>]) -> FactValue {
+    let Some(last) = points.last() else {
+        return FactValue::unknown(NOT_RECORDED, vec![]);
+    };
+    // Points are sorted by day: walk the days backwards once, each day's records
+    // together (linear in the number of records).
+    let mut day = last.date;
+    let mut run = 0i64;
+    let mut used = Vec::new();
+    let mut end = points.len();
+    while end > 0 && points[end - 1].date == day {
+        let start = points[..end]
+            .iter()
+            .rposition(|p| p.date != day)
+            .map_or(0, |i| i + 1);
+        let on_day = &points[start..end];
+        if !on_day.iter().all(|p: &Point<'_>| matching(b, p)) {
+            break;
+        }
+        run += 1;
+        used.extend(on_day.iter().map(|p| p.source.to_owned()));
+        end = start;
+        day = match day.previous_day() {
+            Some(d) => d,
+            None => break,
+        };
+    }
+    if run == 0 {
+        used = sources_of(&points[points.len() - 1..]);
+    }
+    FactValue::known(run as f64, Some("d".into()), used)
+}
+
+/// Whether two records fall on adjacent days (or on one day, where the fact says so).
+fn adjacent_days(b: &FactBinding, points: &[Point<'_>]) -> FactValue {
+    // Two sessions on one day are less than 24 hours apart too.
+    if b.same_day {
+        let mut seen: BTreeMap<Date, &str> = BTreeMap::new();
+        for p in points.iter() {
+            match seen.get(&p.date) {
+                Some(other) if *other != p.source => {
+                    let used: Vec<String> = points
+                        .iter()
+                        .filter(|q| q.date == p.date)
+                        .map(|q| q.source.to_owned())
+                        .collect();
+                    return FactValue::known(1.0, None, used);
+                }
+                _ => {
+                    seen.insert(p.date, p.source);
+                }
+            }
+        }
+    }
+    let days: BTreeSet<Date> = points.iter().map(|p| p.date).collect();
+    let pair = days
+        .iter()
+        .zip(days.iter().skip(1))
+        .find(|(a, b)| (**b - **a).whole_days() == 1);
+    match pair {
+        Some((a, b)) => {
+            let used = points
+                .iter()
+                .filter(|p| p.date == *a || p.date == *b)
+                .cloned()
+                .collect::<Vec<_>>();
+            FactValue::known(1.0, None, sources_of(&used))
+        }
+        None => FactValue::known(0.0, None, sources_of(points)),
+    }
+}
+
+/// The change between the last period's total and the one before, per `rate_days`.
+fn trend(b: &FactBinding, points: &[Point<'_>], as_of: Date) -> FactValue {
+    let period = i64::from(b.period_days.unwrap_or(7));
+    let age = |p: &Point<'_>| (as_of - p.date).whole_days();
+    let recent: f64 = points
+        .iter()
+        .filter(|p| age(p) < period)
+        .map(|p| p.value)
+        .sum();
+    let before: f64 = points
+        .iter()
+        .filter(|p| (period..2 * period).contains(&age(p)))
+        .map(|p| p.value)
+        .sum();
+    if before <= 0.0 {
+        return FactValue::unknown("no earlier period to compare with", sources_of(points));
+    }
+    let ratio = recent / before;
+    // A change per `rate_days` (compounded): two weeks of ~10 % a week is ~10 % a week,
+    // not the 21 % the two fortnights' totals differ by.
+    let change = match b.rate_days {
+        Some(days) if days > 0 => ratio.powf(f64::from(days) / period as f64) - 1.0,
+        _ => ratio - 1.0,
+    };
+    FactValue::known(change * 100.0, Some("%".into()), sources_of(points))
+}
+
+/// The largest rise of one record over the longest of the period before it.
+fn step_up(b: &FactBinding, points: &[Point<'_>], as_of: Date) -> FactValue {
+    if points.is_empty() {
+        return FactValue::unknown(NOT_RECORDED, vec![]);
+    }
+    // Each run against the longest run of the `period_days` before its day; the largest
+    // rise counts (a run that doubled is a jump even if later runs held).
+    let period = i64::from(b.period_days.unwrap_or(7));
+    let judged = b.judged_days.map(i64::from);
+    let mut rise = 0.0f64;
+    let mut used = Vec::new();
+    for p in points
+        .iter()
+        .filter(|p| judged.is_none_or(|j| (as_of - p.date).whole_days() <= j))
+    {
+        let longest_before = |end: Date| {
+            points
+                .iter()
+                .filter(|q| {
+                    q.date < p.date && q.date <= end && (end - q.date).whole_days() < period
+                })
+                .map(|q| q.value)
+                .reduce(f64::max)
+        };
+        let mut prev = points
+            .iter()
+            .filter(|q| q.date < p.date && (p.date - q.date).whole_days() <= period)
+            .map(|q| q.value)
+            .reduce(f64::max);
+        // After a break (`judged_days`): the last period that had runs, ending on the
+        // last run before this one. A week off is no baseline of 0 km.
+        if prev.is_none() && judged.is_some() {
+            if let Some(last) = points
+                .iter()
+                .filter(|q| q.date < p.date)
+                .map(|q| q.date)
+                .max()
+            {
+                prev = longest_before(last);
+            }
+        }
+        if let Some(prev) = prev.filter(|v| *v > 0.0) {
+            let r = (p.value - prev) / prev * 100.0;
+            if r > rise {
+                rise = r;
+                used = vec![p.source.to_owned()];
+            }
+        }
+    }
+    FactValue::known(rise, Some("%".into()), used)
 }
 
 /// Every value `fact` reads from `facts` up to `as_of`, day by day, in the fact's unit: the raw
