@@ -574,7 +574,8 @@ fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String
     out
 }
 
-fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
+/// Patient wording for every phase or none, each citation a listed source.
+fn check_patient_words(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     // Patient wording for some phases and not others would leave a take-home plan without
     // its words: all or none, and every citation a listed source.
     if let Some(words) = &doc.patient {
@@ -607,6 +608,11 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             p.id
         ));
     }
+}
+
+/// Every name a part of the rule set gives of another (a value set, a fact) is defined, and
+/// the source options that need another are set with it.
+fn check_references(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     let app = &doc.applicability;
     for (side, sets) in &app.sides {
         for v in sets.iter().filter(|v| !doc.value_sets.contains_key(*v)) {
@@ -678,20 +684,10 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             }
         }
     }
-    let mut fact_names: BTreeSet<&str> = doc.facts.keys().map(String::as_str).collect();
-    if !doc.facts.contains_key(&app.episode_fact) {
-        problems.push(format!(
-            "applicability: episode fact `{}` is not defined",
-            app.episode_fact
-        ));
-    }
-    if !fact_names.insert(app.elapsed_fact.as_str()) {
-        problems.push(format!(
-            "applicability: elapsed fact `{}` clashes with a bound fact",
-            app.elapsed_fact
-        ));
-    }
+}
 
+/// A fact's window names phases of the rule set.
+fn check_windows(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     for (name, b) in &doc.facts {
         for p in b
             .window
@@ -704,6 +700,11 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// Units Stride converts, and the applicability's day parameters in days.
+fn check_units_and_days(doc: &RuleSetDoc, problems: &mut Vec<String>) {
+    let app = &doc.applicability;
     for u in doc.units.iter().flatten() {
         if !units::is_known(u) {
             problems.push(format!("units: `{u}` is not a UCUM unit Stride converts"));
@@ -729,6 +730,11 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             }
         }
     }
+}
+
+/// A fact's plausible range and unit: low ≤ high with a unit, a unit Stride converts, a
+/// canonical unit for every number.
+fn check_fact_values(doc: &RuleSetDoc, problems: &mut Vec<String>) {
     for (name, b) in &doc.facts {
         if let Some([lo, hi]) = b.plausible {
             // Not `lo > hi`: a NaN bound must fail too.
@@ -749,7 +755,29 @@ fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
             problems.push(format!("facts.{name}: a number needs a canonical unit"));
         }
     }
+}
 
+fn check(doc: &RuleSetDoc, problems: &mut Vec<String>) {
+    check_patient_words(doc, problems);
+    check_references(doc, problems);
+    let app = &doc.applicability;
+    let mut fact_names: BTreeSet<&str> = doc.facts.keys().map(String::as_str).collect();
+    if !doc.facts.contains_key(&app.episode_fact) {
+        problems.push(format!(
+            "applicability: episode fact `{}` is not defined",
+            app.episode_fact
+        ));
+    }
+    if !fact_names.insert(app.elapsed_fact.as_str()) {
+        problems.push(format!(
+            "applicability: elapsed fact `{}` clashes with a bound fact",
+            app.elapsed_fact
+        ));
+    }
+
+    check_windows(doc, problems);
+    check_units_and_days(doc, problems);
+    check_fact_values(doc, problems);
     let phase_ids: Vec<&str> = doc.phases.iter().map(|p| p.id.as_str()).collect();
     let mut outcome_ids: BTreeSet<&str> = phase_ids.iter().copied().collect();
     outcome_ids.extend([HOLD_FOR_EVALUATION, INSUFFICIENT_DATA]);
