@@ -277,7 +277,7 @@ async fn gather(
 /// recorded after it, opens one again from the Observations (a hook call that read the
 /// Conditions alone gave no card where `$apply`, reading everything, showed the red flag:
 /// adversarial record 153). Not the orders' codes nor a candidate's in shadow: an order-only
-/// call needs no Observations, and a candidate never decides what a call reads.
+/// call needs no Observations, and a candidate never decides what a call fetches.
 async fn decided(
     store: &dyn Store,
     call: &Call<'_>,
@@ -292,6 +292,7 @@ async fn decided(
         records: std::mem::take(&mut intake.records),
     };
     let read = reads_any(call.rule_set, &facts);
+    let shadow_reads = call.shadow.is_some_and(|c| reads_any(c, &facts));
     intake.records = std::mem::take(&mut facts.records);
     if let Some(orders) = req.context.draft_orders {
         intake.add(orders);
@@ -323,6 +324,15 @@ async fn decided(
             .filter(|v| resource_type(v).is_some())
         {
             intake.add(plans);
+        }
+    }
+    // A candidate in shadow that reads a Condition the version in force does not (a diagnosis
+    // in words, say) decides on the Observations the EHR prefetched, so that its impact counts
+    // what it would see; never fetched or refused for it: a candidate never changes what a
+    // call costs or whether it is answered.
+    if !may_apply && shadow_reads {
+        if let Slot::Data(v) = slot(req, OBSERVATION) {
+            intake.add(v);
         }
     }
     let shadow = call.shadow.map(Arc::as_ref);

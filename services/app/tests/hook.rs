@@ -101,3 +101,84 @@ async fn a_hook_instance_of_another_caller_is_refused_and_leaves_nothing() {
         .collect();
     assert_eq!(actions, ["hook-call"]);
 }
+
+/// A candidate in shadow that reads a Condition the version in force does not (1.0.2 reads a
+/// diagnosis given in words only; 1.0.0 does not) decides on the Observations the EHR
+/// prefetched: its recorded decision holds the night pain they show, so that its impact
+/// counts it. Before, the in-force version's reading of the Conditions left them unread, and
+/// the candidate's decision was made without them.
+#[tokio::test]
+async fn a_candidate_in_shadow_reads_the_prefetched_observations_the_version_in_force_does_not_need(
+) {
+    use serde_json::json;
+    use stride_app::hook::{decide, fingerprint, Call};
+    use stride_fhir::clinic::ClinicZone;
+    let w = world().await;
+    let a = actor("https://ehr.example", TENANT);
+    let svc = w.catalog.service("running-knee-patient-view").unwrap();
+    let version = |v: &str| {
+        w.catalog
+            .get(&svc.guideline, &v.parse().unwrap())
+            .unwrap()
+            .clone()
+    };
+    let (in_force, candidate) = (version("1.0.0"), version("1.0.2"));
+    let now = OffsetDateTime::now_utc();
+    let day = |d: i64| (now - time::Duration::days(d)).date().to_string();
+    let bundle = |r: Json| json!({"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": r}]});
+    let body = serde_json::to_vec(&json!({
+        "hook": "patient-view",
+        "hookInstance": uuid::Uuid::new_v4().to_string(),
+        "context": {"userId": "Practitioner/dr-1", "patientId": "p1"},
+        "prefetch": {
+            "Patient": null,
+            "Condition": bundle(json!({"resourceType": "Condition", "id": "c1",
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                "code": {"text": "Medial knee pain, right, while running"},
+                "subject": {"reference": "Patient/p1"}, "onsetDateTime": day(5)})),
+            "Observation": bundle(json!({"resourceType": "Observation", "id": "o1", "status": "final",
+                "code": {"coding": [{"system": "http://stride-cds.org/fhir/CodeSystem/running-knee", "code": "pain-night"}]},
+                "subject": {"reference": "Patient/p1"}, "effectiveDateTime": day(1), "valueBoolean": true})),
+            "CarePlan": null,
+        },
+    }))
+    .unwrap();
+    let req = stride_hooks::request::parse(&body, svc.hook, true).unwrap();
+    let zone = ClinicZone::for_tenant(None);
+    let c = Call {
+        service: svc,
+        rule_set: &in_force,
+        shadow: Some(&candidate),
+        request: &req,
+        tenant: TENANT,
+        issuer: "https://ehr.example",
+        zone: &zone,
+        now,
+        public_url: "https://stride.example",
+        fingerprint: fingerprint(svc, &req),
+        smart_launch: false,
+    };
+    let drafted = decide(
+        w.store.as_ref(),
+        &c,
+        &mut support::NoFetch,
+        a.entry(Action::HookCall, "success"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        drafted.decision_ids.is_empty(),
+        "1.0.0 reads no words: {:?}",
+        drafted.decision_ids
+    );
+    let shadow = &drafted.record.audit.details["shadow"];
+    assert_eq!(shadow["version"], "1.0.2", "{shadow}");
+    assert!(
+        shadow["decisionIds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "rest-or-night-pain"),
+        "the candidate saw the night pain: {shadow}"
+    );
+}
