@@ -142,73 +142,7 @@ pub(crate) fn decide(
     if table.onset.is_none() {
         missing_facts.push(doc.applicability.episode_fact.clone());
     }
-    // A red flag that fired holds progression whatever else is unknown (even the onset).
-    let phase: &str = if !decision.red_flags.is_empty() {
-        HOLD_FOR_EVALUATION
-    } else if table.onset.is_none() {
-        INSUFFICIENT_DATA
-    } else {
-        let regression = &doc.regression;
-        let painful = ev.verdict(&regression.rule, &regression.when);
-        let resolved = if painful == Verdict::Met {
-            ev.verdict(&regression.rule, &regression.resolved)
-        } else {
-            Verdict::NotMet
-        };
-        if painful == Verdict::Met {
-            decision.regression = Some(regression_state(regression, resolved == Verdict::Met));
-        }
-        if painful == Verdict::Met && resolved != Verdict::Met {
-            &doc.phases[0].id
-        } else {
-            // Staff approved the patient into a phase: placement goes on from there.
-            let start = table.approved.as_ref().map_or(0, |(i, ps)| {
-                ev.trace.push(TraceEntry {
-                    rule: "approved-plan".into(),
-                    check: None,
-                    fact: "approved_phase".into(),
-                    value: None,
-                    unit: None,
-                    sources: vec![ps.source.clone()].into(),
-                    op: "=".into(),
-                    threshold: None,
-                    parameter: None,
-                    verdict: Verdict::Met,
-                    note: Some(format!("approved into {} on {}", ps.phase, ps.since)),
-                });
-                *i
-            });
-            let mut placed = ev.place(&mut missing_facts, start);
-            // Pain now stops progression and regresses, whatever phase a plan holds.
-            if let Some(current) = &regression.current {
-                let first = &doc.phases[0].id;
-                if placed != first.as_str()
-                    && doc.phases.iter().any(|p| p.id == placed)
-                    && (ev.verdict(&regression.rule, current) == Verdict::Met
-                        // Two pain scores today that disagree: one of them is pain.
-                        || ev.possibly(current, false))
-                {
-                    decision.regression = Some(regression_state(regression, false));
-                    placed = first;
-                }
-            }
-            // Before progression, the red flags are ruled out: one that can be neither
-            // confirmed nor ruled out keeps the patient where they are (the approved phase,
-            // else the first), and what it needs is asked for.
-            let beyond_start = doc.phases.iter().skip(start + 1).any(|p| p.id == placed);
-            if doc.data_quality.red_flags_ruled_out_before_progression
-                && beyond_start
-                && !decision.unassessed_red_flags.is_empty()
-            {
-                for u in &decision.unassessed_red_flags {
-                    missing_facts.extend(u.missing.iter().cloned());
-                }
-                &doc.phases[start].id
-            } else {
-                placed
-            }
-        }
-    };
+    let phase = ev.phase_today(&mut decision, &mut missing_facts);
     ev.phase = Some(phase);
 
     let mut pitfalls_unknown = Vec::new();
@@ -542,6 +476,81 @@ struct Evaluator<'a> {
 }
 
 impl<'a> Evaluator<'a> {
+    /// The phase today. A red flag that fired holds progression whatever else is unknown
+    /// (even the onset); pain regresses to the first phase; staff's approved phase is where
+    /// placement starts; a red flag neither confirmed nor ruled out keeps the patient where
+    /// they are. What placement lacked is added to `missing_facts`.
+    fn phase_today(&mut self, decision: &mut Decision, missing_facts: &mut Vec<String>) -> &'a str {
+        let rs: &'a RuleSet = self.rs;
+        let (doc, table) = (&rs.doc, self.table);
+        if !decision.red_flags.is_empty() {
+            HOLD_FOR_EVALUATION
+        } else if table.onset.is_none() {
+            INSUFFICIENT_DATA
+        } else {
+            let regression = &doc.regression;
+            let painful = self.verdict(&regression.rule, &regression.when);
+            let resolved = if painful == Verdict::Met {
+                self.verdict(&regression.rule, &regression.resolved)
+            } else {
+                Verdict::NotMet
+            };
+            if painful == Verdict::Met {
+                decision.regression = Some(regression_state(regression, resolved == Verdict::Met));
+            }
+            if painful == Verdict::Met && resolved != Verdict::Met {
+                &doc.phases[0].id
+            } else {
+                // Staff approved the patient into a phase: placement goes on from there.
+                let start = table.approved.as_ref().map_or(0, |(i, ps)| {
+                    self.trace.push(TraceEntry {
+                        rule: "approved-plan".into(),
+                        check: None,
+                        fact: "approved_phase".into(),
+                        value: None,
+                        unit: None,
+                        sources: vec![ps.source.clone()].into(),
+                        op: "=".into(),
+                        threshold: None,
+                        parameter: None,
+                        verdict: Verdict::Met,
+                        note: Some(format!("approved into {} on {}", ps.phase, ps.since)),
+                    });
+                    *i
+                });
+                let mut placed = self.place(missing_facts, start);
+                // Pain now stops progression and regresses, whatever phase a plan holds.
+                if let Some(current) = &regression.current {
+                    let first = &doc.phases[0].id;
+                    if placed != first.as_str()
+                        && doc.phases.iter().any(|p| p.id == placed)
+                        && (self.verdict(&regression.rule, current) == Verdict::Met
+                            // Two pain scores today that disagree: one of them is pain.
+                            || self.possibly(current, false))
+                    {
+                        decision.regression = Some(regression_state(regression, false));
+                        placed = first;
+                    }
+                }
+                // Before progression, the red flags are ruled out: one that can be neither
+                // confirmed nor ruled out keeps the patient where they are (the approved phase,
+                // else the first), and what it needs is asked for.
+                let beyond_start = doc.phases.iter().skip(start + 1).any(|p| p.id == placed);
+                if doc.data_quality.red_flags_ruled_out_before_progression
+                    && beyond_start
+                    && !decision.unassessed_red_flags.is_empty()
+                {
+                    for u in &decision.unassessed_red_flags {
+                        missing_facts.extend(u.missing.iter().cloned());
+                    }
+                    &doc.phases[start].id
+                } else {
+                    placed
+                }
+            }
+        }
+    }
+
     /// The phase the criteria support today: leave each phase whose exit is met.
     fn place(&mut self, missing: &mut Vec<String>, start: usize) -> &'a str {
         let phases = &self.rs.doc.phases;
