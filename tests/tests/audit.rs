@@ -457,6 +457,25 @@ async fn exports_stream_ndjson_and_fhir_bundles_filtered_by_patient_and_decision
     let app = spawn_app().await;
     hook(&app, 3).await;
     hook(&app, 20).await;
+    // A patient that is no FHIR reference is a bad filter, not an empty log, on every search
+    // that takes one (and the value is not quoted back).
+    for path in [
+        "/audit?patient=p%201",
+        "/fhir/CarePlan?patient=Group/g",
+        "/ui/audit?patient=p%27--",
+    ] {
+        let res = get(&app, path).await;
+        assert_eq!(res.status(), 400, "{path}");
+        let body = res.text().await.unwrap();
+        assert!(
+            body.contains("patient: a Patient reference"),
+            "{path}: {body}"
+        );
+        assert!(
+            !body.contains("Group/g") && !body.contains("p'--"),
+            "{path}: {body}"
+        );
+    }
     let ndjson = get(&app, "/audit?patient=Patient/p1").await;
     assert_eq!(ndjson.headers()["content-type"], "application/x-ndjson");
     let text = ndjson.text().await.unwrap();

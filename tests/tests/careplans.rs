@@ -586,7 +586,7 @@ async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
         .store
         .search_careplans(&stride_store::CarePlanQuery {
             tenant: Some(TENANT.into()),
-            patient_ref: Some("Patient/p1".into()),
+            patient_ref: stride_store::PatientRef::parse("Patient/p1"),
             status: Some(stride_store::CarePlanStatus::Draft),
             created_from: None,
             created_to: None,

@@ -21,7 +21,7 @@ fn plan(red_flag: bool) -> NewCarePlan {
     NewCarePlan {
         id: uuid::Uuid::new_v4(),
         tenant: "clinic-a".into(),
-        patient_ref: "Patient/p1".into(),
+        patient_ref: stride_store::PatientRef::parse("Patient/p1").unwrap(),
         status: CarePlanStatus::Draft,
         rule_set_id: "medial-knee-pain-running".into(),
         rule_set_version: "1.0.0".into(),
@@ -62,13 +62,21 @@ async fn the_latest_approved_plan_is_the_newest_active_one_of_the_guideline() {
     };
     store.insert_careplan(&other).await.unwrap();
     let got = store
-        .latest_approved("clinic-a", "Patient/p1", "medial-knee-pain-running")
+        .latest_approved(
+            "clinic-a",
+            &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+            "medial-knee-pain-running",
+        )
         .await
         .unwrap()
         .map(|p| p.id);
     assert_eq!(got, Some(newer.id));
     assert!(store
-        .latest_approved("clinic-b", "Patient/p1", "medial-knee-pain-running")
+        .latest_approved(
+            "clinic-b",
+            &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+            "medial-knee-pain-running"
+        )
         .await
         .unwrap()
         .is_none());
@@ -84,7 +92,11 @@ async fn a_pending_draft_is_found_by_patient_and_decision_key() {
     };
     store.insert_careplan(&first).await.unwrap();
     let found = store
-        .pending_draft("clinic-a", "Patient/p1", key)
+        .pending_draft(
+            "clinic-a",
+            &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+            key,
+        )
         .await
         .unwrap()
         .expect("the pending draft is found by its key");
@@ -95,13 +107,21 @@ async fn a_pending_draft_is_found_by_patient_and_decision_key() {
         ("clinic-a", "Patient/p2", key),
         ("clinic-b", "Patient/p1", key),
     ] {
-        assert!(store.pending_draft(t, p, k).await.unwrap().is_none());
+        assert!(store
+            .pending_draft(t, &stride_store::PatientRef::parse(p).unwrap(), k)
+            .await
+            .unwrap()
+            .is_none());
     }
     // A draft without a key (made before keys existed) is never matched.
     store.insert_careplan(&plan(false)).await.unwrap();
     assert_eq!(
         store
-            .pending_draft("clinic-a", "Patient/p1", key)
+            .pending_draft(
+                "clinic-a",
+                &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+                key
+            )
             .await
             .unwrap()
             .map(|p| p.id),
@@ -127,7 +147,11 @@ async fn a_writer_refused_as_a_duplicate_finds_the_draft_that_was_stored() {
                 Ok(()) => Some(p.id),
                 Err(StoreError::Duplicate(_)) => {
                     let found = store
-                        .pending_draft("clinic-a", "Patient/p1", key)
+                        .pending_draft(
+                            "clinic-a",
+                            &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+                            key,
+                        )
                         .await
                         .unwrap();
                     assert!(found.is_some(), "refused, yet no draft is readable");
@@ -144,7 +168,11 @@ async fn a_writer_refused_as_a_duplicate_finds_the_draft_that_was_stored() {
         .collect();
     assert_eq!(stored.len(), 1, "one draft stored: {stored:?}");
     let found = store
-        .pending_draft("clinic-a", "Patient/p1", key)
+        .pending_draft(
+            "clinic-a",
+            &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+            key,
+        )
         .await
         .unwrap()
         .map(|p| p.id);
@@ -452,7 +480,7 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
             rule_set_version: Some("1.0.2".into()),
             user_ref: Some("Practitioner/1".into()),
             encounter: None,
-            patient_ref: Some("Patient/p1".into()),
+            patient_ref: stride_store::PatientRef::parse("Patient/p1"),
         }],
         careplan: Some(careplan),
         audit,

@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use stride_store::audit::Action;
-use stride_store::{CarePlanQuery, CarePlanRecord, CarePlanStatus, Store};
+use stride_store::{CarePlanQuery, CarePlanRecord, CarePlanStatus, PatientRef, Store};
 
 use crate::actor::Actor;
 use crate::review::{load_visible, ReviewError};
@@ -43,8 +43,8 @@ pub(crate) async fn record_read(
 /// What a search asks for; the tenant and any launch's patient come from the actor.
 #[derive(Debug, Default)]
 pub struct Search {
-    /// `Patient/ID`, or none for every patient the actor may see.
-    pub patient: Option<String>,
+    /// One patient, or none for every patient the actor may see.
+    pub patient: Option<PatientRef>,
     pub status: Option<CarePlanStatus>,
     pub created_from: Option<time::Date>,
     pub created_to: Option<time::Date>,
@@ -63,8 +63,8 @@ pub async fn search(
 ) -> Result<Vec<CarePlanRecord>, ReviewError> {
     let caller = &actor.caller;
     let patient = match (&caller.patient, search.patient) {
-        (Some(launched), Some(asked)) if *launched != asked => return Ok(Vec::new()),
-        (Some(launched), _) => Some(launched.clone()),
+        (Some(launched), Some(asked)) if asked != launched.as_str() => return Ok(Vec::new()),
+        (Some(launched), _) => Some(PatientRef::stored(launched.clone())),
         (None, asked) => asked,
     };
     let query = CarePlanQuery {

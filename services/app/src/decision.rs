@@ -11,7 +11,7 @@ use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::Intake;
 use stride_guideline::facts::{Code, PhaseState, Record, RecordKind};
 use stride_guideline::{evaluate, Decision, Facts, RuleSet};
-use stride_store::{AuditFacts, CarePlanStatus, NewAuditEntry, NewCarePlan, Store};
+use stride_store::{AuditFacts, CarePlanStatus, NewAuditEntry, NewCarePlan, PatientRef, Store};
 use time::{Date, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
@@ -29,8 +29,8 @@ pub struct Subject<'a> {
 
 impl Subject<'_> {
     /// The patient as the store and the audit log name them.
-    pub fn reference(&self) -> String {
-        format!("Patient/{}", self.patient)
+    pub fn reference(&self) -> PatientRef {
+        PatientRef::of_checked_id(self.patient)
     }
 }
 

@@ -224,7 +224,7 @@ pub async fn report(
         let change = Change {
             audit_entry: e.id.to_string(),
             tenant: e.tenant.clone(),
-            patient: e.patient_ref.clone(),
+            patient: e.patient_ref.as_ref().map(|p| p.as_str().to_owned()),
             recorded_us: e.recorded_us,
             version: recorded_version,
             candidate: c.version.to_string(),

@@ -24,15 +24,6 @@ pub enum ReviewError {
     Store(StoreError),
 }
 
-/// A `patient` search value as stored: `Patient/ID` (a bare id is read as a Patient id).
-pub fn patient_ref(p: &str) -> String {
-    if p.starts_with("Patient/") {
-        p.to_owned()
-    } else {
-        format!("Patient/{p}")
-    }
-}
-
 /// Whether a reviewer revised the plan (its review note says so): the rule set's wording no
 /// longer describes it.
 pub fn was_revised(resource: &Json) -> bool {
@@ -66,7 +57,7 @@ pub async fn load_visible(
     })?;
     // A plan of another tenant, or of another patient than the one an EHR launched for, does
     // not exist for this caller.
-    if !caller.may_see_patient(&record.tenant, &record.patient_ref) {
+    if !caller.may_see_patient(&record.tenant, record.patient_ref.as_str()) {
         return Err(ReviewError::NotFound);
     }
     Ok(record)

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Value as Json};
 use stride_store::audit::Action;
-use stride_store::{PendingLogin, StaffSession, Store, StoreError};
+use stride_store::{PatientRef, PendingLogin, StaffSession, Store, StoreError};
 
 use crate::actor::Actor;
 
@@ -20,7 +20,7 @@ pub async fn sign_in(
 ) -> Result<(), StoreError> {
     store.create_session(session, now).await?;
     let mut entry = actor.entry(Action::StaffSignIn, "success");
-    entry.patient_ref = actor.caller.patient.clone();
+    entry.patient_ref = actor.caller.patient.clone().map(PatientRef::stored);
     if let Json::Object(details) = details {
         for (k, v) in details {
             entry.details[k] = v;

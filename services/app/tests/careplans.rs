@@ -34,7 +34,7 @@ async fn plan(store: &dyn Store, tenant: &str, patient: &str) -> uuid::Uuid {
         .insert_careplan(&NewCarePlan {
             id,
             tenant: tenant.into(),
-            patient_ref: patient.into(),
+            patient_ref: stride_store::PatientRef::parse(patient).unwrap(),
             status: CarePlanStatus::Draft,
             rule_set_id: "medial-knee-pain-running".into(),
             rule_set_version: "1.0.2".into(),
@@ -132,7 +132,7 @@ async fn a_search_shows_the_callers_clinic_and_a_launch_its_patient_only() {
         vec![p1]
     );
     let asked_p2 = Search {
-        patient: Some("Patient/p2".into()),
+        patient: stride_store::PatientRef::parse("Patient/p2"),
         limit: 50,
         ..Search::default()
     };

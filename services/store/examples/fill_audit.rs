@@ -45,7 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             hook: Some("patient-view".into()),
             hook_instance: Some(uuid::Uuid::new_v4().to_string()),
             service_id: Some(service.clone()),
-            patient_ref: Some(format!("Patient/p{}", i % 5000)),
+            patient_ref: stride_store::PatientRef::of_id(&format!("p{}", i % 5000)),
             as_of: Some(as_of.clone()),
             facts: Some(facts.clone()),
             rule_set_id: Some(rule_set.clone()),

@@ -25,7 +25,7 @@ pub struct NewAuditEntry {
     pub hook_instance: Option<String>,
     pub service_id: Option<String>,
     /// Stored for auditors; never written to logs.
-    pub patient_ref: Option<String>,
+    pub patient_ref: Option<crate::PatientRef>,
     /// The day the decision was made "as of" (replay needs it).
     pub as_of: Option<String>,
     /// The engine's input, as evaluated.
@@ -536,7 +536,7 @@ pub fn sealed(a: &AuditEntry) -> Result<(), &'static str> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditQuery {
     pub tenant: Option<String>,
-    pub patient_ref: Option<String>,
+    pub patient_ref: Option<crate::PatientRef>,
     pub caller_subject: Option<String>,
     pub rule_set_version: Option<String>,
     pub decision_id: Option<String>,

@@ -406,7 +406,7 @@ impl Store for Guarded {
     async fn overridden(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         read!(self, self.inner.overridden(tenant, patient_ref))
     }
@@ -419,7 +419,7 @@ impl Store for Guarded {
     async fn pending_draft(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
         read!(
@@ -430,7 +430,7 @@ impl Store for Guarded {
     async fn latest_approved(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
         read!(

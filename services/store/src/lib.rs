@@ -5,6 +5,7 @@ pub mod audit;
 mod error;
 pub mod guard;
 mod model;
+mod patient;
 mod postgres;
 mod rows;
 pub mod seal;
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use audit::{AuditEntry, AuditFacts, AuditQuery, Broken, ChainCheck, NewAuditEntry};
 pub use error::StoreError;
 pub use guard::{Guarded, Health};
+pub use patient::PatientRef;
 
 /// A token id claimed for one call. `fresh`: nobody used it before; this is final as soon as
 /// the claim is made (a concurrent replay is decided against it). The claim itself may not be
@@ -223,7 +225,7 @@ pub trait Store: Send + Sync + 'static {
     async fn overridden(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &PatientRef,
     ) -> Result<Vec<Overridden>, StoreError>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
 
@@ -294,14 +296,14 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_draft(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError>;
     /// The patient's most recently approved (`active`) CarePlan of a guideline.
     async fn latest_approved(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError>;
     /// CarePlans of a tenant (all tenants when `None`), newest first, red flags first.

@@ -103,7 +103,7 @@ impl FromStr for ReviewAction {
 pub struct NewCarePlan {
     pub id: Uuid,
     pub tenant: String,
-    pub patient_ref: String,
+    pub patient_ref: crate::PatientRef,
     pub status: CarePlanStatus,
     pub rule_set_id: String,
     pub rule_set_version: String,
@@ -122,7 +122,7 @@ pub struct NewCarePlan {
 pub struct CarePlanRecord {
     pub id: Uuid,
     pub tenant: String,
-    pub patient_ref: String,
+    pub patient_ref: crate::PatientRef,
     pub status: CarePlanStatus,
     pub version: i32,
     pub rule_set_id: String,
@@ -155,7 +155,7 @@ pub struct NewCard {
     pub user_ref: Option<String>,
     pub encounter: Option<String>,
     /// Whom it is about (`Patient/…`): a clinician's override of it is found for the patient.
-    pub patient_ref: Option<String>,
+    pub patient_ref: Option<crate::PatientRef>,
 }
 
 /// A red-flag card clinic staff overrode with a reason: the clinician's recorded decision.
@@ -302,7 +302,7 @@ pub struct FeedbackRecord {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CarePlanQuery {
     pub tenant: Option<String>,
-    pub patient_ref: Option<String>,
+    pub patient_ref: Option<crate::PatientRef>,
     pub status: Option<CarePlanStatus>,
     /// Created on or after this day (UTC).
     pub created_from: Option<time::Date>,

@@ -508,7 +508,7 @@ impl Store for PgStore {
     async fn overridden(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         let rows = sqlx::query(
             "SELECT decision_id, details, outcome_timestamp FROM feedback
@@ -830,7 +830,7 @@ impl Store for PgStore {
     async fn latest_approved(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
         let row = sqlx::query(
@@ -849,7 +849,7 @@ impl Store for PgStore {
     async fn pending_draft(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
         let row = sqlx::query(

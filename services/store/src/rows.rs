@@ -100,7 +100,7 @@ pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> 
     Ok(CarePlanRecord {
         id: r.uuid("id")?,
         tenant: r.text("tenant")?,
-        patient_ref: r.text("patient_ref")?,
+        patient_ref: crate::PatientRef::stored(r.text("patient_ref")?),
         status: r
             .text("status")?
             .parse()
@@ -146,7 +146,7 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
             hook: r.opt_text("hook")?,
             hook_instance: r.opt_text("hook_instance")?,
             service_id: r.opt_text("service_id")?,
-            patient_ref: r.opt_text("patient_ref")?,
+            patient_ref: r.opt_text("patient_ref")?.map(crate::PatientRef::stored),
             as_of: r.opt_text("as_of")?,
             facts: r
                 .opt_text("facts")?

@@ -505,7 +505,7 @@ impl Store for SqliteStore {
     async fn overridden(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         let rows = sqlx::query(
             "SELECT decision_id, details, outcome_timestamp FROM feedback
@@ -854,7 +854,7 @@ impl Store for SqliteStore {
     async fn latest_approved(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
         let row = sqlx::query(
@@ -873,7 +873,7 @@ impl Store for SqliteStore {
     async fn pending_draft(
         &self,
         tenant: &str,
-        patient_ref: &str,
+        patient_ref: &crate::PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
         let row = sqlx::query(

@@ -193,7 +193,7 @@ pub fn to_json(a: &AuditEntry) -> Json {
         ("hook", e.hook.clone()),
         ("hookInstance", e.hook_instance.clone()),
         ("serviceId", e.service_id.clone()),
-        ("patient", e.patient_ref.clone()),
+        ("patient", e.patient_ref.as_deref().map(str::to_owned)),
         ("asOf", e.as_of.clone()),
         ("inputDigest", a.input_digest.clone()),
         ("ruleSetId", e.rule_set_id.clone()),

@@ -96,7 +96,13 @@ async fn execute(
             };
             let bundle = format == "bundle";
             let query = AuditQuery {
-                patient_ref: patient,
+                patient_ref: patient
+                    .as_deref()
+                    .map(|p| {
+                        stride_store::PatientRef::parse(p)
+                            .ok_or("--patient: a Patient reference (Patient/{id}, or the id)")
+                    })
+                    .transpose()?,
                 ..AuditQuery::default()
             };
             let tty = std::io::stderr().is_terminal();

@@ -13,6 +13,7 @@ pub mod dev;
 pub mod error;
 pub mod metrics;
 pub mod oidc;
+pub mod params;
 pub mod routes;
 pub mod rules_cmd;
 pub mod smart;

@@ -7,7 +7,6 @@ use serde_json::json;
 use stride_store::AuditQuery;
 
 use stride_app::decision_log;
-use stride_app::review::patient_ref;
 
 use crate::audit;
 use crate::auth::{AuditRead, Staff};
@@ -57,7 +56,7 @@ pub async fn search(
     // The tenant is the actor's (`decision_log::search`).
     let query = AuditQuery {
         tenant: None,
-        patient_ref: q.patient.as_deref().map(patient_ref),
+        patient_ref: crate::params::patient(q.patient.as_deref())?,
         caller_subject: q.caller.clone(),
         rule_set_version: q.rule_set_version.clone(),
         decision_id: q.decision.clone(),

@@ -4,7 +4,7 @@
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
-use stride_app::review::{patient_ref, resource, ReviewRequest};
+use stride_app::review::{resource, ReviewRequest};
 use stride_store::CarePlanStatus;
 
 use crate::audit;
@@ -51,7 +51,7 @@ pub async fn search(
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("status: {e}")))?;
     let search = stride_app::careplans::Search {
-        patient: q.patient.as_deref().map(patient_ref),
+        patient: crate::params::patient(q.patient.as_deref())?,
         status,
         limit: q.count.unwrap_or(50).clamp(1, 500),
         ..Default::default()

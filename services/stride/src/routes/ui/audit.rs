@@ -15,7 +15,6 @@ use crate::auth::AuditRead;
 use crate::error::ApiError;
 use crate::state::AppState;
 use stride_app::decision_log;
-use stride_app::review::patient_ref;
 
 #[derive(Deserialize, Default)]
 pub struct Filters {
@@ -51,7 +50,7 @@ impl Filters {
     fn query(&self, limit: Option<i64>) -> Result<AuditQuery, ApiError> {
         Ok(AuditQuery {
             tenant: None,
-            patient_ref: text(&self.patient).map(|p| patient_ref(&p)),
+            patient_ref: crate::params::patient(self.patient.as_deref())?,
             caller_subject: text(&self.caller),
             rule_set_version: text(&self.version),
             decision_id: text(&self.decision),
@@ -283,7 +282,10 @@ pub async fn entry(
         format!("{} ({})", opt(&e.caller_subject), opt(&e.caller_issuer)),
     ));
     html.push_str(&row("Tenant", esc(&e.tenant)));
-    html.push_str(&row("Patient", opt(&e.patient_ref)));
+    html.push_str(&row(
+        "Patient",
+        esc(e.patient_ref.as_deref().unwrap_or("—")),
+    ));
     html.push_str(&row(
         "Hook",
         format!("{} {}", opt(&e.hook), opt(&e.hook_instance)),

@@ -10,7 +10,6 @@ use actix_web::http::StatusCode;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use stride_app::review::patient_ref;
 use stride_hooks::request::is_fhir_id;
 
 use super::signin::{self, answer, begin, limit_starts, open_session, refuse, Callback};
@@ -198,7 +197,11 @@ pub async fn callback(
             "The EHR did not name a patient for this launch.",
         ));
     };
-    caller.patient = Some(patient_ref(patient));
+    caller.patient = Some(
+        stride_store::PatientRef::of_checked_id(patient)
+            .as_str()
+            .to_owned(),
+    );
     let mut next = pending.next_path.clone();
     let mut details = json!({
         "launch": if tokens.app_context.is_some() { "smart-ehr" } else { "smart" },
