@@ -327,13 +327,28 @@ async fn decided(
         }
     }
     // A candidate in shadow that reads a Condition the version in force does not (a diagnosis
-    // in words, say) decides on the Observations the EHR prefetched, so that its impact counts
-    // what it would see; never fetched or refused for it: a candidate never changes what a
-    // call costs or whether it is answered.
-    if !may_apply && shadow_reads {
+    // in words, say) decides on its own copy of the records with the Observations and the
+    // Patient the EHR prefetched, so that its impact counts what it would see. Never fetched
+    // or refused for it, and never added to the version in force's records: a candidate
+    // changes neither what a call costs, nor whether it is answered, nor what its record says.
+    if let (false, true, Some(candidate)) = (may_apply, shadow_reads, call.shadow) {
+        let mut seen = intake.clone();
         if let Slot::Data(v) = slot(req, OBSERVATION) {
-            intake.add(v);
+            seen.add(v);
         }
+        if candidate.reads(RecordKind::Patient) {
+            seen.read_patients = true;
+            seen.read_gender = candidate.reads_patient_codes();
+            if let Slot::Data(v) = slot(req, PATIENT) {
+                seen.add(v);
+            }
+        }
+        let subject = call.subject();
+        let mut decided =
+            decision::decide(store, &subject, call.rule_set, None, intake, false).await?;
+        let theirs = decision::decide(store, &subject, candidate, None, seen, false).await?;
+        decided.shadow = Some(theirs.decision);
+        return Ok(decided);
     }
     let shadow = call.shadow.map(Arc::as_ref);
     decision::decide(

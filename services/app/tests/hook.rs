@@ -62,7 +62,13 @@ async fn a_call_is_decided_recorded_and_its_retry_answered_from_the_store() {
         decided.caller_issuer.as_deref(),
         Some("https://ehr.example/a")
     );
-    assert_eq!(decided.patient_ref.as_deref(), Some("Patient/p1"));
+    assert_eq!(
+        decided
+            .patient_ref
+            .as_ref()
+            .map(stride_store::PatientRef::as_str),
+        Some("Patient/p1")
+    );
     assert_eq!(decided.decision_ids, decision_ids);
     assert!(
         decided.facts.is_some(),
@@ -105,8 +111,9 @@ async fn a_hook_instance_of_another_caller_is_refused_and_leaves_nothing() {
 /// A candidate in shadow that reads a Condition the version in force does not (1.0.2 reads a
 /// diagnosis given in words only; 1.0.0 does not) decides on the Observations the EHR
 /// prefetched: its recorded decision holds the night pain they show, so that its impact
-/// counts it. Before, the in-force version's reading of the Conditions left them unread, and
-/// the candidate's decision was made without them.
+/// counts it, while the version in force's record keeps only what it read. Before, the
+/// in-force version's reading of the Conditions left them unread, and the candidate's
+/// decision was made without them.
 #[tokio::test]
 async fn a_candidate_in_shadow_reads_the_prefetched_observations_the_version_in_force_does_not_need(
 ) {
@@ -171,6 +178,16 @@ async fn a_candidate_in_shadow_reads_the_prefetched_observations_the_version_in_
         "1.0.0 reads no words: {:?}",
         drafted.decision_ids
     );
+    // The version in force's record is what it read: not the candidate's Observations.
+    let facts = drafted
+        .record
+        .audit
+        .facts
+        .as_ref()
+        .unwrap()
+        .text()
+        .to_owned();
+    assert!(!facts.contains("pain-night"), "{facts}");
     let shadow = &drafted.record.audit.details["shadow"];
     assert_eq!(shadow["version"], "1.0.2", "{shadow}");
     assert!(

@@ -29,7 +29,7 @@ pub struct Problem {
     pub message: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Intake {
     pub records: Vec<Record>,
     pub problems: Vec<Problem>,
