@@ -69,7 +69,14 @@ async fn apply_returns_the_careplan_a_hook_call_drafts_and_stores_nothing() {
         .into_iter()
         .find(|e| e.entry.action == "plan-apply")
         .expect("a plan-apply audit entry");
-    assert_eq!(entry.entry.patient_ref.as_deref(), Some("Patient/p1"));
+    assert_eq!(
+        entry
+            .entry
+            .patient_ref
+            .as_ref()
+            .map(stride_store::PatientRef::as_str),
+        Some("Patient/p1")
+    );
     assert_eq!(entry.entry.rule_set_version.as_deref(), Some("1.0.2"));
     assert!(entry.entry.facts.is_some(), "facts kept for replay");
     assert_eq!(entry.entry.decision_ids, ["walk-run"]);

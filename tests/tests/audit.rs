@@ -122,7 +122,10 @@ async fn every_kind_of_event_lands_in_the_log() {
     assert_eq!(e.caller_subject.as_deref(), Some("ehr-client"));
     assert_eq!(e.tenant, TENANT);
     assert_eq!(e.hook.as_deref(), Some("patient-view"));
-    assert_eq!(e.patient_ref.as_deref(), Some("Patient/p1"));
+    assert_eq!(
+        e.patient_ref.as_ref().map(stride_store::PatientRef::as_str),
+        Some("Patient/p1")
+    );
     assert_eq!(
         e.rule_set_version.as_deref(),
         Some("1.0.2"),

@@ -1239,7 +1239,13 @@ async fn the_ehr_launches_the_review_as_a_smart_app_in_chromium() {
         .find(|e| e.details["launch"] == "smart-ehr")
         .unwrap();
     assert_eq!(first.details["careplan"], json!(plan));
-    assert_eq!(first.patient_ref.as_deref(), Some("Patient/p-smart"));
+    assert_eq!(
+        first
+            .patient_ref
+            .as_ref()
+            .map(stride_store::PatientRef::as_str),
+        Some("Patient/p-smart")
+    );
     assert_eq!(
         first.details["fhirUser"],
         format!("{fhir_base}/Practitioner/dr-lee")

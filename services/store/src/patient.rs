@@ -2,8 +2,8 @@
 //! card and audit entry about a patient holds. A type of its own so that the one place that
 //! writes the form is here (it was formatted in nine), so that a search by patient is asked
 //! with a reference that parses, and so that a patient's id is never printed by accident: its
-//! `Debug` shows `Patient/…` and it has no `Display`; the text is read with `as_str`, where a
-//! record, a query or an answer needs it.
+//! `Debug` shows `Patient/…`, and it has neither `Display` nor `Deref`; the text is read with
+//! `as_str` where a record, a query or an answer needs it.
 
 /// `Patient/{id}`, with `id` a FHIR id (or, read back from the store, as it was written).
 /// Bound and read as its text in both backends.
@@ -49,14 +49,6 @@ impl PatientRef {
     /// The FHIR id alone.
     pub fn id(&self) -> &str {
         self.0.strip_prefix("Patient/").unwrap_or(&self.0)
-    }
-}
-
-/// Read as its text where a `&str` is asked (a page escapes it, a query binds it).
-impl std::ops::Deref for PatientRef {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
     }
 }
 

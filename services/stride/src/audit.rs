@@ -9,6 +9,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value as Json};
 use stride_auth::Caller;
 pub use stride_store::audit::Action;
+use stride_store::PatientRef;
 use stride_store::{AuditEntry, AuditQuery, NewAuditEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -193,7 +194,13 @@ pub fn to_json(a: &AuditEntry) -> Json {
         ("hook", e.hook.clone()),
         ("hookInstance", e.hook_instance.clone()),
         ("serviceId", e.service_id.clone()),
-        ("patient", e.patient_ref.as_deref().map(str::to_owned)),
+        (
+            "patient",
+            e.patient_ref
+                .as_ref()
+                .map(PatientRef::as_str)
+                .map(str::to_owned),
+        ),
         ("asOf", e.as_of.clone()),
         ("inputDigest", a.input_digest.clone()),
         ("ruleSetId", e.rule_set_id.clone()),
@@ -225,7 +232,7 @@ pub fn to_event(a: &AuditEntry) -> Result<Json, stride_fhir::careplan::RenderErr
         outcome: &e.outcome,
         caller_issuer: e.caller_issuer.as_deref(),
         caller_subject: e.caller_subject.as_deref(),
-        patient_ref: e.patient_ref.as_deref(),
+        patient_ref: e.patient_ref.as_ref().map(PatientRef::as_str),
         careplan_id: careplan.as_deref(),
         hook: e.hook.as_deref(),
         hook_instance: e.hook_instance.as_deref(),

@@ -129,7 +129,7 @@ async fn take_home_document(
     Ok(stride_fhir::document::take_home_document(
         &stride_fhir::document::TakeHomeDocument {
             id: &id,
-            patient: &plan.patient_ref,
+            patient: plan.patient_ref.as_str(),
             careplan: &id,
             date: plan.updated_at,
             title: &title,

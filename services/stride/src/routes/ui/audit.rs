@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 use stride_store::AuditQuery;
+use stride_store::PatientRef;
 use time::Date;
 
 use super::{esc, page, Page, UiError};
@@ -160,7 +161,7 @@ pub async fn search(
             esc(e.action.as_str()),
             esc(&e.outcome),
             esc(e.caller_subject.as_deref().unwrap_or("—")),
-            esc(e.patient_ref.as_deref().unwrap_or("—")),
+            esc(e.patient_ref.as_ref().map(PatientRef::as_str).unwrap_or("—")),
             esc(&e.decision_ids.join(", ")),
             e.id,
             a.seq,
@@ -284,7 +285,11 @@ pub async fn entry(
     html.push_str(&row("Tenant", esc(&e.tenant)));
     html.push_str(&row(
         "Patient",
-        esc(e.patient_ref.as_deref().unwrap_or("—")),
+        esc(e
+            .patient_ref
+            .as_ref()
+            .map(PatientRef::as_str)
+            .unwrap_or("—")),
     ));
     html.push_str(&row(
         "Hook",

@@ -206,10 +206,10 @@ async fn render(
         stride_fhir::clinic::ClinicZone::for_tenant(state.verifier.tenant_timezone(&plan.tenant))
             .date_of(time::OffsetDateTime::now_utc(), time::UtcOffset::UTC);
     let who = match super::identity(plan.patient.as_ref(), today) {
-        Some(w) => format!("<strong>{}</strong> <span class=\"ref\">({})</span>", esc(&w), esc(&plan.patient_ref)),
+        Some(w) => format!("<strong>{}</strong> <span class=\"ref\">({})</span>", esc(&w), esc(plan.patient_ref.as_str())),
         None => format!(
             "{} <span class=\"unknown\">— the EHR sent no Patient with this call: name, birth date and sex unknown</span>",
-            esc(&plan.patient_ref)
+            esc(plan.patient_ref.as_str())
         ),
     };
     html.push_str(&format!(

@@ -100,14 +100,14 @@ pub async fn queue(
                  <td><a href=\"/ui/careplans/{}\">Open<span class=\"visually-hidden\"> plan for {}</span></a></td></tr>",
                 if p.red_flag { "red-flag" } else { "" },
                 match super::identity(p.patient.as_ref(), today) {
-                    Some(w) => format!("{}<br><span class=\"ref\">{}</span>", esc(&w), esc(&p.patient_ref)),
-                    None => esc(&p.patient_ref),
+                    Some(w) => format!("{}<br><span class=\"ref\">{}</span>", esc(&w), esc(p.patient_ref.as_str())),
+                    None => esc(p.patient_ref.as_str()),
                 },
                 esc(phase),
                 esc(p.status.as_str()),
                 p.version,
                 p.id,
-                esc(&p.patient_ref),
+                esc(p.patient_ref.as_str()),
             ));
         }
         html.push_str("</tbody></table></div>");
