@@ -271,13 +271,14 @@ pub async fn apply(
     // One pending draft per patient and decision, a unique key in both backends: a call that
     // loses the race to store it (another `$apply`, a hook call) finds the winner's draft on
     // its second pass and answers with it.
+    // The imaging the plan requests depends on the decision alone: one set for both passes.
+    let imaging = imaging_requests(rs, decision, &input.patient, || {
+        uuid::Uuid::new_v4().to_string()
+    })
+    .map_err(internal)?;
+    let encounter = input.encounter.as_deref();
     let mut raced = false;
     loop {
-        let imaging = imaging_requests(rs, decision, &input.patient, || {
-            uuid::Uuid::new_v4().to_string()
-        })
-        .map_err(internal)?;
-        let encounter = input.encounter.as_deref();
         let draft = decision::draft(
             store,
             &subject,
