@@ -12,11 +12,9 @@ use std::path::Path;
 use serde_json::{json, Value as Json};
 use stride_app::cards::{cards, CardInputs};
 use stride_app::decision::{decide, Subject};
-use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::Intake;
 use stride_guideline::{Decision, RuleSet};
 use stride_store::Store;
-use time::OffsetDateTime;
 
 mod support;
 
@@ -166,12 +164,7 @@ struct Judged {
 /// clinic's zone and day), on a store that holds nothing of the patient, and its cards made.
 /// What a hook call gathers first is checked against this in `tests/apply.rs`.
 async fn judge(store: &dyn Store, rs: &RuleSet, case: &Json) -> Judged {
-    let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
-    let now = OffsetDateTime::parse(
-        case["today"].as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap();
+    let (zone, now) = support::decided_when(case);
     let patient = case["patient"].as_str().unwrap();
     let mut intake = Intake::for_patient(patient);
     intake.read_patients = true;
@@ -280,21 +273,12 @@ fn failures(case: &Json, j: &Judged) -> Vec<String> {
 async fn the_adversarial_records_are_answered_as_the_source_asks() {
     let (_dir, store) = support::fresh_store().await;
     let rs = rule_set();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let files = support::adversarial_records();
     assert!(files.len() >= 40, "the set is there: {}", files.len());
     let mut wrong = Vec::new();
     let mut still_disagree = BTreeSet::new();
     let mut still_open = BTreeSet::new();
-    for f in &files {
-        let name = f.file_name().unwrap().to_string_lossy().to_string();
-        let case: Json = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+    for (name, case) in &files {
         let judged = judge(store.as_ref(), &rs, &case).await;
         let fails = failures(&case, &judged);
         let listed = DISAGREE.iter().position(|(n, _)| name.starts_with(n));
@@ -394,25 +378,14 @@ fn relabelled(case: &Json) -> Json {
 async fn card_texts_do_not_depend_on_resource_ids() {
     let (_dir, store) = support::fresh_store().await;
     let rs = rule_set();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
     let mut checked = 0;
     let mut differ = Vec::new();
-    for f in std::fs::read_dir(&dir).unwrap().flatten() {
-        let p = f.path();
-        if p.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let case: Json = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    for (name, case) in support::adversarial_records() {
         let a = judge(store.as_ref(), &rs, &case).await;
         let b = judge(store.as_ref(), &rs, &relabelled(&case)).await;
         checked += 1;
         if a.decision.decision_ids() != b.decision.decision_ids() || a.texts != b.texts {
-            differ.push(format!(
-                "{}:\n  {:?}\n  {:?}",
-                p.display(),
-                a.texts,
-                b.texts
-            ));
+            differ.push(format!("{}:\n  {:?}\n  {:?}", name, a.texts, b.texts));
         }
     }
     assert!(checked >= 40, "{checked}");

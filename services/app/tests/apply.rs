@@ -5,16 +5,12 @@
 //! only when the guideline may apply), and compared with the decision on every resource at
 //! once, and with `$apply` given them as its `data`.
 
-use std::path::Path;
-
 use serde_json::{json, Value as Json};
 use stride_app::apply::{apply, Apply, ApplyError, Source};
 use stride_app::decision::{self, Subject};
-use stride_app::hook::{decide, fingerprint, Call, HookError};
-use stride_fhir::clinic::ClinicZone;
+use stride_app::hook::{decide, HookError};
 use stride_fhir::intake::Intake;
 use stride_store::audit::Action;
-use time::OffsetDateTime;
 
 mod support;
 
@@ -54,17 +50,8 @@ async fn apply_drafts_what_a_patient_view_call_drafts_on_every_adversarial_recor
     let w = support::world().await;
     let svc = w.catalog.service("running-knee-patient-view").unwrap();
     let rs = w.catalog.current(&svc.guideline).unwrap().clone();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
     let (mut compared, mut drafted, mut differ) = (0, 0, Vec::new());
-    for f in &files {
-        let case: Json = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+    for (name, case) in support::adversarial_records() {
         // `$apply` has no draft orders: only calls without them are the same question.
         let orders = case["draftOrders"]
             .as_array()
@@ -72,61 +59,21 @@ async fn apply_drafts_what_a_patient_view_call_drafts_on_every_adversarial_recor
         if case["hook"] != "patient-view" || orders {
             continue;
         }
-        let name = f.file_name().unwrap().to_string_lossy().to_string();
         // A clinic per record: its audit log holds this record's entries alone.
         let tenant = format!("clinic-{compared}");
         let actor = support::actor("https://ehr.example", &tenant);
-        let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
-        let now = OffsetDateTime::parse(
-            case["today"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
+        let (zone, now) = support::decided_when(&case);
         let patient = case["patient"].as_str().unwrap();
         let resources: Vec<Json> = case["resources"].as_array().unwrap().clone();
-        let of = |t: &str| -> Vec<Json> {
-            resources
-                .iter()
-                .filter(|r| r["resourceType"] == t)
-                .cloned()
-                .collect()
-        };
-        // Every other resource type rides with the Observations, as an EHR's search with
-        // `_include` or a second query would bring it; the intake reads a resource by its type.
-        let rest: Vec<Json> = resources
-            .iter()
-            .filter(|r| {
-                !["Condition", "Patient", "CarePlan"]
-                    .contains(&r["resourceType"].as_str().unwrap_or(""))
-            })
-            .cloned()
-            .collect();
         let body = json!({
             "hook": "patient-view",
             "hookInstance": uuid::Uuid::new_v4().to_string(),
             "context": {"userId": "Practitioner/dr-1", "patientId": patient},
-            "prefetch": {
-                "Patient": of("Patient").first().cloned().unwrap_or(Json::Null),
-                "Condition": bundle(of("Condition")),
-                "Observation": bundle(rest),
-                "CarePlan": bundle(of("CarePlan")),
-            },
+            "prefetch": prefetch(&resources, true),
         });
         let body = serde_json::to_vec(&body).unwrap();
         let req = stride_hooks::request::parse(&body, svc.hook, true).unwrap();
-        let call = Call {
-            service: svc,
-            rule_set: &rs,
-            shadow: None,
-            request: &req,
-            tenant: &actor.caller.tenant,
-            issuer: &actor.caller.issuer,
-            zone: &zone,
-            now,
-            public_url: "https://stride.example",
-            fingerprint: fingerprint(svc, &req),
-            smart_launch: false,
-        };
+        let call = support::hook_call(svc, (&rs, None), &req, &actor.caller, &zone, now);
         let hook = decide(
             w.store.as_ref(),
             &call,
@@ -225,27 +172,12 @@ fn prefetch(resources: &[Json], observations: bool) -> Json {
 #[tokio::test]
 async fn a_hook_call_reads_what_its_decision_needs_on_every_adversarial_record() {
     let w = support::world().await;
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
     let (mut checked, mut refused, mut differ) = (0, 0, Vec::new());
-    for f in &files {
-        let case: Json = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
-        let name = f.file_name().unwrap().to_string_lossy().to_string();
+    for (name, case) in support::adversarial_records() {
         let hook = case["hook"].as_str().unwrap();
         let svc = w.catalog.service(&format!("running-knee-{hook}")).unwrap();
         let rs = w.catalog.current(&svc.guideline).unwrap().clone();
-        let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
-        let now = OffsetDateTime::parse(
-            case["today"].as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap();
+        let (zone, now) = support::decided_when(&case);
         let patient = case["patient"].as_str().unwrap();
         let resources: Vec<Json> = case["resources"].as_array().unwrap().clone();
         let orders: Vec<Json> = case["draftOrders"].as_array().cloned().unwrap_or_default();
@@ -306,19 +238,7 @@ async fn a_hook_call_reads_what_its_decision_needs_on_every_adversarial_record()
             for observations in [true, false] {
                 let body = call_with(resources, observations);
                 let req = stride_hooks::request::parse(&body, svc.hook, true).unwrap();
-                let call = Call {
-                    service: svc,
-                    rule_set: &rs,
-                    shadow: None,
-                    request: &req,
-                    tenant: &actor.caller.tenant,
-                    issuer: &actor.caller.issuer,
-                    zone: &zone,
-                    now,
-                    public_url: "https://stride.example",
-                    fingerprint: fingerprint(svc, &req),
-                    smart_launch: false,
-                };
+                let call = support::hook_call(svc, (&rs, None), &req, &actor.caller, &zone, now);
                 let entry = actor.entry(Action::HookCall, "success");
                 let got =
                     ids_of(decide(w.store.as_ref(), &call, &mut support::NoFetch, entry).await);

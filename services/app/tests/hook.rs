@@ -118,7 +118,7 @@ async fn a_hook_instance_of_another_caller_is_refused_and_leaves_nothing() {
 async fn a_candidate_in_shadow_reads_the_prefetched_observations_the_version_in_force_does_not_need(
 ) {
     use serde_json::json;
-    use stride_app::hook::{decide, fingerprint, Call};
+    use stride_app::hook::decide;
     use stride_fhir::clinic::ClinicZone;
     let w = world().await;
     let a = actor("https://ehr.example", TENANT);
@@ -152,19 +152,14 @@ async fn a_candidate_in_shadow_reads_the_prefetched_observations_the_version_in_
     .unwrap();
     let req = stride_hooks::request::parse(&body, svc.hook, true).unwrap();
     let zone = ClinicZone::for_tenant(None);
-    let c = Call {
-        service: svc,
-        rule_set: &in_force,
-        shadow: Some(&candidate),
-        request: &req,
-        tenant: TENANT,
-        issuer: "https://ehr.example",
-        zone: &zone,
+    let c = support::hook_call(
+        svc,
+        (&in_force, Some(&candidate)),
+        &req,
+        &a.caller,
+        &zone,
         now,
-        public_url: "https://stride.example",
-        fingerprint: fingerprint(svc, &req),
-        smart_launch: false,
-    };
+    );
     let drafted = decide(
         w.store.as_ref(),
         &c,

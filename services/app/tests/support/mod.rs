@@ -9,10 +9,12 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use serde_json::{json, value::RawValue, Value as Json};
 use stride_app::actor::{Actor, Stamp};
-use stride_app::catalog::Catalog;
+use stride_app::catalog::{Catalog, Service};
 use stride_app::hook::{answer, fingerprint, Answer, Call, Fetch, HookError, Unfetched};
 use stride_auth::{Caller, Kind};
 use stride_fhir::clinic::ClinicZone;
+use stride_guideline::RuleSet;
+use stride_hooks::request::HookRequest;
 use stride_store::{AuditQuery, NewAuditEntry, PoolOptions, Store};
 use time::{Duration, OffsetDateTime};
 
@@ -145,19 +147,14 @@ pub async fn call_under(
     let shadow = shadow.map(|v| w.catalog.get(&svc.guideline, &v.parse().unwrap()).unwrap());
     let req = stride_hooks::request::parse(body, svc.hook, true).unwrap();
     let zone = ClinicZone::for_tenant(None);
-    let c = Call {
-        service: svc,
-        rule_set: &rs,
-        shadow,
-        request: &req,
-        tenant: &actor.caller.tenant,
-        issuer: &actor.caller.issuer,
-        zone: &zone,
-        now: OffsetDateTime::now_utc(),
-        public_url: "https://stride.example",
-        fingerprint: fingerprint(svc, &req),
-        smart_launch: false,
-    };
+    let c = hook_call(
+        svc,
+        (&rs, shadow),
+        &req,
+        &actor.caller,
+        &zone,
+        OffsetDateTime::now_utc(),
+    );
     let now = OffsetDateTime::now_utc().unix_timestamp();
     let claim = w
         .store
@@ -165,4 +162,61 @@ pub async fn call_under(
         .await
         .unwrap();
     answer(w.store.as_ref(), actor, &c, &mut NoFetch, claim).await
+}
+
+/// A hook call of `req` to `svc` by `caller`, decided by the version in force and any
+/// candidate in shadow (`versions`), as the route makes it.
+pub fn hook_call<'a>(
+    svc: &'a Service,
+    versions: (&'a Arc<RuleSet>, Option<&'a Arc<RuleSet>>),
+    req: &'a HookRequest<'a>,
+    caller: &'a Caller,
+    zone: &'a ClinicZone,
+    now: OffsetDateTime,
+) -> Call<'a> {
+    Call {
+        service: svc,
+        rule_set: versions.0,
+        shadow: versions.1,
+        request: req,
+        tenant: &caller.tenant,
+        issuer: &caller.issuer,
+        zone,
+        now,
+        public_url: "https://stride.example",
+        fingerprint: fingerprint(svc, req),
+        smart_launch: false,
+    }
+}
+
+/// The adversarial patient records of `tests/fixtures/adversarial/` (issue 30: written from
+/// the guideline text alone, without reading the code), with their file names, in name order.
+pub fn adversarial_records() -> Vec<(String, Json)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/adversarial");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().to_string();
+            let case = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+            (name, case)
+        })
+        .collect()
+}
+
+/// An adversarial record's clinic zone and the moment it is decided at (`zone`, `today`).
+pub fn decided_when(case: &Json) -> (ClinicZone, OffsetDateTime) {
+    let zone = ClinicZone::named(case["zone"].as_str().unwrap()).unwrap();
+    let now = OffsetDateTime::parse(
+        case["today"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    (zone, now)
 }
