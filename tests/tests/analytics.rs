@@ -325,7 +325,9 @@ async fn the_daily_roll_up_counts_exactly_what_the_cards_and_their_feedback_coun
     let midnight = |d: time::Date| Some(d.midnight().assume_utc());
     let day = time::Duration::days(1);
     let mut read_any = false;
-    for tenant in [None, Some(TENANT.to_owned()), Some("clinic-b".to_owned())] {
+    for tenant in [None, Some(TENANT), Some("clinic-b")]
+        .map(|t| t.map(|t| stride_store::TenantId::parse(t).unwrap()))
+    {
         for (from, to) in [
             (None, None),
             (midnight(today), midnight(today + day)),
@@ -380,7 +382,7 @@ async fn a_slow_reader_gets_the_whole_feedback_export() {
     };
     let store = stride_store::connect(&app.db.url, &options).await.unwrap();
     let q = stride_store::CardOutcomeQuery {
-        tenant: Some(TENANT.into()),
+        tenant: Some(stride_store::TenantId::parse(TENANT).unwrap()),
         ..stride_store::CardOutcomeQuery::default()
     };
     let mut rows = store.feedback_stream(&q);

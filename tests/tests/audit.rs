@@ -194,7 +194,7 @@ async fn tampering_and_deletion_are_caught_by_verify() {
     );
     // The decision-log page of that entry says so too, without reading the whole chain.
     let q = stride_store::AuditQuery {
-        tenant: Some(TENANT.into()),
+        tenant: Some(stride_store::TenantId::parse(TENANT).unwrap()),
         ..Default::default()
     };
     let edited = {
@@ -279,11 +279,10 @@ async fn an_edited_action_or_unreadable_facts_is_the_broken_link() {
     app.store
         .append_audit(&stride_store::NewAuditEntry {
             id: uuid::Uuid::new_v4(),
-            tenant: TENANT.into(),
             recorded_us: stride::audit::now_us(),
             action: stride_store::audit::Action::Other("guideline-retired".into()),
             outcome: "success".into(),
-            ..Default::default()
+            ..stride_store::NewAuditEntry::of(stride_store::TenantId::parse(TENANT).unwrap())
         })
         .await
         .unwrap();
@@ -685,13 +684,12 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
     const OLD: &str = "clinic-archive";
     let entry = |recorded_us: i64| stride_store::NewAuditEntry {
         id: uuid::Uuid::new_v4(),
-        tenant: OLD.into(),
         recorded_us,
         action: stride_store::audit::Action::HookCall,
         outcome: "success".into(),
         facts: Some(AuditFacts::from_json(&json!({"records": []}))),
         details: json!({}),
-        ..Default::default()
+        ..stride_store::NewAuditEntry::of(stride_store::TenantId::parse(OLD).unwrap())
     };
     for i in 0..3 {
         let e = stride_store::NewAuditEntry {
@@ -707,7 +705,7 @@ async fn retention_drops_old_months_and_the_chain_still_verifies() {
     // Its chain, as an all-tenants auditor (the CLI) checks it.
     let verify = || async {
         let q = AuditQuery {
-            tenant: Some(OLD.into()),
+            tenant: Some(stride_store::TenantId::parse(OLD).unwrap()),
             ..Default::default()
         };
         let check = stride_app::decision_log::check_chain(app.store.as_ref(), &q, None, &[])
@@ -773,7 +771,7 @@ fn verify_with(anchor: &std::path::Path) -> stride::cli::AuditCommand {
 /// hash after it, as a database writer without the key would; seals are dropped.
 async fn rechain(app: &TestApp, from_seq: i64, edit: impl Fn(&mut stride_store::NewAuditEntry)) {
     let q = AuditQuery {
-        tenant: Some(TENANT.into()),
+        tenant: Some(stride_store::TenantId::parse(TENANT).unwrap()),
         ..Default::default()
     };
     let all: Vec<AuditEntry> = app
@@ -1006,12 +1004,11 @@ async fn deleting_the_oldest_entries_behind_a_forged_retention_checkpoint_is_cau
     forger
         .append_audit(&stride_store::NewAuditEntry {
             id: uuid::Uuid::new_v4(),
-            tenant: TENANT.into(),
             recorded_us: stride::audit::now_us(),
             action: stride_store::audit::Action::RetentionCheckpoint,
             outcome: "success".into(),
             details: json!({"before": "2026-01-01", "lastSeq": first, "lastHash": last_hash}),
-            ..Default::default()
+            ..stride_store::NewAuditEntry::of(stride_store::TenantId::parse(TENANT).unwrap())
         })
         .await
         .unwrap();
@@ -1077,12 +1074,11 @@ async fn a_retired_key_cannot_reseal_an_entry_written_after_its_rotation() {
     k1_store
         .append_audit(&stride_store::NewAuditEntry {
             id: uuid::Uuid::new_v4(),
-            tenant: TENANT.into(),
             recorded_us: three_days_ago,
             action: stride_store::audit::Action::AuditVerify,
             outcome: "success".into(),
             details: json!({}),
-            ..Default::default()
+            ..stride_store::NewAuditEntry::of(stride_store::TenantId::parse(TENANT).unwrap())
         })
         .await
         .unwrap();

@@ -192,7 +192,7 @@ async fn a_token_cannot_choose_its_tenant_and_all_tenants_is_explicit() {
         .unwrap();
     assert_eq!(res.status(), 200);
     let q = |t: &str| stride_store::CarePlanQuery {
-        tenant: Some(t.to_owned()),
+        tenant: Some(stride_store::TenantId::parse(t).unwrap()),
         limit: 10,
         ..Default::default()
     };
@@ -585,7 +585,7 @@ async fn the_same_decision_reuses_the_pending_draft_and_each_call_is_audited() {
     let drafts = app
         .store
         .search_careplans(&stride_store::CarePlanQuery {
-            tenant: Some(TENANT.into()),
+            tenant: Some(stride_store::TenantId::parse(TENANT).unwrap()),
             patient_ref: stride_store::PatientRef::parse("Patient/p1"),
             status: Some(stride_store::CarePlanStatus::Draft),
             created_from: None,

@@ -116,6 +116,11 @@ async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for
     )
     .await;
     assert_eq!(status, 201);
+    // A tenant that cannot be one is refused before anything is looked up.
+    for bad in ["", " clinic-a", "clinic-a\n"] {
+        let (status, body) = post(&app, &activate, sign("ben"), json!({"tenant": bad})).await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+    }
     // Another clinic is not theirs to activate; a scope is needed.
     let (status, _) = post(&app, &activate, sign("ben"), json!({"tenant": TENANT_B})).await;
     assert_eq!(status, 403);
@@ -174,7 +179,7 @@ async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for
         &catalog,
         G,
         "1.1.0".parse().unwrap(),
-        TENANT,
+        &stride_store::TenantId::parse(TENANT).unwrap(),
     )
     .await
     .unwrap();

@@ -225,7 +225,7 @@ async fn a_clinic_s_report_is_computed_once_kept_and_computed_again_on_request()
                 .unwrap()
                 .content_hash,
             "1.0.2",
-            stride_tests::tokens::TENANT,
+            &stride_store::TenantId::parse(stride_tests::tokens::TENANT).unwrap(),
         )
         .await
         .unwrap()

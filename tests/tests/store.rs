@@ -20,7 +20,7 @@ async fn store() -> (TestDb, Arc<dyn Store>) {
 fn plan(red_flag: bool) -> NewCarePlan {
     NewCarePlan {
         id: uuid::Uuid::new_v4(),
-        tenant: "clinic-a".into(),
+        tenant: stride_store::TenantId::parse("clinic-a").unwrap(),
         patient_ref: stride_store::PatientRef::parse("Patient/p1").unwrap(),
         status: CarePlanStatus::Draft,
         rule_set_id: "medial-knee-pain-running".into(),
@@ -63,7 +63,7 @@ async fn the_latest_approved_plan_is_the_newest_active_one_of_the_guideline() {
     store.insert_careplan(&other).await.unwrap();
     let got = store
         .latest_approved(
-            "clinic-a",
+            &stride_store::TenantId::parse("clinic-a").unwrap(),
             &stride_store::PatientRef::parse("Patient/p1").unwrap(),
             "medial-knee-pain-running",
         )
@@ -73,7 +73,7 @@ async fn the_latest_approved_plan_is_the_newest_active_one_of_the_guideline() {
     assert_eq!(got, Some(newer.id));
     assert!(store
         .latest_approved(
-            "clinic-b",
+            &stride_store::TenantId::parse("clinic-b").unwrap(),
             &stride_store::PatientRef::parse("Patient/p1").unwrap(),
             "medial-knee-pain-running"
         )
@@ -93,7 +93,7 @@ async fn a_pending_draft_is_found_by_patient_and_decision_key() {
     store.insert_careplan(&first).await.unwrap();
     let found = store
         .pending_draft(
-            "clinic-a",
+            &stride_store::TenantId::parse("clinic-a").unwrap(),
             &stride_store::PatientRef::parse("Patient/p1").unwrap(),
             key,
         )
@@ -108,7 +108,11 @@ async fn a_pending_draft_is_found_by_patient_and_decision_key() {
         ("clinic-b", "Patient/p1", key),
     ] {
         assert!(store
-            .pending_draft(t, &stride_store::PatientRef::parse(p).unwrap(), k)
+            .pending_draft(
+                &stride_store::TenantId::parse(t).unwrap(),
+                &stride_store::PatientRef::parse(p).unwrap(),
+                k
+            )
             .await
             .unwrap()
             .is_none());
@@ -118,7 +122,7 @@ async fn a_pending_draft_is_found_by_patient_and_decision_key() {
     assert_eq!(
         store
             .pending_draft(
-                "clinic-a",
+                &stride_store::TenantId::parse("clinic-a").unwrap(),
                 &stride_store::PatientRef::parse("Patient/p1").unwrap(),
                 key
             )
@@ -148,7 +152,7 @@ async fn a_writer_refused_as_a_duplicate_finds_the_draft_that_was_stored() {
                 Err(StoreError::Duplicate(_)) => {
                     let found = store
                         .pending_draft(
-                            "clinic-a",
+                            &stride_store::TenantId::parse("clinic-a").unwrap(),
                             &stride_store::PatientRef::parse("Patient/p1").unwrap(),
                             key,
                         )
@@ -169,7 +173,7 @@ async fn a_writer_refused_as_a_duplicate_finds_the_draft_that_was_stored() {
     assert_eq!(stored.len(), 1, "one draft stored: {stored:?}");
     let found = store
         .pending_draft(
-            "clinic-a",
+            &stride_store::TenantId::parse("clinic-a").unwrap(),
             &stride_store::PatientRef::parse("Patient/p1").unwrap(),
             key,
         )
@@ -354,13 +358,12 @@ async fn a_server_with_no_slot_free_is_busy_not_down() {
 fn audit_entry(n: i64) -> stride_store::NewAuditEntry {
     stride_store::NewAuditEntry {
         id: uuid::Uuid::new_v4(),
-        tenant: "clinic-a".into(),
         recorded_us: 1_790_000_000_000_000 + n,
         action: stride_store::audit::Action::HookCall,
         outcome: "success".into(),
         facts: Some(AuditFacts::from_json(&json!({"records": [n]}))),
         details: json!({}),
-        ..Default::default()
+        ..stride_store::NewAuditEntry::of(stride_store::TenantId::parse("clinic-a").unwrap())
     }
 }
 
@@ -470,7 +473,7 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
     stride_store::HookRecord {
         cards: vec![stride_store::NewCard {
             uuid: card,
-            tenant: "clinic-a".into(),
+            tenant: stride_store::TenantId::parse("clinic-a").unwrap(),
             service_id: "stride-medial-knee".into(),
             hook_instance: format!("instance-{n}"),
             decision_id: "phase".into(),
@@ -486,7 +489,7 @@ fn hook_record(n: i64, careplan: NewCarePlan, card: uuid::Uuid) -> stride_store:
         audit,
         answer: Some(stride_store::HookAnswer {
             hook_instance: format!("instance-{n}"),
-            tenant: "clinic-a".into(),
+            tenant: stride_store::TenantId::parse("clinic-a").unwrap(),
             caller_issuer: "https://ehr.test".into(),
             fingerprint: format!("fingerprint-{n}"),
             response: format!("{{\"cards\": [{n}]}}"),
@@ -739,12 +742,14 @@ async fn a_slow_reader_gets_the_whole_log_in_order_whatever_the_statement_timeou
         let e = stride_store::NewAuditEntry {
             id: uuid::Uuid::new_v4(),
             // Two tenants, and many entries sharing a time: the page boundaries fall inside both.
-            tenant: if i % 3 == 0 { "clinic-b" } else { "clinic-a" }.into(),
             recorded_us: 1_790_000_000_000_000 + (i / 7) as i64,
             action: stride_store::audit::Action::HookCall,
             outcome: "success".into(),
             details: json!({"n": i, "padding": "x".repeat(20_000)}),
-            ..stride_store::NewAuditEntry::default()
+            ..stride_store::NewAuditEntry::of(
+                stride_store::TenantId::parse(if i % 3 == 0 { "clinic-b" } else { "clinic-a" })
+                    .unwrap(),
+            )
         };
         store.append_audit(&e).await.expect("append");
     }

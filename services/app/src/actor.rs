@@ -7,10 +7,15 @@
 use serde_json::json;
 use stride_auth::Caller;
 use stride_store::audit::Action;
-use stride_store::NewAuditEntry;
+use stride_store::{NewAuditEntry, TenantId};
 
 /// The tenant an entry is filed under when no caller could be authenticated.
 pub const UNAUTHENTICATED: &str = "(unauthenticated)";
+
+/// `UNAUTHENTICATED` as the tenant it files entries under.
+pub fn unauthenticated() -> TenantId {
+    TenantId::stored(UNAUTHENTICATED.to_owned())
+}
 
 /// The request an entry belongs to: its trace, and the route and method that served it.
 #[derive(Clone, Debug, Default)]
@@ -49,7 +54,6 @@ pub fn entry(
 ) -> NewAuditEntry {
     NewAuditEntry {
         id: stride_store::new_row_id(),
-        tenant: caller.map_or_else(|| UNAUTHENTICATED.to_owned(), |c| c.tenant.clone()),
         recorded_us: crate::now_us(),
         action,
         outcome: outcome.to_owned(),
@@ -57,6 +61,6 @@ pub fn entry(
         caller_subject: caller.map(|c| c.subject.clone()),
         trace_id: stamp.trace_id.clone(),
         details: json!({"route": stamp.route, "method": stamp.method}),
-        ..NewAuditEntry::default()
+        ..NewAuditEntry::of(caller.map_or_else(unauthenticated, |c| c.tenant.clone()))
     }
 }

@@ -61,7 +61,7 @@ impl Filter {
     /// The store query within what `caller` may see.
     pub fn query(&self, caller: &Caller) -> CardOutcomeQuery {
         CardOutcomeQuery {
-            tenant: caller.tenant_scope().map(str::to_owned),
+            tenant: caller.tenant_scope().cloned(),
             from: self.from.map(|d| d.with_time(Time::MIDNIGHT).assume_utc()),
             // The day after `to`, when there is one (9999-12-31 has none: no upper bound).
             to: self
@@ -180,7 +180,7 @@ pub fn cards_csv(rows: &[CardOutcome]) -> String {
             field(&o.rule_set_id),
             field(&o.rule_set_version),
             field(&o.decision_id),
-            field(&o.tenant),
+            field(o.tenant.as_str()),
             field(&o.period),
             o.shown.to_string(),
             o.accepted.to_string(),
@@ -213,7 +213,7 @@ pub fn cards_bundle(rows: &[CardOutcome], catalog: &Catalog) -> Json {
                 rule_set_version: &o.rule_set_version,
                 decision_system: system,
                 decision_id: &o.decision_id,
-                tenant: &o.tenant,
+                tenant: o.tenant.as_str(),
                 period: &o.period,
                 shown: o.shown,
                 accepted: o.accepted,

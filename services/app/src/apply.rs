@@ -227,7 +227,7 @@ pub async fn apply(
     input: &Apply,
     fetch: &mut impl Fetch,
 ) -> Result<Applied, ApplyError> {
-    let tenant = actor.caller.tenant.as_str();
+    let tenant = &actor.caller.tenant;
     let mut audit = actor.entry(stride_store::audit::Action::PlanApply, "success");
     if rs.doc.status == Status::Draft {
         return Err(ApplyError::Draft(rs.doc.version.to_string()));

@@ -68,7 +68,7 @@ pub async fn search(
         (None, asked) => asked,
     };
     let query = CarePlanQuery {
-        tenant: caller.tenant_scope().map(str::to_owned),
+        tenant: caller.tenant_scope().cloned(),
         patient_ref: patient,
         status: search.status,
         created_from: search.created_from,

@@ -11,7 +11,9 @@ use stride_fhir::clinic::ClinicZone;
 use stride_fhir::intake::Intake;
 use stride_guideline::facts::{Code, PhaseState, Record, RecordKind};
 use stride_guideline::{evaluate, Decision, Facts, RuleSet};
-use stride_store::{AuditFacts, CarePlanStatus, NewAuditEntry, NewCarePlan, PatientRef, Store};
+use stride_store::{
+    AuditFacts, CarePlanStatus, NewAuditEntry, NewCarePlan, PatientRef, Store, TenantId,
+};
 use time::{Date, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
@@ -19,7 +21,7 @@ use crate::hook::HookError;
 
 /// Whose records are decided, for which clinic, and when.
 pub struct Subject<'a> {
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
     /// The patient's FHIR id.
     pub patient: &'a str,
     /// The clinic's zone: "today" and every record's day are its local dates.
@@ -323,7 +325,7 @@ impl Draft {
     ) -> NewCarePlan {
         NewCarePlan {
             id: self.id,
-            tenant: subject.tenant.to_owned(),
+            tenant: subject.tenant.clone(),
             patient_ref: subject.reference(),
             status: CarePlanStatus::Draft,
             rule_set_id: rs.doc.id.clone(),

@@ -44,7 +44,7 @@ pub async fn search(
     view: Option<&str>,
     asked: Json,
 ) -> Result<AuditQuery, StoreError> {
-    query.tenant = actor.caller.tenant_scope().map(str::to_owned);
+    query.tenant = actor.caller.tenant_scope().cloned();
     let mut entry = actor.entry(Action::AuditRead, "success");
     entry.patient_ref = query.patient_ref.clone();
     if let Some(view) = view {
@@ -168,7 +168,7 @@ pub async fn verify(
     keys: Option<&SealKeys>,
 ) -> Result<ChainCheck, StoreError> {
     let query = AuditQuery {
-        tenant: actor.caller.tenant_scope().map(str::to_owned),
+        tenant: actor.caller.tenant_scope().cloned(),
         ..AuditQuery::default()
     };
     let check = check_chain(store, &query, keys, &[]).await?;

@@ -2,6 +2,7 @@
 //! stored with one audit entry naming the cards and their outcomes.
 
 use serde_json::{json, Value as Json};
+use stride_store::TenantId;
 use stride_store::{NewFeedback, Store};
 use time::OffsetDateTime;
 
@@ -43,7 +44,7 @@ pub async fn take(
 /// first entry and field that break the specification.
 pub fn read(
     svc: &Service,
-    tenant: &str,
+    tenant: &TenantId,
     body: &Json,
     now: OffsetDateTime,
 ) -> Result<Vec<NewFeedback>, FeedbackError> {
@@ -52,7 +53,7 @@ pub fn read(
 
 fn entries(
     svc: &Service,
-    tenant: &str,
+    tenant: &TenantId,
     body: &Json,
     now: OffsetDateTime,
 ) -> Result<Vec<NewFeedback>, String> {

@@ -7,6 +7,7 @@
 //! Every sign-off and activation is an audit entry, written with it.
 
 use std::time::Duration;
+use stride_store::TenantId;
 
 use serde::Deserialize;
 use serde_json::json;
@@ -81,7 +82,7 @@ pub async fn keep_report(
     store: &dyn Store,
     catalog: &Catalog,
     pins: &Pins,
-    tenant: &str,
+    tenant: &TenantId,
     candidate: &Candidate,
     summary: &crate::impact::Summary,
     report: Option<String>,
@@ -115,7 +116,7 @@ async fn current_report(
     catalog: &Catalog,
     guideline: &str,
     version: RuleSetVersion,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> Result<crate::impact::Summary, GovernanceError> {
     let scope = Scope {
         candidate: Candidate {
@@ -134,7 +135,7 @@ pub async fn impact_hash(
     catalog: &Catalog,
     guideline: &str,
     version: RuleSetVersion,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> Result<String, GovernanceError> {
     Ok(current_report(store, catalog, guideline, version, tenant)
         .await?
@@ -275,14 +276,14 @@ pub fn standing<'a>(
     all: &'a [SignOff],
     version: &str,
     content_hash: &str,
-    tenant: &str,
+    tenant: &TenantId,
     in_force: &str,
 ) -> Vec<&'a SignOff> {
     let mut latest: Vec<&SignOff> = Vec::new();
     for s in all.iter().filter(|s| {
         s.version == version
             && s.content_hash == content_hash
-            && s.tenant == tenant
+            && s.tenant == *tenant
             && s.in_force_version == in_force
     }) {
         latest.retain(|l| l.signer != s.signer);
@@ -301,15 +302,12 @@ pub async fn activate(
     actor: &Actor,
     guideline: &str,
     version: RuleSetVersion,
-    tenant: &str,
+    tenant: &TenantId,
 ) -> Result<Activation, GovernanceError> {
     let caller = &actor.caller;
     let rs = catalog
         .get(guideline, &version)
         .ok_or(GovernanceError::UnknownVersion)?;
-    if tenant.trim().is_empty() {
-        return Err(GovernanceError::Invalid("tenant: required".into()));
-    }
     if !caller.may_see(tenant) {
         return Err(GovernanceError::Forbidden);
     }

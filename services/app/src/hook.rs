@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use stride_store::TenantId;
 
 use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
@@ -113,7 +114,7 @@ pub struct Call<'a> {
     /// A candidate decided beside it, recorded and never shown.
     pub shadow: Option<&'a Arc<RuleSet>>,
     pub request: &'a HookRequest<'a>,
-    pub tenant: &'a str,
+    pub tenant: &'a TenantId,
     /// The issuer of the caller's token (a retry must come from it).
     pub issuer: &'a str,
     /// The clinic's zone: "today" and every record's day are its local dates.
@@ -182,7 +183,7 @@ pub fn fingerprint(svc: &Service, req: &HookRequest<'_>) -> String {
 /// each is a call of its own.
 async fn answered_before(
     store: &dyn Store,
-    tenant: &str,
+    tenant: &TenantId,
     issuer: &str,
     hook_instance: &str,
     fingerprint: &str,
@@ -193,7 +194,7 @@ async fn answered_before(
         .map_err(HookError::store("stored answers"))?;
     if !stored
         .iter()
-        .all(|a| a.tenant == tenant && a.caller_issuer == issuer)
+        .all(|a| a.tenant == *tenant && a.caller_issuer == issuer)
     {
         tracing::warn!("a hookInstance answered for another caller was sent again");
         return Err(HookError::InstanceOfAnother);
@@ -558,7 +559,7 @@ fn recorded(
     let record = HookRecord {
         answer: Some(HookAnswer {
             hook_instance: req.hook_instance.clone(),
-            tenant: call.tenant.to_owned(),
+            tenant: call.tenant.clone(),
             caller_issuer: call.issuer.to_owned(),
             fingerprint: call.fingerprint.clone(),
             response: response.clone(),
@@ -570,7 +571,7 @@ fn recorded(
             .iter()
             .map(|c| NewCard {
                 uuid: c.uuid,
-                tenant: call.tenant.to_owned(),
+                tenant: call.tenant.clone(),
                 service_id: call.service.id.clone(),
                 hook_instance: req.hook_instance.clone(),
                 decision_id: c.decision_id.clone(),

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use stride_store::TenantId;
 
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -48,7 +49,7 @@ impl std::fmt::Display for Candidate {
 pub struct Scope {
     pub candidate: Candidate,
     pub since_us: Option<i64>,
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
 }
 
 /// One decision the candidate would change.
@@ -56,7 +57,7 @@ pub struct Scope {
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub audit_entry: String,
-    pub tenant: String,
+    pub tenant: TenantId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
     pub recorded_us: i64,

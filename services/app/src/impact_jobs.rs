@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use stride_store::TenantId;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -69,7 +70,7 @@ pub enum View {
 pub struct Ask {
     pub candidate: Candidate,
     /// The clinic whose decisions are read; `None` for every clinic.
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     /// Decisions recorded from then on only.
     pub since_us: Option<i64>,
     /// Compute it again, though one is kept (decisions recorded since then count).
@@ -91,7 +92,7 @@ struct Key {
     /// The version in force for the clinic when the report is a signer's; empty otherwise
     /// (every clinic has its own).
     in_force: String,
-    tenant: Option<String>,
+    tenant: Option<TenantId>,
     since_us: Option<i64>,
 }
 
@@ -241,7 +242,7 @@ impl Jobs {
     }
 
     async fn kept(&self, key: &Key) -> Result<Option<Kept>, GovernanceError> {
-        let Some(tenant) = key.tenant.as_deref().filter(|_| key.signable()) else {
+        let Some(tenant) = key.tenant.as_ref().filter(|_| key.signable()) else {
             let recent = self.recent.lock().expect("recent lock");
             return Ok(recent
                 .iter()
@@ -296,7 +297,7 @@ impl Jobs {
                         changes,
                         computed_at: OffsetDateTime::now_utc(),
                     };
-                    match key.tenant.as_deref().filter(|_| key.signable()) {
+                    match key.tenant.as_ref().filter(|_| key.signable()) {
                         Some(tenant) => keep_report(
                             store.as_ref(),
                             &catalog,

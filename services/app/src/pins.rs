@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use stride_store::TenantId;
 
 use futures_util::StreamExt;
 use serde_json::json;
@@ -46,11 +47,12 @@ pub struct Pins {
     shadow_global: BTreeMap<String, RuleSetVersion>,
     shadow_by_issuer: HashMap<String, BTreeMap<String, RuleSetVersion>>,
     /// Every CDS client's tenant and issuer, for reporting and the audit of changes.
-    tenants: Vec<(String, String)>,
+    tenants: Vec<(TenantId, String)>,
     /// (tenant, guideline) → the version its sign-offs put in force: over every other choice,
     /// and changed while serving (an activation, or another replica's, read back from the
     /// store), so a lock rather than a value fixed at start.
-    activated: std::sync::RwLock<HashMap<(String, String), (RuleSetVersion, time::OffsetDateTime)>>,
+    activated:
+        std::sync::RwLock<HashMap<(TenantId, String), (RuleSetVersion, time::OffsetDateTime)>>,
 }
 
 impl Pins {
@@ -93,7 +95,7 @@ impl Pins {
             if cfg.kind != stride_auth::Kind::CdsClient {
                 continue;
             }
-            tenants.push((cfg.tenant().to_owned(), cfg.iss.clone()));
+            tenants.push((cfg.tenant(), cfg.iss.clone()));
             // An issuer's map of `guideline-id` → version, each checked as `ok` says.
             let versions = |map: &BTreeMap<String, String>,
                             origin: &str,
@@ -128,7 +130,7 @@ impl Pins {
     /// was signed off for (a version whose file changed since answers no more until signed off
     /// again). Returns how many clinics' versions it set.
     pub fn load_activations(&self, catalog: &Catalog, all: &[stride_store::Activation]) -> usize {
-        let mut newest: HashMap<(String, String), &stride_store::Activation> = HashMap::new();
+        let mut newest: HashMap<(TenantId, String), &stride_store::Activation> = HashMap::new();
         for a in all {
             let key = (a.tenant.clone(), a.guideline_id.clone());
             if newest
@@ -171,7 +173,7 @@ impl Pins {
     /// Put `version` in force for `tenant` now (after its activation, made `at`, was recorded).
     pub fn activate(
         &self,
-        tenant: &str,
+        tenant: &TenantId,
         guideline: &str,
         version: RuleSetVersion,
         at: time::OffsetDateTime,
@@ -181,7 +183,7 @@ impl Pins {
         }
     }
 
-    fn activated_for(&self, tenant: &str, guideline: &str) -> Option<RuleSetVersion> {
+    fn activated_for(&self, tenant: &TenantId, guideline: &str) -> Option<RuleSetVersion> {
         self.activated
             .read()
             .ok()?
@@ -194,7 +196,7 @@ impl Pins {
         &self,
         catalog: &'c Catalog,
         guideline: &str,
-        tenant: &str,
+        tenant: &TenantId,
     ) -> Option<(&'c Arc<RuleSet>, Source)> {
         if let Some(v) = self.activated_for(tenant, guideline) {
             if let Some(rs) = catalog.get(guideline, &v) {
@@ -211,7 +213,12 @@ impl Pins {
 
     /// The version of `guideline` in force for `tenant` as impact reports and sign-offs name
     /// it: its number, or empty when none is (a guideline's first version).
-    pub fn version_in_force(&self, catalog: &Catalog, guideline: &str, tenant: &str) -> String {
+    pub fn version_in_force(
+        &self,
+        catalog: &Catalog,
+        guideline: &str,
+        tenant: &TenantId,
+    ) -> String {
         self.in_force_for_tenant(catalog, guideline, tenant)
             .map(|(rs, _)| rs.doc.version.to_string())
             .unwrap_or_default()
@@ -283,7 +290,7 @@ impl Pins {
         &self,
         catalog: &'c Catalog,
         guideline: &str,
-    ) -> Vec<(String, &'c Arc<RuleSet>, Source)> {
+    ) -> Vec<(TenantId, &'c Arc<RuleSet>, Source)> {
         self.tenants_with_shadow(catalog, guideline)
             .into_iter()
             .map(|(t, rs, src, _)| (t, rs, src))
@@ -296,7 +303,7 @@ impl Pins {
         &self,
         catalog: &'c Catalog,
         guideline: &str,
-    ) -> Vec<(String, &'c Arc<RuleSet>, Source, Option<&'c Arc<RuleSet>>)> {
+    ) -> Vec<(TenantId, &'c Arc<RuleSet>, Source, Option<&'c Arc<RuleSet>>)> {
         self.tenants
             .iter()
             .filter_map(|(tenant, iss)| {
@@ -346,7 +353,6 @@ impl Pins {
                 }
                 let entry = NewAuditEntry {
                     id: stride_store::new_row_id(),
-                    tenant,
                     recorded_us: crate::now_us(),
                     action: VERSION_IN_FORCE,
                     outcome: "success".into(),
@@ -354,7 +360,7 @@ impl Pins {
                     rule_set_version: Some(now.clone()),
                     rule_set_hash: Some(rs.content_hash.clone()),
                     details: json!({"guideline": id, "version": now, "chosenBy": source.as_str()}),
-                    ..NewAuditEntry::default()
+                    ..NewAuditEntry::of(tenant)
                 };
                 let mut entry = entry;
                 if let Some(p) = previous {

@@ -7,7 +7,7 @@ use stride_fhir::clinic::ClinicZone;
 use stride_guideline::decision::{HOLD_FOR_EVALUATION, INSUFFICIENT_DATA};
 use stride_guideline::model::{Frequency, PatientText};
 use stride_guideline::RuleSet;
-use stride_store::{CarePlanRecord, CarePlanStatus, Store};
+use stride_store::{CarePlanRecord, CarePlanStatus, Store, TenantId};
 use time::{Date, Duration};
 
 use crate::catalog::Catalog;
@@ -166,7 +166,7 @@ pub async fn approved(
     actor: &crate::actor::Actor,
     id: &str,
     view: &str,
-    clinic_zone: impl FnOnce(&str) -> Option<String>,
+    clinic_zone: impl FnOnce(&TenantId) -> Option<String>,
 ) -> Result<(CarePlanRecord, TakeHome), TakeHomeError> {
     let plan = load_visible(store, &actor.caller, id).await?;
     if plan.status != CarePlanStatus::Active {

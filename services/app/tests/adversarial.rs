@@ -176,8 +176,9 @@ async fn judge(store: &dyn Store, rs: &RuleSet, case: &Json) -> Judged {
     if !orders.is_empty() {
         intake.add(&bundle(&orders));
     }
+    let clinic = stride_store::TenantId::parse("clinic-a").unwrap();
     let subject = Subject {
-        tenant: "clinic-a",
+        tenant: &clinic,
         patient,
         zone: &zone,
         now,

@@ -182,8 +182,9 @@ async fn a_hook_call_reads_what_its_decision_needs_on_every_adversarial_record()
         let resources: Vec<Json> = case["resources"].as_array().unwrap().clone();
         let orders: Vec<Json> = case["draftOrders"].as_array().cloned().unwrap_or_default();
         let actor = support::actor("https://ehr.example", "clinic-a");
+        let clinic = stride_store::TenantId::parse("clinic-a").unwrap();
         let subject = Subject {
-            tenant: "clinic-a",
+            tenant: &clinic,
             patient,
             zone: &zone,
             now,

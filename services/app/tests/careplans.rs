@@ -33,7 +33,7 @@ async fn plan(store: &dyn Store, tenant: &str, patient: &str) -> uuid::Uuid {
     store
         .insert_careplan(&NewCarePlan {
             id,
-            tenant: tenant.into(),
+            tenant: stride_store::TenantId::parse(tenant).unwrap(),
             patient_ref: stride_store::PatientRef::parse(patient).unwrap(),
             status: CarePlanStatus::Draft,
             rule_set_id: "medial-knee-pain-running".into(),

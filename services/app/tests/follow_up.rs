@@ -56,14 +56,25 @@ async fn feedback_is_recorded_counted_for_its_clinic_only_and_each_read_is_recor
     // A feedback entry that breaks the specification is refused, naming what is wrong (it is
     // read before anything is stored: nothing is, below, but the one taken).
     let bad = json!({"feedback": [{"card": uuid, "outcome": "ignored"}]});
-    match feedback::read(svc, TENANT, &bad, now) {
+    match feedback::read(
+        svc,
+        &stride_store::TenantId::parse(TENANT).unwrap(),
+        &bad,
+        now,
+    ) {
         Err(feedback::FeedbackError::Invalid(m)) => assert!(m.contains("outcome"), "{m}"),
         other => panic!("refused: {other:?}"),
     }
     let sent = json!({"feedback": [{"card": uuid, "outcome": "overridden",
         "overrideReason": {"reason": {"system": "http://stride-cds.org/fhir/CodeSystem/override-reason", "code": "already-addressed"}},
         "outcomeTimestamp": now.format(&time::format_description::well_known::Rfc3339).unwrap()}]});
-    let entries = feedback::read(svc, TENANT, &sent, now).unwrap();
+    let entries = feedback::read(
+        svc,
+        &stride_store::TenantId::parse(TENANT).unwrap(),
+        &sent,
+        now,
+    )
+    .unwrap();
     feedback::take(
         w.store.as_ref(),
         svc,

@@ -100,7 +100,13 @@ async fn a_report_over_part_of_the_log_is_computed_once_and_shown_until_asked_ag
     decide(&w, 2).await;
     let mut recorded = 2;
     let auditor = staff("aud", "operators", true, &["audit.read"]);
-    for (tenant, since_us) in [(None, None), (Some(TENANT.to_owned()), Some(0))] {
+    for (tenant, since_us) in [
+        (None, None),
+        (
+            Some(stride_store::TenantId::parse(TENANT).unwrap()),
+            Some(0),
+        ),
+    ] {
         let mut ask = Ask {
             candidate: candidate(),
             tenant,
@@ -137,7 +143,10 @@ async fn a_clinics_staff_read_their_own_clinics_report_only_and_are_recorded() {
     let jobs = jobs(&w);
     decide(&w, 1).await;
     let member = staff("ana", TENANT, false, &["audit.read"]);
-    for tenant in [None, Some("clinic-b".to_owned())] {
+    for tenant in [
+        None,
+        Some(stride_store::TenantId::parse("clinic-b").unwrap()),
+    ] {
         let ask = Ask {
             candidate: candidate(),
             tenant,
@@ -152,7 +161,7 @@ async fn a_clinics_staff_read_their_own_clinics_report_only_and_are_recorded() {
     }
     let own = Ask {
         candidate: candidate(),
-        tenant: Some(TENANT.into()),
+        tenant: Some(stride_store::TenantId::parse(TENANT).unwrap()),
         since_us: None,
         again: false,
     };
@@ -184,9 +193,15 @@ async fn a_sign_off_waits_no_longer_than_its_bound_and_never_recomputes_a_kept_r
     decide(&w, 1).await;
     let c = candidate();
     let signer = staff("ana", TENANT, false, &["guideline.approve"]);
-    let now = impact_hash(w.store.as_ref(), &w.catalog, G, c.version, TENANT)
-        .await
-        .unwrap();
+    let now = impact_hash(
+        w.store.as_ref(),
+        &w.catalog,
+        G,
+        c.version,
+        &stride_store::TenantId::parse(TENANT).unwrap(),
+    )
+    .await
+    .unwrap();
     let approve = |impact: &str| SignOffRequest {
         decision: "approve".into(),
         reason: None,
@@ -208,9 +223,15 @@ async fn a_sign_off_waits_no_longer_than_its_bound_and_never_recomputes_a_kept_r
     // A decision recorded since: the clinic's report now has another hash, but the kept one
     // stands until someone computes it again, so naming the new hash is refused ...
     decide(&w, 2).await;
-    let later = impact_hash(w.store.as_ref(), &w.catalog, G, c.version, TENANT)
-        .await
-        .unwrap();
+    let later = impact_hash(
+        w.store.as_ref(),
+        &w.catalog,
+        G,
+        c.version,
+        &stride_store::TenantId::parse(TENANT).unwrap(),
+    )
+    .await
+    .unwrap();
     assert_ne!(later, now);
     let ben = staff("ben", TENANT, false, &["guideline.approve"]);
     let refused = sign_off(&jobs, &ben, G, c.version, &approve(&later), WAIT).await;
@@ -221,7 +242,7 @@ async fn a_sign_off_waits_no_longer_than_its_bound_and_never_recomputes_a_kept_r
     // ... and accepted once the report is computed again and kept.
     let ask = Ask {
         candidate: c.clone(),
-        tenant: Some(TENANT.into()),
+        tenant: Some(stride_store::TenantId::parse(TENANT).unwrap()),
         since_us: None,
         again: true,
     };
@@ -248,7 +269,7 @@ async fn computed_again_is_the_log_as_it_is_now_even_after_a_job_nobody_saw_end(
     let auditor = staff("aud", "operators", true, &["audit.read"]);
     let mut ask = Ask {
         candidate: candidate(),
-        tenant: Some(TENANT.into()),
+        tenant: Some(stride_store::TenantId::parse(TENANT).unwrap()),
         since_us: Some(0),
         again: false,
     };

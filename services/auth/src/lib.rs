@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 pub use jsonwebtoken::Algorithm;
 pub use jwks::KeySource;
+pub use stride_ids::TenantId;
 pub use trust::{IssuerConfig, Kind, SmartRegistration, TrustError, TrustFile};
 
 /// A verified caller. The JWT id and expiry travel along for the replay check.
@@ -23,7 +24,7 @@ pub struct Caller {
     pub issuer: String,
     pub subject: String,
     /// The tenant, from the trust file only (a token cannot choose it); else the issuer.
-    pub tenant: String,
+    pub tenant: TenantId,
     /// Staff allowed to see every tenant (trust-file flag).
     pub all_tenants: bool,
     /// The clinic's IANA time zone, from the trust file.
@@ -45,17 +46,17 @@ impl Caller {
     }
 
     /// The one tenant whose data this caller may see, or `None` for an all-tenants issuer.
-    pub fn tenant_scope(&self) -> Option<&str> {
-        (!self.all_tenants).then_some(self.tenant.as_str())
+    pub fn tenant_scope(&self) -> Option<&TenantId> {
+        (!self.all_tenants).then_some(&self.tenant)
     }
 
     /// Whether data filed under `tenant` is visible to this caller.
-    pub fn may_see(&self, tenant: &str) -> bool {
+    pub fn may_see(&self, tenant: &TenantId) -> bool {
         self.tenant_scope().is_none_or(|t| t == tenant)
     }
 
     /// Whether a record of `patient_ref` (`Patient/ID`) filed under `tenant` is visible.
-    pub fn may_see_patient(&self, tenant: &str, patient_ref: &str) -> bool {
+    pub fn may_see_patient(&self, tenant: &TenantId, patient_ref: &str) -> bool {
         self.may_see(tenant) && self.patient.as_deref().is_none_or(|p| p == patient_ref)
     }
 }
@@ -248,9 +249,9 @@ impl Verifier {
     }
 
     /// The clinic's IANA time zone: the first issuer of `tenant` that names one.
-    pub fn tenant_timezone(&self, tenant: &str) -> Option<&str> {
+    pub fn tenant_timezone(&self, tenant: &TenantId) -> Option<&str> {
         self.issuers()
-            .filter(|i| i.tenant() == tenant)
+            .filter(|i| i.serves(tenant))
             .find_map(|i| i.timezone.as_deref())
     }
 
@@ -269,9 +270,9 @@ impl Verifier {
 
     /// Whether an EHR of `tenant` launches Stride as a SMART app (its cards then link the
     /// review as a `smart` link).
-    pub fn smart_tenant(&self, tenant: &str) -> bool {
+    pub fn smart_tenant(&self, tenant: &TenantId) -> bool {
         self.issuers()
-            .any(|i| i.smart.is_some() && i.tenant() == tenant)
+            .any(|i| i.smart.is_some() && i.serves(tenant))
     }
 
     /// What the trust file lets `iss` do, if it lists it.
@@ -422,7 +423,7 @@ fn caller(cfg: &IssuerConfig, c: Claims, kind: Kind) -> Caller {
     Caller {
         issuer: c.iss,
         subject,
-        tenant: cfg.tenant().to_owned(),
+        tenant: cfg.tenant(),
         all_tenants: cfg.all_tenants && kind == Kind::Staff,
         timezone: cfg.timezone.clone(),
         kind,

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use jsonwebtoken::jwk::JwkSet;
 use serde::Deserialize;
+use stride_ids::TenantId;
 use url::Url;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -20,8 +21,9 @@ pub enum Kind {
 pub struct IssuerConfig {
     pub iss: String,
     pub kind: Kind,
+    /// The clinic, as the file names it (parsed: a name that is not one refuses the file).
     #[serde(default)]
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     #[serde(default)]
     pub jwks: Option<JwkSet>,
     #[serde(default)]
@@ -65,16 +67,30 @@ pub struct IssuerConfig {
 }
 
 impl IssuerConfig {
-    /// The tenant this issuer's callers belong to: the trust file's `tenant`, else the issuer.
-    pub fn tenant(&self) -> &str {
-        self.tenant.as_deref().unwrap_or(self.iss.as_str())
+    /// The tenant this issuer's callers belong to: the trust file's `tenant`, else the issuer
+    /// (which `TrustFile::parse` has checked is one).
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+            .clone()
+            .unwrap_or_else(|| TenantId::stored(self.iss.clone()))
+    }
+
+    /// Whether this issuer's callers belong to `tenant`.
+    pub fn serves(&self, tenant: &TenantId) -> bool {
+        self.tenant_str() == tenant.as_str()
+    }
+
+    fn tenant_str(&self) -> &str {
+        self.tenant
+            .as_ref()
+            .map_or(self.iss.as_str(), TenantId::as_str)
     }
 
     /// The last segment of this EHR's SMART redirect URI (`/ui/auth/smart-callback/{key}`): the
     /// tenant where a path can carry it as it is, else a digest of it (a tenant defaulting to
     /// the issuer URL). One per clinic; logged at start with the URI to register.
     pub fn smart_callback_key(&self) -> String {
-        let t = self.tenant();
+        let t = self.tenant_str();
         if !t.is_empty()
             && t.len() <= 64
             && t.bytes()
@@ -146,6 +162,15 @@ impl TrustFile {
                     i.iss
                 )));
             }
+            if i.tenant.is_none() {
+                if let Err(e) = TenantId::parse(&i.iss) {
+                    return Err(TrustError::Invalid(format!(
+                        "issuer {}: it names no tenant, and the issuer cannot stand for one \
+                         ({e}): give a tenant",
+                        i.iss
+                    )));
+                }
+            }
             if let Some(tz) = &i.timezone {
                 if jiff::tz::TimeZone::get(tz).is_err() {
                     return Err(TrustError::Invalid(format!(
@@ -209,7 +234,7 @@ impl TrustFile {
                         "issuer {}: tenant {} has a smart registration already (one per \
                          clinic: its redirect URI is /ui/auth/smart-callback/{key})",
                         i.iss,
-                        i.tenant()
+                        i.tenant_str()
                     )));
                 }
                 if !smart_bases.insert(smart.iss().to_owned()) {
@@ -264,6 +289,40 @@ mod tests {
             r#"{{"issuers": [{{"iss": "https://ehr.test", "kind": "cds-client",
                  "jku": ["https://ehr.test/jwks"], "fhir_servers": {servers}}}]}}"#
         ))
+    }
+
+    #[test]
+    fn a_tenant_is_a_clinic_name_or_an_issuer_that_can_be_one() {
+        let file = |iss: &str, tenant: &str| {
+            TrustFile::parse(&format!(
+                r#"{{"issuers": [{{"iss": "{iss}", "kind": "cds-client", {tenant}
+                     "jku": ["https://ehr.test/jwks"]}}]}}"#
+            ))
+        };
+        let named = file("https://ehr.test", r#""tenant": "clinic-a","#).unwrap();
+        assert_eq!(named.issuers[0].tenant().as_str(), "clinic-a");
+        let unnamed = file("https://ehr.test", "").unwrap();
+        assert_eq!(unnamed.issuers[0].tenant().as_str(), "https://ehr.test");
+        assert!(unnamed.issuers[0].serves(&TenantId::parse("https://ehr.test").unwrap()));
+        assert!(!named.issuers[0].serves(&TenantId::parse("https://ehr.test").unwrap()));
+        // A name with its line end pasted in, an empty one, and an issuer too long to stand
+        // for the tenant it does not name: each refuses the file, saying why.
+        for (iss, tenant, why) in [
+            (
+                "https://ehr.test",
+                r#""tenant": "clinic-a\n","#,
+                "control characters",
+            ),
+            ("https://ehr.test", r#""tenant": "","#, "cannot be empty"),
+            (
+                &format!("https://ehr.test/{}", "a".repeat(300)),
+                "",
+                "give a tenant",
+            ),
+        ] {
+            let e = file(iss, tenant).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
     }
 
     #[test]

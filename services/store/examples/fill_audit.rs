@@ -15,7 +15,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let n: usize = args.next().ok_or(USAGE)?.parse()?;
     let template: Value =
         serde_json::from_str(&std::fs::read_to_string(args.next().ok_or(USAGE)?)?)?;
-    let tenant = args.next().unwrap_or_else(|| "clinic-a".into());
+    let tenant = stride_store::TenantId::parse(&args.next().unwrap_or_else(|| "clinic-a".into()))
+        .map_err(|e| e.to_string())?;
     let text = |key: &str| -> Result<String, String> {
         template[key]
             .as_str()

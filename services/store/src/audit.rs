@@ -9,10 +9,10 @@ use uuid::Uuid;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What one audited event says. Written once, never changed.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NewAuditEntry {
     pub id: Uuid,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     /// Unix microseconds.
     pub recorded_us: i64,
     /// What was done (stored and hashed as its name: hook-call, feedback, careplan-read …).
@@ -38,6 +38,36 @@ pub struct NewAuditEntry {
     pub careplan_id: Option<Uuid>,
     pub trace_id: Option<String>,
     pub details: Json,
+}
+
+impl NewAuditEntry {
+    /// An entry filed under `tenant`, every other field empty: what an entry is built from.
+    /// (No `Default`: an entry filed under no tenant would be a chain nobody reads.)
+    pub fn of(tenant: crate::TenantId) -> NewAuditEntry {
+        NewAuditEntry {
+            id: Uuid::nil(),
+            tenant,
+            recorded_us: 0,
+            action: Action::default(),
+            outcome: String::new(),
+            caller_issuer: None,
+            caller_subject: None,
+            hook: None,
+            hook_instance: None,
+            service_id: None,
+            patient_ref: None,
+            as_of: None,
+            facts: None,
+            rule_set_id: None,
+            rule_set_version: None,
+            rule_set_hash: None,
+            decision_ids: Vec::new(),
+            card_uuids: Vec::new(),
+            careplan_id: None,
+            trace_id: None,
+            details: Json::Null,
+        }
+    }
 }
 
 /// A stored entry: the event, its place in the chain, and its hashes.
@@ -150,7 +180,7 @@ pub fn entry_hash(
 /// The first broken link of a tenant's chain, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub seq: i64,
     pub id: String,
     pub reason: String,
@@ -159,7 +189,7 @@ pub struct Broken {
 /// Walks entries ordered by (tenant, seq) and checks each link.
 #[derive(Debug, Default)]
 pub struct ChainCheck {
-    tenant: Option<String>,
+    tenant: Option<crate::TenantId>,
     expected_seq: i64,
     prev_hash: String,
     pub entries: u64,
@@ -167,20 +197,20 @@ pub struct ChainCheck {
     pub broken: Option<Broken>,
     /// Where retention cut each tenant's chain: (tenant, last removed seq) → its hash, from
     /// the retention checkpoints, which are themselves entries of the chain.
-    anchors: std::collections::HashMap<(String, i64), String>,
+    anchors: std::collections::HashMap<(crate::TenantId, i64), String>,
     /// With keys, every entry after a tenant's first sealed one must carry a valid seal.
     keys: Option<crate::seal::SealKeys>,
     sealed_tenant: bool,
     pub sealed: u64,
     pub unsealed: u64,
     /// Signed checkpoints kept outside the database: (tenant, seq) → hash the chain must hold.
-    outside: std::collections::HashMap<(String, i64), String>,
+    outside: std::collections::HashMap<(crate::TenantId, i64), String>,
     /// The newest checkpointed seq per tenant: a chain that ends before it lost its tail.
-    outside_heads: std::collections::BTreeMap<String, i64>,
+    outside_heads: std::collections::BTreeMap<crate::TenantId, i64>,
     /// The last seq seen per tenant.
-    seen_heads: std::collections::HashMap<String, i64>,
+    seen_heads: std::collections::HashMap<crate::TenantId, i64>,
     /// Outside checkpoints whose entry was seen (and compared).
-    outside_seen: std::collections::HashSet<(String, i64)>,
+    outside_seen: std::collections::HashSet<(crate::TenantId, i64)>,
     pub checkpoints: u64,
     /// Whether retention can have cut these chains (it runs on PostgreSQL only): elsewhere a
     /// retention checkpoint is a forgery that would hide deleted entries.
@@ -355,7 +385,7 @@ impl ChainCheck {
         if self.broken.is_some() {
             return;
         }
-        let mut unseen: Vec<&(String, i64)> = self
+        let mut unseen: Vec<&(crate::TenantId, i64)> = self
             .outside
             .keys()
             .filter(|k| !self.outside_seen.contains(*k))
@@ -447,7 +477,7 @@ impl ChainCheck {
         if self.broken.is_some() {
             return;
         }
-        if self.tenant.as_deref() != Some(a.entry.tenant.as_str()) {
+        if self.tenant.as_ref() != Some(&a.entry.tenant) {
             self.tenant = Some(a.entry.tenant.clone());
             self.sealed_tenant = false;
             self.expected_seq = 1;
@@ -535,7 +565,7 @@ pub fn sealed(a: &AuditEntry) -> Result<(), &'static str> {
 /// Filters for auditors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AuditQuery {
-    pub tenant: Option<String>,
+    pub tenant: Option<crate::TenantId>,
     pub patient_ref: Option<crate::PatientRef>,
     pub caller_subject: Option<String>,
     pub rule_set_version: Option<String>,

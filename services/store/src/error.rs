@@ -36,7 +36,7 @@ pub enum StoreError {
     Corrupt(String),
     /// An audit entry whose action or facts cannot be read (edited in the database): which
     /// one, so that a chain check names it as a broken link.
-    #[error("audit entry {} of {} is unreadable: {}", .0.seq, .0.tenant, .0.reason)]
+    #[error("audit entry {} of {} is unreadable: {}", .0.seq, .0.tenant.as_str(), .0.reason)]
     UnreadableEntry(crate::Broken),
     /// The shared commit of a group of writes failed; none of them is stored.
     #[error("the write could not be made durable: {0}")]

@@ -342,7 +342,7 @@ impl Store for Guarded {
         version: &str,
         content_hash: &str,
         in_force_version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Option<ImpactReport>, StoreError> {
         read!(
             self,
@@ -360,7 +360,7 @@ impl Store for Guarded {
         impact_hash: &str,
         guideline_id: &str,
         version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Vec<ImpactReport>, StoreError> {
         read!(
             self,
@@ -405,7 +405,7 @@ impl Store for Guarded {
     }
     async fn overridden(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         read!(self, self.inner.overridden(tenant, patient_ref))
@@ -418,7 +418,7 @@ impl Store for Guarded {
     }
     async fn pending_draft(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
@@ -429,7 +429,7 @@ impl Store for Guarded {
     }
     async fn latest_approved(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {

@@ -19,6 +19,7 @@ pub use audit::{AuditEntry, AuditFacts, AuditQuery, Broken, ChainCheck, NewAudit
 pub use error::StoreError;
 pub use guard::{Guarded, Health};
 pub use patient::PatientRef;
+pub use stride_ids::{TenantError, TenantId};
 
 /// A token id claimed for one call. `fresh`: nobody used it before; this is final as soon as
 /// the claim is made (a concurrent replay is decided against it). The claim itself may not be
@@ -224,7 +225,7 @@ pub trait Store: Send + Sync + 'static {
     /// first: each is a clinician's recorded decision on that red flag.
     async fn overridden(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &PatientRef,
     ) -> Result<Vec<Overridden>, StoreError>;
     async fn feedback_for_card(&self, card_uuid: &str) -> Result<Vec<FeedbackRecord>, StoreError>;
@@ -253,7 +254,7 @@ pub trait Store: Send + Sync + 'static {
         version: &str,
         content_hash: &str,
         in_force_version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Option<ImpactReport>, StoreError>;
 
     /// The kept impact reports with this hash for this version and clinic.
@@ -262,7 +263,7 @@ pub trait Store: Send + Sync + 'static {
         impact_hash: &str,
         guideline_id: &str,
         version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Vec<ImpactReport>, StoreError>;
 
     /// A sign-off and its audit entry, in one write.
@@ -295,14 +296,14 @@ pub trait Store: Send + Sync + 'static {
     /// be: a unique index holds it).
     async fn pending_draft(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError>;
     /// The patient's most recently approved (`active`) CarePlan of a guideline.
     async fn latest_approved(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError>;

@@ -102,7 +102,7 @@ impl FromStr for ReviewAction {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCarePlan {
     pub id: Uuid,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub patient_ref: crate::PatientRef,
     pub status: CarePlanStatus,
     pub rule_set_id: String,
@@ -121,7 +121,7 @@ pub struct NewCarePlan {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CarePlanRecord {
     pub id: Uuid,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub patient_ref: crate::PatientRef,
     pub status: CarePlanStatus,
     pub version: i32,
@@ -141,7 +141,7 @@ pub struct CarePlanRecord {
 pub struct NewCard {
     pub uuid: Uuid,
     /// Whose card it is: feedback from another tenant is feedback on an unknown card.
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub service_id: String,
     pub hook_instance: String,
     pub decision_id: String,
@@ -170,7 +170,7 @@ pub struct Overridden {
 /// sending, a guideline and version.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CardOutcomeQuery {
-    pub tenant: Option<String>,
+    pub tenant: Option<crate::TenantId>,
     /// Sent at or after.
     pub from: Option<OffsetDateTime>,
     /// Sent before.
@@ -185,7 +185,7 @@ pub struct CardOutcome {
     pub rule_set_id: String,
     pub rule_set_version: String,
     pub decision_id: String,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     /// `YYYY-MM` (UTC).
     pub period: String,
     pub shown: i64,
@@ -222,7 +222,7 @@ pub struct FeedbackRow {
     pub decision_id: Option<String>,
     pub rule_set_id: Option<String>,
     pub rule_set_version: Option<String>,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub service_id: String,
     pub outcome: String,
     /// The feedback entry as the EHR sent it (override reason, comment, accepted suggestions).
@@ -248,7 +248,7 @@ pub struct HookRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookAnswer {
     pub hook_instance: String,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub caller_issuer: String,
     /// What makes a retry the same call (service, context and prefetch, without the token).
     pub fingerprint: String,
@@ -268,7 +268,7 @@ impl HookAnswer {
     {
         Ok(HookAnswer {
             hook_instance: r.try_get("hook_instance")?,
-            tenant: r.try_get("tenant")?,
+            tenant: crate::TenantId::stored(r.try_get("tenant")?),
             caller_issuer: r.try_get("caller_issuer")?,
             fingerprint: r.try_get("fingerprint")?,
             response: r.try_get("response")?,
@@ -281,7 +281,7 @@ impl HookAnswer {
 pub struct NewFeedback {
     pub id: Uuid,
     /// The tenant of the EHR that sent it; a card of another tenant is an unknown card.
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub service_id: String,
     pub card_uuid: String,
     pub outcome: String,
@@ -301,7 +301,7 @@ pub struct FeedbackRecord {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CarePlanQuery {
-    pub tenant: Option<String>,
+    pub tenant: Option<crate::TenantId>,
     pub patient_ref: Option<crate::PatientRef>,
     pub status: Option<CarePlanStatus>,
     /// Created on or after this day (UTC).
@@ -358,7 +358,7 @@ pub struct StaffSession {
     pub id_hash: String,
     pub issuer: String,
     pub subject: String,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub all_tenants: bool,
     pub scopes: Vec<String>,
     /// The token forms must echo (cross-site request forgery).
@@ -387,7 +387,7 @@ impl StaffSession {
             id_hash: r.try_get("id_hash")?,
             issuer: r.try_get("issuer")?,
             subject: r.try_get("subject")?,
-            tenant: r.try_get("tenant")?,
+            tenant: crate::TenantId::stored(r.try_get("tenant")?),
             all_tenants: r.try_get("all_tenants")?,
             scopes: r
                 .try_get::<String, _>("scopes")?
@@ -412,7 +412,7 @@ pub struct SignOff {
     pub version: String,
     /// SHA-256 of the rule-set file signed off: a changed file needs new sign-offs.
     pub content_hash: String,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     /// `issuer|subject` of the signer.
     pub signer: String,
     /// `approve` or `reject`.
@@ -431,7 +431,7 @@ pub struct Activation {
     pub guideline_id: String,
     pub version: String,
     pub content_hash: String,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     /// `issuer|subject` of who activated it.
     pub activated_by: String,
     pub created_at: OffsetDateTime,
@@ -445,7 +445,7 @@ pub struct ImpactReport {
     pub version: String,
     pub content_hash: String,
     pub in_force_version: String,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub decisions: i64,
     pub changed: i64,
     pub computed_at: OffsetDateTime,
@@ -485,7 +485,7 @@ impl ImpactReport {
             version: r.try_get("version")?,
             content_hash: r.try_get("content_hash")?,
             in_force_version: r.try_get("in_force_version")?,
-            tenant: r.try_get("tenant")?,
+            tenant: crate::TenantId::stored(r.try_get("tenant")?),
             decisions: r.try_get("decisions")?,
             changed: r.try_get("changed")?,
             computed_at: r.try_get("computed_at")?,
@@ -510,7 +510,7 @@ impl SignOff {
             guideline_id: r.try_get("guideline_id")?,
             version: r.try_get("version")?,
             content_hash: r.try_get("content_hash")?,
-            tenant: r.try_get("tenant")?,
+            tenant: crate::TenantId::stored(r.try_get("tenant")?),
             signer: r.try_get("signer")?,
             decision: r.try_get("decision")?,
             reason: r.try_get("reason")?,
@@ -537,7 +537,7 @@ impl Activation {
             guideline_id: r.try_get("guideline_id")?,
             version: r.try_get("version")?,
             content_hash: r.try_get("content_hash")?,
-            tenant: r.try_get("tenant")?,
+            tenant: crate::TenantId::stored(r.try_get("tenant")?),
             activated_by: r.try_get("activated_by")?,
             created_at: r.try_get("created_at")?,
         })

@@ -156,12 +156,11 @@ impl Store for PgStore {
         for (tenant, seq, hash) in lasts {
             let entry = NewAuditEntry {
                 id: crate::new_row_id(),
-                tenant,
                 recorded_us: (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64,
                 action: Action::RetentionCheckpoint,
                 outcome: "success".into(),
                 details: serde_json::json!({"before": cutoff.to_string(), "lastSeq": seq, "lastHash": hash}),
-                ..NewAuditEntry::default()
+                ..NewAuditEntry::of(crate::TenantId::stored(tenant))
             };
             self.append_audit(&entry).await?;
         }
@@ -227,7 +226,7 @@ impl Store for PgStore {
             .bind(&f.details)
             .bind(f.outcome_timestamp)
             .bind(f.received_at)
-            .bind(&f.tenant)
+            .bind(f.tenant.as_str())
             .execute(&mut *tx)
             .await?;
         }
@@ -265,7 +264,7 @@ impl Store for PgStore {
         .bind(&r.version)
         .bind(&r.content_hash)
         .bind(&r.in_force_version)
-        .bind(&r.tenant)
+        .bind(r.tenant.as_str())
         .bind(r.decisions)
         .bind(r.changed)
         .bind(r.computed_at)
@@ -281,7 +280,7 @@ impl Store for PgStore {
         version: &str,
         content_hash: &str,
         in_force_version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Option<ImpactReport>, StoreError> {
         let row = sqlx::query(
             "SELECT * FROM impact_reports WHERE guideline_id = $1 AND version = $2 AND content_hash = $3
@@ -292,7 +291,7 @@ impl Store for PgStore {
         .bind(version)
         .bind(content_hash)
         .bind(in_force_version)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(ImpactReport::from_row).transpose()
@@ -303,7 +302,7 @@ impl Store for PgStore {
         impact_hash: &str,
         guideline_id: &str,
         version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Vec<ImpactReport>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM impact_reports WHERE impact_hash = $1 AND guideline_id = $2 AND version = $3 AND tenant = $4",
@@ -311,7 +310,7 @@ impl Store for PgStore {
         .bind(impact_hash)
         .bind(guideline_id)
         .bind(version)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ImpactReport::from_row).collect()
@@ -328,7 +327,7 @@ impl Store for PgStore {
         .bind(&s.guideline_id)
         .bind(&s.version)
         .bind(&s.content_hash)
-        .bind(&s.tenant)
+        .bind(s.tenant.as_str())
         .bind(&s.signer)
         .bind(&s.decision)
         .bind(&s.reason)
@@ -366,7 +365,7 @@ impl Store for PgStore {
         .bind(&a.guideline_id)
         .bind(&a.version)
         .bind(&a.content_hash)
-        .bind(&a.tenant)
+        .bind(a.tenant.as_str())
         .bind(&a.activated_by)
         .bind(a.created_at)
         .execute(&mut *tx)
@@ -391,7 +390,7 @@ impl Store for PgStore {
         // counting it from the cards read 500 000 of them (docs/benchmarks.md).
         let bind = |sql| {
             sqlx::query(sql)
-                .bind(&q.tenant)
+                .bind(q.tenant.as_ref().map(crate::TenantId::as_str))
                 .bind(from)
                 .bind(to)
                 .bind(&q.rule_set_id)
@@ -507,7 +506,7 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn overridden(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         let rows = sqlx::query(
@@ -516,7 +515,7 @@ impl Store for PgStore {
                 AND decision_id IS NOT NULL
               ORDER BY outcome_timestamp",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(patient_ref)
         .fetch_all(&self.pool)
         .await?;
@@ -625,7 +624,7 @@ impl Store for PgStore {
             .bind(&s.id_hash)
             .bind(&s.issuer)
             .bind(&s.subject)
-            .bind(&s.tenant)
+            .bind(s.tenant.as_str())
             .bind(s.all_tenants)
             .bind(s.scopes.join(" "))
             .bind(&s.csrf)
@@ -665,7 +664,7 @@ impl Store for PgStore {
                AND ($6::timestamptz IS NULL OR created_at < $6)
                ORDER BY red_flag DESC, created_at DESC, id LIMIT $4",
         )
-        .bind(&q.tenant)
+        .bind(q.tenant.as_ref().map(crate::TenantId::as_str))
         .bind(&q.patient_ref)
         .bind(q.status.map(CarePlanStatus::as_str))
         .bind(q.limit)
@@ -794,7 +793,7 @@ impl Store for PgStore {
                 let (pool, q) = (pool.clone(), q.clone());
                 async move {
                     let mut query = sqlx::query(&sql)
-                        .bind(&q.tenant)
+                        .bind(q.tenant.as_ref().map(crate::TenantId::as_str))
                         .bind(&q.patient_ref)
                         .bind(&q.caller_subject)
                         .bind(&q.rule_set_version)
@@ -805,7 +804,7 @@ impl Store for PgStore {
                         .bind(q.action.as_ref().map(Action::as_str));
                     // Numbered as the two orders' conditions name them.
                     if let Some(a) = after {
-                        query = query.bind(a.tenant).bind(a.seq);
+                        query = query.bind(a.tenant.as_str().to_owned()).bind(a.seq);
                         if !chain_order {
                             query = query.bind(a.recorded_us);
                         }
@@ -829,7 +828,7 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn latest_approved(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
@@ -837,7 +836,7 @@ impl Store for PgStore {
             "SELECT * FROM careplans WHERE tenant = $1 AND patient_ref = $2
              AND rule_set_id = $3 AND status = 'active' ORDER BY updated_at DESC LIMIT 1",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(patient_ref)
         .bind(rule_set_id)
         .fetch_optional(&self.pool)
@@ -848,7 +847,7 @@ impl Store for PgStore {
     #[tracing::instrument(skip_all)]
     async fn pending_draft(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
@@ -856,7 +855,7 @@ impl Store for PgStore {
             "SELECT * FROM careplans WHERE tenant = $1 AND patient_ref = $2 AND status = 'draft'
              AND decision_key = $3",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(patient_ref)
         .bind(decision_key)
         .fetch_optional(&self.pool)
@@ -879,7 +878,7 @@ async fn insert_careplans(
     );
     q.push_values(plans, |mut b, p| {
         b.push_bind(p.id)
-            .push_bind(&p.tenant)
+            .push_bind(p.tenant.as_str())
             .push_bind(&p.patient_ref)
             .push_bind(p.status.as_str())
             .push("1")
@@ -1051,7 +1050,7 @@ async fn append_all(
         rows,
         |mut b, (e, seq, recorded_at, input_digest, prev, hash, seal)| {
             b.push_bind(e.id)
-                .push_bind(&e.tenant)
+                .push_bind(e.tenant.as_str())
                 .push_bind(seq)
                 .push_bind(recorded_at)
                 .push_bind(e.recorded_us)
@@ -1094,7 +1093,7 @@ const CARD_FILTER: &str = "($1::text IS NULL OR c.tenant = $1)
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 fn bind_card_filter<'q>(q: PgQuery<'q>, f: &'q CardOutcomeQuery) -> PgQuery<'q> {
-    q.bind(&f.tenant)
+    q.bind(f.tenant.as_ref().map(crate::TenantId::as_str))
         .bind(f.from)
         .bind(f.to)
         .bind(&f.rule_set_id)

@@ -95,11 +95,16 @@ impl Columns for sqlx::postgres::PgRow {
     }
 }
 
+/// A row's `tenant`, as it was written.
+fn tenant<R: Columns>(r: &R) -> Result<crate::TenantId, StoreError> {
+    Ok(crate::TenantId::stored(r.text("tenant")?))
+}
+
 /// A `careplans` row.
 pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> {
     Ok(CarePlanRecord {
         id: r.uuid("id")?,
-        tenant: r.text("tenant")?,
+        tenant: tenant(r)?,
         patient_ref: crate::PatientRef::stored(r.text("patient_ref")?),
         status: r
             .text("status")?
@@ -124,7 +129,7 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
     let list = |c: &str| -> Result<Vec<String>, StoreError> {
         serde_json::from_value(r.json(c)?).map_err(corrupt)
     };
-    let (id, tenant, seq) = (r.uuid("id")?, r.text("tenant")?, r.int("seq")?);
+    let (id, tenant, seq) = (r.uuid("id")?, tenant(r)?, r.int("seq")?);
     // What was edited is not quoted: a row changed in the database may hold anything.
     let unreadable = |why: &str| {
         StoreError::UnreadableEntry(crate::Broken {
@@ -182,7 +187,7 @@ pub(crate) fn feedback<R: Columns>(r: &R) -> Result<FeedbackRow, StoreError> {
         decision_id: r.opt_text("decision_id")?,
         rule_set_id: r.opt_text("rule_set_id")?,
         rule_set_version: r.opt_text("rule_set_version")?,
-        tenant: r.text("tenant")?,
+        tenant: tenant(r)?,
         service_id: r.text("service_id")?,
         outcome: r.text("outcome")?,
         details: r.json("details")?,
@@ -225,7 +230,7 @@ pub(crate) fn keyed_audit_entries<R: Columns>(
         .map(|r| {
             let after = crate::stream::After {
                 recorded_us: r.int(R::RECORDED_US)?,
-                tenant: r.text("tenant")?,
+                tenant: tenant(r)?,
                 seq: r.int("seq")?,
                 id: r.uuid("id")?,
             };
@@ -258,7 +263,7 @@ pub(crate) fn card_outcomes<R: Columns>(
             rule_set_id,
             rule_set_version,
             decision_id,
-            tenant,
+            tenant: crate::TenantId::stored(tenant),
             period,
             shown: r.int("shown")?,
             accepted: r.int("accepted")?,
@@ -271,10 +276,10 @@ pub(crate) fn card_outcomes<R: Columns>(
         let k = key(r)?;
         let row = out.iter_mut().find(|o| {
             [
-                &o.rule_set_id,
+                o.rule_set_id.as_str(),
                 &o.rule_set_version,
                 &o.decision_id,
-                &o.tenant,
+                o.tenant.as_str(),
                 &o.period,
             ] == [&k[0], &k[1], &k[2], &k[3], &k[4]]
         });

@@ -279,7 +279,7 @@ impl AuditKeys {
 /// A signed statement of one chain's head, kept outside the database (one JSON line each).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub seq: i64,
     pub hash: String,
     /// RFC 3339, when it was taken.
@@ -289,13 +289,19 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn message(tenant: &str, seq: i64, hash: &str, time: &str) -> Vec<u8> {
+    fn message(tenant: &crate::TenantId, seq: i64, hash: &str, time: &str) -> Vec<u8> {
         serde_json::json!(["stride-audit-checkpoint", tenant, seq, hash, time])
             .to_string()
             .into_bytes()
     }
 
-    pub fn new(sealer: &Sealer, tenant: &str, seq: i64, hash: &str, time: &str) -> Checkpoint {
+    pub fn new(
+        sealer: &Sealer,
+        tenant: &crate::TenantId,
+        seq: i64,
+        hash: &str,
+        time: &str,
+    ) -> Checkpoint {
         let seal = sealer.seal(&Self::message(tenant, seq, hash, time));
         Checkpoint {
             tenant: tenant.to_owned(),
@@ -393,7 +399,7 @@ mod tests {
         let keys = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
         let cp = Checkpoint::new(
             keys.sealer.as_ref().unwrap(),
-            "a",
+            &crate::TenantId::stored("a".into()),
             7,
             "abc",
             "2026-12-01T00:00:00Z",
@@ -405,7 +411,7 @@ mod tests {
                 ..cp.clone()
             },
             Checkpoint {
-                tenant: "b".into(),
+                tenant: crate::TenantId::stored("b".into()),
                 ..cp.clone()
             },
             Checkpoint {
@@ -420,7 +426,7 @@ mod tests {
         let other = AuditKeys::parse(&AuditKeys::generate("k1", None).unwrap()).unwrap();
         let by_other = Checkpoint::new(
             other.sealer.as_ref().unwrap(),
-            "a",
+            &crate::TenantId::stored("a".into()),
             7,
             "abc",
             "2026-12-01T00:00:00Z",

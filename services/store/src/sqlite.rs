@@ -219,7 +219,7 @@ impl Store for SqliteStore {
                                  (SELECT decision_id FROM cards WHERE uuid = ?4 AND tenant = ?2))",
                     )
                     .bind(f.id.to_string())
-                    .bind(&f.tenant)
+                    .bind(f.tenant.as_str())
                     .bind(&f.service_id)
                     .bind(&f.card_uuid)
                     .bind(&f.outcome)
@@ -252,7 +252,7 @@ impl Store for SqliteStore {
                 .bind(&r.version)
                 .bind(&r.content_hash)
                 .bind(&r.in_force_version)
-                .bind(&r.tenant)
+                .bind(r.tenant.as_str())
                 .bind(r.decisions)
                 .bind(r.changed)
                 .bind(r.computed_at)
@@ -271,7 +271,7 @@ impl Store for SqliteStore {
         version: &str,
         content_hash: &str,
         in_force_version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Option<ImpactReport>, StoreError> {
         let row = sqlx::query(
             "SELECT * FROM impact_reports WHERE guideline_id = ? AND version = ? AND content_hash = ?
@@ -282,7 +282,7 @@ impl Store for SqliteStore {
         .bind(version)
         .bind(content_hash)
         .bind(in_force_version)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(ImpactReport::from_row).transpose()
@@ -293,7 +293,7 @@ impl Store for SqliteStore {
         impact_hash: &str,
         guideline_id: &str,
         version: &str,
-        tenant: &str,
+        tenant: &crate::TenantId,
     ) -> Result<Vec<ImpactReport>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM impact_reports WHERE impact_hash = ? AND guideline_id = ? AND version = ? AND tenant = ?",
@@ -301,7 +301,7 @@ impl Store for SqliteStore {
         .bind(impact_hash)
         .bind(guideline_id)
         .bind(version)
-        .bind(tenant)
+        .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(ImpactReport::from_row).collect()
@@ -320,7 +320,7 @@ impl Store for SqliteStore {
                 .bind(&s.guideline_id)
                 .bind(&s.version)
                 .bind(&s.content_hash)
-                .bind(&s.tenant)
+                .bind(s.tenant.as_str())
                 .bind(&s.signer)
                 .bind(&s.decision)
                 .bind(&s.reason)
@@ -361,7 +361,7 @@ impl Store for SqliteStore {
                 .bind(&a.guideline_id)
                 .bind(&a.version)
                 .bind(&a.content_hash)
-                .bind(&a.tenant)
+                .bind(a.tenant.as_str())
                 .bind(&a.activated_by)
                 .bind(a.created_at)
                 .execute(&mut *c)
@@ -388,7 +388,7 @@ impl Store for SqliteStore {
         let day = |d: Option<time::Date>| d.map(|d| d.to_string());
         let bind = |sql| {
             sqlx::query(sql)
-                .bind(&q.tenant)
+                .bind(q.tenant.as_ref().map(crate::TenantId::as_str))
                 .bind(day(from))
                 .bind(day(to))
                 .bind(&q.rule_set_id)
@@ -504,7 +504,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn overridden(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
     ) -> Result<Vec<crate::Overridden>, StoreError> {
         let rows = sqlx::query(
@@ -513,7 +513,7 @@ impl Store for SqliteStore {
                 AND decision_id IS NOT NULL
               ORDER BY outcome_timestamp",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(patient_ref)
         .fetch_all(&self.pool)
         .await?;
@@ -641,7 +641,7 @@ impl Store for SqliteStore {
                     .bind(&s.id_hash)
                     .bind(&s.issuer)
                     .bind(&s.subject)
-                    .bind(&s.tenant)
+                    .bind(s.tenant.as_str())
                     .bind(s.all_tenants)
                     .bind(s.scopes.join(" "))
                     .bind(&s.csrf)
@@ -688,7 +688,7 @@ impl Store for SqliteStore {
                AND (?3 IS NULL OR status = ?3) AND (?5 IS NULL OR created_at >= ?5) AND (?6 IS NULL OR created_at < ?6)
                ORDER BY red_flag DESC, created_at DESC, id LIMIT ?4",
         )
-        .bind(&q.tenant)
+        .bind(q.tenant.as_ref().map(crate::TenantId::as_str))
         .bind(&q.patient_ref)
         .bind(q.status.map(CarePlanStatus::as_str))
         .bind(q.limit)
@@ -818,7 +818,7 @@ impl Store for SqliteStore {
                 let (pool, q) = (pool.clone(), q.clone());
                 async move {
                     let mut query = sqlx::query(&sql)
-                        .bind(&q.tenant)
+                        .bind(q.tenant.as_ref().map(crate::TenantId::as_str))
                         .bind(&q.patient_ref)
                         .bind(&q.caller_subject)
                         .bind(&q.rule_set_version)
@@ -829,7 +829,7 @@ impl Store for SqliteStore {
                         .bind(q.action.as_ref().map(Action::as_str));
                     // Numbered as the two orders' conditions name them.
                     if let Some(a) = after {
-                        query = query.bind(a.tenant).bind(a.seq);
+                        query = query.bind(a.tenant.as_str().to_owned()).bind(a.seq);
                         if !chain_order {
                             query = query.bind(a.recorded_us);
                         }
@@ -853,7 +853,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn latest_approved(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         rule_set_id: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
@@ -861,7 +861,7 @@ impl Store for SqliteStore {
             "SELECT * FROM careplans WHERE tenant = ? AND patient_ref = ?
              AND rule_set_id = ? AND status = 'active' ORDER BY updated_at DESC LIMIT 1",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(patient_ref)
         .bind(rule_set_id)
         .fetch_optional(&self.pool)
@@ -872,7 +872,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn pending_draft(
         &self,
-        tenant: &str,
+        tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError> {
@@ -880,7 +880,7 @@ impl Store for SqliteStore {
             "SELECT * FROM careplans WHERE tenant = ? AND patient_ref = ? AND status = 'draft'
              AND decision_key = ?",
         )
-        .bind(tenant)
+        .bind(tenant.as_str())
         .bind(patient_ref)
         .bind(decision_key)
         .fetch_optional(&self.pool)
@@ -917,7 +917,7 @@ fn bind_card_filter<'q>(q: SqliteQuery<'q>, f: &'q CardOutcomeQuery) -> SqliteQu
                 .ok()
         })
     };
-    q.bind(&f.tenant)
+    q.bind(f.tenant.as_ref().map(crate::TenantId::as_str))
         .bind(bound(f.from))
         .bind(bound(f.to))
         .bind(&f.rule_set_id)
@@ -931,7 +931,7 @@ type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::Sqlite
 
 fn bind_careplan<'q>(q: SqliteQuery<'q>, p: &'q NewCarePlan, resource: &'q str) -> SqliteQuery<'q> {
     q.bind(p.id.to_string())
-        .bind(&p.tenant)
+        .bind(p.tenant.as_str())
         .bind(&p.patient_ref)
         .bind(p.status.as_str())
         .bind(&p.rule_set_id)
@@ -994,7 +994,7 @@ impl SqliteStore {
                 for card in &cards {
                     q = q
                         .bind(card.uuid.to_string())
-                        .bind(&card.tenant)
+                        .bind(card.tenant.as_str())
                         .bind(&card.service_id)
                         .bind(&card.hook_instance)
                         .bind(&card.decision_id)
@@ -1010,7 +1010,7 @@ impl SqliteStore {
                 if let Some(a) = &answer {
                     q = q
                         .bind(&a.hook_instance)
-                        .bind(&a.tenant)
+                        .bind(a.tenant.as_str())
                         .bind(&a.caller_issuer)
                         .bind(&a.fingerprint)
                         .bind(&a.response)

@@ -28,7 +28,7 @@ pub(crate) const PAGE: i64 = 500;
 #[derive(Clone, Debug)]
 pub(crate) struct After {
     pub recorded_us: i64,
-    pub tenant: String,
+    pub tenant: crate::TenantId,
     pub seq: i64,
     /// The last tie-breaker: a chain forked by a bug (two entries with one `seq`) is read
     /// whole, so that verification sees the fork.

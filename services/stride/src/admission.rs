@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use stride_store::TenantId;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -93,7 +94,7 @@ impl Slot<'_> {
 /// clinic's burst — or its silent FHIR server — takes at most this share of the service.
 pub struct TenantShare {
     max: usize,
-    in_flight: Mutex<HashMap<String, usize>>,
+    in_flight: Mutex<HashMap<TenantId, usize>>,
 }
 
 impl TenantShare {
@@ -105,7 +106,7 @@ impl TenantShare {
     }
 
     /// A place among the tenant's calls, or `TenantShare` at once when they are all taken.
-    pub fn enter(&self, tenant: &str) -> Result<Share<'_>, Refused> {
+    pub fn enter(&self, tenant: &TenantId) -> Result<Share<'_>, Refused> {
         let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(tenant.to_owned()).or_insert(0);
         if *n >= self.max {
@@ -121,7 +122,7 @@ impl TenantShare {
 
 pub struct Share<'a> {
     of: &'a TenantShare,
-    tenant: String,
+    tenant: TenantId,
 }
 
 impl Drop for Share<'_> {
@@ -261,12 +262,25 @@ mod tests {
     #[test]
     fn a_tenant_gets_its_share_and_no_more() {
         let share = TenantShare::new(2);
-        let a1 = share.enter("a").unwrap();
-        let _a2 = share.enter("a").unwrap();
-        assert_eq!(share.enter("a").err(), Some(Refused::TenantShare));
-        let _b = share.enter("b").expect("another tenant is not affected");
+        let a1 = share
+            .enter(&stride_store::TenantId::parse("a").unwrap())
+            .unwrap();
+        let _a2 = share
+            .enter(&stride_store::TenantId::parse("a").unwrap())
+            .unwrap();
+        assert_eq!(
+            share
+                .enter(&stride_store::TenantId::parse("a").unwrap())
+                .err(),
+            Some(Refused::TenantShare)
+        );
+        let _b = share
+            .enter(&stride_store::TenantId::parse("b").unwrap())
+            .expect("another tenant is not affected");
         drop(a1);
-        assert!(share.enter("a").is_ok());
+        assert!(share
+            .enter(&stride_store::TenantId::parse("a").unwrap())
+            .is_ok());
         drop(_a2);
         drop(_b);
         assert!(

@@ -10,6 +10,7 @@ use serde_json::{json, Value as Json};
 use stride_auth::Caller;
 pub use stride_store::audit::Action;
 use stride_store::PatientRef;
+use stride_store::TenantId;
 use stride_store::{AuditEntry, AuditQuery, NewAuditEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -21,7 +22,7 @@ use crate::state::AppState;
 pub use stride_app::actor::{Actor, UNAUTHENTICATED};
 pub use stride_app::now_us;
 
-pub fn tenant_of(caller: &Caller) -> String {
+pub fn tenant_of(caller: &Caller) -> TenantId {
     caller.tenant.clone()
 }
 
@@ -153,7 +154,6 @@ async fn write_group(
 ) {
     let e = NewAuditEntry {
         id: stride_store::new_row_id(),
-        tenant: UNAUTHENTICATED.to_owned(),
         recorded_us: now_us(),
         action: Action::Refused,
         outcome: "refused".into(),
@@ -162,7 +162,7 @@ async fn write_group(
             "reason": reason, "route": route, "method": method, "client": client,
             "count": g.count, "first": rfc3339_us(g.first_us), "last": rfc3339_us(g.last_us),
         }),
-        ..NewAuditEntry::default()
+        ..NewAuditEntry::of(stride_app::actor::unauthenticated())
     };
     if let Err(err) = store.append_audit(&e).await {
         tracing::warn!(error = %err, refused = g.count, "could not record refused requests");
@@ -245,7 +245,7 @@ pub fn to_event(a: &AuditEntry) -> Result<Json, stride_fhir::careplan::RenderErr
         hash: &a.hash,
         prev_hash: &a.prev_hash,
         seq: a.seq,
-        tenant: &e.tenant,
+        tenant: e.tenant.as_str(),
     })
 }
 

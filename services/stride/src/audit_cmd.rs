@@ -177,13 +177,21 @@ async fn execute(
             for head in store.chain_heads().await? {
                 // A head this check cannot vouch for is not cemented into a checkpoint.
                 stride_store::audit::sealed(&head).map_err(|r| {
-                    format!("tenant {}: entry {}: {r}", head.entry.tenant, head.seq)
+                    format!(
+                        "tenant {}: entry {}: {r}",
+                        head.entry.tenant.as_str(),
+                        head.seq
+                    )
                 })?;
                 if let Some(seal) = &head.seal {
                     keys.verify
                         .verify(seal, head.hash.as_bytes())
                         .map_err(|r| {
-                            format!("tenant {}: entry {}: {r}", head.entry.tenant, head.seq)
+                            format!(
+                                "tenant {}: entry {}: {r}",
+                                head.entry.tenant.as_str(),
+                                head.seq
+                            )
                         })?;
                 }
                 let cp = Checkpoint::new(&sealer, &head.entry.tenant, head.seq, &head.hash, &time);

@@ -7,6 +7,7 @@ use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use stride_auth::{bearer, AuthError, Caller, Kind};
 use stride_store::JtiClaim;
+use stride_store::TenantId;
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
@@ -41,7 +42,7 @@ impl CdsCaller {
     }
 
     /// The tenant the call is filed under (a read that settles nothing).
-    pub fn tenant(&self) -> &str {
+    pub fn tenant(&self) -> &TenantId {
         &self.caller.tenant
     }
 

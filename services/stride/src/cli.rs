@@ -1,6 +1,7 @@
 //! The `stride` command line.
 
 use std::path::PathBuf;
+use stride_store::TenantId;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -135,8 +136,8 @@ pub enum RulesCommand {
         #[arg(long)]
         since: Option<String>,
         /// Only this tenant's decisions.
-        #[arg(long)]
-        tenant: Option<String>,
+        #[arg(long, value_parser = tenant)]
+        tenant: Option<TenantId>,
         #[arg(long, value_enum, default_value_t = ImpactFormat::Ndjson)]
         format: ImpactFormat,
     },
@@ -146,8 +147,8 @@ pub enum RulesCommand {
         /// `guideline-id=version`.
         #[arg(long)]
         candidate: String,
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant)]
+        tenant: TenantId,
         /// Who signs off (recorded as `stride-cli|NAME`).
         #[arg(long = "as")]
         signer: String,
@@ -166,8 +167,8 @@ pub enum RulesCommand {
         /// `guideline-id=version`.
         #[arg(long)]
         candidate: String,
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = tenant)]
+        tenant: TenantId,
         /// Who activates (recorded as `stride-cli|NAME`).
         #[arg(long = "as")]
         signer: String,
@@ -179,4 +180,10 @@ pub enum ImpactFormat {
     Ndjson,
     Csv,
     Text,
+}
+
+/// `--tenant`: a clinic's name as the trust file gives it (refused before anything runs when it
+/// cannot be one).
+fn tenant(text: &str) -> Result<TenantId, stride_store::TenantError> {
+    TenantId::parse(text)
 }

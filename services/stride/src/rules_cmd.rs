@@ -123,7 +123,7 @@ pub async fn impact(
     settings: &crate::config::Settings,
     candidate: &str,
     since: Option<&str>,
-    tenant: Option<String>,
+    tenant: Option<stride_store::TenantId>,
     format: crate::cli::ImpactFormat,
 ) -> Result<stride_app::impact::Summary, Box<dyn std::error::Error>> {
     use crate::cli::ImpactFormat;
@@ -168,7 +168,7 @@ pub async fn impact(
                     out,
                     "{},{},{},{},{},{},{},{},{}",
                     c.audit_entry,
-                    csv(&c.tenant),
+                    csv(c.tenant.as_str()),
                     csv(c.patient.as_deref().unwrap_or_default()),
                     c.recorded_us,
                     c.version,
@@ -346,7 +346,11 @@ pub async fn govern(
             .await?;
             Ok(format!(
                 "{}: {} {} for {} by {}",
-                s.decision, s.guideline_id, s.version, s.tenant, s.signer
+                s.decision,
+                s.guideline_id,
+                s.version,
+                s.tenant.as_str(),
+                s.signer
             ))
         }
         _ => {
@@ -362,7 +366,10 @@ pub async fn govern(
             .await?;
             Ok(format!(
                 "activated: {} {} for {} by {}",
-                a.guideline_id, a.version, a.tenant, a.activated_by
+                a.guideline_id,
+                a.version,
+                a.tenant.as_str(),
+                a.activated_by
             ))
         }
     }

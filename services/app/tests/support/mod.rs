@@ -34,7 +34,7 @@ pub fn caller(issuer: &str, subject: &str, tenant: &str, kind: Kind) -> Caller {
     Caller {
         issuer: issuer.into(),
         subject: subject.into(),
-        tenant: tenant.into(),
+        tenant: stride_store::TenantId::parse(tenant).unwrap(),
         all_tenants: false,
         timezone: None,
         kind,
@@ -49,7 +49,7 @@ pub fn caller(issuer: &str, subject: &str, tenant: &str, kind: Kind) -> Caller {
 /// `tenant`'s audit chain, in chain order.
 pub async fn audit_log(store: &dyn Store, tenant: &str) -> Vec<NewAuditEntry> {
     let query = AuditQuery {
-        tenant: Some(tenant.into()),
+        tenant: Some(stride_store::TenantId::parse(tenant).unwrap()),
         ..AuditQuery::default()
     };
     store

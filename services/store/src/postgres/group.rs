@@ -94,7 +94,7 @@ async fn write(
         );
         q.push_values(cards, |mut b, c| {
             b.push_bind(c.uuid)
-                .push_bind(&c.tenant)
+                .push_bind(c.tenant.as_str())
                 .push_bind(&c.service_id)
                 .push_bind(&c.hook_instance)
                 .push_bind(&c.decision_id)
@@ -117,7 +117,7 @@ async fn write(
         );
         q.push_values(answers, |mut b, a| {
             b.push_bind(&a.hook_instance)
-                .push_bind(&a.tenant)
+                .push_bind(a.tenant.as_str())
                 .push_bind(&a.caller_issuer)
                 .push_bind(&a.fingerprint)
                 .push_bind(&a.response)

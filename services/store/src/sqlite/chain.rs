@@ -8,12 +8,12 @@ use crate::{NewAuditEntry, StoreError};
 /// The last entry of a tenant's chain: its sequence number and hash.
 pub(super) async fn chain_head(
     tx: &mut sqlx::SqliteConnection,
-    tenant: &str,
+    tenant: &crate::TenantId,
 ) -> Result<Option<(i64, String)>, StoreError> {
     Ok(sqlx::query_as(
         "SELECT seq, hash FROM audit_entries WHERE tenant = ? ORDER BY seq DESC LIMIT 1",
     )
-    .bind(tenant)
+    .bind(tenant.as_str())
     .fetch_optional(&mut *tx)
     .await?)
 }
@@ -55,8 +55,8 @@ pub(super) struct Place {
 /// which is why a write's new head counts only once its savepoint is released.
 #[derive(Default)]
 pub(super) struct ChainHeads {
-    pub(super) known: std::collections::HashMap<String, (i64, String)>,
-    pub(super) pending: Vec<(String, (i64, String))>,
+    pub(super) known: std::collections::HashMap<crate::TenantId, (i64, String)>,
+    pub(super) pending: Vec<(crate::TenantId, (i64, String))>,
     /// Signs each entry's hash as it is placed (the writer's one key, see `seal`).
     pub(super) sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
 }
@@ -88,9 +88,8 @@ impl ChainHeads {
         })
     }
 
-    pub(super) fn appended(&mut self, tenant: &str, place: Place) {
-        self.pending
-            .push((tenant.to_owned(), (place.seq, place.hash)));
+    pub(super) fn appended(&mut self, tenant: &crate::TenantId, place: Place) {
+        self.pending.push((tenant.clone(), (place.seq, place.hash)));
     }
 
     /// The write's savepoint was released (`kept`) or rolled back.
@@ -115,7 +114,7 @@ pub(super) fn bind_audit<'q>(
 ) -> SqliteQuery<'q> {
     let e = &p.entry;
     q.bind(e.id.to_string())
-        .bind(&e.tenant)
+        .bind(e.tenant.as_str())
         .bind(at.seq)
         .bind(e.recorded_us)
         .bind(e.action.as_str())

@@ -28,8 +28,8 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
             Some(c) => stride_app::governance::sign_offs(state.store.as_ref(), c, id).await?,
             None => Vec::new(),
         };
-        let visible = |t: &str| caller.as_ref().is_some_and(|c| c.may_see(t));
-        let in_force: Vec<(String, String)> = state
+        let visible = |t: &stride_store::TenantId| caller.as_ref().is_some_and(|c| c.may_see(t));
+        let in_force: Vec<(stride_store::TenantId, String)> = state
             .pins
             .tenants(&state.catalog, id)
             .into_iter()
@@ -81,7 +81,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
                 if let Some(candidate) = shadow {
                     entry["shadow"] = serde_json::json!(candidate.doc.version.to_string());
                 }
-                (t, entry)
+                (t.as_str().to_owned(), entry)
             })
             .collect();
         let mut g = serde_json::json!({"id": id, "versions": versions});
@@ -228,7 +228,7 @@ pub async fn sign_off(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
-    tenant: String,
+    tenant: stride_store::TenantId,
 }
 
 /// `POST /guidelines/{id}/{version}/$activate` with `{"tenant": "…"}` (`guideline.approve`):

@@ -213,7 +213,7 @@ pub async fn effectiveness(
                 "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td>\
                  <td><a href=\"{}\">Open<span class=\"visually-hidden\"> the decisions of {} in {}</span></a></td></tr>",
                 esc(&o.period),
-                esc(&o.tenant),
+                esc(o.tenant.as_str()),
                 o.shown,
                 o.accepted,
                 o.overridden,

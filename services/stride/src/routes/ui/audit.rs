@@ -282,7 +282,7 @@ pub async fn entry(
         "Caller",
         format!("{} ({})", opt(&e.caller_subject), opt(&e.caller_issuer)),
     ));
-    html.push_str(&row("Tenant", esc(&e.tenant)));
+    html.push_str(&row("Tenant", esc(e.tenant.as_str())));
     html.push_str(&row(
         "Patient",
         esc(e

@@ -219,7 +219,7 @@ async fn render(
         esc(plan.status.as_str()),
         esc(plan.status.as_str()),
         plan.version,
-        esc(&super::clinic_time(state, &plan.tenant, plan.created_at)),
+        esc(&super::clinic_time(state, Some(&plan.tenant), plan.created_at)),
         esc(&plan.rule_set_id),
         esc(&plan.rule_set_version),
         esc(&plan.rule_set_id),

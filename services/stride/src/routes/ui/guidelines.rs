@@ -68,10 +68,10 @@ async fn render(
         for rs in state.catalog.iter().filter(|rs| rs.doc.id == id) {
             title = rs.doc.title.clone();
             let v = rs.doc.version.to_string();
-            let clinics: Vec<&str> = in_force
+            let clinics: Vec<&stride_store::TenantId> = in_force
                 .iter()
                 .filter(|(t, r, _)| r.doc.version == rs.doc.version && caller.may_see(t))
-                .map(|(t, _, _)| t.as_str())
+                .map(|(t, _, _)| t)
                 .collect();
             let signed: Vec<String> = sign_offs
                 .iter()
@@ -96,7 +96,7 @@ async fn render(
                         "<li>{} by {} for {} on {day}{reason}{stale} <span class=\"ref\">impact {}…</span></li>",
                         if s.decision == "approve" { "Approved" } else { "Rejected" },
                         esc(who),
-                        esc(&s.tenant),
+                        esc(s.tenant.as_str()),
                         esc(&s.impact_hash.chars().take(12).collect::<String>())
                     )
                 })
@@ -110,12 +110,12 @@ async fn render(
             // A signer of one clinic may put the version in force there; the use case says
             // why not when the approvals are missing.
             // Offered once it can work: two distinct approvals of this text for the clinic.
-            let approvals = |tenant: &str| {
+            let approvals = |tenant: &stride_store::TenantId| {
                 let mut who: Vec<&str> = sign_offs
                     .iter()
                     .filter(|s| {
                         s.version == v
-                            && s.tenant == tenant
+                            && s.tenant == *tenant
                             && s.decision == "approve"
                             && s.content_hash == rs.content_hash
                     })
@@ -129,7 +129,7 @@ async fn render(
                 Some(tenant) if !clinics.contains(&tenant) && approvals(tenant) < 2 => format!(
                     "<p class=\"note\">{} of 2 approvals for {}</p>",
                     approvals(tenant),
-                    esc(tenant)
+                    esc(tenant.as_str())
                 ),
                 Some(tenant) if !clinics.contains(&tenant) => format!(
                     "<form method=\"post\" action=\"/ui/guidelines/{}/{}/activate\" class=\"inline\">{}\
@@ -138,7 +138,7 @@ async fn render(
                     esc(&v),
                     viewer.csrf_field(),
                     esc(&v),
-                    esc(tenant)
+                    esc(tenant.as_str())
                 ),
                 _ => String::new(),
             };
@@ -150,7 +150,11 @@ async fn render(
                 if clinics.is_empty() {
                     "—".to_owned()
                 } else {
-                    esc(&clinics.join(", "))
+                    esc(&clinics
+                        .iter()
+                        .map(|t| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "))
                 },
                 esc(&v),
             ));
@@ -246,7 +250,7 @@ pub async fn activate(
     checked_form(&req, payload, &state, &viewer).await?;
     let (id, v) = path.into_inner();
     let v = version(&state, &id, &v)?;
-    let Some(tenant) = viewer.caller.tenant_scope().map(str::to_owned) else {
+    let Some(tenant) = viewer.caller.tenant_scope().cloned() else {
         return Err(ApiError::BadRequest(
             "activation is for one clinic: sign in as a member of its staff".into(),
         )

@@ -119,7 +119,7 @@ pub async fn impact(
     let actor = audit::actor(&req, &viewer.caller);
     let ask = Ask {
         candidate: candidate.clone(),
-        tenant: viewer.caller.tenant_scope().map(str::to_owned),
+        tenant: viewer.caller.tenant_scope().cloned(),
         since_us,
         again: nonempty(&f.again).is_some(),
     };
@@ -139,7 +139,7 @@ pub async fn impact(
             html.push_str(&format!(
                     "<h2>Summary</h2><p role=\"status\">The report is being computed: {read} decisions read so far \
                      (started {}). <a href=\"/ui/rules/impact?{}\">Show it when done</a></p>",
-                    esc(&super::clinic_time(&state, ask.tenant.as_deref().unwrap_or_default(), since)),
+                    esc(&super::clinic_time(&state, ask.tenant.as_ref(), since)),
                     esc(&query(&candidate, nonempty(&f.since), None)),
                 ));
             return Ok(page(StatusCode::ACCEPTED, Some(&viewer), "Impact", &html));
@@ -157,11 +157,7 @@ pub async fn impact(
     html.push_str(&format!(
         "<p class=\"note\">{whose}, computed {}: decisions recorded since are not in it. \
          <a href=\"/ui/rules/impact?{}&amp;again=1\">Compute it again</a></p>",
-        esc(&super::clinic_time(
-            &state,
-            ask.tenant.as_deref().unwrap_or_default(),
-            computed
-        )),
+        esc(&super::clinic_time(&state, ask.tenant.as_ref(), computed)),
         esc(&query(&candidate, nonempty(&f.since), None)),
     ));
     html.push_str(&format!(
@@ -184,7 +180,7 @@ pub async fn impact(
     // the sign-off names. Only a clinic's whole log is a report one may sign off on.
     if let (true, Some(tenant), true) = (
         viewer.caller.has_scope("guideline.approve"),
-        ask.tenant.as_deref(),
+        ask.tenant.as_ref(),
         ask.signable(),
     ) {
         let (id, version) = (&candidate.guideline, candidate.version.to_string());
@@ -205,7 +201,7 @@ pub async fn impact(
             esc(&summary.impact_hash),
             esc(id),
             esc(&version),
-            esc(tenant),
+            esc(tenant.as_str()),
         ));
     }
     if !summary.transitions.is_empty() {

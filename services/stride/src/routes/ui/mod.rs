@@ -20,6 +20,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{get, web, FromRequest, HttpRequest, HttpResponse, ResponseError};
 use futures_util::future::LocalBoxFuture;
 use stride_auth::{AuthError, Caller, Kind};
+use stride_store::TenantId;
 
 use crate::auth::{self, Scope};
 use crate::error::ApiError;
@@ -367,9 +368,16 @@ pub fn check_form(
 }
 
 /// A moment on the clinic's clock, its zone named: "6 Dec 2026, 05:45 (Europe/Berlin)". The
-/// zone is the tenant's (the one its decisions were made in); UTC, said so, without one.
-pub fn clinic_time(state: &AppState, tenant: &str, instant: time::OffsetDateTime) -> String {
-    let zone = stride_fhir::clinic::ClinicZone::for_tenant(state.verifier.tenant_timezone(tenant));
+/// zone is the tenant's (the one its decisions were made in); UTC, said so, without one (or
+/// without a tenant: a report over every clinic).
+pub fn clinic_time(
+    state: &AppState,
+    tenant: Option<&TenantId>,
+    instant: time::OffsetDateTime,
+) -> String {
+    let zone = stride_fhir::clinic::ClinicZone::for_tenant(
+        tenant.and_then(|t| state.verifier.tenant_timezone(t)),
+    );
     let local = zone.local(instant);
     let text = local
         .format(time::macros::format_description!(

@@ -94,7 +94,7 @@ pub async fn queue(
             } else {
                 ""
             };
-            let drafted = esc(&super::clinic_time(&state, &p.tenant, p.created_at));
+            let drafted = esc(&super::clinic_time(&state, Some(&p.tenant), p.created_at));
             html.push_str(&format!(
                 "<tr class=\"{}\"><td>{priority}</td><td>{drafted}</td><td>{}</td><td>{}</td><td>{} (v{})</td>\
                  <td><a href=\"/ui/careplans/{}\">Open<span class=\"visually-hidden\"> plan for {}</span></a></td></tr>",
