@@ -117,9 +117,20 @@ async fn two_distinct_approvals_of_the_current_report_put_a_version_in_force_for
     .await;
     assert_eq!(status, 201);
     // A tenant that cannot be one is refused before anything is looked up.
-    for bad in ["", " clinic-a", "clinic-a\n"] {
+    for (bad, why) in [
+        ("", "cannot be empty"),
+        (" clinic-a", "no space at either end"),
+        ("clinic-a\n", "no control characters"),
+    ] {
         let (status, body) = post(&app, &activate, sign("ben"), json!({"tenant": bad})).await;
         assert_eq!(status, 400, "{bad:?}: {body}");
+        let said = body["issue"][0]["details"]["text"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            said.starts_with("tenant: ") && said.contains(why),
+            "{bad:?}: {body}"
+        );
     }
     // Another clinic is not theirs to activate; a scope is needed.
     let (status, _) = post(&app, &activate, sign("ben"), json!({"tenant": TENANT_B})).await;

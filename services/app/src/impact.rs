@@ -57,6 +57,8 @@ pub struct Scope {
 #[serde(rename_all = "camelCase")]
 pub struct Change {
     pub audit_entry: String,
+    /// As the decision log holds it.
+    #[serde(deserialize_with = "TenantId::deserialize_stored")]
     pub tenant: TenantId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,

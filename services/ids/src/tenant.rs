@@ -1,11 +1,14 @@
 //! A clinic, as the trust file names it (or, when it names none, its issuer). Before this type
 //! a tenant was a `&str` in about eighty signatures, and nothing told a clinic's name from a
 //! patient's id, an issuer or a version in a call with four string arguments. Parsed where it
-//! enters (the trust file, a governance body, a filter staff type, the command line), read back
-//! as stored, and never printed by accident: its `Debug` hides the name and it has neither
-//! `Display` nor `Deref`, so a log line or an error message carries one only through `as_str`.
+//! enters (the trust file, an activation's body, the command line), read back as stored (from
+//! the database, a checkpoint file, a kept report), and never printed by accident: its `Debug`
+//! hides the name and it has neither `Display` nor `Deref`, so a log line or an error message
+//! carries one only through `as_str`.
 
 use std::borrow::Borrow;
+
+use serde::Deserialize as _;
 
 /// The longest tenant accepted: an issuer URL stands in for an unnamed tenant, and the store's
 /// keys and the audit chain's rows carry it on every entry.
@@ -56,6 +59,15 @@ impl TenantId {
     /// A tenant read back from the store, as it was written (by this version or another).
     pub fn stored(text: String) -> TenantId {
         TenantId(text)
+    }
+
+    /// For `#[serde(deserialize_with)]` on what Stride wrote itself and reads back (a checkpoint
+    /// file, a kept report): as written, like `stored`. A chain of a tenant an earlier version
+    /// accepted and this one would not must still be anchored and verified.
+    pub fn deserialize_stored<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<TenantId, D::Error> {
+        String::deserialize(d).map(TenantId)
     }
 
     /// The name, for a record, a query, a path or an answer: never for a log.

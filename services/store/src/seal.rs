@@ -279,6 +279,8 @@ impl AuditKeys {
 /// A signed statement of one chain's head, kept outside the database (one JSON line each).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
+    /// As the chain holds it (a tenant an earlier version accepted is still anchored).
+    #[serde(deserialize_with = "crate::TenantId::deserialize_stored")]
     pub tenant: crate::TenantId,
     pub seq: i64,
     pub hash: String,
@@ -405,6 +407,18 @@ mod tests {
             "2026-12-01T00:00:00Z",
         );
         assert!(cp.verify(&keys.verify).is_ok());
+        // A checkpoint file is read back as written: a tenant an earlier version accepted,
+        // which no longer parses, is still a chain to anchor and verify.
+        let old = Checkpoint::new(
+            keys.sealer.as_ref().unwrap(),
+            &crate::TenantId::stored(" clinic-a".into()),
+            7,
+            "abc",
+            "2026-12-01T00:00:00Z",
+        );
+        let line = serde_json::to_string(&old).unwrap();
+        let read: Checkpoint = serde_json::from_str(&line).unwrap();
+        assert!(read == old && read.verify(&keys.verify).is_ok());
         for forged in [
             Checkpoint {
                 seq: 6,

@@ -228,7 +228,8 @@ pub async fn sign_off(
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
-    tenant: stride_store::TenantId,
+    /// Parsed below rather than by serde, so that a refusal says what is wrong with it.
+    tenant: String,
 }
 
 /// `POST /guidelines/{id}/{version}/$activate` with `{"tenant": "…"}` (`guideline.approve`):
@@ -245,6 +246,8 @@ pub async fn activate(
     let (id, version) = path.into_inner();
     let version = loaded(&state, &id, &version)?.doc.version;
     let body: ActivateRequest = json_body(&req, payload, &state).await?;
+    let tenant = stride_store::TenantId::parse(&body.tenant)
+        .map_err(|e| ApiError::BadRequest(format!("tenant: {e}")))?;
     let a = stride_app::governance::activate(
         state.store.as_ref(),
         &state.catalog,
@@ -252,7 +255,7 @@ pub async fn activate(
         &crate::audit::actor(&req, &staff.caller),
         &id,
         version,
-        &body.tenant,
+        &tenant,
     )
     .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
