@@ -243,7 +243,7 @@ fn coded_imaging_orders_are_orders_an_ehr_can_place() {
         d.decision_ids()
     );
     let mut n = 0;
-    let orders = stride_fhir::careplan::imaging_requests(&rs, &d, "p1", || {
+    let orders = stride_fhir::careplan::imaging_requests(&rs, &d, "p1", &mut || {
         n += 1;
         format!("sr-{n}")
     })

@@ -272,7 +272,7 @@ pub async fn apply(
     // loses the race to store it (another `$apply`, a hook call) finds the winner's draft on
     // its second pass and answers with it.
     // The imaging the plan requests depends on the decision alone: one set for both passes.
-    let imaging = imaging_requests(rs, decision, &input.patient, || {
+    let imaging = imaging_requests(rs, decision, &input.patient, &mut || {
         uuid::Uuid::new_v4().to_string()
     })
     .map_err(internal)?;

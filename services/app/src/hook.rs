@@ -410,7 +410,7 @@ pub async fn decide(
         });
 
     let does = Does::of(call.service.hook);
-    let imaging = imaging_requests(rs, decision, &req.context.patient_id, || {
+    let imaging = imaging_requests(rs, decision, &req.context.patient_id, &mut || {
         Uuid::new_v4().to_string()
     })
     .map_err(HookError::internal)?;

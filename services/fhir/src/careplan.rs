@@ -226,7 +226,11 @@ pub fn imaging_requests(
     rs: &RuleSet,
     d: &Decision,
     patient: &str,
-    mut ids: impl FnMut() -> String,
+    // `dyn`, not generic: a generic function is compiled again in each crate that calls it, and
+    // its ServiceRequest check links every FHIR resource's deserialiser (a resource's
+    // `contained` holds any resource). Generic, it put a second copy of them, 22 MB of code,
+    // in the web crate, and most of that crate's release build time (docs/benchmarks.md).
+    ids: &mut dyn FnMut() -> String,
 ) -> Result<Vec<ImagingSuggestion>, RenderError> {
     let asking: Vec<_> = d.red_flags.iter().filter(|f| f.suggest_imaging).collect();
     // Each coded order, with the flags that ask for it, in the order first asked.
