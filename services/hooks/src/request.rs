@@ -7,6 +7,8 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value as Json};
 use url::Url;
 
+pub use stride_ids::is_fhir_id;
+
 use crate::Hook;
 
 /// A hook request, borrowing the body it was read from: the prefetch and the draft orders,
@@ -67,14 +69,6 @@ fn optional_text(
         None => Ok(None),
         Some(_) => text(obj, field, path).map(|s| Some(s.to_owned())),
     }
-}
-
-/// Whether `s` is a FHIR logical id (R4 `id`: 1 to 64 of `A-Z a-z 0-9 - .`); anything else is
-/// not an id Stride can search with or refer to.
-pub fn is_fhir_id(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 fn fhir_id(s: &str, path: &str) -> Result<String, String> {

@@ -15,12 +15,7 @@ impl PatientRef {
     /// The patient of this FHIR id (a hook's `context.patientId`, `$apply`'s subject):
     /// `None` unless the id is one (1 to 64 letters, digits, `-` and `.`).
     pub fn of_id(id: &str) -> Option<PatientRef> {
-        let fhir_id = !id.is_empty()
-            && id.len() <= 64
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-        fhir_id.then(|| PatientRef(format!("Patient/{id}")))
+        stride_ids::is_fhir_id(id).then(|| PatientRef(format!("Patient/{id}")))
     }
 
     /// The patient of an id the request's parse has checked already (a hook's
