@@ -261,26 +261,14 @@ mod tests {
 
     #[test]
     fn a_tenant_gets_its_share_and_no_more() {
+        let (a, b) = (TenantId::parse("a").unwrap(), TenantId::parse("b").unwrap());
         let share = TenantShare::new(2);
-        let a1 = share
-            .enter(&stride_store::TenantId::parse("a").unwrap())
-            .unwrap();
-        let _a2 = share
-            .enter(&stride_store::TenantId::parse("a").unwrap())
-            .unwrap();
-        assert_eq!(
-            share
-                .enter(&stride_store::TenantId::parse("a").unwrap())
-                .err(),
-            Some(Refused::TenantShare)
-        );
-        let _b = share
-            .enter(&stride_store::TenantId::parse("b").unwrap())
-            .expect("another tenant is not affected");
+        let a1 = share.enter(&a).unwrap();
+        let _a2 = share.enter(&a).unwrap();
+        assert_eq!(share.enter(&a).err(), Some(Refused::TenantShare));
+        let _b = share.enter(&b).expect("another tenant is not affected");
         drop(a1);
-        assert!(share
-            .enter(&stride_store::TenantId::parse("a").unwrap())
-            .is_ok());
+        assert!(share.enter(&a).is_ok());
         drop(_a2);
         drop(_b);
         assert!(
