@@ -40,6 +40,13 @@ async fn get(app: &TestApp, path: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// `GET /audit/verify`: answered 200, its report.
+async fn verified(app: &TestApp) -> Json {
+    let res = get(app, "/audit/verify").await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
 async fn owner_exec(app: &TestApp, sql: &str) {
     match app.db.backend {
         Backend::Sqlite => {
@@ -164,7 +171,7 @@ async fn tampering_and_deletion_are_caught_by_verify() {
     for onset in [3, 20, 40] {
         hook(&app, onset).await;
     }
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "intact", "{res}");
     assert_eq!(
         res["entries"],
@@ -182,7 +189,7 @@ async fn tampering_and_deletion_are_caught_by_verify() {
         Backend::Postgres => r#"'["full-return"]'::jsonb"#,
     };
     owner_exec(&app, &format!("{unlock} UPDATE audit_entries SET decision_ids = {ids} WHERE tenant = '{TENANT}' AND seq = 2;")).await;
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "broken");
     assert_eq!(res["firstBrokenLink"]["seq"], 2);
     assert!(
@@ -232,7 +239,7 @@ async fn a_deleted_entry_breaks_the_chain() {
         &format!("{unlock} DELETE FROM audit_entries WHERE tenant = '{TENANT}' AND seq = 2;"),
     )
     .await;
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "broken");
     assert!(
         res["firstBrokenLink"]["reason"]
@@ -256,7 +263,7 @@ async fn facts_changed_under_their_digest_are_caught() {
         &format!("{unlock} UPDATE audit_entries SET facts = {value} WHERE action = 'hook-call';"),
     )
     .await;
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert!(
         res["firstBrokenLink"]["reason"]
             .as_str()
@@ -286,7 +293,7 @@ async fn an_edited_action_or_unreadable_facts_is_the_broken_link() {
         })
         .await
         .unwrap();
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "intact", "{res}");
     // The two calls' entries (the clinic's chain begins with the versions put in force).
     let calls: Vec<i64> = entries(&app)
@@ -307,9 +314,7 @@ async fn an_edited_action_or_unreadable_facts_is_the_broken_link() {
         &format!("{unlock} UPDATE audit_entries SET action = 'hook-retry' WHERE tenant = '{TENANT}' AND seq = {first};"),
     )
     .await;
-    let res = get(&app, "/audit/verify").await;
-    assert_eq!(res.status(), 200);
-    let res: Json = res.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "broken", "{res}");
     assert_eq!(res["firstBrokenLink"]["seq"], first, "{res}");
     if app.db.backend == Backend::Sqlite {
@@ -319,9 +324,7 @@ async fn an_edited_action_or_unreadable_facts_is_the_broken_link() {
             &format!("UPDATE audit_entries SET action = 'hook-call' WHERE tenant = '{TENANT}' AND seq = {first}; UPDATE audit_entries SET facts = 'not json' WHERE tenant = '{TENANT}' AND seq = {second};"),
         )
         .await;
-        let res = get(&app, "/audit/verify").await;
-        assert_eq!(res.status(), 200);
-        let res: Json = res.json().await.unwrap();
+        let res = verified(&app).await;
         assert_eq!(res["firstBrokenLink"]["seq"], second, "{res}");
         let reason = res["firstBrokenLink"]["reason"].as_str().unwrap();
         assert!(reason.contains("facts"), "{res}");
@@ -386,7 +389,7 @@ async fn the_database_refuses_edits_by_the_service() {
             }
         }
     }
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "intact");
 }
 
@@ -818,7 +821,7 @@ async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
     for onset in [3, 20, 40] {
         hook(&app, onset).await;
     }
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "intact", "{res}");
     let start = stride_tests::guideline_count() as i64;
     assert_eq!(
@@ -847,7 +850,7 @@ async fn sealed_entries_and_outside_checkpoints_catch_a_database_writer() {
     // A re-chained log: entry 2's decision rewritten and every hash after it recomputed.
     // The hashes agree again; the seals do not.
     rechain(&app, 2, |e| e.decision_ids = vec!["full-return".into()]).await;
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "broken", "{res}");
     assert_eq!(res["firstBrokenLink"]["seq"], 2);
     assert!(
@@ -892,7 +895,7 @@ async fn a_deleted_tail_shows_against_the_checkpoints_outside_the_database() {
     )
     .await;
     // What is left is a consistent, sealed chain of three …
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "intact", "{res}");
     // … that the checkpoint outside the database says is missing its tail.
     assert_eq!(
@@ -1013,7 +1016,7 @@ async fn deleting_the_oldest_entries_behind_a_forged_retention_checkpoint_is_cau
         .await
         .unwrap();
 
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert_eq!(res["status"], "broken", "{res}");
     assert!(
         res["firstBrokenLink"]["reason"]
@@ -1108,7 +1111,7 @@ async fn a_retired_key_cannot_reseal_an_entry_written_after_its_rotation() {
     )
     .await;
     assert_eq!(cli(&app, verify()).await, std::process::ExitCode::FAILURE);
-    let res: Json = get(&app, "/audit/verify").await.json().await.unwrap();
+    let res = verified(&app).await;
     assert!(
         res["firstBrokenLink"]["reason"]
             .as_str()

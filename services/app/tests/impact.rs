@@ -193,15 +193,10 @@ async fn a_sign_off_waits_no_longer_than_its_bound_and_never_recomputes_a_kept_r
     decide(&w, 1).await;
     let c = candidate();
     let signer = staff("ana", TENANT, false, &["guideline.approve"]);
-    let now = impact_hash(
-        w.store.as_ref(),
-        &w.catalog,
-        G,
-        c.version,
-        &stride_store::TenantId::parse(TENANT).unwrap(),
-    )
-    .await
-    .unwrap();
+    let clinic = stride_store::TenantId::parse(TENANT).unwrap();
+    let now = impact_hash(w.store.as_ref(), &w.catalog, G, c.version, &clinic)
+        .await
+        .unwrap();
     let approve = |impact: &str| SignOffRequest {
         decision: "approve".into(),
         reason: None,
@@ -223,15 +218,9 @@ async fn a_sign_off_waits_no_longer_than_its_bound_and_never_recomputes_a_kept_r
     // A decision recorded since: the clinic's report now has another hash, but the kept one
     // stands until someone computes it again, so naming the new hash is refused ...
     decide(&w, 2).await;
-    let later = impact_hash(
-        w.store.as_ref(),
-        &w.catalog,
-        G,
-        c.version,
-        &stride_store::TenantId::parse(TENANT).unwrap(),
-    )
-    .await
-    .unwrap();
+    let later = impact_hash(w.store.as_ref(), &w.catalog, G, c.version, &clinic)
+        .await
+        .unwrap();
     assert_ne!(later, now);
     let ben = staff("ben", TENANT, false, &["guideline.approve"]);
     let refused = sign_off(&jobs, &ben, G, c.version, &approve(&later), WAIT).await;
