@@ -10,7 +10,6 @@ use serde_json::{json, Value as Json};
 use stride_auth::Caller;
 pub use stride_store::audit::Action;
 use stride_store::PatientRef;
-use stride_store::TenantId;
 use stride_store::{AuditEntry, AuditQuery, NewAuditEntry};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -21,10 +20,6 @@ use crate::state::AppState;
 
 pub use stride_app::actor::{Actor, UNAUTHENTICATED};
 pub use stride_app::now_us;
-
-pub fn tenant_of(caller: &Caller) -> TenantId {
-    caller.tenant.clone()
-}
 
 /// The request an audit entry belongs to: its trace id (OpenTelemetry's, else the request
 /// id), route and method.
