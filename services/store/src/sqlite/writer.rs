@@ -279,8 +279,8 @@ impl Commit {
     }
 }
 
-/// A write as a job for the writer, with where its value arrives once it has run and where
-/// the outcome of its group's commit does.
+/// A write as a job for the writer, with where its value arrives and where the outcome of its
+/// group's commit does: both once the group has ended.
 #[allow(clippy::type_complexity)]
 pub(super) fn job<T, F>(
     work: F,
@@ -294,21 +294,27 @@ where
     T: Send + 'static,
     F: Work<T>,
 {
-    let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
+    let (value_tx, value_rx) = tokio::sync::oneshot::channel::<Result<T, StoreError>>();
     let (commit_tx, commit_rx) = tokio::sync::oneshot::channel();
     let run: Run = Box::new(move |conn, heads| {
         Box::pin(async move {
             match work(conn, heads).await {
+                // The value is handed over with the commit's outcome, not as soon as the write
+                // ran: its caller waits for the commit anyway, and a value sent at once woke it
+                // once for nothing (each wake a switch between threads; 2026-12-07, perf stat:
+                // 26 context switches per hook call, the kernel's scheduling a third of its CPU).
                 Ok(v) => {
-                    let _ = early_tx.send(Ok(v));
                     Ran {
                         keep: true,
                         reconnect: false,
+                        // The commit's outcome first: its caller waits on the value, then on
+                        // the commit, so it wakes once with both in hand.
                         deliver: Box::new(move |failed: Option<&StoreError>| {
                             let _ = commit_tx.send(match failed {
                                 None => Ok(()),
                                 Some(e) => Err(StoreError::CommitFailed(e.to_string())),
                             });
+                            let _ = value_tx.send(Ok(v));
                         }),
                     }
                 }
@@ -325,7 +331,7 @@ where
                         // Refused in a group whose commit then failed: the row it was refused
                         // for is gone too, so it is told what the others are (retry later).
                         deliver: Box::new(move |failed: Option<&StoreError>| {
-                            let _ = early_tx.send(Err(match failed {
+                            let _ = value_tx.send(Err(match failed {
                                 Some(f) => StoreError::CommitFailed(f.to_string()),
                                 None => e,
                             }));
@@ -335,5 +341,5 @@ where
             }
         })
     });
-    (Job { run, batch }, early_rx, Commit(commit_rx))
+    (Job { run, batch }, value_rx, Commit(commit_rx))
 }
