@@ -35,8 +35,10 @@ fn plan(red_flag: bool) -> NewCarePlan {
     }
 }
 
+/// The plans a decision reads, in one query: the approved plan is the newest active one of
+/// the guideline, the drafts are the patient's pending ones of that guideline with a key.
 #[tokio::test]
-async fn the_latest_approved_plan_is_the_newest_active_one_of_the_guideline() {
+async fn the_patients_plans_are_the_newest_approved_one_and_the_keyed_drafts_of_the_guideline() {
     let (_db, store) = store().await;
     let at = |s: i64| OffsetDateTime::from_unix_timestamp(1_790_000_000 + s).unwrap();
     let active = |s: i64| NewCarePlan {
@@ -61,25 +63,80 @@ async fn the_latest_approved_plan_is_the_newest_active_one_of_the_guideline() {
         ..active(180)
     };
     store.insert_careplan(&other).await.unwrap();
-    let got = store
-        .latest_approved(
-            &stride_store::TenantId::parse("clinic-a").unwrap(),
-            &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+    // Drafts with a key: two of this guideline, one of another guideline's, one of another
+    // patient's; the keyless draft above is never reused.
+    let keyed = |key: &str, rule_set: &str, patient: &str| NewCarePlan {
+        decision_key: Some(key.into()),
+        rule_set_id: rule_set.into(),
+        patient_ref: stride_store::PatientRef::parse(patient).unwrap(),
+        ..plan(true)
+    };
+    let rest = keyed(
+        "medial-knee-pain-running|1.0.2|rest",
+        "medial-knee-pain-running",
+        "Patient/p1",
+    );
+    let flag = keyed(
+        "medial-knee-pain-running|1.0.2|flag",
+        "medial-knee-pain-running",
+        "Patient/p1",
+    );
+    for p in [
+        &rest,
+        &flag,
+        &keyed(
+            "another-guideline|1|rest",
+            "another-guideline",
+            "Patient/p1",
+        ),
+        &keyed(
+            "medial-knee-pain-running|1.0.2|rest",
             "medial-knee-pain-running",
-        )
-        .await
-        .unwrap()
-        .map(|p| p.id);
-    assert_eq!(got, Some(newer.id));
-    assert!(store
-        .latest_approved(
-            &stride_store::TenantId::parse("clinic-b").unwrap(),
-            &stride_store::PatientRef::parse("Patient/p1").unwrap(),
-            "medial-knee-pain-running"
-        )
-        .await
-        .unwrap()
+            "Patient/p2",
+        ),
+    ] {
+        store.insert_careplan(p).await.unwrap();
+    }
+    let read = |tenant: &str| {
+        let store = store.clone();
+        let tenant = stride_store::TenantId::parse(tenant).unwrap();
+        async move {
+            store
+                .patient_plans(
+                    &tenant,
+                    &stride_store::PatientRef::parse("Patient/p1").unwrap(),
+                    "medial-knee-pain-running",
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let mut plans = read("clinic-a").await;
+    assert_eq!(plans.approved.as_ref().map(|p| p.id), Some(newer.id));
+    let mut drafts: Vec<_> = plans
+        .drafts
+        .iter()
+        .map(|(k, p)| (k.clone(), p.id))
+        .collect();
+    drafts.sort();
+    let mut want = vec![
+        ("medial-knee-pain-running|1.0.2|flag".to_owned(), flag.id),
+        ("medial-knee-pain-running|1.0.2|rest".to_owned(), rest.id),
+    ];
+    want.sort();
+    assert_eq!(drafts, want);
+    // A draft is found by its key, once, with what was stored.
+    let taken = plans
+        .take_draft("medial-knee-pain-running|1.0.2|rest")
+        .expect("the draft of that key");
+    assert_eq!((taken.id, taken.red_flag), (rest.id, true));
+    assert!(plans
+        .take_draft("medial-knee-pain-running|1.0.2|rest")
         .is_none());
+    assert!(plans.take_draft("another-guideline|1|rest").is_none());
+    // Another tenant's patient of the same id has none.
+    let theirs = read("clinic-b").await;
+    assert!(theirs.approved.is_none() && theirs.drafts.is_empty());
 }
 
 #[tokio::test]

@@ -286,7 +286,12 @@ pub async fn apply(
             decision,
             encounter,
             &imaging,
-            input.store,
+            // Read again on each pass: a second pass looks for the draft that won the race.
+            if input.store {
+                decision::Reuse::Read
+            } else {
+                decision::Reuse::Never
+            },
         )
         .await?;
         let mut audit = audit.clone();

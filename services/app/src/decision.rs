@@ -12,7 +12,8 @@ use stride_fhir::intake::Intake;
 use stride_guideline::facts::{Code, PhaseState, Record, RecordKind};
 use stride_guideline::{evaluate, Decision, Facts, RuleSet};
 use stride_store::{
-    AuditFacts, CarePlanStatus, NewAuditEntry, NewCarePlan, PatientRef, Store, TenantId,
+    AuditFacts, CarePlanStatus, NewAuditEntry, NewCarePlan, PatientPlans, PatientRef, Store,
+    TenantId,
 };
 use time::{Date, OffsetDateTime, UtcOffset};
 use uuid::Uuid;
@@ -48,6 +49,9 @@ pub struct Decided {
     pub unread: Vec<(String, String)>,
     /// Who the patient is, from a Patient among the records (kept with a new draft).
     pub identity: Option<Json>,
+    /// The patient's plans of the guideline, read for the approved phase when the guideline
+    /// may apply: the pending drafts among them are where a draft looks first (`Reuse`).
+    pub plans: Option<PatientPlans>,
 }
 
 /// Decide the records read into `intake` with `rs` (and `shadow`, a candidate decided beside
@@ -66,10 +70,21 @@ pub async fn decide(
 ) -> Result<Decided, HookError> {
     let mut intake = intake;
     let as_of = intake.localise(subject.zone, subject.now);
-    let phase_state = if may_apply {
-        approved_phase(store, rs, subject, &intake).await?
+    let plans = if may_apply {
+        Some(
+            store
+                .patient_plans(subject.tenant, &subject.reference(), &rs.doc.id)
+                .await
+                // Without the approved phase the decision could differ: no answer (fail
+                // closed, as for the write).
+                .map_err(HookError::store("approved CarePlans"))?,
+        )
     } else {
         None
+    };
+    let phase_state = match &plans {
+        Some(plans) => approved_phase(plans, rs, subject, &intake),
+        None => None,
     };
     let unread = intake
         .problems
@@ -101,19 +116,20 @@ pub async fn decide(
         shadow: shadow_decision,
         unread,
         identity,
+        plans,
     })
 }
 
 /// The patient's phase as clinic staff approved it: the newest active CarePlan of this
-/// guideline, from Stride's store (approved on the review page) or among the records (a
-/// prefetched plan). Its phase and the day it took effect (the clinic's date) are the phase
-/// state.
-async fn approved_phase(
-    store: &dyn Store,
+/// guideline, from Stride's store (approved on the review page, among `plans`) or among the
+/// records (a prefetched plan). Its phase and the day it took effect (the clinic's date) are
+/// the phase state.
+fn approved_phase(
+    plans: &PatientPlans,
     rs: &RuleSet,
     subject: &Subject<'_>,
     intake: &Intake,
-) -> Result<Option<PhaseState>, HookError> {
+) -> Option<PhaseState> {
     let zone = subject.zone;
     let mut best: Option<(OffsetDateTime, PhaseState)> = None;
     let mut consider = |at: OffsetDateTime, ps: PhaseState| {
@@ -121,17 +137,11 @@ async fn approved_phase(
             best = Some((at, ps));
         }
     };
-    let stored = store
-        .latest_approved(subject.tenant, &subject.reference(), &rs.doc.id)
-        .await
-        // Without the approved phase the decision could differ: no answer (fail closed, as
-        // for the write).
-        .map_err(HookError::store("approved CarePlans"))?;
-    if let Some(p) = stored {
+    if let Some(p) = &plans.approved {
         consider(
             p.updated_at,
             PhaseState {
-                phase: p.phase,
+                phase: p.phase.clone(),
                 since: intake.clinic_date(zone, p.updated_at),
                 source: format!("CarePlan/{}", p.id),
             },
@@ -165,7 +175,7 @@ async fn approved_phase(
             );
         }
     }
-    Ok(best.map(|(_, ps)| ps))
+    best.map(|(_, ps)| ps)
 }
 
 /// A clinician's recorded decision (an override with a reason) can only evaluate a red flag
@@ -271,9 +281,27 @@ pub struct Draft {
     pub resource: Json,
 }
 
+/// Where a draft looks for the patient's pending draft of the same decision (one per patient
+/// and decision, a unique key in both backends).
+pub enum Reuse<'a> {
+    /// Nowhere: a new plan.
+    Never,
+    /// Among the plans read with the decision (`Decided::plans`); the draft found is taken
+    /// out of them.
+    Among(&'a mut PatientPlans),
+    /// In the store, read now.
+    Read,
+}
+
+impl<'a> Reuse<'a> {
+    /// Among the plans read with the decision when there are any, else in the store.
+    pub fn of(plans: Option<&'a mut PatientPlans>) -> Self {
+        plans.map_or(Reuse::Read, Reuse::Among)
+    }
+}
+
 /// The draft of `decision` for the subject: the patient's pending draft of the same decision
-/// when `reuse` looks for one (one per patient and decision, a unique key in both backends),
-/// else a new plan with the `imaging` it requests.
+/// where `reuse` looks for one, else a new plan with the `imaging` it requests.
 pub async fn draft(
     store: &dyn Store,
     subject: &Subject<'_>,
@@ -281,15 +309,15 @@ pub async fn draft(
     decision: &Decision,
     encounter: Option<&str>,
     imaging: &[ImagingSuggestion],
-    reuse: bool,
+    reuse: Reuse<'_>,
 ) -> Result<Draft, HookError> {
-    let pending = if reuse {
-        store
+    let pending = match reuse {
+        Reuse::Never => None,
+        Reuse::Among(plans) => plans.take_draft(&key(decision)),
+        Reuse::Read => store
             .pending_draft(subject.tenant, &subject.reference(), &key(decision))
             .await
-            .map_err(HookError::store("pending drafts"))?
-    } else {
-        None
+            .map_err(HookError::store("pending drafts"))?,
     };
     if let Some(p) = pending {
         return Ok(Draft {

@@ -418,7 +418,8 @@ pub async fn decide(
     // reused (the review queue never holds two alike); every call keeps its own audit entry.
     let draft = if does.draft && decision.applies {
         let encounter = req.context.encounter_id.as_deref();
-        Some(decision::draft(store, &subject, rs, decision, encounter, &imaging, true).await?)
+        let reuse = decision::Reuse::of(decided.plans.as_mut());
+        Some(decision::draft(store, &subject, rs, decision, encounter, &imaging, reuse).await?)
     } else {
         None
     };

@@ -427,15 +427,15 @@ impl Store for Guarded {
             self.inner.pending_draft(tenant, patient_ref, decision_key)
         )
     }
-    async fn latest_approved(
+    async fn patient_plans(
         &self,
         tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         rule_set_id: &str,
-    ) -> Result<Option<CarePlanRecord>, StoreError> {
+    ) -> Result<crate::PatientPlans, StoreError> {
         read!(
             self,
-            self.inner.latest_approved(tenant, patient_ref, rule_set_id)
+            self.inner.patient_plans(tenant, patient_ref, rule_set_id)
         )
     }
     async fn search_careplans(

@@ -77,7 +77,8 @@ impl JtiClaim {
 pub use model::{
     Activation, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord, CarePlanStatus,
     FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, ImpactReport, NewCard, NewCarePlan,
-    NewFeedback, NotOneOf, Overridden, PendingLogin, Review, ReviewAction, SignOff, StaffSession,
+    NewFeedback, NotOneOf, Overridden, PatientPlans, PendingLogin, Review, ReviewAction, SignOff,
+    StaffSession,
 };
 
 /// Whether the applied migrations (`applied`: the highest successful version in sqlx's
@@ -300,13 +301,14 @@ pub trait Store: Send + Sync + 'static {
         patient_ref: &PatientRef,
         decision_key: &str,
     ) -> Result<Option<CarePlanRecord>, StoreError>;
-    /// The patient's most recently approved (`active`) CarePlan of a guideline.
-    async fn latest_approved(
+    /// The patient's CarePlans of a guideline a decision reads: the most recently approved
+    /// (`active`) one and the pending drafts with a decision key.
+    async fn patient_plans(
         &self,
         tenant: &crate::TenantId,
         patient_ref: &PatientRef,
         rule_set_id: &str,
-    ) -> Result<Option<CarePlanRecord>, StoreError>;
+    ) -> Result<PatientPlans, StoreError>;
     /// CarePlans of a tenant (all tenants when `None`), newest first, red flags first.
     async fn search_careplans(
         &self,

@@ -136,6 +136,27 @@ pub struct CarePlanRecord {
     pub patient: Option<serde_json::Value>,
 }
 
+/// What a decision reads of a patient's CarePlans of one guideline, in one query: the plan
+/// clinic staff approved last and the drafts waiting for their review. One read rather than
+/// two (the approved phase before the decision, the pending draft after it): every query on
+/// SQLite is a switch to its connection's thread and back.
+#[derive(Debug, Clone, Default)]
+pub struct PatientPlans {
+    /// The most recently approved (`active`) plan.
+    pub approved: Option<CarePlanRecord>,
+    /// The pending drafts that have a decision key, with it (at most one per key: a unique
+    /// index holds it). A draft made before keys existed is never reused.
+    pub drafts: Vec<(String, CarePlanRecord)>,
+}
+
+impl PatientPlans {
+    /// The pending draft of the decision with this key, taken out.
+    pub fn take_draft(&mut self, decision_key: &str) -> Option<CarePlanRecord> {
+        let at = self.drafts.iter().position(|(k, _)| k == decision_key)?;
+        Some(self.drafts.swap_remove(at).1)
+    }
+}
+
 /// A card as sent, tied to its decision and (for patient-view) its CarePlan.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCard {

@@ -122,6 +122,25 @@ pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> 
     })
 }
 
+/// The rows of `Store::patient_plans`: an approved plan and pending drafts, told by status.
+pub(crate) fn patient_plans<R: Columns>(rows: &[R]) -> Result<crate::PatientPlans, StoreError> {
+    let mut plans = crate::PatientPlans::default();
+    for r in rows {
+        let plan = careplan(r)?;
+        match (plan.status, r.opt_text("decision_key")?) {
+            (crate::CarePlanStatus::Active, _) => plans.approved = Some(plan),
+            (crate::CarePlanStatus::Draft, Some(key)) => plans.drafts.push((key, plan)),
+            (other, _) => {
+                return Err(corrupt(format!(
+                    "careplans.status {} read as an approved plan or a draft",
+                    other.as_str()
+                )))
+            }
+        }
+    }
+    Ok(plans)
+}
+
 /// An `audit_entries` row, with its chain and seal.
 /// A row whose facts cannot be read is named (`StoreError::UnreadableEntry`), so that a chain
 /// check reports it as the broken link it is, not as a failure of the check.

@@ -865,22 +865,25 @@ impl Store for SqliteStore {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn latest_approved(
+    async fn patient_plans(
         &self,
         tenant: &crate::TenantId,
         patient_ref: &crate::PatientRef,
         rule_set_id: &str,
-    ) -> Result<Option<CarePlanRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT * FROM careplans WHERE tenant = ? AND patient_ref = ?
-             AND rule_set_id = ? AND status = 'active' ORDER BY updated_at DESC LIMIT 1",
+    ) -> Result<crate::PatientPlans, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM (SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
+                AND rule_set_id = ?3 AND status = 'active' ORDER BY updated_at DESC LIMIT 1)
+             UNION ALL
+             SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
+                AND rule_set_id = ?3 AND status = 'draft' AND decision_key IS NOT NULL",
         )
         .bind(tenant.as_str())
         .bind(patient_ref)
         .bind(rule_set_id)
-        .fetch_optional(&self.pool)
+        .fetch_all(&self.pool)
         .await?;
-        row.as_ref().map(crate::rows::careplan).transpose()
+        crate::rows::patient_plans(&rows)
     }
 
     #[tracing::instrument(skip_all)]
