@@ -32,7 +32,7 @@ fn rule_set<'s>(
         .ok_or(ApiError::Unavailable)
 }
 
-#[get("/cds-services")]
+#[get("")]
 pub async fn discovery(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let mut entries = Vec::new();
     for s in state.catalog.services() {
@@ -80,7 +80,7 @@ fn hook_error(state: &AppState, e: HookError) -> ApiError {
 }
 
 /// A call answered 503 before evaluation, counted by why.
-#[post("/cds-services/{id}")]
+#[post("/{id}")]
 #[tracing::instrument(name = "cds hook", skip_all, fields(service = %path.as_str(), hook = tracing::field::Empty, decision = tracing::field::Empty, outcome = tracing::field::Empty))]
 pub async fn call(
     http: HttpRequest,
@@ -190,7 +190,7 @@ pub async fn call(
         .body(response))
 }
 
-#[post("/cds-services/{id}/feedback")]
+#[post("/{id}/feedback")]
 #[tracing::instrument(name = "cds feedback", skip_all, fields(service = %path.as_str()))]
 pub async fn feedback(
     http: HttpRequest,
@@ -227,11 +227,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .allowed_methods(["GET", "POST", "OPTIONS"])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .max_age(86_400);
+    // A static prefix, matched first (`super::routes`): a hook call's path meets one pattern
+    // with a parameter, its own, rather than every such pattern of the API and the staff
+    // pages before it (each a regex match, twice: once to route, once for the span's route).
     cfg.service(
-        web::scope("")
+        web::scope("/cds-services")
             .wrap(cors)
             .service(discovery)
-            .service(feedback)
-            .service(call),
+            .service(call)
+            .service(feedback),
     );
 }

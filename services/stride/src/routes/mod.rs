@@ -10,9 +10,10 @@ pub mod ui;
 
 use actix_web::web;
 
-/// Every endpoint, in the order they are matched: the API, the staff pages, then the CDS
-/// Hooks endpoints (whose CORS scope matches any path, so it comes last).
+/// Every endpoint, in the order they are matched: the CDS Hooks endpoints first (the hot
+/// path, under their own prefix and CORS), then the API and the staff pages.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cds::routes(cfg);
     health::routes(cfg);
     crate::metrics::routes(cfg);
     guidelines::routes(cfg);
@@ -22,5 +23,4 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     careplans::routes(cfg);
     ui::routes(cfg);
     openapi::routes(cfg);
-    cds::routes(cfg);
 }
