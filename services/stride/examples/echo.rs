@@ -1,6 +1,7 @@
 //! The ceiling for the load test: a bare actix-web server that parses the same JSON body and
-//! answers it back, with no auth, no evaluation and no database.
-//! `cargo run --release --example echo -- 127.0.0.1:8099`
+//! answers it back, with no auth, no evaluation and no database. One worker unless told
+//! otherwise: issue 32 sets the hot path's goal against a one-worker echo.
+//! `cargo run --release --example echo -- 127.0.0.1:8099 [WORKERS]`
 
 use actix_web::{web, App, HttpResponse, HttpServer};
 
@@ -9,6 +10,10 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8099".into());
+    let workers = match std::env::args().nth(2) {
+        Some(n) => n.parse().expect("WORKERS: a number"),
+        None => 1,
+    };
     HttpServer::new(|| {
         App::new()
             .app_data(web::JsonConfig::default().limit(8 * 1024 * 1024))
@@ -18,6 +23,7 @@ async fn main() -> std::io::Result<()> {
                 )
             }))
     })
+    .workers(workers)
     .bind(addr)?
     .run()
     .await
