@@ -63,9 +63,11 @@ pub struct Settings {
     pub fetch_max_bytes: usize,
     /// Bytes of fetched answers all hook calls together may hold; beyond it a call is 503.
     pub fetch_max_bytes_in_flight: usize,
-    /// HTTP worker threads. actix keeps each connection on one worker, so with one worker per
-    /// core a burst on one connection queues behind its worker while the other core idles; two
-    /// per core let the kernel run whichever is ready (measured in docs/benchmarks.md).
+    /// HTTP worker threads, one per core. Two per core once let the kernel run whichever was
+    /// ready while a burst queued behind one connection's worker (2026-11-28); since a hook
+    /// call switches threads a third less often (2026-12-07), one per core answers more calls
+    /// with less memory and sheds none at 800 calls a second where two per core shed 1 %
+    /// (measured side by side in docs/benchmarks.md).
     pub workers: usize,
     /// Development mode: the trust file with the development issuers added (`stride dev`).
     pub dev_trust: Option<serde_json::Value>,
@@ -442,7 +444,7 @@ impl Settings {
             100_000,
         )?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
-        let workers = number("STRIDE_WORKERS", raw.workers, 2 * cores, 1, 1024)? as usize;
+        let workers = number("STRIDE_WORKERS", raw.workers, cores, 1, 1024)? as usize;
         Ok(Settings {
             workers,
             max_concurrent_hooks,
@@ -646,7 +648,7 @@ mod tests {
         assert_eq!(s.fetch_max_bytes, 8 * 1024 * 1024);
         assert_eq!(s.fetch_max_bytes_in_flight, 32 * 1024 * 1024);
         let cores = std::thread::available_parallelism().unwrap().get();
-        assert_eq!(s.workers, 2 * cores);
+        assert_eq!(s.workers, cores);
         assert_eq!(s.hook_queue_max, 4 * s.max_concurrent_hooks);
     }
 
