@@ -70,19 +70,14 @@ impl SqliteStore {
         // thread, the next write) parked a runtime thread and woke one, often both: 9.7
         // context switches per hook call on the runtime's two threads for 90 ticks of work
         // (2026-12-07, `/proc/PID/task/*/status` over 9 100 calls under wrk).
+        // Built here, so that a store that could never write is refused at start.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(writing),
-                    // The queue's end is dropped: every write is answered "the writer has
-                    // stopped" (503), nothing is acknowledged.
-                    Err(e) => tracing::error!(error = %e, "cannot start the SQLite writer"),
-                }
-            })
+            .spawn(move || runtime.block_on(writing))
             .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         Ok(SqliteStore {
             pool,
