@@ -259,7 +259,7 @@ pub async fn apply(
     };
     // Decided as a patient-view call decides: the approved phase and the clinician's
     // decisions count; an episode is required below.
-    let decided = decision::decide(store, &subject, rs, None, intake, true).await?;
+    let mut decided = decision::decide(store, &subject, rs, None, intake, true).await?;
     let decision = &decided.decision;
     if !decision.applies {
         return Err(ApplyError::NotApplicable(
@@ -286,11 +286,12 @@ pub async fn apply(
             decision,
             encounter,
             &imaging,
-            // Read again on each pass: a second pass looks for the draft that won the race.
-            if input.store {
-                decision::Reuse::Read
-            } else {
-                decision::Reuse::Never
+            // Among the plans read with the decision first; read again on a second pass, which
+            // looks for the draft that won the race.
+            match (input.store, raced) {
+                (false, _) => decision::Reuse::Never,
+                (true, false) => decision::Reuse::of(decided.plans.as_mut()),
+                (true, true) => decision::Reuse::Read,
             },
         )
         .await?;
