@@ -130,10 +130,12 @@ pub(crate) fn patient_plans<R: Columns>(rows: &[R]) -> Result<crate::PatientPlan
         match (plan.status, r.opt_text("decision_key")?) {
             (crate::CarePlanStatus::Active, _) => plans.approved = Some(plan),
             (crate::CarePlanStatus::Draft, Some(key)) => plans.drafts.push((key, plan)),
-            (other, _) => {
+            (status, key) => {
                 return Err(corrupt(format!(
-                    "careplans.status {} read as an approved plan or a draft",
-                    other.as_str()
+                    "careplans row read as the approved plan or a keyed draft is neither \
+                     (status {}, {})",
+                    status.as_str(),
+                    if key.is_some() { "a key" } else { "no key" }
                 )))
             }
         }

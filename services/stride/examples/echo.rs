@@ -11,7 +11,11 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8099".into());
     let workers = match std::env::args().nth(2) {
-        Some(n) => n.parse().expect("WORKERS: a number"),
+        Some(n) => n
+            .parse()
+            .ok()
+            .filter(|&n: &usize| n >= 1)
+            .expect("WORKERS: a whole number, at least 1"),
         None => 1,
     };
     HttpServer::new(|| {

@@ -228,8 +228,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
         .max_age(86_400);
     // A static prefix, matched first (`super::routes`): a hook call's path meets one pattern
-    // with a parameter, its own, rather than every such pattern of the API and the staff
-    // pages before it (each a regex match, twice: once to route, once for the span's route).
+    // with a parameter, its own (feedback two), rather than every such pattern of the API and
+    // the staff pages before it (each a regex match, twice: once to route, once for the span's
+    // route).
     cfg.service(
         web::scope("/cds-services")
             .wrap(cors)
