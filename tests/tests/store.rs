@@ -849,3 +849,39 @@ async fn a_slow_reader_gets_the_whole_log_in_order_whatever_the_statement_timeou
     .await;
     assert_eq!(newest, all[..700]);
 }
+
+/// Two stores on one SQLite file are two processes writing one chain (the server and the
+/// command line, say): whatever the other appended in between, each writer's next entry
+/// follows it, and the chain stays whole, one entry per sequence number. A writer that kept
+/// the heads its last group left across another's commit would place two entries at one
+/// sequence number (tried on 2026-12-07 with heads carried between groups: it fails here).
+/// Every group reads its tenants' heads again.
+#[tokio::test]
+async fn two_writers_on_one_sqlite_file_keep_one_whole_chain() {
+    use futures_util::StreamExt;
+    let (db, a) = store().await;
+    let Backend::Sqlite = db.backend else {
+        return;
+    };
+    let b = stride_store::connect(&db.url, &PoolOptions::default())
+        .await
+        .expect("connect a second store");
+    // a, a, b, a (b committed since its last), b, b, a, …: 60 entries in all.
+    let order = "aabaabbabbaaabab".repeat(4);
+    for (i, who) in order.chars().take(60).enumerate() {
+        let store = if who == 'a' { &a } else { &b };
+        store.append_audit(&audit_entry(i as i64)).await.unwrap();
+    }
+    let mut check = stride_store::ChainCheck::default();
+    let q = stride_store::AuditQuery::default();
+    let mut rows = a.audit_stream(&q, true);
+    let mut seqs = Vec::new();
+    while let Some(r) = rows.next().await {
+        let r = r.unwrap();
+        seqs.push(r.seq);
+        check.push(&r);
+    }
+    assert_eq!(check.entries, 60);
+    assert!(check.broken.is_none(), "{:?}", check.broken);
+    assert_eq!(seqs, (1..=60).collect::<Vec<i64>>());
+}
