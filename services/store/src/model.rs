@@ -278,26 +278,6 @@ pub struct HookAnswer {
     pub created_at: OffsetDateTime,
 }
 
-impl HookAnswer {
-    /// A `hook_answers` row, on either backend (the columns have the same names and types).
-    pub(crate) fn from_row<R>(r: &R) -> Result<HookAnswer, sqlx::Error>
-    where
-        R: sqlx::Row,
-        for<'c> &'c str: sqlx::ColumnIndex<R>,
-        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    {
-        Ok(HookAnswer {
-            hook_instance: r.try_get("hook_instance")?,
-            tenant: crate::TenantId::stored(r.try_get("tenant")?),
-            caller_issuer: r.try_get("caller_issuer")?,
-            fingerprint: r.try_get("fingerprint")?,
-            response: r.try_get("response")?,
-            created_at: r.try_get("created_at")?,
-        })
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewFeedback {
     pub id: Uuid,
@@ -393,37 +373,6 @@ pub struct StaffSession {
     pub fhir_user: Option<String>,
 }
 
-impl StaffSession {
-    /// A `staff_sessions` row, on either backend (scopes are stored space-separated).
-    pub(crate) fn from_row<R>(r: &R) -> Result<Self, sqlx::Error>
-    where
-        R: sqlx::Row,
-        &'static str: sqlx::ColumnIndex<R>,
-        for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
-        Ok(StaffSession {
-            id_hash: r.try_get("id_hash")?,
-            issuer: r.try_get("issuer")?,
-            subject: r.try_get("subject")?,
-            tenant: crate::TenantId::stored(r.try_get("tenant")?),
-            all_tenants: r.try_get("all_tenants")?,
-            scopes: r
-                .try_get::<String, _>("scopes")?
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect(),
-            csrf: r.try_get("csrf")?,
-            created_at: r.try_get("created_at")?,
-            expires_at: r.try_get("expires_at")?,
-            patient: r.try_get("patient")?,
-            fhir_user: r.try_get("fhir_user")?,
-        })
-    }
-}
-
 /// A staff member's decision on a rule-set version for a clinic: approve or reject, having
 /// seen the impact report whose hash it names, for the file content it names.
 #[derive(Debug, Clone, PartialEq)]
@@ -473,94 +422,4 @@ pub struct ImpactReport {
     /// The report as its page shows it (JSON: the summary and the first changed decisions),
     /// when it was computed to be read; `None` where only its hash and counts were kept.
     pub report: Option<String>,
-}
-
-// The governance tables read the same on either backend (ids stored as text): one mapping
-// each, the SQL text per backend.
-
-/// A row's `id`, stored as text.
-fn text_id<R>(r: &R) -> Result<Uuid, crate::StoreError>
-where
-    R: sqlx::Row,
-    for<'c> &'c str: sqlx::ColumnIndex<R>,
-    for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-{
-    let id: String = r.try_get("id")?;
-    Uuid::parse_str(&id).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
-}
-
-impl ImpactReport {
-    /// An `impact_reports` row, on either backend.
-    pub(crate) fn from_row<R>(r: &R) -> Result<Self, crate::StoreError>
-    where
-        R: sqlx::Row,
-        for<'c> &'c str: sqlx::ColumnIndex<R>,
-        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    {
-        Ok(ImpactReport {
-            impact_hash: r.try_get("impact_hash")?,
-            guideline_id: r.try_get("guideline_id")?,
-            version: r.try_get("version")?,
-            content_hash: r.try_get("content_hash")?,
-            in_force_version: r.try_get("in_force_version")?,
-            tenant: crate::TenantId::stored(r.try_get("tenant")?),
-            decisions: r.try_get("decisions")?,
-            changed: r.try_get("changed")?,
-            computed_at: r.try_get("computed_at")?,
-            report: r.try_get("report")?,
-        })
-    }
-}
-
-impl SignOff {
-    /// A `guideline_sign_offs` row, on either backend.
-    pub(crate) fn from_row<R>(r: &R) -> Result<Self, crate::StoreError>
-    where
-        R: sqlx::Row,
-        for<'c> &'c str: sqlx::ColumnIndex<R>,
-        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    {
-        Ok(SignOff {
-            id: text_id(r)?,
-            guideline_id: r.try_get("guideline_id")?,
-            version: r.try_get("version")?,
-            content_hash: r.try_get("content_hash")?,
-            tenant: crate::TenantId::stored(r.try_get("tenant")?),
-            signer: r.try_get("signer")?,
-            decision: r.try_get("decision")?,
-            reason: r.try_get("reason")?,
-            impact_hash: r.try_get("impact_hash")?,
-            in_force_version: r.try_get("in_force_version")?,
-            created_at: r.try_get("created_at")?,
-        })
-    }
-}
-
-impl Activation {
-    /// A `guideline_activations` row, on either backend.
-    pub(crate) fn from_row<R>(r: &R) -> Result<Self, crate::StoreError>
-    where
-        R: sqlx::Row,
-        for<'c> &'c str: sqlx::ColumnIndex<R>,
-        for<'d> String: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> Option<String>: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> i64: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-        for<'d> OffsetDateTime: sqlx::Decode<'d, R::Database> + sqlx::Type<R::Database>,
-    {
-        Ok(Activation {
-            id: text_id(r)?,
-            guideline_id: r.try_get("guideline_id")?,
-            version: r.try_get("version")?,
-            content_hash: r.try_get("content_hash")?,
-            tenant: crate::TenantId::stored(r.try_get("tenant")?),
-            activated_by: r.try_get("activated_by")?,
-            created_at: r.try_get("created_at")?,
-        })
-    }
 }

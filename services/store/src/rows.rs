@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use crate::audit::Action;
 use crate::{
-    AuditEntry, AuditFacts, CardOutcome, CarePlanRecord, FeedbackRecord, FeedbackRow,
-    NewAuditEntry, Overridden, StoreError,
+    Activation, AuditEntry, AuditFacts, CardOutcome, CarePlanRecord, FeedbackRecord, FeedbackRow,
+    HookAnswer, ImpactReport, NewAuditEntry, Overridden, SignOff, StaffSession, StoreError,
 };
 
 /// A row of either backend, read column by column.
@@ -309,4 +309,88 @@ pub(crate) fn card_outcomes<R: Columns>(
         }
     }
     Ok(out)
+}
+
+/// A `hook_answers` row.
+pub(crate) fn hook_answer<R: Columns>(r: &R) -> Result<HookAnswer, StoreError> {
+    Ok(HookAnswer {
+        hook_instance: r.text("hook_instance")?,
+        tenant: tenant(r)?,
+        caller_issuer: r.text("caller_issuer")?,
+        fingerprint: r.text("fingerprint")?,
+        response: r.text("response")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+/// A `staff_sessions` row (scopes are stored space-separated).
+pub(crate) fn staff_session<R: Columns>(r: &R) -> Result<StaffSession, StoreError> {
+    Ok(StaffSession {
+        id_hash: r.text("id_hash")?,
+        issuer: r.text("issuer")?,
+        subject: r.text("subject")?,
+        tenant: tenant(r)?,
+        all_tenants: r.flag("all_tenants")?,
+        scopes: r
+            .text("scopes")?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+        csrf: r.text("csrf")?,
+        created_at: r.int("created_at")?,
+        expires_at: r.int("expires_at")?,
+        patient: r.opt_text("patient")?,
+        fhir_user: r.opt_text("fhir_user")?,
+    })
+}
+
+/// The governance tables keep their ids as text on both backends.
+fn text_id<R: Columns>(r: &R) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(&r.text("id")?).map_err(corrupt)
+}
+
+/// An `impact_reports` row.
+pub(crate) fn impact_report<R: Columns>(r: &R) -> Result<ImpactReport, StoreError> {
+    Ok(ImpactReport {
+        impact_hash: r.text("impact_hash")?,
+        guideline_id: r.text("guideline_id")?,
+        version: r.text("version")?,
+        content_hash: r.text("content_hash")?,
+        in_force_version: r.text("in_force_version")?,
+        tenant: tenant(r)?,
+        decisions: r.int("decisions")?,
+        changed: r.int("changed")?,
+        computed_at: r.time("computed_at")?,
+        report: r.opt_text("report")?,
+    })
+}
+
+/// A `guideline_sign_offs` row.
+pub(crate) fn sign_off<R: Columns>(r: &R) -> Result<SignOff, StoreError> {
+    Ok(SignOff {
+        id: text_id(r)?,
+        guideline_id: r.text("guideline_id")?,
+        version: r.text("version")?,
+        content_hash: r.text("content_hash")?,
+        tenant: tenant(r)?,
+        signer: r.text("signer")?,
+        decision: r.text("decision")?,
+        reason: r.opt_text("reason")?,
+        impact_hash: r.text("impact_hash")?,
+        in_force_version: r.text("in_force_version")?,
+        created_at: r.time("created_at")?,
+    })
+}
+
+/// A `guideline_activations` row.
+pub(crate) fn activation<R: Columns>(r: &R) -> Result<Activation, StoreError> {
+    Ok(Activation {
+        id: text_id(r)?,
+        guideline_id: r.text("guideline_id")?,
+        version: r.text("version")?,
+        content_hash: r.text("content_hash")?,
+        tenant: tenant(r)?,
+        activated_by: r.text("activated_by")?,
+        created_at: r.time("created_at")?,
+    })
 }

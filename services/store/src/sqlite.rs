@@ -294,7 +294,7 @@ impl Store for SqliteStore {
         .bind(tenant.as_str())
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(ImpactReport::from_row).transpose()
+        row.as_ref().map(crate::rows::impact_report).transpose()
     }
 
     async fn impact_report(
@@ -313,7 +313,7 @@ impl Store for SqliteStore {
         .bind(tenant.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(ImpactReport::from_row).collect()
+        rows.iter().map(crate::rows::impact_report).collect()
     }
 
     async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError> {
@@ -350,7 +350,7 @@ impl Store for SqliteStore {
                 .bind(guideline_id)
                 .fetch_all(&self.pool)
                 .await?;
-        rows.iter().map(SignOff::from_row).collect()
+        rows.iter().map(crate::rows::sign_off).collect()
     }
 
     async fn record_activation(
@@ -385,7 +385,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT * FROM guideline_activations ORDER BY id")
             .fetch_all(&self.pool)
             .await?;
-        rows.iter().map(Activation::from_row).collect()
+        rows.iter().map(crate::rows::activation).collect()
     }
 
     async fn card_outcomes(&self, q: &CardOutcomeQuery) -> Result<Vec<CardOutcome>, StoreError> {
@@ -555,7 +555,7 @@ impl Store for SqliteStore {
         .await?;
         Ok(rows
             .iter()
-            .map(HookAnswer::from_row)
+            .map(crate::rows::hook_answer)
             .collect::<Result<_, _>>()?)
     }
 
@@ -672,8 +672,7 @@ impl Store for SqliteStore {
             .bind(now)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| StaffSession::from_row(&r).map_err(StoreError::from))
-            .transpose()
+        row.map(|r| crate::rows::staff_session(&r)).transpose()
     }
 
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
