@@ -63,8 +63,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
-        let busy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let writing = group_writer(pool.clone(), queue, options.sealer.clone(), busy.clone());
+        let writing = group_writer(pool.clone(), queue, options.sealer.clone());
         // The writer runs on a thread of its own, on a single-threaded runtime. On the
         // server's multi-threaded runtime each of its waits (a statement on its connection's
         // thread, the next write) parked a runtime thread and woke one, often both: 9.7
@@ -84,7 +83,6 @@ impl SqliteStore {
             writer: Writer {
                 queue: writer,
                 path,
-                busy,
             },
             held: Default::default(),
             jti_purge: Default::default(),

@@ -141,7 +141,7 @@ impl Drop for Deferred {
         }
         let (issuer, jti) = key.clone();
         let expires_at = self.expires_at;
-        let (job, _ran, commit) = job(
+        let (job, _ran, commit, _dropped) = job(
             move |c, _| Box::pin(insert(c, issuer, jti, expires_at)),
             false,
         );

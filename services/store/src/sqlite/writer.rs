@@ -16,9 +16,6 @@ use crate::StoreError;
 pub(crate) struct Writer {
     pub(super) queue: tokio::sync::mpsc::Sender<Job>,
     pub(super) path: Option<PathBuf>,
-    /// Why the writer last dropped a group unrun: `true` when no pooled connection came free
-    /// within the acquire time (load, answered `overloaded`), `false` for anything else.
-    pub(super) busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A write: the statements `work` runs on a connection in a `BEGIN IMMEDIATE` transaction.
@@ -56,6 +53,11 @@ pub(super) struct Job {
     /// as its statements (one batch). If it fails, the writer rolls the savepoint back.
     /// Otherwise the writer wraps it in one, at the cost of two more round trips.
     pub(super) batch: bool,
+    /// Where the writer says why it dropped the write unrun, when that was load: no pooled
+    /// connection came free within the acquire time (answered `overloaded`). Told per write:
+    /// a flag shared by every write told a write dropped later for another reason (a panic, a
+    /// broken group) that it was load too, since nothing cleared it.
+    pub(super) dropped: tokio::sync::oneshot::Sender<StoreError>,
 }
 
 /// The savepoint a batch write opens first and releases last.
@@ -97,7 +99,6 @@ pub(super) async fn group_writer(
     pool: SqlitePool,
     mut queue: tokio::sync::mpsc::Receiver<Job>,
     sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
-    busy: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) {
     use futures_util::FutureExt;
     let mut held: Option<sqlx::pool::PoolConnection<sqlx::Sqlite>> = None;
@@ -135,16 +136,18 @@ pub(super) async fn group_writer(
                 // write could not be made durable (503), and nothing was written. A pool whose
                 // connections were all in use for the acquire time is load, told as such: the
                 // saturation test saw it answered as an outage.
-                busy.store(
-                    matches!(e, sqlx::Error::PoolTimedOut),
-                    std::sync::atomic::Ordering::Release,
-                );
                 tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
+                if matches!(e, sqlx::Error::PoolTimedOut) {
+                    for job in jobs {
+                        let _ = job.dropped.send(StoreError::Overloaded(
+                            "no pooled connection free for the write within the acquire time",
+                        ));
+                    }
+                }
                 continue;
             }
         };
         if let Err(e) = exec(&mut conn, "BEGIN IMMEDIATE").await {
-            busy.store(false, std::sync::atomic::Ordering::Release);
             tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
             conn.close_on_drop();
             continue;
@@ -236,21 +239,18 @@ impl Writer {
         F: Work<T>,
     {
         self.file_present()?;
-        let (job, ran, commit) = job(work, batch);
+        let (job, ran, commit, mut dropped) = job(work, batch);
         self.queue
             .send(job)
             .await
             .map_err(|_| StoreError::CommitFailed("the writer has stopped".into()))?;
+        // A write dropped unrun was told why before it was dropped, if it was load.
         let value = ran.await.map_err(|_| {
-            if self.busy.load(std::sync::atomic::Ordering::Acquire) {
-                StoreError::Overloaded(
-                    "no pooled connection free for the write within the acquire time",
-                )
-            } else {
+            dropped.try_recv().unwrap_or_else(|_| {
                 StoreError::CommitFailed(
                     "the write could not be started (database unavailable)".into(),
                 )
-            }
+            })
         })??;
         commit.wait().await?;
         Ok(value)
@@ -289,6 +289,7 @@ pub(super) fn job<T, F>(
     Job,
     tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
     Commit,
+    tokio::sync::oneshot::Receiver<StoreError>,
 )
 where
     T: Send + 'static,
@@ -341,5 +342,62 @@ where
             }
         })
     });
-    (Job { run, batch }, value_rx, Commit(commit_rx))
+    let (dropped, dropped_rx) = tokio::sync::oneshot::channel();
+    (
+        Job {
+            run,
+            batch,
+            dropped,
+        },
+        value_rx,
+        Commit(commit_rx),
+        dropped_rx,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nothing<'c>(
+        _: &'c mut SqliteConnection,
+        _: &'c mut ChainHeads,
+    ) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn panics<'c>(
+        _: &'c mut SqliteConnection,
+        _: &'c mut ChainHeads,
+    ) -> BoxFuture<'c, Result<(), StoreError>> {
+        Box::pin(async { panic!("a write that panics") })
+    }
+
+    /// A write is answered `Overloaded` when the writer dropped it for want of a connection,
+    /// and only then: a write dropped later for another reason (here one that panics) is a
+    /// failure to store, whatever writes before it waited for.
+    #[tokio::test]
+    async fn a_write_is_overloaded_only_when_it_waited_for_a_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("w.db"))
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_millis(100))
+            .connect_with(opts)
+            .await
+            .unwrap();
+        let (queue, jobs) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(group_writer(pool.clone(), jobs, None));
+        let writer = Writer { queue, path: None };
+        // Every connection taken: the write waits out the acquire time, and is load.
+        let taken = pool.acquire().await.unwrap();
+        let waited = writer.enqueue(nothing, false).await.unwrap_err();
+        assert!(matches!(waited, StoreError::Overloaded(_)), "{waited:?}");
+        drop(taken);
+        writer.enqueue(nothing, false).await.unwrap();
+        let lost = writer.enqueue(panics, false).await.unwrap_err();
+        assert!(matches!(lost, StoreError::CommitFailed(_)), "{lost:?}");
+    }
 }
