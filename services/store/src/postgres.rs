@@ -244,10 +244,7 @@ impl Store for PgStore {
         .bind(hook_instance)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(crate::rows::hook_answer)
-            .collect::<Result<_, _>>()?)
+        rows.iter().map(crate::rows::hook_answer).collect()
     }
 
     #[tracing::instrument(skip_all)]
@@ -645,7 +642,7 @@ impl Store for PgStore {
                 .bind(now)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.map(|r| crate::rows::staff_session(&r)).transpose()?)
+        row.as_ref().map(crate::rows::staff_session).transpose()
     }
 
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
