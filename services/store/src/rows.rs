@@ -81,6 +81,56 @@ impl Columns for sqlx::sqlite::SqliteRow {
     }
 }
 
+/// A row read in place (`sqlite::inplace`), from the same tables sqlx wrote: times as sqlx
+/// writes them (RFC 3339 text; a Unix time as an integer, which sqlx also reads), booleans as
+/// integers, ids and JSON as text.
+impl Columns for rusqlite::Row<'_> {
+    const RECORDED_US: &'static str = "recorded_at";
+    fn text(&self, c: &str) -> Result<String, StoreError> {
+        self.get(c).map_err(crate::sqlite::read_error)
+    }
+    fn opt_text(&self, c: &str) -> Result<Option<String>, StoreError> {
+        self.get(c).map_err(crate::sqlite::read_error)
+    }
+    fn int(&self, c: &str) -> Result<i64, StoreError> {
+        self.get(c).map_err(crate::sqlite::read_error)
+    }
+    fn int32(&self, c: &str) -> Result<i32, StoreError> {
+        self.get(c).map_err(crate::sqlite::read_error)
+    }
+    fn flag(&self, c: &str) -> Result<bool, StoreError> {
+        self.get(c).map_err(crate::sqlite::read_error)
+    }
+    fn time(&self, c: &str) -> Result<OffsetDateTime, StoreError> {
+        use rusqlite::types::ValueRef;
+        let unreadable = || corrupt(format!("{c} is not a time"));
+        match self.get_ref(c).map_err(crate::sqlite::read_error)? {
+            ValueRef::Text(t) => {
+                let t = std::str::from_utf8(t).map_err(|_| unreadable())?;
+                OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                    .map_err(|_| unreadable())
+            }
+            ValueRef::Integer(i) => {
+                OffsetDateTime::from_unix_timestamp(i).map_err(|_| unreadable())
+            }
+            _ => Err(unreadable()),
+        }
+    }
+    fn uuid(&self, c: &str) -> Result<Uuid, StoreError> {
+        Uuid::parse_str(&self.text(c)?).map_err(corrupt)
+    }
+    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError> {
+        self.opt_text(c)?
+            .map(|t| Uuid::parse_str(&t).map_err(corrupt))
+            .transpose()
+    }
+    fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError> {
+        self.opt_text(c)?
+            .map(|t| serde_json::from_str(&t).map_err(corrupt))
+            .transpose()
+    }
+}
+
 impl Columns for sqlx::postgres::PgRow {
     const RECORDED_US: &'static str = "recorded_us";
     same_columns!();
@@ -126,21 +176,30 @@ pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> 
 pub(crate) fn patient_plans<R: Columns>(rows: &[R]) -> Result<crate::PatientPlans, StoreError> {
     let mut plans = crate::PatientPlans::default();
     for r in rows {
-        let plan = careplan(r)?;
-        match (plan.status, r.opt_text("decision_key")?) {
-            (crate::CarePlanStatus::Active, _) => plans.approved = Some(plan),
-            (crate::CarePlanStatus::Draft, Some(key)) => plans.drafts.push((key, plan)),
-            (status, key) => {
-                return Err(corrupt(format!(
-                    "careplans row read as the approved plan or a keyed draft is neither \
-                     (status {}, {})",
-                    status.as_str(),
-                    if key.is_some() { "a key" } else { "no key" }
-                )))
-            }
-        }
+        patient_plan(&mut plans, r)?;
     }
     Ok(plans)
+}
+
+/// One row of `Store::patient_plans`, added to `plans`.
+pub(crate) fn patient_plan<R: Columns>(
+    plans: &mut crate::PatientPlans,
+    r: &R,
+) -> Result<(), StoreError> {
+    let plan = careplan(r)?;
+    match (plan.status, r.opt_text("decision_key")?) {
+        (crate::CarePlanStatus::Active, _) => plans.approved = Some(plan),
+        (crate::CarePlanStatus::Draft, Some(key)) => plans.drafts.push((key, plan)),
+        (status, key) => {
+            return Err(corrupt(format!(
+                "careplans row read as the approved plan or a keyed draft is neither \
+                 (status {}, {})",
+                status.as_str(),
+                if key.is_some() { "a key" } else { "no key" }
+            )))
+        }
+    }
+    Ok(())
 }
 
 /// An `audit_entries` row, with its chain and seal.

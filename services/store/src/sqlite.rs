@@ -20,18 +20,22 @@ use crate::{
 
 mod chain;
 mod claims;
+mod inplace;
 mod writer;
 
 use chain::{append, bind_audit, Prepared, INSERT_AUDIT};
 use writer::{group_writer, Work, Writer, RELEASE, SAVEPOINT};
 
 pub(crate) use claims::Deferred;
+pub(crate) use inplace::error as read_error;
 
 /// The migrations this build carries, compiled in.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The hook call's reads, run on the calling thread (see `inplace`).
+    inplace: inplace::InPlace,
     writer: Writer,
     /// Token ids claimed by calls in flight, not yet written (see `claims`).
     held: std::sync::Arc<claims::Held>,
@@ -53,7 +57,14 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        let path = Some(opts.get_filename().to_path_buf()).filter(|p| p.as_os_str() != ":memory:");
+        // Each connection to `:memory:` would be a database of its own: the writer's, the
+        // pool's and the in-place reads' would never see each other's rows.
+        let file = opts.get_filename().to_path_buf();
+        if file.as_os_str() == ":memory:" {
+            return Err(StoreError::Unsupported(
+                "an in-memory SQLite database: name a file (sqlite://PATH)",
+            ));
+        }
         let pool = SqlitePoolOptions::new()
             // A connection to a local file does not go stale; the liveness ping sqlx makes by
             // default would be one more trip to the connection's thread on every read.
@@ -80,9 +91,10 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         Ok(SqliteStore {
             pool,
+            inplace: inplace::InPlace::new(file.clone()),
             writer: Writer {
                 queue: writer,
-                path,
+                path: Some(file),
             },
             held: Default::default(),
             jti_purge: Default::default(),
@@ -544,14 +556,20 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn hook_answers(&self, hook_instance: &str) -> Result<Vec<HookAnswer>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT hook_instance, tenant, caller_issuer, fingerprint, response, created_at
-             FROM hook_answers WHERE hook_instance = ? LIMIT 64",
-        )
-        .bind(hook_instance)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(crate::rows::hook_answer).collect()
+        self.inplace.read(|c| {
+            let mut q = c
+                .prepare_cached(
+                    "SELECT hook_instance, tenant, caller_issuer, fingerprint, response, created_at
+                     FROM hook_answers WHERE hook_instance = ? LIMIT 64",
+                )
+                .map_err(read_error)?;
+            let mut rows = q.query([hook_instance]).map_err(read_error)?;
+            let mut answers = Vec::new();
+            while let Some(r) = rows.next().map_err(read_error)? {
+                answers.push(crate::rows::hook_answer(r)?);
+            }
+            Ok(answers)
+        })
     }
 
     #[tracing::instrument(skip_all)]
@@ -567,13 +585,11 @@ impl Store for SqliteStore {
             return Ok(JtiClaim::committed(false));
         }
         // Held: no other call can take it now. Was it used by a call already written?
-        let seen = sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM seen_jti WHERE issuer = ? AND jti = ?)",
-        )
-        .bind(&key.0)
-        .bind(&key.1)
-        .fetch_one(&self.pool)
-        .await;
+        let seen = self.inplace.read(|c| {
+            c.prepare_cached("SELECT EXISTS (SELECT 1 FROM seen_jti WHERE issuer = ? AND jti = ?)")
+                .and_then(|mut q| q.query_row([&key.0, &key.1], |r| r.get::<_, bool>(0)))
+                .map_err(read_error)
+        });
         match seen {
             Ok(false) => {}
             Ok(true) => {
@@ -582,7 +598,7 @@ impl Store for SqliteStore {
             }
             Err(e) => {
                 self.held.release(&key);
-                return Err(e.into());
+                return Err(e);
             }
         }
         self.purge_expired_jti(now);
@@ -860,19 +876,25 @@ impl Store for SqliteStore {
         patient_ref: &crate::PatientRef,
         rule_set_id: &str,
     ) -> Result<crate::PatientPlans, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM (SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
-                AND rule_set_id = ?3 AND status = 'active' ORDER BY updated_at DESC LIMIT 1)
-             UNION ALL
-             SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
-                AND rule_set_id = ?3 AND status = 'draft' AND decision_key IS NOT NULL",
-        )
-        .bind(tenant.as_str())
-        .bind(patient_ref)
-        .bind(rule_set_id)
-        .fetch_all(&self.pool)
-        .await?;
-        crate::rows::patient_plans(&rows)
+        self.inplace.read(|c| {
+            let mut q = c
+                .prepare_cached(
+                    "SELECT * FROM (SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
+                        AND rule_set_id = ?3 AND status = 'active' ORDER BY updated_at DESC LIMIT 1)
+                     UNION ALL
+                     SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
+                        AND rule_set_id = ?3 AND status = 'draft' AND decision_key IS NOT NULL",
+                )
+                .map_err(read_error)?;
+            let mut rows = q
+                .query([tenant.as_str(), patient_ref.as_str(), rule_set_id])
+                .map_err(read_error)?;
+            let mut plans = crate::PatientPlans::default();
+            while let Some(r) = rows.next().map_err(read_error)? {
+                crate::rows::patient_plan(&mut plans, r)?;
+            }
+            Ok(plans)
+        })
     }
 
     #[tracing::instrument(skip_all)]

@@ -1,0 +1,258 @@
+//! The hook call's SQLite reads, run in place on the calling thread.
+//!
+//! sqlx runs every SQLite connection on a thread of its own: a query is sent to that thread,
+//! which wakes, runs it and wakes the caller with the rows. A hook call reads three times (is
+//! the token's id spent, was this hookInstance answered, the patient's plans), so six or more
+//! switches between threads for reads of a few tens of microseconds each. Under load
+//! (2026-12-07, `perf record` under wrk, 4 connections) those connection threads held 30 % of
+//! the server's samples, 12 points of them in the kernel's switching into them
+//! (`finish_task_switch`), with 7 more on the HTTP workers waking them.
+//!
+//! In WAL mode a reader never waits for the writer, so these reads run here, on the HTTP
+//! worker that needs them, on a connection of this small pool (one per worker is all that is
+//! ever busy at once). They block their worker only for their own running time. Writes stay
+//! with the single group writer, and every other read with sqlx: neither is on a hook call's
+//! path more than once.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::StoreError;
+
+/// Idle connections kept: more than the HTTP workers of any host this runs on, fewer than
+/// the open files they would cost if a burst of reads from elsewhere opened more.
+const KEPT: usize = 16;
+
+/// How long a read waits for a lock. A WAL reader waits only while another connection
+/// recovers the log after a crash, or holds the file exclusively (an operator's tool): not
+/// load this call should sit through on a worker that serves other calls. Past it, the read
+/// is answered busy (503 `overloaded`).
+const BUSY: Duration = Duration::from_millis(250);
+
+pub(super) struct InPlace {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl InPlace {
+    pub(super) fn new(path: PathBuf) -> Self {
+        InPlace {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Run `read` on an idle connection (or a new one), and keep the connection for the next
+    /// read unless it failed in a way that may have been the connection's.
+    pub(super) fn read<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let out = read(&conn);
+        if !out.as_ref().is_err_and(StoreError::is_unavailable) {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < KEPT {
+                idle.push(conn);
+            }
+        }
+        out
+    }
+
+    fn connect(&self) -> Result<Connection, StoreError> {
+        // Never created here (a file gone is an outage, not a new empty database); opened for
+        // writing only so that SQLite may keep the log's index beside it, and forbidden to
+        // write by `query_only`.
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(error)?;
+        conn.busy_timeout(BUSY).map_err(error)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(error)?;
+        Ok(conn)
+    }
+}
+
+/// A failed read, in the store's terms: as sqlx's SQLite errors are told apart (`error.rs`).
+pub(crate) fn error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DatabaseBusy | DatabaseLocked) => StoreError::Overloaded("the database file is busy"),
+        Some(ReadOnly | SystemIoFailure | DiskFull | CannotOpen) => {
+            StoreError::Unavailable(sqlx::Error::AnyDriverError(Box::new(e)))
+        }
+        _ => match e {
+            rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::InvalidColumnName(_)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Database(sqlx::Error::AnyDriverError(Box::new(other))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row;
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::sqlite::SqliteStore;
+    use crate::{CarePlanStatus, NewCarePlan, PatientRef, PoolOptions, Store, TenantId};
+
+    fn plan(status: CarePlanStatus, key: Option<&str>, guideline: &str) -> NewCarePlan {
+        NewCarePlan {
+            id: uuid::Uuid::new_v4(),
+            tenant: TenantId::parse("clinic-a").unwrap(),
+            patient_ref: PatientRef::parse("Patient/p1").unwrap(),
+            status,
+            rule_set_id: guideline.into(),
+            rule_set_version: "1.0.1".into(),
+            phase: "walk-run".into(),
+            red_flag: status == CarePlanStatus::Draft,
+            resource: serde_json::json!({"resourceType": "CarePlan", "note": "é ✓"}),
+            // Fractions of a second and an offset other than UTC: what sqlx writes of them
+            // must read back the same here.
+            created_at: datetime!(2026-12-07 09:15:30.123456789 +02:00),
+            decision_key: key.map(Into::into),
+            patient: key.map(|_| serde_json::json!({"name": "A"})),
+        }
+    }
+
+    /// What sqlx wrote reads back here exactly as sqlx reads it: each column's type, times
+    /// with their fractions and offsets, JSON, flags, and only the rows the query selects.
+    #[tokio::test]
+    async fn in_place_reads_see_what_sqlx_wrote_as_sqlx_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let tenant = TenantId::parse("clinic-a").unwrap();
+        let patient = PatientRef::parse("Patient/p1").unwrap();
+        for p in [
+            plan(CarePlanStatus::Active, None, "g"),
+            plan(CarePlanStatus::Draft, Some("k1"), "g"),
+            plan(CarePlanStatus::Draft, Some("k2"), "g"),
+            plan(CarePlanStatus::Draft, None, "g"),
+            plan(CarePlanStatus::Draft, Some("k3"), "other"),
+        ] {
+            store.insert_careplan(&p).await.unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at)
+             VALUES ('h', 'clinic-a', 'https://ehr', 'f1', '{\"cards\":[]}', ?),
+                    ('h', 'clinic-a', 'https://ehr', 'f2', '{}', ?)",
+        )
+        .bind(datetime!(2026-12-07 10:00:00.5 UTC))
+        .bind(datetime!(2026-12-07 10:00:01 -05:00))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+
+        let here = store.patient_plans(&tenant, &patient, "g").await.unwrap();
+        let rows = sqlx::query("SELECT * FROM careplans WHERE rule_set_id = 'g' AND (status = 'active' OR decision_key IS NOT NULL)")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let sqlx_read = crate::rows::patient_plans(&rows).unwrap();
+        assert!(here.approved.is_some());
+        assert_eq!(here.approved, sqlx_read.approved);
+        let mut drafts = here.drafts.clone();
+        drafts.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut expected = sqlx_read.drafts.clone();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(drafts, expected);
+        assert_eq!(
+            drafts.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            ["k1", "k2"]
+        );
+        let created = drafts[0].1.created_at;
+        assert_eq!(created, datetime!(2026-12-07 09:15:30.123456789 +02:00));
+
+        let mut answers = store.hook_answers("h").await.unwrap();
+        answers.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
+        let rows = sqlx::query("SELECT * FROM hook_answers ORDER BY fingerprint")
+            .fetch_all(&store.pool)
+            .await
+            .unwrap();
+        let sqlx_read: Vec<_> = rows
+            .iter()
+            .map(crate::rows::hook_answer)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(answers, sqlx_read);
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[1].created_at, datetime!(2026-12-07 15:00:01 UTC));
+        assert!(store.hook_answers("another").await.unwrap().is_empty());
+
+        // A time that is none reads as a corrupt row, never as a wrong time.
+        let stored: String =
+            sqlx::query("SELECT created_at FROM hook_answers WHERE fingerprint = 'f2'")
+                .fetch_one(&store.pool)
+                .await
+                .unwrap()
+                .get(0);
+        assert!(stored.ends_with('Z') || stored.contains('-'), "{stored}");
+        sqlx::query("UPDATE hook_answers SET created_at = 'yesterday' WHERE fingerprint = 'f2'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let broken = store.hook_answers("h").await.unwrap_err();
+        assert!(matches!(broken, StoreError::Corrupt(_)), "{broken:?}");
+    }
+
+    /// A spent token's id is seen in place; one never written is not.
+    #[tokio::test]
+    async fn a_spent_token_id_is_seen_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        sqlx::query("INSERT INTO seen_jti (issuer, jti, expires_at) VALUES ('https://ehr', 'spent', 2000000000)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let now = 1_900_000_000;
+        let spent = store
+            .claim_jti("https://ehr", "spent", 2_000_000_000, now)
+            .await
+            .unwrap();
+        assert!(!spent.fresh);
+        let other_issuer = store
+            .claim_jti("https://other", "spent", 2_000_000_000, now)
+            .await
+            .unwrap();
+        assert!(other_issuer.fresh);
+        let new = store
+            .claim_jti("https://ehr", "new", 2_000_000_000, now)
+            .await
+            .unwrap();
+        assert!(new.fresh);
+    }
+
+    /// A database file that is not there is an outage, never a new empty database; and a
+    /// connection that failed so is not kept.
+    #[test]
+    fn a_missing_file_is_unavailable_and_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.db");
+        let reads = InPlace::new(path.clone());
+        let e = reads.read(|_| Ok(())).unwrap_err();
+        assert!(e.is_unavailable(), "{e:?}");
+        assert!(!path.exists());
+        assert!(reads.idle.lock().unwrap().is_empty());
+    }
+}
