@@ -57,10 +57,12 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .foreign_keys(true)
             .busy_timeout(std::time::Duration::from_secs(5));
-        // Each connection to `:memory:` would be a database of its own: the writer's, the
-        // pool's and the in-place reads' would never see each other's rows.
+        // An in-memory database lives in this process's connections only (sqlx shares one
+        // among its own through SQLite's shared cache, under a name of its making): the
+        // in-place reads could not open it, and a decision's record would not outlive the
+        // process, which no acknowledged clinical decision may do.
         let file = opts.get_filename().to_path_buf();
-        if file.as_os_str() == ":memory:" {
+        if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::Unsupported(
                 "an in-memory SQLite database: name a file (sqlite://PATH)",
             ));

@@ -243,6 +243,19 @@ mod tests {
         assert!(new.fresh);
     }
 
+    /// Every connection to `:memory:` is a database of its own: the writer's rows would never
+    /// be read. Refused at start, not answered empty.
+    #[tokio::test]
+    async fn an_in_memory_database_is_refused() {
+        for url in ["sqlite::memory:", "sqlite://:memory:"] {
+            let e = SqliteStore::connect(url, &PoolOptions::default())
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("{url} was accepted"));
+            assert!(matches!(e, StoreError::Unsupported(_)), "{url}: {e:?}");
+        }
+    }
+
     /// A database file that is not there is an outage, never a new empty database; and a
     /// connection that failed so is not kept.
     #[test]
