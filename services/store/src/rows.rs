@@ -63,22 +63,29 @@ macro_rules! same_columns {
     };
 }
 
+/// The columns SQLite keeps as text (ids and JSON), read alike by both of its drivers.
+macro_rules! text_kept_columns {
+    () => {
+        fn uuid(&self, c: &str) -> Result<Uuid, StoreError> {
+            Uuid::parse_str(&self.text(c)?).map_err(corrupt)
+        }
+        fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError> {
+            self.opt_text(c)?
+                .map(|t| Uuid::parse_str(&t).map_err(corrupt))
+                .transpose()
+        }
+        fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError> {
+            self.opt_text(c)?
+                .map(|t| serde_json::from_str(&t).map_err(corrupt))
+                .transpose()
+        }
+    };
+}
+
 impl Columns for sqlx::sqlite::SqliteRow {
     const RECORDED_US: &'static str = "recorded_at";
     same_columns!();
-    fn uuid(&self, c: &str) -> Result<Uuid, StoreError> {
-        Uuid::parse_str(&self.text(c)?).map_err(corrupt)
-    }
-    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError> {
-        self.opt_text(c)?
-            .map(|t| Uuid::parse_str(&t).map_err(corrupt))
-            .transpose()
-    }
-    fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError> {
-        self.opt_text(c)?
-            .map(|t| serde_json::from_str(&t).map_err(corrupt))
-            .transpose()
-    }
+    text_kept_columns!();
 }
 
 /// A row read in place (`sqlite::inplace`), from the same tables sqlx wrote: times as sqlx
@@ -116,19 +123,7 @@ impl Columns for rusqlite::Row<'_> {
             _ => Err(unreadable()),
         }
     }
-    fn uuid(&self, c: &str) -> Result<Uuid, StoreError> {
-        Uuid::parse_str(&self.text(c)?).map_err(corrupt)
-    }
-    fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError> {
-        self.opt_text(c)?
-            .map(|t| Uuid::parse_str(&t).map_err(corrupt))
-            .transpose()
-    }
-    fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError> {
-        self.opt_text(c)?
-            .map(|t| serde_json::from_str(&t).map_err(corrupt))
-            .transpose()
-    }
+    text_kept_columns!();
 }
 
 impl Columns for sqlx::postgres::PgRow {

@@ -128,16 +128,21 @@ mod tests {
         }
     }
 
-    /// What sqlx wrote reads back here exactly as sqlx reads it: each column's type, times
-    /// with their fractions and offsets, JSON, flags, and only the rows the query selects.
-    #[tokio::test]
-    async fn in_place_reads_see_what_sqlx_wrote_as_sqlx_reads_it() {
-        let dir = tempfile::tempdir().unwrap();
+    async fn migrated(dir: &tempfile::TempDir) -> SqliteStore {
         let url = format!("sqlite://{}", dir.path().join("s.db").display());
         let store = SqliteStore::connect(&url, &PoolOptions::default())
             .await
             .unwrap();
         store.migrate().await.unwrap();
+        store
+    }
+
+    /// What sqlx wrote reads back here exactly as sqlx reads it: each column's type, times
+    /// with their fractions and offsets, JSON, flags, and only the rows the query selects.
+    #[tokio::test]
+    async fn in_place_reads_see_what_sqlx_wrote_as_sqlx_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = migrated(&dir).await;
         let tenant = TenantId::parse("clinic-a").unwrap();
         let patient = PatientRef::parse("Patient/p1").unwrap();
         for p in [
@@ -216,11 +221,7 @@ mod tests {
     #[tokio::test]
     async fn a_spent_token_id_is_seen_in_place() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = SqliteStore::connect(&url, &PoolOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&dir).await;
         sqlx::query("INSERT INTO seen_jti (issuer, jti, expires_at) VALUES ('https://ehr', 'spent', 2000000000)")
             .execute(&store.pool)
             .await
