@@ -89,8 +89,8 @@ impl Columns for sqlx::sqlite::SqliteRow {
 }
 
 /// A row read in place (`sqlite::inplace`), from the same tables sqlx wrote: times as sqlx
-/// writes them (RFC 3339 text; a Unix time as an integer, which sqlx also reads), booleans as
-/// integers, ids and JSON as text.
+/// writes them (RFC 3339 text; the time columns are declared TEXT, where sqlx reads nothing
+/// else either), booleans as integers, ids and JSON as text.
 impl Columns for rusqlite::Row<'_> {
     const RECORDED_US: &'static str = "recorded_at";
     fn text(&self, c: &str) -> Result<String, StoreError> {
@@ -116,9 +116,6 @@ impl Columns for rusqlite::Row<'_> {
                 let t = std::str::from_utf8(t).map_err(|_| unreadable())?;
                 OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                     .map_err(|_| unreadable())
-            }
-            ValueRef::Integer(i) => {
-                OffsetDateTime::from_unix_timestamp(i).map_err(|_| unreadable())
             }
             _ => Err(unreadable()),
         }

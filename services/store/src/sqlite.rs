@@ -62,7 +62,12 @@ impl SqliteStore {
         // in-place reads could not open it, and a decision's record would not outlive the
         // process, which no acknowledged clinical decision may do.
         let file = opts.get_filename().to_path_buf();
-        if url.contains(":memory:") || url.contains("mode=memory") {
+        let named = file.to_string_lossy();
+        if url.contains(":memory:")
+            || url.contains("mode=memory")
+            || named == ":memory:"
+            || named.starts_with("file:")
+        {
             return Err(StoreError::Unsupported(
                 "an in-memory SQLite database: name a file (sqlite://PATH)",
             ));
@@ -137,6 +142,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.inplace.close();
         self.pool.close().await;
     }
 

@@ -10,9 +10,15 @@
 //!
 //! In WAL mode a reader never waits for the writer, so these reads run here, on the HTTP
 //! worker that needs them, on a connection of this small pool (one per worker is all that is
-//! ever busy at once). They block their worker only for their own running time. Writes stay
-//! with the single group writer, and every other read with sqlx: neither is on a hook call's
-//! path more than once.
+//! ever busy at once). Writes stay with the single group writer, and every other read with
+//! sqlx: neither is on a hook call's path more than once.
+//!
+//! The price, accepted: a read does not yield, so nothing else runs on its worker meanwhile,
+//! and the guard's timer (`guard::SUSPECT_AFTER`) cannot cut it short. A lock held from
+//! outside holds the worker for at most `BUSY`; a disk that stops answering altogether holds
+//! every worker that reads, health checks included, until it answers (the liveness probe then
+//! restarts the pod), where a read on sqlx's thread was answered 503 after two seconds. SQLite
+//! is the embedded default on a local disk; production on shared storage is PostgreSQL.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -22,10 +28,6 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::StoreError;
 
-/// Idle connections kept: more than the HTTP workers of any host this runs on, fewer than
-/// the open files they would cost if a burst of reads from elsewhere opened more.
-const KEPT: usize = 16;
-
 /// How long a read waits for a lock. A WAL reader waits only while another connection
 /// recovers the log after a crash, or holds the file exclusively (an operator's tool): not
 /// load this call should sit through on a worker that serves other calls. Past it, the read
@@ -34,24 +36,40 @@ const BUSY: Duration = Duration::from_millis(250);
 
 pub(super) struct InPlace {
     path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    /// Idle connections, and the file they were opened on (device and inode): a file replaced
+    /// at the same path (a backup restored) is not the one they read.
+    idle: Mutex<(Vec<Connection>, Option<(u64, u64)>)>,
+    /// Idle connections kept: one per HTTP worker is all that reads at once, twice that
+    /// covers the command line and a burst of reads from elsewhere.
+    kept: usize,
 }
 
 impl InPlace {
     pub(super) fn new(path: PathBuf) -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
         InPlace {
             path,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new((Vec::new(), None)),
+            kept: (2 * cores).max(8),
         }
     }
 
     /// Run `read` on an idle connection (or a new one), and keep the connection for the next
-    /// read unless it failed in a way that may have been the connection's.
+    /// read unless it failed in a way that may have been the connection's. A file gone is
+    /// refused as the writer refuses it (`Writer::file_present`): an open connection would
+    /// still read the deleted one.
     pub(super) fn read<T>(
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let file = self.file()?;
+        let idle = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.1 != Some(file) {
+                *idle = (Vec::new(), Some(file));
+            }
+            idle.0.pop()
+        };
         let conn = match idle {
             Some(c) => c,
             None => self.connect()?,
@@ -59,11 +77,32 @@ impl InPlace {
         let out = read(&conn);
         if !out.as_ref().is_err_and(StoreError::is_unavailable) {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < KEPT {
-                idle.push(conn);
+            if idle.1 == Some(file) && idle.0.len() < self.kept {
+                idle.0.push(conn);
             }
         }
         out
+    }
+
+    /// Close the idle connections (the store is closing).
+    pub(super) fn close(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .clear();
+    }
+
+    /// The database file's device and inode, or why there is none.
+    fn file(&self) -> Result<(u64, u64), StoreError> {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(&self.path) {
+            Ok(m) => Ok((m.dev(), m.ino())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::FileGone(self.path.display().to_string()))
+            }
+            Err(e) => Err(StoreError::Unavailable(sqlx::Error::Io(e))),
+        }
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {
@@ -83,26 +122,66 @@ impl InPlace {
 }
 
 /// A failed read, in the store's terms: as sqlx's SQLite errors are told apart (`error.rs`).
+/// Any other error SQLite itself returned is an answer from the database (`guard` counts it
+/// so), as sqlx's `Error::Database` is; a value that cannot be read is a corrupt row.
 pub(crate) fn error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
-    match e.sqlite_error_code() {
-        Some(DatabaseBusy | DatabaseLocked) => StoreError::Overloaded("the database file is busy"),
-        Some(ReadOnly | SystemIoFailure | DiskFull | CannotOpen) => {
-            StoreError::Unavailable(sqlx::Error::AnyDriverError(Box::new(e)))
-        }
-        _ => match e {
-            rusqlite::Error::InvalidColumnType(..)
-            | rusqlite::Error::InvalidColumnName(_)
-            | rusqlite::Error::IntegralValueOutOfRange(..)
-            | rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
-            other => StoreError::Database(sqlx::Error::AnyDriverError(Box::new(other))),
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            DatabaseBusy | DatabaseLocked => StoreError::Overloaded("the database file is busy"),
+            ReadOnly | SystemIoFailure | DiskFull | CannotOpen => {
+                StoreError::Unavailable(sqlx::Error::AnyDriverError(Box::new(e)))
+            }
+            _ => StoreError::Database(sqlx::Error::Database(Box::new(Engine(e)))),
         },
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::InvalidColumnName(_)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Database(sqlx::Error::AnyDriverError(Box::new(e))),
+    }
+}
+
+/// An error SQLite returned to an in-place read, as sqlx carries a database's own errors.
+#[derive(Debug)]
+struct Engine(rusqlite::Error);
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Engine {}
+
+impl sqlx::error::DatabaseError for Engine {
+    fn message(&self) -> &str {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(_, Some(m)) => m,
+            _ => "SQLite error",
+        }
+    }
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.0
+            .sqlite_error()
+            .map(|f| f.extended_code.to_string().into())
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        sqlx::error::ErrorKind::Other
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use sqlx::Row;
     use time::macros::datetime;
 
     use super::*;
@@ -173,17 +252,24 @@ mod tests {
         let sqlx_read = crate::rows::patient_plans(&rows).unwrap();
         assert!(here.approved.is_some());
         assert_eq!(here.approved, sqlx_read.approved);
+        // `==` on a time compares instants; the offsets kept are compared as written out.
+        assert_eq!(
+            format!("{:?}", here.approved),
+            format!("{:?}", sqlx_read.approved)
+        );
         let mut drafts = here.drafts.clone();
         drafts.sort_by(|a, b| a.0.cmp(&b.0));
         let mut expected = sqlx_read.drafts.clone();
         expected.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(drafts, expected);
+        assert_eq!(format!("{drafts:?}"), format!("{expected:?}"));
         assert_eq!(
             drafts.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
             ["k1", "k2"]
         );
         let created = drafts[0].1.created_at;
         assert_eq!(created, datetime!(2026-12-07 09:15:30.123456789 +02:00));
+        assert_eq!(created.offset(), time::macros::offset!(+02:00));
 
         let mut answers = store.hook_answers("h").await.unwrap();
         answers.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
@@ -197,18 +283,33 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(answers, sqlx_read);
+        assert_eq!(format!("{answers:?}"), format!("{sqlx_read:?}"));
         assert_eq!(answers.len(), 2);
         assert_eq!(answers[1].created_at, datetime!(2026-12-07 15:00:01 UTC));
+        assert_eq!(
+            answers[1].created_at.offset(),
+            time::macros::offset!(-05:00)
+        );
         assert!(store.hook_answers("another").await.unwrap().is_empty());
 
+        // A Unix time written into the TEXT column is no time to sqlx either.
+        sqlx::query("UPDATE hook_answers SET created_at = 1800000000 WHERE fingerprint = 'f1'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let row = sqlx::query("SELECT * FROM hook_answers WHERE fingerprint = 'f1'")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert!(crate::rows::hook_answer(&row).is_err());
+        let broken = store.hook_answers("h").await.unwrap_err();
+        assert!(matches!(broken, StoreError::Corrupt(_)), "{broken:?}");
+        sqlx::query("DELETE FROM hook_answers WHERE fingerprint = 'f1'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
         // A time that is none reads as a corrupt row, never as a wrong time.
-        let stored: String =
-            sqlx::query("SELECT created_at FROM hook_answers WHERE fingerprint = 'f2'")
-                .fetch_one(&store.pool)
-                .await
-                .unwrap()
-                .get(0);
-        assert!(stored.ends_with('Z') || stored.contains('-'), "{stored}");
         sqlx::query("UPDATE hook_answers SET created_at = 'yesterday' WHERE fingerprint = 'f2'")
             .execute(&store.pool)
             .await
@@ -257,16 +358,91 @@ mod tests {
         }
     }
 
-    /// A database file that is not there is an outage, never a new empty database; and a
-    /// connection that failed so is not kept.
+    /// A database in the rollback journal's mode, holding `x`.
+    fn database(path: &std::path::Path, x: i64) {
+        let c = Connection::open(path).unwrap();
+        c.execute_batch(&format!(
+            "CREATE TABLE t (x INTEGER); INSERT INTO t VALUES ({x});"
+        ))
+        .unwrap();
+    }
+
+    fn x(reads: &InPlace) -> Result<i64, StoreError> {
+        reads.read(|c| {
+            c.query_row("SELECT x FROM t", [], |r| r.get(0))
+                .map_err(error)
+        })
+    }
+
+    /// A file deleted is an outage (an open connection would go on reading it), never a new
+    /// empty database; a file put in its place (a backup restored) is read, not the old one
+    /// that idle connections still hold open.
     #[test]
-    fn a_missing_file_is_unavailable_and_is_not_created() {
+    fn a_file_gone_is_refused_and_a_file_replaced_is_read_anew() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("gone.db");
+        let path = dir.path().join("s.db");
+        database(&path, 1);
         let reads = InPlace::new(path.clone());
-        let e = reads.read(|_| Ok(())).unwrap_err();
-        assert!(e.is_unavailable(), "{e:?}");
-        assert!(!path.exists());
-        assert!(reads.idle.lock().unwrap().is_empty());
+        assert_eq!(x(&reads).unwrap(), 1);
+        assert_eq!(reads.idle.lock().unwrap().0.len(), 1);
+
+        std::fs::remove_file(&path).unwrap();
+        let gone = x(&reads).unwrap_err();
+        assert!(matches!(gone, StoreError::FileGone(_)), "{gone:?}");
+        assert!(gone.is_unavailable());
+        assert!(!path.exists(), "a read created the file");
+
+        let other = dir.path().join("restored.db");
+        database(&other, 2);
+        std::fs::rename(&other, &path).unwrap();
+        assert_eq!(x(&reads).unwrap(), 2);
+    }
+
+    /// A file another connection holds exclusively is load (503 `overloaded`), answered
+    /// after the short wait, not an outage.
+    #[test]
+    fn a_file_held_exclusively_is_busy_not_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        database(&path, 1);
+        let holder = Connection::open(&path).unwrap();
+        holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let reads = InPlace::new(path);
+        let started = std::time::Instant::now();
+        let busy = x(&reads).unwrap_err();
+        assert!(busy.is_overloaded() && !busy.is_unavailable(), "{busy:?}");
+        assert!(started.elapsed() >= BUSY, "answered busy before the wait");
+        holder.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(x(&reads).unwrap(), 1);
+    }
+
+    /// Any other error SQLite returns is the database's answer (the guard counts it as up),
+    /// as sqlx carries it; an unreadable value is a corrupt row.
+    #[test]
+    fn sqlite_errors_are_told_apart_as_sqlxs_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        database(&path, 1);
+        let reads = InPlace::new(path);
+        let answered = reads
+            .read(|c| {
+                c.execute_batch("SELECT * FROM no_such_table")
+                    .map_err(error)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(answered, StoreError::Database(sqlx::Error::Database(_))),
+            "{answered:?}"
+        );
+        let unreadable = reads
+            .read(|c| {
+                c.query_row("SELECT 'text'", [], |r| r.get::<_, i64>(0))
+                    .map_err(error)
+            })
+            .unwrap_err();
+        assert!(
+            matches!(unreadable, StoreError::Corrupt(_)),
+            "{unreadable:?}"
+        );
     }
 }
