@@ -357,15 +357,63 @@ async fn a_sqlite_database_that_cannot_be_written_gives_503_then_recovers() {
 /// `unavailable`, and the database is never marked down (`stride_db_up` 1). On the old code the
 /// first such wait marked the database down and the calls after it failed fast as
 /// `unavailable`; until stop 40, readiness asked during a burst waited out the same acquire
-/// time and answered 503 (CI caught it once, in round 9 of 30). On SQLite a hook call holds
-/// no pooled connection since its reads run in place and its write goes to the writer, which
-/// keeps its own while writes come (stop 45): there the busy pool is found by readiness'
-/// reads during the bursts (seen in the guard: `describe` waiting out the 25 ms), and the
-/// calls must still be answered and the database never marked down.
+/// time and answered 503 (CI caught it once, in round 9 of 30). PostgreSQL only: on SQLite a
+/// hook call holds no pooled connection since stop 45 (its reads run in place, its write on the
+/// writer's own connection), so bursts find no pool busy, and SQLite's load is a file another
+/// connection holds (the next test).
 #[tokio::test]
 async fn saturation_is_answered_overloaded_and_never_marks_the_database_down() {
     let app = spawn_app_with(&SATURABLE).await;
+    if app.db.backend != stride_tests::Backend::Postgres {
+        return;
+    }
     saturate(Arc::new(app)).await;
+}
+
+/// SQLite's load: its write lock held by another connection (another process writing the same
+/// file, an operator's tool). A hook call's write waits the acquire time for it and is answered
+/// 503 `overloaded` with `Retry-After`, never `unavailable`; readiness stays 200, the database
+/// is never marked down, and the next call once the lock is let go is answered.
+#[tokio::test]
+async fn a_sqlite_file_locked_by_another_writer_is_load_not_an_outage() {
+    let app = spawn_app_with(&[("STRIDE_DB_ACQUIRE_TIMEOUT_MS", "200")]).await;
+    let Some(path) = app.db.sqlite_path.clone() else {
+        return;
+    };
+    assert_eq!(call(&app, 0).await.0, 200);
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path);
+    let mut other = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&opts)
+        .await
+        .unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut body = patient_view(prefetch(&[condition("k", "M25.561", Some(3))], &[]));
+    body["hookInstance"] = Json::String(uuid::Uuid::new_v4().to_string());
+    let res = app.cds(PV).json(&body).send().await.unwrap();
+    let (code_seen, retry) = (
+        res.status().as_u16(),
+        res.headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned()),
+    );
+    let answer: Json = res.json().await.unwrap();
+    assert_eq!(code_seen, 503, "{answer}");
+    let code = &answer["issue"][0]["details"]["coding"][0]["code"];
+    assert_eq!(code, "overloaded", "load answered as an outage: {answer}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "answered before the write waited for the lock"
+    );
+    assert_eq!(status(&app, "/readyz").await, 200);
+    let m = app.metrics().await;
+    assert!(stride_tests::metric(&m, "stride_db_overloaded_total").unwrap_or(0.0) > 0.0);
+    assert_eq!(stride_tests::metric(&m, "stride_db_up"), Some(1.0));
+    sqlx::raw_sql("ROLLBACK").execute(&mut other).await.unwrap();
+    assert_eq!(call(&app, 1).await.0, 200);
 }
 
 /// The same, with the service's database role limited to the pool's two connections, as a

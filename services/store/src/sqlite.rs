@@ -4,7 +4,7 @@ use futures_util::stream::BoxStream;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{FromRow, Row};
+use sqlx::Row;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -20,14 +20,17 @@ use crate::{
 
 mod chain;
 mod claims;
+mod engine;
 mod inplace;
 mod writer;
 
-use chain::{append, bind_audit, Prepared, INSERT_AUDIT};
-use writer::{group_writer, Work, Writer, RELEASE, SAVEPOINT};
+use chain::{append, Prepared};
+use engine::{at, error};
+use rusqlite::{params, Connection, OptionalExtension};
+use writer::{group_writer, Work, Writer};
 
 pub(crate) use claims::Deferred;
-pub(crate) use inplace::error as read_error;
+pub(crate) use engine::error as read_error;
 
 /// The migrations this build carries, compiled in.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -80,21 +83,18 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(opts)
             .await?;
+        // The writer's connection, opened here: a store that could never write is refused at
+        // start rather than answering every write 503.
+        let own = engine::open(&file, options.acquire_timeout)?;
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
-        let writing = group_writer(pool.clone(), queue, options.sealer.clone());
-        // The writer runs on a thread of its own, on a single-threaded runtime. On the
-        // server's multi-threaded runtime each of its waits (a statement on its connection's
-        // thread, the next write) parked a runtime thread and woke one, often both: 9.7
-        // context switches per hook call on the runtime's two threads for 90 ticks of work
-        // (2026-12-07, `/proc/PID/task/*/status` over 9 100 calls under wrk).
-        // Built here, so that a store that could never write is refused at start.
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+        let (sealer, wait, at_path) = (
+            options.sealer.clone(),
+            options.acquire_timeout,
+            file.clone(),
+        );
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || runtime.block_on(writing))
+            .spawn(move || group_writer(at_path, Some(own), queue, sealer, wait))
             .map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
         Ok(SqliteStore {
             pool,
@@ -184,16 +184,8 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(skip_all)]
     async fn insert_careplan(&self, p: &NewCarePlan) -> Result<(), StoreError> {
-        let (p, resource) = (p.clone(), p.resource.to_string());
-        self.write(move |c, _| {
-            Box::pin(async move {
-                bind_careplan(sqlx::query(INSERT_CAREPLAN), &p, &resource)
-                    .execute(c)
-                    .await?;
-                Ok(())
-            })
-        })
-        .await
+        let p = p.clone();
+        self.write(move |c, _| insert_careplan(c, &p)).await
     }
 
     #[tracing::instrument(skip_all, fields(cards = record.cards.len()))]
@@ -237,27 +229,28 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (entries, audit) = (entries.to_vec(), Prepared::new(audit.clone()));
         self.write(move |c, heads| {
-            Box::pin(async move {
-                for f in &entries {
-                    sqlx::query(
-                        "INSERT INTO feedback (id, tenant, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at, patient_ref, decision_id)
-                         VALUES (?1, ?2, ?3, ?4, EXISTS (SELECT 1 FROM cards WHERE uuid = ?4 AND tenant = ?2), ?5, ?6, ?7, ?8,
-                                 (SELECT patient_ref FROM cards WHERE uuid = ?4 AND tenant = ?2),
-                                 (SELECT decision_id FROM cards WHERE uuid = ?4 AND tenant = ?2))",
-                    )
-                    .bind(f.id.to_string())
-                    .bind(f.tenant.as_str())
-                    .bind(&f.service_id)
-                    .bind(&f.card_uuid)
-                    .bind(&f.outcome)
-                    .bind(f.details.to_string())
-                    .bind(f.outcome_timestamp)
-                    .bind(f.received_at)
-                    .execute(&mut *c)
-                    .await?;
-                }
-                append(c, heads, &audit).await
-            })
+            let mut q = c
+                .prepare_cached(
+                    "INSERT INTO feedback (id, tenant, service_id, card_uuid, known_card, outcome, details, outcome_timestamp, received_at, patient_ref, decision_id)
+                     VALUES (?1, ?2, ?3, ?4, EXISTS (SELECT 1 FROM cards WHERE uuid = ?4 AND tenant = ?2), ?5, ?6, ?7, ?8,
+                             (SELECT patient_ref FROM cards WHERE uuid = ?4 AND tenant = ?2),
+                             (SELECT decision_id FROM cards WHERE uuid = ?4 AND tenant = ?2))",
+                )
+                .map_err(error)?;
+            for f in &entries {
+                q.execute(params![
+                    f.id.to_string(),
+                    f.tenant.as_str(),
+                    f.service_id,
+                    f.card_uuid,
+                    f.outcome,
+                    f.details.to_string(),
+                    at(f.outcome_timestamp)?,
+                    at(f.received_at)?,
+                ])
+                .map_err(error)?;
+            }
+            append(c, heads, &audit)
         })
         .await
     }
@@ -266,28 +259,30 @@ impl Store for SqliteStore {
     async fn record_impact_report(&self, r: &ImpactReport) -> Result<(), StoreError> {
         let r = r.clone();
         self.write(move |c, _| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO impact_reports (impact_hash, guideline_id, version, content_hash, in_force_version,
-                                                 tenant, decisions, changed, computed_at, report)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT (impact_hash, guideline_id, version, content_hash, in_force_version, tenant)
-                     DO UPDATE SET report = COALESCE(impact_reports.report, excluded.report)",
-                )
-                .bind(&r.impact_hash)
-                .bind(&r.guideline_id)
-                .bind(&r.version)
-                .bind(&r.content_hash)
-                .bind(&r.in_force_version)
-                .bind(r.tenant.as_str())
-                .bind(r.decisions)
-                .bind(r.changed)
-                .bind(r.computed_at)
-                .bind(&r.report)
-                .execute(&mut *c)
-                .await?;
-                Ok(())
+            let computed = at(r.computed_at)?;
+            c.prepare_cached(
+                "INSERT INTO impact_reports (impact_hash, guideline_id, version, content_hash, in_force_version,
+                                             tenant, decisions, changed, computed_at, report)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (impact_hash, guideline_id, version, content_hash, in_force_version, tenant)
+                 DO UPDATE SET report = COALESCE(impact_reports.report, excluded.report)",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    r.impact_hash,
+                    r.guideline_id,
+                    r.version,
+                    r.content_hash,
+                    r.in_force_version,
+                    r.tenant.as_str(),
+                    r.decisions,
+                    r.changed,
+                    computed,
+                    r.report,
+                ])
             })
+            .map_err(error)?;
+            Ok(())
         })
         .await
     }
@@ -337,27 +332,29 @@ impl Store for SqliteStore {
     async fn record_sign_off(&self, s: &SignOff, audit: &NewAuditEntry) -> Result<(), StoreError> {
         let (s, audit) = (s.clone(), Prepared::new(audit.clone()));
         self.write(move |c, heads| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO guideline_sign_offs (id, guideline_id, version, content_hash, tenant, signer,
-                                                      decision, reason, impact_hash, in_force_version, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(s.id.to_string())
-                .bind(&s.guideline_id)
-                .bind(&s.version)
-                .bind(&s.content_hash)
-                .bind(s.tenant.as_str())
-                .bind(&s.signer)
-                .bind(&s.decision)
-                .bind(&s.reason)
-                .bind(&s.impact_hash)
-                .bind(&s.in_force_version)
-                .bind(s.created_at)
-                .execute(&mut *c)
-                .await?;
-                append(c, heads, &audit).await
+            let created = at(s.created_at)?;
+            c.prepare_cached(
+                "INSERT INTO guideline_sign_offs (id, guideline_id, version, content_hash, tenant, signer,
+                                                  decision, reason, impact_hash, in_force_version, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    s.id.to_string(),
+                    s.guideline_id,
+                    s.version,
+                    s.content_hash,
+                    s.tenant.as_str(),
+                    s.signer,
+                    s.decision,
+                    s.reason,
+                    s.impact_hash,
+                    s.in_force_version,
+                    created,
+                ])
             })
+            .map_err(error)?;
+            append(c, heads, &audit)
         })
         .await
     }
@@ -378,23 +375,25 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (a, audit) = (a.clone(), Prepared::new(audit.clone()));
         self.write(move |c, heads| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO guideline_activations (id, guideline_id, version, content_hash, tenant,
-                                                        activated_by, created_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(a.id.to_string())
-                .bind(&a.guideline_id)
-                .bind(&a.version)
-                .bind(&a.content_hash)
-                .bind(a.tenant.as_str())
-                .bind(&a.activated_by)
-                .bind(a.created_at)
-                .execute(&mut *c)
-                .await?;
-                append(c, heads, &audit).await
+            let created = at(a.created_at)?;
+            c.prepare_cached(
+                "INSERT INTO guideline_activations (id, guideline_id, version, content_hash, tenant,
+                                                    activated_by, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    a.id.to_string(),
+                    a.guideline_id,
+                    a.version,
+                    a.content_hash,
+                    a.tenant.as_str(),
+                    a.activated_by,
+                    created,
+                ])
             })
+            .map_err(error)?;
+            append(c, heads, &audit)
         })
         .await
     }
@@ -622,19 +621,21 @@ impl Store for SqliteStore {
     async fn begin_login(&self, login: &PendingLogin, now: i64) -> Result<(), StoreError> {
         let l = login.clone();
         self.write(move |c, _| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM staff_logins WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
-                sqlx::query("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at, smart_iss) VALUES (?, ?, ?, ?, ?, ?)")
-                    .bind(&l.state_hash)
-                    .bind(&l.verifier)
-                    .bind(&l.nonce)
-                    .bind(&l.next_path)
-                    .bind(l.expires_at)
-                    .bind(&l.smart_iss)
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
+            c.prepare_cached("DELETE FROM staff_logins WHERE expires_at < ?")
+                .and_then(|mut q| q.execute([now]))
+                .and_then(|_| c.prepare_cached("INSERT INTO staff_logins (state_hash, verifier, nonce, next_path, expires_at, smart_iss) VALUES (?, ?, ?, ?, ?, ?)"))
+                .and_then(|mut q| {
+                    q.execute(params![
+                        l.state_hash,
+                        l.verifier,
+                        l.nonce,
+                        l.next_path,
+                        l.expires_at,
+                        l.smart_iss,
+                    ])
+                })
+                .map_err(error)?;
+            Ok(())
         })
         .await
     }
@@ -646,15 +647,23 @@ impl Store for SqliteStore {
     ) -> Result<Option<PendingLogin>, StoreError> {
         let h = state_hash.to_owned();
         self.write(move |c, _| {
-            Box::pin(async move {
-                let row = sqlx::query("DELETE FROM staff_logins WHERE state_hash = ? RETURNING *")
-                    .bind(&h)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                row.map(|r| PendingLogin::from_row(&r).map_err(StoreError::from))
-                    .transpose()
-                    .map(|l| l.filter(|l| l.expires_at >= now))
-            })
+            let login = c
+                .prepare_cached("DELETE FROM staff_logins WHERE state_hash = ? RETURNING *")
+                .and_then(|mut q| {
+                    q.query_row([&h], |r| {
+                        Ok(PendingLogin {
+                            state_hash: r.get("state_hash")?,
+                            verifier: r.get("verifier")?,
+                            nonce: r.get("nonce")?,
+                            next_path: r.get("next_path")?,
+                            expires_at: r.get("expires_at")?,
+                            smart_iss: r.get("smart_iss")?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(error)?;
+            Ok(login.filter(|l| l.expires_at >= now))
         })
         .await
     }
@@ -662,25 +671,31 @@ impl Store for SqliteStore {
     async fn create_session(&self, s: &StaffSession, now: i64) -> Result<(), StoreError> {
         let s = s.clone();
         self.write(move |c, _| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM staff_sessions WHERE expires_at < ?").bind(now).execute(&mut *c).await?;
-                sqlx::query("INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at, patient, fhir_user)
-                             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-                    .bind(&s.id_hash)
-                    .bind(&s.issuer)
-                    .bind(&s.subject)
-                    .bind(s.tenant.as_str())
-                    .bind(s.all_tenants)
-                    .bind(s.scopes.join(" "))
-                    .bind(&s.csrf)
-                    .bind(s.created_at)
-                    .bind(s.expires_at)
-                    .bind(&s.patient)
-                    .bind(&s.fhir_user)
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
+            c.prepare_cached("DELETE FROM staff_sessions WHERE expires_at < ?")
+                .and_then(|mut q| q.execute([now]))
+                .and_then(|_| {
+                    c.prepare_cached(
+                        "INSERT INTO staff_sessions (id_hash, issuer, subject, tenant, all_tenants, scopes, csrf, created_at, expires_at, patient, fhir_user)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    )
+                })
+                .and_then(|mut q| {
+                    q.execute(params![
+                        s.id_hash,
+                        s.issuer,
+                        s.subject,
+                        s.tenant.as_str(),
+                        s.all_tenants,
+                        s.scopes.join(" "),
+                        s.csrf,
+                        s.created_at,
+                        s.expires_at,
+                        s.patient,
+                        s.fhir_user,
+                    ])
+                })
+                .map_err(error)?;
+            Ok(())
         })
         .await
     }
@@ -697,13 +712,10 @@ impl Store for SqliteStore {
     async fn end_session(&self, id_hash: &str) -> Result<(), StoreError> {
         let h = id_hash.to_owned();
         self.write(move |c, _| {
-            Box::pin(async move {
-                sqlx::query("DELETE FROM staff_sessions WHERE id_hash = ?")
-                    .bind(&h)
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
+            c.prepare_cached("DELETE FROM staff_sessions WHERE id_hash = ?")
+                .and_then(|mut q| q.execute([&h]))
+                .map_err(error)?;
+            Ok(())
         })
         .await
     }
@@ -735,41 +747,49 @@ impl Store for SqliteStore {
         let (r, audit) = (review.clone(), Prepared::new(audit.clone()));
         let id = r.careplan_id;
         self.write(move |c, heads| {
-            Box::pin(async move {
-                let updated = sqlx::query(
+            let (resource, reviewed) = (r.resource.to_string(), at(r.at)?);
+            let updated = c
+                .prepare_cached(
                     "UPDATE careplans SET status = ?, version = version + 1, resource = ?, updated_at = ?
                      WHERE id = ? AND version = ?",
                 )
-                .bind(r.action.status().as_str())
-                .bind(r.resource.to_string())
-                .bind(r.at)
-                .bind(r.careplan_id.to_string())
-                .bind(r.expected_version)
-                .execute(&mut *c)
-                .await?
-                .rows_affected();
-                if updated == 0 {
-                    let now: Option<i32> = sqlx::query_scalar("SELECT version FROM careplans WHERE id = ?")
-                        .bind(r.careplan_id.to_string())
-                        .fetch_optional(&mut *c)
-                        .await?;
-                    return Err(now.map_or(StoreError::NotFound, StoreError::Conflict));
-                }
-                sqlx::query(
-                    "INSERT INTO careplan_versions (careplan_id, version, action, reviewer, reason, resource, reviewed_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(r.careplan_id.to_string())
-                .bind(r.expected_version + 1)
-                .bind(r.action.as_str())
-                .bind(&r.reviewer)
-                .bind(&r.reason)
-                .bind(r.resource.to_string())
-                .bind(r.at)
-                .execute(&mut *c)
-                .await?;
-                append(c, heads, &audit).await
+                .and_then(|mut q| {
+                    q.execute(params![
+                        r.action.status().as_str(),
+                        resource,
+                        reviewed,
+                        r.careplan_id.to_string(),
+                        r.expected_version,
+                    ])
+                })
+                .map_err(error)?;
+            if updated == 0 {
+                let now: Option<i32> = c
+                    .prepare_cached("SELECT version FROM careplans WHERE id = ?")
+                    .and_then(|mut q| {
+                        q.query_row([r.careplan_id.to_string()], |row| row.get(0))
+                            .optional()
+                    })
+                    .map_err(error)?;
+                return Err(now.map_or(StoreError::NotFound, StoreError::Conflict));
+            }
+            c.prepare_cached(
+                "INSERT INTO careplan_versions (careplan_id, version, action, reviewer, reason, resource, reviewed_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .and_then(|mut q| {
+                q.execute(params![
+                    r.careplan_id.to_string(),
+                    r.expected_version + 1,
+                    r.action.as_str(),
+                    r.reviewer,
+                    r.reason,
+                    resource,
+                    reviewed,
+                ])
             })
+            .map_err(error)?;
+            append(c, heads, &audit)
         })
         .await?;
         self.careplan_row(id).await
@@ -789,8 +809,7 @@ impl Store for SqliteStore {
     #[tracing::instrument(skip_all)]
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<(), StoreError> {
         let entry = Prepared::new(entry.clone());
-        self.write(move |c, heads| Box::pin(async move { append(c, heads, &entry).await }))
-            .await
+        self.write(move |c, heads| append(c, heads, &entry)).await
     }
 
     #[tracing::instrument(skip_all)]
@@ -929,10 +948,10 @@ const INSERT_CAREPLAN: &str =
     "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
                             phase, red_flag, resource, created_at, updated_at, decision_key, patient)
      VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-const INSERT_CARDS: &str =
+const INSERT_CARD: &str =
     "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at,
-                        rule_set_id, rule_set_version, user_ref, encounter, patient_ref) VALUES ";
-const CARD_ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+                        rule_set_id, rule_set_version, user_ref, encounter, patient_ref)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
 /// `bind_card_filter` in this order.
@@ -965,20 +984,28 @@ const INSERT_ANSWER: &str =
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 
-fn bind_careplan<'q>(q: SqliteQuery<'q>, p: &'q NewCarePlan, resource: &'q str) -> SqliteQuery<'q> {
-    q.bind(p.id.to_string())
-        .bind(p.tenant.as_str())
-        .bind(&p.patient_ref)
-        .bind(p.status.as_str())
-        .bind(&p.rule_set_id)
-        .bind(&p.rule_set_version)
-        .bind(&p.phase)
-        .bind(p.red_flag)
-        .bind(resource)
-        .bind(p.created_at)
-        .bind(p.created_at)
-        .bind(&p.decision_key)
-        .bind(p.patient.as_ref().map(|v| v.to_string()))
+fn insert_careplan(c: &Connection, p: &NewCarePlan) -> Result<(), StoreError> {
+    let created = at(p.created_at)?;
+    c.prepare_cached(INSERT_CAREPLAN)
+        .and_then(|mut q| {
+            q.execute(params![
+                p.id.to_string(),
+                p.tenant.as_str(),
+                p.patient_ref.as_str(),
+                p.status.as_str(),
+                p.rule_set_id,
+                p.rule_set_version,
+                p.phase,
+                p.red_flag,
+                p.resource.to_string(),
+                created,
+                created,
+                p.decision_key,
+                p.patient.as_ref().map(|v| v.to_string()),
+            ])
+        })
+        .map_err(error)?;
+    Ok(())
 }
 
 impl SqliteStore {
@@ -989,76 +1016,59 @@ impl SqliteStore {
         record: HookRecord,
         claim: Option<(String, String, i64)>,
     ) -> Result<(), StoreError> {
-        // Written out here, in the caller's task: the writer is one task for every caller,
+        // Written out here, in the caller's task: the writer is one thread for every caller,
         // so whatever it does per write is everyone's wait.
         let audit = Prepared::new(record.audit);
-        let resource = record.careplan.as_ref().map(|p| p.resource.to_string());
         let (careplan, cards, answer) = (record.careplan, record.cards, record.answer);
-        self.write_batch(move |c, heads| {
-            Box::pin(async move {
-                // One round trip to SQLite's worker thread for all rows and the savepoint: under
-                // load each trip waits for a core, and the writer's trips are everyone's wait.
-                let mut sql = format!("{SAVEPOINT};");
-                if careplan.is_some() {
-                    sql.push_str(INSERT_CAREPLAN);
-                    sql.push(';');
-                }
-                if !cards.is_empty() {
-                    sql.push_str(INSERT_CARDS);
-                    sql.push_str(&vec![CARD_ROW; cards.len()].join(","));
-                    sql.push(';');
-                }
-                sql.push_str(INSERT_AUDIT);
-                sql.push(';');
-                if answer.is_some() {
-                    // A plain insert: a hookInstance answered already fails the whole record.
-                    sql.push_str(INSERT_ANSWER);
-                    sql.push(';');
-                }
-                if claim.is_some() {
-                    // A plain insert: were the id in the table already, the call would be a
-                    // replay, and the whole record fails rather than serve it.
-                    sql.push_str(claims::INSERT_SEEN);
-                    sql.push(';');
-                }
-                sql.push_str(RELEASE);
-                let place = heads.place(&mut *c, &audit).await?;
-                let mut q = sqlx::query(&sql);
-                if let (Some(p), Some(resource)) = (&careplan, &resource) {
-                    q = bind_careplan(q, p, resource);
-                }
+        self.write(move |c, heads| {
+            if let Some(p) = &careplan {
+                insert_careplan(c, p)?;
+            }
+            if !cards.is_empty() {
+                let mut q = c.prepare_cached(INSERT_CARD).map_err(error)?;
                 for card in &cards {
-                    q = q
-                        .bind(card.uuid.to_string())
-                        .bind(card.tenant.as_str())
-                        .bind(&card.service_id)
-                        .bind(&card.hook_instance)
-                        .bind(&card.decision_id)
-                        .bind(card.careplan_id.map(|u| u.to_string()))
-                        .bind(card.created_at)
-                        .bind(&card.rule_set_id)
-                        .bind(&card.rule_set_version)
-                        .bind(&card.user_ref)
-                        .bind(&card.encounter)
-                        .bind(&card.patient_ref);
+                    q.execute(params![
+                        card.uuid.to_string(),
+                        card.tenant.as_str(),
+                        card.service_id,
+                        card.hook_instance,
+                        card.decision_id,
+                        card.careplan_id.map(|u| u.to_string()),
+                        at(card.created_at)?,
+                        card.rule_set_id,
+                        card.rule_set_version,
+                        card.user_ref,
+                        card.encounter,
+                        card.patient_ref.as_ref().map(|r| r.as_str()),
+                    ])
+                    .map_err(error)?;
                 }
-                let mut q = bind_audit(q, &audit, &place);
-                if let Some(a) = &answer {
-                    q = q
-                        .bind(&a.hook_instance)
-                        .bind(a.tenant.as_str())
-                        .bind(&a.caller_issuer)
-                        .bind(&a.fingerprint)
-                        .bind(&a.response)
-                        .bind(a.created_at);
-                }
-                if let Some((issuer, jti, expires_at)) = &claim {
-                    q = q.bind(issuer).bind(jti).bind(*expires_at);
-                }
-                q.execute(&mut *c).await?;
-                heads.appended(&audit.entry.tenant, place);
-                Ok(())
-            })
+            }
+            append(c, heads, &audit)?;
+            if let Some(a) = &answer {
+                // A plain insert: a hookInstance answered already fails the whole record.
+                let created = at(a.created_at)?;
+                c.prepare_cached(INSERT_ANSWER)
+                    .and_then(|mut q| {
+                        q.execute(params![
+                            a.hook_instance,
+                            a.tenant.as_str(),
+                            a.caller_issuer,
+                            a.fingerprint,
+                            a.response,
+                            created,
+                        ])
+                    })
+                    .map_err(error)?;
+            }
+            if let Some((issuer, jti, expires_at)) = &claim {
+                // A plain insert: were the id in the table already, the call would be a
+                // replay, and the whole record fails rather than serve it.
+                c.prepare_cached(claims::INSERT_SEEN)
+                    .and_then(|mut q| q.execute(params![issuer, jti, expires_at]))
+                    .map_err(error)?;
+            }
+            Ok(())
         })
         .await
     }
@@ -1070,16 +1080,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: Work<T>,
     {
-        self.writer.enqueue(work, false).await
-    }
-
-    /// A write whose statements are one batch between `SAVEPOINT` and `RELEASE` (see `Job`).
-    async fn write_batch<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: Work<T>,
-    {
-        self.writer.enqueue(work, true).await
+        self.writer.enqueue(work).await
     }
 
     /// Forget expired token ids (see `JtiPurge`), in a write of their own that nobody waits for.
@@ -1090,22 +1091,17 @@ impl SqliteStore {
         let writer = self.writer.clone();
         tokio::spawn(async move {
             let purged = writer
-                .enqueue(
-                    move |c, _| {
-                        Box::pin(async move {
-                            sqlx::query("DELETE FROM seen_jti WHERE expires_at < ?")
-                                .bind(now)
-                                .execute(&mut *c)
-                                .await?;
-                            sqlx::query("DELETE FROM hook_answers WHERE created_at < ?")
-                                .bind(crate::answers_kept_since(now))
-                                .execute(&mut *c)
-                                .await?;
-                            Ok(())
+                .enqueue(move |c, _| {
+                    let kept_since = at(crate::answers_kept_since(now))?;
+                    c.prepare_cached("DELETE FROM seen_jti WHERE expires_at < ?")
+                        .and_then(|mut q| q.execute([now]))
+                        .and_then(|_| {
+                            c.prepare_cached("DELETE FROM hook_answers WHERE created_at < ?")
                         })
-                    },
-                    false,
-                )
+                        .and_then(|mut q| q.execute([kept_since]))
+                        .map_err(error)?;
+                    Ok(())
+                })
                 .await;
             if let Err(e) = purged {
                 tracing::warn!(error = %e, "expired token ids not forgotten (tried again later)");

@@ -1,21 +1,25 @@
 //! The audit chain as the SQLite writer extends it: each tenant's head (sequence and hash),
 //! kept across the writes of one group, and the insert of a placed entry.
 
-use super::SqliteQuery;
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::engine::error;
 use crate::audit::{entry_hash, GENESIS};
 use crate::{NewAuditEntry, StoreError};
 
 /// The last entry of a tenant's chain: its sequence number and hash.
-pub(super) async fn chain_head(
-    tx: &mut sqlx::SqliteConnection,
+pub(super) fn chain_head(
+    tx: &Connection,
     tenant: &crate::TenantId,
 ) -> Result<Option<(i64, String)>, StoreError> {
-    Ok(sqlx::query_as(
+    tx.prepare_cached(
         "SELECT seq, hash FROM audit_entries WHERE tenant = ? ORDER BY seq DESC LIMIT 1",
     )
-    .bind(tenant.as_str())
-    .fetch_optional(&mut *tx)
-    .await?)
+    .and_then(|mut q| {
+        q.query_row([tenant.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    })
+    .map_err(error)
 }
 
 /// An audit entry written out for storage, all but its place in the chain. Prepared by the
@@ -62,18 +66,14 @@ pub(super) struct ChainHeads {
 }
 
 impl ChainHeads {
-    pub(super) async fn place(
-        &mut self,
-        tx: &mut sqlx::SqliteConnection,
-        p: &Prepared,
-    ) -> Result<Place, StoreError> {
+    pub(super) fn place(&mut self, tx: &Connection, p: &Prepared) -> Result<Place, StoreError> {
         let e = &p.entry;
         let head = if let Some((_, h)) = self.pending.iter().rev().find(|(t, _)| *t == e.tenant) {
             Some(h.clone())
         } else if let Some(h) = self.known.get(&e.tenant) {
             Some(h.clone())
         } else {
-            chain_head(tx, &e.tenant).await?
+            chain_head(tx, &e.tenant)?
         };
         let (seq, prev) = head
             .map(|(s, h)| (s + 1, h))
@@ -107,51 +107,53 @@ pub(super) const INSERT_AUDIT: &str = "INSERT INTO audit_entries (id, tenant, se
             seal_kid, seal)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
-pub(super) fn bind_audit<'q>(
-    q: SqliteQuery<'q>,
-    p: &'q Prepared,
-    at: &'q Place,
-) -> SqliteQuery<'q> {
+/// Insert `p` at `at` (its place in the chain).
+pub(super) fn insert_audit(tx: &Connection, p: &Prepared, at: &Place) -> Result<(), StoreError> {
     let e = &p.entry;
-    q.bind(e.id.to_string())
-        .bind(e.tenant.as_str())
-        .bind(at.seq)
-        .bind(e.recorded_us)
-        .bind(e.action.as_str())
-        .bind(&e.outcome)
-        .bind(&e.caller_issuer)
-        .bind(&e.caller_subject)
-        .bind(&e.hook)
-        .bind(&e.hook_instance)
-        .bind(&e.service_id)
-        .bind(&e.patient_ref)
-        .bind(&e.as_of)
-        .bind(p.facts_digest.as_deref())
-        .bind(p.entry.facts.as_ref().map(|f| f.text()))
-        .bind(&e.rule_set_id)
-        .bind(&e.rule_set_version)
-        .bind(&e.rule_set_hash)
-        .bind(p.decision_ids.as_str())
-        .bind(p.card_uuids.as_str())
-        .bind(e.careplan_id.map(|u| u.to_string()))
-        .bind(&e.trace_id)
-        .bind(p.details.as_str())
-        .bind(&at.prev)
-        .bind(&at.hash)
-        .bind(at.seal.as_ref().map(|s| s.kid.as_str()))
-        .bind(at.seal.as_ref().map(|s| s.sig.as_str()))
+    tx.prepare_cached(INSERT_AUDIT)
+        .and_then(|mut q| {
+            q.execute(params![
+                e.id.to_string(),
+                e.tenant.as_str(),
+                at.seq,
+                e.recorded_us,
+                e.action.as_str(),
+                e.outcome,
+                e.caller_issuer,
+                e.caller_subject,
+                e.hook,
+                e.hook_instance,
+                e.service_id,
+                e.patient_ref.as_ref().map(|r| r.as_str()),
+                e.as_of,
+                p.facts_digest,
+                e.facts.as_ref().map(|f| f.text()),
+                e.rule_set_id,
+                e.rule_set_version,
+                e.rule_set_hash,
+                p.decision_ids,
+                p.card_uuids,
+                e.careplan_id.map(|u| u.to_string()),
+                e.trace_id,
+                p.details,
+                at.prev,
+                at.hash,
+                at.seal.as_ref().map(|s| s.kid.as_str()),
+                at.seal.as_ref().map(|s| s.sig.as_str()),
+            ])
+        })
+        .map_err(error)?;
+    Ok(())
 }
 
 /// Append `p` to its tenant's chain inside `tx` (which holds the write lock).
-pub(super) async fn append(
-    tx: &mut sqlx::SqliteConnection,
+pub(super) fn append(
+    tx: &Connection,
     heads: &mut ChainHeads,
     p: &Prepared,
 ) -> Result<(), StoreError> {
-    let place = heads.place(&mut *tx, p).await?;
-    bind_audit(sqlx::query(INSERT_AUDIT), p, &place)
-        .execute(&mut *tx)
-        .await?;
+    let place = heads.place(tx, p)?;
+    insert_audit(tx, p, &place)?;
     heads.appended(&p.entry.tenant, place);
     Ok(())
 }

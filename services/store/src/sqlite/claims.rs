@@ -94,29 +94,23 @@ impl Deferred {
         let (issuer, jti) = key.clone();
         let expires_at = self.expires_at;
         self.writer
-            .enqueue(
-                move |c, _| Box::pin(insert(c, issuer, jti, expires_at)),
-                false,
-            )
+            .enqueue(move |c, _| insert(c, &issuer, &jti, expires_at))
             .await?;
         self.held.release(&key);
         Ok(())
     }
 }
 
-async fn insert(
-    c: &mut sqlx::SqliteConnection,
-    issuer: String,
-    jti: String,
+fn insert(
+    c: &rusqlite::Connection,
+    issuer: &str,
+    jti: &str,
     expires_at: i64,
 ) -> Result<(), StoreError> {
     // `OR IGNORE`: written twice (a record that committed after all) is still one claim.
-    sqlx::query("INSERT OR IGNORE INTO seen_jti (issuer, jti, expires_at) VALUES (?, ?, ?)")
-        .bind(issuer)
-        .bind(jti)
-        .bind(expires_at)
-        .execute(c)
-        .await?;
+    c.prepare_cached("INSERT OR IGNORE INTO seen_jti (issuer, jti, expires_at) VALUES (?, ?, ?)")
+        .and_then(|mut q| q.execute(rusqlite::params![issuer, jti, expires_at]))
+        .map_err(super::engine::error)?;
     Ok(())
 }
 
@@ -141,10 +135,7 @@ impl Drop for Deferred {
         }
         let (issuer, jti) = key.clone();
         let expires_at = self.expires_at;
-        let (job, _ran, commit, _dropped) = job(
-            move |c, _| Box::pin(insert(c, issuer, jti, expires_at)),
-            false,
-        );
+        let (job, _ran, commit, _dropped) = job(move |c, _| insert(c, &issuer, &jti, expires_at));
         let held = self.held.clone();
         let settle = async move {
             if commit.wait().await.is_ok() {

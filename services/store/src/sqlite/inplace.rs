@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::engine::error;
 use crate::StoreError;
 
 /// How long a read waits for a lock. A WAL reader waits only while another connection
@@ -121,65 +122,6 @@ impl InPlace {
     }
 }
 
-/// A failed read, in the store's terms: as sqlx's SQLite errors are told apart (`error.rs`).
-/// Any other error SQLite itself returned is an answer from the database (`guard` counts it
-/// so), as sqlx's `Error::Database` is; a value that cannot be read is a corrupt row.
-pub(crate) fn error(e: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::*;
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            DatabaseBusy | DatabaseLocked => StoreError::Overloaded("the database file is busy"),
-            ReadOnly | SystemIoFailure | DiskFull | CannotOpen => {
-                StoreError::Unavailable(sqlx::Error::AnyDriverError(Box::new(e)))
-            }
-            _ => StoreError::Database(sqlx::Error::Database(Box::new(Engine(e)))),
-        },
-        rusqlite::Error::InvalidColumnType(..)
-        | rusqlite::Error::InvalidColumnName(_)
-        | rusqlite::Error::IntegralValueOutOfRange(..)
-        | rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
-        _ => StoreError::Database(sqlx::Error::AnyDriverError(Box::new(e))),
-    }
-}
-
-/// An error SQLite returned to an in-place read, as sqlx carries a database's own errors.
-#[derive(Debug)]
-struct Engine(rusqlite::Error);
-
-impl std::fmt::Display for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for Engine {}
-
-impl sqlx::error::DatabaseError for Engine {
-    fn message(&self) -> &str {
-        match &self.0 {
-            rusqlite::Error::SqliteFailure(_, Some(m)) => m,
-            _ => "SQLite error",
-        }
-    }
-    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
-        self.0
-            .sqlite_error()
-            .map(|f| f.extended_code.to_string().into())
-    }
-    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-        self
-    }
-    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-        self
-    }
-    fn kind(&self) -> sqlx::error::ErrorKind {
-        sqlx::error::ErrorKind::Other
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use time::macros::datetime;
@@ -216,10 +158,11 @@ mod tests {
         store
     }
 
-    /// What sqlx wrote reads back here exactly as sqlx reads it: each column's type, times
-    /// with their fractions and offsets, JSON, flags, and only the rows the query selects.
+    /// The same rows (CarePlans the writer stored, answers sqlx stored) read here exactly as
+    /// sqlx reads them: each column's type, times with their fractions and offsets, JSON,
+    /// flags, and only the rows the query selects.
     #[tokio::test]
-    async fn in_place_reads_see_what_sqlx_wrote_as_sqlx_reads_it() {
+    async fn in_place_reads_agree_with_sqlx_on_the_same_rows() {
         let dir = tempfile::tempdir().unwrap();
         let store = migrated(&dir).await;
         let tenant = TenantId::parse("clinic-a").unwrap();

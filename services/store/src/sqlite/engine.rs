@@ -1,0 +1,224 @@
+//! SQLite through rusqlite, on the thread that asks: the writer's connection and the in-place
+//! reads (`writer`, `inplace`). Values are kept exactly as sqlx kept them before (and as its
+//! other reads still read them): times as RFC 3339 text, ids and JSON as text, flags as
+//! integers; errors are told apart as sqlx's are (`error.rs`).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+use time::OffsetDateTime;
+
+use crate::StoreError;
+
+/// The writer's connection: never creating the file (the store's start does, and a file gone
+/// is an outage, not a new empty database), with the settings every write needs.
+pub(super) fn open(path: &Path, wait: Duration) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(error)?;
+    conn.busy_timeout(wait).map_err(error)?;
+    // WAL + NORMAL is durable against process crashes; FULL also against power loss, which is
+    // what an acknowledged clinical decision needs. Each write's savepoint keeps a statement
+    // journal; past 64 KiB in one group SQLite spills it to a temporary file (open, write,
+    // unlink on every group): it only ever undoes a write inside its open transaction, so
+    // memory is the place for it.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+    )
+    .map_err(error)?;
+    Ok(conn)
+}
+
+/// A time as sqlx writes it (`OffsetDateTime::format(&Rfc3339)`, the offset kept).
+pub(super) fn at(t: OffsetDateTime) -> Result<String, StoreError> {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Database(sqlx::Error::Encode(Box::new(e))))
+}
+
+/// A failed statement, in the store's terms, as sqlx's SQLite errors are told apart
+/// (`error.rs`): busy or locked is load; read-only, I/O, a full disk or a file that cannot be
+/// opened is an outage; a second row under a unique key is a duplicate; any other error SQLite
+/// itself returned is an answer from the database (`guard` counts it so); a value that cannot
+/// be read is a corrupt row.
+pub(crate) fn error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            DatabaseBusy | DatabaseLocked => StoreError::Overloaded("the database file is busy"),
+            ReadOnly | SystemIoFailure | DiskFull | CannotOpen => {
+                StoreError::Unavailable(sqlx::Error::AnyDriverError(Box::new(e)))
+            }
+            _ if unique(f) => StoreError::Duplicate(sqlx::Error::Database(Box::new(Engine(e)))),
+            _ => StoreError::Database(sqlx::Error::Database(Box::new(Engine(e)))),
+        },
+        rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::InvalidColumnName(_)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(e.to_string()),
+        _ => StoreError::Database(sqlx::Error::AnyDriverError(Box::new(e))),
+    }
+}
+
+/// A unique or primary key violated (SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY).
+fn unique(f: &rusqlite::ffi::Error) -> bool {
+    matches!(
+        f.extended_code,
+        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+/// An error SQLite returned, as sqlx carries a database's own errors.
+#[derive(Debug)]
+struct Engine(rusqlite::Error);
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Engine {}
+
+impl sqlx::error::DatabaseError for Engine {
+    fn message(&self) -> &str {
+        match &self.0 {
+            rusqlite::Error::SqliteFailure(_, Some(m)) => m,
+            _ => "SQLite error",
+        }
+    }
+    fn code(&self) -> Option<std::borrow::Cow<'_, str>> {
+        self.0
+            .sqlite_error()
+            .map(|f| f.extended_code.to_string().into())
+    }
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        match self.0.sqlite_error() {
+            Some(f) if unique(f) => sqlx::error::ErrorKind::UniqueViolation,
+            Some(f) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+                sqlx::error::ErrorKind::ForeignKeyViolation
+            }
+            _ => sqlx::error::ErrorKind::Other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::{CarePlanStatus, NewCarePlan, PatientRef, PoolOptions, Store, TenantId};
+
+    /// Every time is written as sqlx writes it: sqlx's own encoding, read back from SQLite
+    /// unchanged (`SELECT ?`), is the oracle.
+    #[tokio::test]
+    async fn times_are_written_as_sqlx_writes_them() {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        for t in [
+            datetime!(2026-12-07 09:15:30 UTC),
+            datetime!(2026-12-07 09:15:30.5 UTC),
+            datetime!(2026-12-07 09:15:30.123456789 +02:00),
+            datetime!(1999-01-01 00:00:00.000001 -05:30),
+            datetime!(2030-06-30 23:59:59.999 +14:00),
+            OffsetDateTime::now_utc(),
+        ] {
+            let sqlx_wrote: String = sqlx::query_scalar("SELECT ?")
+                .bind(t)
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(at(t).unwrap(), sqlx_wrote, "{t}");
+        }
+    }
+
+    /// A CarePlan the writer stores is, column by column (value and SQLite type), the row sqlx
+    /// stored for the same plan before the writer was its own.
+    #[tokio::test]
+    async fn the_writer_stores_a_row_as_sqlx_stored_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = crate::sqlite::SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let plan = NewCarePlan {
+            id: uuid::Uuid::new_v4(),
+            tenant: TenantId::parse("clinic-a").unwrap(),
+            patient_ref: PatientRef::parse("Patient/p1").unwrap(),
+            status: CarePlanStatus::Draft,
+            rule_set_id: "g".into(),
+            rule_set_version: "1.0.1".into(),
+            phase: "walk-run".into(),
+            red_flag: true,
+            resource: serde_json::json!({"resourceType": "CarePlan", "note": "é ✓"}),
+            created_at: datetime!(2026-12-07 09:15:30.123456789 +02:00),
+            decision_key: Some("k".into()),
+            patient: Some(serde_json::json!({"name": "A"})),
+        };
+        store.insert_careplan(&plan).await.unwrap();
+        // As the store wrote it through sqlx until stop 45.
+        let other = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
+                                    phase, red_flag, resource, created_at, updated_at, decision_key, patient)
+             VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(other.to_string())
+        .bind(plan.tenant.as_str())
+        .bind(&plan.patient_ref)
+        .bind(plan.status.as_str())
+        .bind(&plan.rule_set_id)
+        .bind(&plan.rule_set_version)
+        .bind(&plan.phase)
+        .bind(plan.red_flag)
+        .bind(plan.resource.to_string())
+        .bind(plan.created_at)
+        .bind(plan.created_at)
+        .bind("k2")
+        .bind(plan.patient.as_ref().map(|v| v.to_string()))
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let columns =
+            "tenant, patient_ref, status, version, rule_set_id, rule_set_version, phase, \
+                       red_flag, resource, created_at, updated_at, patient";
+        let quoted = columns
+            .split(", ")
+            .map(|c| format!("quote({c}) || ':' || typeof({c})"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let row = |id: String| {
+            let sql = format!("SELECT {quoted} FROM careplans WHERE id = ?");
+            let pool = store.pool.clone();
+            async move {
+                sqlx::query_scalar::<_, String>(&sql)
+                    .bind(id)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let ours = row(plan.id.to_string()).await;
+        assert_eq!(ours, row(other.to_string()).await);
+        assert!(
+            ours.contains("'2026-12-07T09:15:30.123456789+02:00':text"),
+            "{ours}"
+        );
+        assert!(ours.contains("|1:integer|"), "{ours}");
+    }
+}
