@@ -111,7 +111,7 @@ impl Guarded {
     /// Run one read, and stop waiting for it once the database is marked down: a call in
     /// flight when the server went away is answered with the calls after it, not after the
     /// pool's acquire time. Only reads: a write dropped half way could still commit (its job
-    /// handed to a writer task, its COMMIT sent) while its caller is told it failed, or lose a
+    /// handed to a group writer, its COMMIT sent) while its caller is told it failed, or lose a
     /// token's claim it had taken; writes are bounded by the acquire and statement times.
     async fn watched<T>(
         &self,

@@ -86,6 +86,16 @@ impl SqliteStore {
         // The writer's connection, opened here: a store that could never write is refused at
         // start rather than answering every write 503.
         let own = engine::open(&file, options.acquire_timeout)?;
+        // Opened for writing, SQLite opens a file it may not write read-only, silently.
+        if own
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .map_err(error)?
+        {
+            return Err(StoreError::Unavailable(sqlx::Error::Protocol(
+                "the database file cannot be written".into(),
+            )));
+        }
+        let own = (own, engine::identity(&file)?);
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
         let (sealer, wait, at_path) = (
             options.sealer.clone(),
@@ -102,6 +112,7 @@ impl SqliteStore {
             writer: Writer {
                 queue: writer,
                 path: Some(file),
+                closed: Default::default(),
             },
             held: Default::default(),
             jti_purge: Default::default(),
@@ -142,6 +153,9 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.writer
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.inplace.close();
         self.pool.close().await;
     }

@@ -11,6 +11,19 @@ use time::OffsetDateTime;
 
 use crate::StoreError;
 
+/// Which file is at `path` (device and inode), or why there is none: a file replaced at the
+/// same path (a backup restored) is not the one an open connection reads and writes.
+pub(super) fn identity(path: &Path) -> Result<(u64, u64), StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata(path) {
+        Ok(m) => Ok((m.dev(), m.ino())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(StoreError::FileGone(path.display().to_string()))
+        }
+        Err(e) => Err(StoreError::Unavailable(sqlx::Error::Io(e))),
+    }
+}
+
 /// The writer's connection: never creating the file (the store's start does, and a file gone
 /// is an outage, not a new empty database), with the settings every write needs.
 pub(super) fn open(path: &Path, wait: Duration) -> Result<Connection, StoreError> {
@@ -20,6 +33,18 @@ pub(super) fn open(path: &Path, wait: Duration) -> Result<Connection, StoreError
     )
     .map_err(error)?;
     conn.busy_timeout(wait).map_err(error)?;
+    // About twenty distinct statements write; the default cache of 16 would evict some.
+    conn.set_prepared_statement_cache_capacity(32);
+    // Readers never wait for the writer only in WAL mode; a file put in place in another mode
+    // (a restored copy) is switched on first write, as sqlx switched every connection.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(sqlx::Error::Protocol(format!(
+            "the database stays in journal mode {mode}, not WAL"
+        ))));
+    }
     // WAL + NORMAL is durable against process crashes; FULL also against power loss, which is
     // what an acknowledged clinical decision needs. Each write's savepoint keeps a statement
     // journal; past 64 KiB in one group SQLite spills it to a temporary file (open, write,
@@ -108,6 +133,12 @@ impl sqlx::error::DatabaseError for Engine {
             Some(f) if unique(f) => sqlx::error::ErrorKind::UniqueViolation,
             Some(f) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
                 sqlx::error::ErrorKind::ForeignKeyViolation
+            }
+            Some(f) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
+                sqlx::error::ErrorKind::NotNullViolation
+            }
+            Some(f) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => {
+                sqlx::error::ErrorKind::CheckViolation
             }
             _ => sqlx::error::ErrorKind::Other,
         }
@@ -220,5 +251,85 @@ mod tests {
             "{ours}"
         );
         assert!(ours.contains("|1:integer|"), "{ours}");
+    }
+
+    fn draft(key: &str) -> NewCarePlan {
+        NewCarePlan {
+            id: uuid::Uuid::new_v4(),
+            tenant: TenantId::parse("clinic-a").unwrap(),
+            patient_ref: PatientRef::parse("Patient/p1").unwrap(),
+            status: CarePlanStatus::Draft,
+            rule_set_id: "g".into(),
+            rule_set_version: "1.0.1".into(),
+            phase: "walk-run".into(),
+            red_flag: false,
+            resource: serde_json::json!({"resourceType": "CarePlan"}),
+            created_at: OffsetDateTime::now_utc(),
+            decision_key: Some(key.into()),
+            patient: None,
+        }
+    }
+
+    /// A backup put in place of the database file while the service runs is the database
+    /// from then on: the writer writes it, not the unlinked file it had open, which nobody
+    /// would read again (the in-place reads already read the new one). And a closed store
+    /// takes no write.
+    #[tokio::test]
+    async fn a_file_restored_in_place_is_written_and_a_closed_store_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let url = format!("sqlite://{}", path.display());
+        let store = crate::sqlite::SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store.insert_careplan(&draft("before")).await.unwrap();
+        let copy = dir.path().join("copy.db");
+        sqlx::query(&format!("VACUUM INTO '{}'", copy.display()))
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        std::fs::rename(&copy, &path).unwrap();
+        store.insert_careplan(&draft("after")).await.unwrap();
+        let tenant = TenantId::parse("clinic-a").unwrap();
+        let patient = PatientRef::parse("Patient/p1").unwrap();
+        let plans = store.patient_plans(&tenant, &patient, "g").await.unwrap();
+        let mut keys: Vec<_> = plans.drafts.iter().map(|(k, _)| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["after", "before"]);
+
+        store.close().await;
+        let refused = store.insert_careplan(&draft("closed")).await.unwrap_err();
+        assert!(refused.is_unavailable(), "{refused:?}");
+    }
+
+    /// A second row under a unique or primary key is a duplicate (the draft race and a
+    /// replayed token are told by it), as sqlx tells it.
+    #[test]
+    fn a_key_taken_twice_is_a_duplicate() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (k TEXT PRIMARY KEY, u TEXT UNIQUE); INSERT INTO t VALUES ('a', 'x');",
+        )
+        .unwrap();
+        for sql in [
+            "INSERT INTO t VALUES ('a', 'y')",
+            "INSERT INTO t VALUES ('b', 'x')",
+        ] {
+            let e = error(c.execute(sql, []).unwrap_err());
+            assert!(matches!(e, StoreError::Duplicate(_)), "{sql}: {e:?}");
+        }
+        let e = error(
+            c.execute("INSERT INTO t VALUES (NULL, NULL, 1)", [])
+                .unwrap_err(),
+        );
+        assert!(
+            matches!(e, StoreError::Database(sqlx::Error::Database(_))),
+            "{e:?}"
+        );
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::engine::error;
+use super::engine::{error, identity};
 use crate::StoreError;
 
 /// How long a read waits for a lock. A WAL reader waits only while another connection
@@ -94,16 +94,8 @@ impl InPlace {
             .clear();
     }
 
-    /// The database file's device and inode, or why there is none.
     fn file(&self) -> Result<(u64, u64), StoreError> {
-        use std::os::unix::fs::MetadataExt;
-        match std::fs::metadata(&self.path) {
-            Ok(m) => Ok((m.dev(), m.ino())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(StoreError::FileGone(self.path.display().to_string()))
-            }
-            Err(e) => Err(StoreError::Unavailable(sqlx::Error::Io(e))),
-        }
+        identity(&self.path)
     }
 
     fn connect(&self) -> Result<Connection, StoreError> {

@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use rusqlite::Connection;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use super::chain::ChainHeads;
-use super::engine::{error, open};
+use super::engine::{error, identity, open};
 use crate::StoreError;
 
 /// The way into the single group-commit writer (see `group_writer`): its queue, and the
@@ -23,6 +26,8 @@ use crate::StoreError;
 pub(crate) struct Writer {
     pub(super) queue: tokio::sync::mpsc::Sender<Job>,
     pub(super) path: Option<PathBuf>,
+    /// The store was closed: no write is taken any more (as sqlx refused a closed pool).
+    pub(super) closed: Arc<AtomicBool>,
 }
 
 /// What a queued write hands back once it has run: whether to keep its changes, and how to
@@ -48,6 +53,23 @@ pub(super) struct Job {
     /// `overloaded`). Told per write: a flag shared by every write told a write dropped later
     /// for another reason (a panic, a broken group) that it was load too.
     pub(super) dropped: tokio::sync::oneshot::Sender<StoreError>,
+}
+
+impl Job {
+    /// Drop the write unrun, telling its caller why.
+    fn refuse(self, why: &StoreError) {
+        let _ = self.dropped.send(match why {
+            StoreError::Overloaded(m) => StoreError::Overloaded(m),
+            StoreError::FileGone(f) => StoreError::FileGone(f.clone()),
+            other => StoreError::CommitFailed(format!("the write could not be started: {other}")),
+        });
+    }
+}
+
+/// One control statement, prepared once (`BEGIN IMMEDIATE`, a savepoint, `COMMIT`).
+fn control(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// Each write's savepoint: a write that fails is rolled back alone.
@@ -76,7 +98,7 @@ pub(super) const GROUP_MAX: usize = 64;
 /// answered `overloaded`.
 pub(super) fn group_writer(
     path: PathBuf,
-    mut held: Option<Connection>,
+    mut held: Option<(Connection, (u64, u64))>,
     mut queue: tokio::sync::mpsc::Receiver<Job>,
     sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
     wait: Duration,
@@ -91,32 +113,46 @@ pub(super) fn group_writer(
                 Err(_) => break,
             }
         }
+        // The file now at the path: a file put in place of the one the connection has open (a
+        // backup restored) is written, never the unlinked one, which nobody would read again.
+        let file = match identity(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, writes = jobs.len(), "cannot write");
+                jobs.into_iter().for_each(|j| j.refuse(&e));
+                continue;
+            }
+        };
         // BEGIN and COMMIT by hand: a connection whose COMMIT failed is closed, never used
         // again believing it is still inside a transaction.
-        let conn = match held.take() {
-            Some(c) => Ok(c),
+        let conn = match held.take().filter(|(_, f)| *f == file) {
+            Some((c, _)) => Ok(c),
             None => open(&path, wait),
         };
         let conn = match conn {
             Ok(c) => c,
             Err(e) => {
-                // Dropping the jobs drops their answer channels: each caller is told the
-                // write could not be made durable (503), and nothing was written.
                 tracing::warn!(error = %e, writes = jobs.len(), "cannot open the database to write");
+                jobs.into_iter().for_each(|j| j.refuse(&e));
                 continue;
             }
         };
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = control(&conn, "BEGIN IMMEDIATE") {
             let e = error(e);
             tracing::warn!(error = %e, writes = jobs.len(), "cannot begin a write");
             if e.is_overloaded() {
-                // The file's write lock was held elsewhere for the whole wait: load.
-                for job in jobs {
-                    let _ = job.dropped.send(StoreError::Overloaded(
-                        "the database file stayed locked for the write's whole wait",
-                    ));
+                // The file's write lock was held elsewhere for the whole wait: load. The writes
+                // queued meanwhile are answered so too, not each after a wait of its own.
+                let busy = StoreError::Overloaded(
+                    "the database file stayed locked for the write's whole wait",
+                );
+                jobs.into_iter().for_each(|j| j.refuse(&busy));
+                while let Ok(j) = queue.try_recv() {
+                    j.refuse(&busy);
                 }
-                held = Some(conn);
+                held = Some((conn, file));
+            } else {
+                jobs.into_iter().for_each(|j| j.refuse(&e));
             }
             continue;
         }
@@ -128,7 +164,7 @@ pub(super) fn group_writer(
             ..ChainHeads::default()
         };
         for job in jobs {
-            if let Err(e) = conn.execute_batch(SAVEPOINT) {
+            if let Err(e) = control(&conn, SAVEPOINT) {
                 broken = Some(e);
                 break;
             }
@@ -145,7 +181,11 @@ pub(super) fn group_writer(
             });
             reconnect |= ran.reconnect;
             delivers.push(ran.deliver);
-            let ended = conn.execute_batch(if ran.keep { RELEASE } else { ROLLBACK });
+            let ended = if ran.keep {
+                control(&conn, RELEASE)
+            } else {
+                conn.execute_batch(ROLLBACK)
+            };
             heads.settle(ran.keep && ended.is_ok());
             if let Err(e) = ended {
                 // A failed write that cannot be undone alone: the group is abandoned whole,
@@ -160,13 +200,13 @@ pub(super) fn group_writer(
                 tracing::error!(error = %e, writes = delivers.len(), "savepoint failed: the group is rolled back");
                 Err(e)
             }
-            None => conn.execute_batch("COMMIT"),
+            None => control(&conn, "COMMIT"),
         };
         match committed {
             Ok(()) => {
                 delivers.into_iter().for_each(|d| d(None));
                 if !reconnect {
-                    held = Some(conn);
+                    held = Some((conn, file));
                 }
             }
             Err(e) => {
@@ -189,6 +229,9 @@ impl Writer {
         T: Send + 'static,
         F: Work<T>,
     {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
+        }
         self.file_present()?;
         let (job, ran, commit, mut dropped) = job(work);
         self.queue
@@ -327,11 +370,16 @@ mod tests {
         let writer = Writer {
             queue,
             path: Some(path),
+            closed: Default::default(),
         };
-        // Another process's write lock, held: the write waits it out, and is load.
+        // Another process's write lock, held: the writes wait it out, and are load, those
+        // queued behind the first as well.
         other.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let waited = writer.enqueue(nothing).await.unwrap_err();
-        assert!(matches!(waited, StoreError::Overloaded(_)), "{waited:?}");
+        let waited = futures_util::future::join_all((0..3).map(|_| writer.enqueue(nothing))).await;
+        for w in waited {
+            let w = w.unwrap_err();
+            assert!(matches!(w, StoreError::Overloaded(_)), "{w:?}");
+        }
         other.execute_batch("ROLLBACK").unwrap();
         writer.enqueue(nothing).await.unwrap();
         let lost = writer.enqueue(panics).await.unwrap_err();
