@@ -337,7 +337,7 @@ pub struct Review {
 }
 
 /// An OpenID Connect sign-in in progress: what the callback needs to finish it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PendingLogin {
     /// SHA-256 (hex) of the `state` sent to the provider.
     pub state_hash: String,

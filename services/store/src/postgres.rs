@@ -1,6 +1,6 @@
 use futures_util::stream::BoxStream;
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::{FromRow, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::audit::{entry_hash, Action, GENESIS};
@@ -606,7 +606,7 @@ impl Store for PgStore {
             .bind(state_hash)
             .fetch_optional(&self.pool)
             .await?;
-        let login = row.map(|r| PendingLogin::from_row(&r)).transpose()?;
+        let login = row.as_ref().map(crate::rows::pending_login).transpose()?;
         Ok(login.filter(|l| l.expires_at >= now))
     }
 

@@ -374,6 +374,18 @@ pub(crate) fn hook_answer<R: Columns>(r: &R) -> Result<HookAnswer, StoreError> {
     })
 }
 
+/// A `staff_logins` row.
+pub(crate) fn pending_login<R: Columns>(r: &R) -> Result<crate::PendingLogin, StoreError> {
+    Ok(crate::PendingLogin {
+        state_hash: r.text("state_hash")?,
+        verifier: r.text("verifier")?,
+        nonce: r.text("nonce")?,
+        next_path: r.text("next_path")?,
+        expires_at: r.int("expires_at")?,
+        smart_iss: r.opt_text("smart_iss")?,
+    })
+}
+
 /// A `staff_sessions` row (scopes are stored space-separated).
 pub(crate) fn staff_session<R: Columns>(r: &R) -> Result<StaffSession, StoreError> {
     Ok(StaffSession {

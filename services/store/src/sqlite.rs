@@ -661,22 +661,14 @@ impl Store for SqliteStore {
     ) -> Result<Option<PendingLogin>, StoreError> {
         let h = state_hash.to_owned();
         self.write(move |c, _| {
-            let login = c
+            let mut q = c
                 .prepare_cached("DELETE FROM staff_logins WHERE state_hash = ? RETURNING *")
-                .and_then(|mut q| {
-                    q.query_row([&h], |r| {
-                        Ok(PendingLogin {
-                            state_hash: r.get("state_hash")?,
-                            verifier: r.get("verifier")?,
-                            nonce: r.get("nonce")?,
-                            next_path: r.get("next_path")?,
-                            expires_at: r.get("expires_at")?,
-                            smart_iss: r.get("smart_iss")?,
-                        })
-                    })
-                    .optional()
-                })
                 .map_err(error)?;
+            let mut rows = q.query([&h]).map_err(error)?;
+            let login = match rows.next().map_err(error)? {
+                Some(r) => Some(crate::rows::pending_login(r)?),
+                None => None,
+            };
             Ok(login.filter(|l| l.expires_at >= now))
         })
         .await

@@ -188,18 +188,11 @@ mod tests {
             .unwrap();
         store.migrate().await.unwrap();
         let plan = NewCarePlan {
-            id: uuid::Uuid::new_v4(),
-            tenant: TenantId::parse("clinic-a").unwrap(),
-            patient_ref: PatientRef::parse("Patient/p1").unwrap(),
-            status: CarePlanStatus::Draft,
-            rule_set_id: "g".into(),
-            rule_set_version: "1.0.1".into(),
-            phase: "walk-run".into(),
             red_flag: true,
             resource: serde_json::json!({"resourceType": "CarePlan", "note": "é ✓"}),
             created_at: datetime!(2026-12-07 09:15:30.123456789 +02:00),
-            decision_key: Some("k".into()),
             patient: Some(serde_json::json!({"name": "A"})),
+            ..draft("k")
         };
         store.insert_careplan(&plan).await.unwrap();
         // As the store wrote it through sqlx until stop 45.
