@@ -83,19 +83,14 @@ impl SqliteStore {
             .acquire_timeout(options.acquire_timeout)
             .connect_with(opts)
             .await?;
-        // The writer's connection, opened here: a store that could never write is refused at
-        // start rather than answering every write 503.
-        let own = engine::open(&file, options.acquire_timeout)?;
-        // Opened for writing, SQLite opens a file it may not write read-only, silently.
-        if own
-            .is_readonly(rusqlite::DatabaseName::Main)
-            .map_err(error)?
-        {
-            return Err(StoreError::Unavailable(sqlx::Error::Protocol(
-                "the database file cannot be written".into(),
-            )));
-        }
-        let own = (own, engine::identity(&file)?);
+        // The writer's connection, opened here: a file that cannot be opened is refused at
+        // start rather than answering every write 503. One SQLite may only read is opened
+        // read-only, without a word, and kept: the command line reads such a copy (an audit
+        // verified), and a server's writes to it are answered 503 until it can be written.
+        let own = (
+            engine::open(&file, options.acquire_timeout)?,
+            engine::identity(&file)?,
+        );
         let (writer, queue) = tokio::sync::mpsc::channel(1024);
         let (sealer, wait, at_path) = (
             options.sealer.clone(),

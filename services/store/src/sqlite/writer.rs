@@ -9,12 +9,11 @@
 //! 0.31 ms of CPU per call.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::Connection;
-
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use super::chain::ChainHeads;
 use super::engine::{error, identity, open};
@@ -48,10 +47,11 @@ impl<T, F> Work<T> for F where
 
 pub(super) struct Job {
     pub(super) run: Run,
-    /// Where the writer says why it dropped the write unrun, when that was load: the file's
-    /// write lock held elsewhere (another process) for the whole wait (answered
-    /// `overloaded`). Told per write: a flag shared by every write told a write dropped later
-    /// for another reason (a panic, a broken group) that it was load too.
+    /// Where the writer says why it dropped the write unrun: load (the file's write lock held
+    /// by another process for the whole wait, answered `overloaded`), the file gone, or a
+    /// database it could not open or begin on. Told per write: a flag shared by every write
+    /// told a write dropped later for another reason (a panic, a broken group) that it was
+    /// load too. A write dropped without a word (a broken group) is a failure to store.
     pub(super) dropped: tokio::sync::oneshot::Sender<StoreError>,
 }
 
