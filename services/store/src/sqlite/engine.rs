@@ -218,32 +218,144 @@ mod tests {
         .execute(&store.pool)
         .await
         .unwrap();
-        let columns =
-            "tenant, patient_ref, status, version, rule_set_id, rule_set_version, phase, \
-                       red_flag, resource, created_at, updated_at, patient";
-        let quoted = columns
-            .split(", ")
-            .map(|c| format!("quote({c}) || ':' || typeof({c})"))
-            .collect::<Vec<_>>()
-            .join(" || '|' || ");
-        let row = |id: String| {
-            let sql = format!("SELECT {quoted} FROM careplans WHERE id = ?");
-            let pool = store.pool.clone();
-            async move {
-                sqlx::query_scalar::<_, String>(&sql)
-                    .bind(id)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap()
-            }
-        };
-        let ours = row(plan.id.to_string()).await;
-        assert_eq!(ours, row(other.to_string()).await);
+        let columns = "tenant, patient_ref, status, version, rule_set_id, rule_set_version, \
+                       phase, red_flag, resource, created_at, updated_at, patient";
+        let row = |id: uuid::Uuid| stored(&store.pool, "careplans", columns, "id", id.to_string());
+        let ours = row(plan.id).await;
+        assert_eq!(ours, row(other).await);
         assert!(
             ours.contains("'2026-12-07T09:15:30.123456789+02:00':text"),
             "{ours}"
         );
         assert!(ours.contains("|1:integer|"), "{ours}");
+    }
+
+    /// `columns` of the row whose `key` is `value`: each value quoted, with its SQLite type.
+    async fn stored(
+        pool: &sqlx::SqlitePool,
+        table: &str,
+        columns: &str,
+        key: &str,
+        value: String,
+    ) -> String {
+        let quoted = columns
+            .split(", ")
+            .map(|c| format!("quote({c}) || ':' || typeof({c})"))
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        sqlx::query_scalar(&format!("SELECT {quoted} FROM {table} WHERE {key} = ?"))
+            .bind(value)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// A hook call's card and stored answer, as the writer stores them, are the rows sqlx
+    /// stored for the same card and answer before the writer was its own.
+    #[tokio::test]
+    async fn a_hook_calls_card_and_answer_are_stored_as_sqlx_stored_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = crate::sqlite::SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let tenant = TenantId::parse("clinic-a").unwrap();
+        let sent = datetime!(2026-12-07 09:15:30.123456789 +02:00);
+        let plan = draft("k");
+        store.insert_careplan(&plan).await.unwrap();
+        let card = crate::NewCard {
+            uuid: uuid::Uuid::new_v4(),
+            tenant: tenant.clone(),
+            service_id: "svc".into(),
+            hook_instance: "h".into(),
+            decision_id: "d".into(),
+            careplan_id: Some(plan.id),
+            created_at: sent,
+            rule_set_id: Some("g".into()),
+            rule_set_version: Some("1.0.1".into()),
+            user_ref: Some("Practitioner/1".into()),
+            encounter: None,
+            patient_ref: PatientRef::parse("Patient/p1"),
+        };
+        let answer = crate::HookAnswer {
+            hook_instance: "h".into(),
+            tenant: tenant.clone(),
+            caller_issuer: "https://ehr".into(),
+            fingerprint: "f1".into(),
+            response: r#"{"cards":["é ✓"]}"#.into(),
+            created_at: sent,
+        };
+        let mut audit = crate::NewAuditEntry::of(tenant.clone());
+        audit.id = uuid::Uuid::new_v4();
+        store
+            .record_hook(crate::HookRecord {
+                careplan: None,
+                cards: vec![card.clone()],
+                audit,
+                answer: Some(answer.clone()),
+            })
+            .await
+            .unwrap();
+        // As the store wrote them through sqlx until stop 45.
+        let other = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at,
+                                rule_set_id, rule_set_version, user_ref, encounter, patient_ref)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(other.to_string())
+        .bind(card.tenant.as_str())
+        .bind(&card.service_id)
+        .bind(&card.hook_instance)
+        .bind(&card.decision_id)
+        .bind(card.careplan_id.map(|u| u.to_string()))
+        .bind(card.created_at)
+        .bind(&card.rule_set_id)
+        .bind(&card.rule_set_version)
+        .bind(&card.user_ref)
+        .bind(&card.encounter)
+        .bind(&card.patient_ref)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&answer.hook_instance)
+        .bind(answer.tenant.as_str())
+        .bind(&answer.caller_issuer)
+        .bind("f2")
+        .bind(&answer.response)
+        .bind(answer.created_at)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let columns = "tenant, service_id, hook_instance, decision_id, careplan_id, created_at, \
+                       rule_set_id, rule_set_version, user_ref, encounter, patient_ref";
+        let ours = stored(&store.pool, "cards", columns, "uuid", card.uuid.to_string()).await;
+        let theirs = stored(&store.pool, "cards", columns, "uuid", other.to_string()).await;
+        assert_eq!(ours, theirs);
+        assert!(ours.contains("|NULL:null|"), "{ours}");
+        let columns = "hook_instance, tenant, caller_issuer, response, created_at";
+        let ours = stored(
+            &store.pool,
+            "hook_answers",
+            columns,
+            "fingerprint",
+            "f1".into(),
+        )
+        .await;
+        let theirs = stored(
+            &store.pool,
+            "hook_answers",
+            columns,
+            "fingerprint",
+            "f2".into(),
+        )
+        .await;
+        assert_eq!(ours, theirs);
     }
 
     fn draft(key: &str) -> NewCarePlan {
