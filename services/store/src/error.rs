@@ -63,12 +63,8 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation => {
                 StoreError::Duplicate(e)
             }
-            // SQLite busy (5) or locked (6): another writer holds the file; it answers.
             sqlx::Error::Database(ref d)
-                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && d.code()
-                        .and_then(|c| c.parse::<i32>().ok())
-                        .is_some_and(|c| matches!(c & 0xff, 5 | 6)) =>
+                if sqlx_sqlite(d.as_ref()) == Some(SqliteTrouble::Busy) =>
             {
                 StoreError::Overloaded("the database file is busy")
             }
@@ -82,19 +78,41 @@ impl From<sqlx::Error> for StoreError {
             {
                 StoreError::Unavailable(e)
             }
-            // SQLite that cannot write at all (read-only, I/O error, disk full, cannot open):
-            // retry later, as with a server that went away.
+            // Retry later, as with a server that went away.
             sqlx::Error::Database(ref d)
-                if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && d.code()
-                        .and_then(|c| c.parse::<i32>().ok())
-                        .is_some_and(|c| matches!(c & 0xff, 8 | 10 | 13 | 14)) =>
+                if sqlx_sqlite(d.as_ref()) == Some(SqliteTrouble::CannotWrite) =>
             {
                 StoreError::Unavailable(e)
             }
             other => StoreError::Database(other),
         }
     }
+}
+
+/// What a SQLite result code says of the database, one table for both of the store's SQLite
+/// drivers (sqlx's, and rusqlite's in `sqlite::engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SqliteTrouble {
+    /// Busy (5) or locked (6): another connection holds the file; the database answers.
+    Busy,
+    /// Read-only (8), an I/O error (10), the disk full (13), the file not opened (14): it
+    /// cannot write at all.
+    CannotWrite,
+}
+
+/// `code`, a SQLite result code (extended or primary), in the store's terms.
+pub(crate) fn sqlite_trouble(code: i32) -> Option<SqliteTrouble> {
+    match code & 0xff {
+        5 | 6 => Some(SqliteTrouble::Busy),
+        8 | 10 | 13 | 14 => Some(SqliteTrouble::CannotWrite),
+        _ => None,
+    }
+}
+
+/// The same, for an error sqlx's SQLite driver returned.
+fn sqlx_sqlite(d: &dyn sqlx::error::DatabaseError) -> Option<SqliteTrouble> {
+    d.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    sqlite_trouble(d.code()?.parse().ok()?)
 }
 
 impl StoreError {

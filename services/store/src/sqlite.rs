@@ -106,7 +106,7 @@ impl SqliteStore {
             inplace: inplace::InPlace::new(file.clone()),
             writer: Writer {
                 queue: writer,
-                path: Some(file),
+                path: file,
                 closed: Default::default(),
             },
             held: Default::default(),
@@ -1116,5 +1116,43 @@ impl SqliteStore {
             .fetch_one(&self.pool)
             .await?;
         crate::rows::careplan(&row)
+    }
+}
+
+/// What the SQLite modules' tests start from: a migrated store in a temporary folder
+/// (`s.db`), and a CarePlan.
+#[cfg(test)]
+mod fixtures {
+    use super::SqliteStore;
+    use crate::{CarePlanStatus, NewCarePlan, PatientRef, PoolOptions, Store, TenantId};
+
+    pub(super) async fn migrated(dir: &tempfile::TempDir) -> SqliteStore {
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = SqliteStore::connect(&url, &PoolOptions::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    /// Patient p1's plan of `guideline` at clinic-a; a draft has a red flag, a keyed one the
+    /// patient's identity.
+    pub(super) fn plan(status: CarePlanStatus, key: Option<&str>, guideline: &str) -> NewCarePlan {
+        NewCarePlan {
+            id: uuid::Uuid::new_v4(),
+            tenant: TenantId::parse("clinic-a").unwrap(),
+            patient_ref: PatientRef::parse("Patient/p1").unwrap(),
+            status,
+            rule_set_id: guideline.into(),
+            rule_set_version: "1.0.1".into(),
+            phase: "walk-run".into(),
+            red_flag: status == CarePlanStatus::Draft,
+            resource: serde_json::json!({"resourceType": "CarePlan", "note": "é ✓"}),
+            // Fractions of a second and an offset other than UTC: what one driver writes of
+            // them the other must read the same.
+            created_at: time::macros::datetime!(2026-12-07 09:15:30.123456789 +02:00),
+            decision_key: key.map(Into::into),
+            patient: key.map(|_| serde_json::json!({"name": "A"})),
+        }
     }
 }

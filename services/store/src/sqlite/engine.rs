@@ -11,9 +11,12 @@ use time::OffsetDateTime;
 
 use crate::StoreError;
 
-/// Which file is at `path` (device and inode), or why there is none: a file replaced at the
-/// same path (a backup restored) is not the one an open connection reads and writes.
-pub(super) fn identity(path: &Path) -> Result<(u64, u64), StoreError> {
+/// A file's device and inode.
+pub(super) type FileId = (u64, u64);
+
+/// Which file is at `path`, or why there is none: a file replaced at the same path (a backup
+/// restored) is not the one an open connection reads and writes.
+pub(super) fn identity(path: &Path) -> Result<FileId, StoreError> {
     use std::os::unix::fs::MetadataExt;
     match std::fs::metadata(path) {
         Ok(m) => Ok((m.dev(), m.ino())),
@@ -69,15 +72,15 @@ pub(super) fn at(t: OffsetDateTime) -> Result<String, StoreError> {
 /// itself returned is an answer from the database (`guard` counts it so); a value that cannot
 /// be read is a corrupt row.
 pub(crate) fn error(e: rusqlite::Error) -> StoreError {
-    use rusqlite::ErrorCode::*;
+    use crate::error::{sqlite_trouble, SqliteTrouble};
     match &e {
-        rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            DatabaseBusy | DatabaseLocked => StoreError::Overloaded("the database file is busy"),
-            ReadOnly | SystemIoFailure | DiskFull | CannotOpen => {
+        rusqlite::Error::SqliteFailure(f, _) => match sqlite_trouble(f.extended_code) {
+            Some(SqliteTrouble::Busy) => StoreError::Overloaded("the database file is busy"),
+            Some(SqliteTrouble::CannotWrite) => {
                 StoreError::Unavailable(sqlx::Error::AnyDriverError(Box::new(e)))
             }
-            _ if unique(f) => StoreError::Duplicate(sqlx::Error::Database(Box::new(Engine(e)))),
-            _ => StoreError::Database(sqlx::Error::Database(Box::new(Engine(e)))),
+            None if unique(f) => StoreError::Duplicate(sqlx::Error::Database(Box::new(Engine(e)))),
+            None => StoreError::Database(sqlx::Error::Database(Box::new(Engine(e)))),
         },
         rusqlite::Error::InvalidColumnType(..)
         | rusqlite::Error::InvalidColumnName(_)
@@ -150,7 +153,8 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
-    use crate::{CarePlanStatus, NewCarePlan, PatientRef, PoolOptions, Store, TenantId};
+    use crate::sqlite::fixtures::{migrated, plan};
+    use crate::{CarePlanStatus, NewCarePlan, PatientRef, Store, TenantId};
 
     /// Every time is written as sqlx writes it: sqlx's own encoding, read back from SQLite
     /// unchanged (`SELECT ?`), is the oracle.
@@ -182,18 +186,8 @@ mod tests {
     #[tokio::test]
     async fn the_writer_stores_a_row_as_sqlx_stored_it() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = crate::sqlite::SqliteStore::connect(&url, &PoolOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        let plan = NewCarePlan {
-            red_flag: true,
-            resource: serde_json::json!({"resourceType": "CarePlan", "note": "é ✓"}),
-            created_at: datetime!(2026-12-07 09:15:30.123456789 +02:00),
-            patient: Some(serde_json::json!({"name": "A"})),
-            ..draft("k")
-        };
+        let store = migrated(&dir).await;
+        let plan = plan(CarePlanStatus::Draft, Some("k"), "g");
         store.insert_careplan(&plan).await.unwrap();
         // As the store wrote it through sqlx until stop 45.
         let other = uuid::Uuid::new_v4();
@@ -255,14 +249,10 @@ mod tests {
     #[tokio::test]
     async fn a_hook_calls_card_and_answer_are_stored_as_sqlx_stored_them() {
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = crate::sqlite::SqliteStore::connect(&url, &PoolOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let store = migrated(&dir).await;
         let tenant = TenantId::parse("clinic-a").unwrap();
         let sent = datetime!(2026-12-07 09:15:30.123456789 +02:00);
-        let plan = draft("k");
+        let plan = draft_of("k");
         store.insert_careplan(&plan).await.unwrap();
         let card = crate::NewCard {
             uuid: uuid::Uuid::new_v4(),
@@ -358,23 +348,6 @@ mod tests {
         assert_eq!(ours, theirs);
     }
 
-    fn draft(key: &str) -> NewCarePlan {
-        NewCarePlan {
-            id: uuid::Uuid::new_v4(),
-            tenant: TenantId::parse("clinic-a").unwrap(),
-            patient_ref: PatientRef::parse("Patient/p1").unwrap(),
-            status: CarePlanStatus::Draft,
-            rule_set_id: "g".into(),
-            rule_set_version: "1.0.1".into(),
-            phase: "walk-run".into(),
-            red_flag: false,
-            resource: serde_json::json!({"resourceType": "CarePlan"}),
-            created_at: OffsetDateTime::now_utc(),
-            decision_key: Some(key.into()),
-            patient: None,
-        }
-    }
-
     /// A backup put in place of the database file while the service runs is the database
     /// from then on: the writer writes it, not the unlinked file it had open, which nobody
     /// would read again (the in-place reads already read the new one). And a closed store
@@ -382,13 +355,9 @@ mod tests {
     #[tokio::test]
     async fn a_file_restored_in_place_is_written_and_a_closed_store_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
+        let store = migrated(&dir).await;
         let path = dir.path().join("s.db");
-        let url = format!("sqlite://{}", path.display());
-        let store = crate::sqlite::SqliteStore::connect(&url, &PoolOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        store.insert_careplan(&draft("before")).await.unwrap();
+        store.insert_careplan(&draft_of("before")).await.unwrap();
         let copy = dir.path().join("copy.db");
         sqlx::query(&format!("VACUUM INTO '{}'", copy.display()))
             .execute(&store.pool)
@@ -399,7 +368,7 @@ mod tests {
             .await
             .unwrap();
         std::fs::rename(&copy, &path).unwrap();
-        store.insert_careplan(&draft("after")).await.unwrap();
+        store.insert_careplan(&draft_of("after")).await.unwrap();
         let tenant = TenantId::parse("clinic-a").unwrap();
         let patient = PatientRef::parse("Patient/p1").unwrap();
         let plans = store.patient_plans(&tenant, &patient, "g").await.unwrap();
@@ -408,7 +377,10 @@ mod tests {
         assert_eq!(keys, ["after", "before"]);
 
         store.close().await;
-        let refused = store.insert_careplan(&draft("closed")).await.unwrap_err();
+        let refused = store
+            .insert_careplan(&draft_of("closed"))
+            .await
+            .unwrap_err();
         assert!(refused.is_unavailable(), "{refused:?}");
     }
 
@@ -436,5 +408,9 @@ mod tests {
             matches!(e, StoreError::Database(sqlx::Error::Database(_))),
             "{e:?}"
         );
+    }
+
+    fn draft_of(key: &str) -> NewCarePlan {
+        plan(CarePlanStatus::Draft, Some(key), "g")
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::engine::{error, identity};
+use super::engine::{error, identity, FileId};
 use crate::StoreError;
 
 /// How long a read waits for a lock. A WAL reader waits only while another connection
@@ -39,7 +39,7 @@ pub(super) struct InPlace {
     path: PathBuf,
     /// Idle connections, and the file they were opened on (device and inode): a file replaced
     /// at the same path (a backup restored) is not the one they read.
-    idle: Mutex<(Vec<Connection>, Option<(u64, u64)>)>,
+    idle: Mutex<(Vec<Connection>, Option<FileId>)>,
     /// Idle connections kept: one per HTTP worker is all that reads at once, twice that
     /// covers the command line and a burst of reads from elsewhere.
     kept: usize,
@@ -63,7 +63,7 @@ impl InPlace {
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let file = self.file()?;
+        let file = identity(&self.path)?;
         let idle = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.1 != Some(file) {
@@ -94,10 +94,6 @@ impl InPlace {
             .clear();
     }
 
-    fn file(&self) -> Result<(u64, u64), StoreError> {
-        identity(&self.path)
-    }
-
     fn connect(&self) -> Result<Connection, StoreError> {
         // Never created here (a file gone is an outage, not a new empty database); opened for
         // writing only so that SQLite may keep the log's index beside it, and forbidden to
@@ -119,36 +115,9 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::sqlite::fixtures::{migrated, plan};
     use crate::sqlite::SqliteStore;
-    use crate::{CarePlanStatus, NewCarePlan, PatientRef, PoolOptions, Store, TenantId};
-
-    fn plan(status: CarePlanStatus, key: Option<&str>, guideline: &str) -> NewCarePlan {
-        NewCarePlan {
-            id: uuid::Uuid::new_v4(),
-            tenant: TenantId::parse("clinic-a").unwrap(),
-            patient_ref: PatientRef::parse("Patient/p1").unwrap(),
-            status,
-            rule_set_id: guideline.into(),
-            rule_set_version: "1.0.1".into(),
-            phase: "walk-run".into(),
-            red_flag: status == CarePlanStatus::Draft,
-            resource: serde_json::json!({"resourceType": "CarePlan", "note": "é ✓"}),
-            // Fractions of a second and an offset other than UTC: what sqlx writes of them
-            // must read back the same here.
-            created_at: datetime!(2026-12-07 09:15:30.123456789 +02:00),
-            decision_key: key.map(Into::into),
-            patient: key.map(|_| serde_json::json!({"name": "A"})),
-        }
-    }
-
-    async fn migrated(dir: &tempfile::TempDir) -> SqliteStore {
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = SqliteStore::connect(&url, &PoolOptions::default())
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
-        store
-    }
+    use crate::{CarePlanStatus, PatientRef, PoolOptions, Store, TenantId};
 
     /// The same rows (CarePlans the writer stored, answers sqlx stored) read here exactly as
     /// sqlx reads them: each column's type, times with their fractions and offsets, JSON,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 use super::chain::ChainHeads;
-use super::engine::{error, identity, open};
+use super::engine::{error, identity, open, FileId};
 use crate::StoreError;
 
 /// The way into the single group-commit writer (see `group_writer`): its queue, and the
@@ -24,7 +24,7 @@ use crate::StoreError;
 #[derive(Clone)]
 pub(crate) struct Writer {
     pub(super) queue: tokio::sync::mpsc::Sender<Job>,
-    pub(super) path: Option<PathBuf>,
+    pub(super) path: PathBuf,
     /// The store was closed: no write is taken any more (as sqlx refused a closed pool).
     pub(super) closed: Arc<AtomicBool>,
 }
@@ -98,7 +98,7 @@ pub(super) const GROUP_MAX: usize = 64;
 /// answered `overloaded`.
 pub(super) fn group_writer(
     path: PathBuf,
-    mut held: Option<(Connection, (u64, u64))>,
+    mut held: Option<(Connection, FileId)>,
     mut queue: tokio::sync::mpsc::Receiver<Job>,
     sealer: Option<std::sync::Arc<crate::seal::Sealer>>,
     wait: Duration,
@@ -232,7 +232,7 @@ impl Writer {
         if self.closed.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable(sqlx::Error::PoolClosed));
         }
-        self.file_present()?;
+        // A file gone is refused by the writer, which looks at the file before every group.
         let (job, ran, commit, mut dropped) = job(work);
         self.queue
             .send(job)
@@ -250,13 +250,10 @@ impl Writer {
         Ok(value)
     }
 
-    /// A deleted file keeps working through open handles while every write goes nowhere:
-    /// refuse before writing rather than acknowledge a decision that is already lost.
+    /// Whether the database file is at its path (readiness, a claim left to write): a
+    /// deleted file keeps working through open handles while every write goes nowhere.
     pub(super) fn file_present(&self) -> Result<(), StoreError> {
-        match &self.path {
-            Some(p) if !p.exists() => Err(StoreError::FileGone(p.display().to_string())),
-            _ => Ok(()),
-        }
+        identity(&self.path).map(|_| ())
     }
 }
 
@@ -369,7 +366,7 @@ mod tests {
         });
         let writer = Writer {
             queue,
-            path: Some(path),
+            path,
             closed: Default::default(),
         };
         // Another process's write lock, held: the writes wait it out, and are load, those
