@@ -869,31 +869,7 @@ async fn insert_careplans(
     tx: &mut sqlx::PgConnection,
     plans: &[&NewCarePlan],
 ) -> Result<(), StoreError> {
-    if plans.is_empty() {
-        return Ok(());
-    }
-    let mut q = sqlx::QueryBuilder::new(
-        "INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
-                                phase, red_flag, resource, created_at, updated_at, decision_key, patient) ",
-    );
-    q.push_values(plans, |mut b, p| {
-        b.push_bind(p.id)
-            .push_bind(p.tenant.as_str())
-            .push_bind(&p.patient_ref)
-            .push_bind(p.status.as_str())
-            .push("1")
-            .push_bind(&p.rule_set_id)
-            .push_bind(&p.rule_set_version)
-            .push_bind(&p.phase)
-            .push_bind(p.red_flag)
-            .push_bind(&p.resource)
-            .push_bind(p.created_at)
-            .push_bind(p.created_at)
-            .push_bind(&p.decision_key)
-            .push_bind(&p.patient);
-    });
-    q.build().execute(tx).await?;
-    Ok(())
+    insert_rows(tx, plans, &[], &[], &[]).await
 }
 
 impl PgStore {
@@ -999,15 +975,37 @@ async fn append(
     append_all(tx, &[e], sealer).await
 }
 
-/// Append `entries`, in their order, to their tenants' chains inside `tx`, in one INSERT. An
-/// advisory lock per tenant serialises appenders across replicas, so two entries never claim
-/// the same place in a chain; tenants are locked in sorted order, so two groups never wait on
-/// each other.
+/// Append `entries`, in their order, to their tenants' chains inside `tx`, in one INSERT.
 async fn append_all(
     tx: &mut sqlx::PgConnection,
     entries: &[&NewAuditEntry],
     sealer: Option<&crate::seal::Sealer>,
 ) -> Result<(), StoreError> {
+    let chained = chain(tx, entries, sealer).await?;
+    insert_rows(tx, &[], &[], &[], &chained).await
+}
+
+/// An audit entry with its place in its tenant's chain, ready to insert.
+struct Chained<'a> {
+    entry: &'a NewAuditEntry,
+    seq: i64,
+    recorded_at: time::OffsetDateTime,
+    input_digest: Option<String>,
+    prev_hash: String,
+    hash: String,
+    seal: Option<crate::seal::Seal>,
+}
+
+/// Places `entries`, in their order, in their tenants' chains inside `tx`. An advisory lock per
+/// tenant serialises appenders across replicas, so two entries never claim the same place in a
+/// chain; tenants are locked in sorted order, so two groups never wait on each other. Each
+/// tenant's head is read in a statement after its lock's (under READ COMMITTED a statement sees
+/// what was committed before it began), so it is the head the last appender committed.
+async fn chain<'a>(
+    tx: &mut sqlx::PgConnection,
+    entries: &[&'a NewAuditEntry],
+    sealer: Option<&crate::seal::Sealer>,
+) -> Result<Vec<Chained<'a>>, StoreError> {
     let mut tenants: Vec<&str> = entries.iter().map(|e| e.tenant.as_str()).collect();
     tenants.sort_unstable();
     tenants.dedup();
@@ -1025,64 +1023,153 @@ async fn append_all(
         .await?;
         heads.insert(tenant, last.unwrap_or((0, GENESIS.to_owned())));
     }
-    let mut rows = Vec::with_capacity(entries.len());
-    for &e in entries {
+    let mut chained = Vec::with_capacity(entries.len());
+    for &entry in entries {
         let head = heads
-            .get_mut(e.tenant.as_str())
+            .get_mut(entry.tenant.as_str())
             .expect("every tenant's head was read");
         let seq = head.0 + 1;
-        let input_digest = e.facts.as_ref().map(|f| f.digest());
-        let hash = entry_hash(e, seq, input_digest.as_deref(), &head.1);
-        let prev = std::mem::replace(head, (seq, hash.clone())).1;
+        let input_digest = entry.facts.as_ref().map(|f| f.digest());
+        let hash = entry_hash(entry, seq, input_digest.as_deref(), &head.1);
+        let prev_hash = std::mem::replace(head, (seq, hash.clone())).1;
         let recorded_at =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(e.recorded_us) * 1000)
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(entry.recorded_us) * 1000)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let seal = sealer.map(|s| s.seal(hash.as_bytes()));
-        rows.push((e, seq, recorded_at, input_digest, prev, hash, seal));
+        chained.push(Chained {
+            entry,
+            seq,
+            recorded_at,
+            input_digest,
+            prev_hash,
+            hash,
+            seal,
+        });
     }
-    let mut q = sqlx::QueryBuilder::new(
-        "INSERT INTO audit_entries (id, tenant, seq, recorded_at, recorded_us, action, outcome, caller_issuer,
-            caller_subject, hook, hook_instance, service_id, patient_ref, as_of, input_digest, facts, rule_set_id,
-            rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id, details, prev_hash, hash,
-            seal_kid, seal) ",
-    );
-    q.push_values(
-        rows,
-        |mut b, (e, seq, recorded_at, input_digest, prev, hash, seal)| {
-            b.push_bind(e.id)
-                .push_bind(e.tenant.as_str())
-                .push_bind(seq)
-                .push_bind(recorded_at)
-                .push_bind(e.recorded_us)
-                .push_bind(e.action.as_str())
-                .push_bind(&e.outcome)
-                .push_bind(&e.caller_issuer)
-                .push_bind(&e.caller_subject)
-                .push_bind(&e.hook)
-                .push_bind(&e.hook_instance)
-                .push_bind(&e.service_id)
-                .push_bind(&e.patient_ref)
-                .push_bind(&e.as_of)
-                .push_bind(input_digest)
-                // As text: JSONB would rewrite numbers (1e16, -0.0) and break the digest on read-back.
-                .push_bind(e.facts.as_ref().map(|f| f.text()))
-                .push_bind(&e.rule_set_id)
-                .push_bind(&e.rule_set_version)
-                .push_bind(&e.rule_set_hash)
-                .push_bind(serde_json::json!(e.decision_ids))
-                .push_bind(serde_json::json!(e.card_uuids))
-                .push_bind(e.careplan_id)
-                .push_bind(&e.trace_id)
-                .push_bind(&e.details)
-                .push_bind(prev)
-                .push_bind(hash)
-                .push_bind(seal.as_ref().map(|s| s.kid.clone()))
-                .push_bind(seal.map(|s| s.sig));
-        },
-    );
-    q.build().execute(&mut *tx).await?;
+    Ok(chained)
+}
+
+/// Every row a write adds, in one statement of one text whatever the number of rows: each
+/// table's rows go as one array per column, unnested, and the tables are written by
+/// data-modifying `WITH` clauses. Before, the group writer sent an INSERT per table (each a
+/// round trip, in series, while every call in the group waited) and each differently sized
+/// group was a statement text of its own for PostgreSQL to parse and plan
+/// (docs/benchmarks.md, "PostgreSQL's group write in one statement"). A card's plan is
+/// inserted by the same statement: foreign keys are checked at its end.
+async fn insert_rows(
+    tx: &mut sqlx::PgConnection,
+    plans: &[&NewCarePlan],
+    cards: &[&crate::NewCard],
+    answers: &[&HookAnswer],
+    entries: &[Chained<'_>],
+) -> Result<(), StoreError> {
+    fn col<'a, T: 'a, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+        rows.iter().map(f).collect()
+    }
+    sqlx::query(INSERT_ROWS)
+        // careplans
+        .bind(col(plans, |p| p.id))
+        .bind(col(plans, |p| p.tenant.as_str()))
+        .bind(col(plans, |p| p.patient_ref.as_str()))
+        .bind(col(plans, |p| p.status.as_str()))
+        .bind(col(plans, |p| p.rule_set_id.as_str()))
+        .bind(col(plans, |p| p.rule_set_version.as_str()))
+        .bind(col(plans, |p| p.phase.as_str()))
+        .bind(col(plans, |p| p.red_flag))
+        .bind(col(plans, |p| p.resource.clone()))
+        .bind(col(plans, |p| p.created_at))
+        .bind(col(plans, |p| p.decision_key.as_deref()))
+        .bind(col(plans, |p| p.patient.clone()))
+        // cards
+        .bind(col(cards, |c| c.uuid))
+        .bind(col(cards, |c| c.tenant.as_str()))
+        .bind(col(cards, |c| c.service_id.as_str()))
+        .bind(col(cards, |c| c.hook_instance.as_str()))
+        .bind(col(cards, |c| c.decision_id.as_str()))
+        .bind(col(cards, |c| c.careplan_id))
+        .bind(col(cards, |c| c.created_at))
+        .bind(col(cards, |c| c.rule_set_id.as_deref()))
+        .bind(col(cards, |c| c.rule_set_version.as_deref()))
+        .bind(col(cards, |c| c.user_ref.as_deref()))
+        .bind(col(cards, |c| c.encounter.as_deref()))
+        .bind(col(cards, |c| {
+            c.patient_ref.as_ref().map(crate::PatientRef::as_str)
+        }))
+        // hook_answers: a plain insert, so a hookInstance answered already fails the statement
+        // (the group writer then tries each record alone, and the others are stored).
+        .bind(col(answers, |a| a.hook_instance.as_str()))
+        .bind(col(answers, |a| a.tenant.as_str()))
+        .bind(col(answers, |a| a.caller_issuer.as_str()))
+        .bind(col(answers, |a| a.fingerprint.as_str()))
+        .bind(col(answers, |a| a.response.as_str()))
+        .bind(col(answers, |a| a.created_at))
+        // audit_entries
+        .bind(col(entries, |c| c.entry.id))
+        .bind(col(entries, |c| c.entry.tenant.as_str()))
+        .bind(col(entries, |c| c.seq))
+        .bind(col(entries, |c| c.recorded_at))
+        .bind(col(entries, |c| c.entry.recorded_us))
+        .bind(col(entries, |c| c.entry.action.as_str()))
+        .bind(col(entries, |c| c.entry.outcome.as_str()))
+        .bind(col(entries, |c| c.entry.caller_issuer.as_deref()))
+        .bind(col(entries, |c| c.entry.caller_subject.as_deref()))
+        .bind(col(entries, |c| c.entry.hook.as_deref()))
+        .bind(col(entries, |c| c.entry.hook_instance.as_deref()))
+        .bind(col(entries, |c| c.entry.service_id.as_deref()))
+        .bind(col(entries, |c| {
+            c.entry.patient_ref.as_ref().map(crate::PatientRef::as_str)
+        }))
+        .bind(col(entries, |c| c.entry.as_of.as_deref()))
+        .bind(col(entries, |c| c.input_digest.as_deref()))
+        // As text: JSONB would rewrite numbers (1e16, -0.0) and break the digest on read-back.
+        .bind(col(entries, |c| c.entry.facts.as_ref().map(|f| f.text())))
+        .bind(col(entries, |c| c.entry.rule_set_id.as_deref()))
+        .bind(col(entries, |c| c.entry.rule_set_version.as_deref()))
+        .bind(col(entries, |c| c.entry.rule_set_hash.as_deref()))
+        .bind(col(entries, |c| serde_json::json!(c.entry.decision_ids)))
+        .bind(col(entries, |c| serde_json::json!(c.entry.card_uuids)))
+        .bind(col(entries, |c| c.entry.careplan_id))
+        .bind(col(entries, |c| c.entry.trace_id.as_deref()))
+        .bind(col(entries, |c| c.entry.details.clone()))
+        .bind(col(entries, |c| c.prev_hash.as_str()))
+        .bind(col(entries, |c| c.hash.as_str()))
+        .bind(col(entries, |c| c.seal.as_ref().map(|s| s.kid.as_str())))
+        .bind(col(entries, |c| c.seal.as_ref().map(|s| s.sig.as_str())))
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
+
+/// `insert_rows`' statement: its parameters are the columns, table by table, in order.
+const INSERT_ROWS: &str = "WITH plans AS (
+    INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
+                           phase, red_flag, resource, created_at, updated_at, decision_key, patient)
+    SELECT id, tenant, patient_ref, status, 1, rule_set_id, rule_set_version, phase, red_flag,
+           resource, created_at, created_at, decision_key, patient
+      FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                  $7::text[], $8::bool[], $9::jsonb[], $10::timestamptz[], $11::text[], $12::jsonb[])
+        AS p (id, tenant, patient_ref, status, rule_set_id, rule_set_version, phase, red_flag,
+              resource, created_at, decision_key, patient)
+), cards AS (
+    INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at,
+                       rule_set_id, rule_set_version, user_ref, encounter, patient_ref)
+    SELECT * FROM UNNEST($13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[],
+                         $18::uuid[], $19::timestamptz[], $20::text[], $21::text[], $22::text[],
+                         $23::text[], $24::text[])
+), answers AS (
+    INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at)
+    SELECT * FROM UNNEST($25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
+                         $30::timestamptz[])
+)
+INSERT INTO audit_entries (id, tenant, seq, recorded_at, recorded_us, action, outcome, caller_issuer,
+    caller_subject, hook, hook_instance, service_id, patient_ref, as_of, input_digest, facts,
+    rule_set_id, rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id,
+    details, prev_hash, hash, seal_kid, seal)
+SELECT * FROM UNNEST($31::uuid[], $32::text[], $33::int8[], $34::timestamptz[], $35::int8[],
+                     $36::text[], $37::text[], $38::text[], $39::text[], $40::text[], $41::text[],
+                     $42::text[], $43::text[], $44::text[], $45::text[], $46::text[], $47::text[],
+                     $48::text[], $49::text[], $50::jsonb[], $51::jsonb[], $52::uuid[], $53::text[],
+                     $54::jsonb[], $55::text[], $56::text[], $57::text[], $58::text[])";
 
 /// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
 /// `bind_card_filter` in this order.

@@ -1,5 +1,5 @@
-//! Hook records written in groups: one transaction, one multi-row INSERT per table and one
-//! chain-head read per tenant for every record waiting, however many there are. Per record,
+//! Hook records written in groups: one transaction, one chain-head read per tenant and one
+//! statement for every row of every record waiting, however many there are. Per record,
 //! the audit chain's advisory lock was held across four round trips, so appends queued behind
 //! it and throughput stopped at 600–750 calls/s with the CPU partly idle. Each record is still
 //! acknowledged only after the commit that holds it.
@@ -85,48 +85,12 @@ async fn write(
     sealer: Option<&crate::seal::Sealer>,
 ) -> Result<(), StoreError> {
     let mut tx = pool.begin().await?;
-    let plans: Vec<_> = records.iter().filter_map(|r| r.careplan.as_ref()).collect();
-    super::insert_careplans(&mut tx, &plans).await?;
-    let cards: Vec<_> = records.iter().flat_map(|r| &r.cards).collect();
-    if !cards.is_empty() {
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO cards (uuid, tenant, service_id, hook_instance, decision_id, careplan_id, created_at, rule_set_id, rule_set_version, user_ref, encounter, patient_ref) ",
-        );
-        q.push_values(cards, |mut b, c| {
-            b.push_bind(c.uuid)
-                .push_bind(c.tenant.as_str())
-                .push_bind(&c.service_id)
-                .push_bind(&c.hook_instance)
-                .push_bind(&c.decision_id)
-                .push_bind(c.careplan_id)
-                .push_bind(c.created_at)
-                .push_bind(&c.rule_set_id)
-                .push_bind(&c.rule_set_version)
-                .push_bind(&c.user_ref)
-                .push_bind(&c.encounter)
-                .push_bind(&c.patient_ref);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
-    let answers: Vec<_> = records.iter().filter_map(|r| r.answer.as_ref()).collect();
-    if !answers.is_empty() {
-        // A plain insert: a hookInstance answered already fails its record (tried alone
-        // again by the writer, so the others are stored).
-        let mut q = sqlx::QueryBuilder::new(
-            "INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at) ",
-        );
-        q.push_values(answers, |mut b, a| {
-            b.push_bind(&a.hook_instance)
-                .push_bind(a.tenant.as_str())
-                .push_bind(&a.caller_issuer)
-                .push_bind(&a.fingerprint)
-                .push_bind(&a.response)
-                .push_bind(a.created_at);
-        });
-        q.build().execute(&mut *tx).await?;
-    }
     let audits: Vec<_> = records.iter().map(|r| &r.audit).collect();
-    super::append_all(&mut tx, &audits, sealer).await?;
+    let chained = super::chain(&mut tx, &audits, sealer).await?;
+    let plans: Vec<_> = records.iter().filter_map(|r| r.careplan.as_ref()).collect();
+    let cards: Vec<_> = records.iter().flat_map(|r| &r.cards).collect();
+    let answers: Vec<_> = records.iter().filter_map(|r| r.answer.as_ref()).collect();
+    super::insert_rows(&mut tx, &plans, &cards, &answers, &chained).await?;
     tx.commit().await?;
     Ok(())
 }
