@@ -349,6 +349,8 @@ async fn apply_stores_the_plan_for_review_when_asked() {
     assert_eq!(res.status(), 200);
     let again: Json = res.json().await.unwrap();
     assert_eq!(again["id"], plan["id"]);
+    // Whole, as stored: a pending draft's resource is read back as text and parsed only here.
+    assert_eq!(again, plan);
     assert_eq!(stride_tests::stored_plans(&app).await, 1);
 
     // `store` is a boolean; anything else is refused by name.

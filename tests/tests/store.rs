@@ -112,11 +112,12 @@ async fn the_patients_plans_are_the_newest_approved_one_and_the_keyed_drafts_of_
         }
     };
     let mut plans = read("clinic-a").await;
-    assert_eq!(plans.approved.as_ref().map(|p| p.id), Some(newer.id));
+    let approved = plans.approved.as_ref().map(|p| (p.id, p.phase.as_str()));
+    assert_eq!(approved, Some((newer.id, newer.phase.as_str())));
     let mut drafts: Vec<_> = plans
         .drafts
         .iter()
-        .map(|(k, p)| (k.clone(), p.id))
+        .map(|d| (d.decision_key.clone(), d.id))
         .collect();
     drafts.sort();
     let mut want = vec![
@@ -129,7 +130,8 @@ async fn the_patients_plans_are_the_newest_approved_one_and_the_keyed_drafts_of_
     let taken = plans
         .take_draft("medial-knee-pain-running|1.0.2|rest")
         .expect("the draft of that key");
-    assert_eq!((taken.id, taken.red_flag), (rest.id, true));
+    let resource: serde_json::Value = serde_json::from_str(&taken.resource).unwrap();
+    assert_eq!((taken.id, resource), (rest.id, rest.resource.clone()));
     assert!(plans
         .take_draft("medial-knee-pain-running|1.0.2|rest")
         .is_none());

@@ -312,7 +312,7 @@ pub async fn apply(
                 let plan = draft.row(rs, decision, &subject, decided.identity.clone());
                 store
                     .record_hook(HookRecord {
-                        careplan: Some(plan),
+                        careplan: plan,
                         cards: Vec::new(),
                         audit,
                         answer: None,
@@ -331,7 +331,7 @@ pub async fn apply(
             stored => {
                 let stored = stored.map_err(HookError::store("the $apply record"))?;
                 return Ok(Applied {
-                    careplan: draft.resource,
+                    careplan: draft.into_resource()?,
                     stored,
                 });
             }

@@ -278,7 +278,15 @@ pub struct Draft {
     /// The patient's draft of the same decision, stored already and waiting for review: it is
     /// the plan, and no second one is stored.
     pub pending: bool,
-    pub resource: Json,
+    resource: Resource,
+}
+
+/// A draft's CarePlan: made by this decision, or a pending draft's as stored.
+enum Resource {
+    Made(Json),
+    /// The stored JSON text, parsed only by a caller that returns the plan (a hook call only
+    /// links a pending draft).
+    Stored(String),
 }
 
 /// Where a draft looks for the patient's pending draft of the same decision (one per patient
@@ -313,17 +321,20 @@ pub async fn draft(
 ) -> Result<Draft, HookError> {
     let pending = match reuse {
         Reuse::Never => None,
-        Reuse::Among(plans) => plans.take_draft(&key(decision)),
+        Reuse::Among(plans) => plans
+            .take_draft(&key(decision))
+            .map(|p| (p.id, Resource::Stored(p.resource))),
         Reuse::Read => store
             .pending_draft(subject.tenant, &subject.reference(), &key(decision))
             .await
-            .map_err(HookError::store("pending drafts"))?,
+            .map_err(HookError::store("pending drafts"))?
+            .map(|p| (p.id, Resource::Made(p.resource))),
     };
-    if let Some(p) = pending {
+    if let Some((id, resource)) = pending {
         return Ok(Draft {
-            id: p.id,
+            id,
             pending: true,
-            resource: p.resource,
+            resource,
         });
     }
     let id = stride_store::new_row_id();
@@ -338,20 +349,43 @@ pub async fn draft(
     Ok(Draft {
         id,
         pending: false,
-        resource,
+        resource: Resource::Made(resource),
     })
 }
 
 impl Draft {
-    /// The stored row of this new draft, awaiting review, with who the patient is.
+    /// The CarePlan of a draft made by this decision; `None` for the patient's pending draft,
+    /// which is stored already and only linked.
+    pub fn made(&self) -> Option<&Json> {
+        match (&self.resource, self.pending) {
+            (Resource::Made(r), false) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The CarePlan, for a caller that returns it. A stored draft that is not JSON is a
+    /// corrupt store, not a bad request.
+    pub fn into_resource(self) -> Result<Json, HookError> {
+        match self.resource {
+            Resource::Made(r) => Ok(r),
+            Resource::Stored(text) => serde_json::from_str(&text).map_err(|e| {
+                HookError::store("pending drafts")(stride_store::StoreError::Corrupt(format!(
+                    "careplans.resource is not JSON: {e}"
+                )))
+            }),
+        }
+    }
+
+    /// The row to store for a draft made by this decision, awaiting review, with who the
+    /// patient is; `None` for a pending draft, stored already.
     pub fn row(
         &self,
         rs: &RuleSet,
         decision: &Decision,
         subject: &Subject<'_>,
         identity: Option<Json>,
-    ) -> NewCarePlan {
-        NewCarePlan {
+    ) -> Option<NewCarePlan> {
+        Some(NewCarePlan {
             id: self.id,
             tenant: subject.tenant.clone(),
             patient_ref: subject.reference(),
@@ -360,11 +394,11 @@ impl Draft {
             rule_set_version: rs.doc.version.to_string(),
             phase: decision.phase.clone().unwrap_or_default(),
             red_flag: !decision.red_flags.is_empty(),
-            resource: self.resource.clone(),
+            resource: self.made()?.clone(),
             created_at: subject.now,
             decision_key: Some(key(decision)),
             patient: identity,
-        }
+        })
     }
 }
 

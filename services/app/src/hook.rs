@@ -435,7 +435,7 @@ pub async fn decide(
         guideline_url: crate::guideline_url(public, &rs.doc.id, &rs.doc.version),
         // A draft waiting for review already exists: creating it again does nothing new, so
         // the card only links to it.
-        careplan: draft.as_ref().filter(|d| !d.pending).map(|d| &d.resource),
+        careplan: draft.as_ref().and_then(decision::Draft::made),
         review: draft.as_ref().map(|d| {
             if call.smart_launch {
                 ReviewLink::Smart {
@@ -461,7 +461,7 @@ pub async fn decide(
             Some(known) => Some(known),
             None => draft_identity(call, fetch).await,
         };
-        careplan_row = Some(d.row(rs, &decided.decision, &subject, identity));
+        careplan_row = d.row(rs, &decided.decision, &subject, identity);
     }
     let shadow_differs = shadowed.as_ref().map(|(_, differs)| *differs);
     let plan = draft.as_ref().map(|d| (d.pending, d.id));

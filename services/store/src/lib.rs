@@ -75,10 +75,10 @@ impl JtiClaim {
 }
 
 pub use model::{
-    Activation, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord, CarePlanStatus,
-    FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, ImpactReport, NewCard, NewCarePlan,
-    NewFeedback, NotOneOf, Overridden, PatientPlans, PendingLogin, Review, ReviewAction, SignOff,
-    StaffSession,
+    Activation, ApprovedPlan, CardOutcome, CardOutcomeQuery, CarePlanQuery, CarePlanRecord,
+    CarePlanStatus, FeedbackRecord, FeedbackRow, HookAnswer, HookRecord, ImpactReport, NewCard,
+    NewCarePlan, NewFeedback, NotOneOf, Overridden, PatientPlans, PendingDraft, PendingLogin,
+    Review, ReviewAction, SignOff, StaffSession,
 };
 
 /// Whether the applied migrations (`applied`: the highest successful version in sqlx's

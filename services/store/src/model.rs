@@ -139,21 +139,45 @@ pub struct CarePlanRecord {
 /// What a decision reads of a patient's CarePlans of one guideline, in one query: the plan
 /// clinic staff approved last and the drafts waiting for their review. One read rather than
 /// two (the approved phase before the decision, the pending draft after it): every query on
-/// SQLite is a switch to its connection's thread and back.
-#[derive(Debug, Clone, Default)]
+/// SQLite is a switch to its connection's thread and back. Only what a decision uses is read:
+/// parsing each plan's resource and patient cost a hook call on SQLite about 3 % of its CPU,
+/// for a draft it then only links (docs/benchmarks.md, "A decision reads only what it uses of
+/// the patient's plans").
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct PatientPlans {
     /// The most recently approved (`active`) plan.
-    pub approved: Option<CarePlanRecord>,
-    /// The pending drafts that have a decision key, with it (at most one per key: a unique
-    /// index holds it). A draft made before keys existed is never reused.
-    pub drafts: Vec<(String, CarePlanRecord)>,
+    pub approved: Option<ApprovedPlan>,
+    /// The pending drafts that have a decision key (at most one per key: a unique index holds
+    /// it). A draft made before keys existed is never reused.
+    pub drafts: Vec<PendingDraft>,
+}
+
+/// The plan clinic staff approved: its phase, and when it took effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovedPlan {
+    pub id: Uuid,
+    pub phase: String,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A draft waiting for review, with the key of the decision it drafts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingDraft {
+    pub decision_key: String,
+    pub id: Uuid,
+    /// The CarePlan as stored, JSON text: a hook call only links a pending draft, so it is
+    /// parsed only by a caller that returns it (`$apply`).
+    pub resource: String,
 }
 
 impl PatientPlans {
     /// The pending draft of the decision with this key, taken out.
-    pub fn take_draft(&mut self, decision_key: &str) -> Option<CarePlanRecord> {
-        let at = self.drafts.iter().position(|(k, _)| k == decision_key)?;
-        Some(self.drafts.swap_remove(at).1)
+    pub fn take_draft(&mut self, decision_key: &str) -> Option<PendingDraft> {
+        let at = self
+            .drafts
+            .iter()
+            .position(|d| d.decision_key == decision_key)?;
+        Some(self.drafts.swap_remove(at))
     }
 }
 

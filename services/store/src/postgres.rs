@@ -830,10 +830,12 @@ impl Store for PgStore {
         rule_set_id: &str,
     ) -> Result<crate::PatientPlans, StoreError> {
         let rows = sqlx::query(
-            "(SELECT * FROM careplans WHERE tenant = $1 AND patient_ref = $2
+            "(SELECT id, status, phase, updated_at, decision_key, NULL::text AS resource
+                FROM careplans WHERE tenant = $1 AND patient_ref = $2
                 AND rule_set_id = $3 AND status = 'active' ORDER BY updated_at DESC LIMIT 1)
              UNION ALL
-             (SELECT * FROM careplans WHERE tenant = $1 AND patient_ref = $2
+             (SELECT id, status, phase, updated_at, decision_key, resource::text
+                FROM careplans WHERE tenant = $1 AND patient_ref = $2
                 AND rule_set_id = $3 AND status = 'draft' AND decision_key IS NOT NULL)",
         )
         .bind(tenant.as_str())

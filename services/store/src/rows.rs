@@ -173,15 +173,31 @@ pub(crate) fn patient_plans<R: Columns>(rows: &[R]) -> Result<crate::PatientPlan
     Ok(plans)
 }
 
-/// One row of `Store::patient_plans`, added to `plans`.
+/// One row of `Store::patient_plans`, added to `plans`: its `id`, `status`, `phase`,
+/// `updated_at` and `decision_key`, and a draft's `resource` as text.
 pub(crate) fn patient_plan<R: Columns>(
     plans: &mut crate::PatientPlans,
     r: &R,
 ) -> Result<(), StoreError> {
-    let plan = careplan(r)?;
-    match (plan.status, r.opt_text("decision_key")?) {
-        (crate::CarePlanStatus::Active, _) => plans.approved = Some(plan),
-        (crate::CarePlanStatus::Draft, Some(key)) => plans.drafts.push((key, plan)),
+    let status: crate::CarePlanStatus = r
+        .text("status")?
+        .parse()
+        .map_err(|e: crate::NotOneOf| corrupt(format!("careplans.status {e}")))?;
+    match (status, r.opt_text("decision_key")?) {
+        (crate::CarePlanStatus::Active, _) => {
+            plans.approved = Some(crate::ApprovedPlan {
+                id: r.uuid("id")?,
+                phase: r.text("phase")?,
+                updated_at: r.time("updated_at")?,
+            })
+        }
+        (crate::CarePlanStatus::Draft, Some(decision_key)) => {
+            plans.drafts.push(crate::PendingDraft {
+                decision_key,
+                id: r.uuid("id")?,
+                resource: r.text("resource")?,
+            })
+        }
         (status, key) => {
             return Err(corrupt(format!(
                 "careplans row read as the approved plan or a keyed draft is neither \

@@ -907,10 +907,12 @@ impl Store for SqliteStore {
         self.inplace.read(|c| {
             let mut q = c
                 .prepare_cached(
-                    "SELECT * FROM (SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
+                    "SELECT * FROM (SELECT id, status, phase, updated_at, decision_key, NULL AS resource
+                        FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
                         AND rule_set_id = ?3 AND status = 'active' ORDER BY updated_at DESC LIMIT 1)
                      UNION ALL
-                     SELECT * FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
+                     SELECT id, status, phase, updated_at, decision_key, resource
+                        FROM careplans WHERE tenant = ?1 AND patient_ref = ?2
                         AND rule_set_id = ?3 AND status = 'draft' AND decision_key IS NOT NULL",
                 )
                 .map_err(read_error)?;

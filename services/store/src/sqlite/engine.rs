@@ -372,7 +372,11 @@ mod tests {
         let tenant = TenantId::parse("clinic-a").unwrap();
         let patient = PatientRef::parse("Patient/p1").unwrap();
         let plans = store.patient_plans(&tenant, &patient, "g").await.unwrap();
-        let mut keys: Vec<_> = plans.drafts.iter().map(|(k, _)| k.as_str()).collect();
+        let mut keys: Vec<_> = plans
+            .drafts
+            .iter()
+            .map(|d| d.decision_key.as_str())
+            .collect();
         keys.sort();
         assert_eq!(keys, ["after", "before"]);
 

@@ -162,18 +162,29 @@ mod tests {
             format!("{:?}", sqlx_read.approved)
         );
         let mut drafts = here.drafts.clone();
-        drafts.sort_by(|a, b| a.0.cmp(&b.0));
+        drafts.sort_by(|a, b| a.decision_key.cmp(&b.decision_key));
         let mut expected = sqlx_read.drafts.clone();
-        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        expected.sort_by(|a, b| a.decision_key.cmp(&b.decision_key));
         assert_eq!(drafts, expected);
-        assert_eq!(format!("{drafts:?}"), format!("{expected:?}"));
         assert_eq!(
-            drafts.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+            drafts
+                .iter()
+                .map(|d| d.decision_key.as_str())
+                .collect::<Vec<_>>(),
             ["k1", "k2"]
         );
-        let created = drafts[0].1.created_at;
-        assert_eq!(created, datetime!(2026-12-07 09:15:30.123456789 +02:00));
-        assert_eq!(created.offset(), time::macros::offset!(+02:00));
+        // A draft's resource is the text stored, read back whole.
+        let stored: serde_json::Value = serde_json::from_str(&drafts[0].resource).unwrap();
+        assert_eq!(
+            stored,
+            plan(CarePlanStatus::Draft, Some("k1"), "g").resource
+        );
+        let approved = here.approved.as_ref().unwrap();
+        assert_eq!(
+            approved.updated_at,
+            datetime!(2026-12-07 09:15:30.123456789 +02:00)
+        );
+        assert_eq!(approved.updated_at.offset(), time::macros::offset!(+02:00));
 
         let mut answers = store.hook_answers("h").await.unwrap();
         answers.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
