@@ -395,3 +395,35 @@ async fn a_slow_reader_gets_the_whole_feedback_export() {
     assert_eq!(times.len(), N);
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "in time order");
 }
+
+/// Feedback and hook calls about the same card of the same day both write its daily row
+/// (`card_days`, a row lock on PostgreSQL) and both append to the clinic's audit chain (a
+/// lock per clinic). Taken in opposite orders they deadlock: PostgreSQL then aborts one side
+/// after a second, a 503. Every writer takes the card's daily row first (the group writer of
+/// hook records once took the chain's lock first: this test failed on it, shown once).
+#[tokio::test]
+async fn feedback_beside_hook_calls_on_the_same_cards_day_is_answered_every_time() {
+    let app = spawn_app_trusting(&[clinic_b(json!({}))], &[]).await;
+    let first = night_pain(&app, "p0", false).await;
+    let calls = (1..=24).map(|i| {
+        let app = &app;
+        async move { night_pain(app, &format!("p{i}"), false).await }
+    });
+    let feedbacks = (0..24).map(|i| {
+        let app = &app;
+        let outcome = if i % 2 == 0 { "accepted" } else { "overridden" };
+        let entry = json!({"card": first, "outcome": outcome,
+            "outcomeTimestamp": "2026-12-01T10:00:00Z"});
+        async move { feedback(app, entry).await }
+    });
+    // night_pain and feedback each assert their call was answered (a card, a 200).
+    let (cards, _) = futures_util::future::join(
+        futures_util::future::join_all(calls),
+        futures_util::future::join_all(feedbacks),
+    )
+    .await;
+    assert_eq!(cards.len(), 24);
+    let actions = audit_actions(&app).await;
+    assert_eq!(actions.iter().filter(|a| *a == "hook-call").count(), 25);
+    assert_eq!(actions.iter().filter(|a| *a == "feedback").count(), 24);
+}

@@ -871,7 +871,7 @@ async fn insert_careplans(
     tx: &mut sqlx::PgConnection,
     plans: &[&NewCarePlan],
 ) -> Result<(), StoreError> {
-    insert_rows(tx, plans, &[], &[], &[]).await
+    insert_records(tx, plans, &[], &[]).await
 }
 
 impl PgStore {
@@ -977,14 +977,15 @@ async fn append(
     append_all(tx, &[e], sealer).await
 }
 
-/// Append `entries`, in their order, to their tenants' chains inside `tx`, in one INSERT.
+/// Append `entries`, in their order, to their tenants' chains inside `tx`: `chain`, then
+/// `insert_audit`.
 async fn append_all(
     tx: &mut sqlx::PgConnection,
     entries: &[&NewAuditEntry],
     sealer: Option<&crate::seal::Sealer>,
 ) -> Result<(), StoreError> {
     let chained = chain(tx, entries, sealer).await?;
-    insert_rows(tx, &[], &[], &[], &chained).await
+    insert_audit(tx, &chained).await
 }
 
 /// An audit entry with its place in its tenant's chain, ready to insert.
@@ -1051,24 +1052,25 @@ async fn chain<'a>(
     Ok(chained)
 }
 
-/// Every row a write adds, in one statement of one text whatever the number of rows: each
-/// table's rows go as one array per column, unnested, and the tables are written by
-/// data-modifying `WITH` clauses. Before, the group writer sent an INSERT per table (each a
-/// round trip, in series, while every call in the group waited) and each differently sized
-/// group was a statement text of its own for PostgreSQL to parse and plan
-/// (docs/benchmarks.md, "PostgreSQL's group write in one statement"). A card's plan is
-/// inserted by the same statement: foreign keys are checked at its end.
-async fn insert_rows(
+/// A write's plans, cards and answers, in one statement of one text whatever the number of
+/// rows: each table's rows go as one array per column, unnested, written by data-modifying
+/// `WITH` clauses (foreign keys are checked at the statement's end, so a card may name the
+/// plan inserted with it). Before, the group writer sent an INSERT per table, each a round
+/// trip in series while every call of the group waited, and each differently sized group was
+/// a statement text of its own for PostgreSQL to parse and plan (docs/benchmarks.md,
+/// "PostgreSQL: a group's rows in two statements"). Sent before the chain's lock is taken, as
+/// every other writer does (feedback updates a card's daily row and then appends): a group
+/// that took the lock first and then a card's daily row could deadlock with it.
+async fn insert_records(
     tx: &mut sqlx::PgConnection,
     plans: &[&NewCarePlan],
     cards: &[&crate::NewCard],
     answers: &[&HookAnswer],
-    entries: &[Chained<'_>],
 ) -> Result<(), StoreError> {
-    fn col<'a, T: 'a, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
-        rows.iter().map(f).collect()
+    if plans.is_empty() && cards.is_empty() && answers.is_empty() {
+        return Ok(());
     }
-    sqlx::query(INSERT_ROWS)
+    sqlx::query(INSERT_RECORDS)
         // careplans
         .bind(col(plans, |p| p.id))
         .bind(col(plans, |p| p.tenant.as_str()))
@@ -1078,10 +1080,10 @@ async fn insert_rows(
         .bind(col(plans, |p| p.rule_set_version.as_str()))
         .bind(col(plans, |p| p.phase.as_str()))
         .bind(col(plans, |p| p.red_flag))
-        .bind(col(plans, |p| p.resource.clone()))
+        .bind(col(plans, |p| &p.resource))
         .bind(col(plans, |p| p.created_at))
         .bind(col(plans, |p| p.decision_key.as_deref()))
-        .bind(col(plans, |p| p.patient.clone()))
+        .bind(col(plans, |p| p.patient.as_ref()))
         // cards
         .bind(col(cards, |c| c.uuid))
         .bind(col(cards, |c| c.tenant.as_str()))
@@ -1105,7 +1107,18 @@ async fn insert_rows(
         .bind(col(answers, |a| a.fingerprint.as_str()))
         .bind(col(answers, |a| a.response.as_str()))
         .bind(col(answers, |a| a.created_at))
-        // audit_entries
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Chained audit entries, in one statement of one text whatever their number (as
+/// `insert_records`).
+async fn insert_audit(
+    tx: &mut sqlx::PgConnection,
+    entries: &[Chained<'_>],
+) -> Result<(), StoreError> {
+    sqlx::query(INSERT_AUDIT)
         .bind(col(entries, |c| c.entry.id))
         .bind(col(entries, |c| c.entry.tenant.as_str()))
         .bind(col(entries, |c| c.seq))
@@ -1132,7 +1145,7 @@ async fn insert_rows(
         .bind(col(entries, |c| serde_json::json!(c.entry.card_uuids)))
         .bind(col(entries, |c| c.entry.careplan_id))
         .bind(col(entries, |c| c.entry.trace_id.as_deref()))
-        .bind(col(entries, |c| c.entry.details.clone()))
+        .bind(col(entries, |c| &c.entry.details))
         .bind(col(entries, |c| c.prev_hash.as_str()))
         .bind(col(entries, |c| c.hash.as_str()))
         .bind(col(entries, |c| c.seal.as_ref().map(|s| s.kid.as_str())))
@@ -1142,8 +1155,13 @@ async fn insert_rows(
     Ok(())
 }
 
-/// `insert_rows`' statement: its parameters are the columns, table by table, in order.
-const INSERT_ROWS: &str = "WITH plans AS (
+/// One column of `rows`, for binding as an array.
+fn col<'a, T: 'a, U>(rows: &'a [T], f: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
+/// `insert_records`' statement: its parameters are the columns, table by table, in order.
+const INSERT_RECORDS: &str = "WITH plans AS (
     INSERT INTO careplans (id, tenant, patient_ref, status, version, rule_set_id, rule_set_version,
                            phase, red_flag, resource, created_at, updated_at, decision_key, patient)
     SELECT id, tenant, patient_ref, status, 1, rule_set_id, rule_set_version, phase, red_flag,
@@ -1158,20 +1176,21 @@ const INSERT_ROWS: &str = "WITH plans AS (
     SELECT * FROM UNNEST($13::uuid[], $14::text[], $15::text[], $16::text[], $17::text[],
                          $18::uuid[], $19::timestamptz[], $20::text[], $21::text[], $22::text[],
                          $23::text[], $24::text[])
-), answers AS (
-    INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at)
-    SELECT * FROM UNNEST($25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
-                         $30::timestamptz[])
 )
-INSERT INTO audit_entries (id, tenant, seq, recorded_at, recorded_us, action, outcome, caller_issuer,
-    caller_subject, hook, hook_instance, service_id, patient_ref, as_of, input_digest, facts,
-    rule_set_id, rule_set_version, rule_set_hash, decision_ids, card_uuids, careplan_id, trace_id,
-    details, prev_hash, hash, seal_kid, seal)
-SELECT * FROM UNNEST($31::uuid[], $32::text[], $33::int8[], $34::timestamptz[], $35::int8[],
-                     $36::text[], $37::text[], $38::text[], $39::text[], $40::text[], $41::text[],
-                     $42::text[], $43::text[], $44::text[], $45::text[], $46::text[], $47::text[],
-                     $48::text[], $49::text[], $50::jsonb[], $51::jsonb[], $52::uuid[], $53::text[],
-                     $54::jsonb[], $55::text[], $56::text[], $57::text[], $58::text[])";
+INSERT INTO hook_answers (hook_instance, tenant, caller_issuer, fingerprint, response, created_at)
+SELECT * FROM UNNEST($25::text[], $26::text[], $27::text[], $28::text[], $29::text[],
+                     $30::timestamptz[])";
+
+/// `insert_audit`'s statement: its parameters are the columns, in order.
+const INSERT_AUDIT: &str = "INSERT INTO audit_entries (id, tenant, seq, recorded_at, recorded_us,
+    action, outcome, caller_issuer, caller_subject, hook, hook_instance, service_id, patient_ref,
+    as_of, input_digest, facts, rule_set_id, rule_set_version, rule_set_hash, decision_ids,
+    card_uuids, careplan_id, trace_id, details, prev_hash, hash, seal_kid, seal)
+SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[], $5::int8[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                     $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+                     $18::text[], $19::text[], $20::jsonb[], $21::jsonb[], $22::uuid[], $23::text[],
+                     $24::jsonb[], $25::text[], $26::text[], $27::text[], $28::text[])";
 
 /// The cards a `CardOutcomeQuery` selects (alias `c`), its parameters bound by
 /// `bind_card_filter` in this order.
