@@ -297,9 +297,16 @@ pub async fn apply(
         .await?;
         let mut audit = audit.clone();
         audit.details["careplan"] = serde_json::json!(draft.id);
-        let stored = match (draft.pending, input.store) {
+        let (id, pending) = (draft.id, draft.pending);
+        let row = match (pending, input.store) {
+            (false, true) => draft.row(rs, decision, &subject, decided.identity.clone()),
+            _ => None,
+        };
+        // Read before anything is recorded: a stored draft that cannot be read records nothing.
+        let careplan = draft.into_resource()?;
+        let stored = match (pending, input.store) {
             (true, _) => {
-                audit.careplan_id = Some(draft.id);
+                audit.careplan_id = Some(id);
                 audit.details["stored"] = serde_json::json!("pending draft");
                 store
                     .append_audit(&audit)
@@ -307,12 +314,11 @@ pub async fn apply(
                     .map(|_| Some(Stored::Pending))
             }
             (false, true) => {
-                audit.careplan_id = Some(draft.id);
+                audit.careplan_id = Some(id);
                 audit.details["stored"] = serde_json::json!("new draft");
-                let plan = draft.row(rs, decision, &subject, decided.identity.clone());
                 store
                     .record_hook(HookRecord {
-                        careplan: plan,
+                        careplan: row,
                         cards: Vec::new(),
                         audit,
                         answer: None,
@@ -330,10 +336,7 @@ pub async fn apply(
             Err(StoreError::Duplicate(_)) => return Err(ApplyError::Hook(HookError::InFlight)),
             stored => {
                 let stored = stored.map_err(HookError::store("the $apply record"))?;
-                return Ok(Applied {
-                    careplan: draft.into_resource()?,
-                    stored,
-                });
+                return Ok(Applied { careplan, stored });
             }
         }
     }

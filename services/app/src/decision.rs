@@ -281,9 +281,10 @@ pub struct Draft {
     resource: Resource,
 }
 
-/// A draft's CarePlan: made by this decision, or a pending draft's as stored.
+/// A draft's CarePlan: as JSON (made by this decision, or a pending draft read whole), or a
+/// pending draft's stored text.
 enum Resource {
-    Made(Json),
+    Json(Json),
     /// The stored JSON text, parsed only by a caller that returns the plan (a hook call only
     /// links a pending draft).
     Stored(String),
@@ -328,7 +329,7 @@ pub async fn draft(
             .pending_draft(subject.tenant, &subject.reference(), &key(decision))
             .await
             .map_err(HookError::store("pending drafts"))?
-            .map(|p| (p.id, Resource::Made(p.resource))),
+            .map(|p| (p.id, Resource::Json(p.resource))),
     };
     if let Some((id, resource)) = pending {
         return Ok(Draft {
@@ -349,7 +350,7 @@ pub async fn draft(
     Ok(Draft {
         id,
         pending: false,
-        resource: Resource::Made(resource),
+        resource: Resource::Json(resource),
     })
 }
 
@@ -358,7 +359,7 @@ impl Draft {
     /// which is stored already and only linked.
     pub fn made(&self) -> Option<&Json> {
         match (&self.resource, self.pending) {
-            (Resource::Made(r), false) => Some(r),
+            (Resource::Json(r), false) => Some(r),
             _ => None,
         }
     }
@@ -367,7 +368,7 @@ impl Draft {
     /// corrupt store, not a bad request.
     pub fn into_resource(self) -> Result<Json, HookError> {
         match self.resource {
-            Resource::Made(r) => Ok(r),
+            Resource::Json(r) => Ok(r),
             Resource::Stored(text) => serde_json::from_str(&text).map_err(|e| {
                 HookError::store("pending drafts")(stride_store::StoreError::Corrupt(format!(
                     "careplans.resource is not JSON: {e}"
