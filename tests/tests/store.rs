@@ -887,3 +887,55 @@ async fn two_writers_on_one_sqlite_file_keep_one_whole_chain() {
     assert!(check.broken.is_none(), "{:?}", check.broken);
     assert_eq!(seqs, (1..=60).collect::<Vec<i64>>());
 }
+
+/// PostgreSQL: the large values written on every hook call (an entry's facts, an answer, a
+/// CarePlan) are compressed with lz4 where the server has it (pglz, its default, was the
+/// server's largest single cost per call), and read back whole.
+#[tokio::test]
+async fn large_values_are_compressed_with_lz4_where_the_server_has_it() {
+    let (db, store) = store().await;
+    if db.backend != Backend::Postgres {
+        return;
+    }
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    // The server can iff it accepts lz4 as its default (PostgreSQL 14 and later, built with it).
+    let can = sqlx::query("SET default_toast_compression = 'lz4'")
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    let methods: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attrelid::regclass::text || '.' || attname, attcompression::text
+           FROM pg_attribute
+          WHERE (attrelid, attname) IN (('audit_entries'::regclass, 'facts'),
+                ('hook_answers'::regclass, 'response'), ('careplans'::regclass, 'resource'))
+          ORDER BY 1",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let want = if can { "l" } else { "" };
+    assert_eq!(
+        methods,
+        [
+            ("audit_entries.facts".to_owned(), want.to_owned()),
+            ("careplans.resource".to_owned(), want.to_owned()),
+            ("hook_answers.response".to_owned(), want.to_owned()),
+        ]
+    );
+    // A value well over the 2 KB TOAST threshold, stored compressed and read back whole.
+    let mut p = plan(false);
+    p.resource["note"] = json!([{"text": "walk-run ".repeat(2_000)}]);
+    store.insert_careplan(&p).await.unwrap();
+    assert_eq!(store.careplan(p.id).await.unwrap().resource, p.resource);
+    if can {
+        let (method,): (Option<String>,) =
+            sqlx::query_as("SELECT pg_column_compression(resource) FROM careplans WHERE id = $1")
+                .bind(p.id)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(method.as_deref(), Some("lz4"));
+    }
+}
