@@ -139,10 +139,9 @@ pub struct CarePlanRecord {
 /// What a decision reads of a patient's CarePlans of one guideline, in one query: the plan
 /// clinic staff approved last and the drafts waiting for their review. One read rather than
 /// two (the approved phase before the decision, the pending draft after it): each query is a
-/// round trip on PostgreSQL. Only what a decision uses is read:
-/// with each plan's resource and patient parsed as well, a hook call cost 6–12 % more CPU, for
-/// a draft it then only links (docs/benchmarks.md, "A decision reads only what it uses of the
-/// patient's plans").
+/// round trip on PostgreSQL. Only what a decision uses is read: with each plan's resource and
+/// patient parsed as well, a hook call cost 6–12 % more CPU, for a draft it then only links
+/// (docs/benchmarks.md, "A decision reads only what it uses of the patient's plans").
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PatientPlans {
     /// The most recently approved (`active`) plan.
