@@ -1856,10 +1856,19 @@ fn latest_of_bounds(points: &[Point<'_>], unit: Option<String>) -> FactValue {
         if values.iter().all(|x| (x - v).abs() <= 1e-9) && bounds.iter().all(|iv| iv.contains(*v)) {
             return FactValue::known(*v, unit, sources);
         }
-        return FactValue::unknown(
+        // As for measured values alone (`aggregate`): each measured value of the day stays a
+        // possible reading, so a red flag one of them fires still fires beside a bound that
+        // contradicts it (the property test found a focal tenderness of 3 cm hidden beside
+        // an extent recorded as "< 0 cm").
+        let mut fv = FactValue::unknown(
             format!("contradictory records on {}", crate::display::day(day)),
             sources,
         );
+        let mut alternatives = values;
+        alternatives.sort_by(f64::total_cmp);
+        alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+        fv.alternatives = alternatives;
+        return fv;
     }
     if bounds.iter().any(|iv| *iv != bounds[0]) {
         return FactValue::unknown(
