@@ -50,6 +50,26 @@ impl Interval {
         above && below
     }
 
+    /// The values both intervals allow; `None` when they have none in common.
+    pub fn intersect(&self, other: &Interval) -> Option<Interval> {
+        let lo = match (self.lo, other.lo) {
+            (None, x) | (x, None) => x,
+            (Some(a), Some(b)) if a.0 > b.0 => Some(a),
+            (Some(a), Some(b)) if b.0 > a.0 => Some(b),
+            (Some(a), Some(b)) => Some((a.0, a.1 && b.1)),
+        };
+        let hi = match (self.hi, other.hi) {
+            (None, x) | (x, None) => x,
+            (Some(a), Some(b)) if a.0 < b.0 => Some(a),
+            (Some(a), Some(b)) if b.0 < a.0 => Some(b),
+            (Some(a), Some(b)) => Some((a.0, a.1 && b.1)),
+        };
+        match (lo, hi) {
+            (Some((l, li)), Some((h, hi))) if l > h || (l == h && !(li && hi)) => None,
+            _ => Some(Interval { lo, hi }),
+        }
+    }
+
     /// `Some(true)`: every value in the interval meets `op t`; `Some(false)`: none does;
     /// `None`: some do and some do not.
     pub fn decides(&self, op: Op, t: f64) -> Option<bool> {

@@ -731,7 +731,8 @@ impl<'a> Evaluator<'a> {
             };
             // Readings that disagree, or a record that could not be read beside (or after)
             // what could.
-            if v.alternatives.len() > 1 || (v.value.is_none() && !v.alternatives.is_empty()) {
+            let readings = v.alternatives.len() + v.alternative_bounds.len();
+            if readings > 1 || (v.value.is_none() && readings > 0) {
                 let text = self
                     .rs
                     .doc
@@ -756,18 +757,29 @@ impl<'a> Evaluator<'a> {
     /// preliminary records) is given each of them in turn, one value per fact across the whole
     /// criterion, and `c` is decided on each reading. No trace is written.
     fn possibly(&self, c: &Criterion, preliminary: bool) -> bool {
-        let mut open: Vec<(String, Vec<f64>)> = Vec::new();
+        /// One possible reading of a fact: a number, or a bound (`< 3 cm`).
+        #[derive(Clone, Copy)]
+        enum Reading {
+            Value(f64),
+            Bound(crate::bound::Interval),
+        }
+        let mut open: Vec<(String, Vec<Reading>)> = Vec::new();
         self.facts_of(c, &mut |fact| {
             let Some(v) = self.table.values.get(fact) else {
                 return;
             };
-            let mut candidates: Vec<f64> = if v.alternatives.is_empty() {
-                v.value.into_iter().collect()
-            } else {
-                v.alternatives.clone()
-            };
+            let mut candidates: Vec<Reading> =
+                if v.alternatives.is_empty() && v.alternative_bounds.is_empty() {
+                    v.value.into_iter().map(Reading::Value).collect()
+                } else {
+                    v.alternatives
+                        .iter()
+                        .map(|x| Reading::Value(*x))
+                        .chain(v.alternative_bounds.iter().map(|iv| Reading::Bound(*iv)))
+                        .collect()
+                };
             if preliminary {
-                candidates.extend(v.preliminary.iter().map(|(x, _)| *x));
+                candidates.extend(v.preliminary.iter().map(|(x, _)| Reading::Value(*x)));
             }
             let differs = candidates.len() > 1 || (v.value.is_none() && !candidates.is_empty());
             if differs && !open.iter().any(|(f, _)| f == fact) {
@@ -790,10 +802,16 @@ impl<'a> Evaluator<'a> {
         for k in 0..readings {
             let mut rest = k;
             for (fact, candidates) in &open {
-                let v = candidates[rest % candidates.len()];
+                let reading = candidates[rest % candidates.len()];
                 rest /= candidates.len();
                 if let Some(fv) = table.values.get_mut(fact.as_str()) {
-                    fv.value = Some(v);
+                    match reading {
+                        Reading::Value(v) => fv.value = Some(v),
+                        Reading::Bound(iv) => {
+                            fv.value = None;
+                            fv.bound = Some(iv);
+                        }
+                    }
                 }
             }
             let mut quiet = Evaluator {

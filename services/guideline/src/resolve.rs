@@ -25,6 +25,9 @@ pub struct FactValue {
     /// The distinct values of a same-day conflict (value unknown): a red flag may fire on the
     /// one that fires it (`red_flag_conflicts_positive`).
     pub alternatives: Vec<f64>,
+    /// The bounds among a same-day conflict's records (`< 3 cm` beside `> 10 cm`), each a
+    /// possible reading as `alternatives` are.
+    pub alternative_bounds: Vec<Interval>,
     /// Values of preliminary records, with their sources: shown, never counted.
     pub preliminary: Vec<(f64, String)>,
     /// With no value: what a bound (`< 5 cm`) says of it, decided in three-valued logic.
@@ -39,6 +42,7 @@ impl FactValue {
             sources: sources.into(),
             reason: None,
             alternatives: Vec::new(),
+            alternative_bounds: Vec::new(),
             preliminary: Vec::new(),
             bound: None,
         }
@@ -51,6 +55,7 @@ impl FactValue {
             sources: sources.into(),
             reason: Some(reason.into()),
             alternatives: Vec::new(),
+            alternative_bounds: Vec::new(),
             preliminary: Vec::new(),
             bound: None,
         }
@@ -1003,6 +1008,11 @@ pub(crate) fn resolve_with<'r>(
                 prelim_values.push((v, r.source.clone()));
             }
         }
+        // In an order of their own, not the records': the first that blocks a value names
+        // the day its possible readings start from (`with_unreadable`), and the decision must
+        // not depend on the order an EHR sent the records in (the property test found a
+        // patient decided two ways).
+        bad.sort_by(|a, b| (a.2, &a.0, &a.1, a.3).cmp(&(b.2, &b.0, &b.1, b.3)));
         // Clinical words on the card ("Extent of focal tenderness: …"); the fact id stays in
         // the trace.
         for (source, reason, _, _) in &bad {
@@ -1851,40 +1861,52 @@ fn latest_of_bounds(points: &[Point<'_>], unit: Option<String>) -> FactValue {
         .filter(|p| p.bound.is_none())
         .map(|p| p.value)
         .collect();
+    // Records of the day that cannot all hold: each stays a possible reading, a measured value
+    // or a bound, as for measured values alone (`aggregate`), so a red flag one of them fires
+    // still fires beside the others (`red_flag_conflicts_positive`). The property tests found
+    // a flag hidden beside a measured value and the review beside a second bound.
+    let contradictory = |mut values: Vec<f64>| {
+        let mut fv = FactValue::unknown(
+            format!("contradictory records on {}", crate::display::day(day)),
+            sources.clone(),
+        );
+        values.sort_by(f64::total_cmp);
+        values.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+        fv.alternatives = values;
+        for iv in &bounds {
+            if !fv.alternative_bounds.contains(iv) {
+                fv.alternative_bounds.push(*iv);
+            }
+        }
+        fv
+    };
     // A measured value inside the day's bounds says more than they do.
     if let Some(v) = values.first() {
         if values.iter().all(|x| (x - v).abs() <= 1e-9) && bounds.iter().all(|iv| iv.contains(*v)) {
             return FactValue::known(*v, unit, sources);
         }
-        // As for measured values alone (`aggregate`): each measured value of the day stays a
-        // possible reading, so a red flag one of them fires still fires beside a bound that
-        // contradicts it (the property test found a focal tenderness of 3 cm hidden beside
-        // an extent recorded as "< 0 cm").
-        let mut fv = FactValue::unknown(
-            format!("contradictory records on {}", crate::display::day(day)),
-            sources,
-        );
-        let mut alternatives = values;
-        alternatives.sort_by(f64::total_cmp);
-        alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
-        fv.alternatives = alternatives;
-        return fv;
+        return contradictory(values);
     }
-    if bounds.iter().any(|iv| *iv != bounds[0]) {
-        return FactValue::unknown(
-            format!("contradictory records on {}", crate::display::day(day)),
-            sources,
-        );
-    }
+    // Bounds that overlap all hold: the value lies where they meet (`< 3` and `< 4` is `< 3`).
+    // (The same bound twice is that bound, even one that allows no value.)
+    let Some(met) = bounds[1..].iter().try_fold(bounds[0], |acc, iv| {
+        if *iv == acc {
+            Some(acc)
+        } else {
+            acc.intersect(iv)
+        }
+    }) else {
+        return contradictory(values);
+    };
     let mut fv = FactValue::unknown(
         format!(
             "recorded as {} {}",
-            bounds[0].describe(),
+            met.describe(),
             unit.as_deref().unwrap_or_default()
         ),
         sources,
     );
-    fv.bound = Some(bounds[0]);
+    fv.bound = Some(met);
     fv
 }
 

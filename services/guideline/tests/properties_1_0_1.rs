@@ -245,3 +245,85 @@ fn the_generated_patients_use_every_system_an_oid_can_name() {
         assert!(seen.contains(system), "{system} never generated: {seen:?}");
     }
 }
+
+/// Two records of the focal-tenderness extent on one day, each a bound or a measured value:
+/// when either alone fires a red flag, the two together fire it (a red flag is never hidden by
+/// a record beside it that contradicts it; the property above found it hidden beside a
+/// measured value, a review beside a second bound). Every pair of a small grid, both orders.
+#[test]
+fn a_red_flag_one_same_day_extent_fires_is_fired_beside_any_other() {
+    let rs = rule_set();
+    let mut readings: Vec<Value> = Vec::new();
+    for comparator in ["<", "<=", ">", ">="] {
+        for v in [0.0, 0.5, 3.0, 4.9, 5.0, 10.0] {
+            readings.push(Value::Bound {
+                comparator: comparator.into(),
+                unit: Some("cm".into()),
+                value: v,
+            });
+        }
+    }
+    for v in [0.5, 3.0, 5.0, 10.0] {
+        readings.push(Value::Quantity {
+            value: v,
+            unit: Some("cm".into()),
+        });
+    }
+    let record = |i: usize, value: &Value| Record {
+        text: None,
+        end: None,
+        sites: Vec::new(),
+        start: None,
+        source: format!("Observation/extent-{i}"),
+        kind: RecordKind::Observation,
+        codes: local("tenderness-extent"),
+        status: Some("final".into()),
+        date: Some(AS_OF),
+        value: Some(value.clone()),
+        components: vec![],
+    };
+    let episode = Record {
+        text: None,
+        end: None,
+        sites: Vec::new(),
+        start: None,
+        source: "Condition/episode".into(),
+        kind: RecordKind::Condition,
+        codes: vec![Code {
+            code: "M25.561".into(),
+            system: "http://hl7.org/fhir/sid/icd-10-cm".into(),
+        }],
+        status: Some("active".into()),
+        date: Some(AS_OF - Duration::days(30)),
+        value: None,
+        components: vec![],
+    };
+    let flags = |values: &[&Value]| -> Vec<String> {
+        let mut records = vec![episode.clone()];
+        records.extend(values.iter().enumerate().map(|(i, v)| record(i, v)));
+        let facts = Facts {
+            phase_state: None,
+            records,
+        };
+        evaluate(rs, &facts, AS_OF)
+            .red_flags
+            .iter()
+            .map(|f| f.id.clone())
+            .collect()
+    };
+    let mut fired_alone = 0;
+    for a in &readings {
+        for b in &readings {
+            for alone in flags(&[a]) {
+                fired_alone += 1;
+                let both = flags(&[a, b]);
+                assert!(
+                    both.contains(&alone),
+                    "{alone} fired on {a:?} alone, not beside {b:?}: {both:?}"
+                );
+            }
+        }
+    }
+    // The grid holds readings that fire (else the check above checks nothing).
+    assert!(fired_alone > 0);
+}
