@@ -68,12 +68,17 @@ fn positive(finding: usize, day: i64) -> Record {
             },
         ),
     };
+    final_observation(code, &format!("Observation/positive-{code}"), day, value)
+}
+
+/// A final Observation of a local code, `day` days from `AS_OF`.
+fn final_observation(code: &str, source: &str, day: i64, value: Value) -> Record {
     Record {
         text: None,
         end: None,
         sites: Vec::new(),
         start: None,
-        source: format!("Observation/positive-{code}"),
+        source: source.into(),
         kind: RecordKind::Observation,
         codes: local(code),
         status: Some("final".into()),
@@ -269,18 +274,13 @@ fn a_red_flag_one_same_day_extent_fires_is_fired_beside_any_other() {
             unit: Some("cm".into()),
         });
     }
-    let record = |i: usize, value: &Value| Record {
-        text: None,
-        end: None,
-        sites: Vec::new(),
-        start: None,
-        source: format!("Observation/extent-{i}"),
-        kind: RecordKind::Observation,
-        codes: local("tenderness-extent"),
-        status: Some("final".into()),
-        date: Some(AS_OF),
-        value: Some(value.clone()),
-        components: vec![],
+    let record = |i: usize, value: &Value| {
+        final_observation(
+            "tenderness-extent",
+            &format!("Observation/extent-{i}"),
+            0,
+            value.clone(),
+        )
     };
     let episode = Record {
         text: None,
