@@ -12,7 +12,11 @@
 //!   enforced): adding evidence of harm, or
 //!   removing a negative record, never advances the phase and never removes a red flag. The
 //!   caution order is insufficient-data = hold-for-evaluation = rest (no running in any of
-//!   them) < walk-run < progressive-loading < full-return.
+//!   them) < walk-run < progressive-loading < full-return. Recording a finding again on its
+//!   own day in a form that cannot be read is such a change.
+//! - **Red flags kept** (the same rule sets): a finding contradicted by a second record of its
+//!   own day (the opposite answer, another number, a bound on the other side) never removes a
+//!   red flag; the phase may move, as a fact read by its largest value takes the larger one.
 //!
 //! A violation prints the vignette, the transformation and both decisions. The test ends by
 //! printing the count of vignettes × transformations checked.
@@ -943,9 +947,11 @@ fn score(r: &Json) -> bool {
 }
 
 /// Is `r` a record that says "no": a finding absent, a score of 0, no tenderness? (A count of
-/// 0 pain-free days or 0 minutes walked is not one: it says the limb is not ready.)
+/// 0 pain-free days or 0 minutes walked is not one: it says the limb is not ready; nor is a
+/// bound such as `< 0 cm`, which no believable value meets.)
 fn negative(r: &Json) -> bool {
-    let measured = score(r) || r["code"]["coding"][0]["code"] == "tenderness-extent";
+    let measured = (score(r) || r["code"]["coding"][0]["code"] == "tenderness-extent")
+        && r["valueQuantity"].get("comparator").is_none();
     let zero = (measured
         && (r.get("valueInteger") == Some(&json!(0))
             || r["valueQuantity"]["value"].as_f64() == Some(0.0)))
@@ -1094,6 +1100,143 @@ fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec
         rs.remove(i);
         out.push((format!("negative record {} removed", r["id"]), vec![rs]));
     }
+    out.extend(unreadable_beside(&base));
+    out
+}
+
+/// What a second record of a finding holds, made from the first: its `value[x]` key and value,
+/// or nothing where the form does not apply to it.
+type Rewrite = fn(&Json) -> Option<(&'static str, Json)>;
+
+/// Every finding recorded a second time on its own day in a form the engine cannot read: in a
+/// unit nothing converts, or (a number) as a bound no believable value meets. A record that
+/// cannot be read makes its fact unknown but never hides what the readable one beside it
+/// says; sent after the records, and before them.
+fn unreadable_beside(base: &[Json]) -> Vec<(String, Pages)> {
+    let forms: [(&str, Rewrite); 2] = [
+        ("in a unit nothing converts", |_| {
+            Some((
+                "valueQuantity",
+                json!({"value": 3, "unit": "furlong", "system": UCUM, "code": "[fur_us]"}),
+            ))
+        }),
+        ("as a bound no believable value meets", |x| {
+            let unit = x["valueQuantity"].as_object().map(|q| {
+                let mut q = q.clone();
+                q.remove("comparator");
+                q
+            });
+            match (x.get("valueInteger"), unit) {
+                (Some(_), _) => Some(("valueQuantity", json!({"value": 1e9, "comparator": ">"}))),
+                (None, Some(mut q)) => {
+                    q.insert("value".into(), json!(1e9));
+                    q.insert("comparator".into(), json!(">"));
+                    Some(("valueQuantity", Json::Object(q)))
+                }
+                (None, None) => None,
+            }
+        }),
+    ];
+    let mut out = Vec::new();
+    for (form, write) in forms {
+        let copies = same_day_copies(base, "unread", write);
+        if copies.is_empty() {
+            continue;
+        }
+        let mut after = base.to_vec();
+        after.extend(copies.iter().cloned());
+        let mut before = copies;
+        before.extend(base.iter().cloned());
+        out.push((
+            format!("every finding also recorded {form} the same day, sent after"),
+            vec![after],
+        ));
+        out.push((
+            format!("every finding also recorded {form} the same day, sent before"),
+            vec![before],
+        ));
+    }
+    out
+}
+
+/// A copy of each finding (`id` prefixed) with its value replaced by what `write` makes of
+/// the original; findings `write` has nothing for are left alone.
+fn same_day_copies(base: &[Json], prefix: &str, write: Rewrite) -> Vec<Json> {
+    base.iter()
+        .filter(|x| is_finding(x) && x.get("dataAbsentReason").is_none())
+        .filter_map(|x| {
+            let (key, value) = write(x)?;
+            let mut y = x.clone();
+            let o = y.as_object_mut().unwrap();
+            o.retain(|k, _| !k.starts_with("value"));
+            o.insert(key.into(), value);
+            y["id"] = json!(format!("{prefix}-{}", x["id"].as_str().unwrap_or("")));
+            Some(y)
+        })
+        .collect()
+}
+
+/// Every finding contradicted by a second record of its own day: the opposite yes/no, a
+/// number half or twice and one, or a bound on the other side of it. Which of two records of
+/// one day is right cannot be told, so neither hides a red flag the other fires (the phase may
+/// rightly move: a fact read by its largest value takes the larger record).
+fn contradicted(base: &[Json]) -> Vec<(String, Pages)> {
+    fn number(x: &Json) -> Option<f64> {
+        if x["valueQuantity"].get("comparator").is_some() {
+            return None;
+        }
+        x.get("valueInteger")
+            .and_then(Json::as_f64)
+            .or_else(|| x["valueQuantity"]["value"].as_f64())
+    }
+    fn quantity(x: &Json, v: f64, comparator: Option<&str>) -> Option<(&'static str, Json)> {
+        let mut q = x["valueQuantity"].as_object().cloned().unwrap_or_default();
+        q.insert("value".into(), json!(v));
+        if let Some(c) = comparator {
+            q.insert("comparator".into(), json!(c));
+        }
+        Some(("valueQuantity", Json::Object(q)))
+    }
+    let forms: [(&str, Rewrite); 5] = [
+        ("the opposite yes or no", |x| {
+            x.get("valueBoolean")
+                .and_then(Json::as_bool)
+                .map(|b| ("valueBoolean", json!(!b)))
+        }),
+        ("a number half as large", |x| {
+            number(x).map(|v| match x.get("valueInteger") {
+                Some(_) => ("valueInteger", json!((v / 2.0).floor() as i64)),
+                None => quantity(x, v / 2.0, None).unwrap(),
+            })
+        }),
+        ("a number twice as large and one", |x| {
+            number(x).map(|v| match x.get("valueInteger") {
+                Some(_) => ("valueInteger", json!((2.0 * v + 1.0) as i64)),
+                None => quantity(x, 2.0 * v + 1.0, None).unwrap(),
+            })
+        }),
+        ("a bound below half of it", |x| {
+            number(x)
+                .filter(|v| *v > 0.0)
+                .and_then(|v| quantity(x, v / 2.0, Some("<")))
+        }),
+        ("a bound above twice it and one", |x| {
+            number(x).and_then(|v| quantity(x, 2.0 * v + 1.0, Some(">")))
+        }),
+    ];
+    let mut out = Vec::new();
+    for (form, write) in forms {
+        let copies = same_day_copies(base, "contra", write);
+        if copies.is_empty() {
+            continue;
+        }
+        let mut rs = base.to_vec();
+        rs.extend(copies);
+        out.push((
+            format!("every finding contradicted the same day by {form}"),
+            vec![rs],
+        ));
+    }
     out
 }
 
@@ -1204,6 +1347,22 @@ fn check(rs: &RuleSet, v: &Vignette, enforce: bool) -> Report {
             if let (true, Some(k)) = (enforce, known) {
                 report.known.insert(k);
             } else if enforce {
+                report.violations.push(line);
+            } else {
+                report.tolerated += 1;
+            }
+        }
+    }
+    for (name, pages) in contradicted(&rendered.resources) {
+        report.checked += 1;
+        let after = Outcome::of(&decide(rs, v, &pages, &facts));
+        let lost: Vec<&String> = before.red_flags.difference(&after.red_flags).collect();
+        if !lost.is_empty() {
+            let line = format!(
+                "{} {} — {}\n  transformation: {name} (must keep every red flag)\n  before: {before:?}\n  after:  {after:?}",
+                rs.doc.id, rs.doc.version, v.name
+            );
+            if enforce {
                 report.violations.push(line);
             } else {
                 report.tolerated += 1;

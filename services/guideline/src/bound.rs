@@ -64,10 +64,12 @@ impl Interval {
             (Some(a), Some(b)) if b.0 < a.0 => Some(b),
             (Some(a), Some(b)) => Some((a.0, a.1 && b.1)),
         };
-        match (lo, hi) {
-            (Some((l, li)), Some((h, hi))) if l > h || (l == h && !(li && hi)) => None,
-            _ => Some(Interval { lo, hi }),
-        }
+        Some(Interval { lo, hi }).filter(|iv| !iv.is_empty())
+    }
+
+    /// Whether no number lies in the interval (`< 0` narrowed to a range that starts at 0).
+    pub fn is_empty(&self) -> bool {
+        matches!((self.lo, self.hi), (Some((l, li)), Some((h, hi))) if l > h || (l == h && !(li && hi)))
     }
 
     /// `Some(true)`: every value in the interval meets `op t`; `Some(false)`: none does;

@@ -22,8 +22,9 @@ pub struct FactValue {
     pub unit: Option<String>,
     pub sources: Sources,
     pub reason: Option<String>,
-    /// The distinct values of a same-day conflict (value unknown): a red flag may fire on the
-    /// one that fires it (`red_flag_conflicts_positive`).
+    /// The distinct values of a same-day conflict (value unknown), or the fact read with and
+    /// without records of the other side (value known): a red flag may fire on the one that
+    /// fires it (`red_flag_conflicts_positive`).
     pub alternatives: Vec<f64>,
     /// The bounds among a same-day conflict's records (`< 3 cm` beside `> 10 cm`), each a
     /// possible reading as `alternatives` are.
@@ -678,8 +679,9 @@ fn with_unreadable(
         })
         .collect();
     if let Some((_, reason, day, _)) = blocking.first() {
-        // Readable records of the same day stay possible readings: a red flag recorded
-        // present beside an unreadable record of that day still fires on it.
+        // Readable records of the same day stay possible readings, a measured value or a
+        // bound: a red flag recorded present beside an unreadable record of that day still
+        // fires on it (the engine's property test found `< 0.5 cm` hidden beside `< 0 cm`).
         let mut alternatives: Vec<f64> = points
             .iter()
             .filter(|p| p.date >= *day && p.bound.is_none())
@@ -687,6 +689,16 @@ fn with_unreadable(
             .collect();
         alternatives.sort_by(f64::total_cmp);
         alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+        let mut alternative_bounds: Vec<Interval> = Vec::new();
+        for iv in points
+            .iter()
+            .filter(|p| p.date >= *day)
+            .filter_map(|p| p.bound)
+        {
+            if !alternative_bounds.contains(&iv) {
+                alternative_bounds.push(iv);
+            }
+        }
         let mut sources: Vec<String> = blocking.iter().map(|(s, _, _, _)| s.clone()).collect();
         // A yes/no finding recorded in a form not read may be a yes.
         if dq.unreadable_red_flags_possible
@@ -696,7 +708,9 @@ fn with_unreadable(
         {
             alternatives.push(1.0);
         }
-        if binding.aggregation == Aggregation::Latest && !alternatives.is_empty() {
+        if binding.aggregation == Aggregation::Latest
+            && !(alternatives.is_empty() && alternative_bounds.is_empty())
+        {
             sources.extend(
                 points
                     .iter()
@@ -705,11 +719,21 @@ fn with_unreadable(
             );
         } else {
             alternatives.clear();
+            alternative_bounds.clear();
+            // What the readable records make of the fact (a count, a fall from baseline) is
+            // one reading of it: the unreadable record may be a copy, or say nothing of it.
+            // A red flag that reading fires holds (the metamorphic harness found "no
+            // improvement after rest" hidden by an unreadable copy of a pain score).
+            if dq.unreadable_red_flags_possible {
+                alternatives.extend(fv.value);
+                alternative_bounds.extend(fv.bound);
+            }
         }
         let (readable, read_bound) = (fv.value, fv.bound);
         let read_sources = fv.sources.clone();
         fv = FactValue::unknown(reason.clone(), sources);
         fv.alternatives = alternatives;
+        fv.alternative_bounds = alternative_bounds;
         // The largest (smallest) value is still at least (at most) the largest (smallest)
         // readable one: an implausible temperature recorded after a fever of 38.4 °C must
         // not make the fever unknown (the metamorphic harness found it).
@@ -874,6 +898,8 @@ pub(crate) fn resolve_with<'r>(
         }
         let (counted, preliminary) = prepared.of_fact(f);
         let mut points = Vec::new();
+        // Records of the other side that count (not a "no"), by source.
+        let mut other_side: BTreeSet<&str> = BTreeSet::new();
         // (source, why, day, recorded in a form not read: free text, a wrong type)
         let mut bad: Vec<(String, String, Date, bool)> = Vec::new();
         for h in counted.iter().filter(|h| usable(h)) {
@@ -901,14 +927,16 @@ pub(crate) fn resolve_with<'r>(
                     && !r.sites.is_empty()
                     && binding.needs_value()
                     && opposite(rs.side_of(r), side)
-                    && says_no(rs, binding, h.source, r)
                 {
-                    notes.ignore(&r.source, format!(
+                    if says_no(rs, binding, h.source, r) {
+                        notes.ignore(&r.source, format!(
                             "{}: a negative finding recorded for the other side; the open episode is the {} side's",
                             binding.text,
                             side_word(side)
                         ));
-                    continue;
+                        continue;
+                    }
+                    other_side.insert(&r.source);
                 }
             }
             // A draft order is about today.
@@ -1055,6 +1083,36 @@ pub(crate) fn resolve_with<'r>(
                         fv.reason.as_deref().unwrap_or_default()
                     ),
                 );
+            }
+        }
+        // A record of the other side counts (pain in either limb stops running), but it is
+        // not this side's course: the fact read without it is a reading too, so a low score
+        // of the other knee never reads as this knee's improvement and hides a red flag its
+        // own records fire (the metamorphic harness found "no improvement after rest" cleared
+        // by a left-knee pain of 1 beside the right knee's 6).
+        if !other_side.is_empty() {
+            let mut own: Vec<Point<'_>> = points
+                .iter()
+                .filter(|p| !other_side.contains(p.source))
+                .cloned()
+                .collect();
+            let own = aggregate(binding, dq, &mut own, as_of, anchors.onset);
+            let said = own.value.is_some() || own.bound.is_some();
+            if said && (own.value != fv.value || own.bound != fv.bound) {
+                if fv.alternatives.is_empty() && fv.alternative_bounds.is_empty() {
+                    fv.alternatives.extend(fv.value);
+                    fv.alternative_bounds.extend(fv.bound);
+                }
+                if let Some(v) = own.value.filter(|v| !fv.alternatives.contains(v)) {
+                    fv.alternatives.push(v);
+                }
+                if let Some(iv) = own.bound.filter(|iv| !fv.alternative_bounds.contains(iv)) {
+                    fv.alternative_bounds.push(iv);
+                }
+                fv.alternatives.sort_by(f64::total_cmp);
+                if fv.value.is_some() {
+                    fv.reason = Some("records of the other side differ from this side's".into());
+                }
             }
         }
         if fv.value.is_some() {
@@ -1510,6 +1568,7 @@ fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
         }
         _ => return Read::Bad("not a bound".into()),
     };
+    let recorded = iv;
     if let Some([lo, hi]) = b.plausible {
         iv = iv.within(lo, hi);
     }
@@ -1519,6 +1578,22 @@ fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
         if iv.lo == Some((absent, true)) {
             iv.lo = Some((absent, false));
         }
+    }
+    // A bound no believable value meets (`< 0 cm`, `> 100` of a 0–10 score) says nothing of
+    // the patient: unknown, like a number outside the range, never a vacuous "every value
+    // meets the criterion" that would fire a flag on a meaningless record.
+    if iv.is_empty() {
+        let unit = b.unit.as_deref().unwrap_or_default();
+        return Read::Bad(match b.plausible {
+            Some([lo, hi]) => format!(
+                "recorded as {} {unit}, outside the plausible range {lo}–{hi}",
+                recorded.describe()
+            ),
+            None => format!(
+                "recorded as {} {unit}, which no value meets",
+                recorded.describe()
+            ),
+        });
     }
     let text = format!(
         "recorded as {} {}",

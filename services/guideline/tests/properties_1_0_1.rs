@@ -251,10 +251,11 @@ fn the_generated_patients_use_every_system_an_oid_can_name() {
     }
 }
 
-/// Two records of the focal-tenderness extent on one day, each a bound or a measured value:
-/// when either alone fires a red flag, the two together fire it (a red flag is never hidden by
-/// a record beside it that contradicts it; the property above found it hidden beside a
-/// measured value, a review beside a second bound). Every pair of a small grid, both orders.
+/// Two records of the focal-tenderness extent on one day, each a bound, a measured value or a
+/// record the engine cannot read: when either alone fires a red flag, the two together fire it
+/// (a red flag is never hidden by a record beside it that contradicts it or cannot be read; the
+/// property above found it hidden beside a measured value, a review beside a second bound, and
+/// this grid beside an unreadable bound). Every pair of a small grid, both orders.
 #[test]
 fn a_red_flag_one_same_day_extent_fires_is_fired_beside_any_other() {
     let rs = rule_set();
@@ -274,6 +275,25 @@ fn a_red_flag_one_same_day_extent_fires_is_fired_beside_any_other() {
             unit: Some("cm".into()),
         });
     }
+    // Records the engine cannot read: outside the believable range, a unit it does not
+    // convert, a type it does not read, a range that fits no believable value.
+    readings.push(Value::Quantity {
+        value: 300.0,
+        unit: Some("cm".into()),
+    });
+    readings.push(Value::Quantity {
+        value: 3.0,
+        unit: Some("furlong".into()),
+    });
+    readings.push(Value::Other("string".into()));
+    readings.push(Value::Range {
+        high: Some((400.0, Some("cm".into()))),
+        low: Some((300.0, Some("cm".into()))),
+    });
+    readings.push(Value::Range {
+        high: Some((4.0, Some("cm".into()))),
+        low: Some((2.0, Some("cm".into()))),
+    });
     let record = |i: usize, value: &Value| {
         final_observation(
             "tenderness-extent",
