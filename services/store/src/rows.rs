@@ -148,10 +148,7 @@ pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> 
         id: r.uuid("id")?,
         tenant: tenant(r)?,
         patient_ref: crate::PatientRef::stored(r.text("patient_ref")?),
-        status: r
-            .text("status")?
-            .parse()
-            .map_err(|e: crate::NotOneOf| corrupt(format!("careplans.status {e}")))?,
+        status: careplan_status(r)?,
         version: r.int32("version")?,
         rule_set_id: r.text("rule_set_id")?,
         rule_set_version: r.text("rule_set_version")?,
@@ -162,6 +159,13 @@ pub(crate) fn careplan<R: Columns>(r: &R) -> Result<CarePlanRecord, StoreError> 
         updated_at: r.time("updated_at")?,
         patient: r.opt_json("patient")?,
     })
+}
+
+/// A careplans row's `status`; any other word is a corrupt row.
+fn careplan_status<R: Columns>(r: &R) -> Result<crate::CarePlanStatus, StoreError> {
+    r.text("status")?
+        .parse()
+        .map_err(|e: crate::NotOneOf| corrupt(format!("careplans.status {e}")))
 }
 
 /// The rows of `Store::patient_plans`: an approved plan and pending drafts, told by status.
@@ -179,11 +183,7 @@ pub(crate) fn patient_plan<R: Columns>(
     plans: &mut crate::PatientPlans,
     r: &R,
 ) -> Result<(), StoreError> {
-    let status: crate::CarePlanStatus = r
-        .text("status")?
-        .parse()
-        .map_err(|e: crate::NotOneOf| corrupt(format!("careplans.status {e}")))?;
-    match (status, r.opt_text("decision_key")?) {
+    match (careplan_status(r)?, r.opt_text("decision_key")?) {
         (crate::CarePlanStatus::Active, _) => {
             plans.approved = Some(crate::ApprovedPlan {
                 id: r.uuid("id")?,
