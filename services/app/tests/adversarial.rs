@@ -105,6 +105,20 @@ const DISAGREE: &[(&str, &str)] = &[
          out (its own card asks for the exam) and the patient stays in rest until it is.",
     ),
     (
+        "396-",
+        "As 266: the only extent recorded ('< 0 cm') says nothing, so focal tenderness is \
+         neither confirmed nor ruled out: no red flag fires (none is invented), and the patient \
+         is kept in rest with the red flag's own 'Not ruled out' card asking for the extent. The \
+         case's control reads any card of that topic as the red flag; that card is the warning \
+         the source's caution asks for, not the red flag.",
+    ),
+    (
+        "397-",
+        "As 396: today's only pain score ('> 10' on a 0-10 scale) says nothing, so current pain \
+         is unknown and 'no improvement after rest' is neither confirmed nor ruled out on day \
+         28: no red flag fires, and its 'Not ruled out' card asks for a pain score.",
+    ),
+    (
         "178-",
         "Two runs on one day are less than 24 hours apart: the source's reason for alternate \
          days is that 'bone and muscle cells require 24 hours to regain 98% mechanosensitivity \
@@ -125,6 +139,13 @@ const OPEN: &[(&str, &str)] = &[
     (
         "204-",
         "A 'no' whose note says the opposite in words: notes are not read.",
+    ),
+    (
+        "407-",
+        "Two walk records of the same instant from two devices (45 min and '< 30 min') are read \
+         as two walks of the day, the longest 45 min: the engine reads a record's day, not its \
+         time, so it cannot tell one walk recorded twice from two walks. Left for later: records \
+         of one instant read as one event, their disagreement a conflict.",
     ),
 ];
 
