@@ -398,6 +398,8 @@ fn episode(
     let mut triggers: Vec<Trigger<'_>> = Vec::new();
     // Why the onset is unknown; stays None while no episode is found (said below).
     let mut onset_reason: Option<String> = None;
+    // The sides of open trigger Conditions without a usable onset.
+    let mut undated_sides: Vec<Option<Side>> = Vec::new();
     for h in prepared.of_fact(rs.episode_index()).0 {
         let (r, src) = (&facts.records[h.record], &episode.sources[h.source]);
         if r.kind != src.record {
@@ -439,9 +441,11 @@ fn episode(
             }
             Some(_) => {
                 onset_reason.get_or_insert_with(|| "onset in the future".into());
+                undated_sides.push(rs.side_of(r));
             }
             None => {
                 onset_reason.get_or_insert_with(|| "onset not recorded".into());
+                undated_sides.push(rs.side_of(r));
             }
         }
     }
@@ -453,10 +457,19 @@ fn episode(
         let Some(since) = r.end.or(r.date) else {
             continue;
         };
+        let ended_side = rs.side_of(r);
         let back = hits
             .iter()
             .filter(|h| h.counts && h.fact != rs.episode_index())
             .filter(|h| facts.records[h.record].kind == RecordKind::Observation)
+            // Pain of the other knee is not this knee's pain come back (the property test
+            // found a left-knee score read as the right knee's recurrence, and its baseline).
+            .filter(|h| {
+                let o = &facts.records[h.record];
+                !(dq.findings_by_side
+                    && !o.sites.is_empty()
+                    && ended_side.is_some_and(|s| opposite(rs.side_of(o), s)))
+            })
             .filter_map(|h| {
                 // Within the protocol's length of the end: pain months on is another matter.
                 let near =
@@ -525,6 +538,15 @@ fn episode(
         onset_sources.retain(|s| !triggers.iter().any(|t| t.source == s.as_str()));
         onset_sources.extend(open.sources);
         episodes = open.notes;
+    }
+    // An episode whose onset is not recorded is still of one knee: the other knee's "no" must
+    // not clear its red flags (the property test found night pain cleared so).
+    if dq.episodes_by_side && dq.findings_by_side && triggers.is_empty() {
+        if let Some(Some(side)) = undated_sides.first() {
+            if undated_sides.iter().all(|s| *s == Some(*side)) && *side != Side::Bilateral {
+                placing_side = Some(*side);
+            }
+        }
     }
     Episode {
         applies,
@@ -764,13 +786,18 @@ fn with_unreadable(
             // are its possible values, so a red flag that either reading fires holds, as
             // for a yes/no finding (the reading of independent adversarial case 89).
             // (Not a number outside the believable range: that one is unknown, never used.)
-            let unread = blocking.iter().all(|(_, _, _, form)| *form);
-            if let (ValueKind::Number, Some([lo, hi]), true) =
-                (binding.kind, binding.plausible, unread)
+            // Beside a record in a readable form that cannot be used (a unit nothing
+            // converts), the one in a form not read still may be any value: the property test
+            // found "no improvement after rest" hidden when a walking-pain copy in furlongs
+            // joined a coded answer.
+            let unread: Vec<&&(String, String, Date, bool)> =
+                blocking.iter().filter(|(_, _, _, form)| *form).collect();
+            if let (ValueKind::Number, Some([lo, hi]), false) =
+                (binding.kind, binding.plausible, unread.is_empty())
             {
                 for end in [lo, hi] {
                     let mut read = points.to_vec();
-                    read.extend(blocking.iter().map(|(source, _, date, _)| Point {
+                    read.extend(unread.iter().map(|(source, _, date, _)| Point {
                         date: *date,
                         value: end,
                         source: source.as_str(),
@@ -1717,9 +1744,19 @@ fn aggregate(
     onset: Option<Date>,
 ) -> FactValue {
     settle(b, dq, points);
+    // The first n records, and every other record of the nth one's day: which of a day's
+    // records came first is not known (they are ordered by source only to be read one way),
+    // so a record of that day never falls out of "the first runs" because another of the
+    // same day sorts before it (the property test found a painful first run displaced so by a
+    // record of the other knee).
     let limited: &[Point<'_>] = match b.first_n {
-        Some(n) => &points[..points.len().min(n as usize)],
-        None => points,
+        Some(0) => &points[..0],
+        Some(n) if points.len() > n as usize => {
+            let last_day = points[n as usize - 1].date;
+            let end = points.iter().rposition(|p| p.date == last_day).unwrap_or(0) + 1;
+            &points[..end.max(n as usize)]
+        }
+        _ => points,
     };
     let unit = b.unit.clone();
 
