@@ -9,7 +9,7 @@ use crate::decision::{
 use crate::facts::Facts;
 use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
 use crate::panels::with_panel_findings;
-use crate::resolve::{prepare, resolve_with, FactTable, Prepared, NOT_RECORDED};
+use crate::resolve::{prepare, resolve_by_side, resolve_with, FactTable, Prepared, NOT_RECORDED};
 use crate::ruleset::RuleSet;
 use crate::units;
 
@@ -40,6 +40,10 @@ pub fn evaluate_without(rs: &RuleSet, facts: &Facts, as_of: Date, unknown: &[&st
         if let Some(v) = table.values.get_mut(*name) {
             v.value = None;
             v.reason = Some("withheld".into());
+            // Nothing of it is known: no possible reading either.
+            v.alternatives.clear();
+            v.alternative_bounds.clear();
+            v.bound = None;
         }
     }
     decide(rs, &facts, &prepared, table, as_of)
@@ -108,26 +112,36 @@ pub(crate) fn decide(
     if doc.data_quality.preliminary_red_flags_shown {
         decision.preliminary_red_flags = ev.preliminary(&doc.red_flags, &decision.red_flags);
     }
-    // A newer episode does not silence the older one: its red flags are read on its own clock
-    // too (persistent tenderness after 2 weeks of *its* rest).
+    // Red flags read another way too, added where the main reading did not fire them: a newer
+    // episode does not silence the older one (its red flags on its own clock: persistent
+    // tenderness after 2 weeks of *its* rest), and every other open episode of one knee (one
+    // diagnosed without an onset, one between two injuries of the other knee) is read by its
+    // own side, so the other knee's "no" never clears it (the metamorphic harness found the
+    // right knee's night pain cleared by a left-knee injury's exam).
+    let mut others = Vec::new();
     if let (Some(start), Some(onset)) = (table.episode_start, table.onset) {
         if doc.data_quality.episodes_by_side && start < onset {
-            let older = resolve_with(rs, facts, prepared, as_of, None, Some(start));
-            let mut ev_old = Evaluator {
-                rs,
-                table: &older,
-                trace: Vec::new(),
-                quiet: false,
-                phase: None,
-            };
-            let more: Vec<Finding> = ev_old
-                .findings(&doc.red_flags, None, true)
-                .into_iter()
-                .filter(|f| !decision.red_flags.iter().any(|g| g.id == f.id))
-                .collect();
-            flags_unknown.retain(|u| !more.iter().any(|f| f.id == u.id));
-            decision.red_flags.extend(more);
+            others.push(resolve_with(rs, facts, prepared, as_of, None, Some(start)));
         }
+    }
+    for look in &table.other_episodes {
+        others.push(resolve_by_side(rs, facts, prepared, as_of, *look));
+    }
+    for other in &others {
+        let mut ev_other = Evaluator {
+            rs,
+            table: other,
+            trace: Vec::new(),
+            quiet: false,
+            phase: None,
+        };
+        let more: Vec<Finding> = ev_other
+            .findings(&doc.red_flags, None, true)
+            .into_iter()
+            .filter(|f| !decision.red_flags.iter().any(|g| g.id == f.id))
+            .collect();
+        flags_unknown.retain(|u| !more.iter().any(|f| f.id == u.id));
+        decision.red_flags.extend(more);
     }
     if doc.data_quality.imaging_red_flags_stick {
         let sticky = sticky_red_flags(rs, facts, prepared, &table, as_of, &decision.red_flags);
@@ -600,6 +614,14 @@ impl<'a> Evaluator<'a> {
             // positive record, and the card says so.
             if positive && verdict != Verdict::Met && self.possibly(&r.when, false) {
                 let mut f = self.variant(r, self.found(r, start));
+                // A fact read more than one way is named among the conflicts, not by the one
+                // value the verdict read (a fall in pain listed as the basis of "no
+                // improvement" that fired on the injured knee's own records).
+                f.basis.retain(|b| {
+                    self.table.values.get(b.fact.as_str()).is_none_or(|v| {
+                        v.alternatives.is_empty() && v.alternative_bounds.is_empty()
+                    })
+                });
                 let (notes, sources) = self.conflicts(&r.when);
                 f.conflicts = notes;
                 f.evidence.extend(sources);

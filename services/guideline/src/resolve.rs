@@ -79,6 +79,17 @@ pub struct FactTable<'r> {
     pub episodes: Vec<String>,
     /// The start of the oldest open episode: its red flags stay in the history the card shows.
     pub episode_start: Option<Date>,
+    /// Other open episodes of one side, besides the one the patient is placed by and the
+    /// oldest: each one's red flags are read by its own side too (`resolve_by_side`).
+    pub other_episodes: Vec<Look>,
+}
+
+/// An open episode read on its own: its side, and the day it is read from (none for one
+/// diagnosed without an onset).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Look {
+    pub side: Side,
+    pub from: Option<Date>,
 }
 
 /// A record value after status, date and unit checks, ready to aggregate.
@@ -234,6 +245,9 @@ enum Read {
     NoValue,
     /// A value that cannot be used (unit, type, plausibility), and why.
     Bad(String),
+    /// A bound no believable value meets (`> 10` of a 0–10 score): unknown, and, as a value
+    /// in a form not read, possibly any believable value.
+    Beyond(String),
     /// A bound (`< 5 cm`) on a fact whose latest value is read: the interval it allows.
     Bound(Interval),
     /// The record is there and the component read is not (`unrecorded_ends`): not known to
@@ -358,6 +372,8 @@ struct Episode {
     placing_side: Option<Side>,
     /// The open episodes, in clinical words, when there is more than one.
     episodes: Vec<String>,
+    /// Other open episodes of one side (`FactTable::other_episodes`).
+    other_episodes: Vec<Look>,
 }
 
 /// The episode: the trigger Conditions (latest onset, or the earliest; by side where the rule
@@ -369,6 +385,7 @@ fn episode(
     prepared: &Prepared,
     as_of: Date,
     episode_from: Option<Date>,
+    by_side: Option<Side>,
     notes: &mut Notes,
 ) -> Episode {
     let dq = &rs.doc.data_quality;
@@ -454,51 +471,72 @@ fn episode(
     // counts from there, and its red flags are read).
     for &i in &prepared.ended {
         let r = &facts.records[i];
-        let Some(since) = r.end.or(r.date) else {
+        // An end after the as-of day (a last change stamped in the future) says nothing of
+        // when it ended, as for the triggers above.
+        let Some(since) = r.end.filter(|e| *e <= as_of).or(r.date) else {
             continue;
         };
         let ended_side = rs.side_of(r);
-        let back = hits
+        // The first day of harm after the end, by the side it is of: pain of the other knee is
+        // not this knee's pain come back (the property test found a left-knee score read as
+        // the right knee's recurrence, and its baseline), but an episode of the other knee,
+        // from that day (a review found the left knee's night pain otherwise not read at all).
+        let mut back: BTreeMap<Option<Side>, (Date, &str)> = BTreeMap::new();
+        for h in hits
             .iter()
             .filter(|h| h.counts && h.fact != rs.episode_index())
             .filter(|h| facts.records[h.record].kind == RecordKind::Observation)
-            // Pain of the other knee is not this knee's pain come back (the property test
-            // found a left-knee score read as the right knee's recurrence, and its baseline).
-            .filter(|h| {
-                let o = &facts.records[h.record];
-                !(dq.findings_by_side
-                    && !o.sites.is_empty()
-                    && ended_side.is_some_and(|s| opposite(rs.side_of(o), s)))
-            })
-            .filter_map(|h| {
-                // Within the protocol's length of the end: pain months on is another matter.
-                let near =
-                    |d: Date| stale_after.is_none_or(|limit| (d - since).whole_days() <= limit);
-                let day = facts.records[h.record]
-                    .date
-                    .filter(|d| *d > since && *d <= as_of && near(*d))?;
-                let b = rs.doc.facts.values().nth(h.fact)?;
-                // Pain (a 0–10 score above 0), or a red-flag finding present.
-                let harm = match read_value(rs, b, &b.sources[h.source], &facts.records[h.record]) {
-                    Read::Value(v) if v > 0.0 => {
-                        b.unit.as_deref() == Some("{score}")
-                            || (b.kind == crate::model::ValueKind::Boolean
-                                && rs.decides_red_flags(h.fact))
+        {
+            let o = &facts.records[h.record];
+            // Within the protocol's length of the end: pain months on is another matter.
+            let near = |d: Date| stale_after.is_none_or(|limit| (d - since).whole_days() <= limit);
+            let Some(day) = o.date.filter(|d| *d > since && *d <= as_of && near(*d)) else {
+                continue;
+            };
+            let Some(b) = rs.doc.facts.values().nth(h.fact) else {
+                continue;
+            };
+            // Pain (a 0–10 score above 0), or a red-flag finding present.
+            // A score or finding in a form not read may be pain (D52), where the rule set
+            // reads such records as possibly positive.
+            let harmful = b.unit.as_deref() == Some("{score}")
+                || (b.kind == crate::model::ValueKind::Boolean && rs.decides_red_flags(h.fact));
+            let harm = harmful
+                && match read_value(rs, b, &b.sources[h.source], o) {
+                    Read::Value(v) => v > 0.0,
+                    Read::Bad(_) => {
+                        dq.unreadable_red_flags_possible && unread_form(&b.sources[h.source], o)
                     }
+                    Read::Beyond(_) => dq.unreadable_red_flags_possible,
                     _ => false,
                 };
-                harm.then_some(day)
-            })
-            .min();
-        if let Some(day) = back {
+            if !harm {
+                continue;
+            }
+            let other = dq.findings_by_side
+                && !o.sites.is_empty()
+                && ended_side.is_some_and(|s| opposite(rs.side_of(o), s));
+            let (side, source) = if other {
+                (rs.side_of(o), o.source.as_str())
+            } else {
+                (ended_side, r.source.as_str())
+            };
+            let first = back.entry(side).or_insert((day, source));
+            if (day, source) < *first {
+                *first = (day, source);
+            }
+        }
+        for (side, (day, source)) in back {
             applies = true;
-            onset_sources.push(r.source.clone());
+            if !onset_sources.iter().any(|s| s == source) {
+                onset_sources.push(source.to_owned());
+            }
             triggers.push(Trigger {
                 onset: day,
                 end: None,
                 recurrence: true,
-                side: rs.side_of(r),
-                source: &r.source,
+                side,
+                source,
             });
             if onset.is_none_or(|o| {
                 if dq.episode_onset_earliest {
@@ -511,8 +549,18 @@ fn episode(
             }
         }
     }
+    // Read by one side (`resolve_by_side`): the episode as that knee's Conditions alone tell
+    // it, so another knee's newer injury neither dates it nor places its findings.
+    if let Some(side) = by_side {
+        triggers.retain(|t| t.side == Some(side));
+        if triggers.is_empty() {
+            onset = None;
+            onset_reason.get_or_insert_with(|| "onset not recorded".into());
+        }
+    }
     let mut episodes = Vec::new();
     let mut episode_start = None;
+    let mut other_episodes = Vec::new();
     let mut placing_side = None;
     if dq.episodes_by_side && !triggers.is_empty() {
         let open = episode_groups(
@@ -523,6 +571,23 @@ fn episode(
         );
         onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
+        // An open episode of one side that neither places the patient nor is the oldest (a
+        // right knee's course between two injuries of the left) is read on its own too.
+        if by_side.is_none() && episode_from.is_none() && dq.findings_by_side {
+            for (side, from) in &open.looks {
+                let Some(side) = side.filter(|s| *s != Side::Bilateral) else {
+                    continue;
+                };
+                let placing = Some(side) == open.side && *from >= open.onset;
+                let oldest = Some(side) == open.earliest_side && *from == open.earliest;
+                if !placing && !oldest {
+                    other_episodes.push(Look {
+                        side,
+                        from: Some(*from),
+                    });
+                }
+            }
+        }
         // The look back at an older episode (`episode_from`) is read by that episode's side,
         // as the newest one is by its own: a "no" of the newer injury's knee must not clear a
         // red flag of the older one.
@@ -540,13 +605,22 @@ fn episode(
         episodes = open.notes;
     }
     // An episode whose onset is not recorded is still of one knee: the other knee's "no" must
-    // not clear its red flags (the property test found night pain cleared so).
-    if dq.episodes_by_side && dq.findings_by_side && triggers.is_empty() {
-        if let Some(Some(side)) = undated_sides.first() {
-            if undated_sides.iter().all(|s| *s == Some(*side)) && *side != Side::Bilateral {
-                placing_side = Some(*side);
-            }
+    // not clear its red flags (the property test found night pain cleared so). Beside a dated
+    // episode of the other knee, its red flags are read by its own side as well.
+    if dq.episodes_by_side && dq.findings_by_side && by_side.is_none() {
+        let one = match undated_sides.first() {
+            Some(Some(side)) if undated_sides.iter().all(|s| *s == Some(*side)) => Some(*side),
+            _ => None,
         }
+        .filter(|s| *s != Side::Bilateral);
+        if triggers.is_empty() {
+            placing_side = placing_side.or(one);
+        } else if let Some(side) = one.filter(|s| Some(*s) != placing_side) {
+            other_episodes.push(Look { side, from: None });
+        }
+    }
+    if let Some(side) = by_side {
+        placing_side = Some(side);
     }
     Episode {
         applies,
@@ -556,6 +630,7 @@ fn episode(
         episode_start,
         placing_side,
         episodes,
+        other_episodes,
     }
 }
 
@@ -806,9 +881,11 @@ fn with_unreadable(
                         bound: None,
                         earliest: None,
                     }));
-                    if let Some(v) = aggregate(binding, dq, &mut read, as_of, onset).value {
-                        fv.alternatives.push(v);
-                    }
+                    // A trial that contradicts a readable record of its day gives that
+                    // day's readings, each possible (a review found the high end dropped so).
+                    let trial = aggregate(binding, dq, &mut read, as_of, onset);
+                    fv.alternatives.extend(trial.value);
+                    fv.alternatives.extend(trial.alternatives);
                 }
                 fv.alternatives.sort_by(f64::total_cmp);
                 fv.alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
@@ -858,6 +935,30 @@ pub(crate) fn resolve_with<'r>(
     only: Option<&BTreeSet<usize>>,
     episode_from: Option<Date>,
 ) -> FactTable<'r> {
+    resolve_inner(rs, facts, prepared, as_of, only, episode_from, None)
+}
+
+/// `resolve`, for one open episode read on its own (`FactTable::other_episodes`): that side's
+/// Conditions alone date it, and its findings are read by its side.
+pub(crate) fn resolve_by_side<'r>(
+    rs: &'r RuleSet,
+    facts: &Facts,
+    prepared: &Prepared,
+    as_of: Date,
+    look: Look,
+) -> FactTable<'r> {
+    resolve_inner(rs, facts, prepared, as_of, None, look.from, Some(look.side))
+}
+
+fn resolve_inner<'r>(
+    rs: &'r RuleSet,
+    facts: &Facts,
+    prepared: &Prepared,
+    as_of: Date,
+    only: Option<&BTreeSet<usize>>,
+    episode_from: Option<Date>,
+    by_side: Option<Side>,
+) -> FactTable<'r> {
     // A look back at an earlier day (`only`) reads what it needs: the notes of what was left
     // out, one formatted string per record after that day, were most of its cost.
     let mut notes = Notes::new(only.is_none());
@@ -880,7 +981,16 @@ pub(crate) fn resolve_with<'r>(
         episode_start,
         placing_side,
         episodes,
-    } = episode(rs, facts, prepared, as_of, episode_from, &mut notes);
+        other_episodes,
+    } = episode(
+        rs,
+        facts,
+        prepared,
+        as_of,
+        episode_from,
+        by_side,
+        &mut notes,
+    );
     let mut values = BTreeMap::new();
     let episode_value = match onset {
         Some(d) => FactValue::known(day_number(d), Some("d".into()), onset_sources.clone()),
@@ -1045,6 +1155,7 @@ pub(crate) fn resolve_with<'r>(
                 Read::Bad(reason) => {
                     bad.push((r.source.clone(), reason, date, unread_form(src, r)))
                 }
+                Read::Beyond(reason) => bad.push((r.source.clone(), reason, date, true)),
             }
         }
         let mut prelim_values = Vec::new();
@@ -1083,6 +1194,15 @@ pub(crate) fn resolve_with<'r>(
                     .collect(),
             );
         }
+        // This side's records alone, before corrections settle the day: the other knee's
+        // amended record must not stand in for this knee's (see below).
+        let own_points: Option<Vec<Point<'_>>> = (!other_side.is_empty()).then(|| {
+            points
+                .iter()
+                .filter(|p| !other_side.contains(p.source))
+                .cloned()
+                .collect()
+        });
         let mut fv = aggregate(binding, dq, &mut points, as_of, anchors.onset);
         if let (Some(_), Some(count)) = (&binding.ended_by, fv.value) {
             if let Some(last) = points.last() {
@@ -1117,12 +1237,7 @@ pub(crate) fn resolve_with<'r>(
         // of the other knee never reads as this knee's improvement and hides a red flag its
         // own records fire (the metamorphic harness found "no improvement after rest" cleared
         // by a left-knee pain of 1 beside the right knee's 6).
-        if !other_side.is_empty() {
-            let mut own: Vec<Point<'_>> = points
-                .iter()
-                .filter(|p| !other_side.contains(p.source))
-                .cloned()
-                .collect();
+        if let Some(mut own) = own_points {
             let own = aggregate(binding, dq, &mut own, as_of, anchors.onset);
             let said = own.value.is_some() || own.bound.is_some();
             if said && (own.value != fv.value || own.bound != fv.bound) {
@@ -1159,6 +1274,7 @@ pub(crate) fn resolve_with<'r>(
         approved,
         episodes,
         episode_start: episode_start.or(onset),
+        other_episodes,
     }
 }
 
@@ -1183,6 +1299,8 @@ struct OpenEpisode {
     /// The side of the oldest open episode, when one side's episode is the oldest and no
     /// stale entry set aside is older still.
     earliest_side: Option<Side>,
+    /// Every side's episode: its side and the day its red flags are looked for from.
+    looks: Vec<(Option<Side>, Date)>,
     sources: Vec<String>,
     notes: Vec<String>,
 }
@@ -1334,6 +1452,7 @@ fn episode_groups(
         side,
         earliest,
         earliest_side,
+        looks: groups.iter().map(|g| (g.0, g.3)).collect(),
         sources,
         notes,
     }
@@ -1420,7 +1539,7 @@ pub(crate) fn says_more_than_no(rs: &RuleSet, b: &FactBinding, source: usize, r:
     }
     match read_value(rs, b, src, r) {
         Read::Value(v) => v != 0.0,
-        Read::Bound(_) | Read::Bad(_) => true,
+        Read::Bound(_) | Read::Bad(_) | Read::Beyond(_) => true,
         Read::NoValue | Read::Nothing | Read::Unrecorded => false,
     }
 }
@@ -1596,8 +1715,19 @@ fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
         _ => return Read::Bad("not a bound".into()),
     };
     let recorded = iv;
+    let unit = b.unit.as_deref().unwrap_or_default();
     if let Some([lo, hi]) = b.plausible {
         iv = iv.within(lo, hi);
+        // A bound no believable value meets (`< 0 cm`, `> 10` of a 0–10 score) says nothing
+        // sure of the patient: unknown, and possibly any believable value, as a value in a
+        // form not read is (`> 10` may mean the worst pain); never a vacuous "every value
+        // meets the criterion" that fired a flag on a meaningless record.
+        if iv.is_empty() {
+            return Read::Beyond(format!(
+                "recorded as {} {unit}, outside the plausible range {lo}–{hi}",
+                recorded.describe()
+            ));
+        }
     }
     // Where absence is a finding of its own (no tenderness: extent 0), a measured bound says
     // the thing is there: `< 5 cm` is an extent above 0 and under 5.
@@ -1606,21 +1736,14 @@ fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
             iv.lo = Some((absent, false));
         }
     }
-    // A bound no believable value meets (`< 0 cm`, `> 100` of a 0–10 score) says nothing of
-    // the patient: unknown, like a number outside the range, never a vacuous "every value
-    // meets the criterion" that would fire a flag on a meaningless record.
+    // `≤ 0 cm` of an extent: a measured extent says the finding is there, its bound that it
+    // is not. Unknown, as two records that disagree are.
     if iv.is_empty() {
-        let unit = b.unit.as_deref().unwrap_or_default();
-        return Read::Bad(match b.plausible {
-            Some([lo, hi]) => format!(
-                "recorded as {} {unit}, outside the plausible range {lo}–{hi}",
-                recorded.describe()
-            ),
-            None => format!(
-                "recorded as {} {unit}, which no value meets",
-                recorded.describe()
-            ),
-        });
+        return Read::Bad(format!(
+            "recorded as {} {unit}: a measured extent, yet none above {}",
+            recorded.describe(),
+            iv.lo.map_or(0.0, |(v, _)| v)
+        ));
     }
     let text = format!(
         "recorded as {} {}",
@@ -2000,7 +2123,7 @@ fn latest_of_bounds(points: &[Point<'_>], unit: Option<String>) -> FactValue {
         return contradictory(values);
     }
     // Bounds that overlap all hold: the value lies where they meet (`< 3` and `< 4` is `< 3`).
-    // (The same bound twice is that bound, even one that allows no value.)
+    // (The same bound twice is that bound.)
     let Some(met) = bounds[1..].iter().try_fold(bounds[0], |acc, iv| {
         if *iv == acc {
             Some(acc)
