@@ -82,6 +82,13 @@ pub struct FactTable<'r> {
     /// Other open episodes of one side, besides the one the patient is placed by and the
     /// oldest: each one's red flags are read by its own side too (`resolve_by_side`).
     pub other_episodes: Vec<Look>,
+    /// The side findings are read by: the episode's that places the patient, or the one a
+    /// look reads (`findings_by_side`).
+    pub placing_side: Option<Side>,
+    /// Read for one episode on its own (`resolve_by_side`), not for the patient.
+    pub one_episode: bool,
+    /// The side of the oldest open episode (`episode_start`), when one side's.
+    pub oldest_side: Option<Side>,
 }
 
 /// An open episode read on its own: its side, and the day it is read from (none for one
@@ -374,6 +381,8 @@ struct Episode {
     episodes: Vec<String>,
     /// Other open episodes of one side (`FactTable::other_episodes`).
     other_episodes: Vec<Look>,
+    /// The side of the oldest open episode.
+    oldest_side: Option<Side>,
 }
 
 /// The episode: the trigger Conditions (latest onset, or the earliest; by side where the rule
@@ -561,6 +570,7 @@ fn episode(
     let mut episodes = Vec::new();
     let mut episode_start = None;
     let mut other_episodes = Vec::new();
+    let mut oldest_side = None;
     let mut placing_side = None;
     if dq.episodes_by_side && !triggers.is_empty() {
         let open = episode_groups(
@@ -571,6 +581,7 @@ fn episode(
         );
         onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
+        oldest_side = open.earliest_side.filter(|s| *s != Side::Bilateral);
         // An open episode of one side that neither places the patient nor is the oldest (a
         // right knee's course between two injuries of the left) is read on its own too.
         if by_side.is_none() && episode_from.is_none() && dq.findings_by_side {
@@ -631,6 +642,7 @@ fn episode(
         placing_side,
         episodes,
         other_episodes,
+        oldest_side,
     }
 }
 
@@ -982,6 +994,7 @@ fn resolve_inner<'r>(
         placing_side,
         episodes,
         other_episodes,
+        oldest_side,
     } = episode(
         rs,
         facts,
@@ -1275,6 +1288,9 @@ fn resolve_inner<'r>(
         episodes,
         episode_start: episode_start.or(onset),
         other_episodes,
+        placing_side,
+        one_episode: by_side.is_some(),
+        oldest_side,
     }
 }
 
@@ -1634,6 +1650,18 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
             Ok(true) => Read::Nothing,
             Err(e) => Read::Bad(e),
         };
+    }
+    // A coded yes or no given for a number whose absence is a finding of its own ("extent of
+    // focal tenderness: No"): no is that number (no tenderness, extent 0); yes says the
+    // finding is there but not its number (independent adversarial case 414).
+    if let (ValueKind::Number, Value::Coded(_)) = (b.kind, value) {
+        if let Some(absent) = b.sources.iter().find_map(|s| s.absent_means) {
+            match boolean(rs, value) {
+                Ok(false) => return Read::Value(absent),
+                Ok(true) => return Read::Bad("recorded present, without its number".into()),
+                Err(_) => {}
+            }
+        }
     }
     let read = match (b.kind, &src.resolved_answers, value) {
         // This source's own coded answers (a Patient's gender read as "not female").
