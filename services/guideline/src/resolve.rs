@@ -1768,9 +1768,8 @@ fn bounded(rs: &RuleSet, b: &FactBinding, value: &Value) -> Read {
     // is not. Unknown, as two records that disagree are.
     if iv.is_empty() {
         return Read::Bad(format!(
-            "recorded as {} {unit}: a measured extent, yet none above {}",
-            recorded.describe(),
-            iv.lo.map_or(0.0, |(v, _)| v)
+            "recorded as {} {unit}, which says neither that it is there nor how large",
+            recorded.describe()
         ));
     }
     let text = format!(
