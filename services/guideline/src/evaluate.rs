@@ -10,7 +10,7 @@ use crate::facts::Facts;
 use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
 use crate::panels::with_panel_findings;
 use crate::resolve::{
-    prepare, resolve_by_side, resolve_with, FactTable, Look, Prepared, NOT_RECORDED,
+    prepare, resolve_by_side, resolve_on, resolve_with, FactTable, Look, Prepared, NOT_RECORDED,
 };
 use crate::ruleset::RuleSet;
 use crate::units;
@@ -94,7 +94,21 @@ pub(crate) fn decide(
             resolve_by_side(rs, facts, prepared, as_of, look),
             as_of,
         );
-        if theirs.applies && caution(&theirs) < caution(&decision) {
+        // Its red flags, the ones that fired on an earlier day and stick among them, are the
+        // patient's (the property test found a right knee's persistent tenderness lost once a
+        // left-knee episode placed the patient).
+        let more: Vec<Finding> = theirs
+            .red_flags
+            .iter()
+            .filter(|f| !decision.red_flags.iter().any(|g| g.id == f.id))
+            .cloned()
+            .collect();
+        decision
+            .unassessed_red_flags
+            .retain(|u| !more.iter().any(|f| f.id == u.id));
+        let held = !more.is_empty() && decision.phase.as_deref() != Some(HOLD_FOR_EVALUATION);
+        decision.red_flags.extend(more);
+        if theirs.applies && (held || caution(&theirs) < caution(&decision)) {
             decision.phase = theirs.phase;
             decision.regression = theirs.regression;
             decision.missing = theirs.missing;
@@ -182,18 +196,13 @@ fn decide_one(
     }
     // Red flags read another way too, added where the main reading did not fire them: a newer
     // episode does not silence the older one (its red flags on its own clock: persistent
-    // tenderness after 2 weeks of *its* rest), and every other open episode of one knee (one
-    // diagnosed without an onset, one between two injuries of the other knee) is read by its
-    // own side, so the other knee's "no" never clears it (the metamorphic harness found the
-    // right knee's night pain cleared by a left-knee injury's exam).
+    // tenderness after 2 weeks of *its* rest). Every other open episode of one knee is
+    // decided on its own in `decide`.
     let mut others = Vec::new();
     if let (Some(start), Some(onset)) = (table.episode_start, table.onset) {
         if doc.data_quality.episodes_by_side && start < onset {
             others.push(resolve_with(rs, facts, prepared, as_of, None, Some(start)));
         }
-    }
-    for look in &table.other_episodes {
-        others.push(resolve_by_side(rs, facts, prepared, as_of, *look));
     }
     for other in &others {
         let mut ev_other = Evaluator {
@@ -212,7 +221,17 @@ fn decide_one(
         decision.red_flags.extend(more);
     }
     if doc.data_quality.imaging_red_flags_stick {
-        let sticky = sticky_red_flags(rs, facts, prepared, &table, as_of, &decision.red_flags);
+        // A look at one episode reads the earlier days by its side too.
+        let side = table.placing_side.filter(|_| table.one_episode);
+        let sticky = sticky_red_flags(
+            rs,
+            facts,
+            prepared,
+            &table,
+            as_of,
+            &decision.red_flags,
+            side,
+        );
         flags_unknown.retain(|u| !sticky.iter().any(|f| f.id == u.id));
         decision.red_flags.extend(sticky);
     }
@@ -390,6 +409,7 @@ fn sticky_red_flags(
     table: &FactTable,
     as_of: Date,
     fired: &[Finding],
+    side: Option<crate::model::Side>,
 ) -> Vec<Finding> {
     // From the start of the oldest open episode: a newer episode does not wipe out the red
     // flags of the one before it.
@@ -464,7 +484,7 @@ fn sticky_red_flags(
         if needed.is_empty() {
             continue;
         }
-        let then = resolve_with(rs, facts, prepared, day, Some(&needed), None);
+        let then = resolve_on(rs, facts, prepared, day, Some(&needed), side);
         let mut ev = Evaluator {
             rs,
             table: &then,

@@ -962,6 +962,19 @@ pub(crate) fn resolve_by_side<'r>(
     resolve_inner(rs, facts, prepared, as_of, None, look.from, Some(look.side))
 }
 
+/// `resolve_with` for the facts in `only` on an earlier day, the findings read by `side`
+/// when given (a look at one episode going back over its days).
+pub(crate) fn resolve_on<'r>(
+    rs: &'r RuleSet,
+    facts: &Facts,
+    prepared: &Prepared,
+    day: Date,
+    only: Option<&BTreeSet<usize>>,
+    side: Option<Side>,
+) -> FactTable<'r> {
+    resolve_inner(rs, facts, prepared, day, only, None, side)
+}
+
 fn resolve_inner<'r>(
     rs: &'r RuleSet,
     facts: &Facts,

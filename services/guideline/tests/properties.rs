@@ -14,14 +14,8 @@ fn rule_sets() -> &'static [RuleSet] {
     static RS: OnceLock<Vec<RuleSet>> = OnceLock::new();
     RS.get_or_init(|| {
         ["1.0.0", "1.0.1"]
-            .iter()
-            .map(|v| {
-                let path = format!(
-                    "{}/../../guidelines/medial-knee-pain-running/{v}.yaml",
-                    env!("CARGO_MANIFEST_DIR")
-                );
-                RuleSet::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap()
-            })
+            .into_iter()
+            .map(support::rule_set)
             .collect()
     })
 }

@@ -16,14 +16,8 @@ fn rule_sets() -> &'static [RuleSet] {
     static RS: OnceLock<Vec<RuleSet>> = OnceLock::new();
     RS.get_or_init(|| {
         ["1.0.2", "1.1.1"]
-            .iter()
-            .map(|v| {
-                let path = format!(
-                    "{}/../../guidelines/medial-knee-pain-running/{v}.yaml",
-                    env!("CARGO_MANIFEST_DIR")
-                );
-                RuleSet::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap()
-            })
+            .into_iter()
+            .map(support::rule_set)
             .collect()
     })
 }
@@ -111,6 +105,9 @@ proptest! {
         let mut copy = original.clone();
         copy.source = "Observation/unreadable-copy".into();
         copy.value = Some(unreadable(form, original.value.as_ref().unwrap()));
+        // The finding's value only: a session's parts copied would be another session (a
+        // pain-free run that rightly moves a painful one out of the first two).
+        copy.components.clear();
         let mut with = facts.clone();
         if first { with.records.insert(0, copy) } else { with.records.push(copy) }
         for rs in rule_sets() {

@@ -3,11 +3,21 @@
 
 use proptest::prelude::*;
 use stride_guideline::facts::RecordKind;
-use stride_guideline::{Code, Component, Facts, Record, Value};
+use stride_guideline::{Code, Component, Facts, Record, RuleSet, Value};
 use time::{macros::date, Date, Duration};
 
 pub const AS_OF: Date = date!(2026 - 06 - 01);
 pub const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
+
+/// Rule set `version` of the running-knee guideline, as shipped.
+#[allow(dead_code)] // not every test file that shares this module loads one
+pub fn rule_set(version: &str) -> RuleSet {
+    let path = format!(
+        "{}/../../guidelines/medial-knee-pain-running/{version}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    RuleSet::from_yaml(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
 
 pub fn local(code: &str) -> Vec<Code> {
     vec![Code {
