@@ -109,6 +109,21 @@ pub(crate) fn decide(
         let held = !more.is_empty() && decision.phase.as_deref() != Some(HOLD_FOR_EVALUATION);
         decision.red_flags.extend(more);
         if theirs.applies && (held || caution(&theirs) < caution(&decision)) {
+            // What holds that episode back is shown too: a red flag it cannot rule out (not
+            // for an episode without an onset, whose clock-bound red flags are all unknown:
+            // what it asks for is its onset, in `missing`).
+            let unassessed = if look.from.is_some() {
+                theirs.unassessed_red_flags
+            } else {
+                Vec::new()
+            };
+            for u in unassessed {
+                let known = decision.red_flags.iter().any(|f| f.id == u.id)
+                    || decision.unassessed_red_flags.iter().any(|v| v.id == u.id);
+                if !known {
+                    decision.unassessed_red_flags.push(u);
+                }
+            }
             decision.phase = theirs.phase;
             decision.regression = theirs.regression;
             decision.missing = theirs.missing;
@@ -196,13 +211,22 @@ fn decide_one(
     }
     // Red flags read another way too, added where the main reading did not fire them: a newer
     // episode does not silence the older one (its red flags on its own clock: persistent
-    // tenderness after 2 weeks of *its* rest). Every other open episode of one knee is
-    // decided on its own in `decide`.
+    // tenderness after 2 weeks of *its* rest), and an older injury of the same knee is read
+    // by that knee's side, so the other knee's "no" never clears it (a review found "no
+    // improvement" cleared so). Every open episode of the other knee is decided on its own
+    // in `decide`.
     let mut others = Vec::new();
     if let (Some(start), Some(onset)) = (table.episode_start, table.onset) {
         if doc.data_quality.episodes_by_side && start < onset {
             others.push(resolve_with(rs, facts, prepared, as_of, None, Some(start)));
         }
+    }
+    for look in table
+        .other_episodes
+        .iter()
+        .filter(|l| Some(l.side) == table.placing_side)
+    {
+        others.push(resolve_by_side(rs, facts, prepared, as_of, *look));
     }
     for other in &others {
         let mut ev_other = Evaluator {
