@@ -227,6 +227,7 @@ async fn clinician_decisions(
     Ok(overridden
         .into_iter()
         .map(|o| Record {
+            at: None,
             text: None,
             codes: vec![Code {
                 system: rs.doc.decision_system.clone(),

@@ -21,6 +21,19 @@ mod support;
 /// Cases whose expectation the rule set in force does not share, each with why.
 const DISAGREE: &[(&str, &str)] = &[
     (
+        "435-",
+        "The watch's and the phone's copies of each run are one session (D101), but the rule \
+         sets leave walk-run after 3 consecutive pain-free sessions at any level (D10), not 3 at \
+         the top level (60 s at 50 %) as INTERPRETATION proposes: six pain-free sessions since \
+         11-14 give progressive loading on day 42.",
+    ),
+    (
+        "446-",
+        "As 435: the three records of the 12-05 run are one session (D101); the walk-run exit \
+         counts pain-free sessions at any level (D10), and the runs at 30 and 40 % since 11-15 \
+         are enough.",
+    ),
+    (
         "42-",
         "Persistent localized bony tenderness after 2 weeks of rest (RF-03) is judged on an exam \
          from day 14 of the episode; the last exam is from day 13, so RF-03 is not ruled out and \
@@ -141,18 +154,11 @@ const OPEN: &[(&str, &str)] = &[
         "A 'no' whose note says the opposite in words: notes are not read.",
     ),
     (
-        "407-",
-        "Two walk records of the same instant from two devices (45 min and '< 30 min') are read \
-         as two walks of the day, the longest 45 min: the engine reads a record's day, not its \
-         time, so it cannot tell one walk recorded twice from two walks. Left for later: records \
-         of one instant read as one event, their disagreement a conflict.",
-    ),
-    (
-        "420-",
-        "As 407: each run logged by a watch and a phone under different ids is read as two runs \
-         (two on 12-01, so the consecutive-day card, and the painful phone record of 12-03 is \
-         the third run, not among the first two of the return). Left for later: one run \
-         recorded by two devices read as one.",
+        "447-",
+        "The copies are one run each (D101), but the first fortnight of walk-run (three runs \
+         from its fifth day) is the baseline of the weekly trend of the next fortnight (six \
+         runs): a rise of about 48 % a week, so distance-jump is shown. The same without the \
+         phone's copies. Left for later: a trend whose earlier period had only begun to run.",
     ),
 ];
 

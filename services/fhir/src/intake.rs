@@ -217,6 +217,8 @@ impl Intake {
         for (r, at) in self.records.iter_mut().zip(&self.instants) {
             if let Some(t) = at.date {
                 r.date = Some(zone.date_of(t, fallback));
+                // In UTC: one instant reads the same whatever offset each device wrote.
+                r.at = Some(t.to_offset(UtcOffset::UTC));
             }
             if let Some(t) = at.start {
                 r.start = Some(zone.date_of(t, fallback));
@@ -936,6 +938,7 @@ fn observation(o: &Observation, source: String) -> Read {
         })
         .collect();
     let record = Record {
+        at: None,
         text: None,
         end: None,
         sites: o
@@ -1034,6 +1037,7 @@ fn condition(c: &Condition, source: String) -> Read {
         _ => (None, None),
     };
     let record = Record {
+        at: None,
         end,
         sites: c
             .body_site
@@ -1101,6 +1105,7 @@ fn patient(p: &Patient, source: String) -> Read {
         None => (None, None),
     };
     let record = Record {
+        at: None,
         text: None,
         end: None,
         sites: Vec::new(),
@@ -1136,6 +1141,7 @@ fn service_request(s: &ServiceRequest, source: String) -> Read {
         RecordKind::Order
     };
     let record = Record {
+        at: None,
         end: None,
         sites: s
             .body_site
@@ -1267,6 +1273,7 @@ fn device_request(d: &DeviceRequest, source: String) -> Read {
     };
     let (date, at) = d.authored_on.as_ref().map_or((None, None), when);
     let record = Record {
+        at: None,
         end: None,
         sites: Vec::new(),
         start: None,
@@ -1314,6 +1321,7 @@ fn diagnostic_report(d: &DiagnosticReport, source: String) -> Read {
         }
     };
     let record = Record {
+        at: None,
         // What was imaged, in words ("MRI right ankle"): a code for any lower-limb joint
         // does not say which.
         text: words(Some(&d.code)),
@@ -1353,6 +1361,7 @@ fn imaging_study(i: &ImagingStudy, source: String) -> Read {
         .filter_map(|c| words(Some(c)))
         .collect();
     let record = Record {
+        at: None,
         text: (!said.is_empty()).then(|| said.join(" · ")),
         end: None,
         // The series' body sites: what was imaged, whatever the procedure code says.

@@ -154,13 +154,25 @@ fn value_json(v: &Value, prefix: &str) -> (String, Json) {
     }
 }
 
-/// One record as the FHIR resource an EHR would send.
-fn resource(r: &Record, n: usize) -> Json {
+/// The clinic's `minutes` after midnight on `day`, in UTC.
+fn instant_at(day: Date, minutes: u32) -> OffsetDateTime {
+    instant(day, 0) + time::Duration::minutes(i64::from(minutes))
+}
+
+/// One record as the FHIR resource an EHR would send: the `slot`-th record of its day is
+/// stamped at 05:00 and 70 minutes more for each before it, so two records of a vignette's day
+/// are never taken for one event (less than an hour apart, D101), unless the vignette gives
+/// their times.
+fn resource(r: &Record, n: usize, slot: u32) -> Json {
     let id = format!("r{n}");
     let ident =
         json!([{"system": "https://ehr.example.org/ids/record", "value": format!("rec-{n}")}]);
     let subject = json!({"reference": "Patient/p1"});
-    let at = |d: Date| stamp(instant(d, 10));
+    // A vignette's own time of day (records of one event) is the clinic's.
+    let minutes = r.at.map_or(5 * 60 + 70 * slot.min(15), |t| {
+        u32::from(t.hour()) * 60 + u32::from(t.minute())
+    });
+    let at = |d: Date| stamp(instant_at(d, minutes));
     match r.kind {
         RecordKind::Decision => unreachable!("a clinician's decision is passed through (render)"),
         RecordKind::Observation => {
@@ -169,7 +181,7 @@ fn resource(r: &Record, n: usize) -> Json {
                 "code": coding(&r.codes), "subject": subject});
             match (r.start, r.date) {
                 (Some(s), Some(d)) => {
-                    o["effectivePeriod"] = json!({"start": stamp(instant(s, 8)), "end": at(d)})
+                    o["effectivePeriod"] = json!({"start": stamp(instant(s, 4)), "end": at(d)})
                 }
                 (_, Some(d)) => o["effectiveDateTime"] = json!(at(d)),
                 _ => {}
@@ -294,6 +306,7 @@ fn resource(r: &Record, n: usize) -> Json {
 }
 
 fn render(facts: &Facts) -> Rendered {
+    let mut slots: std::collections::HashMap<Option<Date>, u32> = Default::default();
     Rendered {
         resources: facts
             .records
@@ -301,7 +314,11 @@ fn render(facts: &Facts) -> Rendered {
             .enumerate()
             // A clinician's decision comes from the store, not from FHIR: passed through.
             .filter(|(_, r)| r.kind != RecordKind::Decision)
-            .map(|(n, r)| resource(r, n))
+            .map(|(n, r)| {
+                let slot = slots.entry(r.date).or_default();
+                *slot += 1;
+                resource(r, n, *slot - 1)
+            })
             .collect(),
     }
 }
@@ -711,6 +728,35 @@ fn unchanged(r: &Rendered) -> Vec<(&'static str, Pages)> {
     noise.push(json!({"resourceType": "MedicationRequest", "id": "med", "status": "active", "intent": "order",
         "subject": {"reference": "Patient/p1"}}));
     out.push(("resources of other codes and types added", vec![noise]));
+    // Each finding and session recorded again by a second device (a phone beside the watch)
+    // minutes later, under its own id and identifier: one event, not two (D101).
+    for (name, minutes) in [
+        (
+            "every Observation logged again by a second device a minute later",
+            1,
+        ),
+        (
+            "every Observation logged again by a second device 45 minutes later",
+            45,
+        ),
+    ] {
+        let mut copies = base.clone();
+        copies.extend(base.iter().filter_map(|x| {
+            let when = x["effectiveDateTime"].as_str()?;
+            if x["resourceType"] != "Observation" {
+                return None;
+            }
+            let t =
+                OffsetDateTime::parse(when, &time::format_description::well_known::Rfc3339).ok()?;
+            let mut y = x.clone();
+            let id = x["id"].as_str().unwrap_or("");
+            y["id"] = json!(format!("phone-{id}"));
+            y["identifier"] = json!([{"system": "https://phone.example.com/ids", "value": id}]);
+            y["effectiveDateTime"] = json!(stamp(t + time::Duration::minutes(minutes)));
+            Some(y)
+        }));
+        out.push((name, vec![copies]));
+    }
     out
 }
 

@@ -10,7 +10,12 @@ const AS_OF: Date = date!(2026 - 06 - 01);
 const LOCAL: &str = "http://stride-cds.org/fhir/CodeSystem/running-knee";
 
 fn obs(n: usize, code: &str, day: i64, value: Option<Value>, components: Vec<Component>) -> Record {
+    // A time of day, as a hook's records have (each of a day's records more than an hour from
+    // the others, so none is taken for another's copy: D101).
+    let at = (AS_OF + Duration::days(day)).midnight().assume_utc()
+        + Duration::minutes(5 * 60 + 70 * (n % 14) as i64);
     Record {
+        at: Some(at),
         text: None,
         end: None,
         sites: Vec::new(),
@@ -40,6 +45,7 @@ fn comp(code: &str, value: Value) -> Component {
 
 pub fn patient() -> Facts {
     let mut r = vec![Record {
+        at: None,
         text: None,
         end: None,
         sites: Vec::new(),
@@ -93,6 +99,7 @@ pub fn patient() -> Facts {
     // Knee radiographs after the tenderness of day -20 (day 20 of the episode): 1.0.2 keeps a
     // red flag that asks for imaging until imaging is recorded, so it looks back and finds it.
     r.push(Record {
+        at: None,
         text: None,
         end: None,
         sites: Vec::new(),

@@ -29,6 +29,15 @@ pub struct PhaseState {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Record {
+    /// The instant the record's day was read from, when it has a time (an effective instant,
+    /// a period's end): two records of one fact less than an hour apart are one event, such as
+    /// one run logged by a watch and by a phone (COVERAGE.md D101). Vignettes write none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub at: Option<time::OffsetDateTime>,
     pub codes: Vec<Code>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<Component>,
@@ -134,6 +143,7 @@ mod tests {
         let facts = Facts {
             phase_state: None,
             records: vec![Record {
+                at: None,
                 text: None,
                 end: None,
                 sites: Vec::new(),

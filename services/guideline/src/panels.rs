@@ -30,6 +30,7 @@ pub(crate) fn with_panel_findings<'f>(rs: &RuleSet, facts: &'f Facts) -> Cow<'f,
                 as_components.is_some_and(|read| c.codes.iter().any(|k| read.contains(k)));
             if !read_as_component && c.codes.iter().any(|k| rs.reads_alone(k)) {
                 found.push(Record {
+                    at: r.at,
                     text: None,
                     codes: c.codes.clone(),
                     components: Vec::new(),

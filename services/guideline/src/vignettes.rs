@@ -70,6 +70,10 @@ pub struct VRecord {
     /// What an order says it orders in words (`code.text`), e.g. an EHR's own orderable.
     #[serde(default)]
     pub text: Option<String>,
+    /// The time of day it was recorded (`HH:MM`, UTC), for records of one event: a run
+    /// logged by two devices minutes apart. Without it a record has a day only.
+    #[serde(default)]
+    pub time: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -251,6 +255,14 @@ impl Vignette {
                     })
                 })
                 .collect::<Result<Vec<_>, String>>()?;
+            let time = r
+                .time
+                .as_deref()
+                .map(|t| {
+                    time::Time::parse(t, time::macros::format_description!("[hour]:[minute]"))
+                        .map_err(|e| format!("time {t:?}: {e}"))
+                })
+                .transpose()?;
             for (j, day) in days.iter().enumerate() {
                 let base =
                     r.id.clone()
@@ -260,7 +272,9 @@ impl Vignette {
                 } else {
                     base
                 };
+                let date = day.map(|d| self.as_of + Duration::days(d));
                 records.push(Record {
+                    at: date.zip(time).map(|(d, t)| d.with_time(t).assume_utc()),
                     text: r.text.as_ref().map(|t| t.to_lowercase()),
                     end: r.end.map(|d| self.as_of + Duration::days(d)),
                     sites: sites.clone(),
@@ -275,7 +289,7 @@ impl Vignette {
                         vec![code(&r.code)?]
                     },
                     status: status.clone(),
-                    date: day.map(|d| self.as_of + Duration::days(d)),
+                    date,
                     value: r.value.as_ref().map(value).transpose()?,
                     components: components.clone(),
                 });

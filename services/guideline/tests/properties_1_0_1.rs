@@ -74,6 +74,7 @@ fn positive(finding: usize, day: i64) -> Record {
 /// A final Observation of a local code, `day` days from `AS_OF`.
 fn final_observation(code: &str, source: &str, day: i64, value: Value) -> Record {
     Record {
+        at: None,
         text: None,
         end: None,
         sites: Vec::new(),
@@ -198,6 +199,7 @@ proptest! {
         let code = codes[pick.index(codes.len())];
         let mut more = facts.clone();
         more.records.push(Record {
+            at: None,
             text: None,
             end: None,
             sites: Vec::new(),
@@ -303,6 +305,7 @@ fn a_red_flag_one_same_day_extent_fires_is_fired_beside_any_other() {
         )
     };
     let episode = Record {
+        at: None,
         text: None,
         end: None,
         sites: Vec::new(),

@@ -1,7 +1,9 @@
 //! Properties the rule sets on 1.0.2's decision model (1.0.2 and the draft 1.1.1) promise on
 //! records that cannot be read or belong to the other knee: a second record of a finding on
 //! its own day in a form that cannot be read never removes a red flag nor lets the patient
-//! progress, and neither does a record of the other knee.
+//! progress, and neither does a record of the other knee. And on records of one event logged
+//! twice (D101): a copy by a second device minutes later changes nothing, and a copy that
+//! disagrees never makes the decision less cautious.
 
 mod support;
 
@@ -86,8 +88,121 @@ fn unreadable(form: usize, beside: &Value) -> Value {
     }
 }
 
+/// The parts of a decision a clinician acts on, by id.
+fn outcome(d: &Decision) -> (bool, Option<String>, Vec<String>, Vec<String>, Vec<String>) {
+    let ids = |fs: &[stride_guideline::decision::Finding]| {
+        let mut v: Vec<String> = fs.iter().map(|f| f.id.clone()).collect();
+        v.sort();
+        v
+    };
+    (
+        d.applies,
+        d.phase.clone(),
+        ids(&d.red_flags),
+        ids(&d.warnings),
+        ids(&d.pitfalls),
+    )
+}
+
+/// Every dated record given a time, as a hook's records have: the `n`-th record of a day at
+/// 05:00 and 70 minutes more for each before it, so no two are less than an hour apart.
+fn timed(facts: &Facts) -> Facts {
+    let mut slots: std::collections::HashMap<time::Date, i64> = Default::default();
+    let mut out = facts.clone();
+    for r in &mut out.records {
+        if let Some(day) = r.date {
+            let slot = slots.entry(day).or_default();
+            r.at = Some(
+                day.midnight().assume_utc()
+                    + time::Duration::minutes(5 * 60 + 70 * (*slot).min(15)),
+            );
+            *slot += 1;
+        }
+    }
+    out
+}
+
+/// A value of the same kind that says otherwise: the opposite yes/no, another number.
+fn otherwise(v: &Value) -> Option<Value> {
+    Some(match v {
+        Value::Boolean(b) => Value::Boolean(!b),
+        Value::Integer(n) => Value::Integer((n + 3) % 11),
+        Value::Quantity { value, unit } => Value::Quantity {
+            value: value * 2.0 + 1.0,
+            unit: unit.clone(),
+        },
+        _ => return None,
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    /// Records an hour or more apart are never one event: giving every record a time of its
+    /// own changes no decision.
+    #[test]
+    fn times_an_hour_apart_change_nothing(facts in patient()) {
+        let with = timed(&facts);
+        for rs in rule_sets() {
+            let (before, after) = (evaluate(rs, &facts, AS_OF), evaluate(rs, &with, AS_OF));
+            prop_assert_eq!(outcome(&before), outcome(&after), "{}", rs.doc.version);
+        }
+    }
+
+    /// Every record logged again by a second device, under its own id, less than an hour
+    /// later: one event each, the decision unchanged (a session counted twice would double a
+    /// pain-free streak; two of one day would be the consecutive-day pitfall).
+    #[test]
+    fn a_second_device_logging_every_record_again_changes_nothing(
+        facts in patient(),
+        minutes in 0i64..60,
+    ) {
+        let facts = timed(&facts);
+        let mut with = facts.clone();
+        for r in &facts.records {
+            if r.kind == RecordKind::Observation && r.at.is_some() {
+                let mut copy = r.clone();
+                copy.source = format!("{}-phone", r.source);
+                copy.at = r.at.map(|t| t + time::Duration::minutes(minutes));
+                with.records.push(copy);
+            }
+        }
+        for rs in rule_sets() {
+            let (before, after) = (evaluate(rs, &facts, AS_OF), evaluate(rs, &with, AS_OF));
+            prop_assert_eq!(outcome(&before), outcome(&after), "{}", rs.doc.version);
+        }
+    }
+
+    /// A second device's copy of one record that says otherwise (pain 3 where the watch says
+    /// 0): which is right cannot be told, so it never removes a red flag nor lets the patient
+    /// progress.
+    #[test]
+    fn a_second_device_copy_that_disagrees_never_removes_a_red_flag_nor_advances_the_phase(
+        facts in patient(),
+        pick in any::<prop::sample::Index>(),
+        minutes in 0i64..60,
+        first in any::<bool>(),
+    ) {
+        let facts = timed(&facts);
+        let picks = valued(&facts);
+        prop_assume!(!picks.is_empty());
+        let original = &facts.records[picks[pick.index(picks.len())]];
+        let Some(value) = otherwise(original.value.as_ref().unwrap()) else {
+            return Ok(());
+        };
+        let mut copy = original.clone();
+        copy.source = "Observation/phone-copy".into();
+        copy.value = Some(value);
+        copy.at = original.at.map(|t| t + time::Duration::minutes(minutes));
+        let mut with = facts.clone();
+        if first { with.records.insert(0, copy) } else { with.records.push(copy) }
+        for rs in rule_sets() {
+            let (before, after) = (evaluate(rs, &facts, AS_OF), evaluate(rs, &with, AS_OF));
+            if let Err(e) = no_less_cautious(&before, &after) {
+                prop_assert!(false, "{} {}: {e}", rs.doc.version, original.source);
+            }
+        }
+    }
 
     /// A finding recorded a second time on its own day in a form that cannot be read (free
     /// text, a unit nothing converts, a value or bound no believable reading meets) makes the

@@ -29,6 +29,7 @@ fn obs(
     components: Vec<Component>,
 ) -> Record {
     Record {
+        at: None,
         text: None,
         end: None,
         sites: Vec::new(),

@@ -119,6 +119,7 @@ pub fn observation() -> impl Strategy<Value = Record> {
         0u32..1_000_000,
     )
         .prop_map(|(code, status, day, value, comps, n)| Record {
+            at: None,
             text: None,
             end: None,
             sites: Vec::new(),
@@ -171,6 +172,7 @@ pub fn patient() -> impl Strategy<Value = Facts> {
             |(episode, mut records, lipus, trigger, lipus_code, scores)| {
                 for (n, (day, score)) in scores.into_iter().enumerate() {
                     records.push(Record {
+                        at: None,
                         text: None,
                         end: None,
                         sites: Vec::new(),
@@ -189,6 +191,7 @@ pub fn patient() -> impl Strategy<Value = Facts> {
                 }
                 if let Some((onset, active)) = episode {
                     records.push(Record {
+                        at: None,
                         text: None,
                         end: None,
                         sites: Vec::new(),
@@ -207,6 +210,7 @@ pub fn patient() -> impl Strategy<Value = Facts> {
                 }
                 if lipus {
                     records.push(Record {
+                        at: None,
                         text: None,
                         end: None,
                         sites: Vec::new(),
