@@ -217,8 +217,12 @@ impl Intake {
         for (r, at) in self.records.iter_mut().zip(&self.instants) {
             if let Some(t) = at.date {
                 r.date = Some(zone.date_of(t, fallback));
-                // In UTC: one instant reads the same whatever offset each device wrote.
-                r.at = Some(t.to_offset(UtcOffset::UTC));
+                // In UTC: one instant reads the same whatever offset each device wrote. Only
+                // for what is measured or observed (D101): two orders authored minutes apart
+                // are two orders.
+                if r.kind == RecordKind::Observation {
+                    r.at = Some(t.to_offset(UtcOffset::UTC));
+                }
             }
             if let Some(t) = at.start {
                 r.start = Some(zone.date_of(t, fallback));

@@ -615,7 +615,14 @@ impl<'a> Evaluator<'a> {
             INSUFFICIENT_DATA
         } else {
             let regression = &doc.regression;
-            let painful = self.verdict(&regression.rule, &regression.when);
+            let mut painful = self.verdict(&regression.rule, &regression.when);
+            // One run's pain recorded 0 and 3 by two devices: it may have hurt (D101).
+            if painful != Verdict::Met
+                && self.one_event(&regression.when)
+                && self.possibly(&regression.when, false)
+            {
+                painful = Verdict::Met;
+            }
             let resolved = if painful == Verdict::Met {
                 self.verdict(&regression.rule, &regression.resolved)
             } else {
@@ -717,11 +724,15 @@ impl<'a> Evaluator<'a> {
         mut unknown: Option<&mut Vec<Unassessed>>,
         red_flags: bool,
     ) -> Vec<Finding> {
-        let positive = self.rs.doc.data_quality.red_flag_conflicts_positive && red_flags;
+        let conflicts_positive = self.rs.doc.data_quality.red_flag_conflicts_positive && red_flags;
         let mut out = Vec::new();
         for r in rules {
             let start = self.trace.len();
             let verdict = self.verdict(&r.rule, &r.when);
+            // Records of one event that disagree: any rule of caution fires on any of their
+            // readings, in every rule set (a review found a red flag of 1.0.0, a pitfall and a
+            // count that every reading fired left unassessed).
+            let positive = conflicts_positive || self.one_event(&r.when);
             // Safety first: a red-flag finding recorded both ways on one day fires on the
             // positive record, and the card says so.
             if positive && verdict != Verdict::Met && self.possibly(&r.when, false) {
@@ -838,6 +849,15 @@ impl<'a> Evaluator<'a> {
             }
         });
         out
+    }
+
+    /// Whether a fact of `c` is read from records of one event that disagree (D101).
+    fn one_event(&self, c: &Criterion) -> bool {
+        let mut found = false;
+        self.facts_of(c, &mut |fact| {
+            found |= self.table.values.get(fact).is_some_and(|v| v.one_event);
+        });
+        found
     }
 
     fn facts_of(&self, c: &Criterion, f: &mut dyn FnMut(&str)) {

@@ -33,6 +33,9 @@ pub struct FactValue {
     pub preliminary: Vec<(f64, String)>,
     /// With no value: what a bound (`< 5 cm`) says of it, decided in three-valued logic.
     pub bound: Option<Interval>,
+    /// Its readings are those of records of one event that disagree (D101): every rule of
+    /// caution (a red flag, a pitfall, regression) fires on any of them, in every rule set.
+    pub one_event: bool,
 }
 
 impl FactValue {
@@ -46,6 +49,7 @@ impl FactValue {
             alternative_bounds: Vec::new(),
             preliminary: Vec::new(),
             bound: None,
+            one_event: false,
         }
     }
 
@@ -59,6 +63,7 @@ impl FactValue {
             alternative_bounds: Vec::new(),
             preliminary: Vec::new(),
             bound: None,
+            one_event: false,
         }
     }
 }
@@ -852,7 +857,9 @@ fn with_unreadable(
         }
         let (readable, read_bound) = (fv.value, fv.bound);
         let read_sources = fv.sources.clone();
+        let one_event = fv.one_event;
         fv = FactValue::unknown(reason.clone(), sources);
+        fv.one_event = one_event;
         fv.alternatives = alternatives;
         fv.alternative_bounds = alternative_bounds;
         // The largest (smallest) value is still at least (at most) the largest (smallest)
@@ -1302,6 +1309,7 @@ fn resolve_inner<'r>(
                     fv.alternatives.extend(fv.value);
                     fv.alternative_bounds.extend(fv.bound);
                 }
+                fv.one_event |= own.one_event;
                 for v in own.value.iter().chain(&own.alternatives) {
                     if !fv.alternatives.contains(v) {
                         fv.alternatives.push(*v);
@@ -1949,26 +1957,25 @@ fn aggregate(
     // Copies that agree are one record: the first stays, naming the others as its sources.
     let mut copies: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut drop = vec![false; points.len()];
-    let mut disputed: Vec<Vec<usize>> = Vec::new();
+    let mut disputed: Vec<Vec<Vec<usize>>> = Vec::new();
     for event in &events {
-        let mut readings: Vec<usize> = Vec::new();
-        for &i in event {
-            match readings
-                .iter()
-                .find(|&&k| same_reading(&points[k], &points[i]))
-            {
-                Some(&k) => {
-                    drop[i] = true;
+        let mut readings: Vec<&Vec<usize>> = Vec::new();
+        for record in event {
+            match readings.iter().find(|r| same_record(points, r, record)) {
+                Some(k) => {
+                    for &i in record {
+                        drop[i] = true;
+                    }
                     copies
-                        .entry(points[k].source.to_owned())
+                        .entry(points[k[0]].source.to_owned())
                         .or_default()
-                        .push(points[i].source.to_owned());
+                        .push(points[record[0]].source.to_owned());
                 }
-                None => readings.push(i),
+                None => readings.push(record),
             }
         }
         if readings.len() > 1 {
-            disputed.push(readings);
+            disputed.push(readings.into_iter().cloned().collect());
         }
     }
     let mut kept = 0;
@@ -1979,9 +1986,14 @@ fn aggregate(
             kept.wrapping_sub(1)
         })
         .collect();
-    let disputed: Vec<Vec<usize>> = disputed
+    let disputed: Vec<Vec<Vec<usize>>> = disputed
         .iter()
-        .map(|readings| readings.iter().map(|&i| moved[i]).collect())
+        .map(|readings| {
+            readings
+                .iter()
+                .map(|r| r.iter().map(|&i| moved[i]).collect())
+                .collect()
+        })
         .collect();
     let mut i = 0;
     points.retain(|_| {
@@ -2013,21 +2025,29 @@ fn aggregate(
     // stays possible (a red flag any of them fires is shown; the phase waits on the fact).
     let reason = format!(
         "records less than an hour apart on {} disagree",
-        crate::display::day(points[disputed[0][0]].date)
+        crate::display::day(points[disputed[0][0][0]].date)
     );
     let mut sources: Vec<String> = disputed
         .iter()
+        .flatten()
         .flatten()
         .map(|&i| points[i].source.to_owned())
         .collect();
     // Each event's readings from the lowest value up (bounds last), so that the first and the
     // last choice are the lows and the highs.
-    let disputed: Vec<Vec<usize>> = disputed
+    let key = |r: &Vec<usize>| {
+        let p = r
+            .iter()
+            .map(|&i| &points[i])
+            .max_by(|a, b| a.value.total_cmp(&b.value))
+            .expect("a record of an event has a point");
+        (p.bound.is_some(), p.value)
+    };
+    let disputed: Vec<Vec<Vec<usize>>> = disputed
         .into_iter()
         .map(|mut r| {
-            r.sort_by(|&i, &j| {
-                let key = |k: usize| (points[k].bound.is_some(), points[k].value);
-                let (a, b) = (key(i), key(j));
+            r.sort_by(|x, y| {
+                let (a, b) = (key(x), key(y));
                 a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
             });
             r
@@ -2063,8 +2083,10 @@ fn aggregate(
     for pick in &picks {
         let mut skip = vec![false; points.len()];
         for (r, &chosen) in disputed.iter().zip(pick) {
-            for (m, &i) in r.iter().enumerate() {
-                skip[i] = m != chosen;
+            for (m, record) in r.iter().enumerate() {
+                for &i in record {
+                    skip[i] = m != chosen;
+                }
             }
         }
         let chosen: Vec<Point<'_>> = points
@@ -2098,6 +2120,7 @@ fn aggregate(
         return named(fv);
     }
     let mut fv = FactValue::unknown(reason, sources);
+    fv.one_event = true;
     for r in &results {
         fv.alternatives.extend(r.value);
         fv.alternatives.extend(r.alternatives.iter().copied());
@@ -2112,18 +2135,18 @@ fn aggregate(
     named(fv)
 }
 
-/// Records of one fact less than this apart are taken for one event: a run
-/// logged by a watch at its start and by a phone a few minutes later, or at its end, is one
-/// run (COVERAGE.md D101). An hour is beyond the source, which speaks of 24 hours between
+/// Records of one fact less than this apart are taken for one event: a run logged by a watch
+/// at its start and by a phone a few minutes later, or at its end, is one run (COVERAGE.md
+/// D101). An hour is beyond the source, which speaks of 24 hours between
 /// sessions: longer than a walk-run session of the protocol's first weeks, far shorter than a
 /// second session of the day.
 const ONE_EVENT: time::Duration = time::Duration::hours(1);
 
-/// Groups of two or more points (indices, in `points` order) taken for one event: each group
-/// starts at its earliest instant and holds every point of its body sites less than
-/// `ONE_EVENT` after it, across midnight too (a run started at 23:40 that a phone saved at its
-/// end, 00:15). Points without an instant are never grouped.
-fn events(points: &[Point<'_>]) -> Vec<Vec<usize>> {
+/// The records of two or more sources taken for one event, each as its points (indices in
+/// `points` order): an event starts at the earliest instant of its body site and holds every
+/// point of that site less than `ONE_EVENT` after it, across midnight too (a run started at 23:40
+/// that a phone saved at its end, 00:15). Points without an instant are never grouped.
+fn events(points: &[Point<'_>]) -> Vec<Vec<Vec<usize>>> {
     // Most facts have no two records within the hour (a diary's one record a day): found
     // without allocating, as `points` are in date order and an hour spans two days at most.
     // (Evaluate runs on every hook call; sorting every fact's records cost 30-40 % of it.)
@@ -2138,43 +2161,64 @@ fn events(points: &[Point<'_>]) -> Vec<Vec<usize>> {
     if !near {
         return Vec::new();
     }
-    let mut timed: Vec<(time::OffsetDateTime, usize)> = points
+    // By body site first (the two knees' diaries written a minute apart are two records, and a
+    // record of another site between two copies does not keep them apart), then by time.
+    let mut timed: Vec<(&[crate::facts::Code], time::OffsetDateTime, &str, usize)> = points
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| p.at.map(|t| (t, i)))
+        .filter_map(|(i, p)| p.at.map(|t| (p.sites, t, p.source, i)))
         .collect();
-    if timed.len() < 2 {
-        return Vec::new();
-    }
-    timed.sort_by(|a, b| (a.0, points[a.1].source).cmp(&(b.0, points[b.1].source)));
+    timed.sort();
     let mut groups = Vec::new();
     let mut k = 0;
     while k < timed.len() {
-        let first = timed[k].0;
-        let end = timed[k + 1..]
-            .iter()
-            .position(|(t, _)| *t - first >= ONE_EVENT)
-            .map_or(timed.len(), |n| k + 1 + n);
-        // Within the hour, one event per body site (the two knees' diaries written a minute
-        // apart are two records).
-        let mut rest: Vec<usize> = timed[k..end].iter().map(|x| x.1).collect();
-        while let Some(&head) = rest.first() {
-            let (mut group, others): (Vec<usize>, Vec<usize>) = rest
-                .iter()
-                .partition(|&&i| points[i].sites == points[head].sites);
-            // Two values of one record (a panel's two parts read as one fact) are what that
-            // record says, not copies of it: only its first joins an event.
-            let mut seen = BTreeSet::new();
-            group.retain(|&i| seen.insert(points[i].source));
-            if group.len() > 1 {
-                group.sort_unstable();
-                groups.push(group);
+        // The hour runs from the event's first record: chained from record to record, two
+        // runs 70 minutes apart each copied 45 minutes later would be one event.
+        let (sites, first) = (timed[k].0, timed[k].1);
+        let end = (k + 1..timed.len())
+            .find(|&n| timed[n].0 != sites || timed[n].1 - first >= ONE_EVENT)
+            .unwrap_or(timed.len());
+        // By record: the values one record gives (a panel's two parts read as one fact) are
+        // what it says together, and a copy of it gives them all again.
+        let mut records: Vec<(&str, Vec<usize>)> = Vec::new();
+        for &(_, _, source, i) in &timed[k..end] {
+            match records.iter_mut().find(|(s, _)| *s == source) {
+                Some((_, r)) => r.push(i),
+                None => records.push((source, vec![i])),
             }
-            rest = others;
+        }
+        if records.len() > 1 {
+            groups.push(
+                records
+                    .into_iter()
+                    .map(|(_, mut r)| {
+                        r.sort_unstable();
+                        r
+                    })
+                    .collect(),
+            );
         }
         k = end;
     }
     groups
+}
+
+/// Whether two records of one event say the same: the same readings, in any order.
+fn same_record(points: &[Point<'_>], a: &[usize], b: &[usize]) -> bool {
+    let sorted = |r: &[usize]| {
+        let mut v: Vec<&Point<'_>> = r.iter().map(|&i| &points[i]).collect();
+        v.sort_by(|x, y| {
+            (x.stand_in, x.bound.is_some())
+                .cmp(&(y.stand_in, y.bound.is_some()))
+                .then(x.value.total_cmp(&y.value))
+        });
+        v
+    };
+    a.len() == b.len()
+        && sorted(a)
+            .iter()
+            .zip(sorted(b))
+            .all(|(x, y)| same_reading(x, y))
 }
 
 /// Whether two records say the same: one value (or both no value), one bound, both stand-ins
