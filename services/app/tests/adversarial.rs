@@ -21,6 +21,18 @@ mod support;
 /// Cases whose expectation the rule set in force does not share, each with why.
 const DISAGREE: &[(&str, &str)] = &[
     (
+        "454-",
+        "The new left-knee episode (day 4) has no tenderness exam of the left knee, so focal \
+         tenderness of under 5 cm is not ruled out for it and its card asks for the exam, as \
+         for any new injury (the source's first imaging red flag); the case reads the other \
+         knee's exams as enough.",
+    ),
+    (
+        "457-",
+        "As 454: the new left knee (day 5) has no tenderness exam, so focal tenderness is not \
+         ruled out for it and is shown as such.",
+    ),
+    (
         "435-",
         "The watch's and the phone's copies of each run are one session (D101), but the rule \
          sets leave walk-run after 3 consecutive pain-free sessions at any level (D10), not 3 at \
@@ -143,6 +155,14 @@ const DISAGREE: &[(&str, &str)] = &[
 /// Cases not answered as they expect yet, each with what is missing: issue 30 stays open for
 /// them. A listed case that starts to pass fails the test, so the list only shrinks.
 const OPEN: &[(&str, &str)] = &[
+    (
+        "451-",
+        "The right knee's \"no improvement after rest\" fires on a reading that counts the \
+         new left knee's walking pain (2-4) as pain now (D64: either limb's pain counts; D97: \
+         read with and without the other knee's records, a red flag either reading fires is \
+         shown), so the patient is held, and the right knee's distance jump is not a card. \
+         Left for later: a knee with an open episode of its own keeps its records to it.",
+    ),
     (
         "309-",
         "A pre-injury distance per run (km/{run}) is not a distance per week and is not read \
