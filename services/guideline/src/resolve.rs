@@ -2730,7 +2730,7 @@ pub fn series(rs: &RuleSet, facts: &Facts, fact: &str, as_of: Date) -> Vec<(Date
     let Some(b) = rs.doc.facts.get(fact) else {
         return Vec::new();
     };
-    let mut points: Vec<(Date, f64)> = facts
+    let mut points: Vec<(Date, f64, &Record)> = facts
         .records
         .iter()
         .filter(|r| status_counts(r, &rs.doc.data_quality))
@@ -2740,11 +2740,24 @@ pub fn series(rs: &RuleSet, facts: &Facts, fact: &str, as_of: Date) -> Vec<(Date
                 .iter()
                 .filter(|src| r.kind == src.record && src.matches(&r.codes))
                 .filter_map(move |src| match read_value(rs, b, src, r) {
-                    Read::Value(v) => Some((d, v)),
+                    Read::Value(v) => Some((d, v, r)),
                     _ => None,
                 })
         })
         .collect();
-    points.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    points
+    points.sort_by(|a, b| (a.0, a.2.at).cmp(&(b.0, b.2.at)).then(a.1.total_cmp(&b.1)));
+    // A copy by a second device of a value already drawn (one event, D101) is drawn once.
+    let mut drawn: Vec<(Date, f64, &Record)> = Vec::with_capacity(points.len());
+    for p in points {
+        let copy = drawn.iter().any(|q| {
+            (q.1 - p.1).abs() <= 1e-9
+                && q.2.source != p.2.source
+                && q.2.sites == p.2.sites
+                && matches!((q.2.at, p.2.at), (Some(a), Some(b)) if (b - a).abs() < ONE_EVENT)
+        });
+        if !copy {
+            drawn.push(p);
+        }
+    }
+    drawn.into_iter().map(|(d, v, _)| (d, v)).collect()
 }

@@ -98,3 +98,36 @@ fn a_series_is_in_the_fact_s_unit_dated_and_without_discarded_records() {
     );
     assert!(series(&rs, &facts, "no_such_fact", as_of).is_empty());
 }
+
+/// One run logged by a watch and by a phone 20 minutes later (one event, COVERAGE D101) is
+/// drawn once; a second run of the day 70 minutes later is drawn.
+#[test]
+fn a_second_device_s_copy_is_drawn_once() {
+    let rs = rule_set();
+    let as_of = date!(2026 - 11 - 20);
+    let at = |h: u8, m: u8| {
+        Some(
+            date!(2026 - 11 - 10)
+                .with_hms(h, m, 0)
+                .unwrap()
+                .assume_utc(),
+        )
+    };
+    let mut watch = run(date!(2026 - 11 - 10), 3.0, "km");
+    watch.at = at(7, 0);
+    let mut phone = run(date!(2026 - 11 - 10), 3000.0, "m");
+    phone.source = "Observation/phone".into();
+    phone.at = at(7, 20);
+    let mut later = run(date!(2026 - 11 - 10), 3.0, "km");
+    later.source = "Observation/later".into();
+    later.at = at(8, 10);
+    let facts = Facts {
+        phase_state: None,
+        records: vec![phone, watch, later],
+    };
+    assert_eq!(
+        series(&rs, &facts, "weekly_distance", as_of),
+        vec![(date!(2026 - 11 - 10), 3.0), (date!(2026 - 11 - 10), 3.0)],
+        "the copy once, the run 70 minutes after the first another run"
+    );
+}
