@@ -157,11 +157,11 @@ const DISAGREE: &[(&str, &str)] = &[
 const OPEN: &[(&str, &str)] = &[
     (
         "451-",
-        "The right knee's \"no improvement after rest\" fires on a reading that counts the \
-         new left knee's walking pain (2-4) as pain now (D64: either limb's pain counts; D97: \
-         read with and without the other knee's records, a red flag either reading fires is \
-         shown), so the patient is held, and the right knee's distance jump is not a card. \
-         Left for later: a knee with an open episode of its own keeps its records to it.",
+        "The right knee's progressive loading has a distance jump (3.0 to 4.5 km a run) while \
+         the new left knee is in rest: the patient is placed by the most cautious episode \
+         (rest), and a pitfall of the other episode's course is not carried to its cards. Left \
+         for later: each episode's pitfalls beside the patient's phase. (Its false \"no \
+         improvement\" of the right knee, from the left knee's walking pain, is mended: D103.)",
     ),
     (
         "309-",

@@ -216,8 +216,13 @@ fn decide_one(
     // improvement" cleared so). Every open episode of the other knee is decided on its own
     // in `decide`.
     let mut others = Vec::new();
+    // (Not when the oldest episode is the other knee's: `decide` reads it by its side.)
+    let oldest_looked = doc.data_quality.findings_by_side
+        && !table.one_episode
+        && table.oldest_side.is_some()
+        && table.oldest_side != table.placing_side;
     if let (Some(start), Some(onset)) = (table.episode_start, table.onset) {
-        if doc.data_quality.episodes_by_side && start < onset {
+        if doc.data_quality.episodes_by_side && start < onset && !oldest_looked {
             others.push(resolve_with(rs, facts, prepared, as_of, None, Some(start)));
         }
     }

@@ -1120,6 +1120,13 @@ fn resolve_inner<'r>(
                         ));
                         continue;
                     }
+                    // A look at one knee's episode: the other knee is the placing one, with
+                    // its own episode decided on its own; its records are that episode's
+                    // course, not this one's (independent case 451: a new left knee's
+                    // walking pain read as the right knee's "no improvement after rest").
+                    if by_side.is_some() && dq.findings_by_side {
+                        continue;
+                    }
                     other_side.insert(&r.source);
                 }
             }
