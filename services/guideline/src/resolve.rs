@@ -591,7 +591,13 @@ fn episode(
         );
         onset = Some(episode_from.unwrap_or(open.onset));
         episode_start = Some(open.earliest);
-        oldest_side = open.earliest_side.filter(|s| *s != Side::Bilateral);
+        // Only a side a look can read by (a Condition of that side): an oldest episode dated
+        // by a Condition of both knees has none, and is read from its start with the rest
+        // (a review found its "no improvement" lost once that pass gave way to a look).
+        oldest_side = open
+            .earliest_side
+            .filter(|s| *s != Side::Bilateral)
+            .filter(|s| triggers.iter().any(|t| t.side == Some(*s)));
         // An open episode of one side that neither places the patient nor is the oldest (a
         // right knee's course between two injuries of the left) is read on its own too.
         if by_side.is_none() && episode_from.is_none() && dq.findings_by_side {
