@@ -62,18 +62,8 @@ pub(crate) fn decide(
     // on its own too, and the patient goes no further than the most cautious of them (a
     // review found a left-knee episode one day newer place a runner in walk-run while the
     // right knee's pain was 3, its 0 the left knee's).
-    let mut looks: Vec<Look> = Vec::new();
+    let mut looks: Vec<Look> = oldest_look(rs, &table).into_iter().collect();
     if !table.one_episode && rs.doc.data_quality.findings_by_side {
-        if let (Some(start), Some(onset), Some(side)) =
-            (table.episode_start, table.onset, table.oldest_side)
-        {
-            if start < onset && Some(side) != table.placing_side {
-                looks.push(Look {
-                    side,
-                    from: Some(start),
-                });
-            }
-        }
         looks.extend(
             table
                 .other_episodes
@@ -134,6 +124,20 @@ pub(crate) fn decide(
         }
     }
     decision
+}
+
+/// The oldest open episode, when it is the other knee's and read on its own by its side
+/// (`decide`); `decide_one` then does not read it again from its start with this knee's side.
+fn oldest_look(rs: &RuleSet, table: &FactTable) -> Option<Look> {
+    let (start, onset, side) = (table.episode_start?, table.onset?, table.oldest_side?);
+    (rs.doc.data_quality.findings_by_side
+        && !table.one_episode
+        && start < onset
+        && Some(side) != table.placing_side)
+        .then_some(Look {
+            side,
+            from: Some(start),
+        })
 }
 
 /// How far a decision lets the patient run: every phase without running is 0.
@@ -217,10 +221,7 @@ fn decide_one(
     // in `decide`.
     let mut others = Vec::new();
     // (Not when the oldest episode is the other knee's: `decide` reads it by its side.)
-    let oldest_looked = doc.data_quality.findings_by_side
-        && !table.one_episode
-        && table.oldest_side.is_some()
-        && table.oldest_side != table.placing_side;
+    let oldest_looked = oldest_look(rs, &table).is_some();
     if let (Some(start), Some(onset)) = (table.episode_start, table.onset) {
         if doc.data_quality.episodes_by_side && start < onset && !oldest_looked {
             others.push(resolve_with(rs, facts, prepared, as_of, None, Some(start)));
