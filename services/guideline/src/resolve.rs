@@ -53,6 +53,21 @@ impl FactValue {
         }
     }
 
+    /// `other`'s readings (its value or bound, and its possible readings) added to this
+    /// value's possible readings, each once.
+    fn admit(&mut self, other: &FactValue) {
+        for v in other.value.iter().chain(&other.alternatives) {
+            if !self.alternatives.contains(v) {
+                self.alternatives.push(*v);
+            }
+        }
+        for iv in other.bound.iter().chain(&other.alternative_bounds) {
+            if !self.alternative_bounds.contains(iv) {
+                self.alternative_bounds.push(*iv);
+            }
+        }
+    }
+
     fn unknown(reason: impl Into<String>, sources: impl Into<Sources>) -> Self {
         FactValue {
             value: None,
@@ -1323,16 +1338,7 @@ fn resolve_inner<'r>(
                     fv.alternative_bounds.extend(fv.bound);
                 }
                 fv.one_event |= own.one_event;
-                for v in own.value.iter().chain(&own.alternatives) {
-                    if !fv.alternatives.contains(v) {
-                        fv.alternatives.push(*v);
-                    }
-                }
-                for iv in own.bound.iter().chain(&own.alternative_bounds) {
-                    if !fv.alternative_bounds.contains(iv) {
-                        fv.alternative_bounds.push(*iv);
-                    }
-                }
+                fv.admit(&own);
                 fv.alternatives.sort_by(f64::total_cmp);
                 if fv.value.is_some() {
                     fv.reason = Some("records of the other side differ from this side's".into());
@@ -2135,13 +2141,7 @@ fn aggregate(
     let mut fv = FactValue::unknown(reason, sources);
     fv.one_event = true;
     for r in &results {
-        fv.alternatives.extend(r.value);
-        fv.alternatives.extend(r.alternatives.iter().copied());
-        for iv in r.bound.iter().chain(&r.alternative_bounds) {
-            if !fv.alternative_bounds.contains(iv) {
-                fv.alternative_bounds.push(*iv);
-            }
-        }
+        fv.admit(r);
     }
     fv.alternatives.sort_by(f64::total_cmp);
     fv.alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
