@@ -250,6 +250,64 @@ async fn a_deleted_entry_breaks_the_chain() {
     );
 }
 
+/// SQLite keeps a hook call's facts compressed (`sqlite::packed`); rows written as text before
+/// still read. A chain of both verifies, replays read the facts back whole, and compressed
+/// bytes edited in place break the chain at that entry.
+#[tokio::test]
+async fn facts_kept_compressed_read_back_whole_beside_text_and_edits_are_caught() {
+    let app = spawn_app().await;
+    if app.db.backend != Backend::Sqlite {
+        return; // PostgreSQL compresses large values itself (lz4 TOAST).
+    }
+    hook(&app, 20).await;
+    hook(&app, 21).await;
+    let before = entries(&app).await;
+    let facts: Vec<_> = before
+        .iter()
+        .filter_map(|e| e.entry.facts.clone())
+        .collect();
+    assert_eq!(facts.len(), 2);
+    let kinds = |sql: &'static str| {
+        let url = app.db.url.clone();
+        async move {
+            let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query_scalar::<_, String>(sql)
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    let typeof_facts =
+        "SELECT typeof(facts) FROM audit_entries WHERE facts IS NOT NULL ORDER BY seq";
+    assert_eq!(kinds(typeof_facts).await, ["blob", "blob"]);
+    // The first entry's facts as a row written before compression: the same text.
+    let text = facts[0].text().replace('\'', "''");
+    owner_exec(
+        &app,
+        &format!(
+            "DROP TRIGGER audit_no_update; UPDATE audit_entries SET facts = '{text}' \
+             WHERE facts IS NOT NULL AND seq = (SELECT MIN(seq) FROM audit_entries WHERE facts IS NOT NULL);"
+        ),
+    )
+    .await;
+    assert_eq!(kinds(typeof_facts).await, ["text", "blob"]);
+    assert_eq!(verified(&app).await["status"], "intact");
+    let after = entries(&app).await;
+    let read: Vec<_> = after.iter().filter_map(|e| e.entry.facts.clone()).collect();
+    assert_eq!(read, facts);
+    // One byte of the second entry's compressed facts changed.
+    owner_exec(
+        &app,
+        "UPDATE audit_entries SET facts = CAST(substr(facts, 1, length(facts) - 1) || X'00' AS BLOB) \
+         WHERE seq = (SELECT MAX(seq) FROM audit_entries WHERE facts IS NOT NULL);",
+    )
+    .await;
+    let res = verified(&app).await;
+    assert_eq!(res["status"], "broken", "{res}");
+}
+
 #[tokio::test]
 async fn facts_changed_under_their_digest_are_caught() {
     let app = spawn_app().await;

@@ -28,6 +28,9 @@ pub(crate) trait Columns {
     fn uuid(&self, c: &str) -> Result<Uuid, StoreError>;
     fn opt_uuid(&self, c: &str) -> Result<Option<Uuid>, StoreError>;
     fn opt_json(&self, c: &str) -> Result<Option<Json>, StoreError>;
+    /// A text SQLite may keep compressed (`sqlite::packed`): an audit entry's facts, a hook
+    /// answer. An error when the stored value cannot be read as text.
+    fn opt_unpacked(&self, c: &str) -> Result<Option<String>, StoreError>;
 
     fn json(&self, c: &str) -> Result<Json, StoreError> {
         self.opt_json(c)?
@@ -86,6 +89,23 @@ impl Columns for sqlx::sqlite::SqliteRow {
     const RECORDED_US: &'static str = "recorded_at";
     same_columns!();
     text_kept_columns!();
+    fn opt_unpacked(&self, c: &str) -> Result<Option<String>, StoreError> {
+        use sqlx::{Decode, TypeInfo, ValueRef};
+        let raw = self.try_get_raw(c)?;
+        if raw.is_null() {
+            return Ok(None);
+        }
+        let blob = raw.type_info().name() == "BLOB";
+        let bytes = <Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(corrupt)?;
+        let value = if blob {
+            rusqlite::types::ValueRef::Blob(&bytes)
+        } else {
+            rusqlite::types::ValueRef::Text(&bytes)
+        };
+        crate::sqlite::packed::unpack(value)
+            .map(Some)
+            .ok_or_else(|| corrupt(format!("{c} cannot be read")))
+    }
 }
 
 /// A row read in place (`sqlite::inplace`), from the same tables sqlx wrote: times as sqlx
@@ -120,12 +140,23 @@ impl Columns for rusqlite::Row<'_> {
             _ => Err(unreadable()),
         }
     }
+    fn opt_unpacked(&self, c: &str) -> Result<Option<String>, StoreError> {
+        match self.get_ref(c).map_err(crate::sqlite::read_error)? {
+            rusqlite::types::ValueRef::Null => Ok(None),
+            value => crate::sqlite::packed::unpack(value)
+                .map(Some)
+                .ok_or_else(|| corrupt(format!("{c} cannot be read"))),
+        }
+    }
     text_kept_columns!();
 }
 
 impl Columns for sqlx::postgres::PgRow {
     const RECORDED_US: &'static str = "recorded_us";
     same_columns!();
+    fn opt_unpacked(&self, c: &str) -> Result<Option<String>, StoreError> {
+        self.opt_text(c)
+    }
     fn uuid(&self, c: &str) -> Result<Uuid, StoreError> {
         Ok(self.try_get(c)?)
     }
@@ -242,7 +273,8 @@ pub(crate) fn audit_entry<R: Columns>(r: &R) -> Result<AuditEntry, StoreError> {
             patient_ref: r.opt_text("patient_ref")?.map(crate::PatientRef::stored),
             as_of: r.opt_text("as_of")?,
             facts: r
-                .opt_text("facts")?
+                .opt_unpacked("facts")
+                .map_err(|_| unreadable("its facts cannot be read (edited)"))?
                 .map(|t| {
                     AuditFacts::from_stored(&t)
                         .map_err(|_| unreadable("its facts are not JSON (edited)"))
@@ -385,7 +417,9 @@ pub(crate) fn hook_answer<R: Columns>(r: &R) -> Result<HookAnswer, StoreError> {
         tenant: tenant(r)?,
         caller_issuer: r.text("caller_issuer")?,
         fingerprint: r.text("fingerprint")?,
-        response: r.text("response")?,
+        response: r
+            .opt_unpacked("response")?
+            .ok_or_else(|| corrupt("response is empty"))?,
         created_at: r.time("created_at")?,
     })
 }

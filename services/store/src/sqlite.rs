@@ -22,6 +22,7 @@ mod chain;
 mod claims;
 mod engine;
 mod inplace;
+pub(crate) mod packed;
 mod writer;
 
 use chain::{append, Prepared};
@@ -1058,7 +1059,7 @@ impl SqliteStore {
                             a.tenant.as_str(),
                             a.caller_issuer,
                             a.fingerprint,
-                            a.response,
+                            packed::pack(&a.response),
                             created,
                         ])
                     })

@@ -127,7 +127,7 @@ pub(super) fn insert_audit(tx: &Connection, p: &Prepared, at: &Place) -> Result<
                 e.patient_ref.as_ref().map(|r| r.as_str()),
                 e.as_of,
                 p.facts_digest,
-                e.facts.as_ref().map(|f| f.text()),
+                e.facts.as_ref().map(|f| super::packed::pack(f.text())),
                 e.rule_set_id,
                 e.rule_set_version,
                 e.rule_set_hash,

@@ -328,7 +328,9 @@ mod tests {
         let theirs = stored(&store.pool, "cards", columns, "uuid", other.to_string()).await;
         assert_eq!(ours, theirs);
         assert!(ours.contains("|NULL:null|"), "{ours}");
-        let columns = "hook_instance, tenant, caller_issuer, response, created_at";
+        // Every column as sqlx stored it but the answer itself, which the writer keeps packed
+        // (`sqlite::packed`) where sqlx kept text: both read back as the answer given.
+        let columns = "hook_instance, tenant, caller_issuer, created_at";
         let ours = stored(
             &store.pool,
             "hook_answers",
@@ -346,6 +348,19 @@ mod tests {
         )
         .await;
         assert_eq!(ours, theirs);
+        let kinds: Vec<String> = sqlx::query_scalar(
+            "SELECT typeof(response) FROM hook_answers WHERE hook_instance = 'h' ORDER BY fingerprint",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .unwrap();
+        assert_eq!(kinds, ["blob", "text"]);
+        let read = store.hook_answers("h").await.unwrap();
+        assert_eq!(read.len(), 2);
+        assert!(
+            read.iter().all(|a| a.response == answer.response),
+            "{read:?}"
+        );
     }
 
     /// A backup put in place of the database file while the service runs is the database
