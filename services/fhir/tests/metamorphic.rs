@@ -1076,6 +1076,29 @@ fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec
         "a new left-knee pain Condition since yesterday".into(),
         vec![trigger.clone()],
     ));
+    // A second injury, of the other knee, with harm of its own recorded for that knee today:
+    // the older knee's red flags stay beside the new knee's, and nothing advances.
+    if rs.doc.data_quality.findings_by_side {
+        let left = json!({"coding": [{"system": "http://snomed.info/sct", "code": "82169009"}]});
+        for (form, value) in [
+            ("boolean", ("valueBoolean", json!(true))),
+            ("a score", ("valueInteger", json!(6))),
+        ] {
+            for code in [night, rest] {
+                let mut rs = trigger.clone();
+                let mut harm = obs("left-harm", code, today, value.clone());
+                harm["bodySite"] = left.clone();
+                rs.push(harm);
+                out.push((
+                    format!(
+                        "a new left-knee pain Condition since yesterday, and {} present as {form} for the left knee today",
+                        code.1
+                    ),
+                    vec![rs],
+                ));
+            }
+        }
+    }
     // A second injury, of the other knee, with that knee's exam all "no": the older knee's
     // course is read by its own side, so nothing of it clears.
     if let Some(noes) = other_knee_noes(rs, &base) {
