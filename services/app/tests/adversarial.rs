@@ -156,14 +156,6 @@ const DISAGREE: &[(&str, &str)] = &[
 /// them. A listed case that starts to pass fails the test, so the list only shrinks.
 const OPEN: &[(&str, &str)] = &[
     (
-        "451-",
-        "The right knee's progressive loading has a distance jump (3.0 to 4.5 km a run) while \
-         the new left knee is in rest: the patient is placed by the most cautious episode \
-         (rest), and a pitfall of the other episode's course is not carried to its cards. Left \
-         for later: each episode's pitfalls beside the patient's phase. (Its false \"no \
-         improvement\" of the right knee, from the left knee's walking pain, is mended: D103.)",
-    ),
-    (
         "309-",
         "A pre-injury distance per run (km/{run}) is not a distance per week and is not read \
          (D93); premature speed work, recorded but not comparable, is listed on the phase card \

@@ -1008,6 +1008,9 @@ fn negative(r: &Json) -> bool {
     r["resourceType"] == "Observation" && zero
 }
 
+/// How the transformations adding a new injury of the other knee are named.
+const NEW_OTHER_KNEE: &str = "a new left-knee pain Condition since yesterday";
+
 /// The transformations that add evidence of harm (or remove a negative record): the
 /// decision must not become less cautious.
 fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec<(String, Pages)> {
@@ -1072,10 +1075,7 @@ fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec
     trigger.push(json!({"resourceType": "Condition", "id": "new-injury", "subject": {"reference": "Patient/p1"},
         "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
         "code": {"coding": [{"system": ICD10, "code": "M25.562"}]}, "onsetDateTime": stamp(instant(today - Duration::days(1), 10))}));
-    out.push((
-        "a new left-knee pain Condition since yesterday".into(),
-        vec![trigger.clone()],
-    ));
+    out.push((NEW_OTHER_KNEE.into(), vec![trigger.clone()]));
     // A second injury, of the other knee, with harm of its own recorded for that knee today:
     // the older knee's red flags stay beside the new knee's, and nothing advances.
     if rs.doc.data_quality.findings_by_side {
@@ -1091,7 +1091,7 @@ fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec
                 rs.push(harm);
                 out.push((
                     format!(
-                        "a new left-knee pain Condition since yesterday, and {} present as {form} for the left knee today",
+                        "{NEW_OTHER_KNEE}, and {} present as {form} for the left knee today",
                         code.1
                     ),
                     vec![rs],
@@ -1105,7 +1105,7 @@ fn harmful(rs: &RuleSet, r: &Rendered, v: &Vignette, onset: Option<Date>) -> Vec
         let mut rs = trigger;
         rs.extend(noes);
         out.push((
-            "a new left-knee pain Condition since yesterday, and a \"no\" for every finding recorded on the newest day for the left knee".into(),
+            format!("{NEW_OTHER_KNEE}, and a \"no\" for every finding recorded on the newest day for the left knee"),
             vec![rs],
         ));
     }
@@ -1406,7 +1406,13 @@ fn check(rs: &RuleSet, v: &Vignette, enforce: bool) -> Report {
         report.checked += 1;
         let after = Outcome::of(&decide(rs, v, &pages, &facts));
         let advanced = after.applies && after.rank() > before.rank();
-        let lost: Vec<&String> = before.red_flags.difference(&after.red_flags).collect();
+        let mut lost: Vec<&String> = before.red_flags.difference(&after.red_flags).collect();
+        // A new injury of the other knee hides nothing the older knee's course shows: its
+        // pitfalls are about the runner's training, whichever knee (independent case 451).
+        if name.starts_with(NEW_OTHER_KNEE) {
+            lost.extend(before.pitfalls.difference(&after.pitfalls));
+            lost.extend(before.warnings.difference(&after.warnings));
+        }
         if advanced || !lost.is_empty() {
             let line = format!(
                 "{} {} — {}\n  transformation: {name} (must not be less cautious)\n  before: {before:?}\n  after:  {after:?}",

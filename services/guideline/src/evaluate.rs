@@ -98,7 +98,16 @@ pub(crate) fn decide(
             .retain(|u| !more.iter().any(|f| f.id == u.id));
         let held = !more.is_empty() && decision.phase.as_deref() != Some(HOLD_FOR_EVALUATION);
         decision.red_flags.extend(more);
-        if theirs.applies && (held || caution(&theirs) < caution(&decision)) {
+        let placed_by_theirs = theirs.applies && (held || caution(&theirs) < caution(&decision));
+        // Its pitfalls and warnings too: the source's pitfalls are about the runner's training,
+        // whichever knee was running (an independent case found a distance jump of the older
+        // knee's runs unshown while the newer knee's rest placed the patient).
+        carry(&mut decision.pitfalls, theirs.pitfalls, &rs.doc.pitfalls);
+        decision
+            .unassessed_pitfalls
+            .retain(|u| !decision.pitfalls.iter().any(|f| f.id == u.id));
+        carry(&mut decision.warnings, theirs.warnings, &rs.doc.warnings);
+        if placed_by_theirs {
             // What holds that episode back is shown too: a red flag it cannot rule out (not
             // for an episode without an onset, whose clock-bound red flags are all unknown:
             // what it asks for is its onset, in `missing`).
@@ -124,6 +133,20 @@ pub(crate) fn decide(
         }
     }
     decision
+}
+
+/// Findings of another episode added to the patient's, each once, in the rule set's order (as
+/// the cards are).
+fn carry(ours: &mut Vec<Finding>, theirs: Vec<Finding>, rules: &[Rule]) {
+    let before = ours.len();
+    for f in theirs {
+        if !ours.iter().any(|g| g.id == f.id) {
+            ours.push(f);
+        }
+    }
+    if ours.len() > before {
+        ours.sort_by_key(|f| rules.iter().position(|r| r.id == f.id));
+    }
 }
 
 /// The oldest open episode, when it is the other knee's and read on its own by its side
