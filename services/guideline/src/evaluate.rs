@@ -106,6 +106,14 @@ pub(crate) fn decide(
         decision
             .unassessed_pitfalls
             .retain(|u| !decision.pitfalls.iter().any(|f| f.id == u.id));
+        // And those it could not check, which are listed, never dropped.
+        for u in theirs.unassessed_pitfalls {
+            let known = decision.pitfalls.iter().any(|f| f.id == u.id)
+                || decision.unassessed_pitfalls.iter().any(|v| v.id == u.id);
+            if !known {
+                decision.unassessed_pitfalls.push(u);
+            }
+        }
         carry(&mut decision.warnings, theirs.warnings, &rs.doc.warnings);
         if placed_by_theirs {
             // What holds that episode back is shown too: a red flag it cannot rule out (not

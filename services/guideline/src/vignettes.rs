@@ -141,6 +141,9 @@ pub struct Expect {
     /// Subsets: these must be present.
     #[serde(default)]
     pub unassessed: Vec<String>,
+    /// Pitfalls listed as not checked (subset: these must be present).
+    #[serde(default)]
+    pub unassessed_pitfalls: Vec<String>,
     /// Red flags that must be decided (fired or ruled out), not left unassessed.
     #[serde(default)]
     pub not_unassessed: Vec<String>,
@@ -372,6 +375,12 @@ impl Expect {
                 }
             }
         };
+        subset(
+            "unassessed_pitfalls",
+            &self.unassessed_pitfalls,
+            d.unassessed_pitfalls.iter().map(|u| u.id.clone()).collect(),
+            &mut f,
+        );
         subset(
             "unassessed",
             &self.unassessed,
