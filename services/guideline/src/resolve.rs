@@ -848,41 +848,33 @@ fn with_unreadable(
         {
             alternatives.push(1.0);
         }
-        if binding.aggregation == Aggregation::Latest
-            && !(alternatives.is_empty() && alternative_bounds.is_empty())
-        {
+        // What the readable records make of the fact (a count, a fall from baseline) is
+        // one reading of it: the unreadable record may be a copy, or say nothing of it.
+        // A red flag that reading fires holds (the metamorphic harness found "no
+        // improvement after rest" hidden by an unreadable copy of a pain score).
+        let readings_of_readable = binding.aggregation != Aggregation::Latest
+            || (alternatives.is_empty() && alternative_bounds.is_empty());
+        if readings_of_readable {
+            alternatives.clear();
+            alternative_bounds.clear();
+        } else {
             sources.extend(
                 points
                     .iter()
                     .filter(|p| p.date >= *day)
                     .map(|p| p.source.to_owned()),
             );
-        } else {
-            alternatives.clear();
-            alternative_bounds.clear();
-            // What the readable records make of the fact (a count, a fall from baseline) is
-            // one reading of it: the unreadable record may be a copy, or say nothing of it.
-            // A red flag that reading fires holds (the metamorphic harness found "no
-            // improvement after rest" hidden by an unreadable copy of a pain score).
-            if dq.unreadable_red_flags_possible {
-                alternatives.extend(fv.value);
-                alternatives.extend(fv.alternatives.iter().copied());
-                alternatives.sort_by(f64::total_cmp);
-                alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
-                for iv in fv.bound.iter().chain(&fv.alternative_bounds) {
-                    if !alternative_bounds.contains(iv) {
-                        alternative_bounds.push(*iv);
-                    }
-                }
-            }
         }
-        let (readable, read_bound) = (fv.value, fv.bound);
-        let read_sources = fv.sources.clone();
-        let one_event = fv.one_event;
-        fv = FactValue::unknown(reason.clone(), sources);
-        fv.one_event = one_event;
+        let read = std::mem::replace(&mut fv, FactValue::unknown(reason.clone(), sources));
+        fv.one_event = read.one_event;
         fv.alternatives = alternatives;
         fv.alternative_bounds = alternative_bounds;
+        if readings_of_readable && dq.unreadable_red_flags_possible {
+            fv.admit(&read);
+            fv.alternatives.sort_by(f64::total_cmp);
+            fv.alternatives.dedup_by(|a, b| (*a - *b).abs() <= 1e-9);
+        }
+        let (readable, read_bound, read_sources) = (read.value, read.bound, read.sources);
         // The largest (smallest) value is still at least (at most) the largest (smallest)
         // readable one: an implausible temperature recorded after a fever of 38.4 °C must
         // not make the fever unknown (the metamorphic harness found it).
