@@ -107,13 +107,11 @@ pub(crate) fn decide(
             .unassessed_pitfalls
             .retain(|u| !decision.pitfalls.iter().any(|f| f.id == u.id));
         // And those it could not check, which are listed, never dropped.
-        for u in theirs.unassessed_pitfalls {
-            let known = decision.pitfalls.iter().any(|f| f.id == u.id)
-                || decision.unassessed_pitfalls.iter().any(|v| v.id == u.id);
-            if !known {
-                decision.unassessed_pitfalls.push(u);
-            }
-        }
+        list_unknown(
+            &decision.pitfalls,
+            &mut decision.unassessed_pitfalls,
+            theirs.unassessed_pitfalls,
+        );
         carry(&mut decision.warnings, theirs.warnings, &rs.doc.warnings);
         if placed_by_theirs {
             // What holds that episode back is shown too: a red flag it cannot rule out (not
@@ -124,13 +122,11 @@ pub(crate) fn decide(
             } else {
                 Vec::new()
             };
-            for u in unassessed {
-                let known = decision.red_flags.iter().any(|f| f.id == u.id)
-                    || decision.unassessed_red_flags.iter().any(|v| v.id == u.id);
-                if !known {
-                    decision.unassessed_red_flags.push(u);
-                }
-            }
+            list_unknown(
+                &decision.red_flags,
+                &mut decision.unassessed_red_flags,
+                unassessed,
+            );
             decision.phase = theirs.phase;
             decision.regression = theirs.regression;
             decision.missing = theirs.missing;
@@ -154,6 +150,17 @@ fn carry(ours: &mut Vec<Finding>, theirs: Vec<Finding>, rules: &[Rule]) {
     }
     if ours.len() > before {
         ours.sort_by_key(|f| rules.iter().position(|r| r.id == f.id));
+    }
+}
+
+/// Another episode's rules it could not decide, added to the patient's unless the patient's
+/// already fire or list them.
+fn list_unknown(found: &[Finding], unknown: &mut Vec<Unassessed>, theirs: Vec<Unassessed>) {
+    for u in theirs {
+        let known = found.iter().any(|f| f.id == u.id) || unknown.iter().any(|v| v.id == u.id);
+        if !known {
+            unknown.push(u);
+        }
     }
 }
 
