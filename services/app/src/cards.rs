@@ -8,7 +8,7 @@ use stride_fhir::orders::DraftOrder;
 use stride_guideline::decision::{
     Basis, Decision, Finding, Preliminary, Unassessed, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
-use stride_guideline::model::{CardText, Rule, Severity};
+use stride_guideline::model::{CardText, Severity};
 use stride_guideline::RuleSet;
 use uuid::Uuid;
 
@@ -152,25 +152,17 @@ pub fn cards(inp: &CardInputs<'_>) -> Vec<Card> {
     out
 }
 
-/// The rule set's red flag or pitfall with this decision id.
-fn rule<'a>(inp: &'a CardInputs<'_>, id: &str) -> Option<&'a Rule> {
-    let doc = &inp.rs.doc;
-    doc.red_flags
-        .iter()
-        .chain(&doc.pitfalls)
-        .find(|r| r.id == id)
-}
-
 /// A rule's clinical name and citations, for a card about it that is not its own.
 fn named(inp: &CardInputs<'_>, id: &str) -> (String, Vec<u32>) {
-    rule(inp, id).map_or_else(
+    inp.rs.flag_or_pitfall(id).map_or_else(
         || (id.to_owned(), Vec::new()),
         |r| (r.finding_name().to_owned(), r.card.cite.clone()),
     )
 }
 
 fn unassessed_card(inp: &CardInputs<'_>, u: &Unassessed) -> Card {
-    let (name, cite) = named(inp, &u.id);
+    let (_, cite) = named(inp, &u.id);
+    let name = u.name(inp.rs);
     let text = CardText {
         summary: format!("Not ruled out: {name} — record the findings below"),
         detail: String::new(),
@@ -436,7 +428,7 @@ fn phase_card(inp: &CardInputs<'_>) -> Option<Card> {
     if !d.unassessed_pitfalls.is_empty() {
         detail.push_str("\n\n**Pitfalls that could not be checked** (record to check them):\n");
         for u in &d.unassessed_pitfalls {
-            let (name, _) = named(inp, &u.id);
+            let name = u.name(inp.rs);
             let needs: Vec<String> = u
                 .needs
                 .iter()

@@ -438,3 +438,53 @@ async fn card_texts_do_not_depend_on_resource_ids() {
     assert!(checked >= 40, "{checked}");
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
+
+/// A finding of the older knee's episode shown beside the newer knee's rest says whose it is:
+/// its card's summary names the side (independent cases 458, 462 and 465 are about the older
+/// knee's distance jump and valgus mechanism; the cards showed them with no word of which
+/// knee). One the newer episode finds too (a run on consecutive days, 459) is the patient's
+/// now and names none. Over every record, a card about another episode's finding names that
+/// side, and no other card names one.
+#[tokio::test]
+async fn another_episodes_findings_name_its_side() {
+    let (_dir, store) = support::fresh_store().await;
+    let rs = rule_set();
+    let want = [
+        ("458-", "distance-jump", "Left side: "),
+        ("462-", "mcl-mechanism", "Left side: "),
+        ("465-", "distance-jump", "Left side: "),
+    ];
+    let mut seen = 0;
+    let mut wrong = Vec::new();
+    for (name, case) in support::adversarial_records() {
+        let j = judge(store.as_ref(), &rs, &case).await;
+        let d = &j.decision;
+        for (id, summary, _) in &j.texts {
+            let summary = summary.as_str().unwrap_or_default();
+            let side = d
+                .red_flags
+                .iter()
+                .chain(&d.warnings)
+                .chain(&d.pitfalls)
+                .find(|f| &f.id == id)
+                .and_then(|f| f.side);
+            let named = ["Right side: ", "Left side: ", "Both sides: "]
+                .into_iter()
+                .find(|w| summary.starts_with(w));
+            let expected = side.map(|s| stride_guideline::display::side(Some(s)));
+            if named.map(|w| w.trim_end_matches(": ")) != expected {
+                wrong.push(format!("{name} {id}: {summary:?} (side {side:?})"));
+            }
+            if let Some((_, _, words)) =
+                want.iter().find(|(n, i, _)| name.starts_with(n) && i == id)
+            {
+                seen += 1;
+                if !summary.starts_with(words) {
+                    wrong.push(format!("{name} {id}: {summary:?} should begin {words:?}"));
+                }
+            }
+        }
+    }
+    assert_eq!(seen, want.len(), "every named card was shown");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -658,12 +658,7 @@ pub fn rationale(rs: &RuleSet, d: &Decision, phase_title: &str) -> String {
         }
     }
     for u in &d.unassessed_red_flags {
-        let name = rs
-            .doc
-            .red_flags
-            .iter()
-            .find(|r| r.id == u.id)
-            .map_or(u.id.as_str(), |r| r.finding_name());
+        let name = u.name(rs);
         let needs: Vec<&str> = u.needs.iter().map(|n| n.text.as_str()).collect();
         lines.push(format!(
             "Not ruled out: {name}. Record: {}.",

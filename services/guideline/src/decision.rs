@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use crate::model::{Frequency, Severity, ValueKind};
+use crate::model::{Frequency, Severity, Side, ValueKind};
 use crate::version::RuleSetVersion;
 
 /// Decision ids that the engine itself produces (the rest come from the rule set).
@@ -108,6 +108,11 @@ pub struct Finding {
     /// names, where `evidence` names resource ids for the audit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub basis: Vec<Basis>,
+    /// The side of the open episode it was found in, when that is not the episode the patient
+    /// is placed by (`evaluate::decide` carries another episode's findings; its summary then
+    /// names the side, so a clinician does not read it as the newer injury's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
 }
 
 /// One fact a finding rests on: its clinical name, its value and the newest day recorded.
@@ -167,6 +172,26 @@ pub struct Unassessed {
     /// What to record, in clinical words (`missing` with each fact's text and reason).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<MissingFact>,
+    /// As `Finding::side`: another open episode's rule it could not decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
+}
+
+impl Unassessed {
+    /// The rule's clinical name as a clinician reads it: "Focal tenderness …", and "(episode
+    /// of the left side)" after it when it is another open episode's.
+    pub fn name(&self, rs: &crate::RuleSet) -> String {
+        let name = rs
+            .flag_or_pitfall(&self.id)
+            .map_or(self.id.as_str(), |r| r.finding_name());
+        match self.side {
+            Some(side) => format!(
+                "{name} (episode of the {})",
+                crate::display::side(Some(side)).to_lowercase()
+            ),
+            None => name.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

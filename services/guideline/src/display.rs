@@ -6,7 +6,7 @@
 use time::Date;
 
 use crate::decision::{TraceEntry, Verdict};
-use crate::model::ValueKind;
+use crate::model::{Side, ValueKind};
 use crate::RuleSet;
 
 /// A number as people write it: no `-0`, no trailing zeros, at most two decimals.
@@ -61,6 +61,16 @@ pub fn day(d: Date) -> String {
         "[day padding:none] [month repr:short] [year]"
     ))
     .unwrap_or_else(|_| d.to_string())
+}
+
+/// An open episode's side as a heading: "Right side", "Both sides", "Side not recorded".
+pub fn side(side: Option<Side>) -> &'static str {
+    match side {
+        Some(Side::Right) => "Right side",
+        Some(Side::Left) => "Left side",
+        Some(Side::Bilateral) => "Both sides",
+        None => "Side not recorded",
+    }
 }
 
 /// What a criterion asks for, in words: "10–14 days", "at least 30 min", "no".

@@ -7,7 +7,7 @@ use crate::decision::{
     TraceEntry, Unassessed, Verdict, HOLD_FOR_EVALUATION, INSUFFICIENT_DATA,
 };
 use crate::facts::Facts;
-use crate::model::{Activity, CardText, Comparison, Criterion, Rule};
+use crate::model::{Activity, CardText, Comparison, Criterion, Rule, Side};
 use crate::panels::with_panel_findings;
 use crate::resolve::{
     prepare, resolve_by_side, resolve_on, resolve_with, FactTable, Look, Prepared, NOT_RECORDED,
@@ -91,7 +91,7 @@ pub(crate) fn decide(
             .red_flags
             .iter()
             .filter(|f| !decision.red_flags.iter().any(|g| g.id == f.id))
-            .cloned()
+            .map(|f| of_episode(f.clone(), look.side))
             .collect();
         decision
             .unassessed_red_flags
@@ -102,7 +102,12 @@ pub(crate) fn decide(
         // Its pitfalls and warnings too: the source's pitfalls are about the runner's training,
         // whichever knee was running (an independent case found a distance jump of the older
         // knee's runs unshown while the newer knee's rest placed the patient).
-        carry(&mut decision.pitfalls, theirs.pitfalls, &rs.doc.pitfalls);
+        carry(
+            &mut decision.pitfalls,
+            theirs.pitfalls,
+            look,
+            &rs.doc.pitfalls,
+        );
         decision
             .unassessed_pitfalls
             .retain(|u| !decision.pitfalls.iter().any(|f| f.id == u.id));
@@ -111,8 +116,14 @@ pub(crate) fn decide(
             &decision.pitfalls,
             &mut decision.unassessed_pitfalls,
             theirs.unassessed_pitfalls,
+            look,
         );
-        carry(&mut decision.warnings, theirs.warnings, &rs.doc.warnings);
+        carry(
+            &mut decision.warnings,
+            theirs.warnings,
+            look,
+            &rs.doc.warnings,
+        );
         if placed_by_theirs {
             // What holds that episode back is shown too: a red flag it cannot rule out (not
             // for an episode without an onset, whose clock-bound red flags are all unknown:
@@ -126,6 +137,7 @@ pub(crate) fn decide(
                 &decision.red_flags,
                 &mut decision.unassessed_red_flags,
                 unassessed,
+                look,
             );
             decision.phase = theirs.phase;
             decision.regression = theirs.regression;
@@ -141,11 +153,11 @@ pub(crate) fn decide(
 
 /// Findings of another episode added to the patient's, each once, in the rule set's order (as
 /// the cards are).
-fn carry(ours: &mut Vec<Finding>, theirs: Vec<Finding>, rules: &[Rule]) {
+fn carry(ours: &mut Vec<Finding>, theirs: Vec<Finding>, look: Look, rules: &[Rule]) {
     let before = ours.len();
     for f in theirs {
         if !ours.iter().any(|g| g.id == f.id) {
-            ours.push(f);
+            ours.push(of_episode(f, look.side));
         }
     }
     if ours.len() > before {
@@ -155,13 +167,27 @@ fn carry(ours: &mut Vec<Finding>, theirs: Vec<Finding>, rules: &[Rule]) {
 
 /// Another episode's rules it could not decide, added to the patient's unless the patient's
 /// already fire or list them.
-fn list_unknown(found: &[Finding], unknown: &mut Vec<Unassessed>, theirs: Vec<Unassessed>) {
-    for u in theirs {
+fn list_unknown(
+    found: &[Finding],
+    unknown: &mut Vec<Unassessed>,
+    theirs: Vec<Unassessed>,
+    look: Look,
+) {
+    for mut u in theirs {
         let known = found.iter().any(|f| f.id == u.id) || unknown.iter().any(|v| v.id == u.id);
         if !known {
+            u.side = Some(look.side);
             unknown.push(u);
         }
     }
+}
+
+/// Another open episode's finding, named by its side: a clinician reading "Distance jump"
+/// beside a newer injury's rest would otherwise take it for the newer injury's.
+fn of_episode(mut f: Finding, side: Side) -> Finding {
+    f.summary = format!("{}: {}", crate::display::side(Some(side)), f.summary);
+    f.side = Some(side);
+    f
 }
 
 /// The oldest open episode, when it is the other knee's and read on its own by its side
@@ -812,6 +838,7 @@ impl<'a> Evaluator<'a> {
                             rule: r.rule.clone(),
                             missing,
                             needs: Vec::new(),
+                            side: None,
                         });
                     }
                 }
@@ -1301,5 +1328,6 @@ fn finding(r: &Rule, card: &CardText, evidence: Vec<String>) -> Finding {
         conflicts: Vec::new(),
         since: None,
         basis: Vec::new(),
+        side: None,
     }
 }

@@ -1519,12 +1519,11 @@ fn episode_groups(
         groups
             .iter()
             .map(|(side, start, _, _)| {
-                let side = match side {
-                    Some(Side::Right) => "Right side",
-                    Some(Side::Left) => "Left side",
-                    _ => "Side not recorded",
-                };
-                format!("{side}: episode since {start}")
+                format!(
+                    "{}: episode since {}",
+                    crate::display::side(*side),
+                    crate::display::day(*start)
+                )
             })
             .collect()
     } else {

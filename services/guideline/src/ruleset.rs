@@ -492,6 +492,13 @@ impl RuleSet {
             )
             .collect()
     }
+
+    /// The red flag or pitfall with this decision id (what a card about an undecided rule
+    /// names).
+    pub fn flag_or_pitfall(&self, id: &str) -> Option<&crate::model::Rule> {
+        let d = &self.doc;
+        d.red_flags.iter().chain(&d.pitfalls).find(|r| r.id == id)
+    }
 }
 
 fn resolve_codes(doc: &RuleSetDoc, problems: &mut Vec<String>) -> HashMap<String, Code> {

@@ -1,7 +1,7 @@
 //! Test vignettes shipped beside each rule set: inputs → the expected decision.
 //! `stride rules test` and the crate's own tests run them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 use time::{Date, Duration};
@@ -9,6 +9,7 @@ use time::{Date, Duration};
 use crate::decision::Decision;
 use crate::evaluate::evaluate;
 use crate::facts::{Code, Component, Facts, Record, RecordKind, Value};
+use crate::model::Side;
 use crate::ruleset::RuleSet;
 
 #[derive(Debug, Deserialize)]
@@ -164,6 +165,9 @@ pub struct Expect {
     pub conflicts: Vec<String>,
     /// Whether the episode is named stale.
     pub stale: Option<bool>,
+    /// Exact: the findings and undecided rules carried from another open episode, each with
+    /// that episode's side (`Finding::side`); every other one names no side.
+    pub episode_sides: Option<BTreeMap<String, Side>>,
 }
 
 #[derive(Debug)]
@@ -390,6 +394,24 @@ impl Expect {
                 .collect(),
             &mut f,
         );
+        if let Some(want) = &self.episode_sides {
+            let got: BTreeMap<String, Side> = d
+                .red_flags
+                .iter()
+                .chain(&d.warnings)
+                .chain(&d.pitfalls)
+                .filter_map(|x| Some((x.id.clone(), x.side?)))
+                .chain(
+                    d.unassessed_red_flags
+                        .iter()
+                        .chain(&d.unassessed_pitfalls)
+                        .filter_map(|u| Some((u.id.clone(), u.side?))),
+                )
+                .collect();
+            if *want != got {
+                f.push(format!("episode_sides: expected {want:?}, got {got:?}"));
+            }
+        }
         for n in &self.not_unassessed {
             if d.unassessed_red_flags.iter().any(|u| &u.id == n) {
                 f.push(format!("unassessed: {n} should have been decided"));

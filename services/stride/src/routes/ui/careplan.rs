@@ -423,16 +423,11 @@ fn why(html: &mut String, d: &Drafted<'_>) {
         html.push_str("</ul>");
     }
     for u in &dec.unassessed_red_flags {
-        let name = rs
-            .doc
-            .red_flags
-            .iter()
-            .find(|r| r.id == u.id)
-            .map_or(u.id.as_str(), |r| r.finding_name());
+        let name = u.name(rs);
         let needs: Vec<String> = u.needs.iter().map(|n| esc(&lower_first(&n.text))).collect();
         html.push_str(&format!(
             "<p>Not ruled out: <strong>{}</strong>. Record {}.</p>",
-            esc(name),
+            esc(&name),
             needs.join(", ")
         ));
     }
