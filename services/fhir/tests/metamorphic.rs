@@ -400,6 +400,42 @@ fn other_units(j: &mut Json) {
     }
 }
 
+/// Lengths and durations rewritten in miles, inches or hours and rounded to two decimals, as
+/// a device set to US units writes them; whether any was.
+fn us_units_rounded(j: &mut Json) -> bool {
+    match j {
+        Json::Object(o) => {
+            let mut changed = false;
+            let unit = o.get("code").and_then(Json::as_str).map(str::to_owned);
+            let system_ucum = o.get("system").and_then(Json::as_str) == Some(UCUM);
+            if let (Some(u), true, Some(v)) =
+                (unit, system_ucum, o.get("value").and_then(Json::as_f64))
+            {
+                let to = match u.as_str() {
+                    "km" => Some(("[mi_i]", "mi", 1.609344)),
+                    "m" => Some(("[mi_i]", "mi", 1609.344)),
+                    "cm" => Some(("[in_i]", "in", 2.54)),
+                    "mm" => Some(("[in_i]", "in", 25.4)),
+                    "min" => Some(("h", "h", 60.0)),
+                    _ => None,
+                };
+                if let Some((code, unit, per)) = to {
+                    o.insert("value".into(), json!((v / per * 100.0).round() / 100.0));
+                    o.insert("code".into(), json!(code));
+                    o.insert("unit".into(), json!(unit));
+                    changed = true;
+                }
+            }
+            for v in o.values_mut() {
+                changed |= us_units_rounded(v);
+            }
+            changed
+        }
+        Json::Array(a) => a.iter_mut().fold(false, |c, v| us_units_rounded(v) | c),
+        _ => false,
+    }
+}
+
 /// Units written as UCUM terms of one unit: kilometres as `10*3.m`, minutes and metres
 /// annotated (`min{walked}`, `m{run}`), as devices write them (D93).
 fn ucum_terms(j: &mut Json) {
@@ -844,6 +880,34 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
         out.push((
             "every percentage written as a fraction in UCUM's unity (84 % as 0.84)",
             vec![fractions],
+        ));
+    }
+    // Each Observation logged again a minute later by a second device that writes US units
+    // to two decimals (a phone's 2.73 mi beside a watch's 4.4 km): one event that says the
+    // same but for the unit's rounding, neither two events nor a disagreement (D101;
+    // independent case 472 read one run so as two, a distance jump).
+    if ["[mi_i]", "[in_i]", "h"].iter().all(|u| rs.reads_unit(u)) {
+        let mut copies = base.clone();
+        copies.extend(base.iter().filter_map(|x| {
+            let when = x["effectiveDateTime"].as_str()?;
+            if x["resourceType"] != "Observation" {
+                return None;
+            }
+            let t =
+                OffsetDateTime::parse(when, &time::format_description::well_known::Rfc3339).ok()?;
+            let mut y = x.clone();
+            if !us_units_rounded(&mut y) {
+                return None;
+            }
+            let id = x["id"].as_str().unwrap_or("");
+            y["id"] = json!(format!("phone-{id}"));
+            y["identifier"] = json!([{"system": "https://phone.example.com/ids", "value": id}]);
+            y["effectiveDateTime"] = json!(stamp(t + time::Duration::minutes(1)));
+            Some(y)
+        }));
+        out.push((
+            "every Observation with a length or a duration logged again a minute later by a second device in miles, inches or hours to two decimals",
+            vec![copies],
         ));
     }
     // A "no" about the uninjured knee says nothing of the injured one: for every finding

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use time::Date;
 
-use crate::bound::Interval;
+use crate::bound::{End, Interval};
 use crate::decision::{Ignored, Sources};
 use crate::facts::{Facts, Record, Value};
 use crate::model::{
@@ -139,6 +139,9 @@ struct Point<'a> {
     at: Option<time::OffsetDateTime>,
     /// The body sites it names: records of two sites are never one event.
     sites: &'a [crate::facts::Code],
+    /// Half the last digit it was recorded to, in the fact's unit, when it was recorded in
+    /// another unit (2.02 [mi_i] read in km: ±0.008); 0 in the fact's own unit.
+    rounding: f64,
 }
 
 /// One fact source reading one record (the fact numbered in `doc.facts` order).
@@ -926,6 +929,7 @@ fn with_unreadable(
                         earliest: None,
                         at: None,
                         sites: &[],
+                        rounding: 0.0,
                     }));
                     // A trial that contradicts a readable record of its day gives that
                     // day's readings, each possible (a review found the high end dropped so).
@@ -1165,6 +1169,7 @@ fn resolve_inner<'r>(
                         earliest: r.start,
                         at: r.at,
                         sites: &r.sites,
+                        rounding: conversion_rounding(binding, src, r),
                     };
                     // A finding over a period (a symptom diary) holds on every day of it.
                     if let (Some(start), Aggregation::ConsecutiveDays) =
@@ -1201,6 +1206,7 @@ fn resolve_inner<'r>(
                         earliest: None,
                         at: r.at,
                         sites: &r.sites,
+                        rounding: conversion_rounding(binding, src, r),
                     })
                 }
                 Read::Nothing => {}
@@ -1216,6 +1222,7 @@ fn resolve_inner<'r>(
                     earliest: None,
                     at: r.at,
                     sites: &r.sites,
+                    rounding: 0.0,
                 }),
                 // No evidence is not evidence: it never supersedes an earlier value.
                 Read::NoValue if dq.value_less_ignored => notes.ignore(
@@ -1669,6 +1676,57 @@ fn unread_form(src: &FactSource, r: &Record) -> bool {
 }
 
 /// What the record says for this fact, in the binding's kind and unit.
+/// The value `src` reads of `r`: its own, or its component's (`None` when the record has
+/// no such component; `Some(None)` when the record or component carries no value).
+fn recorded<'r>(src: &FactSource, r: &'r Record) -> Option<Option<&'r Value>> {
+    match &src.resolved_component {
+        Some(code) => r
+            .components
+            .iter()
+            .find(|c| c.codes.contains(code))
+            .map(|c| c.value.as_ref()),
+        None => Some(r.value.as_ref()),
+    }
+}
+
+/// How far a quantity recorded in another unit than the fact's may be from the same
+/// measurement recorded in the fact's unit, by the rounding of its last recorded digit alone:
+/// 2.02 [mi_i] is 3.2509 km ± 0.008 km, so a watch's 3.25 km and a phone's 2.02 mi of one run
+/// say the same (independent case 472). Zero for a value in the fact's own unit.
+fn conversion_rounding(b: &FactBinding, src: &FactSource, r: &Record) -> f64 {
+    let (value, unit) = match recorded(src, r) {
+        Some(Some(
+            Value::Quantity {
+                value,
+                unit: Some(unit),
+            }
+            | Value::Bound {
+                value,
+                unit: Some(unit),
+                ..
+            },
+        )) => (value, unit),
+        _ => return 0.0,
+    };
+    let canonical = b.unit.as_deref().unwrap_or("1");
+    if unit == canonical {
+        return 0.0;
+    }
+    // The digits it was written with: the shortest text that reads back as the same number
+    // is the text recorded, but for trailing zeros (2.020 reads as 2.02: a coarser step).
+    let text = value.abs().to_string();
+    let decimals = text.split_once('.').map_or(0, |(_, d)| d.len()).min(12) as i32;
+    let half = 0.5 * 10f64.powi(-decimals);
+    // Units with an offset (°F) convert their step from the value, not from 0.
+    match (
+        units::convert(*value, unit, canonical),
+        units::convert(*value + half, unit, canonical),
+    ) {
+        (Some(a), Some(b)) if (b - a).is_finite() => (b - a).abs(),
+        _ => 0.0,
+    }
+}
+
 fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Read {
     if !b.needs_value() || src.present {
         return Read::Value(1.0);
@@ -1676,13 +1734,10 @@ fn read_value(rs: &RuleSet, b: &FactBinding, src: &FactSource, r: &Record) -> Re
     if src.value_from_date {
         return r.date.map_or(Read::Nothing, |d| Read::Value(day_number(d)));
     }
-    let value = match &src.resolved_component {
-        Some(code) => match r.components.iter().find(|c| c.codes.contains(code)) {
-            Some(c) => c.value.as_ref(),
-            None if src.unrecorded_ends => return Read::Unrecorded,
-            None => return Read::Nothing,
-        },
-        None => r.value.as_ref(),
+    let value = match recorded(src, r) {
+        Some(value) => value,
+        None if src.unrecorded_ends => return Read::Unrecorded,
+        None => return Read::Nothing,
     };
     let Some(value) = value else {
         return if src.unrecorded_ends {
@@ -1971,15 +2026,30 @@ fn aggregate(
     for event in &events {
         let mut readings: Vec<&Vec<usize>> = Vec::new();
         for record in event {
-            match readings.iter().find(|r| same_record(points, r, record)) {
+            let found = readings
+                .iter()
+                .position(|r| same_record(points, r, record) || near_record(points, r, record));
+            match found {
                 Some(k) => {
-                    for &i in record {
+                    // Of two records that differ by a unit's rounding, the one recorded to the
+                    // finer step is the measurement (a watch's 4.4 km beside a phone's 2.73 mi).
+                    let (kept, copy) = if precision(points, record) < precision(points, readings[k])
+                    {
+                        (record, std::mem::replace(&mut readings[k], record))
+                    } else {
+                        (readings[k], record)
+                    };
+                    for &i in kept {
+                        drop[i] = false;
+                    }
+                    for &i in copy {
                         drop[i] = true;
                     }
-                    copies
-                        .entry(points[k[0]].source.to_owned())
-                        .or_default()
-                        .push(points[record[0]].source.to_owned());
+                    let (kept, copy) = (points[kept[0]].source, points[copy[0]].source);
+                    // The copies named by the record set aside are the kept one's now.
+                    let mut named = copies.remove(copy).unwrap_or_default();
+                    named.push(copy.to_owned());
+                    copies.entry(kept.to_owned()).or_default().extend(named);
                 }
                 None => readings.push(record),
             }
@@ -2223,6 +2293,44 @@ fn same_record(points: &[Point<'_>], a: &[usize], b: &[usize]) -> bool {
             .iter()
             .zip(sorted(b))
             .all(|(x, y)| same_reading(x, y))
+}
+
+/// How coarsely a record was written in the fact's unit: its readings' rounding together.
+fn precision(points: &[Point<'_>], r: &[usize]) -> f64 {
+    r.iter().map(|&i| points[i].rounding).sum()
+}
+
+/// Whether two records of one event differ only by the rounding of a unit (`Point::rounding`):
+/// a watch's 3.25 km and a phone's 2.02 mi of one run say the same, as copies that agree do
+/// (independent case 472 read them as two runs, a distance jump). A value in the fact's own
+/// unit counts as exact, so a converted copy matches it only within its own last digit.
+fn near_record(points: &[Point<'_>], a: &[usize], b: &[usize]) -> bool {
+    let sorted = |r: &[usize]| {
+        let mut v: Vec<&Point<'_>> = r.iter().map(|&i| &points[i]).collect();
+        v.sort_by(|x, y| {
+            (x.stand_in, x.bound.is_some())
+                .cmp(&(y.stand_in, y.bound.is_some()))
+                .then(x.value.total_cmp(&y.value))
+        });
+        v
+    };
+    a.len() == b.len()
+        && sorted(a).iter().zip(sorted(b)).all(|(x, y)| {
+            let near = |p: f64, q: f64| (p - q).abs() <= x.rounding + y.rounding + 1e-9;
+            let ends = |p: Option<End>, q: Option<End>| match (p, q) {
+                (None, None) => true,
+                (Some(p), Some(q)) => p.1 == q.1 && near(p.0, q.0),
+                _ => false,
+            };
+            same_reading(x, y)
+                || x.stand_in == y.stand_in
+                    && match (x.bound, y.bound) {
+                        (None, None) => near(x.value, y.value),
+                        // A bound written in another unit: "> 0.67 h" beside "> 40 min".
+                        (Some(p), Some(q)) => ends(p.lo, q.lo) && ends(p.hi, q.hi),
+                        _ => false,
+                    }
+        })
 }
 
 /// Whether two records say the same: one value (or both no value), one bound, both stand-ins
