@@ -330,4 +330,8 @@ pub struct TraceEntry {
     pub verdict: Verdict,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The side of the open episode it was read for, when that episode placed the patient
+    /// and is not the newest (`Finding::side`): the review page names it beside the newest's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub side: Option<Side>,
 }

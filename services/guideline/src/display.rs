@@ -122,7 +122,10 @@ pub fn criterion(rs: &RuleSet, t: &TraceEntry, recorded: Option<Date>) -> String
         Some(v) => quantity(v, unit),
         None => "not recorded".to_owned(),
     };
-    let mut text = format!("{name}: {value}");
+    let mut text = match t.side {
+        Some(s) => format!("{}: {name}: {value}", side(Some(s))),
+        None => format!("{name}: {value}"),
+    };
     match (recorded, t.value) {
         (Some(d), Some(_)) if elapsed => text.push_str(&format!(" (onset {})", day(d))),
         (Some(d), Some(_)) => text.push_str(&format!(", recorded {}", day(d))),

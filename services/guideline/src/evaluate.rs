@@ -72,6 +72,7 @@ pub(crate) fn decide(
         );
     }
     let applies = table.applies;
+    let placing_side = table.placing_side;
     let mut decision = decide_one(rs, facts, prepared, table, as_of);
     if !applies {
         return decision;
@@ -145,7 +146,15 @@ pub(crate) fn decide(
             decision.activities = theirs.activities;
             decision.rehab = theirs.rehab;
             decision.phase_notes = theirs.phase_notes;
-            decision.trace.extend(theirs.trace);
+            // Both episodes' criteria stay in the trace, each named by its side, so the
+            // review page does not show the newer knee's beside the phase the older one set.
+            for t in decision.trace.iter_mut().filter(|t| t.side.is_none()) {
+                t.side = placing_side;
+            }
+            decision.trace.extend(theirs.trace.into_iter().map(|mut t| {
+                t.side = Some(look.side);
+                t
+            }));
         }
     }
     decision
@@ -718,6 +727,7 @@ impl<'a> Evaluator<'a> {
                         parameter: None,
                         verdict: Verdict::Met,
                         note: Some(format!("approved into {} on {}", ps.phase, ps.since)),
+                        side: None,
                     });
                     *i
                 });
@@ -1256,6 +1266,7 @@ impl<'a> Evaluator<'a> {
             parameter: cmp.param.clone(),
             verdict,
             note,
+            side: None,
         });
         verdict
     }

@@ -57,7 +57,8 @@ fn every_rule_set_loads_and_passes_its_vignettes() {
         );
         let mut failed = Vec::new();
         for v in &file.vignettes {
-            let out = v.run(&rs).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+            let mut out = v.run(&rs).unwrap_or_else(|e| panic!("{}: {e}", v.name));
+            out.failures.extend(criteria_disagree(&rs, &out.decision));
             if !out.failures.is_empty() {
                 failed.push(format!(
                     "{}:\n    {}",
@@ -73,6 +74,36 @@ fn every_rule_set_loads_and_passes_its_vignettes() {
             failed.join("\n  ")
         );
     }
+}
+
+/// A phase criterion shown twice with two verdicts and nothing to tell them apart: the review
+/// page lists each criterion once per side, so two open episodes' criteria must each name
+/// their side (a right knee's "met" beside a left knee's "not met" would read as one).
+fn criteria_disagree(rs: &RuleSet, d: &stride_guideline::Decision) -> Vec<String> {
+    let mut seen = std::collections::BTreeMap::new();
+    let mut out = Vec::new();
+    for t in &d.trace {
+        if !rs.doc.phases.iter().any(|p| p.rule == t.rule) {
+            continue;
+        }
+        let Some(check) = &t.check else { continue };
+        let shown = stride_guideline::display::criterion(rs, t, None);
+        if t.side.is_some() && !shown.starts_with(stride_guideline::display::side(t.side)) {
+            out.push(format!("trace: {shown:?} does not name its side"));
+        }
+        let key = (t.rule.clone(), check.clone(), t.side);
+        match seen.get(&key) {
+            Some(v) if *v != t.verdict => out.push(format!(
+                "trace: {} {check} ({:?}) is both {v:?} and {:?}",
+                t.rule, t.side, t.verdict
+            )),
+            Some(_) => {}
+            None => {
+                seen.insert(key, t.verdict);
+            }
+        }
+    }
+    out
 }
 
 /// `A-01` is the applicability block (INTERPRETATION.md A-01), which has no id in the format.

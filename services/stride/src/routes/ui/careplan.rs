@@ -383,14 +383,15 @@ fn why(html: &mut String, d: &Drafted<'_>) {
     }
     // Each phase's exit criteria as evaluated, once each, in the order of the protocol.
     for phase in &rs.doc.phases {
-        let mut seen: Vec<&str> = Vec::new();
+        // Once each per episode: with two knees' episodes, each criterion names its side.
+        let mut seen: Vec<(&str, Option<stride_guideline::model::Side>)> = Vec::new();
         let items: Vec<String> = dec
             .trace
             .iter()
             .filter(|t| t.rule == phase.rule)
             .filter(|t| match t.check.as_deref() {
-                Some(c) if !seen.contains(&c) => {
-                    seen.push(c);
+                Some(c) if !seen.contains(&(c, t.side)) => {
+                    seen.push((c, t.side));
                     true
                 }
                 _ => false,
