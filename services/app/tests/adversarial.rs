@@ -46,6 +46,12 @@ const DISAGREE: &[(&str, &str)] = &[
          are enough.",
     ),
     (
+        "485-",
+        "As 42: the last exam (12-04) is from day 12 of an episode begun 11-22 (local day), so \
+         persistent localized bony tenderness after 2 weeks of rest is not ruled out and the \
+         patient stays in rest until an exam from day 14 on says no (1.0.1's rule, kept).",
+    ),
+    (
         "42-",
         "Persistent localized bony tenderness after 2 weeks of rest (RF-03) is judged on an exam \
          from day 14 of the episode; the last exam is from day 13, so RF-03 is not ruled out and \
@@ -326,8 +332,15 @@ async fn the_adversarial_records_are_answered_as_the_source_asks() {
     let mut still_disagree = BTreeSet::new();
     let mut still_open = BTreeSet::new();
     for (name, case) in &files {
-        let judged = judge(store.as_ref(), &rs, &case).await;
-        let fails = failures(&case, &judged);
+        let judged = judge(store.as_ref(), &rs, case).await;
+        // ADV_DEBUG=<case number>- prints that case's whole decision (trace included).
+        if std::env::var("ADV_DEBUG").is_ok_and(|d| name.starts_with(&d)) {
+            eprintln!(
+                "{}",
+                serde_json::to_string_pretty(&judged.decision).unwrap()
+            );
+        }
+        let fails = failures(case, &judged);
         let listed = DISAGREE.iter().position(|(n, _)| name.starts_with(n));
         let open = OPEN.iter().position(|(n, _)| name.starts_with(n));
         match (fails.is_empty(), listed, open) {

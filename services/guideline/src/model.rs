@@ -88,6 +88,11 @@ pub struct ValueSet {
     /// return to running" is a referral, not a running order).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub except_words: Vec<String>,
+    /// Phrases inside which a word does not count, where the same word elsewhere in the text
+    /// still does: "walk-run intervals" are the protocol's walk and run intervals, not speed
+    /// work, but "walk-run intervals, then fartlek" orders speed work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_within: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -142,6 +142,9 @@ struct Point<'a> {
     /// Half the last digit it was recorded to, in the fact's unit, when it was recorded in
     /// another unit (2.02 [mi_i] read in km: ±0.008); 0 in the fact's own unit.
     rounding: f64,
+    /// Half the last digit of a measurement, in whatever unit (3.3 km: ±0.05); 0 for a score
+    /// or a count, whose values are categories, not measurements.
+    step: f64,
 }
 
 /// One fact source reading one record (the fact numbered in `doc.facts` order).
@@ -533,6 +536,12 @@ fn episode(
             let Some(b) = rs.doc.facts.values().nth(h.fact) else {
                 continue;
             };
+            // Read by a source of its own kind only: a diagnosis coded with a finding's code
+            // is that finding present, an Observation "no" of the same code is not (the
+            // independent cases 467 and 488 found the exam's "no rest pain" read as present).
+            if b.sources[h.source].record != o.kind {
+                continue;
+            }
             // Pain (a 0–10 score above 0), or a red-flag finding present.
             // A score or finding in a form not read may be pain (D52), where the rule set
             // reads such records as possibly positive.
@@ -930,6 +939,7 @@ fn with_unreadable(
                         at: None,
                         sites: &[],
                         rounding: 0.0,
+                        step: 0.0,
                     }));
                     // A trial that contradicts a readable record of its day gives that
                     // day's readings, each possible (a review found the high end dropped so).
@@ -1154,6 +1164,7 @@ fn resolve_inner<'r>(
             if !in_window(binding, date, &anchors, as_of) {
                 continue;
             }
+            let written = written(binding, src, r);
             match read_value(rs, binding, src, r) {
                 Read::Value(v) => {
                     if r.kind == RecordKind::Observation {
@@ -1169,7 +1180,8 @@ fn resolve_inner<'r>(
                         earliest: r.start,
                         at: r.at,
                         sites: &r.sites,
-                        rounding: conversion_rounding(binding, src, r),
+                        rounding: written.rounding,
+                        step: written.step,
                     };
                     // A finding over a period (a symptom diary) holds on every day of it.
                     if let (Some(start), Aggregation::ConsecutiveDays) =
@@ -1206,7 +1218,8 @@ fn resolve_inner<'r>(
                         earliest: None,
                         at: r.at,
                         sites: &r.sites,
-                        rounding: conversion_rounding(binding, src, r),
+                        rounding: written.rounding,
+                        step: written.step,
                     })
                 }
                 Read::Nothing => {}
@@ -1223,6 +1236,7 @@ fn resolve_inner<'r>(
                     at: r.at,
                     sites: &r.sites,
                     rounding: 0.0,
+                    step: 0.0,
                 }),
                 // No evidence is not evidence: it never supersedes an earlier value.
                 Read::NoValue if dq.value_less_ignored => notes.ignore(
@@ -1689,11 +1703,19 @@ fn recorded<'r>(src: &FactSource, r: &'r Record) -> Option<Option<&'r Value>> {
     }
 }
 
-/// How far a quantity recorded in another unit than the fact's may be from the same
-/// measurement recorded in the fact's unit, by the rounding of its last recorded digit alone:
-/// 2.02 [mi_i] is 3.2509 km ± 0.008 km, so a watch's 3.25 km and a phone's 2.02 mi of one run
-/// say the same (independent case 472). Zero for a value in the fact's own unit.
-fn conversion_rounding(b: &FactBinding, src: &FactSource, r: &Record) -> f64 {
+/// How finely a quantity was written, in the fact's unit (`Point::rounding`, `Point::step`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Written {
+    rounding: f64,
+    step: f64,
+}
+
+/// How far a quantity may be from the same measurement written otherwise, by the rounding of
+/// its last recorded digit alone: 2.02 [mi_i] is 3.2509 km ± 0.008 km, so a watch's 3.25 km
+/// and a phone's 2.02 mi of one run say the same (independent case 472), and 3.3 km is
+/// 3.30 ± 0.05, so a phone's 3.31 km beside it is the same run measured twice (case 487). A
+/// score or a count has no step: 2 and 3 are two answers.
+fn written(b: &FactBinding, src: &FactSource, r: &Record) -> Written {
     let (value, unit) = match recorded(src, r) {
         Some(Some(
             Value::Quantity {
@@ -1706,24 +1728,41 @@ fn conversion_rounding(b: &FactBinding, src: &FactSource, r: &Record) -> f64 {
                 ..
             },
         )) => (value, unit),
-        _ => return 0.0,
+        _ => return Written::default(),
     };
     let canonical = b.unit.as_deref().unwrap_or("1");
-    if unit == canonical {
-        return 0.0;
+    if units::unitless_ok(canonical) || matches!(canonical, "1" | "d") {
+        return Written::default();
     }
     // The digits it was written with: the shortest text that reads back as the same number
     // is the text recorded, but for trailing zeros (2.020 reads as 2.02: a coarser step).
     let text = value.abs().to_string();
     let decimals = text.split_once('.').map_or(0, |(_, d)| d.len()).min(12) as i32;
-    let half = 0.5 * 10f64.powi(-decimals);
+    // A whole number's trailing zeros may be rounding too (4400 m may be 4 400 ± 50): read
+    // so only where no reading is dropped for it (`step`), never to merge (`rounding`).
+    let zeros = if decimals == 0 && *value != 0.0 {
+        (text.len() - text.trim_end_matches('0').len()).min(12) as i32
+    } else {
+        0
+    };
     // Units with an offset (°F) convert their step from the value, not from 0.
-    match (
-        units::convert(*value, unit, canonical),
-        units::convert(*value + half, unit, canonical),
-    ) {
-        (Some(a), Some(b)) if (b - a).is_finite() => (b - a).abs(),
-        _ => 0.0,
+    let convert = |exponent: i32| {
+        let half = 0.5 * 10f64.powi(exponent);
+        match (
+            units::convert(*value, unit, canonical),
+            units::convert(*value + half, unit, canonical),
+        ) {
+            (Some(a), Some(b)) if (b - a).is_finite() => (b - a).abs(),
+            _ => 0.0,
+        }
+    };
+    Written {
+        rounding: if unit == canonical {
+            0.0
+        } else {
+            convert(-decimals)
+        },
+        step: convert(zeros - decimals),
     }
 }
 
@@ -2026,9 +2065,9 @@ fn aggregate(
     for event in &events {
         let mut readings: Vec<&Vec<usize>> = Vec::new();
         for record in event {
-            let found = readings
-                .iter()
-                .position(|r| same_record(points, r, record) || near_record(points, r, record));
+            let found = readings.iter().position(|r| {
+                same_record(points, r, record) || near_record(points, r, record, |p| p.rounding)
+            });
             match found {
                 Some(k) => {
                     // Of two records that differ by a unit's rounding, the one recorded to the
@@ -2180,8 +2219,19 @@ fn aggregate(
     // Records less than an hour apart may still be two events (two pain scores of one
     // morning): read as such, they are a reading too, so nothing the records said before they
     // were taken for one event is lost (the metamorphic harness found "no improvement" hidden
-    // by same-day contradictions once they were read as one event).
-    results.push(aggregate_settled(b, points, as_of, onset));
+    // by same-day contradictions once they were read as one event). Not two measurements of
+    // one thing that differ within their last digits (a watch's 3.3 km and a phone's 3.31
+    // km of one run): each is still a reading, the two are never two runs.
+    let two_events = disputed.iter().any(|readings| {
+        readings.iter().enumerate().any(|(k, x)| {
+            readings[k + 1..]
+                .iter()
+                .any(|y| !near_record(points, x, y, |p| p.step))
+        })
+    });
+    if two_events {
+        results.push(aggregate_settled(b, points, as_of, onset));
+    }
     for r in &results {
         sources.extend(r.sources.iter().cloned());
     }
@@ -2300,11 +2350,17 @@ fn precision(points: &[Point<'_>], r: &[usize]) -> f64 {
     r.iter().map(|&i| points[i].rounding).sum()
 }
 
-/// Whether two records of one event differ only by the rounding of a unit (`Point::rounding`):
-/// a watch's 3.25 km and a phone's 2.02 mi of one run say the same, as copies that agree do
-/// (independent case 472 read them as two runs, a distance jump). A value in the fact's own
-/// unit counts as exact, so a converted copy matches it only within its own last digit.
-fn near_record(points: &[Point<'_>], a: &[usize], b: &[usize]) -> bool {
+/// Whether two records of one event differ by no more than `slack` of each: by the rounding
+/// of a unit (`Point::rounding`: a watch's 3.25 km and a phone's 2.02 mi of one run say the
+/// same, as copies that agree do; independent case 472 read them as two runs, a distance
+/// jump; a value in the fact's own unit counts as exact), or within their last digits
+/// (`Point::step`: one run measured twice).
+fn near_record(
+    points: &[Point<'_>],
+    a: &[usize],
+    b: &[usize],
+    slack: impl Fn(&Point<'_>) -> f64,
+) -> bool {
     let sorted = |r: &[usize]| {
         let mut v: Vec<&Point<'_>> = r.iter().map(|&i| &points[i]).collect();
         v.sort_by(|x, y| {
@@ -2316,7 +2372,7 @@ fn near_record(points: &[Point<'_>], a: &[usize], b: &[usize]) -> bool {
     };
     a.len() == b.len()
         && sorted(a).iter().zip(sorted(b)).all(|(x, y)| {
-            let near = |p: f64, q: f64| (p - q).abs() <= x.rounding + y.rounding + 1e-9;
+            let near = |p: f64, q: f64| (p - q).abs() <= slack(x) + slack(y) + 1e-9;
             let ends = |p: Option<End>, q: Option<End>| match (p, q) {
                 (None, None) => true,
                 (Some(p), Some(q)) => p.1 == q.1 && near(p.0, q.0),

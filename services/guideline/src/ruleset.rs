@@ -65,6 +65,8 @@ pub struct RuleSet {
 struct Worded {
     words: Vec<String>,
     except: Vec<String>,
+    /// `ValueSet::not_within`.
+    not_within: Vec<String>,
     /// (fact, source, the kind of record the source reads, whether the source reads a
     /// finding as present: `FactSource::present`).
     readers: Vec<(usize, usize, crate::model::RecordKind, bool)>,
@@ -93,6 +95,28 @@ pub(crate) fn says(text: &str, phrase: &str) -> bool {
     let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
     text.match_indices(phrase).any(|(at, p)| {
         boundary(text[..at].chars().next_back()) && boundary(text[at + p.len()..].chars().next())
+    })
+}
+
+/// Whether `text` says `phrase` (as `says`) somewhere not inside one of `within`.
+pub(crate) fn says_outside(text: &str, phrase: &str, within: &[String]) -> bool {
+    let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    let at_word = |at: usize, len: usize| {
+        boundary(text[..at].chars().next_back()) && boundary(text[at + len..].chars().next())
+    };
+    let masked: Vec<(usize, usize)> = within
+        .iter()
+        .flat_map(|m| {
+            text.match_indices(m.as_str())
+                .filter(|(at, p)| at_word(*at, p.len()))
+                .map(|(at, p)| (at, at + p.len()))
+        })
+        .collect();
+    text.match_indices(phrase).any(|(at, p)| {
+        at_word(at, p.len())
+            && !masked
+                .iter()
+                .any(|&(start, end)| start <= at && at + p.len() <= end)
     })
 }
 
@@ -232,6 +256,7 @@ impl RuleSet {
             .map(|(name, vs)| Worded {
                 words: vs.words.iter().map(|w| w.to_lowercase()).collect(),
                 except: vs.except_words.iter().map(|w| w.to_lowercase()).collect(),
+                not_within: vs.not_within.iter().map(|w| w.to_lowercase()).collect(),
                 readers: doc
                     .facts
                     .values()
@@ -379,7 +404,8 @@ impl RuleSet {
         self.worded
             .iter()
             .filter(move |w| {
-                w.words.iter().any(|p| says(text, p)) && !w.except.iter().any(|p| says(text, p))
+                w.words.iter().any(|p| says_outside(text, p, &w.not_within))
+                    && !w.except.iter().any(|p| says(text, p))
             })
             .flat_map(move |w| {
                 w.readers
