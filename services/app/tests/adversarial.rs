@@ -46,6 +46,13 @@ const DISAGREE: &[(&str, &str)] = &[
          are enough.",
     ),
     (
+        "499-",
+        "A red flag that calls for imaging (pain at rest, here an active problem-list entry \
+         of day 2) stays until imaging of the region or a staff review is recorded; a later \
+         'no' alone does not clear it (sticky imaging red flags, issue 30). The case reads the \
+         newer 'no' as enough.",
+    ),
+    (
         "485-",
         "As 42: the last exam (12-04) is from day 12 of an episode begun 11-22 (local day), so \
          persistent localized bony tenderness after 2 weeks of rest is not ruled out and the \
@@ -161,6 +168,13 @@ const DISAGREE: &[(&str, &str)] = &[
 /// Cases not answered as they expect yet, each with what is missing: issue 30 stays open for
 /// them. A listed case that starts to pass fails the test, so the list only shrinks.
 const OPEN: &[(&str, &str)] = &[
+    (
+        "496-",
+        "Pain while running recorded as a diagnosis (a Condition coded pain-running) the day \
+         after a session logged without its pain: a run's pain is read from its session's \
+         component, and a diagnosis is not tied to a session; the session without its pain \
+         leaves the phase at insufficient data, not the red flag.",
+    ),
     (
         "309-",
         "A pre-injury distance per run (km/{run}) is not a distance per week and is not read \

@@ -166,6 +166,11 @@ pub struct DataQuality {
     /// Findings recorded as the components of a panel (a flowsheet group, an exam form) are
     /// read as records of their own, with the panel's date, status and body site.
     pub panel_components_read: bool,
+    /// A Condition coded with a yes/no finding's own code (a problem-list entry or encounter
+    /// diagnosis "bony tenderness", "pain at rest") is that finding present on its onset day,
+    /// while active: every fact read by its latest Observation of a code reads Conditions of
+    /// that code too (COVERAGE.md D106).
+    pub findings_as_conditions: bool,
     /// A finding recorded for the other side than the episode the patient is placed by
     /// (`bodySite`) counts there only when it says more than "no": an exam of the uninjured
     /// knee does not clear the injured one; a finding present in either limb still counts.

@@ -98,6 +98,42 @@ pub(crate) fn says(text: &str, phrase: &str) -> bool {
     })
 }
 
+/// `DataQuality::findings_as_conditions`: each yes/no finding read by its latest Observation
+/// of a code reads a Condition of that code as the finding present (an encounter diagnosis
+/// "localized bony tenderness", a problem-list "valgus twist"), unless it reads one already.
+fn findings_as_conditions(doc: &mut RuleSetDoc) {
+    use crate::model::{Aggregation, RecordKind, ValueKind};
+    for b in doc.facts.values_mut() {
+        if b.kind != ValueKind::Boolean || b.aggregation != Aggregation::Latest {
+            continue;
+        }
+        let added: Vec<crate::model::FactSource> = b
+            .sources
+            .iter()
+            .filter(|s| {
+                s.record == RecordKind::Observation
+                    && !s.codes.is_empty()
+                    && s.component.is_none()
+                    && s.absent_means.is_none()
+                    && !s.present
+                    && !s.value_from_date
+            })
+            .filter(|s| {
+                !b.sources.iter().any(|c| {
+                    c.record == RecordKind::Condition && c.codes.iter().any(|x| s.codes.contains(x))
+                })
+            })
+            .map(|s| {
+                let mut c = s.clone();
+                c.record = RecordKind::Condition;
+                c.present = true;
+                c
+            })
+            .collect();
+        b.sources.extend(added);
+    }
+}
+
 /// Whether `text` says `phrase` (as `says`) somewhere not inside one of `within`.
 pub(crate) fn says_outside(text: &str, phrase: &str, within: &[String]) -> bool {
     let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
@@ -147,6 +183,9 @@ impl RuleSet {
         }
         let mut doc: RuleSetDoc =
             serde_json::from_value(value).map_err(|e| LoadError::Schema(vec![format!("  {e}")]))?;
+        if doc.data_quality.findings_as_conditions {
+            findings_as_conditions(&mut doc);
+        }
         let content_hash = hex::encode(Sha256::digest(text.as_bytes()));
         let mut problems = Vec::new();
         let codes = resolve_codes(&doc, &mut problems);
