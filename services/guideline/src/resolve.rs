@@ -1734,14 +1734,22 @@ fn written(b: &FactBinding, src: &FactSource, r: &Record) -> Written {
     if units::unitless_ok(canonical) || matches!(canonical, "1" | "d") {
         return Written::default();
     }
-    // The digits it was written with: the shortest text that reads back as the same number
-    // is the text recorded, but for trailing zeros (2.020 reads as 2.02: a coarser step).
-    let text = value.abs().to_string();
-    let decimals = text.split_once('.').map_or(0, |(_, d)| d.len()).min(12) as i32;
+    // The digits it was written with: the fewest decimals that give back the same number
+    // are those recorded, but for trailing zeros (2.020 reads as 2.02: a coarser step).
+    // Counted without formatting: this runs for every reading of every call.
+    let v = value.abs();
+    let decimals = (0..12)
+        .find(|&k| {
+            let p = 10f64.powi(k);
+            (v * p).round() / p == v
+        })
+        .unwrap_or(12);
     // A whole number's trailing zeros may be rounding too (4400 m may be 4 400 ± 50): read
     // so only where no reading is dropped for it (`step`), never to merge (`rounding`).
-    let zeros = if decimals == 0 && *value != 0.0 {
-        (text.len() - text.trim_end_matches('0').len()).min(12) as i32
+    let zeros = if decimals == 0 && v != 0.0 {
+        (1..12)
+            .take_while(|&z| (v / 10f64.powi(z)).fract() == 0.0)
+            .count() as i32
     } else {
         0
     };
