@@ -910,6 +910,39 @@ fn unchanged_by_rule(rs: &RuleSet, r: &Rendered) -> Vec<(&'static str, Pages)> {
             vec![copies],
         ));
     }
+    // Every yes/no finding recorded "yes" (and standing) recorded again, the same minute, as an active
+    // encounter diagnosis coded with the finding's own code (as a telehealth note or an
+    // emergency department records it): the same finding, nothing changes (D106).
+    if rs.doc.data_quality.findings_as_conditions {
+        let diagnoses: Vec<Json> = base
+            .iter()
+            .filter(|x| is_finding(x) && x["valueBoolean"] == json!(true))
+            // A record that stands (a preliminary or mistaken one is no diagnosis).
+            .filter(|x| matches!(x["status"].as_str(), Some("final" | "amended" | "corrected")))
+            .map(|x| {
+                let mut c = json!({"resourceType": "Condition",
+                    "id": format!("dx-{}", x["id"].as_str().unwrap_or("")),
+                    "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]},
+                    "verificationStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-ver-status", "code": "confirmed"}]},
+                    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
+                    "code": x["code"].clone(), "subject": x["subject"].clone(),
+                    "onsetDateTime": x["effectiveDateTime"].clone(),
+                    "recordedDate": x["effectiveDateTime"].clone()});
+                if let Some(site) = x.get("bodySite") {
+                    c["bodySite"] = json!([site]);
+                }
+                c
+            })
+            .collect();
+        if !diagnoses.is_empty() {
+            let mut with = base.clone();
+            with.extend(diagnoses);
+            out.push((
+                "every finding recorded yes also recorded the same minute as an active encounter diagnosis coded with its own code",
+                vec![with],
+            ));
+        }
+    }
     // A "no" about the uninjured knee says nothing of the injured one: for every finding
     // recorded, a "no" (false, 0) recorded today for the other knee changes nothing.
     if let Some(other) = other_knee_noes(rs, base) {
