@@ -2362,7 +2362,9 @@ fn precision(points: &[Point<'_>], r: &[usize]) -> f64 {
 /// of a unit (`Point::rounding`: a watch's 3.25 km and a phone's 2.02 mi of one run say the
 /// same, as copies that agree do; independent case 472 read them as two runs, a distance
 /// jump; a value in the fact's own unit counts as exact), or within their last digits
-/// (`Point::step`: one run measured twice).
+/// (`Point::step`: one run measured twice). The finer value must lie within the coarser
+/// one's own rounding (the larger of the two, never their sum: 1 in and 2 in are one step
+/// apart and two readings, and the 2.54 cm of the first is a red flag the merge must not lose).
 fn near_record(
     points: &[Point<'_>],
     a: &[usize],
@@ -2380,7 +2382,7 @@ fn near_record(
     };
     a.len() == b.len()
         && sorted(a).iter().zip(sorted(b)).all(|(x, y)| {
-            let near = |p: f64, q: f64| (p - q).abs() <= slack(x) + slack(y) + 1e-9;
+            let near = |p: f64, q: f64| (p - q).abs() <= slack(x).max(slack(y)) + 1e-9;
             let ends = |p: Option<End>, q: Option<End>| match (p, q) {
                 (None, None) => true,
                 (Some(p), Some(q)) => p.1 == q.1 && near(p.0, q.0),
