@@ -2335,17 +2335,21 @@ fn events(points: &[Point<'_>]) -> Vec<Vec<Vec<usize>>> {
     groups
 }
 
+/// A record's readings in one order (measured values before stand-ins and bounds, lowest
+/// first), so two records are compared reading by reading whatever order they list them in.
+fn in_order<'p, 'a>(points: &'p [Point<'a>], r: &[usize]) -> Vec<&'p Point<'a>> {
+    let mut v: Vec<&Point<'_>> = r.iter().map(|&i| &points[i]).collect();
+    v.sort_by(|x, y| {
+        (x.stand_in, x.bound.is_some())
+            .cmp(&(y.stand_in, y.bound.is_some()))
+            .then(x.value.total_cmp(&y.value))
+    });
+    v
+}
+
 /// Whether two records of one event say the same: the same readings, in any order.
 fn same_record(points: &[Point<'_>], a: &[usize], b: &[usize]) -> bool {
-    let sorted = |r: &[usize]| {
-        let mut v: Vec<&Point<'_>> = r.iter().map(|&i| &points[i]).collect();
-        v.sort_by(|x, y| {
-            (x.stand_in, x.bound.is_some())
-                .cmp(&(y.stand_in, y.bound.is_some()))
-                .then(x.value.total_cmp(&y.value))
-        });
-        v
-    };
+    let sorted = |r: &[usize]| in_order(points, r);
     a.len() == b.len()
         && sorted(a)
             .iter()
@@ -2371,15 +2375,7 @@ fn near_record(
     b: &[usize],
     slack: impl Fn(&Point<'_>) -> f64,
 ) -> bool {
-    let sorted = |r: &[usize]| {
-        let mut v: Vec<&Point<'_>> = r.iter().map(|&i| &points[i]).collect();
-        v.sort_by(|x, y| {
-            (x.stand_in, x.bound.is_some())
-                .cmp(&(y.stand_in, y.bound.is_some()))
-                .then(x.value.total_cmp(&y.value))
-        });
-        v
-    };
+    let sorted = |r: &[usize]| in_order(points, r);
     a.len() == b.len()
         && sorted(a).iter().zip(sorted(b)).all(|(x, y)| {
             let near = |p: f64, q: f64| (p - q).abs() <= slack(x).max(slack(y)) + 1e-9;
